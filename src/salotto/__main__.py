@@ -1,0 +1,5 @@
+import sys
+
+from salotto.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""The ``salotto`` command: serve, init, mkpasswd, gui."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from salotto import __version__
+from salotto.config import KEYS, ConfigError, default_template, load_config
+
+__all__ = ["main"]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (salotto init writes one)")
+    for key in KEYS:
+        kwargs: dict[str, Any] = {"dest": key.name, "default": None, "help": key.help}
+        if key.kind is list:
+            kwargs["action"] = "append"
+            kwargs["metavar"] = "VALUE"
+            kwargs["help"] += " Repeat for several; '' for none."
+        elif key.kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = key.name.split("_")[-1].upper()
+            if key.choices:
+                kwargs["choices"] = key.choices
+        parser.add_argument(key.flag, **kwargs)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in KEYS:
+        value = getattr(args, key.name)
+        if value is None:
+            continue
+        if key.kind is list:
+            value = [item for item in value if item]
+        elif key.kind is int:
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected an integer)")
+        elif key.kind is float:
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected a number)")
+        out[key.name] = value
+    return out
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from salotto.logsetup import setup_logging
+    from salotto.runtime import serve_forever
+
+    try:
+        overrides = _overrides(args)
+        config = load_config(args.config, overrides)
+    except ConfigError as exc:
+        print(f"salotto: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, config.log_format)
+    return serve_forever(config, overrides)
+
+
+def _init(args: argparse.Namespace) -> int:
+    path = args.path
+    if os.path.exists(path) and not args.force:
+        print(f"salotto: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(default_template())
+    print(f"wrote {path}; start with: salotto serve --config {path}")
+    return 0
+
+
+def _mkpasswd(args: argparse.Namespace) -> int:
+    from salotto.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("salotto: the passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("salotto: empty password", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def _gui(args: argparse.Namespace) -> int:
+    try:
+        from salotto.clients.tk.app import main as gui_main
+    except ImportError as exc:
+        print(f"salotto: the desktop client cannot start: {exc}", file=sys.stderr)
+        return 1
+    return gui_main(args.gui_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salotto", description="A self-hosted chat server that speaks IRC.")
+    parser.add_argument("--version", action="version", version=f"salotto {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the chat server")
+    _add_config_flags(serve)
+    serve.set_defaults(func=_serve)
+    init = sub.add_parser("init", help="write a commented default config file")
+    init.add_argument("path", nargs="?", default="salotto.toml")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=_init)
+    mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
+    mkpasswd.set_defaults(func=_mkpasswd)
+    gui = sub.add_parser("gui", help="open the desktop client", add_help=False)
+    gui.add_argument("gui_args", nargs=argparse.REMAINDER)
+    gui.set_defaults(func=_gui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

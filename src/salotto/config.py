@@ -1,0 +1,293 @@
+"""Configuration: one table of keys, read from TOML, overridden by CLI flags, validated at start.
+
+Every key has a name, a type, a default and a line of help; the CLI flags (``--max-sendq-bytes``) and
+the commented file that ``salotto init`` writes are generated from the same table, so they cannot
+drift apart. Durations and sizes carry their unit in the name.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from salotto.proto.names import is_valid_channel, is_valid_hostname
+
+__all__ = ["KEYS", "Config", "ConfigError", "Key", "OperBlock", "default_template", "load_config"]
+
+
+class ConfigError(Exception):
+    """A configuration key has a bad value; the message names the key and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    name: str
+    kind: type  # int, float, str, bool or list (of str)
+    default: Any
+    help: str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "salotto")
+
+
+KEYS: tuple[Key, ...] = (
+    Key("server_name", str, "salotto.local", "This server's name, shown as the source of its replies."),
+    Key("network_name", str, "salotto", "The network name advertised in ISUPPORT (NETWORK=)."),
+    Key("listen", list, ["127.0.0.1:6667"], "Plaintext IRC listeners, HOST:PORT. 0.0.0.0:6667 opens to the LAN."),
+    Key("tls_listen", list, [], "TLS IRC listeners, HOST:PORT (needs tls_cert_file and tls_key_file)."),
+    Key("tls_cert_file", str, "", "PEM certificate chain for the TLS listeners."),
+    Key("tls_key_file", str, "", "PEM private key for the TLS listeners."),
+    Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
+    Key("motd_file", str, "", "A text file shown as the message of the day; empty for the built-in one."),
+    Key("autojoin", list, ["#lobby"], "Channels every client joins on registration; [] disables it."),
+    Key("admin_name", str, "salotto administrator", "Shown by ADMIN."),
+    Key("admin_location", str, "", "Shown by ADMIN."),
+    Key("admin_email", str, "", "Shown by ADMIN."),
+    Key("log_level", str, "info", "Log level.", choices=("debug", "info", "warning", "error")),
+    Key("log_format", str, "text", "Log line format.", choices=("text", "json")),
+    # Limits. Defaults follow what common servers use; each is overridable.
+    Key("max_line_bytes", int, 512, "Longest line without tags, CRLF included (RFC 1459: 512).", 64),
+    Key("max_tags_bytes", int, 8191, "Longest tag section from a client (IRCv3 message-tags: 8191).", 0),
+    Key("flood_burst_lines", int, 20, "Lines a client may send at once before fakelag slows it.", 1),
+    Key("flood_lines_per_s", float, 4.0, "Sustained lines per second a client may send.", 0.01),
+    Key("flood_max_queued_lines", int, 100, "Lines held back by fakelag before disconnecting (Excess Flood).", 1),
+    Key("max_sendq_bytes", int, 1048576, "Unsent bytes per client before it is disconnected (SendQ exceeded).",
+        1024),
+    Key("max_clients", int, 16384, "Connections the server accepts in all.", 1),
+    Key("max_connections_per_ip", int, 20, "Connections accepted from one IP address.", 1),
+    Key("registration_timeout_s", float, 30.0, "Time to finish NICK/USER/CAP before being disconnected.", 0.1),
+    Key("ping_interval_s", float, 120.0, "Idle time before the server sends PING.", 0.1),
+    Key("ping_timeout_s", float, 60.0, "Time to answer a PING before being disconnected.", 0.1),
+    Key("nick_max_len", int, 30, "Longest nickname (NICKLEN).", 1),
+    Key("channel_max_len", int, 50, "Longest channel name (CHANNELLEN).", 2),
+    Key("topic_max_len", int, 390, "Longest topic (TOPICLEN).", 1),
+    Key("away_max_len", int, 200, "Longest away message (AWAYLEN).", 1),
+    Key("kick_max_len", int, 255, "Longest kick reason (KICKLEN).", 1),
+    Key("realname_max_len", int, 100, "Longest real name (USER, SETNAME).", 1),
+    Key("max_channels_per_user", int, 50, "Channels one client may be in (CHANLIMIT).", 1),
+    Key("max_targets", int, 4, "Targets of one PRIVMSG/NOTICE/JOIN... (TARGMAX).", 1),
+    Key("max_list_entries", int, 100, "Entries of each ban/exception/invite list (MAXLIST).", 1),
+    Key("large_channel_threshold", int, 500,
+        "Above this many members, joins/parts/quits are shown only to channel operators.", 1),
+    Key("whowas_max_entries", int, 1000, "Nicknames remembered for WHOWAS.", 0),
+)
+
+_BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclass(frozen=True, slots=True)
+class OperBlock:
+    """``[opers.NAME]``: who may become a server operator, with a hashed password."""
+
+    name: str
+    password_hash: str
+    hostmask: str = "*!*@*"
+
+
+@dataclass(slots=True)
+class Config:
+    """The validated settings; the defaults live in :data:`KEYS` (``load_config()`` gives them)."""
+
+    server_name: str
+    network_name: str
+    listen: list[str]
+    tls_listen: list[str]
+    tls_cert_file: str
+    tls_key_file: str
+    data_dir: str
+    motd_file: str
+    autojoin: list[str]
+    admin_name: str
+    admin_location: str
+    admin_email: str
+    log_level: str
+    log_format: str
+    max_line_bytes: int
+    max_tags_bytes: int
+    flood_burst_lines: int
+    flood_lines_per_s: float
+    flood_max_queued_lines: int
+    max_sendq_bytes: int
+    max_clients: int
+    max_connections_per_ip: int
+    registration_timeout_s: float
+    ping_interval_s: float
+    ping_timeout_s: float
+    nick_max_len: int
+    channel_max_len: int
+    topic_max_len: int
+    away_max_len: int
+    kick_max_len: int
+    realname_max_len: int
+    max_channels_per_user: int
+    max_targets: int
+    max_list_entries: int
+    large_channel_threshold: int
+    whowas_max_entries: int
+    opers: dict[str, OperBlock] = field(default_factory=dict)
+    source_file: str | None = None
+
+
+def _coerce(key: Key, value: Any) -> Any:
+    bad = ConfigError(f"config key {key.name!r}: bad value {value!r} (expected {_kind_name(key)})")
+    if key.kind is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if key.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif key.kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad
+        value = float(value)
+    elif key.kind is str:
+        if not isinstance(value, str):
+            raise bad
+    elif key.kind is list:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise bad
+        value = list(value)
+    if key.minimum is not None and value < key.minimum:
+        raise ConfigError(f"config key {key.name!r}: bad value {value!r} (must be at least {key.minimum:g})")
+    if key.choices and value not in key.choices:
+        raise ConfigError(f"config key {key.name!r}: bad value {value!r} (one of {', '.join(key.choices)})")
+    return value
+
+
+def _kind_name(key: Key) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list of strings"}[key.kind]
+
+
+def parse_host_port(text: str, key: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:6667`` for IPv6) -> (host, port), or ConfigError naming the key."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"config key {key!r}: bad value {text!r} (expected HOST:PORT)")
+    return host, int(port_text)
+
+
+def _validate(config: Config) -> None:
+    if not is_valid_hostname(config.server_name):
+        raise ConfigError(
+            f"config key 'server_name': bad value {config.server_name!r} (a dotted host name, like irc.example.org)"
+        )
+    for name in ("listen", "tls_listen"):
+        for item in getattr(config, name):
+            parse_host_port(item, name)
+    if not config.listen and not config.tls_listen:
+        raise ConfigError("config key 'listen': bad value [] (no listener at all)")
+    if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):
+        raise ConfigError(
+            f"config key 'tls_listen': bad value {config.tls_listen!r} (tls_cert_file and tls_key_file are needed)"
+        )
+    for channel in config.autojoin:
+        if not is_valid_channel(channel, config.channel_max_len):
+            raise ConfigError(f"config key 'autojoin': bad value {channel!r} (not a valid channel name)")
+    if config.motd_file and not Path(config.motd_file).is_file():
+        raise ConfigError(f"config key 'motd_file': bad value {config.motd_file!r} (no such file)")
+
+
+def _parse_opers(raw: Any) -> dict[str, OperBlock]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key 'opers': bad value {raw!r} (expected [opers.NAME] tables)")
+    opers: dict[str, OperBlock] = {}
+    for name, block in raw.items():
+        if not isinstance(block, dict) or not isinstance(block.get("password_hash"), str):
+            raise ConfigError(
+                f"config key 'opers.{name}': bad value {block!r} (needs password_hash; make one with "
+                "`salotto mkpasswd`)"
+            )
+        hostmask = block.get("hostmask", "*!*@*")
+        if not isinstance(hostmask, str):
+            raise ConfigError(f"config key 'opers.{name}.hostmask': bad value {hostmask!r} (expected a string)")
+        unknown = set(block) - {"password_hash", "hostmask"}
+        if unknown:
+            raise ConfigError(f"config key 'opers.{name}.{sorted(unknown)[0]}': unknown key")
+        opers[name] = OperBlock(name, block["password_hash"], hostmask)
+    return opers
+
+
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (TOML) if given, apply ``overrides`` (from CLI flags), validate.
+
+    Raises:
+        ConfigError: a key is unknown or has a bad value, or the file cannot be read.
+    """
+    values: dict[str, Any] = {key.name: copy.copy(key.default) for key in KEYS}
+    opers: dict[str, OperBlock] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"config file {path!r}: cannot read it ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path!r}: not valid TOML ({exc})") from None
+        for name, value in raw.items():
+            if name == "opers":
+                opers = _parse_opers(value)
+                continue
+            key = _BY_NAME.get(name)
+            if key is None:
+                raise ConfigError(f"config key {name!r}: unknown key (in {path})")
+            values[name] = _coerce(key, value)
+    for name, value in (overrides or {}).items():
+        values[name] = _coerce(_BY_NAME[name], value)
+    config = Config(**values, opers=opers, source_file=path)
+    _validate(config)
+    return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def default_template() -> str:
+    """The commented config file that ``salotto init`` writes: every key, its default, its help."""
+    lines = [
+        "# salotto configuration (TOML). Every key is also a command-line flag of `salotto serve`:",
+        "# max_sendq_bytes here is --max-sendq-bytes there. Uncomment what you change.",
+        "",
+    ]
+    for key in KEYS:
+        lines.append(f"# {key.help}")
+        lines.append(f"# {key.name} = {_toml_value(key.default)}")
+        lines.append("")
+    lines += [
+        "# Server operators: OPER <name> <password>. Make the hash with `salotto mkpasswd`.",
+        "# [opers.alice]",
+        '# password_hash = "scrypt$..."',
+        '# hostmask = "*!*@127.0.0.1"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _check_dataclass_matches_keys() -> None:
+    names = {f.name for f in dataclasses.fields(Config)} - {"opers", "source_file"}
+    assert names == set(_BY_NAME), names ^ set(_BY_NAME)
+
+
+_check_dataclass_matches_keys()

@@ -1,0 +1,107 @@
+"""Bytes to lines: split a byte stream on LF (CR optional), enforcing the line length limit.
+
+Sans-I/O: :meth:`LineReader.feed` takes what the socket gave and returns complete lines.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_TAGS_BYTES",
+    "LINE_TOO_LONG",
+    "LineReader",
+    "LineTooLong",
+    "decode_line",
+]
+
+# RFC 1459/2812: 512 bytes including CRLF for the message proper; every server uses it.
+DEFAULT_MAX_LINE_BYTES: Final = 512
+# IRCv3 message-tags: up to 8191 bytes of tag data from a client, including '@' and the space.
+DEFAULT_MAX_TAGS_BYTES: Final = 8191
+
+
+class LineTooLong:
+    """Stands in :meth:`LineReader.feed`'s result for a line that exceeded the limit and was dropped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LINE_TOO_LONG"
+
+
+LINE_TOO_LONG: Final = LineTooLong()
+
+
+class LineReader:
+    """Accumulates bytes and yields lines without their line ending.
+
+    A line longer than ``max_line_bytes`` (plus ``max_tags_bytes`` when it starts with tags) is
+    dropped and reported once as :data:`LINE_TOO_LONG`; the stream goes on at the next line, so a
+    client that sends one long line is answered, not disconnected. Empty lines are skipped.
+    """
+
+    __slots__ = ("_buffer", "_discarding", "max_line_bytes", "max_tags_bytes")
+
+    def __init__(
+        self,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_tags_bytes: int = DEFAULT_MAX_TAGS_BYTES,
+    ) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.max_tags_bytes = max_tags_bytes
+        self._buffer = b""
+        self._discarding = False
+
+    def _too_long(self, line: bytes) -> bool:
+        # The limit counts the CRLF, as RFC 1459 does.
+        if len(line) + 2 <= self.max_line_bytes:
+            return False
+        if line[:1] == b"@":
+            space = line.find(b" ")
+            tags_len = space + 1 if space >= 0 else len(line)
+            if tags_len > self.max_tags_bytes:
+                return True
+            return len(line) - tags_len + 2 > self.max_line_bytes
+        return True
+
+    def feed(self, data: bytes) -> list[bytes | LineTooLong]:
+        """Add received bytes; return the complete lines they finish."""
+        buf = self._buffer + data if self._buffer else data
+        out: list[bytes | LineTooLong] = []
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end < 0:
+                break
+            line = buf[start:end]
+            start = end + 1
+            if self._discarding:
+                self._discarding = False
+                continue
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                continue
+            if self._too_long(line):
+                out.append(LINE_TOO_LONG)
+            else:
+                out.append(line)
+        rest = buf[start:]
+        if len(rest) > self.max_line_bytes + self.max_tags_bytes:
+            # No line ending in sight: drop what we hold and skip to the next LF.
+            if not self._discarding:
+                out.append(LINE_TOO_LONG)
+            self._discarding = True
+            rest = b""
+        self._buffer = rest
+        return out
+
+
+def decode_line(line: bytes) -> str:
+    """UTF-8 when it is valid, Latin-1 otherwise: every byte string decodes, nothing is lost."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")

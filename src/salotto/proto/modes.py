@@ -1,0 +1,59 @@
+"""Mode strings: turn ``+o-v alice bob`` into a list of changes (https://modern.ircdocs.horse/#mode-message)."""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+__all__ = [
+    "CHANMODES_A",
+    "CHANMODES_B",
+    "CHANMODES_C",
+    "CHANMODES_D",
+    "ModeChange",
+    "PREFIX_MODES",
+    "PREFIX_SYMBOLS",
+    "USER_MODES",
+    "parse_mode_string",
+]
+
+# ISUPPORT CHANMODES: A = lists, B = always a parameter, C = parameter when set, D = flags.
+CHANMODES_A: Final = "beI"
+CHANMODES_B: Final = "k"
+CHANMODES_C: Final = "l"
+CHANMODES_D: Final = "imnst"
+# Membership prefixes, highest first: mode letter and the symbol shown in NAMES/WHO.
+PREFIX_MODES: Final = "ov"
+PREFIX_SYMBOLS: Final = "@+"
+USER_MODES: Final = "iow"
+
+
+class ModeChange(NamedTuple):
+    adding: bool
+    mode: str
+    param: str | None
+
+
+def parse_mode_string(modestring: str, args: list[str]) -> tuple[list[ModeChange], list[str]]:
+    """Split a channel mode string and its arguments into changes.
+
+    A list mode (``+b``) without an argument is a request to list it and comes back with
+    ``param=None``. Returns the changes and the mode letters that are not known.
+    """
+    changes: list[ModeChange] = []
+    unknown: list[str] = []
+    adding = True
+    arg_iter = iter(args)
+    for ch in modestring:
+        if ch == "+":
+            adding = True
+        elif ch == "-":
+            adding = False
+        elif ch in CHANMODES_A or ch in PREFIX_MODES or ch in CHANMODES_B:
+            changes.append(ModeChange(adding, ch, next(arg_iter, None)))
+        elif ch in CHANMODES_C:
+            changes.append(ModeChange(adding, ch, next(arg_iter, None) if adding else None))
+        elif ch in CHANMODES_D:
+            changes.append(ModeChange(adding, ch, None))
+        else:
+            unknown.append(ch)
+    return changes, unknown

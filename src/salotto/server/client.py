@@ -1,0 +1,101 @@
+"""A connected client as the server sees it, whatever transport carries it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from salotto.server.channel import Channel
+
+__all__ = ["Client", "Connection", "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME"]
+
+# Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
+# is serialized once per distinct value of these bits (at most eight), not once per recipient.
+TAG_MESSAGE_TAGS = 1
+TAG_SERVER_TIME = 2
+TAG_ACCOUNT = 4
+
+
+class Connection(Protocol):
+    """What a transport offers the server for one client."""
+
+    peer_ip: str
+    transport_name: str
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the client; the transport coalesces and enforces the send queue."""
+
+    def close(self, reason: str) -> None:
+        """Flush what is queued, then close; ``reason`` is for the log."""
+
+
+class Client:
+    """One connection's IRC state: identity, capabilities, channels and timers."""
+
+    __slots__ = (
+        "account",
+        "away",
+        "cap_negotiating",
+        "cap_version",
+        "caps",
+        "channels",
+        "conn",
+        "host",
+        "id",
+        "idle_since",
+        "ip",
+        "last_seen",
+        "modes",
+        "nick",
+        "nick_cf",
+        "oper_name",
+        "pass_given",
+        "ping_sent_at",
+        "quitting",
+        "realname",
+        "registered",
+        "signon",
+        "tag_flags",
+        "user",
+    )
+
+    def __init__(self, conn: Connection, client_id: int, now: float, signon: float) -> None:
+        self.conn = conn
+        self.id = client_id
+        self.ip = conn.peer_ip
+        self.host = conn.peer_ip
+        self.nick = "*"
+        self.nick_cf = ""
+        self.user = ""
+        self.realname = ""
+        self.account: str | None = None
+        self.away: str | None = None
+        self.caps: set[str] = set()
+        self.cap_version = 0
+        self.cap_negotiating = False
+        self.tag_flags = 0
+        self.channels: dict[str, Channel] = {}
+        self.modes: set[str] = set()
+        self.oper_name: str | None = None
+        self.pass_given: str | None = None
+        self.registered = False
+        self.quitting = False
+        self.signon = signon
+        self.idle_since = now
+        self.last_seen = now
+        self.ping_sent_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<Client {self.id} {self.nick}>"
+
+    @property
+    def prefix(self) -> str:
+        """``nick!user@host``, the source of what this client says."""
+        return f"{self.nick}!{self.user}@{self.host}"
+
+    @property
+    def is_oper(self) -> bool:
+        return "o" in self.modes
+
+    def send(self, data: bytes) -> None:
+        self.conn.write(data)

@@ -1,0 +1,78 @@
+"""The reply buffer a handler writes into, and how it reaches the client.
+
+Everything a command sends back to its own sender goes through :class:`Context`; when the
+sender used a ``label`` tag, :meth:`Context.flush` wraps it as IRCv3 labeled-response requires
+(https://ircv3.net/specs/extensions/labeled-response): an ACK, one labelled line, or a batch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from salotto.proto.message import Message, escape_tag_value, format_line
+
+if TYPE_CHECKING:
+    from salotto.server.client import Client
+    from salotto.server.state import Server
+
+__all__ = ["Context"]
+
+
+class Context:
+    """One command being handled: who sent what, and the lines going back to them."""
+
+    __slots__ = ("client", "label", "msg", "out", "server")
+
+    def __init__(self, server: Server, client: Client, msg: Message) -> None:
+        self.server = server
+        self.client = client
+        self.msg = msg
+        self.out: list[bytes] = []
+        label = msg.tags.get("label") if msg.tags else None
+        self.label = label if label and "labeled-response" in client.caps else None
+
+    def reply(self, numeric: str, *params: str) -> None:
+        """A numeric from the server, addressed to the sender."""
+        self.out.append(
+            (format_line(numeric, [self.client.nick, *params], source=self.server.name) + "\r\n").encode()
+        )
+
+    def notice(self, text: str) -> None:
+        self.from_server("NOTICE", self.client.nick, text)
+
+    def from_server(self, command: str, *params: str) -> None:
+        """A non-numeric line with the server as its source (PONG, CAP, NOTICE...)."""
+        self.out.append((format_line(command, params, source=self.server.name) + "\r\n").encode())
+
+    def fail(self, command: str, code: str, *context: str, description: str) -> None:
+        """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""
+        self.from_server("FAIL", command, code, *context, description)
+
+    def send(self, data: bytes) -> None:
+        """Bytes already serialized, CRLF included."""
+        self.out.append(data)
+
+    def flush(self) -> None:
+        out = self.out
+        label = self.label
+        if label is None:
+            if out:
+                self.client.conn.write(out[0] if len(out) == 1 else b"".join(out))
+            return
+        tag = "label=" + escape_tag_value(label)
+        if not out:
+            data = (f"@{tag} :{self.server.name} ACK\r\n").encode()
+        elif len(out) == 1:
+            data = _add_tag(out[0], tag)
+        else:
+            ref = self.server.new_batch_id()
+            start = f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n".encode()
+            inner = b"".join(_add_tag(line, "batch=" + ref) for line in out)
+            data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
+        self.client.conn.write(data)
+
+
+def _add_tag(line: bytes, tag: str) -> bytes:
+    if line[:1] == b"@":
+        return b"@" + tag.encode() + b";" + line[1:]
+    return b"@" + tag.encode() + b" " + line

@@ -1,0 +1,82 @@
+"""Messages for many recipients, serialized once per tag variant.
+
+A channel message goes to clients that want different tags (message-tags, server-time,
+account-tag). :class:`Outgoing` builds the bytes for each variant the first time a recipient needs
+it and hands the same bytes object to every other recipient of that variant.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from salotto.proto.message import escape_tag_value, format_line
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME, Client
+
+__all__ = ["Outgoing", "format_server_time"]
+
+
+def format_server_time(wall: float) -> str:
+    """IRCv3 server-time: ISO 8601 UTC with milliseconds (``2026-11-24T12:00:00.000Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
+
+
+class Outgoing:
+    """One message to deliver: its line without tags, and the tags some recipients get."""
+
+    __slots__ = ("_account", "_base", "_client_tags", "_msgid", "_variants", "_wall")
+
+    def __init__(
+        self,
+        source: str,
+        command: str,
+        params: list[str],
+        *,
+        wall: float,
+        msgid: str | None = None,
+        account: str | None = None,
+        client_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self._base = format_line(command, params, source=source) + "\r\n"
+        self._wall = wall
+        self._msgid = msgid
+        self._account = account
+        self._client_tags = client_tags
+        self._variants: dict[int, bytes] = {}
+
+    def variant(self, flags: int) -> bytes:
+        """The bytes for a recipient whose ``tag_flags`` are ``flags``."""
+        data = self._variants.get(flags)
+        if data is None:
+            data = self._build(flags)
+            self._variants[flags] = data
+        return data
+
+    def _build(self, flags: int) -> bytes:
+        tags: list[str] = []
+        if flags & TAG_MESSAGE_TAGS:
+            if self._client_tags:
+                for key, value in self._client_tags.items():
+                    tags.append(f"{key}={escape_tag_value(value)}" if value else key)
+            if self._msgid:
+                tags.append("msgid=" + self._msgid)
+        if flags & TAG_SERVER_TIME:
+            tags.append("time=" + format_server_time(self._wall))
+        if flags & TAG_ACCOUNT and self._account:
+            tags.append("account=" + self._account)
+        if not tags:
+            return self._base.encode("utf-8", "surrogateescape")
+        return ("@" + ";".join(tags) + " " + self._base).encode("utf-8", "surrogateescape")
+
+    def deliver(self, recipients: Iterable[Client], exclude: Client | None = None) -> None:
+        """Write this message to every recipient but ``exclude``."""
+        variants = self._variants
+        for client in recipients:
+            if client is exclude:
+                continue
+            flags = client.tag_flags
+            data = variants.get(flags)
+            if data is None:
+                data = self._build(flags)
+                variants[flags] = data
+            client.conn.write(data)

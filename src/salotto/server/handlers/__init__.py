@@ -1,0 +1,1 @@
+"""Command handlers, grouped by subject. Each has the signature ``(ctx: Context) -> None``."""

@@ -1,0 +1,313 @@
+"""Channel membership and information: JOIN, PART, TOPIC, NAMES, LIST, INVITE, KICK.
+
+https://modern.ircdocs.horse/#channel-operations
+"""
+
+from __future__ import annotations
+
+import logging
+
+from salotto.proto.casemap import casefold
+from salotto.proto.names import is_valid_channel
+from salotto.proto.numerics import (
+    ERR_BADCHANNELKEY,
+    ERR_BANNEDFROMCHAN,
+    ERR_CHANNELISFULL,
+    ERR_CHANOPRIVSNEEDED,
+    ERR_INVITEONLYCHAN,
+    ERR_NOSUCHCHANNEL,
+    ERR_NOSUCHNICK,
+    ERR_NOTONCHANNEL,
+    ERR_TOOMANYCHANNELS,
+    ERR_TOOMANYTARGETS,
+    ERR_USERNOTINCHANNEL,
+    ERR_USERONCHANNEL,
+    RPL_ENDOFNAMES,
+    RPL_INVITING,
+    RPL_LIST,
+    RPL_LISTEND,
+    RPL_LISTSTART,
+    RPL_NAMREPLY,
+    RPL_NOTOPIC,
+    RPL_TOPIC,
+    RPL_TOPICWHOTIME,
+)
+from salotto.server.channel import Channel
+from salotto.server.client import Client
+from salotto.server.context import Context
+
+__all__ = ["join_channel", "part_channel", "send_names"]
+
+log = logging.getLogger("salotto.server")
+
+# Bytes of names per RPL_NAMREPLY line, leaving room for the prefix and the channel in 512.
+_NAMES_BUDGET = 400
+
+
+def _split_targets(ctx: Context, text: str) -> list[str] | None:
+    """Comma-separated targets, or None (with ERR_TOOMANYTARGETS) above ``max_targets``."""
+    targets = [t for t in text.split(",") if t]
+    if len(targets) > ctx.server.config.max_targets:
+        ctx.reply(ERR_TOOMANYTARGETS, text, "Too many targets")
+        return None
+    return targets
+
+
+def handle_join(ctx: Context) -> None:
+    # JOIN <channel>{,<channel>} [<key>{,<key>}] | JOIN 0
+    params = ctx.msg.params
+    if params[0] == "0":
+        for channel in list(ctx.client.channels.values()):
+            part_channel(ctx, channel, "Left all channels")
+        return
+    names = _split_targets(ctx, params[0])
+    if names is None:
+        return
+    keys = params[1].split(",") if len(params) > 1 else []
+    for i, name in enumerate(names):
+        join_channel(ctx, name, keys[i] if i < len(keys) else None)
+
+
+def join_channel(ctx: Context, name: str, key: str | None) -> None:
+    """Join ``name`` (creating it with the joiner as operator), checking modes, limits and bans."""
+    server = ctx.server
+    client = ctx.client
+    config = server.config
+    name_cf = casefold(name)
+    if name_cf in client.channels:
+        return
+    if not is_valid_channel(name, config.channel_max_len):
+        ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
+        return
+    if len(client.channels) >= config.max_channels_per_user:
+        ctx.reply(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
+        return
+    channel = server.channels.get(name_cf)
+    status = ""
+    if channel is None:
+        channel = Channel(name, name_cf, int(server.wallclock()))
+        server.channels[name_cf] = channel
+        status = "o"
+    else:
+        invited = client.nick_cf in channel.invited
+        if channel.key is not None and key != channel.key and not invited:
+            ctx.reply(ERR_BADCHANNELKEY, channel.name, "Cannot join channel (+k)")
+            return
+        if channel.limit is not None and len(channel.members) >= channel.limit and not invited:
+            ctx.reply(ERR_CHANNELISFULL, channel.name, "Cannot join channel (+l)")
+            return
+        if "i" in channel.modes and not invited and not channel.is_invex(client):
+            ctx.reply(ERR_INVITEONLYCHAN, channel.name, "Cannot join channel (+i)")
+            return
+        if not invited and channel.is_banned(client):
+            ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
+            return
+        channel.invited.discard(client.nick_cf)
+    channel.members[client] = status
+    client.channels[name_cf] = channel
+
+    plain = server.outgoing(client.prefix, "JOIN", [channel.name])
+    extended = server.outgoing(client.prefix, "JOIN", [channel.name, client.account or "*", client.realname])
+    for member in server.member_audience(channel):
+        if member is not client:
+            join = extended if "extended-join" in member.caps else plain
+            member.conn.write(join.variant(member.tag_flags))
+    own = extended if "extended-join" in client.caps else plain
+    ctx.send(own.variant(client.tag_flags))
+    if channel.topic:
+        send_topic(ctx, channel)
+    send_names(ctx, channel)
+
+
+def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
+    server = ctx.server
+    client = ctx.client
+    part = server.outgoing(client.prefix, "PART", [channel.name, reason] if reason else [channel.name])
+    part.deliver(server.member_audience(channel), exclude=client)
+    ctx.send(part.variant(client.tag_flags))
+    server.remove_member(channel, client)
+
+
+def handle_part(ctx: Context) -> None:
+    # PART <channel>{,<channel>} [<reason>]
+    params = ctx.msg.params
+    names = _split_targets(ctx, params[0])
+    if names is None:
+        return
+    reason = params[1] if len(params) > 1 else None
+    for name in names:
+        channel = ctx.server.find_channel(name)
+        if channel is None:
+            ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
+        elif ctx.client not in channel.members:
+            ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        else:
+            part_channel(ctx, channel, reason)
+
+
+def send_topic(ctx: Context, channel: Channel) -> None:
+    if not channel.topic:
+        ctx.reply(RPL_NOTOPIC, channel.name, "No topic is set")
+        return
+    ctx.reply(RPL_TOPIC, channel.name, channel.topic)
+    ctx.reply(RPL_TOPICWHOTIME, channel.name, channel.topic_set_by, str(channel.topic_set_at))
+
+
+def handle_topic(ctx: Context) -> None:
+    # TOPIC <channel> [<topic>]
+    server = ctx.server
+    client = ctx.client
+    params = ctx.msg.params
+    channel = server.find_channel(params[0])
+    if channel is None:
+        ctx.reply(ERR_NOSUCHCHANNEL, params[0], "No such channel")
+        return
+    is_member = client in channel.members
+    if len(params) == 1:
+        if not is_member and "s" in channel.modes:
+            ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        else:
+            send_topic(ctx, channel)
+        return
+    if not is_member:
+        ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        return
+    if "t" in channel.modes and not channel.is_op(client):
+        ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    channel.topic = params[1][: server.config.topic_max_len]
+    channel.topic_set_by = client.prefix
+    channel.topic_set_at = int(server.wallclock())
+    change = server.outgoing(client.prefix, "TOPIC", [channel.name, channel.topic])
+    change.deliver(channel.members, exclude=client)
+    ctx.send(change.variant(client.tag_flags))
+
+
+def send_names(ctx: Context, channel: Channel) -> None:
+    """RPL_NAMREPLY lines and RPL_ENDOFNAMES.
+
+    In a channel above ``large_channel_threshold`` a non-operator, who is not told of joins and
+    parts, is sent only the operators, voiced members and themselves: a list they can keep true.
+    """
+    client = ctx.client
+    server = ctx.server
+    multi = "multi-prefix" in client.caps
+    userhost = "userhost-in-names" in client.caps
+    symbol = "@" if "s" in channel.modes else "="
+    if client not in channel.members and "s" in channel.modes:
+        ctx.reply(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
+        return
+    members: list[Client] | dict[Client, str] = channel.members
+    if len(channel.members) > server.config.large_channel_threshold and not channel.is_op(client):
+        members = [m for m, status in channel.members.items() if status or m is client]
+    line: list[str] = []
+    size = 0
+    for member in members:
+        entry = channel.prefix_of(member, multi=multi) + (member.prefix if userhost else member.nick)
+        if line and size + len(entry) + 1 > _NAMES_BUDGET:
+            ctx.reply(RPL_NAMREPLY, symbol, channel.name, " ".join(line))
+            line = []
+            size = 0
+        line.append(entry)
+        size += len(entry) + 1
+    if line:
+        ctx.reply(RPL_NAMREPLY, symbol, channel.name, " ".join(line))
+    ctx.reply(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
+
+
+def handle_names(ctx: Context) -> None:
+    # NAMES [<channel>{,<channel>}]
+    params = ctx.msg.params
+    if not params:
+        ctx.reply(RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        return
+    for name in params[0].split(",")[:1]:
+        channel = ctx.server.find_channel(name)
+        if channel is None:
+            ctx.reply(RPL_ENDOFNAMES, name, "End of /NAMES list")
+        else:
+            send_names(ctx, channel)
+
+
+def handle_list(ctx: Context) -> None:
+    # LIST [<channel>{,<channel>}]
+    server = ctx.server
+    client = ctx.client
+    params = ctx.msg.params
+    if params and params[0]:
+        found = (server.find_channel(name) for name in params[0].split(","))
+        channels = [channel for channel in found if channel is not None]
+    else:
+        channels = list(server.channels.values())
+    ctx.reply(RPL_LISTSTART, "Channel", "Users  Name")
+    for channel in channels:
+        if "s" in channel.modes and client not in channel.members:
+            continue
+        modes, _ = channel.mode_string(show_key=False)
+        ctx.reply(RPL_LIST, channel.name, str(len(channel.members)), f"[{modes}] {channel.topic}")
+    ctx.reply(RPL_LISTEND, "End of /LIST")
+
+
+def handle_invite(ctx: Context) -> None:
+    # INVITE <nickname> <channel>
+    server = ctx.server
+    client = ctx.client
+    nick, name = ctx.msg.params[0], ctx.msg.params[1]
+    target = server.find_user(nick)
+    if target is None:
+        ctx.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    channel = server.find_channel(name)
+    if channel is None:
+        ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
+        return
+    if client not in channel.members:
+        ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        return
+    if "i" in channel.modes and not channel.is_op(client):
+        ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    if target in channel.members:
+        ctx.reply(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
+        return
+    channel.invited.add(target.nick_cf)
+    ctx.reply(RPL_INVITING, target.nick, channel.name)
+    invite = server.outgoing(client.prefix, "INVITE", [target.nick, channel.name])
+    target.conn.write(invite.variant(target.tag_flags))
+    # invite-notify: the channel's operators who asked for it learn of the invitation.
+    watchers = [
+        m for m, status in channel.members.items()
+        if "o" in status and "invite-notify" in m.caps and m is not client
+    ]
+    invite.deliver(watchers)
+
+
+def handle_kick(ctx: Context) -> None:
+    # KICK <channel> <user>{,<user>} [<comment>]
+    server = ctx.server
+    client = ctx.client
+    params = ctx.msg.params
+    channel = server.find_channel(params[0])
+    if channel is None:
+        ctx.reply(ERR_NOSUCHCHANNEL, params[0], "No such channel")
+        return
+    if client not in channel.members:
+        ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
+        return
+    if not channel.is_op(client):
+        ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    nicks = _split_targets(ctx, params[1])
+    if nicks is None:
+        return
+    reason = (params[2] if len(params) > 2 and params[2] else client.nick)[: server.config.kick_max_len]
+    for nick in nicks:
+        target = server.find_user(nick)
+        if target is None or target not in channel.members:
+            ctx.reply(ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
+            continue
+        kick = server.outgoing(client.prefix, "KICK", [channel.name, target.nick, reason])
+        kick.deliver(channel.members, exclude=client)
+        ctx.send(kick.variant(client.tag_flags))
+        log.info("%s kicked %s from %s: %s", client.nick, target.nick, channel.name, reason)
+        server.remove_member(channel, target)

@@ -1,0 +1,136 @@
+"""PRIVMSG, NOTICE and TAGMSG to channels and nicks; AWAY and SETNAME.
+
+https://modern.ircdocs.horse/#privmsg-message, https://ircv3.net/specs/extensions/message-tags
+"""
+
+from __future__ import annotations
+
+from salotto.proto.names import CHANTYPES
+from salotto.proto.numerics import (
+    ERR_CANNOTSENDTOCHAN,
+    ERR_NORECIPIENT,
+    ERR_NOSUCHCHANNEL,
+    ERR_NOSUCHNICK,
+    ERR_NOTEXTTOSEND,
+    ERR_TOOMANYTARGETS,
+    RPL_AWAY,
+    RPL_NOWAWAY,
+    RPL_UNAWAY,
+)
+from salotto.server.client import Client
+from salotto.server.context import Context
+from salotto.server.fanout import Outgoing
+
+
+def handle_privmsg(ctx: Context) -> None:
+    # PRIVMSG <target>{,<target>} <text to be sent>
+    _message(ctx, "PRIVMSG")
+
+
+def handle_notice(ctx: Context) -> None:
+    # NOTICE <target>{,<target>} <text to be sent>
+    _message(ctx, "NOTICE")
+
+
+def handle_tagmsg(ctx: Context) -> None:
+    # TAGMSG <target>{,<target>}  (only client tags, for clients with message-tags)
+    _message(ctx, "TAGMSG")
+
+
+def _message(ctx: Context, command: str) -> None:
+    params = ctx.msg.params
+    client = ctx.client
+    server = ctx.server
+    # No error replies to a NOTICE ever (RFC 2812 3.3.2): loops between bots stay impossible.
+    quiet = command == "NOTICE"
+    if not params or not params[0]:
+        if not quiet:
+            ctx.reply(ERR_NORECIPIENT, f"No recipient given ({command})")
+        return
+    is_tagmsg = command == "TAGMSG"
+    if not is_tagmsg and (len(params) < 2 or not params[1]):
+        if not quiet:
+            ctx.reply(ERR_NOTEXTTOSEND, "No text to send")
+        return
+    targets = params[0].split(",") if "," in params[0] else [params[0]]
+    if len(targets) > server.config.max_targets:
+        if not quiet:
+            ctx.reply(ERR_TOOMANYTARGETS, params[0], "Too many targets")
+        return
+    tags = ctx.msg.tags
+    client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
+    if is_tagmsg and not client_tags:
+        return
+    echo = "echo-message" in client.caps
+    client.idle_since = server.clock()
+    wall = server.wallclock()
+    for target in targets:
+        if not target:
+            continue
+        body = [target] if is_tagmsg else [target, params[1]]
+        if target[0] in CHANTYPES:
+            channel = server.find_channel(target)
+            if channel is None:
+                if not quiet:
+                    ctx.reply(ERR_NOSUCHCHANNEL, target, "No such channel")
+                continue
+            if not channel.can_speak(client):
+                if not quiet:
+                    ctx.reply(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
+                continue
+            body[0] = channel.name
+            out = Outgoing(client.prefix, command, body, wall=wall, msgid=server.new_msgid(),
+                           account=client.account, client_tags=client_tags)
+            recipients = channel.members
+            if is_tagmsg:
+                recipients = {m: s for m, s in recipients.items() if "message-tags" in m.caps}
+            out.deliver(recipients, exclude=client)
+        else:
+            recipient = server.find_user(target)
+            if recipient is None:
+                if not quiet:
+                    ctx.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
+                continue
+            body[0] = recipient.nick
+            out = Outgoing(client.prefix, command, body, wall=wall, msgid=server.new_msgid(),
+                           account=client.account, client_tags=client_tags)
+            # A message to oneself arrives once: as the echo when echo-message is on.
+            if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
+                recipient.conn.write(out.variant(recipient.tag_flags))
+            if recipient.away is not None and command == "PRIVMSG":
+                ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
+        if echo:
+            ctx.send(out.variant(client.tag_flags))
+
+
+def handle_away(ctx: Context) -> None:
+    # AWAY [<text>]
+    client = ctx.client
+    server = ctx.server
+    params = ctx.msg.params
+    text = params[0][: server.config.away_max_len] if params and params[0] else None
+    client.away = text
+    if text is None:
+        ctx.reply(RPL_UNAWAY, "You are no longer marked as being away")
+    else:
+        ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
+    notice = server.outgoing(client.prefix, "AWAY", [text] if text else [])
+    notice.deliver(_with_cap(server.peers_of(client), "away-notify"))
+
+
+def handle_setname(ctx: Context) -> None:
+    # SETNAME :<realname>   (https://ircv3.net/specs/extensions/setname)
+    client = ctx.client
+    server = ctx.server
+    realname = ctx.msg.params[0]
+    if not realname or len(realname) > server.config.realname_max_len:
+        ctx.fail("SETNAME", "INVALID_REALNAME", description="Realname is not valid")
+        return
+    client.realname = realname
+    change = server.outgoing(client.prefix, "SETNAME", [realname])
+    change.deliver(_with_cap(server.peers_of(client), "setname"))
+    ctx.send(change.variant(client.tag_flags))
+
+
+def _with_cap(clients: set[Client], cap: str) -> list[Client]:
+    return [c for c in clients if cap in c.caps]

@@ -1,0 +1,86 @@
+"""Server operators: OPER, KILL, REHASH, CHGHOST (https://modern.ircdocs.horse/#operator-messages)."""
+
+from __future__ import annotations
+
+import logging
+
+from salotto.passwords import verify_password
+from salotto.proto.names import mask_match
+from salotto.proto.numerics import (
+    ERR_NOOPERHOST,
+    ERR_NOSUCHNICK,
+    ERR_PASSWDMISMATCH,
+    RPL_REHASHING,
+    RPL_YOUREOPER,
+)
+from salotto.server.context import Context
+
+log = logging.getLogger("salotto.server")
+
+
+def handle_oper(ctx: Context) -> None:
+    # OPER <name> <password>
+    client = ctx.client
+    server = ctx.server
+    name, password = ctx.msg.params[0], ctx.msg.params[1]
+    block = server.config.opers.get(name)
+    if block is None or not verify_password(password, block.password_hash):
+        log.warning("failed OPER as %r by %s (%s)", name, client.nick, client.ip)
+        ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect")
+        return
+    if not mask_match(block.hostmask, client.prefix) and not mask_match(
+        block.hostmask, f"{client.nick}!{client.user}@{client.ip}"
+    ):
+        ctx.reply(ERR_NOOPERHOST, "No O-lines for your host")
+        return
+    client.modes.add("o")
+    client.oper_name = name
+    log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
+    ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")
+    ctx.send(server.outgoing(client.nick, "MODE", [client.nick, "+o"]).variant(client.tag_flags))
+
+
+def handle_kill(ctx: Context) -> None:
+    # KILL <nickname> <comment>
+    client = ctx.client
+    server = ctx.server
+    nick, comment = ctx.msg.params[0], ctx.msg.params[1]
+    target = server.find_user(nick)
+    if target is None:
+        ctx.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    reason = f"Killed ({client.nick} ({comment}))"
+    log.info("%s killed %s: %s", client.nick, target.nick, comment)
+    server.disconnect(target, reason)
+
+
+def handle_rehash(ctx: Context) -> None:
+    # REHASH
+    server = ctx.server
+    source = server.config.source_file or "(no config file)"
+    ctx.reply(RPL_REHASHING, source, "Rehashing")
+    if server.rehash_hook is None:
+        return
+    error = server.rehash_hook()
+    if error is not None:
+        ctx.notice(f"REHASH failed, the old configuration stays: {error}")
+
+
+def handle_chghost(ctx: Context) -> None:
+    # CHGHOST <nickname> <user> <host>  (https://ircv3.net/specs/extensions/chghost)
+    server = ctx.server
+    nick, user, host = ctx.msg.params[0], ctx.msg.params[1], ctx.msg.params[2]
+    target = server.find_user(nick)
+    if target is None:
+        ctx.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        return
+    if not user or not host or any(ch in user + host for ch in " !@:,*?"):
+        ctx.fail("CHGHOST", "INVALID_PARAMS", description="Invalid user or host")
+        return
+    change = server.outgoing(target.prefix, "CHGHOST", [user, host])
+    target.user, target.host = user, host
+    watchers = [c for c in server.peers_of(target) if "chghost" in c.caps]
+    if "chghost" in target.caps:
+        watchers.append(target)
+    change.deliver(watchers)
+    ctx.notice(f"{target.nick} is now {target.prefix}")

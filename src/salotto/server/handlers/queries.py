@@ -1,0 +1,261 @@
+"""Queries about users and the server: WHO, WHOIS, WHOWAS, USERHOST, ISON, LUSERS, MOTD, VERSION,
+TIME, ADMIN, INFO (https://modern.ircdocs.horse/#user-based-queries)."""
+
+from __future__ import annotations
+
+import time
+
+from salotto.proto.casemap import casefold
+from salotto.proto.names import CHANTYPES, mask_match
+from salotto.proto.numerics import (
+    ERR_NOMOTD,
+    ERR_NOSUCHNICK,
+    ERR_WASNOSUCHNICK,
+    RPL_ADMINEMAIL,
+    RPL_ADMINLOC1,
+    RPL_ADMINLOC2,
+    RPL_ADMINME,
+    RPL_AWAY,
+    RPL_ENDOFINFO,
+    RPL_ENDOFMOTD,
+    RPL_ENDOFWHO,
+    RPL_ENDOFWHOIS,
+    RPL_ENDOFWHOWAS,
+    RPL_GLOBALUSERS,
+    RPL_INFO,
+    RPL_ISON,
+    RPL_ISUPPORT,
+    RPL_LOCALUSERS,
+    RPL_LUSERCHANNELS,
+    RPL_LUSERCLIENT,
+    RPL_LUSERME,
+    RPL_LUSEROP,
+    RPL_LUSERUNKNOWN,
+    RPL_MOTD,
+    RPL_MOTDSTART,
+    RPL_TIME,
+    RPL_USERHOST,
+    RPL_VERSION,
+    RPL_WHOISCHANNELS,
+    RPL_WHOISHOST,
+    RPL_WHOISIDLE,
+    RPL_WHOISOPERATOR,
+    RPL_WHOISSERVER,
+    RPL_WHOISUSER,
+    RPL_WHOREPLY,
+    RPL_WHOWASUSER,
+)
+from salotto.server.channel import Channel
+from salotto.server.client import Client
+from salotto.server.context import Context
+
+# Replies to one WHO mask query at most, so that "WHO *" on a big server stays bounded.
+WHO_MAX_RESULTS = 500
+# Nicks answered by one USERHOST (RFC 2812: up to 5).
+USERHOST_MAX_NICKS = 5
+
+
+def send_lusers(ctx: Context) -> None:
+    server = ctx.server
+    registered = sum(1 for c in server.clients if c.registered)
+    invisible = sum(1 for c in server.clients if c.registered and "i" in c.modes)
+    opers = sum(1 for c in server.clients if c.registered and c.is_oper)
+    unknown = len(server.clients) - registered
+    ctx.reply(RPL_LUSERCLIENT, f"There are {registered - invisible} users and {invisible} invisible on 1 servers")
+    ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")
+    ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
+    ctx.reply(RPL_LUSERCHANNELS, str(len(server.channels)), "channels formed")
+    ctx.reply(RPL_LUSERME, f"I have {registered} clients and 0 servers")
+    ctx.reply(RPL_LOCALUSERS, str(registered), str(registered), f"Current local users {registered}")
+    ctx.reply(RPL_GLOBALUSERS, str(registered), str(registered), f"Current global users {registered}")
+
+
+def handle_lusers(ctx: Context) -> None:
+    # LUSERS
+    send_lusers(ctx)
+
+
+def send_motd(ctx: Context) -> None:
+    server = ctx.server
+    if not server.motd:
+        ctx.reply(ERR_NOMOTD, "MOTD File is missing")
+        return
+    ctx.reply(RPL_MOTDSTART, f"- {server.name} Message of the day - ")
+    for line in server.motd:
+        ctx.reply(RPL_MOTD, f"- {line}")
+    ctx.reply(RPL_ENDOFMOTD, "End of /MOTD command.")
+
+
+def handle_motd(ctx: Context) -> None:
+    # MOTD [<target>]
+    send_motd(ctx)
+
+
+def handle_version(ctx: Context) -> None:
+    # VERSION [<target>]
+    server = ctx.server
+    ctx.reply(RPL_VERSION, server.version, server.name, "salotto, a self-hosted chat server")
+    tokens = server.isupport
+    for i in range(0, len(tokens), 12):
+        ctx.reply(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+
+
+def handle_time(ctx: Context) -> None:
+    # TIME [<server>]
+    now = ctx.server.wallclock()
+    text = time.strftime("%A %B %d %Y -- %H:%M:%S +00:00", time.gmtime(now))
+    ctx.reply(RPL_TIME, ctx.server.name, str(int(now)), "0", text)
+
+
+def handle_admin(ctx: Context) -> None:
+    # ADMIN [<target>]
+    server = ctx.server
+    config = server.config
+    ctx.reply(RPL_ADMINME, server.name, "Administrative info")
+    ctx.reply(RPL_ADMINLOC1, config.admin_name)
+    ctx.reply(RPL_ADMINLOC2, config.admin_location or "-")
+    ctx.reply(RPL_ADMINEMAIL, config.admin_email or "-")
+
+
+def handle_info(ctx: Context) -> None:
+    # INFO [<target>]
+    server = ctx.server
+    for line in (
+        f"{server.version}: a self-hosted chat server that speaks IRC.",
+        "Written in Python; protocol core, server, transports and clients in one package.",
+        f"Running since {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(server.created))}.",
+    ):
+        ctx.reply(RPL_INFO, line)
+    ctx.reply(RPL_ENDOFINFO, "End of INFO list")
+
+
+def _visible(viewer: Client, target: Client) -> bool:
+    """Invisible (+i) users show up in WHO masks only to people sharing a channel, and opers."""
+    if "i" not in target.modes or viewer is target or viewer.is_oper:
+        return True
+    return any(name in viewer.channels for name in target.channels)
+
+
+def _who_line(ctx: Context, channel: Channel | None, target: Client) -> None:
+    flags = "G" if target.away is not None else "H"
+    if target.is_oper:
+        flags += "*"
+    if channel is not None:
+        flags += channel.prefix_of(target, multi="multi-prefix" in ctx.client.caps)
+    ctx.reply(
+        RPL_WHOREPLY,
+        channel.name if channel is not None else "*",
+        target.user,
+        target.host,
+        ctx.server.name,
+        target.nick,
+        flags,
+        f"0 {target.realname}",
+    )
+
+
+def handle_who(ctx: Context) -> None:
+    # WHO <mask>
+    server = ctx.server
+    client = ctx.client
+    mask = ctx.msg.params[0]
+    if mask[:1] in CHANTYPES:
+        channel = server.find_channel(mask)
+        if channel is not None and (client in channel.members or "s" not in channel.modes):
+            for member in channel.members:
+                _who_line(ctx, channel, member)
+    else:
+        target = server.find_user(mask)
+        if target is not None:
+            _who_line(ctx, None, target)
+        elif "*" in mask or "?" in mask:
+            shown = 0
+            for other in server.clients:
+                if not other.registered or not _visible(client, other):
+                    continue
+                if mask_match(mask, other.nick) or mask_match(mask, other.prefix):
+                    _who_line(ctx, None, other)
+                    shown += 1
+                    if shown >= WHO_MAX_RESULTS:
+                        break
+    ctx.reply(RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+def handle_whois(ctx: Context) -> None:
+    # WHOIS [<target>] <nick>
+    server = ctx.server
+    client = ctx.client
+    params = ctx.msg.params
+    nick = params[-1]
+    target = server.find_user(nick)
+    if target is None:
+        ctx.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
+        ctx.reply(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return
+    ctx.reply(RPL_WHOISUSER, target.nick, target.user, target.host, "*", target.realname)
+    multi = True
+    channels = [
+        channel.prefix_of(target, multi=multi) + channel.name
+        for channel in target.channels.values()
+        if "s" not in channel.modes or client in channel.members
+    ]
+    if channels:
+        ctx.reply(RPL_WHOISCHANNELS, target.nick, " ".join(channels))
+    ctx.reply(RPL_WHOISSERVER, target.nick, server.name, server.config.network_name)
+    if target.away is not None:
+        ctx.reply(RPL_AWAY, target.nick, target.away)
+    if target.is_oper:
+        ctx.reply(RPL_WHOISOPERATOR, target.nick, "is an IRC operator")
+    if client is target or client.is_oper:
+        ctx.reply(RPL_WHOISHOST, target.nick, f"is connecting from {target.user}@{target.ip} {target.ip}")
+    idle = int(server.clock() - target.idle_since)
+    ctx.reply(RPL_WHOISIDLE, target.nick, str(idle), str(int(target.signon)), "seconds idle, signon time")
+    ctx.reply(RPL_ENDOFWHOIS, target.nick, "End of /WHOIS list")
+
+
+def handle_whowas(ctx: Context) -> None:
+    # WHOWAS <nick> [<count>]
+    server = ctx.server
+    params = ctx.msg.params
+    nick = params[0]
+    count = int(params[1]) if len(params) > 1 and params[1].isdigit() and int(params[1]) > 0 else 0
+    nick_cf = casefold(nick)
+    found = 0
+    for entry in server.whowas:
+        if casefold(entry.nick) != nick_cf:
+            continue
+        ctx.reply(RPL_WHOWASUSER, entry.nick, entry.user, entry.host, "*", entry.realname)
+        ctx.reply(RPL_WHOISSERVER, entry.nick, server.name, time.strftime(
+            "%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.left_at)))
+        found += 1
+        if count and found >= count:
+            break
+    if not found:
+        ctx.reply(ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+    ctx.reply(RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+def handle_userhost(ctx: Context) -> None:
+    # USERHOST <nickname>{ <nickname>}
+    server = ctx.server
+    replies = []
+    for nick in ctx.msg.params[:USERHOST_MAX_NICKS]:
+        target = server.find_user(nick)
+        if target is None:
+            continue
+        oper = "*" if target.is_oper else ""
+        away = "-" if target.away is not None else "+"
+        replies.append(f"{target.nick}{oper}={away}{target.user}@{target.host}")
+    ctx.reply(RPL_USERHOST, " ".join(replies))
+
+
+def handle_ison(ctx: Context) -> None:
+    # ISON <nickname>{ <nickname>}
+    server = ctx.server
+    present = []
+    for param in ctx.msg.params:
+        for nick in param.split():
+            target = server.find_user(nick)
+            if target is not None:
+                present.append(target.nick)
+    ctx.reply(RPL_ISON, " ".join(present))

@@ -1,0 +1,230 @@
+"""Connection registration: CAP, PASS, NICK, USER, PING, PONG, QUIT and the welcome burst.
+
+https://modern.ircdocs.horse/#connection-registration, https://ircv3.net/specs/extensions/capability-negotiation
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from salotto.proto.casemap import casefold
+from salotto.proto.names import is_valid_nick
+from salotto.proto.numerics import (
+    ERR_ALREADYREGISTERED,
+    ERR_ERRONEUSNICKNAME,
+    ERR_INVALIDCAPCMD,
+    ERR_NICKNAMEINUSE,
+    ERR_NONICKNAMEGIVEN,
+    RPL_CREATED,
+    RPL_ISUPPORT,
+    RPL_MYINFO,
+    RPL_WELCOME,
+    RPL_YOURHOST,
+)
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
+from salotto.server.context import Context
+from salotto.server.handlers.channels import join_channel
+from salotto.server.handlers.queries import send_lusers, send_motd
+from salotto.server.isupport import USERLEN
+
+log = logging.getLogger("salotto.server")
+
+# Capabilities offered (https://ircv3.net/registry). Values are shown to CAP LS 302 clients.
+CAPABILITIES: dict[str, str] = {
+    "away-notify": "",
+    "batch": "",
+    "cap-notify": "",
+    "chghost": "",
+    "echo-message": "",
+    "extended-join": "",
+    "invite-notify": "",
+    "labeled-response": "",
+    "message-tags": "",
+    "multi-prefix": "",
+    "server-time": "",
+    "setname": "",
+    "userhost-in-names": "",
+}
+# Longest CAP reply payload before continuing on another line (keeps lines under 512 bytes).
+_CAP_LINE_BUDGET = 400
+
+
+def _tag_flags(caps: set[str]) -> int:
+    flags = 0
+    if "message-tags" in caps:
+        flags |= TAG_MESSAGE_TAGS
+    if "server-time" in caps:
+        flags |= TAG_SERVER_TIME
+    if "account-tag" in caps:
+        flags |= TAG_ACCOUNT
+    return flags
+
+
+def _cap_lines(ctx: Context, subcommand: str, items: list[str]) -> None:
+    """CAP LS/LIST, split over several lines (``*`` marks continuation) when it is long."""
+    target = ctx.client.nick
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for item in items:
+        if chunks[-1] and size + len(item) + 1 > _CAP_LINE_BUDGET:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item) + 1
+    for i, chunk in enumerate(chunks):
+        more = ["*"] if i < len(chunks) - 1 and ctx.client.cap_version >= 302 else []
+        ctx.from_server("CAP", target, subcommand, *more, " ".join(chunk))
+
+
+def handle_cap(ctx: Context) -> None:
+    # CAP <subcommand> [:<capabilities>]
+    client = ctx.client
+    params = ctx.msg.params
+    sub = params[0].upper()
+    if sub == "LS":
+        if not client.registered:
+            client.cap_negotiating = True
+        version = int(params[1]) if len(params) > 1 and params[1].isdigit() else 0
+        client.cap_version = max(client.cap_version, version)
+        if client.cap_version >= 302:
+            client.caps.add("cap-notify")
+        items = [
+            f"{name}={value}" if value and client.cap_version >= 302 else name
+            for name, value in CAPABILITIES.items()
+        ]
+        _cap_lines(ctx, "LS", items)
+    elif sub == "LIST":
+        _cap_lines(ctx, "LIST", sorted(client.caps))
+    elif sub == "REQ":
+        if not client.registered:
+            client.cap_negotiating = True
+        requested = params[1].split() if len(params) > 1 else []
+        wanted = set(client.caps)
+        for item in requested:
+            name = item[1:] if item.startswith("-") else item
+            if name not in CAPABILITIES:
+                ctx.from_server("CAP", client.nick, "NAK", " ".join(requested))
+                return
+            if item.startswith("-"):
+                wanted.discard(name)
+            else:
+                wanted.add(name)
+        client.caps = wanted
+        client.tag_flags = _tag_flags(wanted)
+        ctx.from_server("CAP", client.nick, "ACK", " ".join(requested))
+    elif sub == "END":
+        if not client.registered:
+            client.cap_negotiating = False
+            try_register(ctx)
+    else:
+        ctx.reply(ERR_INVALIDCAPCMD, params[0], "Invalid CAP command")
+
+
+def handle_pass(ctx: Context) -> None:
+    # PASS <password>
+    if ctx.client.registered:
+        ctx.reply(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    ctx.client.pass_given = ctx.msg.params[0]
+
+
+def handle_nick(ctx: Context) -> None:
+    # NICK <nickname>
+    client = ctx.client
+    server = ctx.server
+    params = ctx.msg.params
+    if not params or not params[0]:
+        ctx.reply(ERR_NONICKNAMEGIVEN, "No nickname given")
+        return
+    nick = params[0]
+    if not is_valid_nick(nick, server.config.nick_max_len):
+        ctx.reply(ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
+        return
+    nick_cf = casefold(nick)
+    holder = server.users.get(nick_cf)
+    if holder is not None and holder is not client:
+        ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        return
+    if nick == client.nick:
+        return
+    if client.nick_cf and server.users.get(client.nick_cf) is client:
+        del server.users[client.nick_cf]
+    server.users[nick_cf] = client
+    if not client.registered:
+        client.nick, client.nick_cf = nick, nick_cf
+        try_register(ctx)
+        return
+    change = server.outgoing(client.prefix, "NICK", [nick])
+    server.remember_nick(client)
+    log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
+    client.nick, client.nick_cf = nick, nick_cf
+    change.deliver(server.peers_of(client))
+    ctx.send(change.variant(client.tag_flags))
+
+
+def handle_user(ctx: Context) -> None:
+    # USER <username> <mode> <unused> :<realname>
+    client = ctx.client
+    if client.registered or client.user:
+        ctx.reply(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    params = ctx.msg.params
+    username = "".join(ch for ch in params[0] if ch.isalnum() or ch in "-_.")[: USERLEN - 1] or "user"
+    # No ident lookup: the "~" says the username is the client's own claim.
+    client.user = "~" + username
+    client.realname = params[3][: ctx.server.config.realname_max_len]
+    try_register(ctx)
+
+
+def try_register(ctx: Context) -> None:
+    """Finish registration once NICK and USER are in and CAP negotiation is over."""
+    client = ctx.client
+    if client.registered or not client.nick_cf or not client.user or client.cap_negotiating:
+        return
+    client.registered = True
+    log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
+    welcome(ctx)
+    for name in ctx.server.config.autojoin:
+        join_channel(ctx, name, None)
+
+
+def welcome(ctx: Context) -> None:
+    """001-005, LUSERS and MOTD."""
+    server = ctx.server
+    client = ctx.client
+    config = server.config
+    ctx.reply(RPL_WELCOME, f"Welcome to the {config.network_name} IRC Network {client.prefix}")
+    ctx.reply(RPL_YOURHOST, f"Your host is {server.name}, running version {server.version}")
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.created))
+    ctx.reply(RPL_CREATED, f"This server was created {created}")
+    ctx.reply(RPL_MYINFO, server.name, server.version, "iow", "beIiklmnost", "beIklov")
+    send_isupport(ctx)
+    send_lusers(ctx)
+    send_motd(ctx)
+
+
+def send_isupport(ctx: Context) -> None:
+    tokens = ctx.server.isupport
+    for i in range(0, len(tokens), 12):
+        ctx.reply(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+
+
+def handle_ping(ctx: Context) -> None:
+    # PING <token>
+    ctx.from_server("PONG", ctx.server.name, ctx.msg.params[0])
+
+
+def handle_pong(ctx: Context) -> None:
+    # PONG [<server>] <token>: any line resets the ping timer, nothing else to do.
+    return
+
+
+def handle_quit(ctx: Context) -> None:
+    # QUIT [<reason>]
+    params = ctx.msg.params
+    reason = "Quit: " + params[0] if params and params[0] else "Quit"
+    ctx.flush()
+    ctx.out.clear()
+    ctx.label = None
+    ctx.server.disconnect(ctx.client, reason, error="Quit")

@@ -1,0 +1,50 @@
+"""RPL_ISUPPORT (005) tokens (https://modern.ircdocs.horse/#rplisupport-005)."""
+
+from __future__ import annotations
+
+from salotto.config import Config
+from salotto.proto.casemap import CASEMAPPING
+from salotto.proto.modes import (
+    CHANMODES_A,
+    CHANMODES_B,
+    CHANMODES_C,
+    CHANMODES_D,
+    PREFIX_MODES,
+    PREFIX_SYMBOLS,
+)
+from salotto.proto.names import CHANTYPES
+
+__all__ = ["MODES_PER_COMMAND", "isupport_tokens"]
+
+# MODES=: changes with a parameter in one MODE command; 4 to 6 is what most servers allow.
+MODES_PER_COMMAND = 6
+
+
+def isupport_tokens(config: Config) -> list[str]:
+    targets = config.max_targets
+    return [
+        f"AWAYLEN={config.away_max_len}",
+        f"CASEMAPPING={CASEMAPPING}",
+        f"CHANLIMIT={CHANTYPES}:{config.max_channels_per_user}",
+        f"CHANMODES={CHANMODES_A},{CHANMODES_B},{CHANMODES_C},{CHANMODES_D}",
+        f"CHANNELLEN={config.channel_max_len}",
+        f"CHANTYPES={CHANTYPES}",
+        "EXCEPTS=e",
+        "INVEX=I",
+        f"KICKLEN={config.kick_max_len}",
+        f"MAXLIST=beI:{config.max_list_entries}",
+        f"MAXTARGETS={targets}",
+        f"MODES={MODES_PER_COMMAND}",
+        f"NETWORK={config.network_name}",
+        f"NICKLEN={config.nick_max_len}",
+        f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}",
+        "SAFELIST",
+        f"TARGMAX=PRIVMSG:{targets},NOTICE:{targets},TAGMSG:{targets},JOIN:{targets},PART:{targets},"
+        f"KICK:{targets},NAMES:1,WHOIS:1",
+        f"TOPICLEN={config.topic_max_len}",
+        f"USERLEN={USERLEN}",
+    ]
+
+
+# USER names are cut to this length (the usual USERLEN of ircd-ratbox and InspIRCd).
+USERLEN = 10

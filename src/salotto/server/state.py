@@ -1,0 +1,283 @@
+"""The server's state and the life of a connection: accept, dispatch, disconnect, timers.
+
+Transport-independent: a transport hands in lines and a :class:`~salotto.server.client.Connection`;
+everything here runs on the event loop's thread and never blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from salotto import __version__
+from salotto.config import Config
+from salotto.proto.casemap import casefold
+from salotto.proto.errors import MalformedMessage
+from salotto.proto.framing import decode_line
+from salotto.proto.message import parse
+from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from salotto.server.channel import Channel
+from salotto.server.client import Client, Connection
+from salotto.server.context import Context
+from salotto.server.commands import COMMANDS
+from salotto.server.dispatch import dispatch
+from salotto.server.fanout import Outgoing
+from salotto.server.isupport import isupport_tokens
+
+__all__ = ["Server", "WhowasEntry"]
+
+log = logging.getLogger("salotto.server")
+
+DEFAULT_MOTD = [
+    "Welcome to salotto.",
+    "Everyone lands in #lobby: say hello. /join #name opens another room, /msg nick talks privately.",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WhowasEntry:
+    nick: str
+    user: str
+    host: str
+    realname: str
+    left_at: int
+
+
+class Server:
+    """All users and channels of one server process."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock
+        self.wallclock = wallclock
+        self.created = wallclock()
+        self.version = f"salotto-{__version__}"
+        self.clients: set[Client] = set()
+        self.users: dict[str, Client] = {}  # casefolded nick -> client (registering ones too)
+        self.channels: dict[str, Channel] = {}
+        self.whowas: deque[WhowasEntry] = deque()
+        self.per_ip: Counter[str] = Counter()
+        self.internal_errors = 0
+        self.shutting_down = False
+        # Set by the runtime: reloads the config file, returns an error text or None.
+        self.rehash_hook: Callable[[], str | None] | None = None
+        self._ids = itertools.count(1)
+        self._msgid_prefix = os.urandom(4).hex()
+        self._msgids = itertools.count(1)
+        self._batches = itertools.count(1)
+        self.config = config
+        self.apply_config(config)
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def apply_config(self, config: Config) -> None:
+        """Take a (re)loaded config: limits, MOTD and autojoin channels apply from now on."""
+        self.config = config
+        self.name = config.server_name
+        self.motd = self._read_motd(config.motd_file)
+        for name in config.autojoin:
+            channel = self.channels.get(casefold(name))
+            if channel is None:
+                cf = casefold(name)
+                self.channels[cf] = Channel(name, cf, int(self.wallclock()), permanent=True)
+            else:
+                channel.permanent = True
+        self.isupport = isupport_tokens(config)
+
+    @staticmethod
+    def _read_motd(path: str) -> list[str]:
+        if not path:
+            return list(DEFAULT_MOTD)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\r\n") for line in f]
+
+    # -- identifiers -----------------------------------------------------------------------------
+
+    def new_msgid(self) -> str:
+        return f"{self._msgid_prefix}-{next(self._msgids):x}"
+
+    def new_batch_id(self) -> str:
+        return f"b{next(self._batches)}"
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def find_user(self, nick: str) -> Client | None:
+        client = self.users.get(casefold(nick))
+        return client if client is not None and client.registered else None
+
+    def find_channel(self, name: str) -> Channel | None:
+        return self.channels.get(casefold(name))
+
+    def peers_of(self, client: Client) -> set[Client]:
+        """Everyone sharing a channel with ``client``, not ``client`` itself."""
+        peers: set[Client] = set()
+        for channel in client.channels.values():
+            peers.update(channel.members)
+        peers.discard(client)
+        return peers
+
+    def outgoing(
+        self,
+        source: str,
+        command: str,
+        params: list[str],
+        *,
+        msgid: str | None = None,
+        account: str | None = None,
+        client_tags: dict[str, str] | None = None,
+    ) -> Outgoing:
+        """A message stamped with the current time (server-time)."""
+        return Outgoing(
+            source, command, params, wall=self.wallclock(), msgid=msgid, account=account,
+            client_tags=client_tags,
+        )
+
+    # -- connection life -------------------------------------------------------------------------
+
+    def accept(self, conn: Connection) -> Client | None:
+        """A new connection. Returns its client, or None when a limit refuses it (ERROR sent)."""
+        ip = conn.peer_ip
+        refusal = None
+        if len(self.clients) >= self.config.max_clients:
+            refusal = "Server is full (max_clients)"
+        elif self.per_ip[ip] >= self.config.max_connections_per_ip:
+            refusal = "Too many connections from your address (max_connections_per_ip)"
+        if refusal is not None:
+            log.info("refused connection from %s (%s): %s", ip, conn.transport_name, refusal)
+            conn.write(f"ERROR :Closing link: {ip} ({refusal})\r\n".encode())
+            conn.close(refusal)
+            return None
+        client = Client(conn, next(self._ids), self.clock(), self.wallclock())
+        self.clients.add(client)
+        self.per_ip[ip] += 1
+        log.info("connection from %s (%s)", ip, conn.transport_name)
+        return client
+
+    def handle_line(self, client: Client, raw: bytes) -> None:
+        """One line from ``client`` (without CRLF): parse, dispatch, flush the replies."""
+        if client.quitting:
+            return
+        client.last_seen = self.clock()
+        client.ping_sent_at = None
+        try:
+            msg = parse(decode_line(raw))
+        except MalformedMessage:
+            return
+        ctx = Context(self, client, msg)
+        try:
+            dispatch(ctx, COMMANDS)
+        except Exception:
+            self.internal_errors += 1
+            log.exception("internal error handling %s from %s", msg.command, client.nick)
+            ctx.reply(ERR_UNKNOWNERROR, msg.command, "Internal server error")
+        if not client.quitting or ctx.out:
+            ctx.flush()
+
+    def line_too_long(self, client: Client) -> None:
+        """The transport dropped a line over the length limit: say so, keep the connection."""
+        ctx = Context(self, client, parse("PING"))
+        ctx.reply(ERR_INPUTTOOLONG, "Input line was too long")
+        ctx.flush()
+
+    def disconnect(self, client: Client, reason: str, *, error: str | None = None) -> None:
+        """Remove ``client``: others see a QUIT with ``reason``; the client gets ERROR, then EOF."""
+        if client.quitting:
+            return
+        client.quitting = True
+        if error is None:
+            error = reason
+        client.conn.write(f"ERROR :Closing link: {client.host} ({error})\r\n".encode())
+        self._remove(client, reason)
+        client.conn.close(reason)
+
+    def connection_lost(self, client: Client, reason: str) -> None:
+        """The transport lost the connection (EOF, reset, send queue): clean up if not done yet."""
+        if client.quitting:
+            return
+        client.quitting = True
+        self._remove(client, reason)
+
+    def _remove(self, client: Client, reason: str) -> None:
+        self.clients.discard(client)
+        self.per_ip[client.ip] -= 1
+        if self.per_ip[client.ip] <= 0:
+            del self.per_ip[client.ip]
+        if client.nick_cf and self.users.get(client.nick_cf) is client:
+            del self.users[client.nick_cf]
+        if client.registered:
+            self.remember_nick(client)
+            if not self.shutting_down:
+                self.outgoing(client.prefix, "QUIT", [reason]).deliver(self.quit_audience(client))
+            for channel in list(client.channels.values()):
+                self.remove_member(channel, client)
+            log.info("disconnected %s (%s): %s", client.nick, client.ip, reason)
+        else:
+            log.info("disconnected unregistered %s: %s", client.ip, reason)
+
+    def quit_audience(self, client: Client) -> set[Client]:
+        """Who sees ``client`` leave: all members of its channels, operators only in large ones."""
+        threshold = self.config.large_channel_threshold
+        audience: set[Client] = set()
+        for channel in client.channels.values():
+            if len(channel.members) > threshold:
+                audience.update(m for m, status in channel.members.items() if "o" in status)
+            else:
+                audience.update(channel.members)
+        audience.discard(client)
+        return audience
+
+    def member_audience(self, channel: Channel) -> Iterable[Client]:
+        """Who sees joins and parts in ``channel``: everyone, or only operators above the threshold."""
+        if len(channel.members) > self.config.large_channel_threshold:
+            return [m for m, status in channel.members.items() if "o" in status]
+        return channel.members
+
+    def remove_member(self, channel: Channel, client: Client) -> None:
+        channel.members.pop(client, None)
+        client.channels.pop(channel.name_cf, None)
+        if not channel.members and not channel.permanent:
+            del self.channels[channel.name_cf]
+
+    def remember_nick(self, client: Client) -> None:
+        if self.config.whowas_max_entries <= 0:
+            return
+        self.whowas.appendleft(
+            WhowasEntry(client.nick, client.user, client.host, client.realname, int(self.wallclock()))
+        )
+        while len(self.whowas) > self.config.whowas_max_entries:
+            self.whowas.pop()
+
+    def tick(self) -> None:
+        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts."""
+        now = self.clock()
+        config = self.config
+        ping = f"PING :{self.name}\r\n".encode()
+        for client in list(self.clients):
+            if not client.registered:
+                # Before registration idle_since is still the time of connection.
+                if now - client.idle_since > config.registration_timeout_s:
+                    self.disconnect(client, "Registration timeout")
+                continue
+            if client.ping_sent_at is None:
+                if now - client.last_seen > config.ping_interval_s:
+                    client.ping_sent_at = now
+                    client.conn.write(ping)
+            elif now - client.ping_sent_at > config.ping_timeout_s:
+                waited = int(now - client.last_seen)
+                self.disconnect(client, f"Ping timeout: {waited} seconds")
+
+    def shutdown(self, reason: str) -> None:
+        """Tell everyone why and close every connection."""
+        self.shutting_down = True
+        for client in list(self.clients):
+            self.disconnect(client, reason, error=reason)

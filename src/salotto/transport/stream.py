@@ -1,0 +1,187 @@
+"""IRC over a byte stream (plain TCP or TLS), as an asyncio Protocol.
+
+``data_received`` feeds the line reader and hands lines to the server; what the server writes is
+coalesced into one ``transport.write`` per loop pass. Receive flood control (a token bucket with
+fakelag) and the send queue limit are enforced here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+
+from salotto.proto.framing import LINE_TOO_LONG, LineReader, LineTooLong
+from salotto.server.client import Client
+from salotto.server.flood import TokenBucket
+from salotto.server.state import Server
+
+__all__ = ["IrcStreamProtocol", "SendQueueExceeded"]
+
+log = logging.getLogger("salotto.transport")
+
+
+class SendQueueExceeded(Exception):
+    """A client stopped reading: its unsent bytes passed ``max_sendq_bytes``."""
+
+
+class IrcStreamProtocol(asyncio.Protocol):
+    """One client connection over TCP or TLS."""
+
+    def __init__(self, server: Server, transport_name: str) -> None:
+        self.server = server
+        self.transport_name = transport_name
+        self.peer_ip = "?"
+        self.client: Client | None = None
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        config = server.config
+        self._reader = LineReader(config.max_line_bytes, config.max_tags_bytes)
+        self._bucket = TokenBucket(config.flood_lines_per_s, config.flood_burst_lines, self._loop.time())
+        self._held: deque[bytes | LineTooLong] = deque()  # lines waiting out their fakelag
+        self._drain_handle: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._flush_scheduled = False
+        self._closing = False
+        self._lost_reason: str | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but offer the same methods.
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small lines must not wait for Nagle's 40 ms: latency is what chat users feel.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client = self.server.accept(self)
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        if client is None or self._closing:
+            return
+        lines = self._reader.feed(data)
+        if not lines:
+            return
+        if self._held:
+            self._hold(lines)
+            return
+        now = self._loop.time()
+        bucket = self._bucket
+        handle_line = self.server.handle_line
+        for i, line in enumerate(lines):
+            delay = bucket.delay(now)
+            if delay > 0.0:
+                self._hold(lines[i:])
+                self._schedule_drain(delay)
+                return
+            if line is LINE_TOO_LONG:
+                self.server.line_too_long(client)
+            else:
+                handle_line(client, line)  # type: ignore[arg-type]
+            if self._closing:
+                return
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+        if self.client is not None:
+            if self._lost_reason is not None:
+                reason = self._lost_reason
+            elif exc is None:
+                reason = "Connection closed"
+            else:
+                reason = f"Connection error: {_describe(exc)}"
+            self.server.connection_lost(self.client, reason)
+
+    # -- fakelag ---------------------------------------------------------------------------------
+
+    def _hold(self, lines: list[bytes | LineTooLong]) -> None:
+        self._held.extend(lines)
+        if len(self._held) > self.server.config.flood_max_queued_lines and self.client is not None:
+            self._held.clear()
+            self.server.disconnect(self.client, "Excess Flood")
+
+    def _schedule_drain(self, delay: float) -> None:
+        self._drain_handle = self._loop.call_later(delay, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_handle = None
+        client = self.client
+        if client is None:
+            return
+        while self._held and not self._closing:
+            delay = self._bucket.delay(self._loop.time())
+            if delay > 0.0:
+                self._schedule_drain(delay)
+                return
+            line = self._held.popleft()
+            if line is LINE_TOO_LONG:
+                self.server.line_too_long(client)
+            else:
+                self.server.handle_line(client, line)  # type: ignore[arg-type]
+
+    # -- salotto.server.client.Connection ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size > self.server.config.max_sendq_bytes:
+            self._sendq_exceeded()
+            return
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        transport = self._transport
+        if not self._out or transport is None or transport.is_closing():
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        transport.write(data)
+        if transport.get_write_buffer_size() > self.server.config.max_sendq_bytes:
+            self._sendq_exceeded()
+
+    def _sendq_exceeded(self) -> None:
+        """The client is not reading: drop it at once, nobody else waits for it."""
+        client = self.client
+        self._out.clear()
+        self._out_size = 0
+        self._closing = True
+        # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
+        # of a fanout over a channel this client is a member of.
+        self._lost_reason = "SendQ exceeded"
+        if client is not None:
+            log.info("send queue of %s (%s) exceeded %d bytes", client.nick, self.peer_ip,
+                     self.server.config.max_sendq_bytes)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self, reason: str) -> None:
+        if self._closing:
+            return
+        self._flush()
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__

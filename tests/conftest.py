@@ -1,0 +1,74 @@
+"""Fixtures shared by the end-to-end and interop tests: a real salotto server on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.irc_client import RawClient
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    host: str
+    port: int
+    data_dir: Path
+    stderr_path: Path
+
+    def client(self) -> RawClient:
+        return RawClient(self.host, self.port)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def start_server(tmp_path: Path, *extra: str, config_text: str | None = None) -> RunningServer:
+    """Start ``salotto serve`` on 127.0.0.1 with an OS-chosen port; return once it listens."""
+    args = [sys.executable, "-m", "salotto", "serve", "--listen", "127.0.0.1:0",
+            "--data-dir", str(tmp_path / "data"), *extra]
+    if config_text is not None:
+        config_path = tmp_path / "salotto.toml"
+        config_path.write_text(config_text)
+        args += ["--config", str(config_path)]
+    stderr_path = tmp_path / "server.log"
+    process = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=stderr_path.open("w"), text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        match = re.search(r"listening on ([\d.]+):(\d+)", line)
+        if match:
+            return RunningServer(process, match.group(1), int(match.group(2)), tmp_path / "data", stderr_path)
+    process.kill()
+    raise RuntimeError(f"salotto did not start: {stderr_path.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def salotto_server(tmp_path: Path) -> Iterator[RunningServer]:
+    server = start_server(tmp_path)
+    yield server
+    stop_server(server)
