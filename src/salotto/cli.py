@@ -43,12 +43,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 value = int(value)
             except ValueError:
-                raise ConfigError(f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected an integer)")
+                raise ConfigError(
+                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected an integer)"
+                ) from None
         elif key.kind is float:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected a number)")
+                raise ConfigError(
+                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected a number)"
+                ) from None
         out[key.name] = value
     return out
 

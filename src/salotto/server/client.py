@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from salotto.server.channel import Channel
 
-__all__ = ["Client", "Connection", "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME"]
+__all__ = ["TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME", "Client", "Connection"]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
 # is serialized once per distinct value of these bits (at most eight), not once per recipient.

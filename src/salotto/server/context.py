@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from salotto.proto.errors import LocalProtocolError
 from salotto.proto.message import Message, escape_tag_value, format_line
 
 if TYPE_CHECKING:
@@ -33,16 +34,20 @@ class Context:
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric from the server, addressed to the sender."""
-        self.out.append(
-            (format_line(numeric, [self.client.nick, *params], source=self.server.name) + "\r\n").encode()
-        )
+        self.from_server(numeric, self.client.nick, *params)
 
     def notice(self, text: str) -> None:
         self.from_server("NOTICE", self.client.nick, text)
 
     def from_server(self, command: str, *params: str) -> None:
-        """A non-numeric line with the server as its source (PONG, CAP, NOTICE...)."""
-        self.out.append((format_line(command, params, source=self.server.name) + "\r\n").encode())
+        """A line with the server as its source (numerics, PONG, CAP, NOTICE...)."""
+        try:
+            line = format_line(command, params, source=self.server.name)
+        except LocalProtocolError:
+            # A reply that echoes what the client sent ("hello world" as a nick) must still be
+            # one valid line: such a parameter is made into one word.
+            line = format_line(command, _one_word_params(params), source=self.server.name)
+        self.out.append((line + "\r\n").encode())
 
     def fail(self, command: str, code: str, *context: str, description: str) -> None:
         """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""
@@ -70,6 +75,13 @@ class Context:
             inner = b"".join(_add_tag(line, "batch=" + ref) for line in out)
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         self.client.conn.write(data)
+
+
+def _one_word_params(params: tuple[str, ...]) -> list[str]:
+    fixed = [p.replace("\r", " ").replace("\n", " ").replace("\x00", "") for p in params]
+    for i in range(len(fixed) - 1):
+        fixed[i] = fixed[i].replace(" ", "_").lstrip(":") or "*"
+    return fixed
 
 
 def _add_tag(line: bytes, tag: str) -> bytes:

@@ -15,6 +15,10 @@ from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 
 __all__ = ["Outgoing", "format_server_time"]
 
+# Commands whose last parameter is free text: it always gets its colon, even when one word, since
+# naive clients and bots look for " :" to find the text.
+_TEXT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "QUIT", "PART", "KICK", "TOPIC", "AWAY", "SETNAME"})
+
 
 def format_server_time(wall: float) -> str:
     """IRCv3 server-time: ISO 8601 UTC with milliseconds (``2026-11-24T12:00:00.000Z``)."""
@@ -37,7 +41,10 @@ class Outgoing:
         account: str | None = None,
         client_tags: Mapping[str, str] | None = None,
     ) -> None:
-        self._base = format_line(command, params, source=source) + "\r\n"
+        if params and command in _TEXT_COMMANDS:
+            self._base = f"{format_line(command, params[:-1], source=source)} :{params[-1]}\r\n"
+        else:
+            self._base = format_line(command, params, source=source) + "\r\n"
         self._wall = wall
         self._msgid = msgid
         self._account = account

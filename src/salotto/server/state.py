@@ -23,8 +23,8 @@ from salotto.proto.message import parse
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server.channel import Channel
 from salotto.server.client import Client, Connection
-from salotto.server.context import Context
 from salotto.server.commands import COMMANDS
+from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.isupport import isupport_tokens

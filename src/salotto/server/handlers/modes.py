@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from salotto.proto.modes import PREFIX_MODES, USER_MODES, ModeChange, parse_mode_string
-from salotto.proto.names import normalize_mask
+from salotto.proto.names import CHANTYPES, normalize_mask
 from salotto.proto.numerics import (
     ERR_BANLISTFULL,
     ERR_CHANOPRIVSNEEDED,
@@ -25,7 +25,6 @@ from salotto.proto.numerics import (
     RPL_INVEXLIST,
     RPL_UMODEIS,
 )
-from salotto.proto.names import CHANTYPES
 from salotto.server.channel import Channel, ListEntry
 from salotto.server.context import Context
 from salotto.server.isupport import MODES_PER_COMMAND
@@ -108,8 +107,8 @@ def _channel_mode(ctx: Context, name: str) -> None:
         ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
         return
     if len(params) < 2:
-        modes, args = channel.mode_string(show_key=client in channel.members)
-        ctx.reply(RPL_CHANNELMODEIS, channel.name, modes, *args)
+        modes, mode_args = channel.mode_string(show_key=client in channel.members)
+        ctx.reply(RPL_CHANNELMODEIS, channel.name, modes, *mode_args)
         ctx.reply(RPL_CREATIONTIME, channel.name, str(channel.created))
         return
     changes, unknown = parse_mode_string(params[1], params[2:])
@@ -166,7 +165,7 @@ def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:
         return _change_list(ctx, channel, mode, adding, param)
     if mode == "k":
         if adding:
-            if not param or " " in param or "," in param or len(param) > _KEY_MAX_LEN:
+            if not param or " " in param or "," in param or param[0] == ":" or len(param) > _KEY_MAX_LEN:
                 ctx.reply(ERR_INVALIDKEY, channel.name, "Key is not well-formed")
                 return None
             channel.key = param
@@ -196,6 +195,8 @@ def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:
 
 
 def _change_list(ctx: Context, channel: Channel, mode: str, adding: bool, param: str) -> str | None:
+    if not param or " " in param or param[0] == ":":
+        return None
     entries = channel.mode_list(mode)
     mask = normalize_mask(param)
     existing = next((e for e in entries if e.mask == mask), None)

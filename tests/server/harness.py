@@ -1,0 +1,93 @@
+"""Drive a :class:`~salotto.server.state.Server` in memory: connections that record what they get.
+
+The server logic is the thing under test; these connections stand in for the transport only, the
+way h11's tests feed bytes without a socket. The clock is ours, so timers are tested without sleeping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salotto.config import load_config
+from salotto.proto import Message, parse
+from salotto.server.client import Client
+from salotto.server.state import Server
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryConnection:
+    transport_name = "memory"
+
+    def __init__(self, ip: str) -> None:
+        self.peer_ip = ip
+        self.data = bytearray()
+        self.closed: str | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.closed is None:
+            self.data += data
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+
+class User:
+    """One connected client: send lines, read what came back."""
+
+    def __init__(self, server: Server, ip: str) -> None:
+        self.server = server
+        self.conn = MemoryConnection(ip)
+        client = server.accept(self.conn)
+        assert client is not None, "connection refused"
+        self.client: Client = client
+        self._read = 0
+
+    def send(self, line: str) -> None:
+        self.server.handle_line(self.client, line.encode())
+
+    def lines(self) -> list[str]:
+        """Lines received since the last call."""
+        text = bytes(self.conn.data[self._read :]).decode("utf-8", "replace")
+        self._read = len(self.conn.data)
+        return [line for line in text.split("\r\n") if line]
+
+    def messages(self) -> list[Message]:
+        return [parse(line) for line in self.lines()]
+
+    def commands(self) -> list[str]:
+        return [m.command for m in self.messages()]
+
+    def numerics(self) -> list[str]:
+        return [c for c in self.commands() if c.isdigit()]
+
+
+class Harness:
+    def __init__(self, **overrides: Any) -> None:
+        self.clock = Clock()
+        self.wall = [1_700_000_000.0]
+        config = load_config(None, overrides)
+        self.server = Server(config, clock=self.clock, wallclock=lambda: self.wall[0])
+
+    def connect(self, ip: str = "127.0.0.1") -> User:
+        return User(self.server, ip)
+
+    def user(self, nick: str, *, caps: list[str] | None = None, ip: str = "127.0.0.1") -> User:
+        """A registered user (autojoined as configured), its welcome burst already read."""
+        user = self.connect(ip)
+        if caps:
+            user.send("CAP LS 302")
+            user.send("CAP REQ :" + " ".join(caps))
+        user.send(f"NICK {nick}")
+        user.send(f"USER {nick.lower()} 0 * :{nick} Realname")
+        if caps:
+            user.send("CAP END")
+        assert user.client.registered, user.lines()
+        user.lines()
+        return user

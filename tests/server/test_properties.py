@@ -1,0 +1,76 @@
+"""Property tests: whatever clients send, no exception escapes and the state stays consistent."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from salotto.proto.casemap import casefold
+from salotto.server.state import Server
+from tests.server.harness import Harness
+
+NICKS = ["alice", "bob", "carol", "Alice", "[x]", "d-1"]
+CHANNELS = ["#lobby", "#a", "#B", "#b", "#a,#b", "0", "bad", "#" + "x" * 60]
+COMMANDS = [
+    "NICK", "USER", "JOIN", "PART", "PRIVMSG", "NOTICE", "TAGMSG", "TOPIC", "MODE", "KICK", "INVITE",
+    "NAMES", "LIST", "WHO", "WHOIS", "WHOWAS", "AWAY", "QUIT", "CAP", "PING", "PONG", "USERHOST",
+    "ISON", "SETNAME", "OPER", "KILL", "LUSERS", "MOTD", "VERSION", "TIME", "ADMIN", "INFO", "FOO",
+]
+params = st.sampled_from(
+    NICKS + CHANNELS + ["+o", "-o", "+b", "+ov-k", "+l", "5", "-l", "+k", "key", "+imnst", "*", "LS",
+                         "302", "REQ", "END", "message-tags echo-message", ":", "", ":hello world"]
+)
+line = st.builds(
+    lambda tags, cmd, ps: (tags + cmd + " " + " ".join(ps)).strip(),
+    st.sampled_from(["", "@label=x ", "@+typing=active ", "@a=b\\sc;d "]),
+    st.sampled_from(COMMANDS),
+    st.lists(params, max_size=4),
+)
+
+
+def check_consistent(server: Server) -> None:
+    for name_cf, channel in server.channels.items():
+        assert channel.name_cf == name_cf == casefold(channel.name)
+        assert channel.members or channel.permanent, "empty channels are removed"
+        for member in channel.members:
+            assert member in server.clients and member.registered
+            assert member.channels.get(name_cf) is channel
+    for client in server.clients:
+        for name_cf, channel in client.channels.items():
+            assert server.channels.get(name_cf) is channel and client in channel.members
+    for nick_cf, client in server.users.items():
+        assert client in server.clients and client.nick_cf == nick_cf
+    assert server.internal_errors == 0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), line), max_size=40))
+def test_random_command_sequences(script: list[tuple[int, str]]) -> None:
+    h = Harness(autojoin=["#lobby"], max_targets=2)
+    users = [h.connect() for _ in range(3)]
+    for i, user in enumerate(users):
+        if i < 2:
+            user.send(f"NICK u{i}")
+            user.send(f"USER u{i} 0 * :u")
+    for who, text in script:
+        user = users[who]
+        if user.client.quitting:
+            continue
+        user.send(text)
+        user.lines()
+    check_consistent(h.server)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=600), max_size=10))
+def test_random_bytes(chunks: list[bytes]) -> None:
+    h = Harness()
+    user = h.user("alice")
+    other = h.user("bob")
+    for chunk in chunks:
+        for raw in chunk.split(b"\n"):
+            if user.client.quitting:
+                break
+            h.server.handle_line(user.client, raw.rstrip(b"\r"))
+    other.lines()
+    check_consistent(h.server)
