@@ -83,6 +83,7 @@ KEYS: tuple[Key, ...] = (
     Key("large_channel_threshold", int, 500,
         "Above this many members, joins/parts/quits are shown only to channel operators.", 1),
     Key("whowas_max_entries", int, 1000, "Nicknames remembered for WHOWAS.", 0),
+    Key("who_max_results", int, 500, "Replies to one WHO mask query, so WHO * stays bounded.", 1),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -137,6 +138,7 @@ class Config:
     max_list_entries: int
     large_channel_threshold: int
     whowas_max_entries: int
+    who_max_results: int
     opers: dict[str, OperBlock] = field(default_factory=dict)
     source_file: str | None = None
 

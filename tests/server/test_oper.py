@@ -5,6 +5,7 @@ from __future__ import annotations
 from salotto.config import OperBlock
 from salotto.passwords import hash_password
 from salotto.proto.numerics import (
+    ERR_CHANOPRIVSNEEDED,
     ERR_NOOPERHOST,
     ERR_NOPRIVILEGES,
     ERR_PASSWDMISMATCH,
@@ -99,3 +100,16 @@ def test_rehash_applies_new_config_limits() -> None:
     assert set(alice.client.channels) == {"#lobby", "#news"}
     alice.send("VERSION")
     assert any("MAXTARGETS=9" in line for line in alice.lines())
+
+
+def test_server_operator_moderates_the_lobby() -> None:
+    h = _with_oper()
+    alice = h.user("alice")
+    bob = h.user("bob")
+    alice.send("MODE #lobby +m")
+    assert alice.numerics() == [ERR_CHANOPRIVSNEEDED], "nobody is operator of #lobby by arriving first"
+    alice.send("OPER admin hunter2")
+    alice.send("MODE #lobby +o bob")
+    assert ":alice!~alice@127.0.0.1 MODE #lobby +o bob" in bob.lines()
+    alice.send("KICK #lobby bob :test")
+    assert bob.client.channels == {}

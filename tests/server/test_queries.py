@@ -143,3 +143,13 @@ def test_motd_from_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
     alice.send("MOTD")
     texts = [m.params[-1] for m in alice.messages() if m.command == RPL_MOTD]
     assert texts == ["- Be kind.", "- No spam."]
+
+
+def test_who_mask_results_are_bounded() -> None:
+    h = Harness(who_max_results=3)
+    alice = h.user("alice")
+    for i in range(6):
+        h.user(f"user{i}")
+    alice.lines()
+    alice.send("WHO user*")
+    assert [m.command for m in alice.messages()].count(RPL_WHOREPLY) == 3

@@ -66,6 +66,11 @@ class Channel:
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")
 
+    def may_moderate(self, client: Client) -> bool:
+        """Channel operators moderate their channel; server operators moderate every channel
+        (the autojoin channels have no channel operator of their own)."""
+        return client.is_oper or "o" in self.members.get(client, "")
+
     def can_speak(self, client: Client) -> bool:
         """Whether ``client`` may send to this channel (modes +n, +m and bans)."""
         status = self.members.get(client)

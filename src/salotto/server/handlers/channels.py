@@ -172,7 +172,7 @@ def handle_topic(ctx: Context) -> None:
     if not is_member:
         ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         return
-    if "t" in channel.modes and not channel.is_op(client):
+    if "t" in channel.modes and not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
     channel.topic = params[1][: server.config.topic_max_len]
@@ -264,7 +264,7 @@ def handle_invite(ctx: Context) -> None:
     if client not in channel.members:
         ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         return
-    if "i" in channel.modes and not channel.is_op(client):
+    if "i" in channel.modes and not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
     if target in channel.members:
@@ -294,7 +294,7 @@ def handle_kick(ctx: Context) -> None:
     if client not in channel.members:
         ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         return
-    if not channel.is_op(client):
+    if not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
     nicks = _split_targets(ctx, params[1])

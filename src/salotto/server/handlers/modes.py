@@ -114,7 +114,7 @@ def _channel_mode(ctx: Context, name: str) -> None:
     changes, unknown = parse_mode_string(params[1], params[2:])
     for letter in unknown:
         ctx.reply(ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
-    is_op = channel.is_op(client)
+    is_op = channel.may_moderate(client)
     applied: list[str] = []
     args: list[str] = []
     with_param = 0

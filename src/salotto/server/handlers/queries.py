@@ -49,8 +49,6 @@ from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import Context
 
-# Replies to one WHO mask query at most, so that "WHO *" on a big server stays bounded.
-WHO_MAX_RESULTS = 500
 # Nicks answered by one USERHOST (RFC 2812: up to 5).
 USERHOST_MAX_NICKS = 5
 
@@ -176,7 +174,7 @@ def handle_who(ctx: Context) -> None:
                 if mask_match(mask, other.nick) or mask_match(mask, other.prefix):
                     _who_line(ctx, None, other)
                     shown += 1
-                    if shown >= WHO_MAX_RESULTS:
+                    if shown >= server.config.who_max_results:
                         break
     ctx.reply(RPL_ENDOFWHO, mask, "End of WHO list")
 
