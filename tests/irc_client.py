@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 
 from salotto.proto import Message, parse
@@ -12,8 +13,11 @@ __all__ = ["RawClient"]
 
 
 class RawClient:
-    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout_s)
+    def __init__(
+        self, host: str, port: int, timeout_s: float = 5.0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock
         self.timeout_s = timeout_s
         self._buffer = b""
         self.received: list[Message] = []
