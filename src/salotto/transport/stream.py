@@ -17,13 +17,9 @@ from salotto.server.client import Client
 from salotto.server.flood import TokenBucket
 from salotto.server.state import Server
 
-__all__ = ["IrcStreamProtocol", "SendQueueExceeded"]
+__all__ = ["IrcStreamProtocol"]
 
 log = logging.getLogger("salotto.transport")
-
-
-class SendQueueExceeded(Exception):
-    """A client stopped reading: its unsent bytes passed ``max_sendq_bytes``."""
 
 
 class IrcStreamProtocol(asyncio.Protocol):
@@ -38,6 +34,8 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         config = server.config
         self._reader = LineReader(config.max_line_bytes, config.max_tags_bytes)
+        # Read once per connection: write() is on the fanout path. A REHASH applies to new connections.
+        self._max_sendq = config.max_sendq_bytes
         self._bucket = TokenBucket(config.flood_lines_per_s, config.flood_burst_lines, self._loop.time())
         self._held: deque[bytes | LineTooLong] = deque()  # lines waiting out their fakelag
         self._drain_handle: asyncio.TimerHandle | None = None
@@ -136,7 +134,7 @@ class IrcStreamProtocol(asyncio.Protocol):
             return
         self._out.append(data)
         self._out_size += len(data)
-        if self._out_size > self.server.config.max_sendq_bytes:
+        if self._out_size > self._max_sendq:
             self._sendq_exceeded()
             return
         if not self._flush_scheduled:
@@ -152,7 +150,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._out.clear()
         self._out_size = 0
         transport.write(data)
-        if transport.get_write_buffer_size() > self.server.config.max_sendq_bytes:
+        if transport.get_write_buffer_size() > self._max_sendq:
             self._sendq_exceeded()
 
     def _sendq_exceeded(self) -> None:
@@ -166,7 +164,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._lost_reason = "SendQ exceeded"
         if client is not None:
             log.info("send queue of %s (%s) exceeded %d bytes", client.nick, self.peer_ip,
-                     self.server.config.max_sendq_bytes)
+                     self._max_sendq)
         if self._transport is not None:
             self._transport.abort()
 
