@@ -4,7 +4,7 @@ Nothing here touches a socket, a file or an event loop; the server and the clien
 """
 
 from salotto.proto.casemap import CASEMAPPING, casefold
-from salotto.proto.errors import MalformedMessage, RemoteProtocolError
+from salotto.proto.errors import LocalProtocolError, MalformedMessage, RemoteProtocolError
 from salotto.proto.framing import LINE_TOO_LONG, LineReader, LineTooLong, decode_line
 from salotto.proto.message import Message, format_line, format_tags, parse
 
@@ -13,6 +13,7 @@ __all__ = [
     "LINE_TOO_LONG",
     "LineReader",
     "LineTooLong",
+    "LocalProtocolError",
     "MalformedMessage",
     "Message",
     "RemoteProtocolError",

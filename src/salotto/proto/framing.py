@@ -54,6 +54,11 @@ class LineReader:
         self._buffer = b""
         self._discarding = False
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes held back waiting for a line ending; never more than the two limits together."""
+        return len(self._buffer)
+
     def _too_long(self, line: bytes) -> bool:
         # The limit counts the CRLF, as RFC 1459 does.
         if len(line) + 2 <= self.max_line_bytes:

@@ -7,21 +7,29 @@ Implements the message format of the Modern IRC client protocol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from typing import Final
 
-from salotto.proto.errors import MalformedMessage
+from salotto.proto.errors import LocalProtocolError, MalformedMessage
 
 __all__ = [
     "Message",
     "escape_tag_value",
     "format_line",
     "format_tags",
+    "is_valid_tag_key",
     "parse",
     "unescape_tag_value",
 ]
 
 _UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _ESCAPE_TABLE = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+# Message-tags key: optional client prefix '+', optional vendor (a host name) and '/', then letters,
+# digits and '-'. Like ergo we accept '-', '.' and '/' anywhere rather than check the vendor part.
+_TAG_KEY: Final = re.compile(r"\+?[A-Za-z0-9./-]+")
+# A command is a word of letters or a three-digit numeric (https://modern.ircdocs.horse/#command).
+_COMMAND: Final = re.compile(r"[A-Za-z]+|[0-9]{3}")
 
 
 class Message:
@@ -32,7 +40,7 @@ class Message:
     unescaped values; a tag without a value maps to ``""``.
     """
 
-    __slots__ = ("tags", "source", "command", "params")
+    __slots__ = ("command", "params", "source", "tags")
 
     def __init__(
         self,
@@ -92,14 +100,25 @@ def escape_tag_value(value: str) -> str:
     return value.translate(_ESCAPE_TABLE)
 
 
+def is_valid_tag_key(key: str) -> bool:
+    """Whether ``key`` may name a message tag (``+`` client prefix and ``vendor/`` included)."""
+    return _TAG_KEY.fullmatch(key) is not None
+
+
+def _has_line_breaker(text: str) -> bool:
+    # CR, LF and NUL are never allowed inside a line (https://modern.ircdocs.horse/#messages); a CR
+    # would let a peer smuggle a second line to clients that split on CR alone.
+    return "\r" in text or "\n" in text or "\x00" in text
+
+
 def _parse_tags(raw: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     for item in raw.split(";"):
-        if not item:
-            continue
         key, sep, value = item.partition("=")
-        if not key:
+        # message-tags: an invalid key MUST NOT make us reject the message; we drop that tag only.
+        if not is_valid_tag_key(key):
             continue
+        # A repeated key: the last one wins, as the spec says.
         tags[key] = unescape_tag_value(value) if sep else ""
     return tags
 
@@ -107,11 +126,14 @@ def _parse_tags(raw: str) -> dict[str, str]:
 def parse(line: str) -> Message:
     """Parse one line (without CRLF) into a :class:`Message`.
 
-    Runs of spaces between parameters count as one separator, as in RFC 1459.
+    Runs of spaces between parameters count as one separator, as in RFC 1459; only the space
+    (0x20) separates, so tabs and IRC formatting codes stay inside their parameter.
 
     Raises:
-        MalformedMessage: the line holds no command.
+        MalformedMessage: the line holds no command, or a CR, LF or NUL.
     """
+    if _has_line_breaker(line):
+        raise MalformedMessage("CR, LF or NUL inside a line")
     tags: dict[str, str] = {}
     source: str | None = None
     pos = 0
@@ -132,6 +154,8 @@ def parse(line: str) -> Message:
         pos = end
         while pos < n and line[pos] == " ":
             pos += 1
+    if pos < n and line[pos] == ":":
+        raise MalformedMessage("trailing parameter without a command")
     trailing: str | None = None
     colon = line.find(" :", pos)
     if colon >= 0:
@@ -139,7 +163,7 @@ def parse(line: str) -> Message:
         middle = line[pos:colon]
     else:
         middle = line[pos:]
-    words = middle.split()
+    words = [word for word in middle.split(" ") if word]
     if not words:
         raise MalformedMessage("no command")
     command = words[0].upper()
@@ -150,11 +174,27 @@ def parse(line: str) -> Message:
 
 
 def format_tags(tags: Mapping[str, str]) -> str:
-    """The ``@k=v;k2`` tag section, without the trailing space; empty when there are no tags."""
+    """The ``@k=v;k2`` tag section, without the trailing space; empty when there are no tags.
+
+    Raises:
+        LocalProtocolError: a key is not a valid tag key, or a value holds a NUL (it has no escape).
+    """
     if not tags:
         return ""
-    parts = [key if value == "" else f"{key}={escape_tag_value(value)}" for key, value in tags.items()]
+    parts: list[str] = []
+    for key, value in tags.items():
+        if not is_valid_tag_key(key):
+            raise LocalProtocolError(f"invalid tag key {key!r}")
+        if "\x00" in value:
+            raise LocalProtocolError(f"NUL in the value of tag {key!r}")
+        parts.append(key if value == "" else f"{key}={escape_tag_value(value)}")
     return "@" + ";".join(parts)
+
+
+def _check_middle(param: str) -> None:
+    """A middle parameter: one non-empty word that cannot pass for the trailing one."""
+    if not param or " " in param or param[0] == ":" or _has_line_breaker(param):
+        raise LocalProtocolError(f"invalid middle parameter: {param!r}")
 
 
 def format_line(
@@ -164,16 +204,30 @@ def format_line(
     source: str | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> str:
-    """Serialize a message (without CRLF). The last parameter gets a colon when it needs one."""
+    """Serialize a message (without CRLF). The last parameter gets a colon when it needs one.
+
+    Raises:
+        LocalProtocolError: the message cannot be written as one IRC line: a command that is not
+            letters or three digits, a space in the source, an empty, spaced or colon-led middle
+            parameter, a CR, LF or NUL anywhere, an invalid tag.
+    """
     parts: list[str] = []
     if tags:
         parts.append(format_tags(tags))
     if source:
+        if " " in source or _has_line_breaker(source):
+            raise LocalProtocolError(f"invalid source: {source!r}")
         parts.append(":" + source)
+    if _COMMAND.fullmatch(command) is None:
+        raise LocalProtocolError(f"invalid command: {command!r}")
     parts.append(command)
     if params:
+        for param in params[:-1]:
+            _check_middle(param)
         parts.extend(params[:-1])
         last = params[-1]
+        if _has_line_breaker(last):
+            raise LocalProtocolError(f"CR, LF or NUL in the last parameter: {last!r}")
         if not last or " " in last or last[0] == ":":
             parts.append(":" + last)
         else:

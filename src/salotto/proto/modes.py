@@ -9,10 +9,10 @@ __all__ = [
     "CHANMODES_B",
     "CHANMODES_C",
     "CHANMODES_D",
-    "ModeChange",
     "PREFIX_MODES",
     "PREFIX_SYMBOLS",
     "USER_MODES",
+    "ModeChange",
     "parse_mode_string",
 ]
 
