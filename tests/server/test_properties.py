@@ -12,6 +12,7 @@ from tests.server.harness import Harness
 NICKS = ["alice", "bob", "carol", "Alice", "[x]", "d-1"]
 CHANNELS = ["#lobby", "#a", "#B", "#b", "#a,#b", "0", "bad", "#" + "x" * 60]
 COMMANDS = [
+    "MODE u0 +i", "MODE u1 -i+i",
     "NICK", "USER", "JOIN", "PART", "PRIVMSG", "NOTICE", "TAGMSG", "TOPIC", "MODE", "KICK", "INVITE",
     "NAMES", "LIST", "WHO", "WHOIS", "WHOWAS", "AWAY", "QUIT", "CAP", "PING", "PONG", "USERHOST",
     "ISON", "SETNAME", "OPER", "KILL", "LUSERS", "MOTD", "VERSION", "TIME", "ADMIN", "INFO", "FOO",
@@ -74,3 +75,21 @@ def test_random_bytes(chunks: list[bytes]) -> None:
             h.server.handle_line(user.client, raw.rstrip(b"\r"))
     other.lines()
     check_consistent(h.server)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 2), line), max_size=30))
+def test_derived_counts_match_the_state(script: list[tuple[int, str]]) -> None:
+    """The counters LUSERS reads and each channel's privileged set agree with a full recount."""
+    h = Harness(large_channel_threshold=1)
+    users = [h.user(f"u{i}") for i in range(3)]
+    for who, text in script:
+        if not users[who].client.quitting:
+            users[who].send(text)
+    server = h.server
+    registered = [c for c in server.clients if c.registered]
+    assert server.registered_count == len(registered)
+    assert server.invisible_count == sum(1 for c in registered if "i" in c.modes)
+    assert server.opers == {c for c in registered if c.is_oper}
+    for channel in server.channels.values():
+        assert channel.privileged == {m for m, status in channel.members.items() if status}

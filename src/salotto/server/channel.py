@@ -37,6 +37,7 @@ class Channel:
         "name",
         "name_cf",
         "permanent",
+        "privileged",
         "topic",
         "topic_set_at",
         "topic_set_by",
@@ -47,8 +48,12 @@ class Channel:
         self.name_cf = name_cf
         self.created = created
         self.permanent = permanent
-        # Member -> its prefix mode letters ("", "o", "v", "ov"), in join order.
+        # Member -> its prefix mode letters ("", "o", "v", "ov"), in join order. Change it only
+        # through add/set_status/discard, which keep ``privileged`` in step.
         self.members: dict[Client, str] = {}
+        # Members with any prefix: what a large channel shows to non-operators, kept apart so
+        # that a join to a 10,000-member channel does not scan 10,000 members.
+        self.privileged: set[Client] = set()
         self.topic = ""
         self.topic_set_by = ""
         self.topic_set_at = 0
@@ -62,6 +67,25 @@ class Channel:
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} {len(self.members)} members>"
+
+    def add(self, client: Client, status: str) -> None:
+        self.members[client] = status
+        if status:
+            self.privileged.add(client)
+
+    def set_status(self, client: Client, status: str) -> None:
+        self.members[client] = status
+        if status:
+            self.privileged.add(client)
+        else:
+            self.privileged.discard(client)
+
+    def discard(self, client: Client) -> None:
+        self.members.pop(client, None)
+        self.privileged.discard(client)
+
+    def operators(self) -> list[Client]:
+        return [m for m in self.privileged if "o" in self.members[m]]
 
     def is_op(self, client: Client) -> bool:
         return "o" in self.members.get(client, "")

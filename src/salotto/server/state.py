@@ -68,6 +68,10 @@ class Server:
         self.whowas: deque[WhowasEntry] = deque()
         self.per_ip: Counter[str] = Counter()
         self.internal_errors = 0
+        # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
+        self.registered_count = 0
+        self.invisible_count = 0
+        self.opers: set[Client] = set()
         self.shutting_down = False
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
@@ -215,6 +219,10 @@ class Server:
         if client.nick_cf and self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
         if client.registered:
+            self.registered_count -= 1
+            if "i" in client.modes:
+                self.invisible_count -= 1
+            self.opers.discard(client)
             self.remember_nick(client)
             if not self.shutting_down:
                 self.outgoing(client.prefix, "QUIT", [reason]).deliver(self.quit_audience(client))
@@ -230,7 +238,7 @@ class Server:
         audience: set[Client] = set()
         for channel in client.channels.values():
             if len(channel.members) > threshold:
-                audience.update(m for m, status in channel.members.items() if "o" in status)
+                audience.update(channel.operators())
             else:
                 audience.update(channel.members)
         audience.discard(client)
@@ -239,11 +247,11 @@ class Server:
     def member_audience(self, channel: Channel) -> Iterable[Client]:
         """Who sees joins and parts in ``channel``: everyone, or only operators above the threshold."""
         if len(channel.members) > self.config.large_channel_threshold:
-            return [m for m, status in channel.members.items() if "o" in status]
+            return channel.operators()
         return channel.members
 
     def remove_member(self, channel: Channel, client: Client) -> None:
-        channel.members.pop(client, None)
+        channel.discard(client)
         client.channels.pop(channel.name_cf, None)
         if not channel.members and not channel.permanent:
             del self.channels[channel.name_cf]

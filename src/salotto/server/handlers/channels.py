@@ -103,7 +103,7 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
             ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
             return
         channel.invited.discard(client.nick_cf)
-    channel.members[client] = status
+    channel.add(client, status)
     client.channels[name_cf] = channel
 
     plain = server.outgoing(client.prefix, "JOIN", [channel.name])
@@ -199,7 +199,9 @@ def send_names(ctx: Context, channel: Channel) -> None:
         return
     members: list[Client] | dict[Client, str] = channel.members
     if len(channel.members) > server.config.large_channel_threshold and not channel.is_op(client):
-        members = [m for m, status in channel.members.items() if status or m is client]
+        members = list(channel.privileged)
+        if client not in channel.privileged:
+            members.append(client)
     line: list[str] = []
     size = 0
     for member in members:
@@ -275,10 +277,7 @@ def handle_invite(ctx: Context) -> None:
     invite = server.outgoing(client.prefix, "INVITE", [target.nick, channel.name])
     target.conn.write(invite.variant(target.tag_flags))
     # invite-notify: the channel's operators who asked for it learn of the invitation.
-    watchers = [
-        m for m, status in channel.members.items()
-        if "o" in status and "invite-notify" in m.caps and m is not client
-    ]
+    watchers = [m for m in channel.operators() if "invite-notify" in m.caps and m is not client]
     invite.deliver(watchers)
 
 

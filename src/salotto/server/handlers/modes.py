@@ -74,11 +74,16 @@ def _user_mode(ctx: Context, nick: str) -> None:
         elif adding and ch not in client.modes:
             client.modes.add(ch)
             applied.append("+" + ch)
+            if ch == "i":
+                server.invisible_count += 1
         elif not adding and ch in client.modes:
             client.modes.discard(ch)
             applied.append("-" + ch)
-            if ch == "o":
+            if ch == "i":
+                server.invisible_count -= 1
+            elif ch == "o":
                 client.oper_name = None
+                server.opers.discard(client)
     if unknown:
         ctx.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if applied:
@@ -158,7 +163,7 @@ def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:
         if adding == (mode in status):
             return None
         new = status + mode if adding else status.replace(mode, "")
-        channel.members[target] = "".join(m for m in PREFIX_MODES if m in new)
+        channel.set_status(target, "".join(m for m in PREFIX_MODES if m in new))
         return target.nick
     if mode in _LIST_REPLIES:
         assert param is not None

@@ -34,6 +34,7 @@ def handle_oper(ctx: Context) -> None:
         ctx.reply(ERR_NOOPERHOST, "No O-lines for your host")
         return
     client.modes.add("o")
+    server.opers.add(client)
     client.oper_name = name
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")

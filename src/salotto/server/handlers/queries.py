@@ -55,9 +55,9 @@ USERHOST_MAX_NICKS = 5
 
 def send_lusers(ctx: Context) -> None:
     server = ctx.server
-    registered = sum(1 for c in server.clients if c.registered)
-    invisible = sum(1 for c in server.clients if c.registered and "i" in c.modes)
-    opers = sum(1 for c in server.clients if c.registered and c.is_oper)
+    registered = server.registered_count
+    invisible = server.invisible_count
+    opers = len(server.opers)
     unknown = len(server.clients) - registered
     ctx.reply(RPL_LUSERCLIENT, f"There are {registered - invisible} users and {invisible} invisible on 1 servers")
     ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")

@@ -183,6 +183,7 @@ def try_register(ctx: Context) -> None:
     if client.registered or not client.nick_cf or not client.user or client.cap_negotiating:
         return
     client.registered = True
+    ctx.server.registered_count += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
     welcome(ctx)
     for name in ctx.server.config.autojoin:
