@@ -1,0 +1,143 @@
+"""What a chat client shows: buffers (server, channel, private conversation), their lines and members.
+
+Plain data, no I/O and no GUI: the session fills it, a GUI draws it, tests read it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "SERVER_KEY",
+    "Buffer",
+    "BufferKind",
+    "Change",
+    "ChangeKind",
+    "Line",
+    "LineKind",
+    "Member",
+]
+
+# The server buffer's key; no channel or nick can be "*".
+SERVER_KEY = "*"
+# Lines kept per buffer; older ones are dropped (HexChat keeps 300 by default, we keep more).
+MAX_LINES_PER_BUFFER = 2000
+
+
+class BufferKind(enum.Enum):
+    SERVER = "server"
+    CHANNEL = "channel"
+    QUERY = "query"
+
+
+class LineKind(enum.Enum):
+    MESSAGE = "message"
+    ACTION = "action"
+    NOTICE = "notice"
+    JOIN = "join"
+    PART = "part"
+    QUIT = "quit"
+    KICK = "kick"
+    NICK = "nick"
+    TOPIC = "topic"
+    MODE = "mode"
+    INFO = "info"
+    ERROR = "error"
+
+
+# Kinds a GUI shows quietly (dim, no unread count).
+QUIET_KINDS = frozenset({LineKind.JOIN, LineKind.PART, LineKind.QUIT, LineKind.NICK, LineKind.MODE})
+
+
+@dataclass(slots=True)
+class Line:
+    """One line of a buffer. ``nick`` is the speaker for messages, the subject for events."""
+
+    time: datetime
+    kind: LineKind
+    text: str
+    nick: str = ""
+    own: bool = False
+    highlight: bool = False
+    msgid: str = ""
+
+    @property
+    def quiet(self) -> bool:
+        return self.kind in QUIET_KINDS
+
+
+@dataclass(slots=True)
+class Member:
+    nick: str
+    # Membership prefixes held, highest first ("@+" with multi-prefix, else at most one).
+    prefixes: str = ""
+
+    @property
+    def display(self) -> str:
+        return self.prefixes[:1] + self.nick
+
+
+@dataclass(slots=True)
+class Buffer:
+    """A channel, a private conversation or the server's own messages."""
+
+    name: str
+    kind: BufferKind
+    lines: list[Line] = field(default_factory=list)
+    # Folded nick -> member; channels only.
+    members: dict[str, Member] = field(default_factory=dict)
+    topic: str = ""
+    unread: int = 0
+    mentioned: bool = False
+    joined: bool = False
+    msgids: set[str] = field(default_factory=set)
+
+    def add(self, line: Line) -> bool:
+        """Append a line; False (and nothing added) when its msgid was already seen."""
+        if line.msgid:
+            if line.msgid in self.msgids:
+                return False
+            self.msgids.add(line.msgid)
+        self.lines.append(line)
+        if len(self.lines) > MAX_LINES_PER_BUFFER:
+            del self.lines[: len(self.lines) - MAX_LINES_PER_BUFFER]
+        return True
+
+    def merge_history(self, lines: list[Line]) -> int:
+        """Merge older lines (a history batch) by time, skipping known msgids; returns how many were new."""
+        fresh = [ln for ln in lines if not ln.msgid or ln.msgid not in self.msgids]
+        for ln in fresh:
+            if ln.msgid:
+                self.msgids.add(ln.msgid)
+        if fresh:
+            self.lines = sorted(self.lines + fresh, key=lambda ln: ln.time)[-MAX_LINES_PER_BUFFER:]
+        return len(fresh)
+
+    def sorted_members(self, prefix_order: str) -> list[Member]:
+        """Members by rank (prefix_order is highest first, e.g. "@+"), then by name."""
+        rank = {sym: i for i, sym in enumerate(prefix_order)}
+
+        def key(m: Member) -> tuple[int, str]:
+            return (rank.get(m.prefixes[:1], len(prefix_order)), m.nick.lower())
+
+        return sorted(self.members.values(), key=key)
+
+
+class ChangeKind(enum.Enum):
+    LINE = "line"  # a line was appended to ``key``
+    RELOAD = "reload"  # ``key``'s lines changed in place (history merged): redraw them all
+    MEMBERS = "members"
+    TOPIC = "topic"
+    BUFFERS = "buffers"  # a buffer opened or closed, or unread/mention marks changed
+    ACTIVATE = "activate"  # the session wants ``key`` shown (the user ran /join, /query)
+    STATUS = "status"  # connection state or own nick changed
+    QUIT = "quit"  # the user asked to quit
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: ChangeKind
+    key: str = ""
+    line: Line | None = None

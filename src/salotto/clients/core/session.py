@@ -1,0 +1,410 @@
+"""A client's IRC session, sans-I/O: feed it parsed messages, it updates buffers and queues lines to send.
+
+Registration and capability negotiation follow https://modern.ircdocs.horse/#connection-registration and
+https://ircv3.net/specs/extensions/capability-negotiation; SASL PLAIN follows
+https://ircv3.net/specs/extensions/sasl-3.1. The session never touches a socket or a clock of its own:
+the connection layer (:mod:`salotto.clients.core.client`) feeds it and sends what it queued.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from salotto.clients.core.commands import run_input
+from salotto.clients.core.handlers import dispatch
+from salotto.clients.core.model import (
+    SERVER_KEY,
+    Buffer,
+    BufferKind,
+    Change,
+    ChangeKind,
+    Line,
+    LineKind,
+)
+from salotto.clients.core.text import casefold_for, parse_server_time, split_utf8
+from salotto.proto import Message, format_line
+
+__all__ = ["WANTED_CAPS", "Session", "SessionConfig"]
+
+# Capabilities we use when the server offers them. sasl is added only when an account is configured.
+WANTED_CAPS = (
+    "server-time",
+    "message-tags",
+    "multi-prefix",
+    "echo-message",
+    "batch",
+    "draft/chathistory",
+    "chathistory",
+    "cap-notify",
+)
+# SASL payloads go out in chunks of 400 bytes (sasl-3.1).
+SASL_CHUNK_BYTES = 400
+# Bytes of text per PRIVMSG before it is split in several (leaves room for the relayed prefix).
+MESSAGE_BYTES = 400
+# Lines of history asked for on join when the server offers chathistory.
+DEFAULT_HISTORY_LINES = 50
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    nick: str
+    username: str = ""
+    realname: str = "salotto user"
+    server_password: str = ""
+    sasl_account: str = ""
+    sasl_password: str = ""
+    autojoin: tuple[str, ...] = ("#lobby",)
+    history_lines: int = DEFAULT_HISTORY_LINES
+    quit_message: str = "Leaving"
+
+
+@dataclass(slots=True)
+class _Batch:
+    kind: str
+    target: str
+    lines: list[tuple[str, Line]] = field(default_factory=list)
+
+
+class Session:
+    """State of one client across connections: buffers survive reconnects, the rest is reset."""
+
+    def __init__(self, config: SessionConfig, now: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.now = now or (lambda: datetime.now(UTC))
+        self.nick = config.nick
+        self.buffers: dict[str, Buffer] = {SERVER_KEY: Buffer("server", BufferKind.SERVER)}
+        self.active = SERVER_KEY
+        self.outbox: list[str] = []
+        self.changes: list[Change] = []
+        self.quit_requested = False
+        # Channels to show once joined (the user ran /join) and to drop once parted (/close, /part).
+        self.activate_on_join: set[str] = set()
+        self.closing: set[str] = set()
+        self.away = False
+        self._reset_connection_state()
+
+    # -- connection lifecycle -------------------------------------------------------------------
+
+    def _reset_connection_state(self) -> None:
+        self.connected = False
+        self.registered = False
+        self.server_name = ""
+        self.caps_offered: dict[str, str] = {}
+        self.caps_enabled: set[str] = set()
+        self.isupport: dict[str, str] = {}
+        self.prefix_modes = "ov"
+        self.prefix_symbols = "@+"
+        self.chantypes = "#&"
+        self.statusmsg = ""
+        self.chanmodes = ("beI", "k", "l", "imnpst")
+        self.fold: Callable[[str], str] = casefold_for("rfc1459")
+        self.cap_ls_done = False
+        self._cap_ended = False
+        self._sasl_running = False
+        self._welcomed_joins_sent = False
+        self.names_pending: dict[str, dict[str, str]] = {}
+        self._batches: dict[str, _Batch] = {}
+        self._nick_attempts = 0
+
+    def begin(self) -> None:
+        """A new connection is up: queue the registration lines."""
+        self._reset_connection_state()
+        self.connected = True
+        self.nick = self.config.nick
+        self.send("CAP", "LS", "302")
+        if self.config.server_password:
+            self.send("PASS", self.config.server_password)
+        self.send("NICK", self.nick)
+        self.send("USER", self.config.username or self.config.nick, "0", "*", self.config.realname)
+        self.emit(ChangeKind.STATUS)
+
+    def disconnected(self, reason: str) -> None:
+        """The connection ended; say so in every open buffer and forget who was where."""
+        was_connected = self.connected
+        self._reset_connection_state()
+        for key, buf in self.buffers.items():
+            if was_connected or key == SERVER_KEY:
+                self.add_line(key, self.line(LineKind.ERROR, f"Disconnected: {reason}"), count=False)
+            if buf.kind is BufferKind.CHANNEL:
+                buf.members.clear()
+                buf.joined = False
+                self.emit(ChangeKind.MEMBERS, key)
+        self.emit(ChangeKind.STATUS)
+
+    # -- output ---------------------------------------------------------------------------------
+
+    def send(self, command: str, *params: str, tags: dict[str, str] | None = None) -> None:
+        self.outbox.append(format_line(command, list(params), tags=tags))
+
+    def send_raw(self, line: str) -> None:
+        self.outbox.append(line)
+
+    def take_outbox(self) -> list[str]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_changes(self) -> list[Change]:
+        out, self.changes = self.changes, []
+        return out
+
+    def emit(self, kind: ChangeKind, key: str = "", line: Line | None = None) -> None:
+        self.changes.append(Change(kind, key, line))
+
+    # -- buffers --------------------------------------------------------------------------------
+
+    def key(self, name: str) -> str:
+        return self.fold(name)
+
+    def is_channel(self, name: str) -> bool:
+        return bool(name) and name[0] in self.chantypes
+
+    def is_me(self, nick: str) -> bool:
+        return bool(nick) and self.fold(nick) == self.fold(self.nick)
+
+    def get_buffer(self, name: str) -> Buffer | None:
+        return self.buffers.get(SERVER_KEY if name == SERVER_KEY else self.key(name))
+
+    def open_buffer(self, name: str, kind: BufferKind | None = None) -> Buffer:
+        """The buffer for a channel or nick, created when missing."""
+        key = self.key(name)
+        buf = self.buffers.get(key)
+        if buf is None:
+            if kind is None:
+                kind = BufferKind.CHANNEL if self.is_channel(name) else BufferKind.QUERY
+            buf = Buffer(name, kind)
+            self.buffers[key] = buf
+            self.emit(ChangeKind.BUFFERS)
+        return buf
+
+    def close_buffer(self, key: str) -> None:
+        if key == SERVER_KEY or key not in self.buffers:
+            return
+        del self.buffers[key]
+        if self.active == key:
+            self.active = SERVER_KEY
+            self.emit(ChangeKind.ACTIVATE, SERVER_KEY)
+        self.emit(ChangeKind.BUFFERS)
+
+    def set_active(self, key: str) -> None:
+        """The GUI shows ``key`` now: its unread count and mention mark are cleared."""
+        buf = self.buffers.get(key)
+        if buf is None:
+            return
+        self.active = key
+        if buf.unread or buf.mentioned:
+            buf.unread = 0
+            buf.mentioned = False
+            self.emit(ChangeKind.BUFFERS)
+
+    def activate(self, key: str) -> None:
+        """Ask the GUI to show ``key`` (after /join or /query)."""
+        self.set_active(key)
+        self.emit(ChangeKind.ACTIVATE, key)
+
+    def line(self, kind: LineKind, text: str, nick: str = "", msg: Message | None = None) -> Line:
+        moment = self.now()
+        msgid = ""
+        if msg is not None:
+            stamp = msg.tags.get("time")
+            parsed = parse_server_time(stamp) if stamp else None
+            if parsed is not None:
+                moment = parsed
+            msgid = msg.tags.get("msgid", "")
+        return Line(moment, kind, text, nick, msgid=msgid)
+
+    def add_line(
+        self,
+        name: str,
+        line: Line,
+        *,
+        count: bool = True,
+        kind: BufferKind | None = None,
+        batch: str = "",
+    ) -> None:
+        """Append ``line`` to the buffer of ``name`` (created when missing) and account for it."""
+        if batch and batch in self._batches:
+            self._batches[batch].lines.append((name, line))
+            return
+        buf = self.buffers[SERVER_KEY] if name == SERVER_KEY else self.open_buffer(name, kind)
+        if not buf.add(line):
+            return
+        key = SERVER_KEY if name == SERVER_KEY else self.key(name)
+        self.emit(ChangeKind.LINE, key, line)
+        if key != self.active and count and not line.own and not line.quiet:
+            if line.kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
+                buf.unread += 1
+            if line.highlight:
+                buf.mentioned = True
+            self.emit(ChangeKind.BUFFERS)
+
+    def info(self, text: str, name: str | None = None, kind: LineKind = LineKind.INFO) -> None:
+        """A line from the client or the server that is not chat, in ``name`` or the active buffer."""
+        target = name if name is not None else self.active_name()
+        if target != SERVER_KEY and self.get_buffer(target) is None:
+            target = SERVER_KEY
+        self.add_line(target, self.line(kind, text), count=False)
+
+    def error(self, text: str, name: str | None = None) -> None:
+        self.info(text, name, LineKind.ERROR)
+
+    def active_name(self) -> str:
+        return SERVER_KEY if self.active == SERVER_KEY else self.buffers[self.active].name
+
+    def channels(self) -> list[Buffer]:
+        return [b for b in self.buffers.values() if b.kind is BufferKind.CHANNEL]
+
+    # -- batches (chathistory) -----------------------------------------------------------------
+
+    def start_batch(self, ref: str, kind: str, target: str) -> None:
+        if kind in ("chathistory", "draft/chathistory"):
+            self._batches[ref] = _Batch(kind, target)
+
+    def end_batch(self, ref: str) -> None:
+        batch = self._batches.pop(ref, None)
+        if batch is None:
+            return
+        by_key: dict[str, list[Line]] = {}
+        for name, line in batch.lines:
+            by_key.setdefault(name, []).append(line)
+        for name, lines in by_key.items():
+            buf = self.open_buffer(name)
+            if buf.merge_history(lines):
+                self.emit(ChangeKind.RELOAD, self.key(name))
+
+    def batch_of(self, msg: Message) -> str:
+        ref = msg.tags.get("batch", "")
+        return ref if ref in self._batches else ""
+
+    def request_history(self, channel: str) -> None:
+        cap = "draft/chathistory" if "draft/chathistory" in self.caps_enabled else "chathistory"
+        if cap not in self.caps_enabled or "batch" not in self.caps_enabled:
+            return
+        limit = self.config.history_lines
+        server_max = self.isupport.get("CHATHISTORY", "")
+        if server_max.isdigit() and int(server_max) > 0:
+            limit = min(limit, int(server_max))
+        buf = self.get_buffer(channel)
+        reference = "*"
+        if buf is not None:
+            known = [ln for ln in buf.lines if ln.msgid]
+            if known:
+                reference = f"msgid={known[-1].msgid}"
+        self.send("CHATHISTORY", "LATEST", channel, reference, str(limit))
+
+    # -- capability negotiation and SASL --------------------------------------------------------
+
+    def caps_to_request(self, offered: dict[str, str]) -> list[str]:
+        wanted = [c for c in WANTED_CAPS if c in offered and c not in self.caps_enabled]
+        if "draft/chathistory" in wanted and "chathistory" in wanted:
+            wanted.remove("draft/chathistory")
+        if self.config.sasl_account and "sasl" in offered and "sasl" not in self.caps_enabled:
+            mechanisms = offered["sasl"]
+            if not mechanisms or "PLAIN" in mechanisms.upper().split(","):
+                wanted.append("sasl")
+            else:
+                self.error(f"The server offers SASL {mechanisms} but not PLAIN; not logging in.", SERVER_KEY)
+        return wanted
+
+    def cap_ls_finished(self) -> None:
+        self.cap_ls_done = True
+        wanted = self.caps_to_request(self.caps_offered)
+        if self.config.sasl_account and "sasl" not in self.caps_offered:
+            self.error("The server does not offer SASL; connecting without logging in.", SERVER_KEY)
+        if wanted:
+            self.send("CAP", "REQ", " ".join(wanted))
+        else:
+            self.end_cap()
+
+    def caps_acked(self, caps: list[str]) -> None:
+        for cap in caps:
+            if cap.startswith("-"):
+                self.caps_enabled.discard(cap[1:])
+            else:
+                self.caps_enabled.add(cap)
+        if "sasl" in caps and self.config.sasl_account and not self.registered:
+            self._sasl_running = True
+            self.send("AUTHENTICATE", "PLAIN")
+        elif not self._sasl_running:
+            self.end_cap()
+
+    def end_cap(self) -> None:
+        if not self._cap_ended and not self.registered:
+            self._cap_ended = True
+            self.send("CAP", "END")
+
+    def sasl_continue(self, challenge: str) -> None:
+        if challenge != "+" or not self._sasl_running:
+            return
+        account, password = self.config.sasl_account, self.config.sasl_password
+        payload = base64.b64encode(f"{account}\0{account}\0{password}".encode()).decode("ascii")
+        chunks = [payload[i : i + SASL_CHUNK_BYTES] for i in range(0, len(payload), SASL_CHUNK_BYTES)]
+        for chunk in chunks:
+            self.send("AUTHENTICATE", chunk)
+        if not chunks or len(chunks[-1]) == SASL_CHUNK_BYTES:
+            self.send("AUTHENTICATE", "+")
+
+    def sasl_finished(self, ok: bool, text: str) -> None:
+        self._sasl_running = False
+        if ok:
+            self.info(text or "Logged in.", SERVER_KEY)
+        else:
+            self.error(f"Login failed: {text}", SERVER_KEY)
+        self.end_cap()
+
+    # -- registration -------------------------------------------------------------------------
+
+    def welcome(self, nick: str, server: str) -> None:
+        self.registered = True
+        self.nick = nick
+        self.server_name = server
+        self.buffers[SERVER_KEY].name = server or "server"
+        self.emit(ChangeKind.STATUS)
+        self.emit(ChangeKind.BUFFERS)
+
+    def nick_rejected(self) -> None:
+        """The nick is taken or refused during registration: try another, as every client does."""
+        self._nick_attempts += 1
+        base = self.config.nick
+        tries = self._nick_attempts
+        self.nick = base + "_" * tries if tries < 4 else f"{base}{tries}"
+        self.send("NICK", self.nick)
+
+    def motd_done(self) -> None:
+        """Registration is over: join the autojoin channels and every channel open before a reconnect."""
+        if self._welcomed_joins_sent:
+            return
+        self._welcomed_joins_sent = True
+        names = [buf.name for buf in self.channels() if not buf.joined]
+        for name in self.config.autojoin:
+            if self.get_buffer(name) is None:
+                names.append(name)
+        if names:
+            self.send("JOIN", ",".join(names))
+
+    # -- user actions -------------------------------------------------------------------------
+
+    def say(self, target: str, text: str, kind: LineKind = LineKind.MESSAGE) -> None:
+        """Send a message (or /me action, or notice) to a channel or nick, echoing it locally if needed."""
+        # 512 bytes per line, minus our own prefix as the server relays it (nick!user@host, ~100 bytes).
+        budget = max(MESSAGE_BYTES - len(target.encode("utf-8")), 64)
+        chunks = [piece for part in text.split("\n") for piece in split_utf8(part, budget)]
+        for chunk in chunks:
+            if kind is LineKind.ACTION:
+                self.send("PRIVMSG", target, f"\x01ACTION {chunk}\x01")
+            else:
+                self.send("NOTICE" if kind is LineKind.NOTICE else "PRIVMSG", target, chunk)
+            if "echo-message" not in self.caps_enabled:
+                line = self.line(kind, chunk, self.nick)
+                line.own = True
+                self.add_line(target, line)
+
+    def input(self, text: str) -> None:
+        """What the user typed in the entry of the active buffer: a slash command or a message."""
+        run_input(self, text)
+
+    def receive(self, msg: Message) -> None:
+        """Handle one message from the server."""
+        dispatch(self, msg)

@@ -1,0 +1,166 @@
+"""``salotto gui``: the connect dialog (or ``--server``/``--nick`` straight away), then the chat window."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import signal
+import sys
+import tkinter as tk
+from types import FrameType
+
+from salotto.clients.core import Client, SessionConfig
+from salotto.clients.tk.dialog import PLAIN_PORT, TLS_PORT, ConnectDialog, ConnectRequest
+from salotto.clients.tk.settings import (
+    MAX_FONT_SIZE,
+    MIN_FONT_SIZE,
+    THEMES,
+    Settings,
+    load_settings,
+    save_settings,
+)
+from salotto.clients.tk.theme import Theme, apply_theme
+from salotto.clients.tk.window import ChatWindow
+
+__all__ = ["build_parser", "main", "parse_server"]
+
+DEFAULT_GEOMETRY = "1000x640"
+
+
+def build_parser(prog: str = "salotto gui") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="The salotto desktop chat client.")
+    parser.add_argument("--server", metavar="HOST:PORT",
+                        help="connect straight away, skipping the dialog (port defaults to 6667, 6697 with --tls)")
+    parser.add_argument("--nick", help="nickname (default: the last one used, or your login name)")
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--tls-insecure", action="store_true",
+                        help="with --tls: accept a certificate that cannot be verified (self-signed)")
+    parser.add_argument("--font-size", type=int, metavar="POINTS",
+                        help=f"text size in points ({MIN_FONT_SIZE}-{MAX_FONT_SIZE}; saved for next time)")
+    parser.add_argument("--theme", choices=THEMES, help="colour theme (saved for next time)")
+    parser.add_argument("--join", action="append", default=[], metavar="CHANNEL",
+                        help="channel to join besides #lobby (repeatable)")
+    return parser
+
+
+def parse_server(text: str, tls: bool) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6addr]:port`` to (host, port).
+
+    Raises:
+        ValueError: the port is not a number from 1 to 65535.
+    """
+    default = TLS_PORT if tls else PLAIN_PORT
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    port = int(port_text) if port_text else default
+    if not 0 < port < 65536 or not host:
+        raise ValueError(text)
+    return host, port
+
+
+class App:
+    """Owns the Tk root, the settings and whichever of dialog or chat window is showing."""
+
+    def __init__(self, root: tk.Tk, settings: Settings, join: list[str], tls_verify: bool) -> None:
+        self.root = root
+        self.settings = settings
+        self.join = join
+        self.tls_verify = tls_verify
+        self.theme: Theme = apply_theme(root, settings.theme, settings.font_size)
+        self.window: ChatWindow | None = None
+        self.dialog: ConnectDialog | None = None
+        root.title("salotto")
+        root.geometry(settings.geometry or DEFAULT_GEOMETRY)
+        root.minsize(480, 320)
+
+    def show_dialog(self) -> None:
+        self.root.geometry("")
+        self.dialog = ConnectDialog(self.root, self.settings, self.connect, self.root.destroy)
+        self.dialog.pack(fill="both", expand=True)
+        self.root.protocol("WM_DELETE_WINDOW", self.root.destroy)
+
+    def connect(self, request: ConnectRequest) -> None:
+        s = self.settings
+        s.host, s.port, s.nick, s.tls, s.account = (request.host, request.port, request.nick, request.tls,
+                                                    request.account)
+        save_settings(s)
+        if self.dialog is not None:
+            self.dialog.destroy()
+            self.dialog = None
+            self.root.geometry(s.geometry or DEFAULT_GEOMETRY)
+        config = SessionConfig(
+            nick=request.nick,
+            sasl_account=request.account if request.password else "",
+            sasl_password=request.password,
+            autojoin=("#lobby", *self.join),
+        )
+        client = Client(request.host, request.port, config, tls=request.tls, tls_verify=self.tls_verify)
+        self.window = ChatWindow(self.root, client, self.theme, on_closed=self._save_geometry,
+                                 on_font_size=self.set_font_size)
+        client.start()
+
+    def set_font_size(self, size: int) -> None:
+        self.settings.font_size = size
+        self.settings.normalised()
+        apply_theme(self.root, self.settings.theme, self.settings.font_size, self.theme)
+        if self.window is not None:
+            self.window.restyle(self.theme)
+        save_settings(self.settings)
+
+    def _save_geometry(self) -> None:
+        if self.root.winfo_exists() and self.root.winfo_width() > 1:
+            self.settings.geometry = f"{self.root.winfo_width()}x{self.root.winfo_height()}"
+        save_settings(self.settings)
+
+    def close(self) -> None:
+        """SIGTERM or Ctrl+C in the terminal: leave as the close button does."""
+        if self.window is not None:
+            self.window.close()
+        elif self.root.winfo_exists():
+            self.root.destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the desktop client; ``argv`` are the ``gui`` subcommand's arguments. Returns the exit code."""
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if args.font_size is not None:
+        settings.font_size = args.font_size
+    if args.theme is not None:
+        settings.theme = args.theme
+    settings.normalised()
+    request: ConnectRequest | None = None
+    if args.server:
+        try:
+            host, port = parse_server(args.server, args.tls)
+        except ValueError:
+            print(f"salotto gui: --server wants HOST or HOST:PORT, not {args.server!r}", file=sys.stderr)
+            return 2
+        nick = args.nick or settings.nick or getpass.getuser() or "guest"
+        request = ConnectRequest(host, port, nick, args.tls, settings.account, "")
+    try:
+        root = tk.Tk(className="salotto")
+    except tk.TclError as exc:
+        print(f"salotto gui: cannot open a window ({exc}). Is there a display (DISPLAY)?", file=sys.stderr)
+        return 1
+    app = App(root, settings, args.join, tls_verify=not args.tls_insecure)
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        root.after(0, app.close)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if request is not None:
+            app.connect(request)
+        else:
+            app.show_dialog()
+        root.mainloop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

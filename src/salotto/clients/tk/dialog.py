@@ -1,0 +1,111 @@
+"""The connect dialog: server, port, nickname, TLS, optional SASL account; prefilled from last time."""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from dataclasses import dataclass
+from tkinter import ttk
+
+from salotto.clients.tk.settings import Settings
+
+__all__ = ["ConnectDialog", "ConnectRequest"]
+
+PLAIN_PORT = 6667
+TLS_PORT = 6697
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    host: str
+    port: int
+    nick: str
+    tls: bool
+    account: str
+    password: str
+
+
+class ConnectDialog(ttk.Frame):
+    """A frame filling ``master``; calls ``on_connect`` with the request once the fields are valid."""
+
+    def __init__(
+        self,
+        master: tk.Misc,
+        settings: Settings,
+        on_connect: Callable[[ConnectRequest], None],
+        on_cancel: Callable[[], None],
+    ) -> None:
+        super().__init__(master, padding=18)
+        self._on_connect = on_connect
+        self._on_cancel = on_cancel
+        self.host = tk.StringVar(self, settings.host)
+        self.port = tk.StringVar(self, str(settings.port))
+        self.nick = tk.StringVar(self, settings.nick)
+        self.tls = tk.BooleanVar(self, settings.tls)
+        self.account = tk.StringVar(self, settings.account)
+        self.password = tk.StringVar(self)
+        self.message = tk.StringVar(self)
+
+        ttk.Label(self, text="Connect to a chat server", style="Heading.TLabel").grid(
+            row=0, column=0, columnspan=2, sticky="w", pady=(0, 12))
+        rows: list[tuple[str, tk.Widget]] = [
+            ("Server", ttk.Entry(self, textvariable=self.host, width=28)),
+            ("Port", ttk.Entry(self, textvariable=self.port, width=8)),
+            ("Nickname", ttk.Entry(self, textvariable=self.nick, width=20)),
+        ]
+        for i, (label, widget) in enumerate(rows, start=1):
+            ttk.Label(self, text=label).grid(row=i, column=0, sticky="w", padx=(0, 10), pady=3)
+            widget.grid(row=i, column=1, sticky="we", pady=3)
+        self.host_entry, self.port_entry, self.nick_entry = (w for _, w in rows)
+        ttk.Checkbutton(self, text="Use TLS (encrypted)", variable=self.tls, command=self._tls_toggled).grid(
+            row=4, column=1, sticky="w", pady=3)
+        ttk.Label(self, text="Account and password are optional (SASL login, if the server offers it).",
+                  style="Dim.TLabel", wraplength=360).grid(row=5, column=0, columnspan=2, sticky="w", pady=(10, 3))
+        ttk.Label(self, text="Account").grid(row=6, column=0, sticky="w", pady=3)
+        ttk.Entry(self, textvariable=self.account, width=20).grid(row=6, column=1, sticky="we", pady=3)
+        ttk.Label(self, text="Password").grid(row=7, column=0, sticky="w", pady=3)
+        ttk.Entry(self, textvariable=self.password, show="\u2022", width=20).grid(
+            row=7, column=1, sticky="we", pady=3)
+        ttk.Label(self, textvariable=self.message, style="Error.TLabel", wraplength=360).grid(
+            row=8, column=0, columnspan=2, sticky="w", pady=(8, 0))
+        buttons = ttk.Frame(self)
+        buttons.grid(row=9, column=0, columnspan=2, sticky="e", pady=(12, 0))
+        ttk.Button(buttons, text="Quit", command=self._on_cancel).pack(side="right")
+        self.connect_button = ttk.Button(buttons, text="Connect", command=self.submit, style="Accent.TButton")
+        self.connect_button.pack(side="right", padx=(0, 8))
+        self.columnconfigure(1, weight=1)
+        self.bind_all("<Return>", self._on_return, add=True)
+        self.bind_all("<Escape>", lambda _e: self._on_cancel(), add=True)
+        first = self.nick_entry if settings.host and not settings.nick else self.host_entry
+        if settings.nick:
+            first = self.connect_button
+        first.focus_set()
+
+    def _on_return(self, _event: tk.Event[tk.Misc]) -> None:
+        if self.winfo_exists():
+            self.submit()
+
+    def _tls_toggled(self) -> None:
+        port = self.port.get().strip()
+        if self.tls.get() and port == str(PLAIN_PORT):
+            self.port.set(str(TLS_PORT))
+        elif not self.tls.get() and port == str(TLS_PORT):
+            self.port.set(str(PLAIN_PORT))
+
+    def submit(self) -> None:
+        host, nick = self.host.get().strip(), self.nick.get().strip()
+        try:
+            port = int(self.port.get().strip())
+        except ValueError:
+            port = 0
+        if not host:
+            self.message.set("Please enter the server's name or address.")
+        elif not 0 < port < 65536:
+            self.message.set("The port is a number between 1 and 65535 (usually 6667, or 6697 with TLS).")
+        elif not nick or " " in nick or nick[0] in "#&:0123456789-":
+            self.message.set("Please choose a nickname: one word, not starting with a digit or #.")
+        else:
+            self.unbind_all("<Return>")
+            self.unbind_all("<Escape>")
+            self._on_connect(ConnectRequest(host, port, nick, self.tls.get(), self.account.get().strip(),
+                                            self.password.get()))

@@ -1,0 +1,192 @@
+"""The Tk app under Xvfb against live servers: typing, Send, what the other user's window shows, close."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from salotto.clients.core import Client, SessionConfig
+from tests.clients.conftest import IrcServer
+from tests.clients.test_live import has_line, has_member, joined
+
+try:
+    import tkinter as tk
+except ImportError:  # pragma: no cover - depends on how Python was built
+    pytest.skip("this Python has no tkinter (apt-get install python3-tk)", allow_module_level=True)
+
+from salotto.clients.tk.app import App, main, parse_server
+from salotto.clients.tk.settings import Settings, load_settings
+from salotto.clients.tk.theme import apply_theme
+from salotto.clients.tk.window import ChatWindow
+
+WAIT_S = 10.0
+
+
+def pump_until(root: tk.Tk, predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        root.update()
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def root(xdisplay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tk.Tk]:
+    monkeypatch.setenv("SALOTTO_CONFIG_DIR", str(tmp_path / "config"))
+    window = tk.Tk()
+    yield window
+    with contextlib.suppress(tk.TclError):  # unless the test closed it
+        window.destroy()
+
+
+def open_window(root: tk.Tk, server: IrcServer, nick: str) -> tuple[tk.Toplevel, ChatWindow]:
+    top = tk.Toplevel(root)
+    top.geometry("900x560")
+    theme = apply_theme(root, "light", 10)
+    client = Client("127.0.0.1", server.port, SessionConfig(nick=nick))
+    window = ChatWindow(top, client, theme)
+    client.start()
+    assert pump_until(root, lambda: window.shown_key == "#lobby"), window.view.content()
+    return top, window
+
+
+def test_send_shows_in_other_window_and_close_is_a_quit(root: tk.Tk, irc_server: IrcServer) -> None:
+    alice_top, alice = open_window(root, irc_server, "alice")
+    _bob_top, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: "bob" in alice.nick_list.get(0, "end"))
+
+    alice.entry.insert(0, "hello from the alice window")
+    alice.send_button.invoke()
+    assert alice.entry.get() == ""
+    assert pump_until(root, lambda: "hello from the alice window" in bob.view.content())
+    assert "hello from the alice window" in alice.view.content()
+
+    # Enter in the entry sends too; Up recalls the last line.
+    bob.entry.focus_force()
+    bob.entry.insert(0, "and bob answers")
+    bob.entry.event_generate("<Return>")
+    assert pump_until(root, lambda: "and bob answers" in alice.view.content())
+    bob.entry.event_generate("<Up>")
+    root.update()
+    assert bob.entry.get() == "and bob answers"
+    bob.entry.delete(0, "end")
+
+    # Tab completes a nick at the start of the line.
+    bob.entry.insert(0, "al")
+    bob.entry.event_generate("<Tab>")
+    root.update()
+    assert bob.entry.get() == "alice: "
+    bob.entry.delete(0, "end")
+
+    # Unknown commands and /help are readable lines, not tracebacks.
+    bob.entry.insert(0, "/frobnicate")
+    bob.send_button.invoke()
+    assert "Unknown command /frobnicate" in bob.view.content()
+    bob.entry.insert(0, "/help")
+    bob.send_button.invoke()
+    assert "/join #channel" in bob.view.content()
+
+    # Double-clicking a nick in the list opens a private conversation.
+    names = list(bob.nick_list.get(0, "end"))
+    box = bob.nick_list.bbox(names.index(next(n for n in names if n.lstrip("@+") == "alice")))
+    assert box is not None
+    x, y, _w, h = box
+    for _ in range(2):
+        bob.nick_list.event_generate("<ButtonPress-1>", x=x + 2, y=y + h // 2)
+        bob.nick_list.event_generate("<ButtonRelease-1>", x=x + 2, y=y + h // 2)
+    root.update()
+    assert bob.shown_key == "alice"
+    assert bob.buffer_list.exists("alice")
+    bob.entry.insert(0, "a private word")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: alice.buffer_list.exists("bob"))
+    assert "mention" in alice.buffer_list.item("bob", "tags")  # a private message counts as a mention
+    alice.show("bob")
+    assert "a private word" in alice.view.content()
+
+    # Closing the window (the window manager's close button) sends QUIT.
+    alice_top.tk.call(alice_top.protocol("WM_DELETE_WINDOW"))
+    assert not alice_top.winfo_exists()
+    bob.show("#lobby")
+    assert pump_until(root, lambda: "alice quit" in bob.view.content())
+    assert "alice" not in [n.lstrip("@+") for n in bob.nick_list.get(0, "end")]
+
+
+def test_connect_dialog_connects_and_remembers(root: tk.Tk, irc_server: IrcServer) -> None:
+    app = App(root, Settings(), [], tls_verify=True)
+    app.show_dialog()
+    dialog = app.dialog
+    assert dialog is not None
+    dialog.host.set("127.0.0.1")
+    dialog.port.set("not a port")
+    dialog.nick.set("erin")
+    dialog.submit()
+    assert "port" in dialog.message.get()
+    dialog.port.set(str(irc_server.port))
+    dialog.connect_button.invoke()
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.shown_key == "#lobby")
+    assert root.focus_get() == window.entry
+    saved = load_settings()
+    assert (saved.host, saved.port, saved.nick) == ("127.0.0.1", irc_server.port, "erin")
+    app.set_font_size(16)
+    assert window.theme.text_font.cget("size") == 16
+    assert load_settings().font_size == 16
+    apply_theme(root, "dark", 16, window.theme)
+    window.restyle(window.theme)
+    root.update()
+    window.close()
+
+
+def test_parse_server() -> None:
+    assert parse_server("chat.example.org", tls=False) == ("chat.example.org", 6667)
+    assert parse_server("chat.example.org", tls=True) == ("chat.example.org", 6697)
+    assert parse_server("127.0.0.1:7000", tls=False) == ("127.0.0.1", 7000)
+    assert parse_server("[::1]:7000", tls=False) == ("::1", 7000)
+    with pytest.raises(ValueError):
+        parse_server("host:99999", tls=False)
+
+
+def test_main_rejects_a_bad_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--server", "host:port", "--nick", "x"]) == 2
+    assert "--server" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool not installed (apt-get install xdotool)")
+def test_real_keys_in_the_app_process(xdisplay: str, irc_server: IrcServer, tmp_path: Path) -> None:
+    """``python -m salotto.clients.tk --server --nick``: focus lands in the entry; real keys chat and quit."""
+    watcher = Client("127.0.0.1", irc_server.port, SessionConfig(nick="watcher"))
+    watcher.start()
+    env = {**os.environ, "DISPLAY": xdisplay, "SALOTTO_CONFIG_DIR": str(tmp_path / "config")}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "salotto.clients.tk", "--server", f"127.0.0.1:{irc_server.port}", "--nick", "dave"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        assert watcher.wait_until(joined("#lobby"), WAIT_S)
+        assert watcher.wait_until(has_member("#lobby", "dave"), WAIT_S)
+        time.sleep(0.5)  # the window maps and takes focus after registration
+        subprocess.run(["xdotool", "type", "--delay", "10", "typed for real"], env=env, check=True)
+        subprocess.run(["xdotool", "key", "Return"], env=env, check=True)
+        assert watcher.wait_until(has_line("#lobby", "typed for real"), WAIT_S)
+        subprocess.run(["xdotool", "key", "ctrl+q"], env=env, check=True)
+        assert app.wait(WAIT_S) == 0
+        assert watcher.wait_until(has_line("#lobby", "dave quit"), WAIT_S)
+        assert load_settings(tmp_path / "config" / "gui.json").nick == "dave"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        out = app.communicate()[0].decode(errors="replace")
+        assert "Traceback" not in out, out
+        watcher.close()
