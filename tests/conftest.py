@@ -40,10 +40,11 @@ def start_server(tmp_path: Path, *extra: str, config_text: str | None = None) ->
         config_path.write_text(config_text)
         args += ["--config", str(config_path)]
     stderr_path = tmp_path / "server.log"
-    process = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=stderr_path.open("w"), text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with stderr_path.open("w") as stderr:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     assert process.stdout is not None
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -65,6 +66,8 @@ def stop_server(server: RunningServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+    if server.process.stdout is not None:
+        server.process.stdout.close()
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ from salotto.config import KEYS, ConfigError, default_template, load_config
 __all__ = ["main"]
 
 
+_METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT"}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML config file (salotto init writes one)")
     for key in KEYS:
@@ -24,10 +27,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["help"] += " Repeat for several; '' for none."
         elif key.kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif key.choices:
+            # No argparse choices=: a bad value gets the same one-line error as in the file.
+            kwargs["metavar"] = "{" + ",".join(key.choices) + "}"
         else:
-            kwargs["metavar"] = key.name.split("_")[-1].upper()
-            if key.choices:
-                kwargs["choices"] = key.choices
+            kwargs["metavar"] = _METAVARS[key.kind] if not key.name.endswith("_s") else "SECONDS"
         parser.add_argument(key.flag, **kwargs)
 
 
@@ -91,7 +95,7 @@ def _mkpasswd(args: argparse.Namespace) -> int:
             print("salotto: the passwords differ", file=sys.stderr)
             return 1
     else:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         print("salotto: empty password", file=sys.stderr)
         return 1

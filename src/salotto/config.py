@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ def _coerce(key: Key, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
     elif key.kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise bad
         value = float(value)
     elif key.kind is str:
@@ -171,7 +172,7 @@ def _coerce(key: Key, value: Any) -> Any:
 
 
 def _kind_name(key: Key) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+    return {int: "an integer", float: "a finite number", str: "a string", bool: "true or false",
             list: "a list of strings"}[key.kind]
 
 

@@ -7,7 +7,6 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from salotto import __version__
@@ -40,45 +39,42 @@ def _tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
-async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
-    """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
+async def _open_listeners(server: Server, config: Config) -> list[tuple[asyncio.base_events.Server, str]]:
+    """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
-    server = Server(config)
-    stop = stop or asyncio.Event()
-
-    def rehash() -> str | None:
-        try:
-            new = load_config(config.source_file, overrides)
-        except (ConfigError, OSError) as exc:
-            log.error("rehash failed, keeping the old configuration: %s", exc)
-            return str(exc)
-        server.apply_config(new)
-        log.info("configuration reloaded from %s", new.source_file or "command line")
-        return None
-
-    server.rehash_hook = rehash
-    listeners: list[asyncio.base_events.Server] = []
     plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
     if config.tls_listen:
         context = _tls_context(config)
         plans += [(item, "tls", context) for item in config.tls_listen]
+    opened: list[tuple[asyncio.base_events.Server, str]] = []
     for item, kind, context in plans:
-        host, port = parse_host_port(item, "listen" if kind == "tcp" else "tls_listen")
-        factory: Callable[[], IrcStreamProtocol] = lambda kind=kind: IrcStreamProtocol(server, kind)  # noqa: E731
+        key = "listen" if kind == "tcp" else "tls_listen"
+        host, port = parse_host_port(item, key)
+
+        def factory(kind: str = kind) -> IrcStreamProtocol:
+            return IrcStreamProtocol(server, kind)
+
         try:
             listener = await loop.create_server(
                 factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True
             )
         except OSError as exc:
-            key = "listen" if kind == "tcp" else "tls_listen"
+            for other, _ in opened:
+                other.close()
             raise ConfigError(f"config key {key!r}: bad value {item!r} (cannot listen: {exc.strerror})") from None
-        listeners.append(listener)
+        opened.append((listener, kind))
+    return opened
+
+
+def _announce(listeners: list[tuple[asyncio.base_events.Server, str]], config: Config) -> None:
+    """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
+    for listener, kind in listeners:
         for sock in listener.sockets:
             addr = sock.getsockname()
             shown = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
             label = "IRC over TLS" if kind == "tls" else "IRC, plaintext"
             print(f"salotto {__version__} listening on {shown} ({label})", flush=True)
-    first = listeners[0].sockets[0].getsockname()
+    first = listeners[0][0].sockets[0].getsockname()
     host_hint = "127.0.0.1" if first[0] in ("0.0.0.0", "::") else first[0]
     print(
         f"Connect with: salotto gui --server {host_hint}:{first[1]} --nick YOURNAME"
@@ -87,30 +83,62 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         flush=True,
     )
 
-    def tick() -> None:
-        server.tick()
-        tick_handle[0] = loop.call_later(TICK_INTERVAL_S, tick)
 
-    tick_handle = [loop.call_later(TICK_INTERVAL_S, tick)]
-    reason_box = ["Server shutting down"]
+async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
+    loop = asyncio.get_running_loop()
+    server = Server(config)
+    stop = stop or asyncio.Event()
+    reason = ["Server shutting down"]
 
-    def on_signal(signum: int) -> None:
+    def rehash() -> str | None:
+        try:
+            new = load_config(server.config.source_file, overrides)
+            server.apply_config(new)
+        except (ConfigError, OSError) as exc:
+            log.error("rehash failed, keeping the old configuration: %s", exc)
+            return str(exc)
+        log.info("configuration reloaded from %s", new.source_file or "command line")
+        return None
+
+    def on_stop_signal(signum: int) -> None:
         name = signal.Signals(signum).name
-        reason_box[0] = f"Server shutting down ({name})"
+        reason[0] = f"Server shutting down ({name})"
         log.info("received %s, shutting down", name)
         stop.set()
 
+    def on_hangup() -> None:
+        log.info("SIGHUP: reloading configuration")
+        rehash()
+
+    server.rehash_hook = rehash
+    # Handlers go in before anyone can learn we listen: a signal sent right after "listening on"
+    # must not meet the default action.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, lambda: (log.info("SIGHUP: reloading configuration"), rehash()))
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
+    listeners: list[tuple[asyncio.base_events.Server, str]] = []
+    tick_handle: asyncio.TimerHandle | None = None
+
+    def tick() -> None:
+        nonlocal tick_handle
+        server.tick()
+        tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
+
     try:
+        listeners = await _open_listeners(server, config)
+        _announce(listeners, config)
+        tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
         await stop.wait()
-    finally:
-        tick_handle[0].cancel()
-        for listener in listeners:
+        for listener, _ in listeners:
             listener.close()
-        server.shutdown(reason_box[0])
+        server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
+    finally:
+        if tick_handle is not None:
+            tick_handle.cancel()
+        for listener, _ in listeners:
+            listener.close()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")

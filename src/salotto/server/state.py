@@ -86,9 +86,10 @@ class Server:
 
     def apply_config(self, config: Config) -> None:
         """Take a (re)loaded config: limits, MOTD and autojoin channels apply from now on."""
+        motd = self._read_motd(config.motd_file)  # first: an unreadable file changes nothing
         self.config = config
         self.name = config.server_name
-        self.motd = self._read_motd(config.motd_file)
+        self.motd = motd
         for name in config.autojoin:
             channel = self.channels.get(casefold(name))
             if channel is None:

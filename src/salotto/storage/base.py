@@ -1,0 +1,305 @@
+"""The storage interface: accounts, registered channels, message history and read markers.
+
+Every backend implements :class:`Storage` and passes the suite in ``tests/storage``. A ``Storage`` object
+is one connection: synchronous, used by one thread at a time. The event loop never calls it directly;
+:class:`~salotto.storage.worker.StorageWorker` runs writes on one writer thread and reads on a small pool.
+
+Names: account names and channel names are stored as given (for display) and compared by their
+:func:`~salotto.proto.casemap.casefold`; every method that takes a name casefolds it itself.
+
+History ordering: messages of one target are totally ordered by ``(time, insertion order)``, the
+"consistent message order" that https://ircv3.net/specs/extensions/chathistory asks servers to keep, so
+paging by msgid never skips or repeats a message even when several share a millisecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from salotto.proto.casemap import casefold
+
+__all__ = [
+    "AlreadyExists",
+    "HistoryMessage",
+    "Ref",
+    "RegisteredChannel",
+    "SchemaTooNew",
+    "Storage",
+    "StorageError",
+    "StoredAccount",
+    "TargetListing",
+    "UnknownChannel",
+    "conversation_key",
+    "normalize_certfp",
+]
+
+
+class StorageError(Exception):
+    """Base of the storage layer's own exceptions."""
+
+
+class AlreadyExists(StorageError):
+    """The account, channel or certificate fingerprint is already registered (names compare casefolded)."""
+
+
+class UnknownChannel(StorageError):
+    """The channel is not registered."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer salotto (its schema version is above the one this code knows).
+
+    Opening it could corrupt data the newer code relies on, so the backend refuses; upgrade salotto or
+    point ``data_dir`` at another directory."""
+
+
+def conversation_key(a: str, b: str) -> str:
+    """The history target of the private conversation between ``a`` and ``b`` (nicks or account names).
+
+    Both names casefolded, sorted, joined by a space: the same key whoever sends, and it can never equal
+    a channel name (channel names start with ``#`` or ``&`` and contain no space)."""
+    return " ".join(sorted((casefold(a), casefold(b))))
+
+
+def normalize_certfp(fingerprint: str) -> str:
+    """A certificate fingerprint in the stored form: lower-case hex, no colons or spaces."""
+    return fingerprint.replace(":", "").replace(" ", "").lower()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccount:
+    name: str  # as registered, for display
+    password_hash: str  # an encoded hash string (salotto.passwords), never a password
+    created: float  # epoch seconds
+    email: str | None = None
+    verified: bool = True  # False while draft/account-registration verification is pending
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredChannel:
+    name: str  # as registered, for display
+    founder: str  # account name
+    registered: float  # epoch seconds
+    topic: str = ""
+    topic_setter: str = ""
+    topic_time: float = 0.0
+    modes: str = ""  # simple modes without parameters, e.g. "nt"
+    key: str | None = None  # +k
+    limit: int | None = None  # +l
+    access: Mapping[str, str] = field(default_factory=dict)  # casefolded account -> level ("op", "voice")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    """One stored PRIVMSG, NOTICE or TAGMSG.
+
+    ``target`` is the casefolded channel name, or :func:`conversation_key` for a private message; then
+    ``parties`` holds both sides' names as they were shown (sender first), so ``TARGETS`` can list the
+    conversation under the other side's name. ``parties`` is only read on append; stored messages come
+    back with ``None``.
+    """
+
+    msgid: str
+    target: str
+    time: float  # epoch seconds; stored with millisecond precision (the server-time tag's)
+    sender: str  # nick!user@host as delivered
+    account: str | None
+    command: str  # PRIVMSG, NOTICE or TAGMSG
+    text: str  # "" for TAGMSG
+    tags: Mapping[str, str] = field(default_factory=dict)  # client-only tags (+typing...), as delivered
+    parties: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetListing:
+    """One line of ``CHATHISTORY TARGETS``: a target with its latest message time in the asked window.
+
+    ``name`` is the channel's key for a channel, the other side's name for a private conversation."""
+
+    target: str
+    name: str
+    latest: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A CHATHISTORY message selector: ``msgid=...`` or ``timestamp=...``, exactly one of the two.
+
+    A msgid selects one message of the target (its position in the total order); a timestamp selects a
+    point in time, between messages. An msgid that is not in the target's history matches nothing, and
+    every query given one returns no messages."""
+
+    msgid: str | None = None
+    time: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.msgid is None) == (self.time is None):
+            raise ValueError("a Ref has exactly one of msgid and time")
+
+    @classmethod
+    def by_msgid(cls, msgid: str) -> Ref:
+        return cls(msgid=msgid)
+
+    @classmethod
+    def by_time(cls, time: float) -> Ref:
+        return cls(time=time)
+
+
+class Storage(Protocol):
+    """One connection to a backend. Methods run synchronously; each is atomic on its own, and a
+    ``with storage.transaction():`` block groups several into one commit (blocks nest).
+
+    Readers (``readonly=True`` connections) raise on any write method."""
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version of the open database (0 before any migration)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the calls inside into one atomic commit; an exception rolls the block back.
+
+        Nested blocks are savepoints: an inner failure undoes only the inner block."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def create_account(
+        self, name: str, password_hash: str, created: float, *, email: str | None = None, verified: bool = True
+    ) -> StoredAccount:
+        """Register ``name``. Raises :class:`AlreadyExists` if its casefold is taken."""
+        ...
+
+    def get_account(self, name: str) -> StoredAccount | None: ...
+
+    def set_password_hash(self, name: str, password_hash: str) -> bool:
+        """Replace the hash; False if there is no such account."""
+        ...
+
+    def set_verified(self, name: str, verified: bool) -> bool:
+        """Mark the account verified (draft/account-registration VERIFY); False if there is none."""
+        ...
+
+    def delete_account(self, name: str) -> bool:
+        """Delete the account with its certificate fingerprints, read markers and channel access entries.
+
+        Channels it founded stay registered (the caller decides whether to drop or transfer them).
+        False if there was no such account."""
+        ...
+
+    def add_certfp(self, name: str, fingerprint: str) -> None:
+        """Let the certificate log in as ``name`` (SASL EXTERNAL). Raises :class:`AlreadyExists` if the
+        fingerprint belongs to an account (this one included), KeyError if the account does not exist."""
+        ...
+
+    def remove_certfp(self, name: str, fingerprint: str) -> bool: ...
+
+    def list_certfps(self, name: str) -> list[str]: ...
+
+    def account_for_certfp(self, fingerprint: str) -> str | None:
+        """The name of the account the fingerprint logs in as, or None."""
+        ...
+
+    # -- registered channels ---------------------------------------------------------------------
+
+    def register_channel(self, name: str, founder: str, registered: float) -> RegisteredChannel:
+        """Register ``name`` with ``founder`` (given the "founder" access level). Raises :class:`AlreadyExists`."""
+        ...
+
+    def get_channel(self, name: str) -> RegisteredChannel | None: ...
+
+    def update_channel(
+        self,
+        name: str,
+        *,
+        topic: tuple[str, str, float] | None = None,
+        modes: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+        clear_key: bool = False,
+        clear_limit: bool = False,
+    ) -> None:
+        """Change what is given: ``topic`` as (text, setter, time), the simple ``modes``, ``key``
+        and ``limit`` (``clear_key``/``clear_limit`` remove them). Raises :class:`UnknownChannel`."""
+        ...
+
+    def set_access(self, channel: str, account: str, level: str) -> None:
+        """Give ``account`` the ``level`` on ``channel`` (replacing any other). Raises :class:`UnknownChannel`."""
+        ...
+
+    def remove_access(self, channel: str, account: str) -> bool: ...
+
+    def drop_channel(self, name: str) -> bool:
+        """Unregister the channel with its access list; False if it was not registered."""
+        ...
+
+    def list_channels(self) -> list[RegisteredChannel]:
+        """Every registered channel with its access list, for startup."""
+        ...
+
+    # -- history ---------------------------------------------------------------------------------
+
+    def append_messages(self, messages: Iterable[HistoryMessage]) -> None:
+        """Store the messages, atomically. Raises :class:`AlreadyExists` on a duplicate msgid (and stores none)."""
+        ...
+
+    def get_message(self, msgid: str) -> HistoryMessage | None: ...
+
+    def latest(self, target: str, limit: int, after: Ref | None = None) -> list[HistoryMessage]:
+        """CHATHISTORY LATEST: the ``limit`` most recent messages, restricted to those strictly after
+        ``after`` when given (``*`` is ``None``). Ascending order."""
+        ...
+
+    def before(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
+        """CHATHISTORY BEFORE: the ``limit`` messages closest to ``ref`` strictly before it. Ascending."""
+        ...
+
+    def after(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
+        """CHATHISTORY AFTER: the ``limit`` messages closest to ``ref`` strictly after it. Ascending."""
+        ...
+
+    def around(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
+        """CHATHISTORY AROUND: up to ``limit`` messages: ``limit // 2`` strictly before ``ref``, the rest
+        from ``ref`` on (a msgid's own message included; for a timestamp, messages at or after it).
+        Ascending."""
+        ...
+
+    def between(self, target: str, start: Ref, end: Ref, limit: int) -> list[HistoryMessage]:
+        """CHATHISTORY BETWEEN: messages strictly between ``start`` and ``end``, which may go forwards or
+        backwards in time; the ``limit`` closest to ``start`` are kept. Ascending."""
+        ...
+
+    def targets(
+        self, channels: Iterable[str], party: str | None, start: float, end: float, limit: int
+    ) -> list[TargetListing]:
+        """CHATHISTORY TARGETS: among ``channels`` (casefolded names the caller may read) and the private
+        conversations of ``party`` (a nick or account name, None for none), those with messages strictly
+        between ``start`` and ``end``, each with its latest such message time.
+
+        Sorted ascending by that time; when there are more than ``limit``, the ``limit`` closest to
+        ``start`` are kept (so ``start > end`` pages backwards, like BETWEEN)."""
+        ...
+
+    def prune_history(self, cutoff: float | None, max_per_target: int | None, max_rows: int = 10_000) -> int:
+        """Retention: delete messages older than ``cutoff`` (epoch seconds) and, in every target, all but
+        the newest ``max_per_target``. Deletes at most ``max_rows`` so the writer is never held long;
+        returns the number deleted (call again while it equals ``max_rows``)."""
+        ...
+
+    # -- read markers (draft/read-marker) --------------------------------------------------------
+
+    def get_read_marker(self, account: str, target: str) -> float | None: ...
+
+    def set_read_marker(self, account: str, target: str, time: float) -> float:
+        """Move the marker forward to ``time``; it never goes back. Returns the stored time."""
+        ...
+
+    def read_markers(self, account: str) -> list[tuple[str, float]]:
+        """Every (target, time) marker of ``account``."""
+        ...

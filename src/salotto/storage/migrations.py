@@ -1,0 +1,85 @@
+"""The SQLite schema as numbered migrations.
+
+``MIGRATIONS[n]`` takes a database from schema version ``n`` to ``n + 1``; ``PRAGMA user_version`` holds
+the version. Append new scripts, never edit a released one: a database in the field has run it already.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+_V1: Final = """
+CREATE TABLE accounts (
+    name_cf       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created       REAL NOT NULL,
+    email         TEXT,
+    verified      INTEGER NOT NULL DEFAULT 1
+) WITHOUT ROWID;
+
+CREATE TABLE certfps (
+    fingerprint TEXT PRIMARY KEY,
+    account_cf  TEXT NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX certfps_account ON certfps(account_cf);
+
+CREATE TABLE channels (
+    name_cf      TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    founder      TEXT NOT NULL,
+    registered   REAL NOT NULL,
+    topic        TEXT NOT NULL DEFAULT '',
+    topic_setter TEXT NOT NULL DEFAULT '',
+    topic_time   REAL NOT NULL DEFAULT 0,
+    modes        TEXT NOT NULL DEFAULT '',
+    chan_key     TEXT,
+    user_limit   INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE channel_access (
+    channel_cf TEXT NOT NULL REFERENCES channels(name_cf) ON DELETE CASCADE,
+    account_cf TEXT NOT NULL,
+    level      TEXT NOT NULL,
+    PRIMARY KEY (channel_cf, account_cf)
+) WITHOUT ROWID;
+CREATE INDEX channel_access_account ON channel_access(account_cf);
+
+-- id is the rowid: insertion order, the tie-breaker of the total order (time_ms, id).
+CREATE TABLE messages (
+    id      INTEGER PRIMARY KEY,
+    msgid   TEXT NOT NULL UNIQUE,
+    target  TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    sender  TEXT NOT NULL,
+    account TEXT,
+    command TEXT NOT NULL,
+    text    TEXT NOT NULL,
+    tags    TEXT
+);
+-- Every chathistory query is an equality on target and a range on (time_ms, id); an index entry
+-- carries the rowid after its columns, so this one index orders by (target, time_ms, id).
+CREATE INDEX messages_target_time ON messages(target, time_ms);
+-- Retention by age.
+CREATE INDEX messages_time ON messages(time_ms);
+
+-- Who takes part in which private conversation, and under which name they see the other side.
+CREATE TABLE conversations (
+    party_cf TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    peer     TEXT NOT NULL,
+    PRIMARY KEY (party_cf, target)
+) WITHOUT ROWID;
+
+CREATE TABLE read_markers (
+    account_cf TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    time_ms    INTEGER NOT NULL,
+    PRIMARY KEY (account_cf, target)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)

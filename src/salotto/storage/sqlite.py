@@ -1,0 +1,364 @@
+"""The SQLite backend: one file, ``salotto.db``, in the data directory (stdlib ``sqlite3``).
+
+Durability. The database runs in WAL mode with ``synchronous=NORMAL``: a commit appends its pages to
+``salotto.db-wal`` with ``write()`` and returns without ``fsync``; the WAL is synced when it is
+checkpointed into the main file. What that buys and costs:
+
+- A crash of the *process* (``kill -9``, an exception, the OOM killer) loses nothing committed: the
+  written pages are in the kernel's page cache, which outlives the process, and the next open replays
+  the WAL. This is the promise salotto makes (a message anyone received is in history after a restart),
+  and ``tests/storage/test_durability.py`` checks it with SIGKILL.
+- A crash of the *machine* (kernel panic, power loss) can lose the transactions committed since the last
+  checkpoint, but never corrupts the database: WAL frames carry checksums and an incomplete tail is
+  ignored. ``synchronous=FULL`` would close that window at the price of one fsync per commit (a
+  millisecond to tens of milliseconds, per loop tick that writes); a chat server's last second of
+  messages before a power cut is not worth that.
+
+One writer: the :class:`~salotto.storage.worker.StorageWorker` owns the only read-write connection and
+runs every write on one thread; readers open ``readonly=True`` connections, which in WAL mode never block
+the writer nor wait for it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+from salotto.proto.casemap import casefold
+from salotto.storage.base import (
+    AlreadyExists,
+    RegisteredChannel,
+    SchemaTooNew,
+    StorageError,
+    StoredAccount,
+    UnknownChannel,
+    normalize_certfp,
+)
+from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
+from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
+
+__all__ = ["DB_FILENAME", "SqliteStorage", "migrate"]
+
+DB_FILENAME: Final = "salotto.db"
+# How long a connection waits for a lock before failing with "database is locked". With one writer it
+# only matters for a checkpoint racing a reader, or an operator's sqlite3 shell holding a write lock.
+BUSY_TIMEOUT_MS: Final = 5000
+FOUNDER_LEVEL: Final = "founder"
+
+_CHANNEL_COLUMNS: Final = (
+    "name_cf, name, founder, registered, topic, topic_setter, topic_time, modes, chan_key, user_limit"
+)
+
+
+def migrate(db: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) -> int:
+    """Bring the database to ``len(migrations)``, one transaction per step; return the version reached.
+
+    Raises :class:`SchemaTooNew` if the database is already past the last known version."""
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if current > len(migrations):
+        raise SchemaTooNew(
+            f"database schema version {current} is newer than this salotto supports ({len(migrations)}); "
+            "upgrade salotto or use another data_dir"
+        )
+    for version in range(current, len(migrations)):
+        # One script per step, BEGIN to COMMIT: a step is applied whole or not at all.
+        try:
+            db.executescript(f"BEGIN IMMEDIATE;\n{migrations[version]}\nPRAGMA user_version = {version + 1};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StorageError(f"migration to schema version {version + 1} failed: {exc}") from exc
+    return len(migrations)
+
+
+class SqliteStorage(SqliteHistory):
+    """A :class:`~salotto.storage.base.Storage` on one SQLite connection. Not thread-safe: one thread
+    at a time (the worker guarantees it)."""
+
+    def __init__(self, db: sqlite3.Connection, *, readonly: bool) -> None:
+        self._db = db
+        self._readonly = readonly
+        self._depth = 0
+
+    @classmethod
+    def open(cls, data_dir: str | Path, *, readonly: bool = False) -> SqliteStorage:
+        """Open ``data_dir/salotto.db``.
+
+        Read-write: create the directory and file if needed, switch to WAL and run the migrations.
+        Read-only: the file must exist at the current schema version (open the writer first).
+
+        Raises:
+            SchemaTooNew: the file was written by a newer salotto.
+            StorageError: read-only open of a missing or not yet migrated database.
+        """
+        path = Path(data_dir) / DB_FILENAME
+        if readonly:
+            if not path.exists():
+                raise StorageError(f"no database at {path}")
+            db = sqlite3.connect(
+                f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA foreign_keys = ON")
+            if readonly:
+                db.execute("PRAGMA query_only = ON")
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise SchemaTooNew(f"database schema version {version} is newer than {SCHEMA_VERSION}")
+                if version < SCHEMA_VERSION:
+                    raise StorageError(f"database schema version {version}: open it read-write first to migrate")
+            else:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StorageError(f"cannot switch {path} to WAL mode (got {mode!r})")
+                # See the module docstring: survives kill -9, may lose the last commits on power loss.
+                db.execute("PRAGMA synchronous = NORMAL")
+                migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, readonly=readonly)
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._depth == 0:
+            # IMMEDIATE takes the write lock up front, so a write transaction never fails halfway
+            # on a lock upgrade.
+            self._db.execute("BEGIN" if self._readonly else "BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+        else:
+            name = f"sp{self._depth}"
+            self._db.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                raise
+            finally:
+                self._depth -= 1
+                self._db.execute(f"RELEASE {name}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- accounts --------------------------------------------------------------------------------
+
+    def create_account(
+        self, name: str, password_hash: str, created: float, *, email: str | None = None, verified: bool = True
+    ) -> StoredAccount:
+        try:
+            self._db.execute(
+                "INSERT INTO accounts (name_cf, name, password_hash, created, email, verified) VALUES (?,?,?,?,?,?)",
+                (casefold(name), name, password_hash, created, email, int(verified)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"account {name!r} already exists") from exc
+        return StoredAccount(name, password_hash, created, email, verified)
+
+    def get_account(self, name: str) -> StoredAccount | None:
+        row = self._db.execute(
+            "SELECT name, password_hash, created, email, verified FROM accounts WHERE name_cf = ?", (casefold(name),)
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    def set_password_hash(self, name: str, password_hash: str) -> bool:
+        cur = self._db.execute(
+            "UPDATE accounts SET password_hash = ? WHERE name_cf = ?", (password_hash, casefold(name))
+        )
+        return cur.rowcount > 0
+
+    def set_verified(self, name: str, verified: bool) -> bool:
+        cur = self._db.execute("UPDATE accounts SET verified = ? WHERE name_cf = ?", (int(verified), casefold(name)))
+        return cur.rowcount > 0
+
+    def delete_account(self, name: str) -> bool:
+        cf = casefold(name)
+        with self.transaction():
+            cur = self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (cf,))  # certfps cascade
+            if cur.rowcount == 0:
+                return False
+            self._db.execute("DELETE FROM read_markers WHERE account_cf = ?", (cf,))
+            self._db.execute("DELETE FROM channel_access WHERE account_cf = ?", (cf,))
+        return True
+
+    def add_certfp(self, name: str, fingerprint: str) -> None:
+        cf = casefold(name)
+        with self.transaction():
+            if self._db.execute("SELECT 1 FROM accounts WHERE name_cf = ?", (cf,)).fetchone() is None:
+                raise KeyError(name)
+            try:
+                self._db.execute(
+                    "INSERT INTO certfps (fingerprint, account_cf) VALUES (?, ?)", (normalize_certfp(fingerprint), cf)
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"certificate fingerprint {fingerprint!r} is already registered") from exc
+
+    def remove_certfp(self, name: str, fingerprint: str) -> bool:
+        cur = self._db.execute(
+            "DELETE FROM certfps WHERE fingerprint = ? AND account_cf = ?",
+            (normalize_certfp(fingerprint), casefold(name)),
+        )
+        return cur.rowcount > 0
+
+    def list_certfps(self, name: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT fingerprint FROM certfps WHERE account_cf = ? ORDER BY fingerprint", (casefold(name),)
+        )
+        return [row[0] for row in rows]
+
+    def account_for_certfp(self, fingerprint: str) -> str | None:
+        row = self._db.execute(
+            "SELECT a.name FROM certfps c JOIN accounts a ON a.name_cf = c.account_cf WHERE c.fingerprint = ?",
+            (normalize_certfp(fingerprint),),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- registered channels ---------------------------------------------------------------------
+
+    def register_channel(self, name: str, founder: str, registered: float) -> RegisteredChannel:
+        cf = casefold(name)
+        with self.transaction():
+            try:
+                self._db.execute(
+                    "INSERT INTO channels (name_cf, name, founder, registered) VALUES (?,?,?,?)",
+                    (cf, name, founder, registered),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AlreadyExists(f"channel {name!r} is already registered") from exc
+            self._db.execute(
+                "INSERT INTO channel_access (channel_cf, account_cf, level) VALUES (?,?,?)",
+                (cf, casefold(founder), FOUNDER_LEVEL),
+            )
+        return RegisteredChannel(name, founder, registered, access={casefold(founder): FOUNDER_LEVEL})
+
+    def get_channel(self, name: str) -> RegisteredChannel | None:
+        cf = casefold(name)
+        row = self._db.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels WHERE name_cf = ?", (cf,)).fetchone()
+        if row is None:
+            return None
+        access = dict(
+            self._db.execute("SELECT account_cf, level FROM channel_access WHERE channel_cf = ?", (cf,)).fetchall()
+        )
+        return _channel(row, access)
+
+    def update_channel(
+        self,
+        name: str,
+        *,
+        topic: tuple[str, str, float] | None = None,
+        modes: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+        clear_key: bool = False,
+        clear_limit: bool = False,
+    ) -> None:
+        sets: list[str] = []
+        params: list[object] = []
+        if topic is not None:
+            sets.append("topic = ?, topic_setter = ?, topic_time = ?")
+            params.extend(topic)
+        if modes is not None:
+            sets.append("modes = ?")
+            params.append(modes)
+        if key is not None or clear_key:
+            sets.append("chan_key = ?")
+            params.append(None if clear_key else key)
+        if limit is not None or clear_limit:
+            sets.append("user_limit = ?")
+            params.append(None if clear_limit else limit)
+        cf = casefold(name)
+        if not sets:
+            if self._db.execute("SELECT 1 FROM channels WHERE name_cf = ?", (cf,)).fetchone() is None:
+                raise UnknownChannel(name)
+            return
+        cur = self._db.execute(f"UPDATE channels SET {', '.join(sets)} WHERE name_cf = ?", (*params, cf))
+        if cur.rowcount == 0:
+            raise UnknownChannel(name)
+
+    def set_access(self, channel: str, account: str, level: str) -> None:
+        cf = casefold(channel)
+        with self.transaction():
+            if self._db.execute("SELECT 1 FROM channels WHERE name_cf = ?", (cf,)).fetchone() is None:
+                raise UnknownChannel(channel)
+            self._db.execute(
+                "INSERT INTO channel_access (channel_cf, account_cf, level) VALUES (?,?,?) "
+                "ON CONFLICT (channel_cf, account_cf) DO UPDATE SET level = excluded.level",
+                (cf, casefold(account), level),
+            )
+
+    def remove_access(self, channel: str, account: str) -> bool:
+        cur = self._db.execute(
+            "DELETE FROM channel_access WHERE channel_cf = ? AND account_cf = ?", (casefold(channel), casefold(account))
+        )
+        return cur.rowcount > 0
+
+    def drop_channel(self, name: str) -> bool:
+        cur = self._db.execute("DELETE FROM channels WHERE name_cf = ?", (casefold(name),))  # access cascades
+        return cur.rowcount > 0
+
+    def list_channels(self) -> list[RegisteredChannel]:
+        with self.transaction():  # one snapshot for both reads
+            rows = self._db.execute(f"SELECT {_CHANNEL_COLUMNS} FROM channels ORDER BY name_cf").fetchall()
+            access: dict[str, dict[str, str]] = {}
+            for channel_cf, account_cf, level in self._db.execute(
+                "SELECT channel_cf, account_cf, level FROM channel_access"
+            ):
+                access.setdefault(channel_cf, {})[account_cf] = level
+        return [_channel(row, access.get(row[0], {})) for row in rows]
+
+    # -- read markers ----------------------------------------------------------------------------
+
+    def get_read_marker(self, account: str, target: str) -> float | None:
+        row = self._db.execute(
+            "SELECT time_ms FROM read_markers WHERE account_cf = ? AND target = ?", (casefold(account), target)
+        ).fetchone()
+        return None if row is None else from_ms(row[0])
+
+    def set_read_marker(self, account: str, target: str, time: float) -> float:
+        cf = casefold(account)
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO read_markers (account_cf, target, time_ms) VALUES (?,?,?) "
+                "ON CONFLICT (account_cf, target) DO UPDATE SET time_ms = max(time_ms, excluded.time_ms)",
+                (cf, target, to_ms(time)),
+            )
+            row = self._db.execute(
+                "SELECT time_ms FROM read_markers WHERE account_cf = ? AND target = ?", (cf, target)
+            ).fetchone()
+        return from_ms(row[0])
+
+    def read_markers(self, account: str) -> list[tuple[str, float]]:
+        rows = self._db.execute(
+            "SELECT target, time_ms FROM read_markers WHERE account_cf = ? ORDER BY target", (casefold(account),)
+        )
+        return [(target, from_ms(ms)) for target, ms in rows]
+
+
+def _channel(row: tuple[Any, ...], access: dict[str, str]) -> RegisteredChannel:
+    _, name, founder, registered, topic, setter, topic_time, modes, key, limit = row
+    return RegisteredChannel(name, founder, registered, topic, setter, topic_time, modes, key, limit, access)

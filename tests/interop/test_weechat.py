@@ -1,0 +1,112 @@
+"""WeeChat (Debian package ``weechat-headless``), unchanged, against a real salotto server.
+
+weechat-headless runs with its own home in tmp_path. We read what it received from its logger plugin's
+files (flushed at once) and type into it through its fifo plugin (``buffer *text`` lines).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RunningServer
+from tests.interop.conftest import LOBBY
+from tests.interop.processes import require_binary, stop_process
+from tests.interop.waiting import expect_from, read_text, wait_until, write_fifo
+from tests.irc_client import RawClient
+
+NICK = "wee"
+PEER = "rawpeer"
+SERVER = "salotto"  # WeeChat's name for the server; its buffers are irc.<SERVER>.<channel or nick>
+
+
+@dataclass
+class WeeChat:
+    process: subprocess.Popen[bytes]
+    home: Path
+
+    def log(self, target: str) -> Path:
+        return self.home / "logs" / f"irc.{SERVER}.{target}.weechatlog"
+
+    def server_log(self) -> Path:
+        return self.home / "logs" / f"irc.server.{SERVER}.weechatlog"
+
+    def wait_for_line(self, target: str, pattern: str) -> None:
+        """Wait until ``target``'s log has a line matching ``pattern`` (after the date and a tab)."""
+        regex = re.compile(rf"^[\d: -]+\t{pattern}$", re.MULTILINE)
+        path = self.log(target)
+        wait_until(lambda: regex.search(read_text(path)) is not None, f"{pattern!r} in {path}",
+                   describe=lambda: read_text(path) or read_text(self.server_log()))
+
+    def type_into(self, target: str, text: str) -> None:
+        """Type ``text`` in the buffer of ``target`` as a user would (through the fifo plugin)."""
+        wait_until(lambda: any(self.home.glob("weechat_fifo_*")), "WeeChat's FIFO")
+        write_fifo(next(self.home.glob("weechat_fifo_*")), f"irc.{SERVER}.{target} *{text}\n")
+
+
+@pytest.fixture
+def weechat(salotto_server: RunningServer, tmp_path: Path) -> Iterator[WeeChat]:
+    binary = require_binary("weechat-headless", "weechat-headless")
+    home = tmp_path / "weechat"
+    commands = [
+        "/set logger.file.flush_delay 0",
+        f"/server add {SERVER} {salotto_server.host}/{salotto_server.port} -notls",
+        f"/set irc.server.{SERVER}.nicks {NICK}",
+        f"/set irc.server.{SERVER}.username {NICK}",
+        f'/set irc.server.{SERVER}.realname "weechat interop"',
+        # WeeChat spaces out what it sends (2 s by default) to dodge flood kicks; tests needn't wait.
+        f"/set irc.server.{SERVER}.anti_flood_prio_high 0",
+        f"/set irc.server.{SERVER}.anti_flood_prio_low 0",
+        f"/connect {SERVER}",
+    ]
+    # Headless WeeChat still writes terminal escapes to stdout; keep them out of pytest's output.
+    with (tmp_path / "weechat.out").open("wb") as output:
+        process = subprocess.Popen(
+            [binary, "--dir", str(home), "--plugins", "irc,logger,fifo", "--run-command", ";".join(commands)],
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        yield WeeChat(process, home)
+    finally:
+        stop_process(process)
+
+
+def wait_in_lobby(weechat: WeeChat) -> None:
+    weechat.wait_for_line(LOBBY, rf"-->\t{NICK} .*\(~{NICK}@[^)]*\) has joined {LOBBY}")
+
+
+def test_sits_in_lobby_and_talks_both_ways(weechat: WeeChat, raw_peer: Callable[[str], RawClient]) -> None:
+    wait_in_lobby(weechat)
+    peer = raw_peer(PEER)
+    weechat.wait_for_line(LOBBY, rf"-->\t{PEER} .*has joined {LOBBY}")
+
+    weechat.type_into(LOBBY, "hello from weechat")
+    expect_from(peer, "PRIVMSG", NICK, p0=LOBBY, p1="hello from weechat")
+
+    peer.send(f"PRIVMSG {LOBBY} :hello back, weechat")
+    weechat.wait_for_line(LOBBY, rf"{PEER}\thello back, weechat")
+
+
+def test_private_messages_both_ways(weechat: WeeChat, raw_peer: Callable[[str], RawClient]) -> None:
+    wait_in_lobby(weechat)
+    peer = raw_peer(PEER)
+
+    peer.send(f"PRIVMSG {NICK} :psst, weechat")
+    weechat.wait_for_line(PEER, rf"{PEER}\tpsst, weechat")
+
+    # WeeChat opened a private buffer for the peer; the user answers there.
+    weechat.type_into(PEER, "psst yourself")
+    expect_from(peer, "PRIVMSG", NICK, p0=PEER, p1="psst yourself")
+
+
+def test_negotiates_capabilities(weechat: WeeChat) -> None:
+    wait_in_lobby(weechat)
+    server_log = read_text(weechat.server_log())
+    enabled = re.search(r"client capability, enabled: (.*)$", server_log, re.MULTILINE)
+    assert enabled is not None, server_log
+    assert {"server-time", "message-tags", "extended-join", "multi-prefix"} <= set(enabled.group(1).split())

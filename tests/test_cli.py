@@ -1,0 +1,184 @@
+"""The ``salotto`` command as a user runs it: bad settings, ``init``, ``mkpasswd``, ``--version``."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from salotto import __version__
+from salotto.config import KEYS, load_config
+from salotto.passwords import verify_password
+
+
+def salotto(
+    *args: str, stdin: str | None = None, cwd: Path | None = None, timeout_s: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salotto", *args], input=stdin, capture_output=True, text=True, timeout=timeout_s,
+        cwd=cwd,
+    )
+
+
+def serve_fails(*args: str) -> str:
+    """Run ``salotto serve`` with bad settings; return its one-line error after checking how it failed.
+
+    Pass a listen address in ``args`` or the config file: a server that wrongly starts on the default
+    port would serve until the timeout.
+    """
+    try:
+        result = salotto("serve", *args, timeout_s=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"salotto serve {args} started instead of refusing") from None
+    assert result.returncode != 0, f"the server started: {result.stdout!r}"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "listening on" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "key"),
+    [
+        ("--max-clients", "many", "max_clients"),  # wrong type
+        ("--flood-lines-per-s", "fast", "flood_lines_per_s"),
+        ("--max-line-bytes", "10", "max_line_bytes"),  # below the minimum
+        ("--ping-timeout-s", "0", "ping_timeout_s"),
+        ("--max-sendq-bytes", "-1", "max_sendq_bytes"),
+        ("--listen", "localhost", "listen"),  # not HOST:PORT
+        ("--listen", "127.0.0.1:70000", "listen"),
+        ("--autojoin", "lobby", "autojoin"),  # not a channel name
+        ("--motd-file", "/nonexistent/motd.txt", "motd_file"),
+        ("--server-name", "not a host name", "server_name"),
+    ],
+)
+def test_bad_flag_value_is_a_one_line_error_naming_key_and_value(flag: str, value: str, key: str) -> None:
+    listen = [] if flag == "--listen" else ["--listen", "127.0.0.1:0"]
+    error = serve_fails(*listen, flag, value)
+    assert key in error and value in error, error
+    assert error.startswith("salotto: ")
+
+
+def test_bad_choice_flag_is_a_one_line_error() -> None:
+    error = serve_fails("--listen", "127.0.0.1:0", "--log-format", "xml")
+    assert "log_format" in error and "xml" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('max_clients = "10"\n', ["max_clients", "'10'"]),  # wrong type
+        ("max_clients = 10.0\n", ["max_clients", "10.0"]),
+        ("max_connections_per_ip = 0\n", ["max_connections_per_ip", "0"]),  # below the minimum
+        ('log_level = "loud"\n', ["log_level", "loud"]),  # not one of the choices
+        ('log_format = "xml"\n', ["log_format", "xml"]),
+        ('listen = ["127.0.0.1"]\n', ["listen", "127.0.0.1"]),
+        ('listen = "127.0.0.1:6667"\n', ["listen", "127.0.0.1:6667"]),  # a string, not a list
+        ('autojoin = ["#ok", "bad channel"]\n', ["autojoin", "bad channel"]),
+        ('motd_file = "/nonexistent/motd.txt"\n', ["motd_file", "/nonexistent/motd.txt"]),
+        ('no_such_key = "x"\n', ["no_such_key", "unknown"]),
+        ("max_clients = \n", ["not valid TOML"]),
+        ('[opers.admin]\nhostmask = "*!*@*"\n', ["opers.admin", "password_hash"]),
+    ],
+)
+def test_bad_config_file_is_a_one_line_error(tmp_path: Path, text: str, expected: list[str]) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text(text if "listen" in text else 'listen = ["127.0.0.1:0"]\n' + text)
+    error = serve_fails("--config", str(path))
+    for part in expected:
+        assert part in error, error
+
+
+def test_missing_config_file_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    error = serve_fails("--listen", "127.0.0.1:0", "--config", str(missing))
+    assert str(missing) in error and "cannot read" in error
+
+
+def test_listen_address_in_use_is_a_one_line_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        error = serve_fails("--listen", address)
+    assert "listen" in error and address in error and "cannot listen" in error
+
+
+def test_init_writes_a_commented_file_with_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    result = salotto("init", str(path))
+    assert result.returncode == 0, result.stderr
+    assert str(path) in result.stdout
+    text = path.read_text()
+    assert tomllib.loads(text) == {}  # everything commented out: the defaults apply
+    settings, _, opers_example = text.partition("[opers.")
+    commented = re.findall(r"^# ([a-z_]+) = ", settings, flags=re.MULTILINE)
+    assert commented == [key.name for key in KEYS]
+    assert "password_hash" in opers_example
+
+    # Uncommenting every setting as written gives the defaults back...
+    uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", settings, flags=re.MULTILINE)
+    assert set(tomllib.loads(uncommented)) == {key.name for key in KEYS}
+    path.write_text(uncommented)
+    assert _fields(load_config(str(path))) == {**_fields(load_config(None)), "source_file": str(path)}
+    # ...and a changed value takes effect.
+    path.write_text(text.replace("# max_targets = 4", "max_targets = 9"))
+    assert load_config(str(path)).max_targets == 9
+
+
+def _fields(config: object) -> dict[str, object]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def test_init_uncommented_file_serves(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    salotto("init", str(path))
+    path.write_text(path.read_text().replace("# max_line_bytes = 512", "max_line_bytes = 10"))
+    error = serve_fails("--listen", "127.0.0.1:0", "--config", str(path))
+    assert "max_line_bytes" in error and "10" in error
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text("# mine\n")
+    result = salotto("init", str(path))
+    assert result.returncode != 0
+    assert "--force" in result.stderr and "Traceback" not in result.stderr
+    assert path.read_text() == "# mine\n"
+    result = salotto("init", str(path), "--force")
+    assert result.returncode == 0
+    assert "max_sendq_bytes" in path.read_text()
+
+
+def test_init_default_path_is_in_the_current_directory(tmp_path: Path) -> None:
+    result = salotto("init", cwd=tmp_path)
+    assert result.returncode == 0
+    assert (tmp_path / "salotto.toml").is_file()
+
+
+def test_mkpasswd_prints_a_hash_that_verifies() -> None:
+    result = salotto("mkpasswd", stdin="s3cret pass\n")
+    assert result.returncode == 0, result.stderr
+    stored = result.stdout.strip()
+    assert stored.startswith("scrypt$") and "s3cret" not in stored
+    assert verify_password("s3cret pass", stored)
+    assert not verify_password("s3cret pass ", stored)
+    assert not verify_password("wrong", stored)
+
+
+def test_mkpasswd_refuses_an_empty_password() -> None:
+    result = salotto("mkpasswd", stdin="\n")
+    assert result.returncode != 0
+    assert "empty" in result.stderr and result.stdout == ""
+
+
+def test_version() -> None:
+    result = salotto("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"salotto {__version__}"

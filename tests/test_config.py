@@ -1,0 +1,114 @@
+"""The configuration table: defaults, file and flags, and the values it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salotto.cli import _overrides, build_parser
+from salotto.config import KEYS, ConfigError, default_template, load_config
+
+# A valid value for each kind, different from every default.
+SAMPLE = {int: ("4242", 4242), float: ("42.5", 42.5), str: ("", "")}
+
+
+def sample_flag_value(key: Any) -> tuple[str, Any]:
+    if key.choices:
+        choice = next(c for c in key.choices if c != key.default)
+        return choice, choice
+    if key.name in ("listen", "tls_listen"):
+        return "127.0.0.1:7000", ["127.0.0.1:7000"]
+    if key.name == "autojoin":
+        return "#elsewhere", ["#elsewhere"]
+    if key.name == "server_name":
+        return "irc.example.org", "irc.example.org"
+    if key.name in ("motd_file", "tls_cert_file", "tls_key_file"):
+        return "", ""
+    if key.kind is str:
+        return "something else", "something else"
+    return SAMPLE[key.kind]
+
+
+def test_defaults_come_from_the_key_table() -> None:
+    config = load_config()
+    for key in KEYS:
+        assert getattr(config, key.name) == key.default, key.name
+    assert config.opers == {} and config.source_file is None
+
+
+@pytest.mark.parametrize("key", KEYS, ids=lambda key: key.name)
+def test_every_key_is_a_serve_flag(key: Any) -> None:
+    text, value = sample_flag_value(key)
+    args = build_parser().parse_args(["serve", key.flag, text])
+    overrides = _overrides(args)
+    if key.name == "tls_listen":
+        overrides |= {"tls_cert_file": "cert.pem", "tls_key_file": "key.pem"}
+    assert overrides[key.name] == value
+    assert getattr(load_config(None, overrides), key.name) == value
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text('max_targets = 6\nnetwork_name = "from-file"\nautojoin = ["#a", "#b"]\n')
+    config = load_config(str(path), {"max_targets": 8})
+    assert (config.max_targets, config.network_name, config.autojoin) == (8, "from-file", ["#a", "#b"])
+    assert config.source_file == str(path)
+
+
+def test_an_empty_list_flag_clears_the_list() -> None:
+    args = build_parser().parse_args(["serve", "--autojoin", ""])
+    assert load_config(None, _overrides(args)).autojoin == []
+
+
+def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text("ping_interval_s = 30\n")
+    config = load_config(str(path))
+    assert config.ping_interval_s == 30.0 and isinstance(config.ping_interval_s, float)
+
+
+def test_opers_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text('[opers.alice]\npassword_hash = "scrypt$x"\nhostmask = "*!*@127.0.0.1"\n'
+                    '[opers.bob]\npassword_hash = "scrypt$y"\n')
+    opers = load_config(str(path)).opers
+    assert opers["alice"].hostmask == "*!*@127.0.0.1" and opers["bob"].hostmask == "*!*@*"
+    path.write_text('[opers.alice]\npassword_hash = "scrypt$x"\npassword = "plain"\n')
+    with pytest.raises(ConfigError, match=r"opers\.alice\.password"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"max_clients": True}, "max_clients"),
+        ({"max_clients": "10"}, "max_clients"),
+        ({"flood_lines_per_s": 0.0}, "flood_lines_per_s"),
+        ({"listen": []}, "listen"),
+        ({"listen": ["127.0.0.1:"]}, "listen"),
+        ({"tls_listen": ["127.0.0.1:6697"]}, "tls_listen"),  # without a certificate
+        ({"autojoin": ["#" + "x" * 60]}, "autojoin"),  # longer than channel_max_len
+        ({"server_name": "bad name"}, "server_name"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(overrides: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert f"config key '{named}'" in str(info.value)
+
+
+@pytest.mark.parametrize("name", [key.name for key in KEYS if key.kind is float])
+def test_nan_is_refused(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text(f"{name} = nan\n")
+    with pytest.raises(ConfigError, match=name):
+        load_config(str(path))
+
+
+def test_template_mentions_every_key_with_its_help() -> None:
+    template = default_template()
+    for key in KEYS:
+        assert f"# {key.name} = " in template
+        assert f"# {key.help}" in template
