@@ -7,8 +7,8 @@ worker's thread in tests and scripts). Nothing here imports asyncio.
 
 Writes: :meth:`StorageWorker.submit_write` only appends to a list; :meth:`StorageWorker.flush` hands that
 list to the writer thread as one batch, and the writer commits everything that is waiting (several
-batches if it fell behind) in one transaction, each write in its own savepoint so one failing write (a
-taken account name) does not undo the others. The server calls ``flush`` once per loop tick (the
+batches if it fell behind) in one transaction; a failing write (a taken account name) gets its exception
+back and does not undo the others. The server calls ``flush`` once per loop tick (the
 ``on_pending`` hook says when a tick has something to flush), so a tick costs one commit whatever its
 number of messages.
 
@@ -91,6 +91,10 @@ class _Batch:
     reads: list[tuple[Callable[[Storage], Any], Callable[[Outcome[Any]], None]]] = field(default_factory=list)
 
 
+class _WriteFailed(Exception):
+    """A write of an all-together attempt raised: roll back and isolate each write."""
+
+
 def call_directly(fn: Callable[[], None]) -> None:
     """The default ``call_soon``: run the callback at once, on whichever worker thread has the result."""
     fn()
@@ -155,7 +159,10 @@ class StorageWorker:
     def submit_write(
         self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None] | None = None
     ) -> None:
-        """Queue ``fn(storage)`` for the next :meth:`flush`; ``callback`` gets its outcome once committed."""
+        """Queue ``fn(storage)`` for the next :meth:`flush`; ``callback`` gets its outcome once committed.
+
+        ``fn`` may run twice (when another write of its transaction fails, see :meth:`_run_transaction`):
+        it must act only on the storage it is given."""
         with self._lock:
             if self._closed:
                 raise WorkerClosed("storage worker is closed")
@@ -276,28 +283,21 @@ class StorageWorker:
     def _commit(self, batches: list[_Batch]) -> None:
         writes = [w for batch in batches for w in batch.writes]
         outcomes: list[Outcome[Any]] = []
-        errors = 0
         started = time.perf_counter()
         commit_error: BaseException | None = None
         try:
             if writes:
-                with self._writer.transaction():
-                    for write in writes:
-                        try:
-                            with self._writer.transaction():  # a savepoint: a failure undoes this write only
-                                outcomes.append(Outcome(write.fn(self._writer)))
-                        except Exception as exc:
-                            errors += 1
-                            outcomes.append(Outcome(error=exc))
+                outcomes = self._run_transaction(writes)
         except Exception as exc:
             log.exception("storage: commit of %d writes failed", len(writes))
             commit_error = exc
             outcomes = [Outcome(error=exc)] * len(writes)
+        errors = sum(1 for outcome in outcomes if outcome.error is not None) if commit_error is None else 0
         elapsed = time.perf_counter() - started
         with self._lock:
             self._in_flight -= sum(1 for batch in batches if batch.writes)
             self._writes += len(writes)
-            self._write_errors += errors if commit_error is None else 0
+            self._write_errors += errors
             if writes:
                 self._commits += commit_error is None
                 self._commit_failures += commit_error is not None
@@ -315,6 +315,32 @@ class StorageWorker:
                 self._deliver(callback, done)
             for read in batch.reads:
                 self._pool.submit(self._run_read, *read)
+
+    def _run_transaction(self, writes: list[_Write]) -> list[Outcome[Any]]:
+        """Run the writes in one transaction and commit it.
+
+        First all together, with no savepoints: every statement releases and retakes the GIL, and a
+        busy event loop can make each retake wait for the interpreter's switch interval, so fewer
+        statements per write is what keeps a commit short. If a write raises, that attempt is rolled
+        back and the batch runs again with a savepoint around each write, so the failure undoes only
+        its own write (which is why a write function must have no effect outside the storage)."""
+        try:
+            with self._writer.transaction():
+                try:
+                    return [Outcome(write.fn(self._writer)) for write in writes]
+                except Exception as exc:
+                    raise _WriteFailed from exc
+        except _WriteFailed:
+            pass
+        outcomes: list[Outcome[Any]] = []
+        with self._writer.transaction():
+            for write in writes:
+                try:
+                    with self._writer.transaction():  # a savepoint
+                        outcomes.append(Outcome(write.fn(self._writer)))
+                except Exception as exc:
+                    outcomes.append(Outcome(error=exc))
+        return outcomes
 
     def _run_read(self, fn: Callable[[Storage], Any], callback: Callable[[Outcome[Any]], None]) -> None:
         storage = self._readers.get()

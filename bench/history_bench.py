@@ -1,0 +1,217 @@
+"""History storage benchmark: chathistory query latency on a large store, and write throughput.
+
+``python -m bench.history_bench [--messages 1000000] [--others 200000] [--queries 1000] [--data-dir DIR]``
+
+Populates ``#big`` with ``--messages`` messages and spreads ``--others`` more over 100 channels and 100
+private conversations (interleaved in time), then measures, on a warm cache:
+
+- LATEST 100 on ``#big``: called directly on a read-only connection, and as a round trip through
+  :class:`~salotto.storage.worker.StorageWorker` (the way the server reads: pool thread and callback);
+- BEFORE 100 and AROUND 100 at random msgids, BETWEEN at random pairs, TARGETS over 50 channels;
+- writes through the worker: single-message writes flushed every 100 (a busy loop tick), messages/s;
+- the per-target count scan of retention (``prune_history`` with nothing to delete).
+
+The issue's target: LATEST 100 on 1,000,000 messages, p99 under 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from salotto.storage import HistoryMessage, Outcome, Ref, Storage, conversation_key, open_storage, open_worker
+
+CHUNK = 20_000
+T0 = 1_700_000_000.0
+
+
+def append(messages: list[HistoryMessage], storage: Storage) -> None:
+    storage.append_messages(messages)
+
+
+def record_commit(into: list[float], outcome: Outcome[None]) -> None:
+    outcome.unwrap()
+    into.append(time.perf_counter())
+
+
+def populate(storage: Storage, big: int, others: int) -> float:
+    """Append the messages in chunks; return messages per second."""
+    rng = random.Random(1)
+    total = big + others
+    share_big = big / total if total else 1.0
+    channels = [f"#room{i}" for i in range(100)]
+    dms = [(f"user{i}", f"peer{i}") for i in range(100)]
+    started = time.perf_counter()
+    t = T0
+    left_big, left_other = big, others
+    chunk: list[HistoryMessage] = []
+    for i in range(total):
+        t += 0.01 if rng.random() < 0.9 else 0.0  # some messages share a millisecond
+        to_big = left_other == 0 or (left_big > 0 and rng.random() < share_big)
+        if to_big:
+            left_big -= 1
+            m = HistoryMessage(f"big-{i}", "#big", t, f"nick{i % 50}!u@host", None, "PRIVMSG", f"message {i} " * 4)
+        else:
+            left_other -= 1
+            if i % 2:
+                target = rng.choice(channels)
+                m = HistoryMessage(f"o-{i}", target, t, "someone!u@host", "acct", "PRIVMSG", f"chatter {i}")
+            else:
+                a, b = rng.choice(dms)
+                m = HistoryMessage(
+                    f"o-{i}", conversation_key(a, b), t, f"{a}!u@host", a, "PRIVMSG", f"dm {i}", parties=(a, b)
+                )
+        chunk.append(m)
+        if len(chunk) == CHUNK:
+            storage.append_messages(chunk)
+            chunk = []
+    storage.append_messages(chunk)
+    return total / (time.perf_counter() - started)
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3),
+        "max_ms": round(ms[-1], 3),
+        "n": len(ms),
+    }
+
+
+def timed(fn: Callable[[], Any], n: int) -> dict[str, float]:
+    fn()  # warm-up
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return percentiles(samples)
+
+
+def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
+    report: dict[str, Any] = {"messages_big": big, "messages_other": others}
+    writer = open_storage("sqlite", data_dir)
+    existing = len(writer.latest("#big", 1))
+    if existing == 0:
+        report["populate_msgs_per_s"] = round(populate(writer, big, others))
+    writer.close()
+    report["db_bytes"] = sum(p.stat().st_size for p in data_dir.iterdir())
+
+    reader = open_storage("sqlite", data_dir, readonly=True)
+    rng = random.Random(2)
+    all_ids = [m.msgid for m in reader.latest("#big", 10_000_000)]
+    report["latest_100_direct"] = timed(lambda: reader.latest("#big", 100), queries)
+    report["before_100_random_msgid"] = timed(
+        lambda: reader.before("#big", Ref.by_msgid(rng.choice(all_ids)), 100), queries
+    )
+    report["around_100_random_msgid"] = timed(
+        lambda: reader.around("#big", Ref.by_msgid(rng.choice(all_ids)), 100), queries
+    )
+    report["between_random_pair_limit_100"] = timed(
+        lambda: reader.between("#big", Ref.by_msgid(rng.choice(all_ids)), Ref.by_msgid(rng.choice(all_ids)), 100),
+        queries,
+    )
+    channels = ["#big", *(f"#room{i}" for i in range(49))]
+    report["targets_50_channels_plus_dms"] = timed(
+        lambda: reader.targets(channels, "user7", T0, T0 + 1e7, 100), min(queries, 200)
+    )
+    reader.close()
+
+    # Through the worker: the server's path (reader pool, result handed back through call_soon).
+    back: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+    worker = open_worker("sqlite", data_dir, call_soon=back.put)
+    samples = []
+    for _ in range(queries):
+        got: list[Outcome[list[HistoryMessage]]] = []
+        started = time.perf_counter()
+        worker.read(lambda s: s.latest("#big", 100), got.append)
+        back.get()()
+        samples.append(time.perf_counter() - started)
+        assert len(got[0].unwrap()) == 100
+    report["latest_100_via_worker"] = percentiles(samples)
+
+    n_writes = 50_000
+    done: list[Outcome[None]] = []
+    started = time.perf_counter()
+    for i in range(n_writes):
+        m = HistoryMessage(f"w-{i}", "#big", time.time(), "writer!u@h", None, "PRIVMSG", f"new message {i}")
+        worker.submit_write(partial(append, [m]))
+        if i % 100 == 99:
+            worker.flush(done.append)
+    worker.flush(done.append)
+    while len(done) < n_writes // 100 + 1:
+        back.get()()
+    elapsed = time.perf_counter() - started
+    stats = worker.stats()
+    report["worker_writes_per_s"] = round(n_writes / elapsed)
+    report["worker_commits"] = stats.commits
+    report["worker_max_commit_ms"] = round(stats.max_commit_s * 1000, 2)
+
+    # The same messages as one write per tick (the server appending a tick's messages together).
+    done.clear()
+    started = time.perf_counter()
+    for tick in range(n_writes // 100):
+        now = time.time()
+        tick_messages = [
+            HistoryMessage(f"t-{tick}-{j}", "#big", now, "writer!u@h", None, "PRIVMSG", f"new message {j}")
+            for j in range(100)
+        ]
+        worker.submit_write(partial(append, tick_messages))
+        worker.flush(done.append)
+    while len(done) < n_writes // 100:
+        back.get()()
+    report["worker_writes_per_s_tick_batched"] = round(n_writes / (time.perf_counter() - started))
+
+    # Paced like a busy server: a tick of 20 messages every 5 ms (4,000 messages/s); how long from a
+    # tick's flush to its commit callback (what holding a tick's output until commit would add).
+    delays: list[float] = []
+    for tick in range(1000):
+        tick_start = time.perf_counter()
+        for j in range(20):
+            m = HistoryMessage(f"p-{tick}-{j}", "#big", time.time(), "writer!u@h", None, "PRIVMSG", "paced")
+            worker.submit_write(partial(append, [m]))
+        committed: list[float] = []
+        flushed_at = time.perf_counter()
+        worker.flush(partial(record_commit, committed))
+        while not committed:
+            back.get()()
+        delays.append(committed[0] - flushed_at)
+        time.sleep(max(0.0, 0.005 - (time.perf_counter() - tick_start)))
+    report["flush_to_commit_paced_4k_msgs_per_s"] = percentiles(delays)
+
+    started = time.perf_counter()
+    deleted = worker.run_sync(lambda s: s.prune_history(None, 100_000_000))
+    report["prune_count_scan_s"] = round(time.perf_counter() - started, 3)
+    assert deleted == 0
+    worker.close()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=1_000_000, help="messages in #big")
+    parser.add_argument("--others", type=int, default=200_000, help="messages in other targets")
+    parser.add_argument("--queries", type=int, default=1000, help="queries per measurement")
+    parser.add_argument("--data-dir", type=Path, help="reuse this store (populated on first run)")
+    args = parser.parse_args()
+    if args.data_dir:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        report = run(args.data_dir, args.messages, args.others, args.queries)
+    else:
+        with tempfile.TemporaryDirectory(prefix="salotto-history-bench-") as tmp:
+            report = run(Path(tmp), args.messages, args.others, args.queries)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Schema versions: an empty store is migrated to the current version; a newer one is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from salotto.storage import SchemaTooNew, Storage, StorageError, open_storage
+from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
+from salotto.storage.sqlite import DB_FILENAME, migrate
+
+from .conftest import Reopen
+
+
+def test_empty_store_is_migrated_to_the_current_version(storage: Storage, reopen: Reopen) -> None:
+    assert storage.schema_version() == SCHEMA_VERSION
+    storage.close()
+    assert reopen().schema_version() == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_unknown_backend(data_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown storage backend"):
+        open_storage("postgres-someday", data_dir)
+
+
+# -- SQLite specifics ----------------------------------------------------------------------------
+
+
+def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    open_storage("sqlite", tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for readonly in (False, True):
+        with pytest.raises(SchemaTooNew, match="newer"):
+            open_storage("sqlite", tmp_path, readonly=readonly)
+
+
+def test_sqlite_wal_mode(tmp_path: Path) -> None:
+    open_storage("sqlite", tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_readonly_needs_a_migrated_file(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no database"):
+        open_storage("sqlite", tmp_path, readonly=True)
+    sqlite3.connect(tmp_path / DB_FILENAME).close()
+    with pytest.raises(StorageError, match="migrate"):
+        open_storage("sqlite", tmp_path, readonly=True)
+
+
+def test_migrations_run_in_order_and_atomically() -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    assert migrate(db) == SCHEMA_VERSION
+    extra = (*MIGRATIONS, "CREATE TABLE later (x INTEGER);")
+    assert migrate(db, extra) == SCHEMA_VERSION + 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    # A step that fails halfway leaves the database at the previous version, with none of its changes.
+    broken = (*extra, "CREATE TABLE half (x INTEGER); CREATE TABLE accounts (y INTEGER);")
+    with pytest.raises(StorageError, match=f"version {SCHEMA_VERSION + 2}"):
+        migrate(db, broken)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    with pytest.raises(SchemaTooNew):
+        migrate(db, MIGRATIONS)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM messages WHERE target = ? AND time_ms <= ? AND (time_ms < ? OR id < ?) "
+        "ORDER BY time_ms DESC, id DESC LIMIT ?",
+        "SELECT * FROM messages WHERE target = ? AND 1 ORDER BY time_ms DESC, id DESC LIMIT ?",
+        "SELECT * FROM messages WHERE target = ? AND time_ms > ? ORDER BY time_ms ASC, id ASC LIMIT ?",
+    ],
+)
+def test_sqlite_history_queries_use_the_index_without_sorting(tmp_path: Path, sql: str) -> None:
+    open_storage("sqlite", tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?")))
+    assert "messages_target_time" in plan
+    assert "TEMP B-TREE" not in plan

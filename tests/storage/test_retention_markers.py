@@ -1,0 +1,58 @@
+"""History retention (by age, by count per target) and draft/read-marker markers."""
+
+from __future__ import annotations
+
+from salotto.storage import Storage
+
+from .conftest import message
+
+
+def test_prune_by_age(storage: Storage) -> None:
+    storage.append_messages([message(i, time=float(i)) for i in range(100)])
+    assert storage.prune_history(cutoff=50.0, max_per_target=None) == 50
+    remaining = storage.latest("#chan", 1000)
+    assert [m.time for m in remaining] == [float(i) for i in range(50, 100)]
+    assert storage.prune_history(cutoff=50.0, max_per_target=None) == 0
+
+
+def test_prune_by_count_per_target(storage: Storage) -> None:
+    storage.append_messages(
+        [message(i, "#big", float(i)) for i in range(30)]
+        + [message(i, "#small", float(i), msgid=f"s{i}") for i in range(10)]
+    )
+    assert storage.prune_history(cutoff=None, max_per_target=20) == 10
+    assert [m.time for m in storage.latest("#big", 100)] == [float(i) for i in range(10, 30)]
+    assert len(storage.latest("#small", 100)) == 10
+
+
+def test_prune_both_rules(storage: Storage) -> None:
+    storage.append_messages([message(i, time=float(i)) for i in range(100)])
+    assert storage.prune_history(cutoff=10.0, max_per_target=50) == 50
+    assert [m.time for m in storage.latest("#chan", 1000)] == [float(i) for i in range(50, 100)]
+
+
+def test_prune_in_bounded_steps(storage: Storage) -> None:
+    storage.append_messages(
+        [message(i, "#a", float(i)) for i in range(40)] + [message(i, "#b", float(i), msgid=f"b{i}") for i in range(40)]
+    )
+    steps = []
+    while True:
+        deleted = storage.prune_history(cutoff=10.0, max_per_target=5, max_rows=7)
+        steps.append(deleted)
+        if deleted < 7:
+            break
+    assert sum(steps) == 70 and max(steps) == 7
+    assert [m.time for m in storage.latest("#a", 100)] == [35.0, 36.0, 37.0, 38.0, 39.0]
+    assert [m.time for m in storage.latest("#b", 100)] == [35.0, 36.0, 37.0, 38.0, 39.0]
+
+
+def test_read_markers_only_move_forward(storage: Storage) -> None:
+    assert storage.get_read_marker("alice", "#chan") is None
+    assert storage.set_read_marker("Alice", "#chan", 1700000000.123) == 1700000000.123
+    assert storage.set_read_marker("alice", "#chan", 1600000000.0) == 1700000000.123
+    assert storage.get_read_marker("ALICE", "#chan") == 1700000000.123
+    assert storage.set_read_marker("alice", "#chan", 1700000005.5) == 1700000005.5
+    storage.set_read_marker("alice", "alice bob", 3.0)
+    storage.set_read_marker("bob", "#chan", 2.0)
+    assert storage.read_markers("alice") == [("#chan", 1700000005.5), ("alice bob", 3.0)]
+    assert storage.get_read_marker("bob", "#chan") == 2.0
