@@ -18,8 +18,10 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
     if key.choices:
         choice = next(c for c in key.choices if c != key.default)
         return choice, choice
-    if key.name in ("listen", "tls_listen"):
+    if key.name in ("listen", "tls_listen", "web_listen"):
         return "127.0.0.1:7000", ["127.0.0.1:7000"]
+    if key.name == "web_allowed_origins":
+        return "https://chat.example.org", ["https://chat.example.org"]
     if key.name == "autojoin":
         return "#elsewhere", ["#elsewhere"]
     if key.name == "server_name":

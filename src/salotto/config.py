@@ -51,6 +51,10 @@ KEYS: tuple[Key, ...] = (
     Key("tls_listen", list, [], "TLS IRC listeners, HOST:PORT (needs tls_cert_file and tls_key_file)."),
     Key("tls_cert_file", str, "", "PEM certificate chain for the TLS listeners."),
     Key("tls_key_file", str, "", "PEM private key for the TLS listeners."),
+    Key("web_listen", list, ["127.0.0.1:8080"],
+        "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
+    Key("web_allowed_origins", list, [],
+        "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
     Key("motd_file", str, "", "A text file shown as the message of the day; empty for the built-in one."),
     Key("autojoin", list, ["#lobby"], "Channels every client joins on registration; [] disables it."),
@@ -109,6 +113,8 @@ class Config:
     tls_listen: list[str]
     tls_cert_file: str
     tls_key_file: str
+    web_listen: list[str]
+    web_allowed_origins: list[str]
     data_dir: str
     motd_file: str
     autojoin: list[str]
@@ -190,7 +196,7 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"config key 'server_name': bad value {config.server_name!r} (a dotted host name, like irc.example.org)"
         )
-    for name in ("listen", "tls_listen"):
+    for name in ("listen", "tls_listen", "web_listen"):
         for item in getattr(config, name):
             parse_host_port(item, name)
     if not config.listen and not config.tls_listen:

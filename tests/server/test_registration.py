@@ -212,3 +212,23 @@ def test_max_clients_limit() -> None:
     conn = MemoryConnection("10.0.0.3")
     assert h.server.accept(conn) is None
     assert b"max_clients" in conn.data and conn.closed is not None
+
+
+def test_stats_count_connections_messages_and_disconnect_reasons() -> None:
+    h = Harness(max_connections_per_ip=3)
+    alice = h.user("alice")
+    bob = h.user("bob")
+    carol = h.user("carol", caps=["echo-message"])
+    assert h.server.accept(MemoryConnection("127.0.0.1")) is None
+    carol.send("PRIVMSG #lobby :hi")
+    alice.send("PRIVMSG bob :psst")
+    stats = h.server.stats
+    assert (stats.connections_accepted, stats.connections_refused, stats.registrations) == (3, 1, 3)
+    assert stats.messages_in == 2
+    assert stats.deliveries_out == 2 + 1 + 1, "two in #lobby, carol's echo, bob's private message"
+    bob.send("QUIT :bye")
+    h.clock.now += 1000
+    h.server.tick()
+    h.clock.now += 1000
+    h.server.tick()
+    assert stats.disconnects == {"quit": 1, "ping_timeout": 2}

@@ -75,9 +75,10 @@ class Outgoing:
             return self._base.encode("utf-8", "surrogateescape")
         return ("@" + ";".join(tags) + " " + self._base).encode("utf-8", "surrogateescape")
 
-    def deliver(self, recipients: Iterable[Client], exclude: Client | None = None) -> None:
-        """Write this message to every recipient but ``exclude``."""
+    def deliver(self, recipients: Iterable[Client], exclude: Client | None = None) -> int:
+        """Write this message to every recipient but ``exclude``; return how many got it."""
         variants = self._variants
+        sent = 0
         for client in recipients:
             if client is exclude:
                 continue
@@ -87,3 +88,5 @@ class Outgoing:
                 data = self._build(flags)
                 variants[flags] = data
             client.conn.write(data)
+            sent += 1
+        return sent

@@ -28,6 +28,7 @@ from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.isupport import isupport_tokens
+from salotto.server.stats import ServerStats, disconnect_category
 
 __all__ = ["Server", "WhowasEntry"]
 
@@ -68,6 +69,7 @@ class Server:
         self.whowas: deque[WhowasEntry] = deque()
         self.per_ip: Counter[str] = Counter()
         self.internal_errors = 0
+        self.stats = ServerStats()
         # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
         self.registered_count = 0
         self.invisible_count = 0
@@ -158,12 +160,14 @@ class Server:
         elif self.per_ip[ip] >= self.config.max_connections_per_ip:
             refusal = "Too many connections from your address (max_connections_per_ip)"
         if refusal is not None:
+            self.stats.connections_refused += 1
             log.info("refused connection from %s (%s): %s", ip, conn.transport_name, refusal)
             conn.write(f"ERROR :Closing link: {ip} ({refusal})\r\n".encode())
             conn.close(refusal)
             return None
         client = Client(conn, next(self._ids), self.clock(), self.wallclock())
         self.clients.add(client)
+        self.stats.connections_accepted += 1
         self.per_ip[ip] += 1
         log.info("connection from %s (%s)", ip, conn.transport_name)
         return client
@@ -213,6 +217,7 @@ class Server:
         self._remove(client, reason)
 
     def _remove(self, client: Client, reason: str) -> None:
+        self.stats.disconnects[disconnect_category(reason)] += 1
         self.clients.discard(client)
         self.per_ip[client.ip] -= 1
         if self.per_ip[client.ip] <= 0:

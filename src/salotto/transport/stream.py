@@ -62,6 +62,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         client = self.client
         if client is None or self._closing:
             return
+        self.server.stats.bytes_in += len(data)
         lines = self._reader.feed(data)
         if not lines:
             return
@@ -150,6 +151,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._out.clear()
         self._out_size = 0
         transport.write(data)
+        self.server.stats.bytes_out += len(data)
         if transport.get_write_buffer_size() > self._max_sendq:
             self._sendq_exceeded()
 

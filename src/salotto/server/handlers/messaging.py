@@ -62,6 +62,8 @@ def _message(ctx: Context, command: str) -> None:
     if is_tagmsg and not client_tags:
         return
     echo = "echo-message" in client.caps
+    stats = server.stats
+    stats.messages_in += 1
     client.idle_since = server.clock()
     wall = server.wallclock()
     for target in targets:
@@ -84,7 +86,7 @@ def _message(ctx: Context, command: str) -> None:
             recipients = channel.members
             if is_tagmsg:
                 recipients = {m: s for m, s in recipients.items() if "message-tags" in m.caps}
-            out.deliver(recipients, exclude=client)
+            stats.deliveries_out += out.deliver(recipients, exclude=client)
         else:
             recipient = server.find_user(target)
             if recipient is None:
@@ -97,10 +99,12 @@ def _message(ctx: Context, command: str) -> None:
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
                 recipient.conn.write(out.variant(recipient.tag_flags))
+                stats.deliveries_out += 1
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
         if echo:
             ctx.send(out.variant(client.tag_flags))
+            stats.deliveries_out += 1
 
 
 def handle_away(ctx: Context) -> None:

@@ -184,6 +184,7 @@ def try_register(ctx: Context) -> None:
         return
     client.registered = True
     ctx.server.registered_count += 1
+    ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
     welcome(ctx)
     for name in ctx.server.config.autojoin:

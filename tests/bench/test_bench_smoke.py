@@ -1,0 +1,86 @@
+"""The benchmark tool still works: every scenario, about a second each, against a fresh salotto.
+
+Runs ``bench/run-peers --small`` (C=5 and C=20 fanout, a paced fanout, 50 connections, 2 direct pairs) with
+salotto as its only server and checks that each JSON record has its figures with sane values. Set
+SALOTTO_BENCH_SMOKE_SERVER=miniircd (or ngircd, inspircd) to check the tool itself against a peer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SERVER = os.environ.get("SALOTTO_BENCH_SMOKE_SERVER", "salotto")
+SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct")
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the bench reads /proc (server CPU, RSS)")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    results = tmp_path_factory.mktemp("bench") / "results.jsonl"
+    argv = [
+        sys.executable, "-m", "bench.run_peers", "--small", "--repeat", "1", "--servers", SERVER,
+        "--scenarios", ",".join(SCENARIOS), "--no-install", "--no-docs", "--results", str(results),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=100, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    return {row["name"]: row for row in rows}
+
+
+@pytest.mark.timeout(120)
+def test_every_scenario_ran(records: dict[str, dict[str, Any]]) -> None:
+    assert set(records) == set(SCENARIOS)
+    for row in records.values():
+        assert "error" not in row
+        assert row["server"] == SERVER
+        assert row["disconnected"] == 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["fanout", "fanout-large", "fanout-paced"])
+def test_fanout_delivers_everything(records: dict[str, dict[str, Any]], name: str) -> None:
+    row = records[name]
+    assert row["messages_sent"] > 0
+    assert row["deliveries"] == row["messages_sent"] * (row["clients"] - 1)
+    assert row["lost"] == 0
+    assert row["stalled_senders"] == 0
+    assert row["deliveries_per_s"] > 0
+    assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"] <= row["latency_max_ms"] < 10_000
+    assert row["server_cpu_s"] is not None and row["server_cpu_s"] >= 0
+    if row["server_cpu_s"] > 0:
+        assert row["cpu_s_per_million"] > 0
+        assert row["deliveries_per_cpu_s"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_paced_fanout_keeps_its_rate(records: dict[str, dict[str, Any]]) -> None:
+    row = records["fanout-paced"]
+    assert row["rate"] == 500
+    assert 0.8 * row["rate"] <= row["messages_per_s"] <= 1.05 * row["rate"]
+
+
+@pytest.mark.timeout(120)
+def test_connect_measures_registrations_and_memory(records: dict[str, dict[str, Any]]) -> None:
+    row = records["connect"]
+    assert row["clients"] == 50
+    assert row["registrations_per_s"] > 0
+    assert row["rss_before_kib"] > 0
+    assert row["rss_after_kib"] > 0
+    assert row["rss_kib_per_1000"] is not None
+
+
+@pytest.mark.timeout(120)
+def test_direct_measures_round_trips(records: dict[str, dict[str, Any]]) -> None:
+    row = records["direct"]
+    assert row["round_trips"] > 0
+    assert 0 < row["rtt_p50_ms"] <= row["rtt_p99_ms"] <= row["rtt_max_ms"]
