@@ -1,0 +1,184 @@
+"""Run every scenario against salotto and its peers in one go, then write docs/benchmarks.md.
+
+``bench/run-peers`` calls this. Each (scenario, repeat, server) gets a freshly started server on a free
+loopback port; every run is a JSON line in the results table, and the docs show the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.cli import DEFAULT_RESULTS, default_workers
+from bench.report import write_report
+from bench.scenarios import (
+    BenchError,
+    ConnectParams,
+    DirectParams,
+    FanoutParams,
+    GeneratorParams,
+    Target,
+    emit,
+    run_connect,
+    run_direct,
+    run_fanout,
+)
+from bench.servers import SERVERS, ConfigValue, RunningServer, ServerError, ServerSpec, start_server
+from bench.stats import raise_nofile_limit
+
+__all__ = ["Scenario", "main", "scenarios"]
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DOCS = REPO / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    params: FanoutParams | ConnectParams | DirectParams
+    # Keys added to salotto's bench config for this scenario (e.g. history on/off); peers ignore them.
+    salotto_config: Mapping[str, ConfigValue] = field(default_factory=dict)
+    only: tuple[str, ...] = ()  # run on these servers only; () means all
+    planned: bool = False  # described but not implemented yet: selecting it explains and skips
+
+
+def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scenario]:
+    """The scenario table; ``small`` shrinks every size for the smoke test (about a second each)."""
+    if small:
+        duration_s = min(duration_s, 1.0)
+    big, members, senders, pairs = (20, 5, 2, 2) if small else (1000, 100, 10, 50)
+    history = FanoutParams(members, senders, duration_s)
+    idle = min(connect_clients, 50) if small else connect_clients
+    return [
+        Scenario("fanout", FanoutParams(members, senders, duration_s, name="fanout")),
+        Scenario("fanout-large", FanoutParams(big, senders, duration_s, name="fanout-large")),
+        # A total rate every server sustains (C=100: 49,500 deliveries/s), to compare latency without queues.
+        Scenario("fanout-paced", FanoutParams(members, senders, duration_s, rate=500.0, name="fanout-paced")),
+        Scenario("connect", ConnectParams(idle, name="connect")),
+        Scenario("direct", DirectParams(pairs, duration_s, name="direct")),
+        # Later: the fanout scenario with salotto's history on and off (the config key does not exist yet).
+        Scenario("history-on", replace(history, name="history-on"), {"history": True}, ("salotto",), True),
+        Scenario("history-off", replace(history, name="history-off"), {"history": False}, ("salotto",), True),
+    ]
+
+
+def _run_one(scenario: Scenario, server: RunningServer, workers: int) -> dict[str, Any]:
+    spec = server.spec
+    target = Target("127.0.0.1", server.port, server.pid, spec.name)
+    gen = GeneratorParams(workers=workers, inflight=spec.connect_inflight)
+    params = scenario.params
+    if isinstance(params, FanoutParams):
+        return run_fanout(target, params, gen)
+    if isinstance(params, ConnectParams):
+        capped = params.clients if spec.max_clients is None else min(params.clients, spec.max_clients)
+        record = run_connect(target, replace(params, clients=capped), gen)
+        record["capped"] = capped < params.clients
+        return record
+    return run_direct(target, params, gen)
+
+
+def _ensure_installed(names: list[str], install: bool) -> list[ServerSpec]:
+    ready = []
+    for name in names:
+        spec = SERVERS[name]
+        if spec.executable() is None and install:
+            _log(f"installing {name}")
+            try:
+                spec.install()
+            except ServerError as exc:
+                _log(f"cannot install {name}: {exc}")
+        if spec.executable() is None:
+            _log(f"skipping {name}: not installed")
+            continue
+        ready.append(spec)
+    return ready
+
+
+def _log(text: str) -> None:
+    print(f"run-peers: {text}", file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench/run-peers", description=__doc__)
+    names = ", ".join(SERVERS)
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {names}")
+    runnable = [s.name for s in scenarios(1, 1, False) if not s.planned]
+    parser.add_argument("--scenarios", default=",".join(runnable), help="comma-separated scenario names")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario per server (medians)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic per run")
+    parser.add_argument("--connect-clients", type=int, default=10_000, help="idle clients in 'connect'")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="load generator processes")
+    parser.add_argument("--small", action="store_true", help="tiny sizes, about a second each (smoke test)")
+    parser.add_argument("--no-install", action="store_true", help="skip servers that are not installed")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines table to append to")
+    parser.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="Markdown file to update")
+    parser.add_argument("--no-docs", action="store_true", help="don't touch the docs")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the docs from the results table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # On SIGTERM unwind like on Ctrl-C, so that the running server is stopped (finally) and not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    if args.report_only:
+        write_report(args.results, args.docs)
+        return 0
+    table = {s.name: s for s in scenarios(args.duration, args.connect_clients, args.small)}
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = [name for name in chosen + args.servers.split(",") if name not in table and name not in SERVERS]
+    if unknown:
+        _log(f"unknown scenario or server: {', '.join(unknown)}")
+        return 2
+    for name in chosen:
+        if table[name].planned:
+            _log(f"{name}: planned, not implemented yet (needs salotto's history setting); skipped")
+    selected = [table[name] for name in chosen if not table[name].planned]
+    raise_nofile_limit()  # servers inherit it
+    specs = _ensure_installed([name for name in args.servers.split(",") if name], not args.no_install)
+    versions = {spec.name: spec.version() for spec in specs}
+    run_id = time.strftime("%Y%m%dT%H%M%S")
+    command = " ".join(["bench/run-peers", *(argv if argv is not None else sys.argv[1:])])
+    failures = 0
+    for scenario in selected:
+        for repeat in range(args.repeat):
+            for spec in specs:
+                if scenario.only and spec.name not in scenario.only:
+                    continue
+                _log(f"{scenario.name} #{repeat + 1} on {spec.name}")
+                record = _measure(scenario, spec, args.workers)
+                failures += "error" in record
+                record.update(run_id=run_id, repeat=repeat, command=command)
+                record["server_version"] = versions[spec.name]
+                emit(record, args.results)
+    if not args.no_docs:
+        write_report(args.results, args.docs)
+        _log(f"wrote {args.docs}")
+    return 1 if failures else 0
+
+
+def _measure(scenario: Scenario, spec: ServerSpec, workers: int) -> dict[str, Any]:
+    extra = scenario.salotto_config if spec.name == "salotto" else {}
+    try:
+        server = start_server(spec, extra)
+    except ServerError as exc:
+        _log(str(exc))
+        return {"name": scenario.name, "server": spec.name, "error": str(exc)}
+    try:
+        return _run_one(scenario, server, workers)
+    except BenchError as exc:
+        tail = server.log_tail()
+        _log(f"{scenario.name} on {spec.name} failed: {exc}\n{tail}")
+        return {"name": scenario.name, "server": spec.name, "error": f"{exc}\n{tail}"}
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

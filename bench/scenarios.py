@@ -1,0 +1,399 @@
+"""The coordinator side of each scenario: plan the workers, step them through the phases, merge the figures.
+
+Each ``run_*`` function returns one flat JSON-ready record. The server is any IRC server at host:port; when
+its pid is known (given, or found through /proc for a local listener) the record carries the server's CPU
+time and memory, the figures that do not depend on the generator's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import random
+import string
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from time import monotonic_ns
+from typing import Any
+
+from bench.stats import LatencyHistogram, cpu_seconds, raise_nofile_limit, rss_kib
+from bench.workers import WorkerPlan, worker_main
+
+__all__ = [
+    "BenchError",
+    "ConnectParams",
+    "DirectParams",
+    "FanoutParams",
+    "GeneratorParams",
+    "Target",
+    "emit",
+    "run_connect",
+    "run_direct",
+    "run_fanout",
+]
+
+# Latency probes: this many receivers (spread over the join order) parse every message they get; the others
+# only count. Enough for stable percentiles, few enough that parsing never limits the generator.
+LATENCY_PROBES = 16
+# One source address (127.0.0.N) per this many clients on loopback: ephemeral ports run out near 28,000.
+CLIENTS_PER_SOURCE_ADDR = 25_000
+# Time for a phase (registering 100,000 clients included) before the run is declared failed.
+PHASE_TIMEOUT_S = 900.0
+# Before measuring, wait (at most IDLE_WAIT_S) for a poll interval in which the server used at most
+# IDLE_CPU_S of CPU: two clock ticks, i.e. idle.
+IDLE_WAIT_S = 30.0
+IDLE_POLL_S = 0.25
+IDLE_CPU_S = 0.02
+
+
+class BenchError(Exception):
+    """A run could not complete (a worker failed, the server refused clients or died)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    pid: int | None = None  # the server process, for CPU time and RSS; None leaves those figures out
+    label: str = "server"
+
+
+@dataclass(frozen=True)
+class GeneratorParams:
+    workers: int = 2  # load generator processes
+    inflight: int = 10  # registrations in flight in all (ngircd's listen backlog is 10, miniircd's 5)
+
+
+@dataclass(frozen=True)
+class FanoutParams:
+    clients: int = 100
+    senders: int = 10
+    duration_s: float = 10.0
+    rate: float | None = None  # total messages/s over all senders; None: as fast as the windows allow
+    window: int = 8  # messages per sender sent and not yet seen by the witness receivers of all workers
+    body_bytes: int = 64  # length of the message text (timestamp fields plus padding)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    clients: int = 10_000
+    settle_s: float = 1.0  # wait after the last registration before reading the server's RSS
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class DirectParams:
+    pairs: int = 50
+    duration_s: float = 10.0
+    name: str = ""
+
+
+@dataclass
+class _Workers:
+    """The worker processes of one run and their pipes."""
+
+    conns: list[Connection] = field(default_factory=list)
+    procs: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
+    finished: bool = False
+
+    @classmethod
+    def start(cls, plans: list[WorkerPlan], shared_acks: int = 0) -> _Workers:
+        """Start one process per plan; ``shared_acks`` > 0 gives them a shared table of that many int64."""
+        ctx = multiprocessing.get_context("spawn")
+        acks = ctx.RawArray("q", shared_acks) if shared_acks else None
+        workers = cls()
+        for plan in plans:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(plan, child, acks), daemon=True)
+            proc.start()
+            workers.conns.append(parent)
+            workers.procs.append(proc)
+        return workers
+
+    def gather(self, tag: str, timeout_s: float = PHASE_TIMEOUT_S) -> list[tuple[Any, ...]]:
+        deadline = time.monotonic() + timeout_s
+        replies = []
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            while not conn.poll(0.2):
+                if not proc.is_alive():
+                    raise BenchError(f"worker {proc.pid} exited (code {proc.exitcode}) before {tag!r}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"timed out waiting for workers to report {tag!r}")
+            message: tuple[Any, ...] = conn.recv()
+            if message[0] == "error":
+                raise BenchError(f"worker {proc.pid}: {message[1]}")
+            if message[0] != tag:
+                raise BenchError(f"worker {proc.pid} sent {message[0]!r}, expected {tag!r}")
+            replies.append(message)
+        return replies
+
+    def broadcast(self, *message: Any) -> None:
+        for conn in self.conns:
+            conn.send(message)
+        self.finished = message[0] == "quit"
+
+    def stop(self) -> None:
+        """Let workers that were told to quit finish; end the others (a failed or interrupted run) now."""
+        for proc in self.procs:
+            if self.finished:
+                proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+
+
+def _names(count: int) -> tuple[list[str], str]:
+    """Distinct short nicks (9 characters up to 100,000 clients) and a channel, new for every run."""
+    tag = "".join(random.choices(string.ascii_lowercase, k=3))
+    return [f"b{tag}{index}" for index in range(count)], f"#bench{tag}"
+
+
+def _source_addrs(host: str, clients: int) -> list[str]:
+    if not host.startswith("127.") or clients <= CLIENTS_PER_SOURCE_ADDR:
+        return []
+    needed = -(-clients // CLIENTS_PER_SOURCE_ADDR)
+    return [f"127.0.0.{n}" for n in range(1, needed + 1)]
+
+
+def _split(count: int, workers: int) -> list[list[int]]:
+    """Global client indices per worker, round-robin so that every worker has early and late joiners."""
+    workers = max(1, min(workers, count))
+    return [list(range(w, count, workers)) for w in range(workers)]
+
+
+def _base_record(scenario: str, name: str, target: Target, gen: GeneratorParams) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "name": name or scenario,
+        "server": target.label,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "workers": gen.workers,
+    }
+
+
+def _cpu(target: Target) -> float | None:
+    return cpu_seconds(target.pid) if target.pid else None
+
+
+def _wait_until_idle(target: Target) -> None:
+    """Let the server finish earlier work (a previous run's QUITs, JOIN storms) before measuring its CPU."""
+    if not target.pid:
+        return
+    deadline = time.monotonic() + IDLE_WAIT_S
+    before = cpu_seconds(target.pid)
+    while time.monotonic() < deadline:
+        time.sleep(IDLE_POLL_S)
+        now = cpu_seconds(target.pid)
+        if now - before <= IDLE_CPU_S:
+            return
+        before = now
+
+
+def _per_cpu(count: int, cpu_s: float | None) -> tuple[float | None, float | None]:
+    """(count per server CPU-second, server CPU-seconds per million of count)."""
+    if cpu_s is None or count == 0:
+        return None, None
+    return (count / cpu_s if cpu_s > 0 else None), cpu_s / count * 1e6
+
+
+def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> dict[str, Any]:
+    """C clients in one channel; S of them send for D seconds; every other member should get every message."""
+    if not 0 < params.senders < params.clients:
+        raise BenchError("fanout needs 0 < senders < clients")
+    raise_nofile_limit()
+    nicks, channel = _names(params.clients)
+    groups = _split(params.clients, gen.workers)
+    interval_s = params.senders / params.rate if params.rate else None
+    pad = b" " + b"x" * max(0, params.body_bytes - 41)  # a separate word after the three numbers
+    probe_every = -(-params.clients // LATENCY_PROBES)
+    plans = []
+    for w, indices in enumerate(groups):
+        own_senders = list(range(w, params.senders, len(groups)))
+        if own_senders and len(own_senders) >= len(indices):
+            raise BenchError("too few clients per worker for this many senders")
+        sender_pos = {(k * len(indices)) // max(1, len(own_senders)): s for k, s in enumerate(own_senders)}
+        witness = next(pos for pos in range(len(indices) - 1, -1, -1) if pos not in sender_pos)
+        plans.append(
+            WorkerPlan(
+                scenario="fanout",
+                host=target.host,
+                port=target.port,
+                nicks=[nicks[i] for i in indices],
+                inflight=max(1, gen.inflight // len(groups)),
+                source_addrs=_source_addrs(target.host, params.clients),
+                channel=channel,
+                senders=sender_pos,
+                probes=[pos for pos, i in enumerate(indices) if i % probe_every == 0],
+                witness=witness,
+                worker_index=w,
+                workers=len(groups),
+                total_senders=params.senders,
+                window=params.window,
+                interval_s=interval_s,
+                body_pad=pad,
+            )
+        )
+    workers = _Workers.start(plans, shared_acks=len(groups) * params.senders)
+    try:
+        workers.gather("ready")
+        _wait_until_idle(target)
+        cpu_before = _cpu(target)
+        start_ns = monotonic_ns() + 50_000_000
+        workers.broadcast("go", start_ns, start_ns + int(params.duration_s * 1e9))
+        sent_reports = workers.gather("sent", params.duration_s + 60)
+        sent = sum(sum(report[1].values()) for report in sent_reports)
+        stalled = sum(report[2] for report in sent_reports)
+        workers.broadcast("expect", sent)
+        results = [reply[1] for reply in workers.gather("result")]
+        cpu_after = _cpu(target)
+        workers.broadcast("quit")
+    finally:
+        workers.stop()
+    delivered = sum(r["delivered"] for r in results)
+    expected = sum(r["expected"] for r in results)
+    last_ns = max(r["last_delivery_ns"] for r in results)
+    elapsed_s = (last_ns - start_ns) / 1e9 if last_ns > start_ns else params.duration_s
+    latency = LatencyHistogram()
+    latency.merge(r["latency"] for r in results)
+    cpu_s = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    per_cpu, per_million = _per_cpu(delivered, cpu_s)
+    record = _base_record("fanout", params.name, target, gen)
+    record.update(
+        {
+            "clients": params.clients,
+            "senders": params.senders,
+            "duration_s": params.duration_s,
+            "rate": params.rate,
+            "window": params.window,
+            "messages_sent": sent,
+            "messages_per_s": sent / params.duration_s,
+            "deliveries": delivered,
+            "deliveries_per_s": delivered / elapsed_s,
+            "lost": expected - delivered,
+            "disconnected": sum(r["disconnected"] for r in results),
+            "stalled_senders": stalled,
+            "latency_samples": latency.total,
+            **{f"latency_{key}": value for key, value in latency.summary().items()},
+            "server_cpu_s": cpu_s,
+            "deliveries_per_cpu_s": per_cpu,
+            "cpu_s_per_million": per_million,
+            "generator_cpu_s": sum(r["generator_cpu_s"] for r in results),
+        }
+    )
+    return record
+
+
+def run_connect(target: Target, params: ConnectParams, gen: GeneratorParams) -> dict[str, Any]:
+    """Register N clients (registrations/s), hold them idle, and read the server's RSS growth."""
+    raise_nofile_limit()
+    nicks, _ = _names(params.clients)
+    groups = _split(params.clients, gen.workers)
+    plans = [
+        WorkerPlan(
+            scenario="connect",
+            host=target.host,
+            port=target.port,
+            nicks=[nicks[i] for i in indices],
+            inflight=max(1, gen.inflight // len(groups)),
+            source_addrs=_source_addrs(target.host, params.clients),
+        )
+        for indices in groups
+    ]
+    _wait_until_idle(target)
+    rss_before = rss_kib(target.pid) if target.pid else None
+    workers = _Workers.start(plans)
+    try:
+        workers.gather("spawned")
+        workers.broadcast("go", monotonic_ns() + 50_000_000)
+        reports = [reply[1] for reply in workers.gather("registered")]
+        time.sleep(params.settle_s)
+        rss_after = rss_kib(target.pid) if target.pid else None
+        workers.broadcast("quit")
+        closed = [reply[1] for reply in workers.gather("closed")]
+    finally:
+        workers.stop()
+    elapsed_s = (max(r["last_ns"] for r in reports) - min(r["first_ns"] for r in reports)) / 1e9
+    registered = sum(r["clients"] for r in reports)
+    grown = None if rss_before is None or rss_after is None else rss_after - rss_before
+    record = _base_record("connect", params.name, target, gen)
+    record.update(
+        {
+            "clients": registered,
+            "inflight": gen.inflight,
+            "registrations_per_s": registered / elapsed_s if elapsed_s > 0 else None,
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+            "rss_kib_per_1000": None if grown is None else grown / registered * 1000,
+            "disconnected": sum(c["disconnected"] for c in closed),
+        }
+    )
+    return record
+
+
+def run_direct(target: Target, params: DirectParams, gen: GeneratorParams) -> dict[str, Any]:
+    """Pairs of clients bounce private messages, one in flight per pair: round-trip latency and rate."""
+    raise_nofile_limit()
+    nicks, _ = _names(params.pairs * 2)
+    pair_groups = _split(params.pairs, gen.workers)
+    plans = [
+        WorkerPlan(
+            scenario="direct",
+            host=target.host,
+            port=target.port,
+            nicks=[nick for p in pairs for nick in (nicks[2 * p], nicks[2 * p + 1])],
+            inflight=max(1, gen.inflight // len(pair_groups)),
+        )
+        for pairs in pair_groups
+    ]
+    workers = _Workers.start(plans)
+    try:
+        workers.gather("ready")
+        _wait_until_idle(target)
+        cpu_before = _cpu(target)
+        start_ns = monotonic_ns() + 50_000_000
+        workers.broadcast("go", start_ns, start_ns + int(params.duration_s * 1e9))
+        results = [reply[1] for reply in workers.gather("result", params.duration_s + 60)]
+        cpu_after = _cpu(target)
+        workers.broadcast("quit")
+    finally:
+        workers.stop()
+    round_trips = sum(r["round_trips"] for r in results)
+    latency = LatencyHistogram()
+    latency.merge(r["latency"] for r in results)
+    cpu_s = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    _, per_million = _per_cpu(2 * round_trips, cpu_s)
+    summary = latency.summary()
+    record = _base_record("direct", params.name, target, gen)
+    record.update(
+        {
+            "pairs": params.pairs,
+            "duration_s": params.duration_s,
+            "round_trips": round_trips,
+            "round_trips_per_s": round_trips / params.duration_s,
+            "rtt_p50_ms": summary["p50_ms"],
+            "rtt_p99_ms": summary["p99_ms"],
+            "rtt_max_ms": summary["max_ms"],
+            "disconnected": sum(r["disconnected"] for r in results),
+            "server_cpu_s": cpu_s,
+            "cpu_s_per_million": per_million,  # per million messages (two per round trip)
+            "generator_cpu_s": sum(r["generator_cpu_s"] for r in results),
+        }
+    )
+    return record
+
+
+def emit(record: dict[str, Any], results: Path | None) -> None:
+    """Print the record as one JSON line and append it to the results table (JSON lines) if given."""
+    line = json.dumps(record, sort_keys=False)
+    print(line, flush=True)
+    if results is not None:
+        results.parent.mkdir(parents=True, exist_ok=True)
+        with results.open("a") as table:
+            table.write(line + "\n")
