@@ -63,11 +63,17 @@ class RawClient:
             if all(len(msg.params) > int(k[1:]) and msg.params[int(k[1:])] == v for k, v in match.items()):
                 return msg
 
-    def lines_until(self, command: str, *, timeout_s: float | None = None) -> list[Message]:
-        """Every message up to and including the first ``command``."""
+    def lines_until(self, command: str, *, timeout_s: float | None = None, skip_first: bool = False) -> list[Message]:
+        """Every message up to and including the first ``command`` (the second with ``skip_first``)."""
         start = len(self.received)
         self.expect(command, timeout_s=timeout_s)
+        if skip_first:
+            self.expect(command, timeout_s=timeout_s)
         return self.received[start:]
+
+    def read_line(self, timeout_s: float | None = None) -> str | None:
+        """The next line, or None when none came within the timeout. Raises ConnectionError at EOF."""
+        return self._read_line(time.monotonic() + (timeout_s or self.timeout_s))
 
     def nothing_more(self, wait_s: float = 0.3) -> list[str]:
         """Lines that arrive within ``wait_s`` (for asserting that something was NOT sent)."""

@@ -16,7 +16,7 @@ SAMPLE = {int: ("4242", 4242), float: ("42.5", 42.5), str: ("", "")}
 
 def sample_flag_value(key: Any) -> tuple[str, Any]:
     if key.choices:
-        choice = next(c for c in key.choices if c != key.default)
+        choice = next((c for c in key.choices if c != key.default), key.default)
         return choice, choice
     if key.name in ("listen", "tls_listen", "web_listen"):
         return "127.0.0.1:7000", ["127.0.0.1:7000"]
@@ -42,6 +42,12 @@ def test_defaults_come_from_the_key_table() -> None:
 
 @pytest.mark.parametrize("key", KEYS, ids=lambda key: key.name)
 def test_every_key_is_a_serve_flag(key: Any) -> None:
+    if key.kind is bool:
+        flag = key.flag if not key.default else "--no-" + key.flag[2:]
+        args = build_parser().parse_args(["serve", flag])
+        assert _overrides(args)[key.name] is (not key.default)
+        assert getattr(load_config(None, _overrides(args)), key.name) is (not key.default)
+        return
     text, value = sample_flag_value(key)
     args = build_parser().parse_args(["serve", key.flag, text])
     overrides = _overrides(args)

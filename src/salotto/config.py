@@ -56,6 +56,18 @@ KEYS: tuple[Key, ...] = (
     Key("web_allowed_origins", list, [],
         "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
+    Key("storage_backend", str, "sqlite", "Where accounts, channels and history are kept.", choices=("sqlite",)),
+    Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
+    Key("history_private", bool, True, "Store private messages too, not only channel messages."),
+    Key("history_max_age_s", float, 30 * 86400.0, "Delete history older than this; 0 keeps it forever.", 0),
+    Key("history_max_per_target", int, 100000,
+        "Keep at most this many messages per channel or conversation; 0: no limit.", 0),
+    Key("history_commit_interval_s", float, 0.001,
+        "Under load, history commits at most this often; output waits for its commit (group commit).", 0),
+    Key("history_prune_interval_s", float, 3600.0, "How often retention runs.", 1),
+    Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
+    Key("history_replay_lines", int, 10,
+        "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
     Key("motd_file", str, "", "A text file shown as the message of the day; empty for the built-in one."),
     Key("autojoin", list, ["#lobby"], "Channels every client joins on registration; [] disables it."),
     Key("admin_name", str, "salotto administrator", "Shown by ADMIN."),
@@ -116,6 +128,15 @@ class Config:
     web_listen: list[str]
     web_allowed_origins: list[str]
     data_dir: str
+    storage_backend: str
+    history_enabled: bool
+    history_private: bool
+    history_max_age_s: float
+    history_max_per_target: int
+    history_commit_interval_s: float
+    history_prune_interval_s: float
+    chathistory_max_lines: int
+    history_replay_lines: int
     motd_file: str
     autojoin: list[str]
     admin_name: str

@@ -6,7 +6,7 @@ The dispatcher (:mod:`salotto.server.dispatch`) enforces the rules, so handlers 
 from __future__ import annotations
 
 from salotto.server.dispatch import Command
-from salotto.server.handlers import channels, messaging, modes, oper, queries, registration
+from salotto.server.handlers import channels, history, messaging, modes, oper, queries, registration
 
 __all__ = ["COMMANDS"]
 
@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {
     "TAGMSG": Command(messaging.handle_tagmsg, min_params=1, capability="message-tags"),
     "AWAY": Command(messaging.handle_away),
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
+    "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

@@ -22,13 +22,15 @@ __all__ = ["Context"]
 class Context:
     """One command being handled: who sent what, and the lines going back to them."""
 
-    __slots__ = ("client", "label", "msg", "out", "server")
+    __slots__ = ("client", "deferred", "label", "msg", "out", "server")
 
     def __init__(self, server: Server, client: Client, msg: Message) -> None:
         self.server = server
         self.client = client
         self.msg = msg
         self.out: list[bytes] = []
+        # Set by a handler whose answer comes later (a storage read): it labels its own reply.
+        self.deferred = False
         label = msg.tags.get("label") if msg.tags else None
         self.label = label if label and "labeled-response" in client.caps else None
 
@@ -60,6 +62,8 @@ class Context:
     def flush(self) -> None:
         out = self.out
         label = self.label
+        if self.deferred and not out:
+            return
         if label is None:
             if out:
                 self.client.conn.write(out[0] if len(out) == 1 else b"".join(out))
@@ -68,11 +72,11 @@ class Context:
         if not out:
             data = (f"@{tag} :{self.server.name} ACK\r\n").encode()
         elif len(out) == 1:
-            data = _add_tag(out[0], tag)
+            data = add_tag(out[0], tag)
         else:
             ref = self.server.new_batch_id()
             start = f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n".encode()
-            inner = b"".join(_add_tag(line, "batch=" + ref) for line in out)
+            inner = b"".join(add_tag(line, "batch=" + ref) for line in out)
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         self.client.conn.write(data)
 
@@ -84,7 +88,8 @@ def _one_word_params(params: tuple[str, ...]) -> list[str]:
     return fixed
 
 
-def _add_tag(line: bytes, tag: str) -> bytes:
+def add_tag(line: bytes, tag: str) -> bytes:
+    """Add one tag (``key=escaped-value``) to a serialized line."""
     if line[:1] == b"@":
         return b"@" + tag.encode() + b";" + line[1:]
     return b"@" + tag.encode() + b" " + line

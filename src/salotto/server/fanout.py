@@ -28,7 +28,7 @@ def format_server_time(wall: float) -> str:
 class Outgoing:
     """One message to deliver: its line without tags, and the tags some recipients get."""
 
-    __slots__ = ("_account", "_base", "_client_tags", "_msgid", "_variants", "_wall")
+    __slots__ = ("_account", "_base", "_client_tags", "_variants", "_wall", "msgid")
 
     def __init__(
         self,
@@ -46,7 +46,7 @@ class Outgoing:
         else:
             self._base = format_line(command, params, source=source) + "\r\n"
         self._wall = wall
-        self._msgid = msgid
+        self.msgid = msgid
         self._account = account
         self._client_tags = client_tags
         self._variants: dict[int, bytes] = {}
@@ -65,8 +65,8 @@ class Outgoing:
             if self._client_tags:
                 for key, value in self._client_tags.items():
                     tags.append(f"{key}={escape_tag_value(value)}" if value else key)
-            if self._msgid:
-                tags.append("msgid=" + self._msgid)
+            if self.msgid:
+                tags.append("msgid=" + self.msgid)
         if flags & TAG_SERVER_TIME:
             tags.append("time=" + format_server_time(self._wall))
         if flags & TAG_ACCOUNT and self._account:

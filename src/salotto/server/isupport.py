@@ -20,9 +20,10 @@ __all__ = ["MODES_PER_COMMAND", "isupport_tokens"]
 MODES_PER_COMMAND = 6
 
 
-def isupport_tokens(config: Config) -> list[str]:
+def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
     targets = config.max_targets
-    return [
+    tokens = [
+        *([f"CHATHISTORY={config.chathistory_max_lines}", "MSGREFTYPES=timestamp,msgid"] if history else []),
         f"AWAYLEN={config.away_max_len}",
         f"CASEMAPPING={CASEMAPPING}",
         f"CHANLIMIT={CHANTYPES}:{config.max_channels_per_user}",
@@ -44,6 +45,7 @@ def isupport_tokens(config: Config) -> list[str]:
         f"TOPICLEN={config.topic_max_len}",
         f"USERLEN={USERLEN}",
     ]
+    return sorted(tokens)
 
 
 # USER names are cut to this length (the usual USERLEN of ircd-ratbox and InspIRCd).

@@ -27,6 +27,8 @@ from salotto.server.commands import COMMANDS
 from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
+from salotto.server.handlers.registration import CAPABILITIES
+from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
 from salotto.server.stats import ServerStats, disconnect_category
 
@@ -77,6 +79,8 @@ class Server:
         self.shutting_down = False
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
+        # Set by attach_history when history is on (the runtime owns the storage connections).
+        self.history: History | None = None
         self._ids = itertools.count(1)
         self._msgid_prefix = os.urandom(4).hex()
         self._msgids = itertools.count(1)
@@ -99,7 +103,7 @@ class Server:
                 self.channels[cf] = Channel(name, cf, int(self.wallclock()), permanent=True)
             else:
                 channel.permanent = True
-        self.isupport = isupport_tokens(config)
+        self.isupport = isupport_tokens(config, history=self.history is not None)
 
     @staticmethod
     def _read_motd(path: str) -> list[str]:
@@ -107,6 +111,16 @@ class Server:
             return list(DEFAULT_MOTD)
         with open(path, encoding="utf-8", errors="replace") as f:
             return [line.rstrip("\r\n") for line in f]
+
+    def attach_history(self, history: History | None) -> None:
+        self.history = history
+        self.isupport = isupport_tokens(self.config, history=history is not None)
+
+    def capabilities(self) -> dict[str, str]:
+        """What CAP LS offers: the fixed set, plus draft/chathistory when history is on."""
+        if self.history is None:
+            return CAPABILITIES
+        return {**CAPABILITIES, "draft/chathistory": ""}
 
     # -- identifiers -----------------------------------------------------------------------------
 
@@ -271,9 +285,17 @@ class Server:
         while len(self.whowas) > self.config.whowas_max_entries:
             self.whowas.pop()
 
+    def commit_pending(self) -> None:
+        """Store what this tick recorded. Transports call it before they write to any socket."""
+        history = self.history
+        if history is not None and history.pending:
+            history.commit()
+
     def tick(self) -> None:
-        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts."""
+        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention."""
         now = self.clock()
+        if self.history is not None:
+            self.history.retention_step(now, self.wallclock())
         config = self.config
         ping = f"PING :{self.name}\r\n".encode()
         for client in list(self.clients):

@@ -14,15 +14,21 @@ checkpointed into the main file. What that buys and costs:
   millisecond to tens of milliseconds, per loop tick that writes); a chat server's last second of
   messages before a power cut is not worth that.
 
-One writer: the :class:`~salotto.storage.worker.StorageWorker` owns the only read-write connection and
-runs every write on one thread; readers open ``readonly=True`` connections, which in WAL mode never block
-the writer nor wait for it.
+One writer: one read-write connection runs every write (the server's, on its event loop thread; or a
+:class:`~salotto.storage.worker.StorageWorker`'s thread); readers open ``readonly=True`` connections,
+which in WAL mode never block the writer nor wait for it.
+
+Checkpoints. By default SQLite checkpoints inside the COMMIT that grows the WAL past 1000 pages, and
+that checkpoint fsyncs: tens of milliseconds on the writer's thread. :meth:`SqliteStorage.checkpoint_in_background`
+turns that off for the writer and checkpoints from a thread of its own instead (PASSIVE: never blocks the
+writer), so a commit only ever appends to the WAL.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -163,6 +169,33 @@ class SqliteStorage(SqliteHistory):
 
     def close(self) -> None:
         self._db.close()
+
+    def checkpoint_in_background(self, interval_s: float = 1.0) -> Callable[[], None]:
+        """Move WAL checkpoints (and their fsync) off this connection to a thread; returns its stop."""
+        path = self._db.execute("PRAGMA database_list").fetchone()[2]
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        stop = threading.Event()
+
+        def run() -> None:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
+                while not stop.wait(interval_s):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # the next open replays the WAL: nothing is lost, it is only longer
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=run, name="salotto-checkpoint", daemon=True)
+        thread.start()
+
+        def stop_and_join() -> None:
+            stop.set()
+            thread.join(timeout=10)
+
+        return stop_and_join
 
     # -- accounts --------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from salotto.proto.numerics import (
 from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import Context
+from salotto.server.handlers.history import replay_on_join
 
 __all__ = ["join_channel", "part_channel", "send_names"]
 
@@ -117,6 +118,7 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     if channel.topic:
         send_topic(ctx, channel)
     send_names(ctx, channel)
+    replay_on_join(server, client, channel)
 
 
 def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:

@@ -20,6 +20,10 @@ from salotto.proto.numerics import (
 from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
+from salotto.storage.base import HistoryMessage, conversation_key
+
+# Client tags that make a TAGMSG worth relaying but not keeping: a typing notice is stale at once.
+_EPHEMERAL_TAGS = frozenset({"+typing", "+draft/typing"})
 
 
 def handle_privmsg(ctx: Context) -> None:
@@ -65,7 +69,12 @@ def _message(ctx: Context, command: str) -> None:
     stats = server.stats
     stats.messages_in += 1
     client.idle_since = server.clock()
-    wall = server.wallclock()
+    # Milliseconds, as server-time shows them and history stores them: the two must agree.
+    wall = int(server.wallclock() * 1000) / 1000
+    history = server.history
+    if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
+        history = None
+    text = "" if is_tagmsg else params[1]
     for target in targets:
         if not target:
             continue
@@ -81,12 +90,16 @@ def _message(ctx: Context, command: str) -> None:
                     ctx.reply(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
             body[0] = channel.name
-            out = Outgoing(client.prefix, command, body, wall=wall, msgid=server.new_msgid(),
+            msgid = server.new_msgid()
+            out = Outgoing(client.prefix, command, body, wall=wall, msgid=msgid,
                            account=client.account, client_tags=client_tags)
             recipients = channel.members
             if is_tagmsg:
                 recipients = {m: s for m, s in recipients.items() if "message-tags" in m.caps}
             stats.deliveries_out += out.deliver(recipients, exclude=client)
+            if history is not None:
+                history.record(HistoryMessage(msgid, channel.name_cf, wall, client.prefix, client.account,
+                                              command, text, client_tags or {}))
         else:
             recipient = server.find_user(target)
             if recipient is None:
@@ -94,7 +107,8 @@ def _message(ctx: Context, command: str) -> None:
                     ctx.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
             body[0] = recipient.nick
-            out = Outgoing(client.prefix, command, body, wall=wall, msgid=server.new_msgid(),
+            msgid = server.new_msgid()
+            out = Outgoing(client.prefix, command, body, wall=wall, msgid=msgid,
                            account=client.account, client_tags=client_tags)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
@@ -102,6 +116,11 @@ def _message(ctx: Context, command: str) -> None:
                 stats.deliveries_out += 1
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
+            if history is not None and server.config.history_private:
+                history.record(HistoryMessage(
+                    msgid, conversation_key(client.nick, recipient.nick), wall, client.prefix, client.account,
+                    command, text, client_tags or {}, parties=(client.nick, recipient.nick),
+                ))
         if echo:
             ctx.send(out.variant(client.tag_flags))
             stats.deliveries_out += 1

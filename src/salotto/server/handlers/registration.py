@@ -30,7 +30,8 @@ from salotto.server.isupport import USERLEN
 
 log = logging.getLogger("salotto.server")
 
-# Capabilities offered (https://ircv3.net/registry). Values are shown to CAP LS 302 clients.
+# Capabilities always offered (https://ircv3.net/registry); Server.capabilities() adds those that
+# depend on configuration. Values are shown to CAP LS 302 clients.
 CAPABILITIES: dict[str, str] = {
     "away-notify": "",
     "batch": "",
@@ -91,7 +92,7 @@ def handle_cap(ctx: Context) -> None:
             client.caps.add("cap-notify")
         items = [
             f"{name}={value}" if value and client.cap_version >= 302 else name
-            for name, value in CAPABILITIES.items()
+            for name, value in ctx.server.capabilities().items()
         ]
         _cap_lines(ctx, "LS", items)
     elif sub == "LIST":
@@ -103,7 +104,7 @@ def handle_cap(ctx: Context) -> None:
         wanted = set(client.caps)
         for item in requested:
             name = item[1:] if item.startswith("-") else item
-            if name not in CAPABILITIES:
+            if name not in ctx.server.capabilities():
                 ctx.from_server("CAP", client.nick, "NAK", " ".join(requested))
                 return
             if item.startswith("-"):

@@ -1,0 +1,221 @@
+"""CHATHISTORY (https://ircv3.net/specs/extensions/chathistory) and the replay on join for clients
+that cannot ask for history themselves."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from salotto.proto.casemap import casefold
+from salotto.proto.names import CHANTYPES, split_userhost
+from salotto.server.channel import Channel
+from salotto.server.client import TAG_SERVER_TIME, Client
+from salotto.server.context import Context, add_tag
+from salotto.server.fanout import Outgoing, format_server_time
+from salotto.storage.base import HistoryMessage, Ref, Storage, TargetListing, conversation_key
+from salotto.storage.worker import Outcome
+
+if TYPE_CHECKING:
+    from salotto.server.state import Server
+
+CHATHISTORY_CAP = "draft/chathistory"
+_SUBCOMMANDS = frozenset({"LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS"})
+
+
+def _parse_ref(text: str, *, star: bool = False) -> Ref | str | None:
+    """``msgid=...`` / ``timestamp=...`` -> Ref; ``*`` -> None when allowed; anything else -> "bad"."""
+    if star and text == "*":
+        return None
+    kind, _, value = text.partition("=")
+    if kind == "msgid" and value:
+        return Ref.by_msgid(value)
+    if kind == "timestamp" and value:
+        parsed = parse_server_time(value)
+        if parsed is not None:
+            return Ref.by_time(parsed)
+    return "bad"
+
+
+def parse_server_time(text: str) -> float | None:
+    """``2026-11-24T12:00:00.123Z`` -> epoch seconds, or None."""
+    try:
+        main, _, rest = text.partition(".")
+        fraction = rest.rstrip("Z") if rest else "0"
+        if not text.endswith("Z") or not fraction.isdigit():
+            return None
+        base = calendar.timegm(time.strptime(main.rstrip("Z"), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+    return base + int(fraction[:3].ljust(3, "0")) / 1000
+
+
+def handle_chathistory(ctx: Context) -> None:
+    # CHATHISTORY <subcommand> <target> <reference> [<reference>] <limit>
+    #             TARGETS <timestamp> <timestamp> <limit>
+    server = ctx.server
+    params = ctx.msg.params
+    sub = params[0].upper()
+    if sub not in _SUBCOMMANDS:
+        ctx.fail("CHATHISTORY", "INVALID_PARAMS", params[0], description="Unknown subcommand")
+        return
+    needed = 5 if sub == "BETWEEN" else 4
+    if len(params) < needed:
+        ctx.fail("CHATHISTORY", "NEED_MORE_PARAMS", sub, description="Missing parameters")
+        return
+    limit_text = params[needed - 1]
+    if not limit_text.isdigit() or int(limit_text) <= 0:
+        ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, limit_text, description="Invalid limit")
+        return
+    limit = min(int(limit_text), server.config.chathistory_max_lines)
+    history = server.history
+    if history is None:
+        ctx.fail("CHATHISTORY", "MESSAGE_ERROR", sub, description="History is off on this server")
+        return
+    if sub == "TARGETS":
+        start, end = _parse_ref(params[1]), _parse_ref(params[2])
+        if not isinstance(start, Ref) or not isinstance(end, Ref) or start.time is None or end.time is None:
+            ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="TARGETS needs two timestamps")
+            return
+        _targets(ctx, start.time, end.time, limit)
+        return
+    resolved = _resolve_target(ctx, params[1])
+    if resolved is None:
+        ctx.fail("CHATHISTORY", "INVALID_TARGET", sub, params[1], description="No such channel or nick")
+        return
+    key, shown = resolved
+    first = _parse_ref(params[2], star=sub == "LATEST")
+    second = _parse_ref(params[3]) if sub == "BETWEEN" else None
+    if first == "bad" or second == "bad":
+        ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
+        return
+    query = _query(sub, key, first, second, limit)
+    client = ctx.client
+    label = ctx.label
+    ctx.deferred = True
+    history.read(query, lambda outcome: _send_batch(server, client, shown, outcome, label))
+
+
+def _query(
+    sub: str, key: str, first: Ref | str | None, second: Ref | str | None, limit: int
+) -> Callable[[Storage], list[HistoryMessage]]:
+    """The storage call for a validated subcommand (``first`` is None only for LATEST *)."""
+    if sub == "LATEST":
+        after = first if isinstance(first, Ref) else None
+        return lambda s: s.latest(key, limit, after=after)
+    assert isinstance(first, Ref)
+    if sub == "BETWEEN":
+        assert isinstance(second, Ref)
+        return lambda s: s.between(key, first, second, limit)
+    ref = first
+    if sub == "BEFORE":
+        return lambda s: s.before(key, ref, limit)
+    if sub == "AFTER":
+        return lambda s: s.after(key, ref, limit)
+    return lambda s: s.around(key, ref, limit)
+
+
+def _resolve_target(ctx: Context, name: str) -> tuple[str, str] | None:
+    """The storage key of a target the client may read, and its name as the client knows it."""
+    server = ctx.server
+    client = ctx.client
+    if name[:1] in CHANTYPES:
+        channel = server.find_channel(name)
+        if channel is None or client not in channel.members:
+            return None
+        return channel.name_cf, channel.name
+    if not name or any(ch in name for ch in " ,*?!@"):
+        return None
+    return conversation_key(client.nick, name), name
+
+
+def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | None) -> bytes:
+    if shown[:1] in CHANTYPES:
+        target = shown
+    else:
+        # A private message went to whichever side did not send it.
+        sender_nick = split_userhost(msg.sender).nick
+        target = shown if casefold(sender_nick) == client.nick_cf else client.nick
+    text = msg.text
+    if not client.tag_flags & TAG_SERVER_TIME:
+        # Without server-time the client would show an old message as new: say when it was.
+        text = time.strftime("[%Y-%m-%d %H:%M UTC] ", time.gmtime(msg.time)) + text
+    params = [target] if msg.command == "TAGMSG" else [target, text]
+    out = Outgoing(msg.sender, msg.command, params, wall=msg.time, msgid=msg.msgid, account=msg.account,
+                   client_tags=dict(msg.tags) if msg.tags else None)
+    data = out.variant(client.tag_flags)
+    return add_tag(data, "batch=" + batch) if batch else data
+
+
+def _send_batch(
+    server: Server, client: Client, shown: str, outcome: Outcome[list[HistoryMessage]], label: str | None
+) -> None:
+    if client.quitting:
+        return
+    if outcome.error is not None:
+        line = f":{server.name} FAIL CHATHISTORY MESSAGE_ERROR {shown} :Could not read history\r\n"
+        client.conn.write(add_tag(line.encode(), "label=" + label) if label else line.encode())
+        return
+    messages = outcome.value or []
+    ref = server.new_batch_id()
+    start = f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode()
+    if label:
+        start = add_tag(start, "label=" + label)
+    body = b"".join(_history_line(msg, client, shown, ref) for msg in messages)
+    client.conn.write(start + body + f":{server.name} BATCH -{ref}\r\n".encode())
+
+
+def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
+    server = ctx.server
+    client = ctx.client
+    history = server.history
+    assert history is not None
+    channels = list(client.channels)
+    party = client.nick
+    label = ctx.label
+    ctx.deferred = True
+
+    def done(outcome: Outcome[list[TargetListing]]) -> None:
+        if client.quitting:
+            return
+        ref = server.new_batch_id()
+        lines = [f":{server.name} BATCH +{ref} draft/chathistory-targets\r\n".encode()]
+        if label:
+            lines[0] = add_tag(lines[0], "label=" + label)
+        for listing in outcome.value or []:
+            name = listing.name
+            channel = server.find_channel(name) if name[:1] in CHANTYPES else None
+            stamp = "timestamp=" + format_server_time(listing.latest)
+            line = f"@batch={ref} :{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
+            lines.append(line.encode())
+        lines.append(f":{server.name} BATCH -{ref}\r\n".encode())
+        client.conn.write(b"".join(lines))
+
+    history.read(lambda s: s.targets(channels, party, start, end, limit), done)
+
+
+def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
+    """The last messages of ``channel`` for a client that did not ask for chathistory."""
+    history = server.history
+    lines = server.config.history_replay_lines
+    if history is None or lines <= 0 or CHATHISTORY_CAP in client.caps:
+        return
+    key, shown = channel.name_cf, channel.name
+    # Only what was said before the join: the read runs later, and what came after reaches the
+    # client live. (A message in the very millisecond of the join is left out rather than doubled.)
+    joined_at = Ref.by_time(int(server.wallclock() * 1000) / 1000)
+
+    def done(outcome: Outcome[list[HistoryMessage]]) -> None:
+        messages = outcome.value or []
+        if client.quitting or not messages or channel.name_cf not in client.channels:
+            return
+        if "batch" in client.caps:
+            ref = server.new_batch_id()
+            body = b"".join(_history_line(msg, client, shown, ref) for msg in messages)
+            client.conn.write(f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode() + body
+                              + f":{server.name} BATCH -{ref}\r\n".encode())
+        else:
+            client.conn.write(b"".join(_history_line(msg, client, shown, None) for msg in messages))
+
+    history.read(lambda s: s.before(key, joined_at, lines), done)

@@ -1,0 +1,75 @@
+"""kill -9 under load loses nothing anyone saw: every message a client received is in history."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from salotto.proto import parse
+from tests.conftest import RunningServer, start_server, stop_server
+
+SENDERS = 3
+MESSAGES_PER_SENDER = 400
+UNLIMITED = ["--flood-burst-lines", "100000", "--flood-lines-per-s", "100000", "--flood-max-queued-lines", "100000",
+             "--chathistory-max-lines", "5000"]
+
+
+def _send_all(server: RunningServer, nick: str, ready: threading.Barrier) -> None:
+    client = server.client()
+    try:
+        client.register(nick)
+        client.expect("366")
+        ready.wait(timeout=10)
+        for i in range(MESSAGES_PER_SENDER):
+            client.send(f"PRIVMSG #lobby :{nick} says {i}")
+        # Stay until the server dies: closing with unread data would reset the connection and the
+        # kernel would drop what the server had not read yet.
+        while client.read_line(timeout_s=10) is not None:
+            pass
+    except (OSError, ConnectionError, threading.BrokenBarrierError):
+        pass  # the server was killed under us: that is the test
+    finally:
+        client.close()
+
+
+def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path) -> None:
+    server = start_server(tmp_path, *UNLIMITED)
+    observer = server.client()
+    observer.register("observer", caps=["message-tags"])
+    observer.expect("366")
+    ready = threading.Barrier(SENDERS + 1)
+    senders = [threading.Thread(target=_send_all, args=(server, f"sender{i}", ready)) for i in range(SENDERS)]
+    for thread in senders:
+        thread.start()
+    ready.wait(timeout=10)
+    received: list[str] = []
+    killed = False
+    try:
+        while True:
+            line = observer.read_line()
+            if line is None:
+                break
+            msg = parse(line)
+            if msg.command == "PRIVMSG":
+                received.append(msg.tags["msgid"])
+                if len(received) == SENDERS * MESSAGES_PER_SENDER // 3 and not killed:
+                    server.process.kill()  # SIGKILL: no shutdown, no flush, nothing
+                    killed = True
+    except (OSError, ConnectionError):
+        pass
+    for thread in senders:
+        thread.join(timeout=30)
+    stop_server(server)
+    assert killed, f"only {len(received)} messages arrived before the kill"
+
+    restarted = start_server(tmp_path, *UNLIMITED)
+    try:
+        reader = restarted.client()
+        reader.register("reader", caps=["draft/chathistory", "batch", "message-tags"])
+        reader.expect("366")
+        reader.send(f"CHATHISTORY LATEST #lobby * {SENDERS * MESSAGES_PER_SENDER}")
+        stored = {m.tags["msgid"] for m in reader.lines_until("BATCH", skip_first=True) if m.command == "PRIVMSG"}
+    finally:
+        stop_server(restarted)
+    missing = [msgid for msgid in received if msgid not in stored]
+    assert missing == [], f"{len(missing)} of {len(received)} delivered messages are not in history"

@@ -1,0 +1,202 @@
+"""History: what is said is stored, CHATHISTORY gives it back, clients without it get a replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from salotto.proto import parse
+from salotto.proto.message import Message
+from salotto.server.history import History
+from salotto.storage import Storage, open_storage
+from salotto.storage.worker import Outcome
+from tests.server.harness import Harness, User
+
+T = TypeVar("T")
+
+
+class ImmediateReader:
+    """Runs a read at once on a read-only connection: the server's reader pool without its threads."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.storage = open_storage("sqlite", data_dir, readonly=True)
+
+    def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+        callback(Outcome(value=fn(self.storage)))
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    yield _harness(tmp_path)
+
+
+def _harness(tmp_path: Path, **overrides: Any) -> Harness:
+    harness = Harness(**overrides)
+    writer = open_storage("sqlite", tmp_path)
+    server = harness.server
+    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock()))
+    return harness
+
+
+def _say(h: Harness, user: User, line: str) -> None:
+    user.send(line)
+    h.server.commit_pending()  # what the transport does before writing to a socket
+    h.wall[0] += 1.0
+
+
+def _batch(user: User) -> tuple[Message, list[Message]]:
+    messages = user.messages()
+    start = next(m for m in messages if m.command == "BATCH" and m.params[0].startswith("+"))
+    ref = start.params[0][1:]
+    inner = [m for m in messages if m.tags.get("batch") == ref]
+    assert messages[-1].command == "BATCH" and messages[-1].params == ["-" + ref]
+    return start, inner
+
+
+def test_cap_and_isupport_advertise_chathistory(h: Harness) -> None:
+    user = h.connect()
+    user.send("CAP LS 302")
+    assert "draft/chathistory" in " ".join(user.lines())
+    alice = h.user("alice")
+    alice.send("VERSION")
+    tokens = " ".join(alice.lines())
+    assert "CHATHISTORY=100" in tokens and "MSGREFTYPES=timestamp,msgid" in tokens
+
+
+def test_latest_returns_what_was_said_with_its_msgid_and_time(h: Harness) -> None:
+    caps = ["draft/chathistory", "batch", "server-time", "message-tags"]
+    alice = h.user("alice", caps=caps)
+    bob = h.user("bob", caps=caps)
+    alice.lines()
+    for i in range(3):
+        _say(h, bob, f"PRIVMSG #lobby :message {i}")
+    live = [m for m in alice.messages() if m.command == "PRIVMSG"]
+    alice.send("CHATHISTORY LATEST #lobby * 10")
+    start, inner = _batch(alice)
+    assert start.params[1:] == ["chathistory", "#lobby"]
+    assert [m.params for m in inner] == [["#lobby", f"message {i}"] for i in range(3)]
+    assert [(m.tags["msgid"], m.tags["time"]) for m in inner] == [(m.tags["msgid"], m.tags["time"]) for m in live]
+    assert all(m.source.startswith("bob!") for m in inner)
+
+
+def test_before_after_around_between(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    for i in range(10):
+        _say(h, alice, f"PRIVMSG #lobby :m{i}")
+    alice.send("CHATHISTORY LATEST #lobby * 100")
+    _, inner = _batch(alice)
+    ids = [m.tags["msgid"] for m in inner]
+    times = [m.tags["time"] for m in inner]
+
+    def texts(command: str) -> list[str]:
+        alice.send(command)
+        return [m.params[1] for m in _batch(alice)[1]]
+
+    assert texts(f"CHATHISTORY BEFORE #lobby msgid={ids[5]} 2") == ["m3", "m4"]
+    assert texts(f"CHATHISTORY AFTER #lobby msgid={ids[5]} 2") == ["m6", "m7"]
+    assert texts(f"CHATHISTORY AFTER #lobby timestamp={times[7]} 10") == ["m8", "m9"]
+    assert texts(f"CHATHISTORY AROUND #lobby msgid={ids[5]} 3") == ["m4", "m5", "m6"]
+    assert texts(f"CHATHISTORY BETWEEN #lobby msgid={ids[1]} msgid={ids[4]} 10") == ["m2", "m3"]
+    assert texts(f"CHATHISTORY LATEST #lobby msgid={ids[7]} 10") == ["m8", "m9"]
+    assert texts("CHATHISTORY BEFORE #lobby msgid=unknown 10") == []
+
+
+def test_limit_is_capped(tmp_path: Path) -> None:
+    h = _harness(tmp_path, chathistory_max_lines=3)
+    alice = h.user("alice", caps=["draft/chathistory", "batch"])
+    for i in range(6):
+        _say(h, alice, f"PRIVMSG #lobby :m{i}")
+    alice.send("CHATHISTORY LATEST #lobby * 50")
+    assert len(_batch(alice)[1]) == 3
+
+
+def test_private_conversation_from_both_sides(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    bob = h.user("bob", caps=["draft/chathistory", "batch", "server-time"])
+    _say(h, alice, "PRIVMSG bob :hi bob")
+    _say(h, bob, "PRIVMSG alice :hi alice")
+    alice.lines()
+    bob.lines()
+    alice.send("CHATHISTORY LATEST bob * 10")
+    seen_by_alice = [(m.source.split("!")[0], m.params) for m in _batch(alice)[1]]
+    assert seen_by_alice == [("alice", ["bob", "hi bob"]), ("bob", ["alice", "hi alice"])]
+    bob.send("CHATHISTORY LATEST alice * 10")
+    seen_by_bob = [(m.source.split("!")[0], m.params) for m in _batch(bob)[1]]
+    assert seen_by_bob == [("alice", ["bob", "hi bob"]), ("bob", ["alice", "hi alice"])]
+    carol = h.user("carol", caps=["draft/chathistory", "batch"])
+    carol.send("CHATHISTORY LATEST bob * 10")
+    assert _batch(carol)[1] == [], "a third party has no conversation with bob"
+
+
+def test_channel_history_needs_membership_and_bad_requests_fail(h: Harness) -> None:
+    alice = h.user("alice")
+    alice.send("JOIN #secret")
+    _say(h, alice, "PRIVMSG #secret :hidden")
+    bob = h.user("bob")
+    bob.send("CHATHISTORY LATEST #secret * 10")
+    bob.send("CHATHISTORY LATEST #lobby * many")
+    bob.send("CHATHISTORY SOMETIME #lobby * 10")
+    bob.send("CHATHISTORY BEFORE #lobby")
+    bob.send("CHATHISTORY BEFORE #lobby timestamp=yesterday 10")
+    codes = [(m.command, m.params[1]) for m in bob.messages()]
+    assert codes == [("FAIL", "INVALID_TARGET"), ("FAIL", "INVALID_PARAMS"), ("FAIL", "INVALID_PARAMS"),
+                     ("FAIL", "NEED_MORE_PARAMS"), ("FAIL", "INVALID_PARAMS")]
+
+
+def test_labeled_chathistory_puts_the_label_on_the_batch(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "labeled-response"])
+    _say(h, alice, "PRIVMSG #lobby :x")
+    alice.send("@label=q1 CHATHISTORY LATEST #lobby * 5")
+    start, inner = _batch(alice)
+    assert start.tags == {"label": "q1"} and len(inner) == 1
+
+
+def test_typing_notices_are_not_stored_but_other_tagmsgs_are(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "message-tags"])
+    _say(h, alice, "@+typing=active TAGMSG #lobby")
+    _say(h, alice, "@+draft/react=👍 TAGMSG #lobby")
+    alice.send("CHATHISTORY LATEST #lobby * 5")
+    inner = _batch(alice)[1]
+    assert [(m.command, m.tags.get("+draft/react")) for m in inner] == [("TAGMSG", "👍")]
+
+
+def test_replay_on_join_for_clients_without_chathistory(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_replay_lines=2)
+    alice = h.user("alice")
+    for i in range(3):
+        _say(h, alice, f"PRIVMSG #lobby :m{i}")
+    plain = h.user("plain")
+    replayed = [m for m in (parse(line) for line in plain.conn.data.decode().split("\r\n") if line)
+                if m.command == "PRIVMSG"]
+    assert [m.params[1][-2:] for m in replayed] == ["m1", "m2"]
+    assert replayed[0].params[1].startswith("[20"), "without server-time the text says when it was said"
+    timed = h.user("timed", caps=["server-time", "batch"])
+    lines = [parse(line) for line in timed.conn.data.decode().split("\r\n") if line]
+    batch = [m for m in lines if m.command == "PRIVMSG"]
+    assert [m.params[1] for m in batch] == ["m1", "m2"] and all("time" in m.tags for m in batch)
+    modern = h.user("modern", caps=["draft/chathistory", "batch"])
+    received = [parse(line).command for line in modern.conn.data.decode().split("\r\n") if line]
+    assert "PRIVMSG" not in received, "chathistory clients ask for what they want"
+
+
+def test_retention_keeps_the_newest_per_target(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_max_per_target=2, history_max_age_s=0)
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    for i in range(5):
+        _say(h, alice, f"PRIVMSG #lobby :m{i}")
+    h.server.tick()
+    alice.send("CHATHISTORY LATEST #lobby * 10")
+    assert [m.params[1] for m in _batch(alice)[1]] == ["m3", "m4"]
+
+
+def test_nothing_is_stored_when_history_is_off(tmp_path: Path) -> None:
+    h = Harness(history_enabled=False)
+    alice = h.user("alice")
+    alice.send("CHATHISTORY LATEST #lobby * 5")
+    assert [(m.command, m.params[1]) for m in alice.messages()] == [("FAIL", "MESSAGE_ERROR")]
+    user = h.connect()
+    user.send("CAP LS 302")
+    assert "chathistory" not in " ".join(user.lines())
