@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
+
+# Whatever a test forgets to point elsewhere must not land in the user's own data directory.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="salotto-tests-xdg-")
 import re
 import subprocess
 import sys
@@ -33,7 +37,8 @@ class RunningServer:
 
 def start_server(tmp_path: Path, *extra: str, config_text: str | None = None) -> RunningServer:
     """Start ``salotto serve`` on 127.0.0.1 with an OS-chosen port; return once it listens."""
-    args = [sys.executable, "-m", "salotto", "serve", "--listen", "127.0.0.1:0",
+    # No web listener unless a test asks for one (extra "--web-listen 127.0.0.1:0" adds it).
+    args = [sys.executable, "-m", "salotto", "serve", "--listen", "127.0.0.1:0", "--web-listen", "",
             "--data-dir", str(tmp_path / "data"), *extra]
     if config_text is not None:
         config_path = tmp_path / "salotto.toml"

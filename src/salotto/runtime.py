@@ -7,12 +7,19 @@ import logging
 import signal
 import ssl
 import sys
+from functools import partial
 from typing import Any
 
 from salotto import __version__
 from salotto.config import Config, ConfigError, load_config, parse_host_port
+from salotto.server.history import History
 from salotto.server.state import Server
+from salotto.storage import Storage, StorageError, open_storage
+from salotto.storage.readers import ReadPool
+from salotto.storage.sqlite import SqliteStorage
+from salotto.transport.flusher import Flusher
 from salotto.transport.stream import IrcStreamProtocol
+from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
 
@@ -39,7 +46,9 @@ def _tls_context(config: Config) -> ssl.SSLContext:
     return context
 
 
-async def _open_listeners(server: Server, config: Config) -> list[tuple[asyncio.base_events.Server, str]]:
+async def _open_listeners(
+    server: Server, config: Config, flusher: Flusher
+) -> list[tuple[asyncio.base_events.Server, str]]:
     """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
     plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
@@ -52,7 +61,7 @@ async def _open_listeners(server: Server, config: Config) -> list[tuple[asyncio.
         host, port = parse_host_port(item, key)
 
         def factory(kind: str = kind) -> IrcStreamProtocol:
-            return IrcStreamProtocol(server, kind)
+            return IrcStreamProtocol(server, kind, flusher)
 
         try:
             listener = await loop.create_server(
@@ -66,7 +75,10 @@ async def _open_listeners(server: Server, config: Config) -> list[tuple[asyncio.
     return opened
 
 
-def _announce(listeners: list[tuple[asyncio.base_events.Server, str]], config: Config) -> None:
+def _announce(
+    listeners: list[tuple[asyncio.base_events.Server, str]], config: Config,
+    web_listeners: list[asyncio.base_events.Server],
+) -> None:
     """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
     for listener, kind in listeners:
         for sock in listener.sockets:
@@ -82,12 +94,30 @@ def _announce(listeners: list[tuple[asyncio.base_events.Server, str]], config: C
         f"{', '.join(config.autojoin) or 'no channel'}.",
         flush=True,
     )
+    for url in web_urls(web_listeners):
+        print(f"Web chat: {url}", flush=True)
+
+
+def _open_history(server: Server, config: Config, loop: asyncio.AbstractEventLoop) -> tuple[Storage, ReadPool]:
+    """The writer connection (on this thread) and the reader pool; history attached to the server."""
+    try:
+        writer = open_storage(config.storage_backend, config.data_dir)
+    except (StorageError, OSError) as exc:
+        raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+    reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
+                      loop.call_soon_threadsafe)
+    if isinstance(writer, SqliteStorage):
+        reader.on_close(writer.checkpoint_in_background())
+    if config.history_enabled:
+        server.attach_history(History(config, writer, reader, server.clock()))
+    return writer, reader
 
 
 async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
     loop = asyncio.get_running_loop()
     server = Server(config)
+    writer, reader = _open_history(server, config, loop)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
 
@@ -118,6 +148,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         loop.add_signal_handler(signum, on_stop_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     listeners: list[tuple[asyncio.base_events.Server, str]] = []
+    web_listeners: list[asyncio.base_events.Server] = []
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -126,19 +157,32 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
 
     try:
-        listeners = await _open_listeners(server, config)
-        _announce(listeners, config)
+        # One flusher for every transport: one history commit per loop pass covers them all.
+        flusher = Flusher(server, loop)
+        listeners = await _open_listeners(server, config, flusher)
+        web_listeners = await open_web_listeners(server, config, flusher)
+        _announce(listeners, config, web_listeners)
+        log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
+                 "on" if server.history is not None else "off")
         tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
         await stop.wait()
         for listener, _ in listeners:
             listener.close()
+        for web_listener in web_listeners:
+            web_listener.close()
         server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
     finally:
+        if server.history is not None:
+            server.history.close()
+        reader.close()
+        writer.close()
         if tick_handle is not None:
             tick_handle.cancel()
         for listener, _ in listeners:
             listener.close()
+        for web_listener in web_listeners:
+            web_listener.close()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")

@@ -228,9 +228,9 @@ class _SignalWatch(io.StringIO):
         return super().write(text)
 
 
-def test_signal_handlers_are_in_place_when_the_server_says_it_listens() -> None:
+def test_signal_handlers_are_in_place_when_the_server_says_it_listens(tmp_path: Path) -> None:
     watch = _SignalWatch()
-    config = load_config(None, {"listen": ["127.0.0.1:0"]})
+    config = load_config(None, {"listen": ["127.0.0.1:0"], "web_listen": [], "data_dir": str(tmp_path)})
 
     async def main() -> None:
         stop = asyncio.Event()

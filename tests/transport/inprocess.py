@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,9 @@ def serve_in_process(
 
     Fails the test if the event loop saw an unhandled exception or a handler hit an internal error.
     """
-    overrides = {"listen": ["127.0.0.1:0"], **(overrides or {})}
+    # A data directory of its own: history must not leak from one test into the next.
+    overrides = {"listen": ["127.0.0.1:0"], "web_listen": [], "data_dir": tempfile.mkdtemp(prefix="salotto-test-"),
+                 **(overrides or {})}
     config = load_config(config_path, overrides)
     records: list[logging.LogRecord] = []
     loop_errors: list[dict[str, Any]] = []

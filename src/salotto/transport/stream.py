@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import deque
 
-from salotto.proto.framing import LINE_TOO_LONG, LineReader, LineTooLong
+from salotto.proto.framing import LineReader
 from salotto.server.client import Client
-from salotto.server.flood import TokenBucket
 from salotto.server.state import Server
+from salotto.transport.flusher import Flusher
+from salotto.transport.inbound import FakelagGate
 
 __all__ = ["IrcStreamProtocol"]
 
@@ -25,8 +25,9 @@ log = logging.getLogger("salotto.transport")
 class IrcStreamProtocol(asyncio.Protocol):
     """One client connection over TCP or TLS."""
 
-    def __init__(self, server: Server, transport_name: str) -> None:
+    def __init__(self, server: Server, transport_name: str, flusher: Flusher) -> None:
         self.server = server
+        self._flusher = flusher
         self.transport_name = transport_name
         self.peer_ip = "?"
         self.client: Client | None = None
@@ -36,12 +37,9 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._reader = LineReader(config.max_line_bytes, config.max_tags_bytes)
         # Read once per connection: write() is on the fanout path. A REHASH applies to new connections.
         self._max_sendq = config.max_sendq_bytes
-        self._bucket = TokenBucket(config.flood_lines_per_s, config.flood_burst_lines, self._loop.time())
-        self._held: deque[bytes | LineTooLong] = deque()  # lines waiting out their fakelag
-        self._drain_handle: asyncio.TimerHandle | None = None
+        self._gate = FakelagGate(server, self._loop)
         self._out: list[bytes] = []
         self._out_size = 0
-        self._flush_scheduled = False
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -64,34 +62,15 @@ class IrcStreamProtocol(asyncio.Protocol):
             return
         self.server.stats.bytes_in += len(data)
         lines = self._reader.feed(data)
-        if not lines:
-            return
-        if self._held:
-            self._hold(lines)
-            return
-        now = self._loop.time()
-        bucket = self._bucket
-        handle_line = self.server.handle_line
-        for i, line in enumerate(lines):
-            delay = bucket.delay(now)
-            if delay > 0.0:
-                self._hold(lines[i:])
-                self._schedule_drain(delay)
-                return
-            if line is LINE_TOO_LONG:
-                self.server.line_too_long(client)
-            else:
-                handle_line(client, line)  # type: ignore[arg-type]
-            if self._closing:
-                return
+        if lines:
+            self._gate.push(client, lines)
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        if self._drain_handle is not None:
-            self._drain_handle.cancel()
+        self._gate.stop()
         if self.client is not None:
             if self._lost_reason is not None:
                 reason = self._lost_reason
@@ -101,54 +80,27 @@ class IrcStreamProtocol(asyncio.Protocol):
                 reason = f"Connection error: {_describe(exc)}"
             self.server.connection_lost(self.client, reason)
 
-    # -- fakelag ---------------------------------------------------------------------------------
-
-    def _hold(self, lines: list[bytes | LineTooLong]) -> None:
-        self._held.extend(lines)
-        if len(self._held) > self.server.config.flood_max_queued_lines and self.client is not None:
-            self._held.clear()
-            self.server.disconnect(self.client, "Excess Flood")
-
-    def _schedule_drain(self, delay: float) -> None:
-        self._drain_handle = self._loop.call_later(delay, self._drain)
-
-    def _drain(self) -> None:
-        self._drain_handle = None
-        client = self.client
-        if client is None:
-            return
-        while self._held and not self._closing:
-            delay = self._bucket.delay(self._loop.time())
-            if delay > 0.0:
-                self._schedule_drain(delay)
-                return
-            line = self._held.popleft()
-            if line is LINE_TOO_LONG:
-                self.server.line_too_long(client)
-            else:
-                self.server.handle_line(client, line)  # type: ignore[arg-type]
-
     # -- salotto.server.client.Connection ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         if self._closing:
             return
-        self._out.append(data)
+        out = self._out
+        if not out:
+            self._flusher.add(self)
+        out.append(data)
         self._out_size += len(data)
         if self._out_size > self._max_sendq:
             self._sendq_exceeded()
-            return
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def flush_now(self) -> None:
+        """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
         transport = self._transport
-        if not self._out or transport is None or transport.is_closing():
+        out = self._out
+        if not out or transport is None or transport.is_closing():
             return
-        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
-        self._out.clear()
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
         self._out_size = 0
         transport.write(data)
         self.server.stats.bytes_out += len(data)
@@ -161,6 +113,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._out.clear()
         self._out_size = 0
         self._closing = True
+        self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
         # of a fanout over a channel this client is a member of.
         self._lost_reason = "SendQ exceeded"
@@ -173,8 +126,10 @@ class IrcStreamProtocol(asyncio.Protocol):
     def close(self, reason: str) -> None:
         if self._closing:
             return
-        self._flush()
+        self.server.commit_pending()
+        self.flush_now()
         self._closing = True
+        self._gate.stop()
         if self._transport is not None:
             self._transport.close()
 

@@ -1,0 +1,134 @@
+// IRC messages as data: parse a line into {tags, source, command, params} and back.
+// Modern IRC (https://modern.ircdocs.horse/) and IRCv3 message-tags escaping.
+
+const TAG_UNESCAPES = { ":": ";", s: " ", "\\": "\\", r: "\r", n: "\n" };
+const TAG_ESCAPES = { "\\": "\\\\", ";": "\\:", " ": "\\s", "\r": "\\r", "\n": "\\n" };
+
+export function unescapeTag(value) {
+  return value.replace(/\\(.?)/g, (_, c) => (c in TAG_UNESCAPES ? TAG_UNESCAPES[c] : c));
+}
+
+export function escapeTag(value) {
+  return value.replace(/[\\; \r\n]/g, (c) => TAG_ESCAPES[c]);
+}
+
+function skipSpaces(text) {
+  let i = 0;
+  while (text[i] === " ") i++;
+  return text.slice(i);
+}
+
+export function parseMessage(line) {
+  const msg = { tags: {}, source: null, command: "", params: [] };
+  let rest = line.replace(/[\r\n]+$/, "");
+  if (rest.startsWith("@")) {
+    const space = rest.indexOf(" ");
+    const raw = rest.slice(1, space < 0 ? rest.length : space);
+    for (const item of raw.split(";")) {
+      if (!item) continue;
+      const eq = item.indexOf("=");
+      if (eq < 0) msg.tags[item] = "";
+      else msg.tags[item.slice(0, eq)] = unescapeTag(item.slice(eq + 1));
+    }
+    rest = space < 0 ? "" : skipSpaces(rest.slice(space + 1));
+  }
+  if (rest.startsWith(":")) {
+    const space = rest.indexOf(" ");
+    msg.source = rest.slice(1, space < 0 ? rest.length : space);
+    rest = space < 0 ? "" : skipSpaces(rest.slice(space + 1));
+  }
+  const words = [];
+  while (rest.length) {
+    if (rest.startsWith(":") && words.length) {
+      words.push(rest.slice(1));
+      break;
+    }
+    const space = rest.indexOf(" ");
+    if (space < 0) {
+      words.push(rest);
+      break;
+    }
+    words.push(rest.slice(0, space));
+    rest = skipSpaces(rest.slice(space + 1));
+  }
+  msg.command = (words.shift() || "").toUpperCase();
+  msg.params = words;
+  return msg;
+}
+
+// CR, LF and NUL would end the line early or be refused: a user's text never carries them.
+function clean(text) {
+  return String(text).replace(/[\r\n\0]/g, " ");
+}
+
+export function formatMessage(command, params = [], tags = null) {
+  let line = "";
+  if (tags) {
+    const items = Object.entries(tags).map(([k, v]) => (v === "" || v == null ? k : `${k}=${escapeTag(String(v))}`));
+    if (items.length) line += "@" + items.join(";") + " ";
+  }
+  line += command;
+  params.forEach((param, i) => {
+    const p = clean(param);
+    const last = i === params.length - 1;
+    if (last && (p === "" || p.includes(" ") || p.startsWith(":"))) line += " :" + p;
+    else line += " " + p.replace(/ /g, "");
+  });
+  return line;
+}
+
+export function nickOf(source) {
+  if (!source) return "";
+  const bang = source.indexOf("!");
+  return bang < 0 ? source : source.slice(0, bang);
+}
+
+// CASEMAPPING from ISUPPORT: how two names compare equal.
+export function casefolder(mapping) {
+  if (mapping === "ascii") return (s) => s.toLowerCase();
+  const strict = mapping === "strict-rfc1459";
+  return (s) => {
+    let out = "";
+    for (const c of s) {
+      if (c >= "A" && c <= "Z") out += c.toLowerCase();
+      else if (c === "[") out += "{";
+      else if (c === "]") out += "}";
+      else if (c === "\\") out += "|";
+      else if (c === "~" && !strict) out += "^";
+      else out += c;
+    }
+    return out;
+  };
+}
+
+// mIRC formatting codes (bold, colours, ...): dropped for display, the text stays.
+export function stripFormatting(text) {
+  return text.replace(/\x03(\d{1,2}(,\d{1,2})?)?|\x04([0-9a-fA-F]{6}(,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]/g, "");
+}
+
+// UTF-8 length, for keeping what we send under the 512-byte line limit.
+export function byteLength(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+// Cut text into pieces of at most maxBytes UTF-8 bytes, at a space when one is near.
+export function splitText(text, maxBytes) {
+  const pieces = [];
+  let rest = text;
+  while (byteLength(rest) > maxBytes) {
+    let cut = 0;
+    let bytes = 0;
+    for (const ch of rest) {
+      const n = byteLength(ch);
+      if (bytes + n > maxBytes) break;
+      bytes += n;
+      cut += ch.length;
+    }
+    const space = rest.lastIndexOf(" ", cut);
+    if (space > cut / 2) cut = space;
+    pieces.push(rest.slice(0, cut));
+    rest = rest.slice(cut).replace(/^ /, "");
+  }
+  if (rest || !pieces.length) pieces.push(rest);
+  return pieces;
+}

@@ -1,0 +1,291 @@
+// The page: the nickname form, then the chat. Wires the connection, the model and the view.
+
+import { IrcConnection } from "./connection.js";
+import { byteLength, splitText } from "./irc.js";
+import { Chat, SERVER_BUFFER } from "./model.js";
+import { View } from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const NICK_PATTERN = /^[A-Za-z[\]\\`_^{|}][A-Za-z0-9[\]\\`_^{|}-]*$/;
+const TYPING_REPEAT_MS = 3000; // IRCv3 +typing: renew "active" at most every 3 seconds
+const HISTORY_PAGE = 50;
+// Our own prefix as others receive it (":nick!user@host ") is added by the server: leave room for it.
+const TEXT_BUDGET_BYTES = 350;
+
+let chat = null;
+let view = null;
+let conn = null;
+let renderQueued = false;
+let typingSent = { target: null, at: 0 };
+
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    view.render();
+  });
+}
+
+// Beside the page, so the chat also works behind a reverse proxy under a sub-path.
+function socketUrl() {
+  const url = new URL("irc", location.href);
+  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  url.search = url.hash = "";
+  return url.href;
+}
+
+function showLoginError(text) {
+  $("chat").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = text;
+  $("nick-input").focus();
+}
+
+function startChat(nick) {
+  try {
+    localStorage.setItem("salotto.nick", nick);
+  } catch {
+    // private mode: nothing remembered, nothing lost
+  }
+  $("login").hidden = true;
+  $("chat").hidden = false;
+  chat = new Chat();
+  view = new View(chat);
+  view.onSelect = (name) => selectBuffer(name);
+  view.onNick = (nick) => openQuery(nick);
+  view.onScrollTop = () => loadOlder();
+  conn = new IrcConnection(socketUrl(), nick);
+  conn.addEventListener("message", (event) => {
+    chat.caps = conn.caps;
+    chat.handle(event.detail);
+    if (chat.joinedEvent) {
+      const joined = chat.joinedEvent;
+      chat.joinedEvent = null;
+      requestLatest(joined);
+      if (chat.active && chat.key(chat.active) === chat.key(joined)) $("message-input").focus();
+    }
+    scheduleRender();
+  });
+  conn.addEventListener("status", (event) => onStatus(event.detail));
+  conn.addEventListener("fatal", (event) => showLoginError(event.detail.reason));
+  chat.setActive(SERVER_BUFFER);
+  scheduleRender();
+  conn.start();
+  $("message-input").focus();
+}
+
+function onStatus(status) {
+  if (status.state === "connecting") view.status(conn.everRegistered ? "Reconnecting…" : "Connecting…", "busy");
+  else if (status.state === "waiting") view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");
+  else if (status.state === "registered") {
+    view.status("");
+    if (conn.everRegistered) rejoin();
+  } else view.status("");
+}
+
+// After a reconnection: back into the channels we were in (the server's autojoin may add some).
+function rejoin() {
+  const channels = [...chat.buffers.values()].filter((b) => b.kind === "channel" && b.joined);
+  for (const buf of channels) buf.joined = false;
+  for (const buf of channels) conn.send("JOIN", [buf.name]);
+  chat.dirty.add("list");
+  scheduleRender();
+}
+
+function selectBuffer(name) {
+  chat.setActive(name);
+  document.body.classList.remove("show-sidebar", "show-nicks");
+  scheduleRender();
+  $("message-input").focus();
+}
+
+function openQuery(nick) {
+  if (chat.isMe(nick)) return;
+  chat.buffer(nick, "query");
+  selectBuffer(nick);
+}
+
+// -- history (draft/chathistory, when the server offers it) --------------------------------------
+
+function historyTarget(buf) {
+  return buf && buf.kind !== "server" && conn.caps.has("draft/chathistory") && conn.caps.has("batch");
+}
+
+function requestLatest(name) {
+  const buf = chat.buffer(name);
+  if (!historyTarget(buf)) return;
+  buf.historyLoading = true;
+  conn.send("CHATHISTORY", ["LATEST", buf.name, "*", String(HISTORY_PAGE)]);
+}
+
+function loadOlder() {
+  const buf = chat.activeBuffer;
+  if (!historyTarget(buf) || buf.historyLoading || buf.historyDone) return;
+  const first = buf.messages.find((m) => m.msgid || m.kind === "privmsg" || m.kind === "notice" || m.kind === "action");
+  const anchor = first && first.msgid ? `msgid=${first.msgid}` : `timestamp=${(first ? first.time : new Date()).toISOString()}`;
+  buf.historyLoading = true;
+  conn.send("CHATHISTORY", ["BEFORE", buf.name, anchor, String(HISTORY_PAGE)]);
+}
+
+// -- sending -------------------------------------------------------------------------------------
+
+function sendText(target, text, action = false) {
+  const buf = chat.buffer(target);
+  for (const piece of splitText(text, TEXT_BUDGET_BYTES - byteLength(target))) {
+    const payload = action ? `\x01ACTION ${piece}\x01` : piece;
+    if (!conn.send("PRIVMSG", [target, payload])) {
+      chat.error("Not connected: the message was not sent.");
+      return;
+    }
+    if (!conn.caps.has("echo-message") && buf) {
+      chat.add(buf, { kind: action ? "action" : "privmsg", time: new Date(), nick: conn.nick, text: piece, self: true });
+    }
+  }
+  typingSent = { target: null, at: 0 };
+}
+
+function runCommand(line) {
+  const [head, ...rest] = line.slice(1).split(" ");
+  const command = head.toLowerCase();
+  const args = rest.join(" ");
+  const active = chat.activeBuffer;
+  const here = active && active.kind !== "server" ? active.name : null;
+  switch (command) {
+    case "join":
+    case "j": {
+      const [name, key] = args.split(" ");
+      if (!name) return chat.error("Usage: /join #room");
+      const channel = chat.isChannel(name) ? name : `#${name}`;
+      chat.switchOnJoin.add(chat.key(channel));
+      const existing = chat.buffer(channel);
+      if (existing && existing.joined) return selectBuffer(channel);
+      return conn.send("JOIN", key ? [channel, key] : [channel]);
+    }
+    case "part":
+    case "leave": {
+      const target = chat.isChannel(rest[0] || "") ? rest.shift() : here;
+      if (!target || !chat.isChannel(target)) return chat.error("Usage: /part [#room] [reason]");
+      return conn.send("PART", rest.length ? [target, rest.join(" ")] : [target]);
+    }
+    case "close": {
+      if (!active || active.kind === "server") return;
+      if (active.kind === "channel" && active.joined) conn.send("PART", [active.name]);
+      chat.closeBuffer(active.name);
+      return;
+    }
+    case "msg":
+    case "query": {
+      const [nick, ...words] = rest;
+      if (!nick) return chat.error(`Usage: /${command} nick [message]`);
+      if (!chat.isChannel(nick)) openQuery(nick);
+      if (words.length) sendText(nick, words.join(" "));
+      return;
+    }
+    case "me":
+      if (!here) return chat.error("/me works in a room or a conversation.");
+      return sendText(here, args, true);
+    case "nick":
+      if (!rest[0]) return chat.error("Usage: /nick newname");
+      conn.wantedNick = rest[0];
+      return conn.send("NICK", [rest[0]]);
+    case "topic":
+      if (!here || !chat.isChannel(here)) return chat.error("/topic works in a room.");
+      return conn.send("TOPIC", args ? [here, args] : [here]);
+    case "quit":
+      conn.stop(args || "Leaving");
+      return showLoginError("You left. Enter a nickname to come back.");
+    case "quote":
+    case "raw":
+      return conn.sendRaw(args);
+    default:
+      // Anything else goes to the server as an IRC command: /away back soon, /whois alice, ...
+      return conn.sendRaw(`${head.toUpperCase()}${args ? " " + args : ""}`);
+  }
+}
+
+function submitMessage(event) {
+  event.preventDefault();
+  const input = $("message-input");
+  const text = input.value;
+  if (!text.trim()) return;
+  input.value = "";
+  if (text.startsWith("/") && !text.startsWith("//")) runCommand(text.trim());
+  else {
+    const buf = chat.activeBuffer;
+    if (!buf || buf.kind === "server") chat.error("This is the server window: pick a room or a person first.");
+    else sendText(buf.name, text.startsWith("//") ? text.slice(1) : text);
+  }
+  scheduleRender();
+}
+
+// IRCv3 +typing: "active" while typing (renewed every 3 s), "done" when the field is emptied.
+function onInput() {
+  const buf = chat && chat.activeBuffer;
+  if (!buf || buf.kind === "server" || !conn.caps.has("message-tags")) return;
+  const text = $("message-input").value;
+  const now = Date.now();
+  if (text && !text.startsWith("/")) {
+    if (typingSent.target !== buf.name || now - typingSent.at > TYPING_REPEAT_MS) {
+      conn.send("TAGMSG", [buf.name], { "+typing": "active" });
+      typingSent = { target: buf.name, at: now };
+    }
+  } else if (typingSent.target === buf.name) {
+    conn.send("TAGMSG", [buf.name], { "+typing": "done" });
+    typingSent = { target: null, at: 0 };
+  }
+}
+
+function setup() {
+  const nickInput = $("nick-input");
+  try {
+    nickInput.value = localStorage.getItem("salotto.nick") || "";
+  } catch {
+    // no storage: an empty field
+  }
+  nickInput.focus();
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const nick = nickInput.value.trim();
+    if (!NICK_PATTERN.test(nick) || nick.length > 30) {
+      $("login-error").textContent = "A nickname is one word of letters, digits and _-[]{}|^` (not starting with a digit or -).";
+      return;
+    }
+    $("login-error").textContent = "";
+    if (conn) conn.stop();
+    startChat(nick);
+  });
+  $("composer").addEventListener("submit", submitMessage);
+  $("message-input").addEventListener("input", onInput);
+  $("menu-button").addEventListener("click", () => document.body.classList.toggle("show-sidebar"));
+  $("nicks-button").addEventListener("click", () => document.body.classList.toggle("show-nicks"));
+  $("scrim").addEventListener("click", () => document.body.classList.remove("show-sidebar", "show-nicks"));
+  $("join-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const field = $("join-input");
+    const name = field.value.trim();
+    field.value = "";
+    if (!name || !chat) return;
+    if (chat.isChannel(name)) runCommand(`/join ${name}`);
+    else openQuery(name);
+    document.body.classList.remove("show-sidebar");
+    scheduleRender();
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!chat) return;
+    chat.hidden = document.hidden;
+    if (!document.hidden && view.atBottom()) {
+      chat.markSeen();
+      scheduleRender();
+    }
+  });
+  // The typing line expires on its own.
+  setInterval(() => {
+    if (chat && chat.activeBuffer && chat.activeBuffer.typing.size) {
+      chat.dirty.add("typing");
+      scheduleRender();
+    }
+  }, 1000);
+}
+
+setup();

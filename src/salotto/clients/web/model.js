@@ -1,0 +1,484 @@
+// What the page knows: buffers (the server, channels, private conversations), their messages,
+// members, topics, unread counts, mentions and who is typing. No DOM here: the view draws this.
+
+import { casefolder, nickOf, stripFormatting } from "./irc.js";
+
+export const SERVER_BUFFER = "*server*"; // '*' is in no nick or channel name
+const MAX_MESSAGES = 1500;
+const TYPING_ACTIVE_MS = 6000; // IRCv3 +typing: "active" holds for 6 seconds unless renewed
+
+export class Buffer {
+  constructor(name, kind) {
+    this.name = name;
+    this.kind = kind; // "server" | "channel" | "query"
+    this.messages = [];
+    this.msgids = new Set();
+    this.unread = 0;
+    this.mention = false;
+    this.topic = "";
+    this.members = new Map(); // nick -> prefix symbols, highest first
+    this.pendingNames = null;
+    this.typing = new Map(); // nick -> expiry (ms since epoch)
+    this.joined = false;
+    this.historyLoading = false;
+    this.historyDone = false;
+    this.version = 0; // bumped when messages change other than by appending
+  }
+}
+
+export class Chat {
+  constructor() {
+    this.fold = casefolder("rfc1459");
+    this.buffers = new Map();
+    this.active = null;
+    this.nick = "";
+    this.network = "salotto";
+    this.chantypes = "#&";
+    this.prefixModes = "ov";
+    this.prefixSymbols = "@+";
+    this.chanmodes = ["beI", "k", "l", "imnst"];
+    this.caps = new Set();
+    this.batches = new Map();
+    this.switchOnJoin = new Set(); // channels whose JOIN should bring them to the front
+    this.hidden = false; // page not visible: even the active buffer collects unread
+    this.dirty = new Set(["list", "header", "nicks", "messages", "typing"]);
+    this.buffer(SERVER_BUFFER, "server");
+  }
+
+  key(name) {
+    return name === SERVER_BUFFER ? name : this.fold(name);
+  }
+
+  isChannel(name) {
+    return !!name && this.chantypes.includes(name[0]);
+  }
+
+  isMe(nick) {
+    return !!this.nick && this.fold(nick) === this.fold(this.nick);
+  }
+
+  buffer(name, kind = null) {
+    const key = this.key(name);
+    let found = this.buffers.get(key);
+    if (!found && kind) {
+      found = new Buffer(name, kind);
+      this.buffers.set(key, found);
+      this.dirty.add("list");
+    }
+    return found || null;
+  }
+
+  get activeBuffer() {
+    return this.active ? this.buffers.get(this.key(this.active)) || null : null;
+  }
+
+  setActive(name) {
+    const buf = this.buffer(name);
+    if (!buf) return;
+    this.active = buf.name;
+    buf.unread = 0;
+    buf.mention = false;
+    this.dirty = new Set(["list", "header", "nicks", "messages", "typing", "switched"]);
+  }
+
+  closeBuffer(name) {
+    const key = this.key(name);
+    if (key === SERVER_BUFFER) return;
+    this.buffers.delete(key);
+    if (this.active && this.key(this.active) === key) {
+      const next = [...this.buffers.values()].find((b) => b.kind === "channel") || this.buffers.get(SERVER_BUFFER);
+      this.setActive(next.name);
+    }
+    this.dirty.add("list");
+  }
+
+  markSeen() {
+    const buf = this.activeBuffer;
+    if (buf && (buf.unread || buf.mention)) {
+      buf.unread = 0;
+      buf.mention = false;
+      this.dirty.add("list");
+    }
+  }
+
+  // -- adding lines ------------------------------------------------------------------------------
+
+  mentions(text) {
+    if (!this.nick) return false;
+    const escaped = this.nick.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return new RegExp(`(^|[^\\w\\[\\]\\\\^{}|\`-])${escaped}($|[^\\w\\[\\]\\\\^{}|\`-])`, "i").test(text);
+  }
+
+  add(buf, entry, { counts = false } = {}) {
+    if (entry.msgid) {
+      if (buf.msgids.has(entry.msgid)) return;
+      buf.msgids.add(entry.msgid);
+    }
+    buf.messages.push(entry);
+    if (buf.messages.length > MAX_MESSAGES) {
+      const dropped = buf.messages.splice(0, buf.messages.length - MAX_MESSAGES);
+      for (const old of dropped) buf.msgids.delete(old.msgid);
+      buf.version++;
+    }
+    const isActive = this.active && this.key(this.active) === this.key(buf.name);
+    if (counts && !entry.self && (!isActive || this.hidden)) {
+      buf.unread++;
+      if (entry.highlight || buf.kind === "query") buf.mention = true;
+      this.dirty.add("list");
+    }
+    if (isActive) this.dirty.add("messages");
+  }
+
+  info(buf, text, kind = "info", time = new Date()) {
+    this.add(buf, { kind, time, nick: "", text });
+  }
+
+  error(text) {
+    this.info(this.activeBuffer || this.buffer(SERVER_BUFFER), text, "error");
+  }
+
+  // -- incoming messages -------------------------------------------------------------------------
+
+  handle(msg) {
+    const batchRef = msg.tags.batch;
+    if (batchRef && this.batches.has(batchRef) && msg.command !== "BATCH") {
+      this.batches.get(batchRef).messages.push(msg);
+      return;
+    }
+    const handler = HANDLERS[msg.command];
+    if (handler) handler(this, msg);
+    else if (/^[45]\d\d$/.test(msg.command)) this.error(msg.params.slice(1).join(" "));
+    else if (/^\d\d\d$/.test(msg.command)) this.info(this.buffer(SERVER_BUFFER), msg.params.slice(1).join(" "));
+  }
+
+  timeOf(msg) {
+    const stamp = msg.tags.time ? new Date(msg.tags.time) : null;
+    return stamp && !Number.isNaN(stamp.getTime()) ? stamp : new Date();
+  }
+
+  // The buffer a PRIVMSG, NOTICE or TAGMSG belongs in; created when create is true.
+  targetBuffer(msg, create) {
+    let target = msg.params[0] || "";
+    const from = nickOf(msg.source);
+    while (target && this.prefixSymbols.includes(target[0]) && this.isChannel(target.slice(1))) target = target.slice(1);
+    if (this.isChannel(target)) return this.buffer(target, create ? "channel" : null);
+    if (!msg.source || !msg.source.includes("!") || target === "*") return this.buffer(SERVER_BUFFER);
+    const other = this.isMe(from) ? target : from;
+    return this.buffer(other, create ? "query" : null);
+  }
+
+  onText(msg, { history = false } = {}) {
+    const from = nickOf(msg.source);
+    const notice = msg.command === "NOTICE";
+    let text = msg.params[1] || "";
+    let kind = notice ? "notice" : "privmsg";
+    if (text.startsWith("\x01")) {
+      const body = text.replace(/^\x01|\x01$/g, "");
+      if (!body.toUpperCase().startsWith("ACTION")) return null; // other CTCP: not shown
+      kind = "action";
+      text = body.slice(7);
+    }
+    const buf = this.targetBuffer(msg, true);
+    buf.typing.delete(from);
+    if (buf.kind !== "server") this.dirty.add("typing");
+    const self = this.isMe(from);
+    const entry = {
+      kind, time: this.timeOf(msg), nick: from, text: stripFormatting(text), msgid: msg.tags.msgid || null,
+      self, highlight: !self && this.mentions(text),
+    };
+    if (history) return { buf, entry };
+    this.add(buf, entry, { counts: !notice || buf.kind === "query" });
+    return null;
+  }
+
+  onTagmsg(msg) {
+    const state = msg.tags["+typing"] ?? msg.tags["+draft/typing"];
+    const from = nickOf(msg.source);
+    if (state === undefined || this.isMe(from)) return;
+    const buf = this.targetBuffer(msg, false);
+    if (!buf || buf.kind === "server") return;
+    if (state === "active") buf.typing.set(from, Date.now() + TYPING_ACTIVE_MS);
+    else buf.typing.delete(from);
+    this.dirty.add("typing");
+  }
+
+  typers(buf) {
+    const now = Date.now();
+    const names = [];
+    for (const [nick, until] of buf.typing) {
+      if (until < now) buf.typing.delete(nick);
+      else names.push(nick);
+    }
+    return names;
+  }
+
+  memberChanged(buf) {
+    if (this.active && this.key(this.active) === this.key(buf.name)) this.dirty.add("nicks").add("header");
+  }
+
+  channelsWith(nick) {
+    return [...this.buffers.values()].filter((b) => b.kind === "channel" && findMember(this, b, nick) !== null);
+  }
+
+  // Older messages from a chathistory batch: merged in time order, duplicates (by msgid) dropped.
+  mergeHistory(target, messages) {
+    const buf = this.buffer(target, this.isChannel(target) ? "channel" : "query");
+    buf.historyLoading = false;
+    const entries = [];
+    for (const msg of messages) {
+      if (msg.command !== "PRIVMSG" && msg.command !== "NOTICE") continue;
+      const found = this.onText(msg, { history: true });
+      if (found && !(found.entry.msgid && buf.msgids.has(found.entry.msgid))) entries.push(found.entry);
+    }
+    if (!entries.length) {
+      buf.historyDone = true;
+      return;
+    }
+    for (const e of entries) if (e.msgid) buf.msgids.add(e.msgid);
+    buf.messages = [...entries, ...buf.messages].sort((a, b) => a.time - b.time).slice(-MAX_MESSAGES);
+    buf.version++;
+    this.dirty.add("messages");
+  }
+}
+
+function findMember(chat, buf, nick) {
+  const key = chat.fold(nick);
+  for (const name of buf.members.keys()) if (chat.fold(name) === key) return name;
+  return null;
+}
+
+function parseIsupport(chat, tokens) {
+  for (const token of tokens) {
+    const [name, value = ""] = token.split("=", 2);
+    if (name === "CASEMAPPING") chat.fold = casefolder(value);
+    else if (name === "CHANTYPES") chat.chantypes = value;
+    else if (name === "NETWORK" && value) {
+      chat.network = value;
+      chat.dirty.add("list");
+    } else if (name === "CHANMODES") chat.chanmodes = value.split(",");
+    else if (name === "PREFIX") {
+      const m = /^\(([^)]*)\)(.*)$/.exec(value);
+      if (m) {
+        chat.prefixModes = m[1];
+        chat.prefixSymbols = m[2];
+      }
+    }
+  }
+}
+
+function sortPrefixes(chat, symbols) {
+  return [...new Set(symbols)].sort((a, b) => chat.prefixSymbols.indexOf(a) - chat.prefixSymbols.indexOf(b)).join("");
+}
+
+function applyModes(chat, buf, modes, args) {
+  let adding = true;
+  let i = 0;
+  for (const mode of modes) {
+    if (mode === "+" || mode === "-") {
+      adding = mode === "+";
+      continue;
+    }
+    const p = chat.prefixModes.indexOf(mode);
+    if (p >= 0) {
+      const nick = findMember(chat, buf, args[i++] || "");
+      if (nick !== null) {
+        const symbol = chat.prefixSymbols[p];
+        const current = buf.members.get(nick);
+        buf.members.set(nick, sortPrefixes(chat, adding ? current + symbol : current.replace(symbol, "")));
+      }
+    } else if (chat.chanmodes[0].includes(mode) || chat.chanmodes[1].includes(mode)) i++;
+    else if (chat.chanmodes[2].includes(mode) && adding) i++;
+  }
+  chat.memberChanged(buf);
+}
+
+const HANDLERS = {
+  "001"(chat, msg) {
+    chat.nick = msg.params[0];
+    chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1));
+  },
+  "005"(chat, msg) {
+    parseIsupport(chat, msg.params.slice(1, -1));
+  },
+  "332"(chat, msg) {
+    const buf = chat.buffer(msg.params[1], "channel");
+    buf.topic = msg.params[2] || "";
+    chat.dirty.add("header");
+  },
+  "333"() {},
+  "353"(chat, msg) {
+    const buf = chat.buffer(msg.params[2], "channel");
+    if (!buf.pendingNames) buf.pendingNames = new Map();
+    for (const item of (msg.params[3] || "").split(" ")) {
+      if (!item) continue;
+      let n = 0;
+      while (n < item.length && chat.prefixSymbols.includes(item[n])) n++;
+      buf.pendingNames.set(nickOf(item.slice(n)), sortPrefixes(chat, item.slice(0, n)));
+    }
+  },
+  "366"(chat, msg) {
+    const buf = chat.buffer(msg.params[1]);
+    if (!buf) return;
+    buf.members = buf.pendingNames || new Map();
+    buf.pendingNames = null;
+    chat.memberChanged(buf);
+  },
+  "331"() {},
+  "315"() {},
+  JOIN(chat, msg) {
+    const nick = nickOf(msg.source);
+    const buf = chat.buffer(msg.params[0], "channel");
+    if (chat.isMe(nick)) {
+      buf.joined = true;
+      buf.name = msg.params[0];
+      buf.members = new Map();
+      buf.historyDone = false;
+      chat.info(buf, `You joined ${buf.name}`, "join", chat.timeOf(msg));
+      const key = chat.key(buf.name);
+      if (chat.switchOnJoin.has(key) || !chat.active || chat.active === SERVER_BUFFER) {
+        chat.switchOnJoin.delete(key);
+        chat.setActive(buf.name);
+      }
+      chat.joinedEvent = buf.name;
+    } else {
+      buf.members.set(nick, "");
+      chat.info(buf, `${nick} joined`, "join", chat.timeOf(msg));
+    }
+    chat.memberChanged(buf);
+  },
+  PART(chat, msg) {
+    const nick = nickOf(msg.source);
+    const buf = chat.buffer(msg.params[0]);
+    if (!buf) return;
+    const reason = msg.params[1] ? ` (${msg.params[1]})` : "";
+    if (chat.isMe(nick)) {
+      buf.joined = false;
+      buf.members = new Map();
+      chat.info(buf, `You left ${buf.name}${reason}`, "part", chat.timeOf(msg));
+    } else {
+      const member = findMember(chat, buf, nick);
+      if (member !== null) buf.members.delete(member);
+      buf.typing.delete(nick);
+      chat.info(buf, `${nick} left${reason}`, "part", chat.timeOf(msg));
+    }
+    chat.memberChanged(buf);
+  },
+  KICK(chat, msg) {
+    const buf = chat.buffer(msg.params[0]);
+    if (!buf) return;
+    const victim = msg.params[1];
+    const by = nickOf(msg.source);
+    const reason = msg.params[2] ? ` (${msg.params[2]})` : "";
+    if (chat.isMe(victim)) {
+      buf.joined = false;
+      buf.members = new Map();
+      chat.info(buf, `${by} removed you from ${buf.name}${reason}`, "part", chat.timeOf(msg));
+    } else {
+      const member = findMember(chat, buf, victim);
+      if (member !== null) buf.members.delete(member);
+      chat.info(buf, `${by} removed ${victim}${reason}`, "part", chat.timeOf(msg));
+    }
+    chat.memberChanged(buf);
+  },
+  QUIT(chat, msg) {
+    const nick = nickOf(msg.source);
+    const reason = msg.params[0] ? ` (${msg.params[0]})` : "";
+    for (const buf of chat.channelsWith(nick)) {
+      buf.members.delete(findMember(chat, buf, nick));
+      buf.typing.delete(nick);
+      chat.info(buf, `${nick} quit${reason}`, "part", chat.timeOf(msg));
+      chat.memberChanged(buf);
+    }
+    const query = chat.buffer(nick);
+    if (query && query.kind === "query") chat.info(query, `${nick} quit${reason}`, "part", chat.timeOf(msg));
+  },
+  NICK(chat, msg) {
+    const old = nickOf(msg.source);
+    const renamed = msg.params[0];
+    const wasMe = chat.isMe(old);
+    if (wasMe) chat.nick = renamed;
+    const text = wasMe ? `You are now known as ${renamed}` : `${old} is now known as ${renamed}`;
+    for (const buf of chat.channelsWith(old)) {
+      const member = findMember(chat, buf, old);
+      const prefix = buf.members.get(member);
+      buf.members.delete(member);
+      buf.members.set(renamed, prefix);
+      chat.info(buf, text, "nick", chat.timeOf(msg));
+      chat.memberChanged(buf);
+    }
+    const query = chat.buffer(old);
+    if (query && query.kind === "query" && !wasMe) {
+      chat.buffers.delete(chat.key(old));
+      query.name = renamed;
+      chat.buffers.set(chat.key(renamed), query);
+      if (chat.active && chat.key(chat.active) === chat.key(old)) chat.active = renamed;
+      chat.info(query, text, "nick", chat.timeOf(msg));
+      chat.dirty.add("list").add("header");
+    }
+    if (wasMe) chat.info(chat.buffer(SERVER_BUFFER), text, "nick");
+  },
+  TOPIC(chat, msg) {
+    const buf = chat.buffer(msg.params[0], "channel");
+    buf.topic = msg.params[1] || "";
+    const by = nickOf(msg.source);
+    chat.info(buf, buf.topic ? `${by} set the topic: ${buf.topic}` : `${by} cleared the topic`, "topic", chat.timeOf(msg));
+    chat.dirty.add("header");
+  },
+  MODE(chat, msg) {
+    const target = msg.params[0];
+    if (!chat.isChannel(target)) return;
+    const buf = chat.buffer(target);
+    if (!buf) return;
+    applyModes(chat, buf, msg.params[1] || "", msg.params.slice(2));
+    chat.info(buf, `${nickOf(msg.source)} set mode ${msg.params.slice(1).join(" ")}`, "mode", chat.timeOf(msg));
+  },
+  "324"(chat, msg) {
+    const buf = chat.buffer(msg.params[1]);
+    if (buf) chat.info(buf, `Channel modes: ${msg.params.slice(2).join(" ")}`);
+  },
+  "329"() {},
+  PRIVMSG(chat, msg) {
+    chat.onText(msg);
+  },
+  NOTICE(chat, msg) {
+    chat.onText(msg);
+  },
+  TAGMSG(chat, msg) {
+    chat.onTagmsg(msg);
+  },
+  INVITE(chat, msg) {
+    chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER),
+      `${nickOf(msg.source)} invites you to ${msg.params[1]} (type /join ${msg.params[1]})`);
+  },
+  BATCH(chat, msg) {
+    const ref = msg.params[0] || "";
+    if (ref.startsWith("+")) {
+      chat.batches.set(ref.slice(1), { type: msg.params[1], params: msg.params.slice(2), messages: [] });
+    } else if (ref.startsWith("-")) {
+      const batch = chat.batches.get(ref.slice(1));
+      chat.batches.delete(ref.slice(1));
+      if (!batch) return;
+      if (batch.type === "chathistory" || batch.type === "draft/chathistory") chat.mergeHistory(batch.params[0], batch.messages);
+      else for (const inner of batch.messages) chat.handle({ ...inner, tags: { ...inner.tags, batch: undefined } });
+    }
+  },
+  ERROR(chat, msg) {
+    chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "", "error");
+  },
+  FAIL(chat, msg) {
+    chat.error(msg.params.at(-1) || "");
+  },
+  WARN(chat, msg) {
+    chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "");
+  },
+  CAP() {},
+  PING() {},
+  PONG() {},
+  AWAY() {},
+  CHGHOST() {},
+  SETNAME() {},
+  // Not worth a line: connection statistics and the like go to the server buffer via the default.
+  "433"(chat, msg) {
+    if (chat.nick) chat.error(msg.params.slice(1).join(" "));
+  },
+};

@@ -1,0 +1,55 @@
+"""One flush per loop pass for every connection written to: coalesced writes, committed history first.
+
+A fanout writes to hundreds of connections; each one only appends to its buffer and, the first time
+in a pass, registers here. One callback per pass then stores the pass's messages (so nothing leaves
+before it is in history) and hands each buffer to its transport in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from salotto.server.state import Server
+
+__all__ = ["Flushable", "Flusher"]
+
+
+class Flushable(Protocol):
+    def flush_now(self) -> None: ...
+
+
+class Flusher:
+    __slots__ = ("_dirty", "_last_commit", "_loop", "_scheduled", "_server")
+
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._loop = loop
+        self._dirty: list[Flushable] = []
+        self._scheduled = False
+        self._last_commit = 0.0
+
+    def add(self, connection: Flushable) -> None:
+        """``connection`` has bytes to send; flush it at the end of this loop pass."""
+        self._dirty.append(connection)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.run)
+
+    def run(self) -> None:
+        server = self._server
+        if server.history is not None and server.history.pending:
+            # Group commit: a transaction costs ~40 us whatever its size, so under load passes that
+            # follow each other closely share one; output waits at most history_commit_interval_s.
+            now = self._loop.time()
+            due = self._last_commit + server.config.history_commit_interval_s
+            if now < due:
+                self._loop.call_at(due, self.run)
+                return
+            self._last_commit = now
+            server.commit_pending()  # nothing leaves before it is stored
+        self._scheduled = False
+        dirty = self._dirty
+        self._dirty = []
+        for connection in dirty:
+            connection.flush_now()

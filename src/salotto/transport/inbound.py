@@ -1,0 +1,81 @@
+"""Receive flood control shared by every transport: a token bucket per connection, with fakelag."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+
+from salotto.proto.framing import LINE_TOO_LONG, LineTooLong
+from salotto.server.client import Client
+from salotto.server.flood import TokenBucket
+from salotto.server.state import Server
+
+__all__ = ["FakelagGate"]
+
+
+class FakelagGate:
+    """Hands a connection's lines to the server at the pace its token bucket allows.
+
+    Lines over the budget wait (fakelag); more than ``flood_max_queued_lines`` waiting means the
+    client floods and it is disconnected with "Excess Flood". The same rules as
+    :class:`~salotto.transport.stream.IrcStreamProtocol`, in a form any transport can hold.
+    """
+
+    __slots__ = ("_bucket", "_drain_handle", "_held", "_loop", "_max_held", "_server", "stopped")
+
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        config = server.config
+        self._server = server
+        self._loop = loop
+        self._bucket = TokenBucket(config.flood_lines_per_s, config.flood_burst_lines, loop.time())
+        self._max_held = config.flood_max_queued_lines
+        self._held: deque[bytes | LineTooLong] = deque()
+        self._drain_handle: asyncio.TimerHandle | None = None
+        self.stopped = False  # set when the connection closes: nothing more reaches the server
+
+    def push(self, client: Client, lines: Sequence[bytes | LineTooLong]) -> None:
+        if self.stopped or not lines:
+            return
+        if self._held:
+            self._hold(client, lines)
+            return
+        now = self._loop.time()
+        for i, line in enumerate(lines):
+            delay = self._bucket.delay(now)
+            if delay > 0.0:
+                self._hold(client, lines[i:])
+                if not self.stopped:
+                    self._drain_handle = self._loop.call_later(delay, self._drain, client)
+                return
+            self._deliver(client, line)
+            if self.stopped:
+                return
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._held.clear()
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+
+    def _deliver(self, client: Client, line: bytes | LineTooLong) -> None:
+        if line is LINE_TOO_LONG:
+            self._server.line_too_long(client)
+        else:
+            self._server.handle_line(client, line)  # type: ignore[arg-type]
+
+    def _hold(self, client: Client, lines: Sequence[bytes | LineTooLong]) -> None:
+        self._held.extend(lines)
+        if len(self._held) > self._max_held:
+            self._held.clear()
+            self._server.disconnect(client, "Excess Flood")
+
+    def _drain(self, client: Client) -> None:
+        self._drain_handle = None
+        while self._held and not self.stopped:
+            delay = self._bucket.delay(self._loop.time())
+            if delay > 0.0:
+                self._drain_handle = self._loop.call_later(delay, self._drain, client)
+                return
+            self._deliver(client, self._held.popleft())

@@ -1,0 +1,317 @@
+"""IRC over WebSocket (https://ircv3.net/specs/extensions/websocket), as an asyncio Protocol.
+
+One TCP connection to the web port carries either one plain HTTP request (answered by an
+:class:`HttpResponder`, then closed) or a WebSocket upgrade, after which it is an IRC client like a
+TCP one: the server core gets the same lines, the same fakelag and the same send queue limit.
+
+The WebSocket protocol itself (handshake, framing, masking, close and ping handling) is the
+``websockets`` library's Sans-I/O core; this adapter feeds it bytes and acts on its events.
+
+Framing, per the IRCv3 specification:
+
+* one IRC line per message, without CRLF (a trailing CRLF or LF from a client is accepted, and a
+  message holding several lines is taken line by line, as over TCP);
+* subprotocol ``binary.ircv3.net``: the server sends binary messages, bytes as they are;
+  ``text.ircv3.net`` or none negotiated: text messages, invalid UTF-8 replaced; the client may
+  send either kind whatever was negotiated.
+
+Limits: a message over ``max_line_bytes`` (+ ``max_tags_bytes`` with tags) is answered with 417
+and dropped, as over TCP; one over :func:`hard_message_limit` is not even buffered: the connection
+is closed with code 1009.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
+
+from websockets.exceptions import PayloadTooBig
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import SEND_EOF, State
+from websockets.server import ServerProtocol
+from websockets.typing import Subprotocol
+
+from salotto.config import Config
+from salotto.proto.framing import LineReader
+from salotto.server.client import Client
+from salotto.server.state import Server
+from salotto.transport.flusher import Flusher
+from salotto.transport.inbound import FakelagGate
+
+__all__ = [
+    "SUBPROTOCOL_BINARY",
+    "SUBPROTOCOL_TEXT",
+    "HttpResponder",
+    "WebSocketIrcProtocol",
+    "encode_frame",
+    "hard_message_limit",
+]
+
+log = logging.getLogger("salotto.transport")
+
+SUBPROTOCOL_TEXT: Final = Subprotocol("text.ircv3.net")
+SUBPROTOCOL_BINARY: Final = Subprotocol("binary.ircv3.net")
+_SUBPROTOCOLS: Final = (SUBPROTOCOL_TEXT, SUBPROTOCOL_BINARY)
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = Opcode.CONT, Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE
+
+# A connection that has not sent a complete HTTP request by then is closed (slowloris).
+HANDSHAKE_TIMEOUT_S: Final = 10.0
+# After our close frame, time the client gets to answer with its own before we drop the TCP connection.
+CLOSE_TIMEOUT_S: Final = 2.0
+# Messages between the line limit and this many times it are answered with 417 (the same as TCP);
+# bigger ones are refused by the frame parser before their payload is read, with close code 1009.
+HARD_LIMIT_FACTOR: Final = 2
+
+
+def hard_message_limit(config: Config) -> int:
+    """Largest WebSocket message buffered at all: twice the longest line with tags (about 17 KiB)."""
+    return HARD_LIMIT_FACTOR * (config.max_line_bytes + config.max_tags_bytes)
+
+
+class HttpResponder(Protocol):
+    """What the web service offers this transport for requests that are not IRC."""
+
+    def respond(self, request: Request) -> Response:
+        """The answer to a plain HTTP request (page, static file, /healthz, /metrics)."""
+
+    def origin_allowed(self, request: Request) -> bool:
+        """Whether a WebSocket upgrade from this request's Origin may go ahead."""
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked, unfragmented server-to-client frame (RFC 6455 section 5.2).
+
+    Written by hand rather than through the library's Frame objects: it runs once per line per
+    recipient on the fanout path, and a server frame has no mask and no extension to apply.
+    """
+    length = len(payload)
+    if length < 126:
+        return bytes((0x80 | opcode, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length) + payload
+
+
+def _select_subprotocol(_protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """The first of the client's choices that we speak; none offered or none known: text, unnamed."""
+    for name in offered:
+        if name in _SUBPROTOCOLS:
+            return name
+    return None
+
+
+def _is_upgrade(request: Request) -> bool:
+    return any(value.strip().lower() == "websocket" for value in request.headers.get_all("Upgrade"))
+
+
+class WebSocketIrcProtocol(asyncio.Protocol):
+    """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
+
+    transport_name = "websocket"
+
+    def __init__(self, server: Server, http: HttpResponder, flusher: Flusher) -> None:
+        self.server = server
+        self._flusher = flusher
+        self.peer_ip = "?"
+        self.client: Client | None = None
+        self._http = http
+        self._loop = asyncio.get_running_loop()
+        config = server.config
+        self._ws = ServerProtocol(
+            subprotocols=list(_SUBPROTOCOLS),
+            select_subprotocol=_select_subprotocol,
+            max_size=hard_message_limit(config),
+        )
+        self._reader = LineReader(config.max_line_bytes, config.max_tags_bytes)
+        self._gate = FakelagGate(server, self._loop)
+        self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
+        self._opcode = OP_TEXT
+        self._fragments: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._closing = False
+        self._lost_reason: str | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._timer = self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._drop)
+
+    def data_received(self, data: bytes) -> None:
+        if self.client is not None:
+            self.server.stats.bytes_in += len(data)
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Request):
+                self._on_request(event)
+            elif isinstance(event, Frame) and self.client is not None and not self._closing:
+                self._on_frame(self.client, event)
+        self._send_pending()
+
+    def eof_received(self) -> bool | None:
+        self._ws.receive_eof()
+        self._send_pending()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._gate.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.client is None:
+            return
+        if self._lost_reason is not None:
+            reason = self._lost_reason
+        elif isinstance(self._ws.parser_exc, PayloadTooBig):
+            reason = "Connection error: WebSocket message too big"
+        elif exc is not None:
+            reason = f"Connection error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else 'reset'}"
+        else:
+            reason = "Connection closed"
+        self.server.connection_lost(self.client, reason)
+
+    # -- handshake -------------------------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        ws = self._ws
+        if not _is_upgrade(request):
+            ws.send_response(self._http.respond(request))
+            return
+        if not self._http.origin_allowed(request):
+            log.info("refused WebSocket from %s: Origin %r not allowed", self.peer_ip,
+                     request.headers.get_all("Origin"))
+            ws.send_response(ws.reject(403, "This Origin may not open the IRC WebSocket.\n"))
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        if response.status_code != 101:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if ws.subprotocol == SUBPROTOCOL_BINARY:
+            self._opcode = OP_BINARY
+        self._send_pending()  # the 101 goes out before any IRC line
+        self.client = self.server.accept(self)
+
+    # -- frames in -------------------------------------------------------------------------------
+
+    def _on_frame(self, client: Client, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
+            if not frame.fin:
+                self._fragments.append(bytes(frame.data))  # the library bounds the total size
+                return
+            payload = bytes(frame.data)
+            if self._fragments:
+                self._fragments.append(payload)
+                payload = b"".join(self._fragments)
+                self._fragments.clear()
+            # The message is one line; the LF we add ends it so the reader returns it now.
+            self._gate.push(client, self._reader.feed(payload + b"\n"))
+        elif opcode is OP_CLOSE:
+            self._gate.stop()
+        # Ping frames are answered by the library; pongs need nothing.
+
+    def _send_pending(self) -> None:
+        """Write what the WebSocket core queued (handshake answers, pongs, close frames, EOF)."""
+        transport = self._transport
+        if transport is None:
+            return
+        for data in self._ws.data_to_send():
+            if data is SEND_EOF or not data:
+                transport.close()  # flushes, then closes
+                return
+            if not transport.is_closing():
+                transport.write(data)
+        if self._ws.close_expected() and self._timer is None:
+            self._timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._drop)
+
+    def _drop(self) -> None:
+        self._timer = None
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- salotto.server.client.Connection ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            return
+        out = self._out
+        if not out:
+            self._flusher.add(self)
+        out.append(data)
+        self._out_size += len(data)
+        if self._out_size > self._max_sendq:
+            self._sendq_exceeded()
+
+    def flush_now(self) -> None:
+        """Frame what this loop pass wrote, one message per line, in one write (the Flusher calls it)."""
+        transport = self._transport
+        out = self._out
+        if not out or transport is None or transport.is_closing() or self._ws.state is not State.OPEN:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self._out = []
+        self._out_size = 0
+        opcode = self._opcode
+        frames = []
+        for line in data.split(b"\n"):
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:
+                continue
+            if opcode == OP_TEXT and not line.isascii():
+                line = line.decode("utf-8", "replace").encode()  # a text frame must hold UTF-8
+            frames.append(encode_frame(opcode, line))
+        wire = b"".join(frames)
+        transport.write(wire)
+        self.server.stats.bytes_out += len(wire)
+        if transport.get_write_buffer_size() > self._max_sendq:
+            self._sendq_exceeded()
+
+    def _sendq_exceeded(self) -> None:
+        """The client is not reading: drop it at once, nobody else waits for it."""
+        self._out.clear()
+        self._out_size = 0
+        self._closing = True
+        self._gate.stop()
+        self._lost_reason = "SendQ exceeded"  # the server hears of it in connection_lost, after the fanout
+        if self.client is not None:
+            log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip, self._max_sendq)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self, reason: str) -> None:
+        if self._closing:
+            return
+        self.server.commit_pending()  # nothing leaves before it is stored
+        self.flush_now()
+        self._closing = True
+        self._gate.stop()
+        if self._ws.state is State.OPEN:
+            self._ws.send_close(CloseCode.NORMAL_CLOSURE)
+        self._send_pending()
+
+
+def make_factory(server: Server, http: HttpResponder, flusher: Flusher) -> Callable[[], WebSocketIrcProtocol]:
+    """A protocol factory for ``loop.create_server``."""
+
+    def factory() -> WebSocketIrcProtocol:
+        return WebSocketIrcProtocol(server, http, flusher)
+
+    return factory
