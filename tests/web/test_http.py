@@ -93,6 +93,8 @@ def test_metrics_count_connections_by_transport_messages_and_bytes(web_server: W
         assert after["salotto_received_bytes_total"] > before["salotto_received_bytes_total"]
         assert after["salotto_sent_bytes_total"] > before["salotto_sent_bytes_total"]
         assert after["salotto_connections_accepted_total"] == before["salotto_connections_accepted_total"] + 2
+        assert after["salotto_history_writes_total"] == before["salotto_history_writes_total"] + 1
+        assert after["salotto_history_write_failures_total"] == 0
     tcp.send("QUIT :done")
     deadline = time.monotonic() + 5
     while True:

@@ -197,6 +197,11 @@ def render_metrics(server: Server) -> str:
     family("sent_bytes_total", "counter", "Bytes written to clients.", [("", stats.bytes_out)])
     family("disconnects_total", "counter", "Disconnections by reason.",
            ((f'{{reason="{name}"}}', count) for name, count in sorted(disconnects.items())))
+    history = server.history
+    family("history_writes_total", "counter", "Messages stored in history.",
+           [("", history.written if history is not None else 0)])
+    family("history_write_failures_total", "counter", "Messages that could not be stored (disk full...).",
+           [("", history.failed_writes if history is not None else 0)])
     family("internal_errors_total", "counter", "Commands that failed with an internal error.",
            [("", server.internal_errors)])
     family("start_time_seconds", "gauge", "When the server started, in seconds since the Unix epoch.",
