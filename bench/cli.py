@@ -52,7 +52,6 @@ def _parser() -> argparse.ArgumentParser:
     fanout.add_argument("--rate", type=float, help="total messages/s (paced); default: as fast as accepted")
     fanout.add_argument("--window", type=int, default=8, help="messages in flight per sender")
     fanout.add_argument("--body-bytes", type=int, default=64, help="length of each message's text")
-    fanout.add_argument("--history", choices=("on", "off"), help="reserved for later")
 
     connect = sub.add_parser("connect", parents=[common], help="registrations/s, then RSS per idle client")
     connect.add_argument("--clients", type=int, default=10_000)
@@ -65,9 +64,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "history", None):
-        print("history: not implemented yet (it will start salotto with history on and off)", file=sys.stderr)
-        return 2
     pid = args.server_pid
     if pid is None and args.host.startswith("127."):
         pid = find_listener_pid(args.port)

@@ -45,7 +45,6 @@ class Scenario:
     # Keys added to salotto's bench config for this scenario (e.g. history on/off); peers ignore them.
     salotto_config: Mapping[str, ConfigValue] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # run on these servers only; () means all
-    planned: bool = False  # described but not implemented yet: selecting it explains and skips
 
 
 def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scenario]:
@@ -62,9 +61,11 @@ def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scen
         Scenario("fanout-paced", FanoutParams(members, senders, duration_s, rate=500.0, name="fanout-paced")),
         Scenario("connect", ConnectParams(idle, name="connect")),
         Scenario("direct", DirectParams(pairs, duration_s, name="direct")),
-        # Later: the fanout scenario with salotto's history on and off (the config key does not exist yet).
-        Scenario("history-on", replace(history, name="history-on"), {"history": True}, ("salotto",), True),
-        Scenario("history-off", replace(history, name="history-off"), {"history": False}, ("salotto",), True),
+        # salotto's cost of storing every message (the peers store nothing, so their rows run with it off).
+        Scenario("history-on", replace(history, name="history-on"), {"history_enabled": True}, ("salotto",)),
+        Scenario("history-off", replace(history, name="history-off"), {"history_enabled": False}, ("salotto",)),
+        Scenario("direct-history", DirectParams(pairs, duration_s, name="direct-history"),
+                 {"history_enabled": True}, ("salotto",)),
     ]
 
 
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/run-peers", description=__doc__)
     names = ", ".join(SERVERS)
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {names}")
-    runnable = [s.name for s in scenarios(1, 1, False) if not s.planned]
+    runnable = [s.name for s in scenarios(1, 1, False)]
     parser.add_argument("--scenarios", default=",".join(runnable), help="comma-separated scenario names")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario per server (medians)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic per run")
@@ -136,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         _log(f"unknown scenario or server: {', '.join(unknown)}")
         return 2
-    for name in chosen:
-        if table[name].planned:
-            _log(f"{name}: planned, not implemented yet (needs salotto's history setting); skipped")
-    selected = [table[name] for name in chosen if not table[name].planned]
+    selected = [table[name] for name in chosen]
     raise_nofile_limit()  # servers inherit it
     specs = _ensure_installed([name for name in args.servers.split(",") if name], not args.no_install)
     versions = {spec.name: spec.version() for spec in specs}

@@ -230,7 +230,9 @@ def _miniircd_command(rundir: Path, port: int, _: Mapping[str, Any]) -> list[str
 
 def _salotto_command(rundir: Path, port: int, extra: Mapping[str, ConfigValue]) -> list[str]:
     config = rundir / "salotto.toml"
-    lines = [(PEERS_DIR / "salotto.toml").read_text()]
+    # A scenario's keys replace the base config's (TOML refuses a key set twice).
+    base = (PEERS_DIR / "salotto.toml").read_text().splitlines(keepends=True)
+    lines = [line for line in base if line.split("=", 1)[0].strip() not in extra]
     lines += [f"{key} = {_toml_value(value)}\n" for key, value in extra.items()]
     config.write_text("".join(lines))
     listen, data_dir = f"127.0.0.1:{port}", str(rundir / "data")

@@ -18,7 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("SALOTTO_BENCH_SMOKE_SERVER", "salotto")
-SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct")
+SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct") + (
+    ("history-on", "history-off", "direct-history") if SERVER == "salotto" else ()  # salotto-only scenarios
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the bench reads /proc (server CPU, RSS)")
 
@@ -47,7 +49,7 @@ def test_every_scenario_ran(records: dict[str, dict[str, Any]]) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["fanout", "fanout-large", "fanout-paced"])
+@pytest.mark.parametrize("name", [name for name in SCENARIOS if name.startswith(("fanout", "history"))])
 def test_fanout_delivers_everything(records: dict[str, dict[str, Any]], name: str) -> None:
     row = records[name]
     assert row["messages_sent"] > 0
