@@ -57,10 +57,13 @@ class Client:
         "signon",
         "tag_flags",
         "user",
+        "write",
     )
 
     def __init__(self, conn: Connection, client_id: int, now: float, signon: float) -> None:
         self.conn = conn
+        # The connection's write, bound once: the fanout calls it for every recipient of every message.
+        self.write = conn.write
         self.id = client_id
         self.ip = conn.peer_ip
         self.host = conn.peer_ip
@@ -97,5 +100,3 @@ class Client:
     def is_oper(self) -> bool:
         return "o" in self.modes
 
-    def send(self, data: bytes) -> None:
-        self.conn.write(data)

@@ -53,11 +53,7 @@ class Outgoing:
 
     def variant(self, flags: int) -> bytes:
         """The bytes for a recipient whose ``tag_flags`` are ``flags``."""
-        data = self._variants.get(flags)
-        if data is None:
-            data = self._build(flags)
-            self._variants[flags] = data
-        return data
+        return self._variants.get(flags) or self._variant_built(flags)
 
     def _build(self, flags: int) -> bytes:
         tags: list[str] = []
@@ -79,14 +75,19 @@ class Outgoing:
         """Write this message to every recipient but ``exclude``; return how many got it."""
         variants = self._variants
         sent = 0
+        last_flags = -1
+        data = b""
         for client in recipients:
             if client is exclude:
                 continue
             flags = client.tag_flags
-            data = variants.get(flags)
-            if data is None:
-                data = self._build(flags)
-                variants[flags] = data
-            client.conn.write(data)
+            if flags != last_flags:  # recipients mostly share their flags: skip the lookup then
+                last_flags = flags
+                data = variants.get(flags) or self._variant_built(flags)
+            client.write(data)
             sent += 1
         return sent
+
+    def _variant_built(self, flags: int) -> bytes:
+        data = self._variants[flags] = self._build(flags)
+        return data

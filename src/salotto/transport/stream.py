@@ -39,7 +39,6 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._max_sendq = config.max_sendq_bytes
         self._gate = FakelagGate(server, self._loop)
         self._out: list[bytes] = []
-        self._out_size = 0
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -83,15 +82,14 @@ class IrcStreamProtocol(asyncio.Protocol):
     # -- salotto.server.client.Connection ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        # The send queue is checked when the pass's output is handed to the transport (flush_now):
+        # what one loop pass writes is bounded by what it read.
         if self._closing:
             return
         out = self._out
         if not out:
             self._flusher.add(self)
         out.append(data)
-        self._out_size += len(data)
-        if self._out_size > self._max_sendq:
-            self._sendq_exceeded()
 
     def flush_now(self) -> None:
         """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
@@ -101,7 +99,6 @@ class IrcStreamProtocol(asyncio.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         self._out = []
-        self._out_size = 0
         transport.write(data)
         self.server.stats.bytes_out += len(data)
         if transport.get_write_buffer_size() > self._max_sendq:
@@ -111,7 +108,6 @@ class IrcStreamProtocol(asyncio.Protocol):
         """The client is not reading: drop it at once, nobody else waits for it."""
         client = self.client
         self._out.clear()
-        self._out_size = 0
         self._closing = True
         self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
