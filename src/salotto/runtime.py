@@ -18,16 +18,13 @@ from salotto.storage import Storage, StorageError, open_storage
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
-from salotto.transport.stream import IrcStreamProtocol
+from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
 
 log = logging.getLogger("salotto")
 
-# Pending connections the kernel queues per listener; a connect storm of thousands needs more
-# than Python's default of 100.
-LISTEN_BACKLOG = 4096
 # How often timers (PING, ping and registration timeouts) are checked.
 TICK_INTERVAL_S = 1.0
 # Time given to flush ERROR lines to clients at shutdown before the process exits.
@@ -153,8 +150,12 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
 
     def tick() -> None:
         nonlocal tick_handle
-        server.tick()
-        tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
+        try:
+            server.tick()
+        except Exception:
+            log.exception("internal error in the timer tick")  # our bug; the timers must go on
+        finally:
+            tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
 
     try:
         # One flusher for every transport: one history commit per loop pass covers them all.

@@ -264,3 +264,59 @@ def test_small_channel_everyone_sees_joins() -> None:
     a = h.user("a")
     h.user("b")
     assert a.lines() == [":b!~b@127.0.0.1 JOIN #lobby"]
+
+
+def test_a_members_invitation_does_not_lift_a_ban() -> None:
+    h = Harness(autojoin=[])
+    op = h.user("op")
+    friend = h.user("friend")
+    troll = h.user("troll")
+    op.send("JOIN #c")
+    friend.send("JOIN #c")
+    op.send("MODE #c +b troll!*@*")
+    friend.send("INVITE troll #c")
+    troll.lines()
+    troll.send("JOIN #c")
+    assert troll.numerics() == [ERR_BANNEDFROMCHAN]
+    op.send("INVITE troll #c")
+    troll.send("JOIN #c")
+    assert "JOIN" in troll.commands(), "an operator's invitation does"
+
+
+def test_an_invitation_belongs_to_the_connection_not_the_nick() -> None:
+    h = Harness(autojoin=[])
+    op = h.user("op")
+    op.send("JOIN #club")
+    op.send("MODE #club +i")
+    guest = h.user("guest")
+    op.send("INVITE guest #club")
+    guest.send("QUIT")
+    other = h.user("guest")
+    other.send("JOIN #club")
+    assert other.numerics() == [ERR_INVITEONLYCHAN]
+
+
+def test_large_channel_everyone_sees_a_voiced_member_leave() -> None:
+    h = Harness(autojoin=[], large_channel_threshold=2)
+    op = h.user("op")
+    op.send("JOIN #big")
+    regular = h.user("regular")
+    regular.send("JOIN #big")
+    voiced = h.user("voiced")
+    voiced.send("JOIN #big")
+    op.send("MODE #big +v voiced")
+    h.user("more").send("JOIN #big")
+    regular.lines()
+    voiced.send("PART #big")
+    assert regular.lines() == [":voiced!~voiced@127.0.0.1 PART #big"]
+
+
+def test_away_users_joining_are_announced_to_away_notify_clients() -> None:
+    h = Harness(autojoin=[])
+    watcher = h.user("watcher", caps=["away-notify"])
+    watcher.send("JOIN #c")
+    away = h.user("away")
+    away.send("AWAY :lunch")
+    watcher.lines()
+    away.send("JOIN #c")
+    assert watcher.lines() == [":away!~away@127.0.0.1 JOIN #c", ":away!~away@127.0.0.1 AWAY :lunch"]

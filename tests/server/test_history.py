@@ -200,3 +200,58 @@ def test_nothing_is_stored_when_history_is_off(tmp_path: Path) -> None:
     user = h.connect()
     user.send("CAP LS 302")
     assert "chathistory" not in " ".join(user.lines())
+
+
+def test_a_new_holder_of_a_nick_cannot_read_the_old_ones_private_history(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    h.user("bob")
+    _say(h, alice, "PRIVMSG bob :my password is hunter2")
+    alice.send("QUIT")
+    h.wall[0] += 10
+    impostor = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    impostor.send("CHATHISTORY LATEST bob * 10")
+    assert _batch(impostor)[1] == []
+    impostor.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10")
+    assert [m for m in impostor.messages() if m.command == "CHATHISTORY"] == []
+
+
+def test_a_recreated_channel_does_not_show_the_old_ones_history(h: Harness) -> None:
+    alice = h.user("alice")
+    alice.send("JOIN #secret")
+    _say(h, alice, "PRIVMSG #secret :launch codes")
+    alice.send("PART #secret")
+    h.wall[0] += 10
+    mallory = h.user("mallory", caps=["draft/chathistory", "batch", "server-time"])
+    mallory.send("JOIN #secret")
+    mallory.lines()
+    mallory.send("CHATHISTORY LATEST #secret * 10")
+    assert _batch(mallory)[1] == []
+    plain = h.user("plain")
+    plain.send("JOIN #secret")
+    assert "launch codes" not in " ".join(plain.lines()), "no replay of the old channel either"
+
+
+def test_the_lobby_keeps_its_history_for_newcomers(h: Harness) -> None:
+    alice = h.user("alice")
+    _say(h, alice, "PRIVMSG #lobby :welcome")
+    h.wall[0] += 10
+    later = h.user("later", caps=["draft/chathistory", "batch", "server-time"])
+    later.send("CHATHISTORY LATEST #lobby * 10")
+    assert [m.params[1] for m in _batch(later)[1]] == ["welcome"]
+
+
+def test_a_label_with_line_breaks_cannot_inject_lines(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "labeled-response"])
+    alice.send("@label=a\\sb\\r\\nPRIVMSG\\sx CHATHISTORY LATEST #lobby * 5")
+    lines = alice.lines()
+    assert lines[0].startswith("@label=a\\sb\\r\\nPRIVMSG\\sx :salotto.local BATCH +")
+    assert all(parse(line).command in ("BATCH",) for line in lines)
+
+
+def test_a_replayed_action_stays_an_action(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = h.user("alice")
+    _say(h, alice, "PRIVMSG #lobby :\x01ACTION waves\x01")
+    plain = h.user("plain")
+    replayed = [parse(line) for line in plain.conn.data.decode().split("\r\n") if "ACTION" in line]
+    assert replayed[0].params[1].startswith("\x01ACTION [20") and replayed[0].params[1].endswith("waves\x01")

@@ -98,3 +98,30 @@ def test_mode_line_parses_back() -> None:
     alice.send("MODE #c +l 10")
     msg = parse(alice.lines()[0])
     assert msg.params == ["#c", "+l", "10"]
+
+
+def test_one_mode_line_answers_each_list_once() -> None:
+    h = Harness(autojoin=[])
+    alice = h.user("alice")
+    alice.send("JOIN #c")
+    for i in range(5):
+        alice.send(f"MODE #c +b x{i}!*@*")
+    alice.lines()
+    alice.send("MODE #c " + "b" * 300 + "ZZZ")
+    numerics = alice.numerics()
+    assert numerics.count(RPL_BANLIST) == 5 and numerics.count(RPL_ENDOFBANLIST) == 1
+    assert numerics.count(ERR_UNKNOWNMODE) == 1
+
+
+def test_odd_digits_are_an_invalid_limit_not_a_crash() -> None:
+    h = Harness(autojoin=[])
+    alice = h.user("alice")
+    bob = h.user("bob")
+    alice.send("JOIN #c")
+    bob.send("JOIN #c")
+    alice.lines()
+    bob.lines()
+    alice.send("MODE #c +ml \u00b2")
+    assert ERR_INVALIDMODEPARAM in alice.numerics()
+    assert bob.lines() == [":alice!~alice@127.0.0.1 MODE #c +m"], "what was applied is announced"
+    assert h.server.internal_errors == 0

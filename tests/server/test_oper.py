@@ -113,3 +113,13 @@ def test_server_operator_moderates_the_lobby() -> None:
     assert ":alice!~alice@127.0.0.1 MODE #lobby +o bob" in bob.lines()
     alice.send("KICK #lobby bob :test")
     assert bob.client.channels == {}
+
+
+def test_oper_attempts_per_connection_are_limited() -> None:
+    h = _with_oper()
+    alice = h.user("alice")
+    for _ in range(3):
+        alice.send("OPER admin wrong")
+    alice.send("OPER admin hunter2")
+    assert alice.numerics() == [ERR_PASSWDMISMATCH] * 4, "even the right password, after 3 failures"
+    assert not alice.client.is_oper

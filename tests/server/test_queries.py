@@ -153,3 +153,17 @@ def test_who_mask_results_are_bounded() -> None:
     alice.lines()
     alice.send("WHO user*")
     assert [m.command for m in alice.messages()].count(RPL_WHOREPLY) == 3
+
+
+def test_whois_channels_are_split_and_follow_multi_prefix() -> None:
+    h = Harness(autojoin=[], max_channels_per_user=60)
+    alice = h.user("alice")
+    for i in range(40):
+        alice.send(f"JOIN #channel-number-{i:02d}")
+    alice.send("MODE #channel-number-00 +v alice")
+    bob = h.user("bob")
+    bob.send("WHOIS alice")
+    lines = [m for m in bob.messages() if m.command == RPL_WHOISCHANNELS]
+    assert len(lines) > 1 and all(len(m.to_line()) < 510 for m in lines)
+    names = " ".join(m.params[-1] for m in lines).split()
+    assert len(names) == 40 and "@#channel-number-00" in names, "highest prefix only without multi-prefix"

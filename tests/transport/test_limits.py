@@ -42,7 +42,10 @@ def test_line_limit_is_512_bytes_with_crlf_counted_in_bytes_not_characters() -> 
         bob = joined(srv, "bob")
         head = "PRIVMSG #lobby :"
         alice.send(head + "a" * (510 - len(head)))  # 510 + CRLF = 512: the longest allowed
-        assert len(bob.expect("PRIVMSG").params[1]) == 510 - len(head)
+        relayed = bob.expect("PRIVMSG")
+        # Accepted, and relayed cut to fit 512 bytes once the server adds alice's prefix.
+        line = f":{relayed.source} PRIVMSG #lobby :{relayed.params[1]}\r\n"
+        assert len(line.encode()) == 512 and set(relayed.params[1]) == {"a"}
         alice.send(head + "b" * (511 - len(head)))
         alice.expect("417")
         alice.send(head + "é" * 250)  # 250 characters, 500 bytes: too long
@@ -57,15 +60,23 @@ def test_line_with_8000_bytes_of_tags_is_accepted() -> None:
     def body(srv: InProcessServer) -> None:
         alice = joined(srv, "alice")
         bob = joined(srv, "bob")
-        tags = "@+example.org/big=" + "t" * (8000 - len("@+example.org/big="))
-        assert len(tags) == 8000
+        # 8000 bytes of tags in all: 4000 of client tags (relayed; message-tags allows 4094) and
+        # 4000 of a tag meant for the server, which ignores it.
+        client_tag = "+example.org/big=" + "t" * (4000 - len("+example.org/big="))
+        server_tag = "example.org/other=" + "u" * (3999 - len("@example.org/other=;"))
+        tags = f"@{client_tag};{server_tag}"
+        assert len(tags) == 8000 - 1
         alice.send(f"{tags} PRIVMSG #lobby :hi with tags")
-        assert bob.expect("PRIVMSG").params == ["#lobby", "hi with tags"]
+        relayed = bob.expect("PRIVMSG")
+        assert relayed.params == ["#lobby", "hi with tags"]
         alice.send("PING :after")
         alice.expect("PONG")
         assert not any(msg.command == "417" for msg in alice.received)
-        # Past the tag limit (8191 bytes with '@' and the space) the line is refused, gently.
-        alice.send("@+example.org/big=" + "t" * 8200 + " PRIVMSG #lobby :too much")
+        # Client tags over 4094 bytes are refused (message-tags), gently.
+        alice.send("@+example.org/big=" + "t" * 4100 + " PRIVMSG #lobby :too many client tags")
+        alice.expect("417")
+        # Past the tag section limit (8191 bytes with '@' and the space) the line is refused too.
+        alice.send("@example.org/big=" + "t" * 8200 + " PRIVMSG #lobby :too much")
         alice.expect("417")
         alice.send("PRIVMSG #lobby :next")
         assert bob.expect("PRIVMSG").params == ["#lobby", "next"]

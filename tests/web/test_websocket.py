@@ -155,8 +155,8 @@ def test_too_long_frame_gets_417_and_the_connection_keeps_working() -> None:
         assert web.expect("PONG").params[-1] == "still-here"
         web.send("PRIVMSG #lobby :short")
         assert tcp.expect("PRIVMSG").params == ["#lobby", "short"]  # the long one never reached anyone
-        # 8000 bytes of tags are within the IRCv3 limit, as over TCP.
-        web.send("@+example.org/big=" + "t" * 7982 + " PRIVMSG #lobby :tagged")
+        # 4000 bytes of client tags are within the IRCv3 limit (4094), as over TCP.
+        web.send("@+example.org/big=" + "t" * 3982 + " PRIVMSG #lobby :tagged")
         assert tcp.expect("PRIVMSG").params == ["#lobby", "tagged"]
 
     serve_web(body)

@@ -9,6 +9,8 @@ __all__ = [
     "CHANMODES_B",
     "CHANMODES_C",
     "CHANMODES_D",
+    "CHANNEL_MODES",
+    "CHANNEL_MODES_WITH_PARAM",
     "PREFIX_MODES",
     "PREFIX_SYMBOLS",
     "USER_MODES",
@@ -25,6 +27,9 @@ CHANMODES_D: Final = "imnst"
 PREFIX_MODES: Final = "ov"
 PREFIX_SYMBOLS: Final = "@+"
 USER_MODES: Final = "iow"
+# RPL_MYINFO: every channel mode, and those that take a parameter.
+CHANNEL_MODES: Final = "".join(sorted(CHANMODES_A + CHANMODES_B + CHANMODES_C + CHANMODES_D + PREFIX_MODES))
+CHANNEL_MODES_WITH_PARAM: Final = "".join(sorted(CHANMODES_A + CHANMODES_B + CHANMODES_C + PREFIX_MODES))
 
 
 class ModeChange(NamedTuple):

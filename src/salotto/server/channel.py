@@ -63,7 +63,8 @@ class Channel:
         self.bans: list[ListEntry] = []
         self.excepts: list[ListEntry] = []
         self.invex: list[ListEntry] = []
-        self.invited: set[str] = set()
+        # Client id -> whether the inviter could moderate the channel (see join_channel).
+        self.invited: dict[int, bool] = {}
 
     def __repr__(self) -> str:
         return f"<Channel {self.name} {len(self.members)} members>"

@@ -48,8 +48,7 @@ class Client:
         "modes",
         "nick",
         "nick_cf",
-        "oper_name",
-        "pass_given",
+        "oper_failures",
         "ping_sent_at",
         "quitting",
         "realname",
@@ -79,8 +78,7 @@ class Client:
         self.tag_flags = 0
         self.channels: dict[str, Channel] = {}
         self.modes: set[str] = set()
-        self.oper_name: str | None = None
-        self.pass_given: str | None = None
+        self.oper_failures = 0
         self.registered = False
         self.quitting = False
         self.signon = signon

@@ -16,7 +16,28 @@ if TYPE_CHECKING:
     from salotto.server.client import Client
     from salotto.server.state import Server
 
-__all__ = ["Context"]
+__all__ = ["WORDS_BUDGET", "Context", "add_tag", "chunk_words"]
+
+# Bytes of space-separated words (names, channels) per reply line, leaving room for the prefix,
+# the numeric and the other parameters within 512.
+WORDS_BUDGET = 400
+
+
+def chunk_words(words: list[str], budget: int) -> list[str]:
+    """Join ``words`` with spaces into lines of at most ``budget`` characters (a longer word: alone)."""
+    lines: list[str] = []
+    current: list[str] = []
+    size = 0
+    for word in words:
+        if current and size + len(word) + 1 > budget:
+            lines.append(" ".join(current))
+            current = []
+            size = 0
+        current.append(word)
+        size += len(word) + 1
+    if current:
+        lines.append(" ".join(current))
+    return lines
 
 
 class Context:
@@ -54,6 +75,10 @@ class Context:
     def fail(self, command: str, code: str, *context: str, description: str) -> None:
         """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""
         self.from_server("FAIL", command, code, *context, description)
+
+    def label_tag(self) -> str | None:
+        """``label=<escaped>`` for a reply built outside :meth:`flush` (a deferred one), or None."""
+        return "label=" + escape_tag_value(self.label) if self.label is not None else None
 
     def send(self, data: bytes) -> None:
         """Bytes already serialized, CRLF included."""

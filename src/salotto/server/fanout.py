@@ -15,9 +15,9 @@ from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 
 __all__ = ["Outgoing", "format_server_time"]
 
-# Commands whose last parameter is free text: it always gets its colon, even when one word, since
-# naive clients and bots look for " :" to find the text.
-_TEXT_COMMANDS = frozenset({"PRIVMSG", "NOTICE", "QUIT", "PART", "KICK", "TOPIC", "AWAY", "SETNAME"})
+# Commands with a free-text parameter, and how many parameters they have with it: that text always
+# gets its colon, even when one word, since naive clients and bots look for " :" to find it.
+_TEXT_PARAM_COUNT = {"PRIVMSG": 2, "NOTICE": 2, "QUIT": 1, "PART": 2, "KICK": 3, "TOPIC": 2, "AWAY": 1, "SETNAME": 1}
 
 
 def format_server_time(wall: float) -> str:
@@ -41,7 +41,7 @@ class Outgoing:
         account: str | None = None,
         client_tags: Mapping[str, str] | None = None,
     ) -> None:
-        if params and command in _TEXT_COMMANDS:
+        if params and _TEXT_PARAM_COUNT.get(command) == len(params):
             self._base = f"{format_line(command, params[:-1], source=source)} :{params[-1]}\r\n"
         else:
             self._base = format_line(command, params, source=source) + "\r\n"

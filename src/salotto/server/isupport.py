@@ -14,8 +14,10 @@ from salotto.proto.modes import (
 )
 from salotto.proto.names import CHANTYPES
 
-__all__ = ["MODES_PER_COMMAND", "isupport_tokens"]
+__all__ = ["ISUPPORT_TOKENS_PER_LINE", "MODES_PER_COMMAND", "USERLEN", "isupport_tokens"]
 
+# Tokens per RPL_ISUPPORT line: Modern IRC caps a 005 line at 13 parameters, plus nick and the text.
+ISUPPORT_TOKENS_PER_LINE = 12
 # MODES=: changes with a parameter in one MODE command; 4 to 6 is what most servers allow.
 MODES_PER_COMMAND = 6
 

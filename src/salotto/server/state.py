@@ -96,6 +96,8 @@ class Server:
         self.config = config
         self.name = config.server_name
         self.motd = motd
+        if self.history is not None:
+            self.history.config = config
         for name in config.autojoin:
             channel = self.channels.get(casefold(name))
             if channel is None:
@@ -257,16 +259,17 @@ class Server:
         threshold = self.config.large_channel_threshold
         audience: set[Client] = set()
         for channel in client.channels.values():
-            if len(channel.members) > threshold:
+            if len(channel.members) > threshold and client not in channel.privileged:
                 audience.update(channel.operators())
             else:
                 audience.update(channel.members)
         audience.discard(client)
         return audience
 
-    def member_audience(self, channel: Channel) -> Iterable[Client]:
-        """Who sees joins and parts in ``channel``: everyone, or only operators above the threshold."""
-        if len(channel.members) > self.config.large_channel_threshold:
+    def member_audience(self, channel: Channel, member: Client) -> Iterable[Client]:
+        """Who sees ``member`` join or part ``channel``: everyone, or only the operators above the
+        threshold, unless ``member`` is an operator or voiced (everyone's NAMES lists those)."""
+        if len(channel.members) > self.config.large_channel_threshold and member not in channel.privileged:
             return channel.operators()
         return channel.members
 

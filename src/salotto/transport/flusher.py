@@ -8,11 +8,14 @@ before it is in history) and hands each buffer to its transport in one write.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
 from salotto.server.state import Server
 
 __all__ = ["Flushable", "Flusher"]
+
+log = logging.getLogger("salotto.transport")
 
 
 class Flushable(Protocol):
@@ -52,4 +55,7 @@ class Flusher:
         dirty = self._dirty
         self._dirty = []
         for connection in dirty:
-            connection.flush_now()
+            try:
+                connection.flush_now()
+            except Exception:  # our bug: log it, and let every other connection still get its output
+                log.exception("internal error flushing a connection")

@@ -17,9 +17,15 @@ from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.inbound import FakelagGate
 
-__all__ = ["IrcStreamProtocol"]
+__all__ = ["CLOSE_GRACE_S", "LISTEN_BACKLOG", "IrcStreamProtocol"]
 
 log = logging.getLogger("salotto.transport")
+
+# Pending connections the kernel queues per listener; a connect storm of thousands needs more
+# than Python's default of 100.
+LISTEN_BACKLOG = 4096
+# Seconds a closing connection has to take its last lines (the ERROR) before it is cut.
+CLOSE_GRACE_S = 5.0
 
 
 class IrcStreamProtocol(asyncio.Protocol):
@@ -39,6 +45,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._max_sendq = config.max_sendq_bytes
         self._gate = FakelagGate(server, self._loop)
         self._out: list[bytes] = []
+        self._out_size = 0
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -82,23 +89,27 @@ class IrcStreamProtocol(asyncio.Protocol):
     # -- salotto.server.client.Connection ---------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        # The send queue is checked when the pass's output is handed to the transport (flush_now):
-        # what one loop pass writes is bounded by what it read.
         if self._closing:
             return
         out = self._out
         if not out:
             self._flusher.add(self)
         out.append(data)
+        self._out_size += len(data)
+        if self._out_size > self._max_sendq:  # a pass can write much more than it read: a fanout
+            self._sendq_exceeded()
 
     def flush_now(self) -> None:
         """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
         transport = self._transport
         out = self._out
-        if not out or transport is None or transport.is_closing():
+        if not out:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
         self._out = []
+        self._out_size = 0
+        if transport is None or transport.is_closing():
+            return  # the peer is gone: what it did not get is dropped, not kept
+        data = out[0] if len(out) == 1 else b"".join(out)
         transport.write(data)
         self.server.stats.bytes_out += len(data)
         if transport.get_write_buffer_size() > self._max_sendq:
@@ -108,6 +119,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         """The client is not reading: drop it at once, nobody else waits for it."""
         client = self.client
         self._out.clear()
+        self._out_size = 0
         self._closing = True
         self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
@@ -128,6 +140,9 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._gate.stop()
         if self._transport is not None:
             self._transport.close()
+            # close() waits for the peer to take what is queued; a peer that never reads would
+            # keep the socket open for ever.
+            self._loop.call_later(CLOSE_GRACE_S, self._transport.abort)
 
 
 def _describe(exc: Exception) -> str:

@@ -24,13 +24,13 @@ from salotto.config import Config, ConfigError, parse_host_port
 from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
+from salotto.transport.stream import LISTEN_BACKLOG
 from salotto.transport.websocket import make_factory
 
 __all__ = ["CONTENT_SECURITY_POLICY", "WebService", "open_web_listeners", "render_metrics", "web_urls"]
 
 # Pending connections the kernel queues per web listener (as for IRC: a reconnect storm after a
 # restart is every browser at once).
-LISTEN_BACKLOG: Final = 1024
 
 # The page loads only its own scripts, styles and icons, talks only to its own origin (CSP 3 lets
 # 'self' match ws: and wss: on the same host), and cannot be framed. No inline script or style.

@@ -34,15 +34,12 @@ from salotto.proto.numerics import (
 )
 from salotto.server.channel import Channel
 from salotto.server.client import Client
-from salotto.server.context import Context
+from salotto.server.context import WORDS_BUDGET, Context, chunk_words
 from salotto.server.handlers.history import replay_on_join
 
 __all__ = ["join_channel", "part_channel", "send_names"]
 
 log = logging.getLogger("salotto.server")
-
-# Bytes of names per RPL_NAMREPLY line, leaving room for the prefix and the channel in 512.
-_NAMES_BUDGET = 400
 
 
 def _split_targets(ctx: Context, text: str) -> list[str] | None:
@@ -90,31 +87,39 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
         server.channels[name_cf] = channel
         status = "o"
     else:
-        invited = client.nick_cf in channel.invited
-        if channel.key is not None and key != channel.key and not invited:
+        # An invitation lets its connection past +i; past +k, +l and bans only when a channel
+        # operator gave it (a member's invitation must not undo a ban).
+        invite = channel.invited.get(client.id)
+        invited = invite is not None
+        overrides = invite is True
+        if channel.key is not None and key != channel.key and not overrides:
             ctx.reply(ERR_BADCHANNELKEY, channel.name, "Cannot join channel (+k)")
             return
-        if channel.limit is not None and len(channel.members) >= channel.limit and not invited:
+        if channel.limit is not None and len(channel.members) >= channel.limit and not overrides:
             ctx.reply(ERR_CHANNELISFULL, channel.name, "Cannot join channel (+l)")
             return
         if "i" in channel.modes and not invited and not channel.is_invex(client):
             ctx.reply(ERR_INVITEONLYCHAN, channel.name, "Cannot join channel (+i)")
             return
-        if not invited and channel.is_banned(client):
+        if not overrides and channel.is_banned(client):
             ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
             return
-        channel.invited.discard(client.nick_cf)
+        channel.invited.pop(client.id, None)
     channel.add(client, status)
     client.channels[name_cf] = channel
 
     plain = server.outgoing(client.prefix, "JOIN", [channel.name])
     extended = server.outgoing(client.prefix, "JOIN", [channel.name, client.account or "*", client.realname])
-    for member in server.member_audience(channel):
+    for member in server.member_audience(channel, client):
         if member is not client:
             join = extended if "extended-join" in member.caps else plain
             member.conn.write(join.variant(member.tag_flags))
     own = extended if "extended-join" in client.caps else plain
     ctx.send(own.variant(client.tag_flags))
+    if client.away is not None:  # away-notify: say it with the join, not only when it changes
+        away = server.outgoing(client.prefix, "AWAY", [client.away])
+        away.deliver([m for m in server.member_audience(channel, client) if "away-notify" in m.caps],
+                     exclude=client)
     if channel.topic:
         send_topic(ctx, channel)
     send_names(ctx, channel)
@@ -125,7 +130,7 @@ def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
     server = ctx.server
     client = ctx.client
     part = server.outgoing(client.prefix, "PART", [channel.name, reason] if reason else [channel.name])
-    part.deliver(server.member_audience(channel), exclude=client)
+    part.deliver(server.member_audience(channel, client), exclude=client)
     ctx.send(part.variant(client.tag_flags))
     server.remove_member(channel, client)
 
@@ -202,20 +207,11 @@ def send_names(ctx: Context, channel: Channel) -> None:
     members: list[Client] | dict[Client, str] = channel.members
     if len(channel.members) > server.config.large_channel_threshold and not channel.is_op(client):
         members = list(channel.privileged)
-        if client not in channel.privileged:
+        if client in channel.members and client not in channel.privileged:
             members.append(client)
-    line: list[str] = []
-    size = 0
-    for member in members:
-        entry = channel.prefix_of(member, multi=multi) + (member.prefix if userhost else member.nick)
-        if line and size + len(entry) + 1 > _NAMES_BUDGET:
-            ctx.reply(RPL_NAMREPLY, symbol, channel.name, " ".join(line))
-            line = []
-            size = 0
-        line.append(entry)
-        size += len(entry) + 1
-    if line:
-        ctx.reply(RPL_NAMREPLY, symbol, channel.name, " ".join(line))
+    entries = [channel.prefix_of(m, multi=multi) + (m.prefix if userhost else m.nick) for m in members]
+    for line in chunk_words(entries, WORDS_BUDGET):
+        ctx.reply(RPL_NAMREPLY, symbol, channel.name, line)
     ctx.reply(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
 
 
@@ -274,7 +270,9 @@ def handle_invite(ctx: Context) -> None:
     if target in channel.members:
         ctx.reply(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
         return
-    channel.invited.add(target.nick_cf)
+    if len(channel.invited) >= server.config.max_list_entries:
+        channel.invited.pop(next(iter(channel.invited)))  # the oldest invitation makes room
+    channel.invited[target.id] = channel.may_moderate(client)
     ctx.reply(RPL_INVITING, target.nick, channel.name)
     invite = server.outgoing(client.prefix, "INVITE", [target.nick, channel.name])
     target.conn.write(invite.variant(target.tag_flags))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
 from salotto.proto.names import CHANTYPES, split_userhost
+from salotto.proto.numbers import parse_positive_int
 from salotto.server.channel import Channel
 from salotto.server.client import TAG_SERVER_TIME, Client
 from salotto.server.context import Context, add_tag
@@ -43,7 +44,7 @@ def parse_server_time(text: str) -> float | None:
     try:
         main, _, rest = text.partition(".")
         fraction = rest.rstrip("Z") if rest else "0"
-        if not text.endswith("Z") or not fraction.isdigit():
+        if not text.endswith("Z") or not fraction.isascii() or not fraction.isdigit():
             return None
         base = calendar.timegm(time.strptime(main.rstrip("Z"), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
@@ -64,11 +65,11 @@ def handle_chathistory(ctx: Context) -> None:
     if len(params) < needed:
         ctx.fail("CHATHISTORY", "NEED_MORE_PARAMS", sub, description="Missing parameters")
         return
-    limit_text = params[needed - 1]
-    if not limit_text.isdigit() or int(limit_text) <= 0:
-        ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, limit_text, description="Invalid limit")
+    asked = parse_positive_int(params[needed - 1])
+    if asked is None:
+        ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, params[needed - 1], description="Invalid limit")
         return
-    limit = min(int(limit_text), server.config.chathistory_max_lines)
+    limit = min(asked, server.config.chathistory_max_lines)
     history = server.history
     if history is None:
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", sub, description="History is off on this server")
@@ -84,7 +85,7 @@ def handle_chathistory(ctx: Context) -> None:
     if resolved is None:
         ctx.fail("CHATHISTORY", "INVALID_TARGET", sub, params[1], description="No such channel or nick")
         return
-    key, shown = resolved
+    key, shown, since = resolved
     first = _parse_ref(params[2], star=sub == "LATEST")
     second = _parse_ref(params[3]) if sub == "BETWEEN" else None
     if first == "bad" or second == "bad":
@@ -92,9 +93,10 @@ def handle_chathistory(ctx: Context) -> None:
         return
     query = _query(sub, key, first, second, limit)
     client = ctx.client
-    label = ctx.label
+    label = ctx.label_tag()
     ctx.deferred = True
-    history.read(query, lambda outcome: _send_batch(server, client, shown, outcome, label))
+    server.commit_pending()  # the read runs on another connection: let it see this pass's messages
+    history.read(query, lambda outcome: _send_batch(server, client, shown, outcome, label, since))
 
 
 def _query(
@@ -116,18 +118,33 @@ def _query(
     return lambda s: s.around(key, ref, limit)
 
 
-def _resolve_target(ctx: Context, name: str) -> tuple[str, str] | None:
-    """The storage key of a target the client may read, and its name as the client knows it."""
+def readable_since(client: Client, channel: Channel | None) -> float:
+    """The oldest history ``client`` may read in ``channel`` (None: its private conversations).
+
+    Until accounts and registered channels exist, a nick or a channel name is not proof of being the
+    same person or room as before: whoever takes the nick ``alice`` must not read alice's private
+    messages, whoever re-creates ``#secret`` must not read the old one's. So private history is
+    readable from the client's connection on, a channel's from its creation on. The autojoin
+    channels are public by design and keep their whole history, across restarts too.
+    """
+    if channel is None:
+        return client.signon
+    return 0.0 if channel.permanent else float(channel.created)
+
+
+def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
+    """The storage key of a target the client may read, its name as the client knows it, and the
+    oldest time the client may read there."""
     server = ctx.server
     client = ctx.client
     if name[:1] in CHANTYPES:
         channel = server.find_channel(name)
         if channel is None or client not in channel.members:
             return None
-        return channel.name_cf, channel.name
+        return channel.name_cf, channel.name, readable_since(client, channel)
     if not name or any(ch in name for ch in " ,*?!@"):
         return None
-    return conversation_key(client.nick, name), name
+    return conversation_key(client.nick, name), name, readable_since(client, None)
 
 
 def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | None) -> bytes:
@@ -139,8 +156,11 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | 
         target = shown if casefold(sender_nick) == client.nick_cf else client.nick
     text = msg.text
     if not client.tag_flags & TAG_SERVER_TIME:
-        # Without server-time the client would show an old message as new: say when it was.
-        text = time.strftime("[%Y-%m-%d %H:%M UTC] ", time.gmtime(msg.time)) + text
+        # Without server-time the client would show an old message as new: say when it was
+        # (inside a CTCP ACTION, so that /me stays an action).
+        stamp = time.strftime("[%Y-%m-%d %H:%M UTC] ", time.gmtime(msg.time))
+        action = "\x01ACTION "
+        text = action + stamp + text[len(action):] if text.startswith(action) else stamp + text
     params = [target] if msg.command == "TAGMSG" else [target, text]
     out = Outgoing(msg.sender, msg.command, params, wall=msg.time, msgid=msg.msgid, account=msg.account,
                    client_tags=dict(msg.tags) if msg.tags else None)
@@ -149,19 +169,24 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | 
 
 
 def _send_batch(
-    server: Server, client: Client, shown: str, outcome: Outcome[list[HistoryMessage]], label: str | None
+    server: Server,
+    client: Client,
+    shown: str,
+    outcome: Outcome[list[HistoryMessage]],
+    label: str | None,
+    since: float,
 ) -> None:
     if client.quitting:
         return
     if outcome.error is not None:
         line = f":{server.name} FAIL CHATHISTORY MESSAGE_ERROR {shown} :Could not read history\r\n"
-        client.conn.write(add_tag(line.encode(), "label=" + label) if label else line.encode())
+        client.conn.write(add_tag(line.encode(), label) if label else line.encode())
         return
-    messages = outcome.value or []
+    messages = [msg for msg in outcome.value or [] if msg.time >= since]
     ref = server.new_batch_id()
     start = f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode()
     if label:
-        start = add_tag(start, "label=" + label)
+        start = add_tag(start, label)
     body = b"".join(_history_line(msg, client, shown, ref) for msg in messages)
     client.conn.write(start + body + f":{server.name} BATCH -{ref}\r\n".encode())
 
@@ -173,8 +198,9 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     assert history is not None
     channels = list(client.channels)
     party = client.nick
-    label = ctx.label
+    label = ctx.label_tag()
     ctx.deferred = True
+    server.commit_pending()
 
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         if client.quitting:
@@ -182,10 +208,12 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
         ref = server.new_batch_id()
         lines = [f":{server.name} BATCH +{ref} draft/chathistory-targets\r\n".encode()]
         if label:
-            lines[0] = add_tag(lines[0], "label=" + label)
+            lines[0] = add_tag(lines[0], label)
         for listing in outcome.value or []:
             name = listing.name
             channel = server.find_channel(name) if name[:1] in CHANTYPES else None
+            if listing.latest < readable_since(client, channel):
+                continue
             stamp = "timestamp=" + format_server_time(listing.latest)
             line = f"@batch={ref} :{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
             lines.append(line.encode())
@@ -202,12 +230,14 @@ def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
     if history is None or lines <= 0 or CHATHISTORY_CAP in client.caps:
         return
     key, shown = channel.name_cf, channel.name
+    since = readable_since(client, channel)
+    server.commit_pending()  # the read runs on another connection: let it see this pass's messages
     # Only what was said before the join: the read runs later, and what came after reaches the
     # client live. (A message in the very millisecond of the join is left out rather than doubled.)
     joined_at = Ref.by_time(int(server.wallclock() * 1000) / 1000)
 
     def done(outcome: Outcome[list[HistoryMessage]]) -> None:
-        messages = outcome.value or []
+        messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if client.quitting or not messages or channel.name_cf not in client.channels:
             return
         if "batch" in client.caps:

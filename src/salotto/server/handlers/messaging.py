@@ -5,9 +5,11 @@ https://modern.ircdocs.horse/#privmsg-message, https://ircv3.net/specs/extension
 
 from __future__ import annotations
 
+from salotto.proto.message import format_tags
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
     ERR_CANNOTSENDTOCHAN,
+    ERR_INPUTTOOLONG,
     ERR_NORECIPIENT,
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
@@ -22,6 +24,8 @@ from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
 from salotto.storage.base import HistoryMessage, conversation_key
 
+# IRCv3 message-tags: the client-only tags of one message may take at most 4094 bytes.
+MAX_CLIENT_TAG_BYTES = 4094
 # Client tags that make a TAGMSG worth relaying but not keeping: a typing notice is stale at once.
 _EPHEMERAL_TAGS = frozenset({"+typing", "+draft/typing"})
 
@@ -63,6 +67,9 @@ def _message(ctx: Context, command: str) -> None:
         return
     tags = ctx.msg.tags
     client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
+    if client_tags and len(format_tags(client_tags)) > MAX_CLIENT_TAG_BYTES:
+        ctx.reply(ERR_INPUTTOOLONG, "Input line was too long (client tags)")
+        return
     if is_tagmsg and not client_tags:
         return
     echo = "echo-message" in client.caps
@@ -74,11 +81,11 @@ def _message(ctx: Context, command: str) -> None:
     history = server.history
     if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
         history = None
-    text = "" if is_tagmsg else params[1]
+    text = "" if is_tagmsg else _fit(params[1], client.prefix, command, params[0], server.config.max_line_bytes)
     for target in targets:
         if not target:
             continue
-        body = [target] if is_tagmsg else [target, params[1]]
+        body = [target] if is_tagmsg else [target, text]
         if target[0] in CHANTYPES:
             channel = server.find_channel(target)
             if channel is None:
@@ -124,6 +131,16 @@ def _message(ctx: Context, command: str) -> None:
         if echo:
             ctx.send(out.variant(client.tag_flags))
             stats.deliveries_out += 1
+
+
+def _fit(text: str, source: str, command: str, target: str, max_line_bytes: int) -> str:
+    """``text`` cut so that the relayed line, with the sender's prefix added, still fits the line limit
+    (clients drop longer lines); cut on a character boundary."""
+    room = max_line_bytes - len(f":{source} {command} {target} :\r\n".encode())
+    data = text.encode()
+    if len(data) <= room:
+        return text
+    return data[: max(room, 0)].decode("utf-8", "ignore")
 
 
 def handle_away(ctx: Context) -> None:

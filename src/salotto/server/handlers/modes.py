@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from salotto.proto.modes import PREFIX_MODES, USER_MODES, ModeChange, parse_mode_string
 from salotto.proto.names import CHANTYPES, normalize_mask
+from salotto.proto.numbers import parse_positive_int
 from salotto.proto.numerics import (
     ERR_BANLISTFULL,
     ERR_CHANOPRIVSNEEDED,
@@ -82,7 +83,6 @@ def _user_mode(ctx: Context, nick: str) -> None:
             if ch == "i":
                 server.invisible_count -= 1
             elif ch == "o":
-                client.oper_name = None
                 server.opers.discard(client)
     if unknown:
         ctx.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
@@ -117,15 +117,20 @@ def _channel_mode(ctx: Context, name: str) -> None:
         ctx.reply(RPL_CREATIONTIME, channel.name, str(channel.created))
         return
     changes, unknown = parse_mode_string(params[1], params[2:])
-    for letter in unknown:
+    # Each unknown letter and each list answered once per command: "MODE #c bbbb..." must not
+    # turn one line into tens of thousands of replies.
+    for letter in dict.fromkeys(unknown):
         ctx.reply(ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
+    listed: set[str] = set()
     is_op = channel.may_moderate(client)
     applied: list[str] = []
     args: list[str] = []
     with_param = 0
     for change in changes:
         if change.param is None and change.mode in _LIST_REPLIES:
-            _send_list(ctx, channel, change.mode)
+            if change.mode not in listed:
+                listed.add(change.mode)
+                _send_list(ctx, channel, change.mode)
             continue
         if not is_op:
             ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
@@ -185,11 +190,12 @@ def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:
                 return None
             channel.limit = None
             return ""
-        if param is None or not param.isdigit() or int(param) <= 0:
+        limit = parse_positive_int(param) if param is not None else None
+        if limit is None:
             ctx.reply(ERR_INVALIDMODEPARAM, channel.name, "l", param or "*", "Invalid limit")
             return None
-        channel.limit = int(param)
-        return param
+        channel.limit = limit
+        return str(limit)
     if adding == (mode in channel.modes):
         return None
     if adding:

@@ -17,6 +17,9 @@ from salotto.server.context import Context
 
 log = logging.getLogger("salotto.server")
 
+# Failed OPER attempts one connection may make; then it must reconnect (fakelag slows that too).
+OPER_ATTEMPTS_PER_CONNECTION = 3
+
 
 def handle_oper(ctx: Context) -> None:
     # OPER <name> <password>
@@ -24,7 +27,12 @@ def handle_oper(ctx: Context) -> None:
     server = ctx.server
     name, password = ctx.msg.params[0], ctx.msg.params[1]
     block = server.config.opers.get(name)
+    # scrypt costs tens of milliseconds on the loop: a connection gets a few tries, no more.
+    if client.oper_failures >= OPER_ATTEMPTS_PER_CONNECTION:
+        ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect (too many attempts on this connection)")
+        return
     if block is None or not verify_password(password, block.password_hash):
+        client.oper_failures += 1
         log.warning("failed OPER as %r by %s (%s)", name, client.nick, client.ip)
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect")
         return
@@ -35,7 +43,6 @@ def handle_oper(ctx: Context) -> None:
         return
     client.modes.add("o")
     server.opers.add(client)
-    client.oper_name = name
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")
     ctx.send(server.outgoing(client.nick, "MODE", [client.nick, "+o"]).variant(client.tag_flags))

@@ -3,10 +3,12 @@ TIME, ADMIN, INFO (https://modern.ircdocs.horse/#user-based-queries)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from salotto.proto.casemap import casefold
 from salotto.proto.names import CHANTYPES, mask_match
+from salotto.proto.numbers import parse_positive_int
 from salotto.proto.numerics import (
     ERR_NOMOTD,
     ERR_NOSUCHNICK,
@@ -47,7 +49,8 @@ from salotto.proto.numerics import (
 )
 from salotto.server.channel import Channel
 from salotto.server.client import Client
-from salotto.server.context import Context
+from salotto.server.context import WORDS_BUDGET, Context, chunk_words
+from salotto.server.isupport import ISUPPORT_TOKENS_PER_LINE
 
 # Nicks answered by one USERHOST (RFC 2812: up to 5).
 USERHOST_MAX_NICKS = 5
@@ -93,9 +96,13 @@ def handle_version(ctx: Context) -> None:
     # VERSION [<target>]
     server = ctx.server
     ctx.reply(RPL_VERSION, server.version, server.name, "salotto, a self-hosted chat server")
-    tokens = server.isupport
-    for i in range(0, len(tokens), 12):
-        ctx.reply(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
+    send_isupport(ctx)
+
+
+def send_isupport(ctx: Context) -> None:
+    tokens = ctx.server.isupport
+    for i in range(0, len(tokens), ISUPPORT_TOKENS_PER_LINE):
+        ctx.reply(RPL_ISUPPORT, *tokens[i : i + ISUPPORT_TOKENS_PER_LINE], "are supported by this server")
 
 
 def handle_time(ctx: Context) -> None:
@@ -160,7 +167,11 @@ def handle_who(ctx: Context) -> None:
     if mask[:1] in CHANTYPES:
         channel = server.find_channel(mask)
         if channel is not None and (client in channel.members or "s" not in channel.modes):
-            for member in channel.members:
+            # A large channel answers a non-operator with at most who_max_results lines, as a mask does.
+            limit = None
+            if len(channel.members) > server.config.large_channel_threshold and not channel.may_moderate(client):
+                limit = server.config.who_max_results
+            for member in itertools.islice(channel.members, limit):
                 _who_line(ctx, channel, member)
     else:
         target = server.find_user(mask)
@@ -191,14 +202,14 @@ def handle_whois(ctx: Context) -> None:
         ctx.reply(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
         return
     ctx.reply(RPL_WHOISUSER, target.nick, target.user, target.host, "*", target.realname)
-    multi = True
+    multi = "multi-prefix" in client.caps
     channels = [
         channel.prefix_of(target, multi=multi) + channel.name
         for channel in target.channels.values()
         if "s" not in channel.modes or client in channel.members
     ]
-    if channels:
-        ctx.reply(RPL_WHOISCHANNELS, target.nick, " ".join(channels))
+    for line in chunk_words(channels, WORDS_BUDGET):
+        ctx.reply(RPL_WHOISCHANNELS, target.nick, line)
     ctx.reply(RPL_WHOISSERVER, target.nick, server.name, server.config.network_name)
     if target.away is not None:
         ctx.reply(RPL_AWAY, target.nick, target.away)
@@ -216,7 +227,7 @@ def handle_whowas(ctx: Context) -> None:
     server = ctx.server
     params = ctx.msg.params
     nick = params[0]
-    count = int(params[1]) if len(params) > 1 and params[1].isdigit() and int(params[1]) > 0 else 0
+    count = (parse_positive_int(params[1]) if len(params) > 1 else None) or 0
     nick_cf = casefold(nick)
     found = 0
     for entry in server.whowas:

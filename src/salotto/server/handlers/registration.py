@@ -9,7 +9,9 @@ import logging
 import time
 
 from salotto.proto.casemap import casefold
+from salotto.proto.modes import CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM, USER_MODES
 from salotto.proto.names import is_valid_nick
+from salotto.proto.numbers import parse_positive_int
 from salotto.proto.numerics import (
     ERR_ALREADYREGISTERED,
     ERR_ERRONEUSNICKNAME,
@@ -17,7 +19,6 @@ from salotto.proto.numerics import (
     ERR_NICKNAMEINUSE,
     ERR_NONICKNAMEGIVEN,
     RPL_CREATED,
-    RPL_ISUPPORT,
     RPL_MYINFO,
     RPL_WELCOME,
     RPL_YOURHOST,
@@ -25,7 +26,7 @@ from salotto.proto.numerics import (
 from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from salotto.server.context import Context
 from salotto.server.handlers.channels import join_channel
-from salotto.server.handlers.queries import send_lusers, send_motd
+from salotto.server.handlers.queries import send_isupport, send_lusers, send_motd
 from salotto.server.isupport import USERLEN
 
 log = logging.getLogger("salotto.server")
@@ -86,7 +87,7 @@ def handle_cap(ctx: Context) -> None:
     if sub == "LS":
         if not client.registered:
             client.cap_negotiating = True
-        version = int(params[1]) if len(params) > 1 and params[1].isdigit() else 0
+        version = (parse_positive_int(params[1]) if len(params) > 1 else None) or 0
         client.cap_version = max(client.cap_version, version)
         if client.cap_version >= 302:
             client.caps.add("cap-notify")
@@ -124,10 +125,10 @@ def handle_cap(ctx: Context) -> None:
 
 def handle_pass(ctx: Context) -> None:
     # PASS <password>
+    # There is no server password (yet): PASS is accepted before registration and ignored, as
+    # clients configured with one for another network send it anyway.
     if ctx.client.registered:
         ctx.reply(ERR_ALREADYREGISTERED, "You may not reregister")
-        return
-    ctx.client.pass_given = ctx.msg.params[0]
 
 
 def handle_nick(ctx: Context) -> None:
@@ -201,16 +202,10 @@ def welcome(ctx: Context) -> None:
     ctx.reply(RPL_YOURHOST, f"Your host is {server.name}, running version {server.version}")
     created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(server.created))
     ctx.reply(RPL_CREATED, f"This server was created {created}")
-    ctx.reply(RPL_MYINFO, server.name, server.version, "iow", "beIiklmnost", "beIklov")
+    ctx.reply(RPL_MYINFO, server.name, server.version, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM)
     send_isupport(ctx)
     send_lusers(ctx)
     send_motd(ctx)
-
-
-def send_isupport(ctx: Context) -> None:
-    tokens = ctx.server.isupport
-    for i in range(0, len(tokens), 12):
-        ctx.reply(RPL_ISUPPORT, *tokens[i : i + 12], "are supported by this server")
 
 
 def handle_ping(ctx: Context) -> None:
