@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from salotto.config import toml_value
+
 __all__ = ["SERVERS", "RunningServer", "ServerError", "ServerSpec", "free_port", "start_server"]
 
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
@@ -125,16 +127,6 @@ def _fill_template(template: str, rundir: Path, port: int) -> Path:
     return target
 
 
-def _toml_value(value: ConfigValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
 def _which(name: str, *extra_dirs: Path) -> Callable[[], str | None]:
     def find() -> str | None:
         for directory in extra_dirs:
@@ -233,7 +225,7 @@ def _salotto_command(rundir: Path, port: int, extra: Mapping[str, ConfigValue]) 
     # A scenario's keys replace the base config's (TOML refuses a key set twice).
     base = (PEERS_DIR / "salotto.toml").read_text().splitlines(keepends=True)
     lines = [line for line in base if line.split("=", 1)[0].strip() not in extra]
-    lines += [f"{key} = {_toml_value(value)}\n" for key, value in extra.items()]
+    lines += [f"{key} = {toml_value(value)}\n" for key, value in extra.items()]
     config.write_text("".join(lines))
     listen, data_dir = f"127.0.0.1:{port}", str(rundir / "data")
     salotto = _must(_salotto, "salotto")

@@ -18,7 +18,7 @@ from typing import Any
 
 from salotto.proto.names import is_valid_channel, is_valid_hostname
 
-__all__ = ["KEYS", "Config", "ConfigError", "Key", "OperBlock", "default_template", "load_config"]
+__all__ = ["KEYS", "Config", "ConfigError", "Key", "OperBlock", "default_template", "load_config", "toml_value"]
 
 
 class ConfigError(Exception):
@@ -284,11 +284,12 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
     return config
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A value written as TOML (strings, numbers, booleans, lists of those)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
@@ -303,7 +304,7 @@ def default_template() -> str:
     ]
     for key in KEYS:
         lines.append(f"# {key.help}")
-        lines.append(f"# {key.name} = {_toml_value(key.default)}")
+        lines.append(f"# {key.name} = {toml_value(key.default)}")
         lines.append("")
     lines += [
         "# Server operators: OPER <name> <password>. Make the hash with `salotto mkpasswd`.",

@@ -1,7 +1,10 @@
 """Storage: accounts, registered channels, message history and read markers behind one interface.
 
-``open_storage("sqlite", data_dir)`` opens a connection of a backend; :class:`StorageWorker` runs them off
-the event loop. See DESIGN.md, layer 4.
+``open_storage("sqlite", data_dir)`` opens a connection of a backend. The server writes through one
+connection on its loop thread (see :mod:`salotto.server.history`) and reads through
+:class:`~salotto.storage.readers.ReadPool`; :class:`StorageWorker` (a writer thread and readers) serves
+offline tools such as ``bench/history_bench``.
+See DESIGN.md, layer 4.
 """
 
 from __future__ import annotations

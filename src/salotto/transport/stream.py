@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 from salotto.proto.framing import LineReader
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
-from salotto.transport.inbound import FakelagGate
+from salotto.transport.inbound import FakelagGate, prepare_socket
 
 __all__ = ["CLOSE_GRACE_S", "LISTEN_BACKLOG", "IrcStreamProtocol"]
 
@@ -54,12 +53,7 @@ class IrcStreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but offer the same methods.
         self._transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small lines must not wait for Nagle's 40 ms: latency is what chat users feel.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peer_ip = prepare_socket(transport)
         self.client = self.server.accept(self)
 
     def data_received(self, data: bytes) -> None:

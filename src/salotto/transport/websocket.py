@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import struct
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
@@ -41,7 +40,7 @@ from salotto.proto.framing import LineReader
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
-from salotto.transport.inbound import FakelagGate
+from salotto.transport.inbound import FakelagGate, prepare_socket
 
 __all__ = [
     "SUBPROTOCOL_BINARY",
@@ -143,11 +142,7 @@ class WebSocketIrcProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peer_ip = prepare_socket(transport)
         self._timer = self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._drop)
 
     def data_received(self, data: bytes) -> None:
