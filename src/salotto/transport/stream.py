@@ -30,6 +30,11 @@ CLOSE_GRACE_S = 5.0
 class IrcStreamProtocol(asyncio.Protocol):
     """One client connection over TCP or TLS."""
 
+    __slots__ = (
+        "_closing", "_flusher", "_gate", "_loop", "_lost_reason", "_max_sendq", "_out", "_reader", "_transport",
+        "client", "peer_ip", "server", "transport_name",
+    )  # fmt: skip
+
     def __init__(self, server: Server, transport_name: str, flusher: Flusher) -> None:
         self.server = server
         self._flusher = flusher
@@ -44,7 +49,6 @@ class IrcStreamProtocol(asyncio.Protocol):
         self._max_sendq = config.max_sendq_bytes
         self._gate = FakelagGate(server, self._loop)
         self._out: list[bytes] = []
-        self._out_size = 0
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -88,10 +92,10 @@ class IrcStreamProtocol(asyncio.Protocol):
         out = self._out
         if not out:
             self._flusher.add(self)
+        # No byte counting here, on the path every recipient of every message takes: the list holds
+        # references to bytes shared by all recipients, and flush_now checks the send queue once per
+        # pass (what the transport could not send, plus this pass's output).
         out.append(data)
-        self._out_size += len(data)
-        if self._out_size > self._max_sendq:  # a pass can write much more than it read: a fanout
-            self._sendq_exceeded()
 
     def flush_now(self) -> None:
         """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
@@ -100,7 +104,6 @@ class IrcStreamProtocol(asyncio.Protocol):
         if not out:
             return
         self._out = []
-        self._out_size = 0
         if transport is None or transport.is_closing():
             return  # the peer is gone: what it did not get is dropped, not kept
         data = out[0] if len(out) == 1 else b"".join(out)
@@ -113,7 +116,6 @@ class IrcStreamProtocol(asyncio.Protocol):
         """The client is not reading: drop it at once, nobody else waits for it."""
         client = self.client
         self._out.clear()
-        self._out_size = 0
         self._closing = True
         self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
