@@ -28,13 +28,23 @@ class MemoryConnection:
     def __init__(self, ip: str) -> None:
         self.peer_ip = ip
         self.data = bytearray()
+        self.outbox: list[bytes] = []
         self.closed: str | None = None
 
+    def mark_pending(self) -> None:
+        """Unlike a transport, deliver at once: tests read what was written after each command."""
+
     def write(self, data: bytes) -> None:
+        self.outbox.append(data)
+        self.drain()
+
+    def drain(self) -> None:
         if self.closed is None:
-            self.data += data
+            self.data += b"".join(self.outbox)
+        self.outbox.clear()
 
     def close(self, reason: str) -> None:
+        self.drain()
         self.closed = reason
 
 
@@ -54,6 +64,7 @@ class User:
 
     def lines(self) -> list[str]:
         """Lines received since the last call."""
+        self.conn.drain()
         text = bytes(self.conn.data[self._read :]).decode("utf-8", "replace")
         self._read = len(self.conn.data)
         return [line for line in text.split("\r\n") if line]

@@ -84,7 +84,10 @@ class Outgoing:
             if flags != last_flags:  # recipients mostly share their flags: skip the lookup then
                 last_flags = flags
                 data = variants.get(flags) or self._variant_built(flags)
-            client.write(data)
+            outbox = client.outbox  # Connection.write, inlined: this runs for every recipient
+            if not outbox:
+                client.mark_pending()
+            outbox.append(data)
             sent += 1
         return sent
 

@@ -31,8 +31,8 @@ class IrcStreamProtocol(asyncio.Protocol):
     """One client connection over TCP or TLS."""
 
     __slots__ = (
-        "_closing", "_flusher", "_gate", "_loop", "_lost_reason", "_max_sendq", "_out", "_reader", "_transport",
-        "client", "peer_ip", "server", "transport_name",
+        "_closing", "_flusher", "_gate", "_loop", "_lost_reason", "_max_sendq", "_reader", "_transport",
+        "client", "outbox", "peer_ip", "server", "transport_name",
     )  # fmt: skip
 
     def __init__(self, server: Server, transport_name: str, flusher: Flusher) -> None:
@@ -48,7 +48,7 @@ class IrcStreamProtocol(asyncio.Protocol):
         # Read once per connection: write() is on the fanout path. A REHASH applies to new connections.
         self._max_sendq = config.max_sendq_bytes
         self._gate = FakelagGate(server, self._loop)
-        self._out: list[bytes] = []
+        self.outbox: list[bytes] = []
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -89,7 +89,7 @@ class IrcStreamProtocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._closing:
             return
-        out = self._out
+        out = self.outbox
         if not out:
             self._flusher.add(self)
         # No byte counting here, on the path every recipient of every message takes: the list holds
@@ -100,13 +100,13 @@ class IrcStreamProtocol(asyncio.Protocol):
     def flush_now(self) -> None:
         """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
         transport = self._transport
-        out = self._out
+        out = self.outbox
         if not out:
             return
-        self._out = []
-        if transport is None or transport.is_closing():
-            return  # the peer is gone: what it did not get is dropped, not kept
         data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # in place: the fanout holds this list (Client.outbox)
+        if transport is None or transport.is_closing() or self._closing:
+            return  # the peer is gone: what it did not get is dropped, not kept
         transport.write(data)
         self.server.stats.bytes_out += len(data)
         if transport.get_write_buffer_size() > self._max_sendq:
@@ -115,7 +115,7 @@ class IrcStreamProtocol(asyncio.Protocol):
     def _sendq_exceeded(self) -> None:
         """The client is not reading: drop it at once, nobody else waits for it."""
         client = self.client
-        self._out.clear()
+        self.outbox.clear()
         self._closing = True
         self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
@@ -126,6 +126,9 @@ class IrcStreamProtocol(asyncio.Protocol):
                      self._max_sendq)
         if self._transport is not None:
             self._transport.abort()
+
+    def mark_pending(self) -> None:
+        self._flusher.add(self)
 
     def close(self, reason: str) -> None:
         if self._closing:

@@ -133,7 +133,7 @@ class WebSocketIrcProtocol(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._out: list[bytes] = []
+        self.outbox: list[bytes] = []
         self._out_size = 0
         self._closing = False
         self._lost_reason: str | None = None
@@ -246,7 +246,7 @@ class WebSocketIrcProtocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self._closing:
             return
-        out = self._out
+        out = self.outbox
         if not out:
             self._flusher.add(self)
         out.append(data)
@@ -257,12 +257,14 @@ class WebSocketIrcProtocol(asyncio.Protocol):
     def flush_now(self) -> None:
         """Frame what this loop pass wrote, one message per line, in one write (the Flusher calls it)."""
         transport = self._transport
-        out = self._out
-        if not out or transport is None or transport.is_closing() or self._ws.state is not State.OPEN:
+        out = self.outbox
+        if not out:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
-        self._out = []
+        out.clear()  # in place: the fanout holds this list (Client.outbox)
         self._out_size = 0
+        if transport is None or transport.is_closing() or self._ws.state is not State.OPEN or self._closing:
+            return
         opcode = self._opcode
         frames = []
         for line in data.split(b"\n"):
@@ -281,7 +283,7 @@ class WebSocketIrcProtocol(asyncio.Protocol):
 
     def _sendq_exceeded(self) -> None:
         """The client is not reading: drop it at once, nobody else waits for it."""
-        self._out.clear()
+        self.outbox.clear()
         self._out_size = 0
         self._closing = True
         self._gate.stop()
@@ -290,6 +292,9 @@ class WebSocketIrcProtocol(asyncio.Protocol):
             log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip, self._max_sendq)
         if self._transport is not None:
             self._transport.abort()
+
+    def mark_pending(self) -> None:
+        self._flusher.add(self)
 
     def close(self, reason: str) -> None:
         if self._closing:
