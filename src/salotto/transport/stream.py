@@ -8,17 +8,16 @@ fakelag) and the send queue limit are enforced here.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from salotto.proto.framing import LineReader
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.inbound import FakelagGate, prepare_socket
+from salotto.transport.outbound import OutboxProtocol
 
 __all__ = ["CLOSE_GRACE_S", "LISTEN_BACKLOG", "IrcStreamProtocol"]
 
-log = logging.getLogger("salotto.transport")
 
 # Pending connections the kernel queues per listener; a connect storm of thousands needs more
 # than Python's default of 100.
@@ -27,13 +26,10 @@ LISTEN_BACKLOG = 4096
 CLOSE_GRACE_S = 5.0
 
 
-class IrcStreamProtocol(asyncio.Protocol):
+class IrcStreamProtocol(OutboxProtocol):
     """One client connection over TCP or TLS."""
 
-    __slots__ = (
-        "_closing", "_flusher", "_gate", "_loop", "_lost_reason", "_max_sendq", "_reader", "_transport",
-        "client", "outbox", "peer_ip", "server", "transport_name",
-    )  # fmt: skip
+    __slots__ = ("_loop", "_reader", "transport_name")  # the rest are OutboxProtocol's
 
     def __init__(self, server: Server, transport_name: str, flusher: Flusher) -> None:
         self.server = server
@@ -86,49 +82,12 @@ class IrcStreamProtocol(asyncio.Protocol):
 
     # -- salotto.server.client.Connection ---------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        if self._closing:
-            return
-        out = self.outbox
-        if not out:
-            self._flusher.add(self)
-        # No byte counting here, on the path every recipient of every message takes: the list holds
-        # references to bytes shared by all recipients, and flush_now checks the send queue once per
-        # pass (what the transport could not send, plus this pass's output).
-        out.append(data)
-
     def flush_now(self) -> None:
         """Hand what this loop pass wrote to the transport, in one write (the Flusher calls it)."""
-        transport = self._transport
-        out = self.outbox
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()  # in place: the fanout holds this list (Client.outbox)
-        if transport is None or transport.is_closing() or self._closing:
-            return  # the peer is gone: what it did not get is dropped, not kept
-        transport.write(data)
-        self.server.stats.bytes_out += len(data)
-        if transport.get_write_buffer_size() > self._max_sendq:
-            self._sendq_exceeded()
-
-    def _sendq_exceeded(self) -> None:
-        """The client is not reading: drop it at once, nobody else waits for it."""
-        client = self.client
-        self.outbox.clear()
-        self._closing = True
-        self._gate.stop()
-        # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
-        # of a fanout over a channel this client is a member of.
-        self._lost_reason = "SendQ exceeded"
-        if client is not None:
-            log.info("send queue of %s (%s) exceeded %d bytes", client.nick, self.peer_ip,
-                     self._max_sendq)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def mark_pending(self) -> None:
-        self._flusher.add(self)
+        data = self._take_output()
+        if data is not None and self._transport is not None:
+            self._transport.write(data)
+            self._check_sendq(self._transport, len(data))
 
     def close(self, reason: str) -> None:
         if self._closing:

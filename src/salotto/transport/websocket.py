@@ -41,6 +41,7 @@ from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.inbound import FakelagGate, prepare_socket
+from salotto.transport.outbound import OutboxProtocol
 
 __all__ = [
     "SUBPROTOCOL_BINARY",
@@ -108,7 +109,7 @@ def _is_upgrade(request: Request) -> bool:
     return any(value.strip().lower() == "websocket" for value in request.headers.get_all("Upgrade"))
 
 
-class WebSocketIrcProtocol(asyncio.Protocol):
+class WebSocketIrcProtocol(OutboxProtocol):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
     transport_name = "websocket"
@@ -134,7 +135,6 @@ class WebSocketIrcProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.outbox: list[bytes] = []
-        self._out_size = 0
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -243,27 +243,11 @@ class WebSocketIrcProtocol(asyncio.Protocol):
 
     # -- salotto.server.client.Connection ---------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        if self._closing:
-            return
-        out = self.outbox
-        if not out:
-            self._flusher.add(self)
-        out.append(data)
-        self._out_size += len(data)
-        if self._out_size > self._max_sendq:
-            self._sendq_exceeded()
-
     def flush_now(self) -> None:
         """Frame what this loop pass wrote, one message per line, in one write (the Flusher calls it)."""
+        data = self._take_output()
         transport = self._transport
-        out = self.outbox
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()  # in place: the fanout holds this list (Client.outbox)
-        self._out_size = 0
-        if transport is None or transport.is_closing() or self._ws.state is not State.OPEN or self._closing:
+        if data is None or transport is None or self._ws.state is not State.OPEN:
             return
         opcode = self._opcode
         frames = []
@@ -277,24 +261,7 @@ class WebSocketIrcProtocol(asyncio.Protocol):
             frames.append(encode_frame(opcode, line))
         wire = b"".join(frames)
         transport.write(wire)
-        self.server.stats.bytes_out += len(wire)
-        if transport.get_write_buffer_size() > self._max_sendq:
-            self._sendq_exceeded()
-
-    def _sendq_exceeded(self) -> None:
-        """The client is not reading: drop it at once, nobody else waits for it."""
-        self.outbox.clear()
-        self._out_size = 0
-        self._closing = True
-        self._gate.stop()
-        self._lost_reason = "SendQ exceeded"  # the server hears of it in connection_lost, after the fanout
-        if self.client is not None:
-            log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip, self._max_sendq)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def mark_pending(self) -> None:
-        self._flusher.add(self)
+        self._check_sendq(transport, len(wire))
 
     def close(self, reason: str) -> None:
         if self._closing:
