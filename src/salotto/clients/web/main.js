@@ -75,22 +75,34 @@ function startChat(nick) {
   $("message-input").focus();
 }
 
+// Channels to rejoin after a reconnection, noted when the connection is lost.
+let toRejoin = [];
+
 function onStatus(status) {
   if (status.state === "connecting") view.status(conn.everRegistered ? "Reconnecting…" : "Connecting…", "busy");
-  else if (status.state === "waiting") view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");
-  else if (status.state === "registered") {
+  else if (status.state === "waiting") {
+    view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");
+    forgetJoins();
+  } else if (status.state === "registered") {
     view.status("");
     if (conn.everRegistered) rejoin();
   } else view.status("");
 }
 
-// After a reconnection: back into the channels we were in (the server's autojoin may add some).
-function rejoin() {
+// The connection is gone: no channel is joined any more; remember which ones to go back to. Done here,
+// not on registration, because the server's autojoin JOIN may be read before "registered" fires.
+function forgetJoins() {
   const channels = [...chat.buffers.values()].filter((b) => b.kind === "channel" && b.joined);
   for (const buf of channels) buf.joined = false;
-  for (const buf of channels) conn.send("JOIN", [buf.name]);
+  toRejoin = [...new Set([...toRejoin, ...channels.map((b) => b.name)])];
   chat.dirty.add("list");
   scheduleRender();
+}
+
+// After a reconnection: back into the channels we were in (the server's autojoin may add some).
+function rejoin() {
+  for (const name of toRejoin) conn.send("JOIN", [name]);
+  toRejoin = [];
 }
 
 function selectBuffer(name) {
