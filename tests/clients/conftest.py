@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.irc_client import RawClient
+
 REPO = Path(__file__).resolve().parents[2]
 NGIRCD_TEMPLATE = REPO.parent / "shared" / "peers" / "ngircd.conf.in"
 # How long a server may take to open its port.
@@ -99,8 +101,10 @@ def _salotto_cmd() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "salotto"]
 
 
-def _salotto_argv(port: int, data_dir: Path) -> list[str]:
-    return [*_salotto_cmd(), "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir)]
+def _salotto_argv(port: int, data_dir: Path, *extra: str) -> list[str]:
+    # No web listener: its default port (8080) may be taken by another server on this machine.
+    return [*_salotto_cmd(), "serve", "--listen", f"127.0.0.1:{port}", "--web-listen", "",
+            "--data-dir", str(data_dir), *extra]
 
 
 def _salotto_unavailable() -> str:
@@ -115,7 +119,7 @@ def _salotto_unavailable() -> str:
     return ""
 
 
-def make_server(kind: str, workdir: Path) -> IrcServer:
+def make_server(kind: str, workdir: Path, *salotto_args: str) -> IrcServer:
     port = free_port()
     if kind == "ngircd":
         exe = shutil.which("ngircd") or ("/usr/sbin/ngircd" if Path("/usr/sbin/ngircd").exists() else None)
@@ -129,7 +133,7 @@ def make_server(kind: str, workdir: Path) -> IrcServer:
         pytest.skip(reason)
     data_dir = workdir / "data"
     data_dir.mkdir(exist_ok=True)
-    return IrcServer(kind, port, _salotto_argv(port, data_dir), workdir)
+    return IrcServer(kind, port, _salotto_argv(port, data_dir, *salotto_args), workdir)
 
 
 @pytest.fixture(params=["ngircd", "salotto"])
@@ -154,6 +158,35 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[[str], IrcServer]]:
 
     yield factory
     for server in started:
+        server.stop()
+
+
+# Lines said in #lobby before a test scrolls back through them: three requests' worth (50 each).
+HISTORY_LINES_SAID = 150
+
+
+def numbered_line(i: int) -> str:
+    return f"line {i:03d}"
+
+
+@pytest.fixture
+def history_server(tmp_path: Path) -> Iterator[IrcServer]:
+    """salotto (history is on with a data dir) where someone said ``numbered_line(1..150)`` in #lobby."""
+    # The talker says 150 lines at once; fakelag at the default 4 lines/s would take half a minute.
+    server = make_server("salotto", tmp_path, "--flood-burst-lines", "1000", "--flood-lines-per-s", "1000")
+    server.start()
+    try:
+        talker = RawClient("127.0.0.1", server.port)
+        talker.register("talker")
+        talker.expect("JOIN", p0="#lobby")  # salotto puts everyone in #lobby
+        for i in range(1, HISTORY_LINES_SAID + 1):
+            talker.send(f"PRIVMSG #lobby :{numbered_line(i)}")
+        talker.send("PING :said")
+        talker.expect("PONG")  # every line before it was handled (and stored)
+        talker.send("QUIT")
+        talker.close()
+        yield server
+    finally:
         server.stop()
 
 

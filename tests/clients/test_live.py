@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from salotto.clients.core import Buffer, BufferKind, Client, LineKind, Session, SessionConfig
-from tests.clients.conftest import IrcServer
+from salotto.clients.core.history import START_OF_HISTORY
+from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, numbered_line
 
 WAIT_S = 10.0
 Check = Callable[[Session], bool]
@@ -130,5 +131,32 @@ def test_reconnect_after_server_restart(irc_server: IrcServer) -> None:
         assert client.wait_until(lambda s: s.registered, WAIT_S)
         assert client.wait_until(joined("#lobby"), WAIT_S)
         assert client.wait_until(joined("#extra"), WAIT_S)
+    finally:
+        client.close()
+
+
+def test_scrolling_back_to_the_start_of_history(history_server: IrcServer) -> None:
+    """The backlog on join, then older lines request by request: all 150 lines, once each, in order."""
+    client = Client("127.0.0.1", history_server.port, SessionConfig(nick="reader"))
+    client.start()
+    try:
+        assert client.wait_until(has_line("#lobby", numbered_line(HISTORY_LINES_SAID)), WAIT_S)
+        lobby = buffer(client, "#lobby")
+        key = client.session.key("#lobby")
+        requests = 0
+        while not lobby.at_start_of_history:
+            count = len(lobby.lines)
+            assert client.session.request_older(key)
+            assert not client.session.request_older(key)  # one at a time
+            client.flush()
+            requests += 1
+            assert client.wait_until(lambda s, before=count: len(lobby.lines) > before, WAIT_S), requests
+            assert requests <= HISTORY_LINES_SAID // 50 + 1, "the client keeps asking"
+        said = [ln.text for ln in lobby.lines if ln.kind is LineKind.MESSAGE]
+        assert said == [numbered_line(i) for i in range(1, HISTORY_LINES_SAID + 1)]
+        assert [ln.text for ln in lobby.lines].count(START_OF_HISTORY) == 1
+        assert lobby.lines[0].text == START_OF_HISTORY
+        assert requests == 3  # 50 on join; 50, 50, then the empty reply
+        assert not client.session.request_older(key)
     finally:
         client.close()

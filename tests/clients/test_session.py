@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime
 
 from salotto.clients.core import SERVER_KEY, BufferKind, ChangeKind, LineKind, Session, SessionConfig
+from salotto.clients.core.model import MAX_LINES_PER_BUFFER
 from salotto.proto import parse
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -218,3 +219,149 @@ def test_errors_are_readable_lines() -> None:
     feed(session, "FAIL CHATHISTORY INVALID_TARGET #x :Messages could not be retrieved")
     assert session.buffers["#lobby"].lines[-1].kind is LineKind.ERROR
     assert feed(session, "PING :abc") == ["PONG abc"]
+
+
+HISTORY_CAPS = "batch draft/chathistory server-time message-tags"
+
+
+def lobby_with_backlog(caps: str = HISTORY_CAPS) -> Session:
+    """Joined #lobby; the backlog on join brought messages m3 and m4."""
+    session = make()
+    register(session, caps)
+    feed(session, "@time=2024-01-01T11:00:00.000Z :me!u@h JOIN #lobby",
+         ":srv BATCH +late chathistory #lobby",
+         "@batch=late;time=2024-01-01T10:03:00.000Z;msgid=m3 :bob!u@h PRIVMSG #lobby :three",
+         "@batch=late;time=2024-01-01T10:04:00.000Z;msgid=m4 :me!u@h PRIVMSG #lobby :four",
+         ":srv BATCH -late")
+    session.take_changes()
+    return session
+
+
+def texts(session: Session, name: str) -> list[str]:
+    return [ln.text for ln in session.buffers[name].lines]
+
+
+def test_scrolling_up_asks_before_the_oldest_message_and_inserts_the_reply_on_top() -> None:
+    session = lobby_with_backlog()
+    assert session.request_older("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE #lobby msgid=m3 50"]
+    # Scrolling on while the request is in flight asks nothing more.
+    assert not session.request_older("#lobby")
+    assert session.take_outbox() == []
+    feed(session,
+         ":srv BATCH +old chathistory #lobby",
+         # Same time as "three": the reply's order counts, not a re-sort by time.
+         "@batch=old;time=2024-01-01T10:03:00.000Z;msgid=m1 :carol!u@h PRIVMSG #lobby :one",
+         "@batch=old;time=2024-01-01T10:03:00.000Z;msgid=m2 :bob!u@h PRIVMSG #lobby :\x01ACTION two\x01",
+         "@batch=old;time=2024-01-01T10:03:00.000Z;msgid=m3 :bob!u@h PRIVMSG #lobby :three")
+    assert texts(session, "#lobby") == ["three", "four", "You joined #lobby"]  # nothing until the batch ends
+    assert feed(session, ":srv BATCH -old") == []
+    assert texts(session, "#lobby") == ["one", "two", "three", "four", "You joined #lobby"]
+    changes = session.take_changes()
+    assert [(c.kind, c.key, [ln.text for ln in c.lines]) for c in changes] == [
+        (ChangeKind.PREPEND, "#lobby", ["one", "two"])]
+    assert session.buffers["#lobby"].lines[1].kind is LineKind.ACTION
+    assert session.buffers["#lobby"].unread == 0
+    # The next request starts from the new oldest line; the server's CHATHISTORY= caps the limit.
+    feed(session, ":srv 005 me CHATHISTORY=20 :are supported")
+    assert session.request_older("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE #lobby msgid=m1 20"]
+
+
+def test_an_empty_reply_is_the_start_of_history_shown_once() -> None:
+    session = lobby_with_backlog()
+    session.request_older("#lobby")
+    session.take_outbox()
+    feed(session, ":srv BATCH +old chathistory #lobby", ":srv BATCH -old")
+    lines = session.buffers["#lobby"].lines
+    assert [ln.text for ln in lines] == ["Start of history.", "three", "four", "You joined #lobby"]
+    assert lines[0].kind is LineKind.INFO and lines[0].time <= lines[1].time
+    assert [(c.kind, [ln.text for ln in c.lines]) for c in session.take_changes()] == [
+        (ChangeKind.PREPEND, ["Start of history."])]
+    assert not session.request_older("#lobby")
+    assert session.take_outbox() == []
+    # Still so after a reconnect: the buffer keeps what it learnt.
+    session.disconnected("gone")
+    session.begin()
+    register(session, HISTORY_CAPS)
+    feed(session, ":me!u@h JOIN #lobby")
+    session.take_outbox()
+    assert not session.request_older("#lobby")
+    assert texts(session, "#lobby").count("Start of history.") == 1
+
+
+def test_without_a_message_id_the_reference_is_the_oldest_time() -> None:
+    session = make()
+    register(session, HISTORY_CAPS)
+    feed(session, "@time=2024-01-01T11:00:00.250Z :me!u@h JOIN #lobby",
+         ":srv BATCH +late chathistory #lobby", ":srv BATCH -late")
+    session.take_outbox()
+    assert session.request_older("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE #lobby timestamp=2024-01-01T11:00:00.250Z 50"]
+
+
+def test_private_conversations_load_older_lines_too() -> None:
+    session = make()
+    register(session, HISTORY_CAPS)
+    feed(session, "@time=2024-01-01T12:00:00.000Z;msgid=p3 :Bob!u@h PRIVMSG me :latest")
+    session.take_changes()
+    assert session.request_older("bob")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE Bob msgid=p3 50"]
+    feed(session, ":srv BATCH +q chathistory Bob",
+         "@batch=q;time=2024-01-01T11:00:00.000Z;msgid=p1 :Bob!u@h PRIVMSG me :hi me",
+         "@batch=q;time=2024-01-01T11:01:00.000Z;msgid=p2 :me!u@h PRIVMSG Bob :hi Bob",
+         ":srv BATCH -q")
+    assert texts(session, "bob") == ["hi me", "hi Bob", "latest"]
+    assert session.buffers["bob"].lines[1].own
+    assert not session.buffers["bob"].lines[0].highlight  # old news is not a new mention
+
+
+def test_no_request_without_chathistory_or_where_history_makes_no_sense() -> None:
+    plain = make()
+    register(plain, "server-time")
+    feed(plain, ":me!u@h JOIN #lobby", ":bob!u@h PRIVMSG #lobby :hi")
+    plain.take_outbox()
+    assert not plain.request_older("#lobby")
+    assert plain.take_outbox() == []
+    session = lobby_with_backlog()
+    session.take_outbox()
+    assert not session.request_older(SERVER_KEY)
+    assert not session.request_older("#nowhere")
+    feed(session, ":me!u@h PART #lobby")
+    assert not session.request_older("#lobby")  # the server answers only members
+    assert session.take_outbox() == []
+
+
+def test_a_refused_request_can_be_asked_again() -> None:
+    session = lobby_with_backlog()
+    session.request_older("#lobby")
+    session.take_outbox()
+    feed(session, ":srv FAIL CHATHISTORY MESSAGE_ERROR #lobby :Could not read history")
+    assert session.buffers["#lobby"].lines[-1].kind is LineKind.ERROR
+    assert not session.buffers["#lobby"].at_start_of_history
+    assert session.request_older("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE #lobby msgid=m3 50"]
+
+
+def test_clear_does_not_bring_the_old_lines_back() -> None:
+    session = lobby_with_backlog()
+    session.take_outbox()
+    session.input("/clear")
+    assert session.buffers["#lobby"].lines == []
+    assert not session.request_older("#lobby")
+
+
+def test_a_full_buffer_keeps_its_newest_lines() -> None:
+    session = lobby_with_backlog()
+    session.take_outbox()
+    buf = session.buffers["#lobby"]
+    filler = buf.lines[-1]
+    buf.lines[:0] = [filler] * (MAX_LINES_PER_BUFFER - len(buf.lines) - 1)
+    assert session.request_older("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BEFORE #lobby msgid=m3 1"]
+    feed(session, ":srv BATCH +old chathistory #lobby",
+         "@batch=old;msgid=m1 :bob!u@h PRIVMSG #lobby :one",
+         "@batch=old;msgid=m2 :bob!u@h PRIVMSG #lobby :two",
+         ":srv BATCH -old")
+    assert len(buf.lines) == MAX_LINES_PER_BUFFER and buf.lines[0].text == "two"
+    assert not session.request_older("#lobby")  # more would push out the newest lines

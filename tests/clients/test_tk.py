@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from salotto.clients.core import Client, SessionConfig
-from tests.clients.conftest import IrcServer
+from salotto.clients.core.history import START_OF_HISTORY
+from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
 
 try:
@@ -190,3 +192,55 @@ def test_real_keys_in_the_app_process(xdisplay: str, irc_server: IrcServer, tmp_
         out = app.communicate()[0].decode(errors="replace")
         assert "Traceback" not in out, out
         watcher.close()
+
+
+def top_line(window: ChatWindow) -> str:
+    """The text line at the top of the message view."""
+    return window.view.text.get("@0,0 linestart", "@0,0 lineend")
+
+
+def xdotool(*args: str) -> None:
+    subprocess.run(["xdotool", *args], check=True)
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool not installed (apt-get install xdotool)")
+def test_scrolling_up_loads_older_lines_and_keeps_the_view(root: tk.Tk, history_server: IrcServer) -> None:
+    """Real wheel clicks and Page Up (xdotool) scroll #lobby back to its first line, the view holding still."""
+    _top, window = open_window(root, history_server, "reader")
+    text = window.view.text
+    newest, oldest_on_join = numbered_line(HISTORY_LINES_SAID), numbered_line(HISTORY_LINES_SAID - 49)
+    assert pump_until(root, lambda: newest in window.view.content())
+    assert oldest_on_join in window.view.content()
+    assert numbered_line(HISTORY_LINES_SAID - 50) not in window.view.content()
+    assert text.yview()[1] == 1.0  # a freshly shown buffer is at its bottom
+
+    # The mouse wheel, over the messages, up to the top of what is there: that asks for more.
+    root.update()
+    x = text.winfo_rootx() + text.winfo_width() // 2
+    y = text.winfo_rooty() + text.winfo_height() // 2
+    xdotool("mousemove", "--sync", str(x), str(y))
+    older = numbered_line(HISTORY_LINES_SAID - 50)
+    for _ in range(100):  # until the top; clicking on would scroll the older lines into view
+        if text.yview()[0] == 0.0 or older in window.view.content():
+            break
+        xdotool("click", "4")
+        pump_until(root, lambda: False, 0.05)
+    assert pump_until(root, lambda: older in window.view.content()), "no older lines after scrolling to the top"
+    # They went in above: the line the user had scrolled up to is still the one at the top.
+    assert oldest_on_join in top_line(window)
+    first, last = text.yview()
+    assert first > 0.0 and last < 1.0, "the view jumped"
+
+    # Page Up in the entry, with real keys, all the way to the first line ever said.
+    window.entry.focus_force()
+    root.update()
+    for _ in range(200):
+        if START_OF_HISTORY in window.view.content():
+            break
+        xdotool("key", "Prior")
+        pump_until(root, lambda: False, 0.05)
+    assert START_OF_HISTORY in window.view.content()
+    said = re.findall(r"line \d{3}", window.view.content())
+    assert said == [numbered_line(i) for i in range(1, HISTORY_LINES_SAID + 1)]
+    assert window.view.content().count(START_OF_HISTORY) == 1
+    assert text.yview()[1] < 1.0

@@ -228,6 +228,7 @@ def cmd_clear(s: Session, args: str) -> None:
     buf = s.buffers.get(s.active)
     if buf is not None:
         buf.lines.clear()
+        buf.at_start_of_history = True  # scrolling up must not bring the cleared lines back
         s.emit(ChangeKind.RELOAD, s.active)
 
 

@@ -431,6 +431,8 @@ def on_standard_reply(s: Session, msg: Message) -> None:
     # FAIL/WARN/NOTE <command> <code> [<context>...] <description>
     text = msg.params[-1] if msg.params else ""
     where = f"{msg.params[0]}: " if msg.params else ""
+    if msg.command == "FAIL" and msg.params and msg.params[0].upper() == "CHATHISTORY":
+        s.history_failed(msg.params[2:-1])
     if msg.command == "FAIL":
         s.error(where + text)
     else:

@@ -93,6 +93,8 @@ class Buffer:
     mentioned: bool = False
     joined: bool = False
     msgids: set[str] = field(default_factory=set)
+    # The server has nothing older than lines[0] (a "start of history" note is there): stop asking.
+    at_start_of_history: bool = False
 
     def add(self, line: Line) -> bool:
         """Append a line; False (and nothing added) when its msgid was already seen."""
@@ -115,6 +117,26 @@ class Buffer:
             self.lines = sorted(self.lines + fresh, key=lambda ln: ln.time)[-MAX_LINES_PER_BUFFER:]
         return len(fresh)
 
+    def prepend_history(self, lines: list[Line]) -> list[Line]:
+        """Insert older lines (a CHATHISTORY BEFORE reply, oldest first) above the others, in their order.
+
+        Known msgids are skipped; only as many lines as fit under the cap are kept (the newest of them).
+        Returns the lines inserted.
+        """
+        fresh: list[Line] = []
+        seen: set[str] = set()
+        for ln in lines:
+            if ln.msgid:
+                if ln.msgid in self.msgids or ln.msgid in seen:
+                    continue
+                seen.add(ln.msgid)
+            fresh.append(ln)
+        room = MAX_LINES_PER_BUFFER - len(self.lines)
+        fresh = fresh[max(len(fresh) - room, 0):] if room > 0 else []
+        self.msgids.update(ln.msgid for ln in fresh if ln.msgid)
+        self.lines[:0] = fresh
+        return fresh
+
     def sorted_members(self, prefix_order: str) -> list[Member]:
         """Members by rank (prefix_order is highest first, e.g. "@+"), then by name."""
         rank = {sym: i for i, sym in enumerate(prefix_order)}
@@ -128,6 +150,7 @@ class Buffer:
 class ChangeKind(enum.Enum):
     LINE = "line"  # a line was appended to ``key``
     RELOAD = "reload"  # ``key``'s lines changed in place (history merged): redraw them all
+    PREPEND = "prepend"  # ``lines`` were inserted above ``key``'s others (older history): keep the view
     MEMBERS = "members"
     TOPIC = "topic"
     BUFFERS = "buffers"  # a buffer opened or closed, or unread/mention marks changed
@@ -141,3 +164,4 @@ class Change:
     kind: ChangeKind
     key: str = ""
     line: Line | None = None
+    lines: tuple[Line, ...] = ()

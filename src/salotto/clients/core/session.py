@@ -9,10 +9,11 @@ the connection layer (:mod:`salotto.clients.core.client`) feeds it and sends wha
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from salotto.clients.core import history
 from salotto.clients.core.commands import run_input
 from salotto.clients.core.handlers import dispatch
 from salotto.clients.core.model import (
@@ -44,7 +45,8 @@ WANTED_CAPS = (
 SASL_CHUNK_BYTES = 400
 # Bytes of text per PRIVMSG before it is split in several (leaves room for the relayed prefix).
 MESSAGE_BYTES = 400
-# Lines of history asked for on join when the server offers chathistory.
+# Lines of history asked for on join, and per request when the user scrolls up, when the server offers
+# chathistory (the server may cap it with ISUPPORT CHATHISTORY=; salotto's default cap is 100).
 DEFAULT_HISTORY_LINES = 50
 
 
@@ -59,13 +61,6 @@ class SessionConfig:
     autojoin: tuple[str, ...] = ("#lobby",)
     history_lines: int = DEFAULT_HISTORY_LINES
     quit_message: str = "Leaving"
-
-
-@dataclass(slots=True)
-class _Batch:
-    kind: str
-    target: str
-    lines: list[tuple[str, Line]] = field(default_factory=list)
 
 
 class Session:
@@ -106,7 +101,7 @@ class Session:
         self._sasl_running = False
         self._welcomed_joins_sent = False
         self.names_pending: dict[str, dict[str, str]] = {}
-        self._batches: dict[str, _Batch] = {}
+        self.history = history.HistoryState()
         self._nick_attempts = 0
 
     def begin(self) -> None:
@@ -150,8 +145,8 @@ class Session:
         out, self.changes = self.changes, []
         return out
 
-    def emit(self, kind: ChangeKind, key: str = "", line: Line | None = None) -> None:
-        self.changes.append(Change(kind, key, line))
+    def emit(self, kind: ChangeKind, key: str = "", line: Line | None = None, lines: Iterable[Line] = ()) -> None:
+        self.changes.append(Change(kind, key, line, tuple(lines)))
 
     # -- buffers --------------------------------------------------------------------------------
 
@@ -225,8 +220,8 @@ class Session:
         batch: str = "",
     ) -> None:
         """Append ``line`` to the buffer of ``name`` (created when missing) and account for it."""
-        if batch and batch in self._batches:
-            self._batches[batch].lines.append((name, line))
+        if batch and batch in self.history.batches:
+            self.history.batches[batch].lines.append((name, line))
             return
         buf = self.buffers[SERVER_KEY] if name == SERVER_KEY else self.open_buffer(name, kind)
         if not buf.add(line):
@@ -256,43 +251,31 @@ class Session:
     def channels(self) -> list[Buffer]:
         return [b for b in self.buffers.values() if b.kind is BufferKind.CHANNEL]
 
-    # -- batches (chathistory) -----------------------------------------------------------------
+    # -- batches and chathistory (the logic is in history.py) ----------------------------------
 
     def start_batch(self, ref: str, kind: str, target: str) -> None:
-        if kind in ("chathistory", "draft/chathistory"):
-            self._batches[ref] = _Batch(kind, target)
+        history.start_batch(self, ref, kind, target)
 
     def end_batch(self, ref: str) -> None:
-        batch = self._batches.pop(ref, None)
-        if batch is None:
-            return
-        by_key: dict[str, list[Line]] = {}
-        for name, line in batch.lines:
-            by_key.setdefault(name, []).append(line)
-        for name, lines in by_key.items():
-            buf = self.open_buffer(name)
-            if buf.merge_history(lines):
-                self.emit(ChangeKind.RELOAD, self.key(name))
+        history.end_batch(self, ref)
 
     def batch_of(self, msg: Message) -> str:
-        ref = msg.tags.get("batch", "")
-        return ref if ref in self._batches else ""
+        return history.batch_of(self, msg)
 
     def request_history(self, channel: str) -> None:
-        cap = "draft/chathistory" if "draft/chathistory" in self.caps_enabled else "chathistory"
-        if cap not in self.caps_enabled or "batch" not in self.caps_enabled:
-            return
-        limit = self.config.history_lines
-        server_max = self.isupport.get("CHATHISTORY", "")
-        if server_max.isdigit() and int(server_max) > 0:
-            limit = min(limit, int(server_max))
-        buf = self.get_buffer(channel)
-        reference = "*"
-        if buf is not None:
-            known = [ln for ln in buf.lines if ln.msgid]
-            if known:
-                reference = f"msgid={known[-1].msgid}"
-        self.send("CHATHISTORY", "LATEST", channel, reference, str(limit))
+        """The backlog on join (CHATHISTORY LATEST), when the server offers chathistory."""
+        history.request_latest(self, channel)
+
+    def request_older(self, key: str) -> bool:
+        """Lines older than the oldest in buffer ``key`` (CHATHISTORY BEFORE); False when none were asked.
+
+        The reply arrives as a :attr:`ChangeKind.PREPEND` change (lines inserted at the top), or, when the
+        server has nothing older, as a one-line "start of history" note after which nothing more is asked.
+        """
+        return history.request_older(self, key)
+
+    def history_failed(self, context: list[str]) -> None:
+        history.history_failed(self, context)
 
     # -- capability negotiation and SASL --------------------------------------------------------
 

@@ -1,38 +1,57 @@
-"""The message view: a read-only Text widget that renders :class:`Line` objects with tags."""
+"""The message view: a read-only Text widget that renders :class:`Line` objects with tags.
+
+When the user scrolls to the top (mouse wheel, scrollbar, Page Up) it calls ``on_top``; the window then
+asks the core for older lines, which arrive through :meth:`MessageView.prepend`.
+"""
 
 from __future__ import annotations
 
 import re
 import tkinter as tk
 import webbrowser
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from tkinter import ttk
 
-from salotto.clients.core.model import Line, LineKind
+from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Line, LineKind
 from salotto.clients.core.text import nick_colour_index
 from salotto.clients.tk.theme import Theme
 
 __all__ = ["MessageView"]
 
-# Lines kept in the widget; the model keeps its own (larger) backlog.
-MAX_VIEW_LINES = 1500
+# Lines kept in the widget: all the model keeps, so that older lines inserted at the top of the model
+# join the ones shown without a gap.
+MAX_VIEW_LINES = MAX_LINES_PER_BUFFER
+# Where older lines are inserted while prepending (right gravity: it moves past each insertion).
+_OLDER_MARK = "older"
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 
 class MessageView(ttk.Frame):
     """Timestamps, coloured nicks, quiet events; clicking a nick calls ``on_nick``, a link opens it."""
 
-    def __init__(self, master: tk.Misc, theme: Theme, on_nick: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        master: tk.Misc,
+        theme: Theme,
+        on_nick: Callable[[str], None],
+        on_top: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(master)
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, highlightthickness=0,
                             padx=8, pady=6, cursor="arrow", undo=False, takefocus=False)
-        scroll = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
+        scroll = ttk.Scrollbar(self, orient="vertical", command=self._scrollbar_moved)
         self.text.configure(yscrollcommand=scroll.set)
         self.text.grid(row=0, column=0, sticky="nsew")
         scroll.grid(row=0, column=1, sticky="ns")
         self.rowconfigure(0, weight=1)
         self.columnconfigure(0, weight=1)
         self._on_nick = on_nick
+        self._on_top = on_top
+        # Our wheel bindings run after the Text class ones (which scroll), so the view has moved already.
+        after_class = f"scrolled{self.text}"
+        self.text.bindtags((str(self.text), "Text", after_class, *self.text.bindtags()[2:]))
+        self.text.bind_class(after_class, "<Button-4>", self._wheeled)  # X11 wheel up
+        self.text.bind_class(after_class, "<MouseWheel>", self._wheeled)  # Windows, macOS (and Tk 9 on X11)
         self.text.tag_bind("nicklink", "<Button-1>", self._clicked_nick)
         self.text.tag_bind("nicklink", "<Enter>", lambda _e: self.text.configure(cursor="hand2"))
         self.text.tag_bind("nicklink", "<Leave>", lambda _e: self.text.configure(cursor="arrow"))
@@ -84,45 +103,61 @@ class MessageView(ttk.Frame):
         if at_bottom:
             self.text.see("end")
 
+    def prepend(self, lines: Sequence[Line]) -> None:
+        """Insert older lines above the shown ones; the line at the top of the view stays there."""
+        if not lines:
+            return
+        t = self.text
+        line_no, column = t.index("@0,0").split(".")
+        t.configure(state="normal")
+        t.mark_set(_OLDER_MARK, "1.0")
+        t.mark_gravity(_OLDER_MARK, "right")
+        for line in lines:
+            self._insert(line, _OLDER_MARK)
+        added = int(t.index(_OLDER_MARK).split(".")[0]) - 1
+        t.mark_unset(_OLDER_MARK)
+        t.configure(state="disabled")
+        t.yview(f"{int(line_no) + added}.{column}")
+
     def content(self) -> str:
         """All text shown (for tests and copy-all)."""
         return self.text.get("1.0", "end-1c")
 
-    def _insert(self, line: Line) -> None:
+    def _insert(self, line: Line, where: str = "end") -> None:
         t = self.text
         base: tuple[str, ...] = ("line", "highlight") if line.highlight else ("line",)
         stamp = line.time.astimezone().strftime("%H:%M")
-        t.insert("end", stamp + "  ", (*base, "time"))
+        t.insert(where, stamp + "  ", (*base, "time"))
         nick_tags = (*base, "nick", "nicklink", f"nick{nick_colour_index(line.nick)}")
         kind = line.kind
         if kind is LineKind.MESSAGE:
-            t.insert("end", line.nick, nick_tags)
-            t.insert("end", "  ", base)
-            self._insert_text(line.text, (*base, "own") if line.own else base)
+            t.insert(where, line.nick, nick_tags)
+            t.insert(where, "  ", base)
+            self._insert_text(line.text, where, (*base, "own") if line.own else base)
         elif kind is LineKind.ACTION:
-            t.insert("end", "\u2022 ", base)
-            t.insert("end", line.nick, nick_tags)
-            self._insert_text(" " + line.text, (*base, "own") if line.own else base)
+            t.insert(where, "\u2022 ", base)
+            t.insert(where, line.nick, nick_tags)
+            self._insert_text(" " + line.text, where, (*base, "own") if line.own else base)
         elif kind is LineKind.NOTICE:
-            t.insert("end", f"-{line.nick}-" if line.nick else "-notice-", (*base, "notice"))
-            self._insert_text("  " + line.text, (*base, "notice"))
+            t.insert(where, f"-{line.nick}-" if line.nick else "-notice-", (*base, "notice"))
+            self._insert_text("  " + line.text, where, (*base, "notice"))
         elif kind is LineKind.ERROR:
-            t.insert("end", "! " + line.text, (*base, "error"))
+            t.insert(where, "! " + line.text, (*base, "error"))
         elif kind is LineKind.INFO or kind is LineKind.KICK:
-            self._insert_text(line.text, (*base, "info"))
+            self._insert_text(line.text, where, (*base, "info"))
         else:
-            t.insert("end", "\u2192 " if kind is LineKind.JOIN else "\u2190 " if kind in
+            t.insert(where, "\u2192 " if kind is LineKind.JOIN else "\u2190 " if kind in
                      (LineKind.PART, LineKind.QUIT) else "\u00b7 ", (*base, "quiet"))
-            self._insert_text(line.text, (*base, "quiet"))
-        t.insert("end", "\n", base)
+            self._insert_text(line.text, where, (*base, "quiet"))
+        t.insert(where, "\n", base)
 
-    def _insert_text(self, text: str, tags: tuple[str, ...]) -> None:
+    def _insert_text(self, text: str, where: str, tags: tuple[str, ...]) -> None:
         pos = 0
         for match in _URL.finditer(text):
-            self.text.insert("end", text[pos : match.start()], tags)
-            self.text.insert("end", match.group(0), (*tags, "url"))
+            self.text.insert(where, text[pos : match.start()], tags)
+            self.text.insert(where, match.group(0), (*tags, "url"))
             pos = match.end()
-        self.text.insert("end", text[pos:], tags)
+        self.text.insert(where, text[pos:], tags)
 
     def _tagged_word(self, tag: str, event: tk.Event[tk.Text]) -> str:
         index = self.text.index(f"@{event.x},{event.y}")
@@ -141,3 +176,18 @@ class MessageView(ttk.Frame):
 
     def scroll_page(self, direction: int) -> None:
         self.text.yview_scroll(direction, "pages")
+        if direction < 0:
+            self._scrolled_up()
+
+    def _scrollbar_moved(self, *args: str) -> None:
+        self.text.yview(*args)
+        self._scrolled_up()
+
+    def _wheeled(self, event: tk.Event[tk.Misc]) -> None:
+        if event.num == 4 or event.delta > 0:
+            self._scrolled_up()
+
+    def _scrolled_up(self) -> None:
+        """The user scrolled: at the very top, ask for what came before."""
+        if self._on_top is not None and self.text.yview()[0] <= 0.0:
+            self._on_top()

@@ -78,7 +78,7 @@ class ChatWindow(ttk.Frame):
         self.topic = tk.StringVar(self)
         self.topic_entry = ttk.Entry(centre, textvariable=self.topic, state="readonly", takefocus=False)
         self.topic_entry.pack(fill="x", padx=2, pady=(2, 0))
-        self.view = MessageView(centre, self.theme, self.open_query)
+        self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted)
         self.view.pack(fill="both", expand=True, padx=2, pady=2)
         bottom = ttk.Frame(centre)
         bottom.pack(fill="x", padx=2, pady=(0, 2))
@@ -152,6 +152,8 @@ class ChatWindow(ttk.Frame):
                 self.view.append(change.line)
             elif kind is ChangeKind.RELOAD and change.key == self.shown_key:
                 self._redraw_lines()
+            elif kind is ChangeKind.PREPEND and change.key == self.shown_key:
+                self.view.prepend(change.lines)
             elif kind is ChangeKind.MEMBERS and change.key == self.shown_key:
                 self._redraw_members()
             elif kind is ChangeKind.TOPIC and change.key == self.shown_key:
@@ -303,6 +305,11 @@ class ChatWindow(ttk.Frame):
     def _key_typed(self, event: tk.Event[ttk.Entry]) -> None:
         if event.keysym not in ("Tab", "Shift_L", "Shift_R"):
             self.completer.reset()
+
+    def _older_wanted(self) -> None:
+        """The view reached its top: ask for older lines; they arrive as a PREPEND change."""
+        if self.session.request_older(self.shown_key):
+            self.client.flush()
 
     def _scroll(self, direction: int) -> str:
         self.view.scroll_page(direction)

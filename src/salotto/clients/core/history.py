@@ -1,0 +1,165 @@
+"""Chat history for the session: the backlog on join, older lines on request, the batches that carry them.
+
+Implements the client side of https://ircv3.net/specs/extensions/chathistory (``LATEST`` on join,
+``BEFORE`` when the user scrolls to the top of a buffer) over https://ircv3.net/specs/extensions/batch.
+Sans-I/O like the session: it queues lines with ``Session.send`` and reports with ``Session.emit``.
+
+A reply batch names its target but not the request it answers, so each buffer has at most one request
+in flight: the next batch for that target is its reply.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Buffer, BufferKind, ChangeKind, Line, LineKind
+from salotto.clients.core.text import format_server_time
+from salotto.proto import Message
+
+if TYPE_CHECKING:
+    from salotto.clients.core.session import Session
+
+__all__ = ["HISTORY_BATCH_TYPES", "START_OF_HISTORY", "HistoryState", "Request"]
+
+HISTORY_BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
+# Lines a server keeps in its history: their msgid is a reference it can resolve. Events (JOIN, MODE...)
+# may carry a msgid the history store has never seen, and BEFORE such a msgid would come back empty.
+STORED_KINDS = frozenset({LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE})
+# The note shown once above the oldest line when the server has nothing older.
+START_OF_HISTORY = "Start of history."
+
+
+class Request(enum.Enum):
+    LATEST = "LATEST"  # the backlog on join: merged by time
+    BEFORE = "BEFORE"  # older lines on scroll-up: inserted at the top
+
+
+@dataclass(slots=True)
+class _Batch:
+    kind: str
+    target: str
+    lines: list[tuple[str, Line]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class HistoryState:
+    """What one connection has open: batches being received, and the request in flight per buffer key."""
+
+    batches: dict[str, _Batch] = field(default_factory=dict)
+    pending: dict[str, Request] = field(default_factory=dict)
+
+
+def history_cap(s: Session) -> str:
+    """The chathistory capability in use, or "" when history cannot be asked for (needs batch too)."""
+    if "batch" not in s.caps_enabled:
+        return ""
+    for cap in ("chathistory", "draft/chathistory"):
+        if cap in s.caps_enabled:
+            return cap
+    return ""
+
+
+def _limit(s: Session, room: int = MAX_LINES_PER_BUFFER) -> int:
+    """Lines to ask for: the configured amount, capped by ISUPPORT CHATHISTORY= and the buffer's room."""
+    limit = min(s.config.history_lines, room)
+    server_max = s.isupport.get("CHATHISTORY", "")
+    if server_max.isdigit() and int(server_max) > 0:
+        limit = min(limit, int(server_max))
+    return max(limit, 1)
+
+
+def request_latest(s: Session, channel: str) -> None:
+    """CHATHISTORY LATEST on join: the last lines, or those since the newest one already shown."""
+    if not history_cap(s):
+        return
+    buf = s.get_buffer(channel)
+    reference = "*"
+    if buf is not None:
+        known = [ln for ln in buf.lines if ln.msgid and ln.kind in STORED_KINDS]
+        if known:
+            reference = f"msgid={known[-1].msgid}"
+    s.send("CHATHISTORY", "LATEST", channel, reference, str(_limit(s)))
+    s.history.pending[s.key(channel)] = Request.LATEST
+
+
+def oldest_reference(s: Session, buf: Buffer) -> str:
+    """``msgid=`` of the oldest stored line, else ``timestamp=`` of the oldest line (now if none)."""
+    for ln in buf.lines:
+        if ln.msgid and ln.kind in STORED_KINDS:
+            return f"msgid={ln.msgid}"
+    return "timestamp=" + format_server_time(buf.lines[0].time if buf.lines else s.now())
+
+
+def request_older(s: Session, key: str) -> bool:
+    """CHATHISTORY BEFORE the oldest line of buffer ``key``; False when nothing was asked.
+
+    Nothing is asked for the server buffer, a channel we are not in, without the capability, while a
+    request for the buffer is in flight, once the start of history was reached, or when the buffer is full.
+    """
+    buf = s.buffers.get(key)
+    if buf is None or buf.kind is BufferKind.SERVER or not s.registered or not history_cap(s):
+        return False
+    if buf.at_start_of_history or key in s.history.pending:
+        return False
+    if buf.kind is BufferKind.CHANNEL and not buf.joined:
+        return False  # the server answers only for channels we are in
+    room = MAX_LINES_PER_BUFFER - len(buf.lines)
+    if room <= 0:
+        return False  # older lines would push out the newest ones
+    s.send("CHATHISTORY", "BEFORE", buf.name, oldest_reference(s, buf), str(_limit(s, room)))
+    s.history.pending[key] = Request.BEFORE
+    return True
+
+
+def start_batch(s: Session, ref: str, kind: str, target: str) -> None:
+    if kind in HISTORY_BATCH_TYPES:
+        s.history.batches[ref] = _Batch(kind, target)
+
+
+def batch_of(s: Session, msg: Message) -> str:
+    """The history batch ``msg`` belongs to, or ""."""
+    ref = msg.tags.get("batch", "")
+    return ref if ref in s.history.batches else ""
+
+
+def end_batch(s: Session, ref: str) -> None:
+    batch = s.history.batches.pop(ref, None)
+    if batch is None:
+        return
+    key = s.key(batch.target) if batch.target else ""
+    if key and s.history.pending.pop(key, None) is Request.BEFORE:
+        _insert_older(s, key, [line for _name, line in batch.lines])
+        return
+    by_name: dict[str, list[Line]] = {}
+    for name, line in batch.lines:
+        by_name.setdefault(name, []).append(line)
+    for name, lines in by_name.items():
+        buf = s.open_buffer(name)
+        if buf.merge_history(lines):
+            s.emit(ChangeKind.RELOAD, s.key(name))
+
+
+def _insert_older(s: Session, key: str, lines: list[Line]) -> None:
+    """The reply to BEFORE: older lines go on top; nothing new means the start of history."""
+    buf = s.buffers.get(key)
+    if buf is None:  # closed while the request was in flight
+        return
+    added = buf.prepend_history(lines)
+    if not added:
+        # An empty reply (or only lines already shown, which asking again would not change).
+        buf.at_start_of_history = True
+        moment = buf.lines[0].time if buf.lines else s.now()
+        added = buf.prepend_history([Line(moment, LineKind.INFO, START_OF_HISTORY)])
+    if added:
+        s.emit(ChangeKind.PREPEND, key, lines=added)
+
+
+def history_failed(s: Session, context: list[str]) -> None:
+    """FAIL CHATHISTORY: the request for the named target is over (all of them if none is named)."""
+    keys = {s.key(param) for param in context} & s.history.pending.keys()
+    if not keys:
+        keys = set(s.history.pending)
+    for key in keys:
+        del s.history.pending[key]
