@@ -68,6 +68,17 @@ KEYS: tuple[Key, ...] = (
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
+    Key("account_registration", bool, True,
+        "Let users register accounts (REGISTER, /msg NickServ REGISTER); operators' tools work either way."),
+    Key("account_password_min_len", int, 8, "Shortest password accepted when registering an account.", 1),
+    Key("nick_protection_grace_s", float, 30.0,
+        "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
+    Key("login_attempts_per_account", int, 5,
+        "Password attempts against one account per login_throttle_window_s, from anywhere.", 1),
+    Key("login_attempts_per_ip", int, 10, "Password attempts from one IP address per login_throttle_window_s.", 1),
+    Key("login_throttle_window_s", float, 60.0, "The window of the two login limits above.", 1),
+    Key("sasl_max_payload_bytes", int, 4096, "Longest SASL payload (AUTHENTICATE chunks together); 905 above.", 400),
+    Key("max_channels_per_account", int, 20, "Channels one account may register with ChanServ.", 1),
     Key("motd_file", str, "", "A text file shown as the message of the day; empty for the built-in one."),
     Key("autojoin", list, ["#lobby"], "Channels every client joins on registration; [] disables it."),
     Key("admin_name", str, "salotto administrator", "Shown by ADMIN."),
@@ -137,6 +148,14 @@ class Config:
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int
+    account_registration: bool
+    account_password_min_len: int
+    nick_protection_grace_s: float
+    login_attempts_per_account: int
+    login_attempts_per_ip: int
+    login_throttle_window_s: float
+    sasl_max_payload_bytes: int
+    max_channels_per_account: int
     motd_file: str
     autojoin: list[str]
     admin_name: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -12,7 +13,9 @@ from typing import Any
 
 from salotto import __version__
 from salotto.config import Config, ConfigError, load_config, parse_host_port
+from salotto.server.accounts import Accounts
 from salotto.server.history import History
+from salotto.server.offload import ThreadOffload
 from salotto.server.state import Server
 from salotto.storage import Storage, StorageError, open_storage
 from salotto.storage.readers import ReadPool
@@ -27,6 +30,8 @@ log = logging.getLogger("salotto")
 
 # How often timers (PING, ping and registration timeouts) are checked.
 TICK_INTERVAL_S = 1.0
+# Size of the server's own secret (SCRAM's fake salts for unknown accounts; see salotto.server.sasl).
+SECRET_BYTES = 32
 # Time given to flush ERROR lines to clients at shutdown before the process exits.
 SHUTDOWN_GRACE_S = 0.5
 
@@ -95,8 +100,36 @@ def _announce(
         print(f"Web chat: {url}", flush=True)
 
 
-def _open_history(server: Server, config: Config, loop: asyncio.AbstractEventLoop) -> tuple[Storage, ReadPool]:
-    """The writer connection (on this thread) and the reader pool; history attached to the server."""
+def _server_secret(data_dir: str) -> bytes:
+    """32 random bytes kept in ``<data_dir>/server-secret`` (mode 0600), made on first start."""
+    path = os.path.join(data_dir, "server-secret")
+    try:
+        with open(path, "rb") as f:
+            secret = f.read()
+        if len(secret) == SECRET_BYTES:
+            return secret
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(
+            f"config key 'data_dir': bad value {data_dir!r} (cannot read {path}: {exc.strerror})"
+        ) from None
+    secret = os.urandom(SECRET_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret)
+    except OSError as exc:
+        raise ConfigError(
+            f"config key 'data_dir': bad value {data_dir!r} (cannot write {path}: {exc.strerror})"
+        ) from None
+    return secret
+
+
+def _open_store(
+    server: Server, config: Config, loop: asyncio.AbstractEventLoop, offload: ThreadOffload
+) -> tuple[Storage, ReadPool]:
+    """The writer connection (on this thread) and the reader pool; history and accounts attached."""
     try:
         writer = open_storage(config.storage_backend, config.data_dir)
     except (StorageError, OSError) as exc:
@@ -107,6 +140,8 @@ def _open_history(server: Server, config: Config, loop: asyncio.AbstractEventLoo
         reader.on_close(writer.checkpoint_in_background())
     if config.history_enabled:
         server.attach_history(History(config, writer, reader, server.clock()))
+    server.offload = offload
+    server.attach_accounts(Accounts(writer, offload, _server_secret(config.data_dir)))
     return writer, reader
 
 
@@ -114,7 +149,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
     loop = asyncio.get_running_loop()
     server = Server(config)
-    writer, reader = _open_history(server, config, loop)
+    offload = ThreadOffload(loop.call_soon_threadsafe)
+    writer, reader = _open_store(server, config, loop, offload)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
 
@@ -177,6 +213,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         if server.history is not None:
             server.history.close()
         reader.close()
+        offload.close()
         writer.close()
         if tick_handle is not None:
             tick_handle.cancel()

@@ -6,12 +6,15 @@ way h11's tests feed bytes without a socket. The clock is ours, so timers are te
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from salotto.config import load_config
 from salotto.proto import Message, parse
+from salotto.server.accounts import Accounts
 from salotto.server.client import Client
 from salotto.server.state import Server
+from salotto.storage import Storage, open_storage
 
 
 class Clock:
@@ -85,6 +88,13 @@ class Harness:
         self.wall = [1_700_000_000.0]
         config = load_config(None, overrides)
         self.server = Server(config, clock=self.clock, wallclock=lambda: self.wall[0])
+
+    def attach_store(self, data_dir: Path) -> Storage:
+        """Accounts, services and registered channels on a real SQLite file in ``data_dir``; password
+        hashing runs inline (the server's InlineOffload), so replies arrive before ``send`` returns."""
+        store = open_storage("sqlite", data_dir)
+        self.server.attach_accounts(Accounts(store, self.server.offload))
+        return store
 
     def connect(self, ip: str = "127.0.0.1") -> User:
         return User(self.server, ip)

@@ -40,6 +40,7 @@ class Client:
 
     __slots__ = (
         "account",
+        "account_since",
         "away",
         "cap_negotiating",
         "cap_version",
@@ -61,6 +62,7 @@ class Client:
         "quitting",
         "realname",
         "registered",
+        "sasl",
         "signon",
         "tag_flags",
         "user",
@@ -80,7 +82,12 @@ class Client:
         self.nick_cf = ""
         self.user = ""
         self.realname = ""
+        # The account logged in to (its name as registered), and when that account was created:
+        # history under the account is readable from then on.
         self.account: str | None = None
+        self.account_since = 0.0
+        # An AUTHENTICATE exchange in progress (salotto.server.handlers.auth.SaslSession).
+        self.sasl: object | None = None
         self.away: str | None = None
         self.caps: set[str] = set()
         self.cap_version = 0

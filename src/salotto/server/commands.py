@@ -6,7 +6,7 @@ The dispatcher (:mod:`salotto.server.dispatch`) enforces the rules, so handlers 
 from __future__ import annotations
 
 from salotto.server.dispatch import Command
-from salotto.server.handlers import channels, history, messaging, modes, oper, queries, registration
+from salotto.server.handlers import auth, channels, history, messaging, modes, oper, queries, registration, services
 
 __all__ = ["COMMANDS"]
 
@@ -19,6 +19,13 @@ COMMANDS: dict[str, Command] = {
     "PING": Command(registration.handle_ping, min_params=1, before_registration=True),
     "PONG": Command(registration.handle_pong, before_registration=True),
     "QUIT": Command(registration.handle_quit, before_registration=True),
+    # Accounts
+    "AUTHENTICATE": Command(auth.handle_authenticate, min_params=1, before_registration=True, capability="sasl"),
+    "REGISTER": Command(auth.handle_register, min_params=3, before_registration=True),
+    "NICKSERV": Command(services.handle_nickserv_command),
+    "NS": Command(services.handle_nickserv_command),
+    "CHANSERV": Command(services.handle_chanserv_command),
+    "CS": Command(services.handle_chanserv_command),
     # Channels
     "JOIN": Command(channels.handle_join, min_params=1),
     "PART": Command(channels.handle_part, min_params=1),

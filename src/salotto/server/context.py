@@ -43,7 +43,7 @@ def chunk_words(words: list[str], budget: int) -> list[str]:
 class Context:
     """One command being handled: who sent what, and the lines going back to them."""
 
-    __slots__ = ("client", "deferred", "label", "msg", "out", "server")
+    __slots__ = ("client", "deferred", "flushed", "label", "msg", "out", "server")
 
     def __init__(self, server: Server, client: Client, msg: Message) -> None:
         self.server = server
@@ -52,6 +52,9 @@ class Context:
         self.out: list[bytes] = []
         # Set by a handler whose answer comes later (a storage read): it labels its own reply.
         self.deferred = False
+        # Answered: a deferred reply that came back at once (tests run hashing inline) was
+        # flushed by its callback, and the dispatcher's flush must not send it again.
+        self.flushed = False
         label = msg.tags.get("label") if msg.tags else None
         self.label = label if label and "labeled-response" in client.caps else None
 
@@ -80,6 +83,12 @@ class Context:
         """``label=<escaped>`` for a reply built outside :meth:`flush` (a deferred one), or None."""
         return "label=" + escape_tag_value(self.label) if self.label is not None else None
 
+    def resume(self) -> None:
+        """A deferred handler's callback starts answering: replies collect anew, flush sends them
+        (labelled, if the command was)."""
+        self.out = []
+        self.deferred = False
+
     def send(self, data: bytes) -> None:
         """Bytes already serialized, CRLF included."""
         self.out.append(data)
@@ -87,8 +96,9 @@ class Context:
     def flush(self) -> None:
         out = self.out
         label = self.label
-        if self.deferred and not out:
+        if self.flushed or (self.deferred and not out):
             return
+        self.flushed = True
         if label is None:
             if out:
                 self.client.conn.write(out[0] if len(out) == 1 else b"".join(out))

@@ -21,15 +21,17 @@ from salotto.proto.errors import MalformedMessage
 from salotto.proto.framing import decode_line
 from salotto.proto.message import parse
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
 from salotto.server.channel import Channel
 from salotto.server.client import Client, Connection
 from salotto.server.commands import COMMANDS
 from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
-from salotto.server.handlers.registration import CAPABILITIES
+from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
 from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
+from salotto.server.offload import InlineOffload, Offload
 from salotto.server.stats import ServerStats, disconnect_category
 
 __all__ = ["Server", "WhowasEntry"]
@@ -81,6 +83,12 @@ class Server:
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
         self.history: History | None = None
+        # Set by attach_accounts (accounts, services and registered channels need the store).
+        self.accounts: Accounts | None = None
+        # Clients holding a registered nick they are not logged in to -> when the tick renames them.
+        self.nick_deadlines: dict[Client, float] = {}
+        # Where password hashing runs: the runtime sets a thread pool (salotto.server.offload).
+        self.offload: Offload = InlineOffload()
         self._ids = itertools.count(1)
         self._msgid_prefix = os.urandom(4).hex()
         self._msgids = itertools.count(1)
@@ -118,11 +126,25 @@ class Server:
         self.history = history
         self.isupport = isupport_tokens(self.config, history=history is not None)
 
+    def attach_accounts(self, accounts: Accounts | None) -> None:
+        self.accounts = accounts
+        if accounts is None:
+            return
+        for name_cf, registration in accounts.channels.items():
+            channel = self.channels.get(name_cf)  # an autojoin channel, there from the start
+            if channel is not None:
+                restore_channel_state(channel, registration)
+
     def capabilities(self) -> dict[str, str]:
-        """What CAP LS offers: the fixed set, plus draft/chathistory when history is on."""
-        if self.history is None:
-            return CAPABILITIES
-        return {**CAPABILITIES, "draft/chathistory": ""}
+        """What CAP LS offers: the fixed set, plus what history and accounts make possible."""
+        caps = dict(CAPABILITIES)
+        if self.history is not None:
+            caps["draft/chathistory"] = ""
+        if self.accounts is not None:
+            caps.update(ACCOUNT_CAPABILITIES)
+            if self.config.account_registration:
+                caps["draft/account-registration"] = "before-connect"
+        return caps
 
     # -- identifiers -----------------------------------------------------------------------------
 
@@ -240,6 +262,7 @@ class Server:
             del self.per_ip[client.ip]
         if client.nick_cf and self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
+        self.nick_deadlines.pop(client, None)
         if client.registered:
             self.registered_count -= 1
             if "i" in client.modes:
@@ -279,6 +302,20 @@ class Server:
         if not channel.members and not channel.permanent:
             del self.channels[channel.name_cf]
 
+    def change_nick(self, client: Client, nick: str) -> bytes:
+        """Rename a registered client: everyone sharing a channel sees the NICK. Returns the line
+        for the client itself (a handler replies with it; a forced rename writes it)."""
+        nick_cf = casefold(nick)
+        if self.users.get(client.nick_cf) is client:
+            del self.users[client.nick_cf]
+        self.users[nick_cf] = client
+        change = self.outgoing(client.prefix, "NICK", [nick])
+        self.remember_nick(client)
+        log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
+        client.nick, client.nick_cf = nick, nick_cf
+        change.deliver(self.peers_of(client))
+        return change.variant(client.tag_flags)
+
     def remember_nick(self, client: Client) -> None:
         if self.config.whowas_max_entries <= 0:
             return
@@ -299,6 +336,10 @@ class Server:
         now = self.clock()
         if self.history is not None:
             self.history.retention_step(now, self.wallclock())
+        if self.nick_deadlines:
+            for client, deadline in list(self.nick_deadlines.items()):
+                if now >= deadline:
+                    rename_to_guest(self, client)
         config = self.config
         ping = f"PING :{self.name}\r\n".encode()
         for client in list(self.clients):

@@ -32,6 +32,7 @@ from salotto.proto.numerics import (
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
 )
+from salotto.server.accounts import persist_channel_state, restore_channel_state, status_for
 from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
@@ -81,30 +82,23 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
         ctx.reply(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
         return
     channel = server.channels.get(name_cf)
-    status = ""
+    accounts = server.accounts
+    registration = accounts.channels.get(name_cf) if accounts is not None else None
+    # A registered channel's access list gives operator status and lets its people past the modes.
+    level = registration.access.get(casefold(client.account)) if registration and client.account else None
     if channel is None:
-        channel = Channel(name, name_cf, int(server.wallclock()))
+        channel = Channel(name if registration is None else registration.name, name_cf, int(server.wallclock()))
+        if registration is not None:
+            restore_channel_state(channel, registration)  # as it was kept, before anyone checks its modes
+            if level is None and not _may_enter(ctx, channel, key):
+                return
         server.channels[name_cf] = channel
-        status = "o"
+        status = "o" if registration is None else status_for(level)
     else:
-        # An invitation lets its connection past +i; past +k, +l and bans only when a channel
-        # operator gave it (a member's invitation must not undo a ban).
-        invite = channel.invited.get(client.id)
-        invited = invite is not None
-        overrides = invite is True
-        if channel.key is not None and key != channel.key and not overrides:
-            ctx.reply(ERR_BADCHANNELKEY, channel.name, "Cannot join channel (+k)")
+        if level is None and not _may_enter(ctx, channel, key):
             return
-        if channel.limit is not None and len(channel.members) >= channel.limit and not overrides:
-            ctx.reply(ERR_CHANNELISFULL, channel.name, "Cannot join channel (+l)")
-            return
-        if "i" in channel.modes and not invited and not channel.is_invex(client):
-            ctx.reply(ERR_INVITEONLYCHAN, channel.name, "Cannot join channel (+i)")
-            return
-        if not overrides and channel.is_banned(client):
-            ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
-            return
-        channel.invited.pop(client.id, None)
+        status = status_for(level)
+    channel.invited.pop(client.id, None)
     channel.add(client, status)
     client.channels[name_cf] = channel
 
@@ -124,6 +118,29 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
         send_topic(ctx, channel)
     send_names(ctx, channel)
     replay_on_join(server, client, channel)
+
+
+def _may_enter(ctx: Context, channel: Channel, key: str | None) -> bool:
+    """Modes, limits and bans of an existing channel; the numeric when they keep the client out."""
+    client = ctx.client
+    # An invitation lets its connection past +i; past +k, +l and bans only when a channel
+    # operator gave it (a member's invitation must not undo a ban).
+    invite = channel.invited.get(client.id)
+    invited = invite is not None
+    overrides = invite is True
+    if channel.key is not None and key != channel.key and not overrides:
+        ctx.reply(ERR_BADCHANNELKEY, channel.name, "Cannot join channel (+k)")
+        return False
+    if channel.limit is not None and len(channel.members) >= channel.limit and not overrides:
+        ctx.reply(ERR_CHANNELISFULL, channel.name, "Cannot join channel (+l)")
+        return False
+    if "i" in channel.modes and not invited and not channel.is_invex(client):
+        ctx.reply(ERR_INVITEONLYCHAN, channel.name, "Cannot join channel (+i)")
+        return False
+    if not overrides and channel.is_banned(client):
+        ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
+        return False
+    return True
 
 
 def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
@@ -188,6 +205,7 @@ def handle_topic(ctx: Context) -> None:
     change = server.outgoing(client.prefix, "TOPIC", [channel.name, channel.topic])
     change.deliver(channel.members, exclude=client)
     ctx.send(change.variant(client.tag_flags))
+    persist_channel_state(server, channel)
 
 
 def send_names(ctx: Context, channel: Channel) -> None:

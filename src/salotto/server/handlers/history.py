@@ -118,18 +118,45 @@ def _query(
     return lambda s: s.around(key, ref, limit)
 
 
-def readable_since(client: Client, channel: Channel | None) -> float:
+def readable_since(server: Server, client: Client, channel: Channel | None) -> float:
     """The oldest history ``client`` may read in ``channel`` (None: its private conversations).
 
-    Until accounts and registered channels exist, a nick or a channel name is not proof of being the
-    same person or room as before: whoever takes the nick ``alice`` must not read alice's private
-    messages, whoever re-creates ``#secret`` must not read the old one's. So private history is
-    readable from the client's connection on, a channel's from its creation on. The autojoin
-    channels are public by design and keep their whole history, across restarts too.
+    A nick or a channel name alone is not proof of being the same person or room as before: whoever
+    takes the nick ``alice`` must not read alice's private messages, whoever re-creates ``#secret``
+    must not read the old one's. So:
+
+    - private history: a logged-in client reads its account's conversations from the account's
+      creation on; anyone else reads from its connection on (see :func:`history_identity`);
+    - a registered channel: from its registration on (or its creation, if earlier and unbroken);
+    - the autojoin channels are public by design and keep their whole history, across restarts;
+    - any other channel: from its creation on.
     """
     if channel is None:
-        return client.signon
-    return 0.0 if channel.permanent else float(channel.created)
+        return client.account_since if client.account is not None else client.signon
+    if channel.permanent:
+        return 0.0
+    registration = server.accounts.channels.get(channel.name_cf) if server.accounts is not None else None
+    if registration is not None:
+        return min(registration.registered, float(channel.created))
+    return float(channel.created)
+
+
+def history_identity(server: Server, client: Client) -> str | None:
+    """Whose private history a client's messages belong to: its account when logged in, else its
+    nick; None (nothing stored or readable) while it holds a registered nick it has not logged in
+    to, so that taking ``alice``'s nick never reaches alice's conversations."""
+    if client.account is not None:
+        return client.account
+    if client in server.nick_deadlines:
+        return None
+    return client.nick
+
+
+def _party_of(server: Server, name: str) -> str:
+    """The history identity behind a nick named in CHATHISTORY: an online user's account if logged
+    in; otherwise the name itself (an account name equals the nick it was registered with)."""
+    holder = server.find_user(name)
+    return holder.account if holder is not None and holder.account is not None else name
 
 
 def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
@@ -141,10 +168,11 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
         channel = server.find_channel(name)
         if channel is None or client not in channel.members:
             return None
-        return channel.name_cf, channel.name, readable_since(client, channel)
-    if not name or any(ch in name for ch in " ,*?!@"):
+        return channel.name_cf, channel.name, readable_since(server, client, channel)
+    me = history_identity(server, client)
+    if me is None or not name or any(ch in name for ch in " ,*?!@"):
         return None
-    return conversation_key(client.nick, name), name, readable_since(client, None)
+    return conversation_key(me, _party_of(server, name)), name, readable_since(server, client, None)
 
 
 def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | None) -> bytes:
@@ -153,7 +181,10 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | 
     else:
         # A private message went to whichever side did not send it.
         sender_nick = split_userhost(msg.sender).nick
-        target = shown if casefold(sender_nick) == client.nick_cf else client.nick
+        mine = casefold(sender_nick) == client.nick_cf or (
+            msg.account is not None and client.account is not None and casefold(msg.account) == casefold(client.account)
+        )
+        target = shown if mine else client.nick
     text = msg.text
     if not client.tag_flags & TAG_SERVER_TIME:
         # Without server-time the client would show an old message as new: say when it was
@@ -197,7 +228,7 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     history = server.history
     assert history is not None
     channels = list(client.channels)
-    party = client.nick
+    party = history_identity(server, client)
     label = ctx.label_tag()
     ctx.deferred = True
     server.commit_pending()
@@ -212,7 +243,7 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
         for listing in outcome.value or []:
             name = listing.name
             channel = server.find_channel(name) if name[:1] in CHANTYPES else None
-            if listing.latest < readable_since(client, channel):
+            if listing.latest < readable_since(server, client, channel):
                 continue
             stamp = "timestamp=" + format_server_time(listing.latest)
             line = f"@batch={ref} :{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
@@ -230,7 +261,7 @@ def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
     if history is None or lines <= 0 or CHATHISTORY_CAP in client.caps:
         return
     key, shown = channel.name_cf, channel.name
-    since = readable_since(client, channel)
+    since = readable_since(server, client, channel)
     server.commit_pending()  # the read runs on another connection: let it see this pass's messages
     # Only what was said before the join: the read runs later, and what came after reaches the
     # client live. (A message in the very millisecond of the join is left out rather than doubled.)

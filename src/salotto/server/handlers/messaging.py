@@ -19,9 +19,12 @@ from salotto.proto.numerics import (
     RPL_NOWAWAY,
     RPL_UNAWAY,
 )
+from salotto.server.accounts import is_service
 from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
+from salotto.server.handlers.history import history_identity
+from salotto.server.handlers.services import service_message
 from salotto.storage.base import HistoryMessage, conversation_key
 
 # IRCv3 message-tags: the client-only tags of one message may take at most 4094 bytes.
@@ -108,6 +111,10 @@ def _message(ctx: Context, command: str) -> None:
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, client.prefix, client.account,
                                               command, text, client_tags or {}))
         else:
+            if is_service(target):
+                if command == "PRIVMSG":
+                    service_message(ctx, target, text)
+                continue
             recipient = server.find_user(target)
             if recipient is None:
                 if not quiet:
@@ -124,10 +131,12 @@ def _message(ctx: Context, command: str) -> None:
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
             if history is not None and server.config.history_private:
-                history.record(HistoryMessage(
-                    msgid, conversation_key(client.nick, recipient.nick), wall, client.prefix, client.account,
-                    command, text, client_tags or {}, parties=(client.nick, recipient.nick),
-                ))
+                sender_id, recipient_id = history_identity(server, client), history_identity(server, recipient)
+                if sender_id is not None and recipient_id is not None:
+                    history.record(HistoryMessage(
+                        msgid, conversation_key(sender_id, recipient_id), wall, client.prefix, client.account,
+                        command, text, client_tags or {}, parties=(sender_id, recipient_id),
+                    ))
         if echo:
             ctx.send(out.variant(client.tag_flags))
             stats.deliveries_out += 1

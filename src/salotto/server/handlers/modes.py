@@ -26,6 +26,7 @@ from salotto.proto.numerics import (
     RPL_INVEXLIST,
     RPL_UMODEIS,
 )
+from salotto.server.accounts import persist_channel_state
 from salotto.server.channel import Channel, ListEntry
 from salotto.server.context import Context
 from salotto.server.isupport import MODES_PER_COMMAND
@@ -149,6 +150,7 @@ def _channel_mode(ctx: Context, name: str) -> None:
         line = server.outgoing(client.prefix, "MODE", [channel.name, _join_modes(applied), *args])
         line.deliver(channel.members, exclude=client)
         ctx.send(line.variant(client.tag_flags))
+        persist_channel_state(server, channel)
 
 
 def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:

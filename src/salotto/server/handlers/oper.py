@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from salotto.config import OperBlock
 from salotto.passwords import verify_password
 from salotto.proto.names import mask_match
 from salotto.proto.numerics import (
@@ -14,6 +15,7 @@ from salotto.proto.numerics import (
     RPL_YOUREOPER,
 )
 from salotto.server.context import Context
+from salotto.storage.worker import Outcome
 
 log = logging.getLogger("salotto.server")
 
@@ -27,11 +29,27 @@ def handle_oper(ctx: Context) -> None:
     server = ctx.server
     name, password = ctx.msg.params[0], ctx.msg.params[1]
     block = server.config.opers.get(name)
-    # scrypt costs tens of milliseconds on the loop: a connection gets a few tries, no more.
+    # Each try costs a scrypt hash (off the loop, but still CPU): a connection gets a few, no more.
     if client.oper_failures >= OPER_ATTEMPTS_PER_CONNECTION:
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect (too many attempts on this connection)")
         return
-    if block is None or not verify_password(password, block.password_hash):
+    stored = block.password_hash if block is not None else None
+    ctx.deferred = True
+
+    def checked(outcome: Outcome[bool]) -> None:
+        if client.quitting:
+            return
+        ctx.resume()
+        _oper_checked(ctx, name, block if outcome.value else None)
+        ctx.flush()
+
+    server.offload.run(lambda: stored is not None and verify_password(password, stored), checked)
+
+
+def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
+    client = ctx.client
+    server = ctx.server
+    if block is None:
         client.oper_failures += 1
         log.warning("failed OPER as %r by %s (%s)", name, client.nick, client.ip)
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect")

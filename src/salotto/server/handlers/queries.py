@@ -38,6 +38,7 @@ from salotto.proto.numerics import (
     RPL_TIME,
     RPL_USERHOST,
     RPL_VERSION,
+    RPL_WHOISACCOUNT,
     RPL_WHOISCHANNELS,
     RPL_WHOISHOST,
     RPL_WHOISIDLE,
@@ -215,6 +216,8 @@ def handle_whois(ctx: Context) -> None:
         ctx.reply(RPL_AWAY, target.nick, target.away)
     if target.is_oper:
         ctx.reply(RPL_WHOISOPERATOR, target.nick, "is an IRC operator")
+    if target.account is not None:
+        ctx.reply(RPL_WHOISACCOUNT, target.nick, target.account, "is logged in as")
     if client is target or client.is_oper:
         ctx.reply(RPL_WHOISHOST, target.nick, f"is connecting from {target.user}@{target.ip} {target.ip}")
     idle = int(server.clock() - target.idle_since)

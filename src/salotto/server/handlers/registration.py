@@ -23,11 +23,16 @@ from salotto.proto.numerics import (
     RPL_WELCOME,
     RPL_YOURHOST,
 )
+from salotto.server.accounts import is_service, nick_protection_check
 from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from salotto.server.context import Context
 from salotto.server.handlers.channels import join_channel
 from salotto.server.handlers.queries import send_isupport, send_lusers, send_motd
 from salotto.server.isupport import USERLEN
+from salotto.server.sasl import MECHANISMS
+
+# EXTERNAL needs client certificates that the stdlib's TLS cannot accept unless a CA signed them.
+SASL_MECHANISMS = tuple(m for m in MECHANISMS if m != "EXTERNAL")
 
 log = logging.getLogger("salotto.server")
 
@@ -47,6 +52,12 @@ CAPABILITIES: dict[str, str] = {
     "server-time": "",
     "setname": "",
     "userhost-in-names": "",
+}
+# Offered when accounts are on (Server.capabilities). The sasl value lists the mechanisms (CAP 302).
+ACCOUNT_CAPABILITIES: dict[str, str] = {
+    "account-notify": "",
+    "account-tag": "",
+    "sasl": ",".join(SASL_MECHANISMS),
 }
 # Longest CAP reply payload before continuing on another line (keeps lines under 512 bytes).
 _CAP_LINE_BUDGET = 400
@@ -145,24 +156,37 @@ def handle_nick(ctx: Context) -> None:
         return
     nick_cf = casefold(nick)
     holder = server.users.get(nick_cf)
-    if holder is not None and holder is not client:
+    if (holder is not None and holder is not client) or is_service(nick):
         ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     if nick == client.nick:
         return
-    if client.nick_cf and server.users.get(client.nick_cf) is client:
-        del server.users[client.nick_cf]
-    server.users[nick_cf] = client
+    if client.registered and _refused_as_registered(ctx, nick):
+        return
     if not client.registered:
+        if client.nick_cf and server.users.get(client.nick_cf) is client:
+            del server.users[client.nick_cf]
+        server.users[nick_cf] = client
         client.nick, client.nick_cf = nick, nick_cf
         try_register(ctx)
         return
-    change = server.outgoing(client.prefix, "NICK", [nick])
-    server.remember_nick(client)
-    log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
-    client.nick, client.nick_cf = nick, nick_cf
-    change.deliver(server.peers_of(client))
-    ctx.send(change.variant(client.tag_flags))
+    ctx.send(server.change_nick(client, nick))
+    nick_protection_check(server, client)
+
+
+def _refused_as_registered(ctx: Context, nick: str) -> bool:
+    """With ``nick_protection_grace_s = 0`` a registered nick is refused to anyone not logged in to it."""
+    server = ctx.server
+    client = ctx.client
+    accounts = server.accounts
+    if accounts is None or server.config.nick_protection_grace_s > 0:
+        return False
+    if client.account is not None and casefold(client.account) == casefold(nick):
+        return False
+    if not accounts.is_registered(nick):
+        return False
+    ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is registered to an account: log in first (SASL or NickServ)")
+    return True
 
 
 def handle_user(ctx: Context) -> None:
@@ -184,11 +208,18 @@ def try_register(ctx: Context) -> None:
     client = ctx.client
     if client.registered or not client.nick_cf or not client.user or client.cap_negotiating:
         return
+    if _refused_as_registered(ctx, client.nick):
+        # Registration waits for another NICK, as after any 433.
+        if ctx.server.users.get(client.nick_cf) is client:
+            del ctx.server.users[client.nick_cf]
+        client.nick, client.nick_cf = "*", ""
+        return
     client.registered = True
     ctx.server.registered_count += 1
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
     welcome(ctx)
+    nick_protection_check(ctx.server, client)
     for name in ctx.server.config.autojoin:
         join_channel(ctx, name, None)
 

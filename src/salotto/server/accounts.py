@@ -1,0 +1,320 @@
+"""Accounts and registered channels as the server uses them: logins, registrations, nick protection.
+
+The store (:mod:`salotto.storage`) keeps accounts and registered channels; this module is the server's
+side of them. Password hashing (scrypt, tens of milliseconds) runs on :class:`~salotto.server.offload.Offload`
+threads; the results come back on the loop thread, where the short store writes happen, on the same
+writer connection as history. Account lookups are single-row primary-key reads on that connection
+(microseconds), so NICK can check whether a nick is registered without a round trip.
+
+Login attempts are limited per IP and per account (token buckets, ``login_attempts_per_ip`` and
+``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one
+address, and slow against one account from many.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from salotto.passwords import make_account_secret, verify_password
+from salotto.proto.casemap import casefold
+from salotto.proto.message import format_line
+from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
+from salotto.server.flood import TokenBucket
+from salotto.server.offload import Offload
+from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
+from salotto.storage.worker import Outcome
+
+if TYPE_CHECKING:
+    from salotto.server.channel import Channel
+    from salotto.server.client import Client
+    from salotto.server.context import Context
+    from salotto.server.state import Server
+
+__all__ = [
+    "SERVICES",
+    "Accounts",
+    "LoginThrottle",
+    "grant_access_status",
+    "is_service",
+    "log_in",
+    "log_out",
+    "nick_protection_check",
+    "persist_channel_state",
+    "rename_to_guest",
+    "restore_channel_state",
+    "status_for",
+]
+
+log = logging.getLogger("salotto.accounts")
+
+# The services' pseudo-users: their nicks can't be taken, and messages to them are commands.
+SERVICES = ("NickServ", "ChanServ")
+_SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
+
+# Buckets kept before full (idle) ones are forgotten; bounds the throttles' memory under a storm of
+# attempts from many addresses.
+_THROTTLE_PRUNE_AT = 10_000
+
+
+class LoginThrottle:
+    """One token bucket per key (an IP or an account): ``limit`` attempts per ``window_s``."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def take(self, key: str, limit: int, window_s: float, now: float) -> float:
+        """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+                self._prune(now)
+            bucket = self._buckets[key] = TokenBucket(limit / window_s, limit, now)
+        return bucket.delay(now)
+
+    def _prune(self, now: float) -> None:
+        for key, bucket in list(self._buckets.items()):
+            if bucket.delay(now) == 0.0 and bucket.delay(now) == 0.0:  # at least two left: idle
+                del self._buckets[key]
+
+
+class Accounts:
+    """The account and channel registry of one server: store, hashing pool and throttles."""
+
+    def __init__(self, store: Storage, offload: Offload, secret: bytes | None = None) -> None:
+        self.store = store
+        self.offload = offload
+        # Registered channels, read once at startup and written through: joins consult it often.
+        self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
+        self.per_ip = LoginThrottle()
+        self.per_account = LoginThrottle()
+        # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
+        # across restarts too, so the runtime keeps it in the data directory.
+        self.secret = secret or os.urandom(32)
+
+    def get(self, name: str) -> StoredAccount | None:
+        if not name or casefold(name) in _SERVICES_CF:
+            return None
+        return self.store.get_account(name)
+
+    def is_registered(self, nick: str) -> bool:
+        return self.get(nick) is not None
+
+    def throttle(self, server: Server, client: Client, account: str) -> float:
+        """Count one password attempt; 0.0 if it may go ahead, else seconds to wait."""
+        config = server.config
+        now = server.clock()
+        wait = self.per_ip.take(client.ip, config.login_attempts_per_ip, config.login_throttle_window_s, now)
+        if wait:
+            return wait
+        return self.per_account.take(
+            casefold(account), config.login_attempts_per_account, config.login_throttle_window_s, now
+        )
+
+    def check_password(
+        self, name: str, password: str, callback: Callable[[StoredAccount | None], None]
+    ) -> None:
+        """Verify off the loop; ``callback`` gets the account, or None for a wrong name or password."""
+        account = self.get(name)
+        stored = account.password_hash if account is not None else None
+
+        def verify() -> bool:
+            if stored is None:
+                return False
+            return verify_password(password, stored)
+
+        def done(outcome: Outcome[bool]) -> None:
+            callback(account if outcome.value else None)
+
+        self.offload.run(verify, done)
+
+    def register(
+        self,
+        name: str,
+        password: str,
+        email: str | None,
+        created: float,
+        callback: Callable[[StoredAccount | None], None],
+    ) -> None:
+        """Hash off the loop, then store; ``callback`` gets the account, or None if the name was
+        taken meanwhile (or the store failed: logged)."""
+
+        def done(outcome: Outcome[str]) -> None:
+            if outcome.value is None:
+                log.error("could not hash a password: %s", outcome.error)
+                callback(None)
+                return
+            try:
+                account = self.store.create_account(name, outcome.value, created, email=email)
+            except AlreadyExists:
+                callback(None)
+                return
+            except Exception as exc:  # the backend's own (disk full...)
+                log.error("could not store account %s: %s", name, exc)
+                callback(None)
+                return
+            log.info("account %s registered", account.name)
+            callback(account)
+
+        self.offload.run(lambda: make_account_secret(password), done)
+
+    def access_level(self, channel_cf: str, account: str | None) -> str | None:
+        """``founder``, ``op``, ``voice`` or None: what ``account`` is on a registered channel."""
+        registration = self.channels.get(channel_cf)
+        if registration is None or account is None:
+            return None
+        return registration.access.get(casefold(account))
+
+    def refresh_channel(self, name: str) -> RegisteredChannel | None:
+        """Re-read one registered channel after a write (None once dropped)."""
+        registration = self.store.get_channel(name)
+        if registration is None:
+            self.channels.pop(casefold(name), None)
+        else:
+            self.channels[casefold(name)] = registration
+        return registration
+
+
+def is_service(nick: str) -> bool:
+    return casefold(nick) in _SERVICES_CF
+
+
+def status_for(level: str | None) -> str:
+    """The channel prefix mode an access level gives on join."""
+    if level in ("founder", "op"):
+        return "o"
+    if level == "voice":
+        return "v"
+    return ""
+
+
+def log_in(ctx: Context, account: StoredAccount) -> None:
+    """``ctx.client`` is now logged in to ``account``: 900, account-notify, channel access."""
+    server = ctx.server
+    client = ctx.client
+    client.account = account.name
+    client.account_since = account.created
+    if client.nick_cf == casefold(account.name):
+        server.nick_deadlines.pop(client, None)
+    log.info("%s (%s) logged in as %s", client.nick, client.ip, account.name)
+    ctx.reply(RPL_LOGGEDIN, client.prefix, account.name, f"You are now logged in as {account.name}")
+    _announce_account(server, client, account.name, ctx)
+    for channel in client.channels.values():
+        grant_access_status(server, channel, client)
+
+
+def log_out(server: Server, client: Client) -> None:
+    """Log ``client`` out (NickServ LOGOUT, or its account was dropped): 901, account-notify."""
+    if client.account is None:
+        return
+    log.info("%s (%s) logged out of %s", client.nick, client.ip, client.account)
+    client.account = None
+    client.account_since = 0.0
+    line = format_line(RPL_LOGGEDOUT, [client.nick, client.prefix, "You are now logged out"], source=server.name)
+    client.conn.write((line + "\r\n").encode())
+    _announce_account(server, client, "*")
+    nick_protection_check(server, client)
+
+
+def _announce_account(server: Server, client: Client, name: str, ctx: Context | None = None) -> None:
+    """account-notify: ``ACCOUNT <name>`` (``*`` for logged out) to the peers that asked, and to the
+    client itself (through ``ctx`` when there is one, so it follows the 900/901 numeric)."""
+    if not client.registered:
+        return
+    change = server.outgoing(client.prefix, "ACCOUNT", [name])
+    change.deliver([c for c in server.peers_of(client) if "account-notify" in c.caps])
+    if "account-notify" in client.caps:
+        own = change.variant(client.tag_flags)
+        if ctx is not None:
+            ctx.send(own)
+        else:
+            client.conn.write(own)
+
+
+def grant_access_status(server: Server, channel: Channel, client: Client) -> None:
+    """Give a member the prefix mode its account's access level on the channel calls for."""
+    accounts = server.accounts
+    if accounts is None:
+        return
+    wanted = status_for(accounts.access_level(channel.name_cf, client.account))
+    if not wanted:
+        return
+    current = channel.members.get(client)
+    if current is None or wanted in current:
+        return
+    channel.set_status(client, current + wanted)
+    change = server.outgoing(f"ChanServ!ChanServ@{server.name}", "MODE", [channel.name, "+" + wanted, client.nick])
+    change.deliver(channel.members)
+
+
+def persist_channel_state(server: Server, channel: Channel, *, registering: bool = False) -> None:
+    """Store a registered channel's topic and modes (after TOPIC or MODE changed them)."""
+    accounts = server.accounts
+    if accounts is None or (not registering and channel.name_cf not in accounts.channels):
+        return
+    try:
+        accounts.store.update_channel(
+            channel.name,
+            topic=(channel.topic, channel.topic_set_by, float(channel.topic_set_at)),
+            modes="".join(sorted(channel.modes)),
+            key=channel.key,
+            limit=channel.limit,
+            clear_key=channel.key is None,
+            clear_limit=channel.limit is None,
+        )
+    except Exception as exc:  # the backend's own (disk full...): the change stands, unsaved
+        log.error("could not store the state of %s: %s", channel.name, exc)
+        return
+    if not registering:
+        accounts.refresh_channel(channel.name)
+
+
+def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> None:
+    """A registered channel comes back (first join after it emptied, or a restart)."""
+    channel.topic = registration.topic
+    channel.topic_set_by = registration.topic_setter
+    channel.topic_set_at = int(registration.topic_time)
+    channel.modes = set(registration.modes)
+    channel.key = registration.key
+    channel.limit = registration.limit
+
+
+def nick_protection_check(server: Server, client: Client) -> None:
+    """After a nick change or logout: a registered nick held by someone not logged in to it gets a
+    warning and a deadline (``nick_protection_grace_s``), after which the tick renames them."""
+    accounts = server.accounts
+    server.nick_deadlines.pop(client, None)
+    if accounts is None or not client.registered:
+        return
+    if client.account is not None and casefold(client.account) == client.nick_cf:
+        return
+    if not accounts.is_registered(client.nick):
+        return
+    grace = server.config.nick_protection_grace_s
+    server.nick_deadlines[client] = server.clock() + grace
+    text = (
+        f"The nick {client.nick} is registered. Log in within {grace:g} seconds "
+        f"(/msg NickServ IDENTIFY <password>) or you will be renamed."
+    )
+    line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text])
+    client.conn.write(line.variant(client.tag_flags))
+
+
+def rename_to_guest(server: Server, client: Client) -> None:
+    """The grace period is over: give the registered nick back (``Guest<id>``, digits added if taken)."""
+    server.nick_deadlines.pop(client, None)
+    accounts = server.accounts
+    if client.quitting or not client.registered or accounts is None or not accounts.is_registered(client.nick):
+        return  # gone, or the account was dropped meanwhile
+    guest = f"Guest{client.id}"
+    suffix = 0
+    while casefold(guest) in server.users:
+        suffix += 1
+        guest = f"Guest{client.id}_{suffix}"
+    old = client.nick
+    client.conn.write(server.change_nick(client, guest))
+    text = f"You did not log in to {old} in time, so you are now {guest}."
+    client.conn.write(server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [guest, text])
+                      .variant(client.tag_flags))

@@ -1,0 +1,286 @@
+"""Logging in and registering: AUTHENTICATE (SASL) and REGISTER (draft/account-registration).
+
+https://ircv3.net/specs/extensions/sasl-3.1, https://ircv3.net/specs/extensions/account-registration
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from salotto.passwords import ScramCredentials, scram_credentials
+from salotto.proto.casemap import casefold
+from salotto.proto.names import is_valid_nick
+from salotto.proto.numerics import (
+    ERR_SASLABORTED,
+    ERR_SASLALREADY,
+    ERR_SASLFAIL,
+    ERR_SASLTOOLONG,
+    RPL_SASLMECHS,
+    RPL_SASLSUCCESS,
+)
+from salotto.server.accounts import Accounts, is_service, log_in
+from salotto.server.context import Context
+from salotto.server.sasl import ScramServer, parse_plain
+from salotto.storage.base import StoredAccount
+
+__all__ = ["SaslSession", "handle_authenticate", "handle_register", "start_registration", "try_login"]
+
+log = logging.getLogger("salotto.accounts")
+
+# sasl-3.1: payloads travel base64-encoded in AUTHENTICATE lines of at most 400 bytes; a line of
+# exactly 400 means more follows ("+" ends a payload that is a multiple of 400).
+SASL_CHUNK_BYTES = 400
+
+
+@dataclass(slots=True)
+class SaslSession:
+    mechanism: str
+    chunks: list[str] = field(default_factory=list)
+    size: int = 0
+    scram: ScramServer | None = None
+    steps: int = 0  # payloads answered so far
+    busy: bool = False  # a password check is running off the loop
+
+
+def _mechanisms(ctx: Context) -> list[str]:
+    return ctx.server.capabilities().get("sasl", "").split(",")
+
+
+def _fail(ctx: Context, numeric: str = ERR_SASLFAIL, text: str = "SASL authentication failed") -> None:
+    ctx.client.sasl = None
+    ctx.reply(numeric, text)
+
+
+def handle_authenticate(ctx: Context) -> None:
+    # AUTHENTICATE <mechanism> | AUTHENTICATE <base64 chunk> | AUTHENTICATE + | AUTHENTICATE *
+    client = ctx.client
+    accounts = ctx.server.accounts
+    arg = ctx.msg.params[0]
+    session = client.sasl
+    assert session is None or isinstance(session, SaslSession)
+    if arg == "*":
+        _fail(ctx, ERR_SASLABORTED, "SASL authentication aborted")
+        return
+    if client.account is not None:
+        ctx.reply(ERR_SASLALREADY, "You have already authenticated using SASL")
+        return
+    if accounts is None:
+        _fail(ctx)
+        return
+    if session is None:
+        mechanism = arg.upper()
+        if mechanism not in _mechanisms(ctx):
+            ctx.reply(RPL_SASLMECHS, ",".join(_mechanisms(ctx)), "are available SASL mechanisms")
+            _fail(ctx)
+            return
+        scram = ScramServer(lambda name: _scram_lookup(accounts, name), accounts.secret) \
+            if mechanism == "SCRAM-SHA-256" else None
+        client.sasl = SaslSession(mechanism, scram=scram)
+        ctx.from_server("AUTHENTICATE", "+")
+        return
+    if session.busy:
+        return  # the answer to the payload already sent is on its way
+    if len(arg) > SASL_CHUNK_BYTES:
+        _fail(ctx, ERR_SASLTOOLONG, "SASL message too long")
+        return
+    if arg != "+":
+        session.chunks.append(arg)
+        session.size += len(arg)
+        if session.size > ctx.server.config.sasl_max_payload_bytes:
+            _fail(ctx, ERR_SASLTOOLONG, "SASL message too long")
+            return
+        if len(arg) == SASL_CHUNK_BYTES:
+            return
+    encoded = "".join(session.chunks)
+    session.chunks.clear()
+    session.size = 0
+    try:
+        payload = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        _fail(ctx)
+        return
+    if session.mechanism == "PLAIN":
+        _plain(ctx, accounts, session, payload)
+    else:
+        _scram(ctx, accounts, session, payload)
+
+
+def _plain(ctx: Context, accounts: Accounts, session: SaslSession, payload: bytes) -> None:
+    parsed = parse_plain(payload)
+    if parsed is None:
+        _fail(ctx)
+        return
+    authzid, authcid, password = parsed
+    if authzid and casefold(authzid) != casefold(authcid):
+        _fail(ctx, text="SASL authentication failed: logging in as another account is not supported")
+        return
+    session.busy = True
+    client = ctx.client
+
+    def done(account: StoredAccount | None, why: str) -> None:
+        if client.sasl is not session:
+            return
+        client.sasl = None
+        if account is None:
+            ctx.reply(ERR_SASLFAIL, f"SASL authentication failed: {why}")
+            return
+        log_in(ctx, account)
+        ctx.reply(RPL_SASLSUCCESS, "SASL authentication successful")
+
+    try_login(ctx, authcid, password, done)
+
+
+def _scram(ctx: Context, accounts: Accounts, session: SaslSession, payload: bytes) -> None:
+    scram = session.scram
+    assert scram is not None
+    session.steps += 1
+    if session.steps == 1:
+        # The attempt counts when the exchange starts, before any salt is revealed.
+        name = _scram_username(payload)
+        wait = accounts.throttle(ctx.server, ctx.client, name)
+        if wait:
+            _fail(ctx, text=f"SASL authentication failed: too many attempts, try again in {wait:.0f} seconds")
+            return
+    result = scram.step(payload)
+    if result.error is not None:
+        log.info("SCRAM login by %s (%s) failed: %s", ctx.client.nick, ctx.client.ip, result.error)
+        _fail(ctx)
+        return
+    if result.done:
+        account = accounts.get(result.account or "")
+        if account is None:  # dropped during the exchange
+            _fail(ctx)
+            return
+        ctx.client.sasl = None
+        log_in(ctx, account)
+        ctx.reply(RPL_SASLSUCCESS, "SASL authentication successful")
+        return
+    _send_payload(ctx, result.challenge or b"")
+
+
+def _send_payload(ctx: Context, data: bytes) -> None:
+    encoded = base64.b64encode(data).decode()
+    chunks = [encoded[i : i + SASL_CHUNK_BYTES] for i in range(0, len(encoded), SASL_CHUNK_BYTES)]
+    if not chunks or len(chunks[-1]) == SASL_CHUNK_BYTES:
+        chunks.append("+")
+    for chunk in chunks:
+        ctx.from_server("AUTHENTICATE", chunk)
+
+
+def _scram_lookup(accounts: Accounts, name: str) -> ScramCredentials | None:
+    account = accounts.get(name)
+    return scram_credentials(account.password_hash) if account is not None else None
+
+
+def _scram_username(client_first: bytes) -> str:
+    """The ``n=`` of a client-first-message, for the throttle only (the exchange validates it)."""
+    for part in client_first.decode("utf-8", "replace").split(","):
+        if part.startswith("n="):
+            return part[2:].replace("=2C", ",").replace("=3D", "=")
+    return "*"
+
+
+def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAccount | None, str], None]) -> None:
+    """Check a password off the loop (throttled); ``done(account or None, why)`` runs on the loop
+    with ``ctx`` resumed, and ``ctx`` is flushed after it. Nothing happens if the client left."""
+    server = ctx.server
+    client = ctx.client
+    accounts = server.accounts
+    assert accounts is not None
+    wait = accounts.throttle(server, client, name)
+    if wait:
+        done(None, f"too many attempts, try again in {wait:.0f} seconds")
+        return
+    ctx.deferred = True
+
+    def checked(account: StoredAccount | None) -> None:
+        if client.quitting:
+            return
+        ctx.resume()
+        if account is None:
+            log.info("failed login as %r by %s (%s)", name, client.nick, client.ip)
+        done(account, "invalid account name or password")
+        ctx.flush()
+
+    accounts.check_password(name, password, checked)
+
+
+def handle_register(ctx: Context) -> None:
+    # REGISTER <account> {<email> | "*"} <password>
+    params = ctx.msg.params
+    name = ctx.client.nick if params[0] == "*" else params[0]
+    email = None if params[1] == "*" else params[1]
+
+    def fail(code: str, description: str) -> None:
+        ctx.fail("REGISTER", code, name or "*", description=description)
+
+    def registered(account: StoredAccount) -> None:
+        ctx.from_server("REGISTER", "SUCCESS", account.name, "Account created")
+
+    start_registration(ctx, name, email, params[2], fail, registered)
+
+
+def start_registration(
+    ctx: Context,
+    name: str,
+    email: str | None,
+    password: str,
+    fail: Callable[[str, str], None],
+    registered: Callable[[StoredAccount], None],
+) -> None:
+    """Checks shared by REGISTER and NickServ REGISTER; on success the client is logged in."""
+    server = ctx.server
+    client = ctx.client
+    accounts = server.accounts
+    config = server.config
+    if accounts is None or not config.account_registration:
+        fail("TEMPORARILY_UNAVAILABLE", "Account registration is disabled on this server")
+        return
+    if client.account is not None:
+        fail("ALREADY_AUTHENTICATED", f"You are already logged in as {client.account}")
+        return
+    if not client.nick_cf:
+        fail("NEED_NICK", "Choose a nick first: the account is named after it")
+        return
+    if casefold(name) != client.nick_cf:
+        fail("ACCOUNT_NAME_MUST_BE_NICK", "The account name must be your current nick")
+        return
+    if is_service(name) or not is_valid_nick(name, config.nick_max_len):
+        fail("BAD_ACCOUNT_NAME", "That name can't be an account name")
+        return
+    if accounts.is_registered(name):
+        fail("ACCOUNT_EXISTS", "An account with that name already exists")
+        return
+    if len(password) < config.account_password_min_len:
+        fail("WEAK_PASSWORD", f"Use a password of at least {config.account_password_min_len} characters")
+        return
+    if email is not None and ("@" not in email or len(email) > 254):
+        fail("INVALID_EMAIL", "That is not an email address")
+        return
+    # Hashing costs the same as a login: the per-IP login limit applies.
+    wait = accounts.per_ip.take(client.ip, config.login_attempts_per_ip, config.login_throttle_window_s,
+                                server.clock())
+    if wait:
+        fail("TEMPORARILY_UNAVAILABLE", f"Too many attempts, try again in {wait:.0f} seconds")
+        return
+    ctx.deferred = True
+
+    def stored(account: StoredAccount | None) -> None:
+        if client.quitting:
+            return
+        ctx.resume()
+        if account is None:
+            fail("ACCOUNT_EXISTS", "An account with that name already exists")
+            ctx.flush()
+            return
+        registered(account)
+        # Unless the client logged in or changed nick meanwhile, it is now logged in to its account.
+        if client.account is None and casefold(account.name) == client.nick_cf:
+            log_in(ctx, account)
+        ctx.flush()
+
+    accounts.register(name, password, email, server.wallclock(), stored)

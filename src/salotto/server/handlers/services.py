@@ -1,0 +1,453 @@
+"""NickServ and ChanServ: account and channel registration for clients that only know /msg.
+
+The services are part of the server, not separate bots: ``PRIVMSG NickServ :IDENTIFY pw`` (or the
+``NS``/``NICKSERV``/``CS``/``CHANSERV`` commands many clients send for /ns and /cs) run here, and
+the answers come as NOTICEs from ``NickServ!NickServ@<server>``. Each service has its own command
+table: name -> (handler, syntax, help).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from salotto.proto.casemap import casefold
+from salotto.proto.names import CHANTYPES
+from salotto.server.accounts import (
+    Accounts,
+    grant_access_status,
+    is_service,
+    log_in,
+    log_out,
+    persist_channel_state,
+)
+from salotto.server.channel import Channel
+from salotto.server.context import Context
+from salotto.server.handlers.auth import start_registration, try_login
+from salotto.storage.base import AlreadyExists, StoredAccount
+
+__all__ = ["CHANSERV", "NICKSERV", "handle_chanserv_command", "handle_nickserv_command", "service_message"]
+
+log = logging.getLogger("salotto.accounts")
+
+Handler = Callable[[Context, "Service", list[str]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCommand:
+    handler: Handler
+    syntax: str
+    help: str
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    name: str
+    commands: dict[str, ServiceCommand]
+
+    def say(self, ctx: Context, text: str) -> None:
+        server = ctx.server
+        line = server.outgoing(f"{self.name}!{self.name}@{server.name}", "NOTICE", [ctx.client.nick, text])
+        ctx.send(line.variant(ctx.client.tag_flags))
+
+
+def _date(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+
+
+def _accounts(ctx: Context, service: Service) -> Accounts | None:
+    accounts = ctx.server.accounts
+    if accounts is None:
+        service.say(ctx, "Accounts are not available on this server.")
+    return accounts
+
+
+# -- NickServ ------------------------------------------------------------------------------------
+
+
+def _ns_register(ctx: Context, service: Service, args: list[str]) -> None:
+    # REGISTER <password> [<email>]
+    def fail(code: str, description: str) -> None:
+        service.say(ctx, f"Registration failed: {description}.")
+
+    def registered(account: StoredAccount) -> None:
+        service.say(ctx, f"Account {account.name} registered; you are logged in. "
+                         f"Next time: /msg NickServ IDENTIFY <password>, or SASL.")
+
+    email = args[1] if len(args) > 1 else None
+    start_registration(ctx, ctx.client.nick, email, args[0], fail, registered)
+
+
+def _ns_identify(ctx: Context, service: Service, args: list[str]) -> None:
+    # IDENTIFY [<account>] <password>
+    client = ctx.client
+    if _accounts(ctx, service) is None:
+        return
+    if client.account is not None:
+        service.say(ctx, f"You are already logged in as {client.account}.")
+        return
+    name, password = (args[0], args[1]) if len(args) > 1 else (client.nick, args[0])
+
+    def done(account: StoredAccount | None, why: str) -> None:
+        if account is None:
+            service.say(ctx, f"Login failed: {why}.")
+            return
+        log_in(ctx, account)
+        service.say(ctx, f"You are now logged in as {account.name}.")
+
+    try_login(ctx, name, password, done)
+
+
+def _ns_logout(ctx: Context, service: Service, args: list[str]) -> None:
+    # LOGOUT
+    if ctx.client.account is None:
+        service.say(ctx, "You are not logged in.")
+        return
+    log_out(ctx.server, ctx.client)
+    service.say(ctx, "You are now logged out.")
+
+
+def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
+    # DROP <password>
+    client = ctx.client
+    server = ctx.server
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    if client.account is None:
+        service.say(ctx, "Log in to the account you want to drop first.")
+        return
+    name = client.account
+
+    def done(account: StoredAccount | None, why: str) -> None:
+        if account is None:
+            service.say(ctx, f"Not dropped: {why}.")
+            return
+        founded = [c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(name)]
+        with accounts.store.transaction():
+            for channel in founded:
+                accounts.store.drop_channel(channel)
+            accounts.store.delete_account(name)
+        for channel in founded:
+            accounts.refresh_channel(channel)
+        for other in accounts.channels.values():
+            if casefold(name) in other.access:
+                accounts.refresh_channel(other.name)
+        log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
+        for holder in [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]:
+            log_out(server, holder)
+        service.say(ctx, f"Account {name} dropped" + (f", with channels {', '.join(founded)}." if founded else "."))
+
+    try_login(ctx, name, args[0], done)
+
+
+def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
+    # GHOST <nick> [<password>]
+    client = ctx.client
+    server = ctx.server
+    nick = args[0]
+    target = server.find_user(nick)
+    if target is None:
+        service.say(ctx, f"{nick} is not online.")
+        return
+    if target is client:
+        service.say(ctx, "That is you.")
+        return
+    owner = target.account or nick
+
+    def ghost() -> None:
+        server.disconnect(target, f"GHOST command used by {client.nick}")
+        service.say(ctx, f"{target.nick} has been disconnected.")
+
+    if client.account is not None and casefold(client.account) == casefold(owner):
+        ghost()
+        return
+    if len(args) < 2:
+        service.say(ctx, f"You are not logged in to {owner}: GHOST {nick} <password>.")
+        return
+
+    def done(account: StoredAccount | None, why: str) -> None:
+        if account is None:
+            service.say(ctx, f"GHOST refused: {why}.")
+        elif target.quitting:
+            service.say(ctx, f"{nick} is already gone.")
+        else:
+            ghost()
+
+    try_login(ctx, owner, args[1], done)
+
+
+def _ns_info(ctx: Context, service: Service, args: list[str]) -> None:
+    # INFO [<account>]
+    client = ctx.client
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    name = args[0] if args else (client.account or client.nick)
+    account = accounts.get(name)
+    if account is None:
+        service.say(ctx, f"{name} is not a registered account.")
+        return
+    service.say(ctx, f"Account {account.name}, registered {_date(account.created)}.")
+    online = sorted(c.nick for c in ctx.server.clients if c.account == account.name)
+    service.say(ctx, f"Logged in now as: {', '.join(online)}." if online else "Not logged in now.")
+    if client.account == account.name and account.email:
+        service.say(ctx, f"Email: {account.email}")
+    founded = sorted(c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(account.name))
+    if founded:
+        service.say(ctx, f"Founder of: {', '.join(founded)}.")
+
+
+# -- ChanServ ------------------------------------------------------------------------------------
+
+
+def _channel_arg(ctx: Context, service: Service, name: str) -> Channel | None:
+    channel = ctx.server.find_channel(name) if name[:1] in CHANTYPES else None
+    if channel is None:
+        service.say(ctx, f"{name} does not exist (it must have members).")
+    return channel
+
+
+def _level(ctx: Context, channel_cf: str) -> str | None:
+    """The client's access level, with server operators counting as founders."""
+    accounts = ctx.server.accounts
+    if ctx.client.is_oper:
+        return "founder"
+    return accounts.access_level(channel_cf, ctx.client.account) if accounts is not None else None
+
+
+def _cs_register(ctx: Context, service: Service, args: list[str]) -> None:
+    # REGISTER <#channel>
+    client = ctx.client
+    server = ctx.server
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    if client.account is None:
+        service.say(ctx, "Log in first: a channel is registered to your account.")
+        return
+    channel = _channel_arg(ctx, service, args[0])
+    if channel is None:
+        return
+    if not channel.may_moderate(client):
+        service.say(ctx, f"You must be a channel operator of {channel.name} to register it.")
+        return
+    if channel.name_cf in accounts.channels:
+        service.say(ctx, f"{channel.name} is already registered.")
+        return
+    owned = sum(1 for c in accounts.channels.values() if casefold(c.founder) == casefold(client.account))
+    if owned >= server.config.max_channels_per_account:
+        service.say(ctx, f"You already founded {owned} channels (max_channels_per_account).")
+        return
+    try:
+        with accounts.store.transaction():
+            accounts.store.register_channel(channel.name, client.account, server.wallclock())
+            persist_channel_state(server, channel, registering=True)
+    except AlreadyExists:
+        service.say(ctx, f"{channel.name} is already registered.")
+        return
+    accounts.refresh_channel(channel.name)
+    log.info("%s registered %s to %s", client.nick, channel.name, client.account)
+    service.say(ctx, f"{channel.name} is registered to {client.account}. Its topic and modes will be kept, "
+                     f"and you get operator status when you join.")
+
+
+def _cs_info(ctx: Context, service: Service, args: list[str]) -> None:
+    # INFO <#channel>
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    registration = accounts.channels.get(casefold(args[0]))
+    if registration is None:
+        service.say(ctx, f"{args[0]} is not registered.")
+        return
+    registered = _date(registration.registered)
+    service.say(ctx, f"{registration.name}: founder {registration.founder}, registered {registered}.")
+    if registration.topic:
+        service.say(ctx, f"Topic: {registration.topic}")
+    if registration.modes or registration.key is not None or registration.limit is not None:
+        service.say(ctx, f"Modes kept: +{registration.modes}" + (" with a key" if registration.key else "")
+                    + (f", limit {registration.limit}" if registration.limit is not None else ""))
+
+
+def _status(adding: bool, mode: str) -> Handler:
+    def handler(ctx: Context, service: Service, args: list[str]) -> None:
+        # OP|DEOP|VOICE|DEVOICE <#channel> [<nick>]
+        server = ctx.server
+        channel = _channel_arg(ctx, service, args[0])
+        if channel is None:
+            return
+        level = _level(ctx, channel.name_cf)
+        if level not in ("founder", "op"):
+            service.say(ctx, f"You have no operator access to {channel.name}.")
+            return
+        target = server.find_user(args[1]) if len(args) > 1 else ctx.client
+        if target is None or target not in channel.members:
+            service.say(ctx, f"{args[1] if len(args) > 1 else ctx.client.nick} is not on {channel.name}.")
+            return
+        current = channel.members[target]
+        if adding == (mode in current):
+            return
+        channel.set_status(target, current + mode if adding else current.replace(mode, ""))
+        change = server.outgoing(f"{service.name}!{service.name}@{server.name}", "MODE",
+                                 [channel.name, ("+" if adding else "-") + mode, target.nick])
+        change.deliver(channel.members)
+
+    return handler
+
+
+_LEVELS = ("op", "voice")
+
+
+def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
+    # ACCESS <#channel> LIST | ADD <account> <op|voice> | DEL <account>
+    server = ctx.server
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    registration = accounts.channels.get(casefold(args[0]))
+    if registration is None:
+        service.say(ctx, f"{args[0]} is not registered.")
+        return
+    level = _level(ctx, casefold(registration.name))
+    sub = args[1].upper() if len(args) > 1 else "LIST"
+    if sub == "LIST":
+        if level is None:
+            service.say(ctx, f"You have no access to {registration.name}.")
+            return
+        for name, entry in sorted(registration.access.items()):
+            service.say(ctx, f"{registration.name}: {name} {entry}")
+        service.say(ctx, f"End of {registration.name} access list ({len(registration.access)}).")
+        return
+    if level != "founder":
+        service.say(ctx, f"Only the founder of {registration.name} can change its access list.")
+        return
+    if sub == "ADD" and len(args) == 4 and args[3].lower() in _LEVELS:
+        added = accounts.get(args[2])
+        if added is None:
+            service.say(ctx, f"{args[2]} is not a registered account.")
+            return
+        if casefold(added.name) == casefold(registration.founder):
+            service.say(ctx, f"{added.name} is the founder.")
+            return
+        if len(registration.access) >= server.config.max_list_entries:
+            service.say(ctx, f"The access list of {registration.name} is full (max_list_entries).")
+            return
+        accounts.store.set_access(registration.name, added.name, args[3].lower())
+        updated = accounts.refresh_channel(registration.name)
+        service.say(ctx, f"{added.name} now has {args[3].lower()} access to {registration.name}.")
+        channel = server.find_channel(registration.name)
+        if channel is not None and updated is not None:
+            for member in list(channel.members):
+                if member.account is not None and casefold(member.account) == casefold(added.name):
+                    grant_access_status(server, channel, member)
+        return
+    if sub == "DEL" and len(args) == 3:
+        if casefold(args[2]) == casefold(registration.founder):
+            service.say(ctx, "The founder can't be removed; DROP the channel instead.")
+            return
+        removed = accounts.store.remove_access(registration.name, args[2])
+        accounts.refresh_channel(registration.name)
+        service.say(ctx, f"{args[2]} removed from {registration.name}." if removed
+                    else f"{args[2]} is not on the access list.")
+        return
+    service.say(ctx, "Syntax: ACCESS <#channel> LIST | ADD <account> <op|voice> | DEL <account>")
+
+
+def _cs_drop(ctx: Context, service: Service, args: list[str]) -> None:
+    # DROP <#channel>
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    registration = accounts.channels.get(casefold(args[0]))
+    if registration is None:
+        service.say(ctx, f"{args[0]} is not registered.")
+        return
+    if _level(ctx, casefold(registration.name)) != "founder":
+        service.say(ctx, f"Only the founder of {registration.name} can drop it.")
+        return
+    accounts.store.drop_channel(registration.name)
+    accounts.refresh_channel(registration.name)
+    log.info("%s dropped the registration of %s", ctx.client.nick, registration.name)
+    service.say(ctx, f"{registration.name} is no longer registered.")
+
+
+# -- dispatch ------------------------------------------------------------------------------------
+
+
+def _help(ctx: Context, service: Service, args: list[str]) -> None:
+    # HELP [<command>]
+    if args and args[0].upper() in service.commands:
+        command = service.commands[args[0].upper()]
+        service.say(ctx, f"{args[0].upper()} {command.syntax}: {command.help}")
+        return
+    service.say(ctx, f"{service.name} commands (/msg {service.name} <command>):")
+    for name, command in service.commands.items():
+        service.say(ctx, f"  {name} {command.syntax}".rstrip() + f" - {command.help}")
+
+
+NICKSERV = Service("NickServ", {
+    "HELP": ServiceCommand(_help, "[<command>]", "this list"),
+    "REGISTER": ServiceCommand(_ns_register, "<password> [<email>]", "register your current nick as an account"),
+    "IDENTIFY": ServiceCommand(_ns_identify, "[<account>] <password>", "log in"),
+    "LOGOUT": ServiceCommand(_ns_logout, "", "log out"),
+    "GHOST": ServiceCommand(_ns_ghost, "<nick> [<password>]", "disconnect whoever holds your nick"),
+    "INFO": ServiceCommand(_ns_info, "[<account>]", "show an account"),
+    "DROP": ServiceCommand(_ns_drop, "<password>", "delete your account and the channels it founded"),
+})
+CHANSERV = Service("ChanServ", {
+    "HELP": ServiceCommand(_help, "[<command>]", "this list"),
+    "REGISTER": ServiceCommand(_cs_register, "<#channel>", "register a channel you operate to your account"),
+    "INFO": ServiceCommand(_cs_info, "<#channel>", "show a registered channel"),
+    "OP": ServiceCommand(_status(True, "o"), "<#channel> [<nick>]", "give operator status"),
+    "DEOP": ServiceCommand(_status(False, "o"), "<#channel> [<nick>]", "take operator status"),
+    "VOICE": ServiceCommand(_status(True, "v"), "<#channel> [<nick>]", "give voice"),
+    "DEVOICE": ServiceCommand(_status(False, "v"), "<#channel> [<nick>]", "take voice"),
+    "ACCESS": ServiceCommand(_cs_access, "<#channel> LIST|ADD|DEL ...", "who gets op or voice on join"),
+    "DROP": ServiceCommand(_cs_drop, "<#channel>", "unregister a channel you founded"),
+})
+_BY_NAME = {casefold(service.name): service for service in (NICKSERV, CHANSERV)}
+# Fewest arguments each command needs, so handlers can index args without checking.
+_MIN_ARGS = {
+    ("NickServ", "REGISTER"): 1, ("NickServ", "IDENTIFY"): 1, ("NickServ", "GHOST"): 1, ("NickServ", "DROP"): 1,
+    ("ChanServ", "REGISTER"): 1, ("ChanServ", "INFO"): 1, ("ChanServ", "OP"): 1, ("ChanServ", "DEOP"): 1,
+    ("ChanServ", "VOICE"): 1, ("ChanServ", "DEVOICE"): 1, ("ChanServ", "ACCESS"): 1, ("ChanServ", "DROP"): 1,
+}
+
+
+def _run(ctx: Context, service: Service, text: str) -> None:
+    words = text.split()
+    if not words:
+        _help(ctx, service, [])
+        return
+    name = words[0].upper()
+    command = service.commands.get(name)
+    if command is None:
+        service.say(ctx, f"Unknown command {name}. /msg {service.name} HELP lists them.")
+        return
+    args = words[1:]
+    if len(args) < _MIN_ARGS.get((service.name, name), 0):
+        service.say(ctx, f"Syntax: {name} {command.syntax}")
+        return
+    command.handler(ctx, service, args)
+
+
+def service_message(ctx: Context, target: str, text: str) -> bool:
+    """A PRIVMSG to a service runs its command; False if ``target`` is not a service."""
+    if not is_service(target):
+        return False
+    _run(ctx, _BY_NAME[casefold(target)], text)
+    return True
+
+
+def handle_nickserv_command(ctx: Context) -> None:
+    # NICKSERV|NS <command> [<args>...]
+    _run(ctx, NICKSERV, " ".join(ctx.msg.params))
+
+
+def handle_chanserv_command(ctx: Context) -> None:
+    # CHANSERV|CS <command> [<args>...]
+    _run(ctx, CHANSERV, " ".join(ctx.msg.params))
+

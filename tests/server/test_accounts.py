@@ -1,0 +1,317 @@
+"""Accounts: REGISTER, SASL PLAIN and SCRAM-SHA-256, NickServ, nick protection, account-notify & co.
+
+In memory, on a real SQLite file; password hashing runs inline (the runtime runs it on threads).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scramp import ScramClient
+
+from salotto.proto import parse
+from tests.server.harness import Harness, User
+
+PASSWORD = "correct-horse-battery"
+
+
+def _harness(tmp_path: Path, **overrides: Any) -> Harness:
+    h = Harness(**overrides)
+    h.attach_store(tmp_path)
+    return h
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    yield _harness(tmp_path)
+
+
+def _registered(h: Harness, nick: str, password: str = PASSWORD, caps: list[str] | None = None) -> User:
+    """A user who registered ``nick`` as an account (and is logged in to it)."""
+    user = h.user(nick, caps=caps)
+    user.send(f"REGISTER * * :{password}")
+    assert any(m.command == "REGISTER" and m.params[0] == "SUCCESS" for m in user.messages())
+    return user
+
+
+def _sasl_plain(user: User, account: str, password: str) -> list[str]:
+    user.send("AUTHENTICATE PLAIN")
+    assert user.lines()[-1].endswith("AUTHENTICATE +")
+    payload = base64.b64encode(f"\0{account}\0{password}".encode()).decode()
+    user.send(f"AUTHENTICATE {payload}")
+    return user.lines()
+
+
+def _connecting(h: Harness, nick: str) -> User:
+    user = h.connect()
+    user.send("CAP LS 302")
+    user.send("CAP REQ :sasl")
+    user.send(f"NICK {nick}")
+    user.send(f"USER {nick} 0 * :{nick}")
+    user.lines()
+    return user
+
+
+def test_cap_ls_offers_sasl_mechanisms_and_account_caps(h: Harness) -> None:
+    user = h.connect()
+    user.send("CAP LS 302")
+    offered = " ".join(m.params[-1] for m in user.messages())
+    assert "sasl=PLAIN,SCRAM-SHA-256" in offered
+    assert "draft/account-registration=before-connect" in offered
+    assert "account-notify" in offered and "account-tag" in offered
+
+
+def test_register_before_connect_logs_in_and_whois_shows_the_account(h: Harness) -> None:
+    user = h.connect()
+    user.send("CAP LS 302")
+    user.send("NICK alice")
+    user.send(f"REGISTER * alice@example.org :{PASSWORD}")
+    messages = user.messages()
+    assert [m.params for m in messages if m.command == "REGISTER"] == [["SUCCESS", "alice", "Account created"]]
+    assert any(m.command == "900" and m.params[2] == "alice" for m in messages)
+    user.send("USER alice 0 * :Alice")
+    user.send("CAP END")
+    assert user.client.registered
+    other = h.user("bob")
+    other.send("WHOIS alice")
+    assert [m.params[1:3] for m in other.messages() if m.command == "330"] == [["alice", "alice"]]
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ("REGISTER * * short", "WEAK_PASSWORD"),
+        (f"REGISTER carol * :{PASSWORD}", "ACCOUNT_NAME_MUST_BE_NICK"),
+        (f"REGISTER * not-an-email :{PASSWORD}", "INVALID_EMAIL"),
+    ],
+)
+def test_register_refusals_are_standard_replies(h: Harness, line: str, code: str) -> None:
+    user = h.user("alice")
+    user.send(line)
+    fails = [m.params for m in user.messages() if m.command == "FAIL"]
+    assert fails and fails[0][:2] == ["REGISTER", code]
+    assert user.client.account is None
+
+
+def test_register_taken_name_and_when_disabled(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    _registered(h, "alice").send("QUIT")
+    again = h.user("alice")
+    again.send(f"REGISTER * * :{PASSWORD}")
+    assert [m.params[:2] for m in again.messages() if m.command == "FAIL"] == [["REGISTER", "ACCOUNT_EXISTS"]]
+
+    closed = _harness(tmp_path / "closed", account_registration=False)
+    user = closed.user("dave")
+    user.send(f"REGISTER * * :{PASSWORD}")
+    assert [m.params[:2] for m in user.messages() if m.command == "FAIL"] == [["REGISTER", "TEMPORARILY_UNAVAILABLE"]]
+
+
+def test_sasl_plain_right_and_wrong_password(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    wrong = _connecting(h, "alice")
+    lines = _sasl_plain(wrong, "alice", "not the password")
+    assert [parse(line).command for line in lines] == ["904"]
+    assert wrong.client.account is None
+
+    right = _connecting(h, "alice2")
+    lines = _sasl_plain(right, "alice", PASSWORD)
+    assert [parse(line).command for line in lines] == ["900", "903"]
+    right.send("CAP END")
+    assert right.client.registered and right.client.account == "alice"
+
+
+def test_sasl_abort_too_long_already_and_unknown_mechanism(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    user = _connecting(h, "bob")
+    user.send("AUTHENTICATE DIGEST-MD5")
+    assert [m.command for m in user.messages()] == ["908", "904"]
+    user.send("AUTHENTICATE PLAIN")
+    user.send("AUTHENTICATE *")
+    assert user.numerics()[-1] == "906"
+    user.send("AUTHENTICATE PLAIN")
+    user.send("AUTHENTICATE " + "A" * 401)
+    assert user.numerics()[-1] == "905"
+    user.send("AUTHENTICATE PLAIN")
+    for _ in range(11):  # 4,400 bytes in full chunks: over sasl_max_payload_bytes (4096)
+        user.send("AUTHENTICATE " + "A" * 400)
+    assert user.numerics()[-1] == "905"
+    _sasl_plain(user, "alice", PASSWORD)
+    user.send("AUTHENTICATE PLAIN")
+    assert user.numerics() == ["907"]
+
+
+def test_login_attempts_are_throttled_per_ip_and_per_account(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_account=3, login_attempts_per_ip=5, login_throttle_window_s=60)
+    _registered(h, "alice").send("QUIT")
+    results = []
+    for i in range(4):
+        user = _connecting(h, f"guesser{i}")
+        results.append(_sasl_plain(user, "alice", "guess")[-1])
+    assert "too many attempts" not in results[2] and "too many attempts" in results[3]
+    # The right password is refused too while the account is throttled...
+    user = _connecting(h, "alice_")
+    assert "too many attempts" in _sasl_plain(user, "alice", PASSWORD)[-1]
+    # ...and works again once the window has refilled.
+    h.clock.now += 60
+    user = _connecting(h, "alice__")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+
+
+def _scram_exchange(user: User, account: str, password: str) -> list[str]:
+    client = ScramClient(["SCRAM-SHA-256"], account, password)
+    user.send("AUTHENTICATE SCRAM-SHA-256")
+    assert user.lines()[-1].endswith("AUTHENTICATE +")
+    user.send("AUTHENTICATE " + base64.b64encode(client.get_client_first().encode()).decode())
+    server_first = parse(user.lines()[-1])
+    assert server_first.command == "AUTHENTICATE"
+    client.set_server_first(base64.b64decode(server_first.params[0]).decode())
+    user.send("AUTHENTICATE " + base64.b64encode(client.get_client_final().encode()).decode())
+    reply = user.lines()
+    final = parse(reply[-1])
+    if final.command != "AUTHENTICATE":
+        return reply
+    client.set_server_final(base64.b64decode(final.params[0]).decode())  # raises on a bad server signature
+    user.send("AUTHENTICATE +")
+    return user.lines()
+
+
+def test_sasl_scram_sha_256_with_an_independent_client(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    user = _connecting(h, "someone")
+    assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]
+    assert user.client.account == "alice"
+    wrong = _connecting(h, "other")
+    assert [parse(line).command for line in _scram_exchange(wrong, "alice", "wrong password")] == ["904"]
+    unknown = _connecting(h, "third")
+    assert [parse(line).command for line in _scram_exchange(unknown, "nobody", PASSWORD)] == ["904"]
+
+
+def test_nickserv_identify_logout_info_and_help(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    user = h.user("alice_", caps=["account-notify"])
+    user.send("PRIVMSG NickServ :IDENTIFY alice wrong-password")
+    assert "Login failed" in user.lines()[-1]
+    user.send(f"NS IDENTIFY alice {PASSWORD}")
+    messages = user.messages()
+    assert [m.command for m in messages] == ["900", "ACCOUNT", "NOTICE"]
+    assert messages[-1].source.startswith("NickServ!") and "logged in as alice" in messages[-1].params[1]
+    user.send("PRIVMSG NickServ :INFO alice")
+    info = " ".join(m.params[1] for m in user.messages())
+    assert "Account alice, registered" in info and "alice_" in info
+    user.send("PRIVMSG NickServ :LOGOUT")
+    assert [m.command for m in user.messages()] == ["901", "ACCOUNT", "NOTICE"]
+    assert user.client.account is None
+    user.send("PRIVMSG NickServ :HELP")
+    assert any("GHOST" in m.params[1] for m in user.messages())
+
+
+def test_nickserv_register_and_ghost(h: Harness) -> None:
+    alice = h.user("alice")
+    alice.send(f"PRIVMSG NickServ :REGISTER {PASSWORD}")
+    assert any("registered" in m.params[1] for m in alice.messages() if m.command == "NOTICE")
+    assert alice.client.account == "alice"
+    # A stale connection still holds the nick; from another, alice disconnects it.
+    stale = alice
+    fresh = h.user("alice2")
+    fresh.send(f"PRIVMSG NickServ :GHOST alice {PASSWORD}")
+    assert stale.conn.closed is not None
+    assert "disconnected" in fresh.messages()[-1].params[1]
+    fresh.send("NICK alice")
+    assert fresh.client.nick == "alice"
+
+
+def test_nickserv_drop_deletes_the_account(h: Harness) -> None:
+    alice = _registered(h, "alice")
+    alice.send("PRIVMSG NickServ :DROP wrong-password")
+    assert alice.client.account == "alice"
+    alice.messages()
+    alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
+    assert alice.client.account is None
+    assert h.server.accounts is not None and h.server.accounts.get("alice") is None
+
+
+def test_registered_nick_taken_by_someone_else_is_renamed_after_the_grace(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    mallory = h.user("mallory")
+    watcher = h.user("watcher")
+    mallory.send("NICK alice")
+    notices = [m for m in mallory.messages() if m.command == "NOTICE"]
+    assert notices and "is registered" in notices[0].params[1] and notices[0].source.startswith("NickServ!")
+    h.clock.now += 29
+    h.server.tick()
+    assert mallory.client.nick == "alice"
+    h.clock.now += 2
+    h.server.tick()
+    assert mallory.client.nick.startswith("Guest")
+    assert any(m.command == "NICK" and m.params == [mallory.client.nick] for m in watcher.messages())
+
+
+def test_logging_in_within_the_grace_keeps_the_nick(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    alice = h.user("alice")
+    alice.send(f"NS IDENTIFY {PASSWORD}")
+    h.clock.now += 60
+    h.server.tick()
+    assert alice.client.nick == "alice" and alice.client.account == "alice"
+
+
+def test_zero_grace_refuses_a_registered_nick(tmp_path: Path) -> None:
+    h = _harness(tmp_path, nick_protection_grace_s=0)
+    _registered(h, "alice").send("QUIT")
+    bob = h.user("bob")
+    bob.send("NICK alice")
+    assert bob.numerics() == ["433"] and bob.client.nick == "bob"
+    # At registration too: the client must pick another nick, as after any 433.
+    user = h.connect()
+    user.send("NICK alice")
+    user.send("USER x 0 * :x")
+    assert user.numerics() == ["433"] and not user.client.registered
+    user.send("NICK alice_")
+    assert user.client.registered
+    # With SASL during registration, the owner gets the nick.
+    owner = _connecting(h, "alice")
+    _sasl_plain(owner, "alice", PASSWORD)
+    owner.send("CAP END")
+    assert owner.client.registered and owner.client.nick == "alice"
+
+
+def test_services_nicks_cannot_be_taken(h: Harness) -> None:
+    user = h.user("someone")
+    user.send("NICK NickServ")
+    assert user.numerics() == ["433"]
+
+
+def test_account_notify_extended_join_and_account_tag(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    watcher = h.user("watcher", caps=["account-notify", "extended-join", "account-tag", "message-tags"])
+    alice = h.user("alice")
+    alice.send(f"NS IDENTIFY {PASSWORD}")
+    seen = watcher.messages()
+    assert [m.params for m in seen if m.command == "ACCOUNT"] == [["alice"]]
+    alice.send("JOIN #room")
+    watcher.send("JOIN #room")
+    watcher.messages()
+    alice.send("PRIVMSG #room :hello")
+    message = watcher.messages()[-1]
+    assert message.tags.get("account") == "alice"
+    bob = h.user("bob")
+    bob.send("JOIN #room")
+    join = next(m for m in watcher.messages() if m.command == "JOIN" and m.params[0] == "#room")
+    assert join.params == ["#room", "*", "bob Realname"]
+
+
+def test_oper_password_check_still_works(tmp_path: Path) -> None:
+    from salotto.config import OperBlock
+    from salotto.passwords import hash_password
+
+    h = _harness(tmp_path)
+    h.server.config.opers["admin"] = OperBlock("admin", hash_password("secret", n=2**10))
+    user = h.user("op")
+    user.send("OPER admin wrong")
+    assert user.numerics() == ["464"]
+    user.send("OPER admin secret")
+    assert "381" in user.numerics()

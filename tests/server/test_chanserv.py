@@ -1,0 +1,141 @@
+"""ChanServ and registered channels; private history keyed by account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salotto.server.history import History
+from salotto.storage import open_storage
+from tests.server.harness import Harness, User
+from tests.server.test_accounts import PASSWORD, _harness, _registered
+from tests.server.test_history import ImmediateReader
+
+
+def _founder_with_room(h: Harness) -> User:
+    alice = _registered(h, "alice")
+    alice.send("JOIN #room")
+    alice.send("TOPIC #room :Kept across restarts")
+    alice.send("MODE #room +sk sesame")
+    alice.send("PRIVMSG ChanServ :REGISTER #room")
+    assert "is registered to alice" in alice.messages()[-1].params[1]
+    return alice
+
+
+def test_registered_channel_keeps_topic_and_modes_across_a_restart(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    _founder_with_room(h).send("QUIT")
+    assert h.server.find_channel("#room") is None  # emptied: gone from memory, kept in the store
+
+    restarted = _harness(tmp_path)  # a new server on the same database
+    bob = restarted.user("bob")
+    bob.send("JOIN #room")
+    assert restarted.server.find_channel("#room") is None and bob.numerics() == ["475"]  # +k kept
+    bob.send("JOIN #room sesame")
+    replies = bob.messages()
+    assert any(m.command == "332" and m.params[2] == "Kept across restarts" for m in replies)
+    names = next(m for m in replies if m.command == "353")
+    assert names.params[-1] == "bob"  # no operator status for a stranger re-creating it
+    bob.send("MODE #room")
+    modes = bob.messages()[0]
+    assert modes.command == "324" and set("knst") <= set(modes.params[2]) and modes.params[3] == "sesame"
+
+
+def test_founder_and_access_list_get_status_on_join(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)
+    _registered(h, "carol").send("JOIN #room sesame")
+    alice.send("PRIVMSG ChanServ :ACCESS #room ADD carol op")
+    assert "carol now has op access" in alice.messages()[-1].params[1]
+    alice.send("PRIVMSG ChanServ :ACCESS #room LIST")
+    listing = [m.params[1] for m in alice.messages()]
+    assert "#room: alice founder" in listing and "#room: carol op" in listing
+
+    h2 = _harness(tmp_path)
+    carol = h2.user("carol_")
+    carol.send(f"NS IDENTIFY carol {PASSWORD}")
+    carol.send("JOIN #room")  # access lets her past +k
+    names = next(m for m in carol.messages() if m.command == "353")
+    assert names.params[-1] == "@carol_"
+
+
+def test_logging_in_later_gives_status_in_joined_channels(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)
+    alice.send("PRIVMSG NickServ :LOGOUT")
+    bob = h.user("bob")
+    bob.send("JOIN #room sesame")
+    bob.messages()
+    alice.send(f"NS IDENTIFY {PASSWORD}")
+    # alice kept her @ from before; a second founder session gets it from ChanServ on login.
+    second = h.user("alice2")
+    second.send("JOIN #room sesame")
+    second.send(f"NS IDENTIFY alice {PASSWORD}")
+    modes = [m for m in bob.messages() if m.command == "MODE"]
+    assert modes and modes[-1].source.startswith("ChanServ!") and modes[-1].params == ["#room", "+o", "alice2"]
+
+
+def test_chanserv_op_deop_info_and_drop_rights(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)
+    bob = h.user("bob")
+    bob.send("JOIN #room sesame")
+    bob.send("PRIVMSG ChanServ :OP #room")
+    assert "no operator access" in bob.messages()[-1].params[1]
+    bob.send("PRIVMSG ChanServ :DROP #room")
+    assert "Only the founder" in bob.messages()[-1].params[1]
+    alice.send("PRIVMSG ChanServ :OP #room bob")
+    assert any(m.params == ["#room", "+o", "bob"] for m in bob.messages() if m.command == "MODE")
+    alice.send("CS DEOP #room bob")
+    assert any(m.params == ["#room", "-o", "bob"] for m in bob.messages() if m.command == "MODE")
+    bob.send("PRIVMSG ChanServ :INFO #room")
+    assert "founder alice" in bob.messages()[0].params[1]
+    alice.send("PRIVMSG ChanServ :DROP #room")
+    assert "no longer registered" in alice.messages()[-1].params[1]
+    assert h.server.accounts is not None and "#room" not in h.server.accounts.channels
+
+
+def test_registering_needs_an_account_and_operator_status(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    guest = h.user("guest")
+    guest.send("JOIN #mine")
+    guest.send("PRIVMSG ChanServ :REGISTER #mine")
+    assert "Log in first" in guest.messages()[-1].params[1]
+    alice = _registered(h, "alice")
+    alice.send("JOIN #mine")
+    alice.send("PRIVMSG ChanServ :REGISTER #mine")
+    assert "must be a channel operator" in alice.messages()[-1].params[1]
+
+
+def _with_history(tmp_path: Path) -> Harness:
+    h = _harness(tmp_path / "db")
+    writer = open_storage("sqlite", tmp_path / "db")
+    server = h.server
+    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path / "db"), server.clock()))
+    return h
+
+
+def test_private_history_follows_the_account_not_the_nick(tmp_path: Path) -> None:
+    h = _with_history(tmp_path)
+    alice = _registered(h, "alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    bob = h.user("bob")
+    alice.send("PRIVMSG bob :a secret for bob")
+    bob.send("PRIVMSG alice :and one for alice")
+    h.server.commit_pending()
+    alice.send("QUIT")
+
+    # alice comes back under another nick and logs in: her conversation is there.
+    back = h.user("alice_away", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    back.send(f"NS IDENTIFY alice {PASSWORD}")
+    back.messages()
+    back.send("CHATHISTORY LATEST bob * 10")
+    texts = [m.params[-1] for m in back.messages() if m.command == "PRIVMSG"]
+    assert texts == ["a secret for bob", "and one for alice"]
+
+    # Someone taking the nick alice without logging in reads nothing of it.
+    h.wall[0] += 5
+    mallory = h.user("mallory", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    back.send("NICK alice_2")
+    mallory.send("NICK alice")
+    mallory.messages()
+    mallory.send("CHATHISTORY LATEST bob * 10")
+    assert [m.command for m in mallory.messages()] == ["FAIL"]
