@@ -69,7 +69,7 @@ KEYS: tuple[Key, ...] = (
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
     Key("account_registration", bool, True,
-        "Let users register accounts (REGISTER, /msg NickServ REGISTER); operators' tools work either way."),
+        "Let users register accounts (REGISTER, /msg NickServ REGISTER); existing accounts work either way."),
     Key("account_password_min_len", int, 8, "Shortest password accepted when registering an account.", 1),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),

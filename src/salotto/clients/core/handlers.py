@@ -10,18 +10,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salotto.clients.core.model import SERVER_KEY, BufferKind, ChangeKind, LineKind, Member
-from salotto.clients.core.replies import (
+from salotto.clients.core.replies import on_numeric
+from salotto.clients.core.text import casefold_for, mentions, source_nick, strip_formatting
+from salotto.proto import Message
+from salotto.proto import numerics as n
+from salotto.proto.numerics import (
     ERR_NICKLOCKED,
     ERR_SASLABORTED,
     ERR_SASLALREADY,
     ERR_SASLFAIL,
     ERR_SASLTOOLONG,
     RPL_SASLSUCCESS,
-    on_numeric,
 )
-from salotto.clients.core.text import casefold_for, mentions, source_nick, strip_formatting
-from salotto.proto import Message
-from salotto.proto import numerics as n
 
 if TYPE_CHECKING:
     from salotto.clients.core.session import Session

@@ -19,26 +19,15 @@ if TYPE_CHECKING:
 
 __all__ = ["on_numeric"]
 
-# SASL numerics (https://ircv3.net/specs/extensions/sasl-3.1); not in proto.numerics yet.
-RPL_LOGGEDIN = "900"
-RPL_LOGGEDOUT = "901"
-ERR_NICKLOCKED = "902"
-RPL_SASLSUCCESS = "903"
-ERR_SASLFAIL = "904"
-ERR_SASLTOOLONG = "905"
-ERR_SASLABORTED = "906"
-ERR_SASLALREADY = "907"
-RPL_SASLMECHS = "908"
-
 # Numerics that belong to the connection, not to whatever buffer the user is looking at.
 _SERVER_NUMERICS = frozenset(
     {"001", "002", "003", "250", "251", "252", "253", "254", "255", "265", "266", "372",
-     "375", "376", "422", "396", RPL_LOGGEDIN, RPL_LOGGEDOUT}
+     "375", "376", "422", "396", n.RPL_LOGGEDIN, n.RPL_LOGGEDOUT}
 )
 # Numerics not worth a line.
 _SILENT_NUMERICS = frozenset(
     {n.RPL_MYINFO, n.RPL_ISUPPORT, n.RPL_TOPICWHOTIME, n.RPL_CREATIONTIME, n.RPL_ENDOFWHO,
-     n.RPL_ENDOFWHOIS, n.RPL_LISTSTART, RPL_SASLMECHS}
+     n.RPL_ENDOFWHOIS, n.RPL_LISTSTART, n.RPL_SASLMECHS}
 )
 
 
@@ -74,7 +63,7 @@ def on_numeric(s: Session, msg: Message) -> None:
     text = strip_formatting(text)
     if msg.command in _SERVER_NUMERICS or msg.command == n.ERR_NOMOTD:
         s.info(strip_formatting(msg.params[-1]) if msg.params else "", SERVER_KEY)
-    elif msg.command[0] in "45" and msg.command not in (RPL_LOGGEDIN, RPL_LOGGEDOUT):
+    elif msg.command[0] in "45" and msg.command not in (n.RPL_LOGGEDIN, n.RPL_LOGGEDOUT):
         target = msg.params[1] if len(msg.params) > 2 else ""
         where = target if target and s.get_buffer(target) is not None else None
         s.error(text, where)
