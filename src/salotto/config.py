@@ -70,6 +70,13 @@ KEYS: tuple[Key, ...] = (
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
     Key("account_registration", bool, True,
         "Let users register accounts (REGISTER, /msg NickServ REGISTER); existing accounts work either way."),
+    Key("account_verification", str, "none",
+        "How new accounts are verified: none, or email (a code mailed through smtp_server; VERIFY).",
+        choices=("none", "email")),
+    Key("account_verify_timeout_s", float, 86400.0,
+        "An unverified account older than this can be registered again by someone else.", 1),
+    Key("smtp_server", str, "127.0.0.1:25", "HOST:PORT of the mail server that sends verification codes."),
+    Key("smtp_from", str, "salotto@localhost", "The From address of verification emails."),
     Key("account_password_min_len", int, 8, "Shortest password accepted when registering an account.", 1),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
@@ -149,6 +156,10 @@ class Config:
     chathistory_max_lines: int
     history_replay_lines: int
     account_registration: bool
+    account_verification: str
+    account_verify_timeout_s: float
+    smtp_server: str
+    smtp_from: str
     account_password_min_len: int
     nick_protection_grace_s: float
     login_attempts_per_account: int
@@ -239,6 +250,8 @@ def _validate(config: Config) -> None:
     for name in ("listen", "tls_listen", "web_listen"):
         for item in getattr(config, name):
             parse_host_port(item, name)
+    if config.account_verification == "email":
+        parse_host_port(config.smtp_server, "smtp_server")
     if not config.listen and not config.tls_listen:
         raise ConfigError("config key 'listen': bad value [] (no listener at all)")
     if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):

@@ -100,7 +100,9 @@ class Accounts:
         return self.store.get_account(name)
 
     def is_registered(self, nick: str) -> bool:
-        return self.get(nick) is not None
+        """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet)."""
+        account = self.get(nick)
+        return account is not None and account.verified
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
         """Count one password attempt; 0.0 if it may go ahead, else seconds to wait."""
@@ -137,6 +139,8 @@ class Accounts:
         email: str | None,
         created: float,
         callback: Callable[[StoredAccount | None], None],
+        *,
+        verified: bool = True,
     ) -> None:
         """Hash off the loop, then store; ``callback`` gets the account, or None if the name was
         taken meanwhile (or the store failed: logged)."""
@@ -147,7 +151,7 @@ class Accounts:
                 callback(None)
                 return
             try:
-                account = self.store.create_account(name, outcome.value, created, email=email)
+                account = self.store.create_account(name, outcome.value, created, email=email, verified=verified)
             except AlreadyExists:
                 callback(None)
                 return

@@ -22,6 +22,7 @@ COMMANDS: dict[str, Command] = {
     # Accounts
     "AUTHENTICATE": Command(auth.handle_authenticate, min_params=1, before_registration=True, capability="sasl"),
     "REGISTER": Command(auth.handle_register, min_params=3, before_registration=True),
+    "VERIFY": Command(auth.handle_verify, min_params=2, before_registration=True),
     "NICKSERV": Command(services.handle_nickserv_command),
     "NS": Command(services.handle_nickserv_command),
     "CHANSERV": Command(services.handle_chanserv_command),

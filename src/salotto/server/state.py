@@ -143,7 +143,8 @@ class Server:
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
             if self.config.account_registration:
-                caps["draft/account-registration"] = "before-connect"
+                by_email = self.config.account_verification == "email"
+                caps["draft/account-registration"] = "before-connect,email-required" if by_email else "before-connect"
         return caps
 
     # -- identifiers -----------------------------------------------------------------------------

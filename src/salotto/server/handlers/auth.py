@@ -9,7 +9,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from salotto.passwords import ScramCredentials, scram_credentials
 from salotto.proto.casemap import casefold
@@ -25,9 +25,19 @@ from salotto.proto.numerics import (
 from salotto.server.accounts import Accounts, is_service, log_in
 from salotto.server.context import Context
 from salotto.server.sasl import ScramServer, parse_plain
+from salotto.server.verification import codes_match, send_code, verification_code
 from salotto.storage.base import StoredAccount
+from salotto.storage.worker import Outcome
 
-__all__ = ["SaslSession", "handle_authenticate", "handle_register", "start_registration", "try_login"]
+__all__ = [
+    "SaslSession",
+    "handle_authenticate",
+    "handle_register",
+    "handle_verify",
+    "start_registration",
+    "try_login",
+    "verify_account",
+]
 
 log = logging.getLogger("salotto.accounts")
 
@@ -173,7 +183,9 @@ def _send_payload(ctx: Context, data: bytes) -> None:
 
 def _scram_lookup(accounts: Accounts, name: str) -> ScramCredentials | None:
     account = accounts.get(name)
-    return scram_credentials(account.password_hash) if account is not None else None
+    if account is None or not account.verified:
+        return None
+    return scram_credentials(account.password_hash)
 
 
 def _scram_username(client_first: bytes) -> str:
@@ -203,7 +215,11 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
         ctx.resume()
         if account is None:
             log.info("failed login as %r by %s (%s)", name, client.nick, client.ip)
-        done(account, "invalid account name or password")
+            done(None, "invalid account name or password")
+        elif not account.verified:
+            done(None, f"the account is not verified yet (VERIFY {account.name} <code from the email>)")
+        else:
+            done(account, "")
         ctx.flush()
 
     accounts.check_password(name, password, checked)
@@ -221,7 +237,59 @@ def handle_register(ctx: Context) -> None:
     def registered(account: StoredAccount) -> None:
         ctx.from_server("REGISTER", "SUCCESS", account.name, "Account created")
 
-    start_registration(ctx, name, email, params[2], fail, registered)
+    def pending(account: StoredAccount) -> None:
+        ctx.from_server("REGISTER", "VERIFICATION_REQUIRED", account.name,
+                        f"A code was sent to {account.email}: send VERIFY {account.name} <code>")
+
+    start_registration(ctx, name, email, params[2], fail, registered, pending)
+
+
+def handle_verify(ctx: Context) -> None:
+    # VERIFY <account> <code>
+    name, code = ctx.msg.params[0], ctx.msg.params[1]
+
+    def fail(code_name: str, description: str) -> None:
+        ctx.fail("VERIFY", code_name, name, description=description)
+
+    def verified(account: StoredAccount) -> None:
+        ctx.from_server("VERIFY", "SUCCESS", account.name, "Account verified")
+
+    verify_account(ctx, name, code, fail, verified)
+
+
+def verify_account(
+    ctx: Context,
+    name: str,
+    code: str,
+    fail: Callable[[str, str], None],
+    verified: Callable[[StoredAccount], None],
+) -> None:
+    """Checks shared by VERIFY and NickServ VERIFY; on success the client is logged in (if it is not
+    logged in to another account)."""
+    server = ctx.server
+    accounts = server.accounts
+    if accounts is None:
+        fail("TEMPORARILY_UNAVAILABLE", "Accounts are not available on this server")
+        return
+    account = accounts.get(name)
+    if account is None or account.verified:
+        fail("INVALID_CODE", "No account with that name is waiting for verification")
+        return
+    # A code is a password of sorts: the login limits apply to guessing it.
+    wait = accounts.throttle(server, ctx.client, account.name)
+    if wait:
+        fail("TEMPORARILY_UNAVAILABLE", f"Too many attempts, try again in {wait:.0f} seconds")
+        return
+    if not codes_match(code, verification_code(accounts.secret, account)):
+        log.info("wrong verification code for %s from %s (%s)", account.name, ctx.client.nick, ctx.client.ip)
+        fail("INVALID_CODE", "That code is not right")
+        return
+    accounts.store.set_verified(account.name, True)
+    account = replace(account, verified=True)
+    log.info("account %s verified", account.name)
+    verified(account)
+    if ctx.client.account is None:
+        log_in(ctx, account)
 
 
 def start_registration(
@@ -231,8 +299,10 @@ def start_registration(
     password: str,
     fail: Callable[[str, str], None],
     registered: Callable[[StoredAccount], None],
+    pending: Callable[[StoredAccount], None],
 ) -> None:
-    """Checks shared by REGISTER and NickServ REGISTER; on success the client is logged in."""
+    """Checks shared by REGISTER and NickServ REGISTER. On success the client is logged in; with
+    ``account_verification = "email"`` a code is mailed first and ``pending`` says so."""
     server = ctx.server
     client = ctx.client
     accounts = server.accounts
@@ -252,8 +322,17 @@ def start_registration(
     if is_service(name) or not is_valid_nick(name, config.nick_max_len):
         fail("BAD_ACCOUNT_NAME", "That name can't be an account name")
         return
-    if accounts.is_registered(name):
-        fail("ACCOUNT_EXISTS", "An account with that name already exists")
+    existing = accounts.get(name)
+    if existing is not None:
+        expired = server.wallclock() - existing.created > config.account_verify_timeout_s
+        if existing.verified or not expired:
+            fail("ACCOUNT_EXISTS", "An account with that name already exists")
+            return
+        log.info("unverified account %s expired; registering it anew", existing.name)
+        accounts.store.delete_account(existing.name)
+    by_email = config.account_verification == "email"
+    if by_email and email is None:
+        fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
         return
     if len(password) < config.account_password_min_len:
         fail("WEAK_PASSWORD", f"Use a password of at least {config.account_password_min_len} characters")
@@ -277,10 +356,28 @@ def start_registration(
             fail("ACCOUNT_EXISTS", "An account with that name already exists")
             ctx.flush()
             return
+        if not account.verified:
+            ctx.deferred = True
+            code = verification_code(accounts.secret, account)
+            server.offload.run(lambda: send_code(config, account, code), lambda outcome: mailed(account, outcome))
+            return
         registered(account)
         # Unless the client logged in or changed nick meanwhile, it is now logged in to its account.
         if client.account is None and casefold(account.name) == client.nick_cf:
             log_in(ctx, account)
         ctx.flush()
 
-    accounts.register(name, password, email, server.wallclock(), stored)
+    def mailed(account: StoredAccount, outcome: Outcome[None]) -> None:
+        if client.quitting:
+            return
+        ctx.resume()
+        if outcome.error is not None:
+            log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
+            accounts.store.delete_account(account.name)
+            fail("TEMPORARILY_UNAVAILABLE", "Could not send the verification email; try again later")
+        else:
+            log.info("verification code for %s mailed", account.name)
+            pending(account)
+        ctx.flush()
+
+    accounts.register(name, password, email, server.wallclock(), stored, verified=not by_email)

@@ -25,7 +25,7 @@ from salotto.server.accounts import (
 )
 from salotto.server.channel import Channel
 from salotto.server.context import Context
-from salotto.server.handlers.auth import start_registration, try_login
+from salotto.server.handlers.auth import start_registration, try_login, verify_account
 from salotto.storage.base import AlreadyExists, StoredAccount
 
 __all__ = ["CHANSERV", "NICKSERV", "handle_chanserv_command", "handle_nickserv_command", "service_message"]
@@ -76,8 +76,22 @@ def _ns_register(ctx: Context, service: Service, args: list[str]) -> None:
         service.say(ctx, f"Account {account.name} registered; you are logged in. "
                          f"Next time: /msg NickServ IDENTIFY <password>, or SASL.")
 
+    def pending(account: StoredAccount) -> None:
+        service.say(ctx, f"A code was sent to {account.email}. Finish with: /msg NickServ VERIFY {account.name} <code>")
+
     email = args[1] if len(args) > 1 else None
-    start_registration(ctx, ctx.client.nick, email, args[0], fail, registered)
+    start_registration(ctx, ctx.client.nick, email, args[0], fail, registered, pending)
+
+
+def _ns_verify(ctx: Context, service: Service, args: list[str]) -> None:
+    # VERIFY <account> <code>
+    def fail(code: str, description: str) -> None:
+        service.say(ctx, f"Verification failed: {description}.")
+
+    def verified(account: StoredAccount) -> None:
+        service.say(ctx, f"Account {account.name} verified.")
+
+    verify_account(ctx, args[0], args[1], fail, verified)
 
 
 def _ns_identify(ctx: Context, service: Service, args: list[str]) -> None:
@@ -391,6 +405,7 @@ def _help(ctx: Context, service: Service, args: list[str]) -> None:
 NICKSERV = Service("NickServ", {
     "HELP": ServiceCommand(_help, "[<command>]", "this list"),
     "REGISTER": ServiceCommand(_ns_register, "<password> [<email>]", "register your current nick as an account"),
+    "VERIFY": ServiceCommand(_ns_verify, "<account> <code>", "finish a registration with the emailed code"),
     "IDENTIFY": ServiceCommand(_ns_identify, "[<account>] <password>", "log in"),
     "LOGOUT": ServiceCommand(_ns_logout, "", "log out"),
     "GHOST": ServiceCommand(_ns_ghost, "<nick> [<password>]", "disconnect whoever holds your nick"),
@@ -412,6 +427,7 @@ _BY_NAME = {casefold(service.name): service for service in (NICKSERV, CHANSERV)}
 # Fewest arguments each command needs, so handlers can index args without checking.
 _MIN_ARGS = {
     ("NickServ", "REGISTER"): 1, ("NickServ", "IDENTIFY"): 1, ("NickServ", "GHOST"): 1, ("NickServ", "DROP"): 1,
+    ("NickServ", "VERIFY"): 2,
     ("ChanServ", "REGISTER"): 1, ("ChanServ", "INFO"): 1, ("ChanServ", "OP"): 1, ("ChanServ", "DEOP"): 1,
     ("ChanServ", "VOICE"): 1, ("ChanServ", "DEVOICE"): 1, ("ChanServ", "ACCESS"): 1, ("ChanServ", "DROP"): 1,
 }
