@@ -315,3 +315,72 @@ def test_oper_password_check_still_works(tmp_path: Path) -> None:
     assert user.numerics() == ["464"]
     user.send("OPER admin secret")
     assert "381" in user.numerics()
+
+
+def test_guest_rename_never_lands_on_a_registered_nick(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    mallory = h.user("mallory")
+    _registered(h, f"Guest{mallory.client.id}").send("QUIT")
+    mallory.send("NICK alice")
+    h.clock.now += 31
+    h.server.tick()
+    assert mallory.client.nick == f"Guest{mallory.client.id}_1"
+
+
+def test_changing_only_the_case_does_not_restart_the_grace(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    mallory = h.user("mallory")
+    mallory.send("NICK alice")
+    h.clock.now += 20
+    mallory.send("NICK ALICE")
+    h.clock.now += 11
+    h.server.tick()
+    assert mallory.client.nick.startswith("Guest")
+
+
+def test_the_owners_own_logins_never_lock_the_account(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_account=2, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+    for i in range(5):
+        user = _connecting(h, f"alice{i}")
+        assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+        user.send("QUIT")
+
+
+def test_nickserv_passwords_may_hold_spaces(h: Harness) -> None:
+    user = h.user("alice")
+    user.send("REGISTER * * :correct horse battery staple")
+    user.send("QUIT")
+    again = h.user("alice")
+    again.send("PRIVMSG NickServ :IDENTIFY correct horse battery staple")
+    assert again.client.account == "alice"
+    other = h.user("bob")
+    other.send("PRIVMSG NickServ :REGISTER two words bob@example.org")
+    assert other.client.account == "bob"
+    assert h.server.accounts is not None and h.server.accounts.get("bob").email == "bob@example.org"  # type: ignore[union-attr]
+
+
+def test_a_service_command_among_other_targets_answers_and_keeps_the_echo(h: Harness) -> None:
+    _registered(h, "alice").send("QUIT")
+    user = h.user("alice_", caps=["echo-message"])
+    user.send(f"PRIVMSG #lobby,NickServ :IDENTIFY alice {PASSWORD}")
+    messages = user.messages()
+    assert any(m.command == "PRIVMSG" and m.params[0] == "#lobby" for m in messages)  # the echo
+    assert any(m.command == "900" for m in messages)
+
+
+def test_long_input_to_a_service_gets_a_line_within_512_bytes(h: Harness) -> None:
+    user = h.user("someone")
+    user.send("CS " + "A" * 480)
+    lines = user.lines()
+    assert lines and all(len(line.encode()) + 2 <= 512 for line in lines)
+
+
+def test_labeled_logout_answers_inside_its_batch(h: Harness) -> None:
+    user = _registered(h, "alice", caps=["labeled-response", "batch", "account-notify"])
+    user.send("@label=out NS LOGOUT")
+    messages = user.messages()
+    assert messages[0].command == "BATCH" and messages[0].tags.get("label") == "out"
+    # 901, account-notify, NickServ's warning that alice is a registered nick, the LOGOUT notice.
+    assert [m.command for m in messages[1:-1]] == ["901", "ACCOUNT", "NOTICE", "NOTICE"]
+    assert messages[-1].command == "BATCH"

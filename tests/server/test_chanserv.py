@@ -139,3 +139,64 @@ def test_private_history_follows_the_account_not_the_nick(tmp_path: Path) -> Non
     mallory.messages()
     mallory.send("CHATHISTORY LATEST bob * 10")
     assert [m.command for m in mallory.messages()] == ["FAIL"]
+
+
+def test_taking_a_nick_just_before_it_is_registered_reads_none_of_its_history(tmp_path: Path) -> None:
+    from salotto.passwords import make_account_secret
+
+    h = _with_history(tmp_path)
+    mallory = h.user("alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    accounts = h.server.accounts
+    assert accounts is not None
+    # The account is created while someone else holds the nick (a registration racing a nick change).
+    accounts.store.create_account("alice", make_account_secret(PASSWORD), h.wall[0])
+    mallory.send("CHATHISTORY LATEST bob * 10")
+    assert [m.command for m in mallory.messages()] == ["FAIL"]
+
+
+def test_a_stranger_reads_a_registered_channel_only_from_its_current_creation(tmp_path: Path) -> None:
+    h = _with_history(tmp_path)
+    alice = _registered(h, "alice")
+    alice.send("JOIN #club")
+    alice.send("PRIVMSG ChanServ :REGISTER #club")
+    alice.send("PRIVMSG #club :the plan, not for mallory")
+    h.server.commit_pending()
+    alice.send("PART #club")
+    h.wall[0] += 10
+    mallory = h.user("mallory", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    mallory.send("JOIN #club")
+    mallory.messages()
+    mallory.send("CHATHISTORY LATEST #club * 10")
+    assert [m for m in mallory.messages() if m.command == "PRIVMSG"] == []
+    alice.send("JOIN #club")
+    alice.send("CAP REQ :draft/chathistory batch server-time")
+    alice.messages()
+    alice.send("CHATHISTORY LATEST #club * 10")
+    assert [m.params[1] for m in alice.messages() if m.command == "PRIVMSG"] == ["the plan, not for mallory"]
+
+
+def test_chanserv_info_hides_a_secret_channels_topic_from_outsiders(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)  # +s, topic "Kept across restarts"
+    outsider = h.user("outsider")
+    outsider.send("PRIVMSG ChanServ :INFO #room")
+    assert not any("Kept across restarts" in m.params[1] for m in outsider.messages())
+    alice.send("PRIVMSG ChanServ :INFO #room")
+    assert any("Kept across restarts" in m.params[1] for m in alice.messages() if m.command == "NOTICE")
+
+
+def test_status_from_the_access_list_is_shown_to_the_channel(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)
+    alice.send("PRIVMSG NickServ :LOGOUT")
+    alice.send("PART #room")
+    bob = h.user("bob")
+    bob.send("JOIN #room sesame")
+    bob.messages()
+    back = h.user("alice2")
+    back.send(f"NS IDENTIFY alice {PASSWORD}")
+    back.send("JOIN #room")
+    modes = [m for m in bob.messages() if m.command == "MODE"]
+    assert [(m.source.split("!")[0], m.params) for m in modes] == [("ChanServ", ["#room", "+o", "alice2"])]
+    own = [m.command for m in back.messages()]
+    assert own.index("JOIN") < own.index("MODE") < own.index("353")

@@ -13,6 +13,7 @@ address, and slow against one account from many.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -65,19 +66,41 @@ class LoginThrottle:
     def __init__(self) -> None:
         self._buckets: dict[str, TokenBucket] = {}
 
-    def take(self, key: str, limit: int, window_s: float, now: float) -> float:
-        """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
+    def _bucket(self, key: str, limit: int, window_s: float, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= _THROTTLE_PRUNE_AT:
                 self._prune(now)
             bucket = self._buckets[key] = TokenBucket(limit / window_s, limit, now)
-        return bucket.delay(now)
+        return bucket
+
+    def take(self, key: str, limit: int, window_s: float, now: float) -> float:
+        """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
+        return self._bucket(key, limit, window_s, now).delay(now)
+
+    def check(self, key: str, limit: int, window_s: float, now: float) -> float:
+        """Like :meth:`take` without taking: 0.0 if an attempt would be allowed now."""
+        bucket = self._buckets.get(key)
+        return 0.0 if bucket is None else bucket.available(now)
 
     def _prune(self, now: float) -> None:
+        """Forget refilled buckets; if that is not enough (a storm of fresh keys), the oldest half."""
         for key, bucket in list(self._buckets.items()):
-            if bucket.delay(now) == 0.0 and bucket.delay(now) == 0.0:  # at least two left: idle
+            if bucket.is_full(now):
                 del self._buckets[key]
+        if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+            for key in list(self._buckets)[: len(self._buckets) // 2]:
+                del self._buckets[key]
+
+
+def ip_key(ip: str) -> str:
+    """The per-IP throttle's key: the address, or its /64 for IPv6 (one host's usual allocation)."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
 
 
 class Accounts:
@@ -105,14 +128,22 @@ class Accounts:
         return account is not None and account.verified
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
-        """Count one password attempt; 0.0 if it may go ahead, else seconds to wait."""
+        """Count one password attempt from the client's address; 0.0 if it may go ahead (and the
+        account has had fewer than its limit of recent failures), else seconds to wait."""
         config = server.config
         now = server.clock()
-        wait = self.per_ip.take(client.ip, config.login_attempts_per_ip, config.login_throttle_window_s, now)
+        window = config.login_throttle_window_s
+        wait = self.per_ip.take(ip_key(client.ip), config.login_attempts_per_ip, window, now)
         if wait:
             return wait
-        return self.per_account.take(
-            casefold(account), config.login_attempts_per_account, config.login_throttle_window_s, now
+        return self.per_account.check(casefold(account), config.login_attempts_per_account, window, now)
+
+    def failed(self, server: Server, account: str) -> None:
+        """A wrong password (or code) for ``account``: only failures count against an account, so
+        its owner's own logins never lock it."""
+        config = server.config
+        self.per_account.take(
+            casefold(account), config.login_attempts_per_account, config.login_throttle_window_s, server.clock()
         )
 
     def check_password(
@@ -206,20 +237,25 @@ def log_in(ctx: Context, account: StoredAccount) -> None:
     ctx.reply(RPL_LOGGEDIN, client.prefix, account.name, f"You are now logged in as {account.name}")
     _announce_account(server, client, account.name, ctx)
     for channel in client.channels.values():
-        grant_access_status(server, channel, client)
+        grant_access_status(server, channel, client, ctx)
 
 
-def log_out(server: Server, client: Client) -> None:
-    """Log ``client`` out (NickServ LOGOUT, or its account was dropped): 901, account-notify."""
+def log_out(server: Server, client: Client, ctx: Context | None = None) -> None:
+    """Log ``client`` out (NickServ LOGOUT, through ``ctx``; or its account was dropped): 901,
+    account-notify, and the nick protection of whatever nick it holds."""
     if client.account is None:
         return
     log.info("%s (%s) logged out of %s", client.nick, client.ip, client.account)
     client.account = None
     client.account_since = 0.0
-    line = format_line(RPL_LOGGEDOUT, [client.nick, client.prefix, "You are now logged out"], source=server.name)
-    client.conn.write((line + "\r\n").encode())
-    _announce_account(server, client, "*")
-    nick_protection_check(server, client)
+    if ctx is not None and ctx.client is client:
+        ctx.reply(RPL_LOGGEDOUT, client.prefix, "You are now logged out")
+    else:
+        line = format_line(RPL_LOGGEDOUT, [client.nick, client.prefix, "You are now logged out"], source=server.name)
+        client.conn.write((line + "\r\n").encode())
+        ctx = None
+    _announce_account(server, client, "*", ctx)
+    nick_protection_check(server, client, ctx)
 
 
 def _announce_account(server: Server, client: Client, name: str, ctx: Context | None = None) -> None:
@@ -237,8 +273,10 @@ def _announce_account(server: Server, client: Client, name: str, ctx: Context | 
             client.conn.write(own)
 
 
-def grant_access_status(server: Server, channel: Channel, client: Client) -> None:
-    """Give a member the prefix mode its account's access level on the channel calls for."""
+def grant_access_status(server: Server, channel: Channel, client: Client, ctx: Context | None = None) -> None:
+    """Give a member the prefix mode its account's access level on the channel calls for: a MODE from
+    ChanServ to everyone (to the member itself through ``ctx`` when given, so it follows the
+    member's own JOIN or 900)."""
     accounts = server.accounts
     if accounts is None:
         return
@@ -250,7 +288,11 @@ def grant_access_status(server: Server, channel: Channel, client: Client) -> Non
         return
     channel.set_status(client, current + wanted)
     change = server.outgoing(f"ChanServ!ChanServ@{server.name}", "MODE", [channel.name, "+" + wanted, client.nick])
-    change.deliver(channel.members)
+    if ctx is not None and ctx.client is client:
+        change.deliver(channel.members, exclude=client)
+        ctx.send(change.variant(client.tag_flags))
+    else:
+        change.deliver(channel.members)
 
 
 def persist_channel_state(server: Server, channel: Channel, *, registering: bool = False) -> None:
@@ -285,7 +327,7 @@ def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> 
     channel.limit = registration.limit
 
 
-def nick_protection_check(server: Server, client: Client) -> None:
+def nick_protection_check(server: Server, client: Client, ctx: Context | None = None) -> None:
     """After a nick change or logout: a registered nick held by someone not logged in to it gets a
     warning and a deadline (``nick_protection_grace_s``), after which the tick renames them."""
     accounts = server.accounts
@@ -302,8 +344,11 @@ def nick_protection_check(server: Server, client: Client) -> None:
         f"The nick {client.nick} is registered. Log in within {grace:g} seconds "
         f"(/msg NickServ IDENTIFY <password>) or you will be renamed."
     )
-    line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text])
-    client.conn.write(line.variant(client.tag_flags))
+    line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text]).variant(client.tag_flags)
+    if ctx is not None and ctx.client is client:
+        ctx.send(line)
+    else:
+        client.conn.write(line)
 
 
 def rename_to_guest(server: Server, client: Client) -> None:
@@ -314,7 +359,8 @@ def rename_to_guest(server: Server, client: Client) -> None:
         return  # gone, or the account was dropped meanwhile
     guest = f"Guest{client.id}"
     suffix = 0
-    while casefold(guest) in server.users:
+    # Neither someone's nick nor a registered one (or the guest would squat that in turn).
+    while casefold(guest) in server.users or accounts.get(guest) is not None:
         suffix += 1
         guest = f"Guest{client.id}_{suffix}"
     old = client.nick

@@ -84,9 +84,11 @@ class Context:
         return "label=" + escape_tag_value(self.label) if self.label is not None else None
 
     def resume(self) -> None:
-        """A deferred handler's callback starts answering: replies collect anew, flush sends them
-        (labelled, if the command was)."""
-        self.out = []
+        """A deferred handler's callback starts answering; its flush sends what collects from now
+        (labelled, if the command was), after anything the handler had not flushed yet."""
+        if self.flushed:
+            self.out = []
+        self.flushed = False
         self.deferred = False
 
     def send(self, data: bytes) -> None:

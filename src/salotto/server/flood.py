@@ -19,6 +19,15 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = now
 
+    def is_full(self, now: float) -> bool:
+        """Whether the bucket has refilled to its burst (an idle sender), without taking a token."""
+        return self._tokens + (now - self._stamp) * self.rate_per_s >= self.burst
+
+    def available(self, now: float) -> float:
+        """Seconds until a token is there (0.0: one is now), without taking it."""
+        tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_s)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
+
     def delay(self, now: float) -> float:
         """Take one token if there is one and return 0.0; otherwise return the seconds until there is."""
         tokens = self._tokens + (now - self._stamp) * self.rate_per_s

@@ -22,7 +22,7 @@ from salotto.proto.numerics import (
     RPL_SASLMECHS,
     RPL_SASLSUCCESS,
 )
-from salotto.server.accounts import Accounts, is_service, log_in
+from salotto.server.accounts import Accounts, ip_key, is_service, log_in, nick_protection_check
 from salotto.server.context import Context
 from salotto.server.sasl import ScramServer, parse_plain
 from salotto.server.verification import codes_match, send_code, verification_code
@@ -158,6 +158,8 @@ def _scram(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
     result = scram.step(payload)
     if result.error is not None:
         log.info("SCRAM login by %s (%s) failed: %s", ctx.client.nick, ctx.client.ip, result.error)
+        if scram.username is not None:
+            accounts.failed(ctx.server, scram.username)
         _fail(ctx)
         return
     if result.done:
@@ -215,6 +217,7 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
         ctx.resume()
         if account is None:
             log.info("failed login as %r by %s (%s)", name, client.nick, client.ip)
+            accounts.failed(server, name)
             done(None, "invalid account name or password")
         elif not account.verified:
             done(None, f"the account is not verified yet (VERIFY {account.name} <code from the email>)")
@@ -282,6 +285,7 @@ def verify_account(
         return
     if not codes_match(code, verification_code(accounts.secret, account)):
         log.info("wrong verification code for %s from %s (%s)", account.name, ctx.client.nick, ctx.client.ip)
+        accounts.failed(server, account.name)
         fail("INVALID_CODE", "That code is not right")
         return
     accounts.store.set_verified(account.name, True)
@@ -341,7 +345,7 @@ def start_registration(
         fail("INVALID_EMAIL", "That is not an email address")
         return
     # Hashing costs the same as a login: the per-IP login limit applies.
-    wait = accounts.per_ip.take(client.ip, config.login_attempts_per_ip, config.login_throttle_window_s,
+    wait = accounts.per_ip.take(ip_key(client.ip), config.login_attempts_per_ip, config.login_throttle_window_s,
                                 server.clock())
     if wait:
         fail("TEMPORARILY_UNAVAILABLE", f"Too many attempts, try again in {wait:.0f} seconds")
@@ -362,9 +366,13 @@ def start_registration(
             server.offload.run(lambda: send_code(config, account, code), lambda outcome: mailed(account, outcome))
             return
         registered(account)
-        # Unless the client logged in or changed nick meanwhile, it is now logged in to its account.
+        # Unless the client logged in or changed nick meanwhile, it is now logged in to its account;
+        # whoever else took the nick in the meantime now holds a registered nick.
         if client.account is None and casefold(account.name) == client.nick_cf:
             log_in(ctx, account)
+        holder = server.users.get(casefold(account.name))
+        if holder is not None and holder is not client:
+            nick_protection_check(server, holder)
         ctx.flush()
 
     def mailed(account: StoredAccount, outcome: Outcome[None]) -> None:

@@ -32,7 +32,7 @@ from salotto.proto.numerics import (
     RPL_TOPIC,
     RPL_TOPICWHOTIME,
 )
-from salotto.server.accounts import persist_channel_state, restore_channel_state, status_for
+from salotto.server.accounts import grant_access_status, persist_channel_state, restore_channel_state
 from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
@@ -93,11 +93,11 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
             if level is None and not _may_enter(ctx, channel, key):
                 return
         server.channels[name_cf] = channel
-        status = "o" if registration is None else status_for(level)
-    else:
-        if level is None and not _may_enter(ctx, channel, key):
-            return
-        status = status_for(level)
+    elif level is None and not _may_enter(ctx, channel, key):
+        return
+    # The first member of an unregistered channel is its operator; in a registered one, ChanServ
+    # gives status by the access list, visibly, once the JOIN is out.
+    status = "o" if registration is None and not channel.members and not channel.permanent else ""
     channel.invited.pop(client.id, None)
     channel.add(client, status)
     client.channels[name_cf] = channel
@@ -110,6 +110,8 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
             member.conn.write(join.variant(member.tag_flags))
     own = extended if "extended-join" in client.caps else plain
     ctx.send(own.variant(client.tag_flags))
+    if level is not None:
+        grant_access_status(server, channel, client, ctx)
     if client.away is not None:  # away-notify: say it with the join, not only when it changes
         away = server.outgoing(client.prefix, "AWAY", [client.away])
         away.deliver([m for m in server.member_audience(channel, client) if "away-notify" in m.caps],

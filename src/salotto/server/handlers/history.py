@@ -127,7 +127,8 @@ def readable_since(server: Server, client: Client, channel: Channel | None) -> f
 
     - private history: a logged-in client reads its account's conversations from the account's
       creation on; anyone else reads from its connection on (see :func:`history_identity`);
-    - a registered channel: from its registration on (or its creation, if earlier and unbroken);
+    - a registered channel: for those on its access list, from its registration on; for others, as
+      any channel (its bans are not kept, so a banned nick could otherwise read it once it empties);
     - the autojoin channels are public by design and keep their whole history, across restarts;
     - any other channel: from its creation on.
     """
@@ -135,8 +136,10 @@ def readable_since(server: Server, client: Client, channel: Channel | None) -> f
         return client.account_since if client.account is not None else client.signon
     if channel.permanent:
         return 0.0
-    registration = server.accounts.channels.get(channel.name_cf) if server.accounts is not None else None
-    if registration is not None:
+    accounts = server.accounts
+    registration = accounts.channels.get(channel.name_cf) if accounts is not None else None
+    if registration is not None and accounts is not None and accounts.access_level(channel.name_cf, client.account):
+        # Bans are not kept with a registered channel, so only its people read across its emptyings.
         return min(registration.registered, float(channel.created))
     return float(channel.created)
 
@@ -149,6 +152,9 @@ def history_identity(server: Server, client: Client) -> str | None:
         return client.account
     if client in server.nick_deadlines:
         return None
+    accounts = server.accounts
+    if accounts is not None and accounts.is_registered(client.nick):
+        return None  # protected or not (the account may be newer than the nick change): not theirs
     return client.nick
 
 

@@ -14,6 +14,7 @@ from salotto.proto.numerics import (
     RPL_REHASHING,
     RPL_YOUREOPER,
 )
+from salotto.server.accounts import ip_key
 from salotto.server.context import Context
 from salotto.storage.worker import Outcome
 
@@ -33,6 +34,16 @@ def handle_oper(ctx: Context) -> None:
     if client.oper_failures >= OPER_ATTEMPTS_PER_CONNECTION:
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect (too many attempts on this connection)")
         return
+    accounts = server.accounts
+    if accounts is not None:  # the login limit per address covers OPER too
+        config = server.config
+        wait = accounts.per_ip.take(ip_key(client.ip), config.login_attempts_per_ip,
+                                    config.login_throttle_window_s, server.clock())
+        if wait:
+            ctx.reply(ERR_PASSWDMISMATCH, f"Password incorrect (too many attempts, try again in {wait:.0f} seconds)")
+            return
+    # Counted now, not when the hash comes back: a burst of OPER lines must not all get a try.
+    client.oper_failures += 1
     stored = block.password_hash if block is not None else None
     ctx.deferred = True
 
@@ -50,7 +61,6 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
     client = ctx.client
     server = ctx.server
     if block is None:
-        client.oper_failures += 1
         log.warning("failed OPER as %r by %s (%s)", name, client.nick, client.ip)
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect")
         return
@@ -59,6 +69,7 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
     ):
         ctx.reply(ERR_NOOPERHOST, "No O-lines for your host")
         return
+    client.oper_failures -= 1  # a success does not use up the connection's tries
     client.modes.add("o")
     server.opers.add(client)
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)

@@ -170,8 +170,10 @@ def handle_nick(ctx: Context) -> None:
         client.nick, client.nick_cf = nick, nick_cf
         try_register(ctx)
         return
+    case_only = casefold(nick) == client.nick_cf
     ctx.send(server.change_nick(client, nick))
-    nick_protection_check(server, client)
+    if not case_only:  # same nick in other letters: the grace already running goes on
+        nick_protection_check(server, client, ctx)
 
 
 def _refused_as_registered(ctx: Context, nick: str) -> bool:
@@ -219,7 +221,7 @@ def try_register(ctx: Context) -> None:
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
     welcome(ctx)
-    nick_protection_check(ctx.server, client)
+    nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:
         join_channel(ctx, name, None)
 

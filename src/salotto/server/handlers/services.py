@@ -34,12 +34,17 @@ log = logging.getLogger("salotto.accounts")
 
 Handler = Callable[[Context, "Service", list[str]], None]
 
+# Longest service notice text: with the service's prefix, the nick and NOTICE it stays under 512.
+_SAY_MAX_BYTES = 380
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceCommand:
     handler: Handler
     syntax: str
     help: str
+    # The handler gets the rest of the line unsplit, as one argument: passwords may hold spaces.
+    raw: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,8 @@ class Service:
 
     def say(self, ctx: Context, text: str) -> None:
         server = ctx.server
+        # Notices may echo what the user sent; cut so the line stays within 512 bytes.
+        text = text.encode()[:_SAY_MAX_BYTES].decode("utf-8", "ignore")
         line = server.outgoing(f"{self.name}!{self.name}@{server.name}", "NOTICE", [ctx.client.nick, text])
         ctx.send(line.variant(ctx.client.tag_flags))
 
@@ -79,8 +86,12 @@ def _ns_register(ctx: Context, service: Service, args: list[str]) -> None:
     def pending(account: StoredAccount) -> None:
         service.say(ctx, f"A code was sent to {account.email}. Finish with: /msg NickServ VERIFY {account.name} <code>")
 
-    email = args[1] if len(args) > 1 else None
-    start_registration(ctx, ctx.client.nick, email, args[0], fail, registered, pending)
+    # REGISTER <password> [<email>]: the last word is the email when it looks like one.
+    password, email = args[0], None
+    head, _, last = password.rpartition(" ")
+    if head and "@" in last:
+        password, email = head.rstrip(), last
+    start_registration(ctx, ctx.client.nick, email, password, fail, registered, pending)
 
 
 def _ns_verify(ctx: Context, service: Service, args: list[str]) -> None:
@@ -102,7 +113,14 @@ def _ns_identify(ctx: Context, service: Service, args: list[str]) -> None:
     if client.account is not None:
         service.say(ctx, f"You are already logged in as {client.account}.")
         return
-    name, password = (args[0], args[1]) if len(args) > 1 else (client.nick, args[0])
+    # IDENTIFY [<account>] <password>: the first word is an account name only if one is registered
+    # by that name (a password may hold spaces).
+    accounts = ctx.server.accounts
+    first, _, rest = args[0].partition(" ")
+    if rest and accounts is not None and accounts.get(first) is not None:
+        name, password = first, rest
+    else:
+        name, password = client.nick, args[0]
 
     def done(account: StoredAccount | None, why: str) -> None:
         if account is None:
@@ -119,7 +137,7 @@ def _ns_logout(ctx: Context, service: Service, args: list[str]) -> None:
     if ctx.client.account is None:
         service.say(ctx, "You are not logged in.")
         return
-    log_out(ctx.server, ctx.client)
+    log_out(ctx.server, ctx.client, ctx)
     service.say(ctx, "You are now logged out.")
 
 
@@ -151,7 +169,7 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
                 accounts.refresh_channel(other.name)
         log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
         for holder in [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]:
-            log_out(server, holder)
+            log_out(server, holder, ctx)
         service.say(ctx, f"Account {name} dropped" + (f", with channels {', '.join(founded)}." if founded else "."))
 
     try_login(ctx, name, args[0], done)
@@ -161,7 +179,8 @@ def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
     # GHOST <nick> [<password>]
     client = ctx.client
     server = ctx.server
-    nick = args[0]
+    nick, _, rest = args[0].partition(" ")
+    args = [nick, rest]
     target = server.find_user(nick)
     if target is None:
         service.say(ctx, f"{nick} is not online.")
@@ -170,6 +189,7 @@ def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
         service.say(ctx, "That is you.")
         return
     owner = target.account or nick
+    password = args[1] if len(args) > 1 else ""
 
     def ghost() -> None:
         server.disconnect(target, f"GHOST command used by {client.nick}")
@@ -178,7 +198,7 @@ def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
     if client.account is not None and casefold(client.account) == casefold(owner):
         ghost()
         return
-    if len(args) < 2:
+    if not password:
         service.say(ctx, f"You are not logged in to {owner}: GHOST {nick} <password>.")
         return
 
@@ -190,7 +210,7 @@ def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
         else:
             ghost()
 
-    try_login(ctx, owner, args[1], done)
+    try_login(ctx, owner, password, done)
 
 
 def _ns_info(ctx: Context, service: Service, args: list[str]) -> None:
@@ -279,7 +299,10 @@ def _cs_info(ctx: Context, service: Service, args: list[str]) -> None:
         return
     registered = _date(registration.registered)
     service.say(ctx, f"{registration.name}: founder {registration.founder}, registered {registered}.")
-    if registration.topic:
+    live = ctx.server.find_channel(registration.name)
+    secret = "s" in registration.modes or (live is not None and "s" in live.modes)
+    member = live is not None and ctx.client in live.members
+    if registration.topic and (not secret or member or _level(ctx, casefold(registration.name)) is not None):
         service.say(ctx, f"Topic: {registration.topic}")
     if registration.modes or registration.key is not None or registration.limit is not None:
         service.say(ctx, f"Modes kept: +{registration.modes}" + (" with a key" if registration.key else "")
@@ -404,13 +427,14 @@ def _help(ctx: Context, service: Service, args: list[str]) -> None:
 
 NICKSERV = Service("NickServ", {
     "HELP": ServiceCommand(_help, "[<command>]", "this list"),
-    "REGISTER": ServiceCommand(_ns_register, "<password> [<email>]", "register your current nick as an account"),
+    "REGISTER": ServiceCommand(_ns_register, "<password> [<email>]", "register your current nick as an account",
+                               raw=True),
     "VERIFY": ServiceCommand(_ns_verify, "<account> <code>", "finish a registration with the emailed code"),
-    "IDENTIFY": ServiceCommand(_ns_identify, "[<account>] <password>", "log in"),
+    "IDENTIFY": ServiceCommand(_ns_identify, "[<account>] <password>", "log in", raw=True),
     "LOGOUT": ServiceCommand(_ns_logout, "", "log out"),
-    "GHOST": ServiceCommand(_ns_ghost, "<nick> [<password>]", "disconnect whoever holds your nick"),
+    "GHOST": ServiceCommand(_ns_ghost, "<nick> [<password>]", "disconnect whoever holds your nick", raw=True),
     "INFO": ServiceCommand(_ns_info, "[<account>]", "show an account"),
-    "DROP": ServiceCommand(_ns_drop, "<password>", "delete your account and the channels it founded"),
+    "DROP": ServiceCommand(_ns_drop, "<password>", "delete your account and the channels it founded", raw=True),
 })
 CHANSERV = Service("ChanServ", {
     "HELP": ServiceCommand(_help, "[<command>]", "this list"),
@@ -434,16 +458,17 @@ _MIN_ARGS = {
 
 
 def _run(ctx: Context, service: Service, text: str) -> None:
-    words = text.split()
-    if not words:
+    word, _, rest = text.strip().partition(" ")
+    if not word:
         _help(ctx, service, [])
         return
-    name = words[0].upper()
+    name = word.upper()
     command = service.commands.get(name)
     if command is None:
-        service.say(ctx, f"Unknown command {name}. /msg {service.name} HELP lists them.")
+        service.say(ctx, f"Unknown command {name[:32]}. /msg {service.name} HELP lists them.")
         return
-    args = words[1:]
+    rest = rest.strip()
+    args = ([rest] if rest else []) if command.raw else rest.split()
     if len(args) < _MIN_ARGS.get((service.name, name), 0):
         service.say(ctx, f"Syntax: {name} {command.syntax}")
         return
@@ -451,10 +476,19 @@ def _run(ctx: Context, service: Service, text: str) -> None:
 
 
 def service_message(ctx: Context, target: str, text: str) -> bool:
-    """A PRIVMSG to a service runs its command; False if ``target`` is not a service."""
+    """A PRIVMSG to a service runs its command; False if ``target`` is not a service.
+
+    The command answers on a context of its own: a PRIVMSG may have several targets, and a service
+    command that waits for a password check must not hold (or lose) the rest of the reply. What it
+    answers at once joins the PRIVMSG's reply (and its label); what comes later arrives on its own."""
     if not is_service(target):
         return False
-    _run(ctx, _BY_NAME[casefold(target)], text)
+    sub = Context(ctx.server, ctx.client, ctx.msg)
+    sub.label = None
+    _run(sub, _BY_NAME[casefold(target)], text)
+    if not sub.deferred and not sub.flushed:
+        ctx.out.extend(sub.out)
+        sub.out = []
     return True
 
 
