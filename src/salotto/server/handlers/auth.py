@@ -138,6 +138,7 @@ def _plain(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
         if account is None:
             ctx.reply(ERR_SASLFAIL, f"SASL authentication failed: {why}")
             return
+        log.info("SASL PLAIN login to %s by %s (%s)", account.name, client.nick, client.ip)
         log_in(ctx, account)
         ctx.reply(RPL_SASLSUCCESS, "SASL authentication successful")
 
@@ -168,6 +169,7 @@ def _scram(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
             _fail(ctx)
             return
         ctx.client.sasl = None
+        log.info("SASL SCRAM-SHA-256 login to %s by %s (%s)", account.name, ctx.client.nick, ctx.client.ip)
         log_in(ctx, account)
         ctx.reply(RPL_SASLSUCCESS, "SASL authentication successful")
         return
