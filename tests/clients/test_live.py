@@ -160,3 +160,32 @@ def test_scrolling_back_to_the_start_of_history(history_server: IrcServer) -> No
         assert not client.session.request_older(key)
     finally:
         client.close()
+
+
+def test_logs_in_to_a_salotto_account_with_sasl(server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    # Register the account with the client itself, as a user would: /quote REGISTER.
+    first = Client("127.0.0.1", server.port, SessionConfig(nick="carol"))
+    first.start()
+    try:
+        assert first.wait_until(joined("#lobby"), WAIT_S)
+        first.input("/quote REGISTER * * carol-secret-pw")
+        assert first.wait_until(has_line("*", "logged in as carol"), WAIT_S), buffer(first, "*").lines
+    finally:
+        first.close()
+    again = Client("127.0.0.1", server.port,
+                   SessionConfig(nick="carol_", sasl_account="carol", sasl_password="carol-secret-pw"))
+    again.start()
+    try:
+        assert again.wait_until(joined("#lobby"), WAIT_S)
+        assert again.wait_until(has_line("*", "logged in as carol"), WAIT_S), buffer(again, "*").lines
+    finally:
+        again.close()
+    wrong = Client("127.0.0.1", server.port,
+                   SessionConfig(nick="mallory", sasl_account="carol", sasl_password="not-it"))
+    wrong.start()
+    try:
+        assert wrong.wait_until(has_line("*", "SASL"), WAIT_S), buffer(wrong, "*").lines
+        assert not any("logged in as carol" in ln.text for ln in buffer(wrong, "*").lines)
+    finally:
+        wrong.close()
