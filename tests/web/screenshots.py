@@ -2,8 +2,8 @@
 
     .venv/bin/python -m tests.web.screenshots [OUTPUT_DIR]    # default: docs/
 
-A server on free ports, a few people talking (browser pages and TCP clients), then a desktop
-screenshot in the light theme and a phone one in the dark theme.
+A server on free ports, a few people talking (browser pages and TCP clients; giulia registers her
+nick from the page), then a desktop screenshot in the light theme and a phone one in the dark theme.
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ from tests.irc_client import RawClient
 from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, WebServer, start_web_server, stop_web_server
 
 
-def _open(browser: object, server: WebServer, nick: str, viewport: dict[str, int], scheme: str) -> Page:
+def _open(browser: object, server: WebServer, nick: str, viewport: dict[str, int], scheme: str,
+          register_with: str = "") -> Page:
     context = browser.new_context(viewport=viewport, color_scheme=scheme, device_scale_factor=1)  # type: ignore[attr-defined]
     page: Page = context.new_page()
     page.goto(server.url)
     page.keyboard.type(nick)
-    page.keyboard.press("Enter")
+    if register_with:
+        page.locator("#password-input").fill(register_with)
+        page.locator("#register-input").check()
+    page.locator("#nick-input").press("Enter")
     expect(page.locator("#buffer-title")).to_have_text("#lobby")
     return page
 
@@ -51,7 +55,8 @@ def main(out_dir: Path) -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                giulia = _open(browser, server, "giulia", {"width": 1280, "height": 760}, "light")
+                giulia = _open(browser, server, "giulia", {"width": 1280, "height": 760}, "light",
+                               register_with="projector-room-2")
                 marco = _bot(server, "marco")
                 marco.send("OPER marco coffee")
                 marco.expect("381")

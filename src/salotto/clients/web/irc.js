@@ -132,3 +132,23 @@ export function splitText(text, maxBytes) {
   if (rest || !pieces.length) pieces.push(rest);
   return pieces;
 }
+
+// sasl-3.1: an AUTHENTICATE payload travels base64-encoded in pieces of 400 bytes; a last piece of
+// exactly 400 (or an empty payload) is followed by "+" so the server knows it has everything.
+export const SASL_CHUNK_BYTES = 400;
+
+function base64(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+// The AUTHENTICATE parameters that carry a SASL PLAIN login (RFC 4616: authzid NUL authcid NUL
+// password, with an empty authzid: log in as the account itself).
+export function saslPlainChunks(account, password) {
+  const encoded = base64(`\0${account}\0${password}`);
+  const chunks = [];
+  for (let i = 0; i < encoded.length; i += SASL_CHUNK_BYTES) chunks.push(encoded.slice(i, i + SASL_CHUNK_BYTES));
+  if (!chunks.length || chunks.at(-1).length === SASL_CHUNK_BYTES) chunks.push("+");
+  return chunks;
+}

@@ -2,7 +2,7 @@
 
 import { IrcConnection } from "./connection.js";
 import { byteLength, splitText } from "./irc.js";
-import { Chat, SERVER_BUFFER } from "./model.js";
+import { Chat, SERVER_BUFFER, hideSecrets } from "./model.js";
 import { View } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,6 +11,10 @@ const TYPING_REPEAT_MS = 3000; // IRCv3 +typing: renew "active" at most every 3 
 const HISTORY_PAGE = 50;
 // Our own prefix as others receive it (":nick!user@host ") is added by the server: leave room for it.
 const TEXT_BUDGET_BYTES = 350;
+// "REGISTER * * <password>" must fit one 512-byte IRC line; SASL would take more, but one limit is clearer.
+const MAX_PASSWORD_BYTES = 300;
+// Where a password typed here cannot be read on the way: https, or this machine itself.
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 let chat = null;
 let view = null;
@@ -35,14 +39,32 @@ function socketUrl() {
   return url.href;
 }
 
-function showLoginError(text) {
+// Back to the form with a reason; field: the one to correct. The password is never kept in the form
+// after a try: whoever comes back types it again.
+function showLoginError(text, field = "nick") {
   $("chat").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = text;
-  $("nick-input").focus();
+  $("password-input").value = "";
+  if (field === "password") $("password-input").focus();
+  else $("nick-input").focus();
+  updateLoginForm();
 }
 
-function startChat(nick) {
+function passwordIsExposed() {
+  return location.protocol !== "https:" && !LOOPBACK_HOSTS.has(location.hostname);
+}
+
+// The button says what will happen; the plain-http warning shows where a password would travel bare.
+function updateLoginForm() {
+  const password = $("password-input").value;
+  const register = $("register-input").checked;
+  $("login-button").textContent = register ? "Register and join" : password ? "Log in and join" : "Join the chat";
+  $("password-input").autocomplete = register ? "new-password" : "current-password";
+  $("password-warning").hidden = !passwordIsExposed();
+}
+
+function startChat(nick, auth) {
   try {
     localStorage.setItem("salotto.nick", nick);
   } catch {
@@ -55,7 +77,7 @@ function startChat(nick) {
   view.onSelect = (name) => selectBuffer(name);
   view.onNick = (nick) => openQuery(nick);
   view.onScrollTop = () => loadOlder();
-  conn = new IrcConnection(socketUrl(), nick);
+  conn = new IrcConnection(socketUrl(), nick, auth);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
     chat.handle(event.detail);
@@ -68,23 +90,35 @@ function startChat(nick) {
     scheduleRender();
   });
   conn.addEventListener("status", (event) => onStatus(event.detail));
-  conn.addEventListener("fatal", (event) => showLoginError(event.detail.reason));
+  conn.addEventListener("fatal", (event) => showLoginError(event.detail.reason, event.detail.field));
   chat.setActive(SERVER_BUFFER);
   scheduleRender();
   conn.start();
   $("message-input").focus();
 }
 
+function connectingText() {
+  if (conn.everRegistered) return "Reconnecting…";
+  if (!conn.password) return "Connecting…";
+  return conn.registerAccount ? `Creating the account ${conn.wantedNick}…` : `Logging in as ${conn.wantedNick}…`;
+}
+
 // Channels to rejoin after a reconnection, noted when the connection is lost.
 let toRejoin = [];
 
 function onStatus(status) {
-  if (status.state === "connecting") view.status(conn.everRegistered ? "Reconnecting…" : "Connecting…", "busy");
+  if (status.state === "connecting") {
+    view.status(connectingText(), "busy");
+    chat.account = null; // a new connection: logged in again (900) or not at all
+  }
   else if (status.state === "waiting") {
     view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");
     forgetJoins();
   } else if (status.state === "registered") {
     view.status("");
+    $("password-input").value = ""; // the connection keeps it for reconnecting; the form does not
+    $("register-input").checked = false;
+    updateLoginForm();
     if (conn.everRegistered) rejoin();
   } else view.status("");
 }
@@ -151,7 +185,8 @@ function sendText(target, text, action = false) {
       return;
     }
     if (!conn.caps.has("echo-message") && buf) {
-      chat.add(buf, { kind: action ? "action" : "privmsg", time: new Date(), nick: conn.nick, text: piece, self: true });
+      const shown = action ? piece : hideSecrets(target, piece);
+      chat.add(buf, { kind: action ? "action" : "privmsg", time: new Date(), nick: conn.nick, text: shown, self: true });
     }
   }
   typingSent = { target: null, at: 0 };
@@ -256,16 +291,31 @@ function setup() {
     // no storage: an empty field
   }
   nickInput.focus();
+  updateLoginForm();
+  $("password-input").addEventListener("input", updateLoginForm);
+  $("register-input").addEventListener("change", updateLoginForm);
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const nick = nickInput.value.trim();
+    const password = $("password-input").value;
+    const register = $("register-input").checked;
     if (!NICK_PATTERN.test(nick) || nick.length > 30) {
       $("login-error").textContent = "A nickname is one word of letters, digits and _-[]{}|^` (not starting with a digit or -).";
       return;
     }
+    if (register && !password) {
+      $("login-error").textContent = "Choose a password for the new account.";
+      $("password-input").focus();
+      return;
+    }
+    if (byteLength(password) > MAX_PASSWORD_BYTES) {
+      $("login-error").textContent = `A password here can be at most ${MAX_PASSWORD_BYTES} bytes long.`;
+      $("password-input").focus();
+      return;
+    }
     $("login-error").textContent = "";
     if (conn) conn.stop();
-    startChat(nick);
+    startChat(nick, password ? { password, register } : null);
   });
   $("composer").addEventListener("submit", submitMessage);
   $("message-input").addEventListener("input", onInput);

@@ -6,6 +6,20 @@ import { casefolder, nickOf, stripFormatting } from "./irc.js";
 export const SERVER_BUFFER = "*server*"; // '*' is in no nick or channel name
 const MAX_MESSAGES = 1500;
 const TYPING_ACTIVE_MS = 6000; // IRCv3 +typing: "active" holds for 6 seconds unless renewed
+// The server's services: their notices (nick protection, login answers) belong in the server buffer.
+const SERVICES = new Set(["nickserv", "chanserv"]);
+// What follows these words in a message to NickServ is a password: never shown on the page.
+const SECRET_COMMAND = /^(\s*(?:IDENTIFY|REGISTER|DROP|GHOST)\b)(.*)$/is;
+
+export function isService(nick) {
+  return SERVICES.has(nick.toLowerCase());
+}
+
+// The text of a message as the page shows it: "IDENTIFY ••••••" for a password sent to a service.
+export function hideSecrets(target, text) {
+  const secret = isService(target) ? SECRET_COMMAND.exec(text) : null;
+  return secret && secret[2].trim() ? `${secret[1]} ••••••` : text;
+}
 
 export class Buffer {
   constructor(name, kind) {
@@ -32,6 +46,7 @@ export class Chat {
     this.buffers = new Map();
     this.active = null;
     this.nick = "";
+    this.account = null; // the account we are logged in to (900), or null
     this.network = "salotto";
     this.chantypes = "#&";
     this.prefixModes = "ov";
@@ -178,16 +193,20 @@ export class Chat {
       kind = "action";
       text = body.slice(7);
     }
-    const buf = this.targetBuffer(msg, true);
+    const self = this.isMe(from);
+    // A service's notice goes to the server buffer (unless a conversation with it is open), marked:
+    // "this nick is registered, log in or be renamed" must not go unseen.
+    const fromService = notice && !self && !this.isChannel(msg.params[0] || "") && isService(from) && !this.buffer(from);
+    const buf = fromService ? this.buffer(SERVER_BUFFER) : this.targetBuffer(msg, true);
     buf.typing.delete(from);
     if (buf.kind !== "server") this.dirty.add("typing");
-    const self = this.isMe(from);
+    if (self) text = hideSecrets(msg.params[0] || "", text);
     const entry = {
       kind, time: this.timeOf(msg), nick: from, text: stripFormatting(text), msgid: msg.tags.msgid || null,
-      self, highlight: !self && this.mentions(text),
+      self, highlight: fromService || (!self && this.mentions(text)),
     };
     if (history) return { buf, entry };
-    this.add(buf, entry, { counts: !notice || buf.kind === "query" });
+    this.add(buf, entry, { counts: !notice || buf.kind === "query" || fromService });
     return null;
   }
 
@@ -299,6 +318,21 @@ const HANDLERS = {
   },
   "005"(chat, msg) {
     parseIsupport(chat, msg.params.slice(1, -1));
+  },
+  // RPL_LOGGEDIN <nick> <nick!user@host> <account> :You are now logged in as <account>
+  "900"(chat, msg) {
+    chat.account = msg.params[2] || null;
+    chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1));
+  },
+  // RPL_LOGGEDOUT <nick> <nick!user@host> :You are now logged out
+  "901"(chat, msg) {
+    chat.account = null;
+    chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1));
+  },
+  // REGISTER SUCCESS <account> <message> | REGISTER VERIFICATION_REQUIRED <account> <message>
+  REGISTER(chat, msg) {
+    const [result, account, text] = msg.params;
+    chat.info(chat.buffer(SERVER_BUFFER), result === "SUCCESS" ? `Account ${account} registered.` : `${account}: ${text}`);
   },
   "332"(chat, msg) {
     const buf = chat.buffer(msg.params[1], "channel");

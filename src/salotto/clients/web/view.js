@@ -101,7 +101,9 @@ export class View {
     if (dirty.has("nicks")) this.renderNicks();
     if (dirty.has("messages")) this.renderMessages(dirty.has("switched"));
     if (dirty.has("typing")) this.renderTyping();
-    const others = [...chat.buffers.values()].filter((b) => b.kind !== "server");
+    this.renderMe();
+    // The server buffer counts only for what needs the reader (a service's notice).
+    const others = [...chat.buffers.values()].filter((b) => b.kind !== "server" || b.mention);
     const unread = others.reduce((n, b) => n + b.unread, 0);
     document.title = unread ? `(${unread}) salotto` : "salotto";
     // On a phone the list is folded away: the menu button carries the count.
@@ -127,7 +129,7 @@ export class View {
       if (buf.mention) button.classList.add("mention");
       if (buf.kind === "channel" && !buf.joined) button.classList.add("parted");
       button.append(el("span", "buffer-name", buf.kind === "server" ? chat.network : buf.name));
-      if (buf.unread && buf.kind !== "server") {
+      if (buf.unread && (buf.kind !== "server" || buf.mention)) {
         const badge = el("span", "badge", String(buf.unread));
         badge.setAttribute("aria-label", `${buf.unread} unread${buf.mention ? ", mentions you" : ""}`);
         button.append(badge);
@@ -137,6 +139,17 @@ export class View {
       return li;
     });
     list.replaceChildren(...items);
+  }
+
+  // Who we are, under the room list: the nickname, and the account once logged in.
+  renderMe() {
+    const chat = this.chat;
+    const account = chat.account ? `logged in as ${chat.account}` : "not logged in";
+    const box = $("me");
+    box.hidden = !chat.nick;
+    if ($("me-nick").textContent !== chat.nick) $("me-nick").textContent = chat.nick;
+    if ($("me-account").textContent !== account) $("me-account").textContent = account;
+    box.classList.toggle("logged-in", !!chat.account);
   }
 
   renderHeader() {
