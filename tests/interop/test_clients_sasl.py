@@ -10,41 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import RunningServer
+from tests.interop.accounts import PASSWORD, logged_in_as, register_account
 from tests.interop.processes import require_binary, stop_process
 from tests.interop.test_irssi import PANE_COLUMNS, PANE_ROWS, Irssi
 from tests.interop.waiting import wait_until
 
-PASSWORD = "interop-sasl-password"
-
-
-def _register_account(server: RunningServer, name: str) -> None:
-    client = server.client()
-    client.register(name + "_reg")
-    client.send(f"NICK {name}")
-    client.expect("NICK")
-    client.send(f"REGISTER * * {PASSWORD}")
-    client.expect("REGISTER", p0="SUCCESS")
-    client.send("QUIT")
-    client.close()
-
-
-def _logged_in_as(server: RunningServer, nick: str) -> str | None:
-    peer = server.client()
-    peer.register(f"who{uuid.uuid4().hex[:6]}")
-    peer.send(f"WHOIS {nick}")
-    replies = peer.lines_until("318")
-    peer.close()
-    return next((m.params[2] for m in replies if m.command == "330"), None)
-
 
 def _wait_logged_in(server: RunningServer, nick: str, account: str, describe: Callable[[], str]) -> None:
-    wait_until(lambda: _logged_in_as(server, nick) == account, f"{nick} logged in as {account}",
+    wait_until(lambda: logged_in_as(server, nick) == account, f"{nick} logged in as {account}",
                describe=describe)
 
 
 def test_weechat_logs_in_with_scram_sha_256(salotto_server: RunningServer, tmp_path: Path) -> None:
     binary = require_binary("weechat-headless", "weechat-headless")
-    _register_account(salotto_server, "weeacct")
+    register_account(salotto_server, "weeacct")
     home = tmp_path / "weechat"
     server = "salotto"
     commands = [
@@ -95,7 +74,7 @@ settings = {{
 def test_irssi_logs_in_with_sasl_plain(salotto_server: RunningServer, tmp_path: Path) -> None:
     tmux = require_binary("tmux", "tmux")
     binary = require_binary("irssi", "irssi")
-    _register_account(salotto_server, "irsacct")
+    register_account(salotto_server, "irsacct")
     client = _SaslIrssi(tmux, binary, salotto_server, tmp_path / "irssi", "irsacct")
     try:
         _wait_logged_in(salotto_server, "irssasl", "irsacct", client.screen)

@@ -13,33 +13,17 @@ import irc.client
 import pydle
 
 from tests.conftest import RunningServer
+from tests.interop.accounts import PASSWORD, logged_in_as, register_account
 from tests.interop.waiting import WAIT_S, Inbox
 from tests.irc_client import RawClient
 
-PASSWORD = "library-sasl-password"
 REACTOR_TURN_S = 0.05
 
 
-def _register_account(server: RunningServer, name: str) -> None:
-    client = server.client()
-    client.register(name)
-    client.send(f"REGISTER * * {PASSWORD}")
-    client.expect("REGISTER", p0="SUCCESS")
-    client.send("QUIT")
-    client.close()
-
-
-def _whois_account(server: RunningServer, nick: str) -> str | None:
-    peer = server.client()
-    peer.register("whoiser")
-    peer.send(f"WHOIS {nick}")
-    replies = peer.lines_until("318")
-    peer.close()
-    return next((m.params[2] for m in replies if m.command == "330"), None)
 
 
 def test_jaraco_irc_logs_in_with_sasl_plain(salotto_server: RunningServer) -> None:
-    _register_account(salotto_server, "jaracoacct")
+    register_account(salotto_server, "jaracoacct")
     inbox = Inbox()
     reactor = irc.client.Reactor()
     reactor.add_global_handler("all_events", lambda c, e: inbox.add(e.type, list(e.arguments)))
@@ -53,7 +37,7 @@ def test_jaraco_irc_logs_in_with_sasl_plain(salotto_server: RunningServer) -> No
     try:
         inbox.wait_for(lambda event: event[0] == "saslsuccess", "903 from the server")
         inbox.wait_for(lambda event: event[0] == "welcome", "001 after CAP END")
-        assert _whois_account(salotto_server, "jaraco_sasl") == "jaracoacct"
+        assert logged_in_as(salotto_server, "jaraco_sasl") == "jaracoacct"
     finally:
         connection.quit("done")
         stop.set()
@@ -76,7 +60,7 @@ class _SaslPydle(pydle.Client):
 
 
 def test_pydle_logs_in_with_sasl_plain(salotto_server: RunningServer) -> None:
-    _register_account(salotto_server, "pydleacct")
+    register_account(salotto_server, "pydleacct")
     inbox = Inbox()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -88,7 +72,7 @@ def test_pydle_logs_in_with_sasl_plain(salotto_server: RunningServer) -> None:
         ).result(WAIT_S)
         inbox.wait_for(lambda event: event[0] == "903", "903 from the server")
         inbox.wait_for(lambda event: event[0] == "connect", "registration")
-        assert _whois_account(salotto_server, "pydle_sasl") == "pydleacct"
+        assert logged_in_as(salotto_server, "pydle_sasl") == "pydleacct"
     finally:
         asyncio.run_coroutine_threadsafe(client.disconnect(expected=True), loop).result(WAIT_S)
         loop.call_soon_threadsafe(loop.stop)
@@ -97,7 +81,7 @@ def test_pydle_logs_in_with_sasl_plain(salotto_server: RunningServer) -> None:
 
 
 def test_wrong_password_from_a_raw_client_gets_904(salotto_server: RunningServer) -> None:
-    _register_account(salotto_server, "rawacct")
+    register_account(salotto_server, "rawacct")
     client = RawClient(salotto_server.host, salotto_server.port)
     client.send("CAP LS 302")
     client.send("CAP REQ sasl")
