@@ -84,6 +84,7 @@ KEYS: tuple[Key, ...] = (
         "Password attempts against one account per login_throttle_window_s, from anywhere.", 1),
     Key("login_attempts_per_ip", int, 10, "Password attempts from one IP address per login_throttle_window_s.", 1),
     Key("login_throttle_window_s", float, 60.0, "The window of the two login limits above.", 1),
+    Key("oper_attempts_per_connection", int, 3, "OPER password tries one connection gets (then: reconnect).", 1),
     Key("sasl_max_payload_bytes", int, 4096, "Longest SASL payload (AUTHENTICATE chunks together); 905 above.", 400),
     Key("max_channels_per_account", int, 20, "Channels one account may register with ChanServ.", 1),
     Key("motd_file", str, "", "A text file shown as the message of the day; empty for the built-in one."),
@@ -165,6 +166,7 @@ class Config:
     login_attempts_per_account: int
     login_attempts_per_ip: int
     login_throttle_window_s: float
+    oper_attempts_per_connection: int
     sasl_max_payload_bytes: int
     max_channels_per_account: int
     motd_file: str

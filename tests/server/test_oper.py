@@ -123,3 +123,12 @@ def test_oper_attempts_per_connection_are_limited() -> None:
     alice.send("OPER admin hunter2")
     assert alice.numerics() == [ERR_PASSWDMISMATCH] * 4, "even the right password, after 3 failures"
     assert not alice.client.is_oper
+
+
+def test_oper_attempts_per_connection_is_a_config_key() -> None:
+    h = _with_oper()
+    h.server.config.oper_attempts_per_connection = 1
+    alice = h.user("alice")
+    alice.send("OPER admin wrong")
+    alice.send("OPER admin hunter2")
+    assert alice.numerics() == [ERR_PASSWDMISMATCH] * 2 and not alice.client.is_oper

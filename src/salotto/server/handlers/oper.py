@@ -20,8 +20,6 @@ from salotto.storage.worker import Outcome
 
 log = logging.getLogger("salotto.server")
 
-# Failed OPER attempts one connection may make; then it must reconnect (fakelag slows that too).
-OPER_ATTEMPTS_PER_CONNECTION = 3
 
 
 def handle_oper(ctx: Context) -> None:
@@ -31,7 +29,7 @@ def handle_oper(ctx: Context) -> None:
     name, password = ctx.msg.params[0], ctx.msg.params[1]
     block = server.config.opers.get(name)
     # Each try costs a scrypt hash (off the loop, but still CPU): a connection gets a few, no more.
-    if client.oper_failures >= OPER_ATTEMPTS_PER_CONNECTION:
+    if client.oper_failures >= server.config.oper_attempts_per_connection:
         ctx.reply(ERR_PASSWDMISMATCH, "Password incorrect (too many attempts on this connection)")
         return
     accounts = server.accounts
