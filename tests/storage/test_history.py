@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -18,6 +19,7 @@ from salotto.storage import AlreadyExists, HistoryMessage, Ref, Storage, TargetL
 from .conftest import message
 
 N = 50
+SERVER_PREFIX = "5a1077c0"  # msgids of the form salotto's server gives: PREFIX-COUNTER, in hex
 
 
 @pytest.fixture
@@ -69,6 +71,87 @@ def test_duplicate_msgid_stores_nothing_of_the_batch(storage: Storage) -> None:
     with pytest.raises(AlreadyExists):
         storage.append_messages([message(1), message(0)])
     assert ids(storage.latest("#chan", 10)) == ["m0000"]
+
+
+def test_batches_of_every_size_keep_their_order(storage: Storage) -> None:
+    """A batch is stored whole and in order whatever its size (the SQLite backend splits it over several
+    multi-row statements), messages of one millisecond included."""
+    stored: list[str] = []
+    i = 0
+    for size in [*range(1, 70), 127, 128, 129, 300]:
+        batch = [message(i + k, time=5.0, msgid=f"b{i + k}") for k in range(size)]
+        storage.append_messages(batch)
+        stored += ids(batch)
+        i += size
+    assert ids(storage.latest("#chan", 100)) == stored[-100:]
+    assert ids(storage.after("#chan", Ref.by_msgid(stored[40]), 100)) == stored[41:141]
+
+
+def test_duplicate_msgid_late_in_a_large_batch_stores_nothing(storage: Storage) -> None:
+    storage.append_messages([message(0)])
+    batch = [message(i) for i in range(1, 100)] + [message(0, msgid="m0000")]
+    with pytest.raises(AlreadyExists):
+        storage.append_messages(batch)
+    assert ids(storage.latest("#chan", 200)) == ["m0000"]
+
+
+def test_server_msgids_and_other_msgids_live_side_by_side(storage: Storage) -> None:
+    """The server's msgids (stored as the row's id) and any other msgid (stored as text), among them
+    strings that only look like the server's, are kept apart and come back exactly as given."""
+    lookalikes = ["5A1077C0-1", "5a1077c0-01", "5a1077c0-0", "5a1077c0-40000000", "5a1077c-1", "5a1077c0-1-1"]
+    first = [message(i, time=5.0, msgid=f"{SERVER_PREFIX}-{i + 1:x}") for i in range(3)]
+    others = [message(10 + i, time=5.0, msgid=msgid) for i, msgid in enumerate(lookalikes)]
+    rerun = [message(20 + i, time=5.0, msgid=f"0000beef-{i + 1:x}") for i in range(2)]
+    storage.append_messages(first + others)
+    storage.append_messages(rerun)
+    everything = first + others + rerun
+    for m in everything:
+        assert storage.get_message(m.msgid) == m
+    assert storage.get_message(f"{SERVER_PREFIX}-4") is None and storage.get_message("0000beef-0") is None
+    page = storage.latest("#chan", 100)
+    assert sorted(ids(page)) == sorted(ids(everything))
+    # One consistent order: paging from any message never skips nor repeats one.
+    for k, m in enumerate(page):
+        assert ids(storage.before("#chan", Ref.by_msgid(m.msgid), 100)) == ids(page[:k])
+        assert ids(storage.after("#chan", Ref.by_msgid(m.msgid), 100)) == ids(page[k + 1:])
+    # Within one run of the server, and among the other msgids, the order is that of insertion.
+    assert [i for i in ids(page) if i in ids(first)] == ids(first)
+    assert [i for i in ids(page) if i in lookalikes] == lookalikes
+
+
+def test_duplicate_server_msgid_stores_nothing_of_the_batch(storage: Storage) -> None:
+    storage.append_messages([message(0, msgid=f"{SERVER_PREFIX}-1")])
+    with pytest.raises(AlreadyExists):
+        storage.append_messages([message(1, msgid=f"{SERVER_PREFIX}-2"), message(2, msgid=f"{SERVER_PREFIX}-1")])
+    with pytest.raises(AlreadyExists):
+        storage.append_messages([message(3, msgid=f"{SERVER_PREFIX}-3"), message(4, msgid=f"{SERVER_PREFIX}-3")])
+    assert ids(storage.latest("#chan", 10)) == [f"{SERVER_PREFIX}-1"]
+
+
+def test_duplicate_msgid_inside_a_callers_transaction_undoes_only_its_batch(storage: Storage) -> None:
+    with storage.transaction():
+        storage.append_messages([message(0)])
+        with pytest.raises(AlreadyExists):
+            storage.append_messages([message(1), message(2, "#other"), message(0)])
+        with pytest.raises(AlreadyExists):
+            storage.append_messages([message(4, msgid=f"{SERVER_PREFIX}-1"), message(5, msgid=f"{SERVER_PREFIX}-1")])
+        storage.append_messages([message(3)])
+    assert ids(storage.latest("#chan", 10)) == ["m0000", "m0003"]
+    assert storage.latest("#other", 10) == []
+
+
+def test_the_servers_msgids_are_of_the_stored_form() -> None:
+    """Guards the pairing above: if the server's msgids change form, history still works (they are stored
+    as text) but each costs an index again; this test says so first."""
+    from salotto.config import load_config
+    from salotto.server.state import Server
+    from salotto.storage.sqlite_history import _msgid_id, _msgid_text
+
+    server = Server(load_config())
+    for _ in range(3):
+        msgid = server.new_msgid()
+        key = _msgid_id(msgid)
+        assert key is not None and _msgid_text(key) == msgid
 
 
 def test_latest(history: Storage) -> None:
@@ -163,7 +246,9 @@ def test_ref_needs_exactly_one_selector() -> None:
 # -- a bigger history, checked against a model ---------------------------------------------------
 
 
-def test_paging_and_random_queries_match_a_model(storage: Storage) -> None:
+@pytest.mark.parametrize("msgid", [lambda i: f"m{i:05d}", lambda i: f"{SERVER_PREFIX}-{i + 1:x}"],
+                         ids=["any-msgid", "server-msgid"])
+def test_paging_and_random_queries_match_a_model(storage: Storage, msgid: Callable[[int], str]) -> None:
     """20,000 messages with many shared milliseconds: paging through all of it with BEFORE and with
     AFTER by msgid returns each message exactly once, and random queries agree with a list model."""
     rng = random.Random(4)
@@ -172,7 +257,7 @@ def test_paging_and_random_queries_match_a_model(storage: Storage) -> None:
     batch: list[HistoryMessage] = []
     for i in range(20_000):
         t += rng.choice((0.0, 0.0, 0.001, 0.5))
-        m = message(i, "#big" if i % 10 else "#small", t)
+        m = message(i, "#big" if i % 10 else "#small", t, msgid=msgid(i))
         batch.append(m)
         if m.target == "#big":
             model.append(m)

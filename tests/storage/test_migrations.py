@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from salotto.storage import SchemaTooNew, Storage, StorageError, open_storage
+from salotto.storage import AlreadyExists, HistoryMessage, Ref, SchemaTooNew, Storage, StorageError, open_storage
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.sqlite import DB_FILENAME, migrate
 
@@ -67,6 +67,41 @@ def test_migrations_run_in_order_and_atomically() -> None:
         migrate(db, MIGRATIONS)
 
 
+def test_sqlite_version_1_store_is_migrated_with_its_history(tmp_path: Path) -> None:
+    """A store written with schema 1 (msgids as text, an index on time alone) opens migrated: its history
+    is kept, its msgids are still found, and the server's new messages page on from the old ones."""
+    old = [f"0badcafe-{i + 1:x}" for i in range(4)] + ["imported-1"]
+    with sqlite3.connect(tmp_path / DB_FILENAME, isolation_level=None) as db:
+        assert migrate(db, MIGRATIONS[:1]) == 1
+        db.executemany(
+            "INSERT INTO messages (msgid, target, time_ms, sender, command, text) VALUES (?, '#chan', ?, 'n!u@h', "
+            "'PRIVMSG', 'hi')",
+            [(msgid, 1000 * i) for i, msgid in enumerate(old)],
+        )
+    db.close()
+    storage = open_storage("sqlite", tmp_path)
+    try:
+        assert storage.schema_version() == SCHEMA_VERSION
+        storage.append_messages(
+            [HistoryMessage(f"5a1077c0-{i + 1:x}", "#chan", 10.0 + i, "n!u@h", None, "PRIVMSG", "hi") for i in range(2)]
+        )
+        assert [m.msgid for m in storage.latest("#chan", 10)] == [*old, "5a1077c0-1", "5a1077c0-2"]
+        assert [m.msgid for m in storage.after("#chan", Ref.by_msgid("0badcafe-4"), 10)] == [
+            "imported-1", "5a1077c0-1", "5a1077c0-2"]
+        message = storage.get_message("0badcafe-2")
+        assert message is not None and message.time == 1.0
+        with pytest.raises(AlreadyExists):
+            storage.append_messages([HistoryMessage("imported-1", "#chan", 20.0, "n!u@h", None, "PRIVMSG", "hi")])
+        assert storage.prune_history(cutoff=2.5, max_per_target=None) == 3
+    finally:
+        storage.close()
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+        indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    # The time index and the unique msgid column's automatic index are gone.
+    assert {name for name in indexes if "messages" in name} == {"messages_target_time", "messages_msgid"}
+
+
 @pytest.mark.parametrize(
     "sql",
     [
@@ -82,3 +117,20 @@ def test_sqlite_history_queries_use_the_index_without_sorting(tmp_path: Path, sq
         plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?")))
     assert "messages_target_time" in plan
     assert "TEMP B-TREE" not in plan
+
+
+@pytest.mark.parametrize(
+    ("sql", "how"),
+    [
+        ("SELECT time_ms, id FROM messages WHERE id = ? AND target = ?", "USING INTEGER PRIMARY KEY"),
+        ("SELECT time_ms, id FROM messages WHERE msgid = ? AND target = ?", "USING INDEX messages_msgid"),
+        ("SELECT * FROM messages WHERE msgid = ?", "USING INDEX messages_msgid"),
+    ],
+)
+def test_sqlite_msgid_lookups_are_one_seek(tmp_path: Path, sql: str, how: str) -> None:
+    """The server's msgids are found by rowid, any other by the partial msgid index: never a scan."""
+    open_storage("sqlite", tmp_path).close()
+    with sqlite3.connect(tmp_path / DB_FILENAME) as db:
+        plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?")))
+    db.close()
+    assert how in plan and "SCAN" not in plan

@@ -46,6 +46,42 @@ def test_prune_in_bounded_steps(storage: Storage) -> None:
     assert [m.time for m in storage.latest("#b", 100)] == [35.0, 36.0, 37.0, 38.0, 39.0]
 
 
+def test_prune_by_age_goes_through_every_target_in_steps(storage: Storage) -> None:
+    """Old messages of many targets, stored in any order, all go; the newer ones all stay, whatever the
+    step size (a step may stop inside a target and the next one resumes there)."""
+    batch = []
+    for t in range(30):
+        target = f"#t{t:02d}"
+        # Newest first: age, not insertion order, decides what is old.
+        batch += [message(100 + i, target, 100.0 + i, msgid=f"{target}-new{i}") for i in range(3)]
+        batch += [message(i, target, float(i), msgid=f"{target}-old{i}") for i in range(t % 5)]
+    storage.append_messages(batch)
+    old = sum(t % 5 for t in range(30))
+    for max_rows in (1, 4, 7, 1000):
+        steps = []
+        while True:
+            deleted = storage.prune_history(cutoff=50.0, max_per_target=None, max_rows=max_rows)
+            steps.append(deleted)
+            if deleted < max_rows:
+                break
+        assert max(steps) <= max_rows
+        assert sum(steps) == old
+        old = 0  # the following rounds find nothing left to delete
+        for t in range(30):
+            assert [m.time for m in storage.latest(f"#t{t:02d}", 100)] == [100.0, 101.0, 102.0]
+
+
+def test_prune_by_age_sees_targets_stored_after_a_partial_step(storage: Storage) -> None:
+    storage.append_messages([message(i, "#m", float(i), msgid=f"m{i}") for i in range(10)])
+    assert storage.prune_history(cutoff=50.0, max_per_target=None, max_rows=4) == 4
+    # A target before the one the step stopped in: this round missed it, the next one does not.
+    storage.append_messages([message(i, "#a", float(i), msgid=f"a{i}") for i in range(3)])
+    assert storage.prune_history(cutoff=50.0, max_per_target=None, max_rows=4) == 4
+    assert storage.prune_history(cutoff=50.0, max_per_target=None, max_rows=4) == 2
+    assert storage.prune_history(cutoff=50.0, max_per_target=None, max_rows=4) == 3
+    assert storage.latest("#a", 10) == storage.latest("#m", 10) == []
+
+
 def test_read_markers_only_move_forward(storage: Storage) -> None:
     assert storage.get_read_marker("alice", "#chan") is None
     assert storage.set_read_marker("Alice", "#chan", 1700000000.123) == 1700000000.123

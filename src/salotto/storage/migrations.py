@@ -81,5 +81,33 @@ CREATE TABLE read_markers (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# Every index is one more B-tree insert per stored message on the server's loop thread, and one more
+# page in each commit. Version 2 keeps the one the chathistory queries need, (target, time_ms):
+# - the server's own msgids (PREFIX-COUNTER, see sqlite_history) are stored in id itself, so a msgid
+#   lookup is a rowid lookup; only other msgids (and those of messages stored by version 1) stay in the
+#   msgid column, whose unique index is partial;
+# - retention by age walks the (target, time_ms) index instead of an index on time alone.
+# A UNIQUE column cannot be altered, so the table is rebuilt: a one-off copy at the first start (a few
+# seconds per million messages). The rows keep their id and msgid.
+_V2: Final = """
+CREATE TABLE messages_v2 (
+    id      INTEGER PRIMARY KEY,
+    msgid   TEXT,
+    target  TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    sender  TEXT NOT NULL,
+    account TEXT,
+    command TEXT NOT NULL,
+    text    TEXT NOT NULL,
+    tags    TEXT
+);
+INSERT INTO messages_v2 (id, msgid, target, time_ms, sender, account, command, text, tags)
+    SELECT id, msgid, target, time_ms, sender, account, command, text, tags FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+CREATE INDEX messages_target_time ON messages(target, time_ms);
+CREATE UNIQUE INDEX messages_msgid ON messages(msgid) WHERE msgid IS NOT NULL;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

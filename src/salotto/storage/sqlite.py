@@ -21,7 +21,8 @@ which in WAL mode never block the writer nor wait for it.
 Checkpoints. By default SQLite checkpoints inside the COMMIT that grows the WAL past 1000 pages, and
 that checkpoint fsyncs: tens of milliseconds on the writer's thread. :meth:`SqliteStorage.checkpoint_in_background`
 turns that off for the writer and checkpoints from a thread of its own instead (PASSIVE: never blocks the
-writer), so a commit only ever appends to the WAL.
+writer), so a commit only ever appends to the WAL; under writes that never pause, the writer starts the
+WAL over once it passes :data:`WAL_LIMIT_BYTES`.
 """
 
 from __future__ import annotations
@@ -47,13 +48,22 @@ from salotto.storage.base import (
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
 
-__all__ = ["DB_FILENAME", "SqliteStorage", "migrate"]
+__all__ = ["DB_FILENAME", "WAL_LIMIT_BYTES", "SqliteStorage", "migrate"]
 
 DB_FILENAME: Final = "salotto.db"
 # How long a connection waits for a lock before failing with "database is locked". With one writer it
 # only matters for a checkpoint racing a reader, or an operator's sqlite3 shell holding a write lock.
 BUSY_TIMEOUT_MS: Final = 5000
 FOUNDER_LEVEL: Final = "founder"
+# The WAL size past which the writer starts the WAL over (see checkpoint_in_background). Each time
+# holds the writer for two syncs and a little copying, a few milliseconds; under sustained load the WAL
+# grows 10 to 100 MB/s (each commit writes whole pages: the fanout benchmark is at the low end, private
+# messages spread over many conversations at the high end), so this is every 3 to 25 s. SQLite's own
+# default, 1000 pages (4 MB), would stall many times a second.
+WAL_LIMIT_BYTES: Final = 256 * 1024 * 1024
+# How long the writer waits for readers to leave the WAL before starting it over; it tries again after
+# its next commit when they have not.
+RESTART_WAIT_MS: Final = 50
 
 _CHANNEL_COLUMNS: Final = (
     "name_cf, name, founder, registered, topic, topic_setter, topic_time, modes, chan_key, user_limit"
@@ -89,6 +99,7 @@ class SqliteStorage(SqliteHistory):
         self._db = db
         self._readonly = readonly
         self._depth = 0
+        self._restart_wal = False  # set by the checkpoint thread: see checkpoint_in_background
 
     @classmethod
     def open(cls, data_dir: str | Path, *, readonly: bool = False) -> SqliteStorage:
@@ -154,6 +165,8 @@ class SqliteStorage(SqliteHistory):
                 raise
             finally:
                 self._depth = 0
+            if self._restart_wal:
+                self._checkpoint_and_restart_wal()
         else:
             name = f"sp{self._depth}"
             self._db.execute(f"SAVEPOINT {name}")
@@ -170,10 +183,21 @@ class SqliteStorage(SqliteHistory):
     def close(self) -> None:
         self._db.close()
 
-    def checkpoint_in_background(self, interval_s: float = 1.0) -> Callable[[], None]:
-        """Move WAL checkpoints (and their fsync) off this connection to a thread; returns its stop."""
+    def checkpoint_in_background(
+        self, interval_s: float = 1.0, wal_limit_bytes: int = WAL_LIMIT_BYTES
+    ) -> Callable[[], None]:
+        """Move WAL checkpoints (and their fsync) off this connection to a thread; returns its stop.
+
+        A PASSIVE checkpoint never blocks the writer, but under writes that never pause none of them
+        copies the whole WAL (the writer appends while it syncs), and SQLite starts the WAL over only after
+        one did: it would grow without end (megabytes a second: each commit writes whole pages). So once
+        the WAL is past ``wal_limit_bytes``, this connection's next commit is followed by a RESTART
+        checkpoint of its own: the few frames the thread has not copied, two syncs (milliseconds, on the
+        writer's thread), and the WAL starts over, its file cut back to the limit."""
         path = self._db.execute("PRAGMA database_list").fetchone()[2]
+        page_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        self._db.execute(f"PRAGMA journal_size_limit = {wal_limit_bytes}")
         stop = threading.Event()
 
         def run() -> None:
@@ -181,7 +205,11 @@ class SqliteStorage(SqliteHistory):
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             try:
                 while not stop.wait(interval_s):
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames * page_bytes > wal_limit_bytes:  # frames in use, not the file's size
+                        # Once more for what was written meanwhile, so that the writer has little to copy.
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        self._restart_wal = True  # a plain flag: the writer reads it after its commits
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error:
                 pass  # the next open replays the WAL: nothing is lost, it is only longer
@@ -196,6 +224,20 @@ class SqliteStorage(SqliteHistory):
             thread.join(timeout=10)
 
         return stop_and_join
+
+    def _checkpoint_and_restart_wal(self) -> None:
+        self._restart_wal = False
+        # RESTART waits for the readers still on the old WAL: not long (a CHATHISTORY read takes about
+        # a millisecond), and never as long as the usual busy timeout, on the loop thread.
+        self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy:  # a reader or the thread's own checkpoint was in the way: after the next commit
+            self._restart_wal = True
 
     # -- accounts --------------------------------------------------------------------------------
 

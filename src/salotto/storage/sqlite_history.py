@@ -2,16 +2,25 @@
 
 https://ircv3.net/specs/extensions/chathistory. Times are stored as integer milliseconds (the precision
 of the ``server-time`` tag), so a timestamp a client sends back compares exactly with the stored one.
-A message's position is ``(time_ms, id)``, ``id`` being the insertion order; a msgid selector is that
-position, a timestamp selector sits between messages. Each query is one range scan of the
-``(target, time_ms)`` index, in the direction that reaches the kept messages first.
+A message's position is ``(time_ms, id)``; a msgid selector is that position, a timestamp selector sits
+between messages. Each query is one range scan of the ``(target, time_ms)`` index, in the direction that
+reaches the kept messages first.
+
+Writing is on the server's hot path (its loop thread stores every message before sending it), so a
+message costs two B-tree inserts: the table and ``(target, time_ms)``. The server's own msgids
+(``PREFIX-COUNTER``, :meth:`salotto.server.state.Server.new_msgid`) are the row's ``id`` itself, so a
+lookup by msgid is a rowid lookup and needs no index; any other msgid is kept as text, under a partial
+unique index, with an ``id`` below the server's. ``id`` thus orders the messages of one millisecond by
+insertion: by counter within one run of the server, by insertion for the others. Retention by age walks
+the ``(target, time_ms)`` index target by target.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -20,7 +29,46 @@ from salotto.storage.base import AlreadyExists, HistoryMessage, Ref, TargetListi
 
 __all__ = ["SqliteHistory", "from_ms", "to_ms"]
 
-_COLUMNS: Final = "msgid, target, time_ms, sender, account, command, text, tags"
+_COLUMNS: Final = "id, msgid, target, time_ms, sender, account, command, text, tags"
+_WIDTH: Final = 9  # values per row of _COLUMNS
+
+# The server's msgids, PREFIX-COUNTER (8 hex digits chosen at random per run, the run's message counter in
+# hex), as ids: SERVER_IDS + (prefix << COUNTER_BITS) + counter, above every id of another msgid. Only
+# the canonical spelling matches (lower case, no leading zero), so that _msgid_text gives the msgid back;
+# a counter past COUNTER_BITS (a billion messages in one run) makes a msgid of the other kind.
+_SERVER_MSGID: Final = re.compile(r"([0-9a-f]{8})-([1-9a-f][0-9a-f]{0,7})")
+_SERVER_IDS: Final = 1 << 62
+_COUNTER_BITS: Final = 30
+_COUNTER_MASK: Final = (1 << _COUNTER_BITS) - 1
+
+# Rows per INSERT statement: a batch of n rows goes in as n's binary digits (40 = 32 + 8), so a
+# commit costs a few statements whatever its size, and only these few statements are ever prepared
+# (the connection's statement cache keeps them). 64 rows use 576 of SQLite's 32,766 parameters.
+_ROWS_PER_INSERT: Final = (64, 32, 16, 8, 4, 2, 1)
+# A statement that can fail after changing some rows (a duplicate msgid in its tenth row) keeps a copy of
+# every page it changes, to undo just itself: past 64 KiB (a batch spread over many targets, as private
+# messages are) that copy goes to a temporary file. OR ROLLBACK undoes the whole transaction instead, so
+# SQLite keeps no copy; it is used when the transaction is append_messages' own.
+_INSERTS: Final = {
+    (rows, own): f"INSERT {'OR ROLLBACK ' if own else ''}INTO messages ({_COLUMNS}) VALUES "
+    + ",".join(["(?,?,?,?,?,?,?,?,?)"] * rows)
+    for rows in _ROWS_PER_INSERT
+    for own in (False, True)
+}
+
+# Old messages, target after target from ``?1`` on, in (target, time_ms) index order. The recursive
+# part enumerates the distinct targets with one index seek each (SQLite has no skip scan without
+# statistics), the join takes each target's messages older than ``?2`` from the same index.
+_OLD_MESSAGES: Final = """
+WITH RECURSIVE targets(target) AS (
+    SELECT (SELECT min(target) FROM messages WHERE target >= ?1)
+    UNION ALL
+    SELECT (SELECT min(target) FROM messages WHERE target > targets.target) FROM targets
+    WHERE targets.target IS NOT NULL
+)
+SELECT m.id, m.target FROM targets CROSS JOIN messages AS m ON m.target = targets.target AND m.time_ms < ?2
+LIMIT ?3
+"""
 
 # A resolved selector: (time_ms, id) for a msgid, (time_ms, None) for a timestamp.
 _Bound = tuple[int, int | None]
@@ -33,6 +81,28 @@ def to_ms(time: float) -> int:
 
 def from_ms(ms: int) -> float:
     return ms / 1000
+
+
+def _msgid_id(msgid: str) -> int | None:
+    """The id a msgid of the server's form is stored as; None for any other msgid."""
+    match = _SERVER_MSGID.fullmatch(msgid)
+    if match is None:
+        return None
+    counter = int(match[2], 16)
+    return _SERVER_IDS | int(match[1], 16) << _COUNTER_BITS | counter if counter <= _COUNTER_MASK else None
+
+
+def _msgid_text(key: int) -> str:
+    return f"{key >> _COUNTER_BITS & 0xFFFFFFFF:08x}-{key & _COUNTER_MASK:x}"
+
+
+def _chunks(rows: int) -> Iterator[tuple[int, int]]:
+    """(first row, row count) of each INSERT statement for ``rows`` rows."""
+    start = 0
+    for size in _ROWS_PER_INSERT:
+        while rows - start >= size:
+            yield start, size
+            start += size
 
 
 def _before(bound: _Bound) -> _Where:
@@ -54,9 +124,9 @@ def _after(bound: _Bound, *, inclusive: bool = False) -> _Where:
 
 
 def _message(row: tuple[Any, ...]) -> HistoryMessage:
-    msgid, target, time_ms, sender, account, command, text, tags = row
+    key, msgid, target, time_ms, sender, account, command, text, tags = row
     return HistoryMessage(
-        msgid=msgid,
+        msgid=_msgid_text(key) if msgid is None else msgid,
         target=target,
         time=from_ms(time_ms),
         sender=sender,
@@ -71,36 +141,57 @@ class SqliteHistory:
     """The history half of :class:`~salotto.storage.sqlite.SqliteStorage`."""
 
     _db: sqlite3.Connection
+    _depth: int  # transaction nesting, kept by SqliteStorage.transaction
+    # Where the next retention step by age resumes ("" = the first target); see _prune_by_age.
+    _prune_cursor: str = ""
 
     # -- writing ---------------------------------------------------------------------------------
 
     def append_messages(self, messages: Iterable[HistoryMessage]) -> None:
-        rows: list[tuple[object, ...]] = []
+        # One flat parameter list, inserted by multi-row INSERT statements: on the server this runs on
+        # the loop thread for every message, and one statement for many rows skips the per-row round
+        # trip (bind, step, reset) of executemany, about a fifth of the cost of an insert.
+        values: list[object] = []
+        others: list[int] = []  # where in values the ids of msgids not of the server's form go
         parties: dict[tuple[str, str], str] = {}  # (party_cf, target) -> the other side's name
         for m in messages:
-            rows.append((
-                m.msgid, m.target, to_ms(m.time), m.sender, m.account, m.command, m.text,
-                json.dumps(dict(m.tags), separators=(",", ":")) if m.tags else None,
-            ))
+            key = _msgid_id(m.msgid)
+            if key is None:
+                others.append(len(values))
+            values += (
+                key, None if key is not None else m.msgid, m.target, to_ms(m.time), m.sender, m.account,
+                m.command, m.text, json.dumps(dict(m.tags), separators=(",", ":")) if m.tags else None,
+            )
             if m.parties is not None:
                 a, b = m.parties
                 if conversation_key(a, b) != m.target:
                     raise ValueError(f"message {m.msgid}: target {m.target!r} is not the conversation of {a}, {b}")
                 parties[casefold(a), m.target] = b
                 parties[casefold(b), m.target] = a
-        if not rows:
+        if not values:
             return
+        own = self._depth == 0  # no caller's transaction around this one (see _INSERTS)
         with self.transaction():
+            if others:
+                # Below the server's ids, after every other: insertion order (SQLite's own choice, the
+                # largest id + 1, would take the server's next msgid).
+                last = self._db.execute(
+                    "SELECT id FROM messages WHERE id < ? ORDER BY id DESC LIMIT 1", (_SERVER_IDS,)
+                ).fetchone()
+                for n, at in enumerate(others, start=1 if last is None else last[0] + 1):
+                    values[at] = n
             try:
-                self._db.executemany(
-                    f"INSERT INTO messages ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)", rows
-                )
+                for start, rows in _chunks(len(values) // _WIDTH):
+                    self._db.execute(_INSERTS[rows, own], values[start * _WIDTH:(start + rows) * _WIDTH])
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"duplicate msgid in batch: {exc}") from exc
             if parties:
+                # The WHERE leaves the row (and its page) untouched when nothing changed: most private
+                # messages go to a conversation already listed under the same names.
                 self._db.executemany(
                     "INSERT INTO conversations (party_cf, target, peer) VALUES (?,?,?) "
-                    "ON CONFLICT (party_cf, target) DO UPDATE SET peer = excluded.peer",
+                    "ON CONFLICT (party_cf, target) DO UPDATE SET peer = excluded.peer "
+                    "WHERE peer IS NOT excluded.peer",
                     [(party, target, peer) for (party, target), peer in parties.items()],
                 )
 
@@ -108,12 +199,7 @@ class SqliteHistory:
         deleted = 0
         with self.transaction():
             if cutoff is not None:
-                cur = self._db.execute(
-                    "DELETE FROM messages WHERE id IN "
-                    "(SELECT id FROM messages WHERE time_ms < ? ORDER BY time_ms LIMIT ?)",
-                    (to_ms(cutoff), max_rows),
-                )
-                deleted += cur.rowcount
+                deleted += self._prune_by_age(to_ms(cutoff), max_rows)
             if max_per_target is not None and deleted < max_rows:
                 # A scan of the (target, time_ms) index: about 100 ms per million messages, on the
                 # writer thread, once per prune interval.
@@ -132,10 +218,24 @@ class SqliteHistory:
                     deleted += cur.rowcount
         return deleted
 
+    def _prune_by_age(self, cutoff_ms: int, max_rows: int) -> int:
+        """Delete up to ``max_rows`` messages older than ``cutoff_ms``, target by target.
+
+        There is no index on time alone (each index costs every insert); the (target, time_ms) index
+        finds each target's old messages, and the targets are enumerated by hopping along the same index
+        (about 1.5 us per target). A call that stops at ``max_rows`` leaves a cursor, so that the next
+        one resumes at that target instead of hopping over the ones already cleaned."""
+        rows = self._db.execute(_OLD_MESSAGES, (self._prune_cursor, cutoff_ms, max_rows)).fetchall()
+        self._db.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
+        # A full step may have stopped inside a target: resume there. A short one went through every
+        # target: the round is over, the next one starts from the first.
+        self._prune_cursor = rows[-1][1] if len(rows) == max_rows else ""
+        return len(rows)
+
     # -- reading ---------------------------------------------------------------------------------
 
     def get_message(self, msgid: str) -> HistoryMessage | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM messages WHERE msgid = ?", (msgid,)).fetchone()
+        row = self._find(_COLUMNS, msgid, None)
         return None if row is None else _message(row)
 
     def latest(self, target: str, limit: int, after: Ref | None = None) -> list[HistoryMessage]:
@@ -211,12 +311,25 @@ class SqliteHistory:
 
     def _resolve(self, target: str, ref: Ref) -> _Bound | None:
         """The position a selector stands for, or None for a msgid not in this target's history."""
-        if ref.time is not None:
-            return to_ms(ref.time), None
-        row = self._db.execute(
-            "SELECT time_ms, id FROM messages WHERE msgid = ? AND target = ?", (ref.msgid, target)
-        ).fetchone()
+        if ref.msgid is None:
+            return to_ms(ref.time or 0.0), None  # a Ref has a time when it has no msgid
+        row = self._find("time_ms, id", ref.msgid, target)
         return None if row is None else (row[0], row[1])
+
+    def _find(self, columns: str, msgid: str, target: str | None) -> tuple[Any, ...] | None:
+        """``columns`` of the message with ``msgid`` (in ``target`` when given), or None."""
+        in_target, params = ("", ()) if target is None else (" AND target = ?", (target,))
+        key = _msgid_id(msgid)
+        if key is not None:
+            row: tuple[Any, ...] | None = self._db.execute(
+                f"SELECT {columns} FROM messages WHERE id = ?{in_target}", (key, *params)
+            ).fetchone()
+            if row is not None:
+                return row
+            # Not found by id: it may still be stored as text (by schema version 1, before ids were msgids).
+        return self._db.execute(  # type: ignore[no-any-return]
+            f"SELECT {columns} FROM messages WHERE msgid = ?{in_target}", (msgid, *params)
+        ).fetchone()
 
     def _select(self, target: str, where: _Where, *, descending: bool, limit: int) -> list[HistoryMessage]:
         """The first ``limit`` messages of ``target`` matching ``where``, walking the order backwards when

@@ -1,0 +1,38 @@
+"""The SQLite writer's WAL under writes that never pause: the background checkpointer keeps it bounded."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from salotto.storage import HistoryMessage, open_storage
+from salotto.storage.sqlite import DB_FILENAME, SqliteStorage
+
+LIMIT_BYTES = 256 * 1024
+
+
+def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
+    storage = open_storage("sqlite", tmp_path)
+    assert isinstance(storage, SqliteStorage)
+    stop = storage.checkpoint_in_background(interval_s=0.01, wal_limit_bytes=LIMIT_BYTES)
+    wal = tmp_path / f"{DB_FILENAME}-wal"
+    largest = 0
+    try:
+        # A second of back-to-back commits, each a few pages of WAL: tens of megabytes unbounded.
+        deadline = time.monotonic() + 1.0
+        n = 0
+        while time.monotonic() < deadline:
+            storage.append_messages(
+                [HistoryMessage(f"5a1077c0-{n + k + 1:x}", "#chan", 1000.0 + n, "n!u@h", None, "PRIVMSG", "x" * 200)
+                 for k in range(8)]
+            )
+            n += 8
+            if n % 800 == 0:
+                largest = max(largest, wal.stat().st_size)
+    finally:
+        stop()
+    assert n >= 4000, "too few commits to tell"
+    # Bounded: the limit, plus what is written between two checks of the checkpointer.
+    assert largest < 16 * LIMIT_BYTES
+    assert len(storage.latest("#chan", n + 1)) == n
+    storage.close()
