@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     runnable = [s.name for s in scenarios(1, 1, False)]
     parser.add_argument("--scenarios", default=",".join(runnable), help="comma-separated scenario names")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each scenario per server (medians)")
+    parser.add_argument(
+        "--interleave", action="store_true",
+        help="run every chosen scenario once per repeat (on, off, on, off...) instead of all repeats of one "
+        "scenario in a row, so that a slow minute on a shared machine hits both sides of a comparison",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic per run")
     parser.add_argument("--connect-clients", type=int, default=10_000, help="idle clients in 'connect'")
     parser.add_argument("--workers", type=int, default=default_workers(), help="load generator processes")
@@ -144,17 +149,20 @@ def main(argv: list[str] | None = None) -> int:
     run_id = time.strftime("%Y%m%dT%H%M%S")
     command = " ".join(["bench/run-peers", *(argv if argv is not None else sys.argv[1:])])
     failures = 0
-    for scenario in selected:
-        for repeat in range(args.repeat):
-            for spec in specs:
-                if scenario.only and spec.name not in scenario.only:
-                    continue
-                _log(f"{scenario.name} #{repeat + 1} on {spec.name}")
-                record = _measure(scenario, spec, args.workers)
-                failures += "error" in record
-                record.update(run_id=run_id, repeat=repeat, command=command)
-                record["server_version"] = versions[spec.name]
-                emit(record, args.results)
+    if args.interleave:
+        order = [(scenario, repeat) for repeat in range(args.repeat) for scenario in selected]
+    else:
+        order = [(scenario, repeat) for scenario in selected for repeat in range(args.repeat)]
+    for scenario, repeat in order:
+        for spec in specs:
+            if scenario.only and spec.name not in scenario.only:
+                continue
+            _log(f"{scenario.name} #{repeat + 1} on {spec.name}")
+            record = _measure(scenario, spec, args.workers)
+            failures += "error" in record
+            record.update(run_id=run_id, repeat=repeat, command=command)
+            record["server_version"] = versions[spec.name]
+            emit(record, args.results)
     if not args.no_docs:
         write_report(args.results, args.docs)
         _log(f"wrote {args.docs}")
