@@ -32,7 +32,9 @@ def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
     finally:
         stop()
     assert n >= 4000, "too few commits to tell"
-    # Bounded: the limit, plus what is written between two checks of the checkpointer.
-    assert largest < 16 * LIMIT_BYTES
+    # Bounded: the limit, plus what is written between two checks of the checkpointer (10 ms of
+    # back-to-back commits: about 10 times the limit here); unbounded, the second's WAL would be
+    # hundreds of times the limit.
+    assert largest < 64 * LIMIT_BYTES
     assert len(storage.latest("#chan", n + 1)) == n
     storage.close()

@@ -18,11 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from salotto.proto.casemap import casefold
 
 __all__ = [
+    "NO_TAGS",
     "AlreadyExists",
     "HistoryMessage",
     "Ref",
@@ -93,14 +95,20 @@ class RegisteredChannel:
     access: Mapping[str, str] = field(default_factory=dict)  # casefolded account -> level ("op", "voice")
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryMessage:
+# The tags of a message without client tags: one shared, read-only empty mapping.
+NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
+
+class HistoryMessage(NamedTuple):
     """One stored PRIVMSG, NOTICE or TAGMSG.
 
     ``target`` is the casefolded channel name, or :func:`conversation_key` for a private message; then
     ``parties`` holds both sides' names as they were shown (sender first), so ``TARGETS`` can list the
     conversation under the other side's name. ``parties`` is only read on append; stored messages come
     back with ``None``.
+
+    A named tuple, not a dataclass: the server builds one for every message it relays, on its loop
+    thread, and a tuple takes a third of the time a frozen dataclass does (0.3 against 1 us).
     """
 
     msgid: str
@@ -110,7 +118,7 @@ class HistoryMessage:
     account: str | None
     command: str  # PRIVMSG, NOTICE or TAGMSG
     text: str  # "" for TAGMSG
-    tags: Mapping[str, str] = field(default_factory=dict)  # client-only tags (+typing...), as delivered
+    tags: Mapping[str, str] = NO_TAGS  # client-only tags (+typing...), as delivered
     parties: tuple[str, str] | None = None
 
 

@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from salotto.proto.casemap import casefold
-from salotto.storage.base import AlreadyExists, HistoryMessage, Ref, TargetListing, conversation_key
+from salotto.storage.base import NO_TAGS, AlreadyExists, HistoryMessage, Ref, TargetListing, conversation_key
 
 __all__ = ["SqliteHistory", "from_ms", "to_ms"]
 
@@ -83,13 +83,32 @@ def from_ms(ms: int) -> float:
     return ms / 1000
 
 
+# "PREFIX-" -> the id of that prefix's counter 0, for the prefixes seen (one per run of a server), so
+# that the common case costs a dict lookup and an int() instead of a regex match (0.45 against 0.9 us:
+# this runs for every message the server relays).
+_PREFIX_IDS: dict[str, int] = {}
+_MAX_PREFIXES: Final = 64
+
+
 def _msgid_id(msgid: str) -> int | None:
     """The id a msgid of the server's form is stored as; None for any other msgid."""
-    match = _SERVER_MSGID.fullmatch(msgid)
-    if match is None:
+    base = _PREFIX_IDS.get(msgid[:9])
+    if base is None:
+        match = _SERVER_MSGID.fullmatch(msgid)
+        if match is None:
+            return None
+        base = _SERVER_IDS | int(match[1], 16) << _COUNTER_BITS
+        if len(_PREFIX_IDS) < _MAX_PREFIXES:
+            _PREFIX_IDS[msgid[:9]] = base
+    digits = msgid[9:]
+    try:
+        counter = int(digits, 16)
+    except ValueError:
         return None
-    counter = int(match[2], 16)
-    return _SERVER_IDS | int(match[1], 16) << _COUNTER_BITS | counter if counter <= _COUNTER_MASK else None
+    # Formatting it back accepts only the canonical spelling (int() also takes "0x1f", "1_f", " 1F").
+    if not 0 < counter <= _COUNTER_MASK or f"{counter:x}" != digits:
+        return None
+    return base | counter
 
 
 def _msgid_text(key: int) -> str:
@@ -133,7 +152,7 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
         account=account,
         command=command,
         text=text,
-        tags=json.loads(tags) if tags else {},
+        tags=json.loads(tags) if tags else NO_TAGS,
     )
 
 
@@ -154,20 +173,20 @@ class SqliteHistory:
         values: list[object] = []
         others: list[int] = []  # where in values the ids of msgids not of the server's form go
         parties: dict[tuple[str, str], str] = {}  # (party_cf, target) -> the other side's name
-        for m in messages:
-            key = _msgid_id(m.msgid)
+        for msgid, target, time, sender, account, command, text, tags, pair in messages:
+            key = _msgid_id(msgid)
             if key is None:
                 others.append(len(values))
             values += (
-                key, None if key is not None else m.msgid, m.target, to_ms(m.time), m.sender, m.account,
-                m.command, m.text, json.dumps(dict(m.tags), separators=(",", ":")) if m.tags else None,
+                key, None if key is not None else msgid, target, round(time * 1000), sender, account,
+                command, text, json.dumps(dict(tags), separators=(",", ":")) if tags else None,
             )
-            if m.parties is not None:
-                a, b = m.parties
-                if conversation_key(a, b) != m.target:
-                    raise ValueError(f"message {m.msgid}: target {m.target!r} is not the conversation of {a}, {b}")
-                parties[casefold(a), m.target] = b
-                parties[casefold(b), m.target] = a
+            if pair is not None:
+                a, b = pair
+                if conversation_key(a, b) != target:
+                    raise ValueError(f"message {msgid}: target {target!r} is not the conversation of {a}, {b}")
+                parties[casefold(a), target] = b
+                parties[casefold(b), target] = a
         if not values:
             return
         own = self._depth == 0  # no caller's transaction around this one (see _INSERTS)

@@ -25,7 +25,7 @@ from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
 from salotto.server.handlers.history import history_identity
 from salotto.server.handlers.services import service_message
-from salotto.storage.base import HistoryMessage, conversation_key
+from salotto.storage.base import NO_TAGS, HistoryMessage, conversation_key
 
 # IRCv3 message-tags: the client-only tags of one message may take at most 4094 bytes.
 MAX_CLIENT_TAG_BYTES = 4094
@@ -109,7 +109,7 @@ def _message(ctx: Context, command: str) -> None:
             stats.deliveries_out += out.deliver(recipients, exclude=client)
             if history is not None:
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, client.prefix, client.account,
-                                              command, text, client_tags or {}))
+                                              command, text, client_tags or NO_TAGS))
         else:
             if is_service(target):
                 if command == "PRIVMSG":
@@ -135,7 +135,7 @@ def _message(ctx: Context, command: str) -> None:
                 if sender_id is not None and recipient_id is not None:
                     history.record(HistoryMessage(
                         msgid, conversation_key(sender_id, recipient_id), wall, client.prefix, client.account,
-                        command, text, client_tags or {}, parties=(sender_id, recipient_id),
+                        command, text, client_tags or NO_TAGS, (sender_id, recipient_id),
                     ))
         if echo:
             ctx.send(out.variant(client.tag_flags))
