@@ -226,12 +226,20 @@ def test_nickserv_register_and_ghost(h: Harness) -> None:
 
 def test_nickserv_drop_deletes_the_account(h: Harness) -> None:
     alice = _registered(h, "alice")
+    accounts = h.server.accounts
+    assert accounts is not None and accounts.is_registered("alice")
     alice.send("PRIVMSG NickServ :DROP wrong-password")
     assert alice.client.account == "alice"
     alice.messages()
     alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
     assert alice.client.account is None
-    assert h.server.accounts is not None and h.server.accounts.get("alice") is None
+    assert accounts.get("alice") is None
+    # The nick is free again: whoever takes it next is not warned off it.
+    alice.send("NICK alice_")
+    mallory = h.user("mallory")
+    mallory.send("NICK alice")
+    assert mallory.client.nick == "alice"
+    assert not [m for m in mallory.messages() if m.command == "NOTICE"]
 
 
 def test_registered_nick_taken_by_someone_else_is_renamed_after_the_grace(h: Harness) -> None:

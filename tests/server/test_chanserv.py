@@ -142,14 +142,16 @@ def test_private_history_follows_the_account_not_the_nick(tmp_path: Path) -> Non
 
 
 def test_taking_a_nick_just_before_it_is_registered_reads_none_of_its_history(tmp_path: Path) -> None:
-    from salotto.passwords import make_account_secret
-
     h = _with_history(tmp_path)
     mallory = h.user("alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+    # Registering the nick, the server looked up (and now remembers) that no account has it.
     accounts = h.server.accounts
     assert accounts is not None
     # The account is created while someone else holds the nick (a registration racing a nick change).
-    accounts.store.create_account("alice", make_account_secret(PASSWORD), h.wall[0])
+    created: list[object] = []
+    accounts.register("alice", PASSWORD, None, h.wall[0], created.append)
+    assert created and created[0] is not None
+    mallory.messages()
     mallory.send("CHATHISTORY LATEST bob * 10")
     assert [m.command for m in mallory.messages()] == ["FAIL"]
 

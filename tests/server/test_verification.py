@@ -41,13 +41,14 @@ def test_register_mails_a_code_and_verify_logs_in(tmp_path: Path) -> None:
         # Not verified: no login, and the nick is not protected yet.
         other = _connecting(h, "alice_")
         assert "not verified" in _sasl_plain(other, "alice", PASSWORD)[-1]
+        assert h.server.accounts is not None and not h.server.accounts.is_registered("alice")
         user.send("VERIFY alice WRONGCODE1")
         assert _fails(user.messages(), "VERIFY") == [["INVALID_CODE", "alice"]]
         user.send(f"VERIFY alice {_code(sink)}")
         messages = user.messages()
         assert [m.params[:2] for m in messages if m.command == "VERIFY"] == [["SUCCESS", "alice"]]
         assert any(m.command == "900" for m in messages) and user.client.account == "alice"
-        assert h.server.accounts is not None and h.server.accounts.is_registered("alice")
+        assert h.server.accounts.is_registered("alice")
 
 
 def test_nickserv_register_with_verification(tmp_path: Path) -> None:

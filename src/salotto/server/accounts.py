@@ -55,6 +55,9 @@ log = logging.getLogger("salotto.accounts")
 SERVICES = ("NickServ", "ChanServ")
 _SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 
+# Names whose is_registered answer is remembered before the memory starts over.
+_REGISTERED_CACHE_SIZE = 10_000
+
 # Buckets kept before full (idle) ones are forgotten; bounds the throttles' memory under a storm of
 # attempts from many addresses.
 _THROTTLE_PRUNE_AT = 10_000
@@ -111,6 +114,7 @@ class Accounts:
         self.offload = offload
         # Registered channels, read once at startup and written through: joins consult it often.
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
+        self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
         self.per_ip = LoginThrottle()
         self.per_account = LoginThrottle()
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
@@ -123,9 +127,30 @@ class Accounts:
         return self.store.get_account(name)
 
     def is_registered(self, nick: str) -> bool:
-        """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet)."""
-        account = self.get(nick)
-        return account is not None and account.verified
+        """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet).
+
+        Remembered per name: private history asks it for every message from a client that is not
+        logged in (:func:`~salotto.server.handlers.history.history_identity`). Every account write
+        goes through this class (:meth:`register`, :meth:`set_verified`, :meth:`delete`), which
+        forgets the name it changes."""
+        key = casefold(nick)
+        known = self._registered.get(key)
+        if known is None:
+            account = self.get(nick)
+            known = account is not None and account.verified
+            if len(self._registered) >= _REGISTERED_CACHE_SIZE:
+                self._registered.clear()
+            self._registered[key] = known
+        return known
+
+    def set_verified(self, name: str) -> None:
+        self._registered.pop(casefold(name), None)
+        self.store.set_verified(name, True)
+
+    def delete(self, name: str) -> None:
+        """Delete the account (in the caller's transaction, if any)."""
+        self._registered.pop(casefold(name), None)
+        self.store.delete_account(name)
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
         """Count one password attempt from the client's address; 0.0 if it may go ahead (and the
@@ -181,6 +206,7 @@ class Accounts:
                 log.error("could not hash a password: %s", outcome.error)
                 callback(None)
                 return
+            self._registered.pop(casefold(name), None)
             try:
                 account = self.store.create_account(name, outcome.value, created, email=email, verified=verified)
             except AlreadyExists:

@@ -290,7 +290,7 @@ def verify_account(
         accounts.failed(server, account.name)
         fail("INVALID_CODE", "That code is not right")
         return
-    accounts.store.set_verified(account.name, True)
+    accounts.set_verified(account.name)
     account = replace(account, verified=True)
     log.info("account %s verified", account.name)
     verified(account)
@@ -335,7 +335,7 @@ def start_registration(
             fail("ACCOUNT_EXISTS", "An account with that name already exists")
             return
         log.info("unverified account %s expired; registering it anew", existing.name)
-        accounts.store.delete_account(existing.name)
+        accounts.delete(existing.name)
     by_email = config.account_verification == "email"
     if by_email and email is None:
         fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
@@ -383,7 +383,7 @@ def start_registration(
         ctx.resume()
         if outcome.error is not None:
             log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
-            accounts.store.delete_account(account.name)
+            accounts.delete(account.name)
             fail("TEMPORARILY_UNAVAILABLE", "Could not send the verification email; try again later")
         else:
             log.info("verification code for %s mailed", account.name)

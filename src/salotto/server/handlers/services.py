@@ -161,7 +161,7 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
         with accounts.store.transaction():
             for channel in founded:
                 accounts.store.drop_channel(channel)
-            accounts.store.delete_account(name)
+            accounts.delete(name)
         for channel in founded:
             accounts.refresh_channel(channel)
         for other in accounts.channels.values():
