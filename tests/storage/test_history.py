@@ -61,6 +61,22 @@ def test_round_trip_of_every_field(storage: Storage) -> None:
     assert storage.get_message("nope") is None
 
 
+def test_a_batch_of_every_shape_of_message_comes_back_whole(storage: Storage) -> None:
+    # Server-form msgids or others, with or without an account, with or without client tags: every
+    # combination in one batch, interleaved (the SQLite backend inserts each combination separately).
+    sent = [
+        HistoryMessage(
+            f"5a1077c0-{i + 1:x}" if i & 1 else f"imported-{i}", "#chan", 1000.0 + i, f"nick{i}!u@h",
+            f"acct{i}" if i & 2 else None, "PRIVMSG", f"line {i}", {"+draft/reply": f"r{i}"} if i & 4 else {},
+        )
+        for i in range(24)
+    ]
+    storage.append_messages(sent)
+    assert storage.latest("#chan", 100) == sent
+    assert storage.get_message("5a1077c0-18") == sent[23]
+    assert storage.get_message("imported-22") == sent[22]
+
+
 def test_time_keeps_millisecond_precision(storage: Storage) -> None:
     storage.append_messages([message(0, time=1700000000.1234), message(1, time=1700000000.9999)])
     assert [m.time for m in storage.latest("#chan", 10)] == [1700000000.123, 1700000001.0]

@@ -121,7 +121,8 @@ class SqliteStorage(SqliteHistory):
             )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # The history INSERTs alone are up to 112 statements (salotto.storage.sqlite_history).
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA foreign_keys = ON")

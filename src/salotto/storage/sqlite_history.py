@@ -45,14 +45,40 @@ _COUNTER_MASK: Final = (1 << _COUNTER_BITS) - 1
 # commit costs a few statements whatever its size, and only these few statements are ever prepared
 # (the connection's statement cache keeps them). 64 rows use 576 of SQLite's 32,766 parameters.
 _ROWS_PER_INSERT: Final = (64, 32, 16, 8, 4, 2, 1)
-# A statement that can fail after changing some rows (a duplicate msgid in its tenth row) keeps a copy of
-# every page it changes, to undo just itself: past 64 KiB (a batch spread over many targets, as private
-# messages are) that copy goes to a temporary file. OR ROLLBACK undoes the whole transaction instead, so
-# SQLite keeps no copy; it is used when the transaction is append_messages' own.
+# Columns that are NULL for most messages: msgid (the server's own msgids are ids), account (a sender
+# not logged in) and tags (no client tags). Binding None costs the sqlite3 module an adapter lookup,
+# 0.3 to 0.5 us a value, about what the rest of the row costs; so a row goes in with the statement of
+# its shape, which has literal NULLs where the row has nothing. Bits of a shape: _HAS_MSGID...
+_HAS_MSGID: Final = 1
+_HAS_ACCOUNT: Final = 2
+_HAS_TAGS: Final = 4
+_SHAPE_COLUMNS: Final = ((1, _HAS_MSGID), (5, _HAS_ACCOUNT), (8, _HAS_TAGS))  # (column index, bit)
+
+
+def _insert_sql(rows: int, shape: int, own: bool) -> str:
+    """The INSERT of ``rows`` rows of one shape.
+
+    A statement that can fail after changing some rows (a duplicate msgid in its tenth row) keeps a
+    copy of every page it changes, to undo just itself: past 64 KiB (a batch spread over many targets,
+    as private messages are) that copy goes to a temporary file. OR ROLLBACK undoes the whole
+    transaction instead, so SQLite keeps no copy; ``own`` (the transaction is append_messages' own)
+    asks for it."""
+    marks = ["?"] * _WIDTH
+    for column, bit in _SHAPE_COLUMNS:
+        if not shape & bit:
+            marks[column] = "NULL"
+    row = f"({','.join(marks)})"
+    return f"INSERT {'OR ROLLBACK ' if own else ''}INTO messages ({_COLUMNS}) VALUES " + ",".join([row] * rows)
+
+
+# Values per row of each shape.
+_SHAPE_WIDTHS: Final = tuple(
+    _WIDTH - sum(1 for _, bit in _SHAPE_COLUMNS if not shape & bit) for shape in range(8)
+)
 _INSERTS: Final = {
-    (rows, own): f"INSERT {'OR ROLLBACK ' if own else ''}INTO messages ({_COLUMNS}) VALUES "
-    + ",".join(["(?,?,?,?,?,?,?,?,?)"] * rows)
+    (rows, shape, own): _insert_sql(rows, shape, own)
     for rows in _ROWS_PER_INSERT
+    for shape in range(8)
     for own in (False, True)
 }
 
@@ -167,29 +193,42 @@ class SqliteHistory:
     # -- writing ---------------------------------------------------------------------------------
 
     def append_messages(self, messages: Iterable[HistoryMessage]) -> None:
-        # One flat parameter list, inserted by multi-row INSERT statements: on the server this runs on
-        # the loop thread for every message, and one statement for many rows skips the per-row round
-        # trip (bind, step, reset) of executemany, about a fifth of the cost of an insert.
-        values: list[object] = []
-        others: list[int] = []  # where in values the ids of msgids not of the server's form go
+        # Flat parameter lists, one per row shape (see _INSERTS), inserted by multi-row INSERT
+        # statements: on the server this runs on the loop thread for every message, and one statement
+        # for many rows skips the per-row round trip (bind, step, reset) of executemany, about a fifth
+        # of the cost of an insert. Every row carries its id, so the order of the rows does not matter.
+        shapes: dict[int, list[object]] = {}
+        others: list[tuple[list[object], int]] = []  # where the ids of msgids not of the server's form go
         parties: dict[tuple[str, str], str] = {}  # (party_cf, target) -> the other side's name
         for msgid, target, time, sender, account, command, text, tags, pair in messages:
             key = _msgid_id(msgid)
-            if key is None:
-                others.append(len(values))
-            values += (
-                key, None if key is not None else msgid, target, round(time * 1000), sender, account,
-                command, text, json.dumps(dict(tags), separators=(",", ":")) if tags else None,
-            )
+            shape = (key is None) * _HAS_MSGID | (account is not None) * _HAS_ACCOUNT | bool(tags) * _HAS_TAGS
+            values = shapes.get(shape)
+            if values is None:
+                values = shapes[shape] = []
+            if not shape:
+                values += (key, target, round(time * 1000), sender, command, text)
+            else:
+                if key is None:
+                    others.append((values, len(values)))
+                    values += (0, msgid)
+                else:
+                    values.append(key)
+                values += (target, round(time * 1000), sender)
+                if account is not None:
+                    values.append(account)
+                values += (command, text)
+                if tags:
+                    values.append(json.dumps(dict(tags), separators=(",", ":")))
             if pair is not None:
                 a, b = pair
                 if conversation_key(a, b) != target:
                     raise ValueError(f"message {msgid}: target {target!r} is not the conversation of {a}, {b}")
                 parties[casefold(a), target] = b
                 parties[casefold(b), target] = a
-        if not values:
+        if not shapes:
             return
-        own = self._depth == 0  # no caller's transaction around this one (see _INSERTS)
+        own = self._depth == 0  # no caller's transaction around this one (see _insert_sql)
         with self.transaction():
             if others:
                 # Below the server's ids, after every other: insertion order (SQLite's own choice, the
@@ -197,11 +236,13 @@ class SqliteHistory:
                 last = self._db.execute(
                     "SELECT id FROM messages WHERE id < ? ORDER BY id DESC LIMIT 1", (_SERVER_IDS,)
                 ).fetchone()
-                for n, at in enumerate(others, start=1 if last is None else last[0] + 1):
+                for n, (values, at) in enumerate(others, start=1 if last is None else last[0] + 1):
                     values[at] = n
             try:
-                for start, rows in _chunks(len(values) // _WIDTH):
-                    self._db.execute(_INSERTS[rows, own], values[start * _WIDTH:(start + rows) * _WIDTH])
+                for shape, values in shapes.items():
+                    width = _SHAPE_WIDTHS[shape]
+                    for start, rows in _chunks(len(values) // width):
+                        self._db.execute(_INSERTS[rows, shape, own], values[start * width:(start + rows) * width])
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"duplicate msgid in batch: {exc}") from exc
             if parties:
