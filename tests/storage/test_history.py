@@ -372,3 +372,23 @@ def test_targets(storage: Storage) -> None:
     # The peer's name follows the latest message.
     storage.append_messages([dm(7, "ALICE", "BOB", 60.0)])
     assert storage.targets([], "bob", 0.0, 100.0, 10)[-1] == TargetListing("alice bob", "ALICE", 60.0)
+
+
+def test_the_listed_name_follows_the_latest_message_when_spellings_come_back(storage: Storage) -> None:
+    def names() -> tuple[str, str]:
+        return storage.targets([], "bob", 0.0, 100.0, 10)[0].name, storage.targets([], "alice", 0.0, 100.0, 10)[0].name
+
+    storage.append_messages([dm(0, "alice", "bob", 10.0)])
+    storage.append_messages([dm(1, "Alice", "bob", 11.0)])
+    storage.append_messages([dm(2, "alice", "bob", 12.0)])  # back to the first spelling
+    assert names() == ("alice", "bob")
+    storage.append_messages([dm(3, "ALICE", "bob", 13.0), dm(4, "alice", "bob", 14.0)])  # within one batch
+    assert names() == ("alice", "bob")
+    storage.append_messages([dm(5, "BOB", "alice", 15.0)])  # from the other side
+    assert names() == ("alice", "BOB")
+    # A batch that fails changes no name, and the next message with the stored names still counts.
+    with pytest.raises(AlreadyExists):
+        storage.append_messages([dm(6, "Alice", "bob", 16.0), dm(0, "alice", "bob", 16.0)])
+    assert names() == ("alice", "BOB")
+    storage.append_messages([dm(7, "alice", "bob", 17.0)])
+    assert names() == ("alice", "bob")

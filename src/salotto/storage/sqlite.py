@@ -100,6 +100,7 @@ class SqliteStorage(SqliteHistory):
         self._readonly = readonly
         self._depth = 0
         self._restart_wal = False  # set by the checkpoint thread: see checkpoint_in_background
+        self._conversation_names = {}
 
     @classmethod
     def open(cls, data_dir: str | Path, *, readonly: bool = False) -> SqliteStorage:

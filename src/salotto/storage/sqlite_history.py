@@ -82,6 +82,10 @@ _INSERTS: Final = {
     for own in (False, True)
 }
 
+# Conversations whose names append_messages remembers (see SqliteHistory._conversation_names) before
+# it starts over.
+_MAX_CONVERSATION_NAMES: Final = 100_000
+
 # Old messages, target after target from ``?1`` on, in (target, time_ms) index order. The recursive
 # part enumerates the distinct targets with one index seek each (SQLite has no skip scan without
 # statistics), the join takes each target's messages older than ``?2`` from the same index.
@@ -189,6 +193,10 @@ class SqliteHistory:
     _depth: int  # transaction nesting, kept by SqliteStorage.transaction
     # Where the next retention step by age resumes ("" = the first target); see _prune_by_age.
     _prune_cursor: str = ""
+    # Conversation target -> the two names its conversations rows were last committed with (by this
+    # connection, the only writer of that table): a private message between the same two names needs
+    # no casefolding, no check and no upsert. Set by SqliteStorage.__init__.
+    _conversation_names: dict[str, tuple[str, str]]
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -200,6 +208,8 @@ class SqliteHistory:
         shapes: dict[int, list[object]] = {}
         others: list[tuple[list[object], int]] = []  # where the ids of msgids not of the server's form go
         parties: dict[tuple[str, str], str] = {}  # (party_cf, target) -> the other side's name
+        named = self._conversation_names
+        renamed: dict[str, tuple[str, str]] = {}  # conversations whose rows this call writes
         for msgid, target, time, sender, account, command, text, tags, pair in messages:
             key = _msgid_id(msgid)
             shape = (key is None) * _HAS_MSGID | (account is not None) * _HAS_ACCOUNT | bool(tags) * _HAS_TAGS
@@ -222,10 +232,14 @@ class SqliteHistory:
                     values.append(json.dumps(dict(tags), separators=(",", ":")))
             if pair is not None:
                 a, b = pair
+                known = renamed.get(target) or named.get(target)
+                if known == pair or known == (b, a):
+                    continue
                 if conversation_key(a, b) != target:
                     raise ValueError(f"message {msgid}: target {target!r} is not the conversation of {a}, {b}")
                 parties[casefold(a), target] = b
                 parties[casefold(b), target] = a
+                renamed[target] = pair
         if not shapes:
             return
         own = self._depth == 0  # no caller's transaction around this one (see _insert_sql)
@@ -254,6 +268,11 @@ class SqliteHistory:
                     "WHERE peer IS NOT excluded.peer",
                     [(party, target, peer) for (party, target), peer in parties.items()],
                 )
+        # Committed (unless a caller's transaction is still open: it may yet roll back).
+        if renamed and own:
+            if len(named) + len(renamed) > _MAX_CONVERSATION_NAMES:
+                named.clear()
+            named.update(renamed)
 
     def prune_history(self, cutoff: float | None, max_per_target: int | None, max_rows: int = 10_000) -> int:
         deleted = 0
