@@ -5,11 +5,13 @@ Why the writes run on the loop thread: the promise is that nobody ever sees a me
 socket, so the first flush of a tick commits every message recorded in that tick, in one transaction,
 before a byte of them is sent. Doing the same from a writer thread would mean holding every
 connection's output behind a cross-thread round trip; measured, that loses more than it saves (the
-writer thread waits for the GIL the busy loop holds, at every statement). A commit in WAL mode with
-synchronous=NORMAL does not fsync: in the fanout benchmark (about 33 messages per commit) one costs
-some 75 us plus 3 to 4 us per message on the loop thread (see :mod:`salotto.storage.sqlite_history`
-for what a message costs). Reads (CHATHISTORY, which may scan) run on a reader pool and come back as
-callbacks.
+writer thread waits for the GIL the busy loop holds, at every statement). Neither did an append-only
+file written on the loop with SQLite fed from a thread every 50 ms pay, nor one row per pass instead
+of one per message: on a machine whose cores are all busy, what counts is the CPU a commit takes
+wherever it runs, and most of it is per transaction, not per message. A commit in WAL mode with
+synchronous=NORMAL does not fsync; inside the server under the fanout benchmark (about 33 messages per
+commit) one takes some 200 us of CPU: 30 to BEGIN, 90 for the INSERTs, 75 to COMMIT (the page
+writes). Reads (CHATHISTORY, which may scan) run on a reader pool and come back as callbacks.
 """
 
 from __future__ import annotations
