@@ -392,3 +392,12 @@ def test_the_listed_name_follows_the_latest_message_when_spellings_come_back(sto
     assert names() == ("alice", "BOB")
     storage.append_messages([dm(7, "alice", "bob", 17.0)])
     assert names() == ("alice", "bob")
+    # Inside a caller's transaction: each message still counts, and so does the next one after it.
+    with storage.transaction():
+        storage.append_messages([dm(8, "Alice", "bob", 18.0)])
+        storage.append_messages([dm(9, "alice", "bob", 19.0)])
+    assert names() == ("alice", "bob")
+    with storage.transaction():
+        storage.append_messages([dm(10, "ALICE", "bob", 20.0)])
+    storage.append_messages([dm(11, "alice", "bob", 21.0)])
+    assert names() == ("alice", "bob")

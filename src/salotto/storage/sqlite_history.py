@@ -113,14 +113,15 @@ def from_ms(ms: int) -> float:
     return ms / 1000
 
 
-# "PREFIX-" -> the id of that prefix's counter 0, for the prefixes seen (one per run of a server), so
-# that the common case costs a dict lookup and an int() instead of a regex match (0.45 against 0.9 us:
-# this runs for every message the server relays).
+# "PREFIX-" -> the id of that prefix's counter 0, for the prefixes of stored messages (one per run of a
+# server), so that the common case costs a dict lookup and an int() instead of a regex match (0.45
+# against 0.9 us: this runs for every message the server relays). Only writes add to it: msgids that
+# clients name in CHATHISTORY could be made up, and could otherwise fill it.
 _PREFIX_IDS: dict[str, int] = {}
 _MAX_PREFIXES: Final = 64
 
 
-def _msgid_id(msgid: str) -> int | None:
+def _msgid_id(msgid: str, *, storing: bool = False) -> int | None:
     """The id a msgid of the server's form is stored as; None for any other msgid."""
     base = _PREFIX_IDS.get(msgid[:9])
     if base is None:
@@ -128,7 +129,7 @@ def _msgid_id(msgid: str) -> int | None:
         if match is None:
             return None
         base = _SERVER_IDS | int(match[1], 16) << _COUNTER_BITS
-        if len(_PREFIX_IDS) < _MAX_PREFIXES:
+        if storing and len(_PREFIX_IDS) < _MAX_PREFIXES:
             _PREFIX_IDS[msgid[:9]] = base
     digits = msgid[9:]
     try:
@@ -211,7 +212,7 @@ class SqliteHistory:
         named = self._conversation_names
         renamed: dict[str, tuple[str, str]] = {}  # conversations whose rows this call writes
         for msgid, target, time, sender, account, command, text, tags, pair in messages:
-            key = _msgid_id(msgid)
+            key = _msgid_id(msgid, storing=True)
             shape = (key is None) * _HAS_MSGID | (account is not None) * _HAS_ACCOUNT | bool(tags) * _HAS_TAGS
             values = shapes.get(shape)
             if values is None:
@@ -243,6 +244,10 @@ class SqliteHistory:
         if not shapes:
             return
         own = self._depth == 0  # no caller's transaction around this one (see _insert_sql)
+        # Forgotten until this call's own commit has landed: inside a caller's transaction (which may
+        # roll back), or if anything fails, the next message between those names writes them again.
+        for target in renamed:
+            named.pop(target, None)
         with self.transaction():
             if others:
                 # Below the server's ids, after every other: insertion order (SQLite's own choice, the
@@ -268,8 +273,7 @@ class SqliteHistory:
                     "WHERE peer IS NOT excluded.peer",
                     [(party, target, peer) for (party, target), peer in parties.items()],
                 )
-        # Committed (unless a caller's transaction is still open: it may yet roll back).
-        if renamed and own:
+        if renamed and own:  # committed
             if len(named) + len(renamed) > _MAX_CONVERSATION_NAMES:
                 named.clear()
             named.update(renamed)
