@@ -99,6 +99,8 @@ def test_opers_blocks(tmp_path: Path) -> None:
         ({"tls_listen": ["127.0.0.1:6697"]}, "tls_listen"),  # without a certificate
         ({"autojoin": ["#" + "x" * 60]}, "autojoin"),  # longer than channel_max_len
         ({"server_name": "bad name"}, "server_name"),
+        ({"history_store_interval_s": -0.5}, "history_store_interval_s"),
+        ({"history_store_max_messages": 0}, "history_store_max_messages"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, Any], named: str) -> None:

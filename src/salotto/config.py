@@ -63,7 +63,11 @@ KEYS: tuple[Key, ...] = (
     Key("history_max_per_target", int, 100000,
         "Keep at most this many messages per channel or conversation; 0: no limit.", 0),
     Key("history_commit_interval_s", float, 0.001,
-        "Under load, history commits at most this often; output waits for its commit (group commit).", 0),
+        "Under load, history is made durable at most this often; output waits for it (group commit).", 0),
+    Key("history_store_interval_s", float, 0.025,
+        "How often the messages waiting in the history journal go into the database (in one batch).", 0),
+    Key("history_store_max_messages", int, 1000,
+        "Messages that may wait in the history journal before they go into the database anyway.", 1),
     Key("history_prune_interval_s", float, 3600.0, "How often retention runs.", 1),
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
@@ -153,6 +157,8 @@ class Config:
     history_max_age_s: float
     history_max_per_target: int
     history_commit_interval_s: float
+    history_store_interval_s: float
+    history_store_max_messages: int
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int

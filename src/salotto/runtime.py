@@ -9,6 +9,7 @@ import signal
 import ssl
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from salotto import __version__
@@ -18,6 +19,7 @@ from salotto.server.history import History
 from salotto.server.offload import ThreadOffload
 from salotto.server.state import Server
 from salotto.storage import Storage, StorageError, open_storage
+from salotto.storage.journal import JOURNAL_FILENAME, Journal, JournalError
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
@@ -126,6 +128,13 @@ def _server_secret(data_dir: str) -> bytes:
     return secret
 
 
+def _open_journal(config: Config) -> Journal:
+    try:
+        return Journal(Path(config.data_dir) / JOURNAL_FILENAME)
+    except JournalError as exc:
+        raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+
+
 def _open_store(
     server: Server, config: Config, loop: asyncio.AbstractEventLoop, offload: ThreadOffload
 ) -> tuple[Storage, ReadPool]:
@@ -139,7 +148,14 @@ def _open_store(
     if isinstance(writer, SqliteStorage):
         reader.on_close(writer.checkpoint_in_background())
     if config.history_enabled:
-        server.attach_history(History(config, writer, reader, server.clock()))
+        history = History(config, writer, reader, server.clock(), _open_journal(config))
+        try:
+            recovered = history.recover()
+        except JournalError as exc:
+            raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+        if recovered:
+            log.info("history: stored %d messages the journal kept from the last run", recovered)
+        server.attach_history(history)
     server.offload = offload
     server.attach_accounts(Accounts(writer, offload, _server_secret(config.data_dir)))
     return writer, reader

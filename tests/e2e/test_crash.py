@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from salotto.proto import parse
+from salotto.storage import open_storage
+from salotto.storage.journal import JOURNAL_FILENAME
 from tests.conftest import RunningServer, start_server, stop_server
 
 SENDERS = 3
@@ -32,8 +37,14 @@ def _send_all(server: RunningServer, nick: str, ready: threading.Barrier) -> Non
         client.close()
 
 
-def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path) -> None:
-    server = start_server(tmp_path, *UNLIMITED)
+# The second case keeps every message after the first pass in the journal until the kill: the restart
+# must store them all from there.
+@pytest.mark.parametrize(
+    "store", [[], ["--history-store-interval-s", "3600", "--history-store-max-messages", "1000000"]],
+    ids=["default", "all-in-journal"],
+)
+def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path, store: list[str]) -> None:
+    server = start_server(tmp_path, *UNLIMITED, *store)
     observer = server.client()
     observer.register("observer", caps=["message-tags"])
     observer.expect("366")
@@ -62,7 +73,7 @@ def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path) -> None:
     stop_server(server)
     assert killed, f"only {len(received)} messages arrived before the kill"
 
-    restarted = start_server(tmp_path, *UNLIMITED)
+    restarted = start_server(tmp_path, *UNLIMITED, *store)
     try:
         reader = restarted.client()
         reader.register("reader", caps=["draft/chathistory", "batch", "message-tags"])
@@ -73,3 +84,28 @@ def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path) -> None:
         stop_server(restarted)
     missing = [msgid for msgid in received if msgid not in stored]
     assert missing == [], f"{len(missing)} of {len(received)} delivered messages are not in history"
+
+
+def test_the_running_server_moves_the_journal_into_the_database(tmp_path: Path) -> None:
+    """While the server runs, what the journal holds goes into the database in batches, without a read
+    asking for it; a clean stop leaves the journal empty."""
+    server = start_server(tmp_path, "--history-store-interval-s", "0.05")
+    try:
+        alice = server.client()
+        alice.register("alice")
+        alice.expect("366")
+        for i in range(20):
+            alice.send(f"PRIVMSG #lobby :line {i}")
+        alice.send("PING :sent")
+        alice.expect("PONG")
+        storage = open_storage("sqlite", server.data_dir, readonly=True)
+        try:
+            deadline = time.monotonic() + 5
+            while len(storage.latest("#lobby", 50)) < 20 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [m.text for m in storage.latest("#lobby", 50)] == [f"line {i}" for i in range(20)]
+        finally:
+            storage.close()
+    finally:
+        stop_server(server)
+    assert (server.data_dir / JOURNAL_FILENAME).stat().st_size == 0

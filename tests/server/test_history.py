@@ -12,6 +12,8 @@ from salotto.proto import parse
 from salotto.proto.message import Message
 from salotto.server.history import History
 from salotto.storage import Storage, open_storage
+from salotto.storage.base import HistoryMessage
+from salotto.storage.journal import JOURNAL_FILENAME, Journal
 from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
 
@@ -28,16 +30,18 @@ class ImmediateReader:
         callback(Outcome(value=fn(self.storage)))
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    yield _harness(tmp_path)
+@pytest.fixture(params=["journal", "no journal"])
+def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    yield _harness(tmp_path, journal=request.param == "journal")
 
 
-def _harness(tmp_path: Path, **overrides: Any) -> Harness:
+def _harness(tmp_path: Path, *, journal: bool = True, **overrides: Any) -> Harness:
     harness = Harness(**overrides)
     writer = open_storage("sqlite", tmp_path)
     server = harness.server
-    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock()))
+    history = History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
+                      Journal(tmp_path / JOURNAL_FILENAME) if journal else None)
+    server.attach_history(history)
     return harness
 
 
@@ -255,3 +259,92 @@ def test_a_replayed_action_stays_an_action(tmp_path: Path) -> None:
     plain = h.user("plain")
     replayed = [parse(line) for line in plain.conn.data.decode().split("\r\n") if "ACTION" in line]
     assert replayed[0].params[1].startswith("\x01ACTION [20") and replayed[0].params[1].endswith("waves\x01")
+
+
+# -- the journal: durable at once, in the database in batches -------------------------------------
+
+
+def _stored(tmp_path: Path) -> list[str]:
+    """The texts of #lobby's messages in the database itself (not the journal), oldest first."""
+    storage = open_storage("sqlite", tmp_path, readonly=True)
+    try:
+        return [m.text for m in storage.latest("#lobby", 100)]
+    finally:
+        storage.close()
+
+
+def test_messages_wait_in_the_journal_until_the_store_interval(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_store_interval_s=5.0)
+    history = h.server.history
+    assert history is not None
+    alice = h.user("alice")
+    _say(h, alice, "PRIVMSG #lobby :first")
+    history.store_if_due(h.clock.now)  # what the flusher does after each pass: the first store is due
+    assert _stored(tmp_path) == ["first"]
+    _say(h, alice, "PRIVMSG #lobby :second")
+    _say(h, alice, "PRIVMSG #lobby :third")
+    journal = Journal(tmp_path / JOURNAL_FILENAME)
+    assert [m.text for m in journal.read()] == ["second", "third"]
+    h.clock.now += 4.0
+    history.store_if_due(h.clock.now)
+    assert _stored(tmp_path) == ["first"]
+    h.clock.now += 1.5
+    h.server.tick()  # the timer stores too: the journal never keeps messages long when traffic stops
+    assert _stored(tmp_path) == ["first", "second", "third"]
+    assert journal.read() == [] and (tmp_path / JOURNAL_FILENAME).stat().st_size == 0
+
+
+def test_history_store_max_messages_stores_before_the_interval(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_store_interval_s=3600.0, history_store_max_messages=3)
+    history = h.server.history
+    assert history is not None
+    alice = h.user("alice")
+    for i in range(3):
+        _say(h, alice, f"PRIVMSG #lobby :m{i}")
+        history.store_if_due(h.clock.now)
+    assert _stored(tmp_path) == ["m0"]
+    _say(h, alice, "PRIVMSG #lobby :m3")
+    history.store_if_due(h.clock.now)
+    assert _stored(tmp_path) == ["m0", "m1", "m2", "m3"]
+
+
+def test_a_read_sees_what_still_waits_in_the_journal(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_store_interval_s=3600.0)
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    _say(h, alice, "PRIVMSG #lobby :not stored yet")
+    assert _stored(tmp_path) == []
+    alice.lines()
+    alice.send("CHATHISTORY LATEST #lobby * 10")
+    assert [m.params[1] for m in _batch(alice)[1]] == ["not stored yet"]
+
+
+def test_recover_stores_what_a_crash_left_in_the_journal_once(tmp_path: Path) -> None:
+    messages = [HistoryMessage(f"0badcafe-{n:x}", "#lobby", 1_700_000_000.0 + n, "a!u@h", None, "PRIVMSG", f"m{n}")
+                for n in range(1, 6)]  # fmt: skip
+    writer = open_storage("sqlite", tmp_path)
+    journal = Journal(tmp_path / JOURNAL_FILENAME)
+    journal.append(messages[:3])
+    journal.append(messages[3:])
+    writer.append_messages(messages[:2])  # stored before the crash, but the journal was not emptied yet
+    harness = Harness()
+    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, journal)
+    assert history.recover() == 3
+    assert _stored(tmp_path) == ["m1", "m2", "m3", "m4", "m5"]
+    assert journal.read() == []
+    assert history.recover() == 0
+
+
+def test_a_journal_that_cannot_be_written_stores_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full to fill")
+    harness = Harness(history_store_interval_s=3600.0)
+    server = harness.server
+    writer = open_storage("sqlite", tmp_path)
+    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
+                                  Journal(Path("/dev/full"))))  # every write fails: a full disk
+    alice = harness.user("alice")
+    _say(harness, alice, "PRIVMSG #lobby :kept anyway")
+    assert _stored(tmp_path) == ["kept anyway"]
+    assert "history journal: cannot write /dev/full" in caplog.text

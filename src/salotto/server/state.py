@@ -327,7 +327,7 @@ class Server:
             self.whowas.pop()
 
     def commit_pending(self) -> None:
-        """Store what this tick recorded. Transports call it before they write to any socket."""
+        """Make what this pass recorded durable. Transports call it before they write to any socket."""
         history = self.history
         if history is not None and history.pending:
             history.commit()
@@ -336,6 +336,7 @@ class Server:
         """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention."""
         now = self.clock()
         if self.history is not None:
+            self.history.store_if_due(now)
             self.history.retention_step(now, self.wallclock())
         if self.nick_deadlines:
             for client, deadline in list(self.nick_deadlines.items()):

@@ -1,8 +1,8 @@
 """One flush per loop pass for every connection written to: coalesced writes, committed history first.
 
 A fanout writes to hundreds of connections; each one only appends to its buffer and, the first time
-in a pass, registers here. One callback per pass then stores the pass's messages (so nothing leaves
-before it is in history) and hands each buffer to its transport in one write.
+in a pass, registers here. One callback per pass then makes the pass's messages durable in history (so nothing
+leaves that a crash could lose) and hands each buffer to its transport in one write.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Flusher:
                 self._loop.call_at(due, self.run)
                 return
             self._last_commit = now
-            server.commit_pending()  # nothing leaves before it is stored
+            server.commit_pending()  # nothing leaves before it is durable
         self._scheduled = False
         dirty = self._dirty
         self._dirty = []
@@ -60,3 +60,6 @@ class Flusher:
                 connection.flush_now()
             except Exception:  # our bug: log it, and let every other connection still get its output
                 log.exception("internal error flushing a connection")
+        if server.history is not None:
+            # Into the database in batches, once the output has left: not on the way of any message.
+            server.history.store_if_due(self._loop.time())

@@ -95,7 +95,6 @@ def handle_chathistory(ctx: Context) -> None:
     client = ctx.client
     label = ctx.label_tag()
     ctx.deferred = True
-    server.commit_pending()  # the read runs on another connection: let it see this pass's messages
     history.read(query, lambda outcome: _send_batch(server, client, shown, outcome, label, since))
 
 
@@ -237,7 +236,6 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     party = history_identity(server, client)
     label = ctx.label_tag()
     ctx.deferred = True
-    server.commit_pending()
 
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         if client.quitting:
@@ -268,7 +266,6 @@ def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
         return
     key, shown = channel.name_cf, channel.name
     since = readable_since(server, client, channel)
-    server.commit_pending()  # the read runs on another connection: let it see this pass's messages
     # Only what was said before the join: the read runs later, and what came after reaches the
     # client live. (A message in the very millisecond of the join is left out rather than doubled.)
     joined_at = Ref.by_time(int(server.wallclock() * 1000) / 1000)

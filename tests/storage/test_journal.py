@@ -1,0 +1,94 @@
+"""The history journal gives back every whole record it was given, and nothing of a torn or damaged one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from salotto.storage.base import NO_TAGS, HistoryMessage
+from salotto.storage.journal import Journal, JournalError
+
+
+def _message(n: int, **fields: object) -> HistoryMessage:
+    values: dict[str, object] = {
+        "msgid": f"0badcafe-{n:x}", "target": "#lobby", "time": 1_700_000_000.0 + n, "sender": f"nick{n}!u@h",
+        "account": None, "command": "PRIVMSG", "text": f"line {n}",
+    }  # fmt: skip
+    values.update(fields)
+    return HistoryMessage(**values)  # type: ignore[arg-type]
+
+
+def test_records_come_back_in_order_with_tags_accounts_and_parties(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    first = [_message(1), _message(2, account="alice", tags={"+draft/reply": "0badcafe-1"})]
+    second = [_message(3, target="\x00alice\x00bob", parties=("Alice", "bob")), _message(4, command="TAGMSG", text="")]
+    journal.append(first)
+    journal.append(second)
+    assert journal.read() == first + second
+    assert journal.read()[0].tags is NO_TAGS  # no tags reads back as the shared empty mapping
+    journal.close()
+    assert Journal(tmp_path / "j").read() == first + second  # reopened: the file is all there is
+
+
+def test_clear_empties_the_file_and_appends_start_over(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(1)])
+    assert journal.size > 0
+    journal.clear()
+    assert journal.size == 0 and (tmp_path / "j").stat().st_size == 0
+    journal.append([_message(2)])
+    assert journal.read() == [_message(2)]
+    assert journal.size == (tmp_path / "j").stat().st_size
+
+
+@pytest.mark.parametrize("cut", [1, 5, 8, 20, -1])
+def test_a_torn_last_record_is_left_out(tmp_path: Path, cut: int) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(1), _message(2)])
+    whole = journal.size
+    journal.append([_message(3)])
+    data = (tmp_path / "j").read_bytes()
+    (tmp_path / "j").write_bytes(data[: whole + cut] if cut > 0 else data[:cut])
+    assert journal.read() == [_message(1), _message(2)]
+
+
+def test_a_damaged_record_ends_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(1)])
+    at = journal.size + 12
+    journal.append([_message(2)])
+    journal.append([_message(3)])
+    data = bytearray((tmp_path / "j").read_bytes())
+    data[at] ^= 0xFF
+    (tmp_path / "j").write_bytes(bytes(data))
+    assert journal.read() == [_message(1)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not a journal at all, just some text that happens to be here\n" * 4,
+        b"\x00" * 64,  # a record of length 0 with a CRC that does not match
+    ],
+)
+def test_a_file_of_something_else_reads_as_empty(tmp_path: Path, payload: bytes) -> None:
+    (tmp_path / "j").write_bytes(payload)
+    assert Journal(tmp_path / "j").read() == []
+
+
+def test_an_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match=r"cannot open .*missing"):
+        Journal(tmp_path / "missing" / "j")
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full to fill")
+    full = Journal(Path("/dev/full"))  # every write fails with ENOSPC, as on a full disk
+    with pytest.raises(JournalError, match="cannot write /dev/full"):
+        full.append([_message(1)])
+    full.close()
+
+
+def test_the_file_is_private(tmp_path: Path) -> None:
+    Journal(tmp_path / "j").close()
+    assert os.stat(tmp_path / "j").st_mode & 0o077 == 0
