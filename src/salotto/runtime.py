@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from salotto.server.history import History
 from salotto.server.offload import ThreadOffload
 from salotto.server.state import Server
 from salotto.storage import Storage, StorageError, open_storage
-from salotto.storage.journal import JOURNAL_FILENAME, Journal, JournalError
+from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
@@ -128,27 +129,37 @@ def _server_secret(data_dir: str) -> bytes:
     return secret
 
 
-def _open_journal(config: Config) -> Journal:
+def _open_journals(config: Config) -> tuple[Journal, Journal]:
     try:
-        return Journal(Path(config.data_dir) / JOURNAL_FILENAME)
+        first, second = (Journal(Path(config.data_dir) / name) for name in JOURNAL_FILENAMES)
     except JournalError as exc:
         raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+    return first, second
 
 
 def _open_store(
     server: Server, config: Config, loop: asyncio.AbstractEventLoop, offload: ThreadOffload
 ) -> tuple[Storage, ReadPool]:
-    """The writer connection (on this thread) and the reader pool; history and accounts attached."""
+    """The writer connection (on this thread) and the reader pool; history and accounts attached.
+
+    History has a writer connection of its own, used only by its storer thread (see
+    salotto.server.history); accounts and channels keep this thread's. SQLite lets one of them write at a
+    time: either waits for the other's transaction (a few milliseconds at most)."""
     try:
         writer = open_storage(config.storage_backend, config.data_dir)
+        history_writer = open_storage(config.storage_backend, config.data_dir) if config.history_enabled else None
     except (StorageError, OSError) as exc:
         raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
     reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
                       loop.call_soon_threadsafe)
-    if isinstance(writer, SqliteStorage):
-        reader.on_close(writer.checkpoint_in_background())
-    if config.history_enabled:
-        history = History(config, writer, reader, server.clock(), _open_journal(config))
+    busiest = history_writer or writer  # the connection that commits most starts the WAL over
+    if isinstance(busiest, SqliteStorage):
+        reader.on_close(busiest.checkpoint_in_background())
+    if isinstance(writer, SqliteStorage) and busiest is not writer:
+        writer.leave_checkpoints_to_thread()
+    if history_writer is not None:
+        storer = ThreadPoolExecutor(1, thread_name_prefix="salotto-history")
+        history = History(config, history_writer, reader, server.clock(), _open_journals(config), storer)
         try:
             recovered = history.recover()
         except JournalError as exc:
@@ -228,6 +239,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     finally:
         if server.history is not None:
             server.history.close()
+            server.history.writer.close()
         reader.close()
         offload.close()
         writer.close()

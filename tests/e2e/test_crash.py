@@ -10,7 +10,7 @@ import pytest
 
 from salotto.proto import parse
 from salotto.storage import open_storage
-from salotto.storage.journal import JOURNAL_FILENAME
+from salotto.storage.journal import JOURNAL_FILENAMES
 from tests.conftest import RunningServer, start_server, stop_server
 
 SENDERS = 3
@@ -108,4 +108,4 @@ def test_the_running_server_moves_the_journal_into_the_database(tmp_path: Path) 
             storage.close()
     finally:
         stop_server(server)
-    assert (server.data_dir / JOURNAL_FILENAME).stat().st_size == 0
+    assert [(server.data_dir / name).stat().st_size for name in JOURNAL_FILENAMES] == [0, 0]

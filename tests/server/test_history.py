@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from salotto.proto.message import Message
 from salotto.server.history import History
 from salotto.storage import Storage, open_storage
 from salotto.storage.base import HistoryMessage
-from salotto.storage.journal import JOURNAL_FILENAME, Journal
+from salotto.storage.journal import JOURNAL_FILENAMES, Journal
 from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
 
@@ -40,9 +41,19 @@ def _harness(tmp_path: Path, *, journal: bool = True, **overrides: Any) -> Harne
     writer = open_storage("sqlite", tmp_path)
     server = harness.server
     history = History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
-                      Journal(tmp_path / JOURNAL_FILENAME) if journal else None)
+                      _journals(tmp_path) if journal else None)
     server.attach_history(history)
     return harness
+
+
+def _journals(data_dir: Path) -> tuple[Journal, Journal]:
+    return Journal(data_dir / JOURNAL_FILENAMES[0]), Journal(data_dir / JOURNAL_FILENAMES[1])
+
+
+def _journaled(data_dir: Path) -> list[str]:
+    """The texts of the messages in the journal files, oldest first."""
+    messages = [m for journal in _journals(data_dir) for m in journal.read()]
+    return [m.text for m in sorted(messages, key=lambda m: m.time)]
 
 
 def _say(h: Harness, user: User, line: str) -> None:
@@ -283,15 +294,15 @@ def test_messages_wait_in_the_journal_until_the_store_interval(tmp_path: Path) -
     assert _stored(tmp_path) == ["first"]
     _say(h, alice, "PRIVMSG #lobby :second")
     _say(h, alice, "PRIVMSG #lobby :third")
-    journal = Journal(tmp_path / JOURNAL_FILENAME)
-    assert [m.text for m in journal.read()] == ["second", "third"]
+    assert _journaled(tmp_path) == ["second", "third"]
     h.clock.now += 4.0
     history.store_if_due(h.clock.now)
     assert _stored(tmp_path) == ["first"]
     h.clock.now += 1.5
     h.server.tick()  # the timer stores too: the journal never keeps messages long when traffic stops
     assert _stored(tmp_path) == ["first", "second", "third"]
-    assert journal.read() == [] and (tmp_path / JOURNAL_FILENAME).stat().st_size == 0
+    assert _journaled(tmp_path) == []
+    assert [(tmp_path / name).stat().st_size for name in JOURNAL_FILENAMES] == [0, 0]
 
 
 def test_history_store_max_messages_stores_before_the_interval(tmp_path: Path) -> None:
@@ -322,15 +333,15 @@ def test_recover_stores_what_a_crash_left_in_the_journal_once(tmp_path: Path) ->
     messages = [HistoryMessage(f"0badcafe-{n:x}", "#lobby", 1_700_000_000.0 + n, "a!u@h", None, "PRIVMSG", f"m{n}")
                 for n in range(1, 6)]  # fmt: skip
     writer = open_storage("sqlite", tmp_path)
-    journal = Journal(tmp_path / JOURNAL_FILENAME)
-    journal.append(messages[:3])
-    journal.append(messages[3:])
+    journals = _journals(tmp_path)
+    journals[0].append(messages[:3])  # the batch being stored when the process died...
+    journals[1].append(messages[3:])  # ...and what came after it
     writer.append_messages(messages[:2])  # stored before the crash, but the journal was not emptied yet
     harness = Harness()
-    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, journal)
+    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, journals)
     assert history.recover() == 3
     assert _stored(tmp_path) == ["m1", "m2", "m3", "m4", "m5"]
-    assert journal.read() == []
+    assert _journaled(tmp_path) == []
     assert history.recover() == 0
 
 
@@ -343,8 +354,30 @@ def test_a_journal_that_cannot_be_written_stores_at_once(
     server = harness.server
     writer = open_storage("sqlite", tmp_path)
     server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
-                                  Journal(Path("/dev/full"))))  # every write fails: a full disk
+                                  (Journal(Path("/dev/full")), Journal(Path("/dev/full")))))  # a full disk
     alice = harness.user("alice")
     _say(harness, alice, "PRIVMSG #lobby :kept anyway")
     assert _stored(tmp_path) == ["kept anyway"]
     assert "history journal: cannot write /dev/full" in caplog.text
+
+
+def test_a_storer_thread_stores_in_order_and_a_read_waits_for_it(tmp_path: Path) -> None:
+    """As in the server: the database work runs on a thread of its own while passes go on."""
+    harness = Harness(history_store_interval_s=0.0)
+    server = harness.server
+    storer = ThreadPoolExecutor(1)
+    writer = open_storage("sqlite", tmp_path)
+    history = History(server.config, writer, ImmediateReader(tmp_path), server.clock(), _journals(tmp_path),
+                      storer)
+    server.attach_history(history)
+    alice = harness.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    for i in range(200):
+        _say(harness, alice, f"PRIVMSG #lobby :m{i}")
+        history.store_if_due(harness.clock.now)  # hands a batch over whenever the last one is done
+    alice.lines()
+    alice.send("CHATHISTORY LATEST #lobby * 100")
+    assert [m.params[1] for m in _batch(alice)[1]] == [f"m{i}" for i in range(100, 200)]
+    history.close()
+    assert _stored(tmp_path)[-1] == "m199" and len(_stored(tmp_path)) == 100
+    assert _journaled(tmp_path) == []
+    assert history.written == 200

@@ -2,9 +2,10 @@
 
 The store (:mod:`salotto.storage`) keeps accounts and registered channels; this module is the server's
 side of them. Password hashing (scrypt, tens of milliseconds) runs on :class:`~salotto.server.offload.Offload`
-threads; the results come back on the loop thread, where the short store writes happen, on the same
-writer connection as history. Account lookups are single-row primary-key reads on that connection
-(microseconds), so NICK can check whether a nick is registered without a round trip.
+threads; the results come back on the loop thread, where the short store writes happen, on the
+loop's writer connection (history writes on a connection of its own, from its storer thread). Account
+lookups are single-row primary-key reads on that connection (microseconds), so NICK can check whether
+a nick is registered without a round trip.
 
 Login attempts are limited per IP and per account (token buckets, ``login_attempts_per_ip`` and
 ``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one

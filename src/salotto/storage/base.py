@@ -1,9 +1,10 @@
 """The storage interface: accounts, registered channels, message history and read markers.
 
 Every backend implements :class:`Storage` and passes the suite in ``tests/storage``. A ``Storage`` object
-is one connection: synchronous, used by one thread at a time. The server's one writer connection runs
-on its loop thread, for the short batched appends of history (see :mod:`salotto.server.history`);
-reads run on :class:`~salotto.storage.readers.ReadPool`.
+is one connection: synchronous, used by one thread at a time. The server writes through two: one on
+its loop thread (accounts, channels), one on history's storer thread (messages in batches, retention;
+see :mod:`salotto.server.history`); each table has one of them as its only writer. Reads run on
+:class:`~salotto.storage.readers.ReadPool`.
 
 Names: account names and channel names are stored as given (for display) and compared by their
 :func:`~salotto.proto.casemap.casefold`; every method that takes a name casefolds it itself.

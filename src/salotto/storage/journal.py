@@ -31,9 +31,11 @@ from typing import Any, Final
 
 from salotto.storage.base import NO_TAGS, HistoryMessage
 
-__all__ = ["JOURNAL_FILENAME", "Journal", "JournalError"]
+__all__ = ["JOURNAL_FILENAMES", "Journal", "JournalError"]
 
-JOURNAL_FILENAME: Final = "history.journal"
+# Two journals in the data directory: the server appends to one while the other's messages are being
+# stored (see salotto.server.history).
+JOURNAL_FILENAMES: Final = ("history-0.journal", "history-1.journal")
 _HEADER: Final = struct.Struct("<II")
 
 

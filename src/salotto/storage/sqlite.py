@@ -227,6 +227,11 @@ class SqliteStorage(SqliteHistory):
 
         return stop_and_join
 
+    def leave_checkpoints_to_thread(self) -> None:
+        """No checkpoint inside this connection's commits: another connection's
+        :meth:`checkpoint_in_background` thread checkpoints the whole database."""
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+
     def _checkpoint_and_restart_wal(self) -> None:
         self._restart_wal = False
         # RESTART waits for the readers still on the old WAL: not long (a CHATHISTORY read takes about
