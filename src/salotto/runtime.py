@@ -165,7 +165,7 @@ def _open_store(
         except JournalError as exc:
             raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
         if recovered:
-            log.info("history: stored %d messages the journal kept from the last run", recovered)
+            log.info("history: %d messages of the last run were only in the journal; now stored", recovered)
         server.attach_history(history)
     server.offload = offload
     server.attach_accounts(Accounts(writer, offload, _server_secret(config.data_dir)))

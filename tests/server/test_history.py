@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,10 +11,10 @@ import pytest
 
 from salotto.proto import parse
 from salotto.proto.message import Message
-from salotto.server.history import History
+from salotto.server.history import STORE_ATTEMPTS, History
 from salotto.storage import Storage, open_storage
 from salotto.storage.base import HistoryMessage
-from salotto.storage.journal import JOURNAL_FILENAMES, Journal
+from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError, read_journal
 from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
 
@@ -52,7 +52,7 @@ def _journals(data_dir: Path) -> tuple[Journal, Journal]:
 
 def _journaled(data_dir: Path) -> list[str]:
     """The texts of the messages in the journal files, oldest first."""
-    messages = [m for journal in _journals(data_dir) for m in journal.read()]
+    messages = [m for name in JOURNAL_FILENAMES for m in read_journal(data_dir / name)]
     return [m.text for m in sorted(messages, key=lambda m: m.time)]
 
 
@@ -354,11 +354,12 @@ def test_a_journal_that_cannot_be_written_stores_at_once(
     server = harness.server
     writer = open_storage("sqlite", tmp_path)
     server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
-                                  (Journal(Path("/dev/full")), Journal(Path("/dev/full")))))  # a full disk
+                                  (Journal(Path("/dev/full")), Journal(tmp_path / "spare"))))  # a full disk
     alice = harness.user("alice")
     _say(harness, alice, "PRIVMSG #lobby :kept anyway")
     assert _stored(tmp_path) == ["kept anyway"]
     assert "history journal: cannot write /dev/full" in caplog.text
+    server.history.close()
 
 
 def test_a_storer_thread_stores_in_order_and_a_read_waits_for_it(tmp_path: Path) -> None:
@@ -375,9 +376,112 @@ def test_a_storer_thread_stores_in_order_and_a_read_waits_for_it(tmp_path: Path)
         _say(harness, alice, f"PRIVMSG #lobby :m{i}")
         history.store_if_due(harness.clock.now)  # hands a batch over whenever the last one is done
     alice.lines()
-    alice.send("CHATHISTORY LATEST #lobby * 100")
+    alice.send("CHATHISTORY LATEST #lobby * 100")  # the read is the storer's job after the last batch
+    history.close()  # waits for the storer's jobs
     assert [m.params[1] for m in _batch(alice)[1]] == [f"m{i}" for i in range(100, 200)]
-    history.close()
     assert _stored(tmp_path)[-1] == "m199" and len(_stored(tmp_path)) == 100
     assert _journaled(tmp_path) == []
     assert history.written == 200
+
+
+class StepStorer:
+    """A storer that runs its jobs when the test says so: the server's thread runs them whenever."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self.holding = True  # False: run each job at once
+
+    def submit(self, fn: Callable[[], T], /) -> Future[T]:
+        future: Future[T] = Future()
+        self.jobs.append((fn, future))
+        if not self.holding:
+            self.run()
+        return future
+
+    def run(self) -> None:
+        while self.jobs:
+            fn, future = self.jobs.pop(0)
+            future.set_result(fn())
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.run()
+
+
+def test_the_tick_never_hands_over_what_this_pass_has_not_journaled(tmp_path: Path) -> None:
+    """Timers can run between a pass's handlers and its flush: what the pass recorded must still reach
+    the journal before the pass's output leaves, whatever the storer is doing."""
+    harness = Harness(history_store_interval_s=0.0)
+    server = harness.server
+    storer = StepStorer()
+    history = History(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
+                      _journals(tmp_path), storer)
+    server.attach_history(history)
+    alice = harness.user("alice")
+    _say(harness, alice, "PRIVMSG #lobby :journaled")
+    alice.send("PRIVMSG #lobby :recorded in this pass")  # no commit_pending yet: the pass goes on
+    server.tick()  # hands "journaled" to the storer, which has not run yet
+    server.commit_pending()  # what the transport does before this pass's output leaves
+    assert _journaled(tmp_path) == ["journaled", "recorded in this pass"]
+    storer.holding = False
+    storer.run()
+    history.close()
+    assert _stored(tmp_path) == ["journaled", "recorded in this pass"]
+
+
+def test_one_bad_message_does_not_take_its_batch_with_it(tmp_path: Path) -> None:
+    harness = Harness()
+    writer = open_storage("sqlite", tmp_path)
+    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
+    good = [HistoryMessage(f"0badcafe-{n:x}", "#lobby", 1_700_000_000.0 + n, "a!u@h", None, "PRIVMSG", f"m{n}")
+            for n in (1, 2)]  # fmt: skip
+    bad = HistoryMessage("0badcafe-9", "#lobby", 1_700_000_000.5, "a!u@h", None, "PRIVMSG", "?", parties=("a", "b"))
+    for message in (good[0], bad, good[1]):  # a private message whose target is not its conversation's
+        history.record(message)
+    history.commit()
+    history.store_if_due(0.0)
+    assert _stored(tmp_path) == ["m1", "m2"]
+    assert (history.written, history.failed_writes) == (2, 1)
+    assert _journaled(tmp_path) == []
+
+
+def test_a_database_that_refuses_writes_gets_the_batch_again_then_it_is_given_up(tmp_path: Path) -> None:
+    open_storage("sqlite", tmp_path).close()  # the schema
+    refusing = open_storage("sqlite", tmp_path, readonly=True)  # "attempt to write a readonly database"
+    harness = Harness(history_store_interval_s=0.0)
+    history = History(harness.server.config, refusing, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
+    history.record(HistoryMessage("0badcafe-1", "#lobby", 1_700_000_000.0, "a!u@h", None, "PRIVMSG", "kept"))
+    history.commit()
+    for attempt in range(STORE_ATTEMPTS):
+        history.store_if_due(float(attempt))
+        assert history.failed_writes == 0
+        assert _journaled(tmp_path) == ["kept"]  # the journal keeps it for a restart meanwhile
+    history.store_if_due(9.0)
+    assert history.failed_writes == 1
+
+
+def test_recover_keeps_the_journals_when_the_database_refuses_them(tmp_path: Path) -> None:
+    open_storage("sqlite", tmp_path).close()
+    journals = _journals(tmp_path)
+    journals[0].append([HistoryMessage("0badcafe-1", "#lobby", 1_700_000_000.0, "a!u@h", None, "PRIVMSG", "m1")])
+    history = History(Harness().server.config, open_storage("sqlite", tmp_path, readonly=True),
+                      ImmediateReader(tmp_path), 0.0, journals)
+    with pytest.raises(JournalError, match=r"cannot store the 1 messages of .*history-0\.journal"):
+        history.recover()
+    assert _journaled(tmp_path) == ["m1"]
+
+
+def test_a_second_server_cannot_take_the_journals(tmp_path: Path) -> None:
+    first = _journals(tmp_path)
+    with pytest.raises(JournalError, match="in use by another salotto process"):
+        Journal(tmp_path / JOURNAL_FILENAMES[0])
+    for journal in first:
+        journal.close()
+    Journal(tmp_path / JOURNAL_FILENAMES[0]).close()  # free again once the first closed it
+
+
+def test_a_read_sees_what_the_same_pass_recorded(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time"])
+    alice.lines()
+    alice.send("PRIVMSG #lobby :said just now")  # no flush between the two lines: one loop pass
+    alice.send("CHATHISTORY LATEST #lobby * 10")
+    assert [m.params[1] for m in _batch(alice)[1]] == ["said just now"]

@@ -3,13 +3,15 @@
 The promise is that nobody ever sees a message that a ``kill -9`` could lose. The transport calls
 :meth:`Server.commit_pending` before it writes to any socket, so the first flush of a pass makes every
 message recorded in that pass durable before a byte of them is sent: one ``write()`` of the pass's
-messages to the journal (:mod:`salotto.storage.journal`). Nothing waits for the database after that.
-Once ``history_store_interval_s`` has passed (or ``history_store_max_messages`` wait), after a pass's
-output has left, the journal's messages are handed in one batch to the storer, a thread with a writer
-connection of its own, and further appends go to the second journal; the storer empties the first once
-its batch is in the database. A read runs on another connection, so :meth:`History.read` waits until
-everything recorded is stored; at startup, :meth:`History.recover` stores what a crash left in the
-journals.
+messages to the journal (:mod:`salotto.storage.journal`). The loop does not wait for the database
+after that. Once ``history_store_interval_s`` has passed (or ``history_store_max_messages`` wait), after
+a pass's output has left, the journal's messages are handed in one batch to the storer, a thread with a
+writer connection of its own, and further appends go to the second journal; the storer empties the
+first once its batch is in the database. The loop waits only to hand over a batch while the one before
+is still being stored (the journals take turns), which a full journal or a read may ask for. Reads and
+retention steps are jobs of the storer too, after the batches before them: a read (on a reader
+connection) sees every message recorded before it. At startup, :meth:`History.recover` stores what a
+crash left in the journals.
 
 Why not one database transaction per pass, on the loop: under the fanout benchmark (about 33 messages
 per pass) that cost the loop some 220 us of CPU a pass, most of it per transaction whatever its size:
@@ -31,7 +33,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from salotto.config import Config
-from salotto.storage.base import HistoryMessage, Storage
+from salotto.storage.base import AlreadyExists, HistoryMessage, Storage
 from salotto.storage.journal import Journal, JournalError
 from salotto.storage.worker import Outcome
 
@@ -44,6 +46,9 @@ T = TypeVar("T")
 # Rows one retention step deletes; steps repeat on the following ticks until nothing is left, so
 # the loop is never held for long (about 5 ms per step here).
 PRUNE_STEP_ROWS = 500
+# Times a batch is offered to a database that refuses it (locked, disk full) before its messages are
+# given up, one per history_store_interval_s or so.
+STORE_ATTEMPTS = 3
 
 
 class Reader(Protocol):
@@ -60,7 +65,8 @@ class Storer(Protocol):
 
 class History:
     __slots__ = (
-        "_inflight", "_next_prune", "_next_store", "_pruning", "_spare", "_storer", "config", "failed_writes",
+        "_failures", "_inflight", "_next_prune", "_next_store", "_prune", "_pruning", "_spare", "_storer", "config",
+        "failed_writes",
         "journal", "pending", "reader", "unstored", "writer", "written",
     )  # fmt: skip
 
@@ -84,14 +90,16 @@ class History:
         if journals is not None:
             self.journal, self._spare = journals
         self._storer = storer
-        self._inflight: Future[None] | None = None  # the batch being stored
+        self._inflight: Future[list[HistoryMessage]] | None = None  # the batch being stored
+        self._failures = 0  # batches in a row the database refused
         self.pending: list[HistoryMessage] = []  # recorded in this pass
         self.unstored: list[HistoryMessage] = []  # in the journal, not yet handed to the storer
         self.written = 0
         self.failed_writes = 0
         self._next_prune = now
         self._next_store = now
-        self._pruning = False
+        self._pruning = False  # a retention round is under way (it takes as many steps as it needs)
+        self._prune: Future[int] | None = None  # the retention step being run
 
     def record(self, message: HistoryMessage) -> None:
         self.pending.append(message)
@@ -100,71 +108,110 @@ class History:
         """Make what this pass recorded durable: one journal record (or one transaction without journals)."""
         batch = self.pending
         self.pending = []
+        if not batch:
+            return
         journal = self.journal
         if journal is None:
-            self._run(partial(self._store, batch)).result()
+            failed = self._run(partial(self._store_and_clear, batch, None)).result()
+            self.failed_writes += len(failed)
             return
         self.unstored += batch
         try:
             journal.append(batch)
         except JournalError as exc:
             log.error("history journal: %s; storing in the database at once", exc)
-            self.store()
+            self._submit_store()
+            self._wait()
 
     def store_if_due(self, now: float) -> None:
         """Called after each pass's output has left, and by the timer tick: hand what waits in the journal
-        to the storer, unless the last batch is still being stored (then on a later pass)."""
+        to the storer, unless the last batch is still being stored (then on a later pass). Never what
+        this pass recorded and did not journal yet: its output may still leave before the storer runs."""
+        inflight = self._inflight
+        if inflight is not None and inflight.done():
+            self._inflight = None
+            self._take_back(inflight.result())
         waiting = len(self.unstored)
         if not waiting:
             return
         full = waiting >= self.config.history_store_max_messages
-        if not full and self._inflight is not None and not self._inflight.done():
+        if not full and self._inflight is not None:
             return
         if full or now >= self._next_store:  # full: wait for the batch before if need be
             self._next_store = now + self.config.history_store_interval_s
             self._submit_store()
 
     def store(self) -> None:
-        """Put every recorded message into the database and wait until it is there (before a read, on
-        a journal error, at shutdown)."""
-        if self.pending or self.unstored:
+        """Put every recorded message into the database and wait until it is there (at shutdown)."""
+        self.commit()
+        if self.unstored:
             self._submit_store()
+        self._wait()
+
+    def _wait(self) -> None:
         if self._inflight is not None:
-            self._inflight.result()
+            inflight, self._inflight = self._inflight, None
+            self._take_back(inflight.result())
 
     def _submit_store(self) -> None:
-        batch = self.unstored + self.pending if self.pending else self.unstored
+        """Hand every journaled message to the storer, with the journal that holds them; appends go on in
+        the other journal, which is empty once the batch before it is stored."""
+        self._wait()
+        batch = self.unstored
         self.unstored = []
-        self.pending = []
         journal = self.journal
         if journal is not None:
-            # The spare journal is empty once the batch before is stored: appends go on there.
-            if self._inflight is not None:
-                self._inflight.result()
             self.journal, self._spare = self._spare, journal
         self._inflight = self._run(partial(self._store_and_clear, batch, journal))
 
-    def _store_and_clear(self, batch: list[HistoryMessage], journal: Journal | None) -> None:
-        """On the storer: store ``batch``, then empty the journal that holds it (and nothing else)."""
-        self._store(batch)
+    def _take_back(self, failed: list[HistoryMessage]) -> None:
+        """The messages of a batch that failed for want of the database (locked, disk full) are tried again
+        with the next one, STORE_ATTEMPTS times in all: their journal keeps them until then."""
+        if not failed:
+            self._failures = 0
+            return
+        self._failures += 1
+        if self._failures >= STORE_ATTEMPTS:
+            self._failures = 0
+            self.failed_writes += len(failed)
+            log.error("gave up storing %d messages in history after %d attempts", len(failed), STORE_ATTEMPTS)
+            return
+        self.unstored[:0] = failed
+
+    def _store_and_clear(self, batch: list[HistoryMessage], journal: Journal | None) -> list[HistoryMessage]:
+        """On the storer: store ``batch``, then empty the journal that holds it (and nothing else). Returns
+        the messages to try again: the whole batch when the database could not be written."""
+        try:
+            self._store(batch)
+        except Exception as exc:  # StorageError, or the backend's own (sqlite3.Error: disk full...)
+            # The messages were delivered anyway: refusing to chat because the disk is full would lose
+            # more than it saves. Logged, and counted for /metrics if they never get in.
+            log.error("could not store %d messages in history: %s", len(batch), exc)
+            return batch
         if journal is not None and journal.size:
-            # Also when the store failed: those messages are counted in failed_writes, like the
-            # messages of a failed transaction without a journal, rather than retried for ever.
             try:
                 journal.clear()
             except JournalError as exc:
                 log.error("history journal: %s", exc)
+        return []
 
     def _store(self, batch: list[HistoryMessage]) -> None:
+        """Store ``batch``; a message the backend refuses (a duplicate msgid...) is left out alone, not
+        with its batch. Raises when the database cannot be written at all."""
         if not batch:
             return
         try:
             self.writer.append_messages(batch)
-        except Exception as exc:  # StorageError, or the backend's own (sqlite3.Error: disk full...)
-            # The messages are delivered anyway: refusing to chat because the disk is full would
-            # lose more than it saves. The error is logged and counted for /metrics.
-            self.failed_writes += len(batch)
-            log.error("could not store %d messages in history: %s", len(batch), exc)
+        except (AlreadyExists, ValueError):
+            # One bad message rolls its whole transaction back: store them one by one.
+            for message in batch:
+                try:
+                    self.writer.append_messages([message])
+                except (AlreadyExists, ValueError) as exc:
+                    self.failed_writes += 1
+                    log.error("could not store message %s in history: %s", message.msgid, exc)
+                else:
+                    self.written += 1
             return
         self.written += len(batch)
 
@@ -180,7 +227,11 @@ class History:
 
     def recover(self) -> int:
         """Store what the journals hold from a run that ended without storing it (a crash); returns how
-        many messages that was. Those stored before the crash are left out (they may be both)."""
+        many messages that was. Those stored before the crash are left out (they may be both).
+
+        Raises:
+            JournalError: a journal cannot be read, or the database cannot take its messages; the journals
+                are kept for the next start."""
         journals = [j for j in (self._spare, self.journal) if j is not None and j.size]
         if not journals:
             return 0
@@ -188,7 +239,11 @@ class History:
         def recover() -> int:
             writer = self.writer
             messages = [m for j in journals for m in j.read() if writer.get_message(m.msgid) is None]
-            self._store(messages)
+            try:
+                self._store(messages)
+            except Exception as exc:
+                names = ", ".join(str(j.path) for j in journals)
+                raise JournalError(f"cannot store the {len(messages)} messages of {names}: {exc}") from None
             for journal in journals:
                 journal.clear()
             return len(messages)
@@ -196,13 +251,28 @@ class History:
         return self._run(recover).result()
 
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
-        """Run ``fn`` on a reader connection; it sees every message recorded so far."""
-        self.store()
-        self.reader.read(fn, callback)
+        """Run ``fn`` on a reader connection once every message recorded so far is stored: the storer runs
+        its jobs in order, so the read is its job after the batch (the loop does not wait for either)."""
+        self.commit()  # journaled first: this pass's output may leave before the storer gets to them
+        if self.unstored:
+            self._submit_store()
+        self._run(partial(self.reader.read, fn, callback))
 
     def retention_step(self, now: float, wall: float) -> None:
-        """Called every tick: run a bounded retention step when one is due."""
+        """Called every tick: hand the storer a bounded retention step when one is due (the loop never
+        waits for it: its outcome is looked at on a later tick)."""
         config = self.config
+        if self._prune is not None:
+            if not self._prune.done():
+                return
+            prune, self._prune = self._prune, None
+            try:
+                deleted = prune.result()
+            except Exception as exc:
+                log.error("history retention failed: %s", exc)
+                deleted = 0
+            if deleted < PRUNE_STEP_ROWS:
+                self._pruning = False
         if not self._pruning:
             if now < self._next_prune:
                 return
@@ -213,17 +283,14 @@ class History:
         if cutoff is None and max_per_target is None:
             self._pruning = False
             return
-        try:
-            deleted = self._run(partial(self.writer.prune_history, cutoff, max_per_target, PRUNE_STEP_ROWS)).result()
-        except Exception as exc:
-            log.error("history retention failed: %s", exc)
-            deleted = 0
-        if deleted < PRUNE_STEP_ROWS:
-            self._pruning = False
+        self._prune = self._run(partial(self.writer.prune_history, cutoff, max_per_target, PRUNE_STEP_ROWS))
 
     def close(self) -> None:
-        """Store what waits, stop the storer and close the journals (not the writer: the caller's)."""
+        """Store what waits, stop the storer and close the journals (not the writer: the caller's). What
+        cannot be stored stays in the journals, for the next start."""
         self.store()
+        if self.unstored:
+            log.error("%d messages could not be stored; the history journal keeps them", len(self.unstored))
         if self._storer is not None:
             self._storer.shutdown()
         for journal in (self.journal, self._spare):

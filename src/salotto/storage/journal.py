@@ -21,6 +21,7 @@ checked against that shape.
 
 from __future__ import annotations
 
+import fcntl
 import marshal
 import os
 import struct
@@ -31,7 +32,7 @@ from typing import Any, Final
 
 from salotto.storage.base import NO_TAGS, HistoryMessage
 
-__all__ = ["JOURNAL_FILENAMES", "Journal", "JournalError"]
+__all__ = ["JOURNAL_FILENAMES", "Journal", "JournalError", "read_journal"]
 
 # Two journals in the data directory: the server appends to one while the other's messages are being
 # stored (see salotto.server.history).
@@ -52,8 +53,16 @@ class Journal:
         self.path = path
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise JournalError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            # A second server on the same data directory would store this one's journal and empty it.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             self.size = os.fstat(self._fd).st_size
         except OSError as exc:
+            os.close(self._fd)
+            if isinstance(exc, BlockingIOError):
+                raise JournalError(f"{path} is in use by another salotto process") from None
             raise JournalError(f"cannot open {path}: {exc.strerror}") from None
 
     def append(self, messages: Sequence[HistoryMessage]) -> None:
@@ -84,13 +93,17 @@ class Journal:
         os.close(self._fd)
 
     def read(self) -> list[HistoryMessage]:
-        """Every message of the complete records, in order. A torn or damaged record ends the journal:
-        it was being written when the process died, and nobody received what it held."""
-        try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise JournalError(f"cannot read {self.path}: {exc.strerror}") from None
-        return list(_messages(data))
+        return read_journal(self.path)
+
+
+def read_journal(path: Path) -> list[HistoryMessage]:
+    """Every message of the journal file's complete records, in order. A torn or damaged record ends the
+    journal: it was being written when the process died, and nobody received what it held."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror}") from None
+    return list(_messages(data))
 
 
 def _messages(data: bytes) -> Iterator[HistoryMessage]:

@@ -6,13 +6,13 @@ A message's position is ``(time_ms, id)``; a msgid selector is that position, a 
 between messages. Each query is one range scan of the ``(target, time_ms)`` index, in the direction that
 reaches the kept messages first.
 
-Writing is on the server's hot path (its loop thread stores every message before sending it), so a
-message costs two B-tree inserts: the table and ``(target, time_ms)``. The server's own msgids
-(``PREFIX-COUNTER``, :meth:`salotto.server.state.Server.new_msgid`) are the row's ``id`` itself, so a
-lookup by msgid is a rowid lookup and needs no index; any other msgid is kept as text, under a partial
-unique index, with an ``id`` below the server's. ``id`` thus orders the messages of one millisecond by
-insertion: by counter within one run of the server, by insertion for the others. Retention by age walks
-the ``(target, time_ms)`` index target by target.
+Writing is on the server's busiest path (every message it relays is stored, in batches, by a thread that
+shares the GIL with the loop), so a message costs two B-tree inserts: the table and
+``(target, time_ms)``. The server's own msgids (``PREFIX-COUNTER``, :meth:`salotto.server.state.Server.new_msgid`)
+are the row's ``id`` itself, so a lookup by msgid is a rowid lookup and needs no index; any other msgid
+is kept as text, under a partial unique index, with an ``id`` below the server's. ``id`` thus orders the
+messages of one millisecond by insertion: by counter within one run of the server, by insertion for the
+others. Retention by age walks the ``(target, time_ms)`` index target by target.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ class SqliteHistory:
 
     def append_messages(self, messages: Iterable[HistoryMessage]) -> None:
         # Flat parameter lists, one per row shape (see _INSERTS), inserted by multi-row INSERT
-        # statements: on the server this runs on the loop thread for every message, and one statement
+        # statements: on the server this runs for every message it relays, and one statement
         # for many rows skips the per-row round trip (bind, step, reset) of executemany, about a fifth
         # of the cost of an insert. Every row carries its id, so the order of the rows does not matter.
         shapes: dict[int, list[object]] = {}

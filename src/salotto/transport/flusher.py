@@ -42,9 +42,9 @@ class Flusher:
     def run(self) -> None:
         server = self._server
         if server.history is not None and server.history.pending:
-            # Group commit: a transaction costs ~100 us of CPU whatever its size (plus ~3 us a
-            # message; see salotto.server.history), so passes that follow each other closely share
-            # one; output waits at most history_commit_interval_s.
+            # Group commit: passes that follow each other closely share one journal write (a
+            # syscall, whatever its size; see salotto.server.history); output waits at most
+            # history_commit_interval_s.
             now = self._loop.time()
             due = self._last_commit + server.config.history_commit_interval_s
             if now < due:

@@ -266,7 +266,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
     def close(self, reason: str) -> None:
         if self._closing:
             return
-        self.server.commit_pending()  # nothing leaves before it is stored
+        self.server.commit_pending()  # nothing leaves before it is durable
         self.flush_now()
         self._closing = True
         self._gate.stop()
