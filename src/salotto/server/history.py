@@ -65,9 +65,8 @@ class Storer(Protocol):
 
 class History:
     __slots__ = (
-        "_failures", "_inflight", "_next_prune", "_next_store", "_prune", "_pruning", "_spare", "_storer", "config",
-        "failed_writes",
-        "journal", "pending", "reader", "unstored", "writer", "written",
+        "_failures", "_given_up", "_inflight", "_left_out", "_next_prune", "_next_store", "_prune", "_pruning",
+        "_spare", "_storer", "config", "journal", "pending", "reader", "unstored", "writer", "written",
     )  # fmt: skip
 
     def __init__(
@@ -94,12 +93,19 @@ class History:
         self._failures = 0  # batches in a row the database refused
         self.pending: list[HistoryMessage] = []  # recorded in this pass
         self.unstored: list[HistoryMessage] = []  # in the journal, not yet handed to the storer
+        # Counted by one thread each: stored and refused one by one by the storer, given up by the loop.
         self.written = 0
-        self.failed_writes = 0
+        self._left_out = 0
+        self._given_up = 0
         self._next_prune = now
         self._next_store = now
         self._pruning = False  # a retention round is under way (it takes as many steps as it needs)
         self._prune: Future[int] | None = None  # the retention step being run
+
+    @property
+    def failed_writes(self) -> int:
+        """Messages that are not in history and will not be (for /metrics)."""
+        return self._left_out + self._given_up
 
     def record(self, message: HistoryMessage) -> None:
         self.pending.append(message)
@@ -113,7 +119,7 @@ class History:
         journal = self.journal
         if journal is None:
             failed = self._run(partial(self._store_and_clear, batch, None)).result()
-            self.failed_writes += len(failed)
+            self._given_up += len(failed)
             return
         self.unstored += batch
         try:
@@ -155,7 +161,7 @@ class History:
 
     def _submit_store(self) -> None:
         """Hand every journaled message to the storer, with the journal that holds them; appends go on in
-        the other journal, which is empty once the batch before it is stored."""
+        the other journal, once the batch before is stored (all it holds is then stored or handed over)."""
         self._wait()
         batch = self.unstored
         self.unstored = []
@@ -173,7 +179,7 @@ class History:
         self._failures += 1
         if self._failures >= STORE_ATTEMPTS:
             self._failures = 0
-            self.failed_writes += len(failed)
+            self._given_up += len(failed)
             log.error("gave up storing %d messages in history after %d attempts", len(failed), STORE_ATTEMPTS)
             return
         self.unstored[:0] = failed
@@ -208,7 +214,7 @@ class History:
                 try:
                     self.writer.append_messages([message])
                 except (AlreadyExists, ValueError) as exc:
-                    self.failed_writes += 1
+                    self._left_out += 1
                     log.error("could not store message %s in history: %s", message.msgid, exc)
                 else:
                     self.written += 1
