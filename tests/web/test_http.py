@@ -93,6 +93,12 @@ def test_metrics_count_connections_by_transport_messages_and_bytes(web_server: W
         assert after["salotto_received_bytes_total"] > before["salotto_received_bytes_total"]
         assert after["salotto_sent_bytes_total"] > before["salotto_sent_bytes_total"]
         assert after["salotto_connections_accepted_total"] == before["salotto_connections_accepted_total"] + 2
+        # History goes into the database in batches, on its own thread, a moment after delivery.
+        deadline = time.monotonic() + 5
+        while after["salotto_history_writes_total"] < before["salotto_history_writes_total"] + 1:
+            assert time.monotonic() < deadline, after
+            time.sleep(0.02)
+            after = _metrics(web_server)
         assert after["salotto_history_writes_total"] == before["salotto_history_writes_total"] + 1
         assert after["salotto_history_write_failures_total"] == 0
     tcp.send("QUIT :done")
