@@ -1,8 +1,9 @@
-"""One flush per loop pass for every connection written to: coalesced writes, committed history first.
+"""One flush per loop pass for every connection written to: coalesced writes, durable history first.
 
 A fanout writes to hundreds of connections; each one only appends to its buffer and, the first time
-in a pass, registers here. One callback per pass then makes the pass's messages durable in history (so nothing
-leaves that a crash could lose) and hands each buffer to its transport in one write.
+in a pass, registers here. One callback per pass then makes the pass's messages durable in history (so
+nothing leaves that a crash could lose), hands each buffer to its transport in one write, and lets
+history store its journal in the database when that is due.
 """
 
 from __future__ import annotations
