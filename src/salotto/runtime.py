@@ -129,11 +129,15 @@ def _server_secret(data_dir: str) -> bytes:
     return secret
 
 
+def _data_dir_error(config: Config, exc: Exception) -> ConfigError:
+    return ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})")
+
+
 def _open_journals(config: Config) -> tuple[Journal, Journal]:
     try:
         first, second = (Journal(Path(config.data_dir) / name) for name in JOURNAL_FILENAMES)
     except JournalError as exc:
-        raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+        raise _data_dir_error(config, exc) from None
     return first, second
 
 
@@ -149,7 +153,7 @@ def _open_store(
         writer = open_storage(config.storage_backend, config.data_dir)
         history_writer = open_storage(config.storage_backend, config.data_dir) if config.history_enabled else None
     except (StorageError, OSError) as exc:
-        raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+        raise _data_dir_error(config, exc) from None
     reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
                       loop.call_soon_threadsafe)
     busiest = history_writer or writer  # the connection that commits most starts the WAL over
@@ -163,7 +167,7 @@ def _open_store(
         try:
             recovered = history.recover()
         except JournalError as exc:
-            raise ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})") from None
+            raise _data_dir_error(config, exc) from None
         if recovered:
             log.info("history: %d messages of the last run were only in the journal; now stored", recovered)
         server.attach_history(history)

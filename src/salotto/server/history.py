@@ -133,10 +133,8 @@ class History:
         """Called after each pass's output has left, and by the timer tick: hand what waits in the journal
         to the storer, unless the last batch is still being stored (then on a later pass). Never what
         this pass recorded and did not journal yet: its output may still leave before the storer runs."""
-        inflight = self._inflight
-        if inflight is not None and inflight.done():
-            self._inflight = None
-            self._take_back(inflight.result())
+        if self._inflight is not None and self._inflight.done():
+            self._wait()
         waiting = len(self.unstored)
         if not waiting:
             return

@@ -8,11 +8,12 @@ reaches the kept messages first.
 
 Writing is on the server's busiest path (every message it relays is stored, in batches, by a thread that
 shares the GIL with the loop), so a message costs two B-tree inserts: the table and
-``(target, time_ms)``. The server's own msgids (``PREFIX-COUNTER``, :meth:`salotto.server.state.Server.new_msgid`)
-are the row's ``id`` itself, so a lookup by msgid is a rowid lookup and needs no index; any other msgid
-is kept as text, under a partial unique index, with an ``id`` below the server's. ``id`` thus orders the
-messages of one millisecond by insertion: by counter within one run of the server, by insertion for the
-others. Retention by age walks the ``(target, time_ms)`` index target by target.
+``(target, time_ms)``. The server's own msgids (``PREFIX-COUNTER``,
+:meth:`salotto.server.state.Server.new_msgid`) are the row's ``id`` itself, so a lookup by msgid is a
+rowid lookup and needs no index; any other msgid is kept as text, under a partial unique index, with an
+``id`` below the server's. ``id`` thus orders the messages of one millisecond by insertion: by counter
+within one run of the server, by insertion for the others. Retention by age walks the
+``(target, time_ms)`` index target by target.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ def _message(ctx: Context, command: str) -> None:
     history = server.history
     if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
         history = None
-    text = "" if is_tagmsg else _fit(params[1], client.prefix, command, params[0], server.config.max_line_bytes)
+    source = client.prefix  # built once: the relayed line and the stored message both name it
+    text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
     for target in targets:
         if not target:
             continue
@@ -101,14 +102,14 @@ def _message(ctx: Context, command: str) -> None:
                 continue
             body[0] = channel.name
             msgid = server.new_msgid()
-            out = Outgoing(client.prefix, command, body, wall=wall, msgid=msgid,
+            out = Outgoing(source, command, body, wall=wall, msgid=msgid,
                            account=client.account, client_tags=client_tags)
             recipients = channel.members
             if is_tagmsg:
                 recipients = {m: s for m, s in recipients.items() if "message-tags" in m.caps}
             stats.deliveries_out += out.deliver(recipients, exclude=client)
             if history is not None:
-                history.record(HistoryMessage(msgid, channel.name_cf, wall, client.prefix, client.account,
+                history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
                                               command, text, client_tags or NO_TAGS))
         else:
             if is_service(target):
@@ -122,7 +123,7 @@ def _message(ctx: Context, command: str) -> None:
                 continue
             body[0] = recipient.nick
             msgid = server.new_msgid()
-            out = Outgoing(client.prefix, command, body, wall=wall, msgid=msgid,
+            out = Outgoing(source, command, body, wall=wall, msgid=msgid,
                            account=client.account, client_tags=client_tags)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
@@ -134,7 +135,7 @@ def _message(ctx: Context, command: str) -> None:
                 sender_id, recipient_id = history_identity(server, client), history_identity(server, recipient)
                 if sender_id is not None and recipient_id is not None:
                     history.record(HistoryMessage(
-                        msgid, conversation_key(sender_id, recipient_id), wall, client.prefix, client.account,
+                        msgid, conversation_key(sender_id, recipient_id), wall, source, client.account,
                         command, text, client_tags or NO_TAGS, (sender_id, recipient_id),
                     ))
         if echo:
