@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -15,11 +16,11 @@ from typing import Any
 
 from salotto import __version__
 from salotto.config import Config, ConfigError, load_config, parse_host_port
-from salotto.server.accounts import Accounts
+from salotto.server.accounts import Accounts, Writer
 from salotto.server.history import History
 from salotto.server.offload import ThreadOffload
 from salotto.server.state import Server
-from salotto.storage import Storage, StorageError, open_storage
+from salotto.storage import StorageError, open_storage
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
@@ -143,27 +144,28 @@ def _open_journals(config: Config) -> tuple[Journal, Journal]:
 
 def _open_store(
     server: Server, config: Config, loop: asyncio.AbstractEventLoop, offload: ThreadOffload
-) -> tuple[Storage, ReadPool]:
-    """The writer connection (on this thread) and the reader pool; history and accounts attached.
+) -> list[Callable[[], None]]:
+    """Open the store, attach history and accounts; returns what closes them, in that order.
 
-    History has a writer connection of its own, used only by its storer thread (see
-    salotto.server.history); accounts and channels keep this thread's. SQLite lets one of them write at a
-    time: either waits for the other's transaction (a few milliseconds at most)."""
+    The store has one writer connection. With history on, it belongs to history's storer thread, and
+    accounts and channels write through it too (see salotto.server.history): this thread looks accounts
+    up on a read-only connection of its own. With history off, this thread writes."""
     try:
         writer = open_storage(config.storage_backend, config.data_dir)
-        history_writer = open_storage(config.storage_backend, config.data_dir) if config.history_enabled else None
+        lookups = writer
+        if config.history_enabled:
+            lookups = open_storage(config.storage_backend, config.data_dir, readonly=True)
     except (StorageError, OSError) as exc:
         raise _data_dir_error(config, exc) from None
     reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
                       loop.call_soon_threadsafe)
-    busiest = history_writer or writer  # the connection that commits most starts the WAL over
-    if isinstance(busiest, SqliteStorage):
-        reader.on_close(busiest.checkpoint_in_background())
-    if isinstance(writer, SqliteStorage) and busiest is not writer:
-        writer.leave_checkpoints_to_thread()
-    if history_writer is not None:
+    if isinstance(writer, SqliteStorage):
+        reader.on_close(writer.checkpoint_in_background())
+    closers = [reader.close, offload.close]
+    write: Writer | None = None
+    if config.history_enabled:
         storer = ThreadPoolExecutor(1, thread_name_prefix="salotto-history")
-        history = History(config, history_writer, reader, server.clock(), _open_journals(config), storer)
+        history = History(config, writer, reader, server.clock(), _open_journals(config), storer)
         try:
             recovered = history.recover()
         except JournalError as exc:
@@ -171,9 +173,13 @@ def _open_store(
         if recovered:
             log.info("history: %d messages of the last run were only in the journal; now stored", recovered)
         server.attach_history(history)
+        write = history.write
+        closers.insert(0, history.close)  # stores what waits, while the reader pool is open
+        closers.append(lookups.close)
+    closers.append(writer.close)
     server.offload = offload
-    server.attach_accounts(Accounts(writer, offload, _server_secret(config.data_dir)))
-    return writer, reader
+    server.attach_accounts(Accounts(lookups, offload, _server_secret(config.data_dir), write))
+    return closers
 
 
 async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
@@ -181,7 +187,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     loop = asyncio.get_running_loop()
     server = Server(config)
     offload = ThreadOffload(loop.call_soon_threadsafe)
-    writer, reader = _open_store(server, config, loop, offload)
+    closers = _open_store(server, config, loop, offload)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
 
@@ -241,12 +247,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
     finally:
-        if server.history is not None:
-            server.history.close()
-            server.history.writer.close()
-        reader.close()
-        offload.close()
-        writer.close()
+        for close in closers:
+            close()
         if tick_handle is not None:
             tick_handle.cancel()
         for listener, _ in listeners:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
+from salotto.server.accounts import Accounts
 from salotto.server.history import History
-from salotto.storage import open_storage
+from salotto.storage import Storage, open_storage
 from tests.server.harness import Harness, User
 from tests.server.test_accounts import PASSWORD, _harness, _registered
 from tests.server.test_history import ImmediateReader
+
+T = TypeVar("T")
 
 
 def _founder_with_room(h: Harness) -> User:
@@ -38,6 +45,43 @@ def test_registered_channel_keeps_topic_and_modes_across_a_restart(tmp_path: Pat
     bob.send("MODE #room")
     modes = bob.messages()[0]
     assert modes.command == "324" and set("knst") <= set(modes.params[2]) and modes.params[3] == "sesame"
+
+
+def test_with_history_every_write_goes_through_the_storers_one_writer_connection(tmp_path: Path) -> None:
+    """As the server runs with history on: the storer thread holds the only writer connection, and the
+    loop looks accounts up on a read-only one, where a write would fail. Registering, access lists,
+    topics and drops all work, and the next command sees each of them."""
+    h = Harness()
+    server = h.server
+    history = History(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
+                      storer=ThreadPoolExecutor(1))
+    server.attach_history(history)
+    writers: set[str] = set()
+
+    def write(fn: Callable[[Storage], T]) -> T:
+        def on_the_writer(store: Storage) -> T:
+            writers.add(threading.current_thread().name)
+            return fn(store)
+
+        return history.write(on_the_writer)
+
+    lookups = open_storage("sqlite", tmp_path, readonly=True)
+    server.attach_accounts(Accounts(lookups, server.offload, writer=write))
+    alice = _founder_with_room(h)
+    _registered(h, "carol")
+    alice.send("PRIVMSG ChanServ :ACCESS #room ADD carol op")
+    assert "carol now has op access" in alice.messages()[-1].params[1]
+    alice.send("TOPIC #room :Changed")
+    alice.send("PRIVMSG ChanServ :ACCESS #room DEL carol")
+    assert "carol removed from #room" in alice.messages()[-1].params[1]
+    registration = lookups.get_channel("#room")
+    assert registration is not None and registration.topic == "Changed" and registration.access == {"alice": "founder"}
+    alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
+    assert "with channels #room" in alice.messages()[-1].params[1]
+    history.close()
+    assert lookups.get_account("alice") is None and lookups.get_channel("#room") is None
+    assert lookups.get_account("carol") is not None
+    assert len(writers) == 1 and threading.current_thread().name not in writers
 
 
 def test_founder_and_access_list_get_status_on_join(tmp_path: Path) -> None:

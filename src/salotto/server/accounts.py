@@ -2,10 +2,12 @@
 
 The store (:mod:`salotto.storage`) keeps accounts and registered channels; this module is the server's
 side of them. Password hashing (scrypt, tens of milliseconds) runs on :class:`~salotto.server.offload.Offload`
-threads; the results come back on the loop thread, where the short store writes happen, on the
-loop's writer connection (history writes on a connection of its own, from its storer thread). Account
-lookups are single-row primary-key reads on that connection (microseconds), so NICK can check whether
-a nick is registered without a round trip.
+threads; the results come back on the loop thread. The store has one writer connection, history's
+(:meth:`salotto.server.history.History.write`): the short account and channel writes run there, in
+turn with history's batches, and the loop waits for them (a few milliseconds at most; they are rare).
+Account lookups are single-row primary-key reads on a connection of the loop's own (microseconds), so
+NICK can check whether a nick is registered without a round trip, and they see every write that
+returned.
 
 Login attempts are limited per IP and per account (token buckets, ``login_attempts_per_ip`` and
 ``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one
@@ -18,7 +20,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from salotto.passwords import make_account_secret, verify_password
 from salotto.proto.casemap import casefold
@@ -39,6 +41,7 @@ __all__ = [
     "SERVICES",
     "Accounts",
     "LoginThrottle",
+    "Writer",
     "grant_access_status",
     "is_service",
     "log_in",
@@ -47,10 +50,13 @@ __all__ = [
     "persist_channel_state",
     "rename_to_guest",
     "restore_channel_state",
+    "save_channel_state",
     "status_for",
 ]
 
 log = logging.getLogger("salotto.accounts")
+
+T = TypeVar("T")
 
 # The services' pseudo-users: their nicks can't be taken, and messages to them are commands.
 SERVICES = ("NickServ", "ChanServ")
@@ -107,11 +113,21 @@ def ip_key(ip: str) -> str:
         return ip
 
 
+class Writer(Protocol):
+    """Runs a write on the store's writer connection, wherever that lives, and returns its result."""
+
+    def __call__(self, fn: Callable[[Storage], T], /) -> T: ...
+
+
 class Accounts:
     """The account and channel registry of one server: store, hashing pool and throttles."""
 
-    def __init__(self, store: Storage, offload: Offload, secret: bytes | None = None) -> None:
+    def __init__(
+        self, store: Storage, offload: Offload, secret: bytes | None = None, writer: Writer | None = None
+    ) -> None:
+        """``store`` answers lookups; ``writer`` runs the writes (on ``store`` itself without it)."""
         self.store = store
+        self._writer = writer
         self.offload = offload
         # Registered channels, read once at startup and written through: joins consult it often.
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
@@ -144,14 +160,28 @@ class Accounts:
             self._registered[key] = known
         return known
 
+    def write(self, fn: Callable[[Storage], T]) -> T:
+        """Run ``fn`` on the writer connection and wait for it; ``fn`` must only use the store it is
+        given. Raises what ``fn`` raises."""
+        if self._writer is None:
+            return fn(self.store)
+        return self._writer(fn)
+
     def set_verified(self, name: str) -> None:
         self._registered.pop(casefold(name), None)
-        self.store.set_verified(name, True)
+        self.write(lambda store: store.set_verified(name, True))
 
-    def delete(self, name: str) -> None:
-        """Delete the account (in the caller's transaction, if any)."""
+    def delete(self, name: str, founded: list[str] | None = None) -> None:
+        """Delete the account, with the channels in ``founded`` (its own), in one transaction."""
+
+        def delete(store: Storage) -> None:
+            with store.transaction():
+                for channel in founded or ():
+                    store.drop_channel(channel)
+                store.delete_account(name)
+
         self._registered.pop(casefold(name), None)
-        self.store.delete_account(name)
+        self.write(delete)
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
         """Count one password attempt from the client's address; 0.0 if it may go ahead (and the
@@ -208,8 +238,11 @@ class Accounts:
                 callback(None)
                 return
             self._registered.pop(casefold(name), None)
+            secret = outcome.value
             try:
-                account = self.store.create_account(name, outcome.value, created, email=email, verified=verified)
+                account = self.write(
+                    lambda store: store.create_account(name, secret, created, email=email, verified=verified)
+                )
             except AlreadyExists:
                 callback(None)
                 return
@@ -322,26 +355,30 @@ def grant_access_status(server: Server, channel: Channel, client: Client, ctx: C
         change.deliver(channel.members)
 
 
-def persist_channel_state(server: Server, channel: Channel, *, registering: bool = False) -> None:
+def save_channel_state(store: Storage, channel: Channel) -> None:
+    """Write a registered channel's topic and modes to ``store`` (a writer's: see :meth:`Accounts.write`)."""
+    store.update_channel(
+        channel.name,
+        topic=(channel.topic, channel.topic_set_by, float(channel.topic_set_at)),
+        modes="".join(sorted(channel.modes)),
+        key=channel.key,
+        limit=channel.limit,
+        clear_key=channel.key is None,
+        clear_limit=channel.limit is None,
+    )
+
+
+def persist_channel_state(server: Server, channel: Channel) -> None:
     """Store a registered channel's topic and modes (after TOPIC or MODE changed them)."""
     accounts = server.accounts
-    if accounts is None or (not registering and channel.name_cf not in accounts.channels):
+    if accounts is None or channel.name_cf not in accounts.channels:
         return
     try:
-        accounts.store.update_channel(
-            channel.name,
-            topic=(channel.topic, channel.topic_set_by, float(channel.topic_set_at)),
-            modes="".join(sorted(channel.modes)),
-            key=channel.key,
-            limit=channel.limit,
-            clear_key=channel.key is None,
-            clear_limit=channel.limit is None,
-        )
+        accounts.write(lambda store: save_channel_state(store, channel))
     except Exception as exc:  # the backend's own (disk full...): the change stands, unsaved
         log.error("could not store the state of %s: %s", channel.name, exc)
         return
-    if not registering:
-        accounts.refresh_channel(channel.name)
+    accounts.refresh_channel(channel.name)
 
 
 def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> None:

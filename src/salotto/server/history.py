@@ -254,6 +254,14 @@ class History:
 
         return self._run(recover).result()
 
+    def write(self, fn: Callable[[Storage], T]) -> T:
+        """Run ``fn`` on the writer connection and return what it returns (or raise what it raises).
+
+        With a storer it runs there, after the jobs handed over before: the process has one writer
+        connection, and accounts and channels write through here. The loop waits for it, a few
+        milliseconds at most (a batch being stored), which these rare writes can afford."""
+        return self._run(partial(fn, self.writer)).result()
+
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
         """Run ``fn`` on a reader connection once every message recorded so far is stored: the storer runs
         its jobs in order, so the read is its job after the batch (the loop does not wait for either)."""

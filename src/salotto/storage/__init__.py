@@ -1,9 +1,9 @@
 """Storage: accounts, registered channels, message history and read markers behind one interface.
 
 ``open_storage("sqlite", data_dir)`` opens a connection of a backend. The server writes through one
-connection on its loop thread (see :mod:`salotto.server.history`) and reads through
-:class:`~salotto.storage.readers.ReadPool`; :class:`StorageWorker` (a writer thread and readers) serves
-offline tools such as ``bench/history_bench``.
+connection on history's storer thread (see :mod:`salotto.server.history`) and reads through read-only
+ones (:class:`~salotto.storage.readers.ReadPool`); :class:`StorageWorker` (a writer thread and readers)
+serves offline tools (``bench/history_bench``) and the durability test.
 See DESIGN.md, layer 4.
 """
 

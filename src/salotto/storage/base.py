@@ -1,10 +1,10 @@
 """The storage interface: accounts, registered channels, message history and read markers.
 
 Every backend implements :class:`Storage` and passes the suite in ``tests/storage``. A ``Storage`` object
-is one connection: synchronous, used by one thread at a time. The server writes through two: one on
-its loop thread (accounts, channels), one on history's storer thread (messages in batches, retention;
-see :mod:`salotto.server.history`); each table has one of them as its only writer. Reads run on
-:class:`~salotto.storage.readers.ReadPool`.
+is one connection: synchronous, used by one thread at a time. The server writes through one, on
+history's storer thread (messages in batches, retention, and the accounts and channels the loop hands
+it; see :mod:`salotto.server.history`). Reads run on read-only connections: the loop's own for
+account lookups, :class:`~salotto.storage.readers.ReadPool` for the rest.
 
 Names: account names and channel names are stored as given (for display) and compared by their
 :func:`~salotto.proto.casemap.casefold`; every method that takes a name casefolds it itself.

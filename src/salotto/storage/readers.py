@@ -1,8 +1,8 @@
 """Reads off the event loop: a small thread pool, each thread with its own read-only connection.
 
-Writes stay with the one writer connection the server uses on its loop thread (see
-:mod:`salotto.server.history` for why); reads such as CHATHISTORY, which may scan, run here and come
-back through ``call_soon`` (``loop.call_soon_threadsafe`` in the server). No asyncio import.
+Writes go to the one writer connection, on history's storer thread (see :mod:`salotto.server.history`);
+reads such as CHATHISTORY, which may scan, run here and come back through ``call_soon``
+(``loop.call_soon_threadsafe`` in the server). No asyncio import.
 """
 
 from __future__ import annotations

@@ -14,12 +14,10 @@ checkpointed into the main file. What that buys and costs:
   millisecond to tens of milliseconds, per loop tick that writes); a chat server's last second of
   messages before a power cut is not worth that.
 
-Writers: the server has two read-write connections, each the only writer of its tables: one on its
-event loop thread (accounts, channels), one on history's storer thread (messages, conversations; see
-:mod:`salotto.server.history`). SQLite lets one write at a time; the other waits (``BUSY_TIMEOUT_MS``)
-for a transaction of a few milliseconds at most. Offline tools use one connection, or a
-:class:`~salotto.storage.worker.StorageWorker`'s thread. Readers open ``readonly=True`` connections,
-which in WAL mode never block a writer nor wait for one.
+Writers: the server has one read-write connection, on history's storer thread (see
+:mod:`salotto.server.history`), or on its event loop thread with history off. Offline tools use one
+connection, or a :class:`~salotto.storage.worker.StorageWorker`'s thread. Readers open ``readonly=True``
+connections, which in WAL mode never block a writer nor wait for one.
 
 Checkpoints. By default SQLite checkpoints inside the COMMIT that grows the WAL past 1000 pages, and
 that checkpoint fsyncs: tens of milliseconds on the writer's thread. :meth:`SqliteStorage.checkpoint_in_background`
@@ -54,9 +52,8 @@ from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
 __all__ = ["DB_FILENAME", "WAL_LIMIT_BYTES", "SqliteStorage", "migrate"]
 
 DB_FILENAME: Final = "salotto.db"
-# How long a connection waits for a lock before failing with "database is locked": the server's two
-# writers wait for each other's short transactions; otherwise it only matters for a checkpoint racing a
-# reader, or an operator's sqlite3 shell holding a write lock.
+# How long a connection waits for a lock before failing with "database is locked": it matters for a
+# checkpoint racing a reader, or an operator's sqlite3 shell holding a write lock.
 BUSY_TIMEOUT_MS: Final = 5000
 FOUNDER_LEVEL: Final = "founder"
 # The WAL size past which the writer starts the WAL over (see checkpoint_in_background). Each time
@@ -230,13 +227,6 @@ class SqliteStorage(SqliteHistory):
             thread.join(timeout=10)
 
         return stop_and_join
-
-    def leave_checkpoints_to_thread(self, wal_limit_bytes: int = WAL_LIMIT_BYTES) -> None:
-        """No checkpoint inside this connection's commits: another connection's
-        :meth:`checkpoint_in_background` thread checkpoints the whole database. Whichever connection
-        writes first after a restart cuts the WAL file back to ``wal_limit_bytes``."""
-        self._db.execute("PRAGMA wal_autocheckpoint = 0")
-        self._db.execute(f"PRAGMA journal_size_limit = {wal_limit_bytes}")
 
     def _checkpoint_and_restart_wal(self) -> None:
         self._restart_wal = False

@@ -196,7 +196,7 @@ class SqliteHistory:
     # Where the next retention step by age resumes ("" = the first target); see _prune_by_age.
     _prune_cursor: str = ""
     # Conversation target -> the two names its conversations rows were last committed with (by this
-    # connection, the only writer of that table): a private message between the same two names needs
+    # connection, the only writer): a private message between the same two names needs
     # no casefolding, no check and no upsert. Set by SqliteStorage.__init__.
     _conversation_names: dict[str, tuple[str, str]]
 

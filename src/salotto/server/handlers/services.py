@@ -21,12 +21,12 @@ from salotto.server.accounts import (
     is_service,
     log_in,
     log_out,
-    persist_channel_state,
+    save_channel_state,
 )
 from salotto.server.channel import Channel
 from salotto.server.context import Context
 from salotto.server.handlers.auth import start_registration, try_login, verify_account
-from salotto.storage.base import AlreadyExists, StoredAccount
+from salotto.storage.base import AlreadyExists, Storage, StoredAccount
 
 __all__ = ["CHANSERV", "NICKSERV", "handle_chanserv_command", "handle_nickserv_command", "service_message"]
 
@@ -158,10 +158,7 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
             service.say(ctx, f"Not dropped: {why}.")
             return
         founded = [c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(name)]
-        with accounts.store.transaction():
-            for channel in founded:
-                accounts.store.drop_channel(channel)
-            accounts.delete(name)
+        accounts.delete(name, founded)
         for channel in founded:
             accounts.refresh_channel(channel)
         for other in accounts.channels.values():
@@ -275,10 +272,16 @@ def _cs_register(ctx: Context, service: Service, args: list[str]) -> None:
     if owned >= server.config.max_channels_per_account:
         service.say(ctx, f"You already founded {owned} channels (max_channels_per_account).")
         return
+    founder = client.account
+    registered = server.wallclock()
+
+    def register(store: Storage) -> None:
+        with store.transaction():
+            store.register_channel(channel.name, founder, registered)
+            save_channel_state(store, channel)
+
     try:
-        with accounts.store.transaction():
-            accounts.store.register_channel(channel.name, client.account, server.wallclock())
-            persist_channel_state(server, channel, registering=True)
+        accounts.write(register)
     except AlreadyExists:
         service.say(ctx, f"{channel.name} is already registered.")
         return
@@ -372,7 +375,8 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
         if len(registration.access) >= server.config.max_list_entries:
             service.say(ctx, f"The access list of {registration.name} is full (max_list_entries).")
             return
-        accounts.store.set_access(registration.name, added.name, args[3].lower())
+        level = args[3].lower()
+        accounts.write(lambda store: store.set_access(registration.name, added.name, level))
         updated = accounts.refresh_channel(registration.name)
         service.say(ctx, f"{added.name} now has {args[3].lower()} access to {registration.name}.")
         channel = server.find_channel(registration.name)
@@ -385,7 +389,7 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
         if casefold(args[2]) == casefold(registration.founder):
             service.say(ctx, "The founder can't be removed; DROP the channel instead.")
             return
-        removed = accounts.store.remove_access(registration.name, args[2])
+        removed = accounts.write(lambda store: store.remove_access(registration.name, args[2]))
         accounts.refresh_channel(registration.name)
         service.say(ctx, f"{args[2]} removed from {registration.name}." if removed
                     else f"{args[2]} is not on the access list.")
@@ -405,7 +409,7 @@ def _cs_drop(ctx: Context, service: Service, args: list[str]) -> None:
     if _level(ctx, casefold(registration.name)) != "founder":
         service.say(ctx, f"Only the founder of {registration.name} can drop it.")
         return
-    accounts.store.drop_channel(registration.name)
+    accounts.write(lambda store: store.drop_channel(registration.name))
     accounts.refresh_channel(registration.name)
     log.info("%s dropped the registration of %s", ctx.client.nick, registration.name)
     service.say(ctx, f"{registration.name} is no longer registered.")
