@@ -14,6 +14,8 @@ import pytest
 from scramp import ScramClient
 
 from salotto.proto import parse
+from salotto.server.accounts import Accounts
+from salotto.storage import open_storage
 from tests.server.harness import Harness, User
 
 PASSWORD = "correct-horse-battery"
@@ -95,6 +97,18 @@ def test_register_refusals_are_standard_replies(h: Harness, line: str, code: str
     fails = [m.params for m in user.messages() if m.command == "FAIL"]
     assert fails and fails[0][:2] == ["REGISTER", code]
     assert user.client.account is None
+
+
+def test_register_says_so_when_the_database_refuses_the_account(tmp_path: Path) -> None:
+    """Not "already exists": the name is free, the store could not take it (here a read-only file)."""
+    open_storage("sqlite", tmp_path).close()
+    h = Harness()
+    h.server.attach_accounts(Accounts(open_storage("sqlite", tmp_path, readonly=True), h.server.offload))
+    alice = h.user("alice")
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    fails = [m.params for m in alice.messages() if m.command == "FAIL"]
+    assert [f[:2] for f in fails] == [["REGISTER", "TEMPORARILY_UNAVAILABLE"]] and "try again later" in fails[0][-1]
+    assert alice.client.account is None
 
 
 def test_register_taken_name_and_when_disabled(tmp_path: Path) -> None:

@@ -225,17 +225,17 @@ class Accounts:
         password: str,
         email: str | None,
         created: float,
-        callback: Callable[[StoredAccount | None], None],
+        callback: Callable[[Outcome[StoredAccount]], None],
         *,
         verified: bool = True,
     ) -> None:
-        """Hash off the loop, then store; ``callback`` gets the account, or None if the name was
-        taken meanwhile (or the store failed: logged)."""
+        """Hash off the loop, then store; ``callback`` gets the account, or the error: AlreadyExists if
+        the name was taken meanwhile, anything else when hashing or the store failed (logged)."""
 
         def done(outcome: Outcome[str]) -> None:
             if outcome.value is None:
                 log.error("could not hash a password: %s", outcome.error)
-                callback(None)
+                callback(Outcome(error=outcome.error))
                 return
             self._registered.pop(casefold(name), None)
             secret = outcome.value
@@ -243,15 +243,13 @@ class Accounts:
                 account = self.write(
                     lambda store: store.create_account(name, secret, created, email=email, verified=verified)
                 )
-            except AlreadyExists:
-                callback(None)
-                return
-            except Exception as exc:  # the backend's own (disk full...)
-                log.error("could not store account %s: %s", name, exc)
-                callback(None)
+            except Exception as exc:  # AlreadyExists, or the backend's own (disk full...)
+                if not isinstance(exc, AlreadyExists):
+                    log.error("could not store account %s: %s", name, exc)
+                callback(Outcome(error=exc))
                 return
             log.info("account %s registered", account.name)
-            callback(account)
+            callback(Outcome(account))
 
         self.offload.run(lambda: make_account_secret(password), done)
 

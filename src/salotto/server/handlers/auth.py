@@ -26,7 +26,7 @@ from salotto.server.accounts import Accounts, ip_key, is_service, log_in, nick_p
 from salotto.server.context import Context
 from salotto.server.sasl import ScramServer, parse_plain
 from salotto.server.verification import codes_match, send_code, verification_code
-from salotto.storage.base import StoredAccount
+from salotto.storage.base import AlreadyExists, StoredAccount
 from salotto.storage.worker import Outcome
 
 __all__ = [
@@ -354,12 +354,16 @@ def start_registration(
         return
     ctx.deferred = True
 
-    def stored(account: StoredAccount | None) -> None:
+    def stored(outcome: Outcome[StoredAccount]) -> None:
         if client.quitting:
             return
         ctx.resume()
+        account = outcome.value
         if account is None:
-            fail("ACCOUNT_EXISTS", "An account with that name already exists")
+            if isinstance(outcome.error, AlreadyExists):
+                fail("ACCOUNT_EXISTS", "An account with that name already exists")
+            else:
+                fail("TEMPORARILY_UNAVAILABLE", "Could not store the account; try again later")
             ctx.flush()
             return
         if not account.verified:
