@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from salotto.storage import Storage
+import sqlite3
+from pathlib import Path
+
+from salotto.storage import Storage, TargetListing
+from salotto.storage.sqlite import DB_FILENAME
 
 from .conftest import message
+from .test_history import dm
 
 
 def test_prune_by_age(storage: Storage) -> None:
@@ -13,6 +18,20 @@ def test_prune_by_age(storage: Storage) -> None:
     remaining = storage.latest("#chan", 1000)
     assert [m.time for m in remaining] == [float(i) for i in range(50, 100)]
     assert storage.prune_history(cutoff=50.0, max_per_target=None) == 0
+
+
+def test_prune_by_age_forgets_the_conversations_it_empties(storage: Storage, backend: str, data_dir: Path) -> None:
+    """Once retention took every message of a private conversation, who talked to whom goes too; a new
+    message between the same two names brings the conversation back."""
+    storage.append_messages([dm(0, "alice", "bob", 10.0), dm(1, "alice", "carol", 10.0), dm(2, "carol", "alice", 90.0)])
+    assert storage.prune_history(cutoff=50.0, max_per_target=None) == 2
+    assert [t.target for t in storage.targets([], "alice", 0.0, 100.0, 10)] == ["alice carol"]
+    if backend == "sqlite":
+        with sqlite3.connect(data_dir / DB_FILENAME) as db:
+            rows = db.execute("SELECT party_cf, target FROM conversations ORDER BY party_cf").fetchall()
+        assert rows == [("alice", "alice carol"), ("carol", "alice carol")]
+    storage.append_messages([dm(3, "alice", "bob", 95.0)])  # the very names of the forgotten rows
+    assert storage.targets([], "bob", 0.0, 100.0, 10) == [TargetListing("alice bob", "alice", 95.0)]
 
 
 def test_prune_by_count_per_target(storage: Storage) -> None:

@@ -312,10 +312,26 @@ class SqliteHistory:
         one resumes at that target instead of hopping over the ones already cleaned."""
         rows = self._db.execute(_OLD_MESSAGES, (self._prune_cursor, cutoff_ms, max_rows)).fetchall()
         self._db.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
+        self._forget_emptied_conversations({target for _, target in rows if " " in target})
         # A full step may have stopped inside a target: resume there. A short one went through every
         # target: the round is over, the next one starts from the first.
         self._prune_cursor = rows[-1][1] if len(rows) == max_rows else ""
         return len(rows)
+
+    def _forget_emptied_conversations(self, targets: set[str]) -> None:
+        """Private conversations (``targets``, keys of :func:`conversation_key`) that retention left
+        without a message are forgotten too: who talked to whom goes with what they said. Only age
+        empties a conversation (the count rule keeps the newest)."""
+        for target in targets:
+            if self._db.execute("SELECT 1 FROM messages WHERE target = ? LIMIT 1", (target,)).fetchone():
+                continue
+            first, _, second = target.partition(" ")
+            self._db.execute(
+                "DELETE FROM conversations WHERE party_cf IN (?, ?) AND target = ?", (first, second, target)
+            )
+            # The next message between them writes its rows again (the transaction may yet roll back:
+            # forgetting too much only costs that write).
+            self._conversation_names.pop(target, None)
 
     # -- reading ---------------------------------------------------------------------------------
 
