@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from salotto.server.accounts import Accounts
 from salotto.server.history import History
-from salotto.storage import Storage, open_storage
+from salotto.storage import Outcome, Storage, StoredAccount, open_storage
 from tests.server.harness import Harness, User
 from tests.server.test_accounts import PASSWORD, _harness, _registered
 from tests.server.test_history import ImmediateReader
@@ -51,7 +51,7 @@ def test_with_history_every_write_goes_through_the_storers_one_writer_connection
     """As the server runs with history on: the storer thread holds the only writer connection, and the
     loop looks accounts up on a read-only one, where a write would fail. Registering, access lists,
     topics and drops all work, and the next command sees each of them."""
-    h = Harness()
+    h = Harness(history_replay_lines=0)  # no reads: their callbacks would run on the storer thread here
     server = h.server
     history = History(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
                       storer=ThreadPoolExecutor(1))
@@ -82,6 +82,25 @@ def test_with_history_every_write_goes_through_the_storers_one_writer_connection
     assert lookups.get_account("alice") is None and lookups.get_channel("#room") is None
     assert lookups.get_account("carol") is not None
     assert len(writers) == 1 and threading.current_thread().name not in writers
+
+
+def test_a_store_that_refuses_writes_changes_nothing_and_says_so(tmp_path: Path) -> None:
+    """A locked or full database (here a read-only connection): each service command answers that it
+    could not save, and the registration stands as it was."""
+    h = _harness(tmp_path)
+    alice = _founder_with_room(h)
+    _registered(h, "carol")
+    h.server.attach_accounts(Accounts(open_storage("sqlite", tmp_path, readonly=True), h.server.offload))
+    alice.messages()  # carol's arrival
+    for command in ("ChanServ :ACCESS #room ADD carol op", "ChanServ :ACCESS #room DEL alice_",
+                    "ChanServ :DROP #room", f"NickServ :DROP {PASSWORD}"):
+        alice.send(f"PRIVMSG {command}")
+        replies = alice.messages()
+        assert [m.command for m in replies] == ["NOTICE"], command
+        assert "could not be saved" in replies[0].params[1] and "Try again later" in replies[0].params[1], command
+    registration = open_storage("sqlite", tmp_path, readonly=True).get_channel("#room")
+    assert registration is not None and registration.access == {"alice": "founder"}
+    assert alice.client.account == "alice"
 
 
 def test_founder_and_access_list_get_status_on_join(tmp_path: Path) -> None:
@@ -192,9 +211,9 @@ def test_taking_a_nick_just_before_it_is_registered_reads_none_of_its_history(tm
     accounts = h.server.accounts
     assert accounts is not None
     # The account is created while someone else holds the nick (a registration racing a nick change).
-    created: list[object] = []
+    created: list[Outcome[StoredAccount]] = []
     accounts.register("alice", PASSWORD, None, h.wall[0], created.append)
-    assert created and created[0] is not None
+    assert created and created[0].value is not None
     mallory.messages()
     mallory.send("CHATHISTORY LATEST bob * 10")
     assert [m.command for m in mallory.messages()] == ["FAIL"]

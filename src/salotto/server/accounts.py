@@ -4,7 +4,7 @@ The store (:mod:`salotto.storage`) keeps accounts and registered channels; this 
 side of them. Password hashing (scrypt, tens of milliseconds) runs on :class:`~salotto.server.offload.Offload`
 threads; the results come back on the loop thread. The store has one writer connection, history's
 (:meth:`salotto.server.history.History.write`): the short account and channel writes run there, in
-turn with history's batches, and the loop waits for them (a few milliseconds at most; they are rare).
+turn with history's jobs, and the loop waits for them (as long as the job at hand; they are rare).
 Account lookups are single-row primary-key reads on a connection of the loop's own (microseconds), so
 NICK can check whether a nick is registered without a round trip, and they see every write that
 returned.
@@ -28,7 +28,7 @@ from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server.flood import TokenBucket
 from salotto.server.offload import Offload
-from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
+from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StorageError, StoredAccount
 from salotto.storage.worker import Outcome
 
 if TYPE_CHECKING:
@@ -162,10 +162,16 @@ class Accounts:
 
     def write(self, fn: Callable[[Storage], T]) -> T:
         """Run ``fn`` on the writer connection and wait for it; ``fn`` must only use the store it is
-        given. Raises what ``fn`` raises."""
-        if self._writer is None:
-            return fn(self.store)
-        return self._writer(fn)
+        given. Raises :class:`StorageError`: the backend's own (AlreadyExists...) as they are, any other
+        failure (the database locked or full, the writer stopped at shutdown) wrapped in one."""
+        try:
+            if self._writer is None:
+                return fn(self.store)
+            return self._writer(fn)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"could not write to the store: {exc}") from exc
 
     def set_verified(self, name: str) -> None:
         self._registered.pop(casefold(name), None)

@@ -26,7 +26,7 @@ from salotto.server.accounts import Accounts, ip_key, is_service, log_in, nick_p
 from salotto.server.context import Context
 from salotto.server.sasl import ScramServer, parse_plain
 from salotto.server.verification import codes_match, send_code, verification_code
-from salotto.storage.base import AlreadyExists, StoredAccount
+from salotto.storage.base import AlreadyExists, StorageError, StoredAccount
 from salotto.storage.worker import Outcome
 
 __all__ = [
@@ -290,7 +290,12 @@ def verify_account(
         accounts.failed(server, account.name)
         fail("INVALID_CODE", "That code is not right")
         return
-    accounts.set_verified(account.name)
+    try:
+        accounts.set_verified(account.name)
+    except StorageError as exc:
+        log.error("could not store the verification of %s: %s", account.name, exc)
+        fail("TEMPORARILY_UNAVAILABLE", "Could not store that; try again later")
+        return
     account = replace(account, verified=True)
     log.info("account %s verified", account.name)
     verified(account)
@@ -335,7 +340,12 @@ def start_registration(
             fail("ACCOUNT_EXISTS", "An account with that name already exists")
             return
         log.info("unverified account %s expired; registering it anew", existing.name)
-        accounts.delete(existing.name)
+        try:
+            accounts.delete(existing.name)
+        except StorageError as exc:
+            log.error("could not delete the expired account %s: %s", existing.name, exc)
+            fail("TEMPORARILY_UNAVAILABLE", "Could not store the account; try again later")
+            return
     by_email = config.account_verification == "email"
     if by_email and email is None:
         fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
@@ -387,7 +397,10 @@ def start_registration(
         ctx.resume()
         if outcome.error is not None:
             log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
-            accounts.delete(account.name)
+            try:
+                accounts.delete(account.name)
+            except StorageError as exc:  # it expires unverified (account_verify_timeout_s)
+                log.error("could not delete the unverified account %s: %s", account.name, exc)
             fail("TEMPORARILY_UNAVAILABLE", "Could not send the verification email; try again later")
         else:
             log.info("verification code for %s mailed", account.name)

@@ -26,7 +26,7 @@ from salotto.server.accounts import (
 from salotto.server.channel import Channel
 from salotto.server.context import Context
 from salotto.server.handlers.auth import start_registration, try_login, verify_account
-from salotto.storage.base import AlreadyExists, Storage, StoredAccount
+from salotto.storage.base import AlreadyExists, Storage, StorageError, StoredAccount
 
 __all__ = ["CHANSERV", "NICKSERV", "handle_chanserv_command", "handle_nickserv_command", "service_message"]
 
@@ -69,6 +69,12 @@ def _accounts(ctx: Context, service: Service) -> Accounts | None:
     if accounts is None:
         service.say(ctx, "Accounts are not available on this server.")
     return accounts
+
+
+def _not_saved(ctx: Context, service: Service, exc: StorageError) -> None:
+    """The store refused a write (locked, full, shutting down): nothing changed, and the user is told."""
+    log.error("%s: %s", service.name, exc)
+    service.say(ctx, "That could not be saved (the database is not available); nothing changed. Try again later.")
 
 
 # -- NickServ ------------------------------------------------------------------------------------
@@ -158,7 +164,11 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
             service.say(ctx, f"Not dropped: {why}.")
             return
         founded = [c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(name)]
-        accounts.delete(name, founded)
+        try:
+            accounts.delete(name, founded)
+        except StorageError as exc:
+            _not_saved(ctx, service, exc)
+            return
         for channel in founded:
             accounts.refresh_channel(channel)
         for other in accounts.channels.values():
@@ -285,6 +295,9 @@ def _cs_register(ctx: Context, service: Service, args: list[str]) -> None:
     except AlreadyExists:
         service.say(ctx, f"{channel.name} is already registered.")
         return
+    except StorageError as exc:
+        _not_saved(ctx, service, exc)
+        return
     accounts.refresh_channel(channel.name)
     log.info("%s registered %s to %s", client.nick, channel.name, client.account)
     service.say(ctx, f"{channel.name} is registered to {client.account}. Its topic and modes will be kept, "
@@ -376,7 +389,11 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
             service.say(ctx, f"The access list of {registration.name} is full (max_list_entries).")
             return
         level = args[3].lower()
-        accounts.write(lambda store: store.set_access(registration.name, added.name, level))
+        try:
+            accounts.write(lambda store: store.set_access(registration.name, added.name, level))
+        except StorageError as exc:
+            _not_saved(ctx, service, exc)
+            return
         updated = accounts.refresh_channel(registration.name)
         service.say(ctx, f"{added.name} now has {args[3].lower()} access to {registration.name}.")
         channel = server.find_channel(registration.name)
@@ -389,7 +406,11 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
         if casefold(args[2]) == casefold(registration.founder):
             service.say(ctx, "The founder can't be removed; DROP the channel instead.")
             return
-        removed = accounts.write(lambda store: store.remove_access(registration.name, args[2]))
+        try:
+            removed = accounts.write(lambda store: store.remove_access(registration.name, args[2]))
+        except StorageError as exc:
+            _not_saved(ctx, service, exc)
+            return
         accounts.refresh_channel(registration.name)
         service.say(ctx, f"{args[2]} removed from {registration.name}." if removed
                     else f"{args[2]} is not on the access list.")
@@ -409,7 +430,11 @@ def _cs_drop(ctx: Context, service: Service, args: list[str]) -> None:
     if _level(ctx, casefold(registration.name)) != "founder":
         service.say(ctx, f"Only the founder of {registration.name} can drop it.")
         return
-    accounts.write(lambda store: store.drop_channel(registration.name))
+    try:
+        accounts.write(lambda store: store.drop_channel(registration.name))
+    except StorageError as exc:
+        _not_saved(ctx, service, exc)
+        return
     accounts.refresh_channel(registration.name)
     log.info("%s dropped the registration of %s", ctx.client.nick, registration.name)
     service.say(ctx, f"{registration.name} is no longer registered.")
