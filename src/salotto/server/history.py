@@ -5,13 +5,14 @@ The promise is that nobody ever sees a message that a ``kill -9`` could lose. Th
 message recorded in that pass durable before a byte of them is sent: one ``write()`` of the pass's
 messages to the journal (:mod:`salotto.storage.journal`). The loop does not wait for the database
 after that. Once ``history_store_interval_s`` has passed (or ``history_store_max_messages`` wait), after
-a pass's output has left, the journal's messages are handed in one batch to the storer, a thread with a
-writer connection of its own, and further appends go to the second journal; the storer empties the
-first once its batch is in the database. The loop waits only to hand over a batch while the one before
-is still being stored (the journals take turns), which a full journal or a read may ask for. Reads and
-retention steps are jobs of the storer too, after the batches before them: a read (on a reader
-connection) sees every message recorded before it. At startup, :meth:`History.recover` stores what a
-crash left in the journals.
+a pass's output has left, the journal's messages are handed in one batch to the storer, a thread that
+holds the store's only writer connection, and further appends go to the second journal; the storer
+empties the first once its batch is in the database. For messages, the loop waits only to hand over a
+batch while the one before is still being stored (the journals take turns), which a full journal or a
+read may ask for. Reads and retention steps are jobs of the storer too, after the batches before them: a
+read (on a reader connection) sees every message recorded before it. Account and channel writes are its
+jobs as well (:meth:`History.write`), and the loop waits for those. At startup,
+:meth:`History.recover` stores what a crash left in the journals.
 
 Why not one database transaction per pass, on the loop: under the fanout benchmark (about 33 messages
 per pass) that cost the loop some 220 us of CPU a pass, most of it per transaction whatever its size:
@@ -258,8 +259,9 @@ class History:
         """Run ``fn`` on the writer connection and return what it returns (or raise what it raises).
 
         With a storer it runs there, after the jobs handed over before: the process has one writer
-        connection, and accounts and channels write through here. The loop waits for it, a few
-        milliseconds at most (a batch being stored), which these rare writes can afford."""
+        connection, and accounts and channels write through here. The loop waits for it, as long as
+        the storer's job at hand takes (a batch: milliseconds; a retention step by count: up to a
+        tenth of a second per million messages), which these rare writes can afford."""
         return self._run(partial(fn, self.writer)).result()
 
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:

@@ -1,7 +1,8 @@
 """The server's state and the life of a connection: accept, dispatch, disconnect, timers.
 
 Transport-independent: a transport hands in lines and a :class:`~salotto.server.client.Connection`;
-everything here runs on the event loop's thread and never blocks.
+everything here runs on the event loop's thread and never blocks, but for the rare account and channel
+writes, which wait for the store's writer thread (see :mod:`salotto.server.accounts`).
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ CREATE TABLE read_markers (
 ) WITHOUT ROWID;
 """
 
-# Every index is one more B-tree insert per stored message on the server's loop thread, and one more
+# Every index is one more B-tree insert per stored message on the server's writer thread, and one more
 # page in each commit. Version 2 keeps the one the chathistory queries need, (target, time_ms):
 # - the server's own msgids (PREFIX-COUNTER, see sqlite_history) are stored in id itself, so a msgid
 #   lookup is a rowid lookup; only other msgids (and those of messages stored by version 1) stay in the
