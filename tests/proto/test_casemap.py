@@ -42,3 +42,10 @@ def test_casefold_is_idempotent_and_length_preserving(text: str) -> None:
     assert casefold(folded) == folded
     assert len(folded) == len(text)
     assert not any(ch in folded for ch in string.ascii_uppercase + "[]\\~")
+
+
+@given(st.text(alphabet=st.sampled_from(string.printable + "[]\\~{}|^ÀéΣ"), max_size=30) | st.text(max_size=30))
+def test_every_string_folds_as_the_rfc1459_table_says(text: str) -> None:
+    """The rule itself, one character at a time: casefold's shortcut for ASCII must give the same."""
+    table = str.maketrans(string.ascii_uppercase + "[]\\~", string.ascii_lowercase + "{}|^")
+    assert casefold(text) == text.translate(table)

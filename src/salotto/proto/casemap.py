@@ -18,4 +18,10 @@ _TABLE: Final = str.maketrans(
 
 def casefold(name: str) -> str:
     """The comparison key of a nick or channel name under :data:`CASEMAPPING`."""
+    # Called for every nick and channel a message names. On ASCII (nearly every name) lower() and four
+    # replace() calls, each a C loop that returns its input when there is nothing to replace, take a
+    # quarter of what translate() takes with its per-character table lookups. lower() would also fold
+    # non-ASCII letters, which rfc1459 keeps: those names take the table.
+    if name.isascii():
+        return name.lower().replace("[", "{").replace("]", "}").replace("\\", "|").replace("~", "^")
     return name.translate(_TABLE)
