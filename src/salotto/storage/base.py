@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
@@ -60,6 +61,7 @@ class SchemaTooNew(StorageError):
     point ``data_dir`` at another directory."""
 
 
+@lru_cache(maxsize=4096)  # every stored private message asks; the same few pairs ask again and again
 def conversation_key(a: str, b: str) -> str:
     """The history target of the private conversation between ``a`` and ``b`` (nicks or account names).
 
