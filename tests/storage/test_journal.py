@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,23 @@ def test_an_unwritable_journal_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_file_is_private(tmp_path: Path) -> None:
     Journal(tmp_path / "j").close()
     assert os.stat(tmp_path / "j").st_mode & 0o077 == 0
+
+
+def test_a_write_cut_short_by_a_full_disk_is_cut_off_again(tmp_path: Path) -> None:
+    """The file size limit cuts a record short, as a full disk does: the journal takes the torn part off
+    again, so the records before it, and those written once there is room, all come back."""
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(1)])
+    size = journal.size
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit: EFBIG, not death
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))
+        with pytest.raises(JournalError, match="short write"):
+            journal.append([_message(n) for n in range(2, 50)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert os.path.getsize(tmp_path / "j") == journal.size == size
+    journal.append([_message(50)])
+    assert [m.text for m in journal.read()] == ["line 1", "line 50"]

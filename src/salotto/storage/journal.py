@@ -10,7 +10,10 @@ in one ``write()`` instead, and go into the database in larger batches (see
 
 Durability is the same as the database's (WAL with ``synchronous=NORMAL``): a write is in the kernel's
 page cache when ``write()`` returns, which outlives the process; a power cut can lose the last
-moments, and a torn last record is detected (length and CRC-32) and ignored.
+moments, and a torn last record is detected (length and CRC-32) and ignored. A write the disk cuts short
+is cut off again at once, so that later records never sit behind a torn one (reading stops there); if
+even that fails, the journal takes no record until it is emptied, and history stores each pass in the
+database directly meanwhile.
 
 Format: records of ``<length:u32 le><crc32:u32 le><payload>``, the payload a :mod:`marshal`-ed pair: a
 list of ``(msgid, target, time, sender, account, command, text)``, one per message, and a list of
@@ -47,10 +50,11 @@ class JournalError(Exception):
 class Journal:
     """One journal file, opened for appending; :meth:`read` gives back what it holds."""
 
-    __slots__ = ("_fd", "path", "size")
+    __slots__ = ("_fd", "_torn", "path", "size")
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._torn = False  # a cut-short write left a torn record that could not be cut off (see append)
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -67,6 +71,9 @@ class Journal:
 
     def append(self, messages: Sequence[HistoryMessage]) -> None:
         """Append one record; when this returns, a crash of the process no longer loses them."""
+        if self._torn:
+            # Recovery stops at a torn record: nothing appended behind it would come back after a crash.
+            raise JournalError(f"cannot write {self.path}: it ends in a torn record until it is emptied")
         # The common message has no tags and no parties: its row is a slice, and those few that have
         # them are listed apart (building a 9-tuple per message costs more than the marshalling).
         rows = [m[:7] for m in messages]
@@ -77,9 +84,14 @@ class Journal:
             written = os.write(self._fd, record)
         except OSError as exc:
             raise JournalError(f"cannot write {self.path}: {exc.strerror}") from None
-        self.size += written
-        if written != len(record):  # a full disk can cut a write short: the rest is a torn record
+        if written != len(record):  # a full disk can cut a write short: cut the torn record off again
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                self._torn = True
+                self.size += written
             raise JournalError(f"cannot write {self.path}: short write ({written} of {len(record)} bytes)")
+        self.size += written
 
     def clear(self) -> None:
         """Empty the file: everything it held is in the database."""
@@ -88,6 +100,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot truncate {self.path}: {exc.strerror}") from None
         self.size = 0
+        self._torn = False
 
     def close(self) -> None:
         os.close(self._fd)
