@@ -9,6 +9,7 @@ import pytest
 
 from salotto.cli import _overrides, build_parser
 from salotto.config import KEYS, ConfigError, default_template, load_config
+from salotto.passwords import hash_password
 
 # A valid value for each kind, different from every default.
 SAMPLE = {int: ("4242", 4242), float: ("42.5", 42.5), str: ("", "")}
@@ -79,12 +80,31 @@ def test_integers_are_accepted_for_number_keys(tmp_path: Path) -> None:
 
 def test_opers_blocks(tmp_path: Path) -> None:
     path = tmp_path / "salotto.toml"
-    path.write_text('[opers.alice]\npassword_hash = "scrypt$x"\nhostmask = "*!*@127.0.0.1"\n'
-                    '[opers.bob]\npassword_hash = "scrypt$y"\n')
+    alice, bob = hash_password("alice's", n=2), hash_password("bob's", n=2)
+    path.write_text(f'[opers.alice]\npassword_hash = "{alice}"\nhostmask = "*!*@127.0.0.1"\n'
+                    f'[opers.bob]\npassword_hash = "{bob}"\n')
     opers = load_config(str(path)).opers
     assert opers["alice"].hostmask == "*!*@127.0.0.1" and opers["bob"].hostmask == "*!*@*"
-    path.write_text('[opers.alice]\npassword_hash = "scrypt$x"\npassword = "plain"\n')
+    assert opers["alice"].password_hash == alice
+    path.write_text(f'[opers.alice]\npassword_hash = "{alice}"\npassword = "plain"\n')
     with pytest.raises(ConfigError, match=r"opers\.alice\.password"):
+        load_config(str(path))
+
+
+@pytest.mark.parametrize("bad", ["notahash", "scrypt$x", "scrypt$32768$8$1$c2FsdA==", "scrypt$100$8$1$c2FsdA==$ZGln",
+                                 "scrypt$32768$8$1$not base64$ZGln", "sha1$32768$8$1$c2FsdA==$ZGln"])
+def test_an_oper_password_hash_that_is_not_one_is_refused(tmp_path: Path, bad: str) -> None:
+    """A typo or a plain password in password_hash would make every OPER fail with 464 and no hint why."""
+    path = tmp_path / "salotto.toml"
+    path.write_text(f'[opers.alice]\npassword_hash = "{bad}"\n')
+    with pytest.raises(ConfigError, match=r"config key 'opers\.alice\.password_hash': bad value .*salotto mkpasswd"):
+        load_config(str(path))
+
+
+def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_bytes('admin_name = "Jürgen"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(str(path))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from salotto.passwords import is_password_hash
 from salotto.proto.names import is_valid_channel, is_valid_hostname
 
 __all__ = ["KEYS", "Config", "ConfigError", "Key", "OperBlock", "default_template", "load_config", "toml_value"]
@@ -283,6 +284,11 @@ def _parse_opers(raw: Any) -> dict[str, OperBlock]:
                 f"config key 'opers.{name}': bad value {block!r} (needs password_hash; make one with "
                 "`salotto mkpasswd`)"
             )
+        if not is_password_hash(block["password_hash"]):
+            raise ConfigError(
+                f"config key 'opers.{name}.password_hash': bad value {block['password_hash']!r} (not a hash; "
+                "make one with `salotto mkpasswd`)"
+            )
         hostmask = block.get("hostmask", "*!*@*")
         if not isinstance(hostmask, str):
             raise ConfigError(f"config key 'opers.{name}.hostmask': bad value {hostmask!r} (expected a string)")
@@ -309,6 +315,9 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
             raise ConfigError(f"config file {path!r}: cannot read it ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path!r}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:  # TOML is UTF-8; a Latin-1 file, say, fails here
+            raise ConfigError(f"config file {path!r}: not UTF-8 (byte {exc.start}: {exc.reason}); "
+                              f"save it as UTF-8") from None
         for name, value in raw.items():
             if name == "opers":
                 opers = _parse_opers(value)

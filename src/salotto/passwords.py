@@ -29,6 +29,7 @@ __all__ = [
     "SCRAM_MIN_ITERATIONS",
     "ScramCredentials",
     "hash_password",
+    "is_password_hash",
     "make_account_secret",
     "scram_credentials",
     "scram_keys",
@@ -92,6 +93,20 @@ def make_account_secret(password: str, *, scram_iterations: int = SCRAM_ITERATIO
         [_SCRAM_SCHEME, str(scram_iterations), _b64(salt), _b64(stored_key), _b64(server_key)]
     )
     return hash_password(password) + _PART_SEPARATOR + scram
+
+
+def is_password_hash(stored: str) -> bool:
+    """Whether ``stored`` has the shape of a :func:`hash_password` string (for checking a config file)."""
+    parts = _split_parts(stored)
+    part = parts.get(_SCRYPT_SCHEME) if parts is not None else None
+    if part is None or len(part) != 5:
+        return False
+    try:
+        n, r, p = (int(field) for field in part[:3])
+        salt, digest = (base64.b64decode(field, validate=True) for field in part[3:])
+    except ValueError:  # binascii.Error is one
+        return False
+    return n > 1 and n & (n - 1) == 0 and r > 0 and p > 0 and bool(salt) and bool(digest)
 
 
 def verify_password(password: str, stored: str) -> bool:
