@@ -38,3 +38,16 @@ def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
     assert largest < 64 * LIMIT_BYTES
     assert len(storage.latest("#chan", n + 1)) == n
     storage.close()
+
+
+def test_the_database_and_its_wal_are_private_to_the_servers_user(tmp_path: Path) -> None:
+    """They hold password hashes and private messages: mode 600, in a directory the server creates 700."""
+    data_dir = tmp_path / "data"
+    storage = open_storage("sqlite", data_dir)
+    storage.create_account("alice", "h1", 1.0)
+    try:
+        for name in (DB_FILENAME, DB_FILENAME + "-wal", DB_FILENAME + "-shm"):
+            assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+    finally:
+        storage.close()

@@ -28,6 +28,7 @@ WAL over once it passes :data:`WAL_LIMIT_BYTES`.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -122,7 +123,10 @@ class SqliteStorage(SqliteHistory):
                 f"file:{quote(str(path))}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Accounts' password hashes and private messages: readable by the server's user alone. SQLite
+            # gives its -wal and -shm files the database file's mode, so creating this one is enough.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             # The history INSERTs alone are up to 112 statements (salotto.storage.sqlite_history).
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
         try:
