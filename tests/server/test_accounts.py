@@ -272,6 +272,20 @@ def test_registered_nick_taken_by_someone_else_is_renamed_after_the_grace(h: Har
     assert any(m.command == "NICK" and m.params == [mallory.client.nick] for m in watcher.messages())
 
 
+def test_someone_logged_in_to_another_account_is_told_to_log_out_first(h: Harness) -> None:
+    """IDENTIFY alone would answer "already logged in": the notice says what works."""
+    _registered(h, "alice").send("QUIT")
+    thief = _registered(h, "thief")
+    thief.send("NICK alice")
+    notice = next(m for m in thief.messages() if m.command == "NOTICE").params[1]
+    assert "logged in as thief" in notice and "LOGOUT, then IDENTIFY" in notice
+    thief.send("NS LOGOUT")
+    thief.send(f"NS IDENTIFY alice {PASSWORD}")
+    h.clock.now += 60
+    h.server.tick()
+    assert thief.client.nick == "alice" and thief.client.account == "alice"
+
+
 def test_logging_in_within_the_grace_keeps_the_nick(h: Harness) -> None:
     _registered(h, "alice").send("QUIT")
     alice = h.user("alice")

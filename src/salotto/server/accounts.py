@@ -408,10 +408,14 @@ def nick_protection_check(server: Server, client: Client, ctx: Context | None = 
         return
     grace = server.config.nick_protection_grace_s
     server.nick_deadlines[client] = server.clock() + grace
-    text = (
-        f"The nick {client.nick} is registered. Log in within {grace:g} seconds "
-        f"(/msg NickServ IDENTIFY <password>) or you will be renamed."
-    )
+    if client.account is None:
+        how = "Log in"
+        command = "/msg NickServ IDENTIFY <password>"
+    else:  # IDENTIFY would answer that they are already logged in (to their own account)
+        how = f"You are logged in as {client.account}: log out and log in to it"
+        command = "/msg NickServ LOGOUT, then IDENTIFY <password>"
+    text = (f"The nick {client.nick} is registered. {how} within {grace:g} seconds ({command}), "
+            f"or change nick, or you will be renamed.")
     line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text]).variant(client.tag_flags)
     if ctx is not None and ctx.client is client:
         ctx.send(line)
