@@ -182,3 +182,9 @@ def test_version() -> None:
     result = salotto("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"salotto {__version__}"
+
+
+def test_help_calls_durations_seconds_and_rates_numbers() -> None:
+    usage = subprocess.run([sys.executable, "-m", "salotto", "serve", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "--ping-interval-s SECONDS" in usage and "--flood-lines-per-s NUMBER" in usage

@@ -31,7 +31,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             # No argparse choices=: a bad value gets the same one-line error as in the file.
             kwargs["metavar"] = "{" + ",".join(key.choices) + "}"
         else:
-            kwargs["metavar"] = _METAVARS[key.kind] if not key.name.endswith("_s") else "SECONDS"
+            seconds = key.name.endswith("_s") and not key.name.endswith("_per_s")  # not a rate
+            kwargs["metavar"] = "SECONDS" if seconds else _METAVARS[key.kind]
         parser.add_argument(key.flag, **kwargs)
 
 
