@@ -97,6 +97,25 @@ def test_latest_returns_what_was_said_with_its_msgid_and_time(h: Harness) -> Non
     assert all(m.source.startswith("bob!") for m in inner)
 
 
+def test_without_batch_the_history_comes_as_plain_lines(h: Harness) -> None:
+    """A client that did not ask for batch gets no BATCH and no batch tags (as Ergo does)."""
+    alice = h.user("alice", caps=["draft/chathistory", "server-time"])
+    bob = h.user("bob")
+    alice.lines()
+    for i in range(2):
+        _say(h, bob, f"PRIVMSG #lobby :message {i}")
+    _say(h, bob, "PRIVMSG alice :psst")
+    alice.lines()
+    alice.send("CHATHISTORY LATEST #lobby * 10")
+    replies = alice.messages()
+    assert [(m.command, m.params) for m in replies] == [("PRIVMSG", ["#lobby", f"message {i}"]) for i in range(2)]
+    assert all("batch" not in m.tags and "time" in m.tags for m in replies)
+    alice.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10")
+    replies = alice.messages()
+    assert sorted(m.params[1] for m in replies) == ["#lobby", "bob"]
+    assert all(m.command == "CHATHISTORY" and "batch" not in m.tags for m in replies)
+
+
 def test_before_after_around_between(h: Harness) -> None:
     alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
     for i in range(10):

@@ -219,6 +219,9 @@ def _send_batch(
         client.conn.write(add_tag(line.encode(), label) if label else line.encode())
         return
     messages = [msg for msg in outcome.value or [] if msg.time >= since]
+    if "batch" not in client.caps:  # the lines alone (a label needs the batch to go on)
+        client.conn.write(b"".join(_history_line(msg, client, shown, None) for msg in messages))
+        return
     ref = server.new_batch_id()
     start = f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode()
     if label:
@@ -240,9 +243,10 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         if client.quitting:
             return
+        batched = "batch" in client.caps  # without it the lines alone, as for the other subcommands
         ref = server.new_batch_id()
-        lines = [f":{server.name} BATCH +{ref} draft/chathistory-targets\r\n".encode()]
-        if label:
+        lines = [f":{server.name} BATCH +{ref} draft/chathistory-targets\r\n".encode()] if batched else []
+        if label and batched:
             lines[0] = add_tag(lines[0], label)
         for listing in outcome.value or []:
             name = listing.name
@@ -250,9 +254,10 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
             if listing.latest < readable_since(server, client, channel):
                 continue
             stamp = "timestamp=" + format_server_time(listing.latest)
-            line = f"@batch={ref} :{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
-            lines.append(line.encode())
-        lines.append(f":{server.name} BATCH -{ref}\r\n".encode())
+            line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
+            lines.append(f"@batch={ref} {line}".encode() if batched else line.encode())
+        if batched:
+            lines.append(f":{server.name} BATCH -{ref}\r\n".encode())
         client.conn.write(b"".join(lines))
 
     history.read(lambda s: s.targets(channels, party, start, end, limit), done)
