@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -38,6 +39,9 @@ TICK_INTERVAL_S = 1.0
 SECRET_BYTES = 32
 # Time given to flush ERROR lines to clients at shutdown before the process exits.
 SHUTDOWN_GRACE_S = 0.5
+# Keys a reload cannot apply: the listeners and the store were opened with them.
+RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "data_dir",
+                "storage_backend", "history_enabled")
 
 
 def _tls_context(config: Config) -> ssl.SSLContext:
@@ -171,7 +175,8 @@ def _open_store(
         except JournalError as exc:
             raise _data_dir_error(config, exc) from None
         if recovered:
-            log.info("history: %d messages of the last run were only in the journal; now stored", recovered)
+            log.info("history: %d message%s of the last run only in the journal, now stored", recovered,
+                     "" if recovered == 1 else "s")
         server.attach_history(history)
         write = history.write
         closers.insert(0, history.close)  # stores what waits, while the reader pool is open
@@ -192,13 +197,18 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     reason = ["Server shutting down"]
 
     def rehash() -> str | None:
+        old = server.config
         try:
-            new = load_config(server.config.source_file, overrides)
-            server.apply_config(new)
+            new = load_config(old.source_file, overrides)
+            # What the listeners and the store were opened with stays (and says so in server.config).
+            kept = {key: getattr(old, key) for key in RESTART_KEYS if getattr(new, key) != getattr(old, key)}
+            server.apply_config(dataclasses.replace(new, **kept))
         except (ConfigError, OSError) as exc:
             log.error("rehash failed, keeping the old configuration: %s", exc)
             return str(exc)
         log.info("configuration reloaded from %s", new.source_file or "command line")
+        if kept:
+            log.warning("%s changed in the config: only a restart applies that", ", ".join(kept))
         return None
 
     def on_stop_signal(signum: int) -> None:

@@ -103,6 +103,18 @@ def test_rehash_by_an_operator_reloads_and_an_invalid_config_keeps_the_old_one(t
         second = joined(running, "second")
         assert "MAXTARGETS=9" in isupport(second)
 
+        # A key only a restart can apply: reloaded around it, and the log says so.
+        config_path.write_text(config_text(motd_file, 7, "history_enabled = false\n"))
+        admin.send("REHASH")
+        admin.expect("382")
+        line = wait_for_log(running, "restart")[0]
+        assert "history_enabled changed in the config: only a restart applies that" in line
+        tokens = isupport(joined(running, "after"))
+        assert "MAXTARGETS=7" in tokens and any(t.startswith("CHATHISTORY=") for t in tokens)  # history runs on
+        config_path.write_text(config_text(motd_file, 9))
+        admin.send("REHASH")
+        admin.expect("382")
+
         for broken in ("max_targets = 0\n", "max_targets = 5\nnot toml [\n", 'no_such_key = "x"\n'):
             config_path.write_text(broken)
             admin.send("REHASH")
