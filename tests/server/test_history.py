@@ -116,6 +116,21 @@ def test_without_batch_the_history_comes_as_plain_lines(h: Harness) -> None:
     assert all(m.command == "CHATHISTORY" and "batch" not in m.tags for m in replies)
 
 
+def test_labeled_response_without_batch_labels_nothing(h: Harness) -> None:
+    """Labels need batch (a reply of several lines is one): without it a label is ignored, and the
+    reply is what an unlabelled command gets, never a BATCH or half the lines labelled."""
+    alice = h.user("alice", caps=["draft/chathistory", "labeled-response"])
+    bob = h.user("bob")
+    for i in range(2):
+        _say(h, bob, f"PRIVMSG #lobby :message {i}")
+    alice.lines()
+    alice.send("@label=L1 CHATHISTORY LATEST #lobby * 10")
+    alice.send("@label=L2 PING :x")
+    replies = alice.messages()
+    assert [m.command for m in replies] == ["PRIVMSG", "PRIVMSG", "PONG"]
+    assert not any("label" in m.tags for m in replies)
+
+
 def test_before_after_around_between(h: Harness) -> None:
     alice = h.user("alice", caps=["draft/chathistory", "batch", "server-time", "message-tags"])
     for i in range(10):

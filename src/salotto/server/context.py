@@ -56,7 +56,10 @@ class Context:
         # flushed by its callback, and the dispatcher's flush must not send it again.
         self.flushed = False
         label = msg.tags.get("label") if msg.tags else None
-        self.label = label if label and "labeled-response" in client.caps else None
+        # Only with batch too (as InspIRCd does): a reply of several lines is a batch, and a client
+        # without the cap must get none.
+        caps = client.caps
+        self.label = label if label and "labeled-response" in caps and "batch" in caps else None
 
     def reply(self, numeric: str, *params: str) -> None:
         """A numeric from the server, addressed to the sender."""
