@@ -86,6 +86,8 @@ def test_opers_blocks(tmp_path: Path) -> None:
     opers = load_config(str(path)).opers
     assert opers["alice"].hostmask == "*!*@127.0.0.1" and opers["bob"].hostmask == "*!*@*"
     assert opers["alice"].password_hash == alice
+    path.write_text(f'[opers.alice]\npassword_hash = """\n{alice}\n"""\n')  # pasted into a multi-line string
+    assert load_config(str(path)).opers["alice"].password_hash == alice
     path.write_text(f'[opers.alice]\npassword_hash = "{alice}"\npassword = "plain"\n')
     with pytest.raises(ConfigError, match=r"opers\.alice\.password"):
         load_config(str(path))

@@ -284,9 +284,10 @@ def _parse_opers(raw: Any) -> dict[str, OperBlock]:
                 f"config key 'opers.{name}': bad value {block!r} (needs password_hash; make one with "
                 "`salotto mkpasswd`)"
             )
-        if not is_password_hash(block["password_hash"]):
+        password_hash = block["password_hash"].strip()  # a pasted hash may bring a newline along
+        if not is_password_hash(password_hash):
             raise ConfigError(
-                f"config key 'opers.{name}.password_hash': bad value {block['password_hash']!r} (not a hash; "
+                f"config key 'opers.{name}.password_hash': bad value {password_hash!r} (not a hash; "
                 "make one with `salotto mkpasswd`)"
             )
         hostmask = block.get("hostmask", "*!*@*")
@@ -295,7 +296,7 @@ def _parse_opers(raw: Any) -> dict[str, OperBlock]:
         unknown = set(block) - {"password_hash", "hostmask"}
         if unknown:
             raise ConfigError(f"config key 'opers.{name}.{sorted(unknown)[0]}': unknown key")
-        opers[name] = OperBlock(name, block["password_hash"], hostmask)
+        opers[name] = OperBlock(name, password_hash, hostmask)
     return opers
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from salotto import __version__
 from salotto.config import Config, ConfigError, load_config, parse_host_port
+from salotto.logsetup import setup_logging
 from salotto.server.accounts import Accounts, Writer
 from salotto.server.history import History
 from salotto.server.offload import ThreadOffload
@@ -206,6 +207,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         except (ConfigError, OSError) as exc:
             log.error("rehash failed, keeping the old configuration: %s", exc)
             return str(exc)
+        if (new.log_level, new.log_format) != (old.log_level, old.log_format):
+            setup_logging(new.log_level, new.log_format)
         log.info("configuration reloaded from %s", new.source_file or "command line")
         if kept:
             log.warning("%s changed in the config: only a restart applies that", ", ".join(kept))

@@ -257,3 +257,25 @@ def test_signal_handlers_are_in_place_when_the_server_says_it_listens(tmp_path: 
 
     asyncio.run(main())
     assert watch.default_at_ready == {"SIGHUP": False, "SIGTERM": False}
+
+
+def test_a_reload_applies_a_new_log_level(tmp_path: Path) -> None:
+    motd_file = tmp_path / "motd.txt"
+    motd_file.write_text("hi\n")
+    running = start_server(tmp_path, config_text=config_text(motd_file, 4))
+    try:
+        joined(running, "early")
+        (tmp_path / "salotto.toml").write_text(config_text(motd_file, 9, 'log_level = "warning"\n'))
+        running.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        probes = 0
+        while "MAXTARGETS=9" not in isupport(joined(running, f"probe{probes}")):  # reloaded (silently now)
+            assert time.monotonic() < deadline, "the reload did not apply"
+            probes += 1
+        late = joined(running, "late")
+        late.send("OPER admin wrong")  # logged as a warning, after late's registration
+        late.expect("464")
+        wait_for_log(running, "failed OPER")
+        assert "registered early" in running.log() and "registered late" not in running.log()
+    finally:
+        stop_server(running)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +17,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from salotto.proto import parse
+from tests.e2e.helpers import wait_for_log
 from tests.irc_client import RawClient
 from tests.transport.inprocess import InProcessServer, serve_in_process, wait_until
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, start_web_server, stop_web_server
 
 TIMEOUT_S = 10.0
 
@@ -272,6 +275,21 @@ def test_origin_check_allows_the_page_and_configured_origins_only() -> None:
         assert srv.server.stats.connections_accepted == 2
 
     serve_web(body, web_allowed_origins=["https://chat.example.org"])
+
+
+def test_a_reload_that_takes_an_origin_off_the_list_applies_at_once(tmp_path: Path) -> None:
+    """Revoking a site is a reload, not a restart: the next upgrade from it is refused."""
+    web = start_web_server(tmp_path, config_text='web_allowed_origins = ["https://chat.example.org"]\n')
+    try:
+        WsClient(web.ws_url, origin="https://chat.example.org").register("before")
+        (tmp_path / "salotto.toml").write_text("web_allowed_origins = []\n")
+        web.irc.process.send_signal(signal.SIGHUP)
+        wait_for_log(web.irc, "configuration reloaded")
+        with pytest.raises(InvalidStatus) as refused:
+            WsClient(web.ws_url, origin="https://chat.example.org")
+        assert refused.value.response.status_code == 403
+    finally:
+        stop_web_server(web)
 
 
 def test_websocket_ping_frames_are_answered() -> None:

@@ -98,9 +98,8 @@ def _text(status: http.HTTPStatus, text: str) -> Response:
 class WebService:
     """Answers the web port's plain HTTP requests; decides which Origins may open the WebSocket."""
 
-    def __init__(self, server: Server, config: Config) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
-        self.allowed_origins = {origin.rstrip("/").lower() for origin in config.web_allowed_origins}
         self.files = _load_static()
 
     def origin_allowed(self, request: Request) -> bool:
@@ -115,7 +114,8 @@ class WebService:
         if len(origins) > 1:
             return False
         origin = origins[0].strip().lower()
-        if origin in self.allowed_origins:
+        # Read at each upgrade: a reload that takes an origin off the list applies at once.
+        if any(origin == allowed.rstrip("/").lower() for allowed in self.server.config.web_allowed_origins):
             return True
         hosts = request.headers.get_all("Host")
         if len(hosts) != 1:
@@ -219,7 +219,7 @@ async def open_web_listeners(
     if not config.web_listen:
         return []
     loop = asyncio.get_running_loop()
-    factory = make_factory(server, WebService(server, config), flusher)
+    factory = make_factory(server, WebService(server), flusher)
     opened: list[asyncio.base_events.Server] = []
     for item in config.web_listen:
         host, port = parse_host_port(item, "web_listen")
