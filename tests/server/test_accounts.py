@@ -286,6 +286,24 @@ def test_someone_logged_in_to_another_account_is_told_to_log_out_first(h: Harnes
     assert thief.client.nick == "alice" and thief.client.account == "alice"
 
 
+def test_logging_out_and_in_again_does_not_restart_the_grace(h: Harness) -> None:
+    """Holding alice's nick while logged in as thief: each LOGOUT warns again, with the time that is
+    left, not a fresh grace period; the rename comes when the first one ends."""
+    _registered(h, "alice").send("QUIT")
+    thief = _registered(h, "thief")
+    thief.send("NICK alice")
+    for _ in range(2):
+        h.clock.now += 10
+        h.server.tick()
+        thief.send("NS LOGOUT")
+        thief.send(f"NS IDENTIFY thief {PASSWORD}")
+    notices = [m.params[1] for m in thief.messages() if m.command == "NOTICE" and "is registered" in m.params[1]]
+    assert [n.split("within ")[1].split(" seconds")[0] for n in notices] == ["30", "20", "10"]
+    h.clock.now += 10
+    h.server.tick()
+    assert thief.client.nick.startswith("Guest")
+
+
 def test_logging_in_within_the_grace_keeps_the_nick(h: Harness) -> None:
     _registered(h, "alice").send("QUIT")
     alice = h.user("alice")

@@ -319,7 +319,7 @@ def log_out(server: Server, client: Client, ctx: Context | None = None) -> None:
         client.conn.write((line + "\r\n").encode())
         ctx = None
     _announce_account(server, client, "*", ctx)
-    nick_protection_check(server, client, ctx)
+    nick_protection_check(server, client, ctx, same_nick=True)
 
 
 def _announce_account(server: Server, client: Client, name: str, ctx: Context | None = None) -> None:
@@ -395,26 +395,34 @@ def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> 
     channel.limit = registration.limit
 
 
-def nick_protection_check(server: Server, client: Client, ctx: Context | None = None) -> None:
+def nick_protection_check(
+    server: Server, client: Client, ctx: Context | None = None, *, same_nick: bool = False
+) -> None:
     """After a nick change or logout: a registered nick held by someone not logged in to it gets a
-    warning and a deadline (``nick_protection_grace_s``), after which the tick renames them."""
+    warning and a deadline (``nick_protection_grace_s``), after which the tick renames them. With
+    ``same_nick`` (a logout), a deadline already running for the nick stays: logging out of another
+    account and in again, over and over, must not hold a registered nick for good."""
     accounts = server.accounts
-    server.nick_deadlines.pop(client, None)
+    running = server.nick_deadlines.pop(client, None)
     if accounts is None or not client.registered:
         return
     if client.account is not None and casefold(client.account) == client.nick_cf:
         return
     if not accounts.is_registered(client.nick):
         return
-    grace = server.config.nick_protection_grace_s
-    server.nick_deadlines[client] = server.clock() + grace
+    now = server.clock()
+    deadline = now + server.config.nick_protection_grace_s
+    if same_nick and running is not None:
+        deadline = min(deadline, running)
+    server.nick_deadlines[client] = deadline
+    grace = max(deadline - now, 0.0)
     if client.account is None:
         how = "Log in"
         command = "/msg NickServ IDENTIFY <password>"
     else:  # IDENTIFY would answer that they are already logged in (to their own account)
         how = f"You are logged in as {client.account}: log out and log in to it"
         command = "/msg NickServ LOGOUT, then IDENTIFY <password>"
-    text = (f"The nick {client.nick} is registered. {how} within {grace:g} seconds ({command}), "
+    text = (f"The nick {client.nick} is registered. {how} within {grace:.0f} seconds ({command}), "
             f"or change nick, or you will be renamed.")
     line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text]).variant(client.tag_flags)
     if ctx is not None and ctx.client is client:
