@@ -180,7 +180,21 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
     return conversation_key(me, _party_of(server, name)), name, readable_since(server, client, None)
 
 
-def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | None) -> bytes:
+def _in_batch(server: Server, client: Client, kind: str, lines: list[bytes], label: str | None = None) -> bytes:
+    """``lines`` (serialized, CRLF included) as one batch of ``kind`` (its type and parameters), with
+    ``label`` on its start, for a client that negotiated batch; the lines alone for one that did not
+    (a label needs the batch to go on)."""
+    if "batch" not in client.caps:
+        return b"".join(lines)
+    ref = server.new_batch_id()
+    start = f":{server.name} BATCH +{ref} {kind}\r\n".encode()
+    if label:
+        start = add_tag(start, label)
+    tag = "batch=" + ref
+    return start + b"".join(add_tag(line, tag) for line in lines) + f":{server.name} BATCH -{ref}\r\n".encode()
+
+
+def _history_line(msg: HistoryMessage, client: Client, shown: str) -> bytes:
     if shown[:1] in CHANTYPES:
         target = shown
     else:
@@ -200,8 +214,7 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str, batch: str | 
     params = [target] if msg.command == "TAGMSG" else [target, text]
     out = Outgoing(msg.sender, msg.command, params, wall=msg.time, msgid=msg.msgid, account=msg.account,
                    client_tags=dict(msg.tags) if msg.tags else None)
-    data = out.variant(client.tag_flags)
-    return add_tag(data, "batch=" + batch) if batch else data
+    return out.variant(client.tag_flags)
 
 
 def _send_batch(
@@ -218,16 +231,8 @@ def _send_batch(
         line = f":{server.name} FAIL CHATHISTORY MESSAGE_ERROR {shown} :Could not read history\r\n"
         client.conn.write(add_tag(line.encode(), label) if label else line.encode())
         return
-    messages = [msg for msg in outcome.value or [] if msg.time >= since]
-    if "batch" not in client.caps:  # the lines alone (a label needs the batch to go on)
-        client.conn.write(b"".join(_history_line(msg, client, shown, None) for msg in messages))
-        return
-    ref = server.new_batch_id()
-    start = f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode()
-    if label:
-        start = add_tag(start, label)
-    body = b"".join(_history_line(msg, client, shown, ref) for msg in messages)
-    client.conn.write(start + body + f":{server.name} BATCH -{ref}\r\n".encode())
+    lines = [_history_line(msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
+    client.conn.write(_in_batch(server, client, f"chathistory {shown}", lines, label))
 
 
 def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
@@ -243,11 +248,7 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         if client.quitting:
             return
-        batched = "batch" in client.caps  # without it the lines alone, as for the other subcommands
-        ref = server.new_batch_id()
-        lines = [f":{server.name} BATCH +{ref} draft/chathistory-targets\r\n".encode()] if batched else []
-        if label and batched:
-            lines[0] = add_tag(lines[0], label)
+        lines = []
         for listing in outcome.value or []:
             name = listing.name
             channel = server.find_channel(name) if name[:1] in CHANTYPES else None
@@ -255,10 +256,8 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
                 continue
             stamp = "timestamp=" + format_server_time(listing.latest)
             line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
-            lines.append(f"@batch={ref} {line}".encode() if batched else line.encode())
-        if batched:
-            lines.append(f":{server.name} BATCH -{ref}\r\n".encode())
-        client.conn.write(b"".join(lines))
+            lines.append(line.encode())
+        client.conn.write(_in_batch(server, client, "draft/chathistory-targets", lines, label))
 
     history.read(lambda s: s.targets(channels, party, start, end, limit), done)
 
@@ -279,12 +278,7 @@ def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if client.quitting or not messages or channel.name_cf not in client.channels:
             return
-        if "batch" in client.caps:
-            ref = server.new_batch_id()
-            body = b"".join(_history_line(msg, client, shown, ref) for msg in messages)
-            client.conn.write(f":{server.name} BATCH +{ref} chathistory {shown}\r\n".encode() + body
-                              + f":{server.name} BATCH -{ref}\r\n".encode())
-        else:
-            client.conn.write(b"".join(_history_line(msg, client, shown, None) for msg in messages))
+        client.conn.write(_in_batch(server, client, f"chathistory {shown}",
+                                    [_history_line(msg, client, shown) for msg in messages]))
 
     history.read(lambda s: s.before(key, joined_at, lines), done)
