@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Client:
         "account",
         "account_since",
         "away",
+        "backlog",
         "cap_negotiating",
         "cap_version",
         "caps",
@@ -66,6 +68,7 @@ class Client:
         "signon",
         "tag_flags",
         "user",
+        "waiting",
         "write",
     )
 
@@ -102,6 +105,10 @@ class Client:
         self.idle_since = now
         self.last_seen = now
         self.ping_sent_at: float | None = None
+        # Commands of this client whose answer is being worked out off the loop (Context.wait): while
+        # there is one, the lines after it wait in ``backlog`` (None there: a line that was too long).
+        self.waiting = 0
+        self.backlog: deque[bytes | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick}>"

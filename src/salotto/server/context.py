@@ -7,7 +7,8 @@ sender used a ``label`` tag, :meth:`Context.flush` wraps it as IRCv3 labeled-res
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from salotto.proto.errors import LocalProtocolError
 from salotto.proto.message import Message, escape_tag_value, format_line
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from salotto.server.state import Server
 
 __all__ = ["WORDS_BUDGET", "Context", "add_tag", "chunk_words"]
+
+T = TypeVar("T")
 
 # Bytes of space-separated words (names, channels) per reply line, leaving room for the prefix,
 # the numeric and the other parameters within 512.
@@ -41,19 +44,26 @@ def chunk_words(words: list[str], budget: int) -> list[str]:
 
 
 class Context:
-    """One command being handled: who sent what, and the lines going back to them."""
+    """One command being handled: who sent what, and the lines going back to them.
 
-    __slots__ = ("client", "deferred", "flushed", "label", "msg", "out", "server")
+    A handler whose answer needs work off the loop (a password hash, a storage read) does not
+    answer at once: it hands ``ctx.wait(callback)`` to that work as its callback. Until every such
+    callback has run, the connection's later lines wait (see :meth:`Server.handle_line`), so a
+    client's commands are answered in the order it sent them; other connections go on meanwhile.
+    The answer (labelled as one response, when the command had a label) leaves when the last
+    callback has run.
+    """
+
+    __slots__ = ("client", "flushed", "label", "msg", "out", "server", "waits")
 
     def __init__(self, server: Server, client: Client, msg: Message) -> None:
         self.server = server
         self.client = client
         self.msg = msg
         self.out: list[bytes] = []
-        # Set by a handler whose answer comes later (a storage read): it labels its own reply.
-        self.deferred = False
-        # Answered: a deferred reply that came back at once (tests run hashing inline) was
-        # flushed by its callback, and the dispatcher's flush must not send it again.
+        # Callbacks from wait() that have not run yet; while any has not, the client's input is held.
+        self.waits = 0
+        # The answer left (flush): what collects later goes on its own, unlabelled.
         self.flushed = False
         label = msg.tags.get("label") if msg.tags else None
         # Only with batch too (as InspIRCd does): a reply of several lines is a batch, and a client
@@ -82,31 +92,65 @@ class Context:
         """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""
         self.from_server("FAIL", command, code, *context, description)
 
-    def label_tag(self) -> str | None:
-        """``label=<escaped>`` for a reply built outside :meth:`flush` (a deferred one), or None."""
-        return "label=" + escape_tag_value(self.label) if self.label is not None else None
-
-    def resume(self) -> None:
-        """A deferred handler's callback starts answering; its flush sends what collects from now
-        (labelled, if the command was), after anything the handler had not flushed yet."""
-        if self.flushed:
-            self.out = []
-        self.flushed = False
-        self.deferred = False
-
     def send(self, data: bytes) -> None:
         """Bytes already serialized, CRLF included."""
         self.out.append(data)
 
+    def wait(self, callback: Callable[[T], None]) -> Callable[[T], None]:
+        """The answer comes later: returns the callback to hand to the work off the loop.
+
+        From now until it has run (on the loop thread), this connection's later lines wait. It runs
+        ``callback`` (not if the client left meanwhile), which writes into this context and may wait
+        again; once nothing more is waited for, the answer is flushed and the client's input goes on.
+        An exception in ``callback`` is our bug: logged, answered with 400, and the input goes on.
+        """
+        if self.waits == 0:
+            self.server.hold_input(self.client)
+        self.waits += 1
+
+        def resumed(value: T) -> None:
+            try:
+                if not self.client.quitting:
+                    callback(value)
+            except Exception:
+                self.server.internal_error(self, "callback")
+            finally:
+                self.done_waiting()
+
+        return resumed
+
+    def done_waiting(self) -> None:
+        """One callback of :meth:`wait` has run: the last one sends the answer and releases the input."""
+        if self.waits <= 0:
+            return
+        self.waits -= 1
+        if self.waits:
+            return
+        self.flush()
+        self.server.release_input(self.client)
+
+    def abandon(self) -> None:
+        """The handler raised after it started waiting: answer now and release the input (a callback
+        that still comes writes nothing more to the client than its own late lines)."""
+        if self.waits > 0:
+            self.waits = 1
+            self.done_waiting()
+
     def flush(self) -> None:
+        """Send the answer (a labelled one as one response); later calls send what collected since."""
+        if self.waits:
+            return  # the answer is not complete yet: done_waiting() sends it
         out = self.out
         label = self.label
-        if self.flushed or (self.deferred and not out):
-            return
+        if self.flushed:
+            label = None
+            if not out:
+                return
         self.flushed = True
         if label is None:
             if out:
                 self.client.conn.write(out[0] if len(out) == 1 else b"".join(out))
+                out.clear()
             return
         tag = "label=" + escape_tag_value(label)
         if not out:
@@ -118,6 +162,7 @@ class Context:
             start = f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n".encode()
             inner = b"".join(add_tag(line, "batch=" + ref) for line in out)
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
+        out.clear()
         self.client.conn.write(data)
 
 

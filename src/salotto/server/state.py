@@ -213,11 +213,20 @@ class Server:
         return client
 
     def handle_line(self, client: Client, raw: bytes) -> None:
-        """One line from ``client`` (without CRLF): parse, dispatch, flush the replies."""
+        """One line from ``client`` (without CRLF): parse, dispatch, flush the replies.
+
+        While a command of the client's waits for work off the loop, its later lines wait in order
+        (at most ``flood_max_queued_lines`` of them, as fakelag's queue) and run once it is answered."""
         if client.quitting:
             return
         client.last_seen = self.clock()
         client.ping_sent_at = None
+        if client.waiting:
+            self._hold_line(client, raw)
+            return
+        self._run_line(client, raw)
+
+    def _run_line(self, client: Client, raw: bytes) -> None:
         try:
             msg = parse(decode_line(raw))
         except MalformedMessage:
@@ -226,17 +235,57 @@ class Server:
         try:
             dispatch(ctx, COMMANDS)
         except Exception:
-            self.internal_errors += 1
-            log.exception("internal error handling %s from %s", msg.command, client.nick)
-            ctx.reply(ERR_UNKNOWNERROR, msg.command, "Internal server error")
+            self.internal_error(ctx, "handling")
+            ctx.abandon()
         if not client.quitting or ctx.out:
             ctx.flush()
 
+    def internal_error(self, ctx: Context, stage: str) -> None:
+        """A handler (or its callback) raised: our bug. Logged with its traceback and answered with 400."""
+        self.internal_errors += 1
+        log.exception("internal error %s %s from %s", stage, ctx.msg.command, ctx.client.nick)
+        ctx.reply(ERR_UNKNOWNERROR, ctx.msg.command, "Internal server error")
+
     def line_too_long(self, client: Client) -> None:
-        """The transport dropped a line over the length limit: say so, keep the connection."""
+        """The transport dropped a line over the length limit: say so (in its turn), keep the connection."""
+        if client.quitting:
+            return
+        if client.waiting:
+            self._hold_line(client, None)
+            return
         ctx = Context(self, client, parse("PING"))
         ctx.reply(ERR_INPUTTOOLONG, "Input line was too long")
         ctx.flush()
+
+    # -- one command at a time per connection ----------------------------------------------------
+
+    def hold_input(self, client: Client) -> None:
+        """A command of ``client``'s waits for work off the loop: its next lines wait too."""
+        client.waiting += 1
+
+    def release_input(self, client: Client) -> None:
+        """A command of ``client``'s has its answer: run the lines that waited, until one waits again."""
+        client.waiting -= 1
+        backlog = client.backlog
+        if client.waiting or backlog is None:
+            return
+        while backlog and not client.waiting and not client.quitting:
+            raw = backlog.popleft()
+            if raw is None:
+                self.line_too_long(client)
+            else:
+                self._run_line(client, raw)
+        if not backlog and client.backlog is backlog:
+            client.backlog = None
+
+    def _hold_line(self, client: Client, raw: bytes | None) -> None:
+        backlog = client.backlog
+        if backlog is None:
+            backlog = client.backlog = deque()
+        backlog.append(raw)
+        if len(backlog) > self.config.flood_max_queued_lines:
+            backlog.clear()
+            self.disconnect(client, "Excess Flood")
 
     def disconnect(self, client: Client, reason: str, *, error: str | None = None) -> None:
         """Remove ``client``: others see a QUIT with ``reason``; the client gets ERROR, then EOF."""

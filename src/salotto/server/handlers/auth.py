@@ -53,7 +53,6 @@ class SaslSession:
     size: int = 0
     scram: ScramServer | None = None
     steps: int = 0  # payloads answered so far
-    busy: bool = False  # a password check is running off the loop
 
 
 def _mechanisms(ctx: Context) -> list[str]:
@@ -92,8 +91,6 @@ def handle_authenticate(ctx: Context) -> None:
         client.sasl = SaslSession(mechanism, scram=scram)
         ctx.from_server("AUTHENTICATE", "+")
         return
-    if session.busy:
-        return  # the answer to the payload already sent is on its way
     if len(arg) > SASL_CHUNK_BYTES:
         _fail(ctx, ERR_SASLTOOLONG, "SASL message too long")
         return
@@ -128,7 +125,6 @@ def _plain(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
     if authzid and casefold(authzid) != casefold(authcid):
         _fail(ctx, text="SASL authentication failed: logging in as another account is not supported")
         return
-    session.busy = True
     client = ctx.client
 
     def done(account: StoredAccount | None, why: str) -> None:
@@ -201,8 +197,9 @@ def _scram_username(client_first: bytes) -> str:
 
 
 def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAccount | None, str], None]) -> None:
-    """Check a password off the loop (throttled); ``done(account or None, why)`` runs on the loop
-    with ``ctx`` resumed, and ``ctx`` is flushed after it. Nothing happens if the client left."""
+    """Check a password off the loop (throttled); ``done(account or None, why)`` runs on the loop and
+    writes its answer into ``ctx``, which is sent after it (the client's later lines wait until then).
+    Nothing happens if the client left."""
     server = ctx.server
     client = ctx.client
     accounts = server.accounts
@@ -211,12 +208,8 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
     if wait:
         done(None, f"too many attempts, try again in {wait:.0f} seconds")
         return
-    ctx.deferred = True
 
     def checked(account: StoredAccount | None) -> None:
-        if client.quitting:
-            return
-        ctx.resume()
         if account is None:
             log.info("failed login as %r by %s (%s)", name, client.nick, client.ip)
             accounts.failed(server, name)
@@ -225,9 +218,8 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
             done(None, f"the account is not verified yet (VERIFY {account.name} <code from the email>)")
         else:
             done(account, "")
-        ctx.flush()
 
-    accounts.check_password(name, password, checked)
+    accounts.check_password(name, password, ctx.wait(checked))
 
 
 def handle_register(ctx: Context) -> None:
@@ -362,24 +354,19 @@ def start_registration(
     if wait:
         fail("TEMPORARILY_UNAVAILABLE", f"Too many attempts, try again in {wait:.0f} seconds")
         return
-    ctx.deferred = True
 
     def stored(outcome: Outcome[StoredAccount]) -> None:
-        if client.quitting:
-            return
-        ctx.resume()
         account = outcome.value
         if account is None:
             if isinstance(outcome.error, AlreadyExists):
                 fail("ACCOUNT_EXISTS", "An account with that name already exists")
             else:
                 fail("TEMPORARILY_UNAVAILABLE", "Could not store the account; try again later")
-            ctx.flush()
             return
         if not account.verified:
-            ctx.deferred = True
             code = verification_code(accounts.secret, account)
-            server.offload.run(lambda: send_code(config, account, code), lambda outcome: mailed(account, outcome))
+            server.offload.run(lambda: send_code(config, account, code),
+                               ctx.wait(lambda outcome: mailed(account, outcome)))
             return
         registered(account)
         # Unless the client logged in or changed nick meanwhile, it is now logged in to its account;
@@ -389,12 +376,8 @@ def start_registration(
         holder = server.users.get(casefold(account.name))
         if holder is not None and holder is not client:
             nick_protection_check(server, holder)
-        ctx.flush()
 
     def mailed(account: StoredAccount, outcome: Outcome[None]) -> None:
-        if client.quitting:
-            return
-        ctx.resume()
         if outcome.error is not None:
             log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
             try:
@@ -405,6 +388,5 @@ def start_registration(
         else:
             log.info("verification code for %s mailed", account.name)
             pending(account)
-        ctx.flush()
 
-    accounts.register(name, password, email, server.wallclock(), stored, verified=not by_email)
+    accounts.register(name, password, email, server.wallclock(), ctx.wait(stored), verified=not by_email)

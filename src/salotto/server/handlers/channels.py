@@ -119,7 +119,7 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     if channel.topic:
         send_topic(ctx, channel)
     send_names(ctx, channel)
-    replay_on_join(server, client, channel)
+    replay_on_join(ctx, channel)
 
 
 def _may_enter(ctx: Context, channel: Channel, key: str | None) -> bool:

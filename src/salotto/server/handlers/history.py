@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
+from salotto.proto.message import escape_tag_value
 from salotto.proto.names import CHANTYPES, split_userhost
 from salotto.proto.numbers import parse_positive_int
 from salotto.server.channel import Channel
@@ -92,10 +93,7 @@ def handle_chathistory(ctx: Context) -> None:
         ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
         return
     query = _query(sub, key, first, second, limit)
-    client = ctx.client
-    label = ctx.label_tag()
-    ctx.deferred = True
-    history.read(query, lambda outcome: _send_batch(server, client, shown, outcome, label, since))
+    history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since)))
 
 
 def _query(
@@ -217,22 +215,25 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str) -> bytes:
     return out.variant(client.tag_flags)
 
 
-def _send_batch(
-    server: Server,
-    client: Client,
-    shown: str,
-    outcome: Outcome[list[HistoryMessage]],
-    label: str | None,
-    since: float,
-) -> None:
-    if client.quitting:
-        return
+def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float) -> None:
+    server = ctx.server
+    client = ctx.client
     if outcome.error is not None:
-        line = f":{server.name} FAIL CHATHISTORY MESSAGE_ERROR {shown} :Could not read history\r\n"
-        client.conn.write(add_tag(line.encode(), label) if label else line.encode())
+        ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
     lines = [_history_line(msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
-    client.conn.write(_in_batch(server, client, f"chathistory {shown}", lines, label))
+    _answer_with_batch(ctx, _in_batch(server, client, f"chathistory {shown}", lines, _label_tag(ctx)))
+
+
+def _label_tag(ctx: Context) -> str | None:
+    return "label=" + escape_tag_value(ctx.label) if ctx.label is not None else None
+
+
+def _answer_with_batch(ctx: Context, data: bytes) -> None:
+    """The whole answer is ``data``, a batch that carries the command's label itself (or no batch, when
+    the client has no batch cap, and then no label either)."""
+    ctx.send(data)
+    ctx.label = None
 
 
 def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
@@ -242,12 +243,8 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     assert history is not None
     channels = list(client.channels)
     party = history_identity(server, client)
-    label = ctx.label_tag()
-    ctx.deferred = True
 
     def done(outcome: Outcome[list[TargetListing]]) -> None:
-        if client.quitting:
-            return
         lines = []
         for listing in outcome.value or []:
             name = listing.name
@@ -257,13 +254,16 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
             stamp = "timestamp=" + format_server_time(listing.latest)
             line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
             lines.append(line.encode())
-        client.conn.write(_in_batch(server, client, "draft/chathistory-targets", lines, label))
+        _answer_with_batch(ctx, _in_batch(server, client, "draft/chathistory-targets", lines, _label_tag(ctx)))
 
-    history.read(lambda s: s.targets(channels, party, start, end, limit), done)
+    history.read(lambda s: s.targets(channels, party, start, end, limit), ctx.wait(done))
 
 
-def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
-    """The last messages of ``channel`` for a client that did not ask for chathistory."""
+def replay_on_join(ctx: Context, channel: Channel) -> None:
+    """The last messages of ``channel`` for a client that did not ask for chathistory: part of the
+    JOIN's answer, so the client's next command is answered after them."""
+    server = ctx.server
+    client = ctx.client
     history = server.history
     lines = server.config.history_replay_lines
     if history is None or lines <= 0 or CHATHISTORY_CAP in client.caps:
@@ -276,9 +276,9 @@ def replay_on_join(server: Server, client: Client, channel: Channel) -> None:
 
     def done(outcome: Outcome[list[HistoryMessage]]) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
-        if client.quitting or not messages or channel.name_cf not in client.channels:
+        if not messages or channel.name_cf not in client.channels:
             return
-        client.conn.write(_in_batch(server, client, f"chathistory {shown}",
-                                    [_history_line(msg, client, shown) for msg in messages]))
+        ctx.send(_in_batch(server, client, f"chathistory {shown}",
+                           [_history_line(msg, client, shown) for msg in messages]))
 
-    history.read(lambda s: s.before(key, joined_at, lines), done)
+    history.read(lambda s: s.before(key, joined_at, lines), ctx.wait(done))

@@ -43,16 +43,11 @@ def handle_oper(ctx: Context) -> None:
     # Counted now, not when the hash comes back: a burst of OPER lines must not all get a try.
     client.oper_failures += 1
     stored = block.password_hash if block is not None else None
-    ctx.deferred = True
 
     def checked(outcome: Outcome[bool]) -> None:
-        if client.quitting:
-            return
-        ctx.resume()
         _oper_checked(ctx, name, block if outcome.value else None)
-        ctx.flush()
 
-    server.offload.run(lambda: stored is not None and verify_password(password, stored), checked)
+    server.offload.run(lambda: stored is not None and verify_password(password, stored), ctx.wait(checked))
 
 
 def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:

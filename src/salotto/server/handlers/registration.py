@@ -18,6 +18,7 @@ from salotto.proto.numerics import (
     ERR_INVALIDCAPCMD,
     ERR_NICKNAMEINUSE,
     ERR_NONICKNAMEGIVEN,
+    ERR_SASLABORTED,
     RPL_CREATED,
     RPL_MYINFO,
     RPL_WELCOME,
@@ -216,6 +217,10 @@ def try_register(ctx: Context) -> None:
             del ctx.server.users[client.nick_cf]
         client.nick, client.nick_cf = "*", ""
         return
+    if client.sasl is not None:
+        # sasl-3.1: registration completing while an exchange is unfinished aborts it.
+        client.sasl = None
+        ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
     client.registered = True
     ctx.server.registered_count += 1
     ctx.server.stats.registrations += 1

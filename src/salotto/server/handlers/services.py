@@ -515,7 +515,7 @@ def service_message(ctx: Context, target: str, text: str) -> bool:
     sub = Context(ctx.server, ctx.client, ctx.msg)
     sub.label = None
     _run(sub, _BY_NAME[casefold(target)], text)
-    if not sub.deferred and not sub.flushed:
+    if not sub.waits and not sub.flushed:
         ctx.out.extend(sub.out)
         sub.out = []
     return True
