@@ -101,7 +101,8 @@ KEYS: tuple[Key, ...] = (
     Key("log_format", str, "text", "Log line format.", choices=("text", "json")),
     # Limits. Defaults follow what common servers use; each is overridable.
     Key("max_line_bytes", int, 512, "Longest line without tags, CRLF included (RFC 1459: 512).", 64),
-    Key("max_tags_bytes", int, 8191, "Longest tag section from a client (IRCv3 message-tags: 8191).", 0),
+    Key("max_tags_bytes", int, 4096,
+        "Longest tag section a client may send, '@' and the space included (IRCv3 message-tags: 4096).", 0),
     Key("flood_burst_lines", int, 20, "Lines a client may send at once before fakelag slows it.", 1),
     Key("flood_lines_per_s", float, 4.0, "Sustained lines per second a client may send.", 0.01),
     Key("flood_max_queued_lines", int, 100, "Lines held back by fakelag before disconnecting (Excess Flood).", 1),

@@ -30,8 +30,8 @@ def feed_all(reader: LineReader, chunks: list[bytes]) -> list[bytes | LineTooLon
 
 def test_defaults_are_the_rfc_and_ircv3_limits() -> None:
     reader = LineReader()
-    assert (reader.max_line_bytes, reader.max_tags_bytes) == (512, 8191)
-    assert (DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_TAGS_BYTES) == (512, 8191)
+    assert (reader.max_line_bytes, reader.max_tags_bytes) == (512, 4096)
+    assert (DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_TAGS_BYTES) == (512, 4096)
 
 
 def test_crlf_and_bare_lf_both_end_a_line() -> None:

@@ -56,30 +56,39 @@ def test_line_limit_is_512_bytes_with_crlf_counted_in_bytes_not_characters() -> 
     serve_in_process(body)
 
 
-def test_line_with_8000_bytes_of_tags_is_accepted() -> None:
+def test_4094_bytes_of_tag_data_are_accepted_and_one_more_is_answered_417() -> None:
+    """IRCv3 message-tags: a client may send 4094 bytes of tag data (client-only tags or not); more is
+    refused with 417 and not relayed, never truncated."""
+
     def body(srv: InProcessServer) -> None:
         alice = joined(srv, "alice")
         bob = joined(srv, "bob")
-        # 8000 bytes of tags in all: 4000 of client tags (relayed; message-tags allows 4094) and
-        # 4000 of a tag meant for the server, which ignores it.
-        client_tag = "+example.org/big=" + "t" * (4000 - len("+example.org/big="))
-        server_tag = "example.org/other=" + "u" * (3999 - len("@example.org/other=;"))
-        tags = f"@{client_tag};{server_tag}"
-        assert len(tags) == 8000 - 1
-        alice.send(f"{tags} PRIVMSG #lobby :hi with tags")
+        bob.send("CAP REQ :message-tags")
+        bob.expect("CAP")
+        # 4094 bytes of tag data: a client-only tag (relayed) and a tag meant for the server (dropped).
+        server_tag = "example.org/other=" + "u" * 1000
+        client_tag = "+example.org/big="
+        client_tag += "t" * (4094 - len(server_tag) - 1 - len(client_tag))
+        tag_data = f"{server_tag};{client_tag}"
+        assert len(tag_data) == 4094
+        alice.send(f"@{tag_data} PRIVMSG #lobby :hi with tags")
         relayed = bob.expect("PRIVMSG")
         assert relayed.params == ["#lobby", "hi with tags"]
+        assert relayed.tags["+example.org/big"] == client_tag.partition("=")[2]
+        assert "example.org/other" not in relayed.tags
         alice.send("PING :after")
         alice.expect("PONG")
         assert not any(msg.command == "417" for msg in alice.received)
-        # Client tags over 4094 bytes are refused (message-tags), gently.
-        alice.send("@+example.org/big=" + "t" * 4100 + " PRIVMSG #lobby :too many client tags")
+        # One byte more, in a tag the server would drop anyway: refused as a whole.
+        alice.send(f"@{tag_data}x PRIVMSG #lobby :one byte too many")
+        alice.send(f"@{tag_data}x TAGMSG #lobby")
         alice.expect("417")
-        # Past the tag section limit (8191 bytes with '@' and the space) the line is refused too.
-        alice.send("@example.org/big=" + "t" * 8200 + " PRIVMSG #lobby :too much")
+        alice.expect("417")
+        # The same key twice counts twice: the raw tag data is what is limited.
+        alice.send("@+a=" + "t" * 2100 + ";+a=" + "t" * 2100 + " PRIVMSG #lobby :twice")
         alice.expect("417")
         alice.send("PRIVMSG #lobby :next")
-        assert bob.expect("PRIVMSG").params == ["#lobby", "next"]
+        assert bob.expect("PRIVMSG").params == ["#lobby", "next"]  # none of the refused ones came first
 
     serve_in_process(body)
 

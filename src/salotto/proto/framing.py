@@ -18,8 +18,9 @@ __all__ = [
 
 # RFC 1459/2812: 512 bytes including CRLF for the message proper; every server uses it.
 DEFAULT_MAX_LINE_BYTES: Final = 512
-# IRCv3 message-tags: up to 8191 bytes of tag data from a client, including '@' and the space.
-DEFAULT_MAX_TAGS_BYTES: Final = 8191
+# IRCv3 message-tags: a client's tag section is at most 4096 bytes, '@' and the space included (4094
+# bytes of tag data, client-only tags or not); longer is answered 417, never truncated.
+DEFAULT_MAX_TAGS_BYTES: Final = 4096
 
 
 class LineTooLong:

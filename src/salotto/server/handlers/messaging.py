@@ -27,7 +27,8 @@ from salotto.server.handlers.history import history_identity
 from salotto.server.handlers.services import service_message
 from salotto.storage.base import NO_TAGS, HistoryMessage, conversation_key
 
-# IRCv3 message-tags: the client-only tags of one message may take at most 4094 bytes.
+# IRCv3 message-tags: a client's tag data may take at most 4094 bytes. The transports refuse a longer tag
+# section (max_tags_bytes); this holds the relayed client-only tags to it where an operator raised that.
 MAX_CLIENT_TAG_BYTES = 4094
 # Client tags that make a TAGMSG worth relaying but not keeping: a typing notice is stale at once.
 _EPHEMERAL_TAGS = frozenset({"+typing", "+draft/typing"})
