@@ -327,7 +327,7 @@ def _announce_account(server: Server, client: Client, name: str, ctx: Context | 
     client itself (through ``ctx`` when there is one, so it follows the 900/901 numeric)."""
     if not client.registered:
         return
-    change = server.outgoing(client.prefix, "ACCOUNT", [name])
+    change = server.from_user(client, "ACCOUNT", [name])
     change.deliver([c for c in server.peers_of(client) if "account-notify" in c.caps])
     if "account-notify" in client.caps:
         own = change.variant(client.tag_flags)

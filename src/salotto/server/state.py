@@ -77,6 +77,7 @@ class Server:
         self.stats = ServerStats()
         # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
         self.registered_count = 0
+        self.registered_peak = 0  # the most registered at once (LUSERS 265/266)
         self.invisible_count = 0
         self.opers: set[Client] = set()
         self.shutting_down = False
@@ -172,6 +173,11 @@ class Server:
             peers.update(channel.members)
         peers.discard(client)
         return peers
+
+    def from_user(self, client: Client, command: str, params: list[str], *, source: str | None = None) -> Outgoing:
+        """A message ``client`` is the source of (its prefix, or ``source``), stamped with the current time
+        and, for recipients with account-tag, the account it is logged in to."""
+        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account)
 
     def outgoing(
         self,
@@ -321,7 +327,7 @@ class Server:
             self.opers.discard(client)
             self.remember_nick(client)
             if not self.shutting_down:
-                self.outgoing(client.prefix, "QUIT", [reason]).deliver(self.quit_audience(client))
+                self.from_user(client, "QUIT", [reason]).deliver(self.quit_audience(client))
             for channel in list(client.channels.values()):
                 self.remove_member(channel, client)
             log.info("disconnected %s (%s): %s", client.nick, client.ip, reason)
@@ -360,7 +366,7 @@ class Server:
         if self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
         self.users[nick_cf] = client
-        change = self.outgoing(client.prefix, "NICK", [nick])
+        change = self.from_user(client, "NICK", [nick])
         self.remember_nick(client)
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
         client.nick, client.nick_cf = nick, nick_cf

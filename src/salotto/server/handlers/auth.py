@@ -319,17 +319,22 @@ def start_registration(
     if not client.nick_cf:
         fail("NEED_NICK", "Choose a nick first: the account is named after it")
         return
-    if casefold(name) != client.nick_cf:
+    # An existing account is named as such first, whatever the client's nick: that is what a client
+    # registering before connecting can act on (pick another name), not that its nick differs.
+    existing = accounts.get(name)
+    if existing is None and casefold(name) != client.nick_cf:
         fail("ACCOUNT_NAME_MUST_BE_NICK", "The account name must be your current nick")
         return
     if is_service(name) or not is_valid_nick(name, config.nick_max_len):
         fail("BAD_ACCOUNT_NAME", "That name can't be an account name")
         return
-    existing = accounts.get(name)
     if existing is not None:
         expired = server.wallclock() - existing.created > config.account_verify_timeout_s
         if existing.verified or not expired:
             fail("ACCOUNT_EXISTS", "An account with that name already exists")
+            return
+        if casefold(name) != client.nick_cf:
+            fail("ACCOUNT_NAME_MUST_BE_NICK", "The account name must be your current nick")
             return
         log.info("unverified account %s expired; registering it anew", existing.name)
         try:

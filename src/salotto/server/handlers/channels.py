@@ -102,8 +102,8 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     channel.add(client, status)
     client.channels[name_cf] = channel
 
-    plain = server.outgoing(client.prefix, "JOIN", [channel.name])
-    extended = server.outgoing(client.prefix, "JOIN", [channel.name, client.account or "*", client.realname])
+    plain = server.from_user(client, "JOIN", [channel.name])
+    extended = server.from_user(client, "JOIN", [channel.name, client.account or "*", client.realname])
     for member in server.member_audience(channel, client):
         if member is not client:
             join = extended if "extended-join" in member.caps else plain
@@ -113,7 +113,7 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     if level is not None:
         grant_access_status(server, channel, client, ctx)
     if client.away is not None:  # away-notify: say it with the join, not only when it changes
-        away = server.outgoing(client.prefix, "AWAY", [client.away])
+        away = server.from_user(client, "AWAY", [client.away])
         away.deliver([m for m in server.member_audience(channel, client) if "away-notify" in m.caps],
                      exclude=client)
     if channel.topic:
@@ -148,7 +148,7 @@ def _may_enter(ctx: Context, channel: Channel, key: str | None) -> bool:
 def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
     server = ctx.server
     client = ctx.client
-    part = server.outgoing(client.prefix, "PART", [channel.name, reason] if reason else [channel.name])
+    part = server.from_user(client, "PART", [channel.name, reason] if reason else [channel.name])
     part.deliver(server.member_audience(channel, client), exclude=client)
     ctx.send(part.variant(client.tag_flags))
     server.remove_member(channel, client)
@@ -204,7 +204,7 @@ def handle_topic(ctx: Context) -> None:
     channel.topic = params[1][: server.config.topic_max_len]
     channel.topic_set_by = client.prefix
     channel.topic_set_at = int(server.wallclock())
-    change = server.outgoing(client.prefix, "TOPIC", [channel.name, channel.topic])
+    change = server.from_user(client, "TOPIC", [channel.name, channel.topic])
     change.deliver(channel.members, exclude=client)
     ctx.send(change.variant(client.tag_flags))
     persist_channel_state(server, channel)
@@ -294,7 +294,7 @@ def handle_invite(ctx: Context) -> None:
         channel.invited.pop(next(iter(channel.invited)))  # the oldest invitation makes room
     channel.invited[target.id] = channel.may_moderate(client)
     ctx.reply(RPL_INVITING, target.nick, channel.name)
-    invite = server.outgoing(client.prefix, "INVITE", [target.nick, channel.name])
+    invite = server.from_user(client, "INVITE", [target.nick, channel.name])
     target.conn.write(invite.variant(target.tag_flags))
     # invite-notify: the channel's operators who asked for it learn of the invitation.
     watchers = [m for m in channel.operators() if "invite-notify" in m.caps and m is not client]
@@ -325,7 +325,7 @@ def handle_kick(ctx: Context) -> None:
         if target is None or target not in channel.members:
             ctx.reply(ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
-        kick = server.outgoing(client.prefix, "KICK", [channel.name, target.nick, reason])
+        kick = server.from_user(client, "KICK", [channel.name, target.nick, reason])
         kick.deliver(channel.members, exclude=client)
         ctx.send(kick.variant(client.tag_flags))
         log.info("%s kicked %s from %s: %s", client.nick, target.nick, channel.name, reason)

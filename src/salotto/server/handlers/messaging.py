@@ -165,7 +165,7 @@ def handle_away(ctx: Context) -> None:
         ctx.reply(RPL_UNAWAY, "You are no longer marked as being away")
     else:
         ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
-    notice = server.outgoing(client.prefix, "AWAY", [text] if text else [])
+    notice = server.from_user(client, "AWAY", [text] if text else [])
     notice.deliver(_with_cap(server.peers_of(client), "away-notify"))
 
 
@@ -178,7 +178,7 @@ def handle_setname(ctx: Context) -> None:
         ctx.fail("SETNAME", "INVALID_REALNAME", description="Realname is not valid")
         return
     client.realname = realname
-    change = server.outgoing(client.prefix, "SETNAME", [realname])
+    change = server.from_user(client, "SETNAME", [realname])
     change.deliver(_with_cap(server.peers_of(client), "setname"))
     ctx.send(change.variant(client.tag_flags))
 

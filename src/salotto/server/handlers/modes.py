@@ -88,7 +88,7 @@ def _user_mode(ctx: Context, nick: str) -> None:
     if unknown:
         ctx.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if applied:
-        change = server.outgoing(client.nick, "MODE", [client.nick, _join_modes(applied)])
+        change = server.from_user(client, "MODE", [client.nick, _join_modes(applied)], source=client.nick)
         ctx.send(change.variant(client.tag_flags))
 
 
@@ -147,7 +147,7 @@ def _channel_mode(ctx: Context, name: str) -> None:
         if arg:
             args.append(arg)
     if applied:
-        line = server.outgoing(client.prefix, "MODE", [channel.name, _join_modes(applied), *args])
+        line = server.from_user(client, "MODE", [channel.name, _join_modes(applied), *args])
         line.deliver(channel.members, exclude=client)
         ctx.send(line.variant(client.tag_flags))
         persist_channel_state(server, channel)

@@ -67,7 +67,7 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
     server.opers.add(client)
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")
-    ctx.send(server.outgoing(client.nick, "MODE", [client.nick, "+o"]).variant(client.tag_flags))
+    ctx.send(server.from_user(client, "MODE", [client.nick, "+o"], source=client.nick).variant(client.tag_flags))
 
 
 def handle_kill(ctx: Context) -> None:
@@ -107,7 +107,7 @@ def handle_chghost(ctx: Context) -> None:
     if not user or not host or any(ch in user + host for ch in " !@:,*?"):
         ctx.fail("CHGHOST", "INVALID_PARAMS", description="Invalid user or host")
         return
-    change = server.outgoing(target.prefix, "CHGHOST", [user, host])
+    change = server.from_user(target, "CHGHOST", [user, host])
     target.user, target.host = user, host
     watchers = [c for c in server.peers_of(target) if "chghost" in c.caps]
     if "chghost" in target.caps:

@@ -68,8 +68,9 @@ def send_lusers(ctx: Context) -> None:
     ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
     ctx.reply(RPL_LUSERCHANNELS, str(len(server.channels)), "channels formed")
     ctx.reply(RPL_LUSERME, f"I have {registered} clients and 0 servers")
-    ctx.reply(RPL_LOCALUSERS, str(registered), str(registered), f"Current local users {registered}")
-    ctx.reply(RPL_GLOBALUSERS, str(registered), str(registered), f"Current global users {registered}")
+    peak = server.registered_peak
+    ctx.reply(RPL_LOCALUSERS, str(registered), str(peak), f"Current local users {registered}, max {peak}")
+    ctx.reply(RPL_GLOBALUSERS, str(registered), str(peak), f"Current global users {registered}, max {peak}")
 
 
 def handle_lusers(ctx: Context) -> None:

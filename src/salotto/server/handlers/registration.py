@@ -16,6 +16,7 @@ from salotto.proto.numerics import (
     ERR_ALREADYREGISTERED,
     ERR_ERRONEUSNICKNAME,
     ERR_INVALIDCAPCMD,
+    ERR_NEEDMOREPARAMS,
     ERR_NICKNAMEINUSE,
     ERR_NONICKNAMEGIVEN,
     ERR_SASLABORTED,
@@ -199,6 +200,10 @@ def handle_user(ctx: Context) -> None:
         ctx.reply(ERR_ALREADYREGISTERED, "You may not reregister")
         return
     params = ctx.msg.params
+    if not params[0] or not params[3]:
+        # Modern IRC: neither the username nor the realname may be empty.
+        ctx.reply(ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        return
     username = "".join(ch for ch in params[0] if ch.isalnum() or ch in "-_.")[: USERLEN - 1] or "user"
     # No ident lookup: the "~" says the username is the client's own claim.
     client.user = "~" + username
@@ -222,7 +227,10 @@ def try_register(ctx: Context) -> None:
         client.sasl = None
         ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
     client.registered = True
-    ctx.server.registered_count += 1
+    server = ctx.server
+    server.registered_count += 1
+    if server.registered_count > server.registered_peak:
+        server.registered_peak = server.registered_count
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
     welcome(ctx)
