@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -520,3 +521,133 @@ def test_a_read_sees_what_the_same_pass_recorded(h: Harness) -> None:
     alice.send("PRIVMSG #lobby :said just now")  # no flush between the two lines: one loop pass
     alice.send("CHATHISTORY LATEST #lobby * 10")
     assert [m.params[1] for m in _batch(alice)[1]] == ["said just now"]
+
+
+# -- private conversations: whose they are, and the names that lead to them -------------------------
+
+_ALL_TIME = "timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z"
+_CAPS = ["draft/chathistory", "batch", "server-time"]
+
+
+def _texts(user: User) -> list[tuple[str, str, str]]:
+    """(sender nick, target, text) of the history batch ``user`` got."""
+    return [(m.source.split("!")[0], m.params[0], m.params[1]) for m in _batch(user)[1]]  # type: ignore[union-attr]
+
+
+def _targets(user: User) -> list[tuple[str, str]]:
+    user.send(f"CHATHISTORY TARGETS {_ALL_TIME} 50")
+    return [(m.params[1], m.params[2]) for m in _batch(user)[1]]
+
+
+def test_the_next_holder_of_a_guests_nick_reads_nothing_of_its_conversations(h: Harness) -> None:
+    """Neither logged in: alice and bob's conversation belongs to their connections. eve, connected before
+    it started, takes bob's nick once bob left: she reads none of it, and sees no such conversation."""
+    eve = h.user("eve", caps=_CAPS)
+    alice = h.user("alice", caps=_CAPS)
+    bob = h.user("bob", caps=_CAPS)
+    _say(h, alice, "PRIVMSG bob :my password is hunter2")
+    _say(h, bob, "PRIVMSG alice :mine is swordfish")
+    bob.send("QUIT")
+    alice.lines()
+    alice.send("CHATHISTORY LATEST bob * 10")  # bob left: his nick still leads alice to their conversation
+    assert [text for _, _, text in _texts(alice)] == ["my password is hunter2", "mine is swordfish"]
+    assert [name for name, _ in _targets(alice)] == ["bob"]
+    eve.send("NICK bob")
+    eve.lines()
+    eve.send("CHATHISTORY LATEST alice * 10")
+    assert _texts(eve) == []
+    assert _targets(eve) == []
+    alice.send("CHATHISTORY LATEST bob * 10")  # "bob" is eve now: a conversation that has not started
+    assert _texts(alice) == []
+    assert _targets(alice) == []  # and the old one is listed under no name that would mislead
+
+
+def test_a_guest_who_renames_keeps_the_conversation(h: Harness) -> None:
+    alice = h.user("alice", caps=_CAPS)
+    bob = h.user("bob", caps=_CAPS)
+    _say(h, alice, "PRIVMSG bob :one")
+    bob.send("NICK bobby")
+    _say(h, bob, "PRIVMSG alice :two")
+    alice.lines()
+    bob.lines()
+    alice.send("CHATHISTORY LATEST bobby * 10")
+    assert [text for _, _, text in _texts(alice)] == ["one", "two"]
+    bob.send("CHATHISTORY LATEST alice * 10")
+    assert [text for _, _, text in _texts(bob)] == ["one", "two"]
+    assert [name for name, _ in _targets(alice)] == ["bobby"]
+
+
+def _account(h: Harness, nick: str, account: str) -> User:
+    """A client logged in to ``account`` (registered now, under that nick), then renamed to ``nick``."""
+    user = h.user(account, caps=_CAPS)
+    user.send(f"REGISTER {account} * :a-long-password")
+    assert any(" 900 " in line for line in user.lines())
+    if nick != account:
+        user.send(f"NICK {nick}")
+    user.lines()
+    return user
+
+
+def test_private_history_is_the_conversation_of_the_two_accounts_whatever_their_nicks(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    h.attach_store(tmp_path / "accounts")
+    alice = _account(h, "ali", "alice")
+    bob = _account(h, "bobby", "bob")
+    _say(h, alice, "PRIVMSG bobby :hello bob")
+    _say(h, bob, "PRIVMSG ali :hello alice")
+    _say(h, alice, "PRIVMSG ali :a note to myself")
+    alice.lines()
+    bob.lines()
+    # Either side, both directions, in order; each line addressed as the asker sees it.
+    alice.send("CHATHISTORY LATEST bobby * 10")
+    assert _texts(alice) == [("ali", "bobby", "hello bob"), ("bobby", "ali", "hello alice")]
+    bob.send("CHATHISTORY LATEST ali * 10")
+    assert _texts(bob) == [("ali", "bobby", "hello bob"), ("bobby", "ali", "hello alice")]
+    alice.send("CHATHISTORY LATEST ali * 10")  # messages to oneself, once each
+    assert _texts(alice) == [("ali", "ali", "a note to myself")]
+    # bob leaves: his account's name leads to the conversation, and TARGETS lists that name, newest last,
+    # with the bare time of the latest message (draft/chathistory), and the lobby among them.
+    bob.send("QUIT")
+    alice.send("CHATHISTORY LATEST bob * 10")
+    assert [text for _, _, text in _texts(alice)] == ["hello bob", "hello alice"]
+    targets = _targets(alice)
+    assert [name for name, _ in targets] == ["bob", "alice"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp) for _, stamp in targets)
+    assert targets[0][1] < targets[1][1]
+    # Back on another connection, under yet another nick: the account's conversations are still there.
+    again = h.user("alice3", caps=_CAPS)
+    again.send("PRIVMSG NickServ :IDENTIFY alice a-long-password")
+    again.lines()
+    again.send("CHATHISTORY LATEST bob * 10")
+    assert [text for _, _, text in _texts(again)] == ["hello bob", "hello alice"]
+
+
+def test_a_guest_holding_a_registered_nick_reads_nothing_under_it(tmp_path: Path) -> None:
+    h = _harness(tmp_path, nick_protection_grace_s=60)
+    h.attach_store(tmp_path / "accounts")
+    bob = _account(h, "bob", "bob")
+    carol = h.user("carol", caps=_CAPS)
+    _say(h, carol, "PRIVMSG bob :for bob only")
+    bob.send("QUIT")
+    impostor = h.user("bob", caps=_CAPS)  # not logged in: the grace period runs
+    impostor.lines()
+    impostor.send("CHATHISTORY LATEST carol * 10")
+    assert [m.command for m in impostor.messages()] == ["FAIL"]
+
+
+def test_departed_guests_are_remembered_as_long_as_whowas_remembers_nicks(tmp_path: Path) -> None:
+    """The server keeps a departed guest's nick only for the last whowas_max_entries departures: memory
+    stays bounded whoever comes and goes, and the older conversations are no longer reachable by name."""
+    h = _harness(tmp_path, whowas_max_entries=2)
+    alice = h.user("alice", caps=_CAPS)
+    for i in range(5):
+        guest = h.user(f"guest{i}")
+        _say(h, guest, f"PRIVMSG alice :from guest {i}")
+        guest.send("QUIT")
+    assert len(h.server.parties) == 3  # alice, connected, and the last two who left
+    alice.lines()
+    alice.send("CHATHISTORY LATEST guest4 * 10")
+    assert [text for _, _, text in _texts(alice)] == ["from guest 4"]
+    alice.send("CHATHISTORY LATEST guest0 * 10")
+    assert _texts(alice) == []
+    assert [name for name, _ in _targets(alice)] == ["guest3", "guest4"]

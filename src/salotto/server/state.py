@@ -33,6 +33,7 @@ from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILIT
 from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
+from salotto.server.parties import Parties
 from salotto.server.stats import ServerStats, disconnect_category
 
 __all__ = ["Server", "WhowasEntry"]
@@ -93,6 +94,8 @@ class Server:
         self.offload: Offload = InlineOffload()
         self._ids = itertools.count(1)
         self._msgid_prefix = os.urandom(4).hex()
+        # The tokens private history knows connections that are not logged in by (salotto.server.parties).
+        self.parties = Parties(self._msgid_prefix + "-", config.whowas_max_entries)
         self._msgids = itertools.count(1)
         self._batches = itertools.count(1)
         self.config = config
@@ -104,6 +107,7 @@ class Server:
         """Take a (re)loaded config: limits, MOTD and autojoin channels apply from now on."""
         motd = self._read_motd(config.motd_file)  # first: an unreadable file changes nothing
         self.config = config
+        self.parties.max_departed = config.whowas_max_entries
         self.name = config.server_name
         self.motd = motd
         if self.history is not None:
@@ -326,6 +330,7 @@ class Server:
                 self.invisible_count -= 1
             self.opers.discard(client)
             self.remember_nick(client)
+            self.parties.left(client)
             if not self.shutting_down:
                 self.from_user(client, "QUIT", [reason]).deliver(self.quit_audience(client))
             for channel in list(client.channels.values()):
@@ -370,6 +375,8 @@ class Server:
         self.remember_nick(client)
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
         client.nick, client.nick_cf = nick, nick_cf
+        if client.account is None:
+            self.parties.renamed(client)
         change.deliver(self.peers_of(client))
         return change.variant(client.tag_flags)
 

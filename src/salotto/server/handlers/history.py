@@ -143,8 +143,8 @@ def readable_since(server: Server, client: Client, channel: Channel | None) -> f
 
 def history_identity(server: Server, client: Client) -> str | None:
     """Whose private history a client's messages belong to: its account when logged in, else its
-    nick; None (nothing stored or readable) while it holds a registered nick it has not logged in
-    to, so that taking ``alice``'s nick never reaches alice's conversations."""
+    connection's token (salotto.server.parties), never its nick; None (nothing stored or readable)
+    while it holds a registered nick it has not logged in to."""
     if client.account is not None:
         return client.account
     if client in server.nick_deadlines:
@@ -152,14 +152,19 @@ def history_identity(server: Server, client: Client) -> str | None:
     accounts = server.accounts
     if accounts is not None and accounts.is_registered(client.nick):
         return None  # protected or not (the account may be newer than the nick change): not theirs
-    return client.nick
+    return server.parties.token(client)
 
 
 def _party_of(server: Server, name: str) -> str:
-    """The history identity behind a nick named in CHATHISTORY: an online user's account if logged
-    in; otherwise the name itself (an account name equals the nick it was registered with)."""
+    """The history identity behind a nick named in CHATHISTORY: whoever holds it now (an account, or a
+    connection's token); else the account of that name, else the connection that last left with it."""
     holder = server.find_user(name)
-    return holder.account if holder is not None and holder.account is not None else name
+    if holder is not None:
+        return history_identity(server, holder) or name
+    accounts = server.accounts
+    if accounts is not None and accounts.is_registered(name):
+        return name
+    return server.parties.departed(name) or name
 
 
 def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
@@ -173,7 +178,7 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
             return None
         return channel.name_cf, channel.name, readable_since(server, client, channel)
     me = history_identity(server, client)
-    if me is None or not name or any(ch in name for ch in " ,*?!@"):
+    if me is None or not name or any(ch in name for ch in " ,*?!@~"):
         return None
     return conversation_key(me, _party_of(server, name)), name, readable_since(server, client, None)
 
@@ -247,11 +252,18 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         lines = []
         for listing in outcome.value or []:
-            name = listing.name
-            channel = server.find_channel(name) if name[:1] in CHANTYPES else None
+            name: str | None = listing.name
+            channel = server.find_channel(listing.name) if listing.name[:1] in CHANTYPES else None
+            if channel is None:
+                # A private conversation: listed under a name that leads back to it (none, for a connection
+                # that is long gone), and only if that name does.
+                name = server.parties.name_of(listing.name)
+                if name is None or casefold(_party_of(server, name)) != casefold(listing.name):
+                    continue
             if listing.latest < readable_since(server, client, channel):
                 continue
-            stamp = "timestamp=" + format_server_time(listing.latest)
+            # draft/chathistory: the target and its latest message's time, bare (no "timestamp=").
+            stamp = format_server_time(listing.latest)
             line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
             lines.append(line.encode())
         _answer_with_batch(ctx, _in_batch(server, client, "draft/chathistory-targets", lines, _label_tag(ctx)))

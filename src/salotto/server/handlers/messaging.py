@@ -135,6 +135,10 @@ def _message(ctx: Context, command: str) -> None:
             if history is not None and server.config.history_private:
                 sender_id, recipient_id = history_identity(server, client), history_identity(server, recipient)
                 if sender_id is not None and recipient_id is not None:
+                    if client.account is None:
+                        server.parties.noted(client, sender_id)
+                    if recipient.account is None:
+                        server.parties.noted(recipient, recipient_id)
                     history.record(HistoryMessage(
                         msgid, conversation_key(sender_id, recipient_id), wall, source, client.account,
                         command, text, client_tags or NO_TAGS, (sender_id, recipient_id),
