@@ -121,15 +121,67 @@ def test_binary_subprotocol_sends_binary_frames_and_bytes_as_they_are() -> None:
     serve_web(body)
 
 
-def test_no_subprotocol_means_text_frames_and_latin1_from_tcp_arrives_as_utf8() -> None:
+def test_bytes_that_are_not_utf8_reach_text_clients_as_u_fffd_and_everyone_else_as_sent() -> None:
+    """IRCv3 WebSocket: a text frame must hold UTF-8, so bytes from a TCP client that are not UTF-8 reach
+    text clients (and clients that named no subprotocol) as U+FFFD; binary.ircv3.net clients and TCP
+    clients get the bytes as they were sent (a Latin-1 client's peers see Latin-1)."""
+
+    def body(srv: InProcessServer, url: str) -> None:
+        latin1 = joined_tcp(srv, "latin1")
+        peer = joined_tcp(srv, "tcppeer")
+        plain = WsClient(url, None)
+        assert plain.subprotocol is None
+        plain.register("plain")
+        text = WsClient(url, ["text.ircv3.net"])
+        text.register("texty")
+        binary = WsClient(url, ["binary.ircv3.net"])
+        binary.send(b"NICK binuser")
+        binary.send(b"USER binuser 0 * :binary")
+        binary.expect("366")
+        latin1.send_raw(b"PRIVMSG #lobby :caf\xe9 \xff ok \xc3\xa9t\xc3\xa9\r\n")
+        for web in (plain, text):
+            assert web.expect("PRIVMSG").params[1] == "caf\ufffd \ufffd ok \u00e9t\u00e9"
+            assert all(isinstance(f, str) for f in web.frames)
+        binary.expect("PRIVMSG")
+        last = binary.frames[-1]
+        assert isinstance(last, bytes) and last.endswith(b" :caf\xe9 \xff ok \xc3\xa9t\xc3\xa9")
+        peer.expect("PRIVMSG")
+        raw = peer._buffer  # what it has read and not split into lines yet: checked as bytes, undecoded
+        latin1.send_raw(b"PRIVMSG tcppeer :\xe0 bient\xf4t\r\n")
+        deadline = time.monotonic() + TIMEOUT_S
+        while b"bient" not in raw and time.monotonic() < deadline:
+            peer.sock.settimeout(1.0)
+            raw += peer.sock.recv(65536)
+        assert b"PRIVMSG tcppeer :\xe0 bient\xf4t\r\n" in raw
+        # Stored as text: history gives it back with U+FFFD (the database takes UTF-8 only).
+        text.send("CAP REQ :draft/chathistory batch server-time")
+        text.expect("CAP")
+        text.send("CHATHISTORY LATEST #lobby * 5")
+        assert text.expect("PRIVMSG").params[1] == "caf\ufffd \ufffd ok \u00e9t\u00e9"
+
+    serve_web(body)
+
+
+def test_a_text_frame_that_is_not_utf8_closes_the_connection_with_1007() -> None:
+    """RFC 6455 section 8.1: a text message that is not valid UTF-8 fails the connection (1007)."""
+
     def body(srv: InProcessServer, url: str) -> None:
         tcp = joined_tcp(srv, "tcpuser")
-        web = WsClient(url, None)
-        assert web.subprotocol is None
-        web.register("plain")
-        tcp.send_raw(b"PRIVMSG #lobby :caf\xe9\r\n")
-        assert web.expect("PRIVMSG").params[1] == "café"
-        assert all(isinstance(f, str) for f in web.frames)
+        web = WsClient(url, ["text.ircv3.net"])
+        web.register("badtext")
+        raw_socket = web.conn.socket
+        # A masked text frame by hand (the library would refuse to send invalid UTF-8 as text).
+        payload = b"PRIVMSG #lobby :caf\xe9"
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        raw_socket.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                web.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        tcp.send("PING :after")
+        tcp.expect("PONG")
+        assert not any(m.command == "PRIVMSG" and m.params[0] == "#lobby" for m in tcp.received)
 
     serve_web(body)
 

@@ -14,6 +14,9 @@ __all__ = [
     "LineReader",
     "LineTooLong",
     "decode_line",
+    "decode_wire",
+    "encode_wire",
+    "valid_utf8",
 ]
 
 # RFC 1459/2812: 512 bytes including CRLF for the message proper; every server uses it.
@@ -106,8 +109,36 @@ class LineReader:
 
 
 def decode_line(line: bytes) -> str:
-    """UTF-8 when it is valid, Latin-1 otherwise: every byte string decodes, nothing is lost."""
+    """UTF-8 when it is valid, Latin-1 otherwise: every byte string decodes into something to show (the
+    clients' choice; the server keeps the bytes instead, see :func:`decode_wire`)."""
     try:
         return line.decode("utf-8")
     except UnicodeDecodeError:
         return line.decode("latin-1")
+
+
+def decode_wire(line: bytes) -> str:
+    """A line as the server handles it: UTF-8, with the bytes that are not UTF-8 kept as lone surrogates
+    (``surrogateescape``), so that :func:`encode_wire` gives them back as they came. IRC relays bytes: a
+    client in another encoding reaches its peers unchanged, and only what must be text (a text WebSocket
+    frame, the history database) replaces them (:func:`valid_utf8`)."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("utf-8", "surrogateescape")
+
+
+def encode_wire(text: str) -> bytes:
+    """A line (or part of one) for the socket: UTF-8, and any byte :func:`decode_wire` kept, as it was."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with the bytes that were not UTF-8 on the wire as U+FFFD: for what must be valid text."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text

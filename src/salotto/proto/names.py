@@ -44,6 +44,8 @@ def is_valid_channel(name: str, max_len: int) -> bool:
     """A channel name: a CHANTYPES character, then at least one character none of which ends a name."""
     if len(name) < 2 or len(name) > max_len or name[0] not in CHANTYPES:
         return False
+    if not name.isascii() and any("\udc80" <= ch <= "\udcff" for ch in name):
+        return False  # bytes that were not UTF-8 (salotto.proto.framing.decode_wire): a name is text
     return not any(ch in _CHANNEL_FORBIDDEN for ch in name)
 
 

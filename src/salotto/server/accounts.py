@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from salotto.passwords import make_account_secret, verify_password
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server.flood import TokenBucket
@@ -139,8 +140,8 @@ class Accounts:
         self.secret = secret or os.urandom(32)
 
     def get(self, name: str) -> StoredAccount | None:
-        if not name or casefold(name) in _SERVICES_CF:
-            return None
+        if not name or casefold(name) in _SERVICES_CF or valid_utf8(name) is not name:
+            return None  # (bytes that were not UTF-8 name no account, and the database takes only text)
         return self.store.get_account(name)
 
     def is_registered(self, nick: str) -> bool:
@@ -316,7 +317,7 @@ def log_out(server: Server, client: Client, ctx: Context | None = None) -> None:
         ctx.reply(RPL_LOGGEDOUT, client.prefix, "You are now logged out")
     else:
         line = format_line(RPL_LOGGEDOUT, [client.nick, client.prefix, "You are now logged out"], source=server.name)
-        client.conn.write((line + "\r\n").encode())
+        client.conn.write(encode_wire(line + "\r\n"))
         ctx = None
     _announce_account(server, client, "*", ctx)
     nick_protection_check(server, client, ctx, same_nick=True)
@@ -363,9 +364,10 @@ def save_channel_state(store: Storage, channel: Channel) -> None:
     """Write a registered channel's topic and modes to ``store`` (a writer's: see :meth:`Accounts.write`)."""
     store.update_channel(
         channel.name,
-        topic=(channel.topic, channel.topic_set_by, float(channel.topic_set_at)),
+        # As text: the database takes UTF-8 only (see valid_utf8).
+        topic=(valid_utf8(channel.topic), channel.topic_set_by, float(channel.topic_set_at)),
         modes="".join(sorted(channel.modes)),
-        key=channel.key,
+        key=None if channel.key is None else valid_utf8(channel.key),
         limit=channel.limit,
         clear_key=channel.key is None,
         clear_limit=channel.limit is None,

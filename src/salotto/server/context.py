@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from salotto.proto.errors import LocalProtocolError
+from salotto.proto.framing import encode_wire
 from salotto.proto.message import Message, escape_tag_value, format_line
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class Context:
             # A reply that echoes what the client sent ("hello world" as a nick) must still be
             # one valid line: such a parameter is made into one word.
             line = format_line(command, _one_word_params(params), source=self.server.name)
-        self.out.append((line + "\r\n").encode())
+        self.out.append(encode_wire(line + "\r\n"))
 
     def fail(self, command: str, code: str, *context: str, description: str) -> None:
         """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""
@@ -154,12 +155,12 @@ class Context:
             return
         tag = "label=" + escape_tag_value(label)
         if not out:
-            data = (f"@{tag} :{self.server.name} ACK\r\n").encode()
+            data = encode_wire(f"@{tag} :{self.server.name} ACK\r\n")
         elif len(out) == 1:
             data = add_tag(out[0], tag)
         else:
             ref = self.server.new_batch_id()
-            start = f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n".encode()
+            start = encode_wire(f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n")
             inner = b"".join(add_tag(line, "batch=" + ref) for line in out)
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         out.clear()
@@ -176,5 +177,5 @@ def _one_word_params(params: tuple[str, ...]) -> list[str]:
 def add_tag(line: bytes, tag: str) -> bytes:
     """Add one tag (``key=escaped-value``) to a serialized line."""
     if line[:1] == b"@":
-        return b"@" + tag.encode() + b";" + line[1:]
-    return b"@" + tag.encode() + b" " + line
+        return b"@" + encode_wire(tag) + b";" + line[1:]
+    return b"@" + encode_wire(tag) + b" " + line

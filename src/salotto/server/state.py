@@ -19,7 +19,7 @@ from salotto import __version__
 from salotto.config import Config
 from salotto.proto.casemap import casefold
 from salotto.proto.errors import MalformedMessage
-from salotto.proto.framing import decode_line
+from salotto.proto.framing import decode_wire, encode_wire
 from salotto.proto.message import parse
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
@@ -212,7 +212,7 @@ class Server:
         if refusal is not None:
             self.stats.connections_refused += 1
             log.info("refused connection from %s (%s): %s", ip, conn.transport_name, refusal)
-            conn.write(f"ERROR :Closing link: {ip} ({refusal})\r\n".encode())
+            conn.write(encode_wire(f"ERROR :Closing link: {ip} ({refusal})\r\n"))
             conn.close(refusal)
             return None
         client = Client(conn, next(self._ids), self.clock(), self.wallclock())
@@ -238,7 +238,7 @@ class Server:
 
     def _run_line(self, client: Client, raw: bytes) -> None:
         try:
-            msg = parse(decode_line(raw))
+            msg = parse(decode_wire(raw))
         except MalformedMessage:
             return
         ctx = Context(self, client, msg)
@@ -304,7 +304,7 @@ class Server:
         client.quitting = True
         if error is None:
             error = reason
-        client.conn.write(f"ERROR :Closing link: {client.host} ({error})\r\n".encode())
+        client.conn.write(encode_wire(f"ERROR :Closing link: {client.host} ({error})\r\n"))
         self._remove(client, reason)
         client.conn.close(reason)
 

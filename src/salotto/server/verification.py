@@ -38,7 +38,7 @@ def verification_code(secret: bytes, account: StoredAccount) -> str:
 
 
 def codes_match(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.strip().upper().encode(), expected.encode())
+    return hmac.compare_digest(given.strip().upper().encode("utf-8", "surrogateescape"), expected.encode())
 
 
 def send_code(config: Config, account: StoredAccount, code: str) -> None:

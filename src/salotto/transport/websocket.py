@@ -12,8 +12,9 @@ Framing, per the IRCv3 specification:
 * one IRC line per message, without CRLF (a trailing CRLF or LF from a client is accepted, and a
   message holding several lines is taken line by line, as over TCP);
 * subprotocol ``binary.ircv3.net``: the server sends binary messages, bytes as they are;
-  ``text.ircv3.net`` or none negotiated: text messages, invalid UTF-8 replaced; the client may
-  send either kind whatever was negotiated.
+  ``text.ircv3.net`` or none negotiated: text messages, where bytes that are not UTF-8 (from a TCP
+  client in another encoding) are replaced with U+FFFD; the client may send either kind whatever was
+  negotiated, and a text message that is not UTF-8 fails the connection (close code 1007, RFC 6455).
 
 Limits: a message over ``max_line_bytes`` (+ ``max_tags_bytes`` with tags) is answered with 417
 and dropped, as over TCP; one over :func:`hard_message_limit` is not even buffered: the connection
@@ -105,6 +106,14 @@ def _select_subprotocol(_protocol: ServerProtocol, offered: Sequence[Subprotocol
     return None
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _is_upgrade(request: Request) -> bool:
     return any(value.strip().lower() == "websocket" for value in request.headers.get_all("Upgrade"))
 
@@ -132,6 +141,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
         self._opcode = OP_TEXT
         self._fragments: list[bytes] = []
+        self._message_is_text = True  # the opcode of the message whose frames are arriving
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.outbox: list[bytes] = []
@@ -208,6 +218,8 @@ class WebSocketIrcProtocol(OutboxProtocol):
     def _on_frame(self, client: Client, frame: Frame) -> None:
         opcode = frame.opcode
         if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
+            if opcode is not OP_CONT:
+                self._message_is_text = opcode is OP_TEXT
             if not frame.fin:
                 self._fragments.append(bytes(frame.data))  # the library bounds the total size
                 return
@@ -216,11 +228,22 @@ class WebSocketIrcProtocol(OutboxProtocol):
                 self._fragments.append(payload)
                 payload = b"".join(self._fragments)
                 self._fragments.clear()
+            if self._message_is_text and not payload.isascii() and not _is_utf8(payload):
+                self._fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
+                return
             # The message is one line; the LF we add ends it so the reader returns it now.
             self._gate.push(client, self._reader.feed(payload + b"\n"))
         elif opcode is OP_CLOSE:
             self._gate.stop()
         # Ping frames are answered by the library; pongs need nothing.
+
+    def _fail(self, code: CloseCode, reason: str) -> None:
+        """RFC 6455 section 7.1.7: close with ``code``; nothing more reaches the server from this client."""
+        self._gate.stop()
+        self._lost_reason = f"Connection error: {reason}"
+        if self._ws.state is State.OPEN:
+            self._ws.fail(code, reason)
+        self._send_pending()
 
     def _send_pending(self) -> None:
         """Write what the WebSocket core queued (handshake answers, pongs, close frames, EOF)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from salotto.passwords import ScramCredentials, scram_credentials
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import valid_utf8
 from salotto.proto.names import is_valid_nick
 from salotto.proto.numerics import (
     ERR_SASLABORTED,
@@ -347,10 +348,13 @@ def start_registration(
     if by_email and email is None:
         fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
         return
+    if valid_utf8(password) is not password:
+        fail("UNACCEPTABLE_PASSWORD", "The password must be UTF-8 text")
+        return
     if len(password) < config.account_password_min_len:
         fail("WEAK_PASSWORD", f"Use a password of at least {config.account_password_min_len} characters")
         return
-    if email is not None and ("@" not in email or len(email) > 254):
+    if email is not None and ("@" not in email or len(email) > 254 or valid_utf8(email) is not email):
         fail("INVALID_EMAIL", "That is not an email address")
         return
     # Hashing costs the same as a login: the per-IP login limit applies.

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import encode_wire
 from salotto.proto.message import escape_tag_value
 from salotto.proto.names import CHANTYPES, split_userhost
 from salotto.proto.numbers import parse_positive_int
@@ -190,7 +191,7 @@ def _in_batch(server: Server, client: Client, kind: str, lines: list[bytes], lab
     if "batch" not in client.caps:
         return b"".join(lines)
     ref = server.new_batch_id()
-    start = f":{server.name} BATCH +{ref} {kind}\r\n".encode()
+    start = encode_wire(f":{server.name} BATCH +{ref} {kind}\r\n")
     if label:
         start = add_tag(start, label)
     tag = "batch=" + ref
@@ -265,7 +266,7 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
             # draft/chathistory: the target and its latest message's time, bare (no "timestamp=").
             stamp = format_server_time(listing.latest)
             line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
-            lines.append(line.encode())
+            lines.append(encode_wire(line))
         _answer_with_batch(ctx, _in_batch(server, client, "draft/chathistory-targets", lines, _label_tag(ctx)))
 
     history.read(lambda s: s.targets(channels, party, start, end, limit), ctx.wait(done))

@@ -5,6 +5,7 @@ https://modern.ircdocs.horse/#privmsg-message, https://ircv3.net/specs/extension
 
 from __future__ import annotations
 
+from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
@@ -87,6 +88,9 @@ def _message(ctx: Context, command: str) -> None:
         history = None
     source = client.prefix  # built once: the relayed line and the stored message both name it
     text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
+    # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
+    stored_text = valid_utf8(text)
+    stored_tags = _valid_tags(client_tags) if client_tags else NO_TAGS
     for target in targets:
         if not target:
             continue
@@ -111,7 +115,7 @@ def _message(ctx: Context, command: str) -> None:
             stats.deliveries_out += out.deliver(recipients, exclude=client)
             if history is not None:
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
-                                              command, text, client_tags or NO_TAGS))
+                                              command, stored_text, stored_tags))
         else:
             if is_service(target):
                 if command == "PRIVMSG":
@@ -141,21 +145,29 @@ def _message(ctx: Context, command: str) -> None:
                         server.parties.noted(recipient, recipient_id)
                     history.record(HistoryMessage(
                         msgid, conversation_key(sender_id, recipient_id), wall, source, client.account,
-                        command, text, client_tags or NO_TAGS, (sender_id, recipient_id),
+                        command, stored_text, stored_tags, (sender_id, recipient_id),
                     ))
         if echo:
             ctx.send(out.variant(client.tag_flags))
             stats.deliveries_out += 1
 
 
+def _valid_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Client tags as text (see valid_utf8), the same dict when they already are."""
+    if all(valid_utf8(k) is k and valid_utf8(v) is v for k, v in tags.items()):
+        return tags
+    return {valid_utf8(k): valid_utf8(v) for k, v in tags.items()}
+
+
 def _fit(text: str, source: str, command: str, target: str, max_line_bytes: int) -> str:
     """``text`` cut so that the relayed line, with the sender's prefix added, still fits the line limit
     (clients drop longer lines); cut on a character boundary."""
-    room = max_line_bytes - len(f":{source} {command} {target} :\r\n".encode())
-    data = text.encode()
+    room = max_line_bytes - len(encode_wire(f":{source} {command} {target} :\r\n"))
+    data = encode_wire(text)
     if len(data) <= room:
         return text
-    return data[: max(room, 0)].decode("utf-8", "ignore")
+    # A character cut in two is left out; bytes that were not UTF-8 to begin with stay as they came.
+    return data[: max(room, 0)].decode("utf-8", "ignore" if text is valid_utf8(text) else "surrogateescape")
 
 
 def handle_away(ctx: Context) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import encode_wire
 from salotto.proto.names import CHANTYPES
 from salotto.server.accounts import (
     Accounts,
@@ -55,7 +56,7 @@ class Service:
     def say(self, ctx: Context, text: str) -> None:
         server = ctx.server
         # Notices may echo what the user sent; cut so the line stays within 512 bytes.
-        text = text.encode()[:_SAY_MAX_BYTES].decode("utf-8", "ignore")
+        text = encode_wire(text)[:_SAY_MAX_BYTES].decode("utf-8", "ignore")
         line = server.outgoing(f"{self.name}!{self.name}@{server.name}", "NOTICE", [ctx.client.nick, text])
         ctx.send(line.variant(ctx.client.tag_flags))
 
