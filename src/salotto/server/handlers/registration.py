@@ -23,6 +23,7 @@ from salotto.proto.numerics import (
     RPL_WELCOME,
     RPL_YOURHOST,
 )
+from salotto.server import monitor
 from salotto.server.accounts import is_service, nick_protection_check
 from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from salotto.server.context import Context
@@ -220,6 +221,7 @@ def try_register(ctx: Context) -> None:
     ctx.server.registered_count += 1
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
+    monitor.came_online(ctx.server, client)
     welcome(ctx)
     nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:
