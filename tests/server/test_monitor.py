@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from salotto.proto import Message
 from salotto.proto.numerics import (
     ERR_MONLISTFULL,
@@ -276,3 +278,76 @@ def test_no_offline_flood_on_shutdown() -> None:
     h.server.shutdown("Server shutting down")
     assert not any(" 731 " in line for line in alice.lines() + bob.lines())
     assert h.server.monitors == {}
+
+
+# extended-monitor (https://ircv3.net/specs/extensions/extended-monitor): away, account and realname
+# changes of a watched nick reach the watcher without a shared channel, for the caps it asked for.
+
+EXTENDED = ["extended-monitor", "away-notify", "setname"]
+
+
+def _watching(h: Harness, nick: str, target: str, caps: list[str]) -> User:
+    watcher = h.user(nick, caps=caps, ip="10.1.1.1")
+    watcher.send(f"MONITOR + {target}")
+    watcher.lines()
+    return watcher
+
+
+def test_extended_monitor_is_offered() -> None:
+    h = Harness()
+    user = h.connect()
+    user.send("CAP LS 302")
+    assert "extended-monitor" in user.lines()[0].split(":", 2)[2].split()
+
+
+def test_extended_monitor_delivers_away_and_setname_without_a_shared_channel() -> None:
+    h = Harness(autojoin=[])
+    bob = h.user("bob", caps=["setname"])
+    extended = _watching(h, "ext", "bob", EXTENDED)
+    plain = _watching(h, "plain", "bob", ["away-notify", "setname"])  # MONITOR without extended-monitor
+    half = _watching(h, "half", "bob", ["extended-monitor"])  # neither away-notify nor setname
+    bob.send("AWAY :lunch")
+    bob.send("AWAY")
+    bob.send("SETNAME :Robert Tables")
+    assert [(m.source, m.command, m.params) for m in extended.messages()] == [
+        ("bob!~bob@127.0.0.1", "AWAY", ["lunch"]),
+        ("bob!~bob@127.0.0.1", "AWAY", []),
+        ("bob!~bob@127.0.0.1", "SETNAME", ["Robert Tables"]),
+    ]
+    assert plain.lines() == []
+    assert half.lines() == []
+
+
+def test_extended_monitor_follows_the_nick_and_sends_once_to_a_peer_that_also_watches() -> None:
+    h = Harness(autojoin=["#lobby"])
+    bob = h.user("bob")
+    peer = _watching(h, "peer", "bob", EXTENDED)  # in #lobby with bob, and watching him
+    bob.send("AWAY :gone")
+    assert [m.command for m in peer.messages()] == ["AWAY"]
+    bob.send("NICK robert")  # no longer the watched nick: only the channel tells
+    peer.lines()
+    bob.send("PART #lobby")
+    peer.lines()
+    bob.send("AWAY")
+    assert peer.lines() == []
+    # Watching oneself brings no echo of one's own AWAY.
+    peer.send("MONITOR + peer")
+    peer.lines()
+    peer.send("AWAY :me")
+    assert [m.command for m in peer.messages()] == ["306"]
+
+
+def test_extended_monitor_delivers_account_changes(tmp_path: Path) -> None:
+    h = Harness(autojoin=[])
+    h.attach_store(tmp_path)
+    bob = h.user("bob")
+    extended = _watching(h, "ext", "bob", ["extended-monitor", "account-notify"])
+    plain = _watching(h, "plain", "bob", ["account-notify"])
+    bob.send("REGISTER * * :correct-horse-battery")
+    assert any(m.command == "REGISTER" and m.params[0] == "SUCCESS" for m in bob.messages())
+    bob.send("PRIVMSG NickServ :LOGOUT")
+    assert [(m.source, m.command, m.params) for m in extended.messages()] == [
+        ("bob!~bob@127.0.0.1", "ACCOUNT", ["bob"]),
+        ("bob!~bob@127.0.0.1", "ACCOUNT", ["*"]),
+    ]
+    assert plain.lines() == []

@@ -6,6 +6,8 @@ the client gave it), created by its first ``MONITOR +``: a client that never use
 empty slot. Both sides are bounded by ``monitor_max_targets`` per client, and a client's entries go
 when it disconnects.
 
+With extended-monitor, :func:`audience` adds watchers to who hears of a client's changes.
+
 A nick is online when a registered client holds it: it comes online when registration completes or a
 client renames to it, and goes offline on a quit (QUIT, disconnect, KILL) or a rename away from it.
 """
@@ -23,7 +25,13 @@ if TYPE_CHECKING:
     from salotto.server.client import Client
     from salotto.server.state import Server
 
-__all__ = ["add", "came_online", "clear", "forget", "nick_changed", "remove", "went_offline"]
+__all__ = ["EXTENDED_MONITOR", "add", "audience", "came_online", "clear", "forget", "nick_changed", "remove",
+           "went_offline"]
+
+# With this capability a watcher also hears of the away, account, host and realname changes of the
+# nicks it watches, for those of away-notify, account-notify, chghost and setname it asked for
+# (https://ircv3.net/specs/extensions/extended-monitor).
+EXTENDED_MONITOR = "extended-monitor"
 
 
 def add(server: Server, client: Client, targets: Iterable[str]) -> list[str]:
@@ -107,3 +115,14 @@ def _tell(server: Server, nick_cf: str, numeric: str, text: str) -> None:
         line = format_line(numeric, [watcher.nick, text], source=server.name)
         watcher.conn.write((line + "\r\n").encode())
 
+
+
+def audience(server: Server, client: Client, cap: str) -> set[Client]:
+    """Who hears of a change of ``client`` that ``cap`` announces (away-notify, account-notify, chghost,
+    setname): its peers that asked for ``cap``, and, with extended-monitor, the clients watching its
+    nick that asked for ``cap`` too. Not ``client`` itself."""
+    recipients = {peer for peer in server.peers_of(client) if cap in peer.caps}
+    watchers = server.monitors.get(client.nick_cf)
+    if watchers:
+        recipients.update(w for w in watchers if cap in w.caps and EXTENDED_MONITOR in w.caps and w is not client)
+    return recipients

@@ -46,6 +46,7 @@ CAPABILITIES: dict[str, str] = {
     "chghost": "",
     "echo-message": "",
     "extended-join": "",
+    "extended-monitor": "",
     "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
