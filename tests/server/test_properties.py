@@ -21,7 +21,7 @@ COMMANDS = [
 params = st.sampled_from(
     NICKS + CHANNELS + ["+o", "-o", "+b", "+ov-k", "+l", "5", "-l", "+k", "key", "+imnst", "*", "LS",
                          "302", "REQ", "END", "message-tags echo-message", ":", "", ":hello world",
-                         "u0,u1,alice", "U1", ",", "+", "-"]
+                         "u0,u1,alice", "U1", ",", "+", "-", "%tcuihsnfdlaor,42", "%", "o%na,1234"]
 )
 line = st.builds(
     lambda tags, cmd, ps: (tags + cmd + " " + " ".join(ps)).strip(),

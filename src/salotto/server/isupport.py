@@ -47,6 +47,7 @@ def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
         f"KICK:{targets},NAMES:1,WHOIS:1",
         f"TOPICLEN={config.topic_max_len}",
         f"USERLEN={USERLEN}",
+        "WHOX",
     ]
     return sorted(tokens)
 
