@@ -126,6 +126,7 @@ KEYS: tuple[Key, ...] = (
         "Above this many members, joins/parts/quits are shown only to channel operators.", 1),
     Key("whowas_max_entries", int, 1000, "Nicknames remembered for WHOWAS.", 0),
     Key("who_max_results", int, 500, "Replies to one WHO mask query, so WHO * stays bounded.", 1),
+    Key("monitor_max_targets", int, 100, "Nicks one client may watch with MONITOR (MONITOR=).", 1),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -207,6 +208,7 @@ class Config:
     large_channel_threshold: int
     whowas_max_entries: int
     who_max_results: int
+    monitor_max_targets: int
     opers: dict[str, OperBlock] = field(default_factory=dict)
     source_file: str | None = None
 

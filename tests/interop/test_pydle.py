@@ -18,8 +18,9 @@ import pydle
 import pytest
 
 from tests.conftest import RunningServer
+from tests.interop.accounts import PASSWORD
 from tests.interop.conftest import LOBBY
-from tests.interop.waiting import WAIT_S, Inbox, expect_from
+from tests.interop.waiting import WAIT_S, Inbox, expect_from, wait_until
 from tests.irc_client import RawClient
 
 NICK = "pydler"
@@ -68,6 +69,18 @@ class RecordingClient(pydle.Client):
     async def on_private_message(self, target: str, by: str, message: str) -> None:
         await super().on_private_message(target, by, message)
         self.inbox.add("private", target, by, message)
+
+    async def on_raw_354(self, message: Any) -> None:
+        await super().on_raw_354(message)  # first, so pydle's user data is updated once it is recorded
+        self.inbox.add("whox", *message.params)
+
+    async def on_user_online(self, nickname: str) -> None:
+        await super().on_user_online(nickname)
+        self.inbox.add("online", nickname)
+
+    async def on_user_offline(self, nickname: str) -> None:
+        await super().on_user_offline(nickname)
+        self.inbox.add("offline", nickname)
 
 
 class LoopThread:
@@ -139,11 +152,12 @@ def test_in_lobby_and_channel_messages_both_ways(
 ) -> None:
     client = pydle_client(NICK)
     client.wait_for("join", LOBBY, NICK)
-    # The peer joins after pydle, so pydle learns of it from an extended-join JOIN. (Had the peer been
-    # there first, pydle's NAMES handling races its own JOIN handling and may miss it: a pydle quirk.)
+    # pydle handles each line in a task of its own. Its 001 handler, which sets its nickname, waits for a
+    # WHOIS; once ISUPPORT says WHOX its JOIN handler no longer does, so the JOIN of the autojoin, in the
+    # same burst, is handled first, as someone else's: pydle does not list #lobby among its channels
+    # (a pydle race). It lists the channels it joins itself, and there its nicklist is checked below.
     peer = raw_peer(PEER)
     client.wait_for("join", LOBBY, PEER)
-    assert PEER in client.client.channels[LOBBY]["users"]
 
     client.run(client.client.message(LOBBY, "hello from pydle"))
     expect_from(peer, "PRIVMSG", NICK, p0=LOBBY, p1="hello from pydle")
@@ -154,6 +168,14 @@ def test_in_lobby_and_channel_messages_both_ways(
     client.wait_for("channel", LOBBY, PEER, "hello back, pydle")
     raw = client.wait_for("raw-privmsg", f"{PEER}!~{PEER}@127.0.0.1", LOBBY, "hello back, pydle")
     assert SERVER_TIME.match(raw[-1].get("time", "")), raw
+
+    # The peer joins after pydle, so pydle learns of it from an extended-join JOIN. (Had the peer been
+    # there first, pydle's NAMES handling races its own JOIN handling and may miss it: a pydle quirk.)
+    client.run(client.client.join("#pydle"))
+    client.wait_for("join", "#pydle", NICK)
+    peer.send("JOIN #pydle")
+    client.wait_for("join", "#pydle", PEER)
+    assert PEER in client.client.channels["#pydle"]["users"]
 
 
 def test_private_messages_both_ways(
@@ -187,3 +209,61 @@ def test_joins_another_channel_and_talks_there(
     expect_from(peer, "PRIVMSG", NICK, p0="#interop", p1="over here")
     peer.send("PRIVMSG #interop :got it")
     client.wait_for("channel", "#interop", PEER, "got it")
+
+
+def test_whox_on_join_tells_pydle_who_is_logged_in(
+    pydle_client: Callable[[str], LoopThread], raw_peer: Callable[[str], RawClient]
+) -> None:
+    # When pydle joins a channel it sends "WHO <channel> %tnurha,542" if ISUPPORT says WHOX (else a WHOIS
+    # per nick), and takes each member's account from the 354 rows.
+    peer = raw_peer(PEER)
+    peer.send(f"REGISTER * * {PASSWORD}")
+    peer.expect("REGISTER", p0="SUCCESS")
+    stranger = raw_peer("stranger")
+    for member in (peer, stranger):
+        member.send("JOIN #whox")
+        member.expect("JOIN", p0="#whox")
+    client = pydle_client(NICK)
+    client.wait_for("join", LOBBY, NICK)
+    client.run(client.client.join("#whox"))
+    rows = {}
+    for nick in (PEER, "stranger", NICK):
+        row = client.inbox.wait_for(lambda e, nick=nick: e[0] == "whox" and e[5:6] == (nick,), f"354 for {nick}")
+        rows[nick] = row[2:]
+    # <token> <user> <host> <nick> <account> :<realname>: the spec's order, whatever order pydle asked in
+    assert rows[PEER] == ("542", f"~{PEER}", "127.0.0.1", PEER, PEER, f"{PEER} test")
+    assert rows["stranger"][4] == "0"
+    users = client.client.users
+    assert users[PEER]["account"] == PEER and users[PEER]["identified"]
+    assert users[PEER]["realname"] == f"{PEER} test"
+    assert users["stranger"]["account"] is None and not users["stranger"]["identified"]
+
+
+def test_monitor_tells_pydle_when_a_nick_comes_and_goes(
+    pydle_client: Callable[[str], LoopThread], salotto_server: RunningServer
+) -> None:
+    client = pydle_client(NICK)
+    client.wait_for("connect")
+    assert client.run(client.client.monitor("Latecomer")) is True  # False: no MONITOR in ISUPPORT
+    client.wait_for("offline", "Latecomer")
+
+    late = salotto_server.client()
+    late.register("latecomer")
+    client.wait_for("online", "latecomer")
+    assert client.client.users["latecomer"]["hostname"] == "127.0.0.1"  # from the 730's nick!user@host
+
+    late.send("NICK elsewhere")
+    late.expect("NICK")
+
+    def offline_count() -> int:
+        return sum(1 for event in client.inbox.events() if event == ("offline", "latecomer"))
+
+    wait_until(lambda: offline_count() == 1, "731 for latecomer after its nick change",
+               describe=lambda: repr(client.inbox.events()[-10:]))
+    late.send("NICK latecomer")
+    wait_until(lambda: sum(1 for e in client.inbox.events() if e == ("online", "latecomer")) == 2,
+               "730 for latecomer again", describe=lambda: repr(client.inbox.events()[-10:]))
+    late.send("QUIT :bye")
+    wait_until(lambda: offline_count() == 2, "731 for latecomer after its quit",
+               describe=lambda: repr(client.inbox.events()[-10:]))
+    late.close()

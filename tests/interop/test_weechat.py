@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningServer
+from tests.interop.accounts import PASSWORD
 from tests.interop.conftest import LOBBY
 from tests.interop.processes import require_binary, stop_process
 from tests.interop.waiting import expect_from, read_text, wait_until, write_fifo
@@ -37,16 +38,19 @@ class WeeChat:
         return self.home / "logs" / f"irc.server.{SERVER}.weechatlog"
 
     def wait_for_line(self, target: str, pattern: str) -> None:
-        """Wait until ``target``'s log has a line matching ``pattern`` (after the date and a tab)."""
+        """Wait until ``target``'s log (``server``: the server buffer's) has a line matching ``pattern``
+        (after the date and a tab)."""
         regex = re.compile(rf"^[\d: -]+\t{pattern}$", re.MULTILINE)
-        path = self.log(target)
+        path = self.server_log() if target == "server" else self.log(target)
         wait_until(lambda: regex.search(read_text(path)) is not None, f"{pattern!r} in {path}",
                    describe=lambda: read_text(path) or read_text(self.server_log()))
 
     def type_into(self, target: str, text: str) -> None:
-        """Type ``text`` in the buffer of ``target`` as a user would (through the fifo plugin)."""
+        """Type ``text`` in the buffer of ``target`` (``server``: the server buffer) as a user would
+        (through the fifo plugin)."""
         wait_until(lambda: any(self.home.glob("weechat_fifo_*")), "WeeChat's FIFO")
-        write_fifo(next(self.home.glob("weechat_fifo_*")), f"irc.{SERVER}.{target} *{text}\n")
+        buffer = f"irc.server.{SERVER}" if target == "server" else f"irc.{SERVER}.{target}"
+        write_fifo(next(self.home.glob("weechat_fifo_*")), f"{buffer} *{text}\n")
 
 
 @pytest.fixture
@@ -110,3 +114,33 @@ def test_negotiates_capabilities(weechat: WeeChat) -> None:
     enabled = re.search(r"client capability, enabled: (.*)$", server_log, re.MULTILINE)
     assert enabled is not None, server_log
     assert {"server-time", "message-tags", "extended-join", "multi-prefix"} <= set(enabled.group(1).split())
+
+
+def test_notify_list_is_kept_with_monitor(weechat: WeeChat, salotto_server: RunningServer) -> None:
+    # WeeChat's /notify uses MONITOR when ISUPPORT offers it, and polls with ISON once a minute if not
+    # (too slow for these waits).
+    wait_in_lobby(weechat)
+    weechat.type_into("server", "/notify add latecomer")
+    weechat.wait_for_line("server", r"--\tnotify: latecomer is offline")
+    late = salotto_server.client()
+    try:
+        late.register("latecomer")
+        weechat.wait_for_line("server", r"--\tnotify: latecomer \(~latecomer@127\.0\.0\.1\) has connected")
+        late.send("QUIT :bye")
+        weechat.wait_for_line("server", r"--\tnotify: latecomer has quit")
+    finally:
+        late.close()
+
+
+def test_who_with_whox_fields_shows_account_and_away(weechat: WeeChat, raw_peer: Callable[[str], RawClient]) -> None:
+    # WeeChat sends "WHO #lobby %cuhsnfdar" itself on join (quietly, to fill its nicklist); asked by the
+    # user, it shows the 354 rows: [channel] nick [account] (user@host) flags hops (realname).
+    wait_in_lobby(weechat)
+    peer = raw_peer(PEER)
+    peer.send(f"REGISTER * * {PASSWORD}")
+    peer.expect("REGISTER", p0="SUCCESS")
+    peer.send("AWAY :lunch")
+    peer.expect("306")
+    weechat.type_into(LOBBY, f"/who {LOBBY} %cuhsnfdar")
+    weechat.wait_for_line("server", rf"--\t\[{LOBBY}\] {PEER} \[{PEER}\] \(~{PEER}@127\.0\.0\.1\) G 0 \({PEER} test\)")
+    weechat.wait_for_line("server", rf"--\t\[{LOBBY}\] {NICK} \[0\] \(~{NICK}@127\.0\.0\.1\) H 0 \(weechat interop\)")

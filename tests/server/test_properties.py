@@ -16,10 +16,12 @@ COMMANDS = [
     "NICK", "USER", "JOIN", "PART", "PRIVMSG", "NOTICE", "TAGMSG", "TOPIC", "MODE", "KICK", "INVITE",
     "NAMES", "LIST", "WHO", "WHOIS", "WHOWAS", "AWAY", "QUIT", "CAP", "PING", "PONG", "USERHOST",
     "ISON", "SETNAME", "OPER", "KILL", "LUSERS", "MOTD", "VERSION", "TIME", "ADMIN", "INFO", "FOO",
+    "MONITOR +", "MONITOR -", "MONITOR", "MONITOR C", "MONITOR L", "MONITOR S",
 ]
 params = st.sampled_from(
     NICKS + CHANNELS + ["+o", "-o", "+b", "+ov-k", "+l", "5", "-l", "+k", "key", "+imnst", "*", "LS",
-                         "302", "REQ", "END", "message-tags echo-message", ":", "", ":hello world"]
+                         "302", "REQ", "END", "message-tags echo-message", ":", "", ":hello world",
+                         "u0,u1,alice", "U1", ",", "+", "-", "%tcuihsnfdlaor,42", "%", "o%na,1234"]
 )
 line = st.builds(
     lambda tags, cmd, ps: (tags + cmd + " " + " ".join(ps)).strip(),
@@ -41,6 +43,13 @@ def check_consistent(server: Server) -> None:
             assert server.channels.get(name_cf) is channel and client in channel.members
     for nick_cf, client in server.users.items():
         assert client in server.clients and client.nick_cf == nick_cf
+    for nick_cf, watchers in server.monitors.items():
+        assert watchers, "index entries go with their last watcher"
+        for watcher in watchers:
+            assert watcher in server.clients and nick_cf in (watcher.monitoring or {})
+    for client in server.clients:
+        for nick_cf in client.monitoring or {}:
+            assert client in server.monitors[nick_cf]
     assert server.internal_errors == 0
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "ERR_INVALIDKEY",
     "ERR_INVALIDMODEPARAM",
     "ERR_INVITEONLYCHAN",
+    "ERR_MONLISTFULL",
     "ERR_NEEDMOREPARAMS",
     "ERR_NICKLOCKED",
     "ERR_NICKNAMEINUSE",
@@ -62,6 +63,7 @@ __all__ = [
     "RPL_ENDOFINFO",
     "RPL_ENDOFINVEXLIST",
     "RPL_ENDOFINVITELIST",
+    "RPL_ENDOFMONLIST",
     "RPL_ENDOFMOTD",
     "RPL_ENDOFNAMES",
     "RPL_ENDOFWHO",
@@ -86,6 +88,9 @@ __all__ = [
     "RPL_LUSERME",
     "RPL_LUSEROP",
     "RPL_LUSERUNKNOWN",
+    "RPL_MONLIST",
+    "RPL_MONOFFLINE",
+    "RPL_MONONLINE",
     "RPL_MOTD",
     "RPL_MOTDSTART",
     "RPL_MYINFO",
@@ -227,6 +232,13 @@ ERR_USERSDONTMATCH: Final = "502"
 ERR_INVALIDKEY: Final = "525"
 ERR_INVALIDMODEPARAM: Final = "696"
 ERR_BANLISTFULL: Final = "478"
+
+# MONITOR (https://ircv3.net/specs/extensions/monitor)
+RPL_MONONLINE: Final = "730"
+RPL_MONOFFLINE: Final = "731"
+RPL_MONLIST: Final = "732"
+RPL_ENDOFMONLIST: Final = "733"
+ERR_MONLISTFULL: Final = "734"
 
 # SASL (https://ircv3.net/specs/extensions/sasl-3.1)
 RPL_LOGGEDIN: Final = "900"

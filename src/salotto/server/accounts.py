@@ -27,6 +27,7 @@ from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
+from salotto.server import monitor
 from salotto.server.flood import TokenBucket
 from salotto.server.offload import Offload
 from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StorageError, StoredAccount
@@ -329,7 +330,7 @@ def _announce_account(server: Server, client: Client, name: str, ctx: Context | 
     if not client.registered:
         return
     change = server.from_user(client, "ACCOUNT", [name])
-    change.deliver([c for c in server.peers_of(client) if "account-notify" in c.caps])
+    change.deliver(monitor.audience(server, client, "account-notify"))
     if "account-notify" in client.caps:
         own = change.variant(client.tag_flags)
         if ctx is not None:

@@ -56,6 +56,7 @@ class Client:
         "last_seen",
         "mark_pending",
         "modes",
+        "monitoring",
         "nick",
         "nick_cf",
         "oper_failures",
@@ -99,6 +100,8 @@ class Client:
         self.channels: dict[str, Channel] = {}
         self.modes: set[str] = set()
         self.oper_failures = 0
+        # MONITOR's list (casefolded nick -> as given), made by the first MONITOR +.
+        self.monitoring: dict[str, str] | None = None
         self.registered = False
         self.quitting = False
         self.signon = signon

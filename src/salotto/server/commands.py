@@ -6,7 +6,18 @@ The dispatcher (:mod:`salotto.server.dispatch`) enforces the rules, so handlers 
 from __future__ import annotations
 
 from salotto.server.dispatch import Command
-from salotto.server.handlers import auth, channels, history, messaging, modes, oper, queries, registration, services
+from salotto.server.handlers import (
+    auth,
+    channels,
+    history,
+    messaging,
+    modes,
+    monitor,
+    oper,
+    queries,
+    registration,
+    services,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -55,6 +66,7 @@ COMMANDS: dict[str, Command] = {
     "TIME": Command(queries.handle_time),
     "ADMIN": Command(queries.handle_admin),
     "INFO": Command(queries.handle_info),
+    "MONITOR": Command(monitor.handle_monitor, min_params=1),
     # Operators
     "OPER": Command(oper.handle_oper, min_params=2),
     "KILL": Command(oper.handle_kill, min_params=2, oper_only=True),

@@ -38,6 +38,7 @@ def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
         f"MAXLIST=beI:{config.max_list_entries}",
         f"MAXTARGETS={targets}",
         f"MODES={MODES_PER_COMMAND}",
+        f"MONITOR={config.monitor_max_targets}",
         f"NETWORK={config.network_name}",
         f"NICKLEN={config.nick_max_len}",
         f"PREFIX=({PREFIX_MODES}){PREFIX_SYMBOLS}",
@@ -46,6 +47,7 @@ def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
         f"KICK:{targets},NAMES:1,WHOIS:1",
         f"TOPICLEN={config.topic_max_len}",
         f"USERLEN={USERLEN}",
+        "WHOX",
     ]
     return sorted(tokens)
 

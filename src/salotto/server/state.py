@@ -22,6 +22,7 @@ from salotto.proto.errors import MalformedMessage
 from salotto.proto.framing import decode_wire, encode_wire
 from salotto.proto.message import parse
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
+from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
 from salotto.server.channel import Channel
 from salotto.server.client import Client, Connection
@@ -81,6 +82,8 @@ class Server:
         self.registered_peak = 0  # the most registered at once (LUSERS 265/266)
         self.invisible_count = 0
         self.opers: set[Client] = set()
+        # MONITOR: casefolded nick -> the clients watching it (salotto.server.monitor).
+        self.monitors: dict[str, set[Client]] = {}
         self.shutting_down = False
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
@@ -324,6 +327,7 @@ class Server:
         if client.nick_cf and self.users.get(client.nick_cf) is client:
             del self.users[client.nick_cf]
         self.nick_deadlines.pop(client, None)
+        monitor.forget(self, client)
         if client.registered:
             self.registered_count -= 1
             if "i" in client.modes:
@@ -333,6 +337,7 @@ class Server:
             self.parties.left(client)
             if not self.shutting_down:
                 self.from_user(client, "QUIT", [reason]).deliver(self.quit_audience(client))
+                monitor.went_offline(self, client.nick)
             for channel in list(client.channels.values()):
                 self.remove_member(channel, client)
             log.info("disconnected %s (%s): %s", client.nick, client.ip, reason)
@@ -374,10 +379,12 @@ class Server:
         change = self.from_user(client, "NICK", [nick])
         self.remember_nick(client)
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
+        old_nick = client.nick
         client.nick, client.nick_cf = nick, nick_cf
         if client.account is None:
             self.parties.renamed(client)
         change.deliver(self.peers_of(client))
+        monitor.nick_changed(self, client, old_nick)
         return change.variant(client.tag_flags)
 
     def remember_nick(self, client: Client) -> None:

@@ -20,8 +20,8 @@ from salotto.proto.numerics import (
     RPL_NOWAWAY,
     RPL_UNAWAY,
 )
+from salotto.server import monitor
 from salotto.server.accounts import is_service
-from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
 from salotto.server.handlers.history import history_identity
@@ -182,7 +182,7 @@ def handle_away(ctx: Context) -> None:
     else:
         ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
     notice = server.from_user(client, "AWAY", [text] if text else [])
-    notice.deliver(_with_cap(server.peers_of(client), "away-notify"))
+    notice.deliver(monitor.audience(server, client, "away-notify"))
 
 
 def handle_setname(ctx: Context) -> None:
@@ -195,9 +195,6 @@ def handle_setname(ctx: Context) -> None:
         return
     client.realname = realname
     change = server.from_user(client, "SETNAME", [realname])
-    change.deliver(_with_cap(server.peers_of(client), "setname"))
+    change.deliver(monitor.audience(server, client, "setname"))
     ctx.send(change.variant(client.tag_flags))
 
-
-def _with_cap(clients: set[Client], cap: str) -> list[Client]:
-    return [c for c in clients if cap in c.caps]

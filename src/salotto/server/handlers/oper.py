@@ -14,6 +14,7 @@ from salotto.proto.numerics import (
     RPL_REHASHING,
     RPL_YOUREOPER,
 )
+from salotto.server import monitor
 from salotto.server.accounts import ip_key
 from salotto.server.context import Context
 from salotto.storage.worker import Outcome
@@ -109,8 +110,8 @@ def handle_chghost(ctx: Context) -> None:
         return
     change = server.from_user(target, "CHGHOST", [user, host])
     target.user, target.host = user, host
-    watchers = [c for c in server.peers_of(target) if "chghost" in c.caps]
+    watchers = monitor.audience(server, target, "chghost")  # peers, and extended-monitor watchers
     if "chghost" in target.caps:
-        watchers.append(target)
+        watchers.add(target)
     change.deliver(watchers)
     ctx.notice(f"{target.nick} is now {target.prefix}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from dataclasses import dataclass
 
 from salotto.proto.casemap import casefold
 from salotto.proto.names import CHANTYPES, mask_match
@@ -46,6 +47,7 @@ from salotto.proto.numerics import (
     RPL_WHOISSERVER,
     RPL_WHOISUSER,
     RPL_WHOREPLY,
+    RPL_WHOSPCRPL,
     RPL_WHOWASUSER,
 )
 from salotto.server.channel import Channel
@@ -143,12 +145,44 @@ def _visible(viewer: Client, target: Client) -> bool:
     return any(name in viewer.channels for name in target.channels)
 
 
-def _who_line(ctx: Context, channel: Channel | None, target: Client) -> None:
+# WHOX (https://ircv3.net/specs/extensions/whox): the fields a 354 can carry, in the order it carries
+# them: token, channel, user, IP, host, server, nick, flags, hop count, idle, account, oplevel, realname.
+WHOX_FIELDS = "tcuihsnfdlaor"
+# What the IP field says when the viewer may not see the address (hidden behind a changed host).
+WHOX_HIDDEN_IP = "255.255.255.255"
+
+
+@dataclass(frozen=True, slots=True)
+class WhoxRequest:
+    fields: str  # the standard fields asked for, each once, in WHOX_FIELDS order
+    token: str
+
+
+def parse_whox(param: str) -> WhoxRequest | None:
+    """``[flags]%<fields>[,<token>]`` -> the request, or None for a plain WHO. Unknown fields are
+    ignored; a token must be one to three digits, else it is ``0``."""
+    _, percent, spec = param.partition("%")
+    if not percent:
+        return None
+    letters, _, token = spec.partition(",")
+    if not (token.isascii() and token.isdigit() and len(token) <= 3):
+        token = "0"
+    return WhoxRequest("".join(field for field in WHOX_FIELDS if field in letters), token)
+
+
+def _who_flags(ctx: Context, channel: Channel | None, target: Client) -> str:
     flags = "G" if target.away is not None else "H"
     if target.is_oper:
         flags += "*"
     if channel is not None:
         flags += channel.prefix_of(target, multi="multi-prefix" in ctx.client.caps)
+    return flags
+
+
+def _who_line(ctx: Context, channel: Channel | None, target: Client, whox: WhoxRequest | None) -> None:
+    if whox is not None:
+        _whox_line(ctx, channel, target, whox)
+        return
     ctx.reply(
         RPL_WHOREPLY,
         channel.name if channel is not None else "*",
@@ -156,16 +190,55 @@ def _who_line(ctx: Context, channel: Channel | None, target: Client) -> None:
         target.host,
         ctx.server.name,
         target.nick,
-        flags,
+        _who_flags(ctx, channel, target),
         f"0 {target.realname}",
     )
 
 
+def _whox_line(ctx: Context, channel: Channel | None, target: Client, whox: WhoxRequest) -> None:
+    server = ctx.server
+    viewer = ctx.client
+    values: list[str] = []
+    for field in whox.fields:
+        if field == "t":
+            values.append(whox.token)
+        elif field == "c":
+            values.append(channel.name if channel is not None else "*")
+        elif field == "u":
+            values.append(target.user)
+        elif field == "i":
+            # The address is no secret while it is the host (plain WHO shows it); behind a changed
+            # host only the user and operators see it, as with WHOIS.
+            shown = target.host == target.ip or viewer is target or viewer.is_oper
+            values.append(target.ip if shown else WHOX_HIDDEN_IP)
+        elif field == "h":
+            values.append(target.host)
+        elif field == "s":
+            values.append(server.name)
+        elif field == "n":
+            values.append(target.nick)
+        elif field == "f":
+            values.append(_who_flags(ctx, channel, target))
+        elif field == "d":
+            values.append("0")  # one server: no hops
+        elif field == "l":
+            values.append(str(int(server.clock() - target.idle_since)))
+        elif field == "a":
+            values.append(target.account or "0")
+        elif field == "o":
+            values.append("n/a")
+        else:  # "r", always the last
+            values.append(target.realname)
+    ctx.reply(RPL_WHOSPCRPL, *values)
+
+
 def handle_who(ctx: Context) -> None:
-    # WHO <mask>
+    # WHO <mask> [[<flags>]%<fields>[,<token>]]   (WHOX: https://ircv3.net/specs/extensions/whox)
     server = ctx.server
     client = ctx.client
-    mask = ctx.msg.params[0]
+    params = ctx.msg.params
+    mask = params[0]
+    whox = parse_whox(params[1]) if len(params) > 1 else None
     if mask[:1] in CHANTYPES:
         channel = server.find_channel(mask)
         if channel is not None and (client in channel.members or "s" not in channel.modes):
@@ -174,18 +247,18 @@ def handle_who(ctx: Context) -> None:
             if len(channel.members) > server.config.large_channel_threshold and not channel.may_moderate(client):
                 limit = server.config.who_max_results
             for member in itertools.islice(channel.members, limit):
-                _who_line(ctx, channel, member)
+                _who_line(ctx, channel, member, whox)
     else:
         target = server.find_user(mask)
         if target is not None:
-            _who_line(ctx, None, target)
+            _who_line(ctx, None, target, whox)
         elif "*" in mask or "?" in mask:
             shown = 0
             for other in server.clients:
                 if not other.registered or not _visible(client, other):
                     continue
                 if mask_match(mask, other.nick) or mask_match(mask, other.prefix):
-                    _who_line(ctx, None, other)
+                    _who_line(ctx, None, other, whox)
                     shown += 1
                     if shown >= server.config.who_max_results:
                         break

@@ -25,6 +25,7 @@ from salotto.proto.numerics import (
     RPL_WELCOME,
     RPL_YOURHOST,
 )
+from salotto.server import monitor
 from salotto.server.accounts import is_service, nick_protection_check
 from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from salotto.server.context import Context
@@ -47,6 +48,7 @@ CAPABILITIES: dict[str, str] = {
     "chghost": "",
     "echo-message": "",
     "extended-join": "",
+    "extended-monitor": "",
     "invite-notify": "",
     "labeled-response": "",
     "message-tags": "",
@@ -233,6 +235,7 @@ def try_register(ctx: Context) -> None:
         server.registered_peak = server.registered_count
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
+    monitor.came_online(ctx.server, client)
     welcome(ctx)
     nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:

@@ -1,0 +1,128 @@
+"""MONITOR (https://ircv3.net/specs/extensions/monitor): who watches which nick, and telling them.
+
+``Server.monitors`` maps a casefolded nick to the clients watching it; an entry goes away with its
+last watcher. Each watcher keeps its own list in ``Client.monitoring`` (casefolded nick -> the nick as
+the client gave it), created by its first ``MONITOR +``: a client that never uses MONITOR costs one
+empty slot. Both sides are bounded by ``monitor_max_targets`` per client, and a client's entries go
+when it disconnects.
+
+With extended-monitor, :func:`audience` adds watchers to who hears of a client's changes.
+
+A nick is online when a registered client holds it: it comes online when registration completes or a
+client renames to it, and goes offline on a quit (QUIT, disconnect, KILL) or a rename away from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from salotto.proto.casemap import casefold
+from salotto.proto.message import format_line
+from salotto.proto.numerics import RPL_MONOFFLINE, RPL_MONONLINE
+
+if TYPE_CHECKING:
+    from salotto.server.client import Client
+    from salotto.server.state import Server
+
+__all__ = ["EXTENDED_MONITOR", "add", "audience", "came_online", "clear", "forget", "nick_changed", "remove",
+           "went_offline"]
+
+# With this capability a watcher also hears of the away, account, host and realname changes of the
+# nicks it watches, for those of away-notify, account-notify, chghost and setname it asked for
+# (https://ircv3.net/specs/extensions/extended-monitor).
+EXTENDED_MONITOR = "extended-monitor"
+
+
+def add(server: Server, client: Client, targets: Iterable[str]) -> list[str]:
+    """Watch ``targets`` (valid nicks, as the client gave them) up to the limit; return those refused
+    for want of room. A target already watched stays as it was first given."""
+    watching = client.monitoring
+    if watching is None:
+        watching = client.monitoring = {}
+    limit = server.config.monitor_max_targets
+    refused: list[str] = []
+    for target in targets:
+        target_cf = casefold(target)
+        if target_cf in watching:
+            continue
+        if len(watching) >= limit:
+            refused.append(target)
+            continue
+        watching[target_cf] = target
+        server.monitors.setdefault(target_cf, set()).add(client)
+    return refused
+
+
+def remove(server: Server, client: Client, targets: Iterable[str]) -> None:
+    watching = client.monitoring
+    if watching is None:
+        return
+    for target in targets:
+        target_cf = casefold(target)
+        if watching.pop(target_cf, None) is not None:
+            _unindex(server, client, target_cf)
+
+
+def clear(server: Server, client: Client) -> None:
+    """``MONITOR C``: the list is emptied, and kept (the client uses MONITOR)."""
+    watching = client.monitoring
+    if watching is None:
+        return
+    for target_cf in watching:
+        _unindex(server, client, target_cf)
+    watching.clear()
+
+
+def forget(server: Server, client: Client) -> None:
+    """``client`` is leaving: take it out of the index."""
+    if client.monitoring is not None:
+        clear(server, client)
+        client.monitoring = None
+
+
+def _unindex(server: Server, client: Client, target_cf: str) -> None:
+    watchers = server.monitors.get(target_cf)
+    if watchers is not None:
+        watchers.discard(client)
+        if not watchers:
+            del server.monitors[target_cf]
+
+
+def came_online(server: Server, client: Client) -> None:
+    """``client`` (registered) now holds its nick: 730 to whoever watches it."""
+    _tell(server, client.nick_cf, RPL_MONONLINE, client.prefix)
+
+
+def went_offline(server: Server, nick: str) -> None:
+    """Nobody holds ``nick`` any more: 731 to whoever watches it."""
+    _tell(server, casefold(nick), RPL_MONOFFLINE, nick)
+
+
+def nick_changed(server: Server, client: Client, old_nick: str) -> None:
+    """``client`` was ``old_nick``: that one is offline, the new one online. Letters of another case
+    are the same nick, online all along."""
+    if casefold(old_nick) != client.nick_cf:
+        went_offline(server, old_nick)
+        came_online(server, client)
+
+
+def _tell(server: Server, nick_cf: str, numeric: str, text: str) -> None:
+    watchers = server.monitors.get(nick_cf)
+    if not watchers:
+        return
+    for watcher in watchers:
+        line = format_line(numeric, [watcher.nick, text], source=server.name)
+        watcher.conn.write((line + "\r\n").encode())
+
+
+
+def audience(server: Server, client: Client, cap: str) -> set[Client]:
+    """Who hears of a change of ``client`` that ``cap`` announces (away-notify, account-notify, chghost,
+    setname): its peers that asked for ``cap``, and, with extended-monitor, the clients watching its
+    nick that asked for ``cap`` too. Not ``client`` itself."""
+    recipients = {peer for peer in server.peers_of(client) if cap in peer.caps}
+    watchers = server.monitors.get(client.nick_cf)
+    if watchers:
+        recipients.update(w for w in watchers if cap in w.caps and EXTENDED_MONITOR in w.caps and w is not client)
+    return recipients
