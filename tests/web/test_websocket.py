@@ -312,6 +312,36 @@ def test_websocket_client_that_never_reads_is_dropped_for_sendq() -> None:
               flood_max_queued_lines=1_000_000)
 
 
+def test_a_ping_flood_that_never_reads_is_dropped_at_the_send_queue_limit() -> None:
+    """Pongs count against the send queue like IRC lines: a connection (not even registered) that sends
+    ping frames and never reads is dropped once the pongs waiting for it pass max_sendq_bytes, instead of
+    the server buffering a pong per ping for ever."""
+
+    def body(srv: InProcessServer, url: str) -> None:
+        port = int(url.split(":")[2].split("/")[0])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET /irc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as it is
+        ping = bytes((0x89, 0x80 | 125)) + mask + b"p" * 125
+        burst = ping * 2000  # 262 KB of pings, 250 KB of pongs to answer them
+        sent = 0
+        with pytest.raises(OSError):  # reset by the server (or its abort seen as a broken pipe)
+            while sent < 200_000_000:  # far more than kernel buffers and the send queue hold together
+                sock.sendall(burst)
+                sent += len(burst)
+        assert srv.wait_log("disconnected unregistered") == "disconnected unregistered 127.0.0.1: SendQ exceeded"
+        assert sent < 50_000_000, f"{sent} bytes of pings before the drop"
+        sock.close()
+
+    serve_web(body, max_sendq_bytes=65536)
+
+
 def test_origin_check_allows_the_page_and_configured_origins_only() -> None:
     def body(srv: InProcessServer, url: str) -> None:
         port = url.split(":")[2].split("/")[0]

@@ -80,5 +80,8 @@ class OutboxProtocol(asyncio.Protocol):
         self._lost_reason = "SendQ exceeded"
         if self.client is not None:
             log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip, self._max_sendq)
+        else:
+            log.info("send queue of an unregistered connection from %s exceeded %d bytes", self.peer_ip,
+                     self._max_sendq)
         if self._transport is not None:
             self._transport.abort()

@@ -246,16 +246,23 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self._send_pending()
 
     def _send_pending(self) -> None:
-        """Write what the WebSocket core queued (handshake answers, pongs, close frames, EOF)."""
+        """Write what the WebSocket core queued (handshake answers, pongs, close frames, EOF). It counts
+        against the send queue as IRC lines do: a peer that sends pings and never reads is dropped, not
+        buffered for (a pong per ping, registered or not)."""
         transport = self._transport
         if transport is None:
             return
+        written = 0
         for data in self._ws.data_to_send():
             if data is SEND_EOF or not data:
                 transport.close()  # flushes, then closes
                 return
             if not transport.is_closing():
                 transport.write(data)
+                written += len(data)
+        if written and not self._closing and transport.get_write_buffer_size() > self._max_sendq:
+            self._sendq_exceeded()
+            return
         if self._ws.close_expected() and self._timer is None:
             self._timer = self._loop.call_later(CLOSE_TIMEOUT_S, self._drop)
 
