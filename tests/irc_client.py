@@ -14,9 +14,13 @@ __all__ = ["RawClient"]
 
 class RawClient:
     def __init__(
-        self, host: str, port: int, timeout_s: float = 5.0, *, tls: ssl.SSLContext | None = None
+        self, host: str, port: int, timeout_s: float = 5.0, *, tls: ssl.SSLContext | None = None,
+        source: str | None = None,
     ) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout_s)
+        """``source``: the local address to connect from (any 127.x.y.z is this machine: a test's other
+        "addresses")."""
+        sock = socket.create_connection((host, port), timeout=timeout_s,
+                                        source_address=(source, 0) if source else None)
         self.sock = tls.wrap_socket(sock, server_hostname="localhost") if tls is not None else sock
         self.timeout_s = timeout_s
         self._buffer = b""

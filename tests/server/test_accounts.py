@@ -6,6 +6,7 @@ In memory, on a real SQLite file; password hashing runs inline (the runtime runs
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from scramp import ScramClient
 from salotto.proto import parse
 from salotto.server.accounts import Accounts
 from salotto.storage import open_storage
+from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
 
 PASSWORD = "correct-horse-battery"
@@ -158,21 +160,85 @@ def test_sasl_abort_too_long_already_and_unknown_mechanism(h: Harness) -> None:
     assert user.numerics() == ["907"]
 
 
+def _connecting_from(h: Harness, nick: str, ip: str) -> User:
+    user = h.connect(ip)
+    for line in ("CAP LS 302", "CAP REQ :sasl", f"NICK {nick}", f"USER {nick} 0 * :{nick}"):
+        user.send(line)
+    user.lines()
+    return user
+
+
 def test_login_attempts_are_throttled_per_ip_and_per_account(tmp_path: Path) -> None:
     h = _harness(tmp_path, login_attempts_per_account=3, login_attempts_per_ip=5, login_throttle_window_s=60)
-    _registered(h, "alice").send("QUIT")
+    _registered(h, "alice").send("QUIT")  # from 127.0.0.1
     results = []
     for i in range(4):
-        user = _connecting(h, f"guesser{i}")
+        user = _connecting_from(h, f"guesser{i}", "192.0.2.1")
         results.append(_sasl_plain(user, "alice", "guess")[-1])
     assert "too many attempts" not in results[2] and "too many attempts" in results[3]
-    # The right password is refused too while the account is throttled...
-    user = _connecting(h, "alice_")
+    # From an address that never logged in to alice, the right password is refused too meanwhile...
+    user = _connecting_from(h, "alice_", "198.51.100.7")
     assert "too many attempts" in _sasl_plain(user, "alice", PASSWORD)[-1]
-    # ...and works again once the window has refilled.
-    h.clock.now += 60
-    user = _connecting(h, "alice__")
+    # ...but from the owner's own address (alice registered from it), the guessing holds nothing back.
+    user = _connecting_from(h, "alice__", "127.0.0.1")
     assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    # Elsewhere, it works again once the window has refilled.
+    h.clock.now += 60
+    user = _connecting_from(h, "alice___", "198.51.100.7")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+
+
+class SteppedOffload:
+    """Hashes when the test says so: every attempt below is in flight at once, as from many addresses."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Any, Any]] = []
+
+    def run(self, fn: Any, callback: Any) -> None:
+        self.work.append((fn, callback))
+
+    def finish(self) -> int:
+        done = 0
+        while self.work:
+            fn, callback = self.work.pop(0)
+            callback(Outcome(value=fn()))
+            done += 1
+        return done
+
+
+def test_forty_addresses_guessing_at_once_get_no_more_checks_than_the_account_limit(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_account=5, login_attempts_per_ip=10, login_throttle_window_s=60)
+    _registered(h, "alice").send("QUIT")
+    offload = SteppedOffload()
+    assert h.server.accounts is not None
+    h.server.accounts.offload = offload
+    guessers = [_connecting_from(h, f"guesser{i}", f"192.0.2.{i + 1}") for i in range(40)]
+    for user in guessers:
+        user.send("AUTHENTICATE PLAIN")
+        user.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0guess").decode())
+    assert offload.finish() == 5  # hashes computed: the limit, not forty
+    answers = [user.lines()[-1] for user in guessers]
+    assert sum("too many attempts" in line for line in answers) == 35
+    assert sum(" 904 " in line and "invalid account name or password" in line for line in answers) == 5
+
+
+def test_an_unknown_account_answers_as_slowly_as_a_known_one(tmp_path: Path) -> None:
+    """A wrong password for an account that does not exist costs a hash too: the time of the answer does
+    not tell whether the account exists."""
+    h = _harness(tmp_path, login_attempts_per_account=100, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+
+    def answer_time(account: str) -> float:
+        times = []
+        for i in range(3):
+            user = _connecting_from(h, f"t{account}{i}", "192.0.2.50")
+            started = time.perf_counter()
+            assert " 904 " in _sasl_plain(user, account, "wrong guess")[-1]
+            times.append(time.perf_counter() - started)
+        return sorted(times)[1]
+
+    known, unknown = answer_time("alice"), answer_time("nosuchaccount")
+    assert unknown > known * 0.5, (known, unknown)
 
 
 def _scram_exchange(user: User, account: str, password: str) -> list[str]:
@@ -438,3 +504,26 @@ def test_labeled_logout_answers_inside_its_batch(h: Harness) -> None:
     # 901, account-notify, NickServ's warning that alice is a registered nick, the LOGOUT notice.
     assert [m.command for m in messages[1:-1]] == ["901", "ACCOUNT", "NOTICE", "NOTICE"]
     assert messages[-1].command == "BATCH"
+
+
+def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: Path) -> None:
+    """An account whose SCRAM keys were dropped (or made with old, fewer rounds) gets today's at its next
+    login with the password, and SCRAM works for it again."""
+    from salotto.passwords import SCRAM_ITERATIONS, make_account_secret, scram_credentials
+
+    h = _harness(tmp_path)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    accounts.write(lambda store: store.set_password_hash("alice", make_account_secret(
+        PASSWORD, scram_iterations=4096).split(";")[0]))
+    user = _connecting(h, "someone")
+    assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)][-1] == "904"
+    user = _connecting(h, "other")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    stored = accounts.get("alice")
+    assert stored is not None
+    credentials = scram_credentials(stored.password_hash)
+    assert credentials is not None and credentials.iterations == SCRAM_ITERATIONS
+    user = _connecting(h, "third")
+    assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]

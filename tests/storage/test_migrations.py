@@ -134,3 +134,26 @@ def test_sqlite_msgid_lookups_are_one_seek(tmp_path: Path, sql: str, how: str) -
         plan = " ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [0] * sql.count("?")))
     db.close()
     assert how in plan and "SCAN" not in plan
+
+
+def test_sqlite_version_2_store_drops_scram_keys_weaker_than_owasp(tmp_path: Path) -> None:
+    """SCRAM keys made with 10,000 PBKDF2 rounds (what version 2 stored) are dropped on opening: a stolen
+    database cracked through them would undo scrypt. The scrypt hash stays, so the password still works;
+    keys made with today's rounds stay too."""
+    from salotto.passwords import SCRAM_ITERATIONS, make_account_secret, scram_credentials, verify_password
+
+    weak = make_account_secret("old password", scram_iterations=10_000)
+    strong = make_account_secret("new password")
+    with sqlite3.connect(tmp_path / DB_FILENAME, isolation_level=None) as db:
+        assert migrate(db, MIGRATIONS[:2]) == 2
+        db.executemany("INSERT INTO accounts (name_cf, name, password_hash, created) VALUES (?, ?, ?, 0)",
+                       [("old", "old", weak), ("new", "new", strong), ("plain", "plain", weak.split(";")[0])])
+    storage = open_storage("sqlite", tmp_path)
+    old, new, plain = (storage.get_account(name) for name in ("old", "new", "plain"))
+    assert old is not None and new is not None and plain is not None
+    assert scram_credentials(old.password_hash) is None
+    assert old.password_hash == weak.split(";")[0] and verify_password("old password", old.password_hash)
+    credentials = scram_credentials(new.password_hash)
+    assert new.password_hash == strong and credentials is not None and credentials.iterations == SCRAM_ITERATIONS
+    assert plain.password_hash == weak.split(";")[0]
+    storage.close()

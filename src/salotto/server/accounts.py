@@ -11,7 +11,12 @@ returned.
 
 Login attempts are limited per IP and per account (token buckets, ``login_attempts_per_ip`` and
 ``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one
-address, and slow against one account from many.
+address, and slow against one account from many. An attempt is counted when it starts, before its
+password is checked, so that many addresses guessing at once get no more checks than one; a success
+gives the account's token back. The addresses an account logged in from (its owner's, the last
+``TRUSTED_ADDRESSES`` of them since the server started) are not held back by the account's limit, so
+that guessing from elsewhere never locks the owner out. An unknown account costs a hash like a known
+one: how long the answer takes does not tell whether the account exists.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from salotto.passwords import make_account_secret, verify_password
+from salotto.passwords import hash_password, make_account_secret, scram_is_current, verify_password
 from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
@@ -70,6 +75,10 @@ _REGISTERED_CACHE_SIZE = 10_000
 # Buckets kept before full (idle) ones are forgotten; bounds the throttles' memory under a storm of
 # attempts from many addresses.
 _THROTTLE_PRUNE_AT = 10_000
+# Addresses remembered per account as its owner's (they logged in to it): the newest this many.
+TRUSTED_ADDRESSES = 8
+# A hash to check the password of an unknown account against, made once: the same cost as a real one.
+_DUMMY_HASH: list[str] = []
 
 
 class LoginThrottle:
@@ -90,10 +99,11 @@ class LoginThrottle:
         """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
         return self._bucket(key, limit, window_s, now).delay(now)
 
-    def check(self, key: str, limit: int, window_s: float, now: float) -> float:
-        """Like :meth:`take` without taking: 0.0 if an attempt would be allowed now."""
+    def give_back(self, key: str, now: float) -> None:
+        """Return the attempt taken for ``key`` (it succeeded: only failures use the limit up)."""
         bucket = self._buckets.get(key)
-        return 0.0 if bucket is None else bucket.available(now)
+        if bucket is not None:
+            bucket.refund(now)
 
     def _prune(self, now: float) -> None:
         """Forget refilled buckets; if that is not enough (a storm of fresh keys), the oldest half."""
@@ -136,6 +146,8 @@ class Accounts:
         self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
         self.per_ip = LoginThrottle()
         self.per_account = LoginThrottle()
+        # Casefolded account name -> the ip_keys it logged in from (the newest TRUSTED_ADDRESSES).
+        self._trusted: dict[str, list[str]] = {}
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
         # across restarts too, so the runtime keeps it in the data directory.
         self.secret = secret or os.urandom(32)
@@ -192,23 +204,39 @@ class Accounts:
         self.write(delete)
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
-        """Count one password attempt from the client's address; 0.0 if it may go ahead (and the
-        account has had fewer than its limit of recent failures), else seconds to wait."""
+        """Count one password attempt on ``account`` from the client's address, before it is checked;
+        0.0 if it may go ahead, else seconds to wait. From an address the account logged in from before,
+        only the address's own limit applies."""
         config = server.config
         now = server.clock()
         window = config.login_throttle_window_s
-        wait = self.per_ip.take(ip_key(client.ip), config.login_attempts_per_ip, window, now)
+        address = ip_key(client.ip)
+        wait = self.per_ip.take(address, config.login_attempts_per_ip, window, now)
         if wait:
             return wait
-        return self.per_account.check(casefold(account), config.login_attempts_per_account, window, now)
+        if address in self._trusted.get(casefold(account), ()):
+            return 0.0
+        return self.per_account.take(casefold(account), config.login_attempts_per_account, window, now)
+
+    def succeeded(self, server: Server, client: Client, account: str) -> None:
+        """The password (or code) ``client`` gave for ``account`` was right: the attempt does not count
+        against the account (only failures use its limit up)."""
+        name_cf = casefold(account)
+        if ip_key(client.ip) not in self._trusted.get(name_cf, ()):
+            self.per_account.give_back(name_cf, server.clock())
+
+    def trust(self, client: Client, account: str) -> None:
+        """``client`` is logged in to ``account`` (or created it): its address is the owner's from now on,
+        and guessing from elsewhere does not hold it back."""
+        address = ip_key(client.ip)
+        trusted = self._trusted.setdefault(casefold(account), [])
+        if address in trusted:
+            trusted.remove(address)
+        trusted.append(address)
+        del trusted[:-TRUSTED_ADDRESSES]
 
     def failed(self, server: Server, account: str) -> None:
-        """A wrong password (or code) for ``account``: only failures count against an account, so
-        its owner's own logins never lock it."""
-        config = server.config
-        self.per_account.take(
-            casefold(account), config.login_attempts_per_account, config.login_throttle_window_s, server.clock()
-        )
+        """A wrong password (or code) for ``account``: already counted when it started (see throttle)."""
 
     def check_password(
         self, name: str, password: str, callback: Callable[[StoredAccount | None], None]
@@ -219,6 +247,7 @@ class Accounts:
 
         def verify() -> bool:
             if stored is None:
+                verify_password(password, _dummy_hash())  # as slow as a known account, and False
                 return False
             return verify_password(password, stored)
 
@@ -226,6 +255,27 @@ class Accounts:
             callback(account if outcome.value else None)
 
         self.offload.run(verify, done)
+
+    def renew_scram(self, name: str, password: str, stored: str) -> None:
+        """After a login that gave the password: if the account's SCRAM keys are missing or made with fewer
+        rounds than today's, make them anew (off the loop) and store them. Nothing waits for it; a failure
+        is logged, and the next login tries again."""
+        if scram_is_current(stored):
+            return
+
+        def store(outcome: Outcome[str]) -> None:
+            secret = outcome.value
+            if secret is None:
+                log.error("could not renew the SCRAM keys of %s: %s", name, outcome.error)
+                return
+            try:
+                self.write(lambda store: store.set_password_hash(name, secret))
+            except StorageError as exc:
+                log.error("could not store the renewed SCRAM keys of %s: %s", name, exc)
+                return
+            log.info("SCRAM keys of %s renewed", name)
+
+        self.offload.run(lambda: make_account_secret(password), store)
 
     def register(
         self,
@@ -278,6 +328,12 @@ class Accounts:
         return registration
 
 
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(hash_password(os.urandom(16).hex()))
+    return _DUMMY_HASH[0]
+
+
 def is_service(nick: str) -> bool:
     return casefold(nick) in _SERVICES_CF
 
@@ -297,6 +353,8 @@ def log_in(ctx: Context, account: StoredAccount) -> None:
     client = ctx.client
     client.account = account.name
     client.account_since = account.created
+    if server.accounts is not None:
+        server.accounts.trust(client, account.name)
     if client.nick_cf == casefold(account.name):
         server.nick_deadlines.pop(client, None)
     log.info("%s (%s) logged in as %s", client.nick, client.ip, account.name)

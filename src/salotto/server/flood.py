@@ -28,6 +28,12 @@ class TokenBucket:
         tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_s)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
 
+    def refund(self, now: float) -> None:
+        """Give back a token taken earlier (up to the burst)."""
+        tokens = self._tokens + (now - self._stamp) * self.rate_per_s + 1.0
+        self._tokens = tokens if tokens < self.burst else float(self.burst)
+        self._stamp = now
+
     def delay(self, now: float) -> float:
         """Take one token if there is one and return 0.0; otherwise return the seconds until there is."""
         tokens = self._tokens + (now - self._stamp) * self.rate_per_s

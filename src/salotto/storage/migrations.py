@@ -109,5 +109,15 @@ CREATE INDEX messages_target_time ON messages(target, time_ms);
 CREATE UNIQUE INDEX messages_msgid ON messages(msgid) WHERE msgid IS NOT NULL;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+# SCRAM-SHA-256 keys made with fewer PBKDF2 rounds than OWASP's 600,000 are dropped: a stolen database
+# cracked through them would undo scrypt. The scrypt hash stays; the next login that gives the password
+# (SASL PLAIN, IDENTIFY) stores new keys (salotto.server.accounts.Accounts.renew_scram).
+_V3: Final = """
+UPDATE accounts
+    SET password_hash = substr(password_hash, 1, instr(password_hash, ';scram-sha-256$') - 1)
+    WHERE instr(password_hash, ';scram-sha-256$') > 0
+      AND CAST(substr(password_hash, instr(password_hash, ';scram-sha-256$') + 15) AS INTEGER) < 600000;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -166,6 +166,7 @@ def _scram(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
             _fail(ctx)
             return
         ctx.client.sasl = None
+        accounts.succeeded(ctx.server, ctx.client, account.name)
         log.info("SASL SCRAM-SHA-256 login to %s by %s (%s)", account.name, ctx.client.nick, ctx.client.ip)
         log_in(ctx, account)
         ctx.reply(RPL_SASLSUCCESS, "SASL authentication successful")
@@ -218,6 +219,8 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
         elif not account.verified:
             done(None, f"the account is not verified yet (VERIFY {account.name} <code from the email>)")
         else:
+            accounts.succeeded(server, client, account.name)
+            accounts.renew_scram(account.name, password, account.password_hash)
             done(account, "")
 
     accounts.check_password(name, password, ctx.wait(checked))
@@ -283,6 +286,7 @@ def verify_account(
         accounts.failed(server, account.name)
         fail("INVALID_CODE", "That code is not right")
         return
+    accounts.succeeded(server, ctx.client, account.name)
     try:
         accounts.set_verified(account.name)
     except StorageError as exc:
