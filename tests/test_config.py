@@ -25,6 +25,8 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return "https://chat.example.org", ["https://chat.example.org"]
     if key.name == "autojoin":
         return "#elsewhere", ["#elsewhere"]
+    if key.name == "throttle_exempt":
+        return "10.0.0.0/8", ["10.0.0.0/8"]
     if key.name == "server_name":
         return "irc.example.org", "irc.example.org"
     if key.name in ("motd_file", "tls_cert_file", "tls_key_file"):
@@ -144,3 +146,10 @@ def test_template_mentions_every_key_with_its_help() -> None:
     for key in KEYS:
         assert f"# {key.name} = " in template
         assert f"# {key.help}" in template
+
+
+def test_throttle_exempt_takes_addresses_and_ranges_only() -> None:
+    assert load_config(None, {"throttle_exempt": ["192.0.2.7", "2001:db8::/32"]}).throttle_exempt == [
+        "192.0.2.7", "2001:db8::/32"]
+    with pytest.raises(ConfigError, match=r"config key 'throttle_exempt': bad value 'localhost' \(an IP address"):
+        load_config(None, {"throttle_exempt": ["localhost"]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import math
 import os
 import tomllib
@@ -83,6 +84,10 @@ KEYS: tuple[Key, ...] = (
     Key("smtp_server", str, "127.0.0.1:25", "HOST:PORT of the mail server that sends verification codes."),
     Key("smtp_from", str, "salotto@localhost", "The From address of verification emails."),
     Key("account_password_min_len", int, 8, "Shortest password accepted when registering an account.", 1),
+    Key("account_registrations_per_ip", int, 3,
+        "Accounts one IP address may register per account_registration_window_s.", 1),
+    Key("account_registrations", int, 30, "Accounts the whole server registers per account_registration_window_s.", 1),
+    Key("account_registration_window_s", float, 600.0, "The window of the two registration limits above.", 1),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
     Key("login_attempts_per_account", int, 5,
@@ -110,6 +115,14 @@ KEYS: tuple[Key, ...] = (
         1024),
     Key("max_clients", int, 16384, "Connections the server accepts in all.", 1),
     Key("max_connections_per_ip", int, 20, "Connections accepted from one IP address.", 1),
+    Key("connect_attempts_per_ip", int, 32,
+        "New connections one IP address (an IPv6 /64) may open per connect_throttle_window_s.", 1),
+    Key("connect_throttle_window_s", float, 600.0, "The window of connect_attempts_per_ip.", 1),
+    Key("max_web_pending", int, 1000,
+        "Connections to the web port that have not become IRC clients yet (page loads, handshakes), in all.", 1),
+    Key("max_web_pending_per_ip", int, 20, "The same, from one IP address.", 1),
+    Key("throttle_exempt", list, ["127.0.0.0/8", "::1/128"],
+        "Addresses (or CIDR ranges) the connect and registration throttles do not apply to: this machine's."),
     Key("registration_timeout_s", float, 30.0, "Time to finish NICK/USER/CAP before being disconnected.", 0.1),
     Key("ping_interval_s", float, 120.0, "Idle time before the server sends PING.", 0.1),
     Key("ping_timeout_s", float, 60.0, "Time to answer a PING before being disconnected.", 0.1),
@@ -171,6 +184,9 @@ class Config:
     smtp_server: str
     smtp_from: str
     account_password_min_len: int
+    account_registrations_per_ip: int
+    account_registrations: int
+    account_registration_window_s: float
     nick_protection_grace_s: float
     login_attempts_per_account: int
     login_attempts_per_ip: int
@@ -193,6 +209,11 @@ class Config:
     max_sendq_bytes: int
     max_clients: int
     max_connections_per_ip: int
+    connect_attempts_per_ip: int
+    connect_throttle_window_s: float
+    max_web_pending: int
+    max_web_pending_per_ip: int
+    throttle_exempt: list[str]
     registration_timeout_s: float
     ping_interval_s: float
     ping_timeout_s: float
@@ -273,6 +294,13 @@ def _validate(config: Config) -> None:
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise ConfigError(f"config key 'autojoin': bad value {channel!r} (not a valid channel name)")
+    for item in config.throttle_exempt:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"config key 'throttle_exempt': bad value {item!r} (an IP address or a CIDR range, like 10.0.0.0/8)"
+            ) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise ConfigError(f"config key 'motd_file': bad value {config.motd_file!r} (no such file)")
 

@@ -527,3 +527,26 @@ def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: P
     assert credentials is not None and credentials.iterations == SCRAM_ITERATIONS
     user = _connecting(h, "third")
     assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]
+
+
+def test_account_registrations_are_limited_per_address_and_in_all(tmp_path: Path) -> None:
+    h = _harness(tmp_path, account_registrations_per_ip=2, account_registrations=5,
+                 account_registration_window_s=600, login_attempts_per_ip=100, throttle_exempt=["10.9.9.9"])
+
+    def register(nick: str, ip: str) -> str:
+        user = h.user(nick, ip=ip)
+        user.send(f"REGISTER * * :{PASSWORD}")
+        return user.lines()[0]
+
+    assert "SUCCESS" in register("a1", "192.0.2.1") and "SUCCESS" in register("a2", "192.0.2.1")
+    refused = register("a3", "192.0.2.1")
+    assert refused.startswith(":salotto.local FAIL REGISTER TEMPORARILY_UNAVAILABLE a3 :Too many accounts "
+                              "registered from your address"), refused
+    assert "SUCCESS" in register("b1", "192.0.2.2") and "SUCCESS" in register("b2", "192.0.2.2")
+    assert "SUCCESS" in register("c1", "192.0.2.3")
+    # Five in the window: the sixth waits, from whichever address (the hash queue stays free for logins).
+    assert "Too many new accounts on this server" in register("d1", "192.0.2.4")
+    assert "SUCCESS" in register("e1", "10.9.9.9")  # throttle_exempt: the operator's own address
+    h.clock.now += 600
+    assert "SUCCESS" in register("d2", "192.0.2.4")
+    assert h.server.accounts is not None and h.server.accounts.get("a3") is None

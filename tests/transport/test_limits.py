@@ -242,3 +242,44 @@ def test_ping_timeout_drops_the_silent_client_and_keeps_the_one_that_answers() -
         assert not any("disconnected answering" in line for line in srv.log_lines())
 
     serve_in_process(body, {"ping_interval_s": 0.5, "ping_timeout_s": 0.5})
+
+
+def _connect_from(srv: InProcessServer, source: str) -> tuple[RawClient, str]:
+    """A connection from ``source`` and the first line the server sent it (None: nothing yet)."""
+    client = RawClient(srv.host, srv.port, source=source)
+    client.send("PING :hello")
+    return client, client.read_line(timeout_s=5.0) or ""
+
+
+def test_new_connections_per_address_are_throttled_and_other_addresses_are_not() -> None:
+    """connect_attempts_per_ip per window from one address; then ERROR naming the limit, while the address's
+    open connections stay, and other addresses (each with its own allowance) and exempt ones go on."""
+
+    def body(srv: InProcessServer) -> None:
+        kept = []
+        for _ in range(5):
+            client, first = _connect_from(srv, "127.0.0.2")
+            assert "PONG" in first or first.startswith(":"), first
+            kept.append(client)
+        _refused, first = _connect_from(srv, "127.0.0.2")
+        assert first.startswith("ERROR") and "connect_attempts_per_ip" in first, first
+        for client in kept:  # still connected
+            client.send("PING :still")
+            client.expect("PONG")
+        # Twenty other addresses at once: each gets its own five, no more.
+        accepted = refused_count = 0
+        for n in range(20):
+            for _ in range(6):
+                client, first = _connect_from(srv, f"127.0.1.{n + 1}")
+                if first.startswith("ERROR"):
+                    refused_count += 1
+                else:
+                    accepted += 1
+                client.close()
+        assert (accepted, refused_count) == (100, 20)
+        assert srv.server.stats.connections_refused == 21
+        _exempt, first = _connect_from(srv, "127.0.0.9")  # in throttle_exempt: never throttled
+        assert not first.startswith("ERROR")
+
+    serve_in_process(body, {"connect_attempts_per_ip": 5, "connect_throttle_window_s": 600,
+                            "throttle_exempt": ["127.0.0.9"], "max_connections_per_ip": 100})

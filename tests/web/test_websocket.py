@@ -416,3 +416,39 @@ def test_encode_frame_matches_the_library_parser(length: int) -> None:
     else:
         raise AssertionError("the frame was incomplete")
     assert frame.opcode is Opcode.BINARY and frame.fin and frame.data == payload
+
+
+def test_connections_to_the_web_port_that_are_not_clients_yet_are_capped() -> None:
+    """Page loads and handshakes in progress are not IRC clients: max_web_pending_per_ip and max_web_pending
+    cap them, with a 503, so idle sockets from one address or many cannot pile up."""
+
+    def body(srv: InProcessServer, url: str) -> None:
+        port = int(url.split(":")[2].split("/")[0])
+
+        def idle(source: str) -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S, source_address=(source, 0))
+            return sock
+
+        def refused(sock: socket.socket) -> bool:
+            sock.settimeout(0.5)
+            try:
+                return sock.recv(100).startswith(b"HTTP/1.1 503")
+            except TimeoutError:
+                return False
+
+        held = [idle("127.0.0.2") for _ in range(3)]
+        assert not any(refused(sock) for sock in held)
+        fourth = idle("127.0.0.2")
+        assert refused(fourth)
+        other = [idle("127.0.0.3"), idle("127.0.0.4")]
+        assert not any(refused(sock) for sock in other)
+        assert refused(idle("127.0.0.5"))  # five pending in all: max_web_pending
+        held.pop().close()
+        wait_until(lambda: not refused(idle("127.0.0.2")), what="room again once one left")
+        # One that becomes an IRC client leaves the count: the web page keeps working for the others.
+        for sock in held + other:
+            sock.close()
+        web = WsClient(url)
+        web.register("fine")
+
+    serve_web(body, max_web_pending_per_ip=3, max_web_pending=5)

@@ -21,7 +21,6 @@ one: how long the answer takes does not tell whether the account exists.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server import monitor
-from salotto.server.flood import TokenBucket
+from salotto.server.flood import Throttle, ip_key
 from salotto.server.offload import Offload
 from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StorageError, StoredAccount
 from salotto.storage.worker import Outcome
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SERVICES",
     "Accounts",
-    "LoginThrottle",
     "Writer",
     "grant_access_status",
     "is_service",
@@ -72,57 +70,10 @@ _SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 # Names whose is_registered answer is remembered before the memory starts over.
 _REGISTERED_CACHE_SIZE = 10_000
 
-# Buckets kept before full (idle) ones are forgotten; bounds the throttles' memory under a storm of
-# attempts from many addresses.
-_THROTTLE_PRUNE_AT = 10_000
 # Addresses remembered per account as its owner's (they logged in to it): the newest this many.
 TRUSTED_ADDRESSES = 8
 # A hash to check the password of an unknown account against, made once: the same cost as a real one.
 _DUMMY_HASH: list[str] = []
-
-
-class LoginThrottle:
-    """One token bucket per key (an IP or an account): ``limit`` attempts per ``window_s``."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def _bucket(self, key: str, limit: int, window_s: float, now: float) -> TokenBucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= _THROTTLE_PRUNE_AT:
-                self._prune(now)
-            bucket = self._buckets[key] = TokenBucket(limit / window_s, limit, now)
-        return bucket
-
-    def take(self, key: str, limit: int, window_s: float, now: float) -> float:
-        """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
-        return self._bucket(key, limit, window_s, now).delay(now)
-
-    def give_back(self, key: str, now: float) -> None:
-        """Return the attempt taken for ``key`` (it succeeded: only failures use the limit up)."""
-        bucket = self._buckets.get(key)
-        if bucket is not None:
-            bucket.refund(now)
-
-    def _prune(self, now: float) -> None:
-        """Forget refilled buckets; if that is not enough (a storm of fresh keys), the oldest half."""
-        for key, bucket in list(self._buckets.items()):
-            if bucket.is_full(now):
-                del self._buckets[key]
-        if len(self._buckets) >= _THROTTLE_PRUNE_AT:
-            for key in list(self._buckets)[: len(self._buckets) // 2]:
-                del self._buckets[key]
-
-
-def ip_key(ip: str) -> str:
-    """The per-IP throttle's key: the address, or its /64 for IPv6 (one host's usual allocation)."""
-    if ":" not in ip:
-        return ip
-    try:
-        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
-    except ValueError:
-        return ip
 
 
 class Writer(Protocol):
@@ -144,8 +95,11 @@ class Accounts:
         # Registered channels, read once at startup and written through: joins consult it often.
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
         self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
-        self.per_ip = LoginThrottle()
-        self.per_account = LoginThrottle()
+        self.per_ip = Throttle()
+        self.per_account = Throttle()
+        # Registrations (each costs a hash and a row): per address, and in all.
+        self.registrations_per_ip = Throttle()
+        self.registrations = Throttle()
         # Casefolded account name -> the ip_keys it logged in from (the newest TRUSTED_ADDRESSES).
         self._trusted: dict[str, list[str]] = {}
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),

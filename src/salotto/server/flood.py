@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+import ipaddress
+
+__all__ = ["AddressSet", "Throttle", "TokenBucket", "ip_key"]
+
+# Buckets kept before full (idle) ones are forgotten; bounds a throttle's memory under a storm of
+# attempts from many addresses.
+_THROTTLE_PRUNE_AT = 10_000
 
 
 class TokenBucket:
@@ -45,3 +51,69 @@ class TokenBucket:
             return 0.0
         self._tokens = tokens
         return (1.0 - tokens) / self.rate_per_s
+
+
+class Throttle:
+    """One token bucket per key (an address, an account...): ``limit`` attempts per ``window_s``."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def _bucket(self, key: str, limit: int, window_s: float, now: float) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+                self._prune(now)
+            bucket = self._buckets[key] = TokenBucket(limit / window_s, limit, now)
+        return bucket
+
+    def take(self, key: str, limit: int, window_s: float, now: float) -> float:
+        """Take an attempt: 0.0 if allowed, else the seconds until the next one is."""
+        return self._bucket(key, limit, window_s, now).delay(now)
+
+    def give_back(self, key: str, now: float) -> None:
+        """Return the attempt taken for ``key`` (it succeeded: only failures use the limit up)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.refund(now)
+
+    def _prune(self, now: float) -> None:
+        """Forget refilled buckets; if that is not enough (a storm of fresh keys), the oldest half."""
+        for key, bucket in list(self._buckets.items()):
+            if bucket.is_full(now):
+                del self._buckets[key]
+        if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+            for key in list(self._buckets)[: len(self._buckets) // 2]:
+                del self._buckets[key]
+
+
+def ip_key(ip: str) -> str:
+    """The per-IP throttle's key: the address, or its /64 for IPv6 (one host's usual allocation)."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
+
+
+class AddressSet:
+    """IP addresses and CIDR ranges (validated by the config); ``ip in addresses``."""
+
+    __slots__ = ("_exact", "_networks")
+
+    def __init__(self, items: list[str]) -> None:
+        networks = [ipaddress.ip_network(item, strict=False) for item in items]
+        self._exact = frozenset(str(n.network_address) for n in networks if n.num_addresses == 1)
+        self._networks = tuple(n for n in networks if n.num_addresses > 1)
+
+    def __contains__(self, ip: str) -> bool:
+        if ip in self._exact:
+            return True
+        if not self._networks:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)

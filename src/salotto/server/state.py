@@ -30,6 +30,7 @@ from salotto.server.commands import COMMANDS
 from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
+from salotto.server.flood import AddressSet, Throttle, ip_key
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
 from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
@@ -75,6 +76,8 @@ class Server:
         self.channels: dict[str, Channel] = {}
         self.whowas: deque[WhowasEntry] = deque()
         self.per_ip: Counter[str] = Counter()
+        # New connections per address (ip_key) per connect_throttle_window_s.
+        self.connect_throttle = Throttle()
         self.internal_errors = 0
         self.stats = ServerStats()
         # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
@@ -110,6 +113,7 @@ class Server:
         """Take a (re)loaded config: limits, MOTD and autojoin channels apply from now on."""
         motd = self._read_motd(config.motd_file)  # first: an unreadable file changes nothing
         self.config = config
+        self.throttle_exempt = AddressSet(config.throttle_exempt)
         self.parties.max_departed = config.whowas_max_entries
         self.name = config.server_name
         self.motd = motd
@@ -212,6 +216,10 @@ class Server:
             refusal = "Server is full (max_clients)"
         elif self.per_ip[ip] >= self.config.max_connections_per_ip:
             refusal = "Too many connections from your address (max_connections_per_ip)"
+        elif ip not in self.throttle_exempt and self.connect_throttle.take(
+            ip_key(ip), self.config.connect_attempts_per_ip, self.config.connect_throttle_window_s, self.clock()
+        ):
+            refusal = "Too many new connections from your address; try again later (connect_attempts_per_ip)"
         if refusal is not None:
             self.stats.connections_refused += 1
             log.info("refused connection from %s (%s): %s", ip, conn.transport_name, refusal)

@@ -118,13 +118,54 @@ def _is_upgrade(request: Request) -> bool:
     return any(value.strip().lower() == "websocket" for value in request.headers.get_all("Upgrade"))
 
 
+class PendingWebConnections:
+    """Connections to the web port that are not IRC clients (yet): page loads, handshakes in progress.
+
+    They are not in the server's client count, so they have caps of their own, in all
+    (``max_web_pending``) and per address (``max_web_pending_per_ip``): past them a new connection is
+    answered 503 and closed at once, whatever it was going to ask."""
+
+    __slots__ = ("per_ip", "server", "total")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.total = 0
+        self.per_ip: dict[str, int] = {}
+
+    def admit(self, ip: str) -> bool:
+        config = self.server.config
+        if self.total >= config.max_web_pending or self.per_ip.get(ip, 0) >= config.max_web_pending_per_ip:
+            self.server.stats.connections_refused += 1
+            return False
+        self.total += 1
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        left = self.per_ip[ip] - 1
+        if left:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
+
+
+_BUSY_RESPONSE: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 47\r\n"
+    b"Connection: close\r\nRetry-After: 10\r\n\r\nToo many connections from your address; retry.\n"
+)
+
+
 class WebSocketIrcProtocol(OutboxProtocol):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
     transport_name = "websocket"
 
-    def __init__(self, server: Server, http: HttpResponder, flusher: Flusher) -> None:
+    def __init__(self, server: Server, http: HttpResponder, flusher: Flusher,
+                 pending: PendingWebConnections | None = None) -> None:
         self.server = server
+        self._pending = pending
+        self._admitted = False  # counted in self._pending until it becomes a client or goes
         self._flusher = flusher
         self.peer_ip = "?"
         self.client: Client | None = None
@@ -153,9 +194,25 @@ class WebSocketIrcProtocol(OutboxProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.peer_ip = prepare_socket(transport)
+        if self._pending is not None:
+            if not self._pending.admit(self.peer_ip):
+                log.info("refused web connection from %s: too many pending (max_web_pending, "
+                         "max_web_pending_per_ip)", self.peer_ip)
+                self._closing = True
+                transport.write(_BUSY_RESPONSE)  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._admitted = True
         self._timer = self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._drop)
 
+    def _done_pending(self) -> None:
+        if self._admitted and self._pending is not None:
+            self._admitted = False
+            self._pending.release(self.peer_ip)
+
     def data_received(self, data: bytes) -> None:
+        if self._closing and self.client is None:
+            return  # refused at once (or closed): what it sends is not read
         if self.client is not None:
             self.server.stats.bytes_in += len(data)
         ws = self._ws
@@ -173,6 +230,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._done_pending()
         self._closing = True
         self._gate.stop()
         if self._timer is not None:
@@ -211,6 +269,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
         if ws.subprotocol == SUBPROTOCOL_BINARY:
             self._opcode = OP_BINARY
         self._send_pending()  # the 101 goes out before any IRC line
+        self._done_pending()  # an IRC client now: counted with the others
         self.client = self.server.accept(self)
 
     # -- frames in -------------------------------------------------------------------------------
@@ -306,9 +365,10 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
 
 def make_factory(server: Server, http: HttpResponder, flusher: Flusher) -> Callable[[], WebSocketIrcProtocol]:
-    """A protocol factory for ``loop.create_server``."""
+    """A protocol factory for ``loop.create_server`` (one count of pending connections per factory)."""
+    pending = PendingWebConnections(server)
 
     def factory() -> WebSocketIrcProtocol:
-        return WebSocketIrcProtocol(server, http, flusher)
+        return WebSocketIrcProtocol(server, http, flusher, pending)
 
     return factory

@@ -10,6 +10,7 @@ import binascii
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from salotto.passwords import ScramCredentials, scram_credentials
 from salotto.proto.casemap import casefold
@@ -23,12 +24,17 @@ from salotto.proto.numerics import (
     RPL_SASLMECHS,
     RPL_SASLSUCCESS,
 )
-from salotto.server.accounts import Accounts, ip_key, is_service, log_in, nick_protection_check
+from salotto.server.accounts import Accounts, is_service, log_in, nick_protection_check
 from salotto.server.context import Context
+from salotto.server.flood import ip_key
 from salotto.server.sasl import ScramServer, parse_plain
 from salotto.server.verification import codes_match, send_code, verification_code
 from salotto.storage.base import AlreadyExists, StorageError, StoredAccount
 from salotto.storage.worker import Outcome
+
+if TYPE_CHECKING:
+    from salotto.server.client import Client
+    from salotto.server.state import Server
 
 __all__ = [
     "SaslSession",
@@ -300,6 +306,25 @@ def verify_account(
         log_in(ctx, account)
 
 
+def _registration_refused(server: Server, client: Client) -> str:
+    """Count a registration against its address's limit and the server's; why it may not go ahead, or ""."""
+    if client.ip in server.throttle_exempt:
+        return ""
+    accounts = server.accounts
+    assert accounts is not None
+    config = server.config
+    window, now, address = config.account_registration_window_s, server.clock(), ip_key(client.ip)
+    wait = accounts.registrations_per_ip.take(address, config.account_registrations_per_ip, window, now)
+    if wait:
+        return f"Too many accounts registered from your address; try again in {wait / 60:.0f} minutes"
+    wait = accounts.registrations.take("", config.account_registrations, window, now)
+    if wait:
+        accounts.registrations_per_ip.give_back(address, now)
+        log.warning("account registrations paused for %.0f s (account_registrations reached)", wait)
+        return f"Too many new accounts on this server right now; try again in {wait / 60:.0f} minutes"
+    return ""
+
+
 def start_registration(
     ctx: Context,
     name: str,
@@ -366,6 +391,10 @@ def start_registration(
                                 server.clock())
     if wait:
         fail("TEMPORARILY_UNAVAILABLE", f"Too many attempts, try again in {wait:.0f} seconds")
+        return
+    refusal = _registration_refused(server, client)
+    if refusal:
+        fail("TEMPORARILY_UNAVAILABLE", refusal)
         return
 
     def stored(outcome: Outcome[StoredAccount]) -> None:

@@ -15,8 +15,8 @@ from salotto.proto.numerics import (
     RPL_YOUREOPER,
 )
 from salotto.server import monitor
-from salotto.server.accounts import ip_key
 from salotto.server.context import Context
+from salotto.server.flood import ip_key
 from salotto.storage.worker import Outcome
 
 log = logging.getLogger("salotto.server")
