@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from salotto import __version__
 from salotto.config import KEYS, load_config
 from salotto.passwords import verify_password
+from tests.entry_point import salotto_command
 
 
 def salotto(
@@ -188,3 +190,22 @@ def test_help_calls_durations_seconds_and_rates_numbers() -> None:
     usage = subprocess.run([sys.executable, "-m", "salotto", "serve", "--help"], capture_output=True, text=True,
                            check=True).stdout
     assert "--ping-interval-s SECONDS" in usage and "--flood-lines-per-s NUMBER" in usage
+
+
+def test_gui_help_lists_the_gui_options_through_the_installed_command() -> None:
+    """``salotto gui --help`` as typed in a terminal: the gui's own usage and flags, no error."""
+    result = subprocess.run([salotto_command(), "gui", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: salotto gui ")
+    for option in ("--server HOST:PORT", "--nick NICK", "--tls", "--tls-insecure", "--font-size POINTS",
+                   "--theme {light,dark}", "--join CHANNEL"):
+        assert option in result.stdout, result.stdout
+    assert result.stderr == ""
+
+
+def test_gui_with_a_bad_server_is_a_one_line_error_through_the_installed_command() -> None:
+    """``--server`` and ``--nick`` reach the client (it judges the address before opening any window)."""
+    result = subprocess.run([salotto_command(), "gui", "--server", "host:port", "--nick", "erin"],
+                            capture_output=True, text=True, timeout=30, env={**os.environ, "DISPLAY": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "salotto gui: --server wants HOST or HOST:PORT, not 'host:port'"

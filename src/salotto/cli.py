@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from salotto import __version__
+from salotto.clients.tk import options as gui_options
 from salotto.config import KEYS, ConfigError, default_template, load_config
 
 __all__ = ["main"]
@@ -106,11 +107,11 @@ def _mkpasswd(args: argparse.Namespace) -> int:
 
 def _gui(args: argparse.Namespace) -> int:
     try:
-        from salotto.clients.tk.app import main as gui_main
+        from salotto.clients.tk.app import run as run_gui
     except ImportError as exc:
         print(f"salotto: the desktop client cannot start: {exc}", file=sys.stderr)
         return 1
-    return gui_main(args.gui_args)
+    return run_gui(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
     mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
     mkpasswd.set_defaults(func=_mkpasswd)
-    gui = sub.add_parser("gui", help="open the desktop client", add_help=False)
-    gui.add_argument("gui_args", nargs=argparse.REMAINDER)
+    gui = sub.add_parser("gui", help="open the desktop client", description=gui_options.DESCRIPTION)
+    gui_options.add_options(gui)  # its real flags: --help lists them, a wrong one gets gui's usage
     gui.set_defaults(func=_gui)
     return parser
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
 from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
+from tests.entry_point import salotto_command
 
 try:
     import tkinter as tk
@@ -192,6 +195,41 @@ def test_real_keys_in_the_app_process(xdisplay: str, irc_server: IrcServer, tmp_
         out = app.communicate()[0].decode(errors="replace")
         assert "Traceback" not in out, out
         watcher.close()
+
+
+def start_gui(xdisplay: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``salotto gui ARGS`` as a user types it: the installed command, on the Xvfb display."""
+    env = {**os.environ, "DISPLAY": xdisplay, "SALOTTO_CONFIG_DIR": str(tmp_path / "config")}
+    return subprocess.Popen([salotto_command(), "gui", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+@functools.cache  # the output can be read once; an assertion's message and the cleanup both want it
+def gui_output(app: subprocess.Popen[bytes]) -> str:
+    """Everything the app printed; kills it first if it still runs."""
+    if app.poll() is None:
+        app.kill()
+    return app.communicate()[0].decode(errors="replace")
+
+
+def test_salotto_gui_command_connects_straight_in_and_leaves_on_sigterm(
+    xdisplay: str, server_factory: Callable[[str], IrcServer], tmp_path: Path
+) -> None:
+    """The command the README and the server's banner print: ``salotto gui --server HOST:PORT --nick NAME``."""
+    server = server_factory("salotto")
+    watcher = Client("127.0.0.1", server.port, SessionConfig(nick="watcher"))
+    watcher.start()
+    app = start_gui(xdisplay, tmp_path, "--server", f"127.0.0.1:{server.port}", "--nick", "erin")
+    try:
+        assert watcher.wait_until(joined("#lobby"), WAIT_S)
+        assert watcher.wait_until(has_member("#lobby", "erin"), WAIT_S), gui_output(app)
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(2) == 0
+        assert watcher.wait_until(has_line("#lobby", "erin quit"), WAIT_S)
+    finally:
+        out = gui_output(app)
+        watcher.close()
+    assert "Traceback" not in out and "error" not in out, out
 
 
 def top_line(window: ChatWindow) -> str:

@@ -11,36 +11,14 @@ from types import FrameType
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.tk.dialog import PLAIN_PORT, TLS_PORT, ConnectDialog, ConnectRequest
-from salotto.clients.tk.settings import (
-    MAX_FONT_SIZE,
-    MIN_FONT_SIZE,
-    THEMES,
-    Settings,
-    load_settings,
-    save_settings,
-)
+from salotto.clients.tk.options import build_parser
+from salotto.clients.tk.settings import Settings, load_settings, save_settings
 from salotto.clients.tk.theme import Theme, apply_theme
 from salotto.clients.tk.window import ChatWindow
 
-__all__ = ["build_parser", "main", "parse_server"]
+__all__ = ["main", "parse_server", "run"]
 
 DEFAULT_GEOMETRY = "1000x640"
-
-
-def build_parser(prog: str = "salotto gui") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="The salotto desktop chat client.")
-    parser.add_argument("--server", metavar="HOST:PORT",
-                        help="connect straight away, skipping the dialog (port defaults to 6667, 6697 with --tls)")
-    parser.add_argument("--nick", help="nickname (default: the last one used, or your login name)")
-    parser.add_argument("--tls", action="store_true", help="connect with TLS")
-    parser.add_argument("--tls-insecure", action="store_true",
-                        help="with --tls: accept a certificate that cannot be verified (self-signed)")
-    parser.add_argument("--font-size", type=int, metavar="POINTS",
-                        help=f"text size in points ({MIN_FONT_SIZE}-{MAX_FONT_SIZE}; saved for next time)")
-    parser.add_argument("--theme", choices=THEMES, help="colour theme (saved for next time)")
-    parser.add_argument("--join", action="append", default=[], metavar="CHANNEL",
-                        help="channel to join besides #lobby (repeatable)")
-    return parser
 
 
 def parse_server(text: str, tls: bool) -> tuple[str, int]:
@@ -126,8 +104,12 @@ class App:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the desktop client; ``argv`` are the ``gui`` subcommand's arguments. Returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """``python -m salotto.clients.tk``: ``argv`` are the same options as ``salotto gui``'s."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the desktop client with its parsed options (see salotto.clients.tk.options). Returns the exit code."""
     settings = load_settings()
     if args.font_size is not None:
         settings.font_size = args.font_size

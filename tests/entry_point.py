@@ -1,0 +1,18 @@
+"""The installed ``salotto`` command: the console script that installing the package puts beside Python.
+
+Tests that check what a user types run this, not ``python -m salotto``: argparse behaves differently
+under another program name, and the script is what README and the server's banner tell people to run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+__all__ = ["salotto_command"]
+
+
+def salotto_command() -> str:
+    exe = Path(sys.executable).with_name("salotto")
+    assert exe.is_file(), f"{exe} is missing: install salotto into this Python's environment (scripts/setup test)"
+    return str(exe)
