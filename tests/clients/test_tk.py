@@ -27,8 +27,12 @@ try:
 except ImportError:  # pragma: no cover - depends on how Python was built
     pytest.skip("this Python has no tkinter (apt-get install python3-tk)", allow_module_level=True)
 
-from salotto.clients.tk.app import App, main, parse_server
-from salotto.clients.tk.settings import Settings, load_settings
+import tkinter.font as tkfont
+from tkinter import ttk
+
+from salotto.clients.tk.app import DEFAULT_GEOMETRY, App, main, parse_server
+from salotto.clients.tk.dialog import ConnectRequest
+from salotto.clients.tk.settings import DEFAULT_FONT_SIZE, Settings, load_settings
 from salotto.clients.tk.theme import apply_theme
 from salotto.clients.tk.window import ChatWindow
 
@@ -230,6 +234,39 @@ def test_salotto_gui_command_connects_straight_in_and_leaves_on_sigterm(
         out = gui_output(app)
         watcher.close()
     assert "Traceback" not in out and "error" not in out, out
+
+
+def test_status_line_and_entry_are_whole_at_default_and_small_sizes(
+    root: tk.Tk, server_factory: Callable[[str], IrcServer]
+) -> None:
+    """The fixed-height rows get their full height; the messages shrink instead.
+
+    A bigger font (Ctrl+plus, or the same points on a HiDPI screen) is a smaller window for the layout.
+    """
+    server = server_factory("salotto")
+    app = App(root, Settings(), [], tls_verify=True)
+    app.connect(ConnectRequest("127.0.0.1", server.port, "sizer", False, "", ""))
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.shown_key == "#lobby")
+    status_font = tkfont.Font(root, name=ttk.Style(root).lookup("Status.TLabel", "font"), exists=True)
+    smallest = "x".join(str(n) for n in root.minsize())
+    for font_size in (DEFAULT_FONT_SIZE, DEFAULT_FONT_SIZE + 3):
+        app.set_font_size(font_size)
+        for geometry in (DEFAULT_GEOMETRY, smallest):
+            size = tuple(int(n) for n in geometry.split("x"))
+            root.geometry(geometry)
+            assert pump_until(root, lambda size=size: (root.winfo_width(), root.winfo_height()) == size)
+            root.update()
+            status, entry = window.status, window.entry
+            where = f"{geometry} at {font_size} points"
+            assert status.winfo_ismapped() and status.cget("text"), where
+            assert status.winfo_height() >= status.winfo_reqheight() > status_font.metrics("linespace"), (
+                f"{where}: status line {status.winfo_height()} px high, its text {status_font.metrics('linespace')}")
+            assert entry.winfo_height() >= entry.winfo_reqheight(), (
+                f"{where}: entry {entry.winfo_height()} px high of {entry.winfo_reqheight()}")
+            assert window.view.winfo_height() > status_font.metrics("linespace"), where
+    window.close()
 
 
 def top_line(window: ChatWindow) -> str:
