@@ -236,6 +236,40 @@ def test_salotto_gui_command_connects_straight_in_and_leaves_on_sigterm(
     assert "Traceback" not in out and "error" not in out, out
 
 
+def wait_for_window(app: subprocess.Popen[bytes], title: str, timeout_s: float = WAIT_S) -> None:
+    """Until a window called ``title`` shows on the display (xdotool asks the X server)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert app.poll() is None, f"the app exited with {app.returncode}: {gui_output(app)}"
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
+                               capture_output=True)
+        if found.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no window {title!r} within {timeout_s} s: {gui_output(app)}")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool not installed (apt-get install xdotool)")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_connect_dialog_leaves_at_once_on_sigterm_and_ctrl_c(
+    xdisplay: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Nobody touches the dialog, so Tk has no event to wake up for; the signal must still end it."""
+    app = start_gui(xdisplay, tmp_path)
+    try:
+        wait_for_window(app, "salotto")
+        time.sleep(0.5)  # idle in Tk's main loop, waiting for X events
+        app.send_signal(signum)
+        try:
+            code = app.wait(2)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"salotto gui still runs 2 s after {signum.name}") from None
+        assert code == 0
+    finally:
+        out = gui_output(app)
+    assert "Traceback" not in out, out
+
+
 def test_status_line_and_entry_are_whole_at_default_and_small_sizes(
     root: tk.Tk, server_factory: Callable[[str], IrcServer]
 ) -> None:

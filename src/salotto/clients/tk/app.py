@@ -19,6 +19,10 @@ from salotto.clients.tk.window import ChatWindow
 __all__ = ["main", "parse_server", "run"]
 
 DEFAULT_GEOMETRY = "1000x640"
+# Tk's main loop waits for X events in C; Python runs a signal handler only once it gets control back.
+# A callback this often gives it control, so SIGTERM or Ctrl+C in the terminal is answered at once even
+# while nothing else happens (the connect dialog with the mouse still).
+SIGNAL_CHECK_MS = 100
 
 
 def parse_server(text: str, tls: bool) -> tuple[str, int]:
@@ -135,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         root.after(0, app.close)
 
+    def let_signal_handlers_run() -> None:
+        root.after(SIGNAL_CHECK_MS, let_signal_handlers_run)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    let_signal_handlers_run()
     try:
         if request is not None:
             app.connect(request)
