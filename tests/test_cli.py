@@ -209,3 +209,22 @@ def test_gui_with_a_bad_server_is_a_one_line_error_through_the_installed_command
                             capture_output=True, text=True, timeout=30, env={**os.environ, "DISPLAY": ""})
     assert result.returncode == 2
     assert result.stderr.strip() == "salotto gui: --server wants HOST or HOST:PORT, not 'host:port'"
+
+
+@pytest.mark.parametrize("command", ["serve", "gui", "init", "mkpasswd"])
+def test_unknown_option_shows_the_subcommands_usage(command: str) -> None:
+    """``salotto serve --bogus``: the usage of ``serve``, not of ``salotto``, then the error; nothing else."""
+    result = subprocess.run([salotto_command(), command, "--bogus"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: salotto {command} "), result.stderr
+    assert lines[-1] == f"salotto {command}: error: unrecognized arguments: --bogus", result.stderr
+    assert len(lines) <= 4, result.stderr  # a short usage, not every one of serve's sixty settings
+
+
+def test_serve_help_still_lists_every_setting() -> None:
+    usage = subprocess.run([salotto_command(), "serve", "--help"], capture_output=True, text=True, check=True,
+                           timeout=30).stdout
+    assert usage.startswith("usage: salotto serve [-h] [--config FILE] [--SETTING VALUE ...]")
+    for key in KEYS:
+        assert key.flag in usage

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from salotto import __version__
@@ -114,11 +115,31 @@ def _gui(args: argparse.Namespace) -> int:
     return run_gui(args)
 
 
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand refuses what it does not know itself, with its own usage (``salotto serve [-h] ...``).
+
+    argparse would hand the leftovers back to the top-level parser, whose usage tells nothing about the
+    subcommand's options.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salotto", description="A self-hosted chat server that speaks IRC.")
     parser.add_argument("--version", action="version", version=f"salotto {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the chat server")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
+    # Sixty settings make argparse's generated usage forty lines long: too long above a one-line error.
+    serve = sub.add_parser(
+        "serve", help="run the chat server", usage="%(prog)s [-h] [--config FILE] [--SETTING VALUE ...]",
+        description="Run the chat server. Every setting below is also a key of the config file.",
+    )
     _add_config_flags(serve)
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="write a commented default config file")
