@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from salotto import __version__
 from salotto.config import KEYS, load_config
 from salotto.passwords import verify_password
-from tests.entry_point import salotto_command
+from tests.entry_point import path_without_the_venv, salotto_command
 
 
 def salotto(
@@ -144,6 +145,22 @@ def test_init_uncommented_file_serves(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("# max_line_bytes = 512", "max_line_bytes = 10"))
     error = serve_fails("--listen", "127.0.0.1:0", "--config", str(path))
     assert "max_line_bytes" in error and "10" in error
+
+
+def test_init_prints_a_serve_command_that_works_from_anywhere(tmp_path: Path) -> None:
+    """With the venv not on PATH (./scripts/setup does not activate it) the printed command still runs."""
+    env = {**os.environ, "PATH": path_without_the_venv()}
+    path = tmp_path / "my settings.toml"
+    result = subprocess.run([salotto_command(), "init", str(path)], capture_output=True, text=True, env=env,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    argv = shlex.split(result.stdout.split("start with: ", 1)[1])
+    assert argv[-2:] == ["--config", str(path)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # --help: the command resolves and takes its arguments, without starting a server on the default port.
+    check = subprocess.run([*argv, "--help"], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=30)
+    assert check.returncode == 0 and check.stdout.startswith("usage: salotto serve"), check.stderr
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

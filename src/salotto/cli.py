@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +15,26 @@ from salotto import __version__
 from salotto.clients.tk import options as gui_options
 from salotto.config import KEYS, ConfigError, default_template, load_config
 
-__all__ = ["main"]
+__all__ = ["main", "salotto_command"]
+
+
+def salotto_command() -> str:
+    """How to run this same salotto from the user's shell, for the commands we print.
+
+    ``salotto`` when that name on PATH is this program. Otherwise (``./scripts/serve`` starts
+    ``.venv/bin/salotto``, which is not on PATH unless the venv is activated) the absolute path of the
+    running command, or this Python with ``-m salotto``: both work from any directory.
+    """
+    on_path = shutil.which("salotto")
+    running = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.splitext(os.path.basename(running))[0] == "salotto" and os.path.isfile(running):
+        if on_path is not None and os.path.samefile(on_path, running):
+            return "salotto"
+        return shlex.quote(running)
+    # python -m salotto: the script on PATH may belong to another Python; this Python is sure to work.
+    if on_path is not None and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(sys.executable):
+        return "salotto"
+    return f"{shlex.quote(sys.executable)} -m salotto"
 
 
 _METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT"}
@@ -85,7 +106,7 @@ def _init(args: argparse.Namespace) -> int:
         return 1
     with open(path, "w", encoding="utf-8") as f:
         f.write(default_template())
-    print(f"wrote {path}; start with: salotto serve --config {path}")
+    print(f"wrote {path}; start with: {salotto_command()} serve --config {shlex.quote(path)}")
     return 0
 
 

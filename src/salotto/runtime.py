@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from salotto import __version__
+from salotto.cli import salotto_command
 from salotto.config import Config, ConfigError, load_config, parse_host_port
 from salotto.logsetup import setup_logging
 from salotto.server.accounts import Accounts, Writer
@@ -100,7 +101,7 @@ def _announce(
     first = listeners[0][0].sockets[0].getsockname()
     host_hint = "127.0.0.1" if first[0] in ("0.0.0.0", "::") else first[0]
     print(
-        f"Connect with: salotto gui --server {host_hint}:{first[1]} --nick YOURNAME"
+        f"Connect with: {salotto_command()} gui --server {host_hint}:{first[1]} --nick YOURNAME"
         f"  (or any IRC client: /connect {host_hint} {first[1]}). Everyone lands in "
         f"{', '.join(config.autojoin) or 'no channel'}.",
         flush=True,

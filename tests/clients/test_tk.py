@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,9 +19,9 @@ import pytest
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
-from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, numbered_line
+from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
-from tests.entry_point import salotto_command
+from tests.entry_point import path_without_the_venv, salotto_command
 
 try:
     import tkinter as tk
@@ -234,6 +235,46 @@ def test_salotto_gui_command_connects_straight_in_and_leaves_on_sigterm(
         out = gui_output(app)
         watcher.close()
     assert "Traceback" not in out and "error" not in out, out
+
+
+@pytest.mark.parametrize("launcher", ["installed command", "python -m"])
+def test_the_command_the_banner_prints_connects_from_anywhere(xdisplay: str, tmp_path: Path, launcher: str) -> None:
+    """Copy the server's "Connect with:" command into another terminal, in another directory: it connects."""
+    env = {**os.environ, "PATH": path_without_the_venv(), "SALOTTO_CONFIG_DIR": str(tmp_path / "config")}
+    program = [salotto_command()] if launcher == "installed command" else [sys.executable, "-m", "salotto"]
+    port = free_port()
+    server = subprocess.Popen(
+        [*program, "serve", "--listen", f"127.0.0.1:{port}", "--web-listen", "", "--data-dir", str(tmp_path / "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    watcher: Client | None = None
+    app: subprocess.Popen[bytes] | None = None
+    try:
+        assert server.stdout is not None
+        banner = ""
+        while "Connect with:" not in banner:
+            line = server.stdout.readline()
+            assert line, f"salotto serve printed no 'Connect with:' line: {banner!r}"
+            banner += line
+        printed = re.search(r"Connect with: (.+?)  \(", banner)
+        assert printed is not None, banner
+        argv = [arg.replace("YOURNAME", "copier") for arg in shlex.split(printed.group(1))]
+        assert argv[argv.index("--server") + 1] == f"127.0.0.1:{port}"
+        watcher = Client("127.0.0.1", port, SessionConfig(nick="watcher"))
+        watcher.start()
+        app = subprocess.Popen(argv, env=env, cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert watcher.wait_until(has_member("#lobby", "copier"), WAIT_S), gui_output(app)
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(WAIT_S) == 0
+    finally:
+        if watcher is not None:
+            watcher.close()
+        out = gui_output(app) if app is not None else ""
+        server.terminate()
+        server.communicate(timeout=10)
+    assert "Traceback" not in out, out
 
 
 def wait_for_window(app: subprocess.Popen[bytes], title: str, timeout_s: float = WAIT_S) -> None:
