@@ -99,7 +99,8 @@ def test_an_oper_password_hash_that_is_not_one_is_refused(tmp_path: Path, bad: s
     """A typo or a plain password in password_hash would make every OPER fail with 464 and no hint why."""
     path = tmp_path / "salotto.toml"
     path.write_text(f'[opers.alice]\npassword_hash = "{bad}"\n')
-    with pytest.raises(ConfigError, match=r"config key 'opers\.alice\.password_hash': bad value .*salotto mkpasswd"):
+    with pytest.raises(ConfigError, match=r"config key 'opers\.alice\.password_hash' \(in .*salotto\.toml\): "
+                                          r"bad value .*salotto mkpasswd"):
         load_config(str(path))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from salotto import __version__
 from salotto.clients.tk import options as gui_options
-from salotto.config import KEYS, ConfigError, default_template, load_config
+from salotto.config import KEYS, ConfigError, bad_value, default_template, load_config
 
 __all__ = ["main", "salotto_command"]
 
@@ -71,16 +71,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 value = int(value)
             except ValueError:
-                raise ConfigError(
-                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected an integer)"
-                ) from None
+                raise bad_value(key.name, value, "expected an integer", key.flag) from None
         elif key.kind is float:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(
-                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected a number)"
-                ) from None
+                raise bad_value(key.name, value, "expected a number", key.flag) from None
         out[key.name] = value
     return out
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from salotto.config import Config, ConfigError, parse_host_port
+from salotto.config import Config, bad_value, parse_host_port
 from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
@@ -235,14 +235,15 @@ async def open_web_listeners(
     loop = asyncio.get_running_loop()
     factory = make_factory(server, WebService(server), flusher)
     opened: list[asyncio.base_events.Server] = []
+    origin = config.origin("web_listen")
     for item in config.web_listen:
-        host, port = parse_host_port(item, "web_listen")
+        host, port = parse_host_port(item, "web_listen", origin)
         try:
             opened.append(await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG, reuse_address=True))
         except OSError as exc:
             for other in opened:
                 other.close()
-            raise ConfigError(f"config key 'web_listen': bad value {item!r} (cannot listen: {exc.strerror})") from None
+            raise bad_value("web_listen", item, f"cannot listen: {exc.strerror}", origin) from None
     return opened
 
 
