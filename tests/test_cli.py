@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -14,25 +16,27 @@ import pytest
 from salotto import __version__
 from salotto.config import KEYS, load_config
 from salotto.passwords import verify_password
+from tests.entry_point import path_without_the_venv, salotto_command
 
 
 def salotto(
-    *args: str, stdin: str | None = None, cwd: Path | None = None, timeout_s: float = 30
+    *args: str, stdin: str | None = None, cwd: Path | None = None, timeout_s: float = 30,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "salotto", *args], input=stdin, capture_output=True, text=True, timeout=timeout_s,
-        cwd=cwd,
+        cwd=cwd, env=env,
     )
 
 
-def serve_fails(*args: str) -> str:
+def serve_fails(*args: str, env: dict[str, str] | None = None) -> str:
     """Run ``salotto serve`` with bad settings; return its one-line error after checking how it failed.
 
     Pass a listen address in ``args`` or the config file: a server that wrongly starts on the default
     port would serve until the timeout.
     """
     try:
-        result = salotto("serve", *args, timeout_s=10)
+        result = salotto("serve", *args, timeout_s=10, env=env)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"salotto serve {args} started instead of refusing") from None
     assert result.returncode != 0, f"the server started: {result.stdout!r}"
@@ -47,6 +51,7 @@ def serve_fails(*args: str) -> str:
     ("flag", "value", "key"),
     [
         ("--max-clients", "many", "max_clients"),  # wrong type
+        ("--max-clients", "-5", "max_clients"),  # below the minimum
         ("--flood-lines-per-s", "fast", "flood_lines_per_s"),
         ("--max-line-bytes", "10", "max_line_bytes"),  # below the minimum
         ("--ping-timeout-s", "0", "ping_timeout_s"),
@@ -58,16 +63,16 @@ def serve_fails(*args: str) -> str:
         ("--server-name", "not a host name", "server_name"),
     ],
 )
-def test_bad_flag_value_is_a_one_line_error_naming_key_and_value(flag: str, value: str, key: str) -> None:
+def test_bad_flag_value_is_a_one_line_error_naming_key_flag_and_value(flag: str, value: str, key: str) -> None:
     listen = [] if flag == "--listen" else ["--listen", "127.0.0.1:0"]
     error = serve_fails(*listen, flag, value)
-    assert key in error and value in error, error
-    assert error.startswith("salotto: ")
+    assert error.startswith(f"salotto: config key '{key}' ({flag}): bad value "), error
+    assert value in error, error
 
 
 def test_bad_choice_flag_is_a_one_line_error() -> None:
     error = serve_fails("--listen", "127.0.0.1:0", "--log-format", "xml")
-    assert "log_format" in error and "xml" in error
+    assert "'log_format' (--log-format)" in error and "xml" in error
 
 
 @pytest.mark.parametrize(
@@ -93,6 +98,7 @@ def test_bad_config_file_is_a_one_line_error(tmp_path: Path, text: str, expected
     error = serve_fails("--config", str(path))
     for part in expected:
         assert part in error, error
+    assert str(path) in error, error  # which file to fix
 
 
 def test_missing_config_file_is_a_one_line_error(tmp_path: Path) -> None:
@@ -107,7 +113,41 @@ def test_listen_address_in_use_is_a_one_line_error() -> None:
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         error = serve_fails("--listen", address)
-    assert "listen" in error and address in error and "cannot listen" in error
+    assert "'listen' (--listen)" in error and address in error and "cannot listen" in error
+
+
+def test_data_dir_that_is_a_file_is_a_one_line_error_naming_where_it_was_set(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory\n")
+    no_web = ["--listen", "127.0.0.1:0", "--web-listen", ""]
+
+    error = serve_fails(*no_web, "--data-dir", str(a_file))
+    assert error == f"salotto: config key 'data_dir' (--data-dir): bad value '{a_file}' (it is a file, not a directory)"
+    error = serve_fails(*no_web, "--data-dir", str(a_file / "salotto"))
+    assert error == (f"salotto: config key 'data_dir' (--data-dir): bad value '{a_file / 'salotto'}' "
+                     f"({a_file} is a file, not a directory)")
+
+    config = tmp_path / "salotto.toml"
+    config.write_text(f'data_dir = "{a_file}"\nlisten = ["127.0.0.1:0"]\nweb_listen = []\n')
+    error = serve_fails("--config", str(config))
+    assert error == (f"salotto: config key 'data_dir' (in {config}): bad value '{a_file}' "
+                     "(it is a file, not a directory)")
+
+    # Nobody set it: the default, under XDG_DATA_HOME.
+    error = serve_fails(*no_web, env={**os.environ, "XDG_DATA_HOME": str(a_file)})
+    assert error == (f"salotto: config key 'data_dir' (the default): bad value '{a_file / 'salotto'}' "
+                     f"({a_file} is a file, not a directory)")
+
+
+def test_web_listen_in_use_names_the_file_it_came_from(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = tmp_path / "salotto.toml"
+        config.write_text(f'listen = ["127.0.0.1:0"]\nweb_listen = ["{address}"]\ndata_dir = "{tmp_path / "data"}"\n')
+        error = serve_fails("--config", str(config))
+    assert f"config key 'web_listen' (in {config}): bad value '{address}' (cannot listen" in error, error
 
 
 def test_init_writes_a_commented_file_with_every_key(tmp_path: Path) -> None:
@@ -133,7 +173,9 @@ def test_init_writes_a_commented_file_with_every_key(tmp_path: Path) -> None:
 
 
 def _fields(config: object) -> dict[str, object]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}  # type: ignore[attr-defined]
+    """The settings that make two configs equal (not where each was set: that is for error messages)."""
+    fields = config.__dataclass_fields__.values()  # type: ignore[attr-defined]
+    return {f.name: getattr(config, f.name) for f in fields if f.compare}
 
 
 def test_init_uncommented_file_serves(tmp_path: Path) -> None:
@@ -142,6 +184,22 @@ def test_init_uncommented_file_serves(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("# max_line_bytes = 512", "max_line_bytes = 10"))
     error = serve_fails("--listen", "127.0.0.1:0", "--config", str(path))
     assert "max_line_bytes" in error and "10" in error
+
+
+def test_init_prints_a_serve_command_that_works_from_anywhere(tmp_path: Path) -> None:
+    """With the venv not on PATH (./scripts/setup does not activate it) the printed command still runs."""
+    env = {**os.environ, "PATH": path_without_the_venv()}
+    path = tmp_path / "my settings.toml"
+    result = subprocess.run([salotto_command(), "init", str(path)], capture_output=True, text=True, env=env,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    argv = shlex.split(result.stdout.split("start with: ", 1)[1])
+    assert argv[-2:] == ["--config", str(path)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # --help: the command resolves and takes its arguments, without starting a server on the default port.
+    check = subprocess.run([*argv, "--help"], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=30)
+    assert check.returncode == 0 and check.stdout.startswith("usage: salotto serve"), check.stderr
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
@@ -188,3 +246,41 @@ def test_help_calls_durations_seconds_and_rates_numbers() -> None:
     usage = subprocess.run([sys.executable, "-m", "salotto", "serve", "--help"], capture_output=True, text=True,
                            check=True).stdout
     assert "--ping-interval-s SECONDS" in usage and "--flood-lines-per-s NUMBER" in usage
+
+
+def test_gui_help_lists_the_gui_options_through_the_installed_command() -> None:
+    """``salotto gui --help`` as typed in a terminal: the gui's own usage and flags, no error."""
+    result = subprocess.run([salotto_command(), "gui", "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: salotto gui ")
+    for option in ("--server HOST:PORT", "--nick NICK", "--tls", "--tls-insecure", "--font-size POINTS",
+                   "--theme {light,dark}", "--join CHANNEL"):
+        assert option in result.stdout, result.stdout
+    assert result.stderr == ""
+
+
+def test_gui_with_a_bad_server_is_a_one_line_error_through_the_installed_command() -> None:
+    """``--server`` and ``--nick`` reach the client (it judges the address before opening any window)."""
+    result = subprocess.run([salotto_command(), "gui", "--server", "host:port", "--nick", "erin"],
+                            capture_output=True, text=True, timeout=30, env={**os.environ, "DISPLAY": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "salotto gui: --server wants HOST or HOST:PORT, not 'host:port'"
+
+
+@pytest.mark.parametrize("command", ["serve", "gui", "init", "mkpasswd"])
+def test_unknown_option_shows_the_subcommands_usage(command: str) -> None:
+    """``salotto serve --bogus``: the usage of ``serve``, not of ``salotto``, then the error; nothing else."""
+    result = subprocess.run([salotto_command(), command, "--bogus"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: salotto {command} "), result.stderr
+    assert lines[-1] == f"salotto {command}: error: unrecognized arguments: --bogus", result.stderr
+    assert len(lines) <= 4, result.stderr  # a short usage, not every one of serve's sixty settings
+
+
+def test_serve_help_still_lists_every_setting() -> None:
+    usage = subprocess.run([salotto_command(), "serve", "--help"], capture_output=True, text=True, check=True,
+                           timeout=30).stdout
+    assert usage.startswith("usage: salotto serve [-h] [--config FILE] [--SETTING VALUE ...]")
+    for key in KEYS:
+        assert key.flag in usage

@@ -5,13 +5,36 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import shlex
+import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from salotto import __version__
-from salotto.config import KEYS, ConfigError, default_template, load_config
+from salotto.clients.tk import options as gui_options
+from salotto.config import KEYS, ConfigError, bad_value, default_template, load_config
 
-__all__ = ["main"]
+__all__ = ["main", "salotto_command"]
+
+
+def salotto_command() -> str:
+    """How to run this same salotto from the user's shell, for the commands we print.
+
+    ``salotto`` when that name on PATH is this program. Otherwise (``./scripts/serve`` starts
+    ``.venv/bin/salotto``, which is not on PATH unless the venv is activated) the absolute path of the
+    running command, or this Python with ``-m salotto``: both work from any directory.
+    """
+    on_path = shutil.which("salotto")
+    running = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if os.path.splitext(os.path.basename(running))[0] == "salotto" and os.path.isfile(running):
+        if on_path is not None and os.path.samefile(on_path, running):
+            return "salotto"
+        return shlex.quote(running)
+    # python -m salotto: the script on PATH may belong to another Python; this Python is sure to work.
+    if on_path is not None and os.path.dirname(os.path.abspath(on_path)) == os.path.dirname(sys.executable):
+        return "salotto"
+    return f"{shlex.quote(sys.executable)} -m salotto"
 
 
 _METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT"}
@@ -48,16 +71,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 value = int(value)
             except ValueError:
-                raise ConfigError(
-                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected an integer)"
-                ) from None
+                raise bad_value(key.name, value, "expected an integer", key.flag) from None
         elif key.kind is float:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(
-                    f"config key {key.name!r} ({key.flag}): bad value {value!r} (expected a number)"
-                ) from None
+                raise bad_value(key.name, value, "expected a number", key.flag) from None
         out[key.name] = value
     return out
 
@@ -83,7 +102,7 @@ def _init(args: argparse.Namespace) -> int:
         return 1
     with open(path, "w", encoding="utf-8") as f:
         f.write(default_template())
-    print(f"wrote {path}; start with: salotto serve --config {path}")
+    print(f"wrote {path}; start with: {salotto_command()} serve --config {shlex.quote(path)}")
     return 0
 
 
@@ -106,18 +125,38 @@ def _mkpasswd(args: argparse.Namespace) -> int:
 
 def _gui(args: argparse.Namespace) -> int:
     try:
-        from salotto.clients.tk.app import main as gui_main
+        from salotto.clients.tk.app import run as run_gui
     except ImportError as exc:
         print(f"salotto: the desktop client cannot start: {exc}", file=sys.stderr)
         return 1
-    return gui_main(args.gui_args)
+    return run_gui(args)
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand refuses what it does not know itself, with its own usage (``salotto serve [-h] ...``).
+
+    argparse would hand the leftovers back to the top-level parser, whose usage tells nothing about the
+    subcommand's options.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salotto", description="A self-hosted chat server that speaks IRC.")
     parser.add_argument("--version", action="version", version=f"salotto {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the chat server")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
+    # Sixty settings make argparse's generated usage forty lines long: too long above a one-line error.
+    serve = sub.add_parser(
+        "serve", help="run the chat server", usage="%(prog)s [-h] [--config FILE] [--SETTING VALUE ...]",
+        description="Run the chat server. Every setting below is also a key of the config file.",
+    )
     _add_config_flags(serve)
     serve.set_defaults(func=_serve)
     init = sub.add_parser("init", help="write a commented default config file")
@@ -126,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_init)
     mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
     mkpasswd.set_defaults(func=_mkpasswd)
-    gui = sub.add_parser("gui", help="open the desktop client", add_help=False)
-    gui.add_argument("gui_args", nargs=argparse.REMAINDER)
+    gui = sub.add_parser("gui", help="open the desktop client", description=gui_options.DESCRIPTION)
+    gui_options.add_options(gui)  # its real flags: --help lists them, a wrong one gets gui's usage
     gui.set_defaults(func=_gui)
     return parser
 

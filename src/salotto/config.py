@@ -20,11 +20,27 @@ from typing import Any
 from salotto.passwords import is_password_hash
 from salotto.proto.names import is_valid_channel, is_valid_hostname
 
-__all__ = ["KEYS", "Config", "ConfigError", "Key", "OperBlock", "default_template", "load_config", "toml_value"]
+__all__ = [
+    "DEFAULT_ORIGIN", "KEYS", "Config", "ConfigError", "Key", "OperBlock", "bad_value", "default_template",
+    "load_config", "toml_value",
+]
+
+# Where a setting nobody set comes from, as error messages say it.
+DEFAULT_ORIGIN = "the default"
 
 
 class ConfigError(Exception):
-    """A configuration key has a bad value; the message names the key and the value."""
+    """A setting is wrong. One line, naming the key, where it was set (flag, file or default) and the value."""
+
+
+def bad_value(name: str, value: Any, why: str, origin: str = "") -> ConfigError:
+    """``config key 'max_clients' (--max-clients): bad value -5 (must be at least 1)``.
+
+    ``origin`` is where the value came from: a flag (``--max-clients``), a file (``in salotto.toml``) or
+    :data:`DEFAULT_ORIGIN`; :meth:`Config.origin` tells it for a loaded config.
+    """
+    where = f" ({origin})" if origin else ""
+    return ConfigError(f"config key {name!r}{where}: bad value {value!r} ({why})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +248,16 @@ class Config:
     monitor_max_targets: int
     opers: dict[str, OperBlock] = field(default_factory=dict)
     source_file: str | None = None
+    # Key name -> the flag or "in FILE" it was set by; keys absent here have their default.
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, name: str) -> str:
+        """Where the value of key ``name`` was set, for error messages: its flag, its file or the default."""
+        return self.origins.get(name, DEFAULT_ORIGIN)
 
 
-def _coerce(key: Key, value: Any) -> Any:
-    bad = ConfigError(f"config key {key.name!r}: bad value {value!r} (expected {_kind_name(key)})")
+def _coerce(key: Key, value: Any, origin: str) -> Any:
+    bad = bad_value(key.name, value, f"expected {_kind_name(key)}", origin)
     if key.kind is bool:
         if not isinstance(value, bool):
             raise bad
@@ -255,9 +277,9 @@ def _coerce(key: Key, value: Any) -> Any:
             raise bad
         value = list(value)
     if key.minimum is not None and value < key.minimum:
-        raise ConfigError(f"config key {key.name!r}: bad value {value!r} (must be at least {key.minimum:g})")
+        raise bad_value(key.name, value, f"must be at least {key.minimum:g}", origin)
     if key.choices and value not in key.choices:
-        raise ConfigError(f"config key {key.name!r}: bad value {value!r} (one of {', '.join(key.choices)})")
+        raise bad_value(key.name, value, f"one of {', '.join(key.choices)}", origin)
     return value
 
 
@@ -266,67 +288,60 @@ def _kind_name(key: Key) -> str:
             list: "a list of strings"}[key.kind]
 
 
-def parse_host_port(text: str, key: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:6667`` for IPv6) -> (host, port), or ConfigError naming the key."""
+def parse_host_port(text: str, key: str, origin: str = "") -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:6667`` for IPv6) -> (host, port), or ConfigError naming the key and ``origin``."""
     host, sep, port_text = text.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"config key {key!r}: bad value {text!r} (expected HOST:PORT)")
+        raise bad_value(key, text, "expected HOST:PORT", origin)
     return host, int(port_text)
 
 
 def _validate(config: Config) -> None:
+    origin = config.origin
     if not is_valid_hostname(config.server_name):
-        raise ConfigError(
-            f"config key 'server_name': bad value {config.server_name!r} (a dotted host name, like irc.example.org)"
-        )
+        raise bad_value("server_name", config.server_name, "a dotted host name, like irc.example.org",
+                        origin("server_name"))
     for name in ("listen", "tls_listen", "web_listen"):
         for item in getattr(config, name):
-            parse_host_port(item, name)
+            parse_host_port(item, name, origin(name))
     if config.account_verification == "email":
-        parse_host_port(config.smtp_server, "smtp_server")
+        parse_host_port(config.smtp_server, "smtp_server", origin("smtp_server"))
     if not config.listen and not config.tls_listen:
-        raise ConfigError("config key 'listen': bad value [] (no listener at all)")
+        raise bad_value("listen", [], "no listener at all", origin("listen"))
     if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):
-        raise ConfigError(
-            f"config key 'tls_listen': bad value {config.tls_listen!r} (tls_cert_file and tls_key_file are needed)"
-        )
+        raise bad_value("tls_listen", config.tls_listen, "tls_cert_file and tls_key_file are needed",
+                        origin("tls_listen"))
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
-            raise ConfigError(f"config key 'autojoin': bad value {channel!r} (not a valid channel name)")
+            raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
     for item in config.throttle_exempt:
         try:
             ipaddress.ip_network(item, strict=False)
         except ValueError:
-            raise ConfigError(
-                f"config key 'throttle_exempt': bad value {item!r} (an IP address or a CIDR range, like 10.0.0.0/8)"
-            ) from None
+            raise bad_value("throttle_exempt", item, "an IP address or a CIDR range, like 10.0.0.0/8",
+                            origin("throttle_exempt")) from None
     if config.motd_file and not Path(config.motd_file).is_file():
-        raise ConfigError(f"config key 'motd_file': bad value {config.motd_file!r} (no such file)")
+        raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
 
 
-def _parse_opers(raw: Any) -> dict[str, OperBlock]:
+def _parse_opers(raw: Any, origin: str) -> dict[str, OperBlock]:
     if not isinstance(raw, dict):
-        raise ConfigError(f"config key 'opers': bad value {raw!r} (expected [opers.NAME] tables)")
+        raise bad_value("opers", raw, "expected [opers.NAME] tables", origin)
     opers: dict[str, OperBlock] = {}
     for name, block in raw.items():
         if not isinstance(block, dict) or not isinstance(block.get("password_hash"), str):
-            raise ConfigError(
-                f"config key 'opers.{name}': bad value {block!r} (needs password_hash; make one with "
-                "`salotto mkpasswd`)"
-            )
+            raise bad_value(f"opers.{name}", block, "needs password_hash; make one with `salotto mkpasswd`", origin)
         password_hash = block["password_hash"].strip()  # a pasted hash may bring a newline along
         if not is_password_hash(password_hash):
-            raise ConfigError(
-                f"config key 'opers.{name}.password_hash': bad value {password_hash!r} (not a hash; "
-                "make one with `salotto mkpasswd`)"
-            )
+            raise bad_value(f"opers.{name}.password_hash", password_hash,
+                            "not a hash; make one with `salotto mkpasswd`", origin)
         hostmask = block.get("hostmask", "*!*@*")
         if not isinstance(hostmask, str):
-            raise ConfigError(f"config key 'opers.{name}.hostmask': bad value {hostmask!r} (expected a string)")
+            raise bad_value(f"opers.{name}.hostmask", hostmask, "expected a string", origin)
         unknown = set(block) - {"password_hash", "hostmask"}
         if unknown:
-            raise ConfigError(f"config key 'opers.{name}.{sorted(unknown)[0]}': unknown key")
+            raise ConfigError(f"config key 'opers.{name}.{sorted(unknown)[0]}' ({origin}): unknown key")
         opers[name] = OperBlock(name, password_hash, hostmask)
     return opers
 
@@ -338,6 +353,7 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
         ConfigError: a key is unknown or has a bad value, or the file cannot be read.
     """
     values: dict[str, Any] = {key.name: copy.copy(key.default) for key in KEYS}
+    origins: dict[str, str] = {}
     opers: dict[str, OperBlock] = {}
     if path is not None:
         try:
@@ -350,17 +366,21 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
         except UnicodeDecodeError as exc:  # TOML is UTF-8; a Latin-1 file, say, fails here
             raise ConfigError(f"config file {path!r}: not UTF-8 (byte {exc.start}: {exc.reason}); "
                               f"save it as UTF-8") from None
+        in_file = f"in {path}"
         for name, value in raw.items():
             if name == "opers":
-                opers = _parse_opers(value)
+                opers = _parse_opers(value, in_file)
                 continue
             key = _BY_NAME.get(name)
             if key is None:
-                raise ConfigError(f"config key {name!r}: unknown key (in {path})")
-            values[name] = _coerce(key, value)
+                raise ConfigError(f"config key {name!r} ({in_file}): unknown key")
+            origins[name] = in_file
+            values[name] = _coerce(key, value, in_file)
     for name, value in (overrides or {}).items():
-        values[name] = _coerce(_BY_NAME[name], value)
-    config = Config(**values, opers=opers, source_file=path)
+        key = _BY_NAME[name]
+        origins[name] = key.flag
+        values[name] = _coerce(key, value, key.flag)
+    config = Config(**values, opers=opers, source_file=path, origins=origins)
     _validate(config)
     return config
 
@@ -398,7 +418,7 @@ def default_template() -> str:
 
 
 def _check_dataclass_matches_keys() -> None:
-    names = {f.name for f in dataclasses.fields(Config)} - {"opers", "source_file"}
+    names = {f.name for f in dataclasses.fields(Config)} - {"opers", "source_file", "origins"}
     assert names == set(_BY_NAME), names ^ set(_BY_NAME)
 
 

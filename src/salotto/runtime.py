@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from salotto import __version__
-from salotto.config import Config, ConfigError, load_config, parse_host_port
+from salotto.cli import salotto_command
+from salotto.config import Config, ConfigError, bad_value, load_config, parse_host_port
 from salotto.logsetup import setup_logging
 from salotto.server.accounts import Accounts, Writer
 from salotto.server.history import History
@@ -50,10 +51,9 @@ def _tls_context(config: Config) -> ssl.SSLContext:
     try:
         context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            f"config key 'tls_cert_file': bad value {config.tls_cert_file!r} with tls_key_file "
-            f"{config.tls_key_file!r} ({exc})"
-        ) from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise bad_value("tls_cert_file", config.tls_cert_file, f"with tls_key_file {config.tls_key_file!r}: {why}",
+                        config.origin("tls_cert_file")) from None
     return context
 
 
@@ -69,7 +69,7 @@ async def _open_listeners(
     opened: list[tuple[asyncio.base_events.Server, str]] = []
     for item, kind, context in plans:
         key = "listen" if kind == "tcp" else "tls_listen"
-        host, port = parse_host_port(item, key)
+        host, port = parse_host_port(item, key, config.origin(key))
 
         def factory(kind: str = kind) -> IrcStreamProtocol:
             return IrcStreamProtocol(server, kind, flusher)
@@ -81,7 +81,7 @@ async def _open_listeners(
         except OSError as exc:
             for other, _ in opened:
                 other.close()
-            raise ConfigError(f"config key {key!r}: bad value {item!r} (cannot listen: {exc.strerror})") from None
+            raise bad_value(key, item, f"cannot listen: {exc.strerror}", config.origin(key)) from None
         opened.append((listener, kind))
     return opened
 
@@ -100,7 +100,7 @@ def _announce(
     first = listeners[0][0].sockets[0].getsockname()
     host_hint = "127.0.0.1" if first[0] in ("0.0.0.0", "::") else first[0]
     print(
-        f"Connect with: salotto gui --server {host_hint}:{first[1]} --nick YOURNAME"
+        f"Connect with: {salotto_command()} gui --server {host_hint}:{first[1]} --nick YOURNAME"
         f"  (or any IRC client: /connect {host_hint} {first[1]}). Everyone lands in "
         f"{', '.join(config.autojoin) or 'no channel'}.",
         flush=True,
@@ -109,9 +109,9 @@ def _announce(
         print(f"Web chat: {url}", flush=True)
 
 
-def _server_secret(data_dir: str) -> bytes:
+def _server_secret(config: Config) -> bytes:
     """32 random bytes kept in ``<data_dir>/server-secret`` (mode 0600), made on first start."""
-    path = os.path.join(data_dir, "server-secret")
+    path = os.path.join(config.data_dir, "server-secret")
     try:
         with open(path, "rb") as f:
             secret = f.read()
@@ -120,23 +120,36 @@ def _server_secret(data_dir: str) -> bytes:
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise ConfigError(
-            f"config key 'data_dir': bad value {data_dir!r} (cannot read {path}: {exc.strerror})"
-        ) from None
+        raise _data_dir_error(config, f"cannot read {path}: {exc.strerror}") from None
     secret = os.urandom(SECRET_BYTES)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(secret)
     except OSError as exc:
-        raise ConfigError(
-            f"config key 'data_dir': bad value {data_dir!r} (cannot write {path}: {exc.strerror})"
-        ) from None
+        raise _data_dir_error(config, f"cannot write {path}: {exc.strerror}") from None
     return secret
 
 
-def _data_dir_error(config: Config, exc: Exception) -> ConfigError:
-    return ConfigError(f"config key 'data_dir': bad value {config.data_dir!r} ({exc})")
+def _data_dir_error(config: Config, problem: Exception | str) -> ConfigError:
+    """The data directory cannot be used: one line, without errno numbers."""
+    if isinstance(problem, OSError):
+        why = problem.strerror or str(problem)
+        if problem.filename is not None and os.fspath(problem.filename) != config.data_dir:
+            why = f"{os.fspath(problem.filename)}: {why}"
+        problem = why
+    return bad_value("data_dir", config.data_dir, str(problem), config.origin("data_dir"))
+
+
+def _check_data_dir(config: Config) -> None:
+    """Refuse a data_dir that cannot be a directory, saying why (the store would fail with a bare errno)."""
+    path = Path(config.data_dir)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                where = "it" if existing == path else str(existing)
+                raise _data_dir_error(config, f"{where} is a file, not a directory")
+            return
 
 
 def _open_journals(config: Config) -> tuple[Journal, Journal]:
@@ -184,7 +197,7 @@ def _open_store(
         closers.append(lookups.close)
     closers.append(writer.close)
     server.offload = offload
-    server.attach_accounts(Accounts(lookups, offload, _server_secret(config.data_dir), write))
+    server.attach_accounts(Accounts(lookups, offload, _server_secret(config), write))
     return closers
 
 
@@ -193,6 +206,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     loop = asyncio.get_running_loop()
     server = Server(config)
     offload = ThreadOffload(loop.call_soon_threadsafe)
+    _check_data_dir(config)
     closers = _open_store(server, config, loop, offload)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]

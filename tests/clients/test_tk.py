@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -16,16 +19,21 @@ import pytest
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
-from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, numbered_line
+from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
+from tests.entry_point import path_without_the_venv, salotto_command
 
 try:
     import tkinter as tk
 except ImportError:  # pragma: no cover - depends on how Python was built
     pytest.skip("this Python has no tkinter (apt-get install python3-tk)", allow_module_level=True)
 
-from salotto.clients.tk.app import App, main, parse_server
-from salotto.clients.tk.settings import Settings, load_settings
+import tkinter.font as tkfont
+from tkinter import ttk
+
+from salotto.clients.tk.app import DEFAULT_GEOMETRY, App, main, parse_server
+from salotto.clients.tk.dialog import ConnectRequest
+from salotto.clients.tk.settings import DEFAULT_FONT_SIZE, Settings, load_settings
 from salotto.clients.tk.theme import apply_theme
 from salotto.clients.tk.window import ChatWindow
 
@@ -192,6 +200,148 @@ def test_real_keys_in_the_app_process(xdisplay: str, irc_server: IrcServer, tmp_
         out = app.communicate()[0].decode(errors="replace")
         assert "Traceback" not in out, out
         watcher.close()
+
+
+def start_gui(xdisplay: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``salotto gui ARGS`` as a user types it: the installed command, on the Xvfb display."""
+    env = {**os.environ, "DISPLAY": xdisplay, "SALOTTO_CONFIG_DIR": str(tmp_path / "config")}
+    return subprocess.Popen([salotto_command(), "gui", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+@functools.cache  # the output can be read once; an assertion's message and the cleanup both want it
+def gui_output(app: subprocess.Popen[bytes]) -> str:
+    """Everything the app printed; kills it first if it still runs."""
+    if app.poll() is None:
+        app.kill()
+    return app.communicate()[0].decode(errors="replace")
+
+
+def test_salotto_gui_command_connects_straight_in_and_leaves_on_sigterm(
+    xdisplay: str, server_factory: Callable[[str], IrcServer], tmp_path: Path
+) -> None:
+    """The command the README and the server's banner print: ``salotto gui --server HOST:PORT --nick NAME``."""
+    server = server_factory("salotto")
+    watcher = Client("127.0.0.1", server.port, SessionConfig(nick="watcher"))
+    watcher.start()
+    app = start_gui(xdisplay, tmp_path, "--server", f"127.0.0.1:{server.port}", "--nick", "erin")
+    try:
+        assert watcher.wait_until(joined("#lobby"), WAIT_S)
+        assert watcher.wait_until(has_member("#lobby", "erin"), WAIT_S), gui_output(app)
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(2) == 0
+        assert watcher.wait_until(has_line("#lobby", "erin quit"), WAIT_S)
+    finally:
+        out = gui_output(app)
+        watcher.close()
+    assert "Traceback" not in out and "error" not in out, out
+
+
+@pytest.mark.parametrize("launcher", ["installed command", "python -m"])
+def test_the_command_the_banner_prints_connects_from_anywhere(xdisplay: str, tmp_path: Path, launcher: str) -> None:
+    """Copy the server's "Connect with:" command into another terminal, in another directory: it connects."""
+    env = {**os.environ, "PATH": path_without_the_venv(), "SALOTTO_CONFIG_DIR": str(tmp_path / "config")}
+    program = [salotto_command()] if launcher == "installed command" else [sys.executable, "-m", "salotto"]
+    port = free_port()
+    server = subprocess.Popen(
+        [*program, "serve", "--listen", f"127.0.0.1:{port}", "--web-listen", "", "--data-dir", str(tmp_path / "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    watcher: Client | None = None
+    app: subprocess.Popen[bytes] | None = None
+    try:
+        assert server.stdout is not None
+        banner = ""
+        while "Connect with:" not in banner:
+            line = server.stdout.readline()
+            assert line, f"salotto serve printed no 'Connect with:' line: {banner!r}"
+            banner += line
+        printed = re.search(r"Connect with: (.+?)  \(", banner)
+        assert printed is not None, banner
+        argv = [arg.replace("YOURNAME", "copier") for arg in shlex.split(printed.group(1))]
+        assert argv[argv.index("--server") + 1] == f"127.0.0.1:{port}"
+        watcher = Client("127.0.0.1", port, SessionConfig(nick="watcher"))
+        watcher.start()
+        app = subprocess.Popen(argv, env=env, cwd=elsewhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert watcher.wait_until(has_member("#lobby", "copier"), WAIT_S), gui_output(app)
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(WAIT_S) == 0
+    finally:
+        if watcher is not None:
+            watcher.close()
+        out = gui_output(app) if app is not None else ""
+        server.terminate()
+        server.communicate(timeout=10)
+    assert "Traceback" not in out, out
+
+
+def wait_for_window(app: subprocess.Popen[bytes], title: str, timeout_s: float = WAIT_S) -> None:
+    """Until a window called ``title`` shows on the display (xdotool asks the X server)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert app.poll() is None, f"the app exited with {app.returncode}: {gui_output(app)}"
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
+                               capture_output=True)
+        if found.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no window {title!r} within {timeout_s} s: {gui_output(app)}")
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool not installed (apt-get install xdotool)")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_connect_dialog_leaves_at_once_on_sigterm_and_ctrl_c(
+    xdisplay: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Nobody touches the dialog, so Tk has no event to wake up for; the signal must still end it."""
+    app = start_gui(xdisplay, tmp_path)
+    try:
+        wait_for_window(app, "salotto")
+        time.sleep(0.5)  # idle in Tk's main loop, waiting for X events
+        app.send_signal(signum)
+        try:
+            code = app.wait(2)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"salotto gui still runs 2 s after {signum.name}") from None
+        assert code == 0
+    finally:
+        out = gui_output(app)
+    assert "Traceback" not in out, out
+
+
+def test_status_line_and_entry_are_whole_at_default_and_small_sizes(
+    root: tk.Tk, server_factory: Callable[[str], IrcServer]
+) -> None:
+    """The fixed-height rows get their full height; the messages shrink instead.
+
+    A bigger font (Ctrl+plus, or the same points on a HiDPI screen) is a smaller window for the layout.
+    """
+    server = server_factory("salotto")
+    app = App(root, Settings(), [], tls_verify=True)
+    app.connect(ConnectRequest("127.0.0.1", server.port, "sizer", False, "", ""))
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.shown_key == "#lobby")
+    status_font = tkfont.Font(root, name=ttk.Style(root).lookup("Status.TLabel", "font"), exists=True)
+    smallest = "x".join(str(n) for n in root.minsize())
+    for font_size in (DEFAULT_FONT_SIZE, DEFAULT_FONT_SIZE + 3):
+        app.set_font_size(font_size)
+        for geometry in (DEFAULT_GEOMETRY, smallest):
+            size = tuple(int(n) for n in geometry.split("x"))
+            root.geometry(geometry)
+            assert pump_until(root, lambda size=size: (root.winfo_width(), root.winfo_height()) == size)
+            root.update()
+            status, entry = window.status, window.entry
+            where = f"{geometry} at {font_size} points"
+            assert status.winfo_ismapped() and status.cget("text"), where
+            assert status.winfo_height() >= status.winfo_reqheight() > status_font.metrics("linespace"), (
+                f"{where}: status line {status.winfo_height()} px high, its text {status_font.metrics('linespace')}")
+            assert entry.winfo_height() >= entry.winfo_reqheight(), (
+                f"{where}: entry {entry.winfo_height()} px high of {entry.winfo_reqheight()}")
+            assert window.view.winfo_height() > status_font.metrics("linespace"), where
+    window.close()
 
 
 def top_line(window: ChatWindow) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import urllib.error
 import urllib.request
 from email.message import Message
+from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from tests.web.conftest import WebServer
+from tests.web.conftest import WebServer, start_web_server, stop_web_server
 
 
 def fetch(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
@@ -113,3 +116,26 @@ def test_metrics_count_connections_by_transport_messages_and_bytes(web_server: W
         assert f'salotto_disconnects_total{{reason="{name}"}}' in final
     assert "salotto_connections_refused_total" in final
     tcp.close()
+
+
+def test_metrics_page_parses_as_prometheus_text_and_the_start_time_is_now(tmp_path: Path) -> None:
+    """Prometheus's own parser reads every sample; the start time is exact, so uptime is never negative."""
+    before = time.time()
+    server = start_web_server(tmp_path)  # a server of our own: its start time is known to the second
+    try:
+        after = time.time()
+        status, _, body = fetch(server.url + "metrics")
+    finally:
+        stop_web_server(server)
+    assert status == 200
+    families = {family.name: family for family in text_string_to_metric_families(body.decode())}
+    samples = [sample for family in families.values() for sample in family.samples]
+    # Every sample line on the page came through the parser (a line it cannot read raises).
+    lines = [line for line in body.decode().splitlines() if line and not line.startswith("#")]
+    assert len(samples) == len(lines) > 10
+    assert all(math.isfinite(sample.value) for sample in samples)
+    assert families["salotto_connections_accepted"].type == "counter"
+    assert families["salotto_connections"].type == "gauge"
+    assert {s.labels["transport"] for s in families["salotto_connections"].samples} >= {"tcp", "websocket"}
+    (start,) = families["salotto_start_time_seconds"].samples
+    assert before - 1 <= start.value <= after + 1, (before, start.value, after)

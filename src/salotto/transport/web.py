@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import http
 import importlib.resources
+import math
 import socket
 from collections.abc import Iterable
 from typing import Final
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from salotto.config import Config, ConfigError, parse_host_port
+from salotto.config import Config, bad_value, parse_host_port
 from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
@@ -161,6 +162,20 @@ class WebService:
         return _response(http.HTTPStatus.OK, found.body, found.content_type, extra)
 
 
+def _sample_value(value: float) -> str:
+    """A sample as Prometheus reads it back exactly: integers as such, other floats at full precision.
+
+    (``%g`` keeps six digits: a start time of 1796580123.4 came out as 1.79658e+09, minutes off.)
+    """
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def render_metrics(server: Server) -> str:
     """The server's counters in the Prometheus text exposition format (version 0.0.4)."""
     stats = server.stats
@@ -178,8 +193,7 @@ def render_metrics(server: Server) -> str:
         out.append(f"# HELP salotto_{name} {help_text}")
         out.append(f"# TYPE salotto_{name} {kind}")
         for labels, value in samples:
-            out.append(f"salotto_{name}{labels} {value:g}" if isinstance(value, float) else
-                       f"salotto_{name}{labels} {value}")
+            out.append(f"salotto_{name}{labels} {_sample_value(value)}")
 
     family("connections", "gauge", "Open client connections by transport.",
            ((f'{{transport="{name}"}}', count) for name, count in sorted(by_transport.items())))
@@ -221,14 +235,15 @@ async def open_web_listeners(
     loop = asyncio.get_running_loop()
     factory = make_factory(server, WebService(server), flusher)
     opened: list[asyncio.base_events.Server] = []
+    origin = config.origin("web_listen")
     for item in config.web_listen:
-        host, port = parse_host_port(item, "web_listen")
+        host, port = parse_host_port(item, "web_listen", origin)
         try:
             opened.append(await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG, reuse_address=True))
         except OSError as exc:
             for other in opened:
                 other.close()
-            raise ConfigError(f"config key 'web_listen': bad value {item!r} (cannot listen: {exc.strerror})") from None
+            raise bad_value("web_listen", item, f"cannot listen: {exc.strerror}", origin) from None
     return opened
 
 

@@ -11,36 +11,18 @@ from types import FrameType
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.tk.dialog import PLAIN_PORT, TLS_PORT, ConnectDialog, ConnectRequest
-from salotto.clients.tk.settings import (
-    MAX_FONT_SIZE,
-    MIN_FONT_SIZE,
-    THEMES,
-    Settings,
-    load_settings,
-    save_settings,
-)
+from salotto.clients.tk.options import build_parser
+from salotto.clients.tk.settings import Settings, load_settings, save_settings
 from salotto.clients.tk.theme import Theme, apply_theme
 from salotto.clients.tk.window import ChatWindow
 
-__all__ = ["build_parser", "main", "parse_server"]
+__all__ = ["main", "parse_server", "run"]
 
 DEFAULT_GEOMETRY = "1000x640"
-
-
-def build_parser(prog: str = "salotto gui") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="The salotto desktop chat client.")
-    parser.add_argument("--server", metavar="HOST:PORT",
-                        help="connect straight away, skipping the dialog (port defaults to 6667, 6697 with --tls)")
-    parser.add_argument("--nick", help="nickname (default: the last one used, or your login name)")
-    parser.add_argument("--tls", action="store_true", help="connect with TLS")
-    parser.add_argument("--tls-insecure", action="store_true",
-                        help="with --tls: accept a certificate that cannot be verified (self-signed)")
-    parser.add_argument("--font-size", type=int, metavar="POINTS",
-                        help=f"text size in points ({MIN_FONT_SIZE}-{MAX_FONT_SIZE}; saved for next time)")
-    parser.add_argument("--theme", choices=THEMES, help="colour theme (saved for next time)")
-    parser.add_argument("--join", action="append", default=[], metavar="CHANNEL",
-                        help="channel to join besides #lobby (repeatable)")
-    return parser
+# Tk's main loop waits for X events in C; Python runs a signal handler only once it gets control back.
+# A callback this often gives it control, so SIGTERM or Ctrl+C in the terminal is answered at once even
+# while nothing else happens (the connect dialog with the mouse still).
+SIGNAL_CHECK_MS = 100
 
 
 def parse_server(text: str, tls: bool) -> tuple[str, int]:
@@ -126,8 +108,12 @@ class App:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the desktop client; ``argv`` are the ``gui`` subcommand's arguments. Returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """``python -m salotto.clients.tk``: ``argv`` are the same options as ``salotto gui``'s."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the desktop client with its parsed options (see salotto.clients.tk.options). Returns the exit code."""
     settings = load_settings()
     if args.font_size is not None:
         settings.font_size = args.font_size
@@ -153,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         root.after(0, app.close)
 
+    def let_signal_handlers_run() -> None:
+        root.after(SIGNAL_CHECK_MS, let_signal_handlers_run)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    let_signal_handlers_run()
     try:
         if request is not None:
             app.connect(request)

@@ -68,6 +68,11 @@ class ChatWindow(ttk.Frame):
     # -- layout -----------------------------------------------------------------------------------
 
     def _build(self) -> None:
+        # pack gives space in packing order and squeezes the last packed first: the fixed-height rows
+        # (status line, entry row, topic) go in before the parts that stretch, or a window smaller than
+        # everything's requested height (a small window, a big font, a HiDPI screen) cuts them off.
+        self.status = ttk.Label(self, text=self.client.status, style="Status.TLabel", anchor="w")
+        self.status.pack(side="bottom", fill="x")
         panes = ttk.PanedWindow(self, orient="horizontal")
         panes.pack(fill="both", expand=True)
         self.buffer_list = ttk.Treeview(panes, show="tree", selectmode="browse", takefocus=False)
@@ -78,10 +83,10 @@ class ChatWindow(ttk.Frame):
         self.topic = tk.StringVar(self)
         self.topic_entry = ttk.Entry(centre, textvariable=self.topic, state="readonly", takefocus=False)
         self.topic_entry.pack(fill="x", padx=2, pady=(2, 0))
+        bottom = ttk.Frame(centre)
+        bottom.pack(side="bottom", fill="x", padx=2, pady=(0, 2))
         self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted)
         self.view.pack(fill="both", expand=True, padx=2, pady=2)
-        bottom = ttk.Frame(centre)
-        bottom.pack(fill="x", padx=2, pady=(0, 2))
         self.nick_label = ttk.Label(bottom, text=self.session.nick, style="Heading.TLabel")
         self.nick_label.pack(side="left", padx=(4, 6))
         self.send_button = ttk.Button(bottom, text="Send", command=self.submit, style="Accent.TButton")
@@ -95,8 +100,6 @@ class ChatWindow(ttk.Frame):
         self.nick_list.bind("<Double-Button-1>", self._nick_list_activated)
         self.nick_list.bind("<Return>", self._nick_list_activated)
         panes.add(self.nick_list, weight=0)
-        self.status = ttk.Label(self, text=self.client.status, style="Status.TLabel", anchor="w")
-        self.status.pack(fill="x")
         self.restyle(self.theme)
         self._bind_keys()
 
