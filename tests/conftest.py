@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
 
 # Whatever a test forgets to point elsewhere must not land in the user's own data directory.
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -35,8 +37,11 @@ class RunningServer:
         return self.stderr_path.read_text()
 
 
-def start_server(tmp_path: Path, *extra: str, config_text: str | None = None) -> RunningServer:
-    """Start ``salotto serve`` on 127.0.0.1 with an OS-chosen port; return once it listens."""
+def start_server(tmp_path: Path, *extra: str, config_text: str | None = None,
+                 open_files_limit: int | None = None) -> RunningServer:
+    """Start ``salotto serve`` on 127.0.0.1 with an OS-chosen port; return once it listens.
+
+    ``open_files_limit``: the soft and hard RLIMIT_NOFILE of the server process (as a host's would be)."""
     # No web listener unless a test asks for one (extra "--web-listen 127.0.0.1:0" adds it).
     args = [sys.executable, "-m", "salotto", "serve", "--listen", "127.0.0.1:0", "--web-listen", "",
             "--data-dir", str(tmp_path / "data"), *extra]
@@ -49,6 +54,8 @@ def start_server(tmp_path: Path, *extra: str, config_text: str | None = None) ->
         process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=stderr, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=None if open_files_limit is None else partial(
+                resource.setrlimit, resource.RLIMIT_NOFILE, (open_files_limit, open_files_limit)),
         )
     assert process.stdout is not None
     deadline = time.monotonic() + 15

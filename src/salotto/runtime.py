@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import resource
 import signal
 import ssl
 import sys
@@ -201,10 +202,41 @@ def _open_store(
     return closers
 
 
+# Descriptors kept out of the connections' budget: listeners, the database and its readers' connections,
+# the journals, logs, the event loop's own, threads' wakeup pipes.
+DESCRIPTOR_RESERVE = 64
+
+
+def descriptor_budget(config: Config) -> int:
+    """Raise the open-files soft limit to the hard one and return how many connections fit under it.
+
+    Connections beyond the budget are refused by the server rather than left to fail somewhere (a history
+    read that cannot open its database, a client accepted and dropped by the kernel): the reserve stays
+    free. Warns when ``max_clients`` (and the web port's pending connections) cannot all fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+    limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    budget = max(1, limit - DESCRIPTOR_RESERVE)
+    wanted_connections = config.max_clients + (config.max_web_pending if config.web_listen else 0)
+    if wanted_connections > budget:
+        log.warning("max_clients %d%s exceed what the open-files limit %d allows: past %d connections new ones "
+                    "are refused; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower max_clients",
+                    config.max_clients, f" (+ max_web_pending {config.max_web_pending})" if config.web_listen else "",
+                    limit, budget)
+    return budget
+
+
 async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
     loop = asyncio.get_running_loop()
     server = Server(config)
+    server.fd_budget = descriptor_budget(config)
     offload = ThreadOffload(loop.call_soon_threadsafe)
     _check_data_dir(config)
     closers = _open_store(server, config, loop, offload)

@@ -279,3 +279,31 @@ def test_a_reload_applies_a_new_log_level(tmp_path: Path) -> None:
         assert "registered early" in running.log() and "registered late" not in running.log()
     finally:
         stop_server(running)
+
+
+def test_at_the_open_files_limit_connections_are_refused_and_the_rest_keeps_working(tmp_path: Path) -> None:
+    """With few descriptors, the server says at start that max_clients cannot fit, refuses connections past
+    its budget with a clear ERROR (counted), and those already in, history reads included, keep working."""
+    running = start_server(tmp_path, "--history-replay-lines", "0", "--max-connections-per-ip", "1000",
+                           open_files_limit=120)
+    try:
+        alice = joined(running, "alice")
+        alice.send("CAP REQ :draft/chathistory batch server-time")
+        alice.expect("CAP")
+        alice.send("PRIVMSG #lobby :before the crowd")
+        crowd, refusals, held = [], [], []
+        for _ in range(80):  # a budget of 120 - 64 = 56 connections: some of these are refused
+            client = running.client()
+            held.append(client)
+            client.send("PING :x")
+            line = client.read_line(timeout_s=5.0) or ""
+            (refusals if line.startswith("ERROR") else crowd).append(line)
+        assert refusals and all("open-files limit" in line for line in refusals), refusals[:3]
+        assert len(crowd) + 1 == 56
+        alice.send("CHATHISTORY LATEST #lobby * 10")  # the store still opens its readers' connections
+        assert alice.expect("PRIVMSG").params[1] == "before the crowd"
+    finally:
+        stop_server(running)
+    log = running.log()
+    assert "exceed what the open-files limit 120 allows" in log and "Traceback" not in log
+    assert "refusing connections: the open-files limit leaves room for 56" in log

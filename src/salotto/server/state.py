@@ -78,6 +78,12 @@ class Server:
         self.per_ip: Counter[str] = Counter()
         # New connections per address (ip_key) per connect_throttle_window_s.
         self.connect_throttle = Throttle()
+        # Connections the process can hold with the descriptors its open-files limit leaves (set by the
+        # runtime), counting those to the web port that are not clients yet (pending_connections): past
+        # it a connection is refused, so the descriptors the store and the listeners need stay free.
+        self.fd_budget: int | None = None
+        self.pending_connections = 0
+        self._descriptor_warned_at = -1e9
         self.internal_errors = 0
         self.stats = ServerStats()
         # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
@@ -214,6 +220,14 @@ class Server:
         refusal = None
         if len(self.clients) >= self.config.max_clients:
             refusal = "Server is full (max_clients)"
+        elif self.fd_budget is not None and len(self.clients) + self.pending_connections >= self.fd_budget:
+            refusal = "Server is full (open-files limit)"
+            self.stats.descriptor_refusals += 1
+            now = self.clock()
+            if now - self._descriptor_warned_at > 60:
+                self._descriptor_warned_at = now
+                log.warning("refusing connections: the open-files limit leaves room for %d; raise it "
+                            "(ulimit -n, LimitNOFILE=) or lower max_clients", self.fd_budget)
         elif self.per_ip[ip] >= self.config.max_connections_per_ip:
             refusal = "Too many connections from your address (max_connections_per_ip)"
         elif ip not in self.throttle_exempt and self.connect_throttle.take(

@@ -34,6 +34,7 @@ class ServerStats:
         "connections_accepted",
         "connections_refused",
         "deliveries_out",
+        "descriptor_refusals",
         "disconnects",
         "messages_in",
         "registrations",
@@ -42,6 +43,8 @@ class ServerStats:
     def __init__(self) -> None:
         self.connections_accepted = 0
         self.connections_refused = 0
+        # Of those, refused because the open-files limit had no descriptor to spare (Server.fd_budget).
+        self.descriptor_refusals = 0
         self.registrations = 0
         self.messages_in = 0  # PRIVMSG, NOTICE and TAGMSG received
         self.deliveries_out = 0  # copies of those written to recipients (echoes included)

@@ -202,6 +202,9 @@ def render_metrics(server: Server) -> str:
     family("connections_accepted_total", "counter", "Connections accepted.", [("", stats.connections_accepted)])
     family("connections_refused_total", "counter", "Connections refused by a limit.",
            [("", stats.connections_refused)])
+    family("descriptor_refusals_total", "counter",
+           "Connections refused because the process's open-files limit had no descriptor to spare.",
+           [("", stats.descriptor_refusals)])
     family("registrations_total", "counter", "Clients that completed registration.", [("", stats.registrations)])
     family("messages_received_total", "counter", "PRIVMSG, NOTICE and TAGMSG received from clients.",
            [("", stats.messages_in)])

@@ -133,16 +133,24 @@ class PendingWebConnections:
         self.per_ip: dict[str, int] = {}
 
     def admit(self, ip: str) -> bool:
-        config = self.server.config
+        server = self.server
+        config = server.config
+        budget = server.fd_budget
+        if budget is not None and len(server.clients) + server.pending_connections >= budget:
+            server.stats.connections_refused += 1
+            server.stats.descriptor_refusals += 1
+            return False
         if self.total >= config.max_web_pending or self.per_ip.get(ip, 0) >= config.max_web_pending_per_ip:
-            self.server.stats.connections_refused += 1
+            server.stats.connections_refused += 1
             return False
         self.total += 1
+        server.pending_connections += 1
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         return True
 
     def release(self, ip: str) -> None:
         self.total -= 1
+        self.server.pending_connections -= 1
         left = self.per_ip[ip] - 1
         if left:
             self.per_ip[ip] = left

@@ -4,6 +4,7 @@ that cannot ask for history themselves."""
 from __future__ import annotations
 
 import calendar
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from salotto.storage.worker import Outcome
 
 if TYPE_CHECKING:
     from salotto.server.state import Server
+
+log = logging.getLogger("salotto.history")
 
 CHATHISTORY_CAP = "draft/chathistory"
 _SUBCOMMANDS = frozenset({"LATEST", "BEFORE", "AFTER", "AROUND", "BETWEEN", "TARGETS"})
@@ -225,6 +228,7 @@ def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]]
     server = ctx.server
     client = ctx.client
     if outcome.error is not None:
+        log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
     lines = [_history_line(msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
@@ -252,6 +256,10 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
 
     def done(outcome: Outcome[list[TargetListing]]) -> None:
         lines = []
+        if outcome.error is not None:
+            log.error("could not list the history targets of %s: %s", client.nick, outcome.error)
+            ctx.fail("CHATHISTORY", "MESSAGE_ERROR", "TARGETS", description="Could not read history")
+            return
         for listing in outcome.value or []:
             name: str | None = listing.name
             channel = server.find_channel(listing.name) if listing.name[:1] in CHANTYPES else None
@@ -288,6 +296,8 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
     joined_at = Ref.by_time(int(server.wallclock() * 1000) / 1000)
 
     def done(outcome: Outcome[list[HistoryMessage]]) -> None:
+        if outcome.error is not None:
+            log.error("could not read the history of %s to replay to %s: %s", shown, client.nick, outcome.error)
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
