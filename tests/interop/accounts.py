@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 from tests.conftest import RunningServer
+from tests.irc_client import RawClient
 
 PASSWORD = "interop-sasl-password"
 
 
-def register_account(server: RunningServer, name: str) -> None:
-    """Register the account ``name`` (password :data:`PASSWORD`) and disconnect."""
+class HasClients(Protocol):
+    """A server a test started (a subprocess or in this process): it hands out raw clients."""
+
+    def client(self) -> RawClient: ...
+
+
+def register_account(server: HasClients, name: str, password: str = PASSWORD) -> None:
+    """Register the account ``name`` (password :data:`PASSWORD` unless given) and disconnect."""
     client = server.client()
     client.register(name)
-    client.send(f"REGISTER * * {PASSWORD}")
+    client.send(f"REGISTER * * :{password}")
     client.expect("REGISTER", p0="SUCCESS")
     client.send("QUIT")
     client.close()

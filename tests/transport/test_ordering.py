@@ -14,6 +14,7 @@ from typing import Any
 
 from salotto.passwords import hash_password
 from salotto.proto import Message
+from tests.interop.accounts import register_account
 from tests.irc_client import RawClient
 from tests.transport.inprocess import InProcessServer, serve_in_process
 
@@ -36,15 +37,6 @@ def _until_pong(client: RawClient, token: str) -> list[Message]:
 
 def _commands(messages: list[Message]) -> list[str]:
     return [m.command for m in messages]
-
-
-def _register_account(srv: InProcessServer, nick: str) -> None:
-    owner = srv.client()
-    owner.register(nick)
-    owner.send(f"REGISTER {nick} * :{PASSWORD}")
-    owner.expect("REGISTER", p0="SUCCESS")
-    owner.send("QUIT")
-    owner.close()
 
 
 def test_oper_then_ping_written_together_is_answered_in_order(tmp_path: Path) -> None:
@@ -75,7 +67,7 @@ def test_register_then_ping_written_together_is_answered_in_order(tmp_path: Path
 
 def test_pipelined_sasl_logs_in_before_registering_joining_and_speaking(tmp_path: Path) -> None:
     def body(srv: InProcessServer) -> None:
-        _register_account(srv, "alice")
+        register_account(srv, "alice", PASSWORD)
         watcher = srv.client()
         watcher.register("watcher", caps=["account-tag"])
         watcher.send("JOIN #x")
@@ -111,7 +103,7 @@ def test_cap_end_in_the_middle_of_sasl_aborts_it_with_906_then_registers(tmp_pat
 
 def test_nickserv_identify_and_chathistory_answer_before_the_next_command(tmp_path: Path) -> None:
     def body(srv: InProcessServer) -> None:
-        _register_account(srv, "carol")
+        register_account(srv, "carol", PASSWORD)
         carol = srv.client()
         carol.register("carol", caps=["draft/chathistory", "batch", "server-time"])
         carol.send_raw(f"PRIVMSG NickServ :IDENTIFY {PASSWORD}\r\nPING :after-identify\r\n".encode())

@@ -268,17 +268,23 @@ def test_moderate_burst_over_websocket_is_delayed_not_dropped() -> None:
     serve_web(body, flood_burst_lines=5, flood_lines_per_s=10, flood_max_queued_lines=20)
 
 
-def _raw_websocket(port: int, nick: str) -> socket.socket:
-    """A WebSocket client that does the handshake and registers, then never reads again."""
+def _raw_handshake(port: int, subprotocol: str | None = "text.ircv3.net") -> socket.socket:
+    """A socket with a small receive buffer that has sent a WebSocket upgrade request (and reads nothing)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    protocol = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     sock.sendall(
         f"GET /irc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        "Sec-WebSocket-Protocol: text.ircv3.net\r\n\r\n".encode()
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{protocol}\r\n".encode()
     )
+    return sock
+
+
+def _raw_websocket(port: int, nick: str) -> socket.socket:
+    """A WebSocket client that does the handshake and registers, then never reads again."""
+    sock = _raw_handshake(port)
     for line in (f"NICK {nick}", f"USER {nick} 0 * :never reads"):
         payload = line.encode()
         mask = os.urandom(4)
@@ -319,14 +325,7 @@ def test_a_ping_flood_that_never_reads_is_dropped_at_the_send_queue_limit() -> N
 
     def body(srv: InProcessServer, url: str) -> None:
         port = int(url.split(":")[2].split("/")[0])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET /irc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        sock = _raw_handshake(port, None)
         mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as it is
         ping = bytes((0x89, 0x80 | 125)) + mask + b"p" * 125
         burst = ping * 2000  # 262 KB of pings, 250 KB of pongs to answer them
