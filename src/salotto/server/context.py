@@ -132,7 +132,7 @@ class Context:
 
     def abandon(self) -> None:
         """The handler raised after it started waiting: answer now and release the input (a callback
-        that still comes writes nothing more to the client than its own late lines)."""
+        that still comes runs, and what it writes is not sent: the answer has gone)."""
         if self.waits > 0:
             self.waits = 1
             self.done_waiting()
