@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import getpass
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -98,13 +99,52 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    path = args.path
+    if args.systemd:
+        return _init_systemd(args)
+    if args.output is not None or args.user is not None or args.config is not None:
+        print("salotto: --output, --user and --config go with --systemd", file=sys.stderr)
+        return 2
+    path = args.path or "salotto.toml"
     if os.path.exists(path) and not args.force:
         print(f"salotto: {path} exists; use --force to overwrite it", file=sys.stderr)
         return 1
     with open(path, "w", encoding="utf-8") as f:
         f.write(default_template())
     print(f"wrote {path}; start with: {salotto_command()} serve --config {shlex.quote(path)}")
+    return 0
+
+
+def _init_systemd(args: argparse.Namespace) -> int:
+    from salotto.service import DEFAULT_CONFIG, entry_point, hidden_from_service, unit
+
+    if args.path is not None:
+        print(f"salotto: with --systemd, the unit goes to stdout or to --output FILE, not to {args.path}",
+              file=sys.stderr)
+        return 2
+    if args.user is not None and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", args.user):
+        print(f"salotto: --user {args.user!r} is not a system user name", file=sys.stderr)
+        return 2
+    config_path = os.path.abspath(args.config) if args.config else DEFAULT_CONFIG
+    command = entry_point()
+    text = unit(command, config_path, args.user)
+    for path in hidden_from_service(command):
+        print(f"salotto: warning: the service could not run {path}: ProtectHome=yes hides /home, /root and "
+              "/run/user from it. Install salotto in a virtual environment outside them, made with a Python "
+              "outside them too (/usr/bin/python3 -m venv /opt/salotto; see docs/operations.md).", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    if os.path.exists(args.output) and not args.force:
+        print(f"salotto: {args.output} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        print(f"salotto: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}; install it with: sudo cp {shlex.quote(args.output)} /etc/systemd/system/"
+          "salotto.service && sudo systemctl daemon-reload && sudo systemctl enable --now salotto")
     return 0
 
 
@@ -282,9 +322,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(serve)
     serve.set_defaults(func=_serve)
-    init = sub.add_parser("init", help="write a commented default config file")
-    init.add_argument("path", nargs="?", default="salotto.toml")
+    init = sub.add_parser(
+        "init", help="write a commented default config file (or, with --systemd, a systemd unit)",
+        description="Write a commented default config file, or with --systemd a systemd unit that runs this "
+        "salotto as a hardened service (see docs/operations.md).",
+    )
+    init.add_argument("path", nargs="?", help="the config file to write (default: salotto.toml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--systemd", action="store_true", help="print a systemd unit for salotto serve instead")
+    init.add_argument("--output", metavar="FILE", help="with --systemd: write the unit to FILE")
+    init.add_argument("--config", metavar="FILE",
+                      help="with --systemd: the config file the service reads (default /etc/salotto/salotto.toml)")
+    init.add_argument("--user", metavar="NAME",
+                      help="with --systemd: run as this system user instead of a dynamic user of its own")
     init.set_defaults(func=_init)
     mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
     mkpasswd.set_defaults(func=_mkpasswd)
@@ -310,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--force", action="store_true", help="replace the data directory's database")
     restore.set_defaults(func=_restore)
     export = sub.add_parser(
-        "export", help="write a channel's (or a conversation's) history as JSON lines",
+        "export", usage="%(prog)s [-h] [--config FILE] [--data-dir DIR] (CHANNEL | --private ACCOUNT ACCOUNT) "
+        "[--since TIME] [--until TIME] [--output FILE] [--force]",
+        help="write a channel's (or a conversation's) history as JSON lines",
         description="Write the history of a channel, or of the private conversation of two accounts, as "
         "JSON lines: msgid, time, sender, account, command, text, tags. Reads the data directory with your "
         "file access; no IRC permission is checked.",

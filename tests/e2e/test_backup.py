@@ -18,6 +18,8 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from salotto.proto import Message, parse
 from salotto.storage.backup import backup
 from salotto.storage.sqlite import DB_FILENAME, SqliteStorage
@@ -273,3 +275,13 @@ def test_restore_and_export_errors_are_one_line(tmp_path: Path) -> None:
     assert refused("export", *data, "#lobby", "--output", out) == (
         f"salotto: {out} exists; use --force to overwrite it")
     assert out.read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["backup", "restore", "export"])
+def test_an_unknown_option_shows_the_commands_usage(command: str) -> None:
+    result = salotto(command, "some.db", "--bogus")
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: salotto {command} [-h] [--config FILE] [--data-dir DIR]"), result.stderr
+    assert lines[-1] == f"salotto {command}: error: unrecognized arguments: --bogus", result.stderr
+    assert len(lines) <= 4, result.stderr
