@@ -227,3 +227,16 @@ def test_restore_refuses_a_newer_schema(tmp_path: Path) -> None:
         db.commit()
     with pytest.raises(BackupError, match=f"schema version {SCHEMA_VERSION + 1}; this salotto knows up to"):
         restore(tmp_path / "copy.db", tmp_path / "fresh")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files away")
+def test_restore_run_as_root_gives_the_files_to_the_data_directorys_owner(tmp_path: Path) -> None:
+    """``sudo salotto restore`` into a service's data directory: the service's user must open the files."""
+    open_storage("sqlite", tmp_path / "source").close()
+    backup(tmp_path / "source", tmp_path / "copy.db")
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    os.chown(data, 65534, 65534)  # nobody
+    restore(tmp_path / "copy.db", data)
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in data.iterdir()}
+    assert owners == {name: (65534, 65534) for name in (DB_FILENAME, *JOURNAL_FILENAMES)}
