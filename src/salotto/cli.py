@@ -12,11 +12,14 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salotto import __version__
 from salotto.clients.tk import options as gui_options
 from salotto.config import KEYS, ConfigError, bad_value, default_template, load_config
+
+if TYPE_CHECKING:
+    from salotto.storage.backup import Contents
 
 __all__ = ["main", "salotto_command"]
 
@@ -159,7 +162,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _describe(contents: Any) -> str:
+def _describe(contents: Contents) -> str:
     return (f"{_plural(contents.accounts, 'account')}, {_plural(contents.channels, 'registered channel')}, "
             f"{_plural(contents.messages, 'message')}")
 
