@@ -4,7 +4,7 @@
 connection on history's storer thread (see :mod:`salotto.server.history`) and reads through read-only
 ones (:class:`~salotto.storage.readers.ReadPool`); :class:`StorageWorker` (a writer thread and readers)
 serves offline tools (``bench/history_bench``) and the durability test.
-See DESIGN.md, layer 4.
+See docs/architecture.md.
 """
 
 from __future__ import annotations
