@@ -25,7 +25,7 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return "https://chat.example.org", ["https://chat.example.org"]
     if key.name == "autojoin":
         return "#elsewhere", ["#elsewhere"]
-    if key.name == "throttle_exempt":
+    if key.name in ("throttle_exempt", "trusted_proxies"):
         return "10.0.0.0/8", ["10.0.0.0/8"]
     if key.name == "server_name":
         return "irc.example.org", "irc.example.org"
@@ -126,6 +126,7 @@ def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None
         ({"server_name": "bad name"}, "server_name"),
         ({"history_store_interval_s": -0.5}, "history_store_interval_s"),
         ({"history_store_max_messages": 0}, "history_store_max_messages"),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "trusted_proxies"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, Any], named: str) -> None:
@@ -154,3 +155,11 @@ def test_throttle_exempt_takes_addresses_and_ranges_only() -> None:
         "192.0.2.7", "2001:db8::/32"]
     with pytest.raises(ConfigError, match=r"config key 'throttle_exempt' \(--throttle-exempt\): bad value 'localhost'"):
         load_config(None, {"throttle_exempt": ["localhost"]})
+
+
+def test_trusted_proxies_take_addresses_and_ranges_only() -> None:
+    assert load_config(None, {"trusted_proxies": ["192.0.2.7", "2001:db8::/32"]}).trusted_proxies == [
+        "192.0.2.7", "2001:db8::/32"]
+    with pytest.raises(ConfigError, match=r"config key 'trusted_proxies' \(--trusted-proxies\): bad value 'nginx'"):
+        load_config(None, {"trusted_proxies": ["nginx"]})
+

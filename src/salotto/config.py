@@ -73,6 +73,9 @@ KEYS: tuple[Key, ...] = (
         "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
     Key("web_allowed_origins", list, [],
         "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
+    Key("trusted_proxies", list, [],
+        "Reverse proxies (addresses or CIDR ranges) believed about the client's address: Forwarded and "
+        "X-Forwarded-For on the web port. Nobody else's headers are read."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
     Key("storage_backend", str, "sqlite", "Where accounts, channels and history are kept.", choices=("sqlite",)),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
@@ -182,6 +185,7 @@ class Config:
     tls_key_file: str
     web_listen: list[str]
     web_allowed_origins: list[str]
+    trusted_proxies: list[str]
     data_dir: str
     storage_backend: str
     history_enabled: bool
@@ -315,12 +319,12 @@ def _validate(config: Config) -> None:
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
-    for item in config.throttle_exempt:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise bad_value("throttle_exempt", item, "an IP address or a CIDR range, like 10.0.0.0/8",
-                            origin("throttle_exempt")) from None
+    for name in ("throttle_exempt", "trusted_proxies"):
+        for item in getattr(config, name):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise bad_value(name, item, "an IP address or a CIDR range, like 10.0.0.0/8", origin(name)) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
 
