@@ -143,6 +143,12 @@ class ProxiedStreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self._socket_ip = prepare_socket(transport)
+        if transport.get_extra_info("peername") is None:
+            # Gone already (reset before we got here: HAProxy's health checks close that way).
+            self._done = True
+            log.debug("connection to a proxy_listen port closed before it could be read")
+            transport.close()
+            return
         if not is_trusted(self._socket_ip, self._server.trusted_proxies):
             self._refuse("not in trusted_proxies", "This port takes connections from the server's proxy only")
             return
