@@ -1,4 +1,4 @@
-"""Debian's nginx and haproxy in front of salotto, started by a test: configs in a temporary directory,
+"""Debian's nginx, haproxy and Caddy in front of salotto, started by a test: configs in a temporary directory,
 listening on loopback, in the foreground, stopped at the end. The configs are those docs/deploy.md shows,
 with the ports filled in."""
 
@@ -16,7 +16,7 @@ from tests.interop.processes import require_binary, stop_process
 from tests.transport.inprocess import GENEROUS_S
 from tests.web.conftest import free_port
 
-__all__ = ["haproxy", "nginx"]
+__all__ = ["caddy", "haproxy", "haproxy_web", "nginx"]
 
 
 def _wait_listening(process: subprocess.Popen[bytes], port: int, host: str, log: Path, name: str) -> None:
@@ -74,14 +74,20 @@ def nginx(tmp: Path, upstream: str, listen_host: str = "127.0.0.1") -> Iterator[
         + "}\n"
     )
     log = tmp / "error.log"
-    with (tmp / "stderr.log").open("wb") as stderr:
-        process = subprocess.Popen(
-            [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(log), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-        )
-    try:
-        _wait_listening(process, port, listen_host, tmp / "stderr.log", "nginx")
+    with _running("nginx", [binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(log), "-g",
+                            "daemon off;"], tmp / "stderr.log", listen_host, port):
         yield port
+
+
+@contextlib.contextmanager
+def _running(name: str, args: list[str], log: Path, host: str, port: int, env: dict[str, str] | None = None
+             ) -> Iterator[None]:
+    """Run ``args`` (output to ``log``) until the block ends; first wait until it listens on host:port."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
+    try:
+        _wait_listening(process, port, host, log, name)
+        yield
     finally:
         stop_process(process)  # type: ignore[arg-type]
 
@@ -118,12 +124,67 @@ def haproxy(tmp: Path, upstream: str, send_proxy: str = "send-proxy-v2", listen_
     listen = f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}"
     config = tmp / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(listen=listen, upstream=upstream, send_proxy=send_proxy))
-    log = tmp / "haproxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([binary, "-f", str(config), "-db"], stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=out)
-    try:
-        _wait_listening(process, port, listen_host, log, "haproxy")
+    with _running("haproxy", [binary, "-f", str(config), "-db"], tmp / "haproxy.log", listen_host, port):
         yield port
-    finally:
-        stop_process(process)  # type: ignore[arg-type]
+
+
+HAPROXY_WEB_CONFIG = """\
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+    timeout tunnel 1h
+
+frontend web
+    bind {listen}
+    option forwardfor
+    # A client's own Forwarded header would contradict X-Forwarded-For.
+    http-request del-header Forwarded
+    default_backend salotto_web
+
+backend salotto_web
+    server salotto {upstream}
+"""
+
+
+@contextlib.contextmanager
+def haproxy_web(tmp: Path, upstream: str) -> Iterator[int]:
+    """haproxy in HTTP mode in front of the web port ``upstream``, with X-Forwarded-For; yields its port."""
+    binary = require_binary("haproxy", "haproxy")
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = tmp / "haproxy.cfg"
+    config.write_text(HAPROXY_WEB_CONFIG.format(listen=f"127.0.0.1:{port}", upstream=upstream))
+    with _running("haproxy", [binary, "-f", str(config), "-db"], tmp / "haproxy.log", "127.0.0.1", port):
+        yield port
+
+
+CADDYFILE = """\
+{{
+    admin off
+    auto_https off
+}}
+
+http://127.0.0.1:{port} {{
+    reverse_proxy {upstream} {{
+        # A client's own Forwarded header would contradict X-Forwarded-For.
+        header_up -Forwarded
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def caddy(tmp: Path, upstream: str) -> Iterator[int]:
+    """Caddy's reverse_proxy in front of the web port ``upstream`` (plain HTTP: no certificate to get
+    here); yields its port. Its data and config directories are in ``tmp``."""
+    binary = require_binary("caddy", "caddy")
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (tmp / "Caddyfile").write_text(CADDYFILE.format(port=port, upstream=upstream))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data"),
+           "XDG_CONFIG_HOME": str(tmp / "config")}
+    with _running("caddy", [binary, "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"],
+                  tmp / "caddy.log", "127.0.0.1", port, env):
+        yield port

@@ -1,19 +1,23 @@
-"""nginx (Debian's) in front of the web port, proxying the page and the IRC WebSocket with
-X-Forwarded-For: browsers' connections from distinct loopback addresses are each their own client to the
-server (WHOIS, prefix, log, per-address limits), and what a client writes into the headers itself gets it
-nothing. The server runs in this process (tests/transport/inprocess.py)."""
+"""Reverse proxies in front of the web port (Debian's nginx, HAProxy in HTTP mode and Caddy, with the
+configs docs/deploy.md shows), proxying the page and the IRC WebSocket with X-Forwarded-For: browsers'
+connections from distinct loopback addresses are each their own client to the server (WHOIS, prefix, log,
+per-address limits), and what a client writes into the headers itself gets it nothing. The server runs
+in this process (tests/transport/inprocess.py)."""
 
 from __future__ import annotations
 
 import http.client
 import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from salotto.proto import parse
-from tests.interop.reverse_proxies import nginx
+from tests.interop.reverse_proxies import caddy, haproxy_web, nginx
 from tests.transport.inprocess import InProcessServer, serve_in_process
 from tests.web.conftest import free_port
 
@@ -50,19 +54,24 @@ class Web:
         return host
 
 
-def serve_behind_nginx(tmp_path: Path, body: Any, **overrides: Any) -> None:
+Proxy = Callable[[Path, str], AbstractContextManager[int]]
+PROXIES = pytest.mark.parametrize("proxy", [nginx, haproxy_web, caddy], ids=["nginx", "haproxy", "caddy"])
+
+
+def serve_behind(proxy: Proxy, tmp_path: Path, body: Any, **overrides: Any) -> None:
     web = free_port()
 
     def run(srv: InProcessServer) -> None:
-        with nginx(tmp_path / "nginx", f"127.0.0.1:{web}") as port:
+        with proxy(tmp_path / "proxy", f"127.0.0.1:{web}") as port:
             body(srv, port, web)
 
     serve_in_process(run, {"web_listen": [f"127.0.0.1:{web}"], "trusted_proxies": ["127.0.0.1"], **overrides})
 
 
-def test_each_browser_behind_nginx_is_its_own_address(tmp_path: Path) -> None:
+@PROXIES
+def test_each_browser_behind_the_proxy_is_its_own_address(proxy: Proxy, tmp_path: Path) -> None:
     def body(srv: InProcessServer, port: int, web: int) -> None:
-        alice = Web(port, "127.0.0.5", origin=f"http://127.0.0.1:{port}")  # the page's own origin, via nginx
+        alice = Web(port, "127.0.0.5", origin=f"http://127.0.0.1:{port}")  # the page's own origin, via the proxy
         alice.register("alice")
         bob = Web(port, "127.0.0.6")
         bob.register("bob")
@@ -77,15 +86,17 @@ def test_each_browser_behind_nginx_is_its_own_address(tmp_path: Path) -> None:
         assert response.status == 200 and b"<html" in response.read().lower()
         page.close()
 
-    serve_behind_nginx(tmp_path, body)
+    serve_behind(proxy, tmp_path, body)
 
 
-def test_what_a_client_writes_in_the_headers_gets_it_nothing(tmp_path: Path) -> None:
+@PROXIES
+def test_what_a_client_writes_in_the_headers_gets_it_nothing(proxy: Proxy, tmp_path: Path) -> None:
     def body(srv: InProcessServer, port: int, web: int) -> None:
-        # Through nginx: it appends the address it sees to the client's X-Forwarded-For and drops its Forwarded.
+        # Through the proxy: it appends the address it sees to the client's X-Forwarded-For (Caddy replaces
+        # it) and drops the client's Forwarded, as its config says.
         through = Web(port, "127.0.0.7", [("X-Forwarded-For", "203.0.113.7"), ("Forwarded", "for=203.0.113.8")])
         through.register("through")
-        # Around nginx, straight to the web port: not a trusted proxy, its headers are not read.
+        # Around the proxy, straight to the web port: not a trusted proxy, its headers are not read.
         around = Web(web, "127.0.0.9", [("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9")])
         around.register("around")
         assert around.whois_host("through") == "127.0.0.7"
@@ -93,10 +104,11 @@ def test_what_a_client_writes_in_the_headers_gets_it_nothing(tmp_path: Path) -> 
         assert not any(c.ip.startswith("203.0.113.") for c in srv.server.clients)
         assert not any("trusted proxy" in line for line in srv.log_lines())
 
-    serve_behind_nginx(tmp_path, body)
+    serve_behind(proxy, tmp_path, body)
 
 
-def test_per_address_limits_apply_to_each_client_not_to_nginx(tmp_path: Path) -> None:
+@PROXIES
+def test_per_address_limits_apply_to_each_client_not_to_the_proxy(proxy: Proxy, tmp_path: Path) -> None:
     def body(srv: InProcessServer, port: int, web: int) -> None:
         first = Web(port, "127.0.0.5")
         first.register("first")
@@ -108,4 +120,4 @@ def test_per_address_limits_apply_to_each_client_not_to_nginx(tmp_path: Path) ->
             other.register(f"other{i}")
         assert srv.server.per_ip["127.0.0.1"] == 0
 
-    serve_behind_nginx(tmp_path, body, max_connections_per_ip=1)
+    serve_behind(proxy, tmp_path, body, max_connections_per_ip=1)
