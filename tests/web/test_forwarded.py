@@ -5,7 +5,10 @@ tests/interop/test_nginx.py puts the real one in front. Servers run in this proc
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
@@ -150,3 +153,22 @@ def test_the_pending_cap_per_address_does_not_apply_to_a_trusted_proxy() -> None
             sock.close()
 
     serve(body, max_web_pending_per_ip=1, max_web_pending=5)
+
+
+def test_trusted_proxies_apply_from_a_reload_on(tmp_path: Path) -> None:
+    config = tmp_path / "salotto.toml"
+    config.write_text("trusted_proxies = []\n")
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        before = Web(port, PROXY, {"X-Forwarded-For": "203.0.113.7"})
+        before.register("before")
+        config.write_text('trusted_proxies = ["127.0.0.1"]\n')
+        os.kill(os.getpid(), signal.SIGHUP)  # the server's loop runs in this process's main thread
+        srv.wait_log("configuration reloaded")
+        after = Web(port, PROXY, {"X-Forwarded-For": "203.0.113.8"})
+        after.register("after")
+        assert after.whois_host("before") == PROXY
+        assert after.whois_host("after") == "203.0.113.8"
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]}, config_path=str(config))
