@@ -19,13 +19,13 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
     if key.choices:
         choice = next((c for c in key.choices if c != key.default), key.default)
         return choice, choice
-    if key.name in ("listen", "tls_listen", "web_listen"):
+    if key.name in ("listen", "tls_listen", "web_listen", "proxy_listen"):
         return "127.0.0.1:7000", ["127.0.0.1:7000"]
     if key.name == "web_allowed_origins":
         return "https://chat.example.org", ["https://chat.example.org"]
     if key.name == "autojoin":
         return "#elsewhere", ["#elsewhere"]
-    if key.name == "throttle_exempt":
+    if key.name in ("throttle_exempt", "trusted_proxies"):
         return "10.0.0.0/8", ["10.0.0.0/8"]
     if key.name == "server_name":
         return "irc.example.org", "irc.example.org"
@@ -56,6 +56,8 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
     overrides = _overrides(args)
     if key.name == "tls_listen":
         overrides |= {"tls_cert_file": "cert.pem", "tls_key_file": "key.pem"}
+    if key.name == "proxy_listen":
+        overrides |= {"trusted_proxies": ["127.0.0.1"]}
     assert overrides[key.name] == value
     assert getattr(load_config(None, overrides), key.name) == value
 
@@ -126,6 +128,8 @@ def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None
         ({"server_name": "bad name"}, "server_name"),
         ({"history_store_interval_s": -0.5}, "history_store_interval_s"),
         ({"history_store_max_messages": 0}, "history_store_max_messages"),
+        ({"proxy_listen": ["127.0.0.1"], "trusted_proxies": ["127.0.0.1"]}, "proxy_listen"),
+        ({"trusted_proxies": ["10.0.0.0/33"]}, "trusted_proxies"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(overrides: dict[str, Any], named: str) -> None:
@@ -154,3 +158,20 @@ def test_throttle_exempt_takes_addresses_and_ranges_only() -> None:
         "192.0.2.7", "2001:db8::/32"]
     with pytest.raises(ConfigError, match=r"config key 'throttle_exempt' \(--throttle-exempt\): bad value 'localhost'"):
         load_config(None, {"throttle_exempt": ["localhost"]})
+
+
+def test_trusted_proxies_take_addresses_and_ranges_only() -> None:
+    assert load_config(None, {"trusted_proxies": ["192.0.2.7", "2001:db8::/32"]}).trusted_proxies == [
+        "192.0.2.7", "2001:db8::/32"]
+    with pytest.raises(ConfigError, match=r"config key 'trusted_proxies' \(--trusted-proxies\): bad value 'nginx'"):
+        load_config(None, {"trusted_proxies": ["nginx"]})
+
+
+def test_proxy_listen_needs_trusted_proxies_and_may_be_the_only_irc_listener(tmp_path: Path) -> None:
+    path = tmp_path / "salotto.toml"
+    path.write_text('listen = []\nproxy_listen = ["127.0.0.1:6668"]\n')
+    with pytest.raises(ConfigError, match=r"config key 'proxy_listen' \(in .*salotto\.toml\): bad value "
+                                          r"\['127\.0\.0\.1:6668'\] \(trusted_proxies must name the proxy"):
+        load_config(str(path))
+    path.write_text('listen = []\nproxy_listen = ["127.0.0.1:6668"]\ntrusted_proxies = ["127.0.0.1"]\n')
+    assert load_config(str(path)).proxy_listen == ["127.0.0.1:6668"]

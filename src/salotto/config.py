@@ -73,6 +73,12 @@ KEYS: tuple[Key, ...] = (
         "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
     Key("web_allowed_origins", list, [],
         "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
+    Key("proxy_listen", list, [],
+        "Plaintext IRC listeners, HOST:PORT, for a proxy that sends the PROXY protocol header (v1 or v2) first; "
+        "only from trusted_proxies."),
+    Key("trusted_proxies", list, [],
+        "Reverse proxies (addresses or CIDR ranges) believed about the client's address: Forwarded and "
+        "X-Forwarded-For on the web port, the PROXY header on proxy_listen. Nobody else's headers are read."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
     Key("storage_backend", str, "sqlite", "Where accounts, channels and history are kept.", choices=("sqlite",)),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
@@ -182,6 +188,8 @@ class Config:
     tls_key_file: str
     web_listen: list[str]
     web_allowed_origins: list[str]
+    proxy_listen: list[str]
+    trusted_proxies: list[str]
     data_dir: str
     storage_backend: str
     history_enabled: bool
@@ -302,25 +310,28 @@ def _validate(config: Config) -> None:
     if not is_valid_hostname(config.server_name):
         raise bad_value("server_name", config.server_name, "a dotted host name, like irc.example.org",
                         origin("server_name"))
-    for name in ("listen", "tls_listen", "web_listen"):
+    for name in ("listen", "tls_listen", "web_listen", "proxy_listen"):
         for item in getattr(config, name):
             parse_host_port(item, name, origin(name))
     if config.account_verification == "email":
         parse_host_port(config.smtp_server, "smtp_server", origin("smtp_server"))
-    if not config.listen and not config.tls_listen:
+    if not config.listen and not config.tls_listen and not config.proxy_listen:
         raise bad_value("listen", [], "no listener at all", origin("listen"))
+    if config.proxy_listen and not config.trusted_proxies:
+        raise bad_value("proxy_listen", config.proxy_listen, "trusted_proxies must name the proxy that connects",
+                        origin("proxy_listen"))
     if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):
         raise bad_value("tls_listen", config.tls_listen, "tls_cert_file and tls_key_file are needed",
                         origin("tls_listen"))
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
-    for item in config.throttle_exempt:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise bad_value("throttle_exempt", item, "an IP address or a CIDR range, like 10.0.0.0/8",
-                            origin("throttle_exempt")) from None
+    for name in ("throttle_exempt", "trusted_proxies"):
+        for item in getattr(config, name):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise bad_value(name, item, "an IP address or a CIDR range, like 10.0.0.0/8", origin(name)) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
 

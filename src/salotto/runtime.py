@@ -29,7 +29,7 @@ from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
-from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol
+from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
@@ -44,7 +44,9 @@ SECRET_BYTES = 32
 SHUTDOWN_GRACE_S = 0.5
 # Keys a reload cannot apply: the listeners and the store were opened with them.
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "data_dir",
-                "storage_backend", "history_enabled")
+                "storage_backend", "history_enabled", "proxy_listen")
+# The config key of each kind of IRC listener.
+_LISTEN_KEYS = {"tcp": "listen", "tls": "tls_listen", "proxy": "proxy_listen"}
 
 
 def _tls_context(config: Config) -> ssl.SSLContext:
@@ -67,12 +69,15 @@ async def _open_listeners(
     if config.tls_listen:
         context = _tls_context(config)
         plans += [(item, "tls", context) for item in config.tls_listen]
+    plans += [(item, "proxy", None) for item in config.proxy_listen]
     opened: list[tuple[asyncio.base_events.Server, str]] = []
     for item, kind, context in plans:
-        key = "listen" if kind == "tcp" else "tls_listen"
+        key = _LISTEN_KEYS[kind]
         host, port = parse_host_port(item, key, config.origin(key))
 
-        def factory(kind: str = kind) -> IrcStreamProtocol:
+        def factory(kind: str = kind) -> asyncio.Protocol:
+            if kind == "proxy":
+                return ProxiedStreamProtocol(server, flusher)
             return IrcStreamProtocol(server, kind, flusher)
 
         try:
@@ -96,16 +101,19 @@ def _announce(
         for sock in listener.sockets:
             addr = sock.getsockname()
             shown = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-            label = "IRC over TLS" if kind == "tls" else "IRC, plaintext"
+            label = {"tls": "IRC over TLS", "proxy": "IRC behind a proxy, PROXY protocol"}.get(kind, "IRC, plaintext")
             print(f"salotto {__version__} listening on {shown} ({label})", flush=True)
-    first = listeners[0][0].sockets[0].getsockname()
-    host_hint = "127.0.0.1" if first[0] in ("0.0.0.0", "::") else first[0]
-    print(
-        f"Connect with: {salotto_command()} gui --server {host_hint}:{first[1]} --nick YOURNAME"
-        f"  (or any IRC client: /connect {host_hint} {first[1]}). Everyone lands in "
-        f"{', '.join(config.autojoin) or 'no channel'}.",
-        flush=True,
-    )
+    # Only through a proxy: its address is not ours to tell.
+    direct = [listener for listener, kind in listeners if kind != "proxy"]
+    if direct:
+        first = direct[0].sockets[0].getsockname()
+        host_hint = "127.0.0.1" if first[0] in ("0.0.0.0", "::") else first[0]
+        print(
+            f"Connect with: {salotto_command()} gui --server {host_hint}:{first[1]} --nick YOURNAME"
+            f"  (or any IRC client: /connect {host_hint} {first[1]}). Everyone lands in "
+            f"{', '.join(config.autojoin) or 'no channel'}.",
+            flush=True,
+        )
     for url in web_urls(web_listeners):
         print(f"Web chat: {url}", flush=True)
 

@@ -120,6 +120,7 @@ class Server:
         motd = self._read_motd(config.motd_file)  # first: an unreadable file changes nothing
         self.config = config
         self.throttle_exempt = AddressSet(config.throttle_exempt)
+        self.trusted_proxies = AddressSet(config.trusted_proxies)  # read by the transports
         self.parties.max_departed = config.whowas_max_entries
         self.name = config.server_name
         self.motd = motd

@@ -16,6 +16,10 @@ Framing, per the IRCv3 specification:
   client in another encoding) are replaced with U+FFFD; the client may send either kind whatever was
   negotiated, and a text message that is not UTF-8 fails the connection (close code 1007, RFC 6455).
 
+Behind a reverse proxy: a connection whose socket peer is in ``trusted_proxies`` takes the client's
+address from the request's ``Forwarded`` or ``X-Forwarded-For`` header (:mod:`salotto.transport.forwarded`);
+it is the client's ``peer_ip`` from then on (limits, bans, WHOIS, logs). Anyone else's headers are not read.
+
 Limits: a message over ``max_line_bytes`` (+ ``max_tags_bytes`` with tags) is answered with 417
 and dropped, as over TCP; one over :func:`hard_message_limit` is not even buffered: the connection
 is closed with code 1009.
@@ -41,6 +45,7 @@ from salotto.proto.framing import LineReader
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
+from salotto.transport.forwarded import is_trusted, resolve_client
 from salotto.transport.inbound import FakelagGate, prepare_socket
 from salotto.transport.outbound import OutboxProtocol
 
@@ -132,7 +137,9 @@ class PendingWebConnections:
         self.total = 0
         self.per_ip: dict[str, int] = {}
 
-    def admit(self, ip: str) -> bool:
+    def admit(self, ip: str, *, per_ip_cap: bool = True) -> bool:
+        """Count a new connection from ``ip``; False when over a cap. ``per_ip_cap=False`` for a trusted
+        proxy, which carries everyone's connections (who the client is, its request has yet to say)."""
         server = self.server
         config = server.config
         budget = server.fd_budget
@@ -140,7 +147,9 @@ class PendingWebConnections:
             server.stats.connections_refused += 1
             server.stats.descriptor_refusals += 1
             return False
-        if self.total >= config.max_web_pending or self.per_ip.get(ip, 0) >= config.max_web_pending_per_ip:
+        if self.total >= config.max_web_pending or (
+            per_ip_cap and self.per_ip.get(ip, 0) >= config.max_web_pending_per_ip
+        ):
             server.stats.connections_refused += 1
             return False
         self.total += 1
@@ -158,6 +167,34 @@ class PendingWebConnections:
             del self.per_ip[ip]
 
 
+class ForwardedAddresses:
+    """The client's address for requests from trusted proxies. A proxy whose headers cannot be used
+    (malformed, or naming no address) gets a warning the first time, then debug lines: the request's
+    client may have written the header that spoils it, and must not be able to fill the log."""
+
+    __slots__ = ("_warned", "server")
+    _MAX_WARNED: Final = 1024
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._warned: set[str] = set()
+
+    def trusted(self, socket_ip: str) -> bool:
+        return is_trusted(socket_ip, self.server.trusted_proxies)
+
+    def client(self, socket_ip: str, request: Request) -> str:
+        resolved = resolve_client(request.headers.get_all, self.server.trusted_proxies)
+        if resolved.problem is not None:
+            if socket_ip in self._warned:
+                log.debug("trusted proxy %s: %s; using its address", socket_ip, resolved.problem)
+            else:
+                if len(self._warned) < self._MAX_WARNED:
+                    self._warned.add(socket_ip)
+                log.warning("trusted proxy %s: %s; using its address (further ones from it are logged at "
+                            "debug level)", socket_ip, resolved.problem)
+        return resolved.address or socket_ip
+
+
 _BUSY_RESPONSE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 47\r\n"
     b"Connection: close\r\nRetry-After: 10\r\n\r\nToo many connections from your address; retry.\n"
@@ -170,10 +207,13 @@ class WebSocketIrcProtocol(OutboxProtocol):
     transport_name = "websocket"
 
     def __init__(self, server: Server, http: HttpResponder, flusher: Flusher,
-                 pending: PendingWebConnections | None = None) -> None:
+                 pending: PendingWebConnections | None = None, forwarded: ForwardedAddresses | None = None) -> None:
         self.server = server
         self._pending = pending
         self._admitted = False  # counted in self._pending until it becomes a client or goes
+        self._forwarded = forwarded if forwarded is not None else ForwardedAddresses(server)
+        self._socket_ip = "?"  # the TCP peer; peer_ip is the client's, which a trusted proxy's headers tell
+        self._proxied = False
         self._flusher = flusher
         self.peer_ip = "?"
         self.client: Client | None = None
@@ -201,9 +241,10 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self.peer_ip = prepare_socket(transport)
+        self.peer_ip = self._socket_ip = prepare_socket(transport)
+        self._proxied = self._forwarded.trusted(self._socket_ip)
         if self._pending is not None:
-            if not self._pending.admit(self.peer_ip):
+            if not self._pending.admit(self._socket_ip, per_ip_cap=not self._proxied):
                 log.info("refused web connection from %s: too many pending (max_web_pending, "
                          "max_web_pending_per_ip)", self.peer_ip)
                 self._closing = True
@@ -216,7 +257,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
     def _done_pending(self) -> None:
         if self._admitted and self._pending is not None:
             self._admitted = False
-            self._pending.release(self.peer_ip)
+            self._pending.release(self._socket_ip)
 
     def data_received(self, data: bytes) -> None:
         if self._closing and self.client is None:
@@ -259,6 +300,8 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws
+        if self._proxied:
+            self.peer_ip = self._forwarded.client(self._socket_ip, request)
         if not _is_upgrade(request):
             ws.send_response(self._http.respond(request))
             return
@@ -375,8 +418,9 @@ class WebSocketIrcProtocol(OutboxProtocol):
 def make_factory(server: Server, http: HttpResponder, flusher: Flusher) -> Callable[[], WebSocketIrcProtocol]:
     """A protocol factory for ``loop.create_server`` (one count of pending connections per factory)."""
     pending = PendingWebConnections(server)
+    forwarded = ForwardedAddresses(server)
 
     def factory() -> WebSocketIrcProtocol:
-        return WebSocketIrcProtocol(server, http, flusher, pending)
+        return WebSocketIrcProtocol(server, http, flusher, pending, forwarded)
 
     return factory
