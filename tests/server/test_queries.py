@@ -167,3 +167,18 @@ def test_whois_channels_are_split_and_follow_multi_prefix() -> None:
     assert len(lines) > 1 and all(len(m.to_line()) < 510 for m in lines)
     names = " ".join(m.params[-1] for m in lines).split()
     assert len(names) == 40 and "@#channel-number-00" in names, "highest prefix only without multi-prefix"
+
+
+def test_an_ipv6_host_that_starts_with_a_colon_is_shown_as_a_valid_word() -> None:
+    """A client from ::1 would make "::1" a middle parameter of WHO and WHOIS replies, which IRC cannot
+    carry: it is shown as 0::1, the same address."""
+    h = Harness()
+    local = h.user("local", ip="::1")
+    alice = h.user("alice")
+    alice.send("WHO local")
+    who = next(m for m in alice.messages() if m.command == "352")
+    assert who.params[3] == "0::1"
+    alice.send("WHOIS local")
+    whois = next(m for m in alice.messages() if m.command == "311")
+    assert whois.params[3] == "0::1"
+    assert local.client.prefix == "local!~local@0::1"

@@ -81,7 +81,9 @@ class Client:
         self.mark_pending = conn.mark_pending
         self.id = client_id
         self.ip = conn.peer_ip
-        self.host = conn.peer_ip
+        # An IPv6 address may start with ":" (::1), which no IRC parameter but the last may: "0::1" is the
+        # same address and a valid word (what ergo and InspIRCd show too).
+        self.host = "0" + conn.peer_ip if conn.peer_ip[:1] == ":" else conn.peer_ip
         self.nick = "*"
         self.nick_cf = ""
         self.user = ""
