@@ -29,6 +29,7 @@ from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol
+from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
@@ -41,31 +42,20 @@ TICK_INTERVAL_S = 1.0
 SECRET_BYTES = 32
 # Time given to flush ERROR lines to clients at shutdown before the process exits.
 SHUTDOWN_GRACE_S = 0.5
-# Keys a reload cannot apply: the listeners and the store were opened with them.
+# Keys a reload cannot apply: the listeners and the store were opened with them. (A reload re-reads the
+# certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "data_dir",
                 "storage_backend", "history_enabled")
 
 
-def _tls_context(config: Config) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise bad_value("tls_cert_file", config.tls_cert_file, f"with tls_key_file {config.tls_key_file!r}: {why}",
-                        config.origin("tls_cert_file")) from None
-    return context
-
-
 async def _open_listeners(
-    server: Server, config: Config, flusher: Flusher
+    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None
 ) -> list[tuple[asyncio.base_events.Server, str]]:
     """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
     plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
-    if config.tls_listen:
-        context = _tls_context(config)
-        plans += [(item, "tls", context) for item in config.tls_listen]
+    if certificate is not None:
+        plans += [(item, "tls", certificate.context) for item in config.tls_listen]
     opened: list[tuple[asyncio.base_events.Server, str]] = []
     for item, kind, context in plans:
         key = "listen" if kind == "tcp" else "tls_listen"
@@ -76,7 +66,8 @@ async def _open_listeners(
 
         try:
             listener = await loop.create_server(
-                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True
+                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
             )
         except OSError as exc:
             for other, _ in opened:
@@ -210,6 +201,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     closers = _open_store(server, config, loop, offload)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
+    certificate: ServerCertificate | None = None
 
     def rehash() -> str | None:
         old = server.config
@@ -217,10 +209,15 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             new = load_config(old.source_file, overrides)
             # What the listeners and the store were opened with stays (and says so in server.config).
             kept = {key: getattr(old, key) for key in RESTART_KEYS if getattr(new, key) != getattr(old, key)}
-            server.apply_config(dataclasses.replace(new, **kept))
+            applied = dataclasses.replace(new, **kept)
+            # All or nothing: a certificate that cannot be loaded keeps the old configuration too.
+            renewed = certificate.load(applied) if certificate is not None else None
+            server.apply_config(applied)
         except (ConfigError, OSError) as exc:
             log.error("rehash failed, keeping the old configuration: %s", exc)
             return str(exc)
+        if certificate is not None and renewed is not None:
+            certificate.use(renewed, applied)
         if (new.log_level, new.log_format) != (old.log_level, old.log_format):
             setup_logging(new.log_level, new.log_format)
         log.info("configuration reloaded from %s", new.source_file or "command line")
@@ -260,7 +257,9 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     try:
         # One flusher for every transport: one history commit per loop pass covers them all.
         flusher = Flusher(server, loop)
-        listeners = await _open_listeners(server, config, flusher)
+        if config.tls_listen:
+            certificate = ServerCertificate(config)
+        listeners = await _open_listeners(server, config, flusher, certificate)
         web_listeners = await open_web_listeners(server, config, flusher)
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
