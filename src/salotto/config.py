@@ -71,6 +71,8 @@ KEYS: tuple[Key, ...] = (
     Key("tls_key_file", str, "", "PEM private key for the TLS listeners."),
     Key("web_listen", list, ["127.0.0.1:8080"],
         "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
+    Key("web_tls_listen", list, [],
+        "HTTPS listeners: the web port over TLS (page, WSS, /metrics, /healthz), with tls_cert_file and tls_key_file."),
     Key("web_allowed_origins", list, [],
         "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
@@ -181,6 +183,7 @@ class Config:
     tls_cert_file: str
     tls_key_file: str
     web_listen: list[str]
+    web_tls_listen: list[str]
     web_allowed_origins: list[str]
     data_dir: str
     storage_backend: str
@@ -302,16 +305,16 @@ def _validate(config: Config) -> None:
     if not is_valid_hostname(config.server_name):
         raise bad_value("server_name", config.server_name, "a dotted host name, like irc.example.org",
                         origin("server_name"))
-    for name in ("listen", "tls_listen", "web_listen"):
+    for name in ("listen", "tls_listen", "web_listen", "web_tls_listen"):
         for item in getattr(config, name):
             parse_host_port(item, name, origin(name))
     if config.account_verification == "email":
         parse_host_port(config.smtp_server, "smtp_server", origin("smtp_server"))
     if not config.listen and not config.tls_listen:
         raise bad_value("listen", [], "no listener at all", origin("listen"))
-    if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):
-        raise bad_value("tls_listen", config.tls_listen, "tls_cert_file and tls_key_file are needed",
-                        origin("tls_listen"))
+    for name in ("tls_listen", "web_tls_listen"):
+        if getattr(config, name) and not (config.tls_cert_file and config.tls_key_file):
+            raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))

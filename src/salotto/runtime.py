@@ -44,7 +44,7 @@ SECRET_BYTES = 32
 SHUTDOWN_GRACE_S = 0.5
 # Keys a reload cannot apply: the listeners and the store were opened with them. (A reload re-reads the
 # certificate files, from the paths the server started with.)
-RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "data_dir",
+RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "history_enabled")
 
 
@@ -79,7 +79,7 @@ async def _open_listeners(
 
 def _announce(
     listeners: list[tuple[asyncio.base_events.Server, str]], config: Config,
-    web_listeners: list[asyncio.base_events.Server],
+    web_listeners: list[tuple[asyncio.base_events.Server, str]],
 ) -> None:
     """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
     for listener, kind in listeners:
@@ -242,7 +242,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         loop.add_signal_handler(signum, on_stop_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     listeners: list[tuple[asyncio.base_events.Server, str]] = []
-    web_listeners: list[asyncio.base_events.Server] = []
+    web_listeners: list[tuple[asyncio.base_events.Server, str]] = []
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -257,10 +257,10 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     try:
         # One flusher for every transport: one history commit per loop pass covers them all.
         flusher = Flusher(server, loop)
-        if config.tls_listen:
+        if config.tls_listen or config.web_tls_listen:
             certificate = ServerCertificate(config)
         listeners = await _open_listeners(server, config, flusher, certificate)
-        web_listeners = await open_web_listeners(server, config, flusher)
+        web_listeners = await open_web_listeners(server, config, flusher, certificate)
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
                  "on" if server.history is not None else "off")
@@ -268,7 +268,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         await stop.wait()
         for listener, _ in listeners:
             listener.close()
-        for web_listener in web_listeners:
+        for web_listener, _ in web_listeners:
             web_listener.close()
         server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
@@ -279,7 +279,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             tick_handle.cancel()
         for listener, _ in listeners:
             listener.close()
-        for web_listener in web_listeners:
+        for web_listener, _ in web_listeners:
             web_listener.close()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
