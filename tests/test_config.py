@@ -54,8 +54,10 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
     text, value = sample_flag_value(key)
     args = build_parser().parse_args(["serve", key.flag, text])
     overrides = _overrides(args)
-    if key.name in ("tls_listen", "web_tls_listen"):
+    if key.name in ("tls_listen", "web_tls_listen", "sts_duration_s", "sts_port"):
         overrides |= {"tls_cert_file": "cert.pem", "tls_key_file": "key.pem"}
+    if key.name.startswith("sts_"):  # STS needs a TLS listener
+        overrides |= {"tls_listen": ["127.0.0.1:6697"]}
     assert overrides[key.name] == value
     assert getattr(load_config(None, overrides), key.name) == value
 

@@ -157,3 +157,31 @@ def test_sighup_and_rehash_renew_the_certificate_for_new_connections(tmp_path: P
             client.close()
     finally:
         stop_server(server)
+
+
+def _offered_sts(client: RawClient) -> str | None:
+    client.send("CAP LS 302")
+    caps = client.expect("CAP").params[-1].split()
+    return next((item.partition("=")[2] for item in caps if item.partition("=")[0] == "sts"), None)
+
+
+@needs_openssl
+def test_sts_sends_plaintext_clients_to_the_tls_port_it_listens_on(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path, "sts")
+    # Port 0: the port advertised is the one bound, read back from the announcement.
+    server = start_server(tmp_path, "--tls-listen", "127.0.0.1:0", "--tls-cert-file", str(cert),
+                          "--tls-key-file", str(key), "--sts-duration-s", "2592000")
+    try:
+        assert server.process.stdout is not None
+        announced = server.process.stdout.readline()
+        assert "(IRC over TLS)" in announced
+        tls_port = int(announced.split("listening on 127.0.0.1:")[1].split()[0])
+        plain = server.client()
+        assert _offered_sts(plain) == f"port={tls_port}"
+        # A client honouring it reconnects there, over TLS, and learns the persistence policy.
+        secure = RawClient("127.0.0.1", tls_port, tls=client_context(cert))
+        assert _offered_sts(secure) == "duration=2592000"
+        for client in (plain, secure):
+            client.close()
+    finally:
+        stop_server(server)

@@ -69,6 +69,13 @@ KEYS: tuple[Key, ...] = (
     Key("tls_listen", list, [], "TLS IRC listeners, HOST:PORT (needs tls_cert_file and tls_key_file)."),
     Key("tls_cert_file", str, "", "PEM certificate chain for the TLS listeners."),
     Key("tls_key_file", str, "", "PEM private key for the TLS listeners."),
+    Key("sts_duration_s", int, 0,
+        "STS (IRCv3): seconds clients must keep to TLS, told on TLS connections; above 0, plaintext clients are "
+        "also sent to the TLS port. 0: no upgrade, and clients drop a policy they had.", 0),
+    Key("sts_port", int, 0,
+        "The TLS port STS sends plaintext clients to, when the public one differs (NAT, proxy); 0: the first "
+        "tls_listen port.", 0),
+    Key("sts_preload", bool, False, "Let STS-aware clients put this server in their preload lists."),
     Key("web_listen", list, ["127.0.0.1:8080"],
         "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
     Key("web_tls_listen", list, [],
@@ -182,6 +189,9 @@ class Config:
     tls_listen: list[str]
     tls_cert_file: str
     tls_key_file: str
+    sts_duration_s: int
+    sts_port: int
+    sts_preload: bool
     web_listen: list[str]
     web_tls_listen: list[str]
     web_allowed_origins: list[str]
@@ -315,6 +325,7 @@ def _validate(config: Config) -> None:
     for name in ("tls_listen", "web_tls_listen"):
         if getattr(config, name) and not (config.tls_cert_file and config.tls_key_file):
             raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
+    _validate_sts(config)
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
@@ -326,6 +337,24 @@ def _validate(config: Config) -> None:
                             origin("throttle_exempt")) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
+
+
+def _validate_sts(config: Config) -> None:
+    """STS must never send clients to a port that does not speak TLS: it needs a TLS listener, and sts_port
+    cannot be one of the plaintext ports (unless a TLS listener has the same number on another address)."""
+    origin = config.origin
+    if config.sts_port > 65535:
+        raise bad_value("sts_port", config.sts_port, "a port number, at most 65535", origin("sts_port"))
+    if config.tls_listen:
+        tls_ports = {parse_host_port(item, "tls_listen")[1] for item in config.tls_listen}
+        plain_ports = {parse_host_port(item, "listen")[1] for item in config.listen}
+        if config.sts_port and config.sts_port in plain_ports - tls_ports:
+            raise bad_value("sts_port", config.sts_port, "a plaintext listen port; STS must name a TLS port",
+                            origin("sts_port"))
+        return
+    for name in ("sts_duration_s", "sts_port"):
+        if getattr(config, name):
+            raise bad_value(name, getattr(config, name), "STS needs a TLS listener (tls_listen)", origin(name))
 
 
 def _parse_opers(raw: Any, origin: str) -> dict[str, OperBlock]:

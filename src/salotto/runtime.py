@@ -260,6 +260,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         if config.tls_listen or config.web_tls_listen:
             certificate = ServerCertificate(config)
         listeners = await _open_listeners(server, config, flusher, certificate)
+        # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
+        server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         web_listeners = await open_web_listeners(server, config, flusher, certificate)
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,

@@ -108,7 +108,7 @@ def handle_cap(ctx: Context) -> None:
             client.caps.add("cap-notify")
         items = [
             f"{name}={value}" if value and client.cap_version >= 302 else name
-            for name, value in ctx.server.capabilities().items()
+            for name, value in ctx.server.capabilities(client).items()
         ]
         _cap_lines(ctx, "LS", items)
     elif sub == "LIST":
@@ -118,9 +118,11 @@ def handle_cap(ctx: Context) -> None:
             client.cap_negotiating = True
         requested = params[1].split() if len(params) > 1 else []
         wanted = set(client.caps)
+        offered = ctx.server.capabilities(client)
         for item in requested:
             name = item[1:] if item.startswith("-") else item
-            if name not in ctx.server.capabilities():
+            # sts is a policy to read, never to request (the spec lets servers NAK it).
+            if name not in offered or name == "sts":
                 ctx.from_server("CAP", client.nick, "NAK", " ".join(requested))
                 return
             if item.startswith("-"):
