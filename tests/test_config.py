@@ -29,6 +29,9 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return "10.0.0.0/8", ["10.0.0.0/8"]
     if key.name == "server_name":
         return "irc.example.org", "irc.example.org"
+    if key.name == "server_password_hash":
+        hashed = hash_password("pw", n=2**4)
+        return hashed, hashed
     if key.name in ("motd_file", "tls_cert_file", "tls_key_file"):
         return "", ""
     if key.kind is str:

@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("path", nargs="?", default="salotto.toml")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(func=_init)
-    mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
+    mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash or server_password_hash")
     mkpasswd.set_defaults(func=_mkpasswd)
     gui = sub.add_parser("gui", help="open the desktop client", description=gui_options.DESCRIPTION)
     gui_options.add_options(gui)  # its real flags: --help lists them, a wrong one gets gui's usage

@@ -119,6 +119,9 @@ KEYS: tuple[Key, ...] = (
         "Password attempts against one account per login_throttle_window_s, from anywhere.", 1),
     Key("login_attempts_per_ip", int, 10, "Password attempts from one IP address per login_throttle_window_s.", 1),
     Key("login_throttle_window_s", float, 60.0, "The window of the two login limits above.", 1),
+    Key("server_password_hash", str, "",
+        "A private server: everyone must send this password (PASS) to connect; the hash from `salotto mkpasswd`. "
+        "Empty: no server password."),
     Key("oper_attempts_per_connection", int, 3, "OPER password tries one connection gets (then: reconnect).", 1),
     Key("sasl_max_payload_bytes", int, 4096, "Longest SASL payload (AUTHENTICATE chunks together); 905 above.", 400),
     Key("max_channels_per_account", int, 20, "Channels one account may register with ChanServ.", 1),
@@ -220,6 +223,7 @@ class Config:
     login_attempts_per_account: int
     login_attempts_per_ip: int
     login_throttle_window_s: float
+    server_password_hash: str
     oper_attempts_per_connection: int
     sasl_max_payload_bytes: int
     max_channels_per_account: int
@@ -326,6 +330,12 @@ def _validate(config: Config) -> None:
         if getattr(config, name) and not (config.tls_cert_file and config.tls_key_file):
             raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
     _validate_sts(config)
+    # A pasted hash may bring a newline along. A value that is not a hash is not shown: it may be the
+    # password itself, put there by mistake.
+    config.server_password_hash = config.server_password_hash.strip()
+    if config.server_password_hash and not is_password_hash(config.server_password_hash):
+        raise ConfigError(f"config key 'server_password_hash' ({origin('server_password_hash')}): not a hash "
+                          "(the value is not shown); make one with `salotto mkpasswd`")
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
