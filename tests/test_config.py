@@ -19,7 +19,7 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
     if key.choices:
         choice = next((c for c in key.choices if c != key.default), key.default)
         return choice, choice
-    if key.name in ("listen", "tls_listen", "web_listen", "proxy_listen"):
+    if key.name in ("listen", "tls_listen", "web_listen", "web_tls_listen", "proxy_listen"):
         return "127.0.0.1:7000", ["127.0.0.1:7000"]
     if key.name == "web_allowed_origins":
         return "https://chat.example.org", ["https://chat.example.org"]
@@ -29,6 +29,9 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return "10.0.0.0/8", ["10.0.0.0/8"]
     if key.name == "server_name":
         return "irc.example.org", "irc.example.org"
+    if key.name == "server_password_hash":
+        hashed = hash_password("pw", n=2**4)
+        return hashed, hashed
     if key.name in ("motd_file", "tls_cert_file", "tls_key_file"):
         return "", ""
     if key.kind is str:
@@ -54,10 +57,12 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
     text, value = sample_flag_value(key)
     args = build_parser().parse_args(["serve", key.flag, text])
     overrides = _overrides(args)
-    if key.name == "tls_listen":
+    if key.name in ("tls_listen", "web_tls_listen", "sts_duration_s", "sts_port"):
         overrides |= {"tls_cert_file": "cert.pem", "tls_key_file": "key.pem"}
     if key.name == "proxy_listen":
         overrides |= {"trusted_proxies": ["127.0.0.1"]}
+    if key.name.startswith("sts_"):  # STS needs a TLS listener
+        overrides |= {"tls_listen": ["127.0.0.1:6697"]}
     assert overrides[key.name] == value
     assert getattr(load_config(None, overrides), key.name) == value
 
@@ -124,6 +129,8 @@ def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None
         ({"listen": []}, "listen"),
         ({"listen": ["127.0.0.1:"]}, "listen"),
         ({"tls_listen": ["127.0.0.1:6697"]}, "tls_listen"),  # without a certificate
+        ({"web_tls_listen": ["127.0.0.1:8443"]}, "web_tls_listen"),
+        ({"web_tls_listen": ["8443"], "tls_cert_file": "c.pem", "tls_key_file": "k.pem"}, "web_tls_listen"),
         ({"autojoin": ["#" + "x" * 60]}, "autojoin"),  # longer than channel_max_len
         ({"server_name": "bad name"}, "server_name"),
         ({"history_store_interval_s": -0.5}, "history_store_interval_s"),

@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--user", metavar="NAME",
                       help="with --systemd: run as this system user instead of a dynamic user of its own")
     init.set_defaults(func=_init)
-    mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash")
+    mkpasswd = sub.add_parser("mkpasswd", help="hash a password for [opers.NAME] password_hash or server_password_hash")
     mkpasswd.set_defaults(func=_mkpasswd)
     gui = sub.add_parser("gui", help="open the desktop client", description=gui_options.DESCRIPTION)
     gui_options.add_options(gui)  # its real flags: --help lists them, a wrong one gets gui's usage

@@ -69,8 +69,17 @@ KEYS: tuple[Key, ...] = (
     Key("tls_listen", list, [], "TLS IRC listeners, HOST:PORT (needs tls_cert_file and tls_key_file)."),
     Key("tls_cert_file", str, "", "PEM certificate chain for the TLS listeners."),
     Key("tls_key_file", str, "", "PEM private key for the TLS listeners."),
+    Key("sts_duration_s", int, 0,
+        "STS (IRCv3): seconds clients must keep to TLS, told on TLS connections; above 0, plaintext clients are "
+        "also sent to the TLS port. 0: no upgrade, and clients drop a policy they had.", 0),
+    Key("sts_port", int, 0,
+        "The TLS port STS sends plaintext clients to, when the public one differs (NAT, proxy); 0: the first "
+        "tls_listen port.", 0),
+    Key("sts_preload", bool, False, "Let STS-aware clients put this server in their preload lists."),
     Key("web_listen", list, ["127.0.0.1:8080"],
         "HTTP listeners for the browser client, WebSocket IRC, /metrics and /healthz; [] disables them."),
+    Key("web_tls_listen", list, [],
+        "HTTPS listeners: the web port over TLS (page, WSS, /metrics, /healthz), with tls_cert_file and tls_key_file."),
     Key("web_allowed_origins", list, [],
         "Origins allowed to open the WebSocket besides the page's own (e.g. https://chat.example.org)."),
     Key("proxy_listen", list, [],
@@ -116,6 +125,9 @@ KEYS: tuple[Key, ...] = (
         "Password attempts against one account per login_throttle_window_s, from anywhere.", 1),
     Key("login_attempts_per_ip", int, 10, "Password attempts from one IP address per login_throttle_window_s.", 1),
     Key("login_throttle_window_s", float, 60.0, "The window of the two login limits above.", 1),
+    Key("server_password_hash", str, "",
+        "A private server: everyone must send this password (PASS) to connect; the hash from `salotto mkpasswd`. "
+        "Empty: no server password."),
     Key("oper_attempts_per_connection", int, 3, "OPER password tries one connection gets (then: reconnect).", 1),
     Key("sasl_max_payload_bytes", int, 4096, "Longest SASL payload (AUTHENTICATE chunks together); 905 above.", 400),
     Key("max_channels_per_account", int, 20, "Channels one account may register with ChanServ.", 1),
@@ -186,7 +198,11 @@ class Config:
     tls_listen: list[str]
     tls_cert_file: str
     tls_key_file: str
+    sts_duration_s: int
+    sts_port: int
+    sts_preload: bool
     web_listen: list[str]
+    web_tls_listen: list[str]
     web_allowed_origins: list[str]
     proxy_listen: list[str]
     trusted_proxies: list[str]
@@ -215,6 +231,7 @@ class Config:
     login_attempts_per_account: int
     login_attempts_per_ip: int
     login_throttle_window_s: float
+    server_password_hash: str
     oper_attempts_per_connection: int
     sasl_max_payload_bytes: int
     max_channels_per_account: int
@@ -310,7 +327,7 @@ def _validate(config: Config) -> None:
     if not is_valid_hostname(config.server_name):
         raise bad_value("server_name", config.server_name, "a dotted host name, like irc.example.org",
                         origin("server_name"))
-    for name in ("listen", "tls_listen", "web_listen", "proxy_listen"):
+    for name in ("listen", "tls_listen", "web_listen", "web_tls_listen", "proxy_listen"):
         for item in getattr(config, name):
             parse_host_port(item, name, origin(name))
     if config.account_verification == "email":
@@ -320,9 +337,16 @@ def _validate(config: Config) -> None:
     if config.proxy_listen and not config.trusted_proxies:
         raise bad_value("proxy_listen", config.proxy_listen, "trusted_proxies must name the proxy that connects",
                         origin("proxy_listen"))
-    if config.tls_listen and not (config.tls_cert_file and config.tls_key_file):
-        raise bad_value("tls_listen", config.tls_listen, "tls_cert_file and tls_key_file are needed",
-                        origin("tls_listen"))
+    for name in ("tls_listen", "web_tls_listen"):
+        if getattr(config, name) and not (config.tls_cert_file and config.tls_key_file):
+            raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
+    _validate_sts(config)
+    # A pasted hash may bring a newline along. A value that is not a hash is not shown: it may be the
+    # password itself, put there by mistake.
+    config.server_password_hash = config.server_password_hash.strip()
+    if config.server_password_hash and not is_password_hash(config.server_password_hash):
+        raise ConfigError(f"config key 'server_password_hash' ({origin('server_password_hash')}): not a hash "
+                          "(the value is not shown); make one with `salotto mkpasswd`")
     for channel in config.autojoin:
         if not is_valid_channel(channel, config.channel_max_len):
             raise bad_value("autojoin", channel, "not a valid channel name", origin("autojoin"))
@@ -334,6 +358,24 @@ def _validate(config: Config) -> None:
                 raise bad_value(name, item, "an IP address or a CIDR range, like 10.0.0.0/8", origin(name)) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
+
+
+def _validate_sts(config: Config) -> None:
+    """STS must never send clients to a port that does not speak TLS: it needs a TLS listener, and sts_port
+    cannot be one of the plaintext ports (unless a TLS listener has the same number on another address)."""
+    origin = config.origin
+    if config.sts_port > 65535:
+        raise bad_value("sts_port", config.sts_port, "a port number, at most 65535", origin("sts_port"))
+    if config.tls_listen:
+        tls_ports = {parse_host_port(item, "tls_listen")[1] for item in config.tls_listen}
+        plain_ports = {parse_host_port(item, "listen")[1] for item in config.listen}
+        if config.sts_port and config.sts_port in plain_ports - tls_ports:
+            raise bad_value("sts_port", config.sts_port, "a plaintext listen port; STS must name a TLS port",
+                            origin("sts_port"))
+        return
+    for name in ("sts_duration_s", "sts_port"):
+        if getattr(config, name):
+            raise bad_value(name, getattr(config, name), "STS needs a TLS listener (tls_listen)", origin(name))
 
 
 def _parse_opers(raw: Any, origin: str) -> dict[str, OperBlock]:

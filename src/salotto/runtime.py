@@ -30,6 +30,7 @@ from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
+from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
@@ -42,33 +43,22 @@ TICK_INTERVAL_S = 1.0
 SECRET_BYTES = 32
 # Time given to flush ERROR lines to clients at shutdown before the process exits.
 SHUTDOWN_GRACE_S = 0.5
-# Keys a reload cannot apply: the listeners and the store were opened with them.
-RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "data_dir",
+# Keys a reload cannot apply: the listeners and the store were opened with them. (A reload re-reads the
+# certificate files, from the paths the server started with.)
+RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "history_enabled", "proxy_listen")
 # The config key of each kind of IRC listener.
 _LISTEN_KEYS = {"tcp": "listen", "tls": "tls_listen", "proxy": "proxy_listen"}
 
 
-def _tls_context(config: Config) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-    except (OSError, ssl.SSLError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise bad_value("tls_cert_file", config.tls_cert_file, f"with tls_key_file {config.tls_key_file!r}: {why}",
-                        config.origin("tls_cert_file")) from None
-    return context
-
-
 async def _open_listeners(
-    server: Server, config: Config, flusher: Flusher
+    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None
 ) -> list[tuple[asyncio.base_events.Server, str]]:
     """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
     plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
-    if config.tls_listen:
-        context = _tls_context(config)
-        plans += [(item, "tls", context) for item in config.tls_listen]
+    if certificate is not None:
+        plans += [(item, "tls", certificate.context) for item in config.tls_listen]
     plans += [(item, "proxy", None) for item in config.proxy_listen]
     opened: list[tuple[asyncio.base_events.Server, str]] = []
     for item, kind, context in plans:
@@ -82,7 +72,8 @@ async def _open_listeners(
 
         try:
             listener = await loop.create_server(
-                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True
+                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
             )
         except OSError as exc:
             for other, _ in opened:
@@ -94,7 +85,7 @@ async def _open_listeners(
 
 def _announce(
     listeners: list[tuple[asyncio.base_events.Server, str]], config: Config,
-    web_listeners: list[asyncio.base_events.Server],
+    web_listeners: list[tuple[asyncio.base_events.Server, str]],
 ) -> None:
     """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
     for listener, kind in listeners:
@@ -231,11 +222,12 @@ def descriptor_budget(config: Config) -> int:
             log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
     limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     budget = max(1, limit - DESCRIPTOR_RESERVE)
-    wanted_connections = config.max_clients + (config.max_web_pending if config.web_listen else 0)
+    web = bool(config.web_listen or config.web_tls_listen)
+    wanted_connections = config.max_clients + (config.max_web_pending if web else 0)
     if wanted_connections > budget:
         log.warning("max_clients %d%s exceed what the open-files limit %d allows: past %d connections new ones "
                     "are refused; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower max_clients",
-                    config.max_clients, f" (+ max_web_pending {config.max_web_pending})" if config.web_listen else "",
+                    config.max_clients, f" (+ max_web_pending {config.max_web_pending})" if web else "",
                     limit, budget)
     return budget
 
@@ -250,6 +242,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     closers = _open_store(server, config, loop, offload)
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
+    certificate: ServerCertificate | None = None
 
     def rehash() -> str | None:
         old = server.config
@@ -257,10 +250,15 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             new = load_config(old.source_file, overrides)
             # What the listeners and the store were opened with stays (and says so in server.config).
             kept = {key: getattr(old, key) for key in RESTART_KEYS if getattr(new, key) != getattr(old, key)}
-            server.apply_config(dataclasses.replace(new, **kept))
+            applied = dataclasses.replace(new, **kept)
+            # All or nothing: a certificate that cannot be loaded keeps the old configuration too.
+            renewed = certificate.load(applied) if certificate is not None else None
+            server.apply_config(applied)
         except (ConfigError, OSError) as exc:
             log.error("rehash failed, keeping the old configuration: %s", exc)
             return str(exc)
+        if certificate is not None and renewed is not None:
+            certificate.use(renewed, applied)
         if (new.log_level, new.log_format) != (old.log_level, old.log_format):
             setup_logging(new.log_level, new.log_format)
         log.info("configuration reloaded from %s", new.source_file or "command line")
@@ -285,7 +283,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         loop.add_signal_handler(signum, on_stop_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     listeners: list[tuple[asyncio.base_events.Server, str]] = []
-    web_listeners: list[asyncio.base_events.Server] = []
+    web_listeners: list[tuple[asyncio.base_events.Server, str]] = []
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -300,8 +298,12 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     try:
         # One flusher for every transport: one history commit per loop pass covers them all.
         flusher = Flusher(server, loop)
-        listeners = await _open_listeners(server, config, flusher)
-        web_listeners = await open_web_listeners(server, config, flusher)
+        if config.tls_listen or config.web_tls_listen:
+            certificate = ServerCertificate(config)
+        listeners = await _open_listeners(server, config, flusher, certificate)
+        # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
+        server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
+        web_listeners = await open_web_listeners(server, config, flusher, certificate)
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
                  "on" if server.history is not None else "off")
@@ -309,7 +311,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         await stop.wait()
         for listener, _ in listeners:
             listener.close()
-        for web_listener in web_listeners:
+        for web_listener, _ in web_listeners:
             web_listener.close()
         server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
@@ -320,7 +322,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             tick_handle.cancel()
         for listener, _ in listeners:
             listener.close()
-        for web_listener in web_listeners:
+        for web_listener, _ in web_listeners:
             web_listener.close()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)

@@ -365,3 +365,24 @@ def test_a_full_buffer_keeps_its_newest_lines() -> None:
          ":srv BATCH -old")
     assert len(buf.lines) == MAX_LINES_PER_BUFFER and buf.lines[0].text == "two"
     assert not session.request_older("#lobby")  # more would push out the newest lines
+
+
+def test_server_password_goes_first_and_a_464_before_registration_is_final() -> None:
+    session = Session(SessionConfig(nick="me", server_password="sesame"))
+    session.begin()
+    assert session.take_outbox()[:3] == ["CAP LS 302", "PASS sesame", "NICK me"]
+    feed(session, ":srv 464 * :Password incorrect")
+    assert session.refused == "The server password was refused: Password incorrect"
+    assert any("refused" in line.text for line in session.buffers[SERVER_KEY].lines if line.kind is LineKind.ERROR)
+    session.begin()  # a new connection starts afresh
+    assert session.refused is None
+    without = make()
+    feed(without, ":srv 464 * :Password required")
+    assert without.refused == "This server is private: it needs a server password."
+
+
+def test_a_464_after_registration_is_opers_and_changes_nothing() -> None:
+    session = make()
+    register(session)
+    feed(session, ":srv 464 me :Password incorrect")
+    assert session.refused is None

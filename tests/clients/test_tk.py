@@ -394,3 +394,54 @@ def test_scrolling_up_loads_older_lines_and_keeps_the_view(root: tk.Tk, history_
     assert said == [numbered_line(i) for i in range(1, HISTORY_LINES_SAID + 1)]
     assert window.view.content().count(START_OF_HISTORY) == 1
     assert text.yview()[1] < 1.0
+
+
+def test_a_private_server_sends_the_app_back_to_the_dialog_for_its_password(
+        root: tk.Tk, tmp_path: Path) -> None:
+    from salotto.passwords import hash_password
+    from tests.clients.conftest import make_server
+
+    server = make_server("salotto", tmp_path, "--server-password-hash", hash_password("let us in", n=2**10),
+                         "--login-attempts-per-ip", "100")
+    server.start()
+    try:
+        app = App(root, Settings(host="127.0.0.1", port=server.port, nick="kim"), [], tls_verify=True)
+        app.show_dialog()
+        assert app.dialog is not None
+        app.dialog.connect_button.invoke()  # no server password
+        assert pump_until(root, lambda: app.dialog is not None and "private" in app.dialog.message.get())
+        dialog = app.dialog
+        assert pump_until(root, lambda: root.focus_get() == dialog.server_password_entry)
+        dialog.server_password.set("wrong")
+        dialog.connect_button.invoke()
+        assert pump_until(root, lambda: app.dialog is not None and "refused" in app.dialog.message.get())
+        assert app.dialog.server_password.get() == ""
+        app.dialog.server_password.set("let us in")
+        app.dialog.connect_button.invoke()
+        window = app.window
+        assert window is not None
+        assert pump_until(root, lambda: window.shown_key == "#lobby"), window.view.content()
+        assert "let us in" not in (tmp_path / "config" / "gui.json").read_text()  # passwords are never saved
+        window.close()
+    finally:
+        server.stop()
+
+
+def test_a_refused_server_password_is_not_retried(xdisplay: str, tmp_path: Path) -> None:
+    from salotto.passwords import hash_password
+    from tests.clients.conftest import make_server
+
+    server = make_server("salotto", tmp_path, "--server-password-hash", hash_password("let us in", n=2**10))
+    server.start()
+    try:
+        client = Client("127.0.0.1", server.port, SessionConfig(nick="lee", server_password="nope"),
+                        reconnect_delays_s=[0.05])
+        client.start()
+        assert client.wait_until(lambda s: s.refused is not None, WAIT_S)
+        assert client.wait_until(lambda s: not s.connected, WAIT_S)
+        client.pump(0.3)  # a reconnection would be due by now
+        assert "refused: Password incorrect" in client.status
+        assert sum("wrong server password" in line for line in server.log[-1].read_text().splitlines()) == 1
+        client.close()
+    finally:
+        server.stop()

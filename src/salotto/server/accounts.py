@@ -179,15 +179,19 @@ class Accounts:
         if ip_key(client.ip) not in self._trusted.get(name_cf, ()):
             self.per_account.give_back(name_cf, server.clock())
 
-    def trust(self, client: Client, account: str) -> None:
+    def trust(self, client: Client, account: str, keep: int = TRUSTED_ADDRESSES) -> None:
         """``client`` is logged in to ``account`` (or created it): its address is the owner's from now on,
-        and guessing from elsewhere does not hold it back."""
+        and guessing from elsewhere does not hold it back. The newest ``keep`` addresses are remembered."""
         address = ip_key(client.ip)
         trusted = self._trusted.setdefault(casefold(account), [])
         if address in trusted:
             trusted.remove(address)
         trusted.append(address)
-        del trusted[:-TRUSTED_ADDRESSES]
+        del trusted[:-keep]
+
+    def trusted(self, account: str) -> list[str]:
+        """The addresses (ip_key) ``account`` was logged in to from, oldest first."""
+        return self._trusted.get(casefold(account), [])
 
     def failed(self, server: Server, account: str) -> None:
         """A wrong password (or code) for ``account``: already counted when it started (see throttle)."""

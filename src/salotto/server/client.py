@@ -61,6 +61,7 @@ class Client:
         "nick_cf",
         "oper_failures",
         "outbox",
+        "password_given",
         "ping_sent_at",
         "quitting",
         "realname",
@@ -102,6 +103,8 @@ class Client:
         self.channels: dict[str, Channel] = {}
         self.modes: set[str] = set()
         self.oper_failures = 0
+        # The server password (server_password_hash) was given and checked: registration may complete.
+        self.password_given = False
         # MONITOR's list (casefolded nick -> as given), made by the first MONITOR +.
         self.monitoring: dict[str, str] | None = None
         self.registered = False

@@ -23,13 +23,13 @@ __all__ = ["COMMANDS"]
 
 COMMANDS: dict[str, Command] = {
     # Registration
-    "CAP": Command(registration.handle_cap, min_params=1, before_registration=True),
-    "PASS": Command(registration.handle_pass, min_params=1, before_registration=True),
-    "NICK": Command(registration.handle_nick, before_registration=True),
-    "USER": Command(registration.handle_user, min_params=4, before_registration=True),
-    "PING": Command(registration.handle_ping, min_params=1, before_registration=True),
-    "PONG": Command(registration.handle_pong, before_registration=True),
-    "QUIT": Command(registration.handle_quit, before_registration=True),
+    "CAP": Command(registration.handle_cap, min_params=1, before_registration=True, before_password=True),
+    "PASS": Command(registration.handle_pass, min_params=1, before_registration=True, before_password=True),
+    "NICK": Command(registration.handle_nick, before_registration=True, before_password=True),
+    "USER": Command(registration.handle_user, min_params=4, before_registration=True, before_password=True),
+    "PING": Command(registration.handle_ping, min_params=1, before_registration=True, before_password=True),
+    "PONG": Command(registration.handle_pong, before_registration=True, before_password=True),
+    "QUIT": Command(registration.handle_quit, before_registration=True, before_password=True),
     # Accounts
     "AUTHENTICATE": Command(auth.handle_authenticate, min_params=1, before_registration=True, capability="sasl"),
     "REGISTER": Command(auth.handle_register, min_params=3, before_registration=True),

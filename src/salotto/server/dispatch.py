@@ -9,11 +9,12 @@ from salotto.proto.numerics import (
     ERR_NEEDMOREPARAMS,
     ERR_NOPRIVILEGES,
     ERR_NOTREGISTERED,
+    ERR_PASSWDMISMATCH,
     ERR_UNKNOWNCOMMAND,
 )
 from salotto.server.context import Context
 
-__all__ = ["Command", "dispatch"]
+__all__ = ["Command", "dispatch", "refuse_password"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,8 @@ class Command:
     handler: Callable[[Context], None]
     min_params: int = 0
     before_registration: bool = False
+    # Usable before the server password (server_password_hash) was given: registration itself.
+    before_password: bool = False
     oper_only: bool = False
     capability: str | None = None
 
@@ -41,6 +44,10 @@ def dispatch(ctx: Context, table: dict[str, Command]) -> None:
     if not client.registered and not command.before_registration:
         ctx.reply(ERR_NOTREGISTERED, "You have not registered")
         return
+    if not client.registered and not command.before_password and password_missing(ctx):
+        # A private server lends nothing (account registration, SASL guesses) to who lacks its password.
+        refuse_password(ctx, "Password required: send PASS first")
+        return
     if len(msg.params) < command.min_params:
         ctx.reply(ERR_NEEDMOREPARAMS, msg.command, "Not enough parameters")
         return
@@ -48,3 +55,20 @@ def dispatch(ctx: Context, table: dict[str, Command]) -> None:
         ctx.reply(ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
         return
     command.handler(ctx)
+
+
+def password_missing(ctx: Context) -> bool:
+    """The server has a password (server_password_hash) and the client has not given it."""
+    return bool(ctx.server.config.server_password_hash) and not ctx.client.password_given
+
+
+def refuse_password(ctx: Context, text: str) -> None:
+    """464 with ``text``, then ERROR, and the connection closes (as common servers answer a bad PASS).
+
+    The 464 is written at once, unlabelled, even while the command waits: after the ERROR the connection
+    takes nothing more."""
+    ctx.reply(ERR_PASSWDMISMATCH, text)
+    ctx.client.conn.write(b"".join(ctx.out))
+    ctx.out.clear()
+    ctx.label = None
+    ctx.server.disconnect(ctx.client, "Bad server password")

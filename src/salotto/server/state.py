@@ -94,6 +94,9 @@ class Server:
         # MONITOR: casefolded nick -> the clients watching it (salotto.server.monitor).
         self.monitors: dict[str, set[Client]] = {}
         self.shutting_down = False
+        # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
+        # advertised only when there is one.
+        self.tls_port: int | None = None
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
@@ -155,9 +158,14 @@ class Server:
             if channel is not None:
                 restore_channel_state(channel, registration)
 
-    def capabilities(self) -> dict[str, str]:
-        """What CAP LS offers: the fixed set, plus what history and accounts make possible."""
+    def capabilities(self, client: Client | None = None) -> dict[str, str]:
+        """What CAP LS offers: the fixed set, plus what history and accounts make possible, and the STS
+        policy for ``client``'s kind of connection."""
         caps = dict(CAPABILITIES)
+        if client is not None:
+            sts = self.sts_policy(client)
+            if sts is not None:
+                caps["sts"] = sts
         if self.history is not None:
             caps["draft/chathistory"] = ""
         if self.accounts is not None:
@@ -166,6 +174,26 @@ class Server:
                 by_email = self.config.account_verification == "email"
                 caps["draft/account-registration"] = "before-connect,email-required" if by_email else "before-connect"
         return caps
+
+    def sts_policy(self, client: Client) -> str | None:
+        """The ``sts`` capability's value for ``client`` (https://ircv3.net/specs/extensions/sts), or None.
+
+        A TLS connection gets the persistence policy (``duration``; 0 tells clients to drop one they
+        keep); a plaintext one, when the duration is above 0, the upgrade policy (``port``: the first TLS
+        listener's, or sts_port). Never without a TLS listener, and only on IRC over TCP: a WebSocket
+        client cannot reconnect to an IRC port (browsers have HSTS for that). The value exists only in
+        CAP LS 302, so older clients are not offered it.
+        """
+        if self.tls_port is None or client.cap_version < 302:
+            return None
+        config = self.config
+        transport = client.conn.transport_name
+        if transport == "tls":
+            preload = ",preload" if config.sts_preload and config.sts_duration_s > 0 else ""
+            return f"duration={config.sts_duration_s}{preload}"
+        if transport == "tcp" and config.sts_duration_s > 0:
+            return f"port={config.sts_port or self.tls_port}"
+        return None
 
     # -- identifiers -----------------------------------------------------------------------------
 

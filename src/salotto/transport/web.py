@@ -1,4 +1,5 @@
-"""The web port: the browser client's files, IRC over WebSocket, ``/healthz`` and ``/metrics``.
+"""The web port: the browser client's files, IRC over WebSocket, ``/healthz`` and ``/metrics``, over
+HTTP (``web_listen``) or HTTPS (``web_tls_listen``, with the IRC listeners' certificate).
 
 Every connection starts as HTTP/1.1; :class:`~salotto.transport.websocket.WebSocketIrcProtocol`
 parses the request and upgrades it, or hands it to :class:`WebService` for an answer (one request per
@@ -14,6 +15,7 @@ import http
 import importlib.resources
 import math
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG
+from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
 from salotto.transport.websocket import make_factory
 
 __all__ = ["CONTENT_SECURITY_POLICY", "WebService", "open_web_listeners", "render_metrics", "web_urls"]
@@ -227,37 +230,46 @@ def render_metrics(server: Server) -> str:
 
 
 async def open_web_listeners(
-    server: Server, config: Config, flusher: Flusher
-) -> list[asyncio.base_events.Server]:
-    """Bind every ``web_listen`` address; if one fails, close those already open and raise ConfigError.
+    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None = None
+) -> list[tuple[asyncio.base_events.Server, str]]:
+    """Bind every ``web_listen`` (HTTP) and ``web_tls_listen`` (HTTPS, with ``certificate``) address, as
+    (listener, scheme) pairs; if one fails, close those already open and raise ConfigError.
 
-    Pass the IRC listeners' ``flusher`` so that one history commit per loop pass covers both.
+    Pass the IRC listeners' ``flusher`` so that one history commit per loop pass covers both. Both kinds
+    share one protocol factory: the limits on pending web connections count them together.
     """
-    if not config.web_listen:
+    plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "web_listen", None) for item in config.web_listen]
+    if certificate is not None:
+        plans += [(item, "web_tls_listen", certificate.context) for item in config.web_tls_listen]
+    if not plans:
         return []
     loop = asyncio.get_running_loop()
     factory = make_factory(server, WebService(server), flusher)
-    opened: list[asyncio.base_events.Server] = []
-    origin = config.origin("web_listen")
-    for item in config.web_listen:
-        host, port = parse_host_port(item, "web_listen", origin)
+    opened: list[tuple[asyncio.base_events.Server, str]] = []
+    for item, key, context in plans:
+        origin = config.origin(key)
+        host, port = parse_host_port(item, key, origin)
         try:
-            opened.append(await loop.create_server(factory, host, port, backlog=LISTEN_BACKLOG, reuse_address=True))
+            listener = await loop.create_server(
+                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
+            )
         except OSError as exc:
-            for other in opened:
+            for other, _ in opened:
                 other.close()
-            raise bad_value("web_listen", item, f"cannot listen: {exc.strerror}", origin) from None
+            raise bad_value(key, item, f"cannot listen: {exc.strerror}", origin) from None
+        opened.append((listener, "http" if context is None else "https"))
     return opened
 
 
-def web_urls(listeners: Iterable[asyncio.base_events.Server]) -> list[str]:
+def web_urls(listeners: Iterable[tuple[asyncio.base_events.Server, str]]) -> list[str]:
     """The address to open in a browser for each web listener (127.0.0.1 for a wildcard one)."""
     urls = []
-    for listener in listeners:
+    for listener, scheme in listeners:
         for sock in listener.sockets:
             host, port = sock.getsockname()[:2]
             if host in ("0.0.0.0", "::"):
                 host = "127.0.0.1" if sock.family == socket.AF_INET else "::1"
             shown = f"[{host}]" if ":" in host else host
-            urls.append(f"http://{shown}:{port}/")
+            urls.append(f"{scheme}://{shown}:{port}/")
     return urls

@@ -171,6 +171,9 @@ class Client:
             if self._closing:
                 return
             self.session.disconnected(event.reason)
+            if self.session.refused is not None:  # the same password would be refused again
+                self._set_status(f"disconnected ({self.session.refused})")
+                return
             if not self.reconnect:
                 self._set_status(f"disconnected ({event.reason})")
                 return

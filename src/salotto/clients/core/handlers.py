@@ -99,6 +99,14 @@ def on_sasl_fail(s: Session, msg: Message) -> None:
     s.sasl_finished(False, msg.params[-1] if msg.params else "")
 
 
+def on_password_mismatch(s: Session, msg: Message) -> None:
+    # 464 [<nick>] :<text>: before registration, the server password; after, OPER's.
+    if s.registered:
+        on_numeric(s, msg)
+    else:
+        s.password_refused(msg.params[-1] if msg.params else "")
+
+
 def on_welcome(s: Session, msg: Message) -> None:
     # 001 <nick> :Welcome ...
     s.welcome(msg.params[0] if msg.params else s.nick, msg.source or "")
@@ -464,6 +472,7 @@ HANDLERS: dict[str, Handler] = {
     n.RPL_ENDOFMOTD: on_motd_end,
     n.ERR_NOMOTD: on_motd_end,
     n.ERR_NICKNAMEINUSE: on_nick_in_use,
+    n.ERR_PASSWDMISMATCH: on_password_mismatch,
     n.ERR_ERRONEUSNICKNAME: on_nick_in_use,
     n.RPL_TOPIC: on_rpl_topic,
     n.RPL_NOTOPIC: on_rpl_topic,

@@ -79,6 +79,9 @@ class Session:
         self.activate_on_join: set[str] = set()
         self.closing: set[str] = set()
         self.away = False
+        # Why registration cannot succeed as configured (a private server refused the server password,
+        # 464): reconnecting would only be refused again. Cleared when a connection begins.
+        self.refused: str | None = None
         self._reset_connection_state()
 
     # -- connection lifecycle -------------------------------------------------------------------
@@ -108,6 +111,7 @@ class Session:
         """A new connection is up: queue the registration lines."""
         self._reset_connection_state()
         self.connected = True
+        self.refused = None
         self.nick = self.config.nick
         self.send("CAP", "LS", "302")
         if self.config.server_password:
@@ -338,6 +342,15 @@ class Session:
         self.end_cap()
 
     # -- registration -------------------------------------------------------------------------
+
+    def password_refused(self, text: str) -> None:
+        """464 before registration: the server password is missing or wrong (the server closes next)."""
+        if self.config.server_password:
+            self.refused = f"The server password was refused: {text}"
+        else:
+            self.refused = "This server is private: it needs a server password."
+        self.error(self.refused, SERVER_KEY)
+        self.emit(ChangeKind.STATUS)
 
     def welcome(self, nick: str, server: str) -> None:
         self.registered = True

@@ -60,11 +60,14 @@ class App:
         root.geometry(settings.geometry or DEFAULT_GEOMETRY)
         root.minsize(480, 320)
 
-    def show_dialog(self) -> None:
+    def show_dialog(self, refused: str = "") -> None:
+        """The connect dialog; ``refused``: why the server did not let us in (its password), asked for there."""
         self.root.geometry("")
         self.dialog = ConnectDialog(self.root, self.settings, self.connect, self.root.destroy)
         self.dialog.pack(fill="both", expand=True)
         self.root.protocol("WM_DELETE_WINDOW", self.root.destroy)
+        if refused:
+            self.dialog.ask_server_password(refused)
 
     def connect(self, request: ConnectRequest) -> None:
         s = self.settings
@@ -77,14 +80,21 @@ class App:
             self.root.geometry(s.geometry or DEFAULT_GEOMETRY)
         config = SessionConfig(
             nick=request.nick,
+            server_password=request.server_password,
             sasl_account=request.account if request.password else "",
             sasl_password=request.password,
             autojoin=("#lobby", *self.join),
         )
         client = Client(request.host, request.port, config, tls=request.tls, tls_verify=self.tls_verify)
         self.window = ChatWindow(self.root, client, self.theme, on_closed=self._save_geometry,
-                                 on_font_size=self.set_font_size)
+                                 on_font_size=self.set_font_size, on_refused=self._refused)
         client.start()
+
+    def _refused(self, why: str) -> None:
+        """A private server refused us (no or a wrong server password): back to the dialog to give it."""
+        self._save_geometry()
+        self.window = None
+        self.show_dialog(refused=why)
 
     def set_font_size(self, size: int) -> None:
         self.settings.font_size = size

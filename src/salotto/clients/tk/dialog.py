@@ -1,4 +1,5 @@
-"""The connect dialog: server, port, nickname, TLS, optional SASL account; prefilled from last time."""
+"""The connect dialog: server, port, nickname, TLS, a private server's password, optional SASL account;
+prefilled from last time (passwords never)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class ConnectRequest:
     tls: bool
     account: str
     password: str
+    server_password: str = ""  # PASS, for a private server
 
 
 class ConnectDialog(ttk.Frame):
@@ -44,6 +46,7 @@ class ConnectDialog(ttk.Frame):
         self.tls = tk.BooleanVar(self, settings.tls)
         self.account = tk.StringVar(self, settings.account)
         self.password = tk.StringVar(self)
+        self.server_password = tk.StringVar(self)
         self.message = tk.StringVar(self)
 
         ttk.Label(self, text="Connect to a chat server", style="Heading.TLabel").grid(
@@ -59,17 +62,22 @@ class ConnectDialog(ttk.Frame):
         self.host_entry, self.port_entry, self.nick_entry = (w for _, w in rows)
         ttk.Checkbutton(self, text="Use TLS (encrypted)", variable=self.tls, command=self._tls_toggled).grid(
             row=4, column=1, sticky="w", pady=3)
+        ttk.Label(self, text="Server password").grid(row=5, column=0, sticky="w", padx=(0, 10), pady=3)
+        self.server_password_entry = ttk.Entry(self, textvariable=self.server_password, show="\u2022", width=20)
+        self.server_password_entry.grid(row=5, column=1, sticky="we", pady=3)
+        ttk.Label(self, text="Only for a private server: leave it empty otherwise.", style="Dim.TLabel",
+                  wraplength=360).grid(row=6, column=1, sticky="w")
         ttk.Label(self, text="Account and password are optional (SASL login, if the server offers it).",
-                  style="Dim.TLabel", wraplength=360).grid(row=5, column=0, columnspan=2, sticky="w", pady=(10, 3))
-        ttk.Label(self, text="Account").grid(row=6, column=0, sticky="w", pady=3)
-        ttk.Entry(self, textvariable=self.account, width=20).grid(row=6, column=1, sticky="we", pady=3)
-        ttk.Label(self, text="Password").grid(row=7, column=0, sticky="w", pady=3)
+                  style="Dim.TLabel", wraplength=360).grid(row=7, column=0, columnspan=2, sticky="w", pady=(10, 3))
+        ttk.Label(self, text="Account").grid(row=8, column=0, sticky="w", pady=3)
+        ttk.Entry(self, textvariable=self.account, width=20).grid(row=8, column=1, sticky="we", pady=3)
+        ttk.Label(self, text="Password").grid(row=9, column=0, sticky="w", pady=3)
         ttk.Entry(self, textvariable=self.password, show="\u2022", width=20).grid(
-            row=7, column=1, sticky="we", pady=3)
+            row=9, column=1, sticky="we", pady=3)
         ttk.Label(self, textvariable=self.message, style="Error.TLabel", wraplength=360).grid(
-            row=8, column=0, columnspan=2, sticky="w", pady=(8, 0))
+            row=10, column=0, columnspan=2, sticky="w", pady=(8, 0))
         buttons = ttk.Frame(self)
-        buttons.grid(row=9, column=0, columnspan=2, sticky="e", pady=(12, 0))
+        buttons.grid(row=11, column=0, columnspan=2, sticky="e", pady=(12, 0))
         ttk.Button(buttons, text="Quit", command=self._on_cancel).pack(side="right")
         self.connect_button = ttk.Button(buttons, text="Connect", command=self.submit, style="Accent.TButton")
         self.connect_button.pack(side="right", padx=(0, 8))
@@ -80,6 +88,12 @@ class ConnectDialog(ttk.Frame):
         if settings.nick:
             first = self.connect_button
         first.focus_set()
+
+    def ask_server_password(self, why: str) -> None:
+        """The server refused to let us in without (the right) server password: say why, cursor there."""
+        self.message.set(why)
+        self.server_password.set("")
+        self.server_password_entry.focus_force()  # the focused chat window is gone: take it back
 
     def _on_return(self, _event: tk.Event[tk.Misc]) -> None:
         if self.winfo_exists():
@@ -108,4 +122,4 @@ class ConnectDialog(ttk.Frame):
             self.unbind_all("<Return>")
             self.unbind_all("<Escape>")
             self._on_connect(ConnectRequest(host, port, nick, self.tls.get(), self.account.get().strip(),
-                                            self.password.get()))
+                                            self.password.get(), self.server_password.get()))

@@ -41,7 +41,10 @@ class ChatWindow(ttk.Frame):
         theme: Theme,
         on_closed: Callable[[], None] | None = None,
         on_font_size: Callable[[int], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_refused``: called (the window gone) when the server refuses the server password; without
+        it, the window stays and says so."""
         super().__init__(master)
         self.master_window = master
         self.client = client
@@ -49,6 +52,8 @@ class ChatWindow(ttk.Frame):
         self.theme = theme
         self._on_closed = on_closed
         self._on_font_size = on_font_size
+        self._on_refused = on_refused
+        self._root_bindings: list[str] = []
         self.history = InputHistory()
         self.completer = Completer()
         self.shown_key = ""
@@ -127,15 +132,19 @@ class ChatWindow(ttk.Frame):
         e.bind("<Prior>", lambda _e: self._scroll(-1))
         e.bind("<Next>", lambda _e: self._scroll(1))
         top = self.master_window
-        top.bind("<Control-q>", lambda _e: self.close())
-        top.bind("<Control-w>", lambda _e: self._run("/close"))
-        top.bind("<Control-Prior>", lambda _e: self._cycle(-1))
-        top.bind("<Control-Next>", lambda _e: self._cycle(1))
-        top.bind("<Control-plus>", lambda _e: self._font_step(1))
-        top.bind("<Control-equal>", lambda _e: self._font_step(1))
-        top.bind("<Control-minus>", lambda _e: self._font_step(-1))
-        for digit in range(1, 10):
-            top.bind(f"<Alt-Key-{digit}>", functools.partial(self._goto, digit - 1))
+        keys: list[tuple[str, Callable[[tk.Event[tk.Misc]], object]]] = [
+            ("<Control-q>", lambda _e: self.close()),
+            ("<Control-w>", lambda _e: self._run("/close")),
+            ("<Control-Prior>", lambda _e: self._cycle(-1)),
+            ("<Control-Next>", lambda _e: self._cycle(1)),
+            ("<Control-plus>", lambda _e: self._font_step(1)),
+            ("<Control-equal>", lambda _e: self._font_step(1)),
+            ("<Control-minus>", lambda _e: self._font_step(-1)),
+        ]
+        keys += [(f"<Alt-Key-{digit}>", functools.partial(self._goto, digit - 1)) for digit in range(1, 10)]
+        for sequence, handler in keys:
+            top.bind(sequence, handler)
+        self._root_bindings = [sequence for sequence, _ in keys]  # undone when the window gives way
 
     # -- the poll: the only place where core changes reach the widgets ------------------------------
 
@@ -173,6 +182,10 @@ class ChatWindow(ttk.Frame):
                 return
         if buffers_dirty:
             self.refresh_buffers()
+        if self.session.refused is not None and self._on_refused is not None:
+            why = self.session.refused
+            self._give_way()
+            self._on_refused(why)
 
     # -- drawing ----------------------------------------------------------------------------------
 
@@ -347,6 +360,17 @@ class ChatWindow(ttk.Frame):
                 self.after_cancel(self._poll_job)
                 self._poll_job = None
             self.client.close()
+
+    def _give_way(self) -> None:
+        """Hang up and take the window (not its toplevel) away, for the connect dialog to come back."""
+        self._closed = True
+        if self._poll_job is not None:
+            self.after_cancel(self._poll_job)
+            self._poll_job = None
+        self.client.close()
+        for sequence in self._root_bindings:
+            self.master_window.unbind(sequence)
+        self.destroy()
 
     def close(self) -> None:
         """The window's close button, Ctrl+Q or /quit: QUIT, disconnect, go away."""

@@ -6,9 +6,11 @@
 //   "message"  detail: a parsed message, for every line received (after the handling here)
 //   "status"   detail: {state: "connecting"|"registered"|"waiting"|"stopped", retryInS?, reason?}
 //   "fatal"    detail: {reason, field}: registration cannot succeed (bad nickname, wrong password);
-//              no reconnection. field: the form field to correct ("nick" or "password").
+//              no reconnection. field: the form field to correct ("nick", "password" or
+//              "server-password": a private server's PASS was missing or wrong, 464).
 //
-// The password lives only in this object (memory), for logging in again after a reconnection.
+// The passwords (the account's, the server's) live only in this object (memory), for logging in again
+// after a reconnection.
 
 import { formatMessage, parseMessage, saslPlainChunks } from "./irc.js";
 
@@ -28,11 +30,12 @@ const KEEPALIVE_MS = 30000;
 export class IrcConnection extends EventTarget {
   // auth: null (a guest), or {password, register}: log in to the account named like the nick, or
   // create it (register) and from then on log in to it.
-  constructor(url, nick, auth = null) {
+  constructor(url, nick, auth = null, serverPassword = null) {
     super();
     this.url = url;
     this.wantedNick = nick;
     this.password = auth ? auth.password : null;
+    this.serverPassword = serverPassword || null; // PASS, for a private server
     this.registerAccount = !!(auth && auth.register);
     this.authPending = null; // "sasl" | "register": CAP END waits for the answer
     this.nick = nick;
@@ -57,7 +60,7 @@ export class IrcConnection extends EventTarget {
 
   stop(reason = "Leaving") {
     this.stopped = true;
-    this.password = null; // a stopped connection never logs in again: nothing to keep
+    this.password = this.serverPassword = null; // a stopped connection never logs in again: nothing to keep
     clearTimeout(this.retryTimer);
     clearInterval(this.keepaliveTimer);
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.sendRaw(formatMessage("QUIT", [reason]));
@@ -92,6 +95,7 @@ export class IrcConnection extends EventTarget {
     ws.onopen = () => {
       this.lastReceived = Date.now();
       this.sendRaw("CAP LS 302");
+      if (this.serverPassword) this.send("PASS", [this.serverPassword]);
       this.sendRaw(formatMessage("NICK", [this.nick]));
       this.sendRaw(formatMessage("USER", [this.nick, "0", "*", this.nick]));
       clearInterval(this.keepaliveTimer);
@@ -171,6 +175,14 @@ export class IrcConnection extends EventTarget {
         if (this.password && this.registerAccount) {
           this.registerAccount = false;
           this.send("REGISTER", ["*", "*", this.password]);
+        }
+        break;
+      case "464": // ERR_PASSWDMISMATCH: the server's password, missing or wrong (the server closes next)
+        if (!this.registered) {
+          this.fail(this.serverPassword
+            ? `The server password was refused: ${msg.params.at(-1)}`
+            : "This server is private: enter its password (ask whoever runs it).", "server-password");
+          return;
         }
         break;
       case "432":

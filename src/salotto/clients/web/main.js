@@ -19,6 +19,9 @@ const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 let chat = null;
 let view = null;
 let conn = null;
+// A private server's password, once typed: kept in memory (never in the form or in storage) for the next
+// try from the form, until the server refuses it or the user leaves (/quit).
+let serverPassword = null;
 let renderQueued = false;
 let typingSent = { target: null, at: 0 };
 
@@ -46,7 +49,12 @@ function showLoginError(text, field = "nick") {
   $("login").hidden = false;
   $("login-error").textContent = text;
   $("password-input").value = "";
-  if (field === "password") $("password-input").focus();
+  $("server-password-input").value = "";
+  if (field === "server-password") {
+    serverPassword = null; // missing or wrong: asked for again
+    $("server-password-field").hidden = false;
+    $("server-password-input").focus();
+  } else if (field === "password") $("password-input").focus();
   else $("nick-input").focus();
   updateLoginForm();
 }
@@ -62,6 +70,7 @@ function updateLoginForm() {
   $("login-button").textContent = register ? "Register and join" : password ? "Log in and join" : "Join the chat";
   $("password-input").autocomplete = register ? "new-password" : "current-password";
   $("password-warning").hidden = !passwordIsExposed();
+  $("server-password-input").placeholder = serverPassword ? "Given already (kept until you leave)" : "";
 }
 
 function startChat(nick, auth) {
@@ -77,7 +86,7 @@ function startChat(nick, auth) {
   view.onSelect = (name) => selectBuffer(name);
   view.onNick = (nick) => openQuery(nick);
   view.onScrollTop = () => loadOlder();
-  conn = new IrcConnection(socketUrl(), nick, auth);
+  conn = new IrcConnection(socketUrl(), nick, auth, serverPassword);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
     chat.handle(event.detail);
@@ -241,6 +250,7 @@ function runCommand(line) {
       return conn.send("TOPIC", args ? [here, args] : [here]);
     case "quit":
       conn.stop(args || "Leaving");
+      serverPassword = null;
       return showLoginError("You left. Enter a nickname to come back.");
     case "quote":
     case "raw":
@@ -313,6 +323,14 @@ function setup() {
       $("password-input").focus();
       return;
     }
+    const typedServerPassword = $("server-password-input").value;
+    if (byteLength(typedServerPassword) > MAX_PASSWORD_BYTES) {
+      $("login-error").textContent = `The server password can be at most ${MAX_PASSWORD_BYTES} bytes long.`;
+      $("server-password-input").focus();
+      return;
+    }
+    if (typedServerPassword) serverPassword = typedServerPassword;
+    $("server-password-input").value = ""; // in memory from now on, not in the page
     $("login-error").textContent = "";
     if (conn) conn.stop();
     startChat(nick, password ? { password, register } : null);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
+from salotto.passwords import verify_password
 from salotto.proto.casemap import casefold
 from salotto.proto.modes import CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM, USER_MODES
 from salotto.proto.names import is_valid_nick
@@ -29,10 +30,13 @@ from salotto.server import monitor
 from salotto.server.accounts import is_service, nick_protection_check
 from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
 from salotto.server.context import Context
+from salotto.server.dispatch import password_missing, refuse_password
+from salotto.server.flood import ip_key
 from salotto.server.handlers.channels import join_channel
 from salotto.server.handlers.queries import send_isupport, send_lusers, send_motd
 from salotto.server.isupport import USERLEN
 from salotto.server.sasl import MECHANISMS
+from salotto.storage.worker import Outcome
 
 # EXTERNAL needs client certificates that the stdlib's TLS cannot accept unless a CA signed them.
 SASL_MECHANISMS = tuple(m for m in MECHANISMS if m != "EXTERNAL")
@@ -63,6 +67,11 @@ ACCOUNT_CAPABILITIES: dict[str, str] = {
     "account-tag": "",
     "sasl": ",".join(SASL_MECHANISMS),
 }
+# The server password's entry in the login throttles: not a valid account name, so no account's.
+SERVER_PASSWORD_KEY = "*server-password*"
+# Addresses that gave the server password, remembered so that guessing from elsewhere never holds
+# them back (an account remembers a few; a server password is shared by everyone who may connect).
+SERVER_PASSWORD_TRUSTED = 4096
 # Longest CAP reply payload before continuing on another line (keeps lines under 512 bytes).
 _CAP_LINE_BUDGET = 400
 
@@ -108,7 +117,7 @@ def handle_cap(ctx: Context) -> None:
             client.caps.add("cap-notify")
         items = [
             f"{name}={value}" if value and client.cap_version >= 302 else name
-            for name, value in ctx.server.capabilities().items()
+            for name, value in ctx.server.capabilities(client).items()
         ]
         _cap_lines(ctx, "LS", items)
     elif sub == "LIST":
@@ -118,9 +127,11 @@ def handle_cap(ctx: Context) -> None:
             client.cap_negotiating = True
         requested = params[1].split() if len(params) > 1 else []
         wanted = set(client.caps)
+        offered = ctx.server.capabilities(client)
         for item in requested:
             name = item[1:] if item.startswith("-") else item
-            if name not in ctx.server.capabilities():
+            # sts is a policy to read, never to request (the spec lets servers NAK it).
+            if name not in offered or name == "sts":
                 ctx.from_server("CAP", client.nick, "NAK", " ".join(requested))
                 return
             if item.startswith("-"):
@@ -140,10 +151,48 @@ def handle_cap(ctx: Context) -> None:
 
 def handle_pass(ctx: Context) -> None:
     # PASS <password>
-    # There is no server password (yet): PASS is accepted before registration and ignored, as
-    # clients configured with one for another network send it anyway.
-    if ctx.client.registered:
+    # Without a server password (server_password_hash), PASS is accepted before registration and
+    # ignored, as clients configured with one for another network send it anyway.
+    client = ctx.client
+    server = ctx.server
+    if client.registered:
         ctx.reply(ERR_ALREADYREGISTERED, "You may not reregister")
+        return
+    stored = server.config.server_password_hash
+    if not stored or client.password_given:
+        return
+    accounts = server.accounts
+    if accounts is not None:
+        # Counted before the check, like logins (salotto.server.accounts): per address, and in all from
+        # addresses that never gave the password, so forty addresses get no more guesses than one.
+        config = server.config
+        window = config.login_throttle_window_s
+        now = server.clock()
+        address = ip_key(client.ip)
+        wait = accounts.per_ip.take(address, config.login_attempts_per_ip, window, now)
+        if not wait and address not in accounts.trusted(SERVER_PASSWORD_KEY):
+            wait = accounts.per_account.take(SERVER_PASSWORD_KEY, config.login_attempts_per_account, window, now)
+        if wait:
+            log.info("server password attempt from %s held back (login_attempts_per_ip or _per_account)", client.ip)
+            refuse_password(ctx, f"Password incorrect (too many attempts, try again in {wait:.0f} seconds)")
+            return
+    password = ctx.msg.params[0]
+
+    def checked(outcome: Outcome[bool]) -> None:
+        if not outcome.value:
+            log.warning("wrong server password from %s", client.ip)
+            refuse_password(ctx, "Password incorrect")
+            return
+        client.password_given = True
+        if accounts is not None:
+            # Only wrong guesses use the limits up: everyone behind one NAT sends the password on
+            # every connection.
+            accounts.per_ip.give_back(ip_key(client.ip), server.clock())
+            accounts.succeeded(server, client, SERVER_PASSWORD_KEY)
+            accounts.trust(client, SERVER_PASSWORD_KEY, keep=SERVER_PASSWORD_TRUSTED)
+
+    # scrypt, off the loop; the client's next lines (NICK, USER, CAP END) wait for the answer.
+    server.offload.run(lambda: verify_password(password, stored), ctx.wait(checked))
 
 
 def handle_nick(ctx: Context) -> None:
@@ -217,6 +266,9 @@ def try_register(ctx: Context) -> None:
     """Finish registration once NICK and USER are in and CAP negotiation is over."""
     client = ctx.client
     if client.registered or not client.nick_cf or not client.user or client.cap_negotiating:
+        return
+    if password_missing(ctx):
+        refuse_password(ctx, "Password required: this server needs PASS before NICK and USER")
         return
     if _refused_as_registered(ctx, client.nick):
         # Registration waits for another NICK, as after any 433.
