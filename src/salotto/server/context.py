@@ -55,7 +55,7 @@ class Context:
     callback has run.
     """
 
-    __slots__ = ("client", "flushed", "label", "msg", "out", "server", "waits")
+    __slots__ = ("client", "flushed", "label", "msg", "out", "parent", "server", "waits")
 
     def __init__(self, server: Server, client: Client, msg: Message) -> None:
         self.server = server
@@ -66,6 +66,8 @@ class Context:
         self.waits = 0
         # The answer left (flush): what collects later goes on its own, unlabelled.
         self.flushed = False
+        # Set for a follow-up (see followup()): the context whose answer this one's lines come after.
+        self.parent: Context | None = None
         label = msg.tags.get("label") if msg.tags else None
         # Only with batch too (as InspIRCd does): a reply of several lines is a batch, and a client
         # without the cap must get none.
@@ -96,6 +98,15 @@ class Context:
     def send(self, data: bytes) -> None:
         """Bytes already serialized, CRLF included."""
         self.out.append(data)
+
+    def followup(self) -> Context:
+        """A context for what comes after this command's answer rather than in it (the replay of a channel's
+        history on JOIN): its lines go out after this answer, or join it if it has not gone yet; while it
+        waits it holds the connection's next lines, but not this answer."""
+        later = Context(self.server, self.client, self.msg)
+        later.label = None
+        later.parent = self
+        return later
 
     def wait(self, callback: Callable[[T], None]) -> Callable[[T], None]:
         """The answer comes later: returns the callback to hand to the work off the loop.
@@ -142,6 +153,11 @@ class Context:
         if self.waits:
             return  # the answer is not complete yet: done_waiting() sends it
         out = self.out
+        parent = self.parent
+        if parent is not None and not parent.flushed:
+            parent.out.extend(out)  # after what the parent has so far, sent with it
+            out.clear()
+            return
         label = self.label
         if self.flushed:
             label = None
@@ -161,7 +177,7 @@ class Context:
         else:
             ref = self.server.new_batch_id()
             start = encode_wire(f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n")
-            inner = b"".join(add_tag(line, "batch=" + ref) for line in out)
+            inner = b"".join(_in_outer_batch(out, "batch=" + ref))
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         out.clear()
         self.client.conn.write(data)
@@ -172,6 +188,27 @@ def _one_word_params(params: tuple[str, ...]) -> list[str]:
     for i in range(len(fixed) - 1):
         fixed[i] = fixed[i].replace(" ", "_").lstrip(":") or "*"
     return fixed
+
+
+def _in_outer_batch(out: list[bytes], tag: str) -> list[bytes]:
+    """The lines of ``out`` (an entry may hold several, a whole batch) tagged with ``tag``, the outer batch's,
+    except those inside a batch of their own: a nested batch's start and end lines carry the outer tag, its
+    lines only their own (IRCv3 batch)."""
+    lines: list[bytes] = []
+    for entry in out:
+        if entry.count(b"\n") == 1:
+            lines.append(add_tag(entry, tag) if not _has_batch_tag(entry) else entry)
+            continue
+        for line in entry.splitlines(keepends=True):
+            lines.append(add_tag(line, tag) if not _has_batch_tag(line) else line)
+    return lines
+
+
+def _has_batch_tag(line: bytes) -> bool:
+    if line[:1] != b"@":
+        return False
+    tags = line[1:line.find(b" ")]
+    return tags.startswith(b"batch=") or b";batch=" in tags
 
 
 def add_tag(line: bytes, tag: str) -> bytes:

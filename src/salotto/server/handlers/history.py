@@ -281,8 +281,9 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
 
 
 def replay_on_join(ctx: Context, channel: Channel) -> None:
-    """The last messages of ``channel`` for a client that did not ask for chathistory: part of the
-    JOIN's answer, so the client's next command is answered after them."""
+    """The last messages of ``channel`` for a client that did not ask for chathistory. The JOIN's answer
+    (JOIN, topic, NAMES) leaves at once, as the channel's traffic starts to reach the client; the replay
+    follows it (ctx.followup()), and the client's next command is answered after the replay."""
     server = ctx.server
     client = ctx.client
     history = server.history
@@ -294,6 +295,7 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
     # Only what was said before the join: the read runs later, and what came after reaches the
     # client live. (A message in the very millisecond of the join is left out rather than doubled.)
     joined_at = Ref.by_time(int(server.wallclock() * 1000) / 1000)
+    replay = ctx.followup()
 
     def done(outcome: Outcome[list[HistoryMessage]]) -> None:
         if outcome.error is not None:
@@ -301,7 +303,12 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        ctx.send(_in_batch(server, client, f"chathistory {shown}",
-                           [_history_line(msg, client, shown) for msg in messages]))
+        replay.send(_in_batch(server, client, f"chathistory {shown}",
+                              [_history_line(msg, client, shown) for msg in messages]))
 
-    history.read(lambda s: s.before(key, joined_at, lines), ctx.wait(done))
+    callback = replay.wait(done)
+    try:
+        history.read(lambda s: s.before(key, joined_at, lines), callback)
+    except BaseException:
+        replay.abandon()  # the read will not call back: the client's next lines must not wait for it
+        raise

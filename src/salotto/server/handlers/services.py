@@ -508,17 +508,12 @@ def _run(ctx: Context, service: Service, text: str) -> None:
 def service_message(ctx: Context, target: str, text: str) -> bool:
     """A PRIVMSG to a service runs its command; False if ``target`` is not a service.
 
-    The command answers on a context of its own: a PRIVMSG may have several targets, and a service
-    command that waits for a password check must not hold (or lose) the rest of the reply. What it
-    answers at once joins the PRIVMSG's reply (and its label); what comes later arrives on its own."""
+    The command answers into the PRIVMSG's own context: with its other targets' echoes, as one response
+    (one label), and a command that waits for a password check holds the rest of that answer, and the
+    client's next lines, until it is done."""
     if not is_service(target):
         return False
-    sub = Context(ctx.server, ctx.client, ctx.msg)
-    sub.label = None
-    _run(sub, _BY_NAME[casefold(target)], text)
-    if not sub.waits and not sub.flushed:
-        ctx.out.extend(sub.out)
-        sub.out = []
+    _run(ctx, _BY_NAME[casefold(target)], text)
     return True
 
 
