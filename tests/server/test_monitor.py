@@ -368,3 +368,18 @@ def test_extended_monitor_delivers_chghost() -> None:
         ("bob!~bob@127.0.0.1", "CHGHOST", ["robert", "example.org"])]
     assert plain.lines() == []
     assert bob.client.prefix == "bob!robert@example.org"
+
+
+def test_a_host_that_is_not_utf8_is_refused_by_chghost_and_monitor_never_breaks() -> None:
+    h = Harness(autojoin=[])
+    h.server.config.opers["admin"] = OperBlock("admin", hash_password("hunter2", n=2**10), "*!*@*")
+    admin = h.user("admin")
+    admin.send("OPER admin hunter2")
+    bob = h.user("bob")
+    watcher = _watching(h, "watcher", "robert", ["extended-monitor", "chghost"])
+    admin.lines()
+    h.server.handle_line(admin.client, b"CHGHOST bob user ex\xe9mple.org")
+    assert "FAIL CHGHOST INVALID_PARAMS" in admin.lines()[0]
+    bob.send("NICK robert")  # comes online for the watcher: 730, no internal error
+    assert [m.command for m in watcher.messages()] == ["730"]
+    assert h.server.internal_errors == 0

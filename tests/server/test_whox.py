@@ -135,3 +135,14 @@ def test_whox_masks_are_bounded_like_plain_who() -> None:
     for i in range(6):
         h.user(f"user{i}", ip=f"10.0.{i}.1")
     assert len(_who(alice, "WHO user* %n")) == 3
+
+
+def test_whox_shows_an_ipv6_address_as_the_host_shows_it() -> None:
+    """::1 is shown as 0::1 (a word IRC can carry), in the host and in %i alike; the address is no secret
+    while it is the host."""
+    h = Harness()
+    h.user("local", ip="::1")
+    alice = h.user("alice")
+    alice.send("WHO local %tih,7")
+    reply = next(m for m in alice.messages() if m.command == "354")
+    assert reply.params[1:] == ["7", "0::1", "0::1"]

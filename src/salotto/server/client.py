@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from salotto.server.channel import Channel
 
-__all__ = ["TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME", "Client", "Connection"]
+__all__ = ["TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME", "Client", "Connection", "shown_address"]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
 # is serialized once per distinct value of these bits (at most eight), not once per recipient.
@@ -34,6 +34,12 @@ class Connection(Protocol):
 
     def close(self, reason: str) -> None:
         """Flush what is queued, then close; ``reason`` is for the log."""
+
+
+def shown_address(ip: str) -> str:
+    """An address as IRC shows it (host, WHOX): an IPv6 address may start with ":" (::1), which no IRC
+    parameter but the last may; "0::1" is the same address and a valid word (what ergo and InspIRCd show)."""
+    return "0" + ip if ip[:1] == ":" else ip
 
 
 class Client:
@@ -82,9 +88,7 @@ class Client:
         self.mark_pending = conn.mark_pending
         self.id = client_id
         self.ip = conn.peer_ip
-        # An IPv6 address may start with ":" (::1), which no IRC parameter but the last may: "0::1" is the
-        # same address and a valid word (what ergo and InspIRCd show too).
-        self.host = "0" + conn.peer_ip if conn.peer_ip[:1] == ":" else conn.peer_ip
+        self.host = shown_address(conn.peer_ip)
         self.nick = "*"
         self.nick_cf = ""
         self.user = ""

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import encode_wire
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_MONOFFLINE, RPL_MONONLINE
 
@@ -113,7 +114,7 @@ def _tell(server: Server, nick_cf: str, numeric: str, text: str) -> None:
         return
     for watcher in watchers:
         line = format_line(numeric, [watcher.nick, text], source=server.name)
-        watcher.conn.write((line + "\r\n").encode())
+        watcher.conn.write(encode_wire(line + "\r\n"))
 
 
 

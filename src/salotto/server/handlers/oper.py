@@ -6,6 +6,7 @@ import logging
 
 from salotto.config import OperBlock
 from salotto.passwords import verify_password
+from salotto.proto.framing import valid_utf8
 from salotto.proto.names import mask_match
 from salotto.proto.numerics import (
     ERR_NOOPERHOST,
@@ -105,7 +106,7 @@ def handle_chghost(ctx: Context) -> None:
     if target is None:
         ctx.reply(ERR_NOSUCHNICK, nick, "No such nick/channel")
         return
-    if not user or not host or any(ch in user + host for ch in " !@:,*?"):
+    if not user or not host or any(ch in user + host for ch in " !@:,*?") or valid_utf8(user + host) != user + host:
         ctx.fail("CHGHOST", "INVALID_PARAMS", description="Invalid user or host")
         return
     change = server.from_user(target, "CHGHOST", [user, host])

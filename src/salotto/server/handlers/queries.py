@@ -51,7 +51,7 @@ from salotto.proto.numerics import (
     RPL_WHOWASUSER,
 )
 from salotto.server.channel import Channel
-from salotto.server.client import Client
+from salotto.server.client import Client, shown_address
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
 from salotto.server.isupport import ISUPPORT_TOKENS_PER_LINE
 
@@ -209,8 +209,9 @@ def _whox_line(ctx: Context, channel: Channel | None, target: Client, whox: Whox
         elif field == "i":
             # The address is no secret while it is the host (plain WHO shows it); behind a changed
             # host only the user and operators see it, as with WHOIS.
-            shown = target.host == target.ip or viewer is target or viewer.is_oper
-            values.append(target.ip if shown else WHOX_HIDDEN_IP)
+            address = shown_address(target.ip)
+            shown = target.host == address or viewer is target or viewer.is_oper
+            values.append(address if shown else WHOX_HIDDEN_IP)
         elif field == "h":
             values.append(target.host)
         elif field == "s":
