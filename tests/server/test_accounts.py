@@ -529,6 +529,47 @@ def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: P
     assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]
 
 
+class HeldOffload:
+    """Runs each piece of work when the test says so, in any order."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Any, Any]] = []
+
+    def run(self, fn: Any, callback: Any) -> None:
+        self.work.append((fn, callback))
+
+    def step(self, index: int = 0) -> None:
+        fn, callback = self.work.pop(index)
+        callback(Outcome(value=fn()))
+
+
+def test_renewed_scram_keys_never_replace_the_password_of_an_account_registered_meanwhile(tmp_path: Path) -> None:
+    """The renewal is stored a fraction of a second after the login; if the account was dropped and
+    registered anew in between, the new owner's password stays."""
+    from salotto.passwords import make_account_secret, verify_password
+
+    h = _harness(tmp_path)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    accounts.write(lambda store: store.set_password_hash("alice", make_account_secret(
+        PASSWORD, scram_iterations=4096).split(";")[0]))  # no SCRAM keys: the next login renews them
+    offload = accounts.offload = HeldOffload()
+    user = _connecting(h, "someone")
+    user.send("AUTHENTICATE PLAIN")
+    user.send("AUTHENTICATE " + base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode())
+    offload.step()  # the password check: right, and the renewal starts
+    assert user.client.account == "alice" and len(offload.work) == 1
+    # Meanwhile alice drops the account and someone registers the name with another password.
+    accounts.delete("alice")
+    newcomer_secret = make_account_secret("the newcomer's password")
+    accounts.write(lambda store: store.create_account("alice", newcomer_secret, 2.0))
+    offload.step()  # the renewal's keys are ready: they belong to the old password
+    stored = accounts.get("alice")
+    assert stored is not None and stored.password_hash == newcomer_secret
+    assert verify_password("the newcomer's password", stored.password_hash)
+
+
 def test_account_registrations_are_limited_per_address_and_in_all(tmp_path: Path) -> None:
     h = _harness(tmp_path, account_registrations_per_ip=2, account_registrations=5,
                  account_registration_window_s=600, login_attempts_per_ip=100, throttle_exempt=["10.9.9.9"])

@@ -217,9 +217,21 @@ class Accounts:
     def renew_scram(self, name: str, password: str, stored: str) -> None:
         """After a login that gave the password: if the account's SCRAM keys are missing or made with fewer
         rounds than today's, make them anew (off the loop) and store them. Nothing waits for it; a failure
-        is logged, and the next login tries again."""
+        is logged, and the next login tries again.
+
+        ``stored`` is the secret the password was checked against. The new one replaces it only if it is
+        still the account's when the write runs: making the keys takes a fraction of a second, in which
+        the account may have been dropped and registered anew, and that owner's password must stay."""
         if scram_is_current(stored):
             return
+
+        def renew(store: Storage, secret: str) -> bool:
+            # On the writer (the only connection that writes): nothing changes between the read and the write.
+            with store.transaction():
+                current = store.get_account(name)
+                if current is None or current.password_hash != stored:
+                    return False
+                return store.set_password_hash(name, secret)
 
         def store(outcome: Outcome[str]) -> None:
             secret = outcome.value
@@ -227,11 +239,14 @@ class Accounts:
                 log.error("could not renew the SCRAM keys of %s: %s", name, outcome.error)
                 return
             try:
-                self.write(lambda store: store.set_password_hash(name, secret))
+                renewed = self.write(lambda store: renew(store, secret))
             except StorageError as exc:
                 log.error("could not store the renewed SCRAM keys of %s: %s", name, exc)
                 return
-            log.info("SCRAM keys of %s renewed", name)
+            if renewed:
+                log.info("SCRAM keys of %s renewed", name)
+            else:
+                log.info("SCRAM keys of %s not renewed: the account changed meanwhile", name)
 
         self.offload.run(lambda: make_account_secret(password), store)
 
