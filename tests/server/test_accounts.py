@@ -9,13 +9,15 @@ import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from scramp import ScramClient
 
 from salotto.proto import parse
 from salotto.server.accounts import Accounts
+from salotto.server.client import Client
 from salotto.storage import open_storage
 from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
@@ -220,6 +222,42 @@ def test_forty_addresses_guessing_at_once_get_no_more_checks_than_the_account_li
     answers = [user.lines()[-1] for user in guessers]
     assert sum("too many attempts" in line for line in answers) == 35
     assert sum(" 904 " in line and "invalid account name or password" in line for line in answers) == 5
+
+
+def test_a_spray_of_other_names_never_resets_the_limit_of_the_account_under_attack(tmp_path: Path) -> None:
+    """The throttle's memory is bounded, but not by forgetting the bucket of the account under attack
+    (the oldest one): SCRAM's first step counts an attempt on any name before any hash is made, so
+    fresh names cost an attacker nothing."""
+    h = _harness(tmp_path, login_attempts_per_account=3, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    for i in range(3):
+        user = _connecting_from(h, f"guesser{i}", "192.0.2.1")
+        assert " 904 " in _sasl_plain(user, "alice", "guess")[-1]
+    for i in range(10_001):  # from as many addresses: the per-address limit is not what stops them
+        sprayer = cast(Client, SimpleNamespace(ip=f"10.0.{i // 256}.{i % 256}"))
+        accounts.throttle(h.server, sprayer, f"fresh{i}")
+    user = _connecting_from(h, "guesser", "192.0.2.1")
+    assert "too many attempts" in _sasl_plain(user, "alice", "guess")[-1]
+    # Those names are no account's: they share one bucket, and the throttle holds two in all.
+    assert len(accounts.per_account._buckets) == 2
+
+
+def test_a_scram_exchange_for_a_name_that_is_no_account_uses_the_shared_bucket(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_account=2, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+    answers = []
+    for i in range(3):
+        user = _connecting_from(h, f"prober{i}", f"192.0.2.{i + 1}")
+        user.send("AUTHENTICATE SCRAM-SHA-256")
+        user.send("AUTHENTICATE " + base64.b64encode(f"n,,n=nobody{i},r=abcdefgh".encode()).decode())
+        answers.append(user.lines()[-1])
+    assert [parse(a).command for a in answers[:2]] == ["AUTHENTICATE", "AUTHENTICATE"]  # the server-first
+    assert "too many attempts" in answers[2]
+    # alice's own allowance is untouched.
+    user = _connecting_from(h, "alice_", "198.51.100.7")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
 
 
 def test_an_unknown_account_answers_as_slowly_as_a_known_one(tmp_path: Path) -> None:

@@ -70,6 +70,8 @@ _SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 # Names whose is_registered answer is remembered before the memory starts over.
 _REGISTERED_CACHE_SIZE = 10_000
 
+# The login throttle's bucket for every name that is no account's (not a valid nick, so no account's).
+UNKNOWN_ACCOUNTS_KEY = "*unknown*"
 # Addresses remembered per account as its owner's (they logged in to it): the newest this many.
 TRUSTED_ADDRESSES = 8
 # A hash to check the password of an unknown account against, made once: the same cost as a real one.
@@ -96,7 +98,9 @@ class Accounts:
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
         self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
         self.per_ip = Throttle()
-        self.per_account = Throttle()
+        # Never forgets an account's bucket that is not full (that would reset the limit of the account
+        # under attack); only existing accounts get one, so it holds no more buckets than there are accounts.
+        self.per_account = Throttle(evict_partial=False)
         # Registrations (each costs a hash and a row): per address, and in all.
         self.registrations_per_ip = Throttle()
         self.registrations = Throttle()
@@ -168,9 +172,13 @@ class Accounts:
         wait = self.per_ip.take(address, config.login_attempts_per_ip, window, now)
         if wait:
             return wait
-        if address in self._trusted.get(casefold(account), ()):
+        name_cf = casefold(account)
+        if address in self._trusted.get(name_cf, ()):
             return 0.0
-        return self.per_account.take(casefold(account), config.login_attempts_per_account, window, now)
+        # Names that are no account's share one bucket: they all fail anyway, and a bucket each would let
+        # a spray of fresh names (free at SCRAM's first step) fill the throttle.
+        key = name_cf if self.get(account) is not None else UNKNOWN_ACCOUNTS_KEY
+        return self.per_account.take(key, config.login_attempts_per_account, window, now)
 
     def succeeded(self, server: Server, client: Client, account: str) -> None:
         """The password (or code) ``client`` gave for ``account`` was right: the attempt does not count
