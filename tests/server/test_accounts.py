@@ -505,6 +505,59 @@ def test_the_owners_own_logins_never_lock_the_account(tmp_path: Path) -> None:
         user.send("QUIT")
 
 
+def test_the_owners_addresses_outlive_a_restart(tmp_path: Path) -> None:
+    """The addresses an account logged in from are in the store: after a restart, guessing from elsewhere
+    still never locks the owner out at home."""
+    overrides: dict[str, Any] = {"login_attempts_per_account": 3, "login_attempts_per_ip": 100}
+    h = _harness(tmp_path, **overrides)
+    _registered(h, "alice").send("QUIT")  # from 127.0.0.1
+    home = _connecting_from(h, "alice", "192.0.2.10")
+    assert parse(_sasl_plain(home, "alice", PASSWORD)[-1]).command == "903"
+    assert h.server.accounts is not None
+    h.server.accounts.store.close()
+    restarted = _harness(tmp_path, **overrides)  # a new server on the same data directory
+    accounts = restarted.server.accounts
+    assert accounts is not None and accounts.trusted("alice") == ["127.0.0.1", "192.0.2.10"]
+    for i in range(4):
+        guesser = _connecting_from(restarted, f"guesser{i}", "198.51.100.66")
+        answer = _sasl_plain(guesser, "alice", f"guess {i}")[-1]
+    assert "too many attempts" in answer  # the account's limit is used up...
+    elsewhere = _connecting_from(restarted, "alice_", "203.0.113.5")
+    assert "too many attempts" in _sasl_plain(elsewhere, "alice", PASSWORD)[-1]
+    home = _connecting_from(restarted, "alice", "192.0.2.10")  # ...but not at home
+    assert parse(_sasl_plain(home, "alice", PASSWORD)[-1]).command == "903"
+
+
+def test_an_account_keeps_its_newest_eight_addresses_and_loses_them_when_dropped(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")  # from 127.0.0.1, the oldest
+    for i in range(8):
+        h.wall[0] += 60
+        user = _connecting_from(h, f"alice{i}", f"192.0.2.{i + 1}")
+        assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+        user.send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    newest = [f"192.0.2.{i + 1}" for i in range(8)]
+    assert accounts.trusted("alice") == newest
+    assert [address for address, _ in accounts.store.login_addresses("alice")] == newest
+    # Logging in again from one of them within the day writes nothing.
+    h.wall[0] += 60
+    user = _connecting_from(h, "again", "192.0.2.1")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    assert accounts.store.login_addresses("alice")[0][0] == "192.0.2.1"
+    # A day later it is written again, and is the newest.
+    h.wall[0] += 86_400
+    user = _connecting_from(h, "later", "192.0.2.1")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    assert accounts.trusted("alice") == [*newest[1:], "192.0.2.1"]
+    assert [address for address, _ in accounts.store.login_addresses("alice")] == [*newest[1:], "192.0.2.1"]
+    user.send("CAP END")
+    user.send("PRIVMSG NickServ :DROP " + PASSWORD)
+    assert accounts.get("alice") is None and accounts.store.login_addresses("alice") == []
+    assert accounts.trusted("alice") == []
+
+
 def test_nickserv_passwords_may_hold_spaces(h: Harness) -> None:
     user = h.user("alice")
     user.send("REGISTER * * :correct horse battery staple")
