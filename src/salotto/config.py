@@ -122,7 +122,8 @@ KEYS: tuple[Key, ...] = (
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
     Key("login_attempts_per_account", int, 5,
-        "Password attempts against one account per login_throttle_window_s, from anywhere.", 1),
+        "Password attempts against one account per login_throttle_window_s, from anywhere; and the server "
+        "password's, from all the addresses that guessed it wrong together.", 1),
     Key("login_attempts_per_ip", int, 10, "Password attempts from one IP address per login_throttle_window_s.", 1),
     Key("login_throttle_window_s", float, 60.0, "The window of the two login limits above.", 1),
     Key("server_password_hash", str, "",

@@ -4,8 +4,9 @@ WebSocket clients need it too."""
 
 from __future__ import annotations
 
+from salotto.clients.core import Client, SessionConfig
 from salotto.passwords import hash_password
-from tests.transport.inprocess import InProcessServer, read_until_closed, serve_in_process
+from tests.transport.inprocess import GENEROUS_S, InProcessServer, read_until_closed, serve_in_process
 from tests.web.conftest import free_port
 from tests.web.test_websocket import WsClient
 
@@ -58,3 +59,41 @@ def test_pass_over_tcp_and_websocket() -> None:
         assert not any(PASSWORD in line or "let me in" in line for line in srv.log_lines())
 
     serve_in_process(body, {"server_password_hash": HASH, "web_listen": [f"127.0.0.1:{web_port}"]})
+
+
+def test_a_burst_from_one_address_with_the_password_all_get_in() -> None:
+    """Fifteen connections at once from one address (an office behind NAT after a restart), more than
+    login_attempts_per_ip, with a hash of the real cost on the real hashing threads: the checks overlap,
+    and every connection gets in."""
+    full_cost = hash_password(PASSWORD)
+
+    def body(srv: InProcessServer) -> None:
+        office = [srv.client() for _ in range(15)]
+        for i, client in enumerate(office):
+            client.send_raw(f"PASS :{PASSWORD}\r\nNICK office{i}\r\nUSER office{i} 0 * :o\r\n".encode())
+        for i, client in enumerate(office):
+            assert client.expect("001").params[0] == f"office{i}"
+            client.close()
+
+    serve_in_process(body, {"server_password_hash": full_cost, "login_attempts_per_ip": 3})
+
+
+def test_a_client_held_back_by_the_limit_tries_again_and_gets_in() -> None:
+    """Past the per-address limit even the right password waits, and the answer is one that clients
+    retry (ERROR, no 464): salotto's own client reconnects and gets in once the address may try again."""
+
+    def body(srv: InProcessServer) -> None:
+        guesser = srv.client()
+        guesser.send_raw(b"PASS :let me in\r\nNICK guesser\r\nUSER guesser 0 * :g\r\n")
+        assert " 464 " in read_until_closed(guesser)[0]  # the address's one attempt of the window
+        client = Client("127.0.0.1", srv.port, SessionConfig(nick="lee", server_password=PASSWORD),
+                        reconnect_delays_s=[0.2])
+        client.start()
+        try:
+            assert client.wait_until(lambda s: s.registered, GENEROUS_S), client.status
+            assert client.session.refused is None
+        finally:
+            client.close()
+        assert any("server password attempt from 127.0.0.1 held back" in line for line in srv.log_lines())
+
+    serve_in_process(body, {"server_password_hash": HASH, "login_attempts_per_ip": 1, "login_throttle_window_s": 2})

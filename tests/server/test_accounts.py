@@ -9,13 +9,15 @@ import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from scramp import ScramClient
 
 from salotto.proto import parse
 from salotto.server.accounts import Accounts
+from salotto.server.client import Client
 from salotto.storage import open_storage
 from salotto.storage.worker import Outcome
 from tests.server.harness import Harness, User
@@ -220,6 +222,42 @@ def test_forty_addresses_guessing_at_once_get_no_more_checks_than_the_account_li
     answers = [user.lines()[-1] for user in guessers]
     assert sum("too many attempts" in line for line in answers) == 35
     assert sum(" 904 " in line and "invalid account name or password" in line for line in answers) == 5
+
+
+def test_a_spray_of_other_names_never_resets_the_limit_of_the_account_under_attack(tmp_path: Path) -> None:
+    """The throttle's memory is bounded, but not by forgetting the bucket of the account under attack
+    (the oldest one): SCRAM's first step counts an attempt on any name before any hash is made, so
+    fresh names cost an attacker nothing."""
+    h = _harness(tmp_path, login_attempts_per_account=3, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    for i in range(3):
+        user = _connecting_from(h, f"guesser{i}", "192.0.2.1")
+        assert " 904 " in _sasl_plain(user, "alice", "guess")[-1]
+    for i in range(10_001):  # from as many addresses: the per-address limit is not what stops them
+        sprayer = cast(Client, SimpleNamespace(ip=f"10.0.{i // 256}.{i % 256}"))
+        accounts.throttle(h.server, sprayer, f"fresh{i}")
+    user = _connecting_from(h, "guesser", "192.0.2.1")
+    assert "too many attempts" in _sasl_plain(user, "alice", "guess")[-1]
+    # Those names are no account's: they share one bucket, and the throttle holds two in all.
+    assert len(accounts.per_account._buckets) == 2
+
+
+def test_a_scram_exchange_for_a_name_that_is_no_account_uses_the_shared_bucket(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_account=2, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")
+    answers = []
+    for i in range(3):
+        user = _connecting_from(h, f"prober{i}", f"192.0.2.{i + 1}")
+        user.send("AUTHENTICATE SCRAM-SHA-256")
+        user.send("AUTHENTICATE " + base64.b64encode(f"n,,n=nobody{i},r=abcdefgh".encode()).decode())
+        answers.append(user.lines()[-1])
+    assert [parse(a).command for a in answers[:2]] == ["AUTHENTICATE", "AUTHENTICATE"]  # the server-first
+    assert "too many attempts" in answers[2]
+    # alice's own allowance is untouched.
+    user = _connecting_from(h, "alice_", "198.51.100.7")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
 
 
 def test_an_unknown_account_answers_as_slowly_as_a_known_one(tmp_path: Path) -> None:
@@ -467,6 +505,59 @@ def test_the_owners_own_logins_never_lock_the_account(tmp_path: Path) -> None:
         user.send("QUIT")
 
 
+def test_the_owners_addresses_outlive_a_restart(tmp_path: Path) -> None:
+    """The addresses an account logged in from are in the store: after a restart, guessing from elsewhere
+    still never locks the owner out at home."""
+    overrides: dict[str, Any] = {"login_attempts_per_account": 3, "login_attempts_per_ip": 100}
+    h = _harness(tmp_path, **overrides)
+    _registered(h, "alice").send("QUIT")  # from 127.0.0.1
+    home = _connecting_from(h, "alice", "192.0.2.10")
+    assert parse(_sasl_plain(home, "alice", PASSWORD)[-1]).command == "903"
+    assert h.server.accounts is not None
+    h.server.accounts.store.close()
+    restarted = _harness(tmp_path, **overrides)  # a new server on the same data directory
+    accounts = restarted.server.accounts
+    assert accounts is not None and accounts.trusted("alice") == ["127.0.0.1", "192.0.2.10"]
+    for i in range(4):
+        guesser = _connecting_from(restarted, f"guesser{i}", "198.51.100.66")
+        answer = _sasl_plain(guesser, "alice", f"guess {i}")[-1]
+    assert "too many attempts" in answer  # the account's limit is used up...
+    elsewhere = _connecting_from(restarted, "alice_", "203.0.113.5")
+    assert "too many attempts" in _sasl_plain(elsewhere, "alice", PASSWORD)[-1]
+    home = _connecting_from(restarted, "alice", "192.0.2.10")  # ...but not at home
+    assert parse(_sasl_plain(home, "alice", PASSWORD)[-1]).command == "903"
+
+
+def test_an_account_keeps_its_newest_eight_addresses_and_loses_them_when_dropped(tmp_path: Path) -> None:
+    h = _harness(tmp_path, login_attempts_per_ip=100)
+    _registered(h, "alice").send("QUIT")  # from 127.0.0.1, the oldest
+    for i in range(8):
+        h.wall[0] += 60
+        user = _connecting_from(h, f"alice{i}", f"192.0.2.{i + 1}")
+        assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+        user.send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    newest = [f"192.0.2.{i + 1}" for i in range(8)]
+    assert accounts.trusted("alice") == newest
+    assert [address for address, _ in accounts.store.login_addresses("alice")] == newest
+    # Logging in again from one of them within the day writes nothing.
+    h.wall[0] += 60
+    user = _connecting_from(h, "again", "192.0.2.1")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    assert accounts.store.login_addresses("alice")[0][0] == "192.0.2.1"
+    # A day later it is written again, and is the newest.
+    h.wall[0] += 86_400
+    user = _connecting_from(h, "later", "192.0.2.1")
+    assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
+    assert accounts.trusted("alice") == [*newest[1:], "192.0.2.1"]
+    assert [address for address, _ in accounts.store.login_addresses("alice")] == [*newest[1:], "192.0.2.1"]
+    user.send("CAP END")
+    user.send("PRIVMSG NickServ :DROP " + PASSWORD)
+    assert accounts.get("alice") is None and accounts.store.login_addresses("alice") == []
+    assert accounts.trusted("alice") == []
+
+
 def test_nickserv_passwords_may_hold_spaces(h: Harness) -> None:
     user = h.user("alice")
     user.send("REGISTER * * :correct horse battery staple")
@@ -527,6 +618,47 @@ def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: P
     assert credentials is not None and credentials.iterations == SCRAM_ITERATIONS
     user = _connecting(h, "third")
     assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]
+
+
+class HeldOffload:
+    """Runs each piece of work when the test says so, in any order."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Any, Any]] = []
+
+    def run(self, fn: Any, callback: Any) -> None:
+        self.work.append((fn, callback))
+
+    def step(self, index: int = 0) -> None:
+        fn, callback = self.work.pop(index)
+        callback(Outcome(value=fn()))
+
+
+def test_renewed_scram_keys_never_replace_the_password_of_an_account_registered_meanwhile(tmp_path: Path) -> None:
+    """The renewal is stored a fraction of a second after the login; if the account was dropped and
+    registered anew in between, the new owner's password stays."""
+    from salotto.passwords import make_account_secret, verify_password
+
+    h = _harness(tmp_path)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    accounts.write(lambda store: store.set_password_hash("alice", make_account_secret(
+        PASSWORD, scram_iterations=4096).split(";")[0]))  # no SCRAM keys: the next login renews them
+    offload = accounts.offload = HeldOffload()
+    user = _connecting(h, "someone")
+    user.send("AUTHENTICATE PLAIN")
+    user.send("AUTHENTICATE " + base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode())
+    offload.step()  # the password check: right, and the renewal starts
+    assert user.client.account == "alice" and len(offload.work) == 1
+    # Meanwhile alice drops the account and someone registers the name with another password.
+    accounts.delete("alice")
+    newcomer_secret = make_account_secret("the newcomer's password")
+    accounts.write(lambda store: store.create_account("alice", newcomer_secret, 2.0))
+    offload.step()  # the renewal's keys are ready: they belong to the old password
+    stored = accounts.get("alice")
+    assert stored is not None and stored.password_hash == newcomer_secret
+    assert verify_password("the newcomer's password", stored.password_hash)
 
 
 def test_account_registrations_are_limited_per_address_and_in_all(tmp_path: Path) -> None:

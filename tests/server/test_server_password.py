@@ -133,6 +133,34 @@ def test_account_registration_and_sasl_need_the_password_first(tmp_path: Path) -
     assert any(" REGISTER SUCCESS " in line for line in member.lines())
 
 
+def held_back(user: User, lines: list[str]) -> None:
+    """A limit held the attempt back: ERROR saying when to try again, no 464 (clients take 464 as "wrong
+    password, stop"; after an ERROR they reconnect later), and the connection closed."""
+    assert len(lines) == 1 and lines[0].startswith("ERROR :") and "try again in" in lines[0], lines
+    assert user.conn.closed is not None and not user.client.registered
+
+
+def welcomed(lines: list[str]) -> bool:
+    return any(line.split()[1] == RPL_WELCOME for line in lines if len(line.split()) > 1)
+
+
+class HeldOffload(InlineOffload):
+    """Checks wait until the test runs them: the attempts below are in flight at once."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Callable[[], Any], Callable[[Outcome[Any]], None]]] = []
+        self.runs = 0
+
+    def run(self, fn: Callable[[], T], callback: Callable[[Outcome[T]], None]) -> None:
+        self.runs += 1
+        self.work.append((fn, callback))  # type: ignore[arg-type]
+
+    def finish(self) -> None:
+        while self.work:
+            fn, callback = self.work.pop(0)
+            callback(Outcome(value=fn()))
+
+
 def test_guessing_from_one_address_is_held_back_without_hashing(tmp_path: Path) -> None:
     h = private(tmp_path, login_attempts_per_ip=3, login_attempts_per_account=100)
     offload = h.server.offload = CountingOffload()
@@ -140,36 +168,125 @@ def test_guessing_from_one_address_is_held_back_without_hashing(tmp_path: Path) 
         guesser = h.connect("198.51.100.7")
         refused(guesser, register(guesser, f"g{attempt}", f"guess {attempt}"), "Password incorrect")
     assert offload.runs == 3
-    # Even the right password is held back now, and costs no hash.
+    # Even the right password is held back now, and costs no hash; the answer is not a 464.
     guesser = h.connect("198.51.100.7")
-    refused(guesser, register(guesser, "g3"), "too many attempts, try again in")
+    lines = register(guesser, "g3")
+    held_back(guesser, lines)
+    assert "Too many attempts from your address; try again in 20 seconds" in lines[0]
     assert offload.runs == 3
     # Another address is not.
     friend = h.connect("203.0.113.5")
-    assert RPL_WELCOME in [line.split()[1] for line in register(friend, "friend")]
+    assert welcomed(register(friend, "friend"))
     # The window passes: the address may try again.
     h.clock.now += 60
     guesser = h.connect("198.51.100.7")
-    assert RPL_WELCOME in [line.split()[1] for line in register(guesser, "g4")]
+    assert welcomed(register(guesser, "g4"))
 
 
-def test_forty_addresses_get_no_more_guesses_than_the_limit_and_members_still_get_in(tmp_path: Path) -> None:
+def test_one_address_guessing_all_along_never_keeps_out_a_new_address_with_the_password(tmp_path: Path) -> None:
+    """What the attacker does uses up its own allowance and the budget of addresses that guessed wrong,
+    never what an address with no wrong password needs, before or after a restart."""
+    for restart in range(2):
+        h = private(tmp_path / str(restart), connect_attempts_per_ip=10_000)
+        offload = h.server.offload = CountingOffload()
+        for minute in range(10):
+            for second in range(0, 60, 3):  # a guess every 3 s: more than any limit allows
+                h.clock.now += 3
+                guesser = h.connect("198.51.100.7")
+                register(guesser, f"g{minute}x{second}", f"guess {minute} {second}")
+                assert guesser.conn.closed is not None
+            newcomer = h.connect(f"203.0.113.{minute + 1}")  # a new user, every minute
+            assert welcomed(register(newcomer, f"new{minute}")), minute
+        # The attacker's checks: one (it had guessed nothing wrong yet), then the budget of the addresses
+        # that did: five at once and five a minute. The ten newcomers' checks besides.
+        assert offload.runs - 10 <= 1 + 5 + 5 * 10
+
+
+def test_forty_addresses_get_one_guess_each_then_share_one_budget_and_newcomers_still_get_in(
+    tmp_path: Path,
+) -> None:
     h = private(tmp_path, login_attempts_per_ip=10, login_attempts_per_account=5)
     offload = h.server.offload = CountingOffload()
-    member = h.connect("192.0.2.10")  # has connected before: its address is known to have the password
-    register(member, "member")
-    assert member.client.registered
-    for i in range(40):
-        guesser = h.connect(f"198.51.100.{i + 1}")
-        register(guesser, f"bot{i}", f"guess {i}")
-        assert guesser.conn.closed is not None
-    assert offload.runs == 1 + 5, "five guesses in all, from forty addresses"
+    member = h.connect("192.0.2.10")
+    assert welcomed(register(member, "member"))
+    answers = []
+    for round_ in range(5):
+        for i in range(40):
+            guesser = h.connect(f"198.51.100.{i + 1}")
+            answers.append(register(guesser, f"bot{round_}x{i}", f"guess {round_} {i}"))
+            assert guesser.conn.closed is not None
+    # One each (none of them had guessed wrong before), then the budget they share: five in all.
+    assert offload.runs == 1 + 40 + 5
+    assert sum(ERR_PASSWDMISMATCH in lines[0] for lines in answers) == 45
+    assert sum(lines[0].startswith("ERROR :") and "try again in" in lines[0] for lines in answers) == 155
+    # The budget is empty; addresses that guessed nothing wrong do not draw from it.
     again = h.connect("192.0.2.10")
-    assert RPL_WELCOME in [line.split()[1] for line in register(again, "member2")]
+    assert welcomed(register(again, "member2"))
+    newcomer = h.connect("203.0.113.77")
+    assert welcomed(register(newcomer, "newcomer"))
+    # One of the guessers that turns out to know the password gets in once the budget has a token, and
+    # its typos are forgiven: it no longer draws from the budget.
+    h.clock.now += 12
+    typo = h.connect("198.51.100.1")
+    assert welcomed(register(typo, "typo"))
+    typo = h.connect("198.51.100.1")
+    assert welcomed(register(typo, "typo2"))
+
+
+def test_a_burst_from_one_office_with_the_password_all_get_in_with_one_check(tmp_path: Path) -> None:
+    """Fifteen connections from one address behind NAT at once (a restart: everyone reconnects), more
+    than login_attempts_per_ip: they wait for the one check of the password they all send."""
+    h = private(tmp_path, login_attempts_per_ip=10)
+    offload = h.server.offload = HeldOffload()
+    office = [h.connect("192.0.2.20") for _ in range(15)]
+    for i, user in enumerate(office):
+        user.send(f"PASS :{PASSWORD}")
+        user.send(f"NICK office{i}")
+        user.send(f"USER office{i} 0 * :x")
+    assert offload.runs == 1 and not any(user.client.registered for user in office)
+    offload.finish()
+    assert all(user.client.registered for user in office)
+    assert all(welcomed(user.lines()) for user in office)
+
+
+def test_a_burst_of_the_same_wrong_password_is_one_check_and_every_sender_failed(tmp_path: Path) -> None:
+    h = private(tmp_path, login_attempts_per_account=1)
+    offload = h.server.offload = HeldOffload()
+    guessers = [h.connect(f"198.51.100.{i + 1}") for i in range(3)]
+    for i, user in enumerate(guessers):
+        user.send("PASS :password123")
+        user.send(f"NICK g{i}")
+    offload.finish()
+    assert offload.runs == 1
+    for user in guessers:
+        refused(user, user.lines(), "Password incorrect")
+    # All three guessed wrong: their next guesses share the budget (one), like any address that did.
+    for i in range(3):
+        user = h.connect(f"198.51.100.{i + 1}")
+        user.send(f"PASS :guess {i}")
+        offload.finish()
+        if i == 0:
+            refused(user, user.lines(), "Password incorrect")
+        else:
+            held_back(user, user.lines())
+
+
+def test_a_guesser_that_hangs_up_before_the_answer_still_guessed_wrong(tmp_path: Path) -> None:
+    h = private(tmp_path, login_attempts_per_account=1)
+    offload = h.server.offload = HeldOffload()
+    for i in range(3):
+        guesser = h.connect("198.51.100.7")
+        guesser.send(f"PASS :guess {i}")
+        h.server.connection_lost(guesser.client, "Connection closed")
+        offload.finish()
+    assert offload.runs == 2  # the first (no wrong password on file yet), then the budget's one
+    guesser = h.connect("198.51.100.7")
+    guesser.send("PASS :guess 3")
+    held_back(guesser, guesser.lines())
 
 
 def test_right_passwords_do_not_use_up_the_addresss_limit(tmp_path: Path) -> None:
-    # Everyone behind one NAT sends the password on every connection.
+    # Everyone behind one NAT sends the password on every connection, one after the other here.
     h = private(tmp_path, login_attempts_per_ip=3)
     for i in range(10):
         user = h.connect("192.0.2.20")

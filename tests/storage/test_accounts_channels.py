@@ -65,6 +65,37 @@ def test_delete_account_takes_its_data_along(storage: Storage) -> None:
     storage.create_account("ALICE", "h2", 2.0)
 
 
+def test_login_addresses_keep_the_newest_few_per_account(storage: Storage) -> None:
+    storage.create_account("Alice", "h", 1.0)
+    storage.create_account("bob", "h", 1.0)
+    assert storage.login_addresses("alice") == []
+    assert storage.add_login_address("ALICE", "192.0.2.1", 10.0, keep=3)
+    assert storage.add_login_address("alice", "2001:db8::/64", 20.0, keep=3)
+    assert storage.add_login_address("bob", "192.0.2.1", 15.0, keep=3)
+    assert storage.login_addresses("alice") == [("192.0.2.1", 10.0), ("2001:db8::/64", 20.0)]
+    # Seen again: its time moves forward (never back), and it is the newest.
+    assert storage.add_login_address("alice", "192.0.2.1", 30.0, keep=3)
+    assert storage.add_login_address("alice", "192.0.2.1", 5.0, keep=3)
+    assert storage.login_addresses("alice") == [("2001:db8::/64", 20.0), ("192.0.2.1", 30.0)]
+    # Past ``keep``, the oldest go.
+    assert storage.add_login_address("alice", "198.51.100.1", 40.0, keep=3)
+    assert storage.add_login_address("alice", "198.51.100.2", 50.0, keep=3)
+    assert storage.login_addresses("alice") == [("192.0.2.1", 30.0), ("198.51.100.1", 40.0), ("198.51.100.2", 50.0)]
+    # Another account's are its own.
+    assert storage.login_addresses("bob") == [("192.0.2.1", 15.0)]
+    assert not storage.add_login_address("nobody", "192.0.2.1", 1.0, keep=3)
+    assert storage.login_addresses("nobody") == []
+
+
+def test_login_addresses_go_with_the_account(storage: Storage, reopen: Reopen) -> None:
+    storage.create_account("alice", "h", 1.0)
+    storage.add_login_address("alice", "192.0.2.1", 10.0, keep=8)
+    assert reopen(readonly=True).login_addresses("alice") == [("192.0.2.1", 10.0)]
+    assert storage.delete_account("alice")
+    storage.create_account("Alice", "h2", 2.0)  # someone else's account now
+    assert storage.login_addresses("alice") == []
+
+
 def test_certfps(storage: Storage) -> None:
     storage.create_account("alice", "h", 1.0)
     storage.create_account("bob", "h", 1.0)

@@ -13,10 +13,12 @@ Login attempts are limited per IP and per account (token buckets, ``login_attemp
 ``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one
 address, and slow against one account from many. An attempt is counted when it starts, before its
 password is checked, so that many addresses guessing at once get no more checks than one; a success
-gives the account's token back. The addresses an account logged in from (its owner's, the last
-``TRUSTED_ADDRESSES`` of them since the server started) are not held back by the account's limit, so
-that guessing from elsewhere never locks the owner out. An unknown account costs a hash like a known
-one: how long the answer takes does not tell whether the account exists.
+gives the account's token back. Only existing accounts have a bucket of their own, never forgotten while
+it is not full; names that are no account's share one. The addresses an account logged in from (its
+owner's, the newest ``TRUSTED_ADDRESSES``, kept in the store: restarts do not forget them) are not held
+back by the account's limit, so that guessing from elsewhere never locks the owner out. An unknown
+account costs a hash like a known one: how long the answer takes does not tell whether the account
+exists (that it exists is no secret: NickServ INFO and REGISTER tell).
 """
 
 from __future__ import annotations
@@ -70,8 +72,13 @@ _SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 # Names whose is_registered answer is remembered before the memory starts over.
 _REGISTERED_CACHE_SIZE = 10_000
 
+# The login throttle's bucket for every name that is no account's (not a valid nick, so no account's).
+UNKNOWN_ACCOUNTS_KEY = "*unknown*"
 # Addresses remembered per account as its owner's (they logged in to it): the newest this many.
 TRUSTED_ADDRESSES = 8
+# An owner's address already on file is written again (its time moved forward) when it was last written
+# this long ago: the newest TRUSTED_ADDRESSES are those last used, to a day, at one write a day at most.
+TRUSTED_REFRESH_S = 24 * 3600.0
 # A hash to check the password of an unknown account against, made once: the same cost as a real one.
 _DUMMY_HASH: list[str] = []
 
@@ -96,12 +103,17 @@ class Accounts:
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
         self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
         self.per_ip = Throttle()
-        self.per_account = Throttle()
+        # Never forgets an account's bucket that is not full (that would reset the limit of the account
+        # under attack); only existing accounts get one, so it holds no more buckets than there are accounts.
+        self.per_account = Throttle(evict_partial=False)
         # Registrations (each costs a hash and a row): per address, and in all.
         self.registrations_per_ip = Throttle()
         self.registrations = Throttle()
-        # Casefolded account name -> the ip_keys it logged in from (the newest TRUSTED_ADDRESSES).
-        self._trusted: dict[str, list[str]] = {}
+        # Casefolded account name -> the ip_keys it logged in from -> when (wall clock), as in the store
+        # (login_addresses), read from it the first time the account is asked about: the newest
+        # TRUSTED_ADDRESSES, restarts or not. Every write goes through trust(), so this stays the same
+        # as the store. Only existing accounts have an entry.
+        self._trusted: dict[str, dict[str, float]] = {}
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
         # across restarts too, so the runtime keeps it in the data directory.
         self.secret = secret or os.urandom(32)
@@ -155,6 +167,7 @@ class Accounts:
                 store.delete_account(name)
 
         self._registered.pop(casefold(name), None)
+        self._trusted.pop(casefold(name), None)
         self.write(delete)
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
@@ -168,30 +181,56 @@ class Accounts:
         wait = self.per_ip.take(address, config.login_attempts_per_ip, window, now)
         if wait:
             return wait
-        if address in self._trusted.get(casefold(account), ()):
+        limit = config.login_attempts_per_account
+        if self.get(account) is None:
+            # Names that are no account's share one bucket: they all fail anyway, and a bucket each would
+            # let a spray of fresh names (free at SCRAM's first step) fill the throttle.
+            return self.per_account.take(UNKNOWN_ACCOUNTS_KEY, limit, window, now)
+        if address in self._owner_addresses(account):
             return 0.0
-        return self.per_account.take(casefold(account), config.login_attempts_per_account, window, now)
+        return self.per_account.take(casefold(account), limit, window, now)
 
     def succeeded(self, server: Server, client: Client, account: str) -> None:
         """The password (or code) ``client`` gave for ``account`` was right: the attempt does not count
         against the account (only failures use its limit up)."""
-        name_cf = casefold(account)
-        if ip_key(client.ip) not in self._trusted.get(name_cf, ()):
-            self.per_account.give_back(name_cf, server.clock())
+        if ip_key(client.ip) not in self._owner_addresses(account):
+            self.per_account.give_back(casefold(account), server.clock())
 
-    def trust(self, client: Client, account: str, keep: int = TRUSTED_ADDRESSES) -> None:
+    def _owner_addresses(self, account: str) -> dict[str, float]:
+        """The addresses (ip_key) an existing ``account`` logged in from, with when; from the store the
+        first time (a few rows on the loop's own connection), then from memory."""
+        name_cf = casefold(account)
+        known = self._trusted.get(name_cf)
+        if known is None:
+            known = self._trusted[name_cf] = dict(self.store.login_addresses(account))
+        return known
+
+    def trust(self, server: Server, client: Client, account: str) -> None:
         """``client`` is logged in to ``account`` (or created it): its address is the owner's from now on,
-        and guessing from elsewhere does not hold it back. The newest ``keep`` addresses are remembered."""
+        restarts included, and guessing from elsewhere does not hold it back there. The newest
+        ``TRUSTED_ADDRESSES`` are kept. The store is written when the address is new to the account (or
+        was last written more than ``TRUSTED_REFRESH_S`` ago), not at every login."""
         address = ip_key(client.ip)
-        trusted = self._trusted.setdefault(casefold(account), [])
-        if address in trusted:
-            trusted.remove(address)
-        trusted.append(address)
-        del trusted[:-keep]
+        known = self._owner_addresses(account)
+        now = server.wallclock()
+        seen = known.get(address)
+        if seen is not None and now - seen < TRUSTED_REFRESH_S:
+            return
+        known[address] = now
+        # As the store does: the newest by time (then address) stay.
+        for old in sorted(known, key=lambda a: (known[a], a))[:-TRUSTED_ADDRESSES]:
+            del known[old]
+        try:
+            self.write(lambda store: store.add_login_address(account, address, now, TRUSTED_ADDRESSES))
+        except StorageError as exc:  # the address is the owner's until the server stops, at least
+            log.error("could not store the login address of %s: %s", account, exc)
 
     def trusted(self, account: str) -> list[str]:
         """The addresses (ip_key) ``account`` was logged in to from, oldest first."""
-        return self._trusted.get(casefold(account), [])
+        if self.get(account) is None:
+            return []
+        known = self._owner_addresses(account)
+        return sorted(known, key=lambda a: (known[a], a))
 
     def failed(self, server: Server, account: str) -> None:
         """A wrong password (or code) for ``account``: already counted when it started (see throttle)."""
@@ -217,9 +256,21 @@ class Accounts:
     def renew_scram(self, name: str, password: str, stored: str) -> None:
         """After a login that gave the password: if the account's SCRAM keys are missing or made with fewer
         rounds than today's, make them anew (off the loop) and store them. Nothing waits for it; a failure
-        is logged, and the next login tries again."""
+        is logged, and the next login tries again.
+
+        ``stored`` is the secret the password was checked against. The new one replaces it only if it is
+        still the account's when the write runs: making the keys takes a fraction of a second, in which
+        the account may have been dropped and registered anew, and that owner's password must stay."""
         if scram_is_current(stored):
             return
+
+        def renew(store: Storage, secret: str) -> bool:
+            # On the writer (the only connection that writes): nothing changes between the read and the write.
+            with store.transaction():
+                current = store.get_account(name)
+                if current is None or current.password_hash != stored:
+                    return False
+                return store.set_password_hash(name, secret)
 
         def store(outcome: Outcome[str]) -> None:
             secret = outcome.value
@@ -227,11 +278,14 @@ class Accounts:
                 log.error("could not renew the SCRAM keys of %s: %s", name, outcome.error)
                 return
             try:
-                self.write(lambda store: store.set_password_hash(name, secret))
+                renewed = self.write(lambda store: renew(store, secret))
             except StorageError as exc:
                 log.error("could not store the renewed SCRAM keys of %s: %s", name, exc)
                 return
-            log.info("SCRAM keys of %s renewed", name)
+            if renewed:
+                log.info("SCRAM keys of %s renewed", name)
+            else:
+                log.info("SCRAM keys of %s not renewed: the account changed meanwhile", name)
 
         self.offload.run(lambda: make_account_secret(password), store)
 
@@ -312,7 +366,7 @@ def log_in(ctx: Context, account: StoredAccount) -> None:
     client.account = account.name
     client.account_since = account.created
     if server.accounts is not None:
-        server.accounts.trust(client, account.name)
+        server.accounts.trust(server, client, account.name)
     if client.nick_cf == casefold(account.name):
         server.nick_deadlines.pop(client, None)
     log.info("%s (%s) logged in as %s", client.nick, client.ip, account.name)

@@ -54,15 +54,24 @@ class TokenBucket:
 
 
 class Throttle:
-    """One token bucket per key (an address, an account...): ``limit`` attempts per ``window_s``."""
+    """One token bucket per key (an address, an account...): ``limit`` attempts per ``window_s``.
 
-    def __init__(self) -> None:
+    Its memory is bounded: past ``_THROTTLE_PRUNE_AT`` buckets, refilled ones (idle keys) are forgotten,
+    which changes nothing, as a new bucket starts full. If that is not enough (a storm of fresh keys), a
+    throttle with ``evict_partial`` forgets the oldest half too: right for per-address limits, where a
+    forgotten address only gets its own allowance back. A throttle without it never forgets a bucket
+    that is not full (a per-account limit: forgetting the account under attack would reset its limit),
+    so its keys must be bounded by other means (only existing accounts get one)."""
+
+    def __init__(self, *, evict_partial: bool = True) -> None:
         self._buckets: dict[str, TokenBucket] = {}
+        self._evict_partial = evict_partial
+        self._prune_at = _THROTTLE_PRUNE_AT
 
     def _bucket(self, key: str, limit: int, window_s: float, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+            if len(self._buckets) >= self._prune_at:
                 self._prune(now)
             bucket = self._buckets[key] = TokenBucket(limit / window_s, limit, now)
         return bucket
@@ -78,13 +87,16 @@ class Throttle:
             bucket.refund(now)
 
     def _prune(self, now: float) -> None:
-        """Forget refilled buckets; if that is not enough (a storm of fresh keys), the oldest half."""
+        """Forget refilled buckets; if that is not enough and ``evict_partial``, the oldest half."""
         for key, bucket in list(self._buckets.items()):
             if bucket.is_full(now):
                 del self._buckets[key]
-        if len(self._buckets) >= _THROTTLE_PRUNE_AT:
+        if self._evict_partial and len(self._buckets) >= _THROTTLE_PRUNE_AT:
             for key in list(self._buckets)[: len(self._buckets) // 2]:
                 del self._buckets[key]
+        # What could not be forgotten stays; the next prune waits until there are twice as many, so that
+        # pruning stays rare (each one walks every bucket).
+        self._prune_at = max(_THROTTLE_PRUNE_AT, 2 * len(self._buckets))
 
 
 def ip_key(ip: str) -> str:

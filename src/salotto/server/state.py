@@ -36,6 +36,7 @@ from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
+from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
 
 __all__ = ["Server", "WhowasEntry"]
@@ -101,6 +102,8 @@ class Server:
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
         self.history: History | None = None
+        # Who may try the server password (server_password_hash), how often: salotto.server.server_password.
+        self.password_gate = ServerPasswordGate()
         # Set by attach_accounts (accounts, services and registered channels need the store).
         self.accounts: Accounts | None = None
         # Clients holding a registered nick they are not logged in to -> when the tick renames them.

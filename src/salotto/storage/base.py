@@ -199,10 +199,22 @@ class Storage(Protocol):
         ...
 
     def delete_account(self, name: str) -> bool:
-        """Delete the account with its certificate fingerprints, read markers and channel access entries.
+        """Delete the account with its certificate fingerprints, login addresses, read markers and channel
+        access entries.
 
         Channels it founded stay registered (the caller decides whether to drop or transfer them).
         False if there was no such account."""
+        ...
+
+    def login_addresses(self, name: str) -> list[tuple[str, float]]:
+        """The addresses ``name`` logged in from, each with when it was last seen there (epoch seconds),
+        oldest first; [] for an account that has none, or no account."""
+        ...
+
+    def add_login_address(self, name: str, address: str, seen: float, keep: int) -> bool:
+        """Note that ``name`` logged in from ``address`` at ``seen`` (moving its time forward if it is on
+        file), then keep the account's newest ``keep`` addresses, forgetting the others. False if there is
+        no such account. Deleting the account deletes its addresses."""
         ...
 
     def add_certfp(self, name: str, fingerprint: str) -> None:

@@ -119,5 +119,18 @@ UPDATE accounts
       AND CAST(substr(password_hash, instr(password_hash, ';scram-sha-256$') + 15) AS INTEGER) < 600000;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# The addresses (salotto.server.flood.ip_key: an IPv4 address or an IPv6 /64) an account logged in from,
+# a few per account (salotto.server.accounts.TRUSTED_ADDRESSES): its owner's, which guessing from
+# elsewhere must not lock out, before or after a restart. Written when a login comes from an address not
+# on file (or not seen for a day), so rarely.
+_V4: Final = """
+CREATE TABLE login_addresses (
+    account_cf TEXT NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    last_seen  REAL NOT NULL,
+    PRIMARY KEY (account_cf, address)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

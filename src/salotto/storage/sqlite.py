@@ -286,6 +286,32 @@ class SqliteStorage(SqliteHistory):
                 return False
             self._db.execute("DELETE FROM read_markers WHERE account_cf = ?", (cf,))
             self._db.execute("DELETE FROM channel_access WHERE account_cf = ?", (cf,))
+            self._db.execute("DELETE FROM login_addresses WHERE account_cf = ?", (cf,))  # (cascades too)
+        return True
+
+    def login_addresses(self, name: str) -> list[tuple[str, float]]:
+        rows = self._db.execute(
+            "SELECT address, last_seen FROM login_addresses WHERE account_cf = ? ORDER BY last_seen, address",
+            (casefold(name),),
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def add_login_address(self, name: str, address: str, seen: float, keep: int) -> bool:
+        cf = casefold(name)
+        with self.transaction():
+            if self._db.execute("SELECT 1 FROM accounts WHERE name_cf = ?", (cf,)).fetchone() is None:
+                return False
+            self._db.execute(
+                "INSERT INTO login_addresses (account_cf, address, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (account_cf, address) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+                (cf, address, seen),
+            )
+            self._db.execute(
+                "DELETE FROM login_addresses WHERE account_cf = ? AND address NOT IN ("
+                "SELECT address FROM login_addresses WHERE account_cf = ? "
+                "ORDER BY last_seen DESC, address DESC LIMIT ?)",
+                (cf, cf, max(keep, 0)),
+            )
         return True
 
     def add_certfp(self, name: str, fingerprint: str) -> None:

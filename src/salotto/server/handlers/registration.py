@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from math import ceil
 
 from salotto.passwords import verify_password
 from salotto.proto.casemap import casefold
@@ -36,6 +37,7 @@ from salotto.server.handlers.channels import join_channel
 from salotto.server.handlers.queries import send_isupport, send_lusers, send_motd
 from salotto.server.isupport import USERLEN
 from salotto.server.sasl import MECHANISMS
+from salotto.server.server_password import Attempt
 from salotto.storage.worker import Outcome
 
 # EXTERNAL needs client certificates that the stdlib's TLS cannot accept unless a CA signed them.
@@ -67,11 +69,6 @@ ACCOUNT_CAPABILITIES: dict[str, str] = {
     "account-tag": "",
     "sasl": ",".join(SASL_MECHANISMS),
 }
-# The server password's entry in the login throttles: not a valid account name, so no account's.
-SERVER_PASSWORD_KEY = "*server-password*"
-# Addresses that gave the server password, remembered so that guessing from elsewhere never holds
-# them back (an account remembers a few; a server password is shared by everyone who may connect).
-SERVER_PASSWORD_TRUSTED = 4096
 # Longest CAP reply payload before continuing on another line (keeps lines under 512 bytes).
 _CAP_LINE_BUDGET = 400
 
@@ -161,38 +158,49 @@ def handle_pass(ctx: Context) -> None:
     stored = server.config.server_password_hash
     if not stored or client.password_given:
         return
-    accounts = server.accounts
-    if accounts is not None:
-        # Counted before the check, like logins (salotto.server.accounts): per address, and in all from
-        # addresses that never gave the password, so forty addresses get no more guesses than one.
-        config = server.config
-        window = config.login_throttle_window_s
-        now = server.clock()
-        address = ip_key(client.ip)
-        wait = accounts.per_ip.take(address, config.login_attempts_per_ip, window, now)
-        if not wait and address not in accounts.trusted(SERVER_PASSWORD_KEY):
-            wait = accounts.per_account.take(SERVER_PASSWORD_KEY, config.login_attempts_per_account, window, now)
-        if wait:
-            log.info("server password attempt from %s held back (login_attempts_per_ip or _per_account)", client.ip)
-            refuse_password(ctx, f"Password incorrect (too many attempts, try again in {wait:.0f} seconds)")
-            return
     password = ctx.msg.params[0]
+    gate = server.password_gate
 
-    def checked(outcome: Outcome[bool]) -> None:
-        if not outcome.value:
+    def answer(right: bool) -> None:
+        if right:
+            client.password_given = True
+        else:
             log.warning("wrong server password from %s", client.ip)
             refuse_password(ctx, "Password incorrect")
-            return
-        client.password_given = True
-        if accounts is not None:
-            # Only wrong guesses use the limits up: everyone behind one NAT sends the password on
-            # every connection.
-            accounts.per_ip.give_back(ip_key(client.ip), server.clock())
-            accounts.succeeded(server, client, SERVER_PASSWORD_KEY)
-            accounts.trust(client, SERVER_PASSWORD_KEY, keep=SERVER_PASSWORD_TRUSTED)
 
-    # scrypt, off the loop; the client's next lines (NICK, USER, CAP END) wait for the answer.
-    server.offload.run(lambda: verify_password(password, stored), ctx.wait(checked))
+    attempt = Attempt(ip_key(client.ip))
+    if gate.join(stored, password, attempt):
+        # The same password is being checked: its answer is this one's too. Meanwhile the client's next
+        # lines (NICK, USER, CAP END) wait.
+        attempt.answer = ctx.wait(answer)
+        return
+    wait, why = gate.start(attempt, server.config, server.clock())
+    if wait:
+        log.info("server password attempt from %s held back: %s", client.ip, why)
+        _refuse_for_now(ctx, f"{why}; try again in {ceil(wait)} seconds")
+        return
+    attempt.answer = ctx.wait(answer)
+    gate.checking(stored, password, attempt)
+
+    def checked(outcome: Outcome[bool]) -> None:
+        # Noted even if the client left meanwhile (its answer is then not sent): a guesser that hangs up
+        # before the answer still counts as one that failed.
+        if outcome.error is not None:
+            log.error("could not check a server password: %s", outcome.error)
+        for waiting in gate.checked(stored, password, outcome.value is True, server.clock()):
+            waiting.answer(outcome.value is True)
+
+    # scrypt, off the loop.
+    server.offload.run(lambda: verify_password(password, stored), checked)
+
+
+def _refuse_for_now(ctx: Context, text: str) -> None:
+    """A limit holds the attempt back: ERROR and the connection closes, without 464, which clients take
+    as "wrong password, do not retry"; this one they retry (the text says when)."""
+    ctx.client.conn.write(b"".join(ctx.out))
+    ctx.out.clear()
+    ctx.label = None
+    ctx.server.disconnect(ctx.client, "Server password attempts held back", error=text)
 
 
 def handle_nick(ctx: Context) -> None:
