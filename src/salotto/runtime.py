@@ -211,7 +211,8 @@ def descriptor_budget(config: Config) -> int:
 
     Connections beyond the budget are refused by the server rather than left to fail somewhere (a history
     read that cannot open its database, a client accepted and dropped by the kernel): the reserve stays
-    free. Warns when ``max_clients`` (and the web port's pending connections) cannot all fit."""
+    free. Warns when ``max_clients`` (and the connections that are not clients yet: TLS handshakes, the web
+    port's requests) cannot all fit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -222,12 +223,13 @@ def descriptor_budget(config: Config) -> int:
             log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
     limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     budget = max(1, limit - DESCRIPTOR_RESERVE)
-    web = bool(config.web_listen or config.web_tls_listen)
-    wanted_connections = config.max_clients + (config.max_web_pending if web else 0)
+    pending = bool(config.web_listen or config.web_tls_listen or config.tls_listen)
+    wanted_connections = config.max_clients + (config.max_pending_connections if pending else 0)
     if wanted_connections > budget:
         log.warning("max_clients %d%s exceed what the open-files limit %d allows: past %d connections new ones "
                     "are refused; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower max_clients",
-                    config.max_clients, f" (+ max_web_pending {config.max_web_pending})" if web else "",
+                    config.max_clients,
+                    f" (+ max_pending_connections {config.max_pending_connections})" if pending else "",
                     limit, budget)
     return budget
 

@@ -130,7 +130,7 @@ def test_forty_forwarded_addresses_are_forty_limit_buckets_and_the_proxy_none() 
 
 
 def test_the_pending_cap_per_address_does_not_apply_to_a_trusted_proxy() -> None:
-    """Before its request arrives, a connection from the proxy could be anyone's: only max_web_pending
+    """Before its request arrives, a connection from the proxy could be anyone's: only max_pending_connections
     (in all) applies to it."""
 
     def body(srv: InProcessServer, port: int) -> None:
@@ -152,7 +152,7 @@ def test_the_pending_cap_per_address_does_not_apply_to_a_trusted_proxy() -> None
         for sock in from_proxy + direct:
             sock.close()
 
-    serve(body, max_web_pending_per_ip=1, max_web_pending=5)
+    serve(body, max_pending_connections_per_ip=1, max_pending_connections=5)
 
 
 def test_trusted_proxies_apply_from_a_reload_on(tmp_path: Path) -> None:
