@@ -8,7 +8,6 @@ import logging
 import os
 import resource
 import signal
-import ssl
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
-from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
+from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
@@ -56,25 +55,24 @@ async def _open_listeners(
 ) -> list[tuple[asyncio.base_events.Server, str]]:
     """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
-    plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
+    factories: dict[str, Callable[[], asyncio.Protocol]] = {
+        "tcp": partial(IrcStreamProtocol, server, "tcp", flusher),
+        "proxy": partial(ProxiedStreamProtocol, server, flusher),
+    }
+    plans = [(item, "tcp") for item in config.listen]
     if certificate is not None:
-        plans += [(item, "tls", certificate.context) for item in config.tls_listen]
-    plans += [(item, "proxy", None) for item in config.proxy_listen]
+        # Plain TCP listeners: each connection is counted before its handshake (salotto.transport.tls).
+        factories["tls"] = TlsHandshakes(server, certificate, "tls").factory(
+            partial(IrcStreamProtocol, server, "tls", flusher))
+        plans += [(item, "tls") for item in config.tls_listen]
+    plans += [(item, "proxy") for item in config.proxy_listen]
     opened: list[tuple[asyncio.base_events.Server, str]] = []
-    for item, kind, context in plans:
+    for item, kind in plans:
         key = _LISTEN_KEYS[kind]
         host, port = parse_host_port(item, key, config.origin(key))
-
-        def factory(kind: str = kind) -> asyncio.Protocol:
-            if kind == "proxy":
-                return ProxiedStreamProtocol(server, flusher)
-            return IrcStreamProtocol(server, kind, flusher)
-
         try:
             listener = await loop.create_server(
-                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
-            )
+                factories[kind], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         except OSError as exc:
             for other, _ in opened:
                 other.close()
