@@ -18,7 +18,8 @@ Framing, per the IRCv3 specification:
 
 Behind a reverse proxy: a connection whose socket peer is in ``trusted_proxies`` takes the client's
 address from the request's ``Forwarded`` or ``X-Forwarded-For`` header (:mod:`salotto.transport.forwarded`);
-it is the client's ``peer_ip`` from then on (limits, bans, WHOIS, logs). Anyone else's headers are not read.
+it is the client's ``peer_ip`` from then on (limits, bans, WHOIS, logs). Headers that do not name the client
+get 400, never the proxy's address. Anyone else's headers are not read.
 
 Limits: a message over ``max_line_bytes`` (+ ``max_tags_bytes`` with tags) is answered with 417
 and dropped, as over TCP; one over :func:`hard_message_limit` is not even buffered: the connection
@@ -125,9 +126,14 @@ def _is_upgrade(request: Request) -> bool:
 
 
 class ForwardedAddresses:
-    """The client's address for requests from trusted proxies. A proxy whose headers cannot be used
-    (malformed, or naming no address) gets a warning the first time, then debug lines: the request's
-    client may have written the header that spoils it, and must not be able to fill the log."""
+    """The client's address for requests from trusted proxies.
+
+    Never the proxy's own: it carries everyone's connections, and is usually in ``throttle_exempt``. A
+    request whose forwarding headers cannot be used (malformed, naming no address, or a ``Forwarded`` and
+    an ``X-Forwarded-For`` that disagree) has no client address, nor has a WebSocket upgrade without
+    either header; a plain request without them (the proxy's health check) is the proxy's. The first
+    unusable one from each proxy is logged as a warning, later ones at debug level: the request's client
+    may have written the header that spoils it, and must not be able to fill the log."""
 
     __slots__ = ("_warned", "server")
     _MAX_WARNED: Final = 1024
@@ -139,17 +145,24 @@ class ForwardedAddresses:
     def trusted(self, socket_ip: str) -> bool:
         return is_trusted(socket_ip, self.server.trusted_proxies)
 
-    def client(self, socket_ip: str, request: Request) -> str:
+    def client(self, socket_ip: str, request: Request, *, upgrade: bool) -> str | None:
+        """The address of the client a trusted proxy's request is from; None: the request cannot say."""
         resolved = resolve_client(request.headers.get_all, self.server.trusted_proxies)
-        if resolved.problem is not None:
-            if socket_ip in self._warned:
-                log.debug("trusted proxy %s: %s; using its address", socket_ip, resolved.problem)
-            else:
-                if len(self._warned) < self._MAX_WARNED:
-                    self._warned.add(socket_ip)
-                log.warning("trusted proxy %s: %s; using its address (further ones from it are logged at "
-                            "debug level)", socket_ip, resolved.problem)
-        return resolved.address or socket_ip
+        if resolved.address is not None:
+            return resolved.address
+        problem = resolved.problem
+        if problem is None:
+            if not upgrade:
+                return socket_ip  # a health check, a page load from the proxy's own host: no client made
+            problem = "a WebSocket upgrade without Forwarded or X-Forwarded-For"
+        if socket_ip in self._warned:
+            log.debug("trusted proxy %s: %s; answered 400", socket_ip, problem)
+        else:
+            if len(self._warned) < self._MAX_WARNED:
+                self._warned.add(socket_ip)
+            log.warning("trusted proxy %s: %s; answered 400 (further ones from it are logged at debug level)",
+                        socket_ip, problem)
+        return None
 
 
 def _busy_response(refusal: str) -> bytes:
@@ -257,9 +270,15 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws
+        upgrade = _is_upgrade(request)
         if self._proxied:
-            self.peer_ip = self._forwarded.client(self._socket_ip, request)
-        if not _is_upgrade(request):
+            client_ip = self._forwarded.client(self._socket_ip, request, upgrade=upgrade)
+            if client_ip is None:
+                ws.send_response(ws.reject(400, "The proxy's forwarding headers (Forwarded, X-Forwarded-For) "
+                                                "don't name the client.\n"))
+                return
+            self.peer_ip = client_ip
+        if not upgrade:
             ws.send_response(self._http.respond(request))
             return
         if not self._http.origin_allowed(request):
