@@ -153,9 +153,10 @@ KEYS: tuple[Key, ...] = (
     Key("connect_attempts_per_ip", int, 32,
         "New connections one IP address (an IPv6 /64) may open per connect_throttle_window_s.", 1),
     Key("connect_throttle_window_s", float, 600.0, "The window of connect_attempts_per_ip.", 1),
-    Key("max_web_pending", int, 1000,
-        "Connections to the web port that have not become IRC clients yet (page loads, handshakes), in all.", 1),
-    Key("max_web_pending_per_ip", int, 20, "The same, from one IP address.", 1),
+    Key("max_pending_connections", int, 1000,
+        "Connections that are not IRC clients yet: TLS handshakes, page loads and WebSocket handshakes, in all.",
+        1),
+    Key("max_pending_connections_per_ip", int, 20, "The same, from one IP address (an IPv6 /64).", 1),
     Key("throttle_exempt", list, ["127.0.0.0/8", "::1/128"],
         "Addresses (or CIDR ranges) the connect and registration throttles do not apply to: this machine's."),
     Key("registration_timeout_s", float, 30.0, "Time to finish NICK/USER/CAP before being disconnected.", 0.1),
@@ -253,8 +254,8 @@ class Config:
     max_connections_per_ip: int
     connect_attempts_per_ip: int
     connect_throttle_window_s: float
-    max_web_pending: int
-    max_web_pending_per_ip: int
+    max_pending_connections: int
+    max_pending_connections_per_ip: int
     throttle_exempt: list[str]
     registration_timeout_s: float
     ping_interval_s: float

@@ -8,7 +8,6 @@ import logging
 import os
 import resource
 import signal
-import ssl
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
-from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
+from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.web import open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
@@ -56,25 +55,24 @@ async def _open_listeners(
 ) -> list[tuple[asyncio.base_events.Server, str]]:
     """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
     loop = asyncio.get_running_loop()
-    plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "tcp", None) for item in config.listen]
+    factories: dict[str, Callable[[], asyncio.Protocol]] = {
+        "tcp": partial(IrcStreamProtocol, server, "tcp", flusher),
+        "proxy": partial(ProxiedStreamProtocol, server, flusher),
+    }
+    plans = [(item, "tcp") for item in config.listen]
     if certificate is not None:
-        plans += [(item, "tls", certificate.context) for item in config.tls_listen]
-    plans += [(item, "proxy", None) for item in config.proxy_listen]
+        # Plain TCP listeners: each connection is counted before its handshake (salotto.transport.tls).
+        factories["tls"] = TlsHandshakes(server, certificate, "tls").factory(
+            partial(IrcStreamProtocol, server, "tls", flusher))
+        plans += [(item, "tls") for item in config.tls_listen]
+    plans += [(item, "proxy") for item in config.proxy_listen]
     opened: list[tuple[asyncio.base_events.Server, str]] = []
-    for item, kind, context in plans:
+    for item, kind in plans:
         key = _LISTEN_KEYS[kind]
         host, port = parse_host_port(item, key, config.origin(key))
-
-        def factory(kind: str = kind) -> asyncio.Protocol:
-            if kind == "proxy":
-                return ProxiedStreamProtocol(server, flusher)
-            return IrcStreamProtocol(server, kind, flusher)
-
         try:
             listener = await loop.create_server(
-                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
-            )
+                factories[kind], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         except OSError as exc:
             for other, _ in opened:
                 other.close()
@@ -211,7 +209,8 @@ def descriptor_budget(config: Config) -> int:
 
     Connections beyond the budget are refused by the server rather than left to fail somewhere (a history
     read that cannot open its database, a client accepted and dropped by the kernel): the reserve stays
-    free. Warns when ``max_clients`` (and the web port's pending connections) cannot all fit."""
+    free. Warns when ``max_clients`` (and the connections that are not clients yet: TLS handshakes, the web
+    port's requests) cannot all fit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -222,12 +221,13 @@ def descriptor_budget(config: Config) -> int:
             log.warning("could not raise the open-files limit from %d to %d: %s", soft, wanted, exc)
     limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     budget = max(1, limit - DESCRIPTOR_RESERVE)
-    web = bool(config.web_listen or config.web_tls_listen)
-    wanted_connections = config.max_clients + (config.max_web_pending if web else 0)
+    pending = bool(config.web_listen or config.web_tls_listen or config.tls_listen)
+    wanted_connections = config.max_clients + (config.max_pending_connections if pending else 0)
     if wanted_connections > budget:
         log.warning("max_clients %d%s exceed what the open-files limit %d allows: past %d connections new ones "
                     "are refused; raise the limit (ulimit -n, LimitNOFILE= in systemd) or lower max_clients",
-                    config.max_clients, f" (+ max_web_pending {config.max_web_pending})" if web else "",
+                    config.max_clients,
+                    f" (+ max_pending_connections {config.max_pending_connections})" if pending else "",
                     limit, budget)
     return budget
 

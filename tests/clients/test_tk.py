@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import re
 import shlex
@@ -57,6 +58,9 @@ def root(xdisplay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield window
     with contextlib.suppress(tk.TclError):  # unless the test closed it
         window.destroy()
+    # Tk objects left in reference cycles must be collected here, on the thread Tk runs on: a collection
+    # that happens to run on a client's network thread later calls into Tcl from there, which aborts.
+    gc.collect()
 
 
 def open_window(root: tk.Tk, server: IrcServer, nick: str) -> tuple[tk.Toplevel, ChatWindow]:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from salotto.passwords import hash_password
 from tests.conftest import start_server, stop_server
 from tests.e2e.helpers import joined, read_until_closed, wait_for_log
 from tests.irc_client import RawClient
+from tests.tls_certs import make_certificate, needs_openssl
+from tests.web.conftest import free_port
 
 OPER_PASSWORD = "correct horse"
 # A cheap scrypt cost keeps OPER fast in tests; the stored hash carries its own parameters.
@@ -307,3 +310,56 @@ def test_at_the_open_files_limit_connections_are_refused_and_the_rest_keeps_work
     log = running.log()
     assert "exceed what the open-files limit 120 allows" in log and "Traceback" not in log
     assert "refusing connections: the open-files limit leaves room for 56" in log
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closed ``sock`` (without waiting: an open, silent one has nothing to read)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@needs_openssl
+def test_idle_connections_to_the_tls_port_cannot_take_the_last_descriptors(tmp_path: Path) -> None:
+    """The review's reproduction, with 120 descriptors: idle TCP connections to the TLS port (never a
+    ClientHello) used to be nobody's count until their handshake, and took every descriptor the process
+    had; a plaintext client then got a reset, and nothing was logged. Now each is counted when accepted:
+    past max_pending_connections_per_ip from one address, and past the open-files budget (56) from many,
+    they are closed at once and logged, and the plaintext client is told why it must wait."""
+    cert, key = make_certificate(tmp_path, "server")
+    tls_port = free_port()
+    running = start_server(tmp_path, "--tls-listen", f"127.0.0.1:{tls_port}", "--tls-cert-file", str(cert),
+                           "--tls-key-file", str(key), open_files_limit=120)
+    idle: list[socket.socket] = []
+    try:
+        for source in ["127.0.0.2"] * 40 + [f"127.0.1.{i}" for i in range(1, 81)]:
+            idle.append(socket.create_connection(("127.0.0.1", tls_port), timeout=10, source_address=(source, 0)))
+        # 20 from 127.0.0.2 (max_pending_connections_per_ip) and 36 others fill the budget of 56.
+        refused = wait_for_log(running, "before its TLS handshake", count=20 + 44)
+        assert sum("127.0.0.2 (tls) before its TLS handshake: Too many connections from your address" in line
+                   for line in refused) == 20
+        assert sum("Server is full (open-files limit)" in line for line in refused) == 44
+        time.sleep(0.2)
+        assert [_closed(sock) for sock in idle] == [False] * 20 + [True] * 20 + [False] * 36 + [True] * 44
+        plain = running.client()
+        plain.send("PING :x")
+        assert "Server is full (open-files limit)" in (plain.read_line(timeout_s=5.0) or "")
+        for sock in idle:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while True:  # the handshakes' places come back as the server sees each socket close
+            try:
+                joined(running, "plain")
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, running.log()[-2000:]
+                time.sleep(0.1)
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_server(running)
+    assert "Traceback" not in running.log()

@@ -53,6 +53,7 @@ class InProcessServer:
     port: int
     server: Server
     records: list[logging.LogRecord] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop | None = None  # the server's (call_soon_threadsafe only)
 
     def client(self, timeout_s: float = GENEROUS_S) -> RawClient:
         return RawClient(self.host, self.port, timeout_s=timeout_s)
@@ -78,8 +79,11 @@ def serve_in_process(
     *,
     config_path: str | None = None,
     tick_s: float = 0.1,
+    event_loop: str = "uvloop",
 ) -> T:
     """Run a server with ``overrides`` (config key -> value), call ``body`` with it, stop the server.
+
+    ``event_loop``: ``uvloop`` (when installed), as ``salotto serve`` runs, or ``asyncio``'s own.
 
     Fails the test if the event loop saw an unhandled exception or a handler hit an internal error.
     """
@@ -110,7 +114,7 @@ def serve_in_process(
                 if time.monotonic() > deadline:
                     raise AssertionError(f"in-process server did not start: {printed.getvalue()!r}")
                 await asyncio.sleep(0.005)
-        handle = InProcessServer(match.group(1), int(match.group(2)), servers[0], records)
+        handle = InProcessServer(match.group(1), int(match.group(2)), servers[0], records, loop)
         try:
             return await asyncio.to_thread(body, handle)
         finally:
@@ -126,7 +130,7 @@ def serve_in_process(
     runtime.SHUTDOWN_GRACE_S = 0.05  # the e2e SIGTERM test covers the real grace period
     runtime.Server = capture_server  # type: ignore[assignment,misc]
     try:
-        result = _event_loop_runner()(main())
+        result = (_event_loop_runner() if event_loop == "uvloop" else asyncio.run)(main())
     finally:
         runtime.Server = real_server_class  # type: ignore[misc]
         runtime.TICK_INTERVAL_S = old_tick

@@ -90,22 +90,61 @@ def test_without_trusted_proxies_nobody_is_believed() -> None:
     serve(body, trusted_proxies=[])
 
 
-def test_unusable_headers_from_the_proxy_fall_back_to_its_address_and_warn_once() -> None:
+def raw_request(port: int, source: str, headers: list[tuple[str, str]], *, upgrade: bool = True,
+                path: str = "/irc") -> bytes:
+    """One HTTP request from ``source`` (a WebSocket upgrade unless told otherwise); everything the server
+    answers until it closes."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    if upgrade:
+        lines += ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                  "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: text.ircv3.net"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S, source_address=(source, 0)) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+NOT_NAMED = b"The proxy's forwarding headers (Forwarded, X-Forwarded-For) don't name the client.\n"
+
+
+def test_headers_from_the_proxy_that_do_not_name_the_client_get_400_never_its_address() -> None:
+    """The proxy's address is in throttle_exempt by default: a user behind it who spoils the headers must
+    not get it. The request is refused, whatever it asked; the log warns once per proxy."""
+
     def body(srv: InProcessServer, port: int) -> None:
-        first = Web(port, PROXY, {"X-Forwarded-For": "203.0.113.7, not-an-address"})
-        first.register("first")
-        second = Web(port, PROXY, {"Forwarded": 'for="unclosed'})
-        second.register("second")
-        # The client wrote a Forwarded header that nginx passed on; nginx's X-Forwarded-For disagrees.
-        third = Web(port, PROXY, {"Forwarded": "for=198.51.100.1", "X-Forwarded-For": "198.51.100.1, 203.0.113.8"})
-        third.register("third")
-        for nick in ("first", "second", "third"):
-            assert third.whois_host(nick) == PROXY
+        unusable = [
+            [("X-Forwarded-For", "203.0.113.7, not-an-address")],
+            [("Forwarded", "garbage")],
+            [("Forwarded", 'for="unclosed')],
+            [("Forwarded", "for=unknown")],
+            # The user wrote a Forwarded header that the proxy passed on; its X-Forwarded-For disagrees.
+            [("Forwarded", "for=198.51.100.1"), ("X-Forwarded-For", "198.51.100.1, 203.0.113.8")],
+        ]
+        for headers in unusable:
+            answer = raw_request(port, PROXY, headers)
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and answer.endswith(NOT_NAMED), answer
+        page = raw_request(port, PROXY, [("Forwarded", "garbage")], upgrade=False, path="/healthz")
+        assert page.startswith(b"HTTP/1.1 400 ") and page.endswith(NOT_NAMED)
+        # Without either header: the proxy's own health check is answered, an IRC client is not made.
+        assert raw_request(port, PROXY, [], upgrade=False, path="/healthz").startswith(b"HTTP/1.1 200 ")
+        assert raw_request(port, PROXY, []).startswith(b"HTTP/1.1 400 ")
+        assert not srv.server.clients and srv.server.stats.connections_accepted == 0
         records = [r for r in srv.records if "trusted proxy 127.0.0.1" in r.getMessage()]
-        assert [r.levelno for r in records] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
-        assert "malformed X-Forwarded-For header (bad node 'not-an-address')" in records[0].getMessage()
-        assert "malformed Forwarded header (unclosed quoted string)" in records[1].getMessage()
-        assert "Forwarded names 198.51.100.1 but X-Forwarded-For 203.0.113.8" in records[2].getMessage()
+        assert [r.levelno for r in records] == [logging.WARNING] + [logging.DEBUG] * 6
+        assert all(r.getMessage().endswith(("answered 400", "logged at debug level)")) for r in records)
+        messages = [r.getMessage() for r in records]
+        assert "malformed X-Forwarded-For header (bad node 'not-an-address')" in messages[0]
+        assert "malformed Forwarded header (expected '=' after 'garbage')" in messages[1]
+        assert "Forwarded names no client address" in messages[3]
+        assert "Forwarded names 198.51.100.1 but X-Forwarded-For 203.0.113.8" in messages[4]
+        assert "a WebSocket upgrade without Forwarded or X-Forwarded-For" in messages[6]
+        # A usable header still makes a client, with the address it names.
+        good = Web(port, PROXY, {"X-Forwarded-For": "203.0.113.9"})
+        good.register("good")
+        assert good.whois_host("good") == "203.0.113.9"
 
     serve(body)
 
@@ -130,7 +169,7 @@ def test_forty_forwarded_addresses_are_forty_limit_buckets_and_the_proxy_none() 
 
 
 def test_the_pending_cap_per_address_does_not_apply_to_a_trusted_proxy() -> None:
-    """Before its request arrives, a connection from the proxy could be anyone's: only max_web_pending
+    """Before its request arrives, a connection from the proxy could be anyone's: only max_pending_connections
     (in all) applies to it."""
 
     def body(srv: InProcessServer, port: int) -> None:
@@ -152,7 +191,7 @@ def test_the_pending_cap_per_address_does_not_apply_to_a_trusted_proxy() -> None
         for sock in from_proxy + direct:
             sock.close()
 
-    serve(body, max_web_pending_per_ip=1, max_web_pending=5)
+    serve(body, max_pending_connections_per_ip=1, max_pending_connections=5)
 
 
 def test_trusted_proxies_apply_from_a_reload_on(tmp_path: Path) -> None:

@@ -418,8 +418,8 @@ def test_encode_frame_matches_the_library_parser(length: int) -> None:
 
 
 def test_connections_to_the_web_port_that_are_not_clients_yet_are_capped() -> None:
-    """Page loads and handshakes in progress are not IRC clients: max_web_pending_per_ip and max_web_pending
-    cap them, with a 503, so idle sockets from one address or many cannot pile up."""
+    """Page loads and handshakes in progress are not IRC clients: max_pending_connections_per_ip and
+    max_pending_connections cap them, with a 503, so idle sockets from one address or many cannot pile up."""
 
     def body(srv: InProcessServer, url: str) -> None:
         port = int(url.split(":")[2].split("/")[0])
@@ -441,7 +441,7 @@ def test_connections_to_the_web_port_that_are_not_clients_yet_are_capped() -> No
         assert refused(fourth)
         other = [idle("127.0.0.3"), idle("127.0.0.4")]
         assert not any(refused(sock) for sock in other)
-        assert refused(idle("127.0.0.5"))  # five pending in all: max_web_pending
+        assert refused(idle("127.0.0.5"))  # five pending in all: max_pending_connections
         held.pop().close()
         wait_until(lambda: not refused(idle("127.0.0.2")), what="room again once one left")
         # One that becomes an IRC client leaves the count: the web page keeps working for the others.
@@ -450,4 +450,4 @@ def test_connections_to_the_web_port_that_are_not_clients_yet_are_capped() -> No
         web = WsClient(url)
         web.register("fine")
 
-    serve_web(body, max_web_pending_per_ip=3, max_web_pending=5)
+    serve_web(body, max_pending_connections_per_ip=3, max_pending_connections=5)

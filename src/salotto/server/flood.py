@@ -100,13 +100,18 @@ class Throttle:
 
 
 def ip_key(ip: str) -> str:
-    """The per-IP throttle's key: the address, or its /64 for IPv6 (one host's usual allocation)."""
+    """The per-IP throttle's key: the address, or its /64 for IPv6 (one host's usual allocation). An
+    IPv4-mapped IPv6 address (``::ffff:192.0.2.7``, an IPv4 client of a dual-stack socket) is its IPv4
+    address: its /64 would hold every IPv4 client at once."""
     if ":" not in ip:
         return ip
     try:
-        return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+        address = ipaddress.IPv6Address(ip)
     except ValueError:
         return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class AddressSet:

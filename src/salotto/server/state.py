@@ -36,6 +36,7 @@ from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
+from salotto.server.pending import PendingConnection, PendingConnections
 from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
 
@@ -80,10 +81,11 @@ class Server:
         # New connections per address (ip_key) per connect_throttle_window_s.
         self.connect_throttle = Throttle()
         # Connections the process can hold with the descriptors its open-files limit leaves (set by the
-        # runtime), counting those to the web port that are not clients yet (pending_connections): past
-        # it a connection is refused, so the descriptors the store and the listeners need stay free.
+        # runtime), counting those that are not clients yet (pending: TLS handshakes, page loads, WebSocket
+        # handshakes): past it a connection is refused, so the descriptors the store and the listeners
+        # need stay free.
         self.fd_budget: int | None = None
-        self.pending_connections = 0
+        self.pending = PendingConnections()
         self._descriptor_warned_at = -1e9
         self.internal_errors = 0
         self.stats = ServerStats()
@@ -246,20 +248,47 @@ class Server:
 
     # -- connection life -------------------------------------------------------------------------
 
+    def admit_pending(self, ip: str, *, per_ip_cap: bool = True) -> PendingConnection | str:
+        """Count a connection from ``ip`` that is not an IRC client yet (a TLS handshake, a page load, a
+        WebSocket handshake), or say why it is refused: the open-files budget, ``max_pending_connections``
+        or ``max_pending_connections_per_ip`` (per ``ip_key``). ``per_ip_cap=False`` for a trusted proxy,
+        which carries everyone's connections (who the client is, its request has yet to say). A refusal is
+        counted; the transport closes the connection and logs it. The caller releases what it got once the
+        connection is a client (before :meth:`accept`) or gone."""
+        config = self.config
+        key = ip_key(ip)
+        if self._out_of_descriptors():
+            refusal = "Server is full (open-files limit)"
+        elif self.pending.total >= config.max_pending_connections:
+            refusal = "Too many connections waiting to become clients (max_pending_connections)"
+        elif per_ip_cap and self.pending.count(key) >= config.max_pending_connections_per_ip:
+            refusal = "Too many connections from your address (max_pending_connections_per_ip)"
+        else:
+            return self.pending.add(key)
+        self.stats.connections_refused += 1
+        return refusal
+
+    def _out_of_descriptors(self) -> bool:
+        """Whether the open-files budget is used up by clients and pending connections (counted, and
+        warned about once a minute, when it is)."""
+        if self.fd_budget is None or len(self.clients) + self.pending.total < self.fd_budget:
+            return False
+        self.stats.descriptor_refusals += 1
+        now = self.clock()
+        if now - self._descriptor_warned_at > 60:
+            self._descriptor_warned_at = now
+            log.warning("refusing connections: the open-files limit leaves room for %d; raise it "
+                        "(ulimit -n, LimitNOFILE=) or lower max_clients", self.fd_budget)
+        return True
+
     def accept(self, conn: Connection) -> Client | None:
         """A new connection. Returns its client, or None when a limit refuses it (ERROR sent)."""
         ip = conn.peer_ip
         refusal = None
         if len(self.clients) >= self.config.max_clients:
             refusal = "Server is full (max_clients)"
-        elif self.fd_budget is not None and len(self.clients) + self.pending_connections >= self.fd_budget:
+        elif self._out_of_descriptors():
             refusal = "Server is full (open-files limit)"
-            self.stats.descriptor_refusals += 1
-            now = self.clock()
-            if now - self._descriptor_warned_at > 60:
-                self._descriptor_warned_at = now
-                log.warning("refusing connections: the open-files limit leaves room for %d; raise it "
-                            "(ulimit -n, LimitNOFILE=) or lower max_clients", self.fd_budget)
         elif self.per_ip[ip] >= self.config.max_connections_per_ip:
             refusal = "Too many connections from your address (max_connections_per_ip)"
         elif ip not in self.throttle_exempt and self.connect_throttle.take(

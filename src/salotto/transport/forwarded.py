@@ -9,7 +9,7 @@ client-supplied entries first, then one entry per proxy hop. The client is the r
 not itself a trusted proxy (nginx's ``real_ip_recursive on``): whatever stands left of it was written by
 the client or by proxies we do not know, and is not believed. An unparsable entry left of that one is
 such client writing and is ignored; one right of it (written by a trusted proxy) makes the header
-unusable, and the connection keeps its socket address.
+unusable, and the request is refused (the proxy's own address is never taken for a client's).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ForwardedError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
-    """What a proxied request's headers say: ``address`` (None: keep the socket's), and ``problem`` when
+    """What a proxied request's headers say: ``address`` (None: they name no client), and ``problem`` when
     the headers were there but could not be used (to be logged)."""
 
     address: str | None
@@ -189,8 +189,8 @@ def _rightmost_untrusted(nodes: list[str | None], trusted: Callable[[str], bool]
 
 def resolve_client(get_all: Callable[[str], list[str]], trusted: AddressSet) -> Resolved:
     """The client's address from a request that came from a trusted proxy (``get_all``: the request's
-    headers, by name). No forwarding header: the socket's address, without a problem (a health check,
-    someone on the proxy's own host)."""
+    headers, by name). No forwarding header: no address, without a problem (a health check, someone on
+    the proxy's own host)."""
     results: list[tuple[str, str | None]] = []
     for name, parse in (("Forwarded", forwarded_for_nodes), ("X-Forwarded-For", x_forwarded_for_nodes)):
         values = get_all(name)

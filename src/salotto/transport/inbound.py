@@ -12,19 +12,32 @@ from salotto.server.client import Client
 from salotto.server.flood import TokenBucket
 from salotto.server.state import Server
 
-__all__ = ["FakelagGate", "prepare_socket"]
+__all__ = ["FakelagGate", "prepare_socket", "unmapped"]
 
 
 def prepare_socket(transport: asyncio.BaseTransport) -> str:
     """Set TCP_NODELAY on a new connection's socket and return the peer's IP address.
 
-    Small lines must not wait for Nagle's 40 ms: latency is what chat users feel.
+    Small lines must not wait for Nagle's 40 ms: latency is what chat users feel. An IPv4 client of a
+    dual-stack IPv6 socket shows as ``::ffff:a.b.c.d``: it is ``a.b.c.d`` here, so that its limits are
+    its own (ip_key would put every such address in one IPv6 /64), and ``throttle_exempt``,
+    ``trusted_proxies``, bans and the log see the address everyone else would.
     """
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     peer = transport.get_extra_info("peername")
-    return peer[0] if isinstance(peer, tuple) else "unix"
+    if not isinstance(peer, tuple):
+        return "unix"
+    ip: str = peer[0]
+    return unmapped(ip)
+
+
+def unmapped(ip: str) -> str:
+    """``ip`` with an IPv4-mapped IPv6 address (``::ffff:192.0.2.7``) as the IPv4 address it stands for."""
+    if ip[:7].lower() == "::ffff:" and "." in ip:
+        return ip[7:]
+    return ip
 
 
 class FakelagGate:

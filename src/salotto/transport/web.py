@@ -15,8 +15,7 @@ import http
 import importlib.resources
 import math
 import socket
-import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -28,7 +27,7 @@ from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG
-from salotto.transport.tls import TLS_HANDSHAKE_TIMEOUT_S, ServerCertificate
+from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.websocket import make_factory
 
 __all__ = ["CONTENT_SECURITY_POLICY", "WebService", "open_web_listeners", "render_metrics", "web_urls"]
@@ -238,27 +237,29 @@ async def open_web_listeners(
     Pass the IRC listeners' ``flusher`` so that one history commit per loop pass covers both. Both kinds
     share one protocol factory: the limits on pending web connections count them together.
     """
-    plans: list[tuple[str, str, ssl.SSLContext | None]] = [(item, "web_listen", None) for item in config.web_listen]
+    plans = [(item, "web_listen") for item in config.web_listen]
     if certificate is not None:
-        plans += [(item, "web_tls_listen", certificate.context) for item in config.web_tls_listen]
+        plans += [(item, "web_tls_listen") for item in config.web_tls_listen]
     if not plans:
         return []
     loop = asyncio.get_running_loop()
     factory = make_factory(server, WebService(server), flusher)
+    factories: dict[str, Callable[[], asyncio.Protocol]] = {"web_listen": factory}
+    if certificate is not None:
+        # Plain TCP too: each connection is counted before its handshake (salotto.transport.tls).
+        factories["web_tls_listen"] = TlsHandshakes(server, certificate, "https").factory(factory)
     opened: list[tuple[asyncio.base_events.Server, str]] = []
-    for item, key, context in plans:
+    for item, key in plans:
         origin = config.origin(key)
         host, port = parse_host_port(item, key, origin)
         try:
             listener = await loop.create_server(
-                factory, host, port, ssl=context, backlog=LISTEN_BACKLOG, reuse_address=True,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context is not None else None,
-            )
+                factories[key], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         except OSError as exc:
             for other, _ in opened:
                 other.close()
             raise bad_value(key, item, f"cannot listen: {exc.strerror}", origin) from None
-        opened.append((listener, "http" if context is None else "https"))
+        opened.append((listener, "http" if key == "web_listen" else "https"))
     return opened
 
 

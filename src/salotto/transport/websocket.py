@@ -18,7 +18,8 @@ Framing, per the IRCv3 specification:
 
 Behind a reverse proxy: a connection whose socket peer is in ``trusted_proxies`` takes the client's
 address from the request's ``Forwarded`` or ``X-Forwarded-For`` header (:mod:`salotto.transport.forwarded`);
-it is the client's ``peer_ip`` from then on (limits, bans, WHOIS, logs). Anyone else's headers are not read.
+it is the client's ``peer_ip`` from then on (limits, bans, WHOIS, logs). Headers that do not name the client
+get 400, never the proxy's address. Anyone else's headers are not read.
 
 Limits: a message over ``max_line_bytes`` (+ ``max_tags_bytes`` with tags) is answered with 417
 and dropped, as over TCP; one over :func:`hard_message_limit` is not even buffered: the connection
@@ -43,6 +44,7 @@ from websockets.typing import Subprotocol
 from salotto.config import Config
 from salotto.proto.framing import LineReader
 from salotto.server.client import Client
+from salotto.server.pending import PendingConnection
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
@@ -123,54 +125,15 @@ def _is_upgrade(request: Request) -> bool:
     return any(value.strip().lower() == "websocket" for value in request.headers.get_all("Upgrade"))
 
 
-class PendingWebConnections:
-    """Connections to the web port that are not IRC clients (yet): page loads, handshakes in progress.
-
-    They are not in the server's client count, so they have caps of their own, in all
-    (``max_web_pending``) and per address (``max_web_pending_per_ip``): past them a new connection is
-    answered 503 and closed at once, whatever it was going to ask."""
-
-    __slots__ = ("per_ip", "server", "total")
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.total = 0
-        self.per_ip: dict[str, int] = {}
-
-    def admit(self, ip: str, *, per_ip_cap: bool = True) -> bool:
-        """Count a new connection from ``ip``; False when over a cap. ``per_ip_cap=False`` for a trusted
-        proxy, which carries everyone's connections (who the client is, its request has yet to say)."""
-        server = self.server
-        config = server.config
-        budget = server.fd_budget
-        if budget is not None and len(server.clients) + server.pending_connections >= budget:
-            server.stats.connections_refused += 1
-            server.stats.descriptor_refusals += 1
-            return False
-        if self.total >= config.max_web_pending or (
-            per_ip_cap and self.per_ip.get(ip, 0) >= config.max_web_pending_per_ip
-        ):
-            server.stats.connections_refused += 1
-            return False
-        self.total += 1
-        server.pending_connections += 1
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
-        return True
-
-    def release(self, ip: str) -> None:
-        self.total -= 1
-        self.server.pending_connections -= 1
-        left = self.per_ip[ip] - 1
-        if left:
-            self.per_ip[ip] = left
-        else:
-            del self.per_ip[ip]
-
-
 class ForwardedAddresses:
-    """The client's address for requests from trusted proxies. A proxy whose headers cannot be used
-    (malformed, or naming no address) gets a warning the first time, then debug lines: the request's
-    client may have written the header that spoils it, and must not be able to fill the log."""
+    """The client's address for requests from trusted proxies.
+
+    Never the proxy's own: it carries everyone's connections, and is usually in ``throttle_exempt``. A
+    request whose forwarding headers cannot be used (malformed, naming no address, or a ``Forwarded`` and
+    an ``X-Forwarded-For`` that disagree) has no client address, nor has a WebSocket upgrade without
+    either header; a plain request without them (the proxy's health check) is the proxy's. The first
+    unusable one from each proxy is logged as a warning, later ones at debug level: the request's client
+    may have written the header that spoils it, and must not be able to fill the log."""
 
     __slots__ = ("_warned", "server")
     _MAX_WARNED: Final = 1024
@@ -182,23 +145,31 @@ class ForwardedAddresses:
     def trusted(self, socket_ip: str) -> bool:
         return is_trusted(socket_ip, self.server.trusted_proxies)
 
-    def client(self, socket_ip: str, request: Request) -> str:
+    def client(self, socket_ip: str, request: Request, *, upgrade: bool) -> str | None:
+        """The address of the client a trusted proxy's request is from; None: the request cannot say."""
         resolved = resolve_client(request.headers.get_all, self.server.trusted_proxies)
-        if resolved.problem is not None:
-            if socket_ip in self._warned:
-                log.debug("trusted proxy %s: %s; using its address", socket_ip, resolved.problem)
-            else:
-                if len(self._warned) < self._MAX_WARNED:
-                    self._warned.add(socket_ip)
-                log.warning("trusted proxy %s: %s; using its address (further ones from it are logged at "
-                            "debug level)", socket_ip, resolved.problem)
-        return resolved.address or socket_ip
+        if resolved.address is not None:
+            return resolved.address
+        problem = resolved.problem
+        if problem is None:
+            if not upgrade:
+                return socket_ip  # a health check, a page load from the proxy's own host: no client made
+            problem = "a WebSocket upgrade without Forwarded or X-Forwarded-For"
+        if socket_ip in self._warned:
+            log.debug("trusted proxy %s: %s; answered 400", socket_ip, problem)
+        else:
+            if len(self._warned) < self._MAX_WARNED:
+                self._warned.add(socket_ip)
+            log.warning("trusted proxy %s: %s; answered 400 (further ones from it are logged at debug level)",
+                        socket_ip, problem)
+        return None
 
 
-_BUSY_RESPONSE: Final = (
-    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 47\r\n"
-    b"Connection: close\r\nRetry-After: 10\r\n\r\nToo many connections from your address; retry.\n"
-)
+def _busy_response(refusal: str) -> bytes:
+    """The 503 a connection over a pending cap gets at once, whatever it was going to ask."""
+    body = f"{refusal}; retry.\n".encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
 class WebSocketIrcProtocol(OutboxProtocol):
@@ -207,10 +178,10 @@ class WebSocketIrcProtocol(OutboxProtocol):
     transport_name = "websocket"
 
     def __init__(self, server: Server, http: HttpResponder, flusher: Flusher,
-                 pending: PendingWebConnections | None = None, forwarded: ForwardedAddresses | None = None) -> None:
+                 forwarded: ForwardedAddresses | None = None) -> None:
         self.server = server
-        self._pending = pending
-        self._admitted = False  # counted in self._pending until it becomes a client or goes
+        # Its place among the connections that are not clients yet, until it becomes one or goes.
+        self._pending: PendingConnection | None = None
         self._forwarded = forwarded if forwarded is not None else ForwardedAddresses(server)
         self._socket_ip = "?"  # the TCP peer; peer_ip is the client's, which a trusted proxy's headers tell
         self._proxied = False
@@ -243,21 +214,20 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self._transport = transport  # type: ignore[assignment]
         self.peer_ip = self._socket_ip = prepare_socket(transport)
         self._proxied = self._forwarded.trusted(self._socket_ip)
-        if self._pending is not None:
-            if not self._pending.admit(self._socket_ip, per_ip_cap=not self._proxied):
-                log.info("refused web connection from %s: too many pending (max_web_pending, "
-                         "max_web_pending_per_ip)", self.peer_ip)
-                self._closing = True
-                transport.write(_BUSY_RESPONSE)  # type: ignore[attr-defined]
-                transport.close()
-                return
-            self._admitted = True
+        admitted = self.server.admit_pending(self._socket_ip, per_ip_cap=not self._proxied)
+        if isinstance(admitted, str):
+            log.info("refused web connection from %s: %s", self.peer_ip, admitted)
+            self._closing = True
+            transport.write(_busy_response(admitted))  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._pending = admitted
         self._timer = self._loop.call_later(HANDSHAKE_TIMEOUT_S, self._drop)
 
     def _done_pending(self) -> None:
-        if self._admitted and self._pending is not None:
-            self._admitted = False
-            self._pending.release(self._socket_ip)
+        if self._pending is not None:
+            self._pending.release()
+            self._pending = None
 
     def data_received(self, data: bytes) -> None:
         if self._closing and self.client is None:
@@ -300,9 +270,15 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws
+        upgrade = _is_upgrade(request)
         if self._proxied:
-            self.peer_ip = self._forwarded.client(self._socket_ip, request)
-        if not _is_upgrade(request):
+            client_ip = self._forwarded.client(self._socket_ip, request, upgrade=upgrade)
+            if client_ip is None:
+                ws.send_response(ws.reject(400, "The proxy's forwarding headers (Forwarded, X-Forwarded-For) "
+                                                "don't name the client.\n"))
+                return
+            self.peer_ip = client_ip
+        if not upgrade:
             ws.send_response(self._http.respond(request))
             return
         if not self._http.origin_allowed(request):
@@ -416,11 +392,10 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
 
 def make_factory(server: Server, http: HttpResponder, flusher: Flusher) -> Callable[[], WebSocketIrcProtocol]:
-    """A protocol factory for ``loop.create_server`` (one count of pending connections per factory)."""
-    pending = PendingWebConnections(server)
+    """A protocol factory for ``loop.create_server``."""
     forwarded = ForwardedAddresses(server)
 
     def factory() -> WebSocketIrcProtocol:
-        return WebSocketIrcProtocol(server, http, flusher, pending, forwarded)
+        return WebSocketIrcProtocol(server, http, flusher, forwarded)
 
     return factory
