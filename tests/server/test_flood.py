@@ -65,3 +65,14 @@ def test_ip_key(ip: str, key: str) -> None:
 
 def test_ipv4_mapped_addresses_are_not_one_bucket() -> None:
     assert len({ip_key(f"::ffff:198.51.100.{i}") for i in range(1, 50)}) == 49
+
+
+def test_address_set_matches_addresses_and_ranges_of_both_families() -> None:
+    from salotto.server.flood import AddressSet
+
+    addresses = AddressSet(["127.0.0.0/8", "::1/128", "10.1.2.3", "192.168.0.0/16", "2001:db8::/32"])
+    inside = ["127.0.0.1", "127.255.3.4", "10.1.2.3", "192.168.5.5", "::1", "2001:db8::5"]
+    outside = ["128.0.0.1", "10.1.2.4", "192.169.0.1", "2001:db9::1", "::2", "unix", "1.2.3", "a.b.c.d", ""]
+    assert [ip in addresses for ip in inside] == [True] * len(inside)
+    assert [ip in addresses for ip in outside] == [False] * len(outside)
+    assert "127.0.0.1" not in AddressSet([])

@@ -88,7 +88,8 @@ class Client:
         self.mark_pending = conn.mark_pending
         self.id = client_id
         self.ip = conn.peer_ip
-        self.host = shown_address(conn.peer_ip)
+        ip = conn.peer_ip
+        self.host = "0" + ip if ip[:1] == ":" else ip  # shown_address, inlined: once per connection
         self.nick = "*"
         self.nick_cf = ""
         self.user = ""

@@ -89,7 +89,7 @@ class Context:
             # A reply that echoes what the client sent ("hello world" as a nick) must still be
             # one valid line: such a parameter is made into one word.
             line = format_line(command, _one_word_params(params), source=self.server.name)
-        self.out.append(encode_wire(line + "\r\n"))
+        self.out.append((line + "\r\n").encode("utf-8", "surrogateescape"))  # encode_wire, inlined: hot
 
     def fail(self, command: str, code: str, *context: str, description: str) -> None:
         """An IRCv3 standard reply (https://ircv3.net/specs/extensions/standard-replies)."""

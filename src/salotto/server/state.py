@@ -287,7 +287,7 @@ class Server:
         refusal = None
         if len(self.clients) >= self.config.max_clients:
             refusal = "Server is full (max_clients)"
-        elif self._out_of_descriptors():
+        elif self.fd_budget is not None and self._out_of_descriptors():
             refusal = "Server is full (open-files limit)"
         elif self.per_ip[ip] >= self.config.max_connections_per_ip:
             refusal = "Too many connections from your address (max_connections_per_ip)"
@@ -324,7 +324,11 @@ class Server:
 
     def _run_line(self, client: Client, raw: bytes) -> None:
         try:
-            msg = parse(decode_wire(raw))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = decode_wire(raw)  # bytes that are not UTF-8, kept as they came
+        try:
+            msg = parse(text)
         except MalformedMessage:
             return
         ctx = Context(self, client, msg)
@@ -420,7 +424,8 @@ class Server:
             self.parties.left(client)
             if not self.shutting_down:
                 self.from_user(client, "QUIT", [reason]).deliver(self.quit_audience(client))
-                monitor.went_offline(self, client.nick)
+                if self.monitors:
+                    monitor.went_offline(self, client.nick)
             for channel in list(client.channels.values()):
                 self.remove_member(channel, client)
             log.info("disconnected %s (%s): %s", client.nick, client.ip, reason)
@@ -467,7 +472,8 @@ class Server:
         if client.account is None:
             self.parties.renamed(client)
         change.deliver(self.peers_of(client))
-        monitor.nick_changed(self, client, old_nick)
+        if self.monitors:
+            monitor.nick_changed(self, client, old_nick)
         return change.variant(client.tag_flags)
 
     def remember_nick(self, client: Client) -> None:

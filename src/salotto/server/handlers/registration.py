@@ -295,7 +295,8 @@ def try_register(ctx: Context) -> None:
         server.registered_peak = server.registered_count
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
-    monitor.came_online(ctx.server, client)
+    if ctx.server.monitors:  # nobody watches anything: nothing to tell (the common case, for free)
+        monitor.came_online(ctx.server, client)
     welcome(ctx)
     nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:
