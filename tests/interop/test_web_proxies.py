@@ -7,51 +7,19 @@ in this process (tests/transport/inprocess.py)."""
 from __future__ import annotations
 
 import http.client
-import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
-from salotto.proto import parse
 from tests.interop.reverse_proxies import caddy, haproxy_web, nginx
 from tests.transport.inprocess import InProcessServer, serve_in_process
 from tests.web.conftest import free_port
+from tests.web.test_forwarded import Web
 
 TIMEOUT_S = 10.0
-
-
-class Web:
-    """An IRC client over WebSocket from ``source`` to ``port`` (nginx's, or the server's own)."""
-
-    def __init__(self, port: int, source: str, headers: list[tuple[str, str]] | None = None,
-                 origin: str | None = None) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S, source_address=(source, 0))
-        self.conn: ClientConnection = connect(
-            f"ws://127.0.0.1:{port}/irc", sock=sock, subprotocols=["text.ircv3.net"],  # type: ignore[list-item]
-            additional_headers=headers, origin=origin, open_timeout=TIMEOUT_S,  # type: ignore[arg-type]
-            max_queue=None,
-        ).__enter__()  # closed by the server's shutdown
-
-    def expect(self, command: str, **match: str) -> Any:
-        while True:
-            frame = self.conn.recv(timeout=TIMEOUT_S)
-            msg = parse(frame if isinstance(frame, str) else frame.decode())
-            if msg.command == command and all(msg.params[int(k[1:])] == v for k, v in match.items()):
-                return msg
-
-    def register(self, nick: str) -> None:
-        self.conn.send(f"NICK {nick}")
-        self.conn.send(f"USER {nick} 0 * :{nick}")
-        self.expect("366")
-
-    def whois_host(self, nick: str) -> str:
-        self.conn.send(f"WHOIS {nick}")
-        host: str = self.expect("311", p1=nick).params[3]
-        return host
 
 
 Proxy = Callable[[Path, str], AbstractContextManager[int]]

@@ -25,11 +25,13 @@ PROXY = "127.0.0.1"
 class Web:
     """A WebSocket IRC client from ``source``, sending ``headers`` with its upgrade request."""
 
-    def __init__(self, port: int, source: str, headers: dict[str, str] | list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, port: int, source: str, headers: dict[str, str] | list[tuple[str, str]] | None = None,
+                 origin: str | None = None) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S, source_address=(source, 0))
         self.conn: ClientConnection = connect(
             f"ws://127.0.0.1:{port}/irc", sock=sock, subprotocols=["text.ircv3.net"],  # type: ignore[list-item]
-            additional_headers=headers, open_timeout=TIMEOUT_S, max_queue=None,  # close() must not wait for us
+            additional_headers=headers, origin=origin, open_timeout=TIMEOUT_S,  # type: ignore[arg-type]
+            max_queue=None,  # close() must not wait for us
         ).__enter__()  # the library wants its context manager entered; closed by the server's shutdown
 
     def expect(self, command: str, **match: str) -> Any:
