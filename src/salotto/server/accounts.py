@@ -23,6 +23,7 @@ exists (that it exists is no secret: NickServ INFO and REGISTER tell).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -79,8 +80,6 @@ TRUSTED_ADDRESSES = 8
 # An owner's address already on file is written again (its time moved forward) when it was last written
 # this long ago: the newest TRUSTED_ADDRESSES are those last used, to a day, at one write a day at most.
 TRUSTED_REFRESH_S = 24 * 3600.0
-# A hash to check the password of an unknown account against, made once: the same cost as a real one.
-_DUMMY_HASH: list[str] = []
 
 
 class Writer(Protocol):
@@ -217,8 +216,7 @@ class Accounts:
         if seen is not None and now - seen < TRUSTED_REFRESH_S:
             return
         known[address] = now
-        # As the store does: the newest by time (then address) stay.
-        for old in sorted(known, key=lambda a: (known[a], a))[:-TRUSTED_ADDRESSES]:
+        for old in _oldest_first(known)[:-TRUSTED_ADDRESSES]:  # as the store does: the newest stay
             del known[old]
         try:
             self.write(lambda store: store.add_login_address(account, address, now, TRUSTED_ADDRESSES))
@@ -229,11 +227,8 @@ class Accounts:
         """The addresses (ip_key) ``account`` was logged in to from, oldest first."""
         if self.get(account) is None:
             return []
-        known = self._owner_addresses(account)
-        return sorted(known, key=lambda a: (known[a], a))
+        return _oldest_first(self._owner_addresses(account))
 
-    def failed(self, server: Server, account: str) -> None:
-        """A wrong password (or code) for ``account``: already counted when it started (see throttle)."""
 
     def check_password(
         self, name: str, password: str, callback: Callable[[StoredAccount | None], None]
@@ -340,10 +335,15 @@ class Accounts:
         return registration
 
 
+def _oldest_first(addresses: dict[str, float]) -> list[str]:
+    """Addresses by when they were last used (then by address, as the store orders them)."""
+    return sorted(addresses, key=lambda a: (addresses[a], a))
+
+
+@functools.cache
 def _dummy_hash() -> str:
-    if not _DUMMY_HASH:
-        _DUMMY_HASH.append(hash_password(os.urandom(16).hex()))
-    return _DUMMY_HASH[0]
+    """A hash to check the password of an unknown account against, made once: the same cost as a real one."""
+    return hash_password(os.urandom(16).hex())
 
 
 def is_service(nick: str) -> bool:

@@ -99,6 +99,19 @@ class Context:
         """Bytes already serialized, CRLF included."""
         self.out.append(data)
 
+    def label_tag(self) -> str | None:
+        """``label=<escaped>`` for this command's answer, or None when it has no label."""
+        return "label=" + escape_tag_value(self.label) if self.label is not None else None
+
+    def disconnect_after(self, reason: str, *, error: str | None = None) -> None:
+        """Send what the answer holds now, unlabelled, then disconnect the client (``reason`` for others
+        and the log, ``error`` in its ERROR line): nothing is answered after the ERROR."""
+        if self.out:
+            self.client.conn.write(b"".join(self.out))
+            self.out.clear()
+        self.label = None
+        self.server.disconnect(self.client, reason, error=error)
+
     def followup(self) -> Context:
         """A context for what comes after this command's answer rather than in it (the replay of a channel's
         history on JOIN): its lines go out after this answer, or join it if it has not gone yet; while it
@@ -194,14 +207,8 @@ def _in_outer_batch(out: list[bytes], tag: str) -> list[bytes]:
     """The lines of ``out`` (an entry may hold several, a whole batch) tagged with ``tag``, the outer batch's,
     except those inside a batch of their own: a nested batch's start and end lines carry the outer tag, its
     lines only their own (IRCv3 batch)."""
-    lines: list[bytes] = []
-    for entry in out:
-        if entry.count(b"\n") == 1:
-            lines.append(add_tag(entry, tag) if not _has_batch_tag(entry) else entry)
-            continue
-        for line in entry.splitlines(keepends=True):
-            lines.append(add_tag(line, tag) if not _has_batch_tag(line) else line)
-    return lines
+    return [line if _has_batch_tag(line) else add_tag(line, tag)
+            for entry in out for line in entry.splitlines(keepends=True)]
 
 
 def _has_batch_tag(line: bytes) -> bool:

@@ -69,7 +69,4 @@ def refuse_password(ctx: Context, text: str) -> None:
     The 464 is written at once, unlabelled, even while the command waits: after the ERROR the connection
     takes nothing more."""
     ctx.reply(ERR_PASSWDMISMATCH, text)
-    ctx.client.conn.write(b"".join(ctx.out))
-    ctx.out.clear()
-    ctx.label = None
-    ctx.server.disconnect(ctx.client, "Bad server password")
+    ctx.disconnect_after("Bad server password")

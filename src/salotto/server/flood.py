@@ -132,6 +132,10 @@ class AddressSet:
     def __contains__(self, ip: str) -> bool:
         if ip in self._exact:
             return True
+        if ip[:7].lower() == "::ffff:" and "." in ip:  # an IPv4 client of a dual-stack socket
+            ip = ip[7:]
+            if ip in self._exact:
+                return True
         if ":" not in ip:
             if not self._v4:
                 return False

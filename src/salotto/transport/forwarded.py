@@ -53,12 +53,9 @@ def canonical_ip(text: str) -> str | None:
 
 
 def is_trusted(ip: str, trusted: AddressSet) -> bool:
-    """Whether ``ip`` (as a socket reports it: maybe IPv4-mapped on a dual-stack listener) is trusted."""
-    if ip in trusted:
-        return True
-    if ip[:7].lower() == "::ffff:":
-        return ip[7:] in trusted
-    return False
+    """Whether ``ip`` (as a socket reports it: maybe IPv4-mapped on a dual-stack listener) is trusted
+    (AddressSet matches mapped addresses itself)."""
+    return ip in trusted
 
 
 def _node_address(node: str) -> str | None:

@@ -162,8 +162,6 @@ def _scram(ctx: Context, accounts: Accounts, session: SaslSession, payload: byte
     result = scram.step(payload)
     if result.error is not None:
         log.info("SCRAM login by %s (%s) failed: %s", ctx.client.nick, ctx.client.ip, result.error)
-        if scram.username is not None:
-            accounts.failed(ctx.server, scram.username)
         _fail(ctx)
         return
     if result.done:
@@ -220,7 +218,6 @@ def try_login(ctx: Context, name: str, password: str, done: Callable[[StoredAcco
     def checked(account: StoredAccount | None) -> None:
         if account is None:
             log.info("failed login as %r by %s (%s)", name, client.nick, client.ip)
-            accounts.failed(server, name)
             done(None, "invalid account name or password")
         elif not account.verified:
             done(None, f"the account is not verified yet (VERIFY {account.name} <code from the email>)")
@@ -289,7 +286,6 @@ def verify_account(
         return
     if not codes_match(code, verification_code(accounts.secret, account)):
         log.info("wrong verification code for %s from %s (%s)", account.name, ctx.client.nick, ctx.client.ip)
-        accounts.failed(server, account.name)
         fail("INVALID_CODE", "That code is not right")
         return
     accounts.succeeded(server, ctx.client, account.name)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire
-from salotto.proto.message import escape_tag_value
 from salotto.proto.names import CHANTYPES, split_userhost
 from salotto.proto.numbers import parse_positive_int
 from salotto.server.channel import Channel
@@ -225,24 +224,19 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str) -> bytes:
 
 
 def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float) -> None:
-    server = ctx.server
     client = ctx.client
     if outcome.error is not None:
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
     lines = [_history_line(msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
-    _answer_with_batch(ctx, _in_batch(server, client, f"chathistory {shown}", lines, _label_tag(ctx)))
+    _answer_in_batch(ctx, f"chathistory {shown}", lines)
 
 
-def _label_tag(ctx: Context) -> str | None:
-    return "label=" + escape_tag_value(ctx.label) if ctx.label is not None else None
-
-
-def _answer_with_batch(ctx: Context, data: bytes) -> None:
-    """The whole answer is ``data``, a batch that carries the command's label itself (or no batch, when
-    the client has no batch cap, and then no label either)."""
-    ctx.send(data)
+def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
+    """The whole answer is ``lines`` in one batch of ``kind``, which carries the command's label itself
+    (or no batch, when the client has no batch cap, and then no label either)."""
+    ctx.send(_in_batch(ctx.server, ctx.client, kind, lines, ctx.label_tag()))
     ctx.label = None
 
 
@@ -275,7 +269,7 @@ def _targets(ctx: Context, start: float, end: float, limit: int) -> None:
             stamp = format_server_time(listing.latest)
             line = f":{server.name} CHATHISTORY TARGETS {channel.name if channel else name} {stamp}\r\n"
             lines.append(encode_wire(line))
-        _answer_with_batch(ctx, _in_batch(server, client, "draft/chathistory-targets", lines, _label_tag(ctx)))
+        _answer_in_batch(ctx, "draft/chathistory-targets", lines)
 
     history.read(lambda s: s.targets(channels, party, start, end, limit), ctx.wait(done))
 

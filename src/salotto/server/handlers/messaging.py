@@ -89,8 +89,9 @@ def _message(ctx: Context, command: str) -> None:
     source = client.prefix  # built once: the relayed line and the stored message both name it
     text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
     # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
-    stored_text = valid_utf8(text)
-    stored_tags = _valid_tags(client_tags) if client_tags else NO_TAGS
+    if history is not None:
+        stored_text = valid_utf8(text)
+        stored_tags = _valid_tags(client_tags) if client_tags else NO_TAGS
     for target in targets:
         if not target:
             continue

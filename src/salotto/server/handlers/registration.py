@@ -197,10 +197,7 @@ def handle_pass(ctx: Context) -> None:
 def _refuse_for_now(ctx: Context, text: str) -> None:
     """A limit holds the attempt back: ERROR and the connection closes, without 464, which clients take
     as "wrong password, do not retry"; this one they retry (the text says when)."""
-    ctx.client.conn.write(b"".join(ctx.out))
-    ctx.out.clear()
-    ctx.label = None
-    ctx.server.disconnect(ctx.client, "Server password attempts held back", error=text)
+    ctx.disconnect_after("Server password attempts held back", error=text)
 
 
 def handle_nick(ctx: Context) -> None:
