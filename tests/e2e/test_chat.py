@@ -40,7 +40,7 @@ def test_two_clients_register_and_chat_in_lobby(server: RunningServer) -> None:
     assert alice.nothing_more(0.2) == []  # no echo of one's own messages without echo-message
     for client in (alice, bob):
         client.send("QUIT")
-        client.close()
+        read_until_closed(client)  # gone before the next test's clients join
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,11 @@ def test_abrupt_disconnect_is_noticed_and_others_see_quit(server: RunningServer,
     watcher.expect("401")
     again = joined(server, f"gone-{how}")
     again.send("QUIT")
+    read_until_closed(again)
+    # Seen gone before the test ends, so its QUIT cannot reach the next test's clients.
+    assert watcher.expect("QUIT").source.startswith(f"gone-{how}!")
     watcher.send("QUIT")
+    read_until_closed(watcher)
 
 
 def test_quit_with_a_message_shows_it_to_others(server: RunningServer) -> None:
@@ -82,6 +86,7 @@ def test_quit_with_a_message_shows_it_to_others(server: RunningServer) -> None:
     leaves2.send("QUIT")
     assert stays.expect("QUIT").params == ["Quit"]
     stays.send("QUIT")
+    read_until_closed(stays)
 
 
 def test_log_has_one_line_per_connection_registration_and_disconnection(tmp_path: Path) -> None:
