@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salotto.storage import AlreadyExists, Storage, UnknownChannel
+from salotto.storage import AlreadyExists, Storage, StoredAccount, UnknownChannel
 
 from .conftest import Reopen
 
@@ -85,6 +85,22 @@ def test_login_addresses_keep_the_newest_few_per_account(storage: Storage) -> No
     assert storage.login_addresses("bob") == [("192.0.2.1", 15.0)]
     assert not storage.add_login_address("nobody", "192.0.2.1", 1.0, keep=3)
     assert storage.login_addresses("nobody") == []
+    # All of them at once, as the server reads them at startup.
+    assert storage.list_login_addresses() == [
+        ("alice", "192.0.2.1", 30.0), ("alice", "198.51.100.1", 40.0), ("alice", "198.51.100.2", 50.0),
+        ("bob", "192.0.2.1", 15.0),
+    ]
+
+
+def test_every_account_is_listed_for_the_directory(storage: Storage) -> None:
+    assert storage.list_accounts() == []
+    storage.create_account("Zed", "hz", 3.0, email="z@example.org", verified=False)
+    storage.create_account("alice", "ha", 1.0)
+    assert storage.list_accounts() == [
+        StoredAccount("alice", "ha", 1.0, None, True), StoredAccount("Zed", "hz", 3.0, "z@example.org", False),
+    ]
+    storage.delete_account("zed")
+    assert [a.name for a in storage.list_accounts()] == ["alice"]
 
 
 def test_login_addresses_go_with_the_account(storage: Storage, reopen: Reopen) -> None:

@@ -190,6 +190,10 @@ class Storage(Protocol):
 
     def get_account(self, name: str) -> StoredAccount | None: ...
 
+    def list_accounts(self) -> list[StoredAccount]:
+        """Every account (verified or not), ordered by casefolded name: the server's directory at startup."""
+        ...
+
     def set_password_hash(self, name: str, password_hash: str) -> bool:
         """Replace the hash; False if there is no such account."""
         ...
@@ -209,6 +213,11 @@ class Storage(Protocol):
     def login_addresses(self, name: str) -> list[tuple[str, float]]:
         """The addresses ``name`` logged in from, each with when it was last seen there (epoch seconds),
         oldest first; [] for an account that has none, or no account."""
+        ...
+
+    def list_login_addresses(self) -> list[tuple[str, str, float]]:
+        """Every account's login addresses as (casefolded account name, address, last seen), ordered by
+        account, then as :meth:`login_addresses` orders them: the server's directory at startup."""
         ...
 
     def add_login_address(self, name: str, address: str, seen: float, keep: int) -> bool:

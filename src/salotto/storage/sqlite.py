@@ -268,6 +268,10 @@ class SqliteStorage(SqliteHistory):
             return None
         return StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]))
 
+    def list_accounts(self) -> list[StoredAccount]:
+        rows = self._db.execute("SELECT name, password_hash, created, email, verified FROM accounts ORDER BY name_cf")
+        return [StoredAccount(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
+
     def set_password_hash(self, name: str, password_hash: str) -> bool:
         cur = self._db.execute(
             "UPDATE accounts SET password_hash = ? WHERE name_cf = ?", (password_hash, casefold(name))
@@ -295,6 +299,12 @@ class SqliteStorage(SqliteHistory):
             (casefold(name),),
         )
         return [(row[0], row[1]) for row in rows]
+
+    def list_login_addresses(self) -> list[tuple[str, str, float]]:
+        rows = self._db.execute(
+            "SELECT account_cf, address, last_seen FROM login_addresses ORDER BY account_cf, last_seen, address"
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def add_login_address(self, name: str, address: str, seen: float, keep: int) -> bool:
         cf = casefold(name)
