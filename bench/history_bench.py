@@ -6,9 +6,10 @@ Populates ``#big`` with ``--messages`` messages and spreads ``--others`` more ov
 private conversations (interleaved in time), then measures, on a warm cache:
 
 - LATEST 100 on ``#big``: called directly on a read-only connection, and as a round trip through
-  :class:`~salotto.storage.worker.StorageWorker` (the way the server reads: pool thread and callback);
+  :class:`~salotto.storage.store.Store` (the way the server reads: pool thread and callback);
 - BEFORE 100 and AROUND 100 at random msgids, BETWEEN at random pairs, TARGETS over 50 channels;
-- writes through the worker: single-message writes flushed every 100 (a busy loop tick), messages/s;
+- writes as the server makes them: passes of 100 messages journaled, then stored in batches by the
+  store's writer thread, messages/s, and what journaling a pass costs;
 - the per-target count scan of retention (``prune_history`` with nothing to delete), and the age rule's
   walk over every target with nothing to delete.
 
@@ -29,11 +30,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from salotto.storage import HistoryMessage, Outcome, Ref, Storage, conversation_key, open_storage, open_worker
+from salotto.config import load_config
+from salotto.storage import HistoryMessage, Outcome, Ref, Storage, conversation_key, open_storage
+from salotto.storage.store import open_store
 
 CHUNK = 20_000
 T0 = 1_700_000_000.0
@@ -45,15 +47,6 @@ _COUNTER = itertools.count(1)
 
 def new_msgid() -> str:
     return f"{_PREFIX}-{next(_COUNTER):x}"
-
-
-def append(messages: list[HistoryMessage], storage: Storage) -> None:
-    storage.append_messages(messages)
-
-
-def record_commit(into: list[float], outcome: Outcome[None]) -> None:
-    outcome.unwrap()
-    into.append(time.perf_counter())
 
 
 def populate(storage: Storage, big: int, others: int) -> float:
@@ -140,77 +133,46 @@ def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
     )
     reader.close()
 
-    # Through the worker: the server's path (reader pool, result handed back through call_soon).
+    # Through the store, the server's path: reads on the reader pool, results handed back through call_soon.
     back: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-    worker = open_worker("sqlite", data_dir, call_soon=back.put)
+    config = load_config(None, {"data_dir": str(data_dir), "history_store_max_messages": 1000})
+    store = open_store(config, data_dir, time.monotonic(), back.put)
     samples = []
     for _ in range(queries):
         got: list[Outcome[list[HistoryMessage]]] = []
         started = time.perf_counter()
-        worker.read(lambda s: s.latest("#big", 100), got.append)
+        store.read(lambda s: s.latest("#big", 100), got.append)
         back.get()()
         samples.append(time.perf_counter() - started)
         assert len(got[0].unwrap()) == 100
-    report["latest_100_via_worker"] = percentiles(samples)
+    report["latest_100_via_store"] = percentiles(samples)
 
+    # Writes as the server makes them: each pass's messages journaled (what the loop pays before its
+    # output leaves), handed to the storer in batches; messages/s until all are in the database.
     n_writes = 50_000
-    done: list[Outcome[None]] = []
-    started = time.perf_counter()
-    for i in range(n_writes):
-        m = HistoryMessage(new_msgid(), "#big", time.time(), "writer!u@h", None, "PRIVMSG", f"new message {i}")
-        worker.submit_write(partial(append, [m]))
-        if i % 100 == 99:
-            worker.flush(done.append)
-    worker.flush(done.append)
-    while len(done) < n_writes // 100 + 1:
-        back.get()()
-    elapsed = time.perf_counter() - started
-    stats = worker.stats()
-    report["worker_writes_per_s"] = round(n_writes / elapsed)
-    report["worker_commits"] = stats.commits
-    report["worker_max_commit_ms"] = round(stats.max_commit_s * 1000, 2)
-
-    # The same messages as one write per tick (the server appending a tick's messages together).
-    done.clear()
+    commits: list[float] = []
     started = time.perf_counter()
     for _ in range(n_writes // 100):
         now = time.time()
-        tick_messages = [
-            HistoryMessage(new_msgid(), "#big", now, "writer!u@h", None, "PRIVMSG", f"new message {j}")
-            for j in range(100)
-        ]
-        worker.submit_write(partial(append, tick_messages))
-        worker.flush(done.append)
-    while len(done) < n_writes // 100:
-        back.get()()
-    report["worker_writes_per_s_tick_batched"] = round(n_writes / (time.perf_counter() - started))
-
-    # Paced like a busy server: a tick of 20 messages every 5 ms (4,000 messages/s); how long from a
-    # tick's flush to its commit callback (what holding a tick's output until commit would add).
-    delays: list[float] = []
-    for _ in range(1000):
-        tick_start = time.perf_counter()
-        for _ in range(20):
-            m = HistoryMessage(new_msgid(), "#big", time.time(), "writer!u@h", None, "PRIVMSG", "paced")
-            worker.submit_write(partial(append, [m]))
-        committed: list[float] = []
-        flushed_at = time.perf_counter()
-        worker.flush(partial(record_commit, committed))
-        while not committed:
-            back.get()()
-        delays.append(committed[0] - flushed_at)
-        time.sleep(max(0.0, 0.005 - (time.perf_counter() - tick_start)))
-    report["flush_to_commit_paced_4k_msgs_per_s"] = percentiles(delays)
+        for j in range(100):
+            store.record(HistoryMessage(new_msgid(), "#big", now, "writer!u@h", None, "PRIVMSG", f"new message {j}"))
+        pass_started = time.perf_counter()
+        store.commit()
+        commits.append(time.perf_counter() - pass_started)
+        store.store_if_due(time.monotonic())
+    store.store()
+    report["store_writes_per_s_100_per_pass"] = round(n_writes / (time.perf_counter() - started))
+    report["journal_commit_100_msgs"] = percentiles(commits)
 
     started = time.perf_counter()
-    deleted = worker.run_sync(lambda s: s.prune_history(None, 100_000_000))
+    deleted = store.run_now(lambda s: s.prune_history(None, 100_000_000))
     report["prune_count_scan_s"] = round(time.perf_counter() - started, 3)
     assert deleted == 0
     started = time.perf_counter()
-    deleted = worker.run_sync(lambda s: s.prune_history(T0 - 1.0, None))
+    deleted = store.run_now(lambda s: s.prune_history(T0 - 1.0, None))
     report["prune_age_walk_s"] = round(time.perf_counter() - started, 4)
     assert deleted == 0
-    worker.close()
+    store.close()
     return report
 
 

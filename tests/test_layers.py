@@ -13,7 +13,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "salotto"
 PURE_LAYERS = ("proto", "server")
-FORBIDDEN = frozenset({"asyncio", "socket", "sqlite3", "tkinter", "ssl", "selectors"})
+# No I/O of their own and no threads: mail, thread pools and the database are the runtime's and the
+# storage layer's, handed to the server as objects it calls (Offload, Mailer, Store).
+FORBIDDEN = frozenset({"asyncio", "socket", "sqlite3", "tkinter", "ssl", "selectors", "smtplib", "concurrent",
+                       "threading", "multiprocessing", "subprocess", "psycopg", "redis"})
+# Nor may they reach them through salotto's own modules that do.
+FORBIDDEN_SALOTTO = ("salotto.threads", "salotto.mail", "salotto.runtime", "salotto.transport", "salotto.clients")
 _DYNAMIC_IMPORTERS = frozenset({"__import__", "import_module"})
 
 
@@ -40,6 +45,7 @@ def forbidden_imports(source: str, filename: str) -> list[str]:
         f"{filename}:{line}: {module}"
         for line, module in imported_modules(tree)
         if module.split(".", 1)[0] in FORBIDDEN
+        or any(module == name or module.startswith(name + ".") for name in FORBIDDEN_SALOTTO)
     ]
 
 
@@ -70,6 +76,11 @@ def test_pure_layers_do_no_io(path: Path) -> None:
         "if True:\n    from tkinter import ttk",
         "__import__('socket')",
         "import importlib\nimportlib.import_module('asyncio')",
+        "import smtplib",
+        "from concurrent.futures import ThreadPoolExecutor",
+        "import threading",
+        "from salotto.threads import ThreadOffload",
+        "from salotto.mail import send_code",
     ],
 )
 def test_checker_catches_forbidden_imports(source: str) -> None:

@@ -10,7 +10,6 @@ import resource
 import signal
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ from salotto import __version__
 from salotto.cli import salotto_command
 from salotto.config import Config, ConfigError, bad_value, load_config, parse_host_port
 from salotto.logsetup import setup_logging
-from salotto.server.accounts import Accounts, Writer
-from salotto.server.history import History
-from salotto.server.offload import ThreadOffload
+from salotto.mail import send_code
+from salotto.server.accounts import Accounts
 from salotto.server.state import Server
-from salotto.storage import StorageError, open_storage
-from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
-from salotto.storage.readers import ReadPool
-from salotto.storage.sqlite import SqliteStorage
+from salotto.storage import StorageError
+from salotto.storage.journal import JournalError
+from salotto.storage.store import Store, open_store
+from salotto.threads import ThreadOffload
 from salotto.transport.flusher import Flusher
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
 from salotto.transport.tls import ServerCertificate, TlsHandshakes
@@ -150,53 +148,32 @@ def _check_data_dir(config: Config) -> None:
             return
 
 
-def _open_journals(config: Config) -> tuple[Journal, Journal]:
+def _open_store(server: Server, config: Config, loop: asyncio.AbstractEventLoop) -> Store:
+    """Open the store (with history's journals when history is on), store what a crash left in them, and
+    attach history and accounts. Reads the account directory before the server serves."""
     try:
-        first, second = (Journal(Path(config.data_dir) / name) for name in JOURNAL_FILENAMES)
-    except JournalError as exc:
+        store = open_store(config, config.data_dir, server.clock(), loop.call_soon_threadsafe,
+                           journals=config.history_enabled)
+    except (StorageError, JournalError, OSError) as exc:
         raise _data_dir_error(config, exc) from None
-    return first, second
-
-
-def _open_store(
-    server: Server, config: Config, loop: asyncio.AbstractEventLoop, offload: ThreadOffload
-) -> list[Callable[[], None]]:
-    """Open the store, attach history and accounts; returns what closes them, in that order.
-
-    The store has one writer connection. With history on, it belongs to history's storer thread, and
-    accounts and channels write through it too (see salotto.server.history): this thread looks accounts
-    up on a read-only connection of its own. With history off, this thread writes."""
     try:
-        writer = open_storage(config.storage_backend, config.data_dir)
-        lookups = writer
         if config.history_enabled:
-            lookups = open_storage(config.storage_backend, config.data_dir, readonly=True)
-    except (StorageError, OSError) as exc:
+            recovered = store.recover()
+            if recovered:
+                log.info("history: %d message%s of the last run only in the journal, now stored", recovered,
+                         "" if recovered == 1 else "s")
+        accounts = store.run_now(
+            lambda storage: Accounts.load(storage, store, server.offload, _server_secret(config)))
+    except (StorageError, JournalError, OSError) as exc:
+        store.close()
         raise _data_dir_error(config, exc) from None
-    reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
-                      loop.call_soon_threadsafe)
-    if isinstance(writer, SqliteStorage):
-        reader.on_close(writer.checkpoint_in_background())
-    closers = [reader.close, offload.close]
-    write: Writer | None = None
+    except BaseException:
+        store.close()
+        raise
     if config.history_enabled:
-        storer = ThreadPoolExecutor(1, thread_name_prefix="salotto-history")
-        history = History(config, writer, reader, server.clock(), _open_journals(config), storer)
-        try:
-            recovered = history.recover()
-        except JournalError as exc:
-            raise _data_dir_error(config, exc) from None
-        if recovered:
-            log.info("history: %d message%s of the last run only in the journal, now stored", recovered,
-                     "" if recovered == 1 else "s")
-        server.attach_history(history)
-        write = history.write
-        closers.insert(0, history.close)  # stores what waits, while the reader pool is open
-        closers.append(lookups.close)
-    closers.append(writer.close)
-    server.offload = offload
-    server.attach_accounts(Accounts(lookups, offload, _server_secret(config), write))
-    return closers
+        server.attach_history(store)
+    server.attach_accounts(accounts)
+    return store
 
 
 # Descriptors kept out of the connections' budget: listeners, the database and its readers' connections,
@@ -238,8 +215,15 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     server = Server(config)
     server.fd_budget = descriptor_budget(config)
     offload = ThreadOffload(loop.call_soon_threadsafe)
+    server.offload = offload
+    server.mailer = send_code
     _check_data_dir(config)
-    closers = _open_store(server, config, loop, offload)
+    try:
+        store = _open_store(server, config, loop)
+    except BaseException:
+        offload.close()
+        raise
+    closers = [store.close, offload.close]  # the store first: it stores what waits
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
     certificate: ServerCertificate | None = None

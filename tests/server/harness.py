@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from salotto.config import load_config
+from salotto.mail import send_code
 from salotto.proto import Message, parse
 from salotto.server.accounts import Accounts
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.storage import Storage, open_storage
+from salotto.storage.store import InlineReader, Store
 
 
 class Clock:
@@ -88,13 +90,23 @@ class Harness:
         self.wall = [1_700_000_000.0]
         config = load_config(None, overrides)
         self.server = Server(config, clock=self.clock, wallclock=lambda: self.wall[0])
+        self.server.mailer = send_code
 
     def attach_store(self, data_dir: Path) -> Storage:
         """Accounts, services and registered channels on a real SQLite file in ``data_dir``; password
         hashing runs inline (the server's InlineOffload), so replies arrive before ``send`` returns."""
         store = open_storage("sqlite", data_dir)
-        self.server.attach_accounts(Accounts(store, self.server.offload))
+        # Without a storer thread the store runs every write at once: replies arrive before ``send`` returns.
+        writer = Store(self.server.config, store, InlineReader(store), self.clock())
+        self.server.attach_accounts(Accounts.load(store, writer, self.server.offload))
         return store
+
+    def attach_refusing_store(self, data_dir: Path) -> None:
+        """Accounts on a read-only connection to the store in ``data_dir``: every write fails, as on a
+        locked or full database, and the directory holds what the store held."""
+        store = open_storage("sqlite", data_dir, readonly=True)
+        writer = Store(self.server.config, store, InlineReader(store), self.clock())
+        self.server.attach_accounts(Accounts.load(store, writer, self.server.offload))
 
     def connect(self, ip: str = "127.0.0.1") -> User:
         return User(self.server, ip)

@@ -16,10 +16,9 @@ import pytest
 from scramp import ScramClient
 
 from salotto.proto import parse
-from salotto.server.accounts import Accounts
 from salotto.server.client import Client
 from salotto.storage import open_storage
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
 from tests.server.harness import Harness, User
 
 PASSWORD = "correct-horse-battery"
@@ -107,7 +106,7 @@ def test_register_says_so_when_the_database_refuses_the_account(tmp_path: Path) 
     """Not "already exists": the name is free, the store could not take it (here a read-only file)."""
     open_storage("sqlite", tmp_path).close()
     h = Harness()
-    h.server.attach_accounts(Accounts(open_storage("sqlite", tmp_path, readonly=True), h.server.offload))
+    h.attach_refusing_store(tmp_path)
     alice = h.user("alice")
     alice.send(f"REGISTER * * :{PASSWORD}")
     fails = [m.params for m in alice.messages() if m.command == "FAIL"]
@@ -513,8 +512,6 @@ def test_the_owners_addresses_outlive_a_restart(tmp_path: Path) -> None:
     _registered(h, "alice").send("QUIT")  # from 127.0.0.1
     home = _connecting_from(h, "alice", "192.0.2.10")
     assert parse(_sasl_plain(home, "alice", PASSWORD)[-1]).command == "903"
-    assert h.server.accounts is not None
-    h.server.accounts.store.close()
     restarted = _harness(tmp_path, **overrides)  # a new server on the same data directory
     accounts = restarted.server.accounts
     assert accounts is not None and accounts.trusted("alice") == ["127.0.0.1", "192.0.2.10"]
@@ -529,7 +526,8 @@ def test_the_owners_addresses_outlive_a_restart(tmp_path: Path) -> None:
 
 
 def test_an_account_keeps_its_newest_eight_addresses_and_loses_them_when_dropped(tmp_path: Path) -> None:
-    h = _harness(tmp_path, login_attempts_per_ip=100)
+    h = Harness(login_attempts_per_ip=100)
+    store = h.attach_store(tmp_path)
     _registered(h, "alice").send("QUIT")  # from 127.0.0.1, the oldest
     for i in range(8):
         h.wall[0] += 60
@@ -540,21 +538,21 @@ def test_an_account_keeps_its_newest_eight_addresses_and_loses_them_when_dropped
     assert accounts is not None
     newest = [f"192.0.2.{i + 1}" for i in range(8)]
     assert accounts.trusted("alice") == newest
-    assert [address for address, _ in accounts.store.login_addresses("alice")] == newest
+    assert [address for address, _ in store.login_addresses("alice")] == newest
     # Logging in again from one of them within the day writes nothing.
     h.wall[0] += 60
     user = _connecting_from(h, "again", "192.0.2.1")
     assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
-    assert accounts.store.login_addresses("alice")[0][0] == "192.0.2.1"
+    assert store.login_addresses("alice")[0][0] == "192.0.2.1"
     # A day later it is written again, and is the newest.
     h.wall[0] += 86_400
     user = _connecting_from(h, "later", "192.0.2.1")
     assert parse(_sasl_plain(user, "alice", PASSWORD)[-1]).command == "903"
     assert accounts.trusted("alice") == [*newest[1:], "192.0.2.1"]
-    assert [address for address, _ in accounts.store.login_addresses("alice")] == [*newest[1:], "192.0.2.1"]
+    assert [address for address, _ in store.login_addresses("alice")] == [*newest[1:], "192.0.2.1"]
     user.send("CAP END")
     user.send("PRIVMSG NickServ :DROP " + PASSWORD)
-    assert accounts.get("alice") is None and accounts.store.login_addresses("alice") == []
+    assert accounts.get("alice") is None and store.login_addresses("alice") == []
     assert accounts.trusted("alice") == []
 
 
@@ -600,14 +598,13 @@ def test_labeled_logout_answers_inside_its_batch(h: Harness) -> None:
 def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: Path) -> None:
     """An account whose SCRAM keys were dropped (or made with old, fewer rounds) gets today's at its next
     login with the password, and SCRAM works for it again."""
-    from salotto.passwords import SCRAM_ITERATIONS, make_account_secret, scram_credentials
+    from salotto.passwords import SCRAM_ITERATIONS, scram_credentials
 
-    h = _harness(tmp_path)
-    _registered(h, "alice").send("QUIT")
+    _registered(_harness(tmp_path), "alice").send("QUIT")
+    _drop_scram_keys(tmp_path, "alice")
+    h = _harness(tmp_path)  # a restart: the account is as the store has it
     accounts = h.server.accounts
     assert accounts is not None
-    accounts.write(lambda store: store.set_password_hash("alice", make_account_secret(
-        PASSWORD, scram_iterations=4096).split(";")[0]))
     user = _connecting(h, "someone")
     assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)][-1] == "904"
     user = _connecting(h, "other")
@@ -618,6 +615,15 @@ def test_a_password_login_renews_scram_keys_that_are_missing_or_weak(tmp_path: P
     assert credentials is not None and credentials.iterations == SCRAM_ITERATIONS
     user = _connecting(h, "third")
     assert [parse(line).command for line in _scram_exchange(user, "alice", PASSWORD)] == ["900", "903"]
+
+
+def _drop_scram_keys(data_dir: Path, name: str) -> None:
+    """Leave an account with a password hash only, as an older salotto stored it."""
+    from salotto.passwords import make_account_secret
+
+    store = open_storage("sqlite", data_dir)
+    store.set_password_hash(name, make_account_secret(PASSWORD, scram_iterations=4096).split(";")[0])
+    store.close()
 
 
 class HeldOffload:
@@ -637,14 +643,14 @@ class HeldOffload:
 def test_renewed_scram_keys_never_replace_the_password_of_an_account_registered_meanwhile(tmp_path: Path) -> None:
     """The renewal is stored a fraction of a second after the login; if the account was dropped and
     registered anew in between, the new owner's password stays."""
-    from salotto.passwords import make_account_secret, verify_password
+    from salotto.passwords import verify_password
 
-    h = _harness(tmp_path)
-    _registered(h, "alice").send("QUIT")
+    _registered(_harness(tmp_path), "alice").send("QUIT")
+    _drop_scram_keys(tmp_path, "alice")  # no SCRAM keys: the next login renews them
+    h = Harness()
+    store = h.attach_store(tmp_path)
     accounts = h.server.accounts
     assert accounts is not None
-    accounts.write(lambda store: store.set_password_hash("alice", make_account_secret(
-        PASSWORD, scram_iterations=4096).split(";")[0]))  # no SCRAM keys: the next login renews them
     offload = accounts.offload = HeldOffload()
     user = _connecting(h, "someone")
     user.send("AUTHENTICATE PLAIN")
@@ -653,12 +659,13 @@ def test_renewed_scram_keys_never_replace_the_password_of_an_account_registered_
     assert user.client.account == "alice" and len(offload.work) == 1
     # Meanwhile alice drops the account and someone registers the name with another password.
     accounts.delete("alice")
-    newcomer_secret = make_account_secret("the newcomer's password")
-    accounts.write(lambda store: store.create_account("alice", newcomer_secret, 2.0))
+    accounts.register("alice", "the newcomer's password", None, 2.0, lambda outcome: None)
+    offload.step(1)  # the newcomer's hash, then its account
+    newcomer = accounts.get("alice")
+    assert newcomer is not None and verify_password("the newcomer's password", newcomer.password_hash)
     offload.step()  # the renewal's keys are ready: they belong to the old password
-    stored = accounts.get("alice")
-    assert stored is not None and stored.password_hash == newcomer_secret
-    assert verify_password("the newcomer's password", stored.password_hash)
+    for stored in (accounts.get("alice"), store.get_account("alice")):
+        assert stored is not None and stored.password_hash == newcomer.password_hash
 
 
 def test_account_registrations_are_limited_per_address_and_in_all(tmp_path: Path) -> None:

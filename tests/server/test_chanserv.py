@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from salotto.server.accounts import Accounts
-from salotto.server.history import History
 from salotto.storage import Outcome, Storage, StoredAccount, open_storage
+from salotto.storage.store import Store
 from tests.server.harness import Harness, User
 from tests.server.test_accounts import PASSWORD, _harness, _registered
 from tests.server.test_history import ImmediateReader
@@ -47,38 +50,65 @@ def test_registered_channel_keeps_topic_and_modes_across_a_restart(tmp_path: Pat
     assert modes.command == "324" and set("knst") <= set(modes.params[2]) and modes.params[3] == "sesame"
 
 
-def test_with_history_every_write_goes_through_the_storers_one_writer_connection(tmp_path: Path) -> None:
-    """As the server runs with history on: the storer thread holds the only writer connection, and the
-    loop looks accounts up on a read-only one, where a write would fail. Registering, access lists,
-    topics and drops all work, and the next command sees each of them."""
-    h = Harness(history_replay_lines=0)  # no reads: their callbacks would run on the storer thread here
+def test_every_write_goes_through_the_storers_one_writer_thread_and_the_next_command_sees_it(
+    tmp_path: Path,
+) -> None:
+    """As the server runs: the storer thread holds the only writer connection, and its results come back
+    to the loop later (here a queue the test runs, as the event loop would). Registering, access lists,
+    topics and drops all work; commands sent at once are answered in order, each after the write before
+    it is done; and the loop never ran a write itself."""
+    h = Harness(history_replay_lines=0)
     server = h.server
-    history = History(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
-                      storer=ThreadPoolExecutor(1))
-    server.attach_history(history)
+    results: queue.Queue[Callable[[], None]] = queue.Queue()
+    writer = open_storage("sqlite", tmp_path)
+    store = Store(server.config, writer, ImmediateReader(tmp_path), server.clock(), storer=ThreadPoolExecutor(1),
+                  call_soon=results.put)
     writers: set[str] = set()
 
-    def write(fn: Callable[[Storage], T]) -> T:
-        def on_the_writer(store: Storage) -> T:
-            writers.add(threading.current_thread().name)
-            return fn(store)
+    class NotingTheThread:
+        def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+            def on_the_writer(storage: Storage) -> T:
+                writers.add(threading.current_thread().name)
+                return fn(storage)
 
-        return history.write(on_the_writer)
+            store.write(on_the_writer, callback)
 
-    lookups = open_storage("sqlite", tmp_path, readonly=True)
-    server.attach_accounts(Accounts(lookups, server.offload, writer=write))
-    alice = _founder_with_room(h)
-    _registered(h, "carol")
+    server.attach_accounts(Accounts.load(writer, NotingTheThread(), server.offload))
+
+    def run_loop_until(user: User, text: str) -> list[str]:
+        seen: list[str] = []
+        deadline = time.monotonic() + 10
+        while not any(text in line for line in seen):
+            assert time.monotonic() < deadline, f"no {text!r}; saw {seen}"
+            with contextlib.suppress(queue.Empty):
+                results.get(timeout=0.05)()
+            seen += [m.params[-1] for m in user.messages()]
+        return seen
+
+    alice = h.user("alice")
+    alice.send(f"REGISTER * * :{PASSWORD}")
+    run_loop_until(alice, "You are now logged in as alice")
+    carol = h.user("carol")
+    carol.send(f"REGISTER * * :{PASSWORD}")
+    run_loop_until(carol, "You are now logged in as carol")
+    alice.send("JOIN #room")
+    alice.send("PRIVMSG ChanServ :REGISTER #room")
+    # Sent together: each answer after the write before it, in the order sent.
     alice.send("PRIVMSG ChanServ :ACCESS #room ADD carol op")
-    assert "carol now has op access" in alice.messages()[-1].params[1]
+    alice.send("PRIVMSG ChanServ :ACCESS #room LIST")
     alice.send("TOPIC #room :Changed")
     alice.send("PRIVMSG ChanServ :ACCESS #room DEL carol")
-    assert "carol removed from #room" in alice.messages()[-1].params[1]
-    registration = lookups.get_channel("#room")
-    assert registration is not None and registration.topic == "Changed" and registration.access == {"alice": "founder"}
+    alice.send("PRIVMSG ChanServ :ACCESS #room LIST")
+    seen = run_loop_until(alice, "End of #room access list (1)")
+    answers = [line for line in seen if line.startswith(("#room is registered", "carol now", "#room: carol",
+                                                         "carol removed", "End of #room access"))]
+    assert answers[0].startswith("#room is registered to alice")
+    assert answers[1:] == ["carol now has op access to #room.", "#room: carol op", "End of #room access list (2).",
+                           "carol removed from #room.", "End of #room access list (1)."]
     alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
-    assert "with channels #room" in alice.messages()[-1].params[1]
-    history.close()
+    run_loop_until(alice, "with channels #room")
+    store.close()
+    lookups = open_storage("sqlite", tmp_path, readonly=True)
     assert lookups.get_account("alice") is None and lookups.get_channel("#room") is None
     assert lookups.get_account("carol") is not None
     assert len(writers) == 1 and threading.current_thread().name not in writers
@@ -90,7 +120,7 @@ def test_a_store_that_refuses_writes_changes_nothing_and_says_so(tmp_path: Path)
     h = _harness(tmp_path)
     alice = _founder_with_room(h)
     _registered(h, "carol")
-    h.server.attach_accounts(Accounts(open_storage("sqlite", tmp_path, readonly=True), h.server.offload))
+    h.attach_refusing_store(tmp_path)
     alice.messages()  # carol's arrival
     for command in ("ChanServ :ACCESS #room ADD carol op", "ChanServ :ACCESS #room DEL alice_",
                     "ChanServ :DROP #room", f"NickServ :DROP {PASSWORD}"):
@@ -173,7 +203,7 @@ def _with_history(tmp_path: Path) -> Harness:
     h = _harness(tmp_path / "db")
     writer = open_storage("sqlite", tmp_path / "db")
     server = h.server
-    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path / "db"), server.clock()))
+    server.attach_history(Store(server.config, writer, ImmediateReader(tmp_path / "db"), server.clock()))
     return h
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from salotto.proto import parse
 from salotto.proto.message import Message
-from salotto.server.history import STORE_ATTEMPTS, History
 from salotto.storage import Storage, open_storage
 from salotto.storage.base import HistoryMessage
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError, read_journal
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
+from salotto.storage.store import STORE_ATTEMPTS, Store
 from tests.server.harness import Harness, User
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ def _harness(tmp_path: Path, *, journal: bool = True, **overrides: Any) -> Harne
     harness = Harness(**overrides)
     writer = open_storage("sqlite", tmp_path)
     server = harness.server
-    history = History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
+    history = Store(server.config, writer, ImmediateReader(tmp_path), server.clock(),
                       _journals(tmp_path) if journal else None)
     server.attach_history(history)
     return harness
@@ -373,7 +373,7 @@ def test_recover_stores_what_a_crash_left_in_the_journal_once(tmp_path: Path) ->
     journals[1].append(messages[3:])  # ...and what came after it
     writer.append_messages(messages[:2])  # stored before the crash, but the journal was not emptied yet
     harness = Harness()
-    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, journals)
+    history = Store(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, journals)
     assert history.recover() == 3
     assert _stored(tmp_path) == ["m1", "m2", "m3", "m4", "m5"]
     assert _journaled(tmp_path) == []
@@ -388,7 +388,7 @@ def test_a_journal_that_cannot_be_written_stores_at_once(
     harness = Harness(history_store_interval_s=3600.0)
     server = harness.server
     writer = open_storage("sqlite", tmp_path)
-    server.attach_history(History(server.config, writer, ImmediateReader(tmp_path), server.clock(),
+    server.attach_history(Store(server.config, writer, ImmediateReader(tmp_path), server.clock(),
                                   (Journal(Path("/dev/full")), Journal(tmp_path / "spare"))))  # a full disk
     alice = harness.user("alice")
     _say(harness, alice, "PRIVMSG #lobby :kept anyway")
@@ -403,7 +403,7 @@ def test_a_storer_thread_stores_in_order_and_a_read_waits_for_it(tmp_path: Path)
     server = harness.server
     storer = ThreadPoolExecutor(1)
     writer = open_storage("sqlite", tmp_path)
-    history = History(server.config, writer, ImmediateReader(tmp_path), server.clock(), _journals(tmp_path),
+    history = Store(server.config, writer, ImmediateReader(tmp_path), server.clock(), _journals(tmp_path),
                       storer)
     server.attach_history(history)
     alice = harness.user("alice", caps=["draft/chathistory", "batch", "server-time"])
@@ -448,7 +448,7 @@ def test_the_tick_never_hands_over_what_this_pass_has_not_journaled(tmp_path: Pa
     harness = Harness(history_store_interval_s=0.0)
     server = harness.server
     storer = StepStorer()
-    history = History(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
+    history = Store(server.config, open_storage("sqlite", tmp_path), ImmediateReader(tmp_path), server.clock(),
                       _journals(tmp_path), storer)
     server.attach_history(history)
     # With chathistory, no replay on join: a read the held storer would keep alice's next lines waiting for.
@@ -467,7 +467,7 @@ def test_the_tick_never_hands_over_what_this_pass_has_not_journaled(tmp_path: Pa
 def test_one_bad_message_does_not_take_its_batch_with_it(tmp_path: Path) -> None:
     harness = Harness()
     writer = open_storage("sqlite", tmp_path)
-    history = History(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
+    history = Store(harness.server.config, writer, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
     good = [HistoryMessage(f"0badcafe-{n:x}", "#lobby", 1_700_000_000.0 + n, "a!u@h", None, "PRIVMSG", f"m{n}")
             for n in (1, 2)]  # fmt: skip
     bad = HistoryMessage("0badcafe-9", "#lobby", 1_700_000_000.5, "a!u@h", None, "PRIVMSG", "?", parties=("a", "b"))
@@ -484,7 +484,7 @@ def test_a_database_that_refuses_writes_gets_the_batch_again_then_it_is_given_up
     open_storage("sqlite", tmp_path).close()  # the schema
     refusing = open_storage("sqlite", tmp_path, readonly=True)  # "attempt to write a readonly database"
     harness = Harness(history_store_interval_s=0.0)
-    history = History(harness.server.config, refusing, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
+    history = Store(harness.server.config, refusing, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
     history.record(HistoryMessage("0badcafe-1", "#lobby", 1_700_000_000.0, "a!u@h", None, "PRIVMSG", "kept"))
     history.commit()
     for attempt in range(STORE_ATTEMPTS):
@@ -499,7 +499,7 @@ def test_recover_keeps_the_journals_when_the_database_refuses_them(tmp_path: Pat
     open_storage("sqlite", tmp_path).close()
     journals = _journals(tmp_path)
     journals[0].append([HistoryMessage("0badcafe-1", "#lobby", 1_700_000_000.0, "a!u@h", None, "PRIVMSG", "m1")])
-    history = History(Harness().server.config, open_storage("sqlite", tmp_path, readonly=True),
+    history = Store(Harness().server.config, open_storage("sqlite", tmp_path, readonly=True),
                       ImmediateReader(tmp_path), 0.0, journals)
     with pytest.raises(JournalError, match=r"cannot store the 1 messages of .*history-0\.journal"):
         history.recover()

@@ -18,10 +18,10 @@ import pytest
 from salotto.config import OperBlock
 from salotto.passwords import hash_password
 from salotto.proto import parse
-from salotto.server.history import History
 from salotto.storage import Storage, open_storage
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
+from salotto.storage.store import Store
 from tests.server.harness import Harness
 
 _HASH = hash_password("hunter2", n=2**10)
@@ -167,7 +167,7 @@ def _with_history(tmp_path: Path, reader_cls: Any) -> tuple[Harness, Any]:
     writer = open_storage("sqlite", tmp_path)
     journals = tuple(Journal(tmp_path / name) for name in JOURNAL_FILENAMES)
     reader = reader_cls(tmp_path)
-    h.server.attach_history(History(h.server.config, writer, reader, h.server.clock(), journals))  # type: ignore[arg-type]
+    h.server.attach_history(Store(h.server.config, writer, reader, h.server.clock(), journals))  # type: ignore[arg-type]
     return h, reader
 
 

@@ -13,7 +13,7 @@ from salotto.config import ConfigError, load_config
 from salotto.passwords import hash_password
 from salotto.proto.numerics import ERR_ALREADYREGISTERED, ERR_PASSWDMISMATCH, RPL_WELCOME
 from salotto.server.offload import InlineOffload
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
 from tests.server.harness import Harness, User
 
 T = TypeVar("T")

@@ -1,55 +1,60 @@
-"""The child of ``test_durability``: writes batches through a StorageWorker until it is killed.
+"""The child of ``test_durability``: runs a server's store (journals, storer thread) until it is killed.
 
-Usage: ``python -m tests.storage.durability_child BACKEND DATA_DIR``. Each batch is 20 messages
-(``b<batch>-<n>``), and every tenth also registers account ``user<batch>``; the line ``committed <batch>``
-is printed once the worker reports the batch committed, which is the moment the server would let clients
-see it.
+Usage: ``python -m tests.storage.durability_child BACKEND LOCATION DATA_DIR``. Each batch is 20 messages
+(``b<batch>-<n>``) recorded and committed as one pass of the server's loop would; the line ``committed
+<batch>`` is printed once :meth:`Store.commit` returned, which is the moment the server lets clients see
+them. Every tenth batch also registers account ``user<batch>`` through :meth:`Store.write`, and
+``account <batch>`` is printed when the store reports it written (when the server would answer).
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import time
-from functools import partial
+from collections.abc import Callable
 
-from salotto.storage import HistoryMessage, Outcome, Storage, open_worker
+from salotto.config import load_config
+from salotto.storage import HistoryMessage, Outcome, Storage
+from salotto.storage.store import open_store
 
 BATCH = 20
 
 
-def append(msg: HistoryMessage, storage: Storage) -> None:
-    storage.append_messages([msg])
-
-
-def register(name: str, storage: Storage) -> None:
-    storage.create_account(name, "hash", time.time())
-
-
 def main() -> None:
-    backend, data_dir = sys.argv[1], sys.argv[2]
-    worker = open_worker(backend, data_dir)
-    committed = -1
+    backend, location, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    config = load_config(None, {"storage_backend": backend, "data_dir": data_dir,
+                                "history_store_interval_s": 0.005})
+    results: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+    store = open_store(config, location, time.monotonic(), results.put)
+    store.recover()
 
-    def report(batch: int, outcome: Outcome[None]) -> None:
-        nonlocal committed
+    def registered(batch: int, outcome: Outcome[object]) -> None:
         outcome.unwrap()
-        committed = batch
-        print(f"committed {batch}", flush=True)
+        print(f"account {batch}", flush=True)
 
     batch = 0
     while True:
         for n in range(BATCH):
-            msg = HistoryMessage(f"b{batch}-{n}", "#lobby", time.time(), "nick!u@h", None, "PRIVMSG", f"{batch} {n}")
-            worker.submit_write(partial(append, msg))
+            store.record(HistoryMessage(f"b{batch}-{n}", "#lobby", time.time(), "nick!u@h", None, "PRIVMSG",
+                                        f"{batch} {n}"))
+        store.commit()
+        print(f"committed {batch}", flush=True)
         if batch % 10 == 0:
             name = f"user{batch}"
-            worker.submit_write(partial(register, name))
-        worker.flush(partial(report, batch))
+
+            def register(storage: Storage, name: str = name) -> object:
+                return storage.create_account(name, "hash", time.time())
+
+            store.write(register, lambda outcome, batch=batch: registered(batch, outcome))
+        store.store_if_due(time.monotonic())
+        while True:
+            try:
+                results.get_nowait()()
+            except queue.Empty:
+                break
         batch += 1
-        while batch - committed > 50:  # backpressure, as the server's loop tick would give
-            time.sleep(0.0005)
-
-
+        time.sleep(0.0005)
 
 
 if __name__ == "__main__":

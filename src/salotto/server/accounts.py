@@ -2,12 +2,12 @@
 
 The store (:mod:`salotto.storage`) keeps accounts and registered channels; this module is the server's
 side of them. Password hashing (scrypt, tens of milliseconds) runs on :class:`~salotto.server.offload.Offload`
-threads; the results come back on the loop thread. The store has one writer connection, history's
-(:meth:`salotto.server.history.History.write`): the short account and channel writes run there, in
-turn with history's jobs, and the loop waits for them (as long as the job at hand; they are rare).
-Account lookups are single-row primary-key reads on a connection of the loop's own (microseconds), so
-NICK can check whether a nick is registered without a round trip, and they see every write that
-returned.
+threads; the results come back on the loop thread. Nothing here waits for the store: the directory of
+accounts, their login addresses and the registered channels is read once at startup and kept in memory
+(NICK can check whether a nick is registered without a round trip), and writes run on the store's one
+writer, off the loop (:meth:`salotto.storage.store.Store.write`), each entering the directory when the
+store took it. A handler that answers after a write holds its connection's input meanwhile
+(``Context.wait``), so the connection's next command sees the write done.
 
 Login attempts are limited per IP and per account (token buckets, ``login_attempts_per_ip`` and
 ``login_attempts_per_account`` per ``login_throttle_window_s``): guessing a password is slow from one
@@ -26,8 +26,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from salotto.passwords import hash_password, make_account_secret, scram_is_current, verify_password
 from salotto.proto.casemap import casefold
@@ -37,8 +38,8 @@ from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server import monitor
 from salotto.server.flood import Throttle, ip_key
 from salotto.server.offload import Offload
-from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StorageError, StoredAccount
-from salotto.storage.worker import Outcome
+from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
+from salotto.storage.outcome import Outcome
 
 if TYPE_CHECKING:
     from salotto.server.channel import Channel
@@ -50,6 +51,7 @@ __all__ = [
     "SERVICES",
     "Accounts",
     "Writer",
+    "channel_state",
     "grant_access_status",
     "is_service",
     "log_in",
@@ -58,7 +60,6 @@ __all__ = [
     "persist_channel_state",
     "rename_to_guest",
     "restore_channel_state",
-    "save_channel_state",
     "status_for",
 ]
 
@@ -70,8 +71,6 @@ T = TypeVar("T")
 SERVICES = ("NickServ", "ChanServ")
 _SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 
-# Names whose is_registered answer is remembered before the memory starts over.
-_REGISTERED_CACHE_SIZE = 10_000
 
 # The login throttle's bucket for every name that is no account's (not a valid nick, so no account's).
 UNKNOWN_ACCOUNTS_KEY = "*unknown*"
@@ -82,25 +81,41 @@ TRUSTED_ADDRESSES = 8
 TRUSTED_REFRESH_S = 24 * 3600.0
 
 
-class Writer(Protocol):
-    """Runs a write on the store's writer connection, wherever that lives, and returns its result."""
+def _ignore(outcome: Outcome[Any]) -> None:
+    """For writes nobody waits for: what matters was done when the outcome came (errors are logged)."""
 
-    def __call__(self, fn: Callable[[Storage], T], /) -> T: ...
+
+class Writer(Protocol):
+    """Runs writes on the store's one writer connection (:class:`salotto.storage.store.Store`), wherever
+    that lives; ``callback`` gets the outcome on the loop thread, later or at once."""
+
+    def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None], /) -> None: ...
 
 
 class Accounts:
-    """The account and channel registry of one server: store, hashing pool and throttles."""
+    """The account and channel registry of one server: its directory, the writes, hashing and throttles.
+
+    The directory (every account, its login addresses, every registered channel) is read from the store
+    once, at startup, and kept in memory: NICK, JOIN and the login throttle consult it on the loop, and
+    none of them may wait for a database round trip. Every change is written through :meth:`write`
+    (the store's writer, off the loop) and enters the directory when the store took it, before the
+    caller hears back: the store stays the authority (a name taken meanwhile is refused there)."""
 
     def __init__(
-        self, store: Storage, offload: Offload, secret: bytes | None = None, writer: Writer | None = None
+        self,
+        writer: Writer,
+        offload: Offload,
+        secret: bytes | None = None,
+        *,
+        accounts: Iterable[StoredAccount] = (),
+        login_addresses: Iterable[tuple[str, str, float]] = (),
+        channels: Iterable[RegisteredChannel] = (),
     ) -> None:
-        """``store`` answers lookups; ``writer`` runs the writes (on ``store`` itself without it)."""
-        self.store = store
         self._writer = writer
         self.offload = offload
-        # Registered channels, read once at startup and written through: joins consult it often.
-        self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in store.list_channels()}
-        self._registered: dict[str, bool] = {}  # casefolded name -> is_registered's answer
+        self._accounts: dict[str, StoredAccount] = {casefold(a.name): a for a in accounts}
+        # Registered channels: joins consult them often.
+        self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in channels}
         self.per_ip = Throttle()
         # Never forgets an account's bucket that is not full (that would reset the limit of the account
         # under attack); only existing accounts get one, so it holds no more buckets than there are accounts.
@@ -109,65 +124,92 @@ class Accounts:
         self.registrations_per_ip = Throttle()
         self.registrations = Throttle()
         # Casefolded account name -> the ip_keys it logged in from -> when (wall clock), as in the store
-        # (login_addresses), read from it the first time the account is asked about: the newest
-        # TRUSTED_ADDRESSES, restarts or not. Every write goes through trust(), so this stays the same
-        # as the store. Only existing accounts have an entry.
+        # (login_addresses): the newest TRUSTED_ADDRESSES, restarts or not. Every write goes through
+        # trust(), so this stays the same as the store.
         self._trusted: dict[str, dict[str, float]] = {}
+        for name_cf, address, seen in login_addresses:
+            self._trusted.setdefault(name_cf, {})[address] = seen
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
         # across restarts too, so the runtime keeps it in the data directory.
         self.secret = secret or os.urandom(32)
 
+    @classmethod
+    def load(cls, storage: Storage, writer: Writer, offload: Offload, secret: bytes | None = None) -> Accounts:
+        """The registry with its directory read from ``storage`` (at startup, before the server serves)."""
+        return cls(writer, offload, secret, accounts=storage.list_accounts(),
+                   login_addresses=storage.list_login_addresses(), channels=storage.list_channels())
+
     def get(self, name: str) -> StoredAccount | None:
         if not name or casefold(name) in _SERVICES_CF or valid_utf8(name) is not name:
             return None  # (bytes that were not UTF-8 name no account, and the database takes only text)
-        return self.store.get_account(name)
+        return self._accounts.get(casefold(name))
 
     def is_registered(self, nick: str) -> bool:
-        """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet).
+        """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet)."""
+        account = self._accounts.get(casefold(nick))
+        return account is not None and account.verified
 
-        Remembered per name: private history asks it for every message from a client that is not
-        logged in (:func:`~salotto.server.handlers.history.history_identity`). Every account write
-        goes through this class (:meth:`register`, :meth:`set_verified`, :meth:`delete`), which
-        forgets the name it changes."""
-        key = casefold(nick)
-        known = self._registered.get(key)
-        if known is None:
-            account = self.get(nick)
-            known = account is not None and account.verified
-            if len(self._registered) >= _REGISTERED_CACHE_SIZE:
-                self._registered.clear()
-            self._registered[key] = known
-        return known
+    def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+        """Run ``fn`` on the store's writer; ``callback`` gets its outcome on the loop thread. ``fn`` must
+        only use the store it is given. Errors: the backend's own (AlreadyExists...) as they are, any other
+        failure (the database locked or full, the store closed) as a :class:`StorageError`."""
+        self._writer.write(fn, callback)
 
-    def write(self, fn: Callable[[Storage], T]) -> T:
-        """Run ``fn`` on the writer connection and wait for it; ``fn`` must only use the store it is
-        given. Raises :class:`StorageError`: the backend's own (AlreadyExists...) as they are, any other
-        failure (the database locked or full, the writer stopped at shutdown) wrapped in one."""
-        try:
-            if self._writer is None:
-                return fn(self.store)
-            return self._writer(fn)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"could not write to the store: {exc}") from exc
+    def change_channel(
+        self, name: str, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None] = _ignore
+    ) -> None:
+        """Write a change of the registered channel ``name`` (registering or dropping it too); the
+        directory takes the channel as the store then has it (gone once dropped) before ``callback``
+        gets what ``fn`` returned."""
 
-    def set_verified(self, name: str) -> None:
-        self._registered.pop(casefold(name), None)
-        self.write(lambda store: store.set_verified(name, True))
+        def change(store: Storage) -> tuple[T, RegisteredChannel | None]:
+            return fn(store), store.get_channel(name)
 
-    def delete(self, name: str, founded: list[str] | None = None) -> None:
-        """Delete the account, with the channels in ``founded`` (its own), in one transaction."""
+        def done(outcome: Outcome[tuple[T, RegisteredChannel | None]]) -> None:
+            if outcome.error is not None:
+                callback(Outcome(error=outcome.error))
+                return
+            result, registration = outcome.unwrap()
+            if registration is None:
+                self.channels.pop(casefold(name), None)
+            else:
+                self.channels[casefold(name)] = registration
+            callback(Outcome(result))
 
-        def delete(store: Storage) -> None:
+        self.write(change, done)
+
+    def set_verified(self, name: str, callback: Callable[[Outcome[bool]], None] = _ignore) -> None:
+        def done(outcome: Outcome[bool]) -> None:
+            account = self.get(name)
+            if outcome.value and account is not None:
+                self._accounts[casefold(name)] = replace(account, verified=True)
+            callback(outcome)
+
+        self.write(lambda store: store.set_verified(name, True), done)
+
+    def delete(self, name: str, callback: Callable[[Outcome[list[str]]], None] = _ignore) -> None:
+        """Delete the account, with the channels it founded, in one transaction; ``callback`` gets the
+        names of those channels. Its access entries on other channels go too."""
+
+        def delete(store: Storage) -> tuple[list[str], list[RegisteredChannel]]:
             with store.transaction():
-                for channel in founded or ():
+                founded = [c.name for c in store.list_channels() if casefold(c.founder) == casefold(name)]
+                for channel in founded:
                     store.drop_channel(channel)
                 store.delete_account(name)
+                return founded, store.list_channels()
 
-        self._registered.pop(casefold(name), None)
-        self._trusted.pop(casefold(name), None)
-        self.write(delete)
+        def done(outcome: Outcome[tuple[list[str], list[RegisteredChannel]]]) -> None:
+            if outcome.error is not None:
+                callback(Outcome(error=outcome.error))
+                return
+            founded, channels = outcome.unwrap()
+            self._accounts.pop(casefold(name), None)
+            self._trusted.pop(casefold(name), None)
+            self.channels = {casefold(c.name): c for c in channels}
+            callback(Outcome(founded))
+
+        self.write(delete, done)
 
     def throttle(self, server: Server, client: Client, account: str) -> float:
         """Count one password attempt on ``account`` from the client's address, before it is checked;
@@ -196,13 +238,8 @@ class Accounts:
             self.per_account.give_back(casefold(account), server.clock())
 
     def _owner_addresses(self, account: str) -> dict[str, float]:
-        """The addresses (ip_key) an existing ``account`` logged in from, with when; from the store the
-        first time (a few rows on the loop's own connection), then from memory."""
-        name_cf = casefold(account)
-        known = self._trusted.get(name_cf)
-        if known is None:
-            known = self._trusted[name_cf] = dict(self.store.login_addresses(account))
-        return known
+        """The addresses (ip_key) an existing ``account`` logged in from, with when."""
+        return self._trusted.setdefault(casefold(account), {})
 
     def trust(self, server: Server, client: Client, account: str) -> None:
         """``client`` is logged in to ``account`` (or created it): its address is the owner's from now on,
@@ -218,10 +255,12 @@ class Accounts:
         known[address] = now
         for old in _oldest_first(known)[:-TRUSTED_ADDRESSES]:  # as the store does: the newest stay
             del known[old]
-        try:
-            self.write(lambda store: store.add_login_address(account, address, now, TRUSTED_ADDRESSES))
-        except StorageError as exc:  # the address is the owner's until the server stops, at least
-            log.error("could not store the login address of %s: %s", account, exc)
+
+        def stored(outcome: Outcome[bool]) -> None:
+            if outcome.error is not None:  # the address is the owner's until the server stops, at least
+                log.error("could not store the login address of %s: %s", account, outcome.error)
+
+        self.write(lambda store: store.add_login_address(account, address, now, TRUSTED_ADDRESSES), stored)
 
     def trusted(self, account: str) -> list[str]:
         """The addresses (ip_key) ``account`` was logged in to from, oldest first."""
@@ -258,6 +297,7 @@ class Accounts:
         the account may have been dropped and registered anew, and that owner's password must stay."""
         if scram_is_current(stored):
             return
+        stored_hash = stored
 
         def renew(store: Storage, secret: str) -> bool:
             # On the writer (the only connection that writes): nothing changes between the read and the write.
@@ -272,15 +312,19 @@ class Accounts:
             if secret is None:
                 log.error("could not renew the SCRAM keys of %s: %s", name, outcome.error)
                 return
-            try:
-                renewed = self.write(lambda store: renew(store, secret))
-            except StorageError as exc:
-                log.error("could not store the renewed SCRAM keys of %s: %s", name, exc)
-                return
-            if renewed:
-                log.info("SCRAM keys of %s renewed", name)
-            else:
-                log.info("SCRAM keys of %s not renewed: the account changed meanwhile", name)
+
+            def stored(outcome: Outcome[bool]) -> None:
+                if outcome.error is not None:
+                    log.error("could not store the renewed SCRAM keys of %s: %s", name, outcome.error)
+                elif outcome.value:
+                    account = self.get(name)
+                    if account is not None and account.password_hash == stored_hash:
+                        self._accounts[casefold(name)] = replace(account, password_hash=secret)
+                    log.info("SCRAM keys of %s renewed", name)
+                else:
+                    log.info("SCRAM keys of %s not renewed: the account changed meanwhile", name)
+
+            self.write(lambda store: renew(store, secret), stored)
 
         self.offload.run(lambda: make_account_secret(password), store)
 
@@ -302,19 +346,21 @@ class Accounts:
                 log.error("could not hash a password: %s", outcome.error)
                 callback(Outcome(error=outcome.error))
                 return
-            self._registered.pop(casefold(name), None)
             secret = outcome.value
-            try:
-                account = self.write(
-                    lambda store: store.create_account(name, secret, created, email=email, verified=verified)
-                )
-            except Exception as exc:  # AlreadyExists, or the backend's own (disk full...)
-                if not isinstance(exc, AlreadyExists):
-                    log.error("could not store account %s: %s", name, exc)
-                callback(Outcome(error=exc))
-                return
-            log.info("account %s registered", account.name)
-            callback(Outcome(account))
+
+            def stored(outcome: Outcome[StoredAccount]) -> None:
+                account = outcome.value
+                if account is None:  # AlreadyExists, or the backend's own (disk full...)
+                    if not isinstance(outcome.error, AlreadyExists):
+                        log.error("could not store account %s: %s", name, outcome.error)
+                    callback(outcome)
+                    return
+                self._accounts[casefold(account.name)] = account
+                log.info("account %s registered", account.name)
+                callback(outcome)
+
+            self.write(lambda store: store.create_account(name, secret, created, email=email, verified=verified),
+                       stored)
 
         self.offload.run(lambda: make_account_secret(password), done)
 
@@ -324,15 +370,6 @@ class Accounts:
         if registration is None or account is None:
             return None
         return registration.access.get(casefold(account))
-
-    def refresh_channel(self, name: str) -> RegisteredChannel | None:
-        """Re-read one registered channel after a write (None once dropped)."""
-        registration = self.store.get_channel(name)
-        if registration is None:
-            self.channels.pop(casefold(name), None)
-        else:
-            self.channels[casefold(name)] = registration
-        return registration
 
 
 def _oldest_first(addresses: dict[str, float]) -> list[str]:
@@ -431,31 +468,34 @@ def grant_access_status(server: Server, channel: Channel, client: Client, ctx: C
         change.deliver(channel.members)
 
 
-def save_channel_state(store: Storage, channel: Channel) -> None:
-    """Write a registered channel's topic and modes to ``store`` (a writer's: see :meth:`Accounts.write`)."""
-    store.update_channel(
-        channel.name,
+def channel_state(channel: Channel) -> dict[str, Any]:
+    """A registered channel's topic and modes as :meth:`Storage.update_channel` takes them: taken on the
+    loop, for a write that runs on the store's thread while the channel goes on changing."""
+    return {
         # As text: the database takes UTF-8 only (see valid_utf8).
-        topic=(valid_utf8(channel.topic), channel.topic_set_by, float(channel.topic_set_at)),
-        modes="".join(sorted(channel.modes)),
-        key=None if channel.key is None else valid_utf8(channel.key),
-        limit=channel.limit,
-        clear_key=channel.key is None,
-        clear_limit=channel.limit is None,
-    )
+        "topic": (valid_utf8(channel.topic), channel.topic_set_by, float(channel.topic_set_at)),
+        "modes": "".join(sorted(channel.modes)),
+        "key": None if channel.key is None else valid_utf8(channel.key),
+        "limit": channel.limit,
+        "clear_key": channel.key is None,
+        "clear_limit": channel.limit is None,
+    }
 
 
 def persist_channel_state(server: Server, channel: Channel) -> None:
-    """Store a registered channel's topic and modes (after TOPIC or MODE changed them)."""
+    """Store a registered channel's topic and modes (after TOPIC or MODE changed them). Nothing waits
+    for it: the change stands whether or not the store takes it (a failure is logged)."""
     accounts = server.accounts
     if accounts is None or channel.name_cf not in accounts.channels:
         return
-    try:
-        accounts.write(lambda store: save_channel_state(store, channel))
-    except Exception as exc:  # the backend's own (disk full...): the change stands, unsaved
-        log.error("could not store the state of %s: %s", channel.name, exc)
-        return
-    accounts.refresh_channel(channel.name)
+    name = channel.name
+
+    def stored(outcome: Outcome[None]) -> None:
+        if outcome.error is not None:  # the backend's own (disk full...): the change stands, unsaved
+            log.error("could not store the state of %s: %s", name, outcome.error)
+
+    state = channel_state(channel)
+    accounts.change_channel(name, lambda store: store.update_channel(name, **state), stored)
 
 
 def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> None:

@@ -1,8 +1,8 @@
 """The server's state and the life of a connection: accept, dispatch, disconnect, timers.
 
 Transport-independent: a transport hands in lines and a :class:`~salotto.server.client.Connection`;
-everything here runs on the event loop's thread and never blocks, but for the rare account and channel
-writes, which wait for the store's writer thread (see :mod:`salotto.server.accounts`).
+everything here runs on the event loop's thread and never blocks: the store's work runs off it and its
+results come back as callbacks (see :mod:`salotto.storage.store`).
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.flood import AddressSet, Throttle, ip_key
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
-from salotto.server.history import History
 from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
 from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
+from salotto.server.verification import Mailer, no_mailer
+from salotto.storage.store import Store
 
 __all__ = ["Server", "WhowasEntry"]
 
@@ -103,15 +104,17 @@ class Server:
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
-        self.history: History | None = None
+        self.history: Store | None = None
         # Who may try the server password (server_password_hash), how often: salotto.server.server_password.
         self.password_gate = ServerPasswordGate()
         # Set by attach_accounts (accounts, services and registered channels need the store).
         self.accounts: Accounts | None = None
         # Clients holding a registered nick they are not logged in to -> when the tick renames them.
         self.nick_deadlines: dict[Client, float] = {}
-        # Where password hashing runs: the runtime sets a thread pool (salotto.server.offload).
+        # Where password hashing and mail run: the runtime sets a thread pool (salotto.threads).
         self.offload: Offload = InlineOffload()
+        # How verification codes are mailed (salotto.mail.send_code, set by the runtime).
+        self.mailer: Mailer = no_mailer
         self._ids = itertools.count(1)
         self._msgid_prefix = os.urandom(4).hex()
         # The tokens private history knows connections that are not logged in by (salotto.server.parties).
@@ -150,7 +153,7 @@ class Server:
         with open(path, encoding="utf-8", errors="replace") as f:
             return [line.rstrip("\r\n") for line in f]
 
-    def attach_history(self, history: History | None) -> None:
+    def attach_history(self, history: Store | None) -> None:
         self.history = history
         self.isupport = isupport_tokens(self.config, history=history is not None)
 

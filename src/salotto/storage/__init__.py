@@ -1,15 +1,13 @@
 """Storage: accounts, registered channels, message history and read markers behind one interface.
 
-``open_storage("sqlite", data_dir)`` opens a connection of a backend. The server writes through one
-connection on history's storer thread (see :mod:`salotto.server.history`) and reads through read-only
-ones (:class:`~salotto.storage.readers.ReadPool`); :class:`StorageWorker` (a writer thread and readers)
-serves offline tools (``bench/history_bench``) and the durability test.
+``open_storage("sqlite", data_dir)`` opens a connection of a backend. The server sees the store through
+one object, :class:`~salotto.storage.store.Store` (``open_store``): one writer connection on a thread of
+its own with history's journals, read-only connections on a pool, every result back on the loop.
 See docs/architecture.md.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -27,7 +25,7 @@ from salotto.storage.base import (
     conversation_key,
     normalize_certfp,
 )
-from salotto.storage.worker import Outcome, StorageWorker, WorkerClosed, WorkerStats
+from salotto.storage.outcome import Outcome
 
 __all__ = [
     "BACKENDS",
@@ -39,16 +37,12 @@ __all__ = [
     "SchemaTooNew",
     "Storage",
     "StorageError",
-    "StorageWorker",
     "StoredAccount",
     "TargetListing",
     "UnknownChannel",
-    "WorkerClosed",
-    "WorkerStats",
     "conversation_key",
     "normalize_certfp",
     "open_storage",
-    "open_worker",
 ]
 
 BACKENDS: Final = ("sqlite",)
@@ -64,12 +58,3 @@ def open_storage(backend: str, data_dir: str | Path, *, readonly: bool = False) 
 
         return SqliteStorage.open(data_dir, readonly=readonly)
     raise ValueError(f"unknown storage backend {backend!r} (known: {', '.join(BACKENDS)})")
-
-
-def open_worker(backend: str, data_dir: str | Path, **options: object) -> StorageWorker:
-    """A :class:`StorageWorker` on ``backend``; ``options`` go to its constructor (``call_soon``...)."""
-    return StorageWorker(
-        partial(open_storage, backend, data_dir),
-        partial(open_storage, backend, data_dir, readonly=True),
-        **options,  # type: ignore[arg-type]
-    )

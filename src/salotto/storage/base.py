@@ -1,10 +1,10 @@
 """The storage interface: accounts, registered channels, message history and read markers.
 
 Every backend implements :class:`Storage` and passes the suite in ``tests/storage``. A ``Storage`` object
-is one connection: synchronous, used by one thread at a time. The server writes through one, on
-history's storer thread (messages in batches, retention, and the accounts and channels the loop hands
-it; see :mod:`salotto.server.history`). Reads run on read-only connections: the loop's own for
-account lookups, :class:`~salotto.storage.readers.ReadPool` for the rest.
+is one connection: synchronous, used by one thread at a time. The server never calls one from its
+loop: it writes through one on the store's storer thread (messages in batches, retention, and the
+accounts and channels the loop hands it) and reads through read-only ones on a pool of threads, the
+results coming back to the loop (see :mod:`salotto.storage.store`).
 
 Names: account names and channel names are stored as given (for display) and compared by their
 :func:`~salotto.proto.casemap.casefold`; every method that takes a name casefolds it itself.
@@ -16,7 +16,7 @@ paging by msgid never skips or repeats a message even when several share a milli
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -179,6 +179,11 @@ class Storage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def start_maintenance(self) -> Callable[[], None]:
+        """Start the backend's own upkeep for this (writer) connection, on a thread of its own if it needs
+        one (SQLite: WAL checkpoints); returns what stops it."""
+        ...
 
     # -- accounts --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ pass costs little per message but a lot per transaction (locks, a WAL frame for 
 an index leaf rebalanced over three siblings almost every time: B-tree indexes that only ever grow at
 their right edge redistribute their last pages on each split). So a pass's messages are appended here
 in one ``write()`` instead, and go into the database in larger batches (see
-:class:`salotto.server.history.History`); after a crash the next start stores what the journal holds.
+:class:`salotto.storage.store.Store`); after a crash the next start stores what the journal holds.
 
 Durability is the same as the database's (WAL with ``synchronous=NORMAL``): a write is in the kernel's
 page cache when ``write()`` returns, which outlives the process; a power cut can lose the last
@@ -38,7 +38,7 @@ from salotto.storage.base import NO_TAGS, HistoryMessage
 __all__ = ["JOURNAL_FILENAMES", "Journal", "JournalError", "read_journal"]
 
 # Two journals in the data directory: the server appends to one while the other's messages are being
-# stored (see salotto.server.history).
+# stored (see salotto.storage.store).
 JOURNAL_FILENAMES: Final = ("history-0.journal", "history-1.journal")
 _HEADER: Final = struct.Struct("<II")
 

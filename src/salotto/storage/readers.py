@@ -1,6 +1,6 @@
 """Reads off the event loop: a small thread pool, each thread with its own read-only connection.
 
-Writes go to the one writer connection, on history's storer thread (see :mod:`salotto.server.history`);
+Writes go to the one writer connection, on the store's storer thread (see :mod:`salotto.storage.store`);
 reads such as CHATHISTORY, which may scan, run here and come back through ``call_soon``
 (``loop.call_soon_threadsafe`` in the server). No asyncio import.
 """
@@ -10,14 +10,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from salotto.storage.base import Storage
-from salotto.storage.worker import DEFAULT_READERS, Outcome
+from salotto.storage.outcome import Outcome
 
-__all__ = ["ReadPool"]
+__all__ = ["DEFAULT_READERS", "ReadPool"]
 
 T = TypeVar("T")
+
+# Reader threads (and read-only connections). Chathistory queries take about a millisecond; two
+# readers keep one slow query from delaying the others without competing much for the GIL.
+DEFAULT_READERS: Final = 2
 
 
 class ReadPool:

@@ -14,9 +14,8 @@ checkpointed into the main file. What that buys and costs:
   millisecond to tens of milliseconds, per loop tick that writes); a chat server's last second of
   messages before a power cut is not worth that.
 
-Writers: the server has one read-write connection, on history's storer thread (see
-:mod:`salotto.server.history`), or on its event loop thread with history off. Offline tools use one
-connection, or a :class:`~salotto.storage.worker.StorageWorker`'s thread. Readers open ``readonly=True``
+Writers: the server has one read-write connection, on the store's storer thread (see
+:mod:`salotto.storage.store`). Offline tools use one connection. Readers open ``readonly=True``
 connections, which in WAL mode never block a writer nor wait for one.
 
 Checkpoints. By default SQLite checkpoints inside the COMMIT that grows the WAL past 1000 pages, and
@@ -189,6 +188,9 @@ class SqliteStorage(SqliteHistory):
 
     def close(self) -> None:
         self._db.close()
+
+    def start_maintenance(self) -> Callable[[], None]:
+        return self.checkpoint_in_background()
 
     def checkpoint_in_background(
         self, interval_s: float = 1.0, wal_limit_bytes: int = WAL_LIMIT_BYTES

@@ -44,7 +44,7 @@ class Flusher:
         server = self._server
         if server.history is not None and server.history.pending:
             # Group commit: passes that follow each other closely share one journal write (a
-            # syscall, whatever its size; see salotto.server.history); output waits at most
+            # syscall, whatever its size; see salotto.storage.store); output waits at most
             # history_commit_interval_s.
             now = self._loop.time()
             due = self._last_commit + server.config.history_commit_interval_s

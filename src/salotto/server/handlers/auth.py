@@ -10,6 +10,7 @@ import binascii
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from salotto.passwords import ScramCredentials, scram_credentials
@@ -28,9 +29,9 @@ from salotto.server.accounts import Accounts, is_service, log_in, nick_protectio
 from salotto.server.context import Context
 from salotto.server.flood import ip_key
 from salotto.server.sasl import ScramServer, parse_plain
-from salotto.server.verification import codes_match, send_code, verification_code
-from salotto.storage.base import AlreadyExists, StorageError, StoredAccount
-from salotto.storage.worker import Outcome
+from salotto.server.verification import codes_match, verification_code
+from salotto.storage.base import AlreadyExists, StoredAccount
+from salotto.storage.outcome import Outcome
 
 if TYPE_CHECKING:
     from salotto.server.client import Client
@@ -289,17 +290,24 @@ def verify_account(
         fail("INVALID_CODE", "That code is not right")
         return
     accounts.succeeded(server, ctx.client, account.name)
-    try:
-        accounts.set_verified(account.name)
-    except StorageError as exc:
-        log.error("could not store the verification of %s: %s", account.name, exc)
-        fail("TEMPORARILY_UNAVAILABLE", "Could not store that; try again later")
-        return
-    account = replace(account, verified=True)
-    log.info("account %s verified", account.name)
-    verified(account)
-    if ctx.client.account is None:
-        log_in(ctx, account)
+
+    def stored(outcome: Outcome[bool]) -> None:
+        if not outcome.value:  # an error, or the account was dropped meanwhile
+            log.error("could not store the verification of %s: %s", name, outcome.error or "no such account")
+            fail("TEMPORARILY_UNAVAILABLE", "Could not store that; try again later")
+            return
+        done = replace(account, verified=True)
+        log.info("account %s verified", done.name)
+        verified(done)
+        if ctx.client.account is None:
+            log_in(ctx, done)
+
+    accounts.set_verified(account.name, ctx.wait(stored))
+
+
+def _log_failed_delete(name: str, outcome: Outcome[list[str]]) -> None:
+    if outcome.error is not None:  # it expires unverified (account_verify_timeout_s)
+        log.error("could not delete the unverified account %s: %s", name, outcome.error)
 
 
 def _registration_refused(server: Server, client: Client) -> str:
@@ -363,12 +371,9 @@ def start_registration(
             fail("ACCOUNT_NAME_MUST_BE_NICK", "The account name must be your current nick")
             return
         log.info("unverified account %s expired; registering it anew", existing.name)
-        try:
-            accounts.delete(existing.name)
-        except StorageError as exc:
-            log.error("could not delete the expired account %s: %s", existing.name, exc)
-            fail("TEMPORARILY_UNAVAILABLE", "Could not store the account; try again later")
-            return
+        # The store runs its writes in turn: the new account's comes after this one (and is refused,
+        # ACCOUNT_EXISTS, if this one failed).
+        accounts.delete(existing.name, partial(_log_failed_delete, existing.name))
     by_email = config.account_verification == "email"
     if by_email and email is None:
         fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
@@ -403,7 +408,8 @@ def start_registration(
             return
         if not account.verified:
             code = verification_code(accounts.secret, account)
-            server.offload.run(lambda: send_code(config, account, code),
+            mailer = server.mailer
+            server.offload.run(lambda: mailer(config, account, code),
                                ctx.wait(lambda outcome: mailed(account, outcome)))
             return
         registered(account)
@@ -418,10 +424,7 @@ def start_registration(
     def mailed(account: StoredAccount, outcome: Outcome[None]) -> None:
         if outcome.error is not None:
             log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
-            try:
-                accounts.delete(account.name)
-            except StorageError as exc:  # it expires unverified (account_verify_timeout_s)
-                log.error("could not delete the unverified account %s: %s", account.name, exc)
+            accounts.delete(account.name, partial(_log_failed_delete, account.name))
             fail("TEMPORARILY_UNAVAILABLE", "Could not send the verification email; try again later")
         else:
             log.info("verification code for %s mailed", account.name)

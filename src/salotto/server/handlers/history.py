@@ -18,7 +18,7 @@ from salotto.server.client import TAG_SERVER_TIME, Client
 from salotto.server.context import Context, add_tag
 from salotto.server.fanout import Outgoing, format_server_time
 from salotto.storage.base import HistoryMessage, Ref, Storage, TargetListing, conversation_key
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
 
 if TYPE_CHECKING:
     from salotto.server.state import Server

@@ -18,7 +18,7 @@ from salotto.proto.numerics import (
 from salotto.server import monitor
 from salotto.server.context import Context
 from salotto.server.flood import ip_key
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
 
 log = logging.getLogger("salotto.server")
 

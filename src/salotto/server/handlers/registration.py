@@ -38,7 +38,7 @@ from salotto.server.handlers.queries import send_isupport, send_lusers, send_mot
 from salotto.server.isupport import USERLEN
 from salotto.server.sasl import MECHANISMS
 from salotto.server.server_password import Attempt
-from salotto.storage.worker import Outcome
+from salotto.storage.outcome import Outcome
 
 # EXTERNAL needs client certificates that the stdlib's TLS cannot accept unless a CA signed them.
 SASL_MECHANISMS = tuple(m for m in MECHANISMS if m != "EXTERNAL")

@@ -18,16 +18,17 @@ from salotto.proto.framing import encode_wire
 from salotto.proto.names import CHANTYPES
 from salotto.server.accounts import (
     Accounts,
+    channel_state,
     grant_access_status,
     is_service,
     log_in,
     log_out,
-    save_channel_state,
 )
 from salotto.server.channel import Channel
 from salotto.server.context import Context
 from salotto.server.handlers.auth import start_registration, try_login, verify_account
-from salotto.storage.base import AlreadyExists, Storage, StorageError, StoredAccount
+from salotto.storage.base import AlreadyExists, Storage, StoredAccount
+from salotto.storage.outcome import Outcome
 
 __all__ = ["CHANSERV", "NICKSERV", "handle_chanserv_command", "handle_nickserv_command", "service_message"]
 
@@ -72,7 +73,7 @@ def _accounts(ctx: Context, service: Service) -> Accounts | None:
     return accounts
 
 
-def _not_saved(ctx: Context, service: Service, exc: StorageError) -> None:
+def _not_saved(ctx: Context, service: Service, exc: BaseException | None) -> None:
     """The store refused a write (locked, full, shutting down): nothing changed, and the user is told."""
     log.error("%s: %s", service.name, exc)
     service.say(ctx, "That could not be saved (the database is not available); nothing changed. Try again later.")
@@ -164,17 +165,13 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
         if account is None:
             service.say(ctx, f"Not dropped: {why}.")
             return
-        founded = [c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(name)]
-        try:
-            accounts.delete(name, founded)
-        except StorageError as exc:
-            _not_saved(ctx, service, exc)
+        accounts.delete(name, ctx.wait(dropped))
+
+    def dropped(outcome: Outcome[list[str]]) -> None:
+        founded = outcome.value
+        if founded is None:
+            _not_saved(ctx, service, outcome.error)
             return
-        for channel in founded:
-            accounts.refresh_channel(channel)
-        for other in accounts.channels.values():
-            if casefold(name) in other.access:
-                accounts.refresh_channel(other.name)
         log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
         for holder in [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]:
             log_out(server, holder, ctx)
@@ -286,23 +283,25 @@ def _cs_register(ctx: Context, service: Service, args: list[str]) -> None:
     founder = client.account
     registered = server.wallclock()
 
+    name = channel.name
+    state = channel_state(channel)
+
     def register(store: Storage) -> None:
         with store.transaction():
-            store.register_channel(channel.name, founder, registered)
-            save_channel_state(store, channel)
+            store.register_channel(name, founder, registered)
+            store.update_channel(name, **state)
 
-    try:
-        accounts.write(register)
-    except AlreadyExists:
-        service.say(ctx, f"{channel.name} is already registered.")
-        return
-    except StorageError as exc:
-        _not_saved(ctx, service, exc)
-        return
-    accounts.refresh_channel(channel.name)
-    log.info("%s registered %s to %s", client.nick, channel.name, client.account)
-    service.say(ctx, f"{channel.name} is registered to {client.account}. Its topic and modes will be kept, "
-                     f"and you get operator status when you join.")
+    def done(outcome: Outcome[None]) -> None:
+        if isinstance(outcome.error, AlreadyExists):
+            service.say(ctx, f"{name} is already registered.")
+        elif outcome.error is not None:
+            _not_saved(ctx, service, outcome.error)
+        else:
+            log.info("%s registered %s to %s", client.nick, name, founder)
+            service.say(ctx, f"{name} is registered to {founder}. Its topic and modes will be kept, "
+                             f"and you get operator status when you join.")
+
+    accounts.change_channel(name, register, ctx.wait(done))
 
 
 def _cs_info(ctx: Context, service: Service, args: list[str]) -> None:
@@ -390,31 +389,36 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
             service.say(ctx, f"The access list of {registration.name} is full (max_list_entries).")
             return
         level = args[3].lower()
-        try:
-            accounts.write(lambda store: store.set_access(registration.name, added.name, level))
-        except StorageError as exc:
-            _not_saved(ctx, service, exc)
-            return
-        updated = accounts.refresh_channel(registration.name)
-        service.say(ctx, f"{added.name} now has {args[3].lower()} access to {registration.name}.")
-        channel = server.find_channel(registration.name)
-        if channel is not None and updated is not None:
-            for member in list(channel.members):
-                if member.account is not None and casefold(member.account) == casefold(added.name):
-                    grant_access_status(server, channel, member)
+
+        def added_(outcome: Outcome[None]) -> None:
+            if outcome.error is not None:
+                _not_saved(ctx, service, outcome.error)
+                return
+            service.say(ctx, f"{added.name} now has {level} access to {registration.name}.")
+            channel = server.find_channel(registration.name)
+            if channel is not None and casefold(registration.name) in accounts.channels:
+                for member in list(channel.members):
+                    if member.account is not None and casefold(member.account) == casefold(added.name):
+                        grant_access_status(server, channel, member)
+
+        accounts.change_channel(registration.name, lambda store: store.set_access(registration.name, added.name,
+                                                                                  level), ctx.wait(added_))
         return
     if sub == "DEL" and len(args) == 3:
         if casefold(args[2]) == casefold(registration.founder):
             service.say(ctx, "The founder can't be removed; DROP the channel instead.")
             return
-        try:
-            removed = accounts.write(lambda store: store.remove_access(registration.name, args[2]))
-        except StorageError as exc:
-            _not_saved(ctx, service, exc)
-            return
-        accounts.refresh_channel(registration.name)
-        service.say(ctx, f"{args[2]} removed from {registration.name}." if removed
-                    else f"{args[2]} is not on the access list.")
+        gone = args[2]
+
+        def removed(outcome: Outcome[bool]) -> None:
+            if outcome.error is not None:
+                _not_saved(ctx, service, outcome.error)
+                return
+            service.say(ctx, f"{gone} removed from {registration.name}." if outcome.value
+                        else f"{gone} is not on the access list.")
+
+        accounts.change_channel(registration.name, lambda store: store.remove_access(registration.name, gone),
+                                ctx.wait(removed))
         return
     service.say(ctx, "Syntax: ACCESS <#channel> LIST | ADD <account> <op|voice> | DEL <account>")
 
@@ -431,14 +435,16 @@ def _cs_drop(ctx: Context, service: Service, args: list[str]) -> None:
     if _level(ctx, casefold(registration.name)) != "founder":
         service.say(ctx, f"Only the founder of {registration.name} can drop it.")
         return
-    try:
-        accounts.write(lambda store: store.drop_channel(registration.name))
-    except StorageError as exc:
-        _not_saved(ctx, service, exc)
-        return
-    accounts.refresh_channel(registration.name)
-    log.info("%s dropped the registration of %s", ctx.client.nick, registration.name)
-    service.say(ctx, f"{registration.name} is no longer registered.")
+
+    def dropped(outcome: Outcome[bool]) -> None:
+        if outcome.error is not None:
+            _not_saved(ctx, service, outcome.error)
+            return
+        log.info("%s dropped the registration of %s", ctx.client.nick, registration.name)
+        service.say(ctx, f"{registration.name} is no longer registered.")
+
+    accounts.change_channel(registration.name, lambda store: store.drop_channel(registration.name),
+                            ctx.wait(dropped))
 
 
 # -- dispatch ------------------------------------------------------------------------------------

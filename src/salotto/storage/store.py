@@ -1,18 +1,25 @@
-"""Message history: each pass's messages are durable before that pass's output leaves the server.
+"""The store as the server sees it: one writer, its journals, its readers; nothing here blocks the loop.
 
-The promise is that nobody ever sees a message that a ``kill -9`` could lose. The transport calls
+:func:`open_store` opens a backend (:mod:`salotto.storage`) and returns a :class:`Store`, the one object
+the server talks to. The store has one writer connection, owned by a thread of its own (the storer),
+which runs every write in the order it was handed over: message batches, retention steps, and the
+account and channel writes of :meth:`Store.write`. Reads run on a pool of read-only connections
+(:class:`~salotto.storage.readers.ReadPool`). Every result comes back to the loop as an
+:class:`~salotto.storage.outcome.Outcome` through ``call_soon`` (``loop.call_soon_threadsafe``): with a
+networked database each call is a round trip, and none of them may stall every client.
+
+History: each pass's messages are durable before that pass's output leaves the server. The promise is
+that nobody ever sees a message that a ``kill -9`` could lose. The transport calls
 :meth:`Server.commit_pending` before it writes to any socket, so the first flush of a pass makes every
 message recorded in that pass durable before a byte of them is sent: one ``write()`` of the pass's
 messages to the journal (:mod:`salotto.storage.journal`). The loop does not wait for the database
 after that. Once ``history_store_interval_s`` has passed (or ``history_store_max_messages`` wait), after
-a pass's output has left, the journal's messages are handed in one batch to the storer, a thread that
-holds the store's only writer connection, and further appends go to the second journal; the storer
-empties the first once its batch is in the database. For messages, the loop waits only to hand over a
-batch while the one before is still being stored (the journals take turns), which a full journal or a
-read may ask for. Reads and retention steps are jobs of the storer too, after the batches before them: a
-read (on a reader connection) sees every message recorded before it. Account and channel writes are its
-jobs as well (:meth:`History.write`), and the loop waits for those. At startup,
-:meth:`History.recover` stores what a crash left in the journals.
+a pass's output has left, the journal's messages are handed in one batch to the storer, and further
+appends go to the second journal; the storer empties the first once its batch is in the database. For
+messages, the loop waits only to hand over a batch while the one before is still being stored (the
+journals take turns), which a full journal or a read may ask for. Reads and retention steps are jobs of
+the storer too, after the batches before them: a read (on a reader connection) sees every message
+recorded before it. At startup, :meth:`Store.recover` stores what a crash left in the journals.
 
 Why not one database transaction per pass, on the loop: under the fanout benchmark (about 33 messages
 per pass) that cost the loop some 220 us of CPU a pass, most of it per transaction whatever its size:
@@ -20,25 +27,29 @@ the locks, a WAL frame (4 KiB, two ``pwrite()``) for every page touched, and the
 index, whose last leaf overflows almost every pass and is rebalanced with its two siblings. In batches
 of a few hundred a message costs a third of that; a journal record costs the loop some 15 us a pass in
 a quiet process. Why the storer may be a thread when a writer thread holding the output was measured
-to lose: nothing waits for it, and most of its work (SQLite's) runs without the GIL; what it does hold
-the GIL for, it mostly gets while the loop waits for input.
-Reads (CHATHISTORY, which may scan) run on a reader pool and come back as callbacks.
+to lose: nothing waits for it, and most of its work (the database's) runs without the GIL; what it does
+hold the GIL for, it mostly gets while the loop waits for input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from salotto.config import Config
-from salotto.storage.base import AlreadyExists, HistoryMessage, Storage
-from salotto.storage.journal import Journal, JournalError
-from salotto.storage.worker import Outcome
+from salotto.storage.base import AlreadyExists, HistoryMessage, Storage, StorageError
+from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
+from salotto.storage.outcome import Outcome
+from salotto.storage.readers import ReadPool
 
-__all__ = ["History", "Reader"]
+if TYPE_CHECKING:
+    from salotto.config import Config
+
+__all__ = ["InlineReader", "Reader", "Store", "open_store"]
 
 log = logging.getLogger("salotto.history")
 
@@ -56,6 +67,20 @@ class Reader(Protocol):
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None: ...
 
 
+class InlineReader:
+    """Reads on one connection, at once, on the caller's thread: for tests and tools without a loop."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+        try:
+            outcome: Outcome[T] = Outcome(value=fn(self.storage))
+        except Exception as exc:
+            outcome = Outcome(error=exc)
+        callback(outcome)
+
+
 class Storer(Protocol):
     """Where the database work runs: a one-thread executor in the server, in order of submission."""
 
@@ -64,10 +89,11 @@ class Storer(Protocol):
     def shutdown(self, wait: bool = True) -> None: ...
 
 
-class History:
+class Store:
     __slots__ = (
-        "_failures", "_given_up", "_inflight", "_left_out", "_next_prune", "_next_store", "_prune", "_pruning",
-        "_spare", "_storer", "config", "journal", "pending", "reader", "unstored", "writer", "written",
+        "_call_soon", "_closers", "_failures", "_given_up", "_inflight", "_left_out", "_next_prune", "_next_store",
+        "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending", "reader", "unstored", "writer",
+        "written",
     )  # fmt: skip
 
     def __init__(
@@ -78,13 +104,17 @@ class History:
         now: float,
         journals: tuple[Journal, Journal] | None = None,
         storer: Storer | None = None,
+        call_soon: Callable[[Callable[[], None]], Any] | None = None,
     ) -> None:
         """Without ``journals``, every pass's messages go into the database at once, one transaction each.
         With them, appends go to one journal while the other's messages are being stored. ``storer`` runs
-        every use of ``writer``, which is then that thread's alone; without it, they run here."""
+        every use of ``writer``, which is then that thread's alone, and ``call_soon`` brings the results
+        of :meth:`write` back to the loop; without a storer, everything runs here, at once."""
         self.config = config
         self.writer = writer
         self.reader = reader
+        self._call_soon = call_soon
+        self._closers: list[Callable[[], None]] = []  # run by close(), after the storer stopped
         self.journal: Journal | None = None  # where this pass's messages are appended
         self._spare: Journal | None = None  # empty, or the journal of the batch being stored
         if journals is not None:
@@ -255,13 +285,43 @@ class History:
 
         return self._run(recover).result()
 
-    def write(self, fn: Callable[[Storage], T]) -> T:
-        """Run ``fn`` on the writer connection and return what it returns (or raise what it raises).
+    def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+        """Run ``fn`` on the writer connection, after the jobs handed over before; ``callback`` gets what
+        it returned (or raised) on the loop. ``fn`` must only use the store it is given.
 
-        With a storer it runs there, after the jobs handed over before: the process has one writer
-        connection, and accounts and channels write through here. The loop waits for it, as long as
-        the storer's job at hand takes (a batch: milliseconds; a retention step by count: up to a
-        tenth of a second per million messages), which these rare writes can afford."""
+        Nothing waits for it: the caller that must answer after the write holds its connection's input
+        meanwhile (``Context.wait``). The backend's own errors come as they are (AlreadyExists...), any
+        other failure (the database locked or full, the store closed) as a :class:`StorageError`."""
+
+        def run() -> Outcome[T]:
+            try:
+                return Outcome(value=fn(self.writer))
+            except StorageError as exc:
+                return Outcome(error=exc)
+            except Exception as exc:  # the backend's own (sqlite3.Error, psycopg.Error...)
+                error = StorageError(f"could not write to the store: {exc}")
+                error.__cause__ = exc
+                return Outcome(error=error)
+
+        if self._storer is None or self._call_soon is None:
+            callback(run())
+            return
+        try:
+            future = self._storer.submit(run)
+        except RuntimeError:  # shut down: the server is stopping
+            callback(Outcome(error=StorageError("the store is closed")))
+            return
+        call_soon = self._call_soon
+
+        def back(done: Future[Outcome[T]]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to answer
+                call_soon(partial(callback, done.result()))
+
+        future.add_done_callback(back)
+
+    def run_now(self, fn: Callable[[Storage], T]) -> T:
+        """Run ``fn`` on the writer connection and wait for it: at startup, before the server serves, and
+        in tools; never from the loop while it serves."""
         return self._run(partial(fn, self.writer)).result()
 
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
@@ -300,8 +360,8 @@ class History:
         self._prune = self._run(partial(self.writer.prune_history, cutoff, max_per_target, PRUNE_STEP_ROWS))
 
     def close(self) -> None:
-        """Store what waits, stop the storer and close the journals (not the writer: the caller's). What
-        cannot be stored stays in the journals, for the next start."""
+        """Store what waits, stop the storer, close the journals and everything :func:`open_store` opened.
+        What cannot be stored stays in the journals, for the next start."""
         self.store()
         if self.unstored:
             log.error("%d messages could not be stored; the history journal keeps them", len(self.unstored))
@@ -310,3 +370,46 @@ class History:
         for journal in (self.journal, self._spare):
             if journal is not None:
                 journal.close()
+        for close in self._closers:
+            close()
+        self._closers.clear()
+
+
+def open_store(
+    config: Config,
+    location: str | Path,
+    now: float,
+    call_soon: Callable[[Callable[[], None]], Any],
+    *,
+    journals: bool = True,
+) -> Store:
+    """Open ``config.storage_backend`` at ``location`` (the data directory, or the database's URL) as the
+    server uses it: migrated, its writer on a storer thread of its own with the backend's upkeep running,
+    a pool of readers, and with ``journals`` (history on) the two journals in ``config.data_dir``.
+
+    Raises :class:`~salotto.storage.base.StorageError` (SchemaTooNew, a database that cannot be opened) or
+    :class:`~salotto.storage.journal.JournalError`; what was opened is closed again."""
+    from salotto.storage import open_storage  # (the package imports this module)
+
+    backend = config.storage_backend
+    writer = open_storage(backend, location)
+    opened: list[Callable[[], None]] = [writer.close]
+    try:
+        opened.insert(0, writer.start_maintenance())
+        reader = ReadPool(partial(open_storage, backend, location, readonly=True), call_soon)
+        opened.insert(0, reader.close)
+        pair: tuple[Journal, Journal] | None = None
+        if journals:
+            first = Journal(Path(config.data_dir) / JOURNAL_FILENAMES[0])
+            opened.insert(0, first.close)
+            second = Journal(Path(config.data_dir) / JOURNAL_FILENAMES[1])
+            opened.insert(0, second.close)
+            pair = (first, second)
+    except BaseException:
+        for close in opened:
+            close()
+        raise
+    storer = ThreadPoolExecutor(1, thread_name_prefix="salotto-store")
+    store = Store(config, writer, reader, now, pair, storer, call_soon)
+    store._closers = [reader.close, *opened[-2:]]  # the upkeep's stop and the writer, after the readers
+    return store
