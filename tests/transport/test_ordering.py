@@ -8,12 +8,14 @@ lines until it is answered; other connections are not held.
 from __future__ import annotations
 
 import base64
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from salotto.passwords import hash_password
 from salotto.proto import Message
+from salotto.storage.sqlite import DB_FILENAME
 from tests.interop.accounts import register_account
 from tests.irc_client import RawClient
 from tests.transport.inprocess import InProcessServer, serve_in_process
@@ -166,3 +168,40 @@ def test_the_replay_on_join_comes_before_the_answer_to_the_next_command(tmp_path
         assert any(m.command == "PRIVMSG" and m.params[1].endswith("] old news") for m in seen), _commands(seen)
 
     _serve(tmp_path, body)
+
+
+def test_a_locked_database_holds_only_the_connection_that_writes(tmp_path: Path) -> None:
+    """A database that is slow to take a write (here: locked by another process's transaction, as a
+    backup or a busy networked database would) delays the answer to the REGISTER that writes, and that
+    connection's next command after it; every other connection goes on being answered at once."""
+    data_dir = tmp_path / "data"
+
+    def body(srv: InProcessServer) -> None:
+        bob = srv.client()
+        bob.register("bob")
+        carol = srv.client()
+        carol.register("carol")
+        for client in (bob, carol):
+            client.expect("366")  # the welcome and the autojoin are read
+        bob.nothing_more(0.2)
+        lock = sqlite3.connect(data_dir / DB_FILENAME, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the writer's next write waits for this (up to 5 s)
+        try:
+            bob.send_raw(f"REGISTER * * :{PASSWORD}\r\nPING :bob\r\n".encode())
+            # Through the hash (a fraction of a second) and well into the write that waits on the lock.
+            slowest = 0.0
+            for i in range(12):
+                started = time.monotonic()
+                carol.send(f"PING :carol{i}")
+                carol.expect("PONG", p1=f"carol{i}")
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.2)
+            assert slowest < 0.5, slowest
+            assert bob.nothing_more(0.1) == []  # neither the answer nor the PONG behind it
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        seen = _until_pong(bob, "bob")
+        assert [m.params[0] for m in seen if m.command == "REGISTER"] == ["SUCCESS"]
+
+    serve_in_process(body, {"data_dir": str(data_dir), "account_registration": True})
