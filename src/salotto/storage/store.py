@@ -91,9 +91,9 @@ class Storer(Protocol):
 
 class Store:
     __slots__ = (
-        "_call_soon", "_closers", "_failures", "_given_up", "_inflight", "_left_out", "_next_prune", "_next_store",
-        "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending", "reader", "unstored", "writer",
-        "written",
+        "_call_soon", "_closers", "_failures", "_given_up", "_held_reads", "_inflight", "_left_out", "_next_prune",
+        "_next_store", "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending", "reader",
+        "unstored", "writer", "written",
     )  # fmt: skip
 
     def __init__(
@@ -121,6 +121,8 @@ class Store:
             self.journal, self._spare = journals
         self._storer = storer
         self._inflight: Future[list[HistoryMessage]] | None = None  # the batch being stored
+        # Reads that came while a batch was in flight and more messages waited: they go once it is stored.
+        self._held_reads: list[Callable[[], None]] | None = None
         self._failures = 0  # batches in a row the database refused
         self.pending: list[HistoryMessage] = []  # recorded in this pass
         self.unstored: list[HistoryMessage] = []  # in the journal, not yet handed to the storer
@@ -314,8 +316,7 @@ class Store:
         call_soon = self._call_soon
 
         def back(done: Future[Outcome[T]]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to answer
-                call_soon(partial(callback, done.result()))
+            _call_soon_unless_closed(call_soon, partial(callback, done.result()))
 
         future.add_done_callback(back)
 
@@ -328,9 +329,27 @@ class Store:
         """Run ``fn`` on a reader connection once every message recorded so far is stored: the storer runs
         its jobs in order, so the read is its job after the batch (the loop does not wait for either)."""
         self.commit()  # journaled first: this pass's output may leave before the storer gets to them
+        if self._held_reads is not None:  # after those: they go as soon as the batch in flight is stored
+            self._held_reads.append(partial(self.reader.read, fn, callback))
+            return
+        self._held_reads = [partial(self.reader.read, fn, callback)]
+        self._release_reads()
+
+    def _release_reads(self) -> None:
+        """Hand the storer what waits, then the held reads after it; while that means waiting for the
+        batch in flight (its journal takes the messages next), the reads wait instead, and this runs
+        again on the loop once that batch is stored: the loop never waits for the database here."""
+        reads, self._held_reads = self._held_reads or [], None
+        inflight = self._inflight
+        if self.unstored and inflight is not None and not inflight.done() and self._call_soon is not None:
+            self._held_reads = reads
+            call_soon = self._call_soon
+            inflight.add_done_callback(lambda _: _call_soon_unless_closed(call_soon, self._release_reads))
+            return
         if self.unstored:
             self._submit_store()
-        self._run(partial(self.reader.read, fn, callback))
+        for read in reads:
+            self._run(read)
 
     def retention_step(self, now: float, wall: float) -> None:
         """Called every tick: hand the storer a bounded retention step when one is due (the loop never
@@ -365,6 +384,9 @@ class Store:
         self.store()
         if self.unstored:
             log.error("%d messages could not be stored; the history journal keeps them", len(self.unstored))
+        for read in self._held_reads or ():
+            self._run(read)
+        self._held_reads = None
         if self._storer is not None:
             self._storer.shutdown()
         for journal in (self.journal, self._spare):
@@ -373,6 +395,11 @@ class Store:
         for close in self._closers:
             close()
         self._closers.clear()
+
+
+def _call_soon_unless_closed(call_soon: Callable[[Callable[[], None]], Any], fn: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to answer
+        call_soon(fn)
 
 
 def open_store(
