@@ -1,9 +1,9 @@
 """The child of ``test_durability``: writes batches through a StorageWorker until it is killed.
 
-Usage: ``python -m tests.storage.durability_child BACKEND DATA_DIR``. Each batch is 20 messages
-(``b<batch>-<n>``), and every tenth also registers account ``user<batch>``; the line ``committed <batch>``
-is printed once the worker reports the batch committed, which is the moment the server would let clients
-see it.
+Usage: ``python -m tests.storage.durability_child BACKEND LOCATION`` (a data directory or a URL).
+Each batch is 20 messages (``b<batch>-<n>``), and every tenth also registers account ``user<batch>``;
+the line ``committed <batch>`` is printed once the worker reports the batch committed, which is the
+moment the server would let clients see it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def register(name: str, storage: Storage) -> None:
 
 
 def main() -> None:
-    backend, data_dir = sys.argv[1], sys.argv[2]
-    worker = open_worker(backend, data_dir)
+    backend, location = sys.argv[1], sys.argv[2]
+    worker = open_worker(backend, location)
     committed = -1
 
     def report(batch: int, outcome: Outcome[None]) -> None:

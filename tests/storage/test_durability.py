@@ -1,6 +1,6 @@
 """Nothing committed is lost when the process dies: a child writes through a StorageWorker, is SIGKILLed
 mid-stream, and every batch it reported committed is in the store when reopened (and no batch is half
-there)."""
+there). On every backend: for PostgreSQL the child is the client that dies, its server lives on."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, data_dir: Path) -> None:
+def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, location: str) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.storage.durability_child", backend, str(data_dir)],
+        [sys.executable, "-m", "tests.storage.durability_child", backend, location],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])},
     )
@@ -49,7 +49,7 @@ def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, data_dir: Pat
     reported.update(_reports(rest if rest.endswith("\n") else rest.rpartition("\n")[0]))
     assert len(reported) >= 300, errors
 
-    storage = open_storage(backend, data_dir)
+    storage = open_storage(backend, location)
     try:
         stored = storage.latest("#lobby", 10_000_000)
         batches: dict[int, set[int]] = {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,8 +53,8 @@ def loop() -> Loop:
 
 
 @pytest.fixture
-def worker(backend: str, data_dir: Path, loop: Loop) -> Iterator[StorageWorker]:
-    w = open_worker(backend, data_dir, call_soon=loop.call_soon)
+def worker(backend: str, location: str, loop: Loop) -> Iterator[StorageWorker]:
+    w = open_worker(backend, location, call_soon=loop.call_soon)
     yield w
     w.close()
 
@@ -85,10 +84,10 @@ def test_writes_commit_on_flush_and_report_back(worker: StorageWorker, loop: Loo
     assert stats.write_errors == 1 and stats.commit_failures == 0 and stats.pending_writes == 0
 
 
-def test_nothing_is_written_before_flush(worker: StorageWorker, loop: Loop, backend: str, data_dir: Path) -> None:
+def test_nothing_is_written_before_flush(worker: StorageWorker, loop: Loop, backend: str, location: str) -> None:
     worker.submit_write(append(message(0)))
     assert worker.stats().pending_writes == 1
-    reader = open_storage(backend, data_dir, readonly=True)
+    reader = open_storage(backend, location, readonly=True)
     try:
         assert reader.latest("#chan", 10) == []
         done: list[Outcome[None]] = []
@@ -139,9 +138,9 @@ def test_reads_do_not_wait_for_the_writer(worker: StorageWorker, loop: Loop) -> 
     release.set()
 
 
-def test_on_pending_fires_once_per_tick(backend: str, data_dir: Path, loop: Loop) -> None:
+def test_on_pending_fires_once_per_tick(backend: str, location: str, loop: Loop) -> None:
     ticks: list[int] = []
-    w = open_worker(backend, data_dir, call_soon=loop.call_soon, on_pending=lambda: ticks.append(1))
+    w = open_worker(backend, location, call_soon=loop.call_soon, on_pending=lambda: ticks.append(1))
     try:
         for i in range(3):
             w.submit_write(append(message(i)))
@@ -165,8 +164,8 @@ def test_many_small_batches_are_coalesced(worker: StorageWorker, loop: Loop) -> 
     assert len(worker.run_sync(lambda s: s.latest("#chan", 5000))) == 2000
 
 
-def test_close_commits_what_is_pending(backend: str, data_dir: Path) -> None:
-    w = open_worker(backend, data_dir)
+def test_close_commits_what_is_pending(backend: str, location: str) -> None:
+    w = open_worker(backend, location)
     for i in range(100):
         w.submit_write(append(message(i)))
     w.close()
@@ -175,7 +174,7 @@ def test_close_commits_what_is_pending(backend: str, data_dir: Path) -> None:
         w.submit_write(append(message(100)))
     with pytest.raises(WorkerClosed):
         w.read(lambda s: None, lambda o: None)
-    storage = open_storage(backend, data_dir)
+    storage = open_storage(backend, location)
     try:
         assert len(storage.latest("#chan", 1000)) == 100
     finally:
@@ -189,10 +188,10 @@ def test_run_sync_raises_what_the_write_raised(worker: StorageWorker) -> None:
     assert [c.name for c in worker.run_sync(lambda s: s.list_channels())] == ["#c"]
 
 
-def test_a_bad_store_fails_construction(backend: str, tmp_path: Path) -> None:
+def test_a_bad_store_fails_construction(backend: str, location: str) -> None:
     # The read-only opens need the file the writer creates; a failure closes what was opened.
     def no_reader() -> Storage:
         raise OSError("no readers today")
 
     with pytest.raises(OSError, match="no readers"):
-        StorageWorker(lambda: open_storage(backend, tmp_path), no_reader)
+        StorageWorker(lambda: open_storage(backend, location), no_reader)
