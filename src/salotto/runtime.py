@@ -23,7 +23,7 @@ from salotto.server.accounts import Accounts, Writer
 from salotto.server.history import History
 from salotto.server.offload import ThreadOffload
 from salotto.server.state import Server
-from salotto.storage import StorageError, open_storage
+from salotto.storage import StorageError, describe_storage, mask_password, open_storage, storage_location
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError
 from salotto.storage.readers import ReadPool
 from salotto.storage.sqlite import SqliteStorage
@@ -130,7 +130,10 @@ def _server_secret(config: Config) -> bytes:
 
 
 def _data_dir_error(config: Config, problem: Exception | str) -> ConfigError:
-    """The data directory cannot be used: one line, without errno numbers."""
+    """The data directory cannot be used: one line, without errno numbers. (A PostgreSQL store that cannot
+    be used names storage_url instead, its password masked.)"""
+    if config.storage_backend == "postgresql" and isinstance(problem, StorageError):
+        return bad_value("storage_url", mask_password(config.storage_url), str(problem), config.origin("storage_url"))
     if isinstance(problem, OSError):
         why = problem.strerror or str(problem)
         if problem.filename is not None and os.fspath(problem.filename) != config.data_dir:
@@ -140,14 +143,20 @@ def _data_dir_error(config: Config, problem: Exception | str) -> ConfigError:
 
 
 def _check_data_dir(config: Config) -> None:
-    """Refuse a data_dir that cannot be a directory, saying why (the store would fail with a bare errno)."""
+    """Refuse a data_dir that cannot be a directory, saying why (the store would fail with a bare errno);
+    make it (private to the server's user) when missing: with PostgreSQL, the journals and the server
+    secret are all it holds, and no database file creates it."""
     path = Path(config.data_dir)
     for existing in (path, *path.parents):
         if existing.exists():
             if not existing.is_dir():
                 where = "it" if existing == path else str(existing)
                 raise _data_dir_error(config, f"{where} is a file, not a directory")
-            return
+            break
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _data_dir_error(config, exc) from None
 
 
 def _open_journals(config: Config) -> tuple[Journal, Journal]:
@@ -167,13 +176,13 @@ def _open_store(
     accounts and channels write through it too (see salotto.server.history): this thread looks accounts
     up on a read-only connection of its own. With history off, this thread writes."""
     try:
-        writer = open_storage(config.storage_backend, config.data_dir)
+        writer = open_storage(config.storage_backend, storage_location(config))
         lookups = writer
         if config.history_enabled:
-            lookups = open_storage(config.storage_backend, config.data_dir, readonly=True)
+            lookups = open_storage(config.storage_backend, storage_location(config), readonly=True)
     except (StorageError, OSError) as exc:
         raise _data_dir_error(config, exc) from None
-    reader = ReadPool(partial(open_storage, config.storage_backend, config.data_dir, readonly=True),
+    reader = ReadPool(partial(open_storage, config.storage_backend, storage_location(config), readonly=True),
                       loop.call_soon_threadsafe)
     if isinstance(writer, SqliteStorage):
         reader.on_close(writer.checkpoint_in_background())
@@ -305,7 +314,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         web_listeners = await open_web_listeners(server, config, flusher, certificate)
         _announce(listeners, config, web_listeners)
-        log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
+        log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),
                  "on" if server.history is not None else "off")
         tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
         await stop.wait()
@@ -337,7 +346,7 @@ def serve_forever(config: Config, overrides: dict[str, Any]) -> int:
     except ImportError:
         runner = asyncio.run
     else:
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run  # type: ignore[assignment, unused-ignore]
     try:
         return runner(run(config, overrides))
     except ConfigError as exc:
