@@ -497,10 +497,11 @@ class PostgresStorage:
         deleted = 0
         with self.transaction():
             if cutoff is not None:
-                # The oldest messages first, off the time index.
+                # Any max_rows old messages, off the BRIN time index (a bitmap scan that stops once it
+                # has found them).
                 rows = self._all(
                     "DELETE FROM messages WHERE seq IN "
-                    "(SELECT seq FROM messages WHERE time_ms < %s ORDER BY time_ms LIMIT %s) RETURNING target",
+                    "(SELECT seq FROM messages WHERE time_ms < %s LIMIT %s) RETURNING target",
                     (to_ms(cutoff), max_rows),
                 )
                 deleted += len(rows)
