@@ -475,13 +475,11 @@ class PostgresStorage:
                 parties[casefold(b), msg.target] = a
         if not msgids:
             return
-        with self.transaction():
-            try:
-                self._conn.execute(_INSERT_MESSAGES.encode(), columns)
-            except errors.UniqueViolation as exc:
-                raise AlreadyExists(f"duplicate msgid in batch: {exc.diag.message_detail or exc}") from exc
-            except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
-                raise ValueError(f"PostgreSQL cannot store a message of the batch: {exc}") from exc
+        if not parties and self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            self._insert_messages(columns)  # one statement, atomic on its own: no BEGIN and COMMIT round trips
+            return
+        with self.transaction():  # inside a caller's transaction, a savepoint: a duplicate leaves it usable
+            self._insert_messages(columns)
             if parties:
                 # The WHERE leaves the row untouched when nothing changed: most private messages go to a
                 # conversation already listed under the same names.
@@ -492,6 +490,14 @@ class PostgresStorage:
                         b"WHERE conversations.peer IS DISTINCT FROM excluded.peer",
                         [(party, target, peer) for (party, target), peer in parties.items()],
                     )
+
+    def _insert_messages(self, columns: tuple[list[Any], ...]) -> None:
+        try:
+            self._conn.execute(_INSERT_MESSAGES.encode(), columns)
+        except errors.UniqueViolation as exc:
+            raise AlreadyExists(f"duplicate msgid in batch: {exc.diag.message_detail or exc}") from exc
+        except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
+            raise ValueError(f"PostgreSQL cannot store a message of the batch: {exc}") from exc
 
     def prune_history(self, cutoff: float | None, max_per_target: int | None, max_rows: int = 10_000) -> int:
         deleted = 0
