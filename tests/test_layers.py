@@ -13,7 +13,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "salotto"
 PURE_LAYERS = ("proto", "server")
-FORBIDDEN = frozenset({"asyncio", "socket", "sqlite3", "tkinter", "ssl", "selectors"})
+FORBIDDEN = frozenset({"asyncio", "socket", "sqlite3", "psycopg", "tkinter", "ssl", "selectors"})
 _DYNAMIC_IMPORTERS = frozenset({"__import__", "import_module"})
 
 
