@@ -223,3 +223,29 @@ def test_msgid_lookups_use_the_unique_index(analysed: str) -> None:
     with _connect(analysed) as db:
         plan = "\n".join(row[0] for row in db.execute("EXPLAIN SELECT * FROM messages WHERE msgid = 'x77'"))
     assert "messages_msgid" in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_lost_connection_is_replaced_on_the_next_call(postgres_server: PostgresServer, postgres_url: str) -> None:
+    """The database server restarted, or the network dropped: the call that meets it fails, the next one
+    connects again. Inside a transaction block the block fails whole, none of it lands."""
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def kill_connections() -> None:
+        postgres_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+
+    storage = open_storage("postgresql", postgres_url)
+    try:
+        storage.create_account("alice", "h", 1.0)
+        kill_connections()
+        with pytest.raises(psycopg.OperationalError):
+            storage.get_account("alice")
+        assert storage.get_account("alice") is not None
+        kill_connections()
+        with pytest.raises(psycopg.OperationalError), storage.transaction():
+            storage.create_account("bob", "h", 1.0)
+            storage.create_account("carol", "h", 1.0)
+        storage.append_messages([message(1)])
+        assert [a.name for a in storage.list_accounts()] == ["alice"]
+    finally:
+        storage.close()

@@ -182,10 +182,22 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
 class PostgresStorage:
     """A :class:`~salotto.storage.base.Storage` on one PostgreSQL connection; one thread at a time."""
 
-    def __init__(self, conn: psycopg.Connection[Any], *, readonly: bool, where: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], *, readonly: bool, url: str) -> None:
         self._conn = conn
         self._readonly = readonly
-        self._where = where  # the URL, password masked, for messages
+        self._url = url
+        self._where = mask_password(url)  # for messages
+        self._depth = 0  # transaction() blocks open
+
+    @property
+    def _db(self) -> psycopg.Connection[Any]:
+        """The connection; a new one if the last was lost (the database server restarted, the network
+        dropped). The call that met the loss failed with it; the next one connects again, unless it is
+        inside a transaction block, which fails whole (its statements must not land outside it)."""
+        conn = self._conn
+        if conn.broken and self._depth == 0:
+            conn = self._conn = _connect(self._url, readonly=self._readonly)
+        return conn
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False) -> PostgresStorage:
@@ -212,19 +224,23 @@ class PostgresStorage:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, readonly=readonly, where=mask_password(url))
+        return cls(conn, readonly=readonly, url=url)
 
     # -- life ------------------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        return _read_version(self._conn)
+        return _read_version(self._db)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         # psycopg's own: BEGIN/COMMIT at the outside, SAVEPOINT/RELEASE inside; an exception rolls back
         # the block it leaves.
-        with self._conn.transaction():
-            yield
+        with self._db.transaction():
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
 
     def close(self) -> None:
         self._conn.close()
@@ -235,23 +251,23 @@ class PostgresStorage:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
-        return self._conn.execute(sql.encode(), params).fetchone()
+        return self._db.execute(sql.encode(), params).fetchone()
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._conn.execute(sql.encode(), params).fetchall()
+        return self._db.execute(sql.encode(), params).fetchall()
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         """Execute a write; the number of rows it touched."""
-        return self._conn.execute(sql.encode(), params).rowcount
+        return self._db.execute(sql.encode(), params).rowcount
 
     def _unique(self, fn: Callable[[], T], error: Callable[[], StorageError]) -> T:
         """``fn()``, with a unique violation turned into ``error()``. Inside a caller's transaction the
         statement runs in a savepoint, so that its failure leaves the caller's transaction usable (as a
         failed statement does in SQLite)."""
         try:
-            if self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            if self._db.info.transaction_status == pq.TransactionStatus.IDLE:
                 return fn()
-            with self._conn.transaction():
+            with self._db.transaction():
                 return fn()
         except errors.UniqueViolation as exc:
             raise error() from exc
@@ -475,7 +491,7 @@ class PostgresStorage:
                 parties[casefold(b), msg.target] = a
         if not msgids:
             return
-        if not parties and self._conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        if not parties and self._db.info.transaction_status == pq.TransactionStatus.IDLE:
             self._insert_messages(columns)  # one statement, atomic on its own: no BEGIN and COMMIT round trips
             return
         with self.transaction():  # inside a caller's transaction, a savepoint: a duplicate leaves it usable
@@ -483,7 +499,7 @@ class PostgresStorage:
             if parties:
                 # The WHERE leaves the row untouched when nothing changed: most private messages go to a
                 # conversation already listed under the same names.
-                with self._conn.cursor() as cur:
+                with self._db.cursor() as cur:
                     cur.executemany(
                         b"INSERT INTO conversations (party_cf, target, peer) VALUES (%s, %s, %s) "
                         b"ON CONFLICT (party_cf, target) DO UPDATE SET peer = excluded.peer "
@@ -493,7 +509,7 @@ class PostgresStorage:
 
     def _insert_messages(self, columns: tuple[list[Any], ...]) -> None:
         try:
-            self._conn.execute(_INSERT_MESSAGES.encode(), columns)
+            self._db.execute(_INSERT_MESSAGES.encode(), columns)
         except errors.UniqueViolation as exc:
             raise AlreadyExists(f"duplicate msgid in batch: {exc.diag.message_detail or exc}") from exc
         except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
