@@ -88,9 +88,11 @@ class PostgresServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_postgres(parent: str | None = None) -> PostgresServer:
+def start_postgres(parent: str | None = None, *, durable: bool = False) -> PostgresServer:
     """Start a throwaway server (see the module docstring). Raises RuntimeError if it cannot start,
-    FileNotFoundError if PostgreSQL is not installed."""
+    FileNotFoundError if PostgreSQL is not installed.
+
+    ``durable``: fsync on, as a real server has it (for benchmarks); the tests' server skips it."""
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         raise FileNotFoundError(NOT_INSTALLED)
@@ -106,7 +108,9 @@ def start_postgres(parent: str | None = None) -> PostgresServer:
         # Speed over crash safety of the test server itself (its data is thrown away); commits still
         # wait for the server, which is what the storage layer's durability rests on.
         options = (f"-c listen_addresses=127.0.0.1 -c port={server.port} -c unix_socket_directories={base} "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB")
+                   "-c max_connections=200 -c shared_buffers=128MB")
+        if not durable:
+            options += " -c fsync=off -c full_page_writes=off"
         started = server.run("pg_ctl", "start", "-D", str(base / "data"), "-w", "-t", "60",
                              "-l", str(base / "server.log"), "-o", options, check=False)
         if started.returncode != 0:
