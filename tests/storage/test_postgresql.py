@@ -5,8 +5,12 @@ The backend-neutral behaviour is the rest of the storage suite, which runs on Po
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from tests.postgres import PASSWORD, PostgresServer
 from .conftest import message
 
 psycopg = pytest.importorskip("psycopg")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _connect(url: str) -> Any:
@@ -249,3 +254,17 @@ def test_a_lost_connection_is_replaced_on_the_next_call(postgres_server: Postgre
         assert [a.name for a in storage.list_accounts()] == ["alice"]
     finally:
         storage.close()
+
+
+def test_without_postgresql_its_tests_are_skipped_saying_why(tmp_path: Path) -> None:
+    plugin = tmp_path / "no_postgres.py"
+    plugin.write_text("import tests.postgres\ntests.postgres.postgres_bin_dir = lambda: None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT), str(ROOT / "src")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no_postgres", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/storage/test_accounts_channels.py", "-k", "postgresql"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "PostgreSQL is not installed: apt-get install postgresql" in done.stdout, done.stdout[-3000:]
+    assert " passed" not in done.stdout and " skipped" in done.stdout, done.stdout[-3000:]
