@@ -1,6 +1,7 @@
 """History storage benchmark: chathistory query latency on a large store, and write throughput.
 
 ``python -m bench.history_bench [--messages 1000000] [--others 200000] [--queries 1000] [--data-dir DIR]``
+``python -m bench.history_bench --backend postgresql (--storage-url URL | --start-postgres) [...]``
 
 Populates ``#big`` with ``--messages`` messages and spreads ``--others`` more over 100 channels and 100
 private conversations (interleaved in time), then measures, on a warm cache:
@@ -16,6 +17,11 @@ private conversations (interleaved in time), then measures, on a warm cache:
 Messages get msgids of the form the server gives (a random run prefix, a counter), which the SQLite
 backend stores as the row's id; the bench's other targets hold a few private conversations' msgids
 the same way. The issue's target: LATEST 100 on 1,000,000 messages, p99 under 10 ms.
+
+PostgreSQL: ``--storage-url`` names a database (populated on the first run, reused after), or
+``--start-postgres`` runs a throwaway server in a temporary directory for the run (``initdb`` and
+``pg_ctl`` as in the tests, see ``tests/postgres.py``; with fsync on, as a real server has it). The
+populate path appends batches of ``CHUNK`` messages, one INSERT each.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -104,16 +111,27 @@ def timed(fn: Callable[[], Any], n: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
-    report: dict[str, Any] = {"messages_big": big, "messages_other": others}
-    writer = open_storage("sqlite", data_dir)
+def _store_bytes(backend: str, where: str) -> int:
+    if backend == "postgresql":
+        import psycopg
+
+        with psycopg.connect(where, autocommit=True) as db:
+            db.execute("VACUUM ANALYZE messages")  # as autovacuum would have by now: visibility map, statistics
+            row = db.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+    return sum(p.stat().st_size for p in Path(where).iterdir())
+
+
+def run(backend: str, where: str, big: int, others: int, queries: int, writes: int = 50_000) -> dict[str, Any]:
+    report: dict[str, Any] = {"backend": backend, "messages_big": big, "messages_other": others}
+    writer = open_storage(backend, where)
     existing = len(writer.latest("#big", 1))
     if existing == 0:
         report["populate_msgs_per_s"] = round(populate(writer, big, others))
     writer.close()
-    report["db_bytes"] = sum(p.stat().st_size for p in data_dir.iterdir())
+    report["db_bytes"] = _store_bytes(backend, where)
 
-    reader = open_storage("sqlite", data_dir, readonly=True)
+    reader = open_storage(backend, where, readonly=True)
     rng = random.Random(2)
     all_ids = [m.msgid for m in reader.latest("#big", 10_000_000)]
     report["latest_100_direct"] = timed(lambda: reader.latest("#big", 100), queries)
@@ -135,8 +153,11 @@ def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
 
     # Through the store, the server's path: reads on the reader pool, results handed back through call_soon.
     back: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-    config = load_config(None, {"data_dir": str(data_dir), "history_store_max_messages": 1000})
-    store = open_store(config, data_dir, time.monotonic(), back.put)
+    journals = tempfile.mkdtemp(prefix="salotto-history-bench-journals-")
+    location_key = {"storage_url": where} if backend == "postgresql" else {}
+    config = load_config(None, {"data_dir": journals, "storage_backend": backend, **location_key,
+                                "history_store_max_messages": 1000})
+    store = open_store(config, where, time.monotonic(), back.put)
     samples = []
     for _ in range(queries):
         got: list[Outcome[list[HistoryMessage]]] = []
@@ -149,7 +170,7 @@ def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
 
     # Writes as the server makes them: each pass's messages journaled (what the loop pays before its
     # output leaves), handed to the storer in batches; messages/s until all are in the database.
-    n_writes = 50_000
+    n_writes = max(100, writes // 100 * 100)
     commits: list[float] = []
     started = time.perf_counter()
     for _ in range(n_writes // 100):
@@ -173,6 +194,7 @@ def run(data_dir: Path, big: int, others: int, queries: int) -> dict[str, Any]:
     report["prune_age_walk_s"] = round(time.perf_counter() - started, 4)
     assert deleted == 0
     store.close()
+    shutil.rmtree(journals, ignore_errors=True)
     return report
 
 
@@ -181,14 +203,33 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000, help="messages in #big")
     parser.add_argument("--others", type=int, default=200_000, help="messages in other targets")
     parser.add_argument("--queries", type=int, default=1000, help="queries per measurement")
-    parser.add_argument("--data-dir", type=Path, help="reuse this store (populated on first run)")
+    parser.add_argument("--writes", type=int, default=50_000, help="messages written through the store")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--data-dir", type=Path, help="sqlite: reuse this store (populated on first run)")
+    parser.add_argument("--storage-url", help="postgresql: postgresql://USER:PASSWORD@HOST/DB (populated on first run)")
+    parser.add_argument("--start-postgres", action="store_true",
+                        help="postgresql: start a throwaway server in a temporary directory (needs initdb, pg_ctl)")
     args = parser.parse_args()
-    if args.data_dir:
+    if args.backend == "postgresql":
+        if (args.storage_url is None) == (not args.start_postgres):
+            parser.error("--backend postgresql needs --storage-url URL or --start-postgres (one of them)")
+        if args.storage_url:
+            report = run("postgresql", args.storage_url, args.messages, args.others, args.queries, args.writes)
+        else:
+            from tests.postgres import start_postgres
+
+            server = start_postgres(durable=True)
+            try:
+                report = run("postgresql", server.url(server.create_database()), args.messages, args.others,
+                             args.queries, args.writes)
+            finally:
+                server.stop()
+    elif args.data_dir:
         args.data_dir.mkdir(parents=True, exist_ok=True)
-        report = run(args.data_dir, args.messages, args.others, args.queries)
+        report = run("sqlite", str(args.data_dir), args.messages, args.others, args.queries, args.writes)
     else:
         with tempfile.TemporaryDirectory(prefix="salotto-history-bench-") as tmp:
-            report = run(Path(tmp), args.messages, args.others, args.queries)
+            report = run("sqlite", tmp, args.messages, args.others, args.queries, args.writes)
     print(json.dumps(report, indent=2))
 
 

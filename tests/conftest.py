@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.irc_client import RawClient
+from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures for every test
 
 
 @dataclass

@@ -284,3 +284,80 @@ def test_serve_help_still_lists_every_setting() -> None:
     assert usage.startswith("usage: salotto serve [-h] [--config FILE] [--SETTING VALUE ...]")
     for key in KEYS:
         assert key.flag in usage
+
+
+# -- storage_backend = "postgresql" ---------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_postgresql_settings_errors_are_one_line_and_mask_the_password(tmp_path: Path) -> None:
+    base = ["--listen", "127.0.0.1:0", "--web-listen", "", "--data-dir", str(tmp_path / "data")]
+    error = serve_fails(*base, "--storage-backend", "postgresql")
+    assert error.startswith("salotto: config key 'storage_backend' (--storage-backend): bad value 'postgresql' "
+                            "(needs storage_url"), error
+    error = serve_fails(*base, "--storage-backend", "postgresql", "--storage-url", "mysql://salotto:s3cret@h/db")
+    assert error == ("salotto: config key 'storage_url' (--storage-url): bad value 'mysql://salotto:***@h/db' "
+                     "(expected postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE)")
+    # Nothing listens there: a one-line error naming the masked URL, then no start.
+    url = f"postgresql://salotto:s3cret@127.0.0.1:{_closed_port()}/salotto"
+    error = serve_fails(*base, "--storage-backend", "postgresql", "--storage-url", url)
+    assert error.startswith("salotto: config key 'storage_url' (--storage-url): bad value "
+                            "'postgresql://salotto:***@127.0.0.1:"), error
+    assert "cannot connect to PostgreSQL at postgresql://salotto:***@127.0.0.1:" in error, error
+    assert "Connection refused" in error, error
+    assert "s3cret" not in error
+
+
+def test_serve_on_postgresql_logs_the_url_masked_and_keeps_journals_in_data_dir(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from salotto.storage import open_storage
+    from tests.conftest import start_server, stop_server
+    from tests.postgres import PASSWORD
+
+    server = start_server(tmp_path, "--storage-backend", "postgresql", "--storage-url", postgres_url)
+    try:
+        client = server.client()
+        client.register("alice")
+        client.send("JOIN #pg")
+        client.expect("366", p1="#pg")
+        client.send("PRIVMSG #pg :stored in postgresql")
+        client.send("PING :sync")
+        client.expect("PONG")
+        client.close()
+    finally:
+        stop_server(server)
+    log = server.log()
+    assert "(postgresql at postgresql://salotto:***@127.0.0.1:" in log, log
+    assert PASSWORD not in log
+    assert "salotto.db" not in {p.name for p in server.data_dir.iterdir()}  # no SQLite file: the journals stay
+    storage = open_storage("postgresql", postgres_url, readonly=True)
+    try:
+        assert [m.text for m in storage.latest("#pg", 10)] == ["stored in postgresql"]
+    finally:
+        storage.close()
+
+
+def test_export_reads_postgresql_and_backup_refuses_it(tmp_path: Path, postgres_url: str) -> None:
+    from salotto.storage import HistoryMessage, open_storage
+    from tests.postgres import PASSWORD
+
+    storage = open_storage("postgresql", postgres_url)
+    storage.append_messages([HistoryMessage("m1", "#pg", 1_700_000_000.5, "alice!u@h", "alice", "PRIVMSG", "hi")])
+    storage.close()
+    config = tmp_path / "salotto.toml"
+    config.write_text(f'storage_backend = "postgresql"\nstorage_url = "{postgres_url}"\n'
+                      f'data_dir = "{tmp_path / "data"}"\n')
+    result = salotto("export", "--config", str(config), "#pg")
+    assert result.returncode == 0, result.stderr
+    assert '"text":"hi"' in result.stdout.replace(" ", ""), result.stdout
+    for command in ("backup", "restore"):
+        result = salotto(command, "--config", str(config), str(tmp_path / "b.db"))
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"salotto: salotto {command} copies the SQLite database"), result.stderr
+        assert "pg_dump" in result.stderr and PASSWORD not in result.stderr

@@ -34,6 +34,8 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return hashed, hashed
     if key.name in ("motd_file", "tls_cert_file", "tls_key_file"):
         return "", ""
+    if key.name == "storage_url":
+        return "postgresql://salotto@localhost/salotto", "postgresql://salotto@localhost/salotto"
     if key.kind is str:
         return "something else", "something else"
     return SAMPLE[key.kind]
@@ -63,6 +65,9 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
         overrides |= {"trusted_proxies": ["127.0.0.1"]}
     if key.name.startswith("sts_"):  # STS needs a TLS listener
         overrides |= {"tls_listen": ["127.0.0.1:6697"]}
+    if key.name in ("storage_backend", "storage_url"):  # postgresql needs its URL, a URL needs postgresql
+        pg = {"storage_backend": "postgresql", "storage_url": "postgresql://salotto@localhost/salotto"}
+        overrides = pg | overrides
     assert overrides[key.name] == value
     assert getattr(load_config(None, overrides), key.name) == value
 
@@ -182,3 +187,60 @@ def test_proxy_listen_needs_trusted_proxies_and_may_be_the_only_irc_listener(tmp
         load_config(str(path))
     path.write_text('listen = []\nproxy_listen = ["127.0.0.1:6668"]\ntrusted_proxies = ["127.0.0.1"]\n')
     assert load_config(str(path)).proxy_listen == ["127.0.0.1:6668"]
+
+
+# -- storage_backend = "postgresql" and storage_url -------------------------------------------------
+
+
+def test_postgresql_takes_a_storage_url() -> None:
+    url = "postgresql://salotto:pw@db.example.org:5433/salotto"
+    config = load_config(None, {"storage_backend": "postgresql", "storage_url": url})
+    assert (config.storage_backend, config.storage_url) == ("postgresql", url)
+    assert load_config().storage_url == ""  # SQLite needs none
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named", "shown"),
+    [
+        ({"storage_backend": "postgresql"}, "storage_backend", "needs storage_url"),
+        ({"storage_backend": "postgresql", "storage_url": "mysql://salotto:s3cret@h/db"}, "storage_url",
+         "'mysql://salotto:***@h/db' (expected postgresql://"),
+        ({"storage_backend": "postgresql", "storage_url": "salotto:s3cret@localhost/db"}, "storage_url",
+         "expected postgresql://"),
+        ({"storage_backend": "postgresql", "storage_url": "postgresql://salotto:s3cret@h:port/db"}, "storage_url",
+         "'postgresql://salotto:***@h:port/db' (not a valid URL"),
+        ({"storage_backend": "postgresql", "storage_url": "postgresql://salotto:s3cret@h"}, "storage_url",
+         "names no database"),
+        ({"storage_url": "postgresql://salotto:s3cret@h/db"}, "storage_url", "only storage_backend postgresql"),
+        ({"storage_backend": "mysql"}, "storage_backend", "one of sqlite, postgresql"),
+    ],
+)
+def test_bad_storage_settings_are_refused_without_showing_the_password(
+    overrides: dict[str, Any], named: str, shown: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    message = str(info.value)
+    assert f"config key '{named}'" in message and shown in message, message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://salotto:s3cret@localhost/salotto", "postgresql://salotto:***@localhost/salotto"),
+        ("postgresql://salotto:s3:cr@t@[::1]:5432/db?sslmode=require",
+         "postgresql://salotto:***@[::1]:5432/db?sslmode=require"),
+        ("postgres://salotto@localhost/db?password=s3cret&sslmode=require",
+         "postgres://salotto@localhost/db?password=***&sslmode=require"),
+        ("postgresql://salotto@localhost/db", "postgresql://salotto@localhost/db"),  # no password: as given
+        ("postgresql:///db?host=/run/postgresql", "postgresql:///db?host=/run/postgresql"),
+        ("salotto:s3cret@localhost/db", "salotto:***@localhost/db"),  # no scheme: masked all the same
+    ],
+)
+def test_mask_password(url: str, masked: str) -> None:
+    from salotto.storage.urls import mask_password, url_password
+
+    assert mask_password(url) == masked
+    password = url_password(url)
+    assert password is None or password not in mask_password(url)

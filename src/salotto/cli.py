@@ -151,11 +151,18 @@ def _init_systemd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
+def _data_dir(args: argparse.Namespace, command: str) -> Path:
     """The data directory ``serve`` would use with the same --config and --data-dir (ConfigError if the
-    config does not load)."""
+    config does not load, or keeps its database in PostgreSQL: backup and restore copy SQLite's file)."""
     overrides = {} if args.data_dir is None else {"data_dir": args.data_dir}
-    return Path(load_config(args.config, overrides).data_dir)
+    config = load_config(args.config, overrides)
+    if config.storage_backend != "sqlite":
+        from salotto.storage import describe_storage
+
+        raise ConfigError(f"salotto {command} copies the SQLite database, and storage_backend is "
+                          f"{config.storage_backend} ({describe_storage(config)}): use pg_dump and pg_restore "
+                          "instead (docs/user-guide.md, \"Storing in PostgreSQL\")")
+    return Path(config.data_dir)
 
 
 def _plural(count: int, word: str) -> str:
@@ -171,7 +178,7 @@ def _backup(args: argparse.Namespace) -> int:
     from salotto.storage.backup import BackupError, backup
 
     try:
-        data_dir = _data_dir(args)
+        data_dir = _data_dir(args, "backup")
         result = backup(data_dir, Path(args.file), force=args.force)
     except (ConfigError, BackupError) as exc:
         print(f"salotto: {exc}", file=sys.stderr)
@@ -187,7 +194,7 @@ def _restore(args: argparse.Namespace) -> int:
     from salotto.storage.backup import BackupError, restore
 
     try:
-        data_dir = _data_dir(args)
+        data_dir = _data_dir(args, "restore")
         contents = restore(Path(args.file), data_dir, force=args.force)
     except (ConfigError, BackupError) as exc:
         print(f"salotto: {exc}", file=sys.stderr)
@@ -201,7 +208,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from salotto.proto.casemap import casefold
-    from salotto.storage import StorageError, conversation_key, open_storage
+    from salotto.storage import StorageError, conversation_key, describe_storage, open_storage, storage_location
     from salotto.storage.backup import BackupError, journal_messages
     from salotto.storage.export import export_history, parse_time
 
@@ -231,13 +238,14 @@ def _export(args: argparse.Namespace) -> int:
         config = load_config(args.config, {} if args.data_dir is None else {"data_dir": args.data_dir})
         data_dir = Path(config.data_dir)
         waiting = journal_messages(data_dir) if data_dir.is_dir() else []  # before the database: see export
-        storage = open_storage(config.storage_backend, data_dir, readonly=True)
+        storage = open_storage(config.storage_backend, storage_location(config), readonly=True)
     except ConfigError as exc:
         return fail(str(exc), 2)
     except BackupError as exc:
         return fail(str(exc))
     except StorageError as exc:
-        return fail(f"cannot read the history in {data_dir}: {exc}")
+        where = data_dir if config.storage_backend == "sqlite" else describe_storage(config)
+        return fail(f"cannot read the history in {where}: {exc}")
     out: Any = None
     try:
         out = sys.stdout.buffer if args.output is None else _open_private(args.output, force=args.force)

@@ -19,6 +19,7 @@ from typing import Any
 
 from salotto.passwords import is_password_hash
 from salotto.proto.names import is_valid_channel, is_valid_hostname
+from salotto.storage.urls import mask_password, postgresql_url_problem
 
 __all__ = [
     "DEFAULT_ORIGIN", "KEYS", "Config", "ConfigError", "Key", "OperBlock", "bad_value", "default_template",
@@ -89,7 +90,11 @@ KEYS: tuple[Key, ...] = (
         "Reverse proxies (addresses or CIDR ranges) believed about the client's address: Forwarded and "
         "X-Forwarded-For on the web port, the PROXY header on proxy_listen. Nobody else's headers are read."),
     Key("data_dir", str, _default_data_dir(), "Where the server keeps its data."),
-    Key("storage_backend", str, "sqlite", "Where accounts, channels and history are kept.", choices=("sqlite",)),
+    Key("storage_backend", str, "sqlite",
+        "Where accounts, channels and history are kept: sqlite (a file in data_dir) or postgresql (storage_url).",
+        choices=("sqlite", "postgresql")),
+    Key("storage_url", str, "",
+        "With storage_backend postgresql: postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE (never shown unmasked)."),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
     Key("history_private", bool, True, "Store private messages too, not only channel messages."),
     Key("history_max_age_s", float, 30 * 86400.0, "Delete history older than this; 0 keeps it forever.", 0),
@@ -210,6 +215,7 @@ class Config:
     trusted_proxies: list[str]
     data_dir: str
     storage_backend: str
+    storage_url: str
     history_enabled: bool
     history_private: bool
     history_max_age_s: float
@@ -343,6 +349,7 @@ def _validate(config: Config) -> None:
         if getattr(config, name) and not (config.tls_cert_file and config.tls_key_file):
             raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
     _validate_sts(config)
+    _validate_storage(config)
     # A pasted hash may bring a newline along. A value that is not a hash is not shown: it may be the
     # password itself, put there by mistake.
     config.server_password_hash = config.server_password_hash.strip()
@@ -360,6 +367,23 @@ def _validate(config: Config) -> None:
                 raise bad_value(name, item, "an IP address or a CIDR range, like 10.0.0.0/8", origin(name)) from None
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
+
+
+def _validate_storage(config: Config) -> None:
+    """storage_url must be a postgresql:// URL with postgresql, and unset otherwise; shown masked."""
+    origin = config.origin
+    if config.storage_backend == "postgresql":
+        if not config.storage_url:
+            raise bad_value("storage_backend", config.storage_backend,
+                            "needs storage_url = postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE",
+                            origin("storage_backend"))
+        problem = postgresql_url_problem(config.storage_url)
+        if problem is not None:
+            raise bad_value("storage_url", mask_password(config.storage_url), problem, origin("storage_url"))
+    elif config.storage_url:
+        raise bad_value("storage_url", mask_password(config.storage_url),
+                        f"only storage_backend postgresql uses it (storage_backend is {config.storage_backend})",
+                        origin("storage_url"))
 
 
 def _validate_sts(config: Config) -> None:

@@ -21,7 +21,7 @@ from salotto.logsetup import setup_logging
 from salotto.mail import send_code
 from salotto.server.accounts import Accounts
 from salotto.server.state import Server
-from salotto.storage import StorageError
+from salotto.storage import StorageError, describe_storage, mask_password, storage_location
 from salotto.storage.journal import JournalError
 from salotto.storage.store import Store, open_store
 from salotto.threads import ThreadOffload
@@ -128,7 +128,10 @@ def _server_secret(config: Config) -> bytes:
 
 
 def _data_dir_error(config: Config, problem: Exception | str) -> ConfigError:
-    """The data directory cannot be used: one line, without errno numbers."""
+    """The data directory cannot be used: one line, without errno numbers. (A PostgreSQL store that cannot
+    be used names storage_url instead, its password masked.)"""
+    if config.storage_backend == "postgresql" and isinstance(problem, StorageError):
+        return bad_value("storage_url", mask_password(config.storage_url), str(problem), config.origin("storage_url"))
     if isinstance(problem, OSError):
         why = problem.strerror or str(problem)
         if problem.filename is not None and os.fspath(problem.filename) != config.data_dir:
@@ -138,21 +141,27 @@ def _data_dir_error(config: Config, problem: Exception | str) -> ConfigError:
 
 
 def _check_data_dir(config: Config) -> None:
-    """Refuse a data_dir that cannot be a directory, saying why (the store would fail with a bare errno)."""
+    """Refuse a data_dir that cannot be a directory, saying why (the store would fail with a bare errno);
+    make it (private to the server's user) when missing: with PostgreSQL, the journals and the server
+    secret are all it holds, and no database file creates it."""
     path = Path(config.data_dir)
     for existing in (path, *path.parents):
         if existing.exists():
             if not existing.is_dir():
                 where = "it" if existing == path else str(existing)
                 raise _data_dir_error(config, f"{where} is a file, not a directory")
-            return
+            break
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _data_dir_error(config, exc) from None
 
 
 def _open_store(server: Server, config: Config, loop: asyncio.AbstractEventLoop) -> Store:
     """Open the store (with history's journals when history is on), store what a crash left in them, and
     attach history and accounts. Reads the account directory before the server serves."""
     try:
-        store = open_store(config, config.data_dir, server.clock(), loop.call_soon_threadsafe,
+        store = open_store(config, storage_location(config), server.clock(), loop.call_soon_threadsafe,
                            journals=config.history_enabled)
     except (StorageError, JournalError, OSError) as exc:
         raise _data_dir_error(config, exc) from None
@@ -289,7 +298,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         web_listeners = await open_web_listeners(server, config, flusher, certificate)
         _announce(listeners, config, web_listeners)
-        log.info("data in %s (%s), history %s", config.data_dir, config.storage_backend,
+        log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),
                  "on" if server.history is not None else "off")
         tick_handle = loop.call_later(TICK_INTERVAL_S, tick)
         await stop.wait()
@@ -321,7 +330,7 @@ def serve_forever(config: Config, overrides: dict[str, Any]) -> int:
     except ImportError:
         runner = asyncio.run
     else:
-        runner = uvloop.run  # type: ignore[assignment]
+        runner = uvloop.run  # type: ignore[assignment, unused-ignore]
     try:
         return runner(run(config, overrides))
     except ConfigError as exc:

@@ -1,5 +1,9 @@
 """The storage suite runs against every backend: the ``storage`` fixture is parametrised over them, so a
-new backend is added to ``BACKENDS`` and must pass the same tests."""
+new backend is added to ``BACKENDS`` and must pass the same tests.
+
+``location`` is what ``open_storage`` opens: the test's data directory for SQLite, a fresh database on
+the session's PostgreSQL server (``tests/postgres.py``) for PostgreSQL, whose tests are skipped, saying
+why, where PostgreSQL is not installed."""
 
 from __future__ import annotations
 
@@ -24,12 +28,20 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def reopen(backend: str, data_dir: Path) -> Iterator[Reopen]:
+def location(backend: str, data_dir: Path, request: pytest.FixtureRequest) -> str:
+    """Where the test's store is: ``open_storage(backend, location)``."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(data_dir)
+
+
+@pytest.fixture
+def reopen(backend: str, location: str) -> Iterator[Reopen]:
     """Open (again) a connection on the test's store; every connection opened is closed at the end."""
     opened: list[Storage] = []
 
     def open_(*, readonly: bool = False) -> Storage:
-        storage = open_storage(backend, data_dir, readonly=readonly)
+        storage = open_storage(backend, location, readonly=readonly)
         opened.append(storage)
         return storage
 

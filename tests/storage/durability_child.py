@@ -23,7 +23,8 @@ BATCH = 20
 
 def main() -> None:
     backend, location, data_dir = sys.argv[1], sys.argv[2], sys.argv[3]
-    config = load_config(None, {"storage_backend": backend, "data_dir": data_dir,
+    location_key = {"storage_url": location} if backend == "postgresql" else {}
+    config = load_config(None, {"storage_backend": backend, "data_dir": data_dir, **location_key,
                                 "history_store_interval_s": 0.005})
     results: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
     store = open_store(config, location, time.monotonic(), results.put)

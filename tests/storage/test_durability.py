@@ -1,7 +1,8 @@
 """Nothing a client could have seen is lost when the process dies: a child runs the server's store
 (journals, then batches into the database on the storer thread), is SIGKILLed mid-stream, and every batch
 it reported committed is in the store once the next start has recovered the journals (and no batch is
-half there); every account it reported written is there too."""
+half there); every account it reported written is there too. On every backend: for PostgreSQL the child
+is the client that dies, its database server lives on."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, data_dir: Path) -> None:
+def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, location: str, data_dir: Path) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.storage.durability_child", backend, str(data_dir), str(data_dir)],
+        [sys.executable, "-m", "tests.storage.durability_child", backend, location, str(data_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])},
     )
@@ -50,7 +51,7 @@ def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, data_dir: Pat
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert child.returncode == -signal.SIGKILL
+    assert child.returncode == -signal.SIGKILL, errors
     # SIGKILL may land in the middle of a report: only whole lines count.
     whole = rest if rest.endswith("\n") else rest.rpartition("\n")[0]
     reported.update(_reports(whole))
@@ -58,11 +59,12 @@ def test_sigkill_mid_stream_loses_no_committed_batch(backend: str, data_dir: Pat
     assert len(reported) >= 300, errors
 
     # The next start stores what only the journals hold.
-    config = load_config(None, {"storage_backend": backend, "data_dir": str(data_dir)})
-    store = open_store(config, data_dir, 0.0, lambda fn: fn())
+    location_key = {"storage_url": location} if backend == "postgresql" else {}
+    config = load_config(None, {"storage_backend": backend, "data_dir": str(data_dir), **location_key})
+    store = open_store(config, location, 0.0, lambda fn: fn())
     recovered = store.recover()
     store.close()
-    storage = open_storage(backend, data_dir)
+    storage = open_storage(backend, location)
     try:
         stored = storage.latest("#lobby", 10_000_000)
         batches: dict[int, set[int]] = {}

@@ -9,15 +9,17 @@ import pytest
 
 from salotto.storage import AlreadyExists, HistoryMessage, Ref, SchemaTooNew, Storage, StorageError, open_storage
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
+from salotto.storage.postgresql_migrations import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from salotto.storage.sqlite import DB_FILENAME, migrate
 
 from .conftest import Reopen
 
 
-def test_empty_store_is_migrated_to_the_current_version(storage: Storage, reopen: Reopen) -> None:
-    assert storage.schema_version() == SCHEMA_VERSION
+def test_empty_store_is_migrated_to_the_current_version(storage: Storage, reopen: Reopen, backend: str) -> None:
+    current = PG_SCHEMA_VERSION if backend == "postgresql" else SCHEMA_VERSION
+    assert storage.schema_version() == current
     storage.close()
-    assert reopen().schema_version() == SCHEMA_VERSION  # opening again changes nothing
+    assert reopen().schema_version() == current  # opening again changes nothing
 
 
 def test_unknown_backend(data_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -46,10 +47,8 @@ def test_a_read_while_a_batch_is_stuck_in_the_database_returns_at_once_and_sees_
         threading.Timer(0.2, lambda: (lock.execute("ROLLBACK"), lock.close())).start()
         deadline = time.monotonic() + 10
         while len(got) < 2 and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(queue.Empty):
                 results.get(timeout=0.05)()
-            except queue.Empty:
-                pass
         assert sorted([m.msgid for m in outcome.unwrap()] for outcome in got) == [["m1", "m2"], ["m2"]]
     finally:
         store.close()

@@ -9,7 +9,7 @@ See docs/architecture.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from salotto.storage.base import (
     AlreadyExists,
@@ -26,6 +26,10 @@ from salotto.storage.base import (
     normalize_certfp,
 )
 from salotto.storage.outcome import Outcome
+from salotto.storage.urls import mask_password
+
+if TYPE_CHECKING:
+    from salotto.config import Config
 
 __all__ = [
     "BACKENDS",
@@ -41,20 +45,42 @@ __all__ = [
     "TargetListing",
     "UnknownChannel",
     "conversation_key",
+    "describe_storage",
+    "mask_password",
     "normalize_certfp",
     "open_storage",
+    "storage_location",
 ]
 
-BACKENDS: Final = ("sqlite",)
+BACKENDS: Final = ("sqlite", "postgresql")
 
 
-def open_storage(backend: str, data_dir: str | Path, *, readonly: bool = False) -> Storage:
-    """Open one connection of ``backend`` (one of :data:`BACKENDS`) on ``data_dir``.
+def storage_location(config: Config) -> str:
+    """What :func:`open_storage` opens for ``config``: the data directory for SQLite, ``storage_url`` for
+    PostgreSQL. (The journals and the server secret stay in ``data_dir`` with either.)"""
+    return config.storage_url if config.storage_backend == "postgresql" else config.data_dir
+
+
+def describe_storage(config: Config) -> str:
+    """The backend for messages and logs, never with a password: ``sqlite``, ``postgresql at URL``."""
+    if config.storage_backend == "postgresql":
+        return f"postgresql at {mask_password(config.storage_url)}"
+    return config.storage_backend
+
+
+def open_storage(backend: str, where: str | Path, *, readonly: bool = False) -> Storage:
+    """Open one connection of ``backend`` (one of :data:`BACKENDS`) on ``where``: the data directory for
+    ``sqlite``, the ``postgresql://`` URL for ``postgresql`` (see :func:`storage_location`).
 
     The read-write open creates and migrates the store; raises :class:`SchemaTooNew` for a store written
-    by a newer salotto, ValueError for an unknown backend."""
+    by a newer salotto, StorageError when it cannot be opened (for PostgreSQL: the server cannot be
+    reached or refuses the login; the message masks the password), ValueError for an unknown backend."""
     if backend == "sqlite":
         from salotto.storage.sqlite import SqliteStorage
 
-        return SqliteStorage.open(data_dir, readonly=readonly)
+        return SqliteStorage.open(where, readonly=readonly)
+    if backend == "postgresql":
+        from salotto.storage.postgresql import PostgresStorage
+
+        return PostgresStorage.open(str(where), readonly=readonly)
     raise ValueError(f"unknown storage backend {backend!r} (known: {', '.join(BACKENDS)})")

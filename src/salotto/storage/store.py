@@ -426,7 +426,8 @@ def open_store(
         reader = ReadPool(partial(open_storage, backend, location, readonly=True), call_soon)
         opened.insert(0, reader.close)
         pair: tuple[Journal, Journal] | None = None
-        if journals:
+        if journals:  # (with PostgreSQL nothing else made the data directory)
+            Path(config.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
             first = Journal(Path(config.data_dir) / JOURNAL_FILENAMES[0])
             opened.insert(0, first.close)
             second = Journal(Path(config.data_dir) / JOURNAL_FILENAMES[1])

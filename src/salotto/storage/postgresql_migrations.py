@@ -1,0 +1,103 @@
+"""The PostgreSQL schema as numbered migrations.
+
+``MIGRATIONS[n]`` takes a database from schema version ``n`` to ``n + 1``; the one-row table
+``schema_version`` holds the version. Append new scripts, never edit a released one: a database in the
+field has run it already. The numbering is the PostgreSQL backend's own (it started at SQLite's schema
+version 4, so its version 1 has everything SQLite reached in four steps).
+
+Keys that are compared or sorted (casefolded names, targets, addresses) are ``COLLATE "C"``: byte order,
+as SQLite compares, whatever the database's locale; and the B-tree on ``(target, time_ms, seq)`` is
+cheaper under "C" than under a linguistic collation.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+_V1: Final = """
+CREATE TABLE accounts (
+    name_cf       text COLLATE "C" PRIMARY KEY,
+    name          text NOT NULL,
+    password_hash text NOT NULL,
+    created       double precision NOT NULL,
+    email         text,
+    verified      boolean NOT NULL DEFAULT true
+);
+
+CREATE TABLE certfps (
+    fingerprint text COLLATE "C" PRIMARY KEY,
+    account_cf  text COLLATE "C" NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE
+);
+CREATE INDEX certfps_account ON certfps(account_cf);
+
+CREATE TABLE login_addresses (
+    account_cf text COLLATE "C" NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    address    text COLLATE "C" NOT NULL,
+    last_seen  double precision NOT NULL,
+    PRIMARY KEY (account_cf, address)
+);
+
+CREATE TABLE channels (
+    name_cf      text COLLATE "C" PRIMARY KEY,
+    name         text NOT NULL,
+    founder      text NOT NULL,
+    registered   double precision NOT NULL,
+    topic        text NOT NULL DEFAULT '',
+    topic_setter text NOT NULL DEFAULT '',
+    topic_time   double precision NOT NULL DEFAULT 0,
+    modes        text NOT NULL DEFAULT '',
+    chan_key     text,
+    user_limit   integer
+);
+
+CREATE TABLE channel_access (
+    channel_cf text COLLATE "C" NOT NULL REFERENCES channels(name_cf) ON DELETE CASCADE,
+    account_cf text COLLATE "C" NOT NULL,
+    level      text NOT NULL,
+    PRIMARY KEY (channel_cf, account_cf)
+);
+CREATE INDEX channel_access_account ON channel_access(account_cf);
+
+-- seq is insertion order, the tie-breaker of the total order (time_ms, seq) within a target.
+CREATE TABLE messages (
+    seq     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    msgid   text COLLATE "C" NOT NULL,
+    target  text COLLATE "C" NOT NULL,
+    time_ms bigint NOT NULL,
+    sender  text NOT NULL,
+    account text,
+    command text NOT NULL,
+    text    text NOT NULL,
+    tags    jsonb
+);
+CREATE UNIQUE INDEX messages_msgid ON messages(msgid);
+-- Every chathistory query is an equality on target and a range on (time_ms, seq), walked in either
+-- direction: LATEST, BEFORE, AFTER, AROUND and BETWEEN are one index range scan each, and TARGETS one
+-- backward probe per target.
+CREATE INDEX messages_target_time ON messages(target, time_ms, seq);
+-- Retention by age. BRIN, not a B-tree: messages arrive in time order, so block ranges summarise
+-- time well for a few bytes per 128 pages and nearly nothing per insert; and it cannot return rows in
+-- time order, so the planner never walks it (filtering on target) in place of messages_target_time
+-- for a chathistory query, which a B-tree on time_ms invites on a target with few messages.
+CREATE INDEX messages_time ON messages USING brin (time_ms) WITH (autosummarize = on);
+
+-- Who takes part in which private conversation, and under which name they see the other side.
+CREATE TABLE conversations (
+    party_cf text COLLATE "C" NOT NULL,
+    target   text COLLATE "C" NOT NULL,
+    peer     text NOT NULL,
+    PRIMARY KEY (party_cf, target)
+);
+
+CREATE TABLE read_markers (
+    account_cf text COLLATE "C" NOT NULL,
+    target     text COLLATE "C" NOT NULL,
+    time_ms    bigint NOT NULL,
+    PRIMARY KEY (account_cf, target)
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
