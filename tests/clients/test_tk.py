@@ -20,7 +20,7 @@ import pytest
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
-from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, numbered_line
+from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, make_server, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
 from tests.entry_point import path_without_the_venv, salotto_command
 
@@ -447,5 +447,27 @@ def test_a_refused_server_password_is_not_retried(xdisplay: str, tmp_path: Path)
         assert "refused: Password incorrect" in client.status
         assert sum("wrong server password" in line for line in server.log[-1].read_text().splitlines()) == 1
         client.close()
+    finally:
+        server.stop()
+
+
+def test_desktop_clients_chat_on_a_postgresql_store_and_find_the_history_after_a_restart(
+    root: tk.Tk, tmp_path: Path, postgres_url: str
+) -> None:
+    """``--storage-backend postgresql`` end to end with the desktop client: two windows chat; after the
+    server restarts on the same database, a new window finds what was said."""
+    server = make_server("salotto", tmp_path, "--storage-backend", "postgresql", "--storage-url", postgres_url)
+    server.start()
+    try:
+        alice_top, alice = open_window(root, server, "alice")
+        bob_top, bob = open_window(root, server, "bob")
+        alice.entry.insert(0, "stored in postgres by tk")
+        alice.send_button.invoke()
+        assert pump_until(root, lambda: "stored in postgres by tk" in bob.view.content())
+        for top in (alice_top, bob_top):
+            top.destroy()
+        server.restart()
+        _erin_top, erin = open_window(root, server, "erin")
+        assert pump_until(root, lambda: "stored in postgres by tk" in erin.view.content()), erin.view.content()
     finally:
         server.stop()

@@ -51,8 +51,8 @@ def _sasl_login(server: RunningServer, nick: str, account: str) -> RawClient:
     return client
 
 
-def test_kill_9_under_load_keeps_every_confirmed_registration(tmp_path: Path) -> None:
-    server = start_server(tmp_path, *LIMITS)
+def test_kill_9_under_load_keeps_every_confirmed_registration(tmp_path: Path, backend: list[str]) -> None:
+    server = start_server(tmp_path, *LIMITS, *backend)
     stop = threading.Event()
     load = threading.Thread(target=_chatter, args=(server, stop))
     load.start()
@@ -81,7 +81,7 @@ def test_kill_9_under_load_keeps_every_confirmed_registration(tmp_path: Path) ->
         load.join(timeout=10)
         stop_server(server)
 
-    restarted = start_server(tmp_path, *LIMITS)
+    restarted = start_server(tmp_path, *LIMITS, *backend)
     try:
         for name in ["owner0", *confirmed]:
             client = _sasl_login(restarted, f"{name}_back", name)

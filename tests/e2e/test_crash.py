@@ -1,4 +1,5 @@
-"""kill -9 under load loses nothing anyone saw: every message a client received is in history."""
+"""kill -9 under load loses nothing anyone saw: every message a client received is in history, with
+SQLite and with PostgreSQL (a real server the tests start) as the store."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _send_all(server: RunningServer, nick: str, ready: threading.Barrier) -> Non
     "store", [[], ["--history-store-interval-s", "3600", "--history-store-max-messages", "1000000"]],
     ids=["default", "all-in-journal"],
 )
-def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path, store: list[str]) -> None:
+def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path, store: list[str], backend: list[str]) -> None:
+    store = [*store, *backend]
     server = start_server(tmp_path, *UNLIMITED, *store)
     observer = server.client()
     observer.register("observer", caps=["message-tags"])
@@ -86,10 +88,10 @@ def test_kill_9_mid_stream_loses_no_delivered_message(tmp_path: Path, store: lis
     assert missing == [], f"{len(missing)} of {len(received)} delivered messages are not in history"
 
 
-def test_the_running_server_moves_the_journal_into_the_database(tmp_path: Path) -> None:
+def test_the_running_server_moves_the_journal_into_the_database(tmp_path: Path, backend: list[str]) -> None:
     """While the server runs, what the journal holds goes into the database in batches, without a read
     asking for it; a clean stop leaves the journal empty."""
-    server = start_server(tmp_path, "--history-store-interval-s", "0.05")
+    server = start_server(tmp_path, "--history-store-interval-s", "0.05", *backend)
     try:
         alice = server.client()
         alice.register("alice")
@@ -98,7 +100,8 @@ def test_the_running_server_moves_the_journal_into_the_database(tmp_path: Path) 
             alice.send(f"PRIVMSG #lobby :line {i}")
         alice.send("PING :sent")
         alice.expect("PONG")
-        storage = open_storage("sqlite", server.data_dir, readonly=True)
+        storage = (open_storage("postgresql", backend[-1], readonly=True) if backend
+                   else open_storage("sqlite", server.data_dir, readonly=True))
         try:
             deadline = time.monotonic() + 5
             while len(storage.latest("#lobby", 50)) < 20 and time.monotonic() < deadline:

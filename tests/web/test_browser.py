@@ -232,3 +232,36 @@ def test_page_reconnects_after_the_server_restarts(browser: Any, tmp_path: Path)
             person.errors = [e for e in person.errors if "WebSocket" not in e]  # the failed retries
             person.close()
         stop_web_server(server)
+
+
+def test_on_a_postgresql_store_the_page_chats_and_finds_the_history_after_a_restart(
+    browser: Any, tmp_path: Path, postgres_url: str
+) -> None:
+    """``--storage-backend postgresql`` end to end: a page and a TCP client chat; after a restart (a new
+    data directory, the same database) a new page finds what was said in the channel's history."""
+    address = f"127.0.0.1:{free_port()}"
+    flags = ["--storage-backend", "postgresql", "--storage-url", postgres_url]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    server = start_web_server(tmp_path / "first", *flags, web_listen=address)
+    people: list[Person] = []
+    try:
+        alice = Person(browser, server.url, "alice")
+        people.append(alice)
+        carol = tcp_client(server, "carol")
+        alice.say("kept in postgres")
+        assert carol.expect("PRIVMSG").params == ["#lobby", "kept in postgres"]
+        carol.send("PRIVMSG #lobby :and my answer too")
+        expect(alice.line("and my answer too")).to_be_visible()
+        carol.close()
+        stop_web_server(server)
+        server = start_web_server(tmp_path / "second", *flags, web_listen=address)
+        dave = Person(browser, server.url, "dave")
+        people.append(dave)
+        expect(dave.line("kept in postgres")).to_be_visible()
+        expect(dave.line("and my answer too")).to_be_visible()
+    finally:
+        for person in people:
+            person.errors = [e for e in person.errors if "WebSocket" not in e]  # alice's page lost the server
+            person.close()
+        stop_web_server(server)
