@@ -23,7 +23,6 @@ from salotto.storage.base import (
     TargetListing,
     UnknownChannel,
     conversation_key,
-    normalize_certfp,
 )
 from salotto.storage.outcome import Outcome
 from salotto.storage.urls import mask_password
@@ -47,7 +46,6 @@ __all__ = [
     "conversation_key",
     "describe_storage",
     "mask_password",
-    "normalize_certfp",
     "open_storage",
     "storage_location",
 ]

@@ -38,7 +38,6 @@ __all__ = [
     "TargetListing",
     "UnknownChannel",
     "conversation_key",
-    "normalize_certfp",
 ]
 
 
@@ -68,11 +67,6 @@ def conversation_key(a: str, b: str) -> str:
     Both names casefolded, sorted, joined by a space: the same key whoever sends, and it can never equal
     a channel name (channel names start with ``#`` or ``&`` and contain no space)."""
     return " ".join(sorted((casefold(a), casefold(b))))
-
-
-def normalize_certfp(fingerprint: str) -> str:
-    """A certificate fingerprint in the stored form: lower-case hex, no colons or spaces."""
-    return fingerprint.replace(":", "").replace(" ", "").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,40 +202,21 @@ class Storage(Protocol):
         ...
 
     def delete_account(self, name: str) -> bool:
-        """Delete the account with its certificate fingerprints, login addresses, read markers and channel
-        access entries.
+        """Delete the account with its login addresses, read markers and channel access entries.
 
         Channels it founded stay registered (the caller decides whether to drop or transfer them).
         False if there was no such account."""
         ...
 
-    def login_addresses(self, name: str) -> list[tuple[str, float]]:
-        """The addresses ``name`` logged in from, each with when it was last seen there (epoch seconds),
-        oldest first; [] for an account that has none, or no account."""
-        ...
-
     def list_login_addresses(self) -> list[tuple[str, str, float]]:
-        """Every account's login addresses as (casefolded account name, address, last seen), ordered by
-        account, then as :meth:`login_addresses` orders them: the server's directory at startup."""
+        """Every account's login addresses as (casefolded account name, address, last seen epoch seconds),
+        ordered by account, then oldest first (then by address): the server's directory at startup."""
         ...
 
     def add_login_address(self, name: str, address: str, seen: float, keep: int) -> bool:
         """Note that ``name`` logged in from ``address`` at ``seen`` (moving its time forward if it is on
         file), then keep the account's newest ``keep`` addresses, forgetting the others. False if there is
         no such account. Deleting the account deletes its addresses."""
-        ...
-
-    def add_certfp(self, name: str, fingerprint: str) -> None:
-        """Let the certificate log in as ``name`` (SASL EXTERNAL). Raises :class:`AlreadyExists` if the
-        fingerprint belongs to an account (this one included), KeyError if the account does not exist."""
-        ...
-
-    def remove_certfp(self, name: str, fingerprint: str) -> bool: ...
-
-    def list_certfps(self, name: str) -> list[str]: ...
-
-    def account_for_certfp(self, fingerprint: str) -> str | None:
-        """The name of the account the fingerprint logs in as, or None."""
         ...
 
     # -- registered channels ---------------------------------------------------------------------

@@ -132,5 +132,10 @@ CREATE TABLE login_addresses (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
+# Certificate fingerprints (for a SASL EXTERNAL that was never built): nothing wrote or read them.
+_V5: Final = """
+DROP TABLE certfps;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

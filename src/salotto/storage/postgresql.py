@@ -48,7 +48,6 @@ from salotto.storage.base import (
     TargetListing,
     UnknownChannel,
     conversation_key,
-    normalize_certfp,
 )
 from salotto.storage.postgresql_migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.urls import mask_password, url_password
@@ -312,19 +311,12 @@ class PostgresStorage:
     def delete_account(self, name: str) -> bool:
         cf = casefold(name)
         with self.transaction():
-            # certfps and login addresses cascade
+            # login addresses cascade
             if self._run("DELETE FROM accounts WHERE name_cf = %s", (cf,)) == 0:
                 return False
             self._run("DELETE FROM read_markers WHERE account_cf = %s", (cf,))
             self._run("DELETE FROM channel_access WHERE account_cf = %s", (cf,))
         return True
-
-    def login_addresses(self, name: str) -> list[tuple[str, float]]:
-        rows = self._all(
-            "SELECT address, last_seen FROM login_addresses WHERE account_cf = %s ORDER BY last_seen, address",
-            (casefold(name),),
-        )
-        return [(row[0], row[1]) for row in rows]
 
     def list_login_addresses(self) -> list[tuple[str, str, float]]:
         rows = self._all(
@@ -351,37 +343,6 @@ class PostgresStorage:
                 (cf, cf, max(keep, 0)),
             )
         return True
-
-    def add_certfp(self, name: str, fingerprint: str) -> None:
-        cf = casefold(name)
-        with self.transaction():
-            if self._one("SELECT 1 FROM accounts WHERE name_cf = %s FOR KEY SHARE", (cf,)) is None:
-                raise KeyError(name)
-            self._unique(
-                lambda: self._run(
-                    "INSERT INTO certfps (fingerprint, account_cf) VALUES (%s, %s)", (normalize_certfp(fingerprint), cf)
-                ),
-                lambda: AlreadyExists(f"certificate fingerprint {fingerprint!r} is already registered"),
-            )
-
-    def remove_certfp(self, name: str, fingerprint: str) -> bool:
-        return self._run(
-            "DELETE FROM certfps WHERE fingerprint = %s AND account_cf = %s",
-            (normalize_certfp(fingerprint), casefold(name)),
-        ) > 0
-
-    def list_certfps(self, name: str) -> list[str]:
-        rows = self._all(
-            "SELECT fingerprint FROM certfps WHERE account_cf = %s ORDER BY fingerprint", (casefold(name),)
-        )
-        return [row[0] for row in rows]
-
-    def account_for_certfp(self, fingerprint: str) -> str | None:
-        row = self._one(
-            "SELECT a.name FROM certfps c JOIN accounts a ON a.name_cf = c.account_cf WHERE c.fingerprint = %s",
-            (normalize_certfp(fingerprint),),
-        )
-        return None if row is None else str(row[0])
 
     # -- registered channels ---------------------------------------------------------------------
 

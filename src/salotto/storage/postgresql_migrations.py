@@ -26,12 +26,6 @@ CREATE TABLE accounts (
     verified      boolean NOT NULL DEFAULT true
 );
 
-CREATE TABLE certfps (
-    fingerprint text COLLATE "C" PRIMARY KEY,
-    account_cf  text COLLATE "C" NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE
-);
-CREATE INDEX certfps_account ON certfps(account_cf);
-
 CREATE TABLE login_addresses (
     account_cf text COLLATE "C" NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE,
     address    text COLLATE "C" NOT NULL,

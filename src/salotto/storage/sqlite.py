@@ -44,7 +44,6 @@ from salotto.storage.base import (
     StorageError,
     StoredAccount,
     UnknownChannel,
-    normalize_certfp,
 )
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
@@ -287,20 +286,13 @@ class SqliteStorage(SqliteHistory):
     def delete_account(self, name: str) -> bool:
         cf = casefold(name)
         with self.transaction():
-            cur = self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (cf,))  # certfps cascade
+            cur = self._db.execute("DELETE FROM accounts WHERE name_cf = ?", (cf,))
             if cur.rowcount == 0:
                 return False
             self._db.execute("DELETE FROM read_markers WHERE account_cf = ?", (cf,))
             self._db.execute("DELETE FROM channel_access WHERE account_cf = ?", (cf,))
             self._db.execute("DELETE FROM login_addresses WHERE account_cf = ?", (cf,))  # (cascades too)
         return True
-
-    def login_addresses(self, name: str) -> list[tuple[str, float]]:
-        rows = self._db.execute(
-            "SELECT address, last_seen FROM login_addresses WHERE account_cf = ? ORDER BY last_seen, address",
-            (casefold(name),),
-        )
-        return [(row[0], row[1]) for row in rows]
 
     def list_login_addresses(self) -> list[tuple[str, str, float]]:
         rows = self._db.execute(
@@ -325,38 +317,6 @@ class SqliteStorage(SqliteHistory):
                 (cf, cf, max(keep, 0)),
             )
         return True
-
-    def add_certfp(self, name: str, fingerprint: str) -> None:
-        cf = casefold(name)
-        with self.transaction():
-            if self._db.execute("SELECT 1 FROM accounts WHERE name_cf = ?", (cf,)).fetchone() is None:
-                raise KeyError(name)
-            try:
-                self._db.execute(
-                    "INSERT INTO certfps (fingerprint, account_cf) VALUES (?, ?)", (normalize_certfp(fingerprint), cf)
-                )
-            except sqlite3.IntegrityError as exc:
-                raise AlreadyExists(f"certificate fingerprint {fingerprint!r} is already registered") from exc
-
-    def remove_certfp(self, name: str, fingerprint: str) -> bool:
-        cur = self._db.execute(
-            "DELETE FROM certfps WHERE fingerprint = ? AND account_cf = ?",
-            (normalize_certfp(fingerprint), casefold(name)),
-        )
-        return cur.rowcount > 0
-
-    def list_certfps(self, name: str) -> list[str]:
-        rows = self._db.execute(
-            "SELECT fingerprint FROM certfps WHERE account_cf = ? ORDER BY fingerprint", (casefold(name),)
-        )
-        return [row[0] for row in rows]
-
-    def account_for_certfp(self, fingerprint: str) -> str | None:
-        row = self._db.execute(
-            "SELECT a.name FROM certfps c JOIN accounts a ON a.name_cf = c.account_cf WHERE c.fingerprint = ?",
-            (normalize_certfp(fingerprint),),
-        ).fetchone()
-        return None if row is None else str(row[0])
 
     # -- registered channels ---------------------------------------------------------------------
 
