@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.cli import DEFAULT_RESULTS, default_workers
 from bench.report import write_report
@@ -32,6 +32,9 @@ from bench.scenarios import (
 from bench.servers import SERVERS, ConfigValue, RunningServer, ServerError, ServerSpec, start_server
 from bench.stats import raise_nofile_limit
 
+if TYPE_CHECKING:
+    from tests.postgres import PostgresServer
+
 __all__ = ["Scenario", "main", "scenarios"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,6 +48,8 @@ class Scenario:
     # Keys added to salotto's bench config for this scenario (e.g. history on/off); peers ignore them.
     salotto_config: Mapping[str, ConfigValue] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # run on these servers only; () means all
+    # Store on PostgreSQL: each run gets a fresh database on a server the bench starts (fsync on).
+    postgresql: bool = False
 
 
 def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scenario]:
@@ -66,6 +71,12 @@ def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scen
         Scenario("history-off", replace(history, name="history-off"), {"history_enabled": False}, ("salotto",)),
         Scenario("direct-history", DirectParams(pairs, duration_s, name="direct-history"),
                  {"history_enabled": True}, ("salotto",)),
+        # The same at C=1000 (fanout-large is its history-off side).
+        Scenario("fanout-large-history", FanoutParams(big, senders, duration_s, name="fanout-large-history"),
+                 {"history_enabled": True}, ("salotto",)),
+        # History on PostgreSQL instead of SQLite (history-off is its yardstick).
+        Scenario("history-on-postgresql", replace(history, name="history-on-postgresql"), {"history_enabled": True},
+                 ("salotto",), postgresql=True),
     ]
 
 
@@ -149,6 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     run_id = time.strftime("%Y%m%dT%H%M%S")
     command = " ".join(["bench/run-peers", *(argv if argv is not None else sys.argv[1:])])
     failures = 0
+    postgres = None
+    if any(scenario.postgresql for scenario in selected):
+        from tests.postgres import start_postgres
+
+        postgres = start_postgres(durable=True)  # fsync on, as a real server has it
+    try:
+        failures = _run_all(args, selected, specs, versions, run_id, command, postgres)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+    if not args.no_docs:
+        write_report(args.results, args.docs)
+        _log(f"wrote {args.docs}")
+    return 1 if failures else 0
+
+
+def _run_all(args: argparse.Namespace, selected: list[Scenario], specs: list[ServerSpec], versions: dict[str, str],
+             run_id: str, command: str, postgres: PostgresServer | None) -> int:
+    failures = 0
     if args.interleave:
         order = [(scenario, repeat) for repeat in range(args.repeat) for scenario in selected]
     else:
@@ -158,19 +188,20 @@ def main(argv: list[str] | None = None) -> int:
             if scenario.only and spec.name not in scenario.only:
                 continue
             _log(f"{scenario.name} #{repeat + 1} on {spec.name}")
-            record = _measure(scenario, spec, args.workers)
+            record = _measure(scenario, spec, args.workers, postgres)
             failures += "error" in record
             record.update(run_id=run_id, repeat=repeat, command=command)
             record["server_version"] = versions[spec.name]
             emit(record, args.results)
-    if not args.no_docs:
-        write_report(args.results, args.docs)
-        _log(f"wrote {args.docs}")
-    return 1 if failures else 0
+    return failures
 
 
-def _measure(scenario: Scenario, spec: ServerSpec, workers: int) -> dict[str, Any]:
-    extra = scenario.salotto_config if spec.name == "salotto" else {}
+def _measure(scenario: Scenario, spec: ServerSpec, workers: int, postgres: PostgresServer | None) -> dict[str, Any]:
+    extra = dict(scenario.salotto_config) if spec.name == "salotto" else {}
+    database = None
+    if scenario.postgresql and postgres is not None:
+        database = postgres.create_database()
+        extra.update(storage_backend="postgresql", storage_url=postgres.url(database))
     try:
         server = start_server(spec, extra)
     except ServerError as exc:
@@ -184,6 +215,8 @@ def _measure(scenario: Scenario, spec: ServerSpec, workers: int) -> dict[str, An
         return {"name": scenario.name, "server": spec.name, "error": f"{exc}\n{tail}"}
     finally:
         server.stop()
+        if database is not None and postgres is not None:
+            postgres.drop_database(database)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,15 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import postgres_bin_dir
+
 REPO = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("SALOTTO_BENCH_SMOKE_SERVER", "salotto")
 SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct") + (
-    ("history-on", "history-off", "direct-history") if SERVER == "salotto" else ()  # salotto-only scenarios
+    # salotto-only scenarios; on PostgreSQL where it is installed (the bench starts its own server)
+    ("history-on", "history-off", "direct-history", "fanout-large-history")
+    + (("history-on-postgresql",) if postgres_bin_dir() is not None else ())
+    if SERVER == "salotto" else ()
 )
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the bench reads /proc (server CPU, RSS)")
