@@ -268,3 +268,26 @@ def test_without_postgresql_its_tests_are_skipped_saying_why(tmp_path: Path) -> 
     assert done.returncode == 0, done.stdout[-3000:]
     assert "PostgreSQL is not installed: apt-get install postgresql" in done.stdout, done.stdout[-3000:]
     assert " passed" not in done.stdout and " skipped" in done.stdout, done.stdout[-3000:]
+
+
+def test_a_database_gone_quiet_is_noticed_in_a_minute_not_fifteen(postgres_url: str) -> None:
+    """A network cut mid-query must not hang the store's writer thread until the kernel gives up on TCP:
+    every connection has keepalives and a TCP user timeout, and statements and idle transactions a time
+    limit on the server; a URL that sets one of them keeps its own."""
+    storage = open_storage("postgresql", postgres_url)
+    try:
+        conn = storage._conn  # type: ignore[attr-defined]
+        settings = conn.info.get_parameters()
+        assert (settings["keepalives"], settings["keepalives_idle"], settings["tcp_user_timeout"]) == (
+            "1", "30", "60000")
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1min"
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+    finally:
+        storage.close()
+    own = open_storage("postgresql", postgres_url + "?options=-c%20statement_timeout%3D5s&keepalives_idle=7")
+    try:
+        conn = own._conn  # type: ignore[attr-defined]
+        assert conn.info.get_parameters()["keepalives_idle"] == "7"
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5s"
+    finally:
+        own.close()

@@ -33,6 +33,7 @@ from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import errors, pq
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from salotto.proto.casemap import casefold
@@ -127,10 +128,23 @@ def migrate(conn: psycopg.Connection[Any], migrations: tuple[str, ...] = MIGRATI
 
 def _connect(url: str, *, readonly: bool) -> psycopg.Connection[Any]:
     options: dict[str, Any] = {"autocommit": True}
-    if "connect_timeout" not in url:
-        options["connect_timeout"] = CONNECT_TIMEOUT_S
+    # A connection to a database that went away mid-query (a network cut, a host that died) must fail in
+    # seconds, not when the kernel gives up on TCP (some 15 minutes): the store's writer thread would hang
+    # meanwhile, with every write, read and the shutdown behind it. The URL's own settings win.
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}  # psycopg.connect says what is wrong with it, below
+    for key, value in _TIMEOUTS.items():
+        if key not in given:
+            options[key] = value
+    own = str(given.get("options") or "")
+    server_options = [own] if own else []
+    server_options += [f"-c {name}={value}" for name, value in _SERVER_TIMEOUTS.items() if name not in own]
     if readonly:
-        options["options"] = "-c default_transaction_read_only=on"
+        server_options.append("-c default_transaction_read_only=on")
+    if server_options:
+        options["options"] = " ".join(server_options)
     try:
         return psycopg.connect(url, **options)
     except psycopg.Error as exc:
@@ -141,6 +155,24 @@ def _connect(url: str, *, readonly: bool) -> psycopg.Connection[Any]:
         if password:
             message = message.replace(password, "***")
         raise StorageUnavailable(f"cannot connect to PostgreSQL at {mask_password(url)}: {message}") from None
+
+
+# libpq's connection settings (seconds, but tcp_user_timeout: milliseconds): TCP keepalives notice a
+# peer gone quiet after about a minute; tcp_user_timeout, data sent and never acknowledged.
+_TIMEOUTS: Final = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+# The server's (milliseconds): no statement of salotto's should run a minute (the slowest, a retention
+# step, deletes a bounded number of rows), and no transaction waits idle.
+_SERVER_TIMEOUTS: Final = {
+    "statement_timeout": 60_000,
+    "idle_in_transaction_session_timeout": 60_000,
+}
 
 
 def _check_text(msg: HistoryMessage) -> None:
