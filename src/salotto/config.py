@@ -106,6 +106,12 @@ KEYS: tuple[Key, ...] = (
         "How often the messages waiting in the history journal go into the database (in one batch).", 0),
     Key("history_store_max_messages", int, 1000,
         "Messages that may wait in the history journal before they go into the database anyway.", 1),
+    Key("history_store_retry_s", float, 300.0,
+        "How long messages the database refuses (locked, full, unreachable) are offered again, every second, "
+        "before they are given up (history_failed_writes_total); 0 gives them up at once.", 0),
+    Key("history_max_waiting_messages", int, 200_000,
+        "Messages that may wait for a slow or unreachable database (about 1 KiB of memory each); past this, "
+        "the server slows to the database's pace.", 1),
     Key("history_prune_interval_s", float, 3600.0, "How often retention runs.", 1),
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
@@ -223,6 +229,8 @@ class Config:
     history_commit_interval_s: float
     history_store_interval_s: float
     history_store_max_messages: int
+    history_store_retry_s: float
+    history_max_waiting_messages: int
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int

@@ -16,7 +16,7 @@ from salotto.storage import Storage, open_storage
 from salotto.storage.base import HistoryMessage
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal, JournalError, read_journal
 from salotto.storage.outcome import Outcome
-from salotto.storage.store import STORE_ATTEMPTS, Store
+from salotto.storage.store import STORE_RETRY_INTERVAL_S, Store
 from tests.server.harness import Harness, User
 
 T = TypeVar("T")
@@ -481,17 +481,31 @@ def test_one_bad_message_does_not_take_its_batch_with_it(tmp_path: Path) -> None
 
 
 def test_a_database_that_refuses_writes_gets_the_batch_again_then_it_is_given_up(tmp_path: Path) -> None:
+    """Offered again every STORE_RETRY_INTERVAL_S (not every pass), for history_store_retry_s."""
     open_storage("sqlite", tmp_path).close()  # the schema
     refusing = open_storage("sqlite", tmp_path, readonly=True)  # "attempt to write a readonly database"
-    harness = Harness(history_store_interval_s=0.0)
+    harness = Harness(history_store_interval_s=0.0, history_store_retry_s=10.0)
     history = Store(harness.server.config, refusing, ImmediateReader(tmp_path), 0.0, _journals(tmp_path))
+    attempts = 0
+    real = refusing.append_messages
+
+    def counted(batch: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        real(batch)
+
+    refusing.append_messages = counted  # type: ignore[method-assign]
     history.record(HistoryMessage("0badcafe-1", "#lobby", 1_700_000_000.0, "a!u@h", None, "PRIVMSG", "kept"))
     history.commit()
-    for attempt in range(STORE_ATTEMPTS):
-        history.store_if_due(float(attempt))
+    now = 0.0
+    while now < 9.99:  # a pass every 10 ms for almost 10 s
+        history.store_if_due(now)
         assert history.failed_writes == 0
-        assert _journaled(tmp_path) == ["kept"]  # the journal keeps it for a restart meanwhile
-    history.store_if_due(9.0)
+        now += 0.01
+    assert _journaled(tmp_path) == ["kept"]  # the journal keeps it for a restart meanwhile
+    assert 10 <= attempts <= 11 == int(10 / STORE_RETRY_INTERVAL_S) + 1  # about one a second, of 999 passes
+    history.store_if_due(11.0)  # the next attempt after history_store_retry_s...
+    history.store_if_due(11.01)  # ...its outcome seen: given up
     assert history.failed_writes == 1
 
 

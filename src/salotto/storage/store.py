@@ -58,9 +58,9 @@ T = TypeVar("T")
 # Rows one retention step deletes; steps repeat on the following ticks until nothing is left, so
 # the loop is never held for long (about 5 ms per step here).
 PRUNE_STEP_ROWS = 500
-# Times a batch is offered to a database that refuses it (locked, disk full) before its messages are
-# given up, one per history_store_interval_s or so.
-STORE_ATTEMPTS = 3
+# How often a batch the database refused (locked, full, unreachable) is offered again, for as long as
+# history_store_retry_s allows: not every pass, which would hammer a database that is coming back.
+STORE_RETRY_INTERVAL_S = 1.0
 
 
 class Reader(Protocol):
@@ -91,9 +91,9 @@ class Storer(Protocol):
 
 class Store:
     __slots__ = (
-        "_call_soon", "_closers", "_failures", "_given_up", "_held_reads", "_inflight", "_left_out", "_next_prune",
-        "_next_store", "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending", "reader",
-        "unstored", "writer", "written",
+        "_call_soon", "_closers", "_failing_since", "_given_up", "_held_reads", "_inflight", "_left_out", "_next_prune",
+        "_next_store", "_now", "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending",
+        "reader", "unstored", "writer", "written",
     )  # fmt: skip
 
     def __init__(
@@ -123,7 +123,8 @@ class Store:
         self._inflight: Future[list[HistoryMessage]] | None = None  # the batch being stored
         # Reads that came while a batch was in flight and more messages waited: they go once it is stored.
         self._held_reads: list[Callable[[], None]] | None = None
-        self._failures = 0  # batches in a row the database refused
+        self._failing_since: float | None = None  # when the database first refused the messages waiting
+        self._now = now  # the clock of the last store_if_due
         self.pending: list[HistoryMessage] = []  # recorded in this pass
         self.unstored: list[HistoryMessage] = []  # in the journal, not yet handed to the storer
         # Counted by one thread each: stored and refused one by one by the storer, given up by the loop.
@@ -164,19 +165,29 @@ class Store:
 
     def store_if_due(self, now: float) -> None:
         """Called after each pass's output has left, and by the timer tick: hand what waits in the journal
-        to the storer, unless the last batch is still being stored (then on a later pass). Never what
-        this pass recorded and did not journal yet: its output may still leave before the storer runs."""
+        to the storer, unless the last batch is still being stored (then on a later pass, once it is).
+        Never what this pass recorded and did not journal yet: its output may still leave before the
+        storer runs.
+
+        The loop does not wait for the database here, but past ``history_max_waiting_messages`` waiting
+        (a database that is slow or unreachable for long): then it waits for the batch in flight, and the
+        server slows to the database's pace rather than grow without end."""
+        self._now = now
         if self._inflight is not None and self._inflight.done():
             self._wait()
         waiting = len(self.unstored)
         if not waiting:
             return
-        full = waiting >= self.config.history_store_max_messages
-        if not full and self._inflight is not None:
-            return
-        if full or now >= self._next_store:  # full: wait for the batch before if need be
-            self._next_store = now + self.config.history_store_interval_s
-            self._submit_store()
+        config = self.config
+        if waiting < config.history_max_waiting_messages:
+            if self._inflight is not None:
+                return
+            full = waiting >= config.history_store_max_messages and self._failing_since is None
+            if not full and now < self._next_store:
+                return
+        retrying = self._failing_since is not None
+        self._next_store = now + (STORE_RETRY_INTERVAL_S if retrying else config.history_store_interval_s)
+        self._submit_store()
 
     def store(self) -> None:
         """Put every recorded message into the database and wait until it is there (at shutdown)."""
@@ -202,16 +213,20 @@ class Store:
         self._inflight = self._run(partial(self._store_and_clear, batch, journal))
 
     def _take_back(self, failed: list[HistoryMessage]) -> None:
-        """The messages of a batch that failed for want of the database (locked, disk full) are tried again
-        with the next one, STORE_ATTEMPTS times in all: their journal keeps them until then."""
+        """The messages of a batch that failed for want of the database (locked, full, unreachable) are
+        tried again with the next one, every STORE_RETRY_INTERVAL_S, until they have waited
+        ``history_store_retry_s``: their journal keeps them until then (and for a restart meanwhile).
+        Then they are given up, and counted (``failed_writes``)."""
         if not failed:
-            self._failures = 0
+            self._failing_since = None
             return
-        self._failures += 1
-        if self._failures >= STORE_ATTEMPTS:
-            self._failures = 0
+        if self._failing_since is None:
+            self._failing_since = self._now
+        waited = self._now - self._failing_since
+        if waited >= self.config.history_store_retry_s:
+            self._failing_since = None
             self._given_up += len(failed)
-            log.error("gave up storing %d messages in history after %d attempts", len(failed), STORE_ATTEMPTS)
+            log.error("gave up storing %d messages in history after %.0f s of refusals", len(failed), waited)
             return
         self.unstored[:0] = failed
 
