@@ -43,7 +43,7 @@ SHUTDOWN_GRACE_S = 0.5
 # Keys a reload cannot apply: the listeners and the store were opened with them. (A reload re-reads the
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
-                "storage_backend", "history_enabled", "proxy_listen")
+                "storage_backend", "storage_url", "history_enabled", "proxy_listen")
 # The config key of each kind of IRC listener.
 _LISTEN_KEYS = {"tcp": "listen", "tls": "tls_listen", "proxy": "proxy_listen"}
 

@@ -24,15 +24,16 @@ from tests.server.harness import Harness, User
 PASSWORD = "correct-horse-battery"
 
 
-def _harness(tmp_path: Path, **overrides: Any) -> Harness:
+def _harness(tmp_path: Path, *, deferred: bool = False, **overrides: Any) -> Harness:
     h = Harness(**overrides)
-    h.attach_store(tmp_path)
+    h.attach_store(tmp_path, deferred=deferred)
     return h
 
 
-@pytest.fixture
-def h(tmp_path: Path) -> Iterator[Harness]:
-    yield _harness(tmp_path)
+@pytest.fixture(params=["at-once", "deferred"])
+def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """Both ways a store answers: at once, and later through the loop (as the server's does)."""
+    yield _harness(tmp_path, deferred=request.param == "deferred")
 
 
 def _registered(h: Harness, nick: str, password: str = PASSWORD, caps: list[str] | None = None) -> User:
@@ -694,3 +695,32 @@ def test_account_registrations_are_limited_per_address_and_in_all(tmp_path: Path
     h.clock.now += 600
     assert "SUCCESS" in register("d2", "192.0.2.4")
     assert h.server.accounts is not None and h.server.accounts.get("a3") is None
+
+
+def test_a_drop_whose_sender_leaves_before_the_answer_still_logs_out_every_session(tmp_path: Path) -> None:
+    """NickServ DROP, and the connection goes before the store answers: the account is gone, and no other
+    session stays logged in to it (a newcomer registering the name must not share it with them)."""
+    h = _harness(tmp_path, deferred=True)
+    alice = _registered(h, "alice")
+    phone = h.user("alice_phone")
+    phone.send(f"PRIVMSG NickServ :IDENTIFY alice {PASSWORD}")
+    assert phone.client.account == "alice"
+    alice.send_unsettled(f"PRIVMSG NickServ :DROP {PASSWORD}")  # the delete is on its way
+    h.server.disconnect(alice.client, "Connection reset by peer")
+    phone.lines()  # the store answers
+    assert h.server.accounts is not None and h.server.accounts.get("alice") is None
+    assert phone.client.account is None
+
+
+def test_a_login_whose_hash_ends_after_a_drop_logs_in_to_nothing(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    _registered(h, "alice").send("QUIT")
+    accounts = h.server.accounts
+    assert accounts is not None
+    offload = accounts.offload = HeldOffload()
+    user = h.user("someone")
+    user.send(f"PRIVMSG NickServ :IDENTIFY alice {PASSWORD}")  # the hash is on its way
+    accounts.delete("alice")
+    offload.step()
+    assert user.client.account is None
+    assert "Login failed" in user.lines()[-1]

@@ -295,3 +295,27 @@ def test_status_from_the_access_list_is_shown_to_the_channel(tmp_path: Path) -> 
     assert [(m.source.split("!")[0], m.params) for m in modes] == [("ChanServ", ["#room", "+o", "alice2"])]
     own = [m.command for m in back.messages()]
     assert own.index("JOIN") < own.index("MODE") < own.index("353")
+
+
+def test_a_registered_channel_emptied_and_joined_before_its_topic_is_stored_keeps_the_new_topic(
+    tmp_path: Path,
+) -> None:
+    """TOPIC, PART and JOIN of a registered channel's last member, before the store has the topic: the
+    channel comes back with the topic it was left with, and the store gets it too."""
+    h = _harness(tmp_path, deferred=True)
+    alice = _founder_with_room(h)  # topic "Kept across restarts", +sk sesame
+    alice.send_unsettled("TOPIC #room :new topic")
+    alice.send_unsettled("MODE #room -s")
+    alice.send_unsettled("PART #room")
+    alice.send_unsettled("JOIN #room sesame")
+    channel = h.server.find_channel("#room")
+    assert channel is not None and channel.topic == "new topic" and "s" not in channel.modes
+    alice.lines()  # the store answers
+    accounts = h.server.accounts
+    assert accounts is not None
+    registration = accounts.channels["#room"]
+    assert (registration.topic, "s" in registration.modes) == ("new topic", False)
+    alice.send("PART #room")
+    alice.send("JOIN #room sesame")
+    channel = h.server.find_channel("#room")
+    assert channel is not None and channel.topic == "new topic"

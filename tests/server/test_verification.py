@@ -86,3 +86,28 @@ def test_an_expired_unverified_account_can_be_registered_again(tmp_path: Path) -
         assert [m.params[0] for m in owner.messages() if m.command == "REGISTER"] == ["VERIFICATION_REQUIRED"]
         owner.send(f"VERIFY dave {_code(sink)}")
         assert owner.client.account == "dave"
+
+
+def test_an_expired_name_taken_anew_never_deletes_the_account_verified_meanwhile(tmp_path: Path) -> None:
+    """Past account_verify_timeout_s, the owner sends VERIFY while someone holding the nick sends REGISTER,
+    both before the store answers either: the verification lands first and the newcomer is told the
+    account exists; the owner's verified account stays theirs."""
+    with SmtpSink() as sink:
+        h = _harness(tmp_path, deferred=True, account_verification="email", smtp_server=sink.address,
+                     account_verify_timeout_s=60.0)
+        owner = h.user("bob")
+        owner.send(f"REGISTER * bob@example.org {PASSWORD}")
+        code = _code(sink)
+        owner.send("NICK bob_away")
+        h.wall[0] += 120  # past account_verify_timeout_s
+        squatter = h.user("bob")
+        owner.send_unsettled(f"VERIFY bob {code}")  # the verification is on its way to the store
+        squatter.send_unsettled(f"REGISTER * bob2@example.org {PASSWORD}-other")  # it saw: unverified, expired
+        owner_said, squatter_said = owner.messages(), squatter.messages()
+        assert [m.params[:2] for m in owner_said if m.command == "VERIFY"] == [["SUCCESS", "bob"]]
+        assert _fails(squatter_said, "REGISTER") == [["ACCOUNT_EXISTS", "bob"]]
+        accounts = h.server.accounts
+        assert accounts is not None
+        account = accounts.get("bob")
+        assert account is not None and account.verified and account.email == "bob@example.org"
+        assert owner.client.account == "bob" and squatter.client.account is None

@@ -116,6 +116,7 @@ class Accounts:
         self._accounts: dict[str, StoredAccount] = {casefold(a.name): a for a in accounts}
         # Registered channels: joins consult them often.
         self.channels: dict[str, RegisteredChannel] = {casefold(c.name): c for c in channels}
+        self._writing: dict[str, int] = {}  # casefolded channel -> its writes on their way to the store
         self.per_ip = Throttle()
         # Never forgets an account's bucket that is not full (that would reset the limit of the account
         # under attack); only existing accounts get one, so it holds no more buckets than there are accounts.
@@ -156,27 +157,65 @@ class Accounts:
         self._writer.write(fn, callback)
 
     def change_channel(
-        self, name: str, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None] = _ignore
+        self,
+        name: str,
+        fn: Callable[[Storage], T],
+        callback: Callable[[Outcome[T]], None] = _ignore,
+        *,
+        expected: RegisteredChannel | None = None,
     ) -> None:
-        """Write a change of the registered channel ``name`` (registering or dropping it too); the
-        directory takes the channel as the store then has it (gone once dropped) before ``callback``
-        gets what ``fn`` returned."""
+        """Write a change of the registered channel ``name`` (registering or dropping it too), and read
+        the channel back in the same transaction; ``callback`` then gets what ``fn`` returned.
+
+        ``expected`` is the registration as the change leaves it, when the caller knows it (a topic or a
+        mode change): the directory takes it at once, so that the channel emptied and joined again before
+        the write is back comes back as it was left. Once no write of the channel is on its way, the
+        directory takes the channel as the store has it (gone once dropped)."""
+        cf = casefold(name)
+        if expected is not None:
+            self.channels[cf] = expected
+        self._writing[cf] = self._writing.get(cf, 0) + 1
 
         def change(store: Storage) -> tuple[T, RegisteredChannel | None]:
-            return fn(store), store.get_channel(name)
+            with store.transaction():
+                return fn(store), store.get_channel(name)
 
         def done(outcome: Outcome[tuple[T, RegisteredChannel | None]]) -> None:
-            if outcome.error is not None:
+            left = self._writing.pop(cf) - 1
+            if left:
+                self._writing[cf] = left
+            if outcome.error is not None:  # (what was expected stands: the live channel has it)
                 callback(Outcome(error=outcome.error))
                 return
             result, registration = outcome.unwrap()
-            if registration is None:
-                self.channels.pop(casefold(name), None)
-            else:
-                self.channels[casefold(name)] = registration
+            if not left:
+                if registration is None:
+                    self.channels.pop(cf, None)
+                else:
+                    self.channels[cf] = registration
             callback(Outcome(result))
 
         self.write(change, done)
+
+    def delete_expired(self, account: StoredAccount, callback: Callable[[Outcome[bool]], None]) -> None:
+        """Delete ``account`` if the store still has it unverified, as it was (not verified meanwhile,
+        nor registered anew); ``callback`` gets whether it was deleted."""
+
+        def delete(store: Storage) -> bool:
+            with store.transaction():
+                current = store.get_account(account.name)
+                if current is None or current.verified or current.created != account.created:
+                    return False
+                return store.delete_account(account.name)
+
+        def done(outcome: Outcome[bool]) -> None:
+            current = self.get(account.name)
+            if outcome.value and current is not None and current.created == account.created:
+                del self._accounts[casefold(account.name)]
+                self._trusted.pop(casefold(account.name), None)
+            callback(outcome)
+
+        self.write(delete, done)
 
     def set_verified(self, name: str, callback: Callable[[Outcome[bool]], None] = _ignore) -> None:
         def done(outcome: Outcome[bool]) -> None:
@@ -283,7 +322,10 @@ class Accounts:
             return verify_password(password, stored)
 
         def done(outcome: Outcome[bool]) -> None:
-            callback(account if outcome.value else None)
+            # The account may have been dropped (or dropped and registered anew) while the hash ran.
+            current = self.get(name)
+            same = account is not None and current is not None and current.created == account.created
+            callback(current if outcome.value and same else None)
 
         self.offload.run(verify, done)
 
@@ -495,7 +537,11 @@ def persist_channel_state(server: Server, channel: Channel) -> None:
             log.error("could not store the state of %s: %s", name, outcome.error)
 
     state = channel_state(channel)
-    accounts.change_channel(name, lambda store: store.update_channel(name, **state), stored)
+    registration = accounts.channels[channel.name_cf]
+    topic, setter, topic_time = state["topic"]
+    expected = replace(registration, topic=topic, topic_setter=setter, topic_time=topic_time,
+                       modes=state["modes"], key=state["key"], limit=state["limit"])
+    accounts.change_channel(name, lambda store: store.update_channel(name, **state), stored, expected=expected)
 
 
 def restore_channel_state(channel: Channel, registration: RegisteredChannel) -> None:

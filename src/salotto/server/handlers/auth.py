@@ -305,7 +305,7 @@ def verify_account(
     accounts.set_verified(account.name, ctx.wait(stored))
 
 
-def _log_failed_delete(name: str, outcome: Outcome[list[str]]) -> None:
+def _log_failed_delete(name: str, outcome: Outcome[bool]) -> None:
     if outcome.error is not None:  # it expires unverified (account_verify_timeout_s)
         log.error("could not delete the unverified account %s: %s", name, outcome.error)
 
@@ -370,10 +370,6 @@ def start_registration(
         if casefold(name) != client.nick_cf:
             fail("ACCOUNT_NAME_MUST_BE_NICK", "The account name must be your current nick")
             return
-        log.info("unverified account %s expired; registering it anew", existing.name)
-        # The store runs its writes in turn: the new account's comes after this one (and is refused,
-        # ACCOUNT_EXISTS, if this one failed).
-        accounts.delete(existing.name, partial(_log_failed_delete, existing.name))
     by_email = config.account_verification == "email"
     if by_email and email is None:
         fail("INVALID_EMAIL", "An email address is needed to register here (a code is sent to it)")
@@ -397,6 +393,15 @@ def start_registration(
     if refusal:
         fail("TEMPORARILY_UNAVAILABLE", refusal)
         return
+
+    def expired_deleted(outcome: Outcome[bool]) -> None:
+        if outcome.error is not None:
+            log.error("could not delete the expired account %s: %s", name, outcome.error)
+            fail("TEMPORARILY_UNAVAILABLE", "Could not store the account; try again later")
+        elif not outcome.value:  # verified (or registered anew) meanwhile
+            fail("ACCOUNT_EXISTS", "An account with that name already exists")
+        else:
+            accounts.register(name, password, email, server.wallclock(), ctx.wait(stored), verified=not by_email)
 
     def stored(outcome: Outcome[StoredAccount]) -> None:
         account = outcome.value
@@ -424,10 +429,14 @@ def start_registration(
     def mailed(account: StoredAccount, outcome: Outcome[None]) -> None:
         if outcome.error is not None:
             log.error("could not mail the verification code of %s: %s", account.name, outcome.error)
-            accounts.delete(account.name, partial(_log_failed_delete, account.name))
+            accounts.delete_expired(account, partial(_log_failed_delete, account.name))
             fail("TEMPORARILY_UNAVAILABLE", "Could not send the verification email; try again later")
         else:
             log.info("verification code for %s mailed", account.name)
             pending(account)
 
+    if existing is not None:  # unverified and expired (checked above): gone first, unless verified meanwhile
+        log.info("unverified account %s expired; registering it anew", existing.name)
+        accounts.delete_expired(existing, ctx.wait(expired_deleted))
+        return
     accounts.register(name, password, email, server.wallclock(), ctx.wait(stored), verified=not by_email)

@@ -165,16 +165,24 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
         if account is None:
             service.say(ctx, f"Not dropped: {why}.")
             return
-        accounts.delete(name, ctx.wait(dropped))
+        answer = ctx.wait(dropped)
+
+        def deleted(outcome: Outcome[list[str]]) -> None:
+            # Whether or not the dropper is still here to be answered: nobody stays logged in to it.
+            if outcome.value is not None:
+                log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
+                holders = [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]
+                for holder in holders:
+                    log_out(server, holder, ctx)
+            answer(outcome)
+
+        accounts.delete(name, deleted)
 
     def dropped(outcome: Outcome[list[str]]) -> None:
         founded = outcome.value
         if founded is None:
             _not_saved(ctx, service, outcome.error)
             return
-        log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
-        for holder in [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]:
-            log_out(server, holder, ctx)
         service.say(ctx, f"Account {name} dropped" + (f", with channels {', '.join(founded)}." if founded else "."))
 
     try_login(ctx, name, args[0], done)
