@@ -263,6 +263,28 @@ def test_a_client_that_leaves_while_its_rename_is_on_its_way_holds_no_nick() -> 
     assert h.server.users == {}
 
 
+def test_a_client_that_leaves_while_its_claim_or_join_is_on_its_way_is_in_no_channel_and_holds_no_nick() -> None:
+    h, later = _server(deferred=True)
+    alice, bob = _registered(h, later, "alice"), h.connect()
+    alice.send("JOIN #c")
+    later.run()
+    bob.send("NICK bob")
+    h.server.disconnect(bob.client, "gone")
+    carol = h.connect()
+    carol.send("NICK carol")
+    carol.send("USER c 0 * :C")
+    later.run()
+    carol.send("JOIN #c")
+    h.server.disconnect(carol.client, "gone")
+    later.run()
+    channel = h.server.find_channel("#c")
+    assert channel is not None and list(channel.roster()) == [alice.client]
+    assert h.server.users == {"alice": alice.client}
+    lines = alice.lines()
+    assert ":carol!~c@127.0.0.1 JOIN #lobby" in lines  # registered, then left before its JOIN #c was in
+    assert not [line for line in lines if line.startswith(":carol") and "#c" in line.split()]
+
+
 def _registered(h: Harness, later: Later, nick: str) -> User:
     user = h.connect()
     user.send(f"NICK {nick}")

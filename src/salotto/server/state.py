@@ -38,7 +38,14 @@ from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
-from salotto.server.registry import ChannelRegistry, LocalChannelRegistry, LocalNickRegistry, NickRegistry
+from salotto.server.registry import (
+    ChannelRegistry,
+    JoinRequest,
+    JoinResult,
+    LocalChannelRegistry,
+    LocalNickRegistry,
+    NickRegistry,
+)
 from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
 
@@ -443,6 +450,31 @@ class Server:
     def remove_member(self, channel: Channel, client: Client) -> None:
         self.channel_registry.part(channel, client)
 
+    def claim_nick(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
+        """The nick registry's claim, for a client that may leave before the answer comes: then what it
+        was given is given up again, and ``done(False)``."""
+
+        def claimed(ok: bool) -> None:
+            if ok and client.quitting:
+                client.nick_cf = nick_cf
+                self.nick_registry.release(client)
+                ok = False
+            done(ok)
+
+        self.nick_registry.claim(client, nick_cf, claimed)
+
+    def join(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None]) -> None:
+        """The channel registry's join, for a client that may leave before the answer comes: then it
+        leaves the channel again, unannounced (nobody was told it joined), and ``done(None)``."""
+
+        def joined(result: JoinResult) -> None:
+            if client.quitting and isinstance(result, Channel):
+                self.channel_registry.part(result, client)
+                result = None
+            done(result)
+
+        self.channel_registry.join(client, request, joined)
+
     def rename(self, client: Client, nick: str, done: Callable[[bytes | None], None]) -> None:
         """Rename a registered client, if the nick registry lets it claim ``nick``: everyone sharing a
         channel sees the NICK. ``done`` gets the line for the client itself (a handler replies with
@@ -450,13 +482,9 @@ class Server:
         nick_cf = casefold(nick)
 
         def claimed(ok: bool) -> None:
-            if ok and client.quitting:  # it left while the claim was on its way: let the nick go again
-                client.nick_cf = nick_cf
-                self.nick_registry.release(client)
-                ok = False
             done(self._renamed(client, nick, nick_cf) if ok else None)
 
-        self.nick_registry.claim(client, nick_cf, claimed)
+        self.claim_nick(client, nick_cf, claimed)
 
     def _renamed(self, client: Client, nick: str, nick_cf: str) -> bytes:
         change = self.from_user(client, "NICK", [nick])

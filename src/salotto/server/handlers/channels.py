@@ -95,7 +95,7 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     # gives status by the access list, visibly, once the JOIN is out.
     request = JoinRequest(name, name_cf, key, bypass=level is not None, founder_op=registration is None,
                           create=create)
-    ctx.call(lambda done: server.channel_registry.join(client, request, done),
+    ctx.call(lambda done: server.join(client, request, done),
              partial(_joined, ctx, has_access=level is not None))
 
 

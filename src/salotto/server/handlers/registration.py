@@ -223,7 +223,7 @@ def handle_nick(ctx: Context) -> None:
     if client.registered and _refused_as_registered(ctx, nick):
         return
     if not client.registered:
-        ctx.call(lambda done: server.nick_registry.claim(client, nick_cf, done),
+        ctx.call(lambda done: server.claim_nick(client, nick_cf, done),
                  partial(_nick_claimed, ctx, nick, nick_cf))
         return
     case_only = nick_cf == client.nick_cf
