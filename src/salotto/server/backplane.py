@@ -24,7 +24,7 @@ Ordering, which any implementation must keep:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Protocol
 
 from salotto.proto.casemap import casefold
@@ -111,7 +111,7 @@ class LocalBackplane:
         operators_only: bool = False,
         alternative: tuple[str, Outgoing] | None = None,
     ) -> int:
-        members: Iterable[Client]
+        members: Collection[Client]
         if operators_only:
             members = channel.operators()
         elif about is not None:
@@ -123,15 +123,13 @@ class LocalBackplane:
         if alternative is None:
             return out.deliver(members, exclude)
         alt_cap, alt = alternative
-        sent = 0
         for member in members:
             if member is not exclude:
                 chosen = alt if alt_cap in member.caps else out
                 member.conn.write(chosen.variant(member.tag_flags))
-                sent += 1
-        return sent
+        return len(members) - (exclude is not None and exclude in members)  # not counted in the loop: per member
 
-    def _member_audience(self, channel: Channel, member: Client) -> Iterable[Client]:
+    def _member_audience(self, channel: Channel, member: Client) -> Collection[Client]:
         """Who sees ``member`` join or part ``channel``: everyone, or only the operators above the
         threshold, unless ``member`` is an operator or voiced (everyone's NAMES lists those)."""
         if len(channel.members) > self._server.config.large_channel_threshold and member not in channel.privileged:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from salotto.proto.modes import PREFIX_MODES, ModeChange
 from salotto.proto.names import normalize_mask
@@ -116,9 +116,8 @@ class LocalNickRegistry:
 JoinResult = Channel | tuple[str, ...] | None
 
 
-@dataclass(frozen=True, slots=True)
-class JoinRequest:
-    """What a JOIN asks of :meth:`ChannelRegistry.join`."""
+class JoinRequest(NamedTuple):
+    """What a JOIN asks of :meth:`ChannelRegistry.join` (a tuple: made on every join, it costs less)."""
 
     name: str  # as the joiner wrote it (the channel's name if this join creates it)
     name_cf: str
