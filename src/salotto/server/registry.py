@@ -51,8 +51,11 @@ __all__ = [
     "JoinResult",
     "LocalChannelRegistry",
     "LocalNickRegistry",
+    "ModeContext",
     "ModeOutcome",
     "NickRegistry",
+    "apply_modes",
+    "entry_refusal",
 ]
 
 # Longest channel key, as in InspIRCd and ergo.
