@@ -99,3 +99,53 @@ def test_checker_catches_forbidden_imports(source: str) -> None:
 )
 def test_checker_allows_the_rest(source: str) -> None:
     assert forbidden_imports(source, "example.py") == []
+
+
+# -- the seams (docs/architecture.md, "Seams") -------------------------------------------------------
+# Handlers change nick and channel state only through the server's registries and deliver to others only
+# through its backplane, so that a clustered implementation of those plugs in without touching them.
+SEAM_CHECKED = [*sorted((SRC / "server" / "handlers").glob("*.py")), SRC / "server" / "accounts.py"]
+# Attributes behind the seams: the fanout's own loop, a channel's member dict and invitations, MONITOR's index.
+_BEHIND_SEAMS = frozenset({"deliver", "members", "invited", "monitors"})
+# Server attributes that are views for tests and metrics only.
+_SERVER_VIEWS = frozenset({"users", "channels"})
+# Channel methods that change state the channel registry owns.
+_CHANNEL_MUTATORS = frozenset({"set_status", "add", "discard"})
+
+
+def seam_bypasses(source: str, filename: str, *, handler: bool) -> list[str]:
+    """Where ``source`` reaches around the registries or the backplane."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, filename=filename)):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        owner_name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+        if node.attr in _BEHIND_SEAMS:
+            found.append(f"{filename}:{node.lineno}: .{node.attr}")
+        elif node.attr in _SERVER_VIEWS and owner_name == "server":
+            found.append(f"{filename}:{node.lineno}: server.{node.attr}")
+        elif node.attr in _CHANNEL_MUTATORS and owner_name == "channel":
+            found.append(f"{filename}:{node.lineno}: channel.{node.attr}")
+        elif handler and node.attr == "write" and owner_name == "conn":
+            found.append(f"{filename}:{node.lineno}: conn.write (to the sender: ctx; to others: the backplane)")
+    return sorted(found, key=lambda entry: int(entry.split(":")[1]))
+
+
+@pytest.mark.parametrize("path", SEAM_CHECKED, ids=lambda p: str(p.relative_to(SRC)))
+def test_handlers_go_through_the_seams(path: Path) -> None:
+    handler = path.parent.name == "handlers"
+    assert seam_bypasses(path.read_text(encoding="utf-8"), str(path.relative_to(SRC)), handler=handler) == []
+
+
+def test_the_seam_check_finds_a_bypass() -> None:
+    source = (
+        "def f(ctx, channel, out):\n"
+        "    out.deliver(channel.members, exclude=ctx.client)\n"
+        "    ctx.server.users.get('x')\n"
+        "    channel.set_status(ctx.client, 'o')\n"
+        "    ctx.client.conn.write(b'')\n"
+    )
+    found = seam_bypasses(source, "x.py", handler=True)
+    assert [entry.split(": ", 1)[1].split(" ")[0] for entry in found] == [
+        ".deliver", ".members", "server.users", "channel.set_status", "conn.write"]

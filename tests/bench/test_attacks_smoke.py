@@ -1,4 +1,4 @@
-"""bench.attacks and bench.registration_cost still work: each measurement, for a second or two."""
+"""bench.attacks, bench.registration_cost and bench.fanout_cost still work: each measurement, for a second or two."""
 
 from __future__ import annotations
 
@@ -38,3 +38,9 @@ def test_registration_cost_registers_and_reports() -> None:
     done = _run("bench.registration_cost", "--clients", "200")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.endswith("us per registration (200 clients)\n")
+
+
+def test_fanout_cost_delivers_and_reports() -> None:
+    done = _run("bench.fanout_cost", "--members", "20", "--messages", "50")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.endswith("us per delivery (50 messages to 20 members)\n")

@@ -35,7 +35,6 @@ from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
-from salotto.server import monitor
 from salotto.server.flood import Throttle, ip_key
 from salotto.server.offload import Offload
 from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
@@ -479,7 +478,7 @@ def _announce_account(server: Server, client: Client, name: str, ctx: Context | 
     if not client.registered:
         return
     change = server.from_user(client, "ACCOUNT", [name])
-    change.deliver(monitor.audience(server, client, "account-notify"))
+    server.backplane.to_peers(client, change, cap="account-notify")
     if "account-notify" in client.caps:
         own = change.variant(client.tag_flags)
         if ctx is not None:
@@ -498,16 +497,16 @@ def grant_access_status(server: Server, channel: Channel, client: Client, ctx: C
     wanted = status_for(accounts.access_level(channel.name_cf, client.account))
     if not wanted:
         return
-    current = channel.members.get(client)
+    current = channel.status(client)
     if current is None or wanted in current:
         return
-    channel.set_status(client, current + wanted)
+    server.channel_registry.set_status(channel, client, current + wanted)
     change = server.outgoing(f"ChanServ!ChanServ@{server.name}", "MODE", [channel.name, "+" + wanted, client.nick])
     if ctx is not None and ctx.client is client:
-        change.deliver(channel.members, exclude=client)
+        server.backplane.to_channel(channel, change, client)
         ctx.send(change.variant(client.tag_flags))
     else:
-        change.deliver(channel.members)
+        server.backplane.to_channel(channel, change)
 
 
 def channel_state(channel: Channel) -> dict[str, Any]:
@@ -599,11 +598,19 @@ def rename_to_guest(server: Server, client: Client) -> None:
     guest = f"Guest{client.id}"
     suffix = 0
     # Neither someone's nick nor a registered one (or the guest would squat that in turn).
-    while casefold(guest) in server.users or accounts.get(guest) is not None:
+    while server.nick_registry.holder(casefold(guest)) is not None or accounts.get(guest) is not None:
         suffix += 1
         guest = f"Guest{client.id}_{suffix}"
     old = client.nick
-    client.conn.write(server.change_nick(client, guest))
-    text = f"You did not log in to {old} in time, so you are now {guest}."
-    client.conn.write(server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [guest, text])
-                      .variant(client.tag_flags))
+
+    def renamed(own: bytes | None) -> None:
+        if own is None:  # taken meanwhile (by a client of another node): the next tick tries again
+            if not client.quitting:
+                server.nick_deadlines[client] = server.clock()
+            return
+        client.conn.write(own)
+        text = f"You did not log in to {old} in time, so you are now {guest}."
+        client.conn.write(server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [guest, text])
+                          .variant(client.tag_flags))
+
+    server.rename(client, guest, renamed)

@@ -1,7 +1,13 @@
-"""A channel: members and their prefix modes, topic, modes and mask lists."""
+"""A channel: members and their prefix modes, topic, modes and mask lists.
+
+Handlers read a channel from here; it changes only through the server's channel registry
+(:mod:`salotto.server.registry`), whose local implementation changes these objects in place and whose
+clustered one keeps them as this node's replica.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,6 +90,21 @@ class Channel:
     def discard(self, client: Client) -> None:
         self.members.pop(client, None)
         self.privileged.discard(client)
+
+    def __contains__(self, client: object) -> bool:
+        """Whether ``client`` is a member (``client in channel``)."""
+        return client in self.members
+
+    def size(self) -> int:
+        return len(self.members)
+
+    def status(self, client: Client) -> str | None:
+        """A member's prefix mode letters ("" for none), None for someone not in the channel."""
+        return self.members.get(client)
+
+    def roster(self) -> Iterable[Client]:
+        """The members, in join order (read only: membership changes through the channel registry)."""
+        return self.members
 
     def operators(self) -> list[Client]:
         return [m for m in self.privileged if "o" in self.members[m]]

@@ -144,6 +144,26 @@ class Context:
 
         return resumed
 
+    def call(self, operation: Callable[[Callable[[T], None]], None], callback: Callable[[T], None]) -> None:
+        """Run ``operation(done)``, a registry call whose answer may come at once or later, and
+        ``callback`` with that answer: at once (after ``operation`` returned) when the answer already
+        came, as the local registries give it; otherwise as :meth:`wait` does, holding the connection's
+        later lines until it comes."""
+        came: list[T] = []
+        resumed: Callable[[T], None] | None = None
+
+        def done(value: T) -> None:
+            if resumed is not None:
+                resumed(value)
+            elif not came:
+                came.append(value)
+
+        operation(done)
+        if came:
+            callback(came[0])
+        else:
+            resumed = self.wait(callback)
+
     def done_waiting(self) -> None:
         """One callback of :meth:`wait` has run: the last one sends the answer and releases the input."""
         if self.waits <= 0:

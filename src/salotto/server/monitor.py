@@ -6,7 +6,8 @@ the client gave it), created by its first ``MONITOR +``: a client that never use
 empty slot. Both sides are bounded by ``monitor_max_targets`` per client, and a client's entries go
 when it disconnects.
 
-With extended-monitor, :func:`audience` adds watchers to who hears of a client's changes.
+The numerics reach the watchers through the backplane (``to_watchers``); with extended-monitor, the
+backplane's ``to_peers`` adds watchers to who hears of a client's changes.
 
 A nick is online when a registered client holds it: it comes online when registration completes or a
 client renames to it, and goes offline on a quit (QUIT, disconnect, KILL) or a rename away from it.
@@ -18,21 +19,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
-from salotto.proto.framing import encode_wire
-from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_MONOFFLINE, RPL_MONONLINE
+from salotto.server.backplane import EXTENDED_MONITOR
 
 if TYPE_CHECKING:
     from salotto.server.client import Client
     from salotto.server.state import Server
 
-__all__ = ["EXTENDED_MONITOR", "add", "audience", "came_online", "clear", "forget", "nick_changed", "remove",
-           "went_offline"]
-
-# With this capability a watcher also hears of the away, account, host and realname changes of the
-# nicks it watches, for those of away-notify, account-notify, chghost and setname it asked for
-# (https://ircv3.net/specs/extensions/extended-monitor).
-EXTENDED_MONITOR = "extended-monitor"
+__all__ = ["EXTENDED_MONITOR", "add", "came_online", "clear", "forget", "nick_changed", "remove", "went_offline"]
 
 
 def add(server: Server, client: Client, targets: Iterable[str]) -> list[str]:
@@ -92,12 +86,14 @@ def _unindex(server: Server, client: Client, target_cf: str) -> None:
 
 def came_online(server: Server, client: Client) -> None:
     """``client`` (registered) now holds its nick: 730 to whoever watches it."""
-    _tell(server, client.nick_cf, RPL_MONONLINE, client.prefix)
+    if server.monitors:  # nobody watches anything: nothing to tell (the common case, for free)
+        server.backplane.to_watchers(client.nick, RPL_MONONLINE, client.prefix)
 
 
 def went_offline(server: Server, nick: str) -> None:
     """Nobody holds ``nick`` any more: 731 to whoever watches it."""
-    _tell(server, casefold(nick), RPL_MONOFFLINE, nick)
+    if server.monitors:
+        server.backplane.to_watchers(nick, RPL_MONOFFLINE, nick)
 
 
 def nick_changed(server: Server, client: Client, old_nick: str) -> None:
@@ -106,24 +102,3 @@ def nick_changed(server: Server, client: Client, old_nick: str) -> None:
     if casefold(old_nick) != client.nick_cf:
         went_offline(server, old_nick)
         came_online(server, client)
-
-
-def _tell(server: Server, nick_cf: str, numeric: str, text: str) -> None:
-    watchers = server.monitors.get(nick_cf)
-    if not watchers:
-        return
-    for watcher in watchers:
-        line = format_line(numeric, [watcher.nick, text], source=server.name)
-        watcher.conn.write(encode_wire(line + "\r\n"))
-
-
-
-def audience(server: Server, client: Client, cap: str) -> set[Client]:
-    """Who hears of a change of ``client`` that ``cap`` announces (away-notify, account-notify, chghost,
-    setname): its peers that asked for ``cap``, and, with extended-monitor, the clients watching its
-    nick that asked for ``cap`` too. Not ``client`` itself."""
-    recipients = {peer for peer in server.peers_of(client) if cap in peer.caps}
-    watchers = server.monitors.get(client.nick_cf)
-    if watchers:
-        recipients.update(w for w in watchers if cap in w.caps and EXTENDED_MONITOR in w.caps and w is not client)
-    return recipients

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from salotto import __version__
@@ -24,6 +24,7 @@ from salotto.proto.message import parse
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
+from salotto.server.backplane import Backplane, LocalBackplane
 from salotto.server.channel import Channel
 from salotto.server.client import Client, Connection
 from salotto.server.commands import COMMANDS
@@ -36,6 +37,14 @@ from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
+from salotto.server.registry import (
+    ChannelRegistry,
+    JoinRequest,
+    JoinResult,
+    LocalChannelRegistry,
+    LocalNickRegistry,
+    NickRegistry,
+)
 from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
 from salotto.server.verification import Mailer, no_mailer
@@ -69,14 +78,23 @@ class Server:
         *,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        nick_registry: NickRegistry | None = None,
+        channel_registry: ChannelRegistry | None = None,
+        backplane: Backplane | None = None,
     ) -> None:
         self.clock = clock
         self.wallclock = wallclock
         self.created = wallclock()
         self.version = f"salotto-{__version__}"
         self.clients: set[Client] = set()
-        self.users: dict[str, Client] = {}  # casefolded nick -> client (registering ones too)
-        self.channels: dict[str, Channel] = {}
+        # The seams (see docs/architecture.md, "Seams"): who holds which nick (registering clients too),
+        # the channels' state, and every delivery to anyone but a command's sender. Handlers go through
+        # these, never around them (tests/test_layers.py), so a clustered implementation plugs in here.
+        self.nick_registry: NickRegistry = nick_registry if nick_registry is not None else LocalNickRegistry()
+        self.channel_registry: ChannelRegistry = (
+            channel_registry if channel_registry is not None else LocalChannelRegistry()
+        )
+        self.backplane: Backplane = backplane if backplane is not None else LocalBackplane(self)
         self.whowas: deque[WhowasEntry] = deque()
         self.per_ip: Counter[str] = Counter()
         # New connections per address (ip_key) per connect_throttle_window_s.
@@ -138,12 +156,7 @@ class Server:
         if self.history is not None:
             self.history.config = config
         for name in config.autojoin:
-            channel = self.channels.get(casefold(name))
-            if channel is None:
-                cf = casefold(name)
-                self.channels[cf] = Channel(name, cf, int(self.wallclock()), permanent=True)
-            else:
-                channel.permanent = True
+            self.channel_registry.ensure_permanent(name, casefold(name), int(self.wallclock()))
         self.isupport = isupport_tokens(config, history=self.history is not None)
 
     @staticmethod
@@ -162,7 +175,7 @@ class Server:
         if accounts is None:
             return
         for name_cf, registration in accounts.channels.items():
-            channel = self.channels.get(name_cf)  # an autojoin channel, there from the start
+            channel = self.channel_registry.get(name_cf)  # an autojoin channel, there from the start
             if channel is not None:
                 restore_channel_state(channel, registration)
 
@@ -213,20 +226,24 @@ class Server:
 
     # -- lookups ---------------------------------------------------------------------------------
 
+    @property
+    def users(self) -> dict[str, Client]:
+        """Casefolded nick -> client, this node's (registering ones too): for tests and metrics; the
+        server and its handlers go through ``nick_registry``."""
+        return self.nick_registry.snapshot()
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """Casefolded name -> channel: for tests and metrics; the server and its handlers go through
+        ``channel_registry``."""
+        return self.channel_registry.snapshot()
+
     def find_user(self, nick: str) -> Client | None:
-        client = self.users.get(casefold(nick))
+        client = self.nick_registry.holder(casefold(nick))
         return client if client is not None and client.registered else None
 
     def find_channel(self, name: str) -> Channel | None:
-        return self.channels.get(casefold(name))
-
-    def peers_of(self, client: Client) -> set[Client]:
-        """Everyone sharing a channel with ``client``, not ``client`` itself."""
-        peers: set[Client] = set()
-        for channel in client.channels.values():
-            peers.update(channel.members)
-        peers.discard(client)
-        return peers
+        return self.channel_registry.get(casefold(name))
 
     def from_user(self, client: Client, command: str, params: list[str], *, source: str | None = None) -> Outgoing:
         """A message ``client`` is the source of (its prefix, or ``source``), stamped with the current time
@@ -414,8 +431,7 @@ class Server:
         self.per_ip[client.ip] -= 1
         if self.per_ip[client.ip] <= 0:
             del self.per_ip[client.ip]
-        if client.nick_cf and self.users.get(client.nick_cf) is client:
-            del self.users[client.nick_cf]
+        self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
         monitor.forget(self, client)
         if client.registered:
@@ -426,47 +442,54 @@ class Server:
             self.remember_nick(client)
             self.parties.left(client)
             if not self.shutting_down:
-                self.from_user(client, "QUIT", [reason]).deliver(self.quit_audience(client))
-                if self.monitors:
-                    monitor.went_offline(self, client.nick)
+                self.backplane.to_peers(client, self.from_user(client, "QUIT", [reason]), departing=True)
+                monitor.went_offline(self, client.nick)
             for channel in list(client.channels.values()):
                 self.remove_member(channel, client)
             log.info("disconnected %s (%s): %s", client.nick, client.ip, reason)
         else:
             log.info("disconnected unregistered %s: %s", client.ip, reason)
 
-    def quit_audience(self, client: Client) -> set[Client]:
-        """Who sees ``client`` leave: all members of its channels, operators only in large ones."""
-        threshold = self.config.large_channel_threshold
-        audience: set[Client] = set()
-        for channel in client.channels.values():
-            if len(channel.members) > threshold and client not in channel.privileged:
-                audience.update(channel.operators())
-            else:
-                audience.update(channel.members)
-        audience.discard(client)
-        return audience
-
-    def member_audience(self, channel: Channel, member: Client) -> Iterable[Client]:
-        """Who sees ``member`` join or part ``channel``: everyone, or only the operators above the
-        threshold, unless ``member`` is an operator or voiced (everyone's NAMES lists those)."""
-        if len(channel.members) > self.config.large_channel_threshold and member not in channel.privileged:
-            return channel.operators()
-        return channel.members
-
     def remove_member(self, channel: Channel, client: Client) -> None:
-        channel.discard(client)
-        client.channels.pop(channel.name_cf, None)
-        if not channel.members and not channel.permanent:
-            del self.channels[channel.name_cf]
+        self.channel_registry.part(channel, client)
 
-    def change_nick(self, client: Client, nick: str) -> bytes:
-        """Rename a registered client: everyone sharing a channel sees the NICK. Returns the line
-        for the client itself (a handler replies with it; a forced rename writes it)."""
+    def claim_nick(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
+        """The nick registry's claim, for a client that may leave before the answer comes: then what it
+        was given is given up again, and ``done(False)``."""
+
+        def claimed(ok: bool) -> None:
+            if ok and client.quitting:
+                client.nick_cf = nick_cf
+                self.nick_registry.release(client)
+                ok = False
+            done(ok)
+
+        self.nick_registry.claim(client, nick_cf, claimed)
+
+    def join(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None]) -> None:
+        """The channel registry's join, for a client that may leave before the answer comes: then it
+        leaves the channel again, unannounced (nobody was told it joined), and ``done(None)``."""
+
+        def joined(result: JoinResult) -> None:
+            if client.quitting and isinstance(result, Channel):
+                self.channel_registry.part(result, client)
+                result = None
+            done(result)
+
+        self.channel_registry.join(client, request, joined)
+
+    def rename(self, client: Client, nick: str, done: Callable[[bytes | None], None]) -> None:
+        """Rename a registered client, if the nick registry lets it claim ``nick``: everyone sharing a
+        channel sees the NICK. ``done`` gets the line for the client itself (a handler replies with
+        it; a forced rename writes it), or None when someone else holds the nick; now, or later."""
         nick_cf = casefold(nick)
-        if self.users.get(client.nick_cf) is client:
-            del self.users[client.nick_cf]
-        self.users[nick_cf] = client
+
+        def claimed(ok: bool) -> None:
+            done(self._renamed(client, nick, nick_cf) if ok else None)
+
+        self.claim_nick(client, nick_cf, claimed)
+
+    def _renamed(self, client: Client, nick: str, nick_cf: str) -> bytes:
         change = self.from_user(client, "NICK", [nick])
         self.remember_nick(client)
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
@@ -474,7 +497,7 @@ class Server:
         client.nick, client.nick_cf = nick, nick_cf
         if client.account is None:
             self.parties.renamed(client)
-        change.deliver(self.peers_of(client))
+        self.backplane.to_peers(client, change)
         if self.monitors:
             monitor.nick_changed(self, client, old_nick)
         return change.variant(client.tag_flags)

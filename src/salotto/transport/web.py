@@ -200,7 +200,7 @@ def render_metrics(server: Server) -> str:
     family("connections", "gauge", "Open client connections by transport.",
            ((f'{{transport="{name}"}}', count) for name, count in sorted(by_transport.items())))
     family("registered_users", "gauge", "Clients that completed registration.", [("", server.registered_count)])
-    family("channels", "gauge", "Channels that exist.", [("", len(server.channels))])
+    family("channels", "gauge", "Channels that exist.", [("", server.channel_registry.count())])
     family("connections_accepted_total", "counter", "Connections accepted.", [("", stats.connections_accepted)])
     family("connections_refused_total", "counter", "Connections refused by a limit.",
            [("", stats.connections_refused)])

@@ -422,7 +422,7 @@ def start_registration(
         # whoever else took the nick in the meantime now holds a registered nick.
         if client.account is None and casefold(account.name) == client.nick_cf:
             log_in(ctx, account)
-        holder = server.users.get(casefold(account.name))
+        holder = server.nick_registry.holder(casefold(account.name))
         if holder is not None and holder is not client:
             nick_protection_check(server, holder)
 

@@ -6,15 +6,13 @@ https://modern.ircdocs.horse/#channel-operations
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from functools import partial
 
 from salotto.proto.casemap import casefold
 from salotto.proto.names import is_valid_channel
 from salotto.proto.numerics import (
-    ERR_BADCHANNELKEY,
-    ERR_BANNEDFROMCHAN,
-    ERR_CHANNELISFULL,
     ERR_CHANOPRIVSNEEDED,
-    ERR_INVITEONLYCHAN,
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_NOTONCHANNEL,
@@ -37,6 +35,7 @@ from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
 from salotto.server.handlers.history import replay_on_join
+from salotto.server.registry import JoinRequest
 
 __all__ = ["join_channel", "part_channel", "send_names"]
 
@@ -81,75 +80,57 @@ def join_channel(ctx: Context, name: str, key: str | None) -> None:
     if len(client.channels) >= config.max_channels_per_user:
         ctx.reply(ERR_TOOMANYCHANNELS, name, "You have joined too many channels")
         return
-    channel = server.channels.get(name_cf)
     accounts = server.accounts
     registration = accounts.channels.get(name_cf) if accounts is not None else None
     # A registered channel's access list gives operator status and lets its people past the modes.
     level = registration.access.get(casefold(client.account)) if registration and client.account else None
-    if channel is None:
+
+    def create() -> Channel:
         channel = Channel(name if registration is None else registration.name, name_cf, int(server.wallclock()))
         if registration is not None:
             restore_channel_state(channel, registration)  # as it was kept, before anyone checks its modes
-            if level is None and not _may_enter(ctx, channel, key):
-                return
-        server.channels[name_cf] = channel
-    elif level is None and not _may_enter(ctx, channel, key):
-        return
+        return channel
+
     # The first member of an unregistered channel is its operator; in a registered one, ChanServ
     # gives status by the access list, visibly, once the JOIN is out.
-    status = "o" if registration is None and not channel.members and not channel.permanent else ""
-    channel.invited.pop(client.id, None)
-    channel.add(client, status)
-    client.channels[name_cf] = channel
+    request = JoinRequest(name, name_cf, key, bypass=level is not None, founder_op=registration is None,
+                          create=create)
+    ctx.call(lambda done: server.join(client, request, done),
+             partial(_joined, ctx, has_access=level is not None))
 
+
+def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_access: bool) -> None:
+    """The channel registry's answer to a JOIN: in (tell the channel, topic, names, replay) or kept out."""
+    if result is None:
+        return
+    if not isinstance(result, Channel):
+        ctx.reply(*result)  # a mode kept the client out
+        return
+    server = ctx.server
+    client = ctx.client
+    channel = result
+    backplane = server.backplane
     plain = server.from_user(client, "JOIN", [channel.name])
     extended = server.from_user(client, "JOIN", [channel.name, client.account or "*", client.realname])
-    for member in server.member_audience(channel, client):
-        if member is not client:
-            join = extended if "extended-join" in member.caps else plain
-            member.conn.write(join.variant(member.tag_flags))
+    backplane.to_members(channel, plain, exclude=client, about=client, alternative=("extended-join", extended))
     own = extended if "extended-join" in client.caps else plain
     ctx.send(own.variant(client.tag_flags))
-    if level is not None:
+    if has_access:
         grant_access_status(server, channel, client, ctx)
     if client.away is not None:  # away-notify: say it with the join, not only when it changes
         away = server.from_user(client, "AWAY", [client.away])
-        away.deliver([m for m in server.member_audience(channel, client) if "away-notify" in m.caps],
-                     exclude=client)
+        backplane.to_members(channel, away, exclude=client, about=client, cap="away-notify")
     if channel.topic:
         send_topic(ctx, channel)
     send_names(ctx, channel)
     replay_on_join(ctx, channel)
 
 
-def _may_enter(ctx: Context, channel: Channel, key: str | None) -> bool:
-    """Modes, limits and bans of an existing channel; the numeric when they keep the client out."""
-    client = ctx.client
-    # An invitation lets its connection past +i; past +k, +l and bans only when a channel
-    # operator gave it (a member's invitation must not undo a ban).
-    invite = channel.invited.get(client.id)
-    invited = invite is not None
-    overrides = invite is True
-    if channel.key is not None and key != channel.key and not overrides:
-        ctx.reply(ERR_BADCHANNELKEY, channel.name, "Cannot join channel (+k)")
-        return False
-    if channel.limit is not None and len(channel.members) >= channel.limit and not overrides:
-        ctx.reply(ERR_CHANNELISFULL, channel.name, "Cannot join channel (+l)")
-        return False
-    if "i" in channel.modes and not invited and not channel.is_invex(client):
-        ctx.reply(ERR_INVITEONLYCHAN, channel.name, "Cannot join channel (+i)")
-        return False
-    if not overrides and channel.is_banned(client):
-        ctx.reply(ERR_BANNEDFROMCHAN, channel.name, "Cannot join channel (+b)")
-        return False
-    return True
-
-
 def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
     server = ctx.server
     client = ctx.client
     part = server.from_user(client, "PART", [channel.name, reason] if reason else [channel.name])
-    part.deliver(server.member_audience(channel, client), exclude=client)
+    server.backplane.to_members(channel, part, exclude=client, about=client)
     ctx.send(part.variant(client.tag_flags))
     server.remove_member(channel, client)
 
@@ -165,7 +146,7 @@ def handle_part(ctx: Context) -> None:
         channel = ctx.server.find_channel(name)
         if channel is None:
             ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
-        elif ctx.client not in channel.members:
+        elif ctx.client not in channel:
             ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         else:
             part_channel(ctx, channel, reason)
@@ -188,7 +169,7 @@ def handle_topic(ctx: Context) -> None:
     if channel is None:
         ctx.reply(ERR_NOSUCHCHANNEL, params[0], "No such channel")
         return
-    is_member = client in channel.members
+    is_member = client in channel
     if len(params) == 1:
         if not is_member and "s" in channel.modes:
             ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
@@ -201,11 +182,10 @@ def handle_topic(ctx: Context) -> None:
     if "t" in channel.modes and not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    channel.topic = params[1][: server.config.topic_max_len]
-    channel.topic_set_by = client.prefix
-    channel.topic_set_at = int(server.wallclock())
+    server.channel_registry.set_topic(channel, params[1][: server.config.topic_max_len], client.prefix,
+                                      int(server.wallclock()))
     change = server.from_user(client, "TOPIC", [channel.name, channel.topic])
-    change.deliver(channel.members, exclude=client)
+    server.backplane.to_channel(channel, change, client)
     ctx.send(change.variant(client.tag_flags))
     persist_channel_state(server, channel)
 
@@ -221,13 +201,13 @@ def send_names(ctx: Context, channel: Channel) -> None:
     multi = "multi-prefix" in client.caps
     userhost = "userhost-in-names" in client.caps
     symbol = "@" if "s" in channel.modes else "="
-    if client not in channel.members and "s" in channel.modes:
+    if client not in channel and "s" in channel.modes:
         ctx.reply(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
         return
-    members: list[Client] | dict[Client, str] = channel.members
-    if len(channel.members) > server.config.large_channel_threshold and not channel.is_op(client):
+    members: Iterable[Client] = channel.roster()
+    if channel.size() > server.config.large_channel_threshold and not channel.is_op(client):
         members = list(channel.privileged)
-        if client in channel.members and client not in channel.privileged:
+        if client in channel and client not in channel.privileged:
             members.append(client)
     entries = [channel.prefix_of(m, multi=multi) + (m.prefix if userhost else m.nick) for m in members]
     for line in chunk_words(entries, WORDS_BUDGET):
@@ -258,13 +238,13 @@ def handle_list(ctx: Context) -> None:
         found = (server.find_channel(name) for name in params[0].split(","))
         channels = [channel for channel in found if channel is not None]
     else:
-        channels = list(server.channels.values())
+        channels = list(server.channel_registry.all())
     ctx.reply(RPL_LISTSTART, "Channel", "Users  Name")
     for channel in channels:
-        if "s" in channel.modes and client not in channel.members:
+        if "s" in channel.modes and client not in channel:
             continue
         modes, _ = channel.mode_string(show_key=False)
-        ctx.reply(RPL_LIST, channel.name, str(len(channel.members)), f"[{modes}] {channel.topic}")
+        ctx.reply(RPL_LIST, channel.name, str(channel.size()), f"[{modes}] {channel.topic}")
     ctx.reply(RPL_LISTEND, "End of /LIST")
 
 
@@ -281,24 +261,21 @@ def handle_invite(ctx: Context) -> None:
     if channel is None:
         ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
         return
-    if client not in channel.members:
+    if client not in channel:
         ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         return
     if "i" in channel.modes and not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
-    if target in channel.members:
+    if target in channel:
         ctx.reply(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
         return
-    if len(channel.invited) >= server.config.max_list_entries:
-        channel.invited.pop(next(iter(channel.invited)))  # the oldest invitation makes room
-    channel.invited[target.id] = channel.may_moderate(client)
+    server.channel_registry.invite(channel, target.id, channel.may_moderate(client), server.config.max_list_entries)
     ctx.reply(RPL_INVITING, target.nick, channel.name)
     invite = server.from_user(client, "INVITE", [target.nick, channel.name])
-    target.conn.write(invite.variant(target.tag_flags))
+    server.backplane.to_nick(target, invite)
     # invite-notify: the channel's operators who asked for it learn of the invitation.
-    watchers = [m for m in channel.operators() if "invite-notify" in m.caps and m is not client]
-    invite.deliver(watchers)
+    server.backplane.to_members(channel, invite, exclude=client, cap="invite-notify", operators_only=True)
 
 
 def handle_kick(ctx: Context) -> None:
@@ -310,7 +287,7 @@ def handle_kick(ctx: Context) -> None:
     if channel is None:
         ctx.reply(ERR_NOSUCHCHANNEL, params[0], "No such channel")
         return
-    if client not in channel.members:
+    if client not in channel:
         ctx.reply(ERR_NOTONCHANNEL, channel.name, "You're not on that channel")
         return
     if not channel.may_moderate(client):
@@ -322,11 +299,11 @@ def handle_kick(ctx: Context) -> None:
     reason = (params[2] if len(params) > 2 and params[2] else client.nick)[: server.config.kick_max_len]
     for nick in nicks:
         target = server.find_user(nick)
-        if target is None or target not in channel.members:
+        if target is None or target not in channel:
             ctx.reply(ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
         kick = server.from_user(client, "KICK", [channel.name, target.nick, reason])
-        kick.deliver(channel.members, exclude=client)
+        server.backplane.to_channel(channel, kick, client)
         ctx.send(kick.variant(client.tag_flags))
         log.info("%s kicked %s from %s: %s", client.nick, target.nick, channel.name, reason)
         server.remove_member(channel, target)

@@ -177,7 +177,7 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
     client = ctx.client
     if name[:1] in CHANTYPES:
         channel = server.find_channel(name)
-        if channel is None or client not in channel.members:
+        if channel is None or client not in channel:
             return None
         return channel.name_cf, channel.name, readable_since(server, client, channel)
     me = history_identity(server, client)

@@ -20,7 +20,6 @@ from salotto.proto.numerics import (
     RPL_NOWAWAY,
     RPL_UNAWAY,
 )
-from salotto.server import monitor
 from salotto.server.accounts import is_service
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
@@ -110,10 +109,10 @@ def _message(ctx: Context, command: str) -> None:
             msgid = server.new_msgid()
             out = Outgoing(source, command, body, wall=wall, msgid=msgid,
                            account=client.account, client_tags=client_tags)
-            recipients = channel.members
             if is_tagmsg:
-                recipients = {m: s for m, s in recipients.items() if "message-tags" in m.caps}
-            stats.deliveries_out += out.deliver(recipients, exclude=client)
+                stats.deliveries_out += server.backplane.to_members(channel, out, exclude=client, cap="message-tags")
+            else:
+                stats.deliveries_out += server.backplane.to_channel(channel, out, client)
             if history is not None:
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
                                               command, stored_text, stored_tags))
@@ -133,8 +132,7 @@ def _message(ctx: Context, command: str) -> None:
                            account=client.account, client_tags=client_tags)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
-                recipient.conn.write(out.variant(recipient.tag_flags))
-                stats.deliveries_out += 1
+                stats.deliveries_out += server.backplane.to_nick(recipient, out)
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
             if history is not None and server.config.history_private:
@@ -183,7 +181,7 @@ def handle_away(ctx: Context) -> None:
     else:
         ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
     notice = server.from_user(client, "AWAY", [text] if text else [])
-    notice.deliver(monitor.audience(server, client, "away-notify"))
+    server.backplane.to_peers(client, notice, cap="away-notify")
 
 
 def handle_setname(ctx: Context) -> None:
@@ -196,6 +194,6 @@ def handle_setname(ctx: Context) -> None:
         return
     client.realname = realname
     change = server.from_user(client, "SETNAME", [realname])
-    change.deliver(monitor.audience(server, client, "setname"))
+    server.backplane.to_peers(client, change, cap="setname")
     ctx.send(change.variant(client.tag_flags))
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from salotto.proto.modes import PREFIX_MODES, USER_MODES, ModeChange, parse_mode_string
-from salotto.proto.names import CHANTYPES, normalize_mask
-from salotto.proto.numbers import parse_positive_int
+from collections.abc import Iterable
+from functools import partial
+
+from salotto.proto.modes import USER_MODES, parse_mode_string
+from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
-    ERR_BANLISTFULL,
     ERR_CHANOPRIVSNEEDED,
-    ERR_INVALIDKEY,
-    ERR_INVALIDMODEPARAM,
     ERR_NOSUCHCHANNEL,
     ERR_NOSUCHNICK,
     ERR_UMODEUNKNOWNFLAG,
     ERR_UNKNOWNMODE,
-    ERR_USERNOTINCHANNEL,
     ERR_USERSDONTMATCH,
     RPL_BANLIST,
     RPL_CHANNELMODEIS,
@@ -30,14 +28,13 @@ from salotto.server.accounts import persist_channel_state
 from salotto.server.channel import Channel, ListEntry
 from salotto.server.context import Context
 from salotto.server.isupport import MODES_PER_COMMAND
+from salotto.server.registry import ModeContext, ModeOutcome
 
 _LIST_REPLIES = {
     "b": (RPL_BANLIST, RPL_ENDOFBANLIST, "End of channel ban list"),
     "e": (RPL_EXCEPTLIST, RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
     "I": (RPL_INVEXLIST, RPL_ENDOFINVEXLIST, "End of channel invite list"),
 }
-# Longest channel key, as in InspIRCd and ergo.
-_KEY_MAX_LEN = 32
 
 
 def handle_mode(ctx: Context) -> None:
@@ -113,7 +110,7 @@ def _channel_mode(ctx: Context, name: str) -> None:
         ctx.reply(ERR_NOSUCHCHANNEL, name, "No such channel")
         return
     if len(params) < 2:
-        modes, mode_args = channel.mode_string(show_key=client in channel.members)
+        modes, mode_args = channel.mode_string(show_key=client in channel)
         ctx.reply(RPL_CHANNELMODEIS, channel.name, modes, *mode_args)
         ctx.reply(RPL_CREATIONTIME, channel.name, str(channel.created))
         return
@@ -122,113 +119,43 @@ def _channel_mode(ctx: Context, name: str) -> None:
     # turn one line into tens of thousands of replies.
     for letter in dict.fromkeys(unknown):
         ctx.reply(ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
+    context = ModeContext(channel.may_moderate(client), server.find_user, server.config.max_list_entries,
+                          MODES_PER_COMMAND, int(server.wallclock()))
+    ctx.call(lambda done: server.channel_registry.change_modes(channel, client, changes, context, done),
+             partial(_modes_changed, ctx, channel))
+
+
+def _modes_changed(ctx: Context, channel: Channel, outcomes: list[ModeOutcome]) -> None:
+    """The channel registry's answer to a MODE: list replies, errors, and the change to everyone."""
+    server = ctx.server
+    client = ctx.client
     listed: set[str] = set()
-    is_op = channel.may_moderate(client)
     applied: list[str] = []
     args: list[str] = []
-    with_param = 0
-    for change in changes:
-        if change.param is None and change.mode in _LIST_REPLIES:
+    for outcome in outcomes:
+        change = outcome.change
+        if outcome.listing is not None:
             if change.mode not in listed:
                 listed.add(change.mode)
-                _send_list(ctx, channel, change.mode)
-            continue
-        if not is_op:
+                _send_list(ctx, channel, change.mode, outcome.listing)
+        elif outcome.refused:
             ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
             return
-        if change.param is not None:
-            with_param += 1
-            if with_param > MODES_PER_COMMAND:
-                break
-        arg = _apply(ctx, channel, change)
-        if arg is None:
-            continue
-        applied.append(("+" if change.adding else "-") + change.mode)
-        if arg:
-            args.append(arg)
+        elif outcome.error is not None:
+            ctx.reply(*outcome.error)
+        elif outcome.applied is not None:
+            applied.append(("+" if change.adding else "-") + change.mode)
+            if outcome.applied:
+                args.append(outcome.applied)
     if applied:
         line = server.from_user(client, "MODE", [channel.name, _join_modes(applied), *args])
-        line.deliver(channel.members, exclude=client)
+        server.backplane.to_channel(channel, line, client)
         ctx.send(line.variant(client.tag_flags))
         persist_channel_state(server, channel)
 
 
-def _apply(ctx: Context, channel: Channel, change: ModeChange) -> str | None:
-    """Apply one change. Returns its argument for the MODE line ("" for none), None if nothing changed."""
-    adding, mode, param = change
-    if mode in PREFIX_MODES:
-        if param is None:
-            return None
-        target = ctx.server.find_user(param)
-        if target is None:
-            ctx.reply(ERR_NOSUCHNICK, param, "No such nick/channel")
-            return None
-        status = channel.members.get(target)
-        if status is None:
-            ctx.reply(ERR_USERNOTINCHANNEL, target.nick, channel.name, "They aren't on that channel")
-            return None
-        if adding == (mode in status):
-            return None
-        new = status + mode if adding else status.replace(mode, "")
-        channel.set_status(target, "".join(m for m in PREFIX_MODES if m in new))
-        return target.nick
-    if mode in _LIST_REPLIES:
-        assert param is not None
-        return _change_list(ctx, channel, mode, adding, param)
-    if mode == "k":
-        if adding:
-            if not param or " " in param or "," in param or param[0] == ":" or len(param) > _KEY_MAX_LEN:
-                ctx.reply(ERR_INVALIDKEY, channel.name, "Key is not well-formed")
-                return None
-            channel.key = param
-            return param
-        if channel.key is None:
-            return None
-        channel.key = None
-        return "*"
-    if mode == "l":
-        if not adding:
-            if channel.limit is None:
-                return None
-            channel.limit = None
-            return ""
-        limit = parse_positive_int(param) if param is not None else None
-        if limit is None:
-            ctx.reply(ERR_INVALIDMODEPARAM, channel.name, "l", param or "*", "Invalid limit")
-            return None
-        channel.limit = limit
-        return str(limit)
-    if adding == (mode in channel.modes):
-        return None
-    if adding:
-        channel.modes.add(mode)
-    else:
-        channel.modes.discard(mode)
-    return ""
-
-
-def _change_list(ctx: Context, channel: Channel, mode: str, adding: bool, param: str) -> str | None:
-    if not param or " " in param or param[0] == ":":
-        return None
-    entries = channel.mode_list(mode)
-    mask = normalize_mask(param)
-    existing = next((e for e in entries if e.mask == mask), None)
-    if adding:
-        if existing is not None:
-            return None
-        if len(entries) >= ctx.server.config.max_list_entries:
-            ctx.reply(ERR_BANLISTFULL, channel.name, mode, "Channel list is full")
-            return None
-        entries.append(ListEntry(mask, ctx.client.nick, int(ctx.server.wallclock())))
-        return mask
-    if existing is None:
-        return None
-    entries.remove(existing)
-    return mask
-
-
-def _send_list(ctx: Context, channel: Channel, mode: str) -> None:
+def _send_list(ctx: Context, channel: Channel, mode: str, entries: Iterable[ListEntry]) -> None:
     item, end, text = _LIST_REPLIES[mode]
-    for entry in channel.mode_list(mode):
+    for entry in entries:
         ctx.reply(item, channel.name, entry.mask, entry.set_by, str(entry.set_at))
     ctx.reply(end, channel.name, text)

@@ -15,7 +15,6 @@ from salotto.proto.numerics import (
     RPL_REHASHING,
     RPL_YOUREOPER,
 )
-from salotto.server import monitor
 from salotto.server.context import Context
 from salotto.server.flood import ip_key
 from salotto.storage.outcome import Outcome
@@ -111,8 +110,6 @@ def handle_chghost(ctx: Context) -> None:
         return
     change = server.from_user(target, "CHGHOST", [user, host])
     target.user, target.host = user, host
-    watchers = monitor.audience(server, target, "chghost")  # peers, and extended-monitor watchers
-    if "chghost" in target.caps:
-        watchers.add(target)
-    change.deliver(watchers)
+    # Its peers and extended-monitor watchers that asked for chghost, and itself if it did.
+    server.backplane.to_peers(target, change, cap="chghost", include_self="chghost" in target.caps)
     ctx.notice(f"{target.nick} is now {target.prefix}")

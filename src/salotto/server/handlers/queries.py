@@ -68,7 +68,7 @@ def send_lusers(ctx: Context) -> None:
     ctx.reply(RPL_LUSERCLIENT, f"There are {registered - invisible} users and {invisible} invisible on 1 servers")
     ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")
     ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
-    ctx.reply(RPL_LUSERCHANNELS, str(len(server.channels)), "channels formed")
+    ctx.reply(RPL_LUSERCHANNELS, str(server.channel_registry.count()), "channels formed")
     ctx.reply(RPL_LUSERME, f"I have {registered} clients and 0 servers")
     peak = server.registered_peak
     ctx.reply(RPL_LOCALUSERS, str(registered), str(peak), f"Current local users {registered}, max {peak}")
@@ -242,12 +242,12 @@ def handle_who(ctx: Context) -> None:
     whox = parse_whox(params[1]) if len(params) > 1 else None
     if mask[:1] in CHANTYPES:
         channel = server.find_channel(mask)
-        if channel is not None and (client in channel.members or "s" not in channel.modes):
+        if channel is not None and (client in channel or "s" not in channel.modes):
             # A large channel answers a non-operator with at most who_max_results lines, as a mask does.
             limit = None
-            if len(channel.members) > server.config.large_channel_threshold and not channel.may_moderate(client):
+            if channel.size() > server.config.large_channel_threshold and not channel.may_moderate(client):
                 limit = server.config.who_max_results
-            for member in itertools.islice(channel.members, limit):
+            for member in itertools.islice(channel.roster(), limit):
                 _who_line(ctx, channel, member, whox)
     else:
         target = server.find_user(mask)
@@ -282,7 +282,7 @@ def handle_whois(ctx: Context) -> None:
     channels = [
         channel.prefix_of(target, multi=multi) + channel.name
         for channel in target.channels.values()
-        if "s" not in channel.modes or client in channel.members
+        if "s" not in channel.modes or client in channel
     ]
     for line in chunk_words(channels, WORDS_BUDGET):
         ctx.reply(RPL_WHOISCHANNELS, target.nick, line)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from math import ceil
 
 from salotto.passwords import verify_password
@@ -213,7 +214,7 @@ def handle_nick(ctx: Context) -> None:
         ctx.reply(ERR_ERRONEUSNICKNAME, nick, "Erroneous nickname")
         return
     nick_cf = casefold(nick)
-    holder = server.users.get(nick_cf)
+    holder = server.nick_registry.holder(nick_cf)
     if (holder is not None and holder is not client) or is_service(nick):
         ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
@@ -222,16 +223,30 @@ def handle_nick(ctx: Context) -> None:
     if client.registered and _refused_as_registered(ctx, nick):
         return
     if not client.registered:
-        if client.nick_cf and server.users.get(client.nick_cf) is client:
-            del server.users[client.nick_cf]
-        server.users[nick_cf] = client
-        client.nick, client.nick_cf = nick, nick_cf
-        try_register(ctx)
+        ctx.call(lambda done: server.claim_nick(client, nick_cf, done),
+                 partial(_nick_claimed, ctx, nick, nick_cf))
         return
-    case_only = casefold(nick) == client.nick_cf
-    ctx.send(server.change_nick(client, nick))
-    if not case_only:  # same nick in other letters: the grace already running goes on
-        nick_protection_check(server, client, ctx)
+    case_only = nick_cf == client.nick_cf
+
+    def renamed(own: bytes | None) -> None:
+        if own is None:  # taken meanwhile (by a client of another node)
+            ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            return
+        ctx.send(own)
+        if not case_only:  # same nick in other letters: the grace already running goes on
+            nick_protection_check(server, client, ctx)
+
+    ctx.call(lambda done: server.rename(client, nick, done), renamed)
+
+
+def _nick_claimed(ctx: Context, nick: str, nick_cf: str, claimed: bool) -> None:
+    """The nick registry's answer to a NICK before registration."""
+    client = ctx.client
+    if not claimed:  # taken meanwhile (by a client of another node)
+        ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        return
+    client.nick, client.nick_cf = nick, nick_cf
+    try_register(ctx)
 
 
 def _refused_as_registered(ctx: Context, nick: str) -> bool:
@@ -277,8 +292,7 @@ def try_register(ctx: Context) -> None:
         return
     if _refused_as_registered(ctx, client.nick):
         # Registration waits for another NICK, as after any 433.
-        if ctx.server.users.get(client.nick_cf) is client:
-            del ctx.server.users[client.nick_cf]
+        ctx.server.nick_registry.release(client)
         client.nick, client.nick_cf = "*", ""
         return
     if client.sasl is not None:
@@ -292,8 +306,7 @@ def try_register(ctx: Context) -> None:
         server.registered_peak = server.registered_count
     ctx.server.stats.registrations += 1
     log.info("registered %s!%s@%s (%s)", client.nick, client.user, client.host, client.conn.transport_name)
-    if ctx.server.monitors:  # nobody watches anything: nothing to tell (the common case, for free)
-        monitor.came_online(ctx.server, client)
+    monitor.came_online(ctx.server, client)
     welcome(ctx)
     nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:

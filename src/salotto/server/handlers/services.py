@@ -325,7 +325,7 @@ def _cs_info(ctx: Context, service: Service, args: list[str]) -> None:
     service.say(ctx, f"{registration.name}: founder {registration.founder}, registered {registered}.")
     live = ctx.server.find_channel(registration.name)
     secret = "s" in registration.modes or (live is not None and "s" in live.modes)
-    member = live is not None and ctx.client in live.members
+    member = live is not None and ctx.client in live
     if registration.topic and (not secret or member or _level(ctx, casefold(registration.name)) is not None):
         service.say(ctx, f"Topic: {registration.topic}")
     if registration.modes or registration.key is not None or registration.limit is not None:
@@ -345,16 +345,16 @@ def _status(adding: bool, mode: str) -> Handler:
             service.say(ctx, f"You have no operator access to {channel.name}.")
             return
         target = server.find_user(args[1]) if len(args) > 1 else ctx.client
-        if target is None or target not in channel.members:
+        if target is None or target not in channel:
             service.say(ctx, f"{args[1] if len(args) > 1 else ctx.client.nick} is not on {channel.name}.")
             return
-        current = channel.members[target]
+        current = channel.status(target) or ""
         if adding == (mode in current):
             return
-        channel.set_status(target, current + mode if adding else current.replace(mode, ""))
+        server.channel_registry.set_status(channel, target, current + mode if adding else current.replace(mode, ""))
         change = server.outgoing(f"{service.name}!{service.name}@{server.name}", "MODE",
                                  [channel.name, ("+" if adding else "-") + mode, target.nick])
-        change.deliver(channel.members)
+        server.backplane.to_channel(channel, change)
 
     return handler
 
@@ -405,7 +405,7 @@ def _cs_access(ctx: Context, service: Service, args: list[str]) -> None:
             service.say(ctx, f"{added.name} now has {level} access to {registration.name}.")
             channel = server.find_channel(registration.name)
             if channel is not None and casefold(registration.name) in accounts.channels:
-                for member in list(channel.members):
+                for member in list(channel.roster()):
                     if member.account is not None and casefold(member.account) == casefold(added.name):
                         grant_access_status(server, channel, member)
 
