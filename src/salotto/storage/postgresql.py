@@ -68,13 +68,10 @@ _CHANNEL_COLUMNS: Final = (
 
 # One statement for a whole batch, whatever its size: one array per column, unnested in order. ORDER BY
 # the ordinality makes the identity (seq, insertion order) follow the batch's order.
-_INSERT_MESSAGES: Final = """
-INSERT INTO messages (msgid, target, time_ms, sender, account, command, text, tags)
-SELECT msgid, target, time_ms, sender, account, command, text, tags
-FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[])
-    WITH ORDINALITY AS batch(msgid, target, time_ms, sender, account, command, text, tags, n)
-ORDER BY n
-"""
+_COPY_MESSAGES: Final = (
+    b"COPY messages (msgid, target, time_ms, sender, account, command, text, tags) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_TYPES: Final = ["text", "text", "int8", "text", "text", "text", "text", "jsonb"]
 
 # A resolved selector: (time_ms, seq) for a msgid, (time_ms, None) for a timestamp.
 _Bound = tuple[int, int | None]
@@ -505,8 +502,14 @@ class PostgresStorage:
                     )
 
     def _insert_messages(self, columns: tuple[list[Any], ...]) -> None:
+        # COPY in binary: psycopg's C code formats the rows, where the arrays of an INSERT ... unnest()
+        # were quoted element by element in Python: 4.9 against 12 us of the storer's CPU per message
+        # (batches of 300, thread CPU time around append_messages). One statement: atomic.
         try:
-            self._db.execute(_INSERT_MESSAGES.encode(), columns)
+            with self._db.cursor() as cur, cur.copy(_COPY_MESSAGES) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in zip(*columns, strict=True):
+                    copy.write_row(row)
         except errors.UniqueViolation as exc:
             raise AlreadyExists(f"duplicate msgid in batch: {exc.diag.message_detail or exc}") from exc
         except (errors.CharacterNotInRepertoire, errors.UntranslatableCharacter) as exc:
