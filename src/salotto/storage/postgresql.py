@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import psycopg
 from psycopg import errors, pq
@@ -51,6 +51,7 @@ from salotto.storage.base import (
     conversation_key,
 )
 from salotto.storage.postgresql_migrations import MIGRATIONS, SCHEMA_VERSION
+from salotto.storage.ranges import Bound, RangeQueries, Where
 from salotto.storage.urls import mask_password, url_password
 
 __all__ = ["MIGRATION_LOCK", "PostgresStorage", "StorageUnavailable", "migrate"]
@@ -73,9 +74,6 @@ _COPY_MESSAGES: Final = (
 )
 _COPY_TYPES: Final = ["text", "text", "int8", "text", "text", "text", "text", "jsonb"]
 
-# A resolved selector: (time_ms, seq) for a msgid, (time_ms, None) for a timestamp.
-_Bound = tuple[int, int | None]
-_Where = tuple[str, tuple[int, ...]]
 T = TypeVar("T")
 
 
@@ -186,7 +184,7 @@ def _check_text(msg: HistoryMessage) -> None:
         raise ValueError(f"message {msg.msgid!r}: PostgreSQL cannot store a NUL character")
 
 
-def _before(bound: _Bound) -> _Where:
+def _before(bound: Bound) -> Where:
     """Strictly before the selector."""
     ms, seq = bound
     if seq is None:
@@ -194,7 +192,7 @@ def _before(bound: _Bound) -> _Where:
     return "(time_ms, seq) < (%s, %s)", (ms, seq)
 
 
-def _after(bound: _Bound, *, inclusive: bool = False) -> _Where:
+def _after(bound: Bound, *, inclusive: bool = False) -> Where:
     """Strictly after the selector (or at it, with ``inclusive``)."""
     ms, seq = bound
     if seq is None:
@@ -207,8 +205,12 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
     return HistoryMessage(msgid, target, time_ms / 1000, sender, account, command, text, tags or NO_TAGS)
 
 
-class PostgresStorage:
+class PostgresStorage(RangeQueries):
     """A :class:`~salotto.storage.base.Storage` on one PostgreSQL connection; one thread at a time."""
+
+    _EVERYTHING: ClassVar[Where] = ("true", ())
+    _before = staticmethod(_before)
+    _after = staticmethod(_after)
 
     def __init__(self, conn: psycopg.Connection[Any], *, readonly: bool, url: str) -> None:
         self._conn = conn
@@ -559,47 +561,6 @@ class PostgresStorage:
         row = self._one(f"SELECT {_COLUMNS} FROM messages WHERE msgid = %s", (msgid,))
         return None if row is None else _message(row)
 
-    def latest(self, target: str, limit: int, after: Ref | None = None) -> list[HistoryMessage]:
-        if after is None:
-            return self._select(target, ("true", ()), descending=True, limit=limit)
-        bound = self._resolve(target, after)
-        if bound is None:
-            return []
-        return self._select(target, _after(bound), descending=True, limit=limit)
-
-    def before(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None:
-            return []
-        return self._select(target, _before(bound), descending=True, limit=limit)
-
-    def after(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None:
-            return []
-        return self._select(target, _after(bound), descending=False, limit=limit)
-
-    def around(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None or limit <= 0:
-            return []
-        # Up to ``limit`` on each side, then half before; a short side leaves its share to the other.
-        older = self._select(target, _before(bound), descending=True, limit=limit)
-        newer = self._select(target, _after(bound, inclusive=True), descending=False, limit=limit)
-        n_older = min(len(older), max(limit // 2, limit - len(newer)))
-        n_newer = min(len(newer), limit - n_older)
-        return older[len(older) - n_older:] + newer[:n_newer]
-
-    def between(self, target: str, start: Ref, end: Ref, limit: int) -> list[HistoryMessage]:
-        first = self._resolve(target, start)
-        second = self._resolve(target, end)
-        if first is None or second is None:
-            return []
-        forwards = (first[0], first[1] or 0) <= (second[0], second[1] or 0)
-        low, high = (_after(first), _before(second)) if forwards else (_after(second), _before(first))
-        where = (f"{low[0]} AND {high[0]}", low[1] + high[1])
-        return self._select(target, where, descending=not forwards, limit=limit)
-
     def targets(
         self, channels: Iterable[str], party: str | None, start: float, end: float, limit: int
     ) -> list[TargetListing]:
@@ -625,14 +586,14 @@ class PostgresStorage:
         kept = found[:limit] if start <= end else found[-limit:]
         return [TargetListing(target, names[target], from_ms(ms)) for ms, target in kept]
 
-    def _resolve(self, target: str, ref: Ref) -> _Bound | None:
+    def _resolve(self, target: str, ref: Ref) -> Bound | None:
         """The position a selector stands for, or None for a msgid not in this target's history."""
         if ref.msgid is None:
             return to_ms(ref.time or 0.0), None
         row = self._one("SELECT time_ms, seq FROM messages WHERE msgid = %s AND target = %s", (ref.msgid, target))
         return None if row is None else (row[0], row[1])
 
-    def _select(self, target: str, where: _Where, *, descending: bool, limit: int) -> list[HistoryMessage]:
+    def _select(self, target: str, where: Where, *, descending: bool, limit: int) -> list[HistoryMessage]:
         """The first ``limit`` messages of ``target`` matching ``where``, walking the order backwards when
         ``descending``; returned ascending either way."""
         if limit <= 0:

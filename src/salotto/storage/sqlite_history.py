@@ -23,10 +23,11 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from salotto.proto.casemap import casefold
 from salotto.storage.base import NO_TAGS, AlreadyExists, HistoryMessage, Ref, TargetListing, conversation_key
+from salotto.storage.ranges import Bound, RangeQueries, Where
 
 __all__ = ["SqliteHistory", "from_ms", "to_ms"]
 
@@ -101,9 +102,6 @@ SELECT m.id, m.target FROM targets CROSS JOIN messages AS m ON m.target = target
 LIMIT ?3
 """
 
-# A resolved selector: (time_ms, id) for a msgid, (time_ms, None) for a timestamp.
-_Bound = tuple[int, int | None]
-_Where = tuple[str, tuple[int, ...]]
 
 
 def to_ms(time: float) -> int:
@@ -156,7 +154,7 @@ def _chunks(rows: int) -> Iterator[tuple[int, int]]:
             start += size
 
 
-def _before(bound: _Bound) -> _Where:
+def _before(bound: Bound) -> Where:
     """Strictly before the selector."""
     ms, rowid = bound
     if rowid is None:
@@ -165,7 +163,7 @@ def _before(bound: _Bound) -> _Where:
     return "time_ms <= ? AND (time_ms < ? OR id < ?)", (ms, ms, rowid)
 
 
-def _after(bound: _Bound, *, inclusive: bool = False) -> _Where:
+def _after(bound: Bound, *, inclusive: bool = False) -> Where:
     """Strictly after the selector (or at it, with ``inclusive``)."""
     ms, rowid = bound
     if rowid is None:
@@ -188,8 +186,12 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
     )
 
 
-class SqliteHistory:
+class SqliteHistory(RangeQueries):
     """The history half of :class:`~salotto.storage.sqlite.SqliteStorage`."""
+
+    _EVERYTHING: ClassVar[Where] = ("1", ())
+    _before = staticmethod(_before)
+    _after = staticmethod(_after)
 
     _db: sqlite3.Connection
     _depth: int  # transaction nesting, kept by SqliteStorage.transaction
@@ -339,51 +341,6 @@ class SqliteHistory:
         row = self._find(_COLUMNS, msgid, None)
         return None if row is None else _message(row)
 
-    def latest(self, target: str, limit: int, after: Ref | None = None) -> list[HistoryMessage]:
-        if after is None:
-            return self._select(target, ("1", ()), descending=True, limit=limit)
-        bound = self._resolve(target, after)
-        if bound is None:
-            return []
-        return self._select(target, _after(bound), descending=True, limit=limit)
-
-    def before(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None:
-            return []
-        return self._select(target, _before(bound), descending=True, limit=limit)
-
-    def after(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None:
-            return []
-        return self._select(target, _after(bound), descending=False, limit=limit)
-
-    def around(self, target: str, ref: Ref, limit: int) -> list[HistoryMessage]:
-        bound = self._resolve(target, ref)
-        if bound is None or limit <= 0:
-            return []
-        # Fetch up to ``limit`` on each side, then keep half before; a short side leaves its share
-        # to the other, so AROUND near either end of the history still returns ``limit`` messages.
-        older = self._select(target, _before(bound), descending=True, limit=limit)
-        newer = self._select(target, _after(bound, inclusive=True), descending=False, limit=limit)
-        n_older = min(len(older), max(limit // 2, limit - len(newer)))
-        n_newer = min(len(newer), limit - n_older)
-        return older[len(older) - n_older:] + newer[:n_newer]
-
-    def between(self, target: str, start: Ref, end: Ref, limit: int) -> list[HistoryMessage]:
-        first = self._resolve(target, start)
-        second = self._resolve(target, end)
-        if first is None or second is None:
-            return []
-        forwards = (first[0], first[1] or 0) <= (second[0], second[1] or 0)
-        if forwards:
-            low, high = _after(first), _before(second)
-        else:
-            low, high = _after(second), _before(first)
-        where = (f"{low[0]} AND {high[0]}", low[1] + high[1])
-        return self._select(target, where, descending=not forwards, limit=limit)
-
     def targets(
         self, channels: Iterable[str], party: str | None, start: float, end: float, limit: int
     ) -> list[TargetListing]:
@@ -410,7 +367,7 @@ class SqliteHistory:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _resolve(self, target: str, ref: Ref) -> _Bound | None:
+    def _resolve(self, target: str, ref: Ref) -> Bound | None:
         """The position a selector stands for, or None for a msgid not in this target's history."""
         if ref.msgid is None:
             return to_ms(ref.time or 0.0), None  # a Ref has a time when it has no msgid
@@ -432,7 +389,7 @@ class SqliteHistory:
             f"SELECT {columns} FROM messages WHERE msgid = ?{in_target}", (msgid, *params)
         ).fetchone()
 
-    def _select(self, target: str, where: _Where, *, descending: bool, limit: int) -> list[HistoryMessage]:
+    def _select(self, target: str, where: Where, *, descending: bool, limit: int) -> list[HistoryMessage]:
         """The first ``limit`` messages of ``target`` matching ``where``, walking the order backwards when
         ``descending``; returned ascending either way."""
         if limit <= 0:
