@@ -244,7 +244,11 @@ class Accounts:
             founded, channels = outcome.unwrap()
             self._accounts.pop(casefold(name), None)
             self._trusted.pop(casefold(name), None)
-            self.channels = {casefold(c.name): c for c in channels}
+            fresh = {casefold(c.name): c for c in channels}
+            for cf in self._writing:  # a change still on its way stays as the directory has it
+                if cf in fresh and cf in self.channels:
+                    fresh[cf] = self.channels[cf]
+            self.channels = fresh
             callback(Outcome(founded))
 
         self.write(delete, done)
