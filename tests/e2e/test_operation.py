@@ -356,7 +356,7 @@ def test_idle_connections_to_the_tls_port_cannot_take_the_last_descriptors(tmp_p
             try:
                 joined(running, "plain")
                 break
-            except AssertionError:
+            except (AssertionError, ConnectionError):  # still full: told so, or reset (NICK sent unread)
                 assert time.monotonic() < deadline, running.log()[-2000:]
                 time.sleep(0.1)
     finally:
