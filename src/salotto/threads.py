@@ -34,10 +34,7 @@ class ThreadOffload:
         self._pool.submit(self._run, fn, callback)
 
     def _run(self, fn: Callable[[], T], callback: Callable[[Outcome[T]], None]) -> None:
-        try:
-            outcome: Outcome[T] = Outcome(value=fn())
-        except Exception as exc:
-            outcome = Outcome(error=exc)
+        outcome = Outcome.of(fn)
         self._call_soon(lambda: callback(outcome))
 
     def close(self) -> None:

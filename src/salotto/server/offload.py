@@ -27,8 +27,4 @@ class InlineOffload:
     """Runs the work at once, on the caller's thread: for tests and tools without a loop."""
 
     def run(self, fn: Callable[[], T], callback: Callable[[Outcome[T]], None]) -> None:
-        try:
-            outcome: Outcome[T] = Outcome(value=fn())
-        except Exception as exc:
-            outcome = Outcome(error=exc)
-        callback(outcome)
+        callback(Outcome.of(fn))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = ["Outcome"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +24,11 @@ class Outcome(Generic[T]):
         if self.error is not None:
             raise self.error
         return cast(T, self.value)
+
+    @staticmethod
+    def of(fn: Callable[..., R], *args: Any) -> Outcome[R]:
+        """Run ``fn(*args)``: what it returned, or the exception it raised."""
+        try:
+            return Outcome(value=fn(*args))
+        except Exception as exc:
+            return Outcome(error=exc)

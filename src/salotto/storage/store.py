@@ -74,11 +74,7 @@ class InlineReader:
         self.storage = storage
 
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
-        try:
-            outcome: Outcome[T] = Outcome(value=fn(self.storage))
-        except Exception as exc:
-            outcome = Outcome(error=exc)
-        callback(outcome)
+        callback(Outcome.of(fn, self.storage))
 
 
 class Storer(Protocol):
@@ -311,14 +307,13 @@ class Store:
         other failure (the database locked or full, the store closed) as a :class:`StorageError`."""
 
         def run() -> Outcome[T]:
-            try:
-                return Outcome(value=fn(self.writer))
-            except StorageError as exc:
-                return Outcome(error=exc)
-            except Exception as exc:  # the backend's own (sqlite3.Error, psycopg.Error...)
-                error = StorageError(f"could not write to the store: {exc}")
-                error.__cause__ = exc
-                return Outcome(error=error)
+            outcome = Outcome.of(fn, self.writer)
+            if outcome.error is None or isinstance(outcome.error, StorageError):
+                return outcome
+            # The backend's own (sqlite3.Error, psycopg.Error...).
+            error = StorageError(f"could not write to the store: {outcome.error}")
+            error.__cause__ = outcome.error
+            return Outcome(error=error)
 
         if self._storer is None or self._call_soon is None:
             callback(run())
