@@ -159,6 +159,13 @@ KEYS: tuple[Key, ...] = (
     Key("flood_max_queued_lines", int, 100, "Lines held back by fakelag before disconnecting (Excess Flood).", 1),
     Key("max_sendq_bytes", int, 1048576, "Unsent bytes per client before it is disconnected (SendQ exceeded).",
         1024),
+    Key("multiline_max_bytes", int, 4096,
+        "Most bytes of text in one draft/multiline message (its lines and line breaks; max-bytes).", 1),
+    Key("multiline_max_lines", int, 100,
+        "Most lines in one draft/multiline message (max-lines). Sent at once they pass fakelag like any: keep "
+        "it under flood_burst_lines + flood_max_queued_lines.", 1),
+    Key("multiline_timeout_s", float, 60.0,
+        "A draft/multiline batch still open after this long is dropped (FAIL BATCH TIMEOUT).", 1),
     Key("max_clients", int, 16384, "Connections the server accepts in all.", 1),
     Key("max_connections_per_ip", int, 20, "Connections accepted from one IP address.", 1),
     Key("connect_attempts_per_ip", int, 32,
@@ -264,6 +271,9 @@ class Config:
     flood_lines_per_s: float
     flood_max_queued_lines: int
     max_sendq_bytes: int
+    multiline_max_bytes: int
+    multiline_max_lines: int
+    multiline_timeout_s: float
     max_clients: int
     max_connections_per_ip: int
     connect_attempts_per_ip: int

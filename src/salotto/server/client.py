@@ -7,14 +7,20 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from salotto.server.channel import Channel
+    from salotto.server.multiline import OpenBatch
 
-__all__ = ["TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME", "Client", "Connection", "shown_address"]
+__all__ = [
+    "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client", "Connection", "shown_address",
+]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
-# is serialized once per distinct value of these bits (at most eight), not once per recipient.
+# is serialized once per distinct value of these bits (at most sixteen), not once per recipient.
 TAG_MESSAGE_TAGS = 1
 TAG_SERVER_TIME = 2
 TAG_ACCOUNT = 4
+# draft/multiline with batch: a multiline message comes as one batch (salotto.server.multiline); other
+# messages are the same bytes with or without it.
+TAG_MULTILINE = 8
 
 
 class Connection(Protocol):
@@ -50,6 +56,7 @@ class Client:
         "account_since",
         "away",
         "backlog",
+        "batch",
         "cap_negotiating",
         "cap_version",
         "caps",
@@ -122,6 +129,9 @@ class Client:
         # there is one, the lines after it wait in ``backlog`` (None there: a line that was too long).
         self.waiting = 0
         self.backlog: deque[bytes | None] | None = None
+        # A draft/multiline batch this client has opened and not closed (salotto.server.multiline); while
+        # there is one, its lines go to it instead of to their commands.
+        self.batch: OpenBatch | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick}>"

@@ -13,6 +13,7 @@ from salotto.server.handlers import (
     messaging,
     modes,
     monitor,
+    multiline,
     oper,
     queries,
     registration,
@@ -54,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     "AWAY": Command(messaging.handle_away),
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
     "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
+    "BATCH": Command(multiline.handle_batch, min_params=1, capability="draft/multiline"),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

@@ -30,6 +30,10 @@ class Outgoing:
 
     __slots__ = ("_account", "_base", "_client_tags", "_variants", "_wall", "msgid")
 
+    # The tag_flags bits this message's bytes depend on: recipients that differ only in the others
+    # (TAG_MULTILINE, for a message that is one line anyway) get the same bytes object.
+    FORMS = TAG_MESSAGE_TAGS | TAG_SERVER_TIME | TAG_ACCOUNT
+
     def __init__(
         self,
         source: str,
@@ -92,5 +96,9 @@ class Outgoing:
         return sent
 
     def _variant_built(self, flags: int) -> bytes:
-        data = self._variants[flags] = self._build(flags)
+        form = flags & self.FORMS
+        data = self._variants.get(form) if form != flags else None
+        if data is None:
+            data = self._variants[form] = self._build(form)
+        self._variants[flags] = data
         return data

@@ -32,8 +32,10 @@ from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.flood import AddressSet, Throttle, ip_key
+from salotto.server.handlers import multiline
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
 from salotto.server.isupport import isupport_tokens
+from salotto.server.multiline import CAPABILITY as MULTILINE
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
@@ -129,6 +131,8 @@ class Server:
         self.accounts: Accounts | None = None
         # Clients holding a registered nick they are not logged in to -> when the tick renames them.
         self.nick_deadlines: dict[Client, float] = {}
+        # Clients with a draft/multiline batch open -> when the tick drops it (multiline_timeout_s).
+        self.open_batches: dict[Client, float] = {}
         # Where password hashing and mail run: the runtime sets a thread pool (salotto.threads).
         self.offload: Offload = InlineOffload()
         # How verification codes are mailed (salotto.mail.send_code, set by the runtime).
@@ -189,6 +193,8 @@ class Server:
                 caps["sts"] = sts
         if self.history is not None:
             caps["draft/chathistory"] = ""
+        caps[MULTILINE] = (f"max-bytes={self.config.multiline_max_bytes},"
+                                      f"max-lines={self.config.multiline_max_lines}")
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
             if self.config.account_registration:
@@ -353,7 +359,8 @@ class Server:
             return
         ctx = Context(self, client, msg)
         try:
-            dispatch(ctx, COMMANDS)
+            if client.batch is None or not multiline.collect(ctx):  # a multiline batch's lines go to it
+                dispatch(ctx, COMMANDS)
         except Exception:
             self.internal_error(ctx, "handling")
             ctx.abandon()
@@ -433,6 +440,7 @@ class Server:
             del self.per_ip[client.ip]
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
+        self.open_batches.pop(client, None)
         monitor.forget(self, client)
         if client.registered:
             self.registered_count -= 1
@@ -527,6 +535,8 @@ class Server:
             for client, deadline in list(self.nick_deadlines.items()):
                 if now >= deadline:
                     rename_to_guest(self, client)
+        if self.open_batches:
+            multiline.expire(self, now)
         config = self.config
         ping = f"PING :{self.name}\r\n".encode()
         for client in list(self.clients):
