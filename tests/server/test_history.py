@@ -716,7 +716,7 @@ def test_a_multiline_message_in_history_comes_as_lines_without_the_cap(h: Harnes
     inner = _batch(reader)[1]
     assert [m.params[1] for m in inner] == ["hello", "how is ", "everyone?"], "no blank line, concat as sent"
     assert ["msgid" in m.tags for m in inner] == [True, False, False]
-    assert all(m.tags["+draft/reply"] == "m0" for m in inner)
+    assert [m.tags.get("+draft/reply") for m in inner] == ["m0", None, None]
 
 
 def test_a_private_multiline_message_is_in_both_sides_history(h: Harness) -> None:
@@ -762,3 +762,26 @@ def test_a_multiline_message_is_one_row_in_the_database(tmp_path: Path) -> None:
         storage.close()
     assert [(m.text, dict(m.tags)) for m in stored] == [
         ("hello\n\nhow is everyone?", {"+draft/reply": "m0", "salotto/multiline-concat": "14"})]
+
+
+def test_a_history_answer_stays_within_half_the_send_queue(tmp_path: Path) -> None:
+    """Multiline messages make a hundred messages far larger than a hundred lines: an answer that would fill
+    the reader's send queue (and have it disconnected) holds fewer, and the reader pages on."""
+    h = _harness(tmp_path, max_sendq_bytes=8192)
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    for n in range(4):
+        _say_multiline(h, alice, "#lobby", [f"message {n}", "x" * 400, "y" * 400, "z" * 400])
+    reader = h.user("reader", caps=["draft/chathistory", "batch", "message-tags", "server-time"])
+    reader.send("CHATHISTORY LATEST #lobby * 10")
+    newest = _batch(reader)[1]
+    firsts = [m for m in newest if m.params[1].startswith("message")]
+    assert [m.params[1] for m in firsts] == ["message 2", "message 3"], "the newest that fit in 4096 bytes"
+    reader.send(f"CHATHISTORY BEFORE #lobby msgid={firsts[0].tags['msgid']} 10")
+    older = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert older == ["message 0", "message 1"]
+    reader.send(f"CHATHISTORY AFTER #lobby msgid={newest[0].tags['msgid']} 10")
+    after = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert after == ["message 3"]
+    reader.send("CHATHISTORY AFTER #lobby timestamp=2000-01-01T00:00:00.000Z 10")
+    oldest = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert oldest == ["message 0", "message 1"], "AFTER keeps the oldest"

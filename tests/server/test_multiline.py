@@ -78,7 +78,8 @@ def test_a_batch_reaches_cap_clients_as_one_batch_and_others_as_lines() -> None:
     assert [(m.command, m.params) for m in fallback] == [
         ("PRIVMSG", ["#lobby", "hello"]), ("PRIVMSG", ["#lobby", "how is "]), ("PRIVMSG", ["#lobby", "everyone?"])]
     assert [m.tags.get("msgid") for m in fallback] == [start.tags["msgid"], None, None], "the msgid on the first"
-    assert all(m.tags.get("+draft/reply") == "m0" and m.tags["time"] == start.tags["time"] for m in fallback)
+    assert [m.tags.get("+draft/reply") for m in fallback] == ["m0", None, None], "client tags once, as the msgid"
+    assert all(m.tags["time"] == start.tags["time"] for m in fallback)
     assert dave.lines() == [f":{ALICE} PRIVMSG #lobby :hello", f":{ALICE} PRIVMSG #lobby :how is ",
                             f":{ALICE} PRIVMSG #lobby :everyone?"], "no tags, no blank line"
     assert h.server.stats.multiline_batches == 1
@@ -330,3 +331,20 @@ def test_the_batch_parses_as_irc() -> None:
     lines = bob.lines()
     assert [parse(line).command for line in lines] == ["BATCH", "PRIVMSG", "BATCH"]
     assert parse(lines[0]).tags["+draft/reply"] == "x y"
+
+
+def test_a_line_too_long_in_a_batch_fails_it_rather_than_leave_a_hole() -> None:
+    h = Harness()
+    alice = h.user("alice", caps=CAPS)
+    bob = h.user("bob")
+    bob.lines()
+    alice.lines()
+    alice.send("BATCH +r1 draft/multiline #lobby")
+    alice.send("@batch=r1 PRIVMSG #lobby :one")
+    h.server.line_too_long(alice.client)  # what the transport does with a line over max_line_bytes
+    alice.send("@batch=r1 PRIVMSG #lobby :three")
+    alice.send("BATCH -r1")
+    answer = alice.messages()
+    assert [(m.command, m.params[:2]) for m in answer] == [
+        ("FAIL", ["BATCH", "MULTILINE_INVALID"]), ("417", ["alice", "Input line was too long"])]
+    assert bob.lines() == []

@@ -62,6 +62,7 @@ class OpenBatch:
     def drop(self) -> None:
         self.dropped = True
         self.lines = []
+        self.size = 0
         self.tags = None
 
 
@@ -137,8 +138,9 @@ class MultilineOutgoing(Outgoing):
     """A multiline message to deliver: to recipients with the capability (``TAG_MULTILINE``), one
     ``draft/multiline`` batch whose opening line carries the message's tags (client tags, msgid, time,
     account) and whose lines carry only the batch tag and ``draft/multiline-concat``; to the others, each
-    line that is not blank as a message of its own (the msgid on the first, the other tags on each), as the
-    spec's fallback says. The same bytes for every recipient of a variant, as for any Outgoing."""
+    line that is not blank as a message of its own (the msgid and client tags on the first, time and
+    account on each), as the spec's fallback says. The same bytes for every recipient of a variant, as for
+    any Outgoing."""
 
     __slots__ = ("_batch_tag", "_end", "_lines")
 
@@ -182,8 +184,11 @@ class MultilineOutgoing(Outgoing):
             later.append("time=" + format_server_time(self._wall))
         if flags & TAG_ACCOUNT and self._account:
             later.append("account=" + self._account)
-        first_tags = client_tags + (["msgid=" + self.msgid] if flags & TAG_MESSAGE_TAGS and self.msgid else []) + later
-        other_tags = client_tags + later
+        msgid = ["msgid=" + self.msgid] if flags & TAG_MESSAGE_TAGS and self.msgid else []
+        first_tags = client_tags + msgid + later
+        # The client tags on the first line only (as the msgid): up to 4094 bytes of them on each of
+        # max-lines lines would make one message a hundred times its size for every such recipient.
+        other_tags = later
         out: list[str] = []
         for line, _, blank in self._lines:
             if blank:

@@ -381,6 +381,8 @@ class Server:
             self._hold_line(client, None)
             return
         ctx = Context(self, client, parse("PING"))
+        if client.batch is not None:
+            multiline.line_dropped(ctx)  # the batch would miss a line: it is refused instead
         ctx.reply(ERR_INPUTTOOLONG, "Input line was too long")
         ctx.flush()
 

@@ -97,7 +97,8 @@ def handle_chathistory(ctx: Context) -> None:
         ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
         return
     query = _query(sub, key, first, second, limit)
-    history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since)))
+    newest = sub != "AFTER"
+    history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since, newest)))
 
 
 def _query(
@@ -236,14 +237,33 @@ def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: st
     return out.variant(client.tag_flags)
 
 
-def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float) -> None:
+def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float,
+                newest: bool) -> None:
     client = ctx.client
     if outcome.error is not None:
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
     lines = [_history_line(ctx.server, msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
-    _answer_in_batch(ctx, f"chathistory {shown}", lines)
+    _answer_in_batch(ctx, f"chathistory {shown}", _within_budget(ctx.server, lines, newest=newest))
+
+
+def _within_budget(server: Server, lines: list[bytes], *, newest: bool) -> list[bytes]:
+    """The messages of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
+    (``newest``: LATEST, BEFORE...) or the oldest (AFTER), at least one. A multiline message is one entry of
+    up to ``multiline_max_bytes`` and a line each: a hundred of them could pass the reader's send queue and
+    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got."""
+    budget = server.config.max_sendq_bytes // 2
+    total = 0
+    kept = 0
+    for entry in reversed(lines) if newest else lines:
+        total += len(entry)
+        if total > budget and kept:
+            break
+        kept += 1
+    if kept == len(lines):
+        return lines
+    return lines[len(lines) - kept:] if newest else lines[:kept]
 
 
 def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
@@ -310,8 +330,8 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        replay.send(_in_batch(server, client, f"chathistory {shown}",
-                              [_history_line(server, msg, client, shown) for msg in messages]))
+        lines = [_history_line(server, msg, client, shown) for msg in messages]
+        replay.send(_in_batch(server, client, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
 
     callback = replay.wait(done)
     try:

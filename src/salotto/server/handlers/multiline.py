@@ -25,7 +25,7 @@ from salotto.server.multiline import BATCH_TYPE, CONCAT_TAG, OpenBatch
 if TYPE_CHECKING:
     from salotto.server.state import Server
 
-__all__ = ["collect", "expire", "handle_batch"]
+__all__ = ["collect", "expire", "handle_batch", "line_dropped"]
 
 # Lines that may come while a batch is open without breaking it: keepalives, and leaving.
 _PASS_THROUGH = frozenset({"PING", "PONG", "QUIT"})
@@ -133,6 +133,14 @@ def collect(ctx: Context) -> bool:
     batch.command = command
     lines.append((text, concat and bool(lines)))
     return True
+
+
+def line_dropped(ctx: Context) -> None:
+    """The transport dropped a line of this client's as too long while its batch was open: the message
+    would lack a line (or the line was not the batch's, which breaks it as well), so the batch is refused."""
+    batch = ctx.client.batch
+    if batch is not None and not batch.dropped:
+        _refuse(ctx, batch, "MULTILINE_INVALID", description="A line of the batch was too long")
 
 
 def _close(ctx: Context, batch: OpenBatch) -> None:
