@@ -116,6 +116,9 @@ KEYS: tuple[Key, ...] = (
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
+    Key("redaction_window_s", float, 900.0,
+        "How long after sending a message its author may delete it (REDACT); channel and server "
+        "operators may at any time; 0: only they may.", 0),
     Key("account_registration", bool, True,
         "Let users register accounts (REGISTER, /msg NickServ REGISTER); existing accounts work either way."),
     Key("account_verification", str, "none",
@@ -234,6 +237,7 @@ class Config:
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int
+    redaction_window_s: float
     account_registration: bool
     account_verification: str
     account_verify_timeout_s: float

@@ -15,6 +15,7 @@ from salotto.server.handlers import (
     monitor,
     oper,
     queries,
+    redaction,
     registration,
     services,
 )
@@ -54,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     "AWAY": Command(messaging.handle_away),
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
     "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
+    "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

@@ -17,7 +17,8 @@ __all__ = ["Outgoing", "format_server_time"]
 
 # Commands with a free-text parameter, and how many parameters they have with it: that text always
 # gets its colon, even when one word, since naive clients and bots look for " :" to find it.
-_TEXT_PARAM_COUNT = {"PRIVMSG": 2, "NOTICE": 2, "QUIT": 1, "PART": 2, "KICK": 3, "TOPIC": 2, "AWAY": 1, "SETNAME": 1}
+_TEXT_PARAM_COUNT = {"PRIVMSG": 2, "NOTICE": 2, "QUIT": 1, "PART": 2, "KICK": 3, "TOPIC": 2, "AWAY": 1, "SETNAME": 1,
+                    "REDACT": 3}
 
 
 def format_server_time(wall: float) -> str:

@@ -189,6 +189,8 @@ class Server:
                 caps["sts"] = sts
         if self.history is not None:
             caps["draft/chathistory"] = ""
+            # Only with history: without it the server cannot tell who wrote a message, nor when.
+            caps["draft/message-redaction"] = ""
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
             if self.config.account_registration:
@@ -495,6 +497,7 @@ class Server:
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
         old_nick = client.nick
         client.nick, client.nick_cf = nick, nick_cf
+        client.nick_since = int(self.wallclock() * 1000) / 1000
         if client.account is None:
             self.parties.renamed(client)
         self.backplane.to_peers(client, change)

@@ -37,6 +37,7 @@ class ServerStats:
         "descriptor_refusals",
         "disconnects",
         "messages_in",
+        "redactions",
         "registrations",
     )
 
@@ -48,6 +49,7 @@ class ServerStats:
         self.registrations = 0
         self.messages_in = 0  # PRIVMSG, NOTICE and TAGMSG received
         self.deliveries_out = 0  # copies of those written to recipients (echoes included)
+        self.redactions = 0  # messages deleted from history by REDACT
         self.bytes_in = 0
         self.bytes_out = 0
         self.disconnects: Counter[str] = Counter()

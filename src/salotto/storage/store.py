@@ -322,8 +322,11 @@ class Store:
             error.__cause__ = outcome.error
             return Outcome(error=error)
 
-        if self._storer is None or self._call_soon is None:
+        if self._storer is None:
             callback(run())
+            return
+        if self._call_soon is None:  # no loop (tools, tests): the storer answers on its thread, as a read does
+            self._run(lambda: callback(run()))
             return
         try:
             future = self._storer.submit(run)
@@ -345,7 +348,10 @@ class Store:
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
         """Run ``fn`` on a reader connection once every message recorded so far is stored: the storer runs
         its jobs in order, so the read is its job after the batch (the loop does not wait for either)."""
-        self._after_history(lambda: self._run(partial(self.reader.read, fn, callback)))
+        def job() -> None:
+            self._run(partial(self.reader.read, fn, callback))
+
+        self._after_history(job)
 
     def write_after_history(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
         """:meth:`write`, once every message recorded so far is stored (as :meth:`read` waits for them): for
