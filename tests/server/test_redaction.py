@@ -136,6 +136,19 @@ def test_someone_elses_message_is_forbidden_but_not_to_a_channel_operator(h: Har
     assert _history(bob, "#room") == []
 
 
+def test_the_operator_of_a_recreated_channel_cannot_touch_the_old_ones_messages(h: Harness) -> None:
+    alice = _user(h, "alice")
+    alice.send("JOIN #secret")
+    msgid = _said(h, alice, "#secret", "launch codes")
+    alice.send("PART #secret")
+    h.wall[0] += 10
+    mallory = _user(h, "mallory")
+    mallory.send("JOIN #secret")
+    mallory.lines()
+    mallory.send(f"REDACT #secret {msgid}")
+    assert [f[1] for f in _fails(mallory)] == ["UNKNOWN_MSGID"]
+
+
 def test_a_server_operator_deletes_anything_in_a_channel_even_from_outside(h: Harness) -> None:
     h.server.config.opers["admin"] = OperBlock("admin", hash_password("hunter2", n=2**10), "*!*@127.0.0.1")
     alice = _user(h, "alice")

@@ -62,16 +62,16 @@ class _Redactor:
     prefix: str
     nick_since: float
     moderator: bool  # a channel operator of the target channel, or a server operator: any message, any age
-    readable_since: float  # older messages of the target are not theirs to see (ignored for moderators)
+    readable_since: float  # older messages of the target are not theirs to see (0 for server operators)
     window: float
     now: float
 
     def refusal(self, message: HistoryMessage) -> str | None:
         """None if this redactor may delete ``message``, else the FAIL code."""
+        if message.time < self.readable_since:  # (an older channel of the same name, say)
+            return "UNKNOWN_MSGID"
         if self.moderator:
             return None
-        if message.time < self.readable_since:
-            return "UNKNOWN_MSGID"
         own = (self.account_cf is not None and message.account is not None
                and casefold(message.account) == self.account_cf)
         # Nicks are unique at any moment, so what was said under this prefix after this connection took
@@ -116,7 +116,7 @@ def handle_redact(ctx: Context) -> None:
         prefix=client.prefix,
         nick_since=client.nick_since,
         moderator=moderator,
-        readable_since=since,
+        readable_since=0.0 if client.is_oper else since,
         window=server.config.redaction_window_s,
         now=wall,
     )
