@@ -289,11 +289,15 @@ def test_a_message_still_in_the_journal_is_deleted_after_it_is_stored(tmp_path: 
     alice.send("PRIVMSG #lobby :second")
     msgid = next(m for m in alice.messages() if m.command == "PRIVMSG").tags["msgid"]
     alice.send(f"REDACT #lobby {msgid}")
+    alice.send(f"REDACT #lobby {msgid}")
     alice.send("PING :after")
-    assert alice.lines() == [], "the answer and the next command wait for the storer"
-    assert _journaled(tmp_path) == ["first", "second"] and storer.jobs
+    assert alice.lines() == [], "the answer and the next commands wait for the storer"
+    assert _journaled(tmp_path) == ["first", "second"]
+    assert len(storer.jobs) == 2, "the batch, then one deletion: a connection has one REDACT on its way at a time"
     storer.run()
-    assert [parse(line).command for line in alice.lines()] == ["REDACT", "PONG"]
+    assert [(m.command, m.params[1]) for m in alice.messages()] == [
+        ("REDACT", msgid), ("FAIL", "UNKNOWN_MSGID"), ("PONG", "after"),
+    ]
     assert _journaled(tmp_path) == []
     assert [m.text for m in writer.latest("#lobby", 10)] == ["second"]
     storer.holding = False
