@@ -83,8 +83,11 @@ def _message(ctx: Context, command: str) -> None:
     # Milliseconds, as server-time shows them and history stores them: the two must agree.
     wall = int(server.wallclock() * 1000) / 1000
     history = server.history
-    if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
-        history = None
+    if is_tagmsg:
+        if history is not None and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
+            history = None
+        if client_tags and "+draft/react" in client_tags:
+            stats.reactions += 1
     source = client.prefix  # built once: the relayed line and the stored message both name it
     text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
     # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
