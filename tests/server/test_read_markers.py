@@ -172,3 +172,17 @@ def test_a_dropped_account_takes_its_markers_along(tmp_path: Path) -> None:
     assert any(m.command == "REGISTER" and m.params[0] == "SUCCESS" for m in alice.messages())
     alice.send("MARKREAD #lobby")
     assert _markread(alice) == [["#lobby", "*"]]
+
+
+def test_metrics_count_markers_that_moved_and_reactions(tmp_path: Path) -> None:
+    from salotto.transport.web import render_metrics
+
+    h = _harness(tmp_path)
+    alice = _registered(h, "alice")
+    alice.send(f"MARKREAD #lobby timestamp={EARLIER}")
+    alice.send(f"MARKREAD #lobby timestamp={EARLIER}")  # moved nothing
+    alice.send("@+draft/react=👍;+draft/reply=abc TAGMSG #lobby")
+    alice.send("@+typing=active TAGMSG #lobby")
+    metrics = render_metrics(h.server).splitlines()
+    assert "salotto_read_markers_total 1" in metrics
+    assert "salotto_reactions_total 1" in metrics

@@ -21,6 +21,7 @@ from salotto.proto.casemap import casefold
 from salotto.proto.errors import MalformedMessage
 from salotto.proto.framing import decode_wire, encode_wire
 from salotto.proto.message import parse
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
@@ -255,7 +256,8 @@ class Server:
     def from_user(self, client: Client, command: str, params: list[str], *, source: str | None = None) -> Outgoing:
         """A message ``client`` is the source of (its prefix, or ``source``), stamped with the current time
         and, for recipients with account-tag, the account it is logged in to."""
-        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account)
+        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account,
+                        bot=BOT_MODE in client.modes)
 
     def outgoing(
         self,
