@@ -10,6 +10,7 @@ from salotto.server.handlers import (
     auth,
     channels,
     history,
+    markers,
     messaging,
     modes,
     monitor,
@@ -55,6 +56,7 @@ COMMANDS: dict[str, Command] = {
     "AWAY": Command(messaging.handle_away),
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
     "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
+    "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
     "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
