@@ -348,3 +348,17 @@ def test_a_line_too_long_in_a_batch_fails_it_rather_than_leave_a_hole() -> None:
     assert [(m.command, m.params[:2]) for m in answer] == [
         ("FAIL", ["BATCH", "MULTILINE_INVALID"]), ("417", ["alice", "Input line was too long"])]
     assert bob.lines() == []
+
+
+def test_a_bots_multiline_message_carries_the_bot_tag() -> None:
+    h = Harness()
+    helper = h.user("helper", caps=CAPS)
+    helper.send("MODE helper +B")
+    bob = h.user("bob", caps=CAPS)
+    carol = h.user("carol", caps=["message-tags"])
+    bob.lines()
+    carol.lines()
+    _send_batch(helper, "#lobby", ["build passed", "all green"])
+    start, inner = _multiline_batch(bob.messages())
+    assert "bot" in start.tags and not any("bot" in m.tags for m in inner)
+    assert [("bot" in m.tags, m.params[1]) for m in carol.messages()] == [(True, "build passed"), (True, "all green")]

@@ -72,6 +72,7 @@ class Client:
         "monitoring",
         "nick",
         "nick_cf",
+        "nick_since",
         "oper_failures",
         "outbox",
         "password_given",
@@ -99,6 +100,9 @@ class Client:
         self.host = "0" + ip if ip[:1] == ":" else ip  # shown_address, inlined: once per connection
         self.nick = "*"
         self.nick_cf = ""
+        # When this connection took its nick (wall clock, in the milliseconds history stores): what was
+        # said under nick!user@host after that is this connection's own (REDACT, for those not logged in).
+        self.nick_since = 0.0
         self.user = ""
         self.realname = ""
         # The account logged in to (its name as registered), and when that account was created:

@@ -10,12 +10,14 @@ from salotto.server.handlers import (
     auth,
     channels,
     history,
+    markers,
     messaging,
     modes,
     monitor,
     multiline,
     oper,
     queries,
+    redaction,
     registration,
     services,
 )
@@ -56,6 +58,8 @@ COMMANDS: dict[str, Command] = {
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
     "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
     "BATCH": Command(multiline.handle_batch, min_params=1, capability="draft/multiline"),
+    "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
+    "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

@@ -159,9 +159,10 @@ class MultilineOutgoing(Outgoing):
         msgid: str | None = None,
         account: str | None = None,
         client_tags: Mapping[str, str] | None = None,
+        bot: bool = False,
     ) -> None:
         super().__init__(source, "BATCH", ["+" + batch_id, BATCH_TYPE, target], wall=wall, msgid=msgid,
-                         account=account, client_tags=client_tags)
+                         account=account, client_tags=client_tags, bot=bot)
         head = format_line(command, [target], source=source) + " :"
         room = max_line_bytes - len(encode_wire(head)) - 2
         self._lines = [(head + text + "\r\n", concat, not text) for text, concat in fit_lines(lines, room)]
@@ -180,6 +181,8 @@ class MultilineOutgoing(Outgoing):
             client_tags = [f"{key}={escape_tag_value(value)}" if value else key
                            for key, value in self._client_tags.items()]
         later: list[str] = []
+        if flags & TAG_MESSAGE_TAGS and self._bot:
+            later.append("bot")
         if flags & TAG_SERVER_TIME:
             later.append("time=" + format_server_time(self._wall))
         if flags & TAG_ACCOUNT and self._account:

@@ -39,6 +39,9 @@ class ServerStats:
         "messages_in",
         "multiline_batches",
         "multiline_refused",
+        "reactions",
+        "read_markers",
+        "redactions",
         "registrations",
     )
 
@@ -52,6 +55,9 @@ class ServerStats:
         self.deliveries_out = 0  # copies of those written to recipients (echoes included)
         self.multiline_batches = 0  # draft/multiline batches relayed, per target (one message each)
         self.multiline_refused = 0  # draft/multiline batches refused with a FAIL (limits, timeouts, bad lines)
+        self.reactions = 0  # TAGMSGs carrying +draft/react
+        self.read_markers = 0  # MARKREADs that moved a marker forward
+        self.redactions = 0  # messages deleted from history by REDACT
         self.bytes_in = 0
         self.bytes_out = 0
         self.disconnects: Counter[str] = Counter()

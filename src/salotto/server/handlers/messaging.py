@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
     ERR_CANNOTSENDTOCHAN,
@@ -108,8 +109,12 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
     # Milliseconds, as server-time shows them and history stores them: the two must agree.
     wall = int(server.wallclock() * 1000) / 1000
     history = server.history
-    if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
-        history = None
+    if is_tagmsg:
+        if history is not None and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
+            history = None
+        if client_tags and "+draft/react" in client_tags:
+            stats.reactions += 1
+    bot = BOT_MODE in client.modes
     # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
     if history is not None:
         if lines is None:
@@ -135,9 +140,9 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             msgid = server.new_msgid()
             if lines is None:
                 out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags)
+                               account=client.account, client_tags=client_tags, bot=bot)
             else:
-                out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags)
+                out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags, bot)
             if is_tagmsg:
                 stats.deliveries_out += server.backplane.to_members(channel, out, exclude=client, cap="message-tags")
             else:
@@ -161,9 +166,9 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             msgid = server.new_msgid()
             if lines is None:
                 out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags)
+                               account=client.account, client_tags=client_tags, bot=bot)
             else:
-                out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags)
+                out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
                 stats.deliveries_out += server.backplane.to_nick(recipient, out)
@@ -186,11 +191,11 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
 
 
 def _multiline(server: Server, source: str, command: str, target: str, lines: list[Line], wall: float,
-               msgid: str, client: Client, client_tags: dict[str, str] | None) -> MultilineOutgoing:
+               msgid: str, client: Client, client_tags: dict[str, str] | None, bot: bool) -> MultilineOutgoing:
     server.stats.multiline_batches += 1
     return MultilineOutgoing(source, command, target, lines, wall=wall, batch_id=server.new_batch_id(),
                              max_line_bytes=server.config.max_line_bytes, msgid=msgid, account=client.account,
-                             client_tags=client_tags)
+                             client_tags=client_tags, bot=bot)
 
 
 def _valid_tags(tags: dict[str, str]) -> dict[str, str]:

@@ -248,6 +248,7 @@ def _nick_claimed(ctx: Context, nick: str, nick_cf: str, claimed: bool) -> None:
         ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     client.nick, client.nick_cf = nick, nick_cf
+    client.nick_since = int(ctx.server.wallclock() * 1000) / 1000
     try_register(ctx)
 
 
