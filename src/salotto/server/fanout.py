@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from salotto.proto.message import escape_tag_value, format_line
-from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME, Client
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_MULTILINE, TAG_SERVER_TIME, Client
 
 __all__ = ["Outgoing", "format_server_time"]
 
@@ -30,10 +30,6 @@ class Outgoing:
     """One message to deliver: its line without tags, and the tags some recipients get."""
 
     __slots__ = ("_account", "_base", "_bot", "_client_tags", "_variants", "_wall", "msgid")
-
-    # The tag_flags bits this message's bytes depend on: recipients that differ only in the others
-    # (TAG_MULTILINE, for a message that is one line anyway) get the same bytes object.
-    FORMS = TAG_MESSAGE_TAGS | TAG_SERVER_TIME | TAG_ACCOUNT
 
     def __init__(
         self,
@@ -101,9 +97,8 @@ class Outgoing:
         return sent
 
     def _variant_built(self, flags: int) -> bytes:
-        form = flags & self.FORMS
-        data = self._variants.get(form) if form != flags else None
-        if data is None:
-            data = self._variants[form] = self._build(form)
-        self._variants[flags] = data
+        if flags & TAG_MULTILINE:  # the same bytes as without: one line is one line
+            data = self._variants[flags] = self.variant(flags & ~TAG_MULTILINE)
+            return data
+        data = self._variants[flags] = self._build(flags)
         return data

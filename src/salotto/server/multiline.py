@@ -144,8 +144,6 @@ class MultilineOutgoing(Outgoing):
 
     __slots__ = ("_batch_tag", "_end", "_lines")
 
-    FORMS = Outgoing.FORMS | TAG_MULTILINE
-
     def __init__(
         self,
         source: str,
@@ -168,6 +166,10 @@ class MultilineOutgoing(Outgoing):
         self._lines = [(head + text + "\r\n", concat, not text) for text, concat in fit_lines(lines, room)]
         self._batch_tag = "@batch=" + batch_id
         self._end = f":{source} BATCH -{batch_id}\r\n"
+
+    def _variant_built(self, flags: int) -> bytes:
+        data = self._variants[flags] = self._build(flags)  # with TAG_MULTILINE or not: not the same bytes
+        return data
 
     def _build(self, flags: int) -> bytes:
         if flags & TAG_MULTILINE:
