@@ -135,6 +135,14 @@ KEYS: tuple[Key, ...] = (
     Key("account_registration_window_s", float, 600.0, "The window of the two registration limits above.", 1),
     Key("read_markers_max_targets", int, 1000,
         "Read markers (MARKREAD) one account keeps; past this, setting one forgets its oldest.", 1),
+    Key("multiclient", bool, True,
+        "A connection logged in to the account that holds a nick may take that nick too: one user, several devices."),
+    Key("multiclient_max_devices", int, 5,
+        "Connections one user may have at once (its first included); one more is refused with 433.", 1),
+    Key("always_on_default", bool, False,
+        "Whether accounts are always-on unless their owner says otherwise (NickServ SET ALWAYS-ON)."),
+    Key("always_on_max_accounts", int, 100,
+        "Accounts that may have always-on set on this server; past this, NickServ refuses it.", 0),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
     Key("login_attempts_per_account", int, 5,
@@ -257,6 +265,10 @@ class Config:
     account_registrations: int
     account_registration_window_s: float
     read_markers_max_targets: int
+    multiclient: bool
+    multiclient_max_devices: int
+    always_on_default: bool
+    always_on_max_accounts: int
     nick_protection_grace_s: float
     login_attempts_per_account: int
     login_attempts_per_ip: int

@@ -148,6 +148,11 @@ class Accounts:
             return None  # (bytes that were not UTF-8 name no account, and the database takes only text)
         return self._accounts.get(casefold(name))
 
+    def always_on_setting(self, name: str) -> bool | None:
+        """The account's own always-on setting (NickServ SET ALWAYS-ON), None when it has not said."""
+        account = self._accounts.get(casefold(name))
+        return None if account is None else account.always_on
+
     def is_registered(self, nick: str) -> bool:
         """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet)."""
         account = self._accounts.get(casefold(nick))
@@ -487,9 +492,10 @@ def _announce_account(server: Server, client: Client, name: str, ctx: Context | 
     if not client.registered:
         return
     change = server.from_user(client, "ACCOUNT", [name])
-    server.backplane.to_peers(client, change, cap="account-notify")
-    if "account-notify" in client.caps:
-        own = change.variant(client.tag_flags)
+    session = ctx.session if ctx is not None else client
+    server.backplane.to_peers(client, change, cap="account-notify", exclude=session)
+    if "account-notify" in session.caps:
+        own = change.variant(session.tag_flags)
         if ctx is not None:
             ctx.send(own)
         else:
@@ -512,8 +518,8 @@ def grant_access_status(server: Server, channel: Channel, client: Client, ctx: C
     server.channel_registry.set_status(channel, client, current + wanted)
     change = server.outgoing(f"ChanServ!ChanServ@{server.name}", "MODE", [channel.name, "+" + wanted, client.nick])
     if ctx is not None and ctx.client is client:
-        server.backplane.to_channel(channel, change, client)
-        ctx.send(change.variant(client.tag_flags))
+        server.backplane.to_channel(channel, change, ctx.session)
+        ctx.send(change.variant(ctx.session.tag_flags))
     else:
         server.backplane.to_channel(channel, change)
 
@@ -591,7 +597,8 @@ def nick_protection_check(
         command = "/msg NickServ LOGOUT, then IDENTIFY <password>"
     text = (f"The nick {client.nick} is registered. {how} within {grace:.0f} seconds ({command}), "
             f"or change nick, or you will be renamed.")
-    line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text]).variant(client.tag_flags)
+    session = ctx.session if ctx is not None and ctx.client is client else client
+    line = server.outgoing(f"NickServ!NickServ@{server.name}", "NOTICE", [client.nick, text]).variant(session.tag_flags)
     if ctx is not None and ctx.client is client:
         ctx.send(line)
     else:

@@ -49,7 +49,8 @@ class Backplane(Protocol):
     """Where deliveries go. Every method returns how many recipients (on this node) got the message."""
 
     def to_channel(self, channel: Channel, out: Outgoing, exclude: Client | None = None) -> int:
-        """Every member of ``channel`` but ``exclude``: the hot path (PRIVMSG, NOTICE, TOPIC, MODE, KICK)."""
+        """Every member of ``channel`` (each of its connections: devices too) but ``exclude``, the
+        connection that sent it: the hot path (PRIVMSG, NOTICE, TOPIC, MODE, KICK)."""
 
     def to_members(
         self,
@@ -68,7 +69,7 @@ class Backplane(Protocol):
         instead (extended-join)."""
 
     def to_nick(self, target: Client, out: Outgoing) -> int:
-        """The client holding a nick (as the nick registry found it)."""
+        """The client holding a nick (as the nick registry found it), on each of its connections."""
 
     def to_peers(
         self,
@@ -78,12 +79,18 @@ class Backplane(Protocol):
         cap: str | None = None,
         include_self: bool = False,
         departing: bool = False,
+        exclude: Client | None = None,
     ) -> int:
-        """Everyone sharing a channel with ``client``, once each, not ``client`` itself unless
-        ``include_self``. With ``cap`` (away-notify, account-notify, chghost, setname): only peers that
+        """Everyone sharing a channel with ``client``, once each (on each of their connections), not
+        ``client`` itself unless ``include_self``; with ``exclude``, the connection of ``client`` that made the
+        change (it answers that one itself): ``client``'s other connections get it too. With ``cap`` (away-notify, account-notify, chghost, setname): only peers that
         asked for it, and also the clients watching ``client``'s nick that asked for it and for
         extended-monitor. ``departing`` (QUIT): above ``large_channel_threshold`` only the channel's
         operators see it, unless ``client`` has a prefix mode there."""
+
+    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None) -> int:
+        """Each connection of ``user`` (its own and its devices') but ``exclude``: what one of them did, for
+        the others (a private message it sent, its own mode change)."""
 
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         """A MONITOR numeric (730/731) about ``nick`` to each client watching it."""
@@ -101,7 +108,10 @@ class LocalBackplane:
         self._server = server
 
     def to_channel(self, channel: Channel, out: Outgoing, exclude: Client | None = None) -> int:
-        return out.deliver(channel.members, exclude)
+        sent = out.deliver(channel.members, exclude)
+        if channel.with_devices:  # the one check a message costs where nobody has a second device
+            sent += _to_devices(channel.with_devices, out, exclude)
+        return sent
 
     def to_members(
         self,
@@ -121,6 +131,11 @@ class LocalBackplane:
             members = self._member_audience(channel, about)
         else:
             members = channel.members
+        with_devices = channel.with_devices
+        if with_devices:  # their devices hear what they hear, each by its own caps
+            members = list(members)
+            chosen_users = set(members)
+            members += [d for user in with_devices if user in chosen_users for d in user.devices or ()]
         if cap is not None:
             members = [m for m in members if cap in m.caps]
         if alternative is None:
@@ -141,6 +156,8 @@ class LocalBackplane:
 
     def to_nick(self, target: Client, out: Outgoing) -> int:
         target.conn.write(out.variant(target.tag_flags))
+        if target.devices:
+            return 1 + out.deliver(target.devices)
         return 1
 
     def to_peers(
@@ -151,23 +168,36 @@ class LocalBackplane:
         cap: str | None = None,
         include_self: bool = False,
         departing: bool = False,
+        exclude: Client | None = None,
     ) -> int:
         recipients: set[Client] = set()
+        with_devices: set[Client] = set()
         threshold = self._server.config.large_channel_threshold
         for channel in client.channels.values():
             if departing and len(channel.members) > threshold and client not in channel.privileged:
                 recipients.update(channel.operators())
             else:
                 recipients.update(channel.members)
+            if channel.with_devices:
+                with_devices.update(channel.with_devices)
+        recipients.discard(client)
+        for user in with_devices:
+            if user in recipients and user.devices:
+                recipients.update(user.devices)
         if cap is not None:
             recipients = {peer for peer in recipients if cap in peer.caps}
             watchers = self._server.monitors.get(client.nick_cf)
             if watchers:
                 recipients.update(w for w in watchers if cap in w.caps and EXTENDED_MONITOR in w.caps)
-        if include_self:
-            recipients.add(client)
-            return out.deliver(recipients)
-        return out.deliver(recipients, exclude=client)
+            recipients.discard(client)
+        if include_self or exclude is not None:
+            # The user's own connections: all of them, or all but the one that made the change.
+            recipients.update(s for s in client.sessions() if cap is None or cap in s.caps)
+            return out.deliver(recipients, exclude)
+        return out.deliver(recipients)
+
+    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None) -> int:
+        return out.deliver(user.sessions(), exclude)
 
     def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
         clients = self._server.logins.get(casefold(account))
@@ -181,5 +211,17 @@ class LocalBackplane:
         if not watchers:
             return
         for watcher in watchers:
-            line = format_line(numeric, [watcher.nick, text], source=server.name)
-            watcher.conn.write(encode_wire(line + "\r\n"))
+            line = encode_wire(format_line(numeric, [watcher.nick, text], source=server.name) + "\r\n")
+            watcher.conn.write(line)
+            for device in watcher.devices or ():
+                device.conn.write(line)
+
+
+def _to_devices(users: Collection[Client], out: Outgoing, exclude: Client | None) -> int:
+    """The devices of ``users`` (members a message reached), but ``exclude``."""
+    sent = 0
+    for user in users:
+        devices = user.devices
+        if devices:
+            sent += out.deliver(devices, exclude)
+    return sent

@@ -47,6 +47,7 @@ class Channel:
         "topic",
         "topic_set_at",
         "topic_set_by",
+        "with_devices",
     )
 
     def __init__(self, name: str, name_cf: str, created: int, *, permanent: bool = False) -> None:
@@ -60,6 +61,9 @@ class Channel:
         # Members with any prefix: what a large channel shows to non-operators, kept apart so
         # that a join to a 10,000-member channel does not scan 10,000 members.
         self.privileged: set[Client] = set()
+        # Members with devices (Client.devices): what reaches a member reaches them too. Empty on a
+        # server where nobody has a second device, so delivery checks it once per message.
+        self.with_devices: set[Client] = set()
         self.topic = ""
         self.topic_set_by = ""
         self.topic_set_at = 0
@@ -79,6 +83,8 @@ class Channel:
         self.members[client] = status
         if status:
             self.privileged.add(client)
+        if client.devices:
+            self.with_devices.add(client)
 
     def set_status(self, client: Client, status: str) -> None:
         self.members[client] = status
@@ -90,6 +96,7 @@ class Channel:
     def discard(self, client: Client) -> None:
         self.members.pop(client, None)
         self.privileged.discard(client)
+        self.with_devices.discard(client)
 
     def __contains__(self, client: object) -> bool:
         """Whether ``client`` is a member (``client in channel``)."""

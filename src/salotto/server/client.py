@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from salotto.server.multiline import OpenBatch
 
 __all__ = [
-    "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client", "Connection", "shown_address",
+    "DETACHED", "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client", "Connection",
+    "DetachedConnection", "shown_address",
 ]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
@@ -42,6 +43,37 @@ class Connection(Protocol):
         """Flush what is queued, then close; ``reason`` is for the log."""
 
 
+class _Dropped(list[bytes]):
+    """An outbox that keeps nothing: always empty, so the fanout calls mark_pending (a no-op) each time."""
+
+    __slots__ = ()
+
+    def append(self, item: bytes) -> None:
+        return
+
+
+class DetachedConnection:
+    """The connection of a user none of whose own connection is left (its devices go on, or it is
+    always-on): every write is dropped, so nothing grows however much reaches the user."""
+
+    __slots__ = ()
+    peer_ip = "0.0.0.0"
+    transport_name = "detached"
+    outbox: list[bytes] = _Dropped()
+
+    def mark_pending(self) -> None:
+        return
+
+    def write(self, data: bytes) -> None:
+        return
+
+    def close(self, reason: str) -> None:
+        return
+
+
+DETACHED = DetachedConnection()
+
+
 def shown_address(ip: str) -> str:
     """An address as IRC shows it (host, WHOX): an IPv6 address may start with ":" (::1), which no IRC
     parameter but the last may; "0::1" is the same address and a valid word (what ergo and InspIRCd show)."""
@@ -52,9 +84,11 @@ class Client:
     """One connection's IRC state: identity, capabilities, channels and timers."""
 
     __slots__ = (
+        "absent_since",
         "account",
         "account_since",
         "away",
+        "away_auto",
         "backlog",
         "batch",
         "cap_negotiating",
@@ -62,6 +96,8 @@ class Client:
         "caps",
         "channels",
         "conn",
+        "detached",
+        "devices",
         "host",
         "id",
         "idle_since",
@@ -77,6 +113,7 @@ class Client:
         "outbox",
         "password_given",
         "ping_sent_at",
+        "primary",
         "quitting",
         "realname",
         "registered",
@@ -112,6 +149,7 @@ class Client:
         # An AUTHENTICATE exchange in progress (salotto.server.handlers.auth.SaslSession).
         self.sasl: object | None = None
         self.away: str | None = None
+        self.away_auto = False  # set by always-on when the last connection went (cleared when one comes)
         self.caps: set[str] = set()
         self.cap_version = 0
         self.cap_negotiating = False
@@ -136,6 +174,16 @@ class Client:
         # A draft/multiline batch this client has opened and not closed (salotto.server.multiline); while
         # there is one, its lines go to it instead of to their commands.
         self.batch: OpenBatch | None = None
+        # Several devices on one nick (multiclient): a device is a Client of its own (its connection,
+        # caps, input, timers) whose ``primary`` is the user it is attached to; the user lists its devices
+        # (None when it has none). A user whose own connection is gone while it stays (devices left, or
+        # always-on) is ``detached``: its connection is DETACHED, it is not in server.clients.
+        self.primary: Client | None = None
+        self.devices: list[Client] | None = None
+        self.detached = False
+        # Wall clock when an always-on user's last connection went (0: one is on): what reached it since
+        # is replayed to the next connection.
+        self.absent_since = 0.0
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick}>"
@@ -144,6 +192,11 @@ class Client:
     def prefix(self) -> str:
         """``nick!user@host``, the source of what this client says."""
         return f"{self.nick}!{self.user}@{self.host}"
+
+    def sessions(self) -> list[Client]:
+        """The connections this user is on now: its own (unless detached) and its devices'."""
+        own = [] if self.detached else [self]
+        return own + self.devices if self.devices else own
 
     @property
     def is_oper(self) -> bool:

@@ -55,11 +55,17 @@ class Context:
     callback has run.
     """
 
-    __slots__ = ("client", "flushed", "label", "msg", "out", "parent", "server", "waits")
+    __slots__ = ("client", "flushed", "label", "msg", "out", "parent", "server", "session", "waits")
 
-    def __init__(self, server: Server, client: Client, msg: Message) -> None:
+    def __init__(self, server: Server, client: Client, msg: Message, session: Client | None = None) -> None:
         self.server = server
+        # The user (nick, channels, modes, account); for a command from a device, the user it is attached to.
         self.client = client
+        # The connection the command came from, whose caps shape its own replies and which gets them: the
+        # user itself, or one of its devices (salotto.server.client.Client.primary).
+        if session is None:
+            session = client
+        self.session = session
         self.msg = msg
         self.out: list[bytes] = []
         # Callbacks from wait() that have not run yet; while any has not, the client's input is held.
@@ -71,7 +77,7 @@ class Context:
         label = msg.tags.get("label") if msg.tags else None
         # Only with batch too (as InspIRCd does): a reply of several lines is a batch, and a client
         # without the cap must get none.
-        caps = client.caps
+        caps = session.caps
         self.label = label if label and "labeled-response" in caps and "batch" in caps else None
 
     def reply(self, numeric: str, *params: str) -> None:
@@ -107,16 +113,16 @@ class Context:
         """Send what the answer holds now, unlabelled, then disconnect the client (``reason`` for others
         and the log, ``error`` in its ERROR line): nothing is answered after the ERROR."""
         if self.out:
-            self.client.conn.write(b"".join(self.out))
+            self.session.conn.write(b"".join(self.out))
             self.out.clear()
         self.label = None
-        self.server.disconnect(self.client, reason, error=error)
+        self.server.disconnect(self.session, reason, error=error)
 
     def followup(self) -> Context:
         """A context for what comes after this command's answer rather than in it (the replay of a channel's
         history on JOIN): its lines go out after this answer, or join it if it has not gone yet; while it
         waits it holds the connection's next lines, but not this answer."""
-        later = Context(self.server, self.client, self.msg)
+        later = Context(self.server, self.client, self.msg, self.session)
         later.label = None
         later.parent = self
         return later
@@ -130,12 +136,12 @@ class Context:
         An exception in ``callback`` is our bug: logged, answered with 400, and the input goes on.
         """
         if self.waits == 0:
-            self.server.hold_input(self.client)
+            self.server.hold_input(self.session)
         self.waits += 1
 
         def resumed(value: T) -> None:
             try:
-                if not self.client.quitting:
+                if not self.session.quitting and not self.client.quitting:
                     callback(value)
             except Exception:
                 self.server.internal_error(self, "callback")
@@ -172,7 +178,7 @@ class Context:
         if self.waits:
             return
         self.flush()
-        self.server.release_input(self.client)
+        self.server.release_input(self.session)
 
     def abandon(self) -> None:
         """The handler raised after it started waiting: answer now and release the input (a callback
@@ -199,7 +205,7 @@ class Context:
         self.flushed = True
         if label is None:
             if out:
-                self.client.conn.write(out[0] if len(out) == 1 else b"".join(out))
+                self.session.conn.write(out[0] if len(out) == 1 else b"".join(out))
                 out.clear()
             return
         tag = "label=" + escape_tag_value(label)
@@ -213,7 +219,7 @@ class Context:
             inner = b"".join(in_outer_batch(out, "batch=" + ref))
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         out.clear()
-        self.client.conn.write(data)
+        self.session.conn.write(data)
 
 
 def _one_word_params(params: tuple[str, ...]) -> list[str]:

@@ -35,7 +35,7 @@ def dispatch(ctx: Context, table: dict[str, Command]) -> None:
     msg = ctx.msg
     command = table.get(msg.command)
     client = ctx.client
-    if command is None or (command.capability is not None and command.capability not in client.caps):
+    if command is None or (command.capability is not None and command.capability not in ctx.session.caps):
         if client.registered:
             ctx.reply(ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
         else:

@@ -27,7 +27,7 @@ from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
 from salotto.server.backplane import Backplane, LocalBackplane
 from salotto.server.channel import Channel
-from salotto.server.client import Client, Connection
+from salotto.server.client import DETACHED, Client, Connection
 from salotto.server.commands import COMMANDS
 from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
@@ -57,6 +57,9 @@ from salotto.storage.store import Store
 __all__ = ["Server", "WhowasEntry"]
 
 log = logging.getLogger("salotto.server")
+
+# What always-on marks a user away with when its last connection goes (cleared when one comes back).
+ALWAYS_ON_AWAY = "Not connected (always-on)"
 
 DEFAULT_MOTD = [
     "Welcome to salotto.",
@@ -121,6 +124,10 @@ class Server:
         self.monitors: dict[str, set[Client]] = {}
         # Casefolded account -> this node's connections logged in to it (read markers reach them all).
         self.logins: dict[str, set[Client]] = {}
+        # Several devices on one nick: how many devices are attached (Client.devices), and the users
+        # whose own connection is gone and who stay (always-on, or devices left): not in ``clients``.
+        self.device_count = 0
+        self.detached_users: set[Client] = set()
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
@@ -349,7 +356,7 @@ class Server:
 
         While a command of the client's waits for work off the loop, its later lines wait in order
         (at most ``flood_max_queued_lines`` of them, as fakelag's queue) and run once it is answered."""
-        if client.quitting:
+        if client.quitting or client.detached:
             return
         client.last_seen = self.clock()
         client.ping_sent_at = None
@@ -367,7 +374,8 @@ class Server:
             msg = parse(text)
         except MalformedMessage:
             return
-        ctx = Context(self, client, msg)
+        # The user is the device's primary; replies go to the connection that sent the line.
+        ctx = Context(self, client.primary or client, msg, client)
         try:
             if client.batch is None or not multiline.collect(ctx):  # a multiline batch's lines go to it
                 dispatch(ctx, COMMANDS)
@@ -390,7 +398,7 @@ class Server:
         if client.waiting:
             self._hold_line(client, None)
             return
-        ctx = Context(self, client, parse("PING"))
+        ctx = Context(self, client.primary or client, parse("PING"), client)
         if client.batch is not None:
             multiline.line_dropped(ctx)  # the batch would miss a line: it is refused instead
         ctx.reply(ERR_INPUTTOOLONG, "Input line was too long")
@@ -428,31 +436,138 @@ class Server:
 
     def disconnect(self, client: Client, reason: str, *, error: str | None = None) -> None:
         """Remove ``client``: others see a QUIT with ``reason``; the client gets ERROR, then EOF."""
-        if client.quitting:
+        if client.quitting or client.detached:
             return
-        client.quitting = True
         if error is None:
             error = reason
-        client.conn.write(encode_wire(f"ERROR :Closing link: {client.host} ({error})\r\n"))
-        self._remove(client, reason)
-        client.conn.close(reason)
+        conn = client.conn
+        conn.write(encode_wire(f"ERROR :Closing link: {client.host} ({error})\r\n"))
+        self._connection_gone(client, reason)
+        conn.close(reason)
 
     def connection_lost(self, client: Client, reason: str) -> None:
         """The transport lost the connection (EOF, reset, send queue): clean up if not done yet."""
-        if client.quitting:
+        if client.quitting or client.detached:
+            return
+        self._connection_gone(client, reason)
+
+    def _connection_gone(self, client: Client, reason: str) -> None:
+        """One connection is over: a device leaves silently; a user with devices left (or always-on) stays,
+        detached; anyone else quits."""
+        user = client.primary
+        if user is not None:
+            client.quitting = True
+            self._drop_connection(client, reason)
+            self._unindex_login(client)
+            self._detach_device(user, client)
+            log.info("device of %s left (%s): %s", user.nick, client.ip, reason)
+            if not user.quitting and not user.devices and user.detached:
+                self._last_session_gone(user, reason)
+            return
+        if client.registered and not self.shutting_down and (client.devices or self.always_on(client)):
+            self._drop_connection(client, reason)
+            self._detach(client)
+            log.info("%s (%s) detached: %s", client.nick, client.ip, reason)
+            if not client.devices:
+                self._last_session_gone(client, reason)
             return
         client.quitting = True
+        self._drop_connection(client, reason)
         self._remove(client, reason)
 
-    def _remove(self, client: Client, reason: str) -> None:
+    def _drop_connection(self, client: Client, reason: str) -> None:
+        """What a connection held: its place among the clients, its address's count, its open batch."""
         self.stats.disconnects[disconnect_category(reason)] += 1
         self.clients.discard(client)
         self.per_ip[client.ip] -= 1
         if self.per_ip[client.ip] <= 0:
             del self.per_ip[client.ip]
+        self.open_batches.pop(client, None)
+        client.batch = None
+
+    def _detach(self, user: Client) -> None:
+        """The user's own connection is gone and the user stays: writes to it are dropped from now on, and
+        its input (what waited) is forgotten."""
+        user.detached = True
+        user.conn = DETACHED
+        user.write = DETACHED.write
+        user.outbox = DETACHED.outbox
+        user.mark_pending = DETACHED.mark_pending
+        user.backlog = None
+        user.caps = set()
+        user.tag_flags = 0
+        user.ping_sent_at = None
+        self.detached_users.add(user)
+
+    def _last_session_gone(self, user: Client, reason: str) -> None:
+        """No connection of ``user`` is left: always-on keeps it, marked away; otherwise it quits."""
+        if self.always_on(user):
+            user.absent_since = int(self.wallclock() * 1000) / 1000
+            if user.away is None:
+                user.away = ALWAYS_ON_AWAY
+                user.away_auto = True
+                self.backplane.to_peers(user, self.from_user(user, "AWAY", [user.away]), cap="away-notify")
+            return
+        self.detached_users.discard(user)
+        user.quitting = True
+        self._remove(user, reason)
+
+    def always_on(self, user: Client) -> bool:
+        """Whether ``user`` stays when its last connection goes (its account's always-on setting)."""
+        accounts = self.accounts
+        if user.account is None or accounts is None:
+            return False
+        setting = accounts.always_on_setting(user.account)
+        return self.config.always_on_default if setting is None else setting
+
+    def attach(self, user: Client, device: Client) -> None:
+        """``device`` (registering, logged in to ``user``'s account) becomes one of ``user``'s devices."""
+        device.primary = user
+        device.registered = True
+        device.nick, device.nick_cf = user.nick, ""  # holds no nick of its own: the user's is in the registry
+        devices = user.devices
+        if not devices:
+            devices = user.devices = []
+            for channel in user.channels.values():
+                channel.with_devices.add(user)
+        devices.append(device)
+        self.device_count += 1
+        if user.away_auto:  # always-on marked it away when its last connection went: back now
+            user.away = None
+            user.away_auto = False
+            self.backplane.to_peers(user, self.from_user(user, "AWAY", []), cap="away-notify", exclude=device)
+
+    def _detach_device(self, user: Client, device: Client) -> None:
+        devices = user.devices
+        if devices is None or device not in devices:
+            return
+        devices.remove(device)
+        self.device_count -= 1
+        if not devices:
+            user.devices = None
+            for channel in user.channels.values():
+                channel.with_devices.discard(user)
+
+    def end_user(self, user: Client, reason: str, *, error: str | None = None) -> None:
+        """Every connection of ``user`` closes and it quits (KILL), always-on or not."""
+        if user.quitting:
+            return
+        user.quitting = True  # first: its devices leaving must not look for a last session
+        for device in list(user.devices or ()):
+            self.disconnect(device, reason, error=error)
+        if user.detached:
+            self.detached_users.discard(user)
+        else:
+            conn = user.conn
+            conn.write(encode_wire(f"ERROR :Closing link: {user.host} ({error or reason})\r\n"))
+            self._drop_connection(user, reason)
+            conn.close(reason)
+        self._remove(user, reason)
+
+    def _remove(self, client: Client, reason: str) -> None:
+        """The user ``client`` is gone (its connection already let go): its nick, channels, QUIT."""
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
-        self.open_batches.pop(client, None)
         self._unindex_login(client)
         monitor.forget(self, client)
         if client.registered:
@@ -499,18 +614,19 @@ class Server:
 
         self.channel_registry.join(client, request, joined)
 
-    def rename(self, client: Client, nick: str, done: Callable[[bytes | None], None]) -> None:
+    def rename(self, client: Client, nick: str, done: Callable[[bytes | None], None], *,
+               session: Client | None = None) -> None:
         """Rename a registered client, if the nick registry lets it claim ``nick``: everyone sharing a
         channel sees the NICK. ``done`` gets the line for the client itself (a handler replies with
         it; a forced rename writes it), or None when someone else holds the nick; now, or later."""
         nick_cf = casefold(nick)
 
         def claimed(ok: bool) -> None:
-            done(self._renamed(client, nick, nick_cf) if ok else None)
+            done(self._renamed(client, nick, nick_cf, session or client) if ok else None)
 
         self.claim_nick(client, nick_cf, claimed)
 
-    def _renamed(self, client: Client, nick: str, nick_cf: str) -> bytes:
+    def _renamed(self, client: Client, nick: str, nick_cf: str, session: Client) -> bytes:
         change = self.from_user(client, "NICK", [nick])
         self.remember_nick(client)
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
@@ -519,10 +635,10 @@ class Server:
         client.nick_since = int(self.wallclock() * 1000) / 1000
         if client.account is None:
             self.parties.renamed(client)
-        self.backplane.to_peers(client, change)
+        self.backplane.to_peers(client, change, exclude=session)  # and the user's other connections
         if self.monitors:
             monitor.nick_changed(self, client, old_nick)
-        return change.variant(client.tag_flags)
+        return change.variant(session.tag_flags)
 
     def remember_nick(self, client: Client) -> None:
         if self.config.whowas_max_entries <= 0:
@@ -604,4 +720,8 @@ class Server:
         self.shutting_down = True
         for client in list(self.clients):
             self.disconnect(client, reason, error=reason)
+        for user in list(self.detached_users):  # not connections: they go without a word
+            self.detached_users.discard(user)
+            user.quitting = True
+            self._remove(user, reason)
         self.flush_markers()

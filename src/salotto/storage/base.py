@@ -76,6 +76,7 @@ class StoredAccount:
     created: float  # epoch seconds
     email: str | None = None
     verified: bool = True  # False while draft/account-registration verification is pending
+    always_on: bool | None = None  # NickServ SET ALWAYS-ON; None: the server's always_on_default
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,11 +34,12 @@ from salotto.server.accounts import grant_access_status, persist_channel_state, 
 from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
+from salotto.server.fanout import Outgoing
 from salotto.server.handlers.history import replay_on_join
 from salotto.server.handlers.markers import marker_on_join
 from salotto.server.registry import JoinRequest
 
-__all__ = ["join_channel", "part_channel", "send_names"]
+__all__ = ["channel_burst", "join_channel", "part_channel", "send_names"]
 
 log = logging.getLogger("salotto.server")
 
@@ -113,27 +114,49 @@ def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_acces
     backplane = server.backplane
     plain = server.from_user(client, "JOIN", [channel.name])
     extended = server.from_user(client, "JOIN", [channel.name, client.account or "*", client.realname])
-    backplane.to_members(channel, plain, exclude=client, about=client, alternative=("extended-join", extended))
-    own = extended if "extended-join" in client.caps else plain
-    ctx.send(own.variant(client.tag_flags))
+    session = ctx.session
+    backplane.to_members(channel, plain, exclude=session, about=client, alternative=("extended-join", extended))
+    own = extended if "extended-join" in session.caps else plain
+    ctx.send(own.variant(session.tag_flags))
     if has_access:
         grant_access_status(server, channel, client, ctx)
     if client.away is not None:  # away-notify: say it with the join, not only when it changes
         away = server.from_user(client, "AWAY", [client.away])
-        backplane.to_members(channel, away, exclude=client, about=client, cap="away-notify")
+        backplane.to_members(channel, away, exclude=session, about=client, cap="away-notify")
     if channel.topic:
         send_topic(ctx, channel)
     marker_on_join(ctx, channel)
     send_names(ctx, channel)
     replay_on_join(ctx, channel)
+    if client.devices:  # the user's other connections are in the channel too: their topic and NAMES
+        for other in client.sessions():
+            if other is not session:
+                channel_burst(ctx, channel, other, join=None)
+
+
+def channel_burst(ctx: Context, channel: Channel, session: Client, join: tuple[Outgoing, Outgoing] | None) -> None:
+    """What a connection of the user is told of a channel the user is in, as it would be told on joining:
+    the JOIN (``join``: plain and extended-join; None when the backplane brought it), topic, read marker,
+    NAMES, and the replay of its history, written to that connection now (not through ``ctx``)."""
+    burst = Context(ctx.server, ctx.client, ctx.msg, session)
+    burst.label = None
+    if join is not None:
+        plain, extended = join
+        burst.send((extended if "extended-join" in session.caps else plain).variant(session.tag_flags))
+    if channel.topic:
+        send_topic(burst, channel)
+    marker_on_join(burst, channel)
+    send_names(burst, channel)
+    replay_on_join(burst, channel)
+    burst.flush()
 
 
 def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
     server = ctx.server
     client = ctx.client
     part = server.from_user(client, "PART", [channel.name, reason] if reason else [channel.name])
-    server.backplane.to_members(channel, part, exclude=client, about=client)
-    ctx.send(part.variant(client.tag_flags))
+    server.backplane.to_members(channel, part, exclude=ctx.session, about=client)
+    ctx.send(part.variant(ctx.session.tag_flags))
     server.remove_member(channel, client)
 
 
@@ -187,8 +210,8 @@ def handle_topic(ctx: Context) -> None:
     server.channel_registry.set_topic(channel, params[1][: server.config.topic_max_len], client.prefix,
                                       int(server.wallclock()))
     change = server.from_user(client, "TOPIC", [channel.name, channel.topic])
-    server.backplane.to_channel(channel, change, client)
-    ctx.send(change.variant(client.tag_flags))
+    server.backplane.to_channel(channel, change, ctx.session)
+    ctx.send(change.variant(ctx.session.tag_flags))
     persist_channel_state(server, channel)
 
 
@@ -200,8 +223,8 @@ def send_names(ctx: Context, channel: Channel) -> None:
     """
     client = ctx.client
     server = ctx.server
-    multi = "multi-prefix" in client.caps
-    userhost = "userhost-in-names" in client.caps
+    multi = "multi-prefix" in ctx.session.caps
+    userhost = "userhost-in-names" in ctx.session.caps
     symbol = "@" if "s" in channel.modes else "="
     if client not in channel and "s" in channel.modes:
         ctx.reply(RPL_ENDOFNAMES, channel.name, "End of /NAMES list")
@@ -277,7 +300,7 @@ def handle_invite(ctx: Context) -> None:
     invite = server.from_user(client, "INVITE", [target.nick, channel.name])
     server.backplane.to_nick(target, invite)
     # invite-notify: the channel's operators who asked for it learn of the invitation.
-    server.backplane.to_members(channel, invite, exclude=client, cap="invite-notify", operators_only=True)
+    server.backplane.to_members(channel, invite, exclude=ctx.session, cap="invite-notify", operators_only=True)
 
 
 def handle_kick(ctx: Context) -> None:
@@ -305,7 +328,7 @@ def handle_kick(ctx: Context) -> None:
             ctx.reply(ERR_USERNOTINCHANNEL, nick, channel.name, "They aren't on that channel")
             continue
         kick = server.from_user(client, "KICK", [channel.name, target.nick, reason])
-        server.backplane.to_channel(channel, kick, client)
-        ctx.send(kick.variant(client.tag_flags))
+        server.backplane.to_channel(channel, kick, ctx.session)
+        ctx.send(kick.variant(ctx.session.tag_flags))
         log.info("%s kicked %s from %s: %s", client.nick, target.nick, channel.name, reason)
         server.remove_member(channel, target)

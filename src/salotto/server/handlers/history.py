@@ -188,12 +188,12 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
     return conversation_key(me, _party_of(server, name)), name, readable_since(server, client, None)
 
 
-def _in_batch(server: Server, client: Client, kind: str, lines: list[bytes], label: str | None = None) -> bytes:
+def _in_batch(server: Server, session: Client, kind: str, lines: list[bytes], label: str | None = None) -> bytes:
     """``lines`` (serialized, CRLF included; an entry may be several lines, a multiline message) as one
     batch of ``kind`` (its type and parameters), with ``label`` on its start, for a client that negotiated
     batch; the lines alone for one that did not (a label needs the batch to go on). A multiline message's
     own batch nests inside it."""
-    if "batch" not in client.caps:
+    if "batch" not in session.caps:
         return b"".join(lines)
     ref = server.new_batch_id()
     start = encode_wire(f":{server.name} BATCH +{ref} {kind}\r\n")
@@ -202,7 +202,8 @@ def _in_batch(server: Server, client: Client, kind: str, lines: list[bytes], lab
     return start + b"".join(in_outer_batch(lines, "batch=" + ref)) + f":{server.name} BATCH -{ref}\r\n".encode()
 
 
-def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: str) -> bytes:
+def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: str, flags: int) -> bytes:
+    """``msg`` as ``client`` (the user) sees it, for a connection whose tag_flags are ``flags``."""
     if shown[:1] in CHANTYPES:
         target = shown
     else:
@@ -216,7 +217,7 @@ def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: st
     lines = stored_lines(text, msg.tags)
     if lines is not None:
         text = lines[0][0]
-    if not client.tag_flags & TAG_SERVER_TIME:
+    if not flags & TAG_SERVER_TIME:
         # Without server-time the client would show an old message as new: say when it was
         # (inside a CTCP ACTION, so that /me stays an action).
         stamp = time.strftime("[%Y-%m-%d %H:%M UTC] ", time.gmtime(msg.time))
@@ -234,7 +235,7 @@ def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: st
         out = MultilineOutgoing(msg.sender, msg.command, target, lines, wall=msg.time, batch_id=server.new_batch_id(),
                                 max_line_bytes=server.config.max_line_bytes, msgid=msg.msgid, account=msg.account,
                                 client_tags=client_tags)
-    return out.variant(client.tag_flags)
+    return out.variant(flags)
 
 
 def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float,
@@ -244,7 +245,8 @@ def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]]
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
-    lines = [_history_line(ctx.server, msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
+    flags = ctx.session.tag_flags
+    lines = [_history_line(ctx.server, msg, client, shown, flags) for msg in outcome.value or [] if msg.time >= since]
     _answer_in_batch(ctx, f"chathistory {shown}", _within_budget(ctx.server, lines, newest=newest))
 
 
@@ -269,7 +271,7 @@ def _within_budget(server: Server, lines: list[bytes], *, newest: bool) -> list[
 def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
     """The whole answer is ``lines`` in one batch of ``kind``, which carries the command's label itself
     (or no batch, when the client has no batch cap, and then no label either)."""
-    ctx.send(_in_batch(ctx.server, ctx.client, kind, lines, ctx.label_tag()))
+    ctx.send(_in_batch(ctx.server, ctx.session, kind, lines, ctx.label_tag()))
     ctx.label = None
 
 
@@ -315,7 +317,8 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
     client = ctx.client
     history = server.history
     lines = server.config.history_replay_lines
-    if history is None or lines <= 0 or CHATHISTORY_CAP in client.caps:
+    session = ctx.session
+    if history is None or lines <= 0 or CHATHISTORY_CAP in session.caps:
         return
     key, shown = channel.name_cf, channel.name
     since = readable_since(server, client, channel)
@@ -330,12 +333,51 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        lines = [_history_line(server, msg, client, shown) for msg in messages]
-        replay.send(_in_batch(server, client, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
+        lines = [_history_line(server, msg, client, shown, session.tag_flags) for msg in messages]
+        replay.send(_in_batch(server, session, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
 
     callback = replay.wait(done)
     try:
         history.read(lambda s: s.before(key, joined_at, lines), callback)
     except BaseException:
         replay.abandon()  # the read will not call back: the client's next lines must not wait for it
+        raise
+
+
+def replay_while_detached(ctx: Context, since: float) -> None:
+    """The private messages the user received since ``since`` (when its last connection went; always-on),
+    for a connection that attaches without draft/chathistory: one batch per conversation, at most
+    ``history_replay_lines`` each, after the rest of its welcome. One with chathistory fetches them itself."""
+    server = ctx.server
+    client = ctx.client
+    session = ctx.session
+    history = server.history
+    lines = server.config.history_replay_lines
+    party = client.account
+    if history is None or lines <= 0 or party is None or CHATHISTORY_CAP in session.caps:
+        return
+    start = Ref.by_time(since)
+    end = int(server.wallclock() * 1000) / 1000 + 1
+    replay = ctx.followup()
+
+    def read(store: Storage) -> list[tuple[str, list[HistoryMessage]]]:
+        found = []
+        for listing in store.targets([], party, since, end, server.config.chathistory_max_lines):
+            found.append((listing.name, store.after(listing.target, start, lines)))
+        return found
+
+    def done(outcome: Outcome[list[tuple[str, list[HistoryMessage]]]]) -> None:
+        if outcome.error is not None:
+            log.error("could not read the private history of %s to replay: %s", client.nick, outcome.error)
+        for name, messages in outcome.value or []:
+            shown = server.parties.name_of(name) or name
+            mine = [_history_line(server, msg, client, shown, session.tag_flags) for msg in messages]
+            if mine:
+                replay.send(_in_batch(server, session, f"chathistory {shown}", _within_budget(server, mine, newest=True)))
+
+    callback = replay.wait(done)
+    try:
+        history.read(read, callback)
+    except BaseException:
+        replay.abandon()
         raise

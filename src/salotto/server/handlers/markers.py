@@ -52,7 +52,7 @@ def handle_markread(ctx: Context) -> None:
     if moved:
         server.stats.read_markers += 1
         server.backplane.to_account(
-            account, server.outgoing(server.name, "MARKREAD", [target, shown]), cap=READ_MARKER_CAP, exclude=client
+            account, server.outgoing(server.name, "MARKREAD", [target, shown]), cap=READ_MARKER_CAP, exclude=ctx.session
         )
 
 
@@ -61,7 +61,7 @@ def marker_on_join(ctx: Context, channel: Channel) -> None:
     NAMES, so that a client knows what is unread before the history it is about to fetch."""
     client = ctx.client
     accounts = ctx.server.accounts
-    if accounts is None or client.account is None or READ_MARKER_CAP not in client.caps:
+    if accounts is None or client.account is None or READ_MARKER_CAP not in ctx.session.caps:
         return
     ctx.from_server("MARKREAD", channel.name, _shown(accounts.markers.get(client.account, channel.name)))
 

@@ -102,7 +102,8 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
         client_tags = batch.tags
         text = ""
         lines = batch.lines
-    echo = "echo-message" in client.caps
+    session = ctx.session  # the connection that sent it: echo-message is its, and it is not sent the message
+    echo = "echo-message" in session.caps
     stats = server.stats
     stats.messages_in += 1
     client.idle_since = server.clock()
@@ -144,9 +145,9 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             else:
                 out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags, bot)
             if is_tagmsg:
-                stats.deliveries_out += server.backplane.to_members(channel, out, exclude=client, cap="message-tags")
+                stats.deliveries_out += server.backplane.to_members(channel, out, exclude=session, cap="message-tags")
             else:
-                stats.deliveries_out += server.backplane.to_channel(channel, out, client)
+                stats.deliveries_out += server.backplane.to_channel(channel, out, session)
             if history is not None:
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
                                               command, stored_text, stored_tags))
@@ -170,8 +171,14 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             else:
                 out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
-            if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
-                stats.deliveries_out += server.backplane.to_nick(recipient, out)
+            if recipient is client:
+                if not echo or client.devices:  # to oneself: once on each connection (the echo on this one)
+                    stats.deliveries_out += server.backplane.to_sessions(client, out, exclude=session if echo else None)
+            else:
+                if not is_tagmsg or "message-tags" in recipient.caps:
+                    stats.deliveries_out += server.backplane.to_nick(recipient, out)
+                if client.devices:  # the sender's other connections see it as this one's echo would show it
+                    stats.deliveries_out += server.backplane.to_sessions(client, out, exclude=session)
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
             if history is not None and server.config.history_private:
@@ -186,7 +193,7 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                         command, stored_text, stored_tags, (sender_id, recipient_id),
                     ))
         if echo:
-            ctx.send(out.variant(client.tag_flags))
+            ctx.send(out.variant(session.tag_flags))
             stats.deliveries_out += 1
 
 
@@ -227,8 +234,9 @@ def handle_away(ctx: Context) -> None:
         ctx.reply(RPL_UNAWAY, "You are no longer marked as being away")
     else:
         ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
+    client.away_auto = False
     notice = server.from_user(client, "AWAY", [text] if text else [])
-    server.backplane.to_peers(client, notice, cap="away-notify")
+    server.backplane.to_peers(client, notice, cap="away-notify", exclude=ctx.session)
 
 
 def handle_setname(ctx: Context) -> None:
@@ -241,6 +249,6 @@ def handle_setname(ctx: Context) -> None:
         return
     client.realname = realname
     change = server.from_user(client, "SETNAME", [realname])
-    server.backplane.to_peers(client, change, cap="setname")
-    ctx.send(change.variant(client.tag_flags))
+    server.backplane.to_peers(client, change, cap="setname", exclude=ctx.session)
+    ctx.send(change.variant(ctx.session.tag_flags))
 

@@ -86,7 +86,9 @@ def _user_mode(ctx: Context, nick: str) -> None:
         ctx.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if applied:
         change = server.from_user(client, "MODE", [client.nick, _join_modes(applied)], source=client.nick)
-        ctx.send(change.variant(client.tag_flags))
+        ctx.send(change.variant(ctx.session.tag_flags))
+        if client.devices:  # the user's other connections see its modes change too
+            server.backplane.to_sessions(client, change, exclude=ctx.session)
 
 
 def _join_modes(applied: list[str]) -> str:
@@ -149,8 +151,8 @@ def _modes_changed(ctx: Context, channel: Channel, outcomes: list[ModeOutcome]) 
                 args.append(outcome.applied)
     if applied:
         line = server.from_user(client, "MODE", [channel.name, _join_modes(applied), *args])
-        server.backplane.to_channel(channel, line, client)
-        ctx.send(line.variant(client.tag_flags))
+        server.backplane.to_channel(channel, line, ctx.session)
+        ctx.send(line.variant(ctx.session.tag_flags))
         persist_channel_state(server, channel)
 
 

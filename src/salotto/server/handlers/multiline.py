@@ -37,7 +37,7 @@ _MAX_REF_LEN = 64
 def handle_batch(ctx: Context) -> None:
     # BATCH +<ref> draft/multiline <target>   (BATCH -<ref> of an open batch goes to collect())
     params = ctx.msg.params
-    client = ctx.client
+    client = ctx.session  # the batch is the connection's
     server = ctx.server
     sign, ref = params[0][:1], params[0][1:]
     if sign not in ("+", "-") or not ref or len(ref) > _MAX_REF_LEN or not _REF_CHARS.issuperset(ref):
@@ -72,7 +72,7 @@ def handle_batch(ctx: Context) -> None:
 def collect(ctx: Context) -> bool:
     """A line of a client that has a batch open (or dropped): True when it was the batch's (kept, refused
     or ignored), False when its command is to run as usual."""
-    client = ctx.client
+    client = ctx.session  # the batch is the connection's
     batch = client.batch
     assert batch is not None
     msg = ctx.msg
@@ -138,13 +138,13 @@ def collect(ctx: Context) -> bool:
 def line_dropped(ctx: Context) -> None:
     """The transport dropped a line of this client's as too long while its batch was open: the message
     would lack a line (or the line was not the batch's, which breaks it as well), so the batch is refused."""
-    batch = ctx.client.batch
+    batch = ctx.session.batch
     if batch is not None and not batch.dropped:
         _refuse(ctx, batch, "MULTILINE_INVALID", description="A line of the batch was too long")
 
 
 def _close(ctx: Context, batch: OpenBatch) -> None:
-    client = ctx.client
+    client = ctx.session  # the batch is the connection's
     client.batch = None
     ctx.server.open_batches.pop(client, None)
     if batch.label is not None:
@@ -160,7 +160,7 @@ def _refuse(ctx: Context, batch: OpenBatch, code: str, *context: str, descriptio
             labelled: bool = True) -> None:
     """``FAIL BATCH <code>``, labelled as the batch's answer (``labelled``: the line that broke it is the
     batch's own), and the batch is dropped: the rest of its lines will be ignored."""
-    client = ctx.client
+    client = ctx.session  # the batch is the connection's
     server = ctx.server
     server.stats.multiline_refused += 1
     batch.drop()
@@ -182,6 +182,6 @@ def expire(server: Server, now: float) -> None:
             continue
         if now < deadline or client.waiting:
             continue
-        ctx = Context(server, client, parse("BATCH"))
+        ctx = Context(server, client.primary or client, parse("BATCH"), client)
         _refuse(ctx, batch, "TIMEOUT", batch.ref, description="Multiline batch left open too long")
         ctx.flush()

@@ -68,7 +68,10 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
     server.opers.add(client)
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")
-    ctx.send(server.from_user(client, "MODE", [client.nick, "+o"], source=client.nick).variant(client.tag_flags))
+    change = server.from_user(client, "MODE", [client.nick, "+o"], source=client.nick)
+    ctx.send(change.variant(ctx.session.tag_flags))
+    if client.devices:
+        server.backplane.to_sessions(client, change, exclude=ctx.session)
 
 
 def handle_kill(ctx: Context) -> None:
@@ -82,7 +85,7 @@ def handle_kill(ctx: Context) -> None:
         return
     reason = f"Killed ({client.nick} ({comment}))"
     log.info("%s killed %s: %s", client.nick, target.nick, comment)
-    server.disconnect(target, reason)
+    server.end_user(target, reason)  # every connection of it, always-on or not
 
 
 def handle_rehash(ctx: Context) -> None:
@@ -111,5 +114,5 @@ def handle_chghost(ctx: Context) -> None:
     change = server.from_user(target, "CHGHOST", [user, host])
     target.user, target.host = user, host
     # Its peers and extended-monitor watchers that asked for chghost, and itself if it did.
-    server.backplane.to_peers(target, change, cap="chghost", include_self="chghost" in target.caps)
+    server.backplane.to_peers(target, change, cap="chghost", include_self=True)
     ctx.notice(f"{target.nick} is now {target.prefix}")

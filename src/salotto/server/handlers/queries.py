@@ -179,7 +179,7 @@ def _who_flags(ctx: Context, channel: Channel | None, target: Client) -> str:
     if BOT_MODE in target.modes:
         flags += BOT_MODE
     if channel is not None:
-        flags += channel.prefix_of(target, multi="multi-prefix" in ctx.client.caps)
+        flags += channel.prefix_of(target, multi="multi-prefix" in ctx.session.caps)
     return flags
 
 
@@ -282,7 +282,7 @@ def handle_whois(ctx: Context) -> None:
         ctx.reply(RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
         return
     ctx.reply(RPL_WHOISUSER, target.nick, target.user, target.host, "*", target.realname)
-    multi = "multi-prefix" in client.caps
+    multi = "multi-prefix" in ctx.session.caps
     channels = [
         channel.prefix_of(target, multi=multi) + channel.name
         for channel in target.channels.values()

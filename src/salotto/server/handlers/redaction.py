@@ -169,8 +169,11 @@ def _relay(ctx: Context, key: str, shown: str, msgid: str, reason: str | None) -
         params.append(_fit(reason, client.prefix, "REDACT", f"{target} {msgid}", server.config.max_line_bytes))
     out = server.from_user(client, "REDACT", params)
     if channel is not None:
-        server.backplane.to_members(channel, out, exclude=client, cap=REDACTION_CAP)
-    elif recipient is not None and recipient is not client and REDACTION_CAP in recipient.caps:
-        server.backplane.to_nick(recipient, out)
-    if "echo-message" in client.caps:
-        ctx.send(out.variant(client.tag_flags))
+        server.backplane.to_members(channel, out, exclude=ctx.session, cap=REDACTION_CAP)
+    else:
+        if recipient is not None and recipient is not client and REDACTION_CAP in recipient.caps:
+            server.backplane.to_nick(recipient, out)
+        if client.devices:  # the sender's other connections show the conversation too
+            server.backplane.to_sessions(client, out, exclude=ctx.session)
+    if "echo-message" in ctx.session.caps:
+        ctx.send(out.variant(ctx.session.tag_flags))

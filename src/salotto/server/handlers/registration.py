@@ -25,16 +25,18 @@ from salotto.proto.numerics import (
     ERR_SASLABORTED,
     RPL_CREATED,
     RPL_MYINFO,
+    RPL_NOWAWAY,
     RPL_WELCOME,
     RPL_YOURHOST,
 )
 from salotto.server import monitor
 from salotto.server.accounts import is_service, nick_protection_check
-from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_MULTILINE, TAG_SERVER_TIME
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_MULTILINE, TAG_SERVER_TIME, Client
 from salotto.server.context import Context
 from salotto.server.dispatch import password_missing, refuse_password
 from salotto.server.flood import ip_key
-from salotto.server.handlers.channels import join_channel
+from salotto.server.handlers.channels import channel_burst, join_channel
+from salotto.server.handlers.history import replay_while_detached
 from salotto.server.handlers.queries import send_isupport, send_lusers, send_motd
 from salotto.server.isupport import USERLEN
 from salotto.server.sasl import MECHANISMS
@@ -105,7 +107,7 @@ def _cap_lines(ctx: Context, subcommand: str, items: list[str]) -> None:
 
 def handle_cap(ctx: Context) -> None:
     # CAP <subcommand> [:<capabilities>]
-    client = ctx.client
+    client = ctx.session  # capabilities are the connection's (a device has its own)
     params = ctx.msg.params
     sub = params[0].upper()
     if sub == "LS":
@@ -217,6 +219,12 @@ def handle_nick(ctx: Context) -> None:
         return
     nick_cf = casefold(nick)
     holder = server.nick_registry.holder(nick_cf)
+    if holder is not None and holder is not client and not client.registered and _may_attach_to(ctx, holder):
+        # Several devices on one nick: taken for now, without claiming it; registration attaches this
+        # connection to the holder if it logged in to the same account (try_register), or answers 433.
+        client.nick, client.nick_cf = holder.nick, nick_cf
+        try_register(ctx)
+        return
     if (holder is not None and holder is not client) or is_service(nick):
         ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
@@ -238,7 +246,13 @@ def handle_nick(ctx: Context) -> None:
         if not case_only:  # same nick in other letters: the grace already running goes on
             nick_protection_check(server, client, ctx)
 
-    ctx.call(lambda done: server.rename(client, nick, done), renamed)
+    ctx.call(lambda done: server.rename(client, nick, done, session=ctx.session), renamed)
+
+
+def _may_attach_to(ctx: Context, holder: Client) -> bool:
+    """Whether a connection may take ``holder``'s nick for now, to attach to it: multiclient is on and the
+    holder is a user logged in to an account (that this connection must log in to before registering)."""
+    return ctx.server.config.multiclient and holder.registered and holder.account is not None
 
 
 def _nick_claimed(ctx: Context, nick: str, nick_cf: str, claimed: bool) -> None:
@@ -293,6 +307,18 @@ def try_register(ctx: Context) -> None:
     if password_missing(ctx):
         refuse_password(ctx, "Password required: this server needs PASS before NICK and USER")
         return
+    server = ctx.server
+    holder = server.nick_registry.holder(client.nick_cf)
+    if holder is not client:  # a nick taken for now (handle_nick): attach to its holder, or 433
+        refusal = _attach_refusal(ctx, holder)
+        if refusal is not None:
+            nick = client.nick
+            client.nick, client.nick_cf = "*", ""
+            ctx.reply(ERR_NICKNAMEINUSE, nick, refusal)  # registration waits for another NICK
+            return
+        assert holder is not None
+        _attach(ctx, holder)
+        return
     if _refused_as_registered(ctx, client.nick):
         # Registration waits for another NICK, as after any 433.
         ctx.server.nick_registry.release(client)
@@ -303,7 +329,6 @@ def try_register(ctx: Context) -> None:
         client.sasl = None
         ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
     client.registered = True
-    server = ctx.server
     server.registered_count += 1
     if server.registered_count > server.registered_peak:
         server.registered_peak = server.registered_count
@@ -314,6 +339,51 @@ def try_register(ctx: Context) -> None:
     nick_protection_check(ctx.server, client, ctx)
     for name in ctx.server.config.autojoin:
         join_channel(ctx, name, None)
+
+
+def _attach_refusal(ctx: Context, holder: Client | None) -> str | None:
+    """Why this registering connection may not attach to ``holder`` (the holder of the nick it took for
+    now), or None when it may."""
+    client = ctx.client
+    server = ctx.server
+    if holder is None or not holder.registered or holder.quitting:
+        return "Nickname is already in use"  # it left meanwhile: the nick is free again, to be asked for anew
+    if (client.account is None or holder.account is None or not server.config.multiclient
+            or casefold(client.account) != casefold(holder.account)):
+        return "Nickname is already in use"
+    if client.sasl is not None:
+        client.sasl = None
+        ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
+    if len(holder.sessions()) >= server.config.multiclient_max_devices:
+        return (f"Nickname is already in use: {holder.nick} has {server.config.multiclient_max_devices} "
+                "connections, the most one user may have (multiclient_max_devices)")
+    return None
+
+
+def _attach(ctx: Context, user: Client) -> None:
+    """The registering connection becomes a device of ``user``: the welcome for the user's nick, then each
+    of its channels as on a join."""
+    server = ctx.server
+    device = ctx.client
+    absent_since = user.absent_since
+    user.absent_since = 0.0
+    server.attach(user, device)
+    server.stats.registrations += 1
+    log.info("attached a device to %s (%s, %s)", user.nick, device.ip, device.conn.transport_name)
+    ctx.client = user
+    welcome(ctx)
+    if user.modes:
+        ctx.send(server.from_user(user, "MODE", [user.nick, "+" + "".join(sorted(user.modes))], source=user.nick)
+                 .variant(device.tag_flags))
+    if user.away is not None:
+        ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
+    ctx.flush()
+    for channel in list(user.channels.values()):
+        plain = server.from_user(user, "JOIN", [channel.name])
+        extended = server.from_user(user, "JOIN", [channel.name, user.account or "*", user.realname])
+        channel_burst(ctx, channel, device, join=(plain, extended))
+    if absent_since:
+        replay_while_detached(ctx, absent_since)
 
 
 def welcome(ctx: Context) -> None:

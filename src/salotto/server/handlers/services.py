@@ -59,7 +59,7 @@ class Service:
         # Notices may echo what the user sent; cut so the line stays within 512 bytes.
         text = encode_wire(text)[:_SAY_MAX_BYTES].decode("utf-8", "ignore")
         line = server.outgoing(f"{self.name}!{self.name}@{server.name}", "NOTICE", [ctx.client.nick, text])
-        ctx.send(line.variant(ctx.client.tag_flags))
+        ctx.send(line.variant(ctx.session.tag_flags))
 
 
 def _date(epoch: float) -> str:
