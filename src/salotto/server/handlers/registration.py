@@ -418,4 +418,4 @@ def handle_quit(ctx: Context) -> None:
     ctx.flush()
     ctx.out.clear()
     ctx.label = None
-    ctx.server.disconnect(ctx.client, reason, error="Quit")
+    ctx.server.disconnect(ctx.session, reason, error="Quit")  # a device's QUIT ends that connection only
