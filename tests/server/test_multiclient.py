@@ -76,7 +76,7 @@ def test_a_device_gets_the_welcome_and_the_channels_of_its_user(tmp_path: Path) 
     assert next(m for m in got if m.command == "001").params[0] == "alice"
     joins = [m.params[0] for m in got if m.command == "JOIN"]
     assert joins == ["#lobby", "#dev"]
-    assert ["#dev", "the topic"] == next(m.params[1:] for m in got if m.command == "332")
+    assert next(m.params[1:] for m in got if m.command == "332") == ["#dev", "the topic"]
     # One user: listed once, counted once, nobody told of a second arrival.
     assert sorted(_names(bob)) == ["alice", "bob"]
     assert laptop.lines() == [] and bob.lines() == []
@@ -99,7 +99,7 @@ def test_both_devices_see_what_each_other_sends_and_what_others_send(tmp_path: P
     assert _privmsgs(phone) == []  # no echo-message on the phone: it does not get its own line back
     laptop.send("PRIVMSG #lobby :from the laptop")
     assert _privmsgs(laptop) == [("alice!~alice@127.0.0.1", ["#lobby", "from the laptop"])]  # its echo
-    assert _privmsgs(phone) == _privmsgs(bob)[:0] + [("alice!~alice@127.0.0.1", ["#lobby", "from the laptop"])]
+    assert _privmsgs(phone) == [("alice!~alice@127.0.0.1", ["#lobby", "from the laptop"])]
 
 
 def test_private_messages_reach_every_device_both_ways(tmp_path: Path) -> None:
@@ -307,3 +307,69 @@ def test_private_messages_sent_while_detached_are_replayed_to_the_next_device(tm
     _say(h, bob, "PRIVMSG alice :and again")
     tablet = _device(h, "alice", caps=["sasl", "batch", "server-time", "draft/chathistory"])
     assert not [m for m in tablet.messages() if m.command == "PRIVMSG" and m.params[0] == "alice"]
+
+
+def _nickserv(user: User, text: str) -> list[str]:
+    user.send(f"PRIVMSG NickServ :{text}")
+    return [m.params[-1] for m in user.messages() if m.command == "NOTICE"]
+
+
+def test_nickserv_sets_always_on_per_account_and_shows_it(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    assert "Always-on: off (the server default)." in _nickserv(laptop, "INFO")
+    assert any("Always-on is on for alice" in t for t in _nickserv(laptop, "SET ALWAYS-ON ON"))
+    assert "Always-on: on." in _nickserv(laptop, "INFO")
+    assert any("Syntax" in t for t in _nickserv(laptop, "SET ALWAYS-ON MAYBE"))
+    bob.lines()
+    laptop.send("QUIT")
+    assert bob.lines() == []  # stays
+    phone = _device(h, "alice")
+    assert any("Always-on is off" in t for t in _nickserv(phone, "SET ALWAYS-ON OFF"))
+    phone.send("QUIT")
+    assert [m.command for m in bob.messages()] == ["QUIT"]
+
+
+def test_always_on_accounts_are_limited(tmp_path: Path) -> None:
+    h = _harness(tmp_path, always_on_max_accounts=1)
+    alice = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    assert any("Always-on is on" in t for t in _nickserv(alice, "SET ALWAYS-ON ON"))
+    refusal = _nickserv(bob, "SET ALWAYS-ON ON")
+    assert any("always_on_max_accounts" in t for t in refusal), refusal
+    assert "Always-on: off (the server default)." in _nickserv(bob, "INFO")
+
+
+def test_with_the_default_on_the_limit_bounds_the_users_left_without_a_connection(tmp_path: Path) -> None:
+    h = _harness(tmp_path, always_on_default=True, always_on_max_accounts=1)
+    alice = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    carol = _registered(h, "carol")
+    alice.send("QUIT")
+    bob.send("QUIT")
+    assert h.server.find_user("alice") is not None and h.server.find_user("bob") is None
+    assert any(m.command == "QUIT" for m in carol.messages())
+
+
+def test_a_restart_keeps_the_always_on_user_in_its_channels(tmp_path: Path) -> None:
+    h = _harness(tmp_path, always_on_default=True)
+    alice = _registered(h, "alice")
+    alice.send("JOIN #dev")
+    alice.send("AWAY :gone fishing")
+    alice.send("QUIT")
+    bob = _registered(h, "bob")  # connected at shutdown: it comes back too
+    h.server.shutdown("Server shutting down")
+    h2 = _harness(tmp_path, always_on_default=True)
+    server = h2.server
+    back = server.find_user("alice")
+    assert back is not None and back.detached and back.account == "alice" and back.away == "gone fishing"
+    assert sorted(back.channels) == ["#dev", "#lobby"]
+    bob_back = server.find_user("bob")
+    assert bob_back is not None and bob_back.away is not None and bob_back.away_auto
+    carol = _registered(h2, "carol")
+    assert sorted(_names(carol)) == ["alice", "bob", "carol"]
+    assert server.registered_count == 3
+    phone = _device(h2, "alice")
+    assert [m.params[0] for m in phone.messages() if m.command == "JOIN"] == ["#lobby", "#dev"]
+    del bob

@@ -38,7 +38,7 @@ from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server.flood import Throttle, ip_key
 from salotto.server.markers import ReadMarkers
 from salotto.server.offload import Offload
-from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
+from salotto.storage.base import AlreadyExists, AlwaysOnUser, RegisteredChannel, Storage, StoredAccount
 from salotto.storage.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ class Accounts:
         login_addresses: Iterable[tuple[str, str, float]] = (),
         channels: Iterable[RegisteredChannel] = (),
         read_markers: Iterable[tuple[str, str, float]] = (),
+        always_on_users: Iterable[AlwaysOnUser] = (),
     ) -> None:
         self._writer = writer
         self.offload = offload
@@ -135,13 +136,15 @@ class Accounts:
         # across restarts too, so the runtime keeps it in the data directory.
         self.secret = secret or os.urandom(32)
         self.markers = ReadMarkers(read_markers)
+        # The always-on users present when the server last stopped: the server recreates them at startup.
+        self.returning: list[AlwaysOnUser] = list(always_on_users)
 
     @classmethod
     def load(cls, storage: Storage, writer: Writer, offload: Offload, secret: bytes | None = None) -> Accounts:
         """The registry with its directory read from ``storage`` (at startup, before the server serves)."""
         return cls(writer, offload, secret, accounts=storage.list_accounts(),
                    login_addresses=storage.list_login_addresses(), channels=storage.list_channels(),
-                   read_markers=storage.list_read_markers())
+                   read_markers=storage.list_read_markers(), always_on_users=storage.list_always_on_users())
 
     def get(self, name: str) -> StoredAccount | None:
         if not name or casefold(name) in _SERVICES_CF or valid_utf8(name) is not name:
@@ -224,6 +227,20 @@ class Accounts:
             callback(outcome)
 
         self.write(delete, done)
+
+    def set_always_on(self, name: str, always_on: bool | None, callback: Callable[[Outcome[bool]], None]) -> None:
+        """Store an account's always-on setting (None: the server's default), then enter it in the directory."""
+        def done(outcome: Outcome[bool]) -> None:
+            account = self.get(name)
+            if outcome.value and account is not None:
+                self._accounts[casefold(name)] = replace(account, always_on=always_on)
+            callback(outcome)
+
+        self.write(lambda store: store.set_always_on(name, always_on), done)
+
+    def always_on_count(self) -> int:
+        """Accounts that turned always-on on themselves (NickServ SET ALWAYS-ON ON)."""
+        return sum(1 for account in self._accounts.values() if account.always_on)
 
     def set_verified(self, name: str, callback: Callable[[Outcome[bool]], None] = _ignore) -> None:
         def done(outcome: Outcome[bool]) -> None:

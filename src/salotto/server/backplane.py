@@ -83,7 +83,8 @@ class Backplane(Protocol):
     ) -> int:
         """Everyone sharing a channel with ``client``, once each (on each of their connections), not
         ``client`` itself unless ``include_self``; with ``exclude``, the connection of ``client`` that made the
-        change (it answers that one itself): ``client``'s other connections get it too. With ``cap`` (away-notify, account-notify, chghost, setname): only peers that
+        change (it answers that one itself): ``client``'s other connections get it too. With ``cap``
+        (away-notify, account-notify, chghost, setname): only peers that
         asked for it, and also the clients watching ``client``'s nick that asked for it and for
         extended-monitor. ``departing`` (QUIT): above ``large_channel_threshold`` only the channel's
         operators see it, unless ``client`` has a prefix mode there."""

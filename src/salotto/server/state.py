@@ -52,6 +52,8 @@ from salotto.server.registry import (
 from salotto.server.server_password import ServerPasswordGate
 from salotto.server.stats import ServerStats, disconnect_category
 from salotto.server.verification import Mailer, no_mailer
+from salotto.storage.base import AlwaysOnUser, RegisteredChannel
+from salotto.storage.outcome import Outcome
 from salotto.storage.store import Store
 
 __all__ = ["Server", "WhowasEntry"]
@@ -196,6 +198,78 @@ class Server:
             channel = self.channel_registry.get(name_cf)  # an autojoin channel, there from the start
             if channel is not None:
                 restore_channel_state(channel, registration)
+        returning, accounts.returning = accounts.returning, []
+        for stored in returning:
+            self._recreate(stored)
+
+    def _recreate(self, stored: AlwaysOnUser) -> None:
+        """An always-on user that was here when the server stopped comes back, detached, in its channels."""
+        accounts = self.accounts
+        assert accounts is not None
+        account = accounts.get(stored.account)
+        nick_cf = casefold(stored.nick)
+        if account is None or self.nick_registry.holder(nick_cf) is not None:
+            return
+        user = Client(DETACHED, next(self._ids), self.clock(), self.wallclock())
+        self._detach(user)
+        user.nick, user.nick_cf, user.user, user.realname = stored.nick, nick_cf, stored.username, stored.realname
+        user.host = self.name
+        self.logged_in(user, account.name)
+        user.account_since = account.created
+        if not self._may_stay(user):
+            self.detached_users.discard(user)
+            self._unindex_login(user)
+            return
+        claimed: list[bool] = []
+        self.nick_registry.claim(user, nick_cf, claimed.append)
+        if claimed != [True]:  # a registry that answers later: nobody can be connected yet, but play safe
+            self.detached_users.discard(user)
+            self._unindex_login(user)
+            return
+        user.registered = True
+        self.registered_count += 1
+        self.registered_peak = max(self.registered_peak, self.registered_count)
+        user.away = stored.away
+        user.away_auto = stored.away == ALWAYS_ON_AWAY
+        user.absent_since = stored.absent_since
+        for name in stored.channels:
+            registration = accounts.channels.get(casefold(name))
+
+            def create(name: str = name, registration: RegisteredChannel | None = registration) -> Channel:
+                channel = Channel(name if registration is None else registration.name, casefold(name),
+                                  int(self.wallclock()))
+                if registration is not None:
+                    restore_channel_state(channel, registration)
+                return channel
+
+            request = JoinRequest(name, casefold(name), None, bypass=True, founder_op=False, create=create)
+            self.channel_registry.join(user, request, lambda _result: None)
+        log.info("always-on %s is back, detached, in %d channels", user.nick, len(user.channels))
+
+    def _save_always_on(self) -> None:
+        """At shutdown: the always-on users here now, to be recreated at the next start."""
+        accounts = self.accounts
+        if accounts is None:
+            return
+        now = int(self.wallclock() * 1000) / 1000
+        users = [
+            AlwaysOnUser(user.account, user.nick, user.user, user.realname,
+                         tuple(c.name for c in user.channels.values()),
+                         user.away if user.away is not None else ALWAYS_ON_AWAY,
+                         user.absent_since or now)
+            for user in self._users()
+            if user.account is not None and user.registered and not user.quitting and self.always_on(user)
+        ]
+
+        def saved(outcome: Outcome[None]) -> None:
+            if outcome.error is not None:
+                log.error("could not keep the always-on users for the next start: %s", outcome.error)
+
+        accounts.write(lambda store: store.save_always_on_users(users), saved)
+
+    def _users(self) -> list[Client]:
+        """The users of this node: those with a connection here, and the detached ones."""
+        return [c for c in self.clients if c.registered and c.primary is None] + list(self.detached_users)
 
     def capabilities(self, client: Client | None = None) -> dict[str, str]:
         """What CAP LS offers: the fixed set, plus what history and accounts make possible, and the STS
@@ -464,7 +538,7 @@ class Server:
             if not user.quitting and not user.devices and user.detached:
                 self._last_session_gone(user, reason)
             return
-        if client.registered and not self.shutting_down and (client.devices or self.always_on(client)):
+        if client.registered and not self.shutting_down and (client.devices or self._may_stay(client)):
             self._drop_connection(client, reason)
             self._detach(client)
             log.info("%s (%s) detached: %s", client.nick, client.ip, reason)
@@ -501,7 +575,7 @@ class Server:
 
     def _last_session_gone(self, user: Client, reason: str) -> None:
         """No connection of ``user`` is left: always-on keeps it, marked away; otherwise it quits."""
-        if self.always_on(user):
+        if self._may_stay(user):
             user.absent_since = int(self.wallclock() * 1000) / 1000
             if user.away is None:
                 user.away = ALWAYS_ON_AWAY
@@ -511,6 +585,14 @@ class Server:
         self.detached_users.discard(user)
         user.quitting = True
         self._remove(user, reason)
+
+    def _may_stay(self, user: Client) -> bool:
+        """Whether ``user`` stays without any connection: always-on, and fewer than ``always_on_max_accounts``
+        users are there that way already (what bounds the memory they hold)."""
+        if not self.always_on(user):
+            return False
+        absent = sum(1 for other in self.detached_users if not other.devices and other is not user)
+        return absent < self.config.always_on_max_accounts
 
     def always_on(self, user: Client) -> bool:
         """Whether ``user`` stays when its last connection goes (its account's always-on setting)."""
@@ -717,6 +799,7 @@ class Server:
 
     def shutdown(self, reason: str) -> None:
         """Tell everyone why and close every connection."""
+        self._save_always_on()
         self.shutting_down = True
         for client in list(self.clients):
             self.disconnect(client, reason, error=reason)

@@ -28,6 +28,7 @@ from salotto.proto.casemap import casefold
 __all__ = [
     "NO_TAGS",
     "AlreadyExists",
+    "AlwaysOnUser",
     "HistoryMessage",
     "Ref",
     "RegisteredChannel",
@@ -77,6 +78,19 @@ class StoredAccount:
     email: str | None = None
     verified: bool = True  # False while draft/account-registration verification is pending
     always_on: bool | None = None  # NickServ SET ALWAYS-ON; None: the server's always_on_default
+
+
+@dataclass(frozen=True, slots=True)
+class AlwaysOnUser:
+    """An always-on user present when the server stopped: recreated, without a connection, at startup."""
+
+    account: str  # the account it is logged in to
+    nick: str
+    username: str
+    realname: str
+    channels: tuple[str, ...]  # channel names, as they were shown
+    away: str | None
+    absent_since: float  # epoch seconds its last connection went (0: one was on when the server stopped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +214,19 @@ class Storage(Protocol):
 
     def set_verified(self, name: str, verified: bool) -> bool:
         """Mark the account verified (draft/account-registration VERIFY); False if there is none."""
+        ...
+
+    def set_always_on(self, name: str, always_on: bool | None) -> bool:
+        """An account's always-on setting (NickServ SET ALWAYS-ON; None: the server's default); False if there
+        is no such account."""
+        ...
+
+    def save_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
+        """Replace the always-on users on file with ``users`` (at shutdown)."""
+        ...
+
+    def list_always_on_users(self) -> list[AlwaysOnUser]:
+        """The always-on users on file (at startup), ordered by account."""
         ...
 
     def delete_account(self, name: str) -> bool:

@@ -147,5 +147,21 @@ CREATE TABLE redactions (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Always-on (several devices on one nick): an account's own setting (NULL: the server's always_on_default),
+# and the always-on users present when the server stopped, recreated in their channels at startup.
+_V7: Final = """
+ALTER TABLE accounts ADD COLUMN always_on INTEGER;
+
+CREATE TABLE always_on_users (
+    account_cf   TEXT PRIMARY KEY REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    nick         TEXT NOT NULL,
+    username     TEXT NOT NULL,
+    realname     TEXT NOT NULL,
+    channels     TEXT NOT NULL,
+    away         TEXT,
+    absent_since REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -40,6 +40,7 @@ from salotto.proto.casemap import casefold
 from salotto.storage.base import (
     NO_TAGS,
     AlreadyExists,
+    AlwaysOnUser,
     HistoryMessage,
     Ref,
     RegisteredChannel,
@@ -323,13 +324,18 @@ class PostgresStorage(RangeQueries):
 
     def get_account(self, name: str) -> StoredAccount | None:
         row = self._one(
-            "SELECT name, password_hash, created, email, verified FROM accounts WHERE name_cf = %s", (casefold(name),)
+            "SELECT name, password_hash, created, email, verified, always_on FROM accounts WHERE name_cf = %s",
+            (casefold(name),),
         )
-        return None if row is None else StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]))
+        if row is None:
+            return None
+        return StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]), _always_on(row[5]))
 
     def list_accounts(self) -> list[StoredAccount]:
-        rows = self._all("SELECT name, password_hash, created, email, verified FROM accounts ORDER BY name_cf")
-        return [StoredAccount(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
+        rows = self._all(
+            "SELECT name, password_hash, created, email, verified, always_on FROM accounts ORDER BY name_cf"
+        )
+        return [StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]), _always_on(row[5])) for row in rows]
 
     def set_password_hash(self, name: str, password_hash: str) -> bool:
         return self._run(
@@ -338,6 +344,28 @@ class PostgresStorage(RangeQueries):
 
     def set_verified(self, name: str, verified: bool) -> bool:
         return self._run("UPDATE accounts SET verified = %s WHERE name_cf = %s", (verified, casefold(name))) > 0
+
+    def set_always_on(self, name: str, always_on: bool | None) -> bool:
+        return self._run("UPDATE accounts SET always_on = %s WHERE name_cf = %s", (always_on, casefold(name))) > 0
+
+    def save_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
+        with self.transaction():
+            self._run("DELETE FROM always_on_users")
+            for u in users:
+                self._run(
+                    "INSERT INTO always_on_users (account_cf, nick, username, realname, channels, away, absent_since) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = %s) "
+                    "ON CONFLICT (account_cf) DO NOTHING",
+                    (casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away,
+                     u.absent_since, casefold(u.account)),
+                )
+
+    def list_always_on_users(self) -> list[AlwaysOnUser]:
+        rows = self._all(
+            "SELECT a.name, u.nick, u.username, u.realname, u.channels, u.away, u.absent_since "
+            "FROM always_on_users u JOIN accounts a ON a.name_cf = u.account_cf ORDER BY u.account_cf"
+        )
+        return [AlwaysOnUser(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6]) for r in rows]
 
     def delete_account(self, name: str) -> bool:
         cf = casefold(name)
@@ -678,3 +706,8 @@ def _channel(row: tuple[Any, ...], access: dict[str, str]) -> RegisteredChannel:
 
 def _nothing() -> None:
     """What stops the upkeep that PostgreSQL needs none of."""
+
+
+def _always_on(value: Any) -> bool | None:
+    """The always_on column: NULL (the server's default) or a flag."""
+    return None if value is None else bool(value)

@@ -102,5 +102,21 @@ CREATE TABLE redactions (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+# Always-on, as SQLite's version 7: an account's own setting (NULL: the server's always_on_default), and
+# the always-on users present when the server stopped, recreated in their channels at startup.
+_V3: Final = """
+ALTER TABLE accounts ADD COLUMN always_on boolean;
+
+CREATE TABLE always_on_users (
+    account_cf   text COLLATE "C" PRIMARY KEY REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    nick         text NOT NULL,
+    username     text NOT NULL,
+    realname     text NOT NULL,
+    channels     text NOT NULL,
+    away         text,
+    absent_since double precision NOT NULL
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

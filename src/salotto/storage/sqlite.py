@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -39,6 +39,7 @@ from urllib.parse import quote
 from salotto.proto.casemap import casefold
 from salotto.storage.base import (
     AlreadyExists,
+    AlwaysOnUser,
     RegisteredChannel,
     SchemaTooNew,
     StorageError,
@@ -263,15 +264,18 @@ class SqliteStorage(SqliteHistory):
 
     def get_account(self, name: str) -> StoredAccount | None:
         row = self._db.execute(
-            "SELECT name, password_hash, created, email, verified FROM accounts WHERE name_cf = ?", (casefold(name),)
+            "SELECT name, password_hash, created, email, verified, always_on FROM accounts WHERE name_cf = ?",
+            (casefold(name),),
         ).fetchone()
         if row is None:
             return None
-        return StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]))
+        return StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]), _always_on(row[5]))
 
     def list_accounts(self) -> list[StoredAccount]:
-        rows = self._db.execute("SELECT name, password_hash, created, email, verified FROM accounts ORDER BY name_cf")
-        return [StoredAccount(row[0], row[1], row[2], row[3], bool(row[4])) for row in rows]
+        rows = self._db.execute(
+            "SELECT name, password_hash, created, email, verified, always_on FROM accounts ORDER BY name_cf"
+        )
+        return [StoredAccount(row[0], row[1], row[2], row[3], bool(row[4]), _always_on(row[5])) for row in rows]
 
     def set_password_hash(self, name: str, password_hash: str) -> bool:
         cur = self._db.execute(
@@ -282,6 +286,28 @@ class SqliteStorage(SqliteHistory):
     def set_verified(self, name: str, verified: bool) -> bool:
         cur = self._db.execute("UPDATE accounts SET verified = ? WHERE name_cf = ?", (int(verified), casefold(name)))
         return cur.rowcount > 0
+
+    def set_always_on(self, name: str, always_on: bool | None) -> bool:
+        value = None if always_on is None else int(always_on)
+        cur = self._db.execute("UPDATE accounts SET always_on = ? WHERE name_cf = ?", (value, casefold(name)))
+        return cur.rowcount > 0
+
+    def save_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM always_on_users")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO always_on_users (account_cf, nick, username, realname, channels, away, "
+                "absent_since) SELECT ?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = ?)",
+                [(casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away, u.absent_since,
+                  casefold(u.account)) for u in users],
+            )
+
+    def list_always_on_users(self) -> list[AlwaysOnUser]:
+        rows = self._db.execute(
+            "SELECT a.name, u.nick, u.username, u.realname, u.channels, u.away, u.absent_since "
+            "FROM always_on_users u JOIN accounts a ON a.name_cf = u.account_cf ORDER BY u.account_cf"
+        )
+        return [AlwaysOnUser(r[0], r[1], r[2], r[3], tuple(r[4].split()), r[5], r[6]) for r in rows]
 
     def delete_account(self, name: str) -> bool:
         cf = casefold(name)
@@ -453,3 +479,8 @@ class SqliteStorage(SqliteHistory):
 def _channel(row: tuple[Any, ...], access: dict[str, str]) -> RegisteredChannel:
     _, name, founder, registered, topic, setter, topic_time, modes, key, limit = row
     return RegisteredChannel(name, founder, registered, topic, setter, topic_time, modes, key, limit, access)
+
+
+def _always_on(value: Any) -> bool | None:
+    """The always_on column: NULL (the server's default) or a flag."""
+    return None if value is None else bool(value)

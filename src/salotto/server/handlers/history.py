@@ -373,7 +373,8 @@ def replay_while_detached(ctx: Context, since: float) -> None:
             shown = server.parties.name_of(name) or name
             mine = [_history_line(server, msg, client, shown, session.tag_flags) for msg in messages]
             if mine:
-                replay.send(_in_batch(server, session, f"chathistory {shown}", _within_budget(server, mine, newest=True)))
+                kept = _within_budget(server, mine, newest=True)
+                replay.send(_in_batch(server, session, f"chathistory {shown}", kept))
 
     callback = replay.wait(done)
     try:

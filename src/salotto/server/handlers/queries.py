@@ -66,7 +66,8 @@ def send_lusers(ctx: Context) -> None:
     registered = server.registered_count
     invisible = server.invisible_count
     opers = len(server.opers)
-    unknown = len(server.clients) - registered
+    # Devices are connections of users counted already; detached users are users without a connection.
+    unknown = len(server.clients) - server.device_count - registered + len(server.detached_users)
     ctx.reply(RPL_LUSERCLIENT, f"There are {registered - invisible} users and {invisible} invisible on 1 servers")
     ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")
     ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
@@ -259,8 +260,8 @@ def handle_who(ctx: Context) -> None:
             _who_line(ctx, None, target, whox)
         elif "*" in mask or "?" in mask:
             shown = 0
-            for other in server.clients:
-                if not other.registered or not _visible(client, other):
+            for other in itertools.chain(server.clients, server.detached_users):
+                if not other.registered or other.primary is not None or not _visible(client, other):
                     continue
                 if mask_match(mask, other.nick) or mask_match(mask, other.prefix):
                     _who_line(ctx, None, other, whox)

@@ -101,7 +101,7 @@ def _cap_lines(ctx: Context, subcommand: str, items: list[str]) -> None:
         chunks[-1].append(item)
         size += len(item) + 1
     for i, chunk in enumerate(chunks):
-        more = ["*"] if i < len(chunks) - 1 and ctx.client.cap_version >= 302 else []
+        more = ["*"] if i < len(chunks) - 1 and ctx.session.cap_version >= 302 else []
         ctx.from_server("CAP", target, subcommand, *more, " ".join(chunk))
 
 

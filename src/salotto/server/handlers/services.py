@@ -113,6 +113,42 @@ def _ns_verify(ctx: Context, service: Service, args: list[str]) -> None:
     verify_account(ctx, args[0], args[1], fail, verified)
 
 
+def _ns_set(ctx: Context, service: Service, args: list[str]) -> None:
+    # SET ALWAYS-ON ON|OFF|DEFAULT
+    client = ctx.client
+    server = ctx.server
+    accounts = _accounts(ctx, service)
+    if accounts is None:
+        return
+    if client.account is None:
+        service.say(ctx, "You are not logged in.")
+        return
+    words = args[0].split()
+    if len(words) != 2 or words[0].upper() != "ALWAYS-ON" or words[1].upper() not in ("ON", "OFF", "DEFAULT"):
+        service.say(ctx, "Syntax: SET ALWAYS-ON ON|OFF|DEFAULT")
+        return
+    setting = {"ON": True, "OFF": False, "DEFAULT": None}[words[1].upper()]
+    name = client.account
+    limit = server.config.always_on_max_accounts
+    if setting and not accounts.always_on_setting(name) and accounts.always_on_count() >= limit:
+        service.say(ctx, f"Always-on not set: this server allows it for {limit} accounts, and that many have it "
+                         "(always_on_max_accounts).")
+        return
+
+    def stored(outcome: Outcome[bool]) -> None:
+        if outcome.error is not None or not outcome.value:
+            _not_saved(ctx, service, outcome.error)
+            return
+        on = server.config.always_on_default if setting is None else setting
+        if on:
+            service.say(ctx, f"Always-on is on for {name}: your nick stays in its channels while you are not "
+                             "connected, and what is said to you waits for your next connection.")
+        else:
+            service.say(ctx, f"Always-on is off for {name}: your nick leaves when your last connection does.")
+
+    accounts.set_always_on(name, setting, ctx.wait(stored))
+
+
 def _ns_identify(ctx: Context, service: Service, args: list[str]) -> None:
     # IDENTIFY [<account>] <password>
     client = ctx.client
@@ -145,6 +181,9 @@ def _ns_logout(ctx: Context, service: Service, args: list[str]) -> None:
     if ctx.client.account is None:
         service.say(ctx, "You are not logged in.")
         return
+    if ctx.client.devices:
+        service.say(ctx, "Not logged out: other devices are connected as you. Disconnect them first.")
+        return
     log_out(ctx.server, ctx.client, ctx)
     service.say(ctx, "You are now logged out.")
 
@@ -171,9 +210,17 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
             # Whether or not the dropper is still here to be answered: nobody stays logged in to it.
             if outcome.value is not None:
                 log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
-                holders = [c for c in server.clients if c.account is not None and casefold(c.account) == casefold(name)]
+                holders = list(server.logins.get(casefold(name), ()))
+                for holder in holders:  # a user's devices go (a device is its user's account), then it logs out
+                    if holder.primary is not None:
+                        server.disconnect(holder, "Account dropped")
                 for holder in holders:
-                    log_out(server, holder, ctx)
+                    if holder.primary is not None or holder.quitting:
+                        continue
+                    if holder.detached:  # always-on, no connection left: it goes with its account
+                        server.end_user(holder, "Account dropped")
+                    else:
+                        log_out(server, holder, ctx)
             answer(outcome)
 
         accounts.delete(name, deleted)
@@ -205,7 +252,7 @@ def _ns_ghost(ctx: Context, service: Service, args: list[str]) -> None:
     password = args[1] if len(args) > 1 else ""
 
     def ghost() -> None:
-        server.disconnect(target, f"GHOST command used by {client.nick}")
+        server.end_user(target, f"GHOST command used by {client.nick}")  # every connection, always-on or not
         service.say(ctx, f"{target.nick} has been disconnected.")
 
     if client.account is not None and casefold(client.account) == casefold(owner):
@@ -238,10 +285,14 @@ def _ns_info(ctx: Context, service: Service, args: list[str]) -> None:
         service.say(ctx, f"{name} is not a registered account.")
         return
     service.say(ctx, f"Account {account.name}, registered {_date(account.created)}.")
-    online = sorted(c.nick for c in ctx.server.clients if c.account == account.name)
+    online = sorted(c.nick for c in ctx.server.logins.get(casefold(account.name), ()) if c.primary is None)
     service.say(ctx, f"Logged in now as: {', '.join(online)}." if online else "Not logged in now.")
     if client.account == account.name and account.email:
         service.say(ctx, f"Email: {account.email}")
+    if client.account == account.name:
+        own = account.always_on
+        on = ctx.server.config.always_on_default if own is None else own
+        service.say(ctx, f"Always-on: {'on' if on else 'off'}{' (the server default)' if own is None else ''}.")
     founded = sorted(c.name for c in accounts.channels.values() if casefold(c.founder) == casefold(account.name))
     if founded:
         service.say(ctx, f"Founder of: {', '.join(founded)}.")
@@ -476,6 +527,7 @@ NICKSERV = Service("NickServ", {
     "VERIFY": ServiceCommand(_ns_verify, "<account> <code>", "finish a registration with the emailed code"),
     "IDENTIFY": ServiceCommand(_ns_identify, "[<account>] <password>", "log in", raw=True),
     "LOGOUT": ServiceCommand(_ns_logout, "", "log out"),
+    "SET": ServiceCommand(_ns_set, "ALWAYS-ON ON|OFF|DEFAULT", "stay in your channels while not connected", raw=True),
     "GHOST": ServiceCommand(_ns_ghost, "<nick> [<password>]", "disconnect whoever holds your nick", raw=True),
     "INFO": ServiceCommand(_ns_info, "[<account>]", "show an account"),
     "DROP": ServiceCommand(_ns_drop, "<password>", "delete your account and the channels it founded", raw=True),
@@ -495,7 +547,7 @@ _BY_NAME = {casefold(service.name): service for service in (NICKSERV, CHANSERV)}
 # Fewest arguments each command needs, so handlers can index args without checking.
 _MIN_ARGS = {
     ("NickServ", "REGISTER"): 1, ("NickServ", "IDENTIFY"): 1, ("NickServ", "GHOST"): 1, ("NickServ", "DROP"): 1,
-    ("NickServ", "VERIFY"): 2,
+    ("NickServ", "VERIFY"): 2, ("NickServ", "SET"): 1,
     ("ChanServ", "REGISTER"): 1, ("ChanServ", "INFO"): 1, ("ChanServ", "OP"): 1, ("ChanServ", "DEOP"): 1,
     ("ChanServ", "VOICE"): 1, ("ChanServ", "DEVOICE"): 1, ("ChanServ", "ACCESS"): 1, ("ChanServ", "DROP"): 1,
 }
