@@ -12,6 +12,7 @@ from typing import Any
 from salotto.config import OperBlock
 from salotto.passwords import hash_password
 from salotto.server.client import DETACHED
+from salotto.transport.web import render_metrics
 from tests.server.harness import Harness, User
 from tests.server.test_history import _harness as _history_harness
 from tests.server.test_history import _say
@@ -373,3 +374,20 @@ def test_a_restart_keeps_the_always_on_user_in_its_channels(tmp_path: Path) -> N
     phone = _device(h2, "alice")
     assert [m.params[0] for m in phone.messages() if m.command == "JOIN"] == ["#lobby", "#dev"]
     del bob
+
+
+def test_metrics_count_attached_devices_and_always_on_users(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice")
+    _registered(h, "bob")
+    _nickserv(laptop, "SET ALWAYS-ON ON")
+    metrics = render_metrics(h.server)
+    assert "salotto_attached_devices 0" in metrics and "salotto_always_on_users 1" in metrics
+    phone = _device(h, "alice")
+    _device(h, "alice")
+    assert "salotto_attached_devices 2" in render_metrics(h.server)
+    assert "salotto_registered_users 2" in render_metrics(h.server)
+    phone.send("QUIT")
+    laptop.send("QUIT")
+    metrics = render_metrics(h.server)
+    assert "salotto_attached_devices 1" in metrics and "salotto_always_on_users 1" in metrics

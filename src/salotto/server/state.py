@@ -594,6 +594,11 @@ class Server:
         absent = sum(1 for other in self.detached_users if not other.devices and other is not user)
         return absent < self.config.always_on_max_accounts
 
+    def always_on_users(self) -> int:
+        """Users here that are always-on, with a connection or detached (for /metrics)."""
+        return sum(1 for clients in self.logins.values() for c in clients
+                   if c.primary is None and c.registered and not c.quitting and self.always_on(c))
+
     def always_on(self, user: Client) -> bool:
         """Whether ``user`` stays when its last connection goes (its account's always-on setting)."""
         accounts = self.accounts

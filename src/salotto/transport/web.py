@@ -201,6 +201,9 @@ def render_metrics(server: Server) -> str:
            ((f'{{transport="{name}"}}', count) for name, count in sorted(by_transport.items())))
     family("registered_users", "gauge", "Clients that completed registration.", [("", server.registered_count)])
     family("channels", "gauge", "Channels that exist.", [("", server.channel_registry.count())])
+    family("attached_devices", "gauge", "Connections attached to a user as its second (third...) device.",
+           [("", server.device_count)])
+    family("always_on_users", "gauge", "Users that are always-on, connected or not.", [("", server.always_on_users())])
     family("connections_accepted_total", "counter", "Connections accepted.", [("", stats.connections_accepted)])
     family("connections_refused_total", "counter", "Connections refused by a limit.",
            [("", stats.connections_refused)])
