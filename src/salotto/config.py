@@ -142,7 +142,8 @@ KEYS: tuple[Key, ...] = (
     Key("always_on_default", bool, False,
         "Whether accounts are always-on unless their owner says otherwise (NickServ SET ALWAYS-ON)."),
     Key("always_on_max_accounts", int, 100,
-        "Accounts that may have always-on set on this server; past this, NickServ refuses it.", 0),
+        "Accounts that may set always-on (past this NickServ refuses it), and users left with no connection "
+        "at once (past this, a user's last connection going is a normal QUIT).", 0),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
     Key("login_attempts_per_account", int, 5,
