@@ -367,7 +367,7 @@ def test_a_restart_keeps_the_always_on_user_in_its_channels(tmp_path: Path) -> N
     assert back is not None and back.detached and back.account == "alice" and back.away == "gone fishing"
     assert sorted(back.channels) == ["#dev", "#lobby"]
     bob_back = server.find_user("bob")
-    assert bob_back is not None and bob_back.away is not None and bob_back.away_auto
+    assert bob_back is not None and bob_back.away is not None and server.absent[bob_back][1]
     carol = _registered(h2, "carol")
     assert sorted(_names(carol)) == ["alice", "bob", "carol"]
     assert server.registered_count == 3
@@ -391,3 +391,19 @@ def test_metrics_count_attached_devices_and_always_on_users(tmp_path: Path) -> N
     laptop.send("QUIT")
     metrics = render_metrics(h.server)
     assert "salotto_attached_devices 1" in metrics and "salotto_always_on_users 1" in metrics
+
+
+def test_each_device_gets_a_private_tagmsg_by_its_own_caps_even_with_its_first_connection_gone(
+    tmp_path: Path,
+) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice", caps=["sasl", "message-tags"])
+    bob = _registered(h, "bob", caps=["sasl", "message-tags"])
+    phone = _device(h, "alice", caps=["sasl", "message-tags"])
+    old = _device(h, "alice")  # no message-tags: no TAGMSG
+    laptop.send("QUIT")
+    phone.lines()
+    old.lines()
+    bob.send("@+typing=active TAGMSG alice")
+    assert [m.command for m in phone.messages()] == ["TAGMSG"]
+    assert old.lines() == []

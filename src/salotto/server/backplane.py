@@ -68,8 +68,9 @@ class Backplane(Protocol):
         has a prefix mode); only the operators; members with ``alternative[0]`` get ``alternative[1]``
         instead (extended-join)."""
 
-    def to_nick(self, target: Client, out: Outgoing) -> int:
-        """The client holding a nick (as the nick registry found it), on each of its connections."""
+    def to_nick(self, target: Client, out: Outgoing, *, cap: str | None = None) -> int:
+        """The client holding a nick (as the nick registry found it), on each of its connections (those
+        with ``cap``)."""
 
     def to_peers(
         self,
@@ -155,11 +156,11 @@ class LocalBackplane:
             return channel.operators()
         return channel.members
 
-    def to_nick(self, target: Client, out: Outgoing) -> int:
-        target.conn.write(out.variant(target.tag_flags))
-        if target.devices:
-            return 1 + out.deliver(target.devices)
-        return 1
+    def to_nick(self, target: Client, out: Outgoing, *, cap: str | None = None) -> int:
+        if cap is None and not target.devices:
+            target.conn.write(out.variant(target.tag_flags))
+            return 1
+        return out.deliver([s for s in target.sessions() if cap is None or cap in s.caps])
 
     def to_peers(
         self,

@@ -84,11 +84,9 @@ class Client:
     """One connection's IRC state: identity, capabilities, channels and timers."""
 
     __slots__ = (
-        "absent_since",
         "account",
         "account_since",
         "away",
-        "away_auto",
         "backlog",
         "batch",
         "cap_negotiating",
@@ -149,7 +147,6 @@ class Client:
         # An AUTHENTICATE exchange in progress (salotto.server.handlers.auth.SaslSession).
         self.sasl: object | None = None
         self.away: str | None = None
-        self.away_auto = False  # set by always-on when the last connection went (cleared when one comes)
         self.caps: set[str] = set()
         self.cap_version = 0
         self.cap_negotiating = False
@@ -181,9 +178,6 @@ class Client:
         self.primary: Client | None = None
         self.devices: list[Client] | None = None
         self.detached = False
-        # Wall clock when an always-on user's last connection went (0: one is on): what reached it since
-        # is replayed to the next connection.
-        self.absent_since = 0.0
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick}>"

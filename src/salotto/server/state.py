@@ -130,6 +130,9 @@ class Server:
         # whose own connection is gone and who stay (always-on, or devices left): not in ``clients``.
         self.device_count = 0
         self.detached_users: set[Client] = set()
+        # Always-on users with no connection at all -> since when (wall clock: what reached them since is
+        # replayed to the next connection) and whether always-on marked them away (cleared when one comes).
+        self.absent: dict[Client, tuple[float, bool]] = {}
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
@@ -230,8 +233,7 @@ class Server:
         self.registered_count += 1
         self.registered_peak = max(self.registered_peak, self.registered_count)
         user.away = stored.away
-        user.away_auto = stored.away == ALWAYS_ON_AWAY
-        user.absent_since = stored.absent_since
+        self.absent[user] = (stored.absent_since, stored.away == ALWAYS_ON_AWAY)
         for name in stored.channels:
             registration = accounts.channels.get(casefold(name))
 
@@ -256,7 +258,7 @@ class Server:
             AlwaysOnUser(user.account, user.nick, user.user, user.realname,
                          tuple(c.name for c in user.channels.values()),
                          user.away if user.away is not None else ALWAYS_ON_AWAY,
-                         user.absent_since or now)
+                         self.absent.get(user, (now, False))[0])
             for user in self._users()
             if user.account is not None and user.registered and not user.quitting and self.always_on(user)
         ]
@@ -576,10 +578,10 @@ class Server:
     def _last_session_gone(self, user: Client, reason: str) -> None:
         """No connection of ``user`` is left: always-on keeps it, marked away; otherwise it quits."""
         if self._may_stay(user):
-            user.absent_since = int(self.wallclock() * 1000) / 1000
-            if user.away is None:
+            set_away = user.away is None
+            self.absent[user] = (int(self.wallclock() * 1000) / 1000, set_away)
+            if set_away:
                 user.away = ALWAYS_ON_AWAY
-                user.away_auto = True
                 self.backplane.to_peers(user, self.from_user(user, "AWAY", [user.away]), cap="away-notify")
             return
         self.detached_users.discard(user)
@@ -591,8 +593,7 @@ class Server:
         users are there that way already (what bounds the memory they hold)."""
         if not self.always_on(user):
             return False
-        absent = sum(1 for other in self.detached_users if not other.devices and other is not user)
-        return absent < self.config.always_on_max_accounts
+        return len(self.absent) - (user in self.absent) < self.config.always_on_max_accounts
 
     def always_on_users(self) -> int:
         """Users here that are always-on, with a connection or detached (for /metrics)."""
@@ -607,8 +608,9 @@ class Server:
         setting = accounts.always_on_setting(user.account)
         return self.config.always_on_default if setting is None else setting
 
-    def attach(self, user: Client, device: Client) -> None:
-        """``device`` (registering, logged in to ``user``'s account) becomes one of ``user``'s devices."""
+    def attach(self, user: Client, device: Client) -> float:
+        """``device`` (registering, logged in to ``user``'s account) becomes one of ``user``'s devices.
+        Returns since when the user had no connection (0: it had one), for the replay of what it missed."""
         device.primary = user
         device.registered = True
         device.nick, device.nick_cf = user.nick, ""  # holds no nick of its own: the user's is in the registry
@@ -619,10 +621,11 @@ class Server:
                 channel.with_devices.add(user)
         devices.append(device)
         self.device_count += 1
-        if user.away_auto:  # always-on marked it away when its last connection went: back now
+        since, set_away = self.absent.pop(user, (0.0, False))
+        if set_away and user.away == ALWAYS_ON_AWAY:  # always-on marked it away when it went: back now
             user.away = None
-            user.away_auto = False
             self.backplane.to_peers(user, self.from_user(user, "AWAY", []), cap="away-notify", exclude=device)
+        return since
 
     def _detach_device(self, user: Client, device: Client) -> None:
         devices = user.devices
@@ -655,6 +658,7 @@ class Server:
         """The user ``client`` is gone (its connection already let go): its nick, channels, QUIT."""
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
+        self.absent.pop(client, None)
         self._unindex_login(client)
         monitor.forget(self, client)
         if client.registered:

@@ -175,8 +175,8 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                 if not echo or client.devices:  # to oneself: once on each connection (the echo on this one)
                     stats.deliveries_out += server.backplane.to_sessions(client, out, exclude=session if echo else None)
             else:
-                if not is_tagmsg or "message-tags" in recipient.caps:
-                    stats.deliveries_out += server.backplane.to_nick(recipient, out)
+                stats.deliveries_out += server.backplane.to_nick(recipient, out,
+                                                                 cap="message-tags" if is_tagmsg else None)
                 if client.devices:  # the sender's other connections see it as this one's echo would show it
                     stats.deliveries_out += server.backplane.to_sessions(client, out, exclude=session)
             if recipient.away is not None and command == "PRIVMSG":
@@ -234,7 +234,6 @@ def handle_away(ctx: Context) -> None:
         ctx.reply(RPL_UNAWAY, "You are no longer marked as being away")
     else:
         ctx.reply(RPL_NOWAWAY, "You have been marked as being away")
-    client.away_auto = False
     notice = server.from_user(client, "AWAY", [text] if text else [])
     server.backplane.to_peers(client, notice, cap="away-notify", exclude=ctx.session)
 

@@ -171,8 +171,8 @@ def _relay(ctx: Context, key: str, shown: str, msgid: str, reason: str | None) -
     if channel is not None:
         server.backplane.to_members(channel, out, exclude=ctx.session, cap=REDACTION_CAP)
     else:
-        if recipient is not None and recipient is not client and REDACTION_CAP in recipient.caps:
-            server.backplane.to_nick(recipient, out)
+        if recipient is not None and recipient is not client:
+            server.backplane.to_nick(recipient, out, cap=REDACTION_CAP)
         if client.devices:  # the sender's other connections show the conversation too
             server.backplane.to_sessions(client, out, exclude=ctx.session)
     if "echo-message" in ctx.session.caps:

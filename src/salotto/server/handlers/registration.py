@@ -365,9 +365,7 @@ def _attach(ctx: Context, user: Client) -> None:
     of its channels as on a join."""
     server = ctx.server
     device = ctx.client
-    absent_since = user.absent_since
-    user.absent_since = 0.0
-    server.attach(user, device)
+    absent_since = server.attach(user, device)
     server.stats.registrations += 1
     log.info("attached a device to %s (%s, %s)", user.nick, device.ip, device.conn.transport_name)
     ctx.client = user
