@@ -357,6 +357,7 @@ def test_a_restart_keeps_the_always_on_user_in_its_channels(tmp_path: Path) -> N
     h = _harness(tmp_path, always_on_default=True)
     alice = _registered(h, "alice")
     alice.send("JOIN #dev")
+    alice.send("PRIVMSG ChanServ :REGISTER #dev")  # its founder gets op back after the restart
     alice.send("AWAY :gone fishing")
     alice.send("QUIT")
     bob = _registered(h, "bob")  # connected at shutdown: it comes back too
@@ -371,6 +372,8 @@ def test_a_restart_keeps_the_always_on_user_in_its_channels(tmp_path: Path) -> N
     carol = _registered(h2, "carol")
     assert sorted(_names(carol)) == ["alice", "bob", "carol"]
     assert server.registered_count == 3
+    carol.send("NAMES #dev")
+    assert "@alice" in next(m.params[-1].split() for m in carol.messages() if m.command == "353")
     phone = _device(h2, "alice")
     assert [m.params[0] for m in phone.messages() if m.command == "JOIN"] == ["#lobby", "#dev"]
     del bob
@@ -407,3 +410,19 @@ def test_each_device_gets_a_private_tagmsg_by_its_own_caps_even_with_its_first_c
     bob.send("@+typing=active TAGMSG alice")
     assert [m.command for m in phone.messages()] == ["TAGMSG"]
     assert old.lines() == []
+
+
+def test_in_a_large_channel_the_other_devices_still_see_their_own_join_and_part(tmp_path: Path) -> None:
+    h = _harness(tmp_path, large_channel_threshold=2)
+    laptop = _registered(h, "alice")
+    for nick in ("bob", "carol", "dave"):
+        _registered(h, nick).send("JOIN #big")
+    phone = _device(h, "alice")
+    phone.lines()
+    laptop.lines()
+    phone.send("JOIN #big")
+    got = laptop.messages()
+    assert [m.params[0] for m in got if m.command == "JOIN"] == ["#big"]
+    phone.lines()
+    phone.send("PART #big")
+    assert [m.command for m in laptop.messages()] == ["PART"]

@@ -24,7 +24,7 @@ from salotto.proto.message import parse
 from salotto.proto.modes import BOT_MODE
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server import monitor
-from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
+from salotto.server.accounts import Accounts, grant_access_status, rename_to_guest, restore_channel_state
 from salotto.server.backplane import Backplane, LocalBackplane
 from salotto.server.channel import Channel
 from salotto.server.client import DETACHED, Client, Connection
@@ -245,7 +245,12 @@ class Server:
                 return channel
 
             request = JoinRequest(name, casefold(name), None, bypass=True, founder_op=False, create=create)
-            self.channel_registry.join(user, request, lambda _result: None)
+
+            def joined(result: JoinResult, user: Client = user) -> None:
+                if isinstance(result, Channel):  # its access list's status, as on a join
+                    grant_access_status(self, result, user)
+
+            self.channel_registry.join(user, request, joined)
         log.info("always-on %s is back, detached, in %d channels", user.nick, len(user.channels))
 
     def _save_always_on(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
 from salotto.proto.names import is_valid_channel
@@ -38,6 +39,9 @@ from salotto.server.fanout import Outgoing
 from salotto.server.handlers.history import replay_on_join
 from salotto.server.handlers.markers import marker_on_join
 from salotto.server.registry import JoinRequest
+
+if TYPE_CHECKING:
+    from salotto.server.state import Server
 
 __all__ = ["channel_burst", "join_channel", "part_channel", "send_names"]
 
@@ -129,9 +133,17 @@ def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_acces
     send_names(ctx, channel)
     replay_on_join(ctx, channel)
     if client.devices:  # the user's other connections are in the channel too: their topic and NAMES
+        # (and the JOIN, where the channel is too large for the backplane to have told them of it)
+        join = (plain, extended) if _unseen(server, channel, client) else None
         for other in client.sessions():
             if other is not session:
-                channel_burst(ctx, channel, other, join=None)
+                channel_burst(ctx, channel, other, join=join)
+
+
+def _unseen(server: Server, channel: Channel, client: Client) -> bool:
+    """Whether ``client`` joins or parts ``channel`` unseen by its members (and so by its own devices): a
+    channel above large_channel_threshold, where it has no prefix mode."""
+    return channel.size() > server.config.large_channel_threshold and not channel.status(client)
 
 
 def channel_burst(ctx: Context, channel: Channel, session: Client, join: tuple[Outgoing, Outgoing] | None) -> None:
@@ -157,6 +169,8 @@ def part_channel(ctx: Context, channel: Channel, reason: str | None) -> None:
     part = server.from_user(client, "PART", [channel.name, reason] if reason else [channel.name])
     server.backplane.to_members(channel, part, exclude=ctx.session, about=client)
     ctx.send(part.variant(ctx.session.tag_flags))
+    if client.devices and _unseen(server, channel, client):
+        server.backplane.to_sessions(client, part, exclude=ctx.session)
     server.remove_member(channel, client)
 
 
