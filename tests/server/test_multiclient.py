@@ -426,3 +426,52 @@ def test_in_a_large_channel_the_other_devices_still_see_their_own_join_and_part(
     phone.lines()
     phone.send("PART #big")
     assert [m.command for m in laptop.messages()] == ["PART"]
+
+
+def test_caps_asked_for_after_registration_are_the_device_s_own(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    phone = _device(h, "alice")
+    phone.lines()
+    phone.send("CAP REQ :server-time")
+    assert [m.params[1:] for m in phone.messages() if m.command == "CAP"] == [["ACK", "server-time"]]
+    laptop.lines()
+    bob.send("PRIVMSG #lobby :now")
+    assert "time" in phone.messages()[0].tags
+    assert "time" not in laptop.messages()[0].tags
+
+
+def test_one_user_is_listed_once_by_who_and_nickserv_and_cannot_log_out_under_its_devices(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    phone = _device(h, "alice")
+    bob.send("WHO a*")
+    assert [m.params[5] for m in bob.messages() if m.command == "352"] == ["alice"]
+    assert "Logged in now as: alice." in _nickserv(bob, "INFO alice")
+    assert any("other devices" in t for t in _nickserv(laptop, "LOGOUT"))
+    assert laptop.client.account == "alice"
+    phone.send("QUIT")
+    laptop.send("QUIT")
+    bob.send("WHO a*")
+    assert [m.params[5] for m in bob.messages() if m.command == "352"] == []
+
+
+def test_a_detached_always_on_user_is_found_by_who_and_ghost_ends_it(tmp_path: Path) -> None:
+    h = _harness(tmp_path, always_on_default=True)
+    laptop = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    laptop.send("QUIT")
+    bob.send("WHO a*")
+    assert [m.params[5] for m in bob.messages() if m.command == "352"] == ["alice"]
+    other = _connect(h, "alice", "alice")  # logged in, yet wanting to end the old session
+    assert other.client.primary is not None  # it attaches instead: GHOST from a third connection below
+    other.send("QUIT")
+    ghoster = h.user("somebody", caps=["sasl"])
+    ghoster.send("AUTHENTICATE PLAIN")
+    ghoster.send("AUTHENTICATE " + base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode())
+    ghoster.lines()
+    assert any("disconnected" in t for t in _nickserv(ghoster, "GHOST alice"))
+    assert h.server.find_user("alice") is None and not h.server.detached_users
+    assert [m.command for m in bob.messages()] == ["JOIN", "QUIT"]  # somebody's JOIN, then alice's QUIT
