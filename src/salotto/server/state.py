@@ -474,7 +474,7 @@ class Server:
 
     def line_too_long(self, client: Client) -> None:
         """The transport dropped a line over the length limit: say so (in its turn), keep the connection."""
-        if client.quitting:
+        if client.quitting or client.detached:
             return
         if client.waiting:
             self._hold_line(client, None)
