@@ -5,7 +5,10 @@ connected, and keeps its channels across a restart (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.e2e.helpers import joined
@@ -99,13 +102,19 @@ def test_an_always_on_nick_stays_and_gets_its_messages_when_back(tmp_path: Path)
         stop_server(server)
 
 
-def test_a_restart_keeps_the_always_on_nick_in_its_channels(tmp_path: Path, backend: list[str]) -> None:
+@pytest.mark.parametrize("stop", ["terminate", "kill -9"])
+def test_a_restart_keeps_the_always_on_nick_in_its_channels(tmp_path: Path, backend: list[str], stop: str) -> None:
     server = start_server(tmp_path, "--always-on-default", *backend)
     try:
         alice = _account(server, "alice")
         alice.send("JOIN #dev")
         alice.expect("366", p1="#dev")
         alice.send("QUIT")
+        alice.expect("ERROR")
+        if stop == "kill -9":
+            time.sleep(2.5)  # the next tick (1 s) hands the absent user to the store
+            server.process.kill()  # no shutdown: what the store was given as it happened is what comes back
+            server.process.wait(timeout=10)
     finally:
         stop_server(server)
     restarted = start_server(tmp_path, "--always-on-default", *backend)

@@ -475,3 +475,32 @@ def test_a_detached_always_on_user_is_found_by_who_and_ghost_ends_it(tmp_path: P
     assert any("disconnected" in t for t in _nickserv(ghoster, "GHOST alice"))
     assert h.server.find_user("alice") is None and not h.server.detached_users
     assert [m.command for m in bob.messages()] == ["JOIN", "QUIT"]  # somebody's JOIN, then alice's QUIT
+
+
+def test_an_absent_always_on_user_is_kept_as_it_goes_so_a_crash_keeps_it(tmp_path: Path) -> None:
+    h = _harness(tmp_path / "a", always_on_default=True)
+    store = h.attach_store(tmp_path)
+    alice = _registered(h, "alice")
+    alice.send("JOIN #dev")
+    bob = _registered(h, "bob")
+    h.server.tick()
+    assert sorted(u.account for u in store.list_always_on_users()) == ["alice", "bob"]
+    alice.send("QUIT")
+    bob.send("PRIVMSG NickServ :SET ALWAYS-ON OFF")
+    h.server.tick()
+    (kept,) = store.list_always_on_users()  # no shutdown: what a crash would leave
+    assert kept.account == "alice" and kept.channels == ("#lobby", "#dev") and kept.absent_since > 0
+    h2 = _harness(tmp_path, always_on_default=True)
+    back = h2.server.find_user("alice")
+    assert back is not None and back.detached and sorted(back.channels) == ["#dev", "#lobby"]
+    assert h2.server.find_user("bob") is None
+
+
+def test_logging_out_before_the_tick_forgets_the_always_on_user(tmp_path: Path) -> None:
+    h = _harness(tmp_path / "a", always_on_default=True)
+    store = h.attach_store(tmp_path)
+    alice = _registered(h, "alice")
+    alice.send("JOIN #dev")  # noted, not written yet
+    _nickserv(alice, "LOGOUT")
+    h.server.tick()
+    assert store.list_always_on_users() == []

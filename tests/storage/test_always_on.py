@@ -36,3 +36,16 @@ def test_always_on_users_are_replaced_as_a_whole_and_survive_reopening(storage: 
     assert storage.list_always_on_users() == [bob]
     storage.delete_account("bob")  # its user goes with it
     assert storage.list_always_on_users() == []
+
+
+def test_always_on_users_are_kept_and_forgotten_one_by_one(storage: Storage) -> None:
+    storage.create_account("Alice", "h", 1.0)
+    storage.create_account("bob", "h", 1.0)
+    alice = AlwaysOnUser("Alice", "ali", "~alice", "Alice A", ("#lobby",), None, 5.0)
+    bob = AlwaysOnUser("bob", "bob", "~bob", "Bob", ("#a", "#b"), "away", 6.0)
+    storage.update_always_on_users([alice, bob], [])
+    moved = AlwaysOnUser("Alice", "ali", "~alice", "Alice A", ("#lobby", "#new"), None, 0.0)
+    storage.update_always_on_users([moved], ["BOB"])
+    assert storage.list_always_on_users() == [moved]
+    storage.update_always_on_users([], ["alice", "nobody"])
+    assert storage.list_always_on_users() == []

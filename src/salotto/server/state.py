@@ -133,6 +133,10 @@ class Server:
         # Always-on users with no connection at all -> since when (wall clock: what reached them since is
         # replayed to the next connection) and whether always-on marked them away (cleared when one comes).
         self.absent: dict[Client, tuple[float, bool]] = {}
+        # Always-on users as the store keeps them (so that a crash loses little): the casefolded accounts with
+        # a row on file, and those whose row is to be written (the user) or deleted (None) on the next tick.
+        self.always_on_kept: set[str] = set()
+        self.always_on_changed: dict[str, Client | None] = {}
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
@@ -202,6 +206,7 @@ class Server:
             if channel is not None:
                 restore_channel_state(channel, registration)
         returning, accounts.returning = accounts.returning, []
+        self.always_on_kept = {casefold(stored.account) for stored in returning}
         for stored in returning:
             self._recreate(stored)
 
@@ -260,19 +265,62 @@ class Server:
             return
         now = int(self.wallclock() * 1000) / 1000
         users = [
-            AlwaysOnUser(user.account, user.nick, user.user, user.realname,
-                         tuple(c.name for c in user.channels.values()),
-                         user.away if user.away is not None else ALWAYS_ON_AWAY,
-                         self.absent.get(user, (now, False))[0])
+            self._kept_form(user, self.absent.get(user, (now, False))[0])
             for user in self._users()
             if user.account is not None and user.registered and not user.quitting and self.always_on(user)
         ]
+        self.always_on_changed.clear()
 
         def saved(outcome: Outcome[None]) -> None:
             if outcome.error is not None:
                 log.error("could not keep the always-on users for the next start: %s", outcome.error)
 
         accounts.write(lambda store: store.save_always_on_users(users), saved)
+
+    @staticmethod
+    def _kept_form(user: Client, absent_since: float) -> AlwaysOnUser:
+        assert user.account is not None
+        return AlwaysOnUser(user.account, user.nick, user.user, user.realname,
+                            tuple(c.name for c in user.channels.values()),
+                            user.away if user.away is not None else ALWAYS_ON_AWAY, absent_since)
+
+    def always_on_changed_for(self, user: Client) -> None:
+        """``user``'s nick, channels or presence changed: what the store keeps of it is written on the next
+        tick, if it is always-on (and forgotten if it no longer is, or is gone)."""
+        account = user.account
+        if account is None or self.accounts is None or user.primary is not None:
+            return
+        key = casefold(account)
+        if user.registered and not user.quitting and self.always_on(user):
+            self.always_on_changed[key] = user
+        elif key in self.always_on_kept:
+            self.always_on_changed[key] = None
+
+    def flush_always_on(self) -> None:
+        """Hand the always-on users that changed since the last call to the store (one write)."""
+        accounts = self.accounts
+        changed = self.always_on_changed
+        if accounts is None or not changed:
+            return
+        now = int(self.wallclock() * 1000) / 1000
+        kept: list[AlwaysOnUser] = []
+        gone: list[str] = []
+        for key, user in changed.items():
+            # Still here, still logged in to that account, still always-on: kept as it is now.
+            if (user is None or user.quitting or user.account is None or casefold(user.account) != key
+                    or not self.always_on(user)):
+                gone.append(key)
+            else:
+                kept.append(self._kept_form(user, self.absent.get(user, (now, False))[0]))
+        changed.clear()
+        self.always_on_kept.difference_update(gone)
+        self.always_on_kept.update(casefold(u.account) for u in kept)
+
+        def stored(outcome: Outcome[None]) -> None:
+            if outcome.error is not None:
+                log.warning("always-on users not kept for a restart yet: %s", outcome.error)
+
+        accounts.write(lambda store: store.update_always_on_users(kept, gone), stored)
 
     def _users(self) -> list[Client]:
         """The users of this node: those with a connection here, and the detached ones."""
@@ -585,6 +633,7 @@ class Server:
         if self._may_stay(user):
             set_away = user.away is None
             self.absent[user] = (int(self.wallclock() * 1000) / 1000, set_away)
+            self.always_on_changed_for(user)
             if set_away:
                 user.away = ALWAYS_ON_AWAY
                 self.backplane.to_peers(user, self.from_user(user, "AWAY", [user.away]), cap="away-notify")
@@ -627,6 +676,8 @@ class Server:
         devices.append(device)
         self.device_count += 1
         since, set_away = self.absent.pop(user, (0.0, False))
+        if since:
+            self.always_on_changed_for(user)
         if set_away and user.away == ALWAYS_ON_AWAY:  # always-on marked it away when it went: back now
             user.away = None
             self.backplane.to_peers(user, self.from_user(user, "AWAY", []), cap="away-notify", exclude=device)
@@ -664,6 +715,8 @@ class Server:
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
         self.absent.pop(client, None)
+        if client.account is not None and casefold(client.account) in self.always_on_kept:
+            self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)
         monitor.forget(self, client)
         if client.registered:
@@ -684,6 +737,8 @@ class Server:
 
     def remove_member(self, channel: Channel, client: Client) -> None:
         self.channel_registry.part(channel, client)
+        if client.account is not None and not client.quitting:
+            self.always_on_changed_for(client)
 
     def claim_nick(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
         """The nick registry's claim, for a client that may leave before the answer comes: then what it
@@ -706,6 +761,8 @@ class Server:
             if client.quitting and isinstance(result, Channel):
                 self.channel_registry.part(result, client)
                 result = None
+            elif client.account is not None and isinstance(result, Channel):
+                self.always_on_changed_for(client)
             done(result)
 
         self.channel_registry.join(client, request, joined)
@@ -731,6 +788,8 @@ class Server:
         client.nick_since = int(self.wallclock() * 1000) / 1000
         if client.account is None:
             self.parties.renamed(client)
+        else:
+            self.always_on_changed_for(client)
         self.backplane.to_peers(client, change, exclude=session)  # and the user's other connections
         if self.monitors:
             monitor.nick_changed(self, client, old_nick)
@@ -756,8 +815,12 @@ class Server:
         self.logged_out(client)
         client.account = account
         self.logins.setdefault(casefold(account), set()).add(client)
+        if client.registered:
+            self.always_on_changed_for(client)
 
     def logged_out(self, client: Client) -> None:
+        if client.account is not None and client.primary is None and casefold(client.account) in self.always_on_kept:
+            self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)
         client.account = None
 
@@ -786,6 +849,7 @@ class Server:
         read markers to the store."""
         now = self.clock()
         self.flush_markers()
+        self.flush_always_on()
         if self.history is not None:
             self.history.store_if_due(now)
             self.history.retention_step(now, self.wallclock())

@@ -225,6 +225,11 @@ class Storage(Protocol):
         """Replace the always-on users on file with ``users`` (at shutdown)."""
         ...
 
+    def update_always_on_users(self, users: Iterable[AlwaysOnUser], gone: Iterable[str]) -> None:
+        """Keep ``users`` (each replacing what its account had on file) and forget the always-on users of the
+        accounts named in ``gone`` (as the server goes: so that a crash loses little)."""
+        ...
+
     def list_always_on_users(self) -> list[AlwaysOnUser]:
         """The always-on users on file (at startup), ordered by account."""
         ...

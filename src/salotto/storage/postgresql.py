@@ -351,14 +351,25 @@ class PostgresStorage(RangeQueries):
     def save_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
         with self.transaction():
             self._run("DELETE FROM always_on_users")
-            for u in users:
-                self._run(
-                    "INSERT INTO always_on_users (account_cf, nick, username, realname, channels, away, absent_since) "
-                    "SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = %s) "
-                    "ON CONFLICT (account_cf) DO NOTHING",
-                    (casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away,
-                     u.absent_since, casefold(u.account)),
-                )
+            self._put_always_on_users(users)
+
+    def update_always_on_users(self, users: Iterable[AlwaysOnUser], gone: Iterable[str]) -> None:
+        with self.transaction():
+            for account in gone:
+                self._run("DELETE FROM always_on_users WHERE account_cf = %s", (casefold(account),))
+            self._put_always_on_users(users)
+
+    def _put_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
+        for u in users:
+            self._run(
+                "INSERT INTO always_on_users (account_cf, nick, username, realname, channels, away, absent_since) "
+                "SELECT %s, %s, %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = %s) "
+                "ON CONFLICT (account_cf) DO UPDATE SET nick = excluded.nick, username = excluded.username, "
+                "realname = excluded.realname, channels = excluded.channels, away = excluded.away, "
+                "absent_since = excluded.absent_since",
+                (casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away,
+                 u.absent_since, casefold(u.account)),
+            )
 
     def list_always_on_users(self) -> list[AlwaysOnUser]:
         rows = self._all(

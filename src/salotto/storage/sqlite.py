@@ -295,12 +295,20 @@ class SqliteStorage(SqliteHistory):
     def save_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
         with self.transaction():
             self._db.execute("DELETE FROM always_on_users")
-            self._db.executemany(
-                "INSERT OR REPLACE INTO always_on_users (account_cf, nick, username, realname, channels, away, "
-                "absent_since) SELECT ?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = ?)",
-                [(casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away, u.absent_since,
-                  casefold(u.account)) for u in users],
-            )
+            self._put_always_on_users(users)
+
+    def update_always_on_users(self, users: Iterable[AlwaysOnUser], gone: Iterable[str]) -> None:
+        with self.transaction():
+            self._db.executemany("DELETE FROM always_on_users WHERE account_cf = ?", [(casefold(a),) for a in gone])
+            self._put_always_on_users(users)
+
+    def _put_always_on_users(self, users: Iterable[AlwaysOnUser]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO always_on_users (account_cf, nick, username, realname, channels, away, "
+            "absent_since) SELECT ?,?,?,?,?,?,? WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = ?)",
+            [(casefold(u.account), u.nick, u.username, u.realname, " ".join(u.channels), u.away, u.absent_since,
+              casefold(u.account)) for u in users],
+        )
 
     def list_always_on_users(self) -> list[AlwaysOnUser]:
         rows = self._db.execute(

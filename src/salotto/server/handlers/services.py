@@ -140,6 +140,8 @@ def _ns_set(ctx: Context, service: Service, args: list[str]) -> None:
             _not_saved(ctx, service, outcome.error)
             return
         on = server.config.always_on_default if setting is None else setting
+        for user in list(server.logins.get(casefold(name), ())):
+            server.always_on_changed_for(user)  # kept for a restart, or no longer
         if on:
             service.say(ctx, f"Always-on is on for {name}: your nick stays in its channels while you are not "
                              "connected, and what is said to you waits for your next connection.")
