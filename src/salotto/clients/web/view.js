@@ -4,9 +4,9 @@
 import { SERVER_BUFFER, seqIndex } from "./model.js";
 
 // The page holds a window of a buffer's messages, not all of them (a buffer keeps up to 10,000):
-const DOM_INITIAL = 300; // lines drawn when a buffer is opened
-const DOM_CHUNK = 200; // lines added at once when scrolling past either end of the window
-const DOM_MAX = 1500; // lines kept in the page; past that the far end of the window goes
+const DOM_INITIAL = 200; // lines drawn when a buffer is opened
+const DOM_CHUNK = 50; // lines added at once when scrolling past either end of the window
+const DOM_MAX = 500; // lines kept in the page; past that the far end of the window goes
 // The reactions one click away; any other comes from another client and shows the same way.
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🎉"];
 const PREVIEW_CHARS = 120;
@@ -96,7 +96,16 @@ export class View {
     this.onDelete = () => {};
     const messages = $("messages");
     messages.addEventListener("scroll", () => this.onScroll());
-    messages.addEventListener("mouseover", (event) => this.showActions(event.target.closest(".line")));
+    // At the top already (or nothing to scroll yet), the wheel up scrolls nothing: still, older lines.
+    messages.addEventListener("wheel", (event) => {
+      if (event.deltaY < 0 && messages.scrollTop === 0) this.onScroll();
+    }, { passive: true });
+    messages.addEventListener("mouseover", (event) => {
+      this.showActions(event.target.closest(".line"));
+      // The full date on a line's time, made when pointed at (toLocaleString for every line costs).
+      const time = event.target.closest("time");
+      if (time && !time.title) time.title = new Date(time.dateTime).toLocaleString();
+    });
     messages.addEventListener("click", (event) => this.onClick(event));
     this.actions = this.buildActions();
     this.picker = this.buildPicker();
@@ -395,7 +404,7 @@ export class View {
     }
     if (stick) {
       // Following the conversation: the window keeps at most DOM_MAX lines.
-      if (this.shown.length > DOM_MAX) this.dropFirst(this.shown.length - DOM_MAX + DOM_CHUNK);
+      if (this.shown.length > DOM_MAX) this.dropFirst(this.shown.length - DOM_MAX);
       box.scrollTop = box.scrollHeight;
       this.chat.markSeen();
     }
@@ -480,7 +489,8 @@ export class View {
     const at = seqIndex(buf.messages, first.seq);
     if (at <= 0) return false;
     const box = $("messages");
-    const keep = box.scrollHeight - box.scrollTop;
+    const top = box.scrollTop;
+    const height = box.scrollHeight;
     const entries = buf.messages.slice(Math.max(0, at - DOM_CHUNK), at);
     const firstRecord = this.rows.get(first);
     const fragment = this.draw(buf, entries, null, { atStart: true });
@@ -489,8 +499,8 @@ export class View {
       firstRecord.day = null;
     }
     box.prepend(fragment);
+    box.scrollTop = top + box.scrollHeight - height; // what the reader sees stays in place
     if (this.shown.length > DOM_MAX) this.dropLast(this.shown.length - DOM_MAX);
-    box.scrollTop = box.scrollHeight - keep;
     return true;
   }
 
@@ -509,12 +519,13 @@ export class View {
   // The first n lines out of the page; keep: the reader's view stays where it is.
   dropFirst(n, keep = false) {
     const box = $("messages");
-    const anchor = this.shown[n] ? this.rows.get(this.shown[n]).row : null;
-    const before = keep && anchor ? anchor.getBoundingClientRect().top : 0;
+    const next = this.shown[n] ? this.rows.get(this.shown[n]) : null;
+    // One layout read before the change, none after: the height that goes is the next line's offset.
+    const gone = keep && next ? (next.marker || next.day || next.row).offsetTop - box.firstElementChild.offsetTop : 0;
     for (const entry of this.shown.slice(0, n)) this.removeRecord(entry);
     this.shown.splice(0, n);
     this.fixDay(this.shown[0], null);
-    if (keep && anchor) box.scrollTop += anchor.getBoundingClientRect().top - before;
+    if (gone) box.scrollTop -= gone;
   }
 
   dropLast(n) {
@@ -566,7 +577,6 @@ export class View {
     if (entry.msgid) row.dataset.msgid = entry.msgid;
     const time = el("time", "time", `${two(entry.time.getHours())}:${two(entry.time.getMinutes())}`);
     time.dateTime = entry.time.toISOString();
-    time.title = entry.time.toLocaleString();
     row.append(time);
     const body = el("div", "body");
     if (entry.reply) body.append(this.replyPreview(entry.reply));
