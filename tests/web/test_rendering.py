@@ -141,7 +141,7 @@ def test_ten_thousand_messages_scroll_and_fifty_a_second_arrive_without_dropped_
             sent += 1
         expect(reader.line(f"live {sent - 1}")).to_be_in_viewport()
         page.evaluate("window.__stop = true")
-        page.wait_for_function("window.__done !== null")
+        page.wait_for_function("() => window.__done !== null")
         live = figures(page.evaluate("window.__done"))
         # The line that was there before is the same node: new messages were appended, nothing redrawn.
         assert page.evaluate("window.__old.isConnected")
