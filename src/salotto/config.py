@@ -116,6 +116,9 @@ KEYS: tuple[Key, ...] = (
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
+    Key("redaction_window_s", float, 900.0,
+        "How long after sending a message its author may delete it (REDACT); channel and server "
+        "operators may at any time; 0: only they may.", 0),
     Key("account_registration", bool, True,
         "Let users register accounts (REGISTER, /msg NickServ REGISTER); existing accounts work either way."),
     Key("account_verification", str, "none",
@@ -130,6 +133,8 @@ KEYS: tuple[Key, ...] = (
         "Accounts one IP address may register per account_registration_window_s.", 1),
     Key("account_registrations", int, 30, "Accounts the whole server registers per account_registration_window_s.", 1),
     Key("account_registration_window_s", float, 600.0, "The window of the two registration limits above.", 1),
+    Key("read_markers_max_targets", int, 1000,
+        "Read markers (MARKREAD) one account keeps; past this, setting one forgets its oldest.", 1),
     Key("nick_protection_grace_s", float, 30.0,
         "Time to log in after taking a registered nick before being renamed; 0 refuses the nick at once.", 0),
     Key("login_attempts_per_account", int, 5,
@@ -159,6 +164,13 @@ KEYS: tuple[Key, ...] = (
     Key("flood_max_queued_lines", int, 100, "Lines held back by fakelag before disconnecting (Excess Flood).", 1),
     Key("max_sendq_bytes", int, 1048576, "Unsent bytes per client before it is disconnected (SendQ exceeded).",
         1024),
+    Key("multiline_max_bytes", int, 4096,
+        "Most bytes of text in one draft/multiline message (its lines and line breaks; max-bytes).", 1),
+    Key("multiline_max_lines", int, 100,
+        "Most lines in one draft/multiline message (max-lines). Sent at once they pass fakelag like any: keep "
+        "it under flood_burst_lines + flood_max_queued_lines.", 1),
+    Key("multiline_timeout_s", float, 60.0,
+        "A draft/multiline batch still open after this long is dropped (FAIL BATCH TIMEOUT).", 1),
     Key("max_clients", int, 16384, "Connections the server accepts in all.", 1),
     Key("max_connections_per_ip", int, 20, "Connections accepted from one IP address.", 1),
     Key("connect_attempts_per_ip", int, 32,
@@ -234,6 +246,7 @@ class Config:
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int
+    redaction_window_s: float
     account_registration: bool
     account_verification: str
     account_verify_timeout_s: float
@@ -243,6 +256,7 @@ class Config:
     account_registrations_per_ip: int
     account_registrations: int
     account_registration_window_s: float
+    read_markers_max_targets: int
     nick_protection_grace_s: float
     login_attempts_per_account: int
     login_attempts_per_ip: int
@@ -264,6 +278,9 @@ class Config:
     flood_lines_per_s: float
     flood_max_queued_lines: int
     max_sendq_bytes: int
+    multiline_max_bytes: int
+    multiline_max_lines: int
+    multiline_timeout_s: float
     max_clients: int
     max_connections_per_ip: int
     connect_attempts_per_ip: int

@@ -131,3 +131,26 @@ def test_private_messages_both_ways(irssi: Irssi, raw_peer: Callable[[str], RawC
     irssi.wait_for_line(PEER, rf"<{PEER}> psst yourself")
     irssi.type_line(f"/window goto {PEER}")
     irssi.wait_on_screen(f"<{PEER}> psst yourself")
+
+
+def test_a_multiline_message_arrives_as_its_lines(irssi: Irssi, salotto_server: RunningServer) -> None:
+    # irssi has no draft/multiline: it gets the spec's fallback, each line a message, none blank.
+    wait_in_lobby(irssi)
+    sender = salotto_server.client()
+    try:
+        sender.register(PEER, caps=["draft/multiline", "batch"])
+        sender.expect("JOIN", p0=LOBBY)
+        irssi.wait_for_line(LOBBY, rf"-!- {PEER} \[~{PEER}@[^]]*\] has joined {LOBBY}")
+        sender.send(f"BATCH +m1 draft/multiline {LOBBY}")
+        sender.send(f"@batch=m1 PRIVMSG {LOBBY} :first line")
+        sender.send(f"@batch=m1 PRIVMSG {LOBBY} :")
+        sender.send(f"@batch=m1 PRIVMSG {LOBBY} :second line, sent ")
+        sender.send(f"@batch=m1;draft/multiline-concat PRIVMSG {LOBBY} :in two pieces")
+        sender.send("BATCH -m1")
+        irssi.wait_for_line(LOBBY, rf"< {PEER}> in two pieces")
+        said = re.findall(rf"^\d\d:\d\d < {PEER}> (.*)$", read_text(irssi.log(LOBBY)), re.MULTILINE)
+        assert said == ["first line", "second line, sent ", "in two pieces"]
+        irssi.type_line(f"/window goto {LOBBY}")
+        irssi.wait_on_screen(f"< {PEER}> first line")
+    finally:
+        sender.close()

@@ -144,3 +144,37 @@ def test_who_with_whox_fields_shows_account_and_away(weechat: WeeChat, raw_peer:
     weechat.type_into(LOBBY, f"/who {LOBBY} %cuhsnfdar")
     weechat.wait_for_line("server", rf"--\t\[{LOBBY}\] {PEER} \[{PEER}\] \(~{PEER}@127\.0\.0\.1\) G 0 \({PEER} test\)")
     weechat.wait_for_line("server", rf"--\t\[{LOBBY}\] {NICK} \[0\] \(~{NICK}@127\.0\.0\.1\) H 0 \(weechat interop\)")
+
+
+def test_a_multiline_message_arrives_as_its_lines(weechat: WeeChat, salotto_server: RunningServer) -> None:
+    # WeeChat 3.8 has no draft/multiline: it gets the spec's fallback, each line a message (none blank);
+    # a client with the capability gets the same message as one batch.
+    wait_in_lobby(weechat)
+    caps = ["draft/multiline", "batch", "message-tags"]
+    sender = salotto_server.client()
+    capable = salotto_server.client()
+    try:
+        sender.register(PEER, caps=caps)
+        sender.expect("JOIN", p0=LOBBY)
+        capable.register("capable", caps=caps)
+        capable.expect("366", p1=LOBBY)
+        weechat.wait_for_line(LOBBY, rf"-->\tcapable .*has joined {LOBBY}")
+        sender.send(f"BATCH +m1 draft/multiline {LOBBY}")
+        for line in ["first line", "", "second line, sent in", "@ two pieces", "last line"]:
+            concat = ";draft/multiline-concat" if line.startswith("@") else ""
+            sender.send(f"@batch=m1{concat} PRIVMSG {LOBBY} :{line.lstrip('@')}")
+        sender.send("BATCH -m1")
+
+        start = expect_from(capable, "BATCH", PEER)
+        inner = capable.lines_until("BATCH")
+        assert start.params[1:] == ["draft/multiline", LOBBY] and "msgid" in start.tags
+        assert [(m.params[1], "draft/multiline-concat" in m.tags) for m in inner[:-1]] == [
+            ("first line", False), ("", False), ("second line, sent in", False), (" two pieces", True),
+            ("last line", False)]
+
+        weechat.wait_for_line(LOBBY, rf"{PEER}\tlast line")
+        said = re.findall(rf"^[\d: -]+\t{PEER}\t(.*)$", read_text(weechat.log(LOBBY)), re.MULTILINE)
+        assert said == ["first line", "second line, sent in", " two pieces", "last line"]
+    finally:
+        sender.close()
+        capable.close()

@@ -665,3 +665,123 @@ def test_departed_guests_are_remembered_as_long_as_whowas_remembers_nicks(tmp_pa
     alice.send("CHATHISTORY LATEST guest0 * 10")
     assert _texts(alice) == []
     assert [name for name, _ in _targets(alice)] == ["guest3", "guest4"]
+
+
+# -- draft/multiline: one stored message, given back as it was sent -------------------------------
+
+MULTILINE_CAPS = ["draft/multiline", "batch", "message-tags"]
+
+
+def _say_multiline(h: Harness, user: User, target: str, lines: list[str]) -> None:
+    """A multiline batch from ``user``: a line starting with "+" continues the one before."""
+    user.send(f"@+draft/reply=m0 BATCH +ml draft/multiline {target}")
+    for line in lines:
+        concat = ";draft/multiline-concat" if line.startswith("+") else ""
+        user.send(f"@batch=ml{concat} PRIVMSG {target} :{line.removeprefix('+')}")
+    user.send("BATCH -ml")
+    h.server.commit_pending()
+    h.wall[0] += 1.0
+
+
+def test_a_multiline_message_is_stored_once_and_replayed_as_one_batch(h: Harness) -> None:
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    modern = h.user("modern", caps=["draft/chathistory", "server-time", *MULTILINE_CAPS])
+    _say(h, alice, "PRIVMSG #lobby :before")
+    _say_multiline(h, alice, "#lobby", ["hello", "", "how is ", "+everyone?"])
+    _say(h, alice, "PRIVMSG #lobby :after")
+    live_msgid = next(m for m in modern.messages() if m.command == "BATCH" and "msgid" in m.tags).tags["msgid"]
+    modern.send("CHATHISTORY LATEST #lobby * 2")  # two messages: the batch counts as one
+    messages = modern.messages()
+    outer = messages[0]
+    outer_ref = outer.params[0][1:]
+    assert outer.params[1:] == ["chathistory", "#lobby"]
+    in_outer = [m for m in messages if m.tags.get("batch") == outer_ref]
+    assert [m.command for m in in_outer] == ["BATCH", "BATCH", "PRIVMSG"], "the multiline batch nests in it"
+    opening, closing = in_outer[0], in_outer[1]
+    assert opening.params[1:] == ["draft/multiline", "#lobby"] and closing.params == ["-" + opening.params[0][1:]]
+    assert opening.tags["msgid"] == live_msgid and opening.tags["+draft/reply"] == "m0" and "time" in opening.tags
+    assert "salotto/multiline-concat" not in opening.tags, "how it is stored stays the server's"
+    inner = [m for m in messages if m.tags.get("batch") == opening.params[0][1:]]
+    assert [(m.params[1], "draft/multiline-concat" in m.tags) for m in inner] == [
+        ("hello", False), ("", False), ("how is ", False), ("everyone?", True)]
+    assert in_outer[2].params[1] == "after"
+
+
+def test_a_multiline_message_in_history_comes_as_lines_without_the_cap(h: Harness) -> None:
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    reader = h.user("reader", caps=["draft/chathistory", "batch", "message-tags", "server-time"])
+    _say_multiline(h, alice, "#lobby", ["hello", "", "how is ", "+everyone?"])
+    reader.lines()
+    reader.send("CHATHISTORY LATEST #lobby * 10")
+    inner = _batch(reader)[1]
+    assert [m.params[1] for m in inner] == ["hello", "how is ", "everyone?"], "no blank line, concat as sent"
+    assert ["msgid" in m.tags for m in inner] == [True, False, False]
+    assert [m.tags.get("+draft/reply") for m in inner] == ["m0", None, None]
+
+
+def test_a_private_multiline_message_is_in_both_sides_history(h: Harness) -> None:
+    alice = h.user("alice", caps=["draft/chathistory", *MULTILINE_CAPS])
+    bob = h.user("bob", caps=["draft/chathistory", "batch", "server-time"])
+    _say_multiline(h, alice, "bob", ["one", "two"])
+    bob.lines()
+    bob.send("CHATHISTORY LATEST alice * 10")
+    assert [(m.command, m.params) for m in _batch(bob)[1]] == [("PRIVMSG", ["bob", "one"]), ("PRIVMSG", ["bob", "two"])]
+    alice.lines()
+    alice.send("CHATHISTORY LATEST bob * 10")
+    in_outer = _batch(alice)[1]
+    assert [m.command for m in in_outer] == ["BATCH", "BATCH"] and in_outer[0].params[1:] == ["draft/multiline", "bob"]
+
+
+def test_the_replay_on_join_gives_a_multiline_message_as_lines(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    _say_multiline(h, alice, "#lobby", ["first line", "second ", "+line"])
+    plain = h.user("plain")
+    replayed = [parse(line) for line in plain.conn.data.decode().split("\r\n") if " PRIVMSG " in line]
+    texts = [m.params[1] for m in replayed]
+    assert texts[0].startswith("[20") and texts[0].endswith("] first line"), "when it was said, once"
+    assert texts[1:] == ["second ", "line"]
+    capable = h.user("capable", caps=[*MULTILINE_CAPS, "server-time"])
+    lines = [parse(line) for line in capable.conn.data.decode().split("\r\n") if line]
+    opening = next(m for m in lines if m.command == "BATCH" and m.params[1:2] == ["draft/multiline"])
+    inner = [m for m in lines if m.tags.get("batch") == opening.params[0][1:]]
+    assert [m.params[1] for m in inner] == ["first line", "second ", "line"]
+    assert opening.tags.get("batch"), "inside the replay's chathistory batch"
+
+
+def test_a_multiline_message_is_one_row_in_the_database(tmp_path: Path) -> None:
+    h = _harness(tmp_path, history_store_interval_s=0)
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    _say_multiline(h, alice, "#lobby", ["hello", "", "how is ", "+everyone?"])
+    h.clock.now += 1
+    h.server.tick()
+    storage = open_storage("sqlite", tmp_path, readonly=True)
+    try:
+        stored = storage.latest("#lobby", 10)
+    finally:
+        storage.close()
+    assert [(m.text, dict(m.tags)) for m in stored] == [
+        ("hello\n\nhow is everyone?", {"+draft/reply": "m0", "salotto/multiline-concat": "14"})]
+
+
+def test_a_history_answer_stays_within_half_the_send_queue(tmp_path: Path) -> None:
+    """Multiline messages make a hundred messages far larger than a hundred lines: an answer that would fill
+    the reader's send queue (and have it disconnected) holds fewer, and the reader pages on."""
+    h = _harness(tmp_path, max_sendq_bytes=8192)
+    alice = h.user("alice", caps=MULTILINE_CAPS)
+    for n in range(4):
+        _say_multiline(h, alice, "#lobby", [f"message {n}", "x" * 400, "y" * 400, "z" * 400])
+    reader = h.user("reader", caps=["draft/chathistory", "batch", "message-tags", "server-time"])
+    reader.send("CHATHISTORY LATEST #lobby * 10")
+    newest = _batch(reader)[1]
+    firsts = [m for m in newest if m.params[1].startswith("message")]
+    assert [m.params[1] for m in firsts] == ["message 2", "message 3"], "the newest that fit in 4096 bytes"
+    reader.send(f"CHATHISTORY BEFORE #lobby msgid={firsts[0].tags['msgid']} 10")
+    older = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert older == ["message 0", "message 1"]
+    reader.send(f"CHATHISTORY AFTER #lobby msgid={newest[0].tags['msgid']} 10")
+    after = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert after == ["message 3"]
+    reader.send("CHATHISTORY AFTER #lobby timestamp=2000-01-01T00:00:00.000Z 10")
+    oldest = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
+    assert oldest == ["message 0", "message 1"], "AFTER keeps the oldest"

@@ -102,3 +102,41 @@ def test_derived_counts_match_the_state(script: list[tuple[int, str]]) -> None:
     assert server.opers == {c for c in registered if c.is_oper}
     for channel in server.channels.values():
         assert channel.privileged == {m for m, status in channel.members.items() if status}
+
+
+MULTILINE_LINES = [
+    "BATCH +r draft/multiline #lobby", "BATCH +r draft/multiline u1", "BATCH +s draft/multiline #a",
+    "BATCH +r netsplit x y", "BATCH +r draft/multiline", "BATCH -r", "BATCH -s", "BATCH", "BATCH +",
+    "@batch=r PRIVMSG #lobby :hello", "@batch=r PRIVMSG #lobby :", "@batch=r PRIVMSG u1 :hi",
+    "@batch=r;draft/multiline-concat PRIVMSG #lobby :more", "@batch=r;draft/multiline-concat PRIVMSG #lobby :",
+    "@batch=r NOTICE #lobby :n", "@batch=s PRIVMSG #a :x", "@batch=r TAGMSG #lobby", "@batch=r PRIVMSG",
+    "@label=l;+draft/reply=x BATCH +r draft/multiline #lobby", "PRIVMSG #lobby :plain", "PING :p", "JOIN #a",
+    "PART #lobby", "MODE #lobby +m", "CAP REQ :-batch", "CAP REQ :batch", "QUIT", "TICK",
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 1), st.sampled_from(MULTILINE_LINES)), max_size=40))
+def test_random_multiline_sequences(script: list[tuple[int, str]]) -> None:
+    """Whatever order batch lines come in, no exception escapes, and what a batch holds stays bounded."""
+    h = Harness(multiline_max_lines=3, multiline_max_bytes=12, multiline_timeout_s=5)
+    caps = ["draft/multiline", "batch", "message-tags", "echo-message", "labeled-response"]
+    users = [h.user(f"u{i}", caps=caps) for i in range(2)]
+    for who, text in script:
+        user = users[who]
+        if user.client.quitting:
+            continue
+        if text == "TICK":
+            h.clock.now += 3
+            h.server.tick()
+        else:
+            user.send(text)
+        user.lines()
+    check_consistent(h.server)
+    server = h.server
+    for client in server.clients:
+        batch = client.batch
+        if batch is not None:
+            assert len(batch.lines) <= 3 and batch.size <= 12
+            assert (client in server.open_batches) == (not batch.dropped)
+    assert set(server.open_batches) <= server.clients

@@ -283,3 +283,68 @@ def test_new_connections_per_address_are_throttled_and_other_addresses_are_not()
 
     serve_in_process(body, {"connect_attempts_per_ip": 5, "connect_throttle_window_s": 600,
                             "throttle_exempt": ["127.0.0.9"], "max_connections_per_ip": 100})
+
+
+MULTILINE_CAPS = ["draft/multiline", "batch", "message-tags"]
+
+
+def _multiline_batch(ref: str, lines: int) -> bytes:
+    body = b"".join(b"@batch=%s PRIVMSG #lobby :line %d\r\n" % (ref.encode(), i) for i in range(lines))
+    return b"BATCH +%s draft/multiline #lobby\r\n" % ref.encode() + body + b"BATCH -%s\r\n" % ref.encode()
+
+
+def test_a_multiline_batch_goes_through_fakelag_line_by_line() -> None:
+    """A batch sent at once is slowed like any burst (its lines are lines), and arrives whole."""
+
+    def body(srv: InProcessServer) -> None:
+        alice = srv.client()
+        alice.register("alice", caps=MULTILINE_CAPS)
+        alice.expect("366", p1="#lobby")
+        bob = srv.client()
+        bob.register("bob", caps=MULTILINE_CAPS)
+        bob.expect("366", p1="#lobby")
+        time.sleep(0.6)  # the bucket refills after registration
+        sent_at = time.monotonic()
+        alice.send_raw(_multiline_batch("r1", 18))
+        start = bob.expect("BATCH")
+        ref = start.params[0][1:]
+        inner = bob.lines_until("BATCH")
+        elapsed = time.monotonic() - sent_at
+        assert start.params[1:] == ["draft/multiline", "#lobby"]
+        assert [m.params[1] for m in inner[:-1]] == [f"line {i}" for i in range(18)]
+        assert all(m.tags["batch"] == ref for m in inner[:-1]) and inner[-1].params == ["-" + ref]
+        # 20 lines: 5 go at once, the other 15 wait for a token each at 10 per second.
+        assert elapsed >= 1.2, elapsed
+
+    serve_in_process(body, {"flood_burst_lines": 5, "flood_lines_per_s": 10, "flood_max_queued_lines": 30})
+
+
+def test_a_multiline_batch_larger_than_fakelag_holds_is_excess_flood() -> None:
+    def body(srv: InProcessServer) -> None:
+        witness = joined(srv, "witness")
+        flooder = srv.client()
+        flooder.register("flooder", caps=MULTILINE_CAPS)
+        flooder.expect("366", p1="#lobby")
+        flooder.send_raw(_multiline_batch("big", 40))
+        lines = read_until_closed(flooder)
+        assert any(line.startswith("ERROR") and "Excess Flood" in line for line in lines), lines
+        assert "Excess Flood" in witness.expect("QUIT").params[0]
+        assert not any(m.command == "PRIVMSG" for m in witness.received), "nothing of the batch was relayed"
+        assert srv.server.open_batches == {}
+
+    serve_in_process(body, {"flood_burst_lines": 5, "flood_lines_per_s": 1, "flood_max_queued_lines": 10})
+
+
+def test_a_multiline_batch_left_open_gets_fail_timeout_over_the_socket() -> None:
+    def body(srv: InProcessServer) -> None:
+        alice = srv.client()
+        alice.register("alice", caps=MULTILINE_CAPS)
+        alice.expect("366", p1="#lobby")
+        alice.send("BATCH +slow draft/multiline #lobby")
+        alice.send("@batch=slow PRIVMSG #lobby :and then nothing")
+        fail = alice.expect("FAIL")
+        assert fail.params[:3] == ["BATCH", "TIMEOUT", "slow"]
+        alice.send("PING :still-here")
+        assert alice.expect("PONG").params[-1] == "still-here"
+
+    serve_in_process(body, {"multiline_timeout_s": 1})

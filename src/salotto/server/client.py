@@ -7,14 +7,20 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from salotto.server.channel import Channel
+    from salotto.server.multiline import OpenBatch
 
-__all__ = ["TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_SERVER_TIME", "Client", "Connection", "shown_address"]
+__all__ = [
+    "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client", "Connection", "shown_address",
+]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
-# is serialized once per distinct value of these bits (at most eight), not once per recipient.
+# is serialized once per distinct value of these bits (at most sixteen), not once per recipient.
 TAG_MESSAGE_TAGS = 1
 TAG_SERVER_TIME = 2
 TAG_ACCOUNT = 4
+# draft/multiline with batch: a multiline message comes as one batch (salotto.server.multiline); other
+# messages are the same bytes with or without it.
+TAG_MULTILINE = 8
 
 
 class Connection(Protocol):
@@ -50,6 +56,7 @@ class Client:
         "account_since",
         "away",
         "backlog",
+        "batch",
         "cap_negotiating",
         "cap_version",
         "caps",
@@ -65,6 +72,7 @@ class Client:
         "monitoring",
         "nick",
         "nick_cf",
+        "nick_since",
         "oper_failures",
         "outbox",
         "password_given",
@@ -92,6 +100,9 @@ class Client:
         self.host = "0" + ip if ip[:1] == ":" else ip  # shown_address, inlined: once per connection
         self.nick = "*"
         self.nick_cf = ""
+        # When this connection took its nick (wall clock, in the milliseconds history stores): what was
+        # said under nick!user@host after that is this connection's own (REDACT, for those not logged in).
+        self.nick_since = 0.0
         self.user = ""
         self.realname = ""
         # The account logged in to (its name as registered), and when that account was created:
@@ -122,6 +133,9 @@ class Client:
         # there is one, the lines after it wait in ``backlog`` (None there: a line that was too long).
         self.waiting = 0
         self.backlog: deque[bytes | None] | None = None
+        # A draft/multiline batch this client has opened and not closed (salotto.server.multiline); while
+        # there is one, its lines go to it instead of to their commands.
+        self.batch: OpenBatch | None = None
 
     def __repr__(self) -> str:
         return f"<Client {self.id} {self.nick}>"

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from salotto.server.client import Client
     from salotto.server.state import Server
 
-__all__ = ["WORDS_BUDGET", "Context", "add_tag", "chunk_words"]
+__all__ = ["WORDS_BUDGET", "Context", "add_tag", "chunk_words", "in_outer_batch"]
 
 T = TypeVar("T")
 
@@ -210,7 +210,7 @@ class Context:
         else:
             ref = self.server.new_batch_id()
             start = encode_wire(f"@{tag} :{self.server.name} BATCH +{ref} labeled-response\r\n")
-            inner = b"".join(_in_outer_batch(out, "batch=" + ref))
+            inner = b"".join(in_outer_batch(out, "batch=" + ref))
             data = start + inner + f":{self.server.name} BATCH -{ref}\r\n".encode()
         out.clear()
         self.client.conn.write(data)
@@ -223,7 +223,7 @@ def _one_word_params(params: tuple[str, ...]) -> list[str]:
     return fixed
 
 
-def _in_outer_batch(out: list[bytes], tag: str) -> list[bytes]:
+def in_outer_batch(out: list[bytes], tag: str) -> list[bytes]:
     """The lines of ``out`` (an entry may hold several, a whole batch) tagged with ``tag``, the outer batch's,
     except those inside a batch of their own: a nested batch's start and end lines carry the outer tag, its
     lines only their own (IRCv3 batch)."""

@@ -11,13 +11,14 @@ import time
 from collections.abc import Iterable, Mapping
 
 from salotto.proto.message import escape_tag_value, format_line
-from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME, Client
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_MULTILINE, TAG_SERVER_TIME, Client
 
 __all__ = ["Outgoing", "format_server_time"]
 
 # Commands with a free-text parameter, and how many parameters they have with it: that text always
 # gets its colon, even when one word, since naive clients and bots look for " :" to find it.
-_TEXT_PARAM_COUNT = {"PRIVMSG": 2, "NOTICE": 2, "QUIT": 1, "PART": 2, "KICK": 3, "TOPIC": 2, "AWAY": 1, "SETNAME": 1}
+_TEXT_PARAM_COUNT = {"PRIVMSG": 2, "NOTICE": 2, "QUIT": 1, "PART": 2, "KICK": 3, "TOPIC": 2, "AWAY": 1, "SETNAME": 1,
+                    "REDACT": 3}
 
 
 def format_server_time(wall: float) -> str:
@@ -28,7 +29,7 @@ def format_server_time(wall: float) -> str:
 class Outgoing:
     """One message to deliver: its line without tags, and the tags some recipients get."""
 
-    __slots__ = ("_account", "_base", "_client_tags", "_variants", "_wall", "msgid")
+    __slots__ = ("_account", "_base", "_bot", "_client_tags", "_variants", "_wall", "msgid")
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class Outgoing:
         msgid: str | None = None,
         account: str | None = None,
         client_tags: Mapping[str, str] | None = None,
+        bot: bool = False,
     ) -> None:
         if params and _TEXT_PARAM_COUNT.get(command) == len(params):
             self._base = f"{format_line(command, params[:-1], source=source)} :{params[-1]}\r\n"
@@ -49,6 +51,7 @@ class Outgoing:
         self.msgid = msgid
         self._account = account
         self._client_tags = client_tags
+        self._bot = bot  # the source is a bot (user mode +B): the "bot" tag, with message-tags
         self._variants: dict[int, bytes] = {}
 
     def variant(self, flags: int) -> bytes:
@@ -63,6 +66,8 @@ class Outgoing:
                     tags.append(f"{key}={escape_tag_value(value)}" if value else key)
             if self.msgid:
                 tags.append("msgid=" + self.msgid)
+            if self._bot:
+                tags.append("bot")
         if flags & TAG_SERVER_TIME:
             tags.append("time=" + format_server_time(self._wall))
         if flags & TAG_ACCOUNT and self._account:
@@ -92,5 +97,8 @@ class Outgoing:
         return sent
 
     def _variant_built(self, flags: int) -> bytes:
+        if flags & TAG_MULTILINE:  # the same bytes as without: one line is one line
+            data = self._variants[flags] = self.variant(flags & ~TAG_MULTILINE)
+            return data
         data = self._variants[flags] = self._build(flags)
         return data

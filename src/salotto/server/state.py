@@ -21,6 +21,7 @@ from salotto.proto.casemap import casefold
 from salotto.proto.errors import MalformedMessage
 from salotto.proto.framing import decode_wire, encode_wire
 from salotto.proto.message import parse
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
@@ -32,8 +33,11 @@ from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.flood import AddressSet, Throttle, ip_key
+from salotto.server.handlers import multiline
+from salotto.server.handlers.markers import READ_MARKER_CAP
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
 from salotto.server.isupport import isupport_tokens
+from salotto.server.multiline import CAPABILITY as MULTILINE
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
@@ -115,6 +119,8 @@ class Server:
         self.opers: set[Client] = set()
         # MONITOR: casefolded nick -> the clients watching it (salotto.server.monitor).
         self.monitors: dict[str, set[Client]] = {}
+        # Casefolded account -> this node's connections logged in to it (read markers reach them all).
+        self.logins: dict[str, set[Client]] = {}
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
@@ -129,6 +135,8 @@ class Server:
         self.accounts: Accounts | None = None
         # Clients holding a registered nick they are not logged in to -> when the tick renames them.
         self.nick_deadlines: dict[Client, float] = {}
+        # Clients with a draft/multiline batch open -> when the tick drops it (multiline_timeout_s).
+        self.open_batches: dict[Client, float] = {}
         # Where password hashing and mail run: the runtime sets a thread pool (salotto.threads).
         self.offload: Offload = InlineOffload()
         # How verification codes are mailed (salotto.mail.send_code, set by the runtime).
@@ -158,6 +166,8 @@ class Server:
         for name in config.autojoin:
             self.channel_registry.ensure_permanent(name, casefold(name), int(self.wallclock()))
         self.isupport = isupport_tokens(config, history=self.history is not None)
+        if self.accounts is not None:
+            self.accounts.markers.max_targets = config.read_markers_max_targets
 
     @staticmethod
     def _read_motd(path: str) -> list[str]:
@@ -174,6 +184,7 @@ class Server:
         self.accounts = accounts
         if accounts is None:
             return
+        accounts.markers.max_targets = self.config.read_markers_max_targets
         for name_cf, registration in accounts.channels.items():
             channel = self.channel_registry.get(name_cf)  # an autojoin channel, there from the start
             if channel is not None:
@@ -189,8 +200,12 @@ class Server:
                 caps["sts"] = sts
         if self.history is not None:
             caps["draft/chathistory"] = ""
+            # Only with history: without it the server cannot tell who wrote a message, nor when.
+            caps["draft/message-redaction"] = ""
+        caps[MULTILINE] = f"max-bytes={self.config.multiline_max_bytes},max-lines={self.config.multiline_max_lines}"
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
+            caps[READ_MARKER_CAP] = ""
             if self.config.account_registration:
                 by_email = self.config.account_verification == "email"
                 caps["draft/account-registration"] = "before-connect,email-required" if by_email else "before-connect"
@@ -248,7 +263,8 @@ class Server:
     def from_user(self, client: Client, command: str, params: list[str], *, source: str | None = None) -> Outgoing:
         """A message ``client`` is the source of (its prefix, or ``source``), stamped with the current time
         and, for recipients with account-tag, the account it is logged in to."""
-        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account)
+        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account,
+                        bot=BOT_MODE in client.modes)
 
     def outgoing(
         self,
@@ -353,7 +369,8 @@ class Server:
             return
         ctx = Context(self, client, msg)
         try:
-            dispatch(ctx, COMMANDS)
+            if client.batch is None or not multiline.collect(ctx):  # a multiline batch's lines go to it
+                dispatch(ctx, COMMANDS)
         except Exception:
             self.internal_error(ctx, "handling")
             ctx.abandon()
@@ -374,6 +391,8 @@ class Server:
             self._hold_line(client, None)
             return
         ctx = Context(self, client, parse("PING"))
+        if client.batch is not None:
+            multiline.line_dropped(ctx)  # the batch would miss a line: it is refused instead
         ctx.reply(ERR_INPUTTOOLONG, "Input line was too long")
         ctx.flush()
 
@@ -433,6 +452,8 @@ class Server:
             del self.per_ip[client.ip]
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
+        self.open_batches.pop(client, None)
+        self._unindex_login(client)
         monitor.forget(self, client)
         if client.registered:
             self.registered_count -= 1
@@ -495,6 +516,7 @@ class Server:
         log.info("nick change %s -> %s (%s)", client.nick, nick, client.ip)
         old_nick = client.nick
         client.nick, client.nick_cf = nick, nick_cf
+        client.nick_since = int(self.wallclock() * 1000) / 1000
         if client.account is None:
             self.parties.renamed(client)
         self.backplane.to_peers(client, change)
@@ -517,9 +539,41 @@ class Server:
         if history is not None and history.pending:
             history.commit()
 
+    def logged_in(self, client: Client, account: str) -> None:
+        """``client`` is now logged in to ``account`` (after any account it was logged in to)."""
+        self.logged_out(client)
+        client.account = account
+        self.logins.setdefault(casefold(account), set()).add(client)
+
+    def logged_out(self, client: Client) -> None:
+        self._unindex_login(client)
+        client.account = None
+
+    def _unindex_login(self, client: Client) -> None:
+        if client.account is None:
+            return
+        key = casefold(client.account)
+        clients = self.logins.get(key)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.logins[key]
+
+    def flush_markers(self) -> None:
+        """Hand the read markers set since the last call to the store."""
+        accounts = self.accounts
+        if accounts is not None and accounts.markers.dirty:
+            accounts.markers.flush(accounts.write, self._markers_failed)
+
+    @staticmethod
+    def _markers_failed(error: BaseException) -> None:
+        log.warning("read markers not stored yet (will retry): %s", error)
+
     def tick(self) -> None:
-        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention."""
+        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention,
+        read markers to the store."""
         now = self.clock()
+        self.flush_markers()
         if self.history is not None:
             self.history.store_if_due(now)
             self.history.retention_step(now, self.wallclock())
@@ -527,6 +581,8 @@ class Server:
             for client, deadline in list(self.nick_deadlines.items()):
                 if now >= deadline:
                     rename_to_guest(self, client)
+        if self.open_batches:
+            multiline.expire(self, now)
         config = self.config
         ping = f"PING :{self.name}\r\n".encode()
         for client in list(self.clients):
@@ -548,3 +604,4 @@ class Server:
         self.shutting_down = True
         for client in list(self.clients):
             self.disconnect(client, reason, error=reason)
+        self.flush_markers()

@@ -37,6 +37,11 @@ class ServerStats:
         "descriptor_refusals",
         "disconnects",
         "messages_in",
+        "multiline_batches",
+        "multiline_refused",
+        "reactions",
+        "read_markers",
+        "redactions",
         "registrations",
     )
 
@@ -48,6 +53,11 @@ class ServerStats:
         self.registrations = 0
         self.messages_in = 0  # PRIVMSG, NOTICE and TAGMSG received
         self.deliveries_out = 0  # copies of those written to recipients (echoes included)
+        self.multiline_batches = 0  # draft/multiline batches relayed, per target (one message each)
+        self.multiline_refused = 0  # draft/multiline batches refused with a FAIL (limits, timeouts, bad lines)
+        self.reactions = 0  # TAGMSGs carrying +draft/react
+        self.read_markers = 0  # MARKREADs that moved a marker forward
+        self.redactions = 0  # messages deleted from history by REDACT
         self.bytes_in = 0
         self.bytes_out = 0
         self.disconnects: Counter[str] = Counter()

@@ -299,10 +299,23 @@ class Storage(Protocol):
         ``start`` are kept (so ``start > end`` pages backwards, like BETWEEN)."""
         ...
 
+    def redact_message(self, target: str, msgid: str) -> bool:
+        """draft/message-redaction: delete the message ``msgid`` of ``target`` from history, and remember
+        its msgid (:meth:`redacted`), so that a history journal that still holds the message (replayed at
+        startup) does not store it again. False, and nothing remembered, if ``target`` has no such
+        message."""
+        ...
+
+    def redacted(self, msgids: Iterable[str]) -> set[str]:
+        """Those of ``msgids`` that were redacted (as long as retention by age has not forgotten them:
+        their record goes with the message's own time)."""
+        ...
+
     def prune_history(self, cutoff: float | None, max_per_target: int | None, max_rows: int = 10_000) -> int:
         """Retention: delete messages older than ``cutoff`` (epoch seconds) and, in every target, all but
-        the newest ``max_per_target``. Deletes at most ``max_rows`` so the writer is never held long;
-        returns the number deleted (call again while it equals ``max_rows``)."""
+        the newest ``max_per_target``; with ``cutoff``, the records of redacted messages older than it
+        too. Deletes at most ``max_rows`` rows so the writer is never held long; returns the number
+        deleted (call again while it equals ``max_rows``)."""
         ...
 
     # -- read markers (draft/read-marker) --------------------------------------------------------
@@ -315,4 +328,12 @@ class Storage(Protocol):
 
     def read_markers(self, account: str) -> list[tuple[str, float]]:
         """Every (target, time) marker of ``account``."""
+        ...
+
+    def list_read_markers(self) -> list[tuple[str, str, float]]:
+        """Every (casefolded account, target, time) marker: read once at startup."""
+        ...
+
+    def delete_read_marker(self, account: str, target: str) -> bool:
+        """Forget one marker; False when there was none."""
         ...

@@ -78,6 +78,8 @@ def export_history(
     low = _EARLIEST_MS if since is None else round(since * 1000)
     high = _LATEST_MS if until is None else round(until * 1000)
     extra = {m.msgid: m for m in waiting if m.target == target and low <= round(m.time * 1000) < high}
+    for msgid in storage.redacted(extra) if extra else ():  # a journal may hold a message since redacted
+        del extra[msgid]
     # BETWEEN is strictly between its bounds: one millisecond before ``since`` includes ``since`` itself.
     start = Ref.by_time((low - 1) / 1000)
     end = Ref.by_time(high / 1000)

@@ -137,5 +137,15 @@ _V5: Final = """
 DROP TABLE certfps;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
+# Redacted messages (draft/message-redaction): the row is deleted, its msgid remembered, so that a
+# history journal still holding the message (replayed at startup) cannot store it again. time_ms is the
+# message's own time: the record goes with retention by age as the message would have.
+_V6: Final = """
+CREATE TABLE redactions (
+    msgid   TEXT PRIMARY KEY,
+    time_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -530,6 +530,12 @@ class PostgresStorage(RangeQueries):
                 )
                 deleted += len(rows)
                 self._forget_emptied_conversations({row[0] for row in rows if " " in row[0]})
+                if deleted < max_rows:  # the records of redacted messages that old (one row per redaction)
+                    deleted += self._run(
+                        "DELETE FROM redactions WHERE msgid IN "
+                        "(SELECT msgid FROM redactions WHERE time_ms < %s LIMIT %s)",
+                        (to_ms(cutoff), max_rows - deleted),
+                    )
             if max_per_target is not None and deleted < max_rows:
                 # A scan of the (target, time_ms, seq) index, once per prune interval.
                 over = self._all(
@@ -545,6 +551,22 @@ class PostgresStorage(RangeQueries):
                         (target, take),
                     )
         return deleted
+
+    def redact_message(self, target: str, msgid: str) -> bool:
+        with self.transaction():
+            row = self._one("DELETE FROM messages WHERE msgid = %s AND target = %s RETURNING time_ms", (msgid, target))
+            if row is None:
+                return False
+            self._run("INSERT INTO redactions (msgid, time_ms) VALUES (%s, %s) ON CONFLICT DO NOTHING", (msgid, row[0]))
+            if " " in target:
+                self._forget_emptied_conversations({target})
+        return True
+
+    def redacted(self, msgids: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(msgids))
+        if not wanted:
+            return set()
+        return {row[0] for row in self._all("SELECT msgid FROM redactions WHERE msgid = ANY(%s)", (wanted,))}
 
     def _forget_emptied_conversations(self, targets: set[str]) -> None:
         """Private conversations that retention left without a message are forgotten too: who talked to
@@ -631,6 +653,15 @@ class PostgresStorage(RangeQueries):
             "SELECT target, time_ms FROM read_markers WHERE account_cf = %s ORDER BY target", (casefold(account),)
         )
         return [(target, from_ms(ms)) for target, ms in rows]
+
+    def list_read_markers(self) -> list[tuple[str, str, float]]:
+        rows = self._all("SELECT account_cf, target, time_ms FROM read_markers ORDER BY account_cf, target")
+        return [(account, target, from_ms(ms)) for account, target, ms in rows]
+
+    def delete_read_marker(self, account: str, target: str) -> bool:
+        return self._run(
+            "DELETE FROM read_markers WHERE account_cf = %s AND target = %s", (casefold(account), target)
+        ) > 0
 
 
 def _read_version(conn: psycopg.Connection[Any]) -> int:

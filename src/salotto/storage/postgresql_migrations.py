@@ -93,5 +93,14 @@ CREATE TABLE read_markers (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# Redacted messages (draft/message-redaction), as SQLite's version 6: the msgid of a deleted message, so
+# that a history journal replayed at startup cannot store it again; time_ms is the message's own.
+_V2: Final = """
+CREATE TABLE redactions (
+    msgid   text COLLATE "C" PRIMARY KEY,
+    time_ms bigint NOT NULL
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -84,6 +84,9 @@ _INSERTS: Final = {
     for own in (False, True)
 }
 
+# Msgids per query of SqliteHistory.redacted (SQLite takes at most 32,766 parameters).
+_REDACTED_PER_QUERY: Final = 500
+
 # Conversations whose names append_messages remembers (see SqliteHistory._conversation_names) before
 # it starts over.
 _MAX_CONVERSATION_NAMES: Final = 100_000
@@ -287,6 +290,7 @@ class SqliteHistory(RangeQueries):
         with self.transaction():
             if cutoff is not None:
                 deleted += self._prune_by_age(to_ms(cutoff), max_rows)
+                deleted += self._prune_redactions(to_ms(cutoff), max_rows - deleted)
             if max_per_target is not None and deleted < max_rows:
                 # A scan of the (target, time_ms) index: about 100 ms per million messages, on the
                 # writer thread, once per prune interval.
@@ -304,6 +308,38 @@ class SqliteHistory(RangeQueries):
                     )
                     deleted += cur.rowcount
         return deleted
+
+    def redact_message(self, target: str, msgid: str) -> bool:
+        with self.transaction():
+            row = self._find("id, time_ms", msgid, target)
+            if row is None:
+                return False
+            self._db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+            self._db.execute("INSERT OR IGNORE INTO redactions (msgid, time_ms) VALUES (?, ?)", (msgid, row[1]))
+            if " " in target:
+                self._forget_emptied_conversations({target})
+        return True
+
+    def redacted(self, msgids: Iterable[str]) -> set[str]:
+        wanted = list(dict.fromkeys(msgids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _REDACTED_PER_QUERY):
+            chunk = wanted[start:start + _REDACTED_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._db.execute(
+                f"SELECT msgid FROM redactions WHERE msgid IN ({marks})", chunk))
+        return found
+
+    def _prune_redactions(self, cutoff_ms: int, max_rows: int) -> int:
+        """The records of redacted messages older than ``cutoff_ms``, at most ``max_rows`` (a scan of a
+        table of one row per redaction)."""
+        if max_rows <= 0:
+            return 0
+        cur = self._db.execute(
+            "DELETE FROM redactions WHERE msgid IN (SELECT msgid FROM redactions WHERE time_ms < ? LIMIT ?)",
+            (cutoff_ms, max_rows),
+        )
+        return cur.rowcount
 
     def _prune_by_age(self, cutoff_ms: int, max_rows: int) -> int:
         """Delete up to ``max_rows`` messages older than ``cutoff_ms``, target by target.

@@ -117,7 +117,8 @@ class Store:
             self.journal, self._spare = journals
         self._storer = storer
         self._inflight: Future[list[HistoryMessage]] | None = None  # the batch being stored
-        # Reads that came while a batch was in flight and more messages waited: they go once it is stored.
+        # Reads (and writes after history) that came while a batch was in flight and more messages
+        # waited: they go once it is stored.
         self._held_reads: list[Callable[[], None]] | None = None
         self._failing_since: float | None = None  # when the database first refused the messages waiting
         self._now = now  # the clock of the last store_if_due
@@ -287,6 +288,12 @@ class Store:
         def recover() -> int:
             writer = self.writer
             messages = [m for j in journals for m in j.read() if writer.get_message(m.msgid) is None]
+            # Nor those redacted since: a redaction runs after its message's batch, and that batch's
+            # journal is emptied first, but not when emptying it failed, nor for a message that a refused
+            # batch left in a journal while it was stored with a later one.
+            redacted = writer.redacted(m.msgid for m in messages) if messages else set()
+            if redacted:
+                messages = [m for m in messages if m.msgid not in redacted]
             try:
                 self._store(messages)
             except Exception as exc:
@@ -315,8 +322,11 @@ class Store:
             error.__cause__ = outcome.error
             return Outcome(error=error)
 
-        if self._storer is None or self._call_soon is None:
+        if self._storer is None:
             callback(run())
+            return
+        if self._call_soon is None:  # no loop (tools, tests): the storer answers on its thread, as a read does
+            self._run(lambda: callback(run()))
             return
         try:
             future = self._storer.submit(run)
@@ -338,28 +348,41 @@ class Store:
     def read(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
         """Run ``fn`` on a reader connection once every message recorded so far is stored: the storer runs
         its jobs in order, so the read is its job after the batch (the loop does not wait for either)."""
+        def job() -> None:
+            self._run(partial(self.reader.read, fn, callback))
+
+        self._after_history(job)
+
+    def write_after_history(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
+        """:meth:`write`, once every message recorded so far is stored (as :meth:`read` waits for them): for
+        a change to a message that may still be in the journal, not yet in the database (a redaction)."""
+        self._after_history(lambda: self.write(fn, callback))
+
+    def _after_history(self, job: Callable[[], None]) -> None:
+        """Run ``job`` (on the loop; it hands its work to the storer) once every message recorded so far
+        has been handed to the storer, so that the storer's work comes after theirs."""
         self.commit()  # journaled first: this pass's output may leave before the storer gets to them
         if self._held_reads is not None:  # after those: they go as soon as the batch in flight is stored
-            self._held_reads.append(partial(self.reader.read, fn, callback))
+            self._held_reads.append(job)
             return
-        self._held_reads = [partial(self.reader.read, fn, callback)]
+        self._held_reads = [job]
         self._release_reads()
 
     def _release_reads(self) -> None:
-        """Hand the storer what waits, then the held reads after it; while that means waiting for the
-        batch in flight (its journal takes the messages next), the reads wait instead, and this runs
+        """Hand the storer what waits, then the held reads (and writes) after it; while that means waiting
+        for the batch in flight (its journal takes the messages next), they wait instead, and this runs
         again on the loop once that batch is stored: the loop never waits for the database here."""
-        reads, self._held_reads = self._held_reads or [], None
+        jobs, self._held_reads = self._held_reads or [], None
         inflight = self._inflight
         if self.unstored and inflight is not None and not inflight.done() and self._call_soon is not None:
-            self._held_reads = reads
+            self._held_reads = jobs
             call_soon = self._call_soon
             inflight.add_done_callback(lambda _: _call_soon_unless_closed(call_soon, self._release_reads))
             return
         if self.unstored:
             self._submit_store()
-        for read in reads:
-            self._run(read)
+        for job in jobs:
+            job()
 
     def retention_step(self, now: float, wall: float) -> None:
         """Called every tick: hand the storer a bounded retention step when one is due (the loop never
@@ -394,8 +417,8 @@ class Store:
         self.store()
         if self.unstored:
             log.error("%d messages could not be stored; the history journal keeps them", len(self.unstored))
-        for read in self._held_reads or ():
-            self._run(read)
+        for job in self._held_reads or ():
+            job()
         self._held_reads = None
         if self._storer is not None:
             self._storer.shutdown()

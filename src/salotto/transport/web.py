@@ -212,6 +212,14 @@ def render_metrics(server: Server) -> str:
            [("", stats.messages_in)])
     family("messages_delivered_total", "counter", "Copies of messages written to recipients, echoes included.",
            [("", stats.deliveries_out)])
+    family("multiline_batches_total", "counter", "draft/multiline batches relayed (one message each).",
+           [("", stats.multiline_batches)])
+    family("multiline_refused_total", "counter", "draft/multiline batches refused (limits, timeouts, bad lines).",
+           [("", stats.multiline_refused)])
+    family("reactions_total", "counter", "Reactions (TAGMSG with +draft/react) received.", [("", stats.reactions)])
+    family("read_markers_total", "counter", "Read markers (MARKREAD) moved forward.", [("", stats.read_markers)])
+    family("redactions_total", "counter", "Messages deleted by REDACT (draft/message-redaction).",
+           [("", stats.redactions)])
     family("received_bytes_total", "counter", "Bytes received from clients.", [("", stats.bytes_in)])
     family("sent_bytes_total", "counter", "Bytes written to clients.", [("", stats.bytes_out)])
     family("disconnects_total", "counter", "Disconnections by reason.",

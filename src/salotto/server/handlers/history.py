@@ -15,8 +15,9 @@ from salotto.proto.names import CHANTYPES, split_userhost
 from salotto.proto.numbers import parse_positive_int
 from salotto.server.channel import Channel
 from salotto.server.client import TAG_SERVER_TIME, Client
-from salotto.server.context import Context, add_tag
+from salotto.server.context import Context, add_tag, in_outer_batch
 from salotto.server.fanout import Outgoing, format_server_time
+from salotto.server.multiline import STORED_CONCAT, MultilineOutgoing, stored_lines
 from salotto.storage.base import HistoryMessage, Ref, Storage, TargetListing, conversation_key
 from salotto.storage.outcome import Outcome
 
@@ -96,7 +97,8 @@ def handle_chathistory(ctx: Context) -> None:
         ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
         return
     query = _query(sub, key, first, second, limit)
-    history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since)))
+    newest = sub != "AFTER"
+    history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since, newest)))
 
 
 def _query(
@@ -187,20 +189,20 @@ def _resolve_target(ctx: Context, name: str) -> tuple[str, str, float] | None:
 
 
 def _in_batch(server: Server, client: Client, kind: str, lines: list[bytes], label: str | None = None) -> bytes:
-    """``lines`` (serialized, CRLF included) as one batch of ``kind`` (its type and parameters), with
-    ``label`` on its start, for a client that negotiated batch; the lines alone for one that did not
-    (a label needs the batch to go on)."""
+    """``lines`` (serialized, CRLF included; an entry may be several lines, a multiline message) as one
+    batch of ``kind`` (its type and parameters), with ``label`` on its start, for a client that negotiated
+    batch; the lines alone for one that did not (a label needs the batch to go on). A multiline message's
+    own batch nests inside it."""
     if "batch" not in client.caps:
         return b"".join(lines)
     ref = server.new_batch_id()
     start = encode_wire(f":{server.name} BATCH +{ref} {kind}\r\n")
     if label:
         start = add_tag(start, label)
-    tag = "batch=" + ref
-    return start + b"".join(add_tag(line, tag) for line in lines) + f":{server.name} BATCH -{ref}\r\n".encode()
+    return start + b"".join(in_outer_batch(lines, "batch=" + ref)) + f":{server.name} BATCH -{ref}\r\n".encode()
 
 
-def _history_line(msg: HistoryMessage, client: Client, shown: str) -> bytes:
+def _history_line(server: Server, msg: HistoryMessage, client: Client, shown: str) -> bytes:
     if shown[:1] in CHANTYPES:
         target = shown
     else:
@@ -211,26 +213,57 @@ def _history_line(msg: HistoryMessage, client: Client, shown: str) -> bytes:
         )
         target = shown if mine else client.nick
     text = msg.text
+    lines = stored_lines(text, msg.tags)
+    if lines is not None:
+        text = lines[0][0]
     if not client.tag_flags & TAG_SERVER_TIME:
         # Without server-time the client would show an old message as new: say when it was
         # (inside a CTCP ACTION, so that /me stays an action).
         stamp = time.strftime("[%Y-%m-%d %H:%M UTC] ", time.gmtime(msg.time))
         action = "\x01ACTION "
         text = action + stamp + text[len(action):] if text.startswith(action) else stamp + text
-    params = [target] if msg.command == "TAGMSG" else [target, text]
-    out = Outgoing(msg.sender, msg.command, params, wall=msg.time, msgid=msg.msgid, account=msg.account,
-                   client_tags=dict(msg.tags) if msg.tags else None)
+    client_tags = dict(msg.tags) if msg.tags else None
+    if lines is None:
+        params = [target] if msg.command == "TAGMSG" else [target, text]
+        out = Outgoing(msg.sender, msg.command, params, wall=msg.time, msgid=msg.msgid, account=msg.account,
+                       client_tags=client_tags)
+    else:
+        if client_tags is not None:
+            client_tags.pop(STORED_CONCAT, None)
+        lines[0] = (text, False)
+        out = MultilineOutgoing(msg.sender, msg.command, target, lines, wall=msg.time, batch_id=server.new_batch_id(),
+                                max_line_bytes=server.config.max_line_bytes, msgid=msg.msgid, account=msg.account,
+                                client_tags=client_tags)
     return out.variant(client.tag_flags)
 
 
-def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float) -> None:
+def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]], since: float,
+                newest: bool) -> None:
     client = ctx.client
     if outcome.error is not None:
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
-    lines = [_history_line(msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
-    _answer_in_batch(ctx, f"chathistory {shown}", lines)
+    lines = [_history_line(ctx.server, msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
+    _answer_in_batch(ctx, f"chathistory {shown}", _within_budget(ctx.server, lines, newest=newest))
+
+
+def _within_budget(server: Server, lines: list[bytes], *, newest: bool) -> list[bytes]:
+    """The messages of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
+    (``newest``: LATEST, BEFORE...) or the oldest (AFTER), at least one. A multiline message is one entry of
+    up to ``multiline_max_bytes`` and a line each: a hundred of them could pass the reader's send queue and
+    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got."""
+    budget = server.config.max_sendq_bytes // 2
+    total = 0
+    kept = 0
+    for entry in reversed(lines) if newest else lines:
+        total += len(entry)
+        if total > budget and kept:
+            break
+        kept += 1
+    if kept == len(lines):
+        return lines
+    return lines[len(lines) - kept:] if newest else lines[:kept]
 
 
 def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
@@ -297,8 +330,8 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        replay.send(_in_batch(server, client, f"chathistory {shown}",
-                              [_history_line(msg, client, shown) for msg in messages]))
+        lines = [_history_line(server, msg, client, shown) for msg in messages]
+        replay.send(_in_batch(server, client, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
 
     callback = replay.wait(done)
     try:

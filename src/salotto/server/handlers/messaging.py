@@ -5,8 +5,12 @@ https://modern.ircdocs.horse/#privmsg-message, https://ircv3.net/specs/extension
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
     ERR_CANNOTSENDTOCHAN,
@@ -21,11 +25,16 @@ from salotto.proto.numerics import (
     RPL_UNAWAY,
 )
 from salotto.server.accounts import is_service
+from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
 from salotto.server.handlers.history import history_identity
 from salotto.server.handlers.services import service_message
+from salotto.server.multiline import Line, MultilineOutgoing, OpenBatch, stored_form
 from salotto.storage.base import NO_TAGS, HistoryMessage, conversation_key
+
+if TYPE_CHECKING:
+    from salotto.server.state import Server
 
 # IRCv3 message-tags: a client's tag data may take at most 4094 bytes. The transports refuse a longer tag
 # section (max_tags_bytes); this holds the relayed client-only tags to it where an operator raised that.
@@ -49,33 +58,50 @@ def handle_tagmsg(ctx: Context) -> None:
     _message(ctx, "TAGMSG")
 
 
-def _message(ctx: Context, command: str) -> None:
-    params = ctx.msg.params
+def send_multiline(ctx: Context, batch: OpenBatch) -> None:
+    """Deliver a closed draft/multiline batch as one message, with the checks and the history of a PRIVMSG
+    or NOTICE to its target (salotto.server.handlers.multiline collected it)."""
+    _message(ctx, batch.command or "PRIVMSG", batch)
+
+
+def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None:
+    """The command's text to each of its targets (or, for a multiline ``batch``, the message of its lines
+    to its target), as far as the sender may: relayed, echoed, recorded in history."""
     client = ctx.client
     server = ctx.server
     # No error replies to a NOTICE ever (RFC 2812 3.3.2): loops between bots stay impossible.
     quiet = command == "NOTICE"
-    if not params or not params[0]:
-        if not quiet:
-            ctx.reply(ERR_NORECIPIENT, f"No recipient given ({command})")
-        return
     is_tagmsg = command == "TAGMSG"
-    if not is_tagmsg and (len(params) < 2 or not params[1]):
-        if not quiet:
-            ctx.reply(ERR_NOTEXTTOSEND, "No text to send")
-        return
-    targets = params[0].split(",") if "," in params[0] else [params[0]]
-    if len(targets) > server.config.max_targets:
-        if not quiet:
-            ctx.reply(ERR_TOOMANYTARGETS, params[0], "Too many targets")
-        return
-    tags = ctx.msg.tags
-    client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
-    if client_tags and len(format_tags(client_tags)) > MAX_CLIENT_TAG_BYTES:
-        ctx.reply(ERR_INPUTTOOLONG, "Input line was too long (client tags)")
-        return
-    if is_tagmsg and not client_tags:
-        return
+    source = client.prefix  # built once: the relayed line and the stored message both name it
+    lines: list[Line] | None = None
+    if batch is None:
+        params = ctx.msg.params
+        if not params or not params[0]:
+            if not quiet:
+                ctx.reply(ERR_NORECIPIENT, f"No recipient given ({command})")
+            return
+        if not is_tagmsg and (len(params) < 2 or not params[1]):
+            if not quiet:
+                ctx.reply(ERR_NOTEXTTOSEND, "No text to send")
+            return
+        targets = params[0].split(",") if "," in params[0] else [params[0]]
+        if len(targets) > server.config.max_targets:
+            if not quiet:
+                ctx.reply(ERR_TOOMANYTARGETS, params[0], "Too many targets")
+            return
+        tags = ctx.msg.tags
+        client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
+        if client_tags and len(format_tags(client_tags)) > MAX_CLIENT_TAG_BYTES:
+            ctx.reply(ERR_INPUTTOOLONG, "Input line was too long (client tags)")
+            return
+        if is_tagmsg and not client_tags:
+            return
+        text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
+    else:
+        targets = [batch.target]
+        client_tags = batch.tags
+        text = ""
+        lines = batch.lines
     echo = "echo-message" in client.caps
     stats = server.stats
     stats.messages_in += 1
@@ -83,14 +109,19 @@ def _message(ctx: Context, command: str) -> None:
     # Milliseconds, as server-time shows them and history stores them: the two must agree.
     wall = int(server.wallclock() * 1000) / 1000
     history = server.history
-    if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
-        history = None
-    source = client.prefix  # built once: the relayed line and the stored message both name it
-    text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
+    if is_tagmsg:
+        if history is not None and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
+            history = None
+        if client_tags and "+draft/react" in client_tags:
+            stats.reactions += 1
+    bot = BOT_MODE in client.modes
     # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
     if history is not None:
-        stored_text = valid_utf8(text)
-        stored_tags = _valid_tags(client_tags) if client_tags else NO_TAGS
+        if lines is None:
+            stored_text = valid_utf8(text)
+            stored_tags: Mapping[str, str] = _valid_tags(client_tags) if client_tags else NO_TAGS
+        else:
+            stored_text, stored_tags = stored_form(lines, client_tags)
     for target in targets:
         if not target:
             continue
@@ -107,8 +138,11 @@ def _message(ctx: Context, command: str) -> None:
                 continue
             body[0] = channel.name
             msgid = server.new_msgid()
-            out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                           account=client.account, client_tags=client_tags)
+            if lines is None:
+                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
+                               account=client.account, client_tags=client_tags, bot=bot)
+            else:
+                out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags, bot)
             if is_tagmsg:
                 stats.deliveries_out += server.backplane.to_members(channel, out, exclude=client, cap="message-tags")
             else:
@@ -118,7 +152,9 @@ def _message(ctx: Context, command: str) -> None:
                                               command, stored_text, stored_tags))
         else:
             if is_service(target):
-                if command == "PRIVMSG":
+                if lines is not None:
+                    ctx.fail("BATCH", "MULTILINE_INVALID", description="Services take one line at a time")
+                elif command == "PRIVMSG":
                     service_message(ctx, target, text)
                 continue
             recipient = server.find_user(target)
@@ -128,8 +164,11 @@ def _message(ctx: Context, command: str) -> None:
                 continue
             body[0] = recipient.nick
             msgid = server.new_msgid()
-            out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                           account=client.account, client_tags=client_tags)
+            if lines is None:
+                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
+                               account=client.account, client_tags=client_tags, bot=bot)
+            else:
+                out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
                 stats.deliveries_out += server.backplane.to_nick(recipient, out)
@@ -149,6 +188,14 @@ def _message(ctx: Context, command: str) -> None:
         if echo:
             ctx.send(out.variant(client.tag_flags))
             stats.deliveries_out += 1
+
+
+def _multiline(server: Server, source: str, command: str, target: str, lines: list[Line], wall: float,
+               msgid: str, client: Client, client_tags: dict[str, str] | None, bot: bool) -> MultilineOutgoing:
+    server.stats.multiline_batches += 1
+    return MultilineOutgoing(source, command, target, lines, wall=wall, batch_id=server.new_batch_id(),
+                             max_line_bytes=server.config.max_line_bytes, msgid=msgid, account=client.account,
+                             client_tags=client_tags, bot=bot)
 
 
 def _valid_tags(tags: dict[str, str]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from salotto.proto.numerics import (
 )
 from salotto.server import monitor
 from salotto.server.accounts import is_service, nick_protection_check
-from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_SERVER_TIME
+from salotto.server.client import TAG_ACCOUNT, TAG_MESSAGE_TAGS, TAG_MULTILINE, TAG_SERVER_TIME
 from salotto.server.context import Context
 from salotto.server.dispatch import password_missing, refuse_password
 from salotto.server.flood import ip_key
@@ -82,6 +82,8 @@ def _tag_flags(caps: set[str]) -> int:
         flags |= TAG_SERVER_TIME
     if "account-tag" in caps:
         flags |= TAG_ACCOUNT
+    if "draft/multiline" in caps and "batch" in caps:
+        flags |= TAG_MULTILINE
     return flags
 
 
@@ -246,6 +248,7 @@ def _nick_claimed(ctx: Context, nick: str, nick_cf: str, claimed: bool) -> None:
         ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
         return
     client.nick, client.nick_cf = nick, nick_cf
+    client.nick_since = int(ctx.server.wallclock() * 1000) / 1000
     try_register(ctx)
 
 
