@@ -304,7 +304,6 @@ function sendReaction(entry, emoji) {
 function deleteMessage(entry) {
   const buf = chat.activeBuffer;
   if (!chat.canRedact(buf, entry)) return;
-  if (!window.confirm(`Delete this message for everyone?\n\n${entry.nick}: ${entry.text.slice(0, 200)}`)) return;
   conn.send("REDACT", [buf.name, entry.msgid]);
 }
 

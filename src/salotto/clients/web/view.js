@@ -157,10 +157,29 @@ export class View {
       if (!action || !entry) return;
       event.stopPropagation();
       if (action === "reply") this.onReply(entry);
-      else if (action === "delete") this.onDelete(entry);
+      else if (action === "delete") {
+        // Twice: "✕", then "Delete?" (for a few seconds) deletes for everyone.
+        if (this.deleteButton.classList.contains("confirm")) {
+          this.resetDelete();
+          this.onDelete(entry);
+        } else {
+          this.deleteButton.classList.add("confirm");
+          this.deleteButton.textContent = "Delete?";
+          this.deleteButton.setAttribute("aria-label", "Delete for everyone?");
+          clearTimeout(this.deleteTimer);
+          this.deleteTimer = setTimeout(() => this.resetDelete(), 4000);
+        }
+      }
       else if (action === "react") this.openPicker(entry, event.target.closest("button"));
     });
     return bar;
+  }
+
+  resetDelete() {
+    clearTimeout(this.deleteTimer);
+    this.deleteButton.classList.remove("confirm");
+    this.deleteButton.textContent = "✕";
+    this.deleteButton.setAttribute("aria-label", "Delete");
   }
 
   buildPicker() {
@@ -204,6 +223,7 @@ export class View {
     const entry = row ? this.entryOf.get(row) : null;
     if (!entry || !entry.msgid || entry === this.actionsFor) return;
     this.actionsFor = entry;
+    this.resetDelete();
     this.deleteButton.hidden = !this.chat.canRedact(this.chat.activeBuffer, entry);
     row.append(this.actions);
   }
