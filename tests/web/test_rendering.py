@@ -129,7 +129,7 @@ def test_ten_thousand_messages_scroll_and_fifty_a_second_arrive_without_dropped_
         }""")
         assert f"filler {HISTORY - 1}" in marked
         # Started, not awaited: the page measures while this thread sends.
-        page.evaluate("() => { window.__done = null; (" + MEASURE + ")([0]).then((gaps) => { window.__done = gaps; }); }")
+        page.evaluate("() => { window.__done = null; (" + MEASURE + ")([0]).then((g) => { window.__done = g; }); }")
         sent = 0
         start = time.monotonic()
         while sent < RATE_PER_S * LIVE_S:

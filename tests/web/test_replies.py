@@ -97,6 +97,12 @@ def test_reply_is_sent_with_its_tag_shown_with_a_preview_and_jumps_to_the_origin
     preview.click()
     expect(original).to_be_in_viewport()
     expect(original).to_have_class("line privmsg flash")
+    # Away from the end, a button leads back to the latest line.
+    latest = bob.page.locator("#jump-latest")
+    expect(latest).to_be_visible()
+    latest.click()
+    expect(answer).to_be_in_viewport()
+    expect(latest).to_be_hidden()
 
     # A reply from an IRC client shows the same way; Escape drops a reply being written.
     carol.send(f"@+draft/reply={sent.tags['msgid']} PRIVMSG #replies :with extra cheese")
@@ -246,3 +252,30 @@ def test_pasted_lines_go_as_separate_messages_without_multiline(
     assert received == ["first pasted line", "second pasted line", "third pasted line", "typed after"]
     expect(field).to_have_value("")
     mike.close()
+
+
+def test_scrolling_up_brings_older_history_from_the_server_and_keeps_the_place(
+        browser: Any, chat_server: WebServer, people: list[Person]) -> None:
+    oscar = tcp_client(chat_server, "oscar", "#archive")
+    for i in range(130):
+        oscar.send(f"PRIVMSG #archive :archived {i}")
+    oscar.send("PING :done")
+    oscar.expect("PONG")
+    pia = Person(browser, chat_server.url, "pia")
+    people.append(pia)
+    pia.say("/join #archive")
+    page = pia.page
+    expect(pia.line("archived 129")).to_be_in_viewport()
+    expect(pia.line("archived 79")).to_have_count(0)  # the last 50 on joining (CHATHISTORY LATEST)
+    box = page.locator("#messages")
+    for oldest in ("archived 30", "archived 0"):
+        # The line at the top stays where the reader sees it while older ones come in above it.
+        msgid = page.locator("#messages .line.privmsg").first.get_attribute("data-msgid")
+        box.evaluate("box => { box.scrollTop = 0; }")
+        expect(pia.line(oldest)).to_have_count(1)
+        expect(page.locator(f"#messages .line[data-msgid='{msgid}']")).to_be_in_viewport()
+        assert box.evaluate("box => box.scrollTop") > 0
+    lines = page.locator("#messages .line.privmsg .text").all_inner_texts()
+    assert lines[:3] == ["archived 0", "archived 1", "archived 2"]
+    assert lines.index("archived 129") == 129  # in order, none twice
+    oscar.close()

@@ -107,6 +107,7 @@ export class View {
       if (time && !time.title) time.title = new Date(time.dateTime).toLocaleString();
     });
     messages.addEventListener("click", (event) => this.onClick(event));
+    $("jump-latest").addEventListener("click", () => this.jumpToLatest());
     this.actions = this.buildActions();
     this.picker = this.buildPicker();
     document.addEventListener("keydown", (event) => {
@@ -132,6 +133,26 @@ export class View {
       if (this.chat.dirty.has("list")) this.renderList();
       this.chat.dirty.delete("list");
     }
+    this.updateJump();
+  }
+
+  // "↓ Latest" while the reader is away from the end (a screen or more up, or a window of older lines).
+  updateJump() {
+    const box = $("messages");
+    const away = !this.atEnd || box.scrollHeight - box.scrollTop - box.clientHeight > box.clientHeight;
+    const jump = $("jump-latest");
+    if (jump.hidden === away) jump.hidden = !away;
+  }
+
+  jumpToLatest() {
+    const buf = this.renderedBuffer;
+    if (!buf) return;
+    if (!this.atEnd) this.drawWindow(buf, Math.max(0, buf.messages.length - DOM_INITIAL));
+    const box = $("messages");
+    box.scrollTop = box.scrollHeight;
+    this.chat.markSeen();
+    this.updateJump();
+    $("message-input").focus();
   }
 
   // -- actions on a line: reply, react, delete ---------------------------------------------------------
@@ -269,7 +290,10 @@ export class View {
     chat.dirty = new Set();
     if (dirty.has("header")) this.renderHeader();
     if (dirty.has("nicks")) this.renderNicks();
-    if (dirty.has("messages")) this.renderMessages(dirty.has("switched"));
+    if (dirty.has("messages")) {
+      this.renderMessages(dirty.has("switched"));
+      this.updateJump();
+    }
     if (dirty.has("typing")) this.renderTyping();
     if (dirty.has("list") || chat.dirty.has("list")) this.renderList();
     chat.dirty.delete("list");
