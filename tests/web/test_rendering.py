@@ -147,6 +147,19 @@ def test_ten_thousand_messages_scroll_and_fifty_a_second_arrive_without_dropped_
         assert page.evaluate("window.__old.isConnected")
         assert line_count(page) <= DOM_MAX
         print(f"frame gaps, {RATE_PER_S} messages/s for {LIVE_S} s: {live}")
+
+        # Reading further up while more keep coming: the page still holds a window, and ↓ Latest leads
+        # to the newest.
+        page.locator("#messages").evaluate("box => { box.scrollTop = box.scrollHeight / 2; }")
+        feeder.send_raw("".join(f"PRIVMSG #lobby :while reading {i}\r\n" for i in range(DOM_MAX + 100)).encode())
+        feeder.send("PING :sent")
+        feeder.expect("PONG")
+        expect(page.locator("#jump-latest")).to_be_visible()
+        page.wait_for_timeout(500)
+        assert line_count(page) <= DOM_MAX
+        page.locator("#jump-latest").click()
+        expect(reader.line(f"while reading {DOM_MAX + 99}")).to_be_in_viewport()
+        assert line_count(page) <= DOM_MAX
         for measured in (up, down, live):
             assert measured["median_ms"] <= 17.5, (up, down, live)  # 60 frames a second
             assert measured["p99_ms"] <= FRAME_GAP_LIMIT_MS, (up, down, live)

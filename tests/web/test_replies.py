@@ -232,6 +232,29 @@ def test_a_mention_while_the_page_is_hidden_shows_a_desktop_notification(
         context.close()
 
 
+def test_notification_permission_is_asked_on_a_click_not_at_load(browser: Any, chat_server: WebServer) -> None:
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    context.add_init_script("""
+        window.__asked = 0;
+        Object.defineProperty(Notification, 'permission', { get: () => (window.__asked ? 'denied' : 'default') });
+        Notification.requestPermission = async () => { window.__asked++; return 'denied'; };
+    """)
+    page = context.new_page()
+    try:
+        page.goto(chat_server.url)
+        page.keyboard.type("nina")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        button = page.locator("#notify-button")
+        expect(button).to_be_visible()
+        assert page.evaluate("window.__asked") == 0
+        button.click()
+        expect(button).to_be_hidden()  # answered (here: no): not offered again
+        assert page.evaluate("window.__asked") == 1
+    finally:
+        context.close()
+
+
 def test_pasted_lines_go_as_separate_messages_without_multiline(
         browser: Any, chat_server: WebServer, people: list[Person]) -> None:
     lara = Person(browser, chat_server.url, "lara")

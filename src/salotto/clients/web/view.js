@@ -441,6 +441,9 @@ export class View {
       drawn.row = row;
     }
     buf.updated.clear();
+    // Reading further up while lines keep coming: past DOM_MAX they wait in the buffer (↓ Latest, or
+    // scrolling down, brings them).
+    if (this.atEnd && !stick && this.shown.length >= DOM_MAX) this.atEnd = false;
     if (this.atEnd) {
       const last = this.shown.at(-1);
       const from = last ? upperBound(buf.messages, last.seq) : 0;
