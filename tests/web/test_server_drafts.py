@@ -160,6 +160,25 @@ def test_read_markers_are_shared_with_the_accounts_other_device(browser: Any, dr
         lobby.click()
         marker = phone.expect("MARKREAD", p0="#lobby")
         assert marker.params[1] == f"timestamp={three.tags['time']}"
+        # The page comes back later (a reload, logged in again): what came meanwhile is under a
+        # "New messages" line in the room it lands in.
+        context.close()
+        oscar.send("PRIVMSG #lobby :four while nora was away")
+        oscar.send("PRIVMSG #lobby :five while nora was away")
+        phone.expect("PRIVMSG", p1="five while nora was away")
+        phone.send("QUIT")
+        context = browser.new_context(viewport={"width": 1200, "height": 760})
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(drafts_server.url)
+        page.locator("#nick-input").fill("nora")
+        page.locator("#password-input").fill("reading-glasses-7")
+        page.locator("#password-input").press("Enter")
+        expect(page.locator("#me-account")).to_have_text("logged in as nora")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        expect(page.locator("#messages .new-marker")).to_be_visible()
+        assert page.evaluate("document.querySelector('#messages .new-marker').nextElementSibling.textContent"
+                             ).endswith("four while nora was away")
         for client in (phone, oscar):
             client.close()
     finally:

@@ -219,3 +219,17 @@ test("a multiline message inside a chathistory batch is merged as one", () => {
   assert.equal(chat.find(chat.buffer("#lobby"), "ml2").text, "a\nb");
   assert.equal(combineMultiline({ messages: [], tags: {}, params: ["#x"] }), null);
 });
+
+test("in the open buffer, history newer than the read marker gets the 'new messages' line", () => {
+  const chat = inLobby();
+  chat.setActive("#lobby");
+  feed(chat, ":srv MARKREAD #lobby timestamp=2026-01-01T12:00:02.000Z");
+  feed(chat, ":srv BATCH +h chathistory #lobby",
+    `@batch=h;${privmsg("bob", "#lobby", "read before", { msgid: "h1", at: 1 }).slice(1)}`,
+    `@batch=h;${privmsg("bob", "#lobby", "since then", { msgid: "h2", at: 3 }).slice(1)}`,
+    `@batch=h;${privmsg("bob", "#lobby", "and this", { msgid: "h3", at: 4 }).slice(1)}`,
+    ":srv BATCH -h");
+  const lobby = chat.buffer("#lobby");
+  assert.equal(lobby.newFrom.text, "since then");
+  assert.equal(lobby.unread, 0, "on screen: not counted");
+});

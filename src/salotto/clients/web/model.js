@@ -441,13 +441,14 @@ export class Chat {
       buf.version++;
       for (const e of entries) if (e.msgid) this.applyPending(buf, e);
       const unseen = !this.isActive(buf) || this.hidden;
-      if (unseen && buf.readUntil) {
-        const fresh = entries.filter((e) => e.counts && e.time > buf.readUntil);
-        if (fresh.length) {
-          buf.unread += fresh.length;
-          if (buf.kind === "query" || fresh.some((e) => e.highlight)) buf.mention = true;
-          this.dirty.add("list");
-        }
+      const fresh = buf.readUntil ? entries.filter((e) => e.counts && e.time > buf.readUntil) : [];
+      if (unseen && fresh.length) {
+        buf.unread += fresh.length;
+        if (buf.kind === "query" || fresh.some((e) => e.highlight)) buf.mention = true;
+        this.dirty.add("list");
+      } else if (fresh.length && !buf.newFrom) {
+        // Open already (the room we land in): the line goes above what came since we last read.
+        buf.newFrom = fresh[0];
       }
     } else buf.historyDone = true;
     for (const reaction of reactions) this.react(buf, reaction);

@@ -508,14 +508,14 @@ export class View {
     const drawn = [];
     for (const entry of entries) {
       const record = { row: null, day: null, marker: null };
+      if (!previous || dayKey(previous.time) !== dayKey(entry.time)) {
+        record.day = el("div", "day", dayLabel(entry.time));
+        fragment.append(record.day);
+      }
       if (entry === buf.newFrom) {
         record.marker = el("div", "new-marker", "New messages");
         record.marker.setAttribute("role", "separator");
         fragment.append(record.marker);
-      }
-      if (!previous || dayKey(previous.time) !== dayKey(entry.time)) {
-        record.day = el("div", "day", dayLabel(entry.time));
-        fragment.append(record.day);
       }
       record.row = this.line(entry);
       fragment.append(record.row);
@@ -568,7 +568,7 @@ export class View {
     const box = $("messages");
     const next = this.shown[n] ? this.rows.get(this.shown[n]) : null;
     // One layout read before the change, none after: the height that goes is the next line's offset.
-    const gone = keep && next ? (next.marker || next.day || next.row).offsetTop - box.firstElementChild.offsetTop : 0;
+    const gone = keep && next ? (next.day || next.marker || next.row).offsetTop - box.firstElementChild.offsetTop : 0;
     for (const entry of this.shown.slice(0, n)) this.removeRecord(entry);
     this.shown.splice(0, n);
     this.fixDay(this.shown[0], null);
@@ -603,7 +603,7 @@ export class View {
     if (record.marker && next && !this.rows.get(next).marker) {
       const nextRecord = this.rows.get(next);
       nextRecord.marker = record.marker;
-      (nextRecord.day || nextRecord.row).before(record.marker);
+      nextRecord.row.before(record.marker);
     }
   }
 
@@ -613,7 +613,7 @@ export class View {
     const record = this.rows.get(entry);
     if (record.day || (previous && dayKey(previous.time) === dayKey(entry.time))) return;
     record.day = el("div", "day", dayLabel(entry.time));
-    record.row.before(record.day);
+    (record.marker || record.row).before(record.day);
   }
 
   line(entry) {
