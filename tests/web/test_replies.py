@@ -302,3 +302,25 @@ def test_scrolling_up_brings_older_history_from_the_server_and_keeps_the_place(
     assert lines[:3] == ["archived 0", "archived 1", "archived 2"]
     assert lines.index("archived 129") == 129  # in order, none twice
     oscar.close()
+
+
+def test_after_leaving_and_coming_back_the_actions_work_once(browser: Any, chat_server: WebServer,
+                                                             people: list[Person]) -> None:
+    rosa = Person(browser, chat_server.url, "rosa")
+    people.append(rosa)
+    page = rosa.page
+    rosa.say("/quit")
+    expect(page.locator("#login")).to_be_visible()
+    page.locator("#nick-input").fill("rosa")
+    page.locator("#nick-input").press("Enter")
+    expect(page.locator("#buffer-title")).to_have_text("#lobby")
+    sam = tcp_client(chat_server, "sam")
+    msgid = say_from(sam, "#lobby", "react to me once")
+    line_action(rosa, "react to me once", "react")
+    expect(page.locator(".reaction-picker")).to_have_count(1)
+    page.get_by_role("menuitem", name="React 😮").click()
+    tag = sam.expect("TAGMSG")
+    assert tag.tags["+draft/reply"] == msgid
+    expect(rosa.line("react to me once").locator(".reaction")).to_have_text("😮1")
+    assert not [line for line in sam.nothing_more() if "TAGMSG" in line], "one reaction sent, not one per page load"
+    sam.close()

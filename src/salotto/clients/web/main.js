@@ -114,6 +114,8 @@ function startChat(nick, auth) {
   $("chat").hidden = false;
   chat = new Chat();
   chat.hidden = document.hidden;
+  if (view) view.destroy();
+  cancelReply();
   view = new View(chat);
   view.onSelect = (name) => selectBuffer(name);
   view.onNick = (nick) => openQuery(nick);

@@ -94,28 +94,40 @@ export class View {
     this.onReply = () => {};
     this.onReact = () => {};
     this.onDelete = () => {};
+    // A new chat (logging in again) gets a new View: destroy() takes this one's listeners away.
+    this.listening = new AbortController();
+    const signal = this.listening.signal;
     const messages = $("messages");
-    messages.addEventListener("scroll", () => this.onScroll());
+    messages.addEventListener("scroll", () => this.onScroll(), { signal });
     // At the top already (or nothing to scroll yet), the wheel up scrolls nothing: still, older lines.
     messages.addEventListener("wheel", (event) => {
       if (event.deltaY < 0 && messages.scrollTop === 0) this.onScroll();
-    }, { passive: true });
+    }, { passive: true, signal });
     messages.addEventListener("mouseover", (event) => {
       this.showActions(event.target.closest(".line"));
       // The full date on a line's time, made when pointed at (toLocaleString for every line costs).
       const time = event.target.closest("time");
       if (time && !time.title) time.title = new Date(time.dateTime).toLocaleString();
-    });
-    messages.addEventListener("click", (event) => this.onClick(event));
-    $("jump-latest").addEventListener("click", () => this.jumpToLatest());
+    }, { signal });
+    messages.addEventListener("click", (event) => this.onClick(event), { signal });
+    $("jump-latest").addEventListener("click", () => this.jumpToLatest(), { signal });
     this.actions = this.buildActions();
     this.picker = this.buildPicker();
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape") this.closePicker();
-    });
+    }, { signal });
     document.addEventListener("click", (event) => {
       if (!this.picker.hidden && !event.target.closest("#reaction-picker, .line-actions")) this.closePicker();
-    });
+    }, { signal });
+  }
+
+  destroy() {
+    this.listening.abort();
+    clearTimeout(this.deleteTimer);
+    this.picker.remove();
+    this.actions.remove();
+    $("messages").replaceChildren();
+    $("jump-latest").hidden = true;
   }
 
   atBottom() {
