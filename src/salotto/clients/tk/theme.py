@@ -10,6 +10,7 @@ import tkinter as tk
 import tkinter.font as tkfont
 from dataclasses import dataclass
 from tkinter import ttk
+from typing import Any
 
 from salotto.clients.core.text import NICK_COLOURS
 
@@ -171,8 +172,8 @@ def apply_theme(root: tk.Misc, name: str, font_size: int, theme: Theme | None = 
                     bordercolor=p.border)
     # Scrollbars as on the page: a thumb on the trough, no arrows.
     for orient in ("Vertical", "Horizontal"):
-        style.layout(f"{orient}.TScrollbar", [(f"{orient}.Scrollbar.trough", {"sticky": "nswe", "children": [
-            (f"{orient}.Scrollbar.thumb", {"expand": "1", "sticky": "nswe"})]})])
+        thumb: Any = [(f"{orient}.Scrollbar.thumb", {"expand": "1", "sticky": "nswe"})]
+        style.layout(f"{orient}.TScrollbar", [(f"{orient}.Scrollbar.trough", {"sticky": "nswe", "children": thumb})])
     style.configure("TScrollbar", troughcolor=p.bg, background=p.panel_2, bordercolor=p.bg,
                     lightcolor=p.panel_2, darkcolor=p.panel_2, arrowsize=max(font_size, 10))
     style.map("TScrollbar", background=[("active", p.border)])
@@ -184,8 +185,8 @@ def apply_theme(root: tk.Misc, name: str, font_size: int, theme: Theme | None = 
     style.map("Treeview", background=[("selected", p.select_bg)], foreground=[("selected", p.select_fg)])
     style.layout("Treeview", [("Treeview.treearea", {"sticky": "nswe"})])  # no frame around the list
     style.configure("Treeview.Item", padding=(pad, 0))
-    style.layout("Treeview.Item", [("Treeitem.padding", {"sticky": "nswe", "children": [
-        ("Treeitem.text", {"side": "left", "sticky": ""})]})])  # no expander, no focus ring
+    item: Any = [("Treeitem.text", {"side": "left", "sticky": ""})]
+    style.layout("Treeview.Item", [("Treeitem.padding", {"sticky": "nswe", "children": item})])  # no expander
     if isinstance(root, tk.Tk | tk.Toplevel):
         root.configure(background=p.bg)
     return theme
