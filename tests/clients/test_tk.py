@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from salotto.clients.core import Client, SessionConfig
+from salotto.clients.core import Client, Line, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
+from salotto.clients.core.session import QUICK_REACTIONS
 from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, make_server, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
 from tests.entry_point import path_without_the_venv, salotto_command
@@ -34,6 +35,7 @@ from tkinter import ttk
 
 from salotto.clients.tk.app import DEFAULT_GEOMETRY, App, main, parse_server
 from salotto.clients.tk.dialog import ConnectRequest
+from salotto.clients.tk.notify import Notifier, urgent
 from salotto.clients.tk.settings import DEFAULT_FONT_SIZE, Settings, load_settings
 from salotto.clients.tk.theme import apply_theme
 from salotto.clients.tk.window import ChatWindow
@@ -471,3 +473,149 @@ def test_desktop_clients_chat_on_a_postgresql_store_and_find_the_history_after_a
         assert pump_until(root, lambda: "stored in postgres by tk" in erin.view.content()), erin.view.content()
     finally:
         server.stop()
+
+
+# -- replies, reactions, deleting, notifications, pasting several lines ------------------------------
+
+
+def sees(window: ChatWindow, nick: str) -> bool:
+    return any(name.lstrip("@+") == nick for name in window.nick_list.get(0, "end"))
+
+
+def line_with(window: ChatWindow, text: str) -> Line:
+    buf = window.session.buffers["#lobby"]
+    return next(line for line in reversed(buf.lines) if line.text == text)
+
+
+def right_click(root: tk.Tk, window: ChatWindow, line: Line) -> list[str]:
+    """Right-click the message in the view; the labels of the menu that comes up (then closed)."""
+    box = window.view.bbox_of(line)
+    assert box is not None, window.view.content()
+    x, y, _w, h = box
+    window.view.text.event_generate("<Button-3>", x=x + 1, y=y + h // 2, rootx=100, rooty=100)
+    root.update()
+    assert window.menu_line is line
+    labels = [str(window.menu.entrycget(i, "label")) for i in range(int(window.menu.index("end") or 0) + 1)
+              if window.menu.type(i) == "command"]
+    window.menu.unpost()
+    return labels
+
+
+def choose(root: tk.Tk, window: ChatWindow, line: Line, label: str) -> None:
+    labels = right_click(root, window, line)
+    index = next(i for i in range(int(window.menu.index("end") or 0) + 1)
+                 if window.menu.type(i) == "command" and window.menu.entrycget(i, "label") == label)
+    assert label in labels
+    window.menu.invoke(index)
+    root.update()
+
+
+def test_reply_and_react_from_the_message_menu(root: tk.Tk, irc_server: IrcServer) -> None:
+    _at, alice = open_window(root, irc_server, "alice")
+    _bt, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    bob.entry.insert(0, "lunch at noon?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "lunch at noon?" in alice.view.content())
+    question = line_with(alice, "lunch at noon?")
+    if irc_server.kind == "ngircd":
+        # No message-tags there: nothing to reply or react with, and nothing pretends to.
+        assert right_click(root, alice, question) == ["Copy text"]
+        return
+
+    choose(root, alice, question, "\u21a9  Reply")
+    assert alice.reply_bar.winfo_ismapped() and "Replying to bob: lunch at noon?" in alice.reply_label.cget("text")
+    alice.entry.insert(0, "yes, the usual place")
+    alice.entry.event_generate("<Return>")
+    root.update()
+    assert not alice.reply_bar.winfo_ismapped()
+    # Bob sees the quote above the answer.
+    assert pump_until(root, lambda: "\u21aa bob  lunch at noon?\n" in bob.view.content()), bob.view.content()
+    assert "yes, the usual place" in bob.view.content()
+
+    thumbs = QUICK_REACTIONS[0]
+    choose(root, alice, question, f"{thumbs}   React {thumbs}")
+    assert pump_until(root, lambda: f" {thumbs} 1 " in bob.view.content()), bob.view.content()
+    # Bob's click on the chip adds his: two, on both sides.
+    mine = line_with(bob, "lunch at noon?")
+    start = bob.view.text.search(f" {thumbs} 1 ", "1.0")
+    box = bob.view.text.bbox(f"{start}+2c")
+    assert box is not None
+    where = {"x": box[0] + 1, "y": box[1] + box[3] // 2}
+    bob.view.text.event_generate("<Motion>", **where)  # Tk finds the tag under the mouse on motion
+    bob.view.text.event_generate("<Button-1>", **where)
+    assert pump_until(root, lambda: f" {thumbs} 2 " in alice.view.content()), alice.view.content()
+    assert mine.reactions == {thumbs: ["alice", "bob"]}
+
+    # Someone who comes later gets both from the history replay.
+    _ct, carol = open_window(root, irc_server, "carol")
+    assert pump_until(root, lambda: f" {thumbs} 2 " in carol.view.content()), carol.view.content()
+    assert "\u21aa bob  lunch at noon?\n" in carol.view.content()
+
+
+def test_deleting_a_message_removes_it_for_everyone(root: tk.Tk, server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    _at, alice = open_window(root, server, "alice")
+    _bt, bob = open_window(root, server, "bob")
+    if "draft/message-redaction" not in alice.session.caps_enabled:
+        pytest.skip("this salotto does not offer draft/message-redaction yet (branch redact)")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    alice.entry.insert(0, "oops, wrong window")
+    alice.send_button.invoke()
+    assert pump_until(root, lambda: "oops, wrong window" in bob.view.content())
+    assert "Delete message" not in right_click(root, bob, line_with(bob, "oops, wrong window"))
+    choose(root, alice, line_with(alice, "oops, wrong window"), "Delete message")
+    assert pump_until(root, lambda: "oops, wrong window" not in bob.view.content())
+    assert pump_until(root, lambda: "oops, wrong window" not in alice.view.content())
+
+
+def test_a_mention_in_the_background_notifies(root: tk.Tk, irc_server: IrcServer, tmp_path: Path) -> None:
+    """Through the notification command when there is one, else the window's X11 urgency hint."""
+    _at, alice = open_window(root, irc_server, "alice")
+    bob_top, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    record = tmp_path / "notified"
+    sender = tmp_path / "notify-send"  # what notify-send would show, written down
+    sender.write_text(f"#!/bin/sh\nprintf '%s|' \"$@\" >> {record}\n")
+    sender.chmod(0o755)
+    alice.notifier = Notifier(alice.master_window, command=str(sender))
+    bob.notifier = Notifier(bob_top, command="")  # no notification service
+    bob_top.focus_force()
+    assert pump_until(root, lambda: bob.focused and not alice.focused)
+
+    bob.entry.insert(0, "alice: are you there?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: record.exists() and "bob in #lobby|alice: are you there?|" in record.read_text())
+    assert alice.master_window.title().startswith("(1) ")
+    bob.entry.insert(0, "not a mention")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "not a mention" in alice.view.content())
+    assert record.read_text().count("|alice") == 1  # only mentions (and private messages) notify
+
+    alice.master_window.focus_force()
+    assert pump_until(root, lambda: alice.focused and not bob.focused)
+    assert not alice.master_window.title().startswith("(")
+    alice.entry.insert(0, "/msg bob psst")
+    alice.send_button.invoke()
+    assert pump_until(root, lambda: urgent(bob_top)), "no urgency hint on bob's window"
+    bob_top.focus_force()
+    assert pump_until(root, lambda: not urgent(bob_top))
+
+
+def test_pasting_several_lines_sends_them(root: tk.Tk, irc_server: IrcServer) -> None:
+    """One draft/multiline batch where the server offers it, one message per line elsewhere."""
+    _at, alice = open_window(root, irc_server, "alice")
+    _bt, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    alice.entry.focus_force()
+    alice.clipboard_clear()
+    alice.clipboard_append("def f():\n    return 42\n")
+    alice.entry.event_generate("<<Paste>>")
+    root.update()
+    alice.entry.event_generate("<Return>")
+    assert pump_until(root, lambda: "return 42" in bob.view.content())
+    texts = [line.text for line in bob.session.buffers["#lobby"].lines]
+    if "draft/multiline" in bob.session.caps_enabled and "draft/multiline" in alice.session.caps_enabled:
+        assert "def f():\n    return 42" in texts
+    else:
+        assert texts[-2:] == ["def f():", "    return 42"]

@@ -283,8 +283,10 @@ class ChatWindow(ttk.Frame):
         if self.session.mark_read(self.shown_key):
             self.client.flush()
 
-    def _focus_in(self, _event: tk.Event[tk.Misc]) -> None:
-        if self.focused or self._closed:
+    def _focus_in(self, event: tk.Event[tk.Misc]) -> None:
+        if self.focused or self._closed or getattr(event.widget, "winfo_toplevel", None) is None:
+            return
+        if event.widget.winfo_toplevel() is not self.master_window:
             return
         self.focused = True
         self.notifier.seen()
@@ -298,7 +300,13 @@ class ChatWindow(ttk.Frame):
         self.after_idle(self._check_focus)
 
     def _check_focus(self) -> None:
-        if not self._closed and self.winfo_exists() and self.focus_get() is None:
+        if self._closed or not self.winfo_exists():
+            return
+        try:
+            widget = self.focus_get()
+        except (KeyError, tk.TclError):  # a menu's internal widget has the focus
+            return
+        if widget is None or widget.winfo_toplevel() is not self.master_window:
             self.focused = False
 
     # -- replies, reactions, deleting -------------------------------------------------------------
