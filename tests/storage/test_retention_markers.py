@@ -119,3 +119,13 @@ def test_read_markers_only_move_forward(storage: Storage) -> None:
     storage.set_read_marker("bob", "#chan", 2.0)
     assert storage.read_markers("alice") == [("#chan", 1700000005.5), ("alice bob", 3.0)]
     assert storage.get_read_marker("bob", "#chan") == 2.0
+
+
+def test_every_marker_is_listed_at_once_and_one_can_be_forgotten(storage: Storage) -> None:
+    storage.set_read_marker("Alice", "#chan", 5.0)
+    storage.set_read_marker("alice", "bob", 6.5)
+    storage.set_read_marker("carol", "#chan", 7.0)
+    assert storage.list_read_markers() == [("alice", "#chan", 5.0), ("alice", "bob", 6.5), ("carol", "#chan", 7.0)]
+    assert storage.delete_read_marker("ALICE", "bob") is True
+    assert storage.delete_read_marker("alice", "bob") is False
+    assert storage.list_read_markers() == [("alice", "#chan", 5.0), ("carol", "#chan", 7.0)]

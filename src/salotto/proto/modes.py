@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 __all__ = [
+    "BOT_MODE",
     "CHANMODES_A",
     "CHANMODES_B",
     "CHANMODES_C",
@@ -26,7 +27,9 @@ CHANMODES_D: Final = "imnst"
 # Membership prefixes, highest first: mode letter and the symbol shown in NAMES/WHO.
 PREFIX_MODES: Final = "ov"
 PREFIX_SYMBOLS: Final = "@+"
-USER_MODES: Final = "iow"
+# B: a bot (https://ircv3.net/specs/extensions/bot-mode), i: invisible, o: operator, w: wallops.
+USER_MODES: Final = "Biow"
+BOT_MODE: Final = "B"
 # RPL_MYINFO: every channel mode, and those that take a parameter.
 CHANNEL_MODES: Final = "".join(sorted(CHANMODES_A + CHANMODES_B + CHANMODES_C + CHANMODES_D + PREFIX_MODES))
 CHANNEL_MODES_WITH_PARAM: Final = "".join(sorted(CHANMODES_A + CHANMODES_B + CHANMODES_C + PREFIX_MODES))

@@ -36,6 +36,7 @@ from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_line
 from salotto.proto.numerics import RPL_LOGGEDIN, RPL_LOGGEDOUT
 from salotto.server.flood import Throttle, ip_key
+from salotto.server.markers import ReadMarkers
 from salotto.server.offload import Offload
 from salotto.storage.base import AlreadyExists, RegisteredChannel, Storage, StoredAccount
 from salotto.storage.outcome import Outcome
@@ -109,6 +110,7 @@ class Accounts:
         accounts: Iterable[StoredAccount] = (),
         login_addresses: Iterable[tuple[str, str, float]] = (),
         channels: Iterable[RegisteredChannel] = (),
+        read_markers: Iterable[tuple[str, str, float]] = (),
     ) -> None:
         self._writer = writer
         self.offload = offload
@@ -132,12 +134,14 @@ class Accounts:
         # For SCRAM's fake salts: an unknown account must look like a known one (salotto.server.sasl),
         # across restarts too, so the runtime keeps it in the data directory.
         self.secret = secret or os.urandom(32)
+        self.markers = ReadMarkers(read_markers)
 
     @classmethod
     def load(cls, storage: Storage, writer: Writer, offload: Offload, secret: bytes | None = None) -> Accounts:
         """The registry with its directory read from ``storage`` (at startup, before the server serves)."""
         return cls(writer, offload, secret, accounts=storage.list_accounts(),
-                   login_addresses=storage.list_login_addresses(), channels=storage.list_channels())
+                   login_addresses=storage.list_login_addresses(), channels=storage.list_channels(),
+                   read_markers=storage.list_read_markers())
 
     def get(self, name: str) -> StoredAccount | None:
         if not name or casefold(name) in _SERVICES_CF or valid_utf8(name) is not name:
@@ -244,6 +248,7 @@ class Accounts:
             founded, channels = outcome.unwrap()
             self._accounts.pop(casefold(name), None)
             self._trusted.pop(casefold(name), None)
+            self.markers.forget_account(name)
             fresh = {casefold(c.name): c for c in channels}
             for cf in self._writing:  # a change still on its way stays as the directory has it
                 if cf in fresh and cf in self.channels:
@@ -445,7 +450,7 @@ def log_in(ctx: Context, account: StoredAccount) -> None:
     """``ctx.client`` is now logged in to ``account``: 900, account-notify, channel access."""
     server = ctx.server
     client = ctx.client
-    client.account = account.name
+    server.logged_in(client, account.name)
     client.account_since = account.created
     if server.accounts is not None:
         server.accounts.trust(server, client, account.name)
@@ -464,7 +469,7 @@ def log_out(server: Server, client: Client, ctx: Context | None = None) -> None:
     if client.account is None:
         return
     log.info("%s (%s) logged out of %s", client.nick, client.ip, client.account)
-    client.account = None
+    server.logged_out(client)
     client.account_since = 0.0
     if ctx is not None and ctx.client is client:
         ctx.reply(RPL_LOGGEDOUT, client.prefix, "You are now logged out")

@@ -88,6 +88,9 @@ class Backplane(Protocol):
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         """A MONITOR numeric (730/731) about ``nick`` to each client watching it."""
 
+    def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
+        """Every connection logged in to ``account`` (with ``cap``) but ``exclude``: one user's devices."""
+
 
 class LocalBackplane:
     """In process: straight into the outboxes of this process's clients."""
@@ -165,6 +168,12 @@ class LocalBackplane:
             recipients.add(client)
             return out.deliver(recipients)
         return out.deliver(recipients, exclude=client)
+
+    def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
+        clients = self._server.logins.get(casefold(account))
+        if not clients:
+            return 0
+        return out.deliver([c for c in clients if cap is None or cap in c.caps], exclude)
 
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         server = self._server

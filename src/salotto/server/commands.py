@@ -10,6 +10,7 @@ from salotto.server.handlers import (
     auth,
     channels,
     history,
+    markers,
     messaging,
     modes,
     monitor,
@@ -54,6 +55,7 @@ COMMANDS: dict[str, Command] = {
     "AWAY": Command(messaging.handle_away),
     "SETNAME": Command(messaging.handle_setname, min_params=1, capability="setname"),
     "CHATHISTORY": Command(history.handle_chathistory, min_params=1),
+    "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

@@ -28,7 +28,7 @@ def format_server_time(wall: float) -> str:
 class Outgoing:
     """One message to deliver: its line without tags, and the tags some recipients get."""
 
-    __slots__ = ("_account", "_base", "_client_tags", "_variants", "_wall", "msgid")
+    __slots__ = ("_account", "_base", "_bot", "_client_tags", "_variants", "_wall", "msgid")
 
     def __init__(
         self,
@@ -40,6 +40,7 @@ class Outgoing:
         msgid: str | None = None,
         account: str | None = None,
         client_tags: Mapping[str, str] | None = None,
+        bot: bool = False,
     ) -> None:
         if params and _TEXT_PARAM_COUNT.get(command) == len(params):
             self._base = f"{format_line(command, params[:-1], source=source)} :{params[-1]}\r\n"
@@ -49,6 +50,7 @@ class Outgoing:
         self.msgid = msgid
         self._account = account
         self._client_tags = client_tags
+        self._bot = bot  # the source is a bot (user mode +B): the "bot" tag, with message-tags
         self._variants: dict[int, bytes] = {}
 
     def variant(self, flags: int) -> bytes:
@@ -63,6 +65,8 @@ class Outgoing:
                     tags.append(f"{key}={escape_tag_value(value)}" if value else key)
             if self.msgid:
                 tags.append("msgid=" + self.msgid)
+            if self._bot:
+                tags.append("bot")
         if flags & TAG_SERVER_TIME:
             tags.append("time=" + format_server_time(self._wall))
         if flags & TAG_ACCOUNT and self._account:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from salotto.config import Config
 from salotto.proto.casemap import CASEMAPPING
 from salotto.proto.modes import (
+    BOT_MODE,
     CHANMODES_A,
     CHANMODES_B,
     CHANMODES_C,
@@ -27,6 +28,7 @@ def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
     tokens = [
         *([f"CHATHISTORY={config.chathistory_max_lines}", "MSGREFTYPES=timestamp,msgid"] if history else []),
         f"AWAYLEN={config.away_max_len}",
+        f"BOT={BOT_MODE}",
         f"CASEMAPPING={CASEMAPPING}",
         f"CHANLIMIT={CHANTYPES}:{config.max_channels_per_user}",
         f"CHANMODES={CHANMODES_A},{CHANMODES_B},{CHANMODES_C},{CHANMODES_D}",

@@ -21,6 +21,7 @@ from salotto.proto.casemap import casefold
 from salotto.proto.errors import MalformedMessage
 from salotto.proto.framing import decode_wire, encode_wire
 from salotto.proto.message import parse
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.numerics import ERR_INPUTTOOLONG, ERR_UNKNOWNERROR
 from salotto.server import monitor
 from salotto.server.accounts import Accounts, rename_to_guest, restore_channel_state
@@ -32,6 +33,7 @@ from salotto.server.context import Context
 from salotto.server.dispatch import dispatch
 from salotto.server.fanout import Outgoing
 from salotto.server.flood import AddressSet, Throttle, ip_key
+from salotto.server.handlers.markers import READ_MARKER_CAP
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
 from salotto.server.isupport import isupport_tokens
 from salotto.server.offload import InlineOffload, Offload
@@ -115,6 +117,8 @@ class Server:
         self.opers: set[Client] = set()
         # MONITOR: casefolded nick -> the clients watching it (salotto.server.monitor).
         self.monitors: dict[str, set[Client]] = {}
+        # Casefolded account -> this node's connections logged in to it (read markers reach them all).
+        self.logins: dict[str, set[Client]] = {}
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
@@ -158,6 +162,8 @@ class Server:
         for name in config.autojoin:
             self.channel_registry.ensure_permanent(name, casefold(name), int(self.wallclock()))
         self.isupport = isupport_tokens(config, history=self.history is not None)
+        if self.accounts is not None:
+            self.accounts.markers.max_targets = config.read_markers_max_targets
 
     @staticmethod
     def _read_motd(path: str) -> list[str]:
@@ -174,6 +180,7 @@ class Server:
         self.accounts = accounts
         if accounts is None:
             return
+        accounts.markers.max_targets = self.config.read_markers_max_targets
         for name_cf, registration in accounts.channels.items():
             channel = self.channel_registry.get(name_cf)  # an autojoin channel, there from the start
             if channel is not None:
@@ -191,6 +198,7 @@ class Server:
             caps["draft/chathistory"] = ""
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
+            caps[READ_MARKER_CAP] = ""
             if self.config.account_registration:
                 by_email = self.config.account_verification == "email"
                 caps["draft/account-registration"] = "before-connect,email-required" if by_email else "before-connect"
@@ -248,7 +256,8 @@ class Server:
     def from_user(self, client: Client, command: str, params: list[str], *, source: str | None = None) -> Outgoing:
         """A message ``client`` is the source of (its prefix, or ``source``), stamped with the current time
         and, for recipients with account-tag, the account it is logged in to."""
-        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account)
+        return Outgoing(source or client.prefix, command, params, wall=self.wallclock(), account=client.account,
+                        bot=BOT_MODE in client.modes)
 
     def outgoing(
         self,
@@ -433,6 +442,7 @@ class Server:
             del self.per_ip[client.ip]
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
+        self._unindex_login(client)
         monitor.forget(self, client)
         if client.registered:
             self.registered_count -= 1
@@ -517,9 +527,41 @@ class Server:
         if history is not None and history.pending:
             history.commit()
 
+    def logged_in(self, client: Client, account: str) -> None:
+        """``client`` is now logged in to ``account`` (after any account it was logged in to)."""
+        self.logged_out(client)
+        client.account = account
+        self.logins.setdefault(casefold(account), set()).add(client)
+
+    def logged_out(self, client: Client) -> None:
+        self._unindex_login(client)
+        client.account = None
+
+    def _unindex_login(self, client: Client) -> None:
+        if client.account is None:
+            return
+        key = casefold(client.account)
+        clients = self.logins.get(key)
+        if clients is not None:
+            clients.discard(client)
+            if not clients:
+                del self.logins[key]
+
+    def flush_markers(self) -> None:
+        """Hand the read markers set since the last call to the store."""
+        accounts = self.accounts
+        if accounts is not None and accounts.markers.dirty:
+            accounts.markers.flush(accounts.write, self._markers_failed)
+
+    @staticmethod
+    def _markers_failed(error: BaseException) -> None:
+        log.warning("read markers not stored yet (will retry): %s", error)
+
     def tick(self) -> None:
-        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention."""
+        """Timers, called about once a second: registration timeouts, PINGs, ping timeouts, retention,
+        read markers to the store."""
         now = self.clock()
+        self.flush_markers()
         if self.history is not None:
             self.history.store_if_due(now)
             self.history.retention_step(now, self.wallclock())
@@ -548,3 +590,4 @@ class Server:
         self.shutting_down = True
         for client in list(self.clients):
             self.disconnect(client, reason, error=reason)
+        self.flush_markers()

@@ -37,6 +37,8 @@ class ServerStats:
         "descriptor_refusals",
         "disconnects",
         "messages_in",
+        "reactions",
+        "read_markers",
         "registrations",
     )
 
@@ -48,6 +50,8 @@ class ServerStats:
         self.registrations = 0
         self.messages_in = 0  # PRIVMSG, NOTICE and TAGMSG received
         self.deliveries_out = 0  # copies of those written to recipients (echoes included)
+        self.reactions = 0  # TAGMSGs carrying +draft/react
+        self.read_markers = 0  # MARKREADs that moved a marker forward
         self.bytes_in = 0
         self.bytes_out = 0
         self.disconnects: Counter[str] = Counter()

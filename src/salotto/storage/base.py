@@ -316,3 +316,11 @@ class Storage(Protocol):
     def read_markers(self, account: str) -> list[tuple[str, float]]:
         """Every (target, time) marker of ``account``."""
         ...
+
+    def list_read_markers(self) -> list[tuple[str, str, float]]:
+        """Every (casefolded account, target, time) marker: read once at startup."""
+        ...
+
+    def delete_read_marker(self, account: str, target: str) -> bool:
+        """Forget one marker; False when there was none."""
+        ...

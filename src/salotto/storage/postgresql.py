@@ -632,6 +632,15 @@ class PostgresStorage(RangeQueries):
         )
         return [(target, from_ms(ms)) for target, ms in rows]
 
+    def list_read_markers(self) -> list[tuple[str, str, float]]:
+        rows = self._all("SELECT account_cf, target, time_ms FROM read_markers ORDER BY account_cf, target")
+        return [(account, target, from_ms(ms)) for account, target, ms in rows]
+
+    def delete_read_marker(self, account: str, target: str) -> bool:
+        return self._run(
+            "DELETE FROM read_markers WHERE account_cf = %s AND target = %s", (casefold(account), target)
+        ) > 0
+
 
 def _read_version(conn: psycopg.Connection[Any]) -> int:
     if conn.execute("SELECT to_regclass('schema_version')").fetchone() in (None, (None,)):

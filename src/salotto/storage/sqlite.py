@@ -438,6 +438,17 @@ class SqliteStorage(SqliteHistory):
         )
         return [(target, from_ms(ms)) for target, ms in rows]
 
+    def list_read_markers(self) -> list[tuple[str, str, float]]:
+        rows = self._db.execute("SELECT account_cf, target, time_ms FROM read_markers ORDER BY account_cf, target")
+        return [(account, target, from_ms(ms)) for account, target, ms in rows]
+
+    def delete_read_marker(self, account: str, target: str) -> bool:
+        with self.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM read_markers WHERE account_cf = ? AND target = ?", (casefold(account), target)
+            )
+        return cursor.rowcount > 0
+
 
 def _channel(row: tuple[Any, ...], access: dict[str, str]) -> RegisteredChannel:
     _, name, founder, registered, topic, setter, topic_time, modes, key, limit = row

@@ -212,6 +212,8 @@ def render_metrics(server: Server) -> str:
            [("", stats.messages_in)])
     family("messages_delivered_total", "counter", "Copies of messages written to recipients, echoes included.",
            [("", stats.deliveries_out)])
+    family("reactions_total", "counter", "Reactions (TAGMSG with +draft/react) received.", [("", stats.reactions)])
+    family("read_markers_total", "counter", "Read markers (MARKREAD) moved forward.", [("", stats.read_markers)])
     family("received_bytes_total", "counter", "Bytes received from clients.", [("", stats.bytes_in)])
     family("sent_bytes_total", "counter", "Bytes written to clients.", [("", stats.bytes_out)])
     family("disconnects_total", "counter", "Disconnections by reason.",

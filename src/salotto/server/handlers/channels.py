@@ -35,6 +35,7 @@ from salotto.server.channel import Channel
 from salotto.server.client import Client
 from salotto.server.context import WORDS_BUDGET, Context, chunk_words
 from salotto.server.handlers.history import replay_on_join
+from salotto.server.handlers.markers import marker_on_join
 from salotto.server.registry import JoinRequest
 
 __all__ = ["join_channel", "part_channel", "send_names"]
@@ -122,6 +123,7 @@ def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_acces
         backplane.to_members(channel, away, exclude=client, about=client, cap="away-notify")
     if channel.topic:
         send_topic(ctx, channel)
+    marker_on_join(ctx, channel)
     send_names(ctx, channel)
     replay_on_join(ctx, channel)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numerics import (
     ERR_CANNOTSENDTOCHAN,
@@ -83,9 +84,13 @@ def _message(ctx: Context, command: str) -> None:
     # Milliseconds, as server-time shows them and history stores them: the two must agree.
     wall = int(server.wallclock() * 1000) / 1000
     history = server.history
-    if history is not None and is_tagmsg and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
-        history = None
+    if is_tagmsg:
+        if history is not None and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
+            history = None
+        if client_tags and "+draft/react" in client_tags:
+            stats.reactions += 1
     source = client.prefix  # built once: the relayed line and the stored message both name it
+    bot = BOT_MODE in client.modes
     text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
     # Relayed as sent; stored as text (the database takes UTF-8 only): what was not UTF-8 becomes U+FFFD.
     if history is not None:
@@ -108,7 +113,7 @@ def _message(ctx: Context, command: str) -> None:
             body[0] = channel.name
             msgid = server.new_msgid()
             out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                           account=client.account, client_tags=client_tags)
+                           account=client.account, client_tags=client_tags, bot=bot)
             if is_tagmsg:
                 stats.deliveries_out += server.backplane.to_members(channel, out, exclude=client, cap="message-tags")
             else:
@@ -129,7 +134,7 @@ def _message(ctx: Context, command: str) -> None:
             body[0] = recipient.nick
             msgid = server.new_msgid()
             out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                           account=client.account, client_tags=client_tags)
+                           account=client.account, client_tags=client_tags, bot=bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
             if (recipient is not client or not echo) and (not is_tagmsg or "message-tags" in recipient.caps):
                 stats.deliveries_out += server.backplane.to_nick(recipient, out)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from salotto.proto.casemap import casefold
+from salotto.proto.modes import BOT_MODE
 from salotto.proto.names import CHANTYPES, mask_match
 from salotto.proto.numbers import parse_positive_int
 from salotto.proto.numerics import (
@@ -40,6 +41,7 @@ from salotto.proto.numerics import (
     RPL_USERHOST,
     RPL_VERSION,
     RPL_WHOISACCOUNT,
+    RPL_WHOISBOT,
     RPL_WHOISCHANNELS,
     RPL_WHOISHOST,
     RPL_WHOISIDLE,
@@ -174,6 +176,8 @@ def _who_flags(ctx: Context, channel: Channel | None, target: Client) -> str:
     flags = "G" if target.away is not None else "H"
     if target.is_oper:
         flags += "*"
+    if BOT_MODE in target.modes:
+        flags += BOT_MODE
     if channel is not None:
         flags += channel.prefix_of(target, multi="multi-prefix" in ctx.client.caps)
     return flags
@@ -291,6 +295,8 @@ def handle_whois(ctx: Context) -> None:
         ctx.reply(RPL_AWAY, target.nick, target.away)
     if target.is_oper:
         ctx.reply(RPL_WHOISOPERATOR, target.nick, "is an IRC operator")
+    if BOT_MODE in target.modes:
+        ctx.reply(RPL_WHOISBOT, target.nick, f"is a Bot on {server.config.network_name}")
     if target.account is not None:
         ctx.reply(RPL_WHOISACCOUNT, target.nick, target.account, "is logged in as")
     if client is target or client.is_oper:
