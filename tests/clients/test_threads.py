@@ -126,8 +126,11 @@ def test_read_markers_clear_unread_and_are_sent_when_read() -> None:
     assert buf.unread == 1 and not buf.mentioned
     feed(session, "MARKREAD #lobby *")
     assert buf.unread == 1
-    # Shown here: the newest line is read, and the server hears it once.
+    # Shown here: the newest line is read, and the server hears it once (markers are per account).
     session.set_active("#lobby")
+    assert not session.mark_read("#lobby")
+    feed(session, ":srv 900 me me!u@h me :You are now logged in as me")
+    assert session.account == "me"
     assert session.mark_read("#lobby")
     assert session.take_outbox() == ["MARKREAD #lobby timestamp=2025-01-01T10:02:00.000Z"]
     assert not session.mark_read("#lobby")

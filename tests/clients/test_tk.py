@@ -619,3 +619,57 @@ def test_pasting_several_lines_sends_them(root: tk.Tk, irc_server: IrcServer) ->
         assert "def f():\n    return 42" in texts
     else:
         assert texts[-2:] == ["def f():", "    return 42"]
+
+
+def register_account(server: IrcServer, nick: str, password: str) -> None:
+    """Register ``nick`` as an account, as a user would with the client: /quote REGISTER."""
+    first = Client("127.0.0.1", server.port, SessionConfig(nick=nick))
+    first.start()
+    try:
+        assert first.wait_until(joined("#lobby"), WAIT_S)
+        first.input(f"/quote REGISTER * * {password}")
+        assert first.wait_until(has_line("*", f"logged in as {nick}"), WAIT_S)
+    finally:
+        first.close()
+
+
+def test_reading_on_one_device_clears_the_unread_count_on_the_other(
+    root: tk.Tk, server_factory: Callable[[str], IrcServer]
+) -> None:
+    server = server_factory("salotto")
+    register_account(server, "carol", "carol-secret-pw")
+    windows = []
+    for nick in ("carol", "carol_laptop"):
+        top = tk.Toplevel(root)
+        top.geometry("900x560")
+        config = SessionConfig(nick=nick, sasl_account="carol", sasl_password="carol-secret-pw",
+                               autojoin=("#lobby", "#dev"))
+        client = Client("127.0.0.1", server.port, config)
+        window = ChatWindow(top, client, apply_theme(root, "light", 10))
+        client.start()
+        assert pump_until(root, lambda window=window: window.session.account == "carol"
+                          and joined("#dev")(window.session))
+        windows.append(window)
+    desk, laptop = windows
+    if "draft/read-marker" not in desk.session.caps_enabled:
+        pytest.skip("this salotto does not offer draft/read-marker")
+    assert "logged in as carol" in desk.account_label.cget("text")
+    for window in windows:
+        window.show("#lobby")
+    bob = Client("127.0.0.1", server.port, SessionConfig(nick="bob", autojoin=("#lobby", "#dev")))
+    bob.start()
+    try:
+        assert bob.wait_until(joined("#dev"), WAIT_S)
+        bob.session.say("#dev", "the build is green")
+        bob.flush()
+        both = lambda: all(w.session.buffers["#dev"].unread == 1 for w in windows)  # noqa: E731
+        assert pump_until(root, both), [w.session.buffers["#dev"].unread for w in windows]
+        assert "#dev   1" in laptop.buffer_list.item("#dev", "text")
+        # Read on the desk: the laptop's count goes too.
+        desk.master_window.focus_force()
+        assert pump_until(root, lambda: desk.focused)
+        desk.show("#dev")
+        assert pump_until(root, lambda: laptop.session.buffers["#dev"].unread == 0)
+        assert pump_until(root, lambda: laptop.buffer_list.item("#dev", "text") == "#dev")
+    finally:
+        bob.close()

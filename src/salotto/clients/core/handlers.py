@@ -114,6 +114,13 @@ def on_password_mismatch(s: Session, msg: Message) -> None:
         s.password_refused(msg.params[-1] if msg.params else "")
 
 
+def on_logged_in(s: Session, msg: Message) -> None:
+    # 900 <nick> <nick!user@host> <account> :You are now logged in as <account>  /  901 <nick> <mask> :...
+    s.account = msg.params[2] if msg.command == n.RPL_LOGGEDIN and len(msg.params) > 3 else ""
+    s.emit(ChangeKind.STATUS)
+    on_numeric(s, msg)
+
+
 def on_welcome(s: Session, msg: Message) -> None:
     # 001 <nick> :Welcome ...
     s.welcome(msg.params[0] if msg.params else s.nick, msg.source or "")
@@ -532,6 +539,8 @@ HANDLERS: dict[str, Handler] = {
     "WARN": on_standard_reply,
     "NOTE": on_standard_reply,
     n.RPL_WELCOME: on_welcome,
+    n.RPL_LOGGEDIN: on_logged_in,
+    n.RPL_LOGGEDOUT: on_logged_in,
     n.RPL_ISUPPORT: on_isupport,
     n.RPL_ENDOFMOTD: on_motd_end,
     n.ERR_NOMOTD: on_motd_end,

@@ -99,6 +99,8 @@ class Session:
         self.connected = False
         self.registered = False
         self.server_name = ""
+        # The account this connection is logged in to (900), "" when none.
+        self.account = ""
         self.caps_offered: dict[str, str] = {}
         self.caps_enabled: set[str] = set()
         self.isupport: dict[str, str] = {}
@@ -537,8 +539,8 @@ class Session:
         buf = self.buffers.get(key)
         if buf is None or buf.kind is BufferKind.SERVER:
             return False
-        if "draft/read-marker" not in self.caps_enabled or not self.registered:
-            return False
+        if "draft/read-marker" not in self.caps_enabled or not self.registered or not self.account:
+            return False  # the server keeps markers for accounts only
         # Only what the server keeps counts: a local line's time is this machine's clock.
         times = [line.time for line in buf.lines if line.kind in history.STORED_KINDS]
         if not times:

@@ -468,8 +468,8 @@ class ChatWindow(ttk.Frame):
         missed = f"({self.missed}) " if self.missed else ""
         self.master_window.title(f"{missed}{where}{self.session.nick}{away} \u2014 salotto")
         self.nick_label.configure(text=self.session.nick + away)
-        account = self.session.config.sasl_account
-        self.account_label.configure(text=f"\u2713 {account}" if account and self.session.registered else
+        account = self.session.account
+        self.account_label.configure(text=f"\u2713 logged in as {account}" if account else
                                      "connected" if self.session.registered else "offline")
         self.status.configure(text=self.client.status)
 
