@@ -156,6 +156,11 @@ def test_pasted_lines_go_as_one_multiline_batch_within_the_limits() -> None:
     session.say("#lobby", "a\n" + "word " * 100)
     out = session.take_outbox()
     assert out[0].startswith("BATCH +ml2") and "draft/multiline-concat" in out[3] and len(out) == 5
+    # Glued back, the pieces are the line as typed, not a space lost at the cut.
+    echoed = [f"{line.split(' ', 1)[0]} :me!u@h {line.split(' ', 1)[1]}" if line.startswith("@")
+              else f":me!u@h {line}" for line in out]
+    feed(session, *echoed)
+    assert session.buffers["#lobby"].lines[-1].text == "a\n" + ("word " * 100).rstrip("\r")
     # Over max-lines (or max-bytes): one message per line, as without the cap.
     session.say("#lobby", "1\n2\n3\n4\n5")
     assert session.take_outbox() == [f"PRIVMSG #lobby {n}" for n in range(1, 6)]
@@ -185,3 +190,17 @@ def test_a_received_multiline_batch_is_one_message() -> None:
          "@batch=b2 :bob!u@h PRIVMSG #lobby :one", "@batch=b2 :bob!u@h PRIVMSG #lobby :two",
          "@batch=h :bob!u@h BATCH -b2", ":srv BATCH -h")
     assert session.buffers["#lobby"].lines[0].text == "one\ntwo"
+
+
+def test_a_redacted_private_message_goes_from_the_conversation_on_both_sides() -> None:
+    session = lobby(CAPS + " draft/message-redaction")
+    feed(session, "@msgid=p1 :bob!u@h PRIVMSG me :sorry, wrong person",
+         "@msgid=p2 :me!u@h PRIVMSG bob :no problem")
+    query = session.buffers["bob"]
+    assert [ln.msgid for ln in query.lines] == ["p1", "p2"]
+    feed(session, ":bob!u@h REDACT me p1")  # bob deleted his
+    assert [ln.msgid for ln in query.lines] == ["p2"]
+    assert session.redact("bob", "p2")
+    assert session.take_outbox() == ["REDACT bob p2"]
+    feed(session, ":me!u@h REDACT bob p2")  # the server confirms ours
+    assert query.lines == []

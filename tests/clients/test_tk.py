@@ -545,7 +545,8 @@ def test_reply_and_react_from_the_message_menu(root: tk.Tk, irc_server: IrcServe
     bob.view.text.event_generate("<Motion>", **where)  # Tk finds the tag under the mouse on motion
     bob.view.text.event_generate("<Button-1>", **where)
     assert pump_until(root, lambda: f" {thumbs} 2 " in alice.view.content()), alice.view.content()
-    assert mine.reactions == {thumbs: ["alice", "bob"]}
+    assert pump_until(root, lambda: mine.reactions == {thumbs: ["alice", "bob"]}), mine.reactions
+    assert f" {thumbs} 2 " in bob.view.content()
 
     # Someone who comes later gets both from the history replay.
     _ct, carol = open_window(root, irc_server, "carol")

@@ -26,7 +26,13 @@ from salotto.clients.core.model import (
     LineKind,
 )
 from salotto.clients.core.protocol import CONCAT_TAG, MULTILINE_BATCH, REACT_TAG, REPLY_TAG
-from salotto.clients.core.text import casefold_for, format_server_time, parse_server_time, split_utf8
+from salotto.clients.core.text import (
+    casefold_for,
+    format_server_time,
+    parse_server_time,
+    split_keeping_spaces,
+    split_utf8,
+)
 from salotto.proto import Message, format_line
 
 __all__ = ["QUICK_REACTIONS", "WANTED_CAPS", "Session", "SessionConfig"]
@@ -444,7 +450,7 @@ class Session:
         budget = max(MESSAGE_BYTES - len(target.encode("utf-8")), 64)
         pieces: list[tuple[str, bool]] = []  # (text, continues the line before without a break)
         for part in text.split("\n"):
-            chunks = split_utf8(part.rstrip("\r"), budget) or [""]
+            chunks = split_keeping_spaces(part.rstrip("\r"), budget)
             pieces.append((chunks[0], False))
             pieces.extend((chunk, True) for chunk in chunks[1:])
         # max-bytes counts the message as the recipient sees it: every line's text and the breaks.
