@@ -37,7 +37,7 @@ from salotto.clients.tk.app import DEFAULT_GEOMETRY, App, main, parse_server
 from salotto.clients.tk.dialog import ConnectRequest
 from salotto.clients.tk.notify import Notifier, urgent
 from salotto.clients.tk.settings import DEFAULT_FONT_SIZE, Settings, load_settings
-from salotto.clients.tk.theme import apply_theme
+from salotto.clients.tk.theme import PALETTES, apply_theme
 from salotto.clients.tk.window import ChatWindow
 
 WAIT_S = 10.0
@@ -159,9 +159,17 @@ def test_connect_dialog_connects_and_remembers(root: tk.Tk, irc_server: IrcServe
     app.set_font_size(16)
     assert window.theme.text_font.cget("size") == 16
     assert load_settings().font_size == 16
-    apply_theme(root, "dark", 16, window.theme)
-    window.restyle(window.theme)
+    # The sun/moon button: dark at once (the web page's dark palette), saved, and back.
+    light_bg = str(window.view.text.cget("background"))
+    window.theme_button.invoke()
     root.update()
+    assert window.theme.name == "dark" and load_settings().theme == "dark"
+    assert str(window.view.text.cget("background")) == PALETTES["dark"].view_bg != light_bg
+    assert ttk.Style(root).lookup("Accent.TButton", "background") == PALETTES["dark"].accent
+    assert window.theme_button.cget("text") == "\u2600"  # the sun: back to light
+    window.theme_button.invoke()
+    root.update()
+    assert load_settings().theme == "light" and str(window.view.text.cget("background")) == light_bg
     window.close()
 
 
@@ -534,7 +542,7 @@ def test_reply_and_react_from_the_message_menu(root: tk.Tk, irc_server: IrcServe
     assert "yes, the usual place" in bob.view.content()
 
     thumbs = QUICK_REACTIONS[0]
-    choose(root, alice, question, f"{thumbs}   React {thumbs}")
+    choose(root, alice, question, f"React  {thumbs}")
     assert pump_until(root, lambda: f" {thumbs} 1 " in bob.view.content()), bob.view.content()
     # Bob's click on the chip adds his: two, on both sides.
     mine = line_with(bob, "lunch at noon?")

@@ -329,7 +329,7 @@ class ChatWindow(ttk.Frame):
             menu.add_command(label="\u21a9  Reply", command=lambda: self.start_reply(line))
             menu.add_separator()
             for emoji in QUICK_REACTIONS:
-                menu.add_command(label=f"{emoji}   React {emoji}", command=functools.partial(self.react, line, emoji))
+                menu.add_command(label=f"React  {emoji}", command=functools.partial(self.react, line, emoji))
             menu.add_separator()
         menu.add_command(label="Copy text", command=lambda: self._copy(line.text))
         if self.session.can_redact(self.shown_key, line):
