@@ -573,9 +573,15 @@ def test_deleting_a_message_removes_it_for_everyone(root: tk.Tk, server_factory:
     alice.send_button.invoke()
     assert pump_until(root, lambda: "oops, wrong window" in bob.view.content())
     assert "Delete message" not in right_click(root, bob, line_with(bob, "oops, wrong window"))
+    choose(root, bob, line_with(bob, "oops, wrong window"), "\u21a9  Reply")
+    bob.entry.insert(0, "which window?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "\u21aa alice  oops, wrong window\n" in alice.view.content())
     choose(root, alice, line_with(alice, "oops, wrong window"), "Delete message")
-    assert pump_until(root, lambda: "oops, wrong window" not in bob.view.content())
+    assert pump_until(root, lambda: "oops, wrong window" not in bob.view.content()), bob.view.content()
     assert pump_until(root, lambda: "oops, wrong window" not in alice.view.content())
+    # The reply stays, quoting what is no longer there.
+    assert "\u21aa a deleted message\n" in bob.view.content()
 
 
 def test_a_mention_in_the_background_notifies(root: tk.Tk, irc_server: IrcServer, tmp_path: Path) -> None:
@@ -682,3 +688,19 @@ def test_reading_on_one_device_clears_the_unread_count_on_the_other(
         assert pump_until(root, lambda: laptop.buffer_list.item("#dev", "text") == "#dev")
     finally:
         bob.close()
+
+
+def test_a_private_message_in_the_background_is_a_desktop_notification(
+    root: tk.Tk, irc_server: IrcServer, notification_service: Callable[[], list[tuple[str, str]]]
+) -> None:
+    """notify-send to the desktop's notification service (dunst here), as on a desktop session."""
+    _at, alice = open_window(root, irc_server, "alice")
+    bob_top, bob = open_window(root, irc_server, "bob")
+    assert alice.notifier.command.endswith("notify-send")  # found, with a session bus to reach
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    bob_top.focus_force()
+    assert pump_until(root, lambda: bob.focused and not alice.focused)
+    bob.entry.insert(0, "/msg alice the keys are under the mat")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: ("bob", "the keys are under the mat") in notification_service(), 15), (
+        notification_service())

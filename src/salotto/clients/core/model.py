@@ -103,6 +103,8 @@ class Buffer:
     orphan_reactions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     # A reaction's own msgid -> (the message's msgid, emoji, nick): a REDACT of the reaction takes it back.
     reaction_ids: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # Messages deleted here (REDACT): a reply to one quotes "a deleted message".
+    deleted: set[str] = field(default_factory=set)
     # The newest time the user has read up to here (draft/read-marker), None when unknown.
     read_until: datetime | None = None
 
@@ -153,6 +155,7 @@ class Buffer:
         if line is None:
             return None
         self.lines.remove(line)
+        self.deleted.add(msgid)
         return line
 
     def _attach_orphans(self, line: Line) -> None:

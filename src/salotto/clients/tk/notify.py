@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import shutil
 import subprocess
 import sys
 import tkinter as tk
 
-__all__ = ["NOTIFY_BODY_CHARS", "Notifier", "set_urgent", "urgent"]
+__all__ = ["NOTIFY_BODY_CHARS", "Notifier", "default_command", "set_urgent", "urgent"]
 
 # Characters of the message shown in a notification; the rest is in the window.
 NOTIFY_BODY_CHARS = 200
@@ -104,12 +105,23 @@ def urgent(window: tk.Wm) -> bool:
     return _with_hints(window, None)
 
 
+def default_command() -> str:
+    """``notify-send`` when there is a session bus to reach the notification service on, else "".
+
+    Without ``DBUS_SESSION_BUS_ADDRESS`` (a bare X server, ssh -X) notify-send would fail, or have libdbus
+    start a bus of its own that outlives us; the urgency hint serves better there.
+    """
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return ""
+    return shutil.which("notify-send") or ""
+
+
 class Notifier:
     """Shows a notification through ``command`` (notify-send's arguments) or marks the window urgent."""
 
     def __init__(self, window: tk.Tk | tk.Toplevel, command: str | None = None) -> None:
         self.window = window
-        self.command = command if command is not None else (shutil.which("notify-send") or "")
+        self.command = command if command is not None else default_command()
         self._running: list[subprocess.Popen[bytes]] = []
         self.urgent = False
 

@@ -34,8 +34,9 @@ _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 class MessageView(ttk.Frame):
     """Timestamps, coloured nicks, quiet events; clicking a nick calls ``on_nick``, a link opens it.
 
-    ``lookup(msgid)`` finds the line a reply quotes; ``on_menu(line, x, y)`` is a right-click on a message
-    (screen coordinates); ``on_chip(line, emoji)`` is a click on one of its reactions.
+    ``lookup(msgid)`` finds the line a reply quotes (or says why there is none); ``on_menu(line, x, y)``
+    is a right-click on a message (screen coordinates); ``on_chip(line, emoji)`` is a click on one of
+    its reactions.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class MessageView(ttk.Frame):
         theme: Theme,
         on_nick: Callable[[str], None],
         on_top: Callable[[], None] | None = None,
-        lookup: Callable[[str], Line | None] | None = None,
+        lookup: Callable[[str], Line | str | None] | None = None,
         on_menu: Callable[[Line, int, int], None] | None = None,
         on_chip: Callable[[Line, str], None] | None = None,
     ) -> None:
@@ -261,8 +262,8 @@ class MessageView(ttk.Frame):
         quoted = self._lookup(msgid)
         tags = (*base, "under", "quote")
         self.text.insert(where, "\u21aa ", tags)
-        if quoted is None:
-            self.text.insert(where, "a message not loaded here\n", tags)
+        if not isinstance(quoted, Line):  # None, or why it cannot be shown
+            self.text.insert(where, (quoted or "a message not loaded here") + "\n", tags)
             return
         text = " ".join(quoted.text.split())
         if len(text) > QUOTE_CHARS:

@@ -311,8 +311,10 @@ class ChatWindow(ttk.Frame):
 
     # -- replies, reactions, deleting -------------------------------------------------------------
 
-    def _lookup(self, msgid: str) -> Line | None:
+    def _lookup(self, msgid: str) -> Line | str | None:
         buf = self.session.buffers.get(self.shown_key)
+        if buf is not None and msgid in buf.deleted:
+            return "a deleted message"
         return buf.find(msgid) if buf is not None else None
 
     def _can_answer(self, line: Line) -> bool:
