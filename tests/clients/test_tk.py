@@ -704,3 +704,28 @@ def test_a_private_message_in_the_background_is_a_desktop_notification(
     bob.send_button.invoke()
     assert pump_until(root, lambda: ("bob", "the keys are under the mat") in notification_service(), 15), (
         notification_service())
+
+
+def test_days_are_named_above_their_first_message_also_when_older_lines_come(root: tk.Tk) -> None:
+    from datetime import datetime, timedelta
+
+    from salotto.clients.core import LineKind
+    from salotto.clients.tk.view import MessageView, day_label
+
+    now = datetime.now().astimezone().replace(hour=12)
+    yesterday, today = now - timedelta(days=1), now
+    view = MessageView(root, apply_theme(root, "light", 10), lambda _nick: None)
+    view.pack()
+    view.replace([Line(yesterday, LineKind.MESSAGE, "late last night", "bob"),
+                  Line(today, LineKind.MESSAGE, "good morning", "bob")])
+    view.append(Line(today + timedelta(minutes=1), LineKind.MESSAGE, "coffee?", "ann"))
+    shown = view.content()
+    assert shown.index("Yesterday\n") < shown.index("late last night") < shown.index("Today\n") < shown.index(
+        "good morning") < shown.index("coffee?")
+    assert shown.count("Today") == 1
+    # Older lines of the same day: "Yesterday" once, above the oldest.
+    view.prepend([Line(yesterday - timedelta(hours=1), LineKind.MESSAGE, "earlier still", "bob")])
+    shown = view.content()
+    assert shown.startswith("Yesterday\n") and shown.count("Yesterday") == 1
+    assert shown.index("earlier still") < shown.index("late last night")
+    assert day_label(now.date() - timedelta(days=3), now.date()).endswith(str((now - timedelta(days=3)).year))

@@ -13,13 +13,14 @@ import re
 import tkinter as tk
 import webbrowser
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date, datetime, timedelta
 from tkinter import ttk
 
 from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Line, LineKind
 from salotto.clients.core.text import nick_colour_index
 from salotto.clients.tk.theme import Theme
 
-__all__ = ["MessageView"]
+__all__ = ["MessageView", "day_label"]
 
 # Lines kept in the widget: all the model keeps, so that older lines inserted at the top of the model
 # join the ones shown without a gap.
@@ -29,6 +30,16 @@ _OLDER_MARK = "older"
 # Characters of the replied-to message shown in the quote above a reply.
 QUOTE_CHARS = 90
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
+
+
+def day_label(day: date, today: date | None = None) -> str:
+    """How a day is named above its first message, as the web page does."""
+    today = today or datetime.now().astimezone().date()
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    return f"{day:%A}, {day.day} {day:%B %Y}"
 
 
 class MessageView(ttk.Frame):
@@ -67,6 +78,8 @@ class MessageView(ttk.Frame):
         self._tag_of: dict[int, str] = {}
         self._line_of: dict[str, Line] = {}
         self._serial = 0
+        # The day of the last message drawn at the end: a new day gets a "Today" / "Yesterday" line first.
+        self._last_day: date | None = None
         # Our wheel bindings run after the Text class ones (which scroll), so the view has moved already.
         after_class = f"scrolled{self.text}"
         self.text.bindtags((str(self.text), "Text", after_class, *self.text.bindtags()[2:]))
@@ -95,6 +108,7 @@ class MessageView(ttk.Frame):
         t.tag_configure("line", lmargin1=4, lmargin2=indent, rmargin=8)
         t.tag_configure("under", lmargin1=indent, lmargin2=indent)
         t.tag_configure("time", foreground=p.dim, font=small)
+        t.tag_configure("daysep", foreground=p.dim, font=small, justify="center", spacing1=10, spacing3=4)
         t.tag_configure("quiet", foreground=p.dim)
         t.tag_configure("info", foreground=p.dim)
         t.tag_configure("error", foreground=p.error)
@@ -129,14 +143,23 @@ class MessageView(ttk.Frame):
             self.text.tag_delete(tag)
         self._tag_of.clear()
         self._line_of.clear()
+        self._last_day = None
         for line in list(lines)[-MAX_VIEW_LINES:]:
+            self._insert_day(line)
             self._insert(line)
         self.text.configure(state="disabled")
+        self._to_bottom()
+
+    def _to_bottom(self) -> None:
+        # Tk measures line heights in the background; lines of other heights (the day lines) make its
+        # estimate short of the end. Measure now, then go there.
+        self.text.tk.call(self.text._w, "sync")  # type: ignore[attr-defined]
         self.text.see("end")
 
     def append(self, line: Line) -> None:
         at_bottom = self.text.yview()[1] >= 0.999
         self.text.configure(state="normal")
+        self._insert_day(line)
         self._insert(line)
         excess = int(self.text.index("end-1c").split(".")[0]) - MAX_VIEW_LINES
         if excess > 0:
@@ -144,7 +167,7 @@ class MessageView(ttk.Frame):
             self._forget_scrolled_off()
         self.text.configure(state="disabled")
         if at_bottom:
-            self.text.see("end")
+            self._to_bottom()
 
     def _forget_scrolled_off(self) -> None:
         """Drop the tags of messages no longer in the widget (oldest first), so they do not pile up."""
@@ -174,7 +197,7 @@ class MessageView(ttk.Frame):
         t.mark_unset(_OLDER_MARK)
         t.configure(state="disabled")
         if at_bottom:
-            t.see("end")
+            self._to_bottom()
         else:
             t.yview(top)
         return True
@@ -185,15 +208,40 @@ class MessageView(ttk.Frame):
             return
         t = self.text
         line_no, column = t.index("@0,0").split(".")
+        old_top_day = self._day_at("1.0")
         t.configure(state="normal")
         t.mark_set(_OLDER_MARK, "1.0")
         t.mark_gravity(_OLDER_MARK, "right")
+        day: date | None = None
         for line in lines:
+            day = self._insert_day(line, _OLDER_MARK, day)
             self._insert(line, _OLDER_MARK)
         added = int(t.index(_OLDER_MARK).split(".")[0]) - 1
+        removed = 0
+        if old_top_day is not None and old_top_day == day:  # the old top's day line is one too many now
+            t.delete(_OLDER_MARK, f"{_OLDER_MARK} + 1 line")
+            removed = 1
         t.mark_unset(_OLDER_MARK)
         t.configure(state="disabled")
-        t.yview(f"{int(line_no) + added}.{column}")
+        t.yview(f"{max(int(line_no) - removed, 1) + added}.{column}")
+
+    def _day_at(self, index: str) -> date | None:
+        for tag in self.text.tag_names(index):
+            if tag.startswith("day-"):
+                return date.fromisoformat(tag[4:])
+        return None
+
+    def _insert_day(self, line: Line, where: str = "end", previous: date | None = None) -> date:
+        """A centred "Today" (or "Yesterday", or the date) before the first line of a day; the line's day.
+
+        At the end, ``previous`` is the last line drawn; while prepending it is the one before in the block.
+        """
+        day = line.time.astimezone().date()
+        if where == "end":
+            previous, self._last_day = self._last_day, day
+        if day != previous:
+            self.text.insert(where, day_label(day) + "\n", ("daysep", f"day-{day.isoformat()}"))
+        return day
 
     def content(self) -> str:
         """All text shown (for tests and copy-all)."""
