@@ -627,7 +627,13 @@ def test_pasting_several_lines_sends_them(root: tk.Tk, irc_server: IrcServer) ->
     alice.clipboard_append("def f():\n    return 42\n")
     alice.entry.event_generate("<<Paste>>")
     root.update()
+    batch = "draft/multiline" in alice.session.caps_enabled
+    # The entry shows line breaks as boxes; a hint says how the lines will go.
+    assert alice.lines_hint.winfo_ismapped()
+    assert alice.lines_hint.cget("text") == ("2 lines: one message" if batch else "2 lines: 2 messages")
     alice.entry.event_generate("<Return>")
+    root.update()
+    assert not alice.lines_hint.winfo_ismapped()
     assert pump_until(root, lambda: "return 42" in bob.view.content())
     texts = [line.text for line in bob.session.buffers["#lobby"].lines]
     if "draft/multiline" in bob.session.caps_enabled and "draft/multiline" in alice.session.caps_enabled:

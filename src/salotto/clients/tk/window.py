@@ -144,7 +144,11 @@ class ChatWindow(ttk.Frame):
         self.view.pack(fill="both", expand=True)
         self.send_button = ttk.Button(bottom, text="Send", command=self.submit, style="Accent.TButton")
         self.send_button.pack(side="right", fill="y")
-        self.entry = ttk.Entry(bottom)
+        # Pasted lines show as boxes in a one-line entry: this says how they will go.
+        self.lines_hint = ttk.Label(bottom, text="", style="Dim.TLabel")
+        self.entry_text = tk.StringVar(self)
+        self.entry_text.trace_add("write", lambda *_args: self._entry_changed())
+        self.entry = ttk.Entry(bottom, textvariable=self.entry_text)
         self.entry.pack(side="left", fill="x", expand=True, padx=(0, 8))
         panes.add(centre, weight=1)
 
@@ -521,6 +525,18 @@ class ChatWindow(ttk.Frame):
         if selection and selection[0] != self.shown_key:
             self.show(selection[0])
             self.entry.focus_set()
+
+    def _entry_changed(self) -> None:
+        text = self.entry_text.get().strip("\r\n")
+        count = text.count("\n") + 1
+        if count < 2 or text.startswith("/"):
+            self.lines_hint.pack_forget()
+            return
+        limits = self.session.multiline_limits()
+        one = limits is not None and count <= limits[1] and len(text.encode("utf-8")) <= limits[0]
+        self.lines_hint.configure(text=f"{count} lines: one message" if one else f"{count} lines: {count} messages")
+        if not self.lines_hint.winfo_ismapped():
+            self.lines_hint.pack(side="right", padx=(0, 8), before=self.send_button)
 
     def _recall(self, step: Callable[[str], str]) -> str:
         text = step(self.entry.get())
