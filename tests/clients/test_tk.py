@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import os
 import re
 import shlex
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -735,3 +737,26 @@ def test_days_are_named_above_their_first_message_also_when_older_lines_come(roo
     assert shown.startswith("Yesterday\n") and shown.count("Yesterday") == 1
     assert shown.index("earlier still") < shown.index("late last night")
     assert day_label(now.date() - timedelta(days=3), now.date()).endswith(str((now - timedelta(days=3)).year))
+
+
+def test_the_connect_dialog_logs_in_with_sasl(root: tk.Tk, server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    register_account(server, "dora", "dora-secret-pw")
+    app = App(root, Settings(), [], tls_verify=True)
+    app.show_dialog()
+    dialog = app.dialog
+    assert dialog is not None
+    dialog.host.set("127.0.0.1")
+    dialog.port.set(str(server.port))
+    dialog.nick.set("dora_desk")
+    dialog.account.set("dora")
+    dialog.password.set("dora-secret-pw")
+    dialog.connect_button.invoke()
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.session.account == "dora")
+    root.update()
+    assert window.account_label.cget("text") == "\u2713 logged in as dora"
+    saved = load_settings()
+    assert saved.account == "dora" and "dora-secret-pw" not in json.dumps(asdict(saved))
+    window.close()
