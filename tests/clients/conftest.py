@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -228,3 +229,52 @@ def xdisplay() -> Iterator[str]:
         os.environ["DISPLAY"] = previous
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture
+def notification_service(xdisplay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
+        Callable[[], list[tuple[str, str]]]]:
+    """A session bus with dunst on it (the freedesktop notification service), for this test only.
+
+    Yields a function that returns the (summary, body) of every notification shown so far.
+    """
+    tools = {name: shutil.which(name) for name in ("dbus-daemon", "dunst", "dunstctl", "notify-send")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install dbus dunst libnotify-bin)")
+    bus = subprocess.Popen([str(tools["dbus-daemon"]), "--session", "--nofork", "--nopidfile", "--print-address=1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert bus.stdout is not None
+    address = bus.stdout.readline().strip()
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", address)
+    config = tmp_path / "dunstrc"
+    config.write_text("[global]\n    history_length = 100\n")
+    daemon = subprocess.Popen([str(tools["dunst"]), "-config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctl = str(tools["dunstctl"])
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ctl, *args], capture_output=True, text=True, timeout=10, check=False)
+
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while run("is-paused").returncode != 0:
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            daemon.kill()
+            bus.kill()
+            pytest.skip("dunst did not come up on the session bus")
+        time.sleep(0.1)
+
+    def shown() -> list[tuple[str, str]]:
+        run("close-all")  # what is on screen goes to the history, where dunstctl can list it
+        out = run("history").stdout
+        try:
+            entries = json.loads(out)["data"][0]
+        except (ValueError, KeyError, IndexError):
+            return []
+        return [(e["summary"]["data"], e["body"]["data"]) for e in entries]
+
+    yield shown
+    daemon.terminate()
+    daemon.wait(5)
+    bus.terminate()
+    bus.wait(5)

@@ -1,7 +1,8 @@
 """Take docs/gui.png: a real session (salotto or ngircd, Xvfb, the Tk window, two more users chatting).
 
-Run: ``.venv/bin/python -m tests.clients.screenshot docs/gui.png [ngircd|salotto]`` (needs Xvfb and
-ImageMagick's ``import``). Not a test; kept beside the tests because it uses their fixtures.
+Run: ``.venv/bin/python -m tests.clients.screenshot docs/gui.png [ngircd|salotto] [light|dark]`` (needs
+Xvfb and ImageMagick's ``import``; fonts-symbola draws the emoji). Not a test; kept beside the tests
+because it uses their fixtures. On salotto the picture has a reply and reactions too.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def main(out: str, kind: str = "salotto", theme_name: str = "light") -> None:
             else:
                 who.input(text)
             settle(root, others, 0.4)
+        lobby = [other.session.get_buffer("#lobby") for other in others]
+        ship = lobby[1].lines[-2] if lobby[1] is not None else None
+        if ship is not None and ship.msgid:  # a server with msgids: a reply and reactions
+            others[1].session.say("#lobby", "on it, I'll tag the release tonight", reply_to=ship.msgid)
+            others[0].session.react("#lobby", ship.msgid, "\U0001f389")
+            others[1].session.react("#lobby", ship.msgid, "\U0001f389")
+            others[1].session.react("#lobby", ship.msgid, "\U0001f44d")
+            for other in others:
+                other.flush()
+            settle(root, others, 0.8)
         others[0].input("/msg giulia can you review my branch later?")
         window.entry.insert(0, "/jo")
         window.entry.event_generate("<Tab>")

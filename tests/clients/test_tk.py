@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import json
 import os
 import re
 import shlex
@@ -14,12 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from salotto.clients.core import Client, SessionConfig
+from salotto.clients.core import Client, Line, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
+from salotto.clients.core.session import QUICK_REACTIONS
 from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, make_server, numbered_line
 from tests.clients.test_live import has_line, has_member, joined
 from tests.entry_point import path_without_the_venv, salotto_command
@@ -34,8 +37,9 @@ from tkinter import ttk
 
 from salotto.clients.tk.app import DEFAULT_GEOMETRY, App, main, parse_server
 from salotto.clients.tk.dialog import ConnectRequest
+from salotto.clients.tk.notify import Notifier, urgent
 from salotto.clients.tk.settings import DEFAULT_FONT_SIZE, Settings, load_settings
-from salotto.clients.tk.theme import apply_theme
+from salotto.clients.tk.theme import PALETTES, apply_theme
 from salotto.clients.tk.window import ChatWindow
 
 WAIT_S = 10.0
@@ -157,9 +161,17 @@ def test_connect_dialog_connects_and_remembers(root: tk.Tk, irc_server: IrcServe
     app.set_font_size(16)
     assert window.theme.text_font.cget("size") == 16
     assert load_settings().font_size == 16
-    apply_theme(root, "dark", 16, window.theme)
-    window.restyle(window.theme)
+    # The sun/moon button: dark at once (the web page's dark palette), saved, and back.
+    light_bg = str(window.view.text.cget("background"))
+    window.theme_button.invoke()
     root.update()
+    assert window.theme.name == "dark" and load_settings().theme == "dark"
+    assert str(window.view.text.cget("background")) == PALETTES["dark"].view_bg != light_bg
+    assert ttk.Style(root).lookup("Accent.TButton", "background") == PALETTES["dark"].accent
+    assert window.theme_button.cget("text") == "\u2600"  # the sun: back to light
+    window.theme_button.invoke()
+    root.update()
+    assert load_settings().theme == "light" and str(window.view.text.cget("background")) == light_bg
     window.close()
 
 
@@ -471,3 +483,280 @@ def test_desktop_clients_chat_on_a_postgresql_store_and_find_the_history_after_a
         assert pump_until(root, lambda: "stored in postgres by tk" in erin.view.content()), erin.view.content()
     finally:
         server.stop()
+
+
+# -- replies, reactions, deleting, notifications, pasting several lines ------------------------------
+
+
+def sees(window: ChatWindow, nick: str) -> bool:
+    return any(name.lstrip("@+") == nick for name in window.nick_list.get(0, "end"))
+
+
+def line_with(window: ChatWindow, text: str) -> Line:
+    buf = window.session.buffers["#lobby"]
+    return next(line for line in reversed(buf.lines) if line.text == text)
+
+
+def right_click(root: tk.Tk, window: ChatWindow, line: Line) -> list[str]:
+    """Right-click the message in the view; the labels of the menu that comes up (then closed)."""
+    box = window.view.bbox_of(line)
+    assert box is not None, window.view.content()
+    x, y, _w, h = box
+    window.view.text.event_generate("<Button-3>", x=x + 1, y=y + h // 2, rootx=100, rooty=100)
+    root.update()
+    assert window.menu_line is line
+    labels = [str(window.menu.entrycget(i, "label")) for i in range(int(window.menu.index("end") or 0) + 1)
+              if window.menu.type(i) == "command"]
+    window.menu.unpost()
+    return labels
+
+
+def choose(root: tk.Tk, window: ChatWindow, line: Line, label: str) -> None:
+    labels = right_click(root, window, line)
+    index = next(i for i in range(int(window.menu.index("end") or 0) + 1)
+                 if window.menu.type(i) == "command" and window.menu.entrycget(i, "label") == label)
+    assert label in labels
+    window.menu.invoke(index)
+    root.update()
+
+
+def test_reply_and_react_from_the_message_menu(root: tk.Tk, irc_server: IrcServer) -> None:
+    _at, alice = open_window(root, irc_server, "alice")
+    _bt, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    bob.entry.insert(0, "lunch at noon?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "lunch at noon?" in alice.view.content())
+    question = line_with(alice, "lunch at noon?")
+    if irc_server.kind == "ngircd":
+        # No message-tags there: nothing to reply or react with, and nothing pretends to.
+        assert right_click(root, alice, question) == ["Copy text"]
+        return
+
+    choose(root, alice, question, "\u21a9  Reply")
+    assert alice.reply_bar.winfo_ismapped() and "Replying to bob: lunch at noon?" in alice.reply_label.cget("text")
+    alice.entry.insert(0, "yes, the usual place")
+    alice.entry.event_generate("<Return>")
+    root.update()
+    assert not alice.reply_bar.winfo_ismapped()
+    # Bob sees the quote above the answer.
+    assert pump_until(root, lambda: "\u21aa bob  lunch at noon?\n" in bob.view.content()), bob.view.content()
+    assert "yes, the usual place" in bob.view.content()
+
+    thumbs = QUICK_REACTIONS[0]
+    choose(root, alice, question, f"React  {thumbs}")
+    assert pump_until(root, lambda: f" {thumbs} 1 " in bob.view.content()), bob.view.content()
+    # Bob's click on the chip adds his: two, on both sides.
+    mine = line_with(bob, "lunch at noon?")
+    start = bob.view.text.search(f" {thumbs} 1 ", "1.0")
+    box = bob.view.text.bbox(f"{start}+2c")
+    assert box is not None
+    where = {"x": box[0] + 1, "y": box[1] + box[3] // 2}
+    bob.view.text.event_generate("<Motion>", **where)  # Tk finds the tag under the mouse on motion
+    bob.view.text.event_generate("<Button-1>", **where)
+    assert pump_until(root, lambda: f" {thumbs} 2 " in alice.view.content()), alice.view.content()
+    assert pump_until(root, lambda: mine.reactions == {thumbs: ["alice", "bob"]}), mine.reactions
+    assert f" {thumbs} 2 " in bob.view.content()
+
+    # Someone who comes later gets both from the history replay.
+    _ct, carol = open_window(root, irc_server, "carol")
+    assert pump_until(root, lambda: f" {thumbs} 2 " in carol.view.content()), carol.view.content()
+    assert "\u21aa bob  lunch at noon?\n" in carol.view.content()
+
+
+def test_deleting_a_message_removes_it_for_everyone(root: tk.Tk, server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    _at, alice = open_window(root, server, "alice")
+    _bt, bob = open_window(root, server, "bob")
+    if "draft/message-redaction" not in alice.session.caps_enabled:
+        pytest.skip("this salotto does not offer draft/message-redaction yet (branch redact)")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    alice.entry.insert(0, "oops, wrong window")
+    alice.send_button.invoke()
+    assert pump_until(root, lambda: "oops, wrong window" in bob.view.content())
+    assert "Delete message" not in right_click(root, bob, line_with(bob, "oops, wrong window"))
+    choose(root, bob, line_with(bob, "oops, wrong window"), "\u21a9  Reply")
+    bob.entry.insert(0, "which window?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "\u21aa alice  oops, wrong window\n" in alice.view.content())
+    choose(root, alice, line_with(alice, "oops, wrong window"), "Delete message")
+    assert pump_until(root, lambda: "oops, wrong window" not in bob.view.content()), bob.view.content()
+    assert pump_until(root, lambda: "oops, wrong window" not in alice.view.content())
+    # The reply stays, quoting what is no longer there.
+    assert "\u21aa a deleted message\n" in bob.view.content()
+
+
+def test_a_mention_in_the_background_notifies(root: tk.Tk, irc_server: IrcServer, tmp_path: Path) -> None:
+    """Through the notification command when there is one, else the window's X11 urgency hint."""
+    _at, alice = open_window(root, irc_server, "alice")
+    bob_top, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    record = tmp_path / "notified"
+    sender = tmp_path / "notify-send"  # what notify-send would show, written down
+    sender.write_text(f"#!/bin/sh\nprintf '%s|' \"$@\" >> {record}\n")
+    sender.chmod(0o755)
+    alice.notifier = Notifier(alice.master_window, command=str(sender))
+    bob.notifier = Notifier(bob_top, command="")  # no notification service
+    bob_top.focus_force()
+    assert pump_until(root, lambda: bob.focused and not alice.focused)
+
+    bob.entry.insert(0, "alice: are you there?")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: record.exists() and "bob in #lobby|alice: are you there?|" in record.read_text())
+    assert alice.master_window.title().startswith("(1) ")
+    bob.entry.insert(0, "not a mention")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: "not a mention" in alice.view.content())
+    assert record.read_text().count("|alice") == 1  # only mentions (and private messages) notify
+
+    alice.master_window.focus_force()
+    assert pump_until(root, lambda: alice.focused and not bob.focused)
+    assert not alice.master_window.title().startswith("(")
+    alice.entry.insert(0, "/msg bob psst")
+    alice.send_button.invoke()
+    assert pump_until(root, lambda: urgent(bob_top)), "no urgency hint on bob's window"
+    bob_top.focus_force()
+    assert pump_until(root, lambda: not urgent(bob_top))
+
+
+def test_pasting_several_lines_sends_them(root: tk.Tk, irc_server: IrcServer) -> None:
+    """One draft/multiline batch where the server offers it, one message per line elsewhere."""
+    _at, alice = open_window(root, irc_server, "alice")
+    _bt, bob = open_window(root, irc_server, "bob")
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    alice.entry.focus_force()
+    alice.clipboard_clear()
+    alice.clipboard_append("def f():\n    return 42\n")
+    alice.entry.event_generate("<<Paste>>")
+    root.update()
+    batch = "draft/multiline" in alice.session.caps_enabled
+    # The entry shows line breaks as boxes; a hint says how the lines will go.
+    assert alice.lines_hint.winfo_ismapped()
+    assert alice.lines_hint.cget("text") == ("2 lines: one message" if batch else "2 lines: 2 messages")
+    alice.entry.event_generate("<Return>")
+    root.update()
+    assert not alice.lines_hint.winfo_ismapped()
+    assert pump_until(root, lambda: "return 42" in bob.view.content())
+    texts = [line.text for line in bob.session.buffers["#lobby"].lines]
+    if "draft/multiline" in bob.session.caps_enabled and "draft/multiline" in alice.session.caps_enabled:
+        assert "def f():\n    return 42" in texts
+    else:
+        assert texts[-2:] == ["def f():", "    return 42"]
+
+
+def register_account(server: IrcServer, nick: str, password: str) -> None:
+    """Register ``nick`` as an account, as a user would with the client: /quote REGISTER."""
+    first = Client("127.0.0.1", server.port, SessionConfig(nick=nick))
+    first.start()
+    try:
+        assert first.wait_until(joined("#lobby"), WAIT_S)
+        first.input(f"/quote REGISTER * * {password}")
+        assert first.wait_until(has_line("*", f"logged in as {nick}"), WAIT_S)
+    finally:
+        first.close()
+
+
+def test_reading_on_one_device_clears_the_unread_count_on_the_other(
+    root: tk.Tk, server_factory: Callable[[str], IrcServer]
+) -> None:
+    server = server_factory("salotto")
+    register_account(server, "carol", "carol-secret-pw")
+    windows = []
+    for nick in ("carol", "carol_laptop"):
+        top = tk.Toplevel(root)
+        top.geometry("900x560")
+        config = SessionConfig(nick=nick, sasl_account="carol", sasl_password="carol-secret-pw",
+                               autojoin=("#lobby", "#dev"))
+        client = Client("127.0.0.1", server.port, config)
+        window = ChatWindow(top, client, apply_theme(root, "light", 10))
+        client.start()
+        assert pump_until(root, lambda window=window: window.session.account == "carol"
+                          and joined("#dev")(window.session))
+        windows.append(window)
+    desk, laptop = windows
+    if "draft/read-marker" not in desk.session.caps_enabled:
+        pytest.skip("this salotto does not offer draft/read-marker")
+    assert "logged in as carol" in desk.account_label.cget("text")
+    for window in windows:
+        window.show("#lobby")
+    bob = Client("127.0.0.1", server.port, SessionConfig(nick="bob", autojoin=("#lobby", "#dev")))
+    bob.start()
+    try:
+        assert bob.wait_until(joined("#dev"), WAIT_S)
+        bob.session.say("#dev", "the build is green")
+        bob.flush()
+        both = lambda: all(w.session.buffers["#dev"].unread == 1 for w in windows)  # noqa: E731
+        assert pump_until(root, both), [w.session.buffers["#dev"].unread for w in windows]
+        assert "#dev   1" in laptop.buffer_list.item("#dev", "text")
+        # Read on the desk: the laptop's count goes too.
+        desk.master_window.focus_force()
+        assert pump_until(root, lambda: desk.focused)
+        desk.show("#dev")
+        assert pump_until(root, lambda: laptop.session.buffers["#dev"].unread == 0)
+        assert pump_until(root, lambda: laptop.buffer_list.item("#dev", "text") == "#dev")
+    finally:
+        bob.close()
+
+
+def test_a_private_message_in_the_background_is_a_desktop_notification(
+    root: tk.Tk, irc_server: IrcServer, notification_service: Callable[[], list[tuple[str, str]]]
+) -> None:
+    """notify-send to the desktop's notification service (dunst here), as on a desktop session."""
+    _at, alice = open_window(root, irc_server, "alice")
+    bob_top, bob = open_window(root, irc_server, "bob")
+    assert alice.notifier.command.endswith("notify-send")  # found, with a session bus to reach
+    assert pump_until(root, lambda: sees(bob, "alice"))
+    bob_top.focus_force()
+    assert pump_until(root, lambda: bob.focused and not alice.focused)
+    bob.entry.insert(0, "/msg alice the keys are under the mat")
+    bob.send_button.invoke()
+    assert pump_until(root, lambda: ("bob", "the keys are under the mat") in notification_service(), 15), (
+        notification_service())
+
+
+def test_days_are_named_above_their_first_message_also_when_older_lines_come(root: tk.Tk) -> None:
+    from datetime import datetime, timedelta
+
+    from salotto.clients.core import LineKind
+    from salotto.clients.tk.view import MessageView, day_label
+
+    now = datetime.now().astimezone().replace(hour=12)
+    yesterday, today = now - timedelta(days=1), now
+    view = MessageView(root, apply_theme(root, "light", 10), lambda _nick: None)
+    view.pack()
+    view.replace([Line(yesterday, LineKind.MESSAGE, "late last night", "bob"),
+                  Line(today, LineKind.MESSAGE, "good morning", "bob")])
+    view.append(Line(today + timedelta(minutes=1), LineKind.MESSAGE, "coffee?", "ann"))
+    shown = view.content()
+    assert shown.index("Yesterday\n") < shown.index("late last night") < shown.index("Today\n") < shown.index(
+        "good morning") < shown.index("coffee?")
+    assert shown.count("Today") == 1
+    # Older lines of the same day: "Yesterday" once, above the oldest.
+    view.prepend([Line(yesterday - timedelta(hours=1), LineKind.MESSAGE, "earlier still", "bob")])
+    shown = view.content()
+    assert shown.startswith("Yesterday\n") and shown.count("Yesterday") == 1
+    assert shown.index("earlier still") < shown.index("late last night")
+    assert day_label(now.date() - timedelta(days=3), now.date()).endswith(str((now - timedelta(days=3)).year))
+
+
+def test_the_connect_dialog_logs_in_with_sasl(root: tk.Tk, server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    register_account(server, "dora", "dora-secret-pw")
+    app = App(root, Settings(), [], tls_verify=True)
+    app.show_dialog()
+    dialog = app.dialog
+    assert dialog is not None
+    dialog.host.set("127.0.0.1")
+    dialog.port.set(str(server.port))
+    dialog.nick.set("dora_desk")
+    dialog.account.set("dora")
+    dialog.password.set("dora-secret-pw")
+    dialog.connect_button.invoke()
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.session.account == "dora")
+    root.update()
+    assert window.account_label.cget("text") == "\u2713 logged in as dora"
+    saved = load_settings()
+    assert saved.account == "dora" and "dora-secret-pw" not in json.dumps(asdict(saved))
+    window.close()

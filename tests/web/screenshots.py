@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -47,6 +48,31 @@ def _say(page: Page, text: str) -> None:
     expect(page.locator("#messages .line", has_text=text).first).to_be_visible()
 
 
+def _line(page: Page, text: str) -> Any:
+    line = page.locator("#messages .line", has_text=text).first
+    expect(line).to_be_visible()
+    return line
+
+
+def _msgid(page: Page, text: str) -> str:
+    return str(_line(page, text).get_attribute("data-msgid"))
+
+
+def _react(page: Page, text: str, emoji: str) -> None:
+    line = _line(page, text)
+    line.hover()
+    line.locator("button[data-action='react']").click()
+    page.get_by_role("menuitem", name=f"React {emoji}").click()
+    expect(line.locator(".reaction", has_text=emoji)).to_be_visible()
+
+
+def _reply(page: Page, text: str, answer: str) -> None:
+    line = _line(page, text)
+    line.hover()
+    line.locator("button[data-action='reply']").click()
+    _say(page, answer)
+
+
 def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +91,13 @@ def main(out_dir: Path) -> None:
                 luca = _bot(server, "luca")
                 time.sleep(0.3)
                 marco.send("PRIVMSG #lobby :Good morning everyone! Coffee's on in the kitchen.")
+                coffee = _msgid(giulia, "Coffee's on")
+                luca.send(f"@+draft/react=☕;+draft/reply={coffee} TAGMSG #lobby")
+                _react(giulia, "Coffee's on", "❤️")
                 _say(giulia, "Morning! Is the projector in room 2 working again?")
                 luca.send("PRIVMSG #lobby :giulia: yes, I replaced the cable yesterday")
-                _say(sara, "Great, I'll book it for the 3 pm review")
+                _reply(sara, "I replaced the cable", "Great, I'll book it for the 3 pm review")
+                _react(giulia, "I replaced the cable", "👍")
                 marco.send("PRIVMSG #lobby :\x01ACTION waves from the terminal\x01")
                 luca.send("PRIVMSG #lobby :Slides are here: https://example.org/review.pdf")
                 _say(giulia, "Thanks luca!")
@@ -77,6 +107,8 @@ def main(out_dir: Path) -> None:
                 marco.send("@+typing=active TAGMSG #lobby")
                 expect(giulia.locator("#typing")).to_contain_text("typing")
                 expect(sara.locator("#typing")).to_contain_text("marco")
+                giulia.mouse.move(5, 5)
+                sara.mouse.move(5, 5)
                 time.sleep(0.3)
                 giulia.screenshot(path=str(out_dir / "web-desktop.png"))
                 sara.screenshot(path=str(out_dir / "web-phone.png"))

@@ -10,6 +10,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salotto.clients.core.model import SERVER_KEY, BufferKind, ChangeKind, LineKind, Member
+from salotto.clients.core.protocol import (
+    CONCAT_TAG,
+    MULTILINE_BATCH,
+    REACT_TAG,
+    REPLY_TAG,
+    UNREACT_TAG,
+)
 from salotto.clients.core.replies import on_numeric
 from salotto.clients.core.text import casefold_for, mentions, source_nick, strip_formatting
 from salotto.proto import Message
@@ -107,6 +114,13 @@ def on_password_mismatch(s: Session, msg: Message) -> None:
         s.password_refused(msg.params[-1] if msg.params else "")
 
 
+def on_logged_in(s: Session, msg: Message) -> None:
+    # 900 <nick> <nick!user@host> <account> :You are now logged in as <account>  /  901 <nick> <mask> :...
+    s.account = msg.params[2] if msg.command == n.RPL_LOGGEDIN and len(msg.params) > 3 else ""
+    s.emit(ChangeKind.STATUS)
+    on_numeric(s, msg)
+
+
 def on_welcome(s: Session, msg: Message) -> None:
     # 001 <nick> :Welcome ...
     s.welcome(msg.params[0] if msg.params else s.nick, msg.source or "")
@@ -155,6 +169,9 @@ def on_nick_in_use(s: Session, msg: Message) -> None:
 def on_privmsg(s: Session, msg: Message) -> None:
     # PRIVMSG <target> <text>  /  NOTICE <target> <text>
     if len(msg.params) < 2:
+        return
+    if msg.tags.get("batch", "") in s.multiline:
+        s.multiline[msg.tags["batch"]][3].append(msg)
         return
     target, text = msg.params[0], msg.params[1]
     nick = source_nick(msg.source)
@@ -413,10 +430,61 @@ def on_batch(s: Session, msg: Message) -> None:
     if not msg.params:
         return
     ref = msg.params[0]
-    if ref.startswith("+") and len(msg.params) >= 2:
+    if ref.startswith("+") and len(msg.params) >= 3 and msg.params[1] == MULTILINE_BATCH:
+        s.multiline[ref[1:]] = (msg.params[2], msg.source, msg, [])
+    elif ref.startswith("+") and len(msg.params) >= 2:
         s.start_batch(ref[1:], msg.params[1], msg.params[2] if len(msg.params) > 2 else "")
+    elif ref.startswith("-") and ref[1:] in s.multiline:
+        _end_multiline(s, ref[1:])
     elif ref.startswith("-"):
         s.end_batch(ref[1:])
+
+
+def _end_multiline(s: Session, ref: str) -> None:
+    """A draft/multiline batch is complete: its lines are one message (concat lines join the one before)."""
+    target, source, opening, lines = s.multiline.pop(ref)
+    if not lines:
+        return
+    text = ""
+    for i, line in enumerate(lines):
+        piece = line.params[1] if len(line.params) > 1 else ""
+        text += piece if i == 0 or CONCAT_TAG in line.tags else "\n" + piece
+    # The message's tags are the batch's (msgid, time, reply); each line's own are a fallback.
+    tags = {**lines[0].tags, **opening.tags}
+    tags.pop("batch", None)
+    if "batch" in opening.tags:  # the batch sits inside another one (a history replay)
+        tags["batch"] = opening.tags["batch"]
+    on_privmsg(s, Message(lines[0].command, [target, text], source or lines[0].source, tags))
+
+
+def on_tagmsg(s: Session, msg: Message) -> None:
+    # TAGMSG <target>, with +draft/react=<emoji> and +draft/reply=<msgid> for a reaction
+    emoji, msgid = msg.tags.get(REACT_TAG, ""), msg.tags.get(REPLY_TAG, "")
+    unreact = msg.tags.get(UNREACT_TAG, "")
+    if not msg.params or not msgid or not (emoji or unreact):
+        return  # typing notices and other client tags: nothing to show
+    target, nick = msg.params[0], source_nick(msg.source)
+    bare = target.lstrip(s.statusmsg) if s.statusmsg else target
+    name = bare if s.is_channel(bare) or s.is_me(nick) else nick
+    batch = s.batch_of(msg)
+    if batch:  # in a history replay: applied after the batch's lines are in
+        s.history.batches[batch].reactions.append((name, msgid, emoji or unreact, nick, msg.tags.get("msgid", ""),
+                                                   bool(unreact and not emoji)))
+        return
+    s.reaction(name, msgid, emoji or unreact, nick, msg.tags.get("msgid", ""), remove=bool(unreact and not emoji))
+
+
+def on_redact(s: Session, msg: Message) -> None:
+    # REDACT <target> <msgid> [<reason>]
+    if len(msg.params) < 2:
+        return
+    s.redacted(msg.params[0], msg.params[1], source_nick(msg.source), msg.params[2] if len(msg.params) > 2 else "")
+
+
+def on_markread(s: Session, msg: Message) -> None:
+    # MARKREAD <target> [timestamp=<time>|*]
+    if len(msg.params) >= 2:
+        s.read_marker(msg.params[0], msg.params[1])
 
 
 def on_invite(s: Session, msg: Message) -> None:
@@ -463,11 +531,16 @@ HANDLERS: dict[str, Handler] = {
     "TOPIC": on_topic,
     "MODE": on_mode,
     "BATCH": on_batch,
+    "TAGMSG": on_tagmsg,
+    "REDACT": on_redact,
+    "MARKREAD": on_markread,
     "INVITE": on_invite,
     "FAIL": on_standard_reply,
     "WARN": on_standard_reply,
     "NOTE": on_standard_reply,
     n.RPL_WELCOME: on_welcome,
+    n.RPL_LOGGEDIN: on_logged_in,
+    n.RPL_LOGGEDOUT: on_logged_in,
     n.RPL_ISUPPORT: on_isupport,
     n.RPL_ENDOFMOTD: on_motd_end,
     n.ERR_NOMOTD: on_motd_end,

@@ -41,6 +41,8 @@ class _Batch:
     kind: str
     target: str
     lines: list[tuple[str, Line]] = field(default_factory=list)
+    # Reactions replayed with the lines: (buffer name, msgid, emoji, nick, the reaction's msgid, unreact).
+    reactions: list[tuple[str, str, str, str, str, bool]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -130,23 +132,43 @@ def end_batch(s: Session, ref: str) -> None:
         return
     key = s.key(batch.target) if batch.target else ""
     if key and s.history.pending.pop(key, None) is Request.BEFORE:
-        _insert_older(s, key, [line for _name, line in batch.lines])
+        _insert_older(s, key, [line for _name, line in batch.lines], batch.reactions)
         return
     by_name: dict[str, list[Line]] = {}
     for name, line in batch.lines:
         by_name.setdefault(name, []).append(line)
+    changed = set()
     for name, lines in by_name.items():
         buf = s.open_buffer(name)
         if buf.merge_history(lines):
-            s.emit(ChangeKind.RELOAD, s.key(name))
+            changed.add(name)
+    changed |= _apply_reactions(s, batch.reactions)
+    for name in changed:
+        s.emit(ChangeKind.RELOAD, s.key(name))
 
 
-def _insert_older(s: Session, key: str, lines: list[Line]) -> None:
+def _apply_reactions(s: Session, reactions: list[tuple[str, str, str, str, str, bool]]) -> set[str]:
+    """Count a replay's reactions on their messages; the names of the buffers that changed."""
+    changed: set[str] = set()
+    for name, msgid, emoji, nick, reaction_msgid, remove in reactions:
+        buf = s.get_buffer(name)
+        if buf is None:
+            continue
+        line = buf.unreact(msgid, emoji, nick) if remove else buf.react(msgid, emoji, nick, reaction_msgid)
+        if line is not None:
+            changed.add(buf.name)
+    return changed
+
+
+def _insert_older(
+    s: Session, key: str, lines: list[Line], reactions: list[tuple[str, str, str, str, str, bool]]
+) -> None:
     """The reply to BEFORE: older lines go on top; nothing new means the start of history."""
     buf = s.buffers.get(key)
     if buf is None:  # closed while the request was in flight
         return
     added = buf.prepend_history(lines)
+    _apply_reactions(s, reactions)  # on the lines just added, before they are drawn
     if not added:
         # An empty reply (or only lines already shown, which asking again would not change).
         buf.at_start_of_history = True

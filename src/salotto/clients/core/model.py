@@ -62,6 +62,10 @@ class Line:
     own: bool = False
     highlight: bool = False
     msgid: str = ""
+    # The msgid this message answers (client tag ``+draft/reply``); "" when it is no reply.
+    reply_to: str = ""
+    # Reactions (``+draft/react``) received for this message: emoji -> nicks, in the order they came.
+    reactions: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def quiet(self) -> bool:
@@ -95,6 +99,81 @@ class Buffer:
     msgids: set[str] = field(default_factory=set)
     # The server has nothing older than lines[0] (a "start of history" note is there): stop asking.
     at_start_of_history: bool = False
+    # Reactions whose message is not here (yet): msgid -> [(emoji, nick)]; they attach when it comes.
+    orphan_reactions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # A reaction's own msgid -> (the message's msgid, emoji, nick): a REDACT of the reaction takes it back.
+    reaction_ids: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # Messages deleted here (REDACT): a reply to one quotes "a deleted message".
+    deleted: set[str] = field(default_factory=set)
+    # The newest time the user has read up to here (draft/read-marker), None when unknown.
+    read_until: datetime | None = None
+
+    def find(self, msgid: str) -> Line | None:
+        """The line with this msgid, newest first (a reply or reaction is usually about a recent line)."""
+        if not msgid or msgid not in self.msgids:
+            return None
+        for line in reversed(self.lines):
+            if line.msgid == msgid:
+                return line
+        return None
+
+    def react(self, msgid: str, emoji: str, nick: str, reaction_msgid: str = "") -> Line | None:
+        """Count ``nick``'s ``emoji`` on the message ``msgid``; the line changed, or None.
+
+        A reaction seen twice (live and again in a history replay) is counted once, by its own msgid and
+        by who reacted with what.
+        """
+        if reaction_msgid:
+            if reaction_msgid in self.reaction_ids:
+                return None
+            self.reaction_ids[reaction_msgid] = (msgid, emoji, nick)
+        line = self.find(msgid)
+        if line is None:
+            self.orphan_reactions.setdefault(msgid, []).append((emoji, nick))
+            return None
+        nicks = line.reactions.setdefault(emoji, [])
+        if nick in nicks:
+            return None
+        nicks.append(nick)
+        return line
+
+    def unreact(self, msgid: str, emoji: str, nick: str) -> Line | None:
+        line = self.find(msgid)
+        if line is None or nick not in line.reactions.get(emoji, []):
+            return None
+        line.reactions[emoji].remove(nick)
+        if not line.reactions[emoji]:
+            del line.reactions[emoji]
+        return line
+
+    def redact(self, msgid: str) -> Line | None:
+        """Remove the message (or take back the reaction) ``msgid``; what changed, or None."""
+        reaction = self.reaction_ids.pop(msgid, None)
+        if reaction is not None:
+            return self.unreact(*reaction)
+        line = self.find(msgid)
+        if line is None:
+            return None
+        self.lines.remove(line)
+        self.deleted.add(msgid)
+        return line
+
+    def _attach_orphans(self, line: Line) -> None:
+        for emoji, nick in self.orphan_reactions.pop(line.msgid, ()):
+            nicks = line.reactions.setdefault(emoji, [])
+            if nick not in nicks:
+                nicks.append(nick)
+
+    def unread_after(self, moment: datetime) -> tuple[int, bool]:
+        """(messages by others after ``moment``, whether one of them mentions you)."""
+        count, mentioned = 0, False
+        for line in reversed(self.lines):
+            if line.time <= moment:
+                break
+            if not line.own and line.kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
+                count += 1
+                mentioned = mentioned or line.highlight
+        return count, mentioned
 
     def add(self, line: Line) -> bool:
         """Append a line; False (and nothing added) when its msgid was already seen."""
@@ -102,6 +181,8 @@ class Buffer:
             if line.msgid in self.msgids:
                 return False
             self.msgids.add(line.msgid)
+            if self.orphan_reactions:
+                self._attach_orphans(line)
         self.lines.append(line)
         if len(self.lines) > MAX_LINES_PER_BUFFER:
             del self.lines[: len(self.lines) - MAX_LINES_PER_BUFFER]
@@ -113,6 +194,8 @@ class Buffer:
         for ln in fresh:
             if ln.msgid:
                 self.msgids.add(ln.msgid)
+                if self.orphan_reactions:
+                    self._attach_orphans(ln)
         if fresh:
             self.lines = sorted(self.lines + fresh, key=lambda ln: ln.time)[-MAX_LINES_PER_BUFFER:]
         return len(fresh)
@@ -134,6 +217,10 @@ class Buffer:
         room = MAX_LINES_PER_BUFFER - len(self.lines)
         fresh = fresh[max(len(fresh) - room, 0):] if room > 0 else []
         self.msgids.update(ln.msgid for ln in fresh if ln.msgid)
+        if self.orphan_reactions:
+            for ln in fresh:
+                if ln.msgid:
+                    self._attach_orphans(ln)
         self.lines[:0] = fresh
         return fresh
 
@@ -149,6 +236,7 @@ class Buffer:
 
 class ChangeKind(enum.Enum):
     LINE = "line"  # a line was appended to ``key``
+    UPDATE = "update"  # ``line`` of ``key`` changed (a reaction came): redraw it
     RELOAD = "reload"  # ``key``'s lines changed in place (history merged): redraw them all
     PREPEND = "prepend"  # ``lines`` were inserted above ``key``'s others (older history): keep the view
     MEMBERS = "members"

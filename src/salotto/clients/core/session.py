@@ -25,10 +25,17 @@ from salotto.clients.core.model import (
     Line,
     LineKind,
 )
-from salotto.clients.core.text import casefold_for, parse_server_time, split_utf8
+from salotto.clients.core.protocol import CONCAT_TAG, MULTILINE_BATCH, REACT_TAG, REPLY_TAG
+from salotto.clients.core.text import (
+    casefold_for,
+    format_server_time,
+    parse_server_time,
+    split_keeping_spaces,
+    split_utf8,
+)
 from salotto.proto import Message, format_line
 
-__all__ = ["WANTED_CAPS", "Session", "SessionConfig"]
+__all__ = ["QUICK_REACTIONS", "WANTED_CAPS", "Session", "SessionConfig"]
 
 # Capabilities we use when the server offers them. sasl is added only when an account is configured.
 WANTED_CAPS = (
@@ -40,6 +47,9 @@ WANTED_CAPS = (
     "draft/chathistory",
     "chathistory",
     "cap-notify",
+    "draft/message-redaction",
+    "draft/read-marker",
+    "draft/multiline",
 )
 # SASL payloads go out in chunks of 400 bytes (sasl-3.1).
 SASL_CHUNK_BYTES = 400
@@ -48,6 +58,11 @@ MESSAGE_BYTES = 400
 # Lines of history asked for on join, and per request when the user scrolls up, when the server offers
 # chathistory (the server may cap it with ISUPPORT CHATHISTORY=; salotto's default cap is 100).
 DEFAULT_HISTORY_LINES = 50
+# draft/multiline limits when the server's cap value leaves them out: max-bytes is required by the spec
+# (so a server without it gets no batches from us), max-lines is optional (then only max-bytes counts).
+MULTILINE_NO_LINE_LIMIT = 1_000_000
+# The reactions a GUI offers in one click (any emoji can be sent with Session.react).
+QUICK_REACTIONS = ("\U0001f44d", "\u2764\ufe0f", "\U0001f602", "\U0001f389", "\U0001f440", "\U0001f64f")
 
 
 @dataclass(slots=True)
@@ -90,6 +105,8 @@ class Session:
         self.connected = False
         self.registered = False
         self.server_name = ""
+        # The account this connection is logged in to (900), "" when none.
+        self.account = ""
         self.caps_offered: dict[str, str] = {}
         self.caps_enabled: set[str] = set()
         self.isupport: dict[str, str] = {}
@@ -106,6 +123,9 @@ class Session:
         self.names_pending: dict[str, dict[str, str]] = {}
         self.history = history.HistoryState()
         self._nick_attempts = 0
+        # draft/multiline batches being received: ref -> (target, source, the opening BATCH, its lines).
+        self.multiline: dict[str, tuple[str, str | None, Message, list[Message]]] = {}
+        self._batch_counter = 0
 
     def begin(self) -> None:
         """A new connection is up: queue the registration lines."""
@@ -212,6 +232,7 @@ class Session:
             if parsed is not None:
                 moment = parsed
             msgid = msg.tags.get("msgid", "")
+            return Line(moment, kind, text, nick, msgid=msgid, reply_to=msg.tags.get(REPLY_TAG, "") or "")
         return Line(moment, kind, text, nick, msgid=msgid)
 
     def add_line(
@@ -232,6 +253,8 @@ class Session:
             return
         key = SERVER_KEY if name == SERVER_KEY else self.key(name)
         self.emit(ChangeKind.LINE, key, line)
+        if buf.read_until is not None and line.time <= buf.read_until:
+            count = False  # read already (on another device, as the server's read marker says)
         if key != self.active and count and not line.own and not line.quiet:
             if line.kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
                 buf.unread += 1
@@ -382,20 +405,175 @@ class Session:
 
     # -- user actions -------------------------------------------------------------------------
 
-    def say(self, target: str, text: str, kind: LineKind = LineKind.MESSAGE) -> None:
-        """Send a message (or /me action, or notice) to a channel or nick, echoing it locally if needed."""
+    def say(self, target: str, text: str, kind: LineKind = LineKind.MESSAGE, reply_to: str = "") -> None:
+        """Send a message (or /me action, or notice) to a channel or nick, echoing it locally if needed.
+
+        ``reply_to``: the msgid of the message this answers (``+draft/reply``, when the server takes client
+        tags). Several lines go as one ``draft/multiline`` batch when the server offers it and they fit its
+        limits; otherwise as one message each.
+        """
+        tags = {REPLY_TAG: reply_to} if reply_to and "message-tags" in self.caps_enabled else None
+        text = text.strip("\r\n") if "\n" in text else text
+        if "\n" in text and kind is not LineKind.ACTION and self._say_multiline(target, text, kind, tags):
+            return
         # 512 bytes per line, minus our own prefix as the server relays it (nick!user@host, ~100 bytes).
         budget = max(MESSAGE_BYTES - len(target.encode("utf-8")), 64)
-        chunks = [piece for part in text.split("\n") for piece in split_utf8(part, budget)]
+        chunks = [piece for part in text.split("\n") for piece in split_utf8(part.rstrip("\r"), budget)]
         for chunk in chunks:
             if kind is LineKind.ACTION:
-                self.send("PRIVMSG", target, f"\x01ACTION {chunk}\x01")
+                self.send("PRIVMSG", target, f"\x01ACTION {chunk}\x01", tags=tags)
             else:
-                self.send("NOTICE" if kind is LineKind.NOTICE else "PRIVMSG", target, chunk)
+                self.send("NOTICE" if kind is LineKind.NOTICE else "PRIVMSG", target, chunk, tags=tags)
             if "echo-message" not in self.caps_enabled:
                 line = self.line(kind, chunk, self.nick)
                 line.own = True
+                line.reply_to = reply_to if tags else ""
                 self.add_line(target, line)
+
+    def multiline_limits(self) -> tuple[int, int] | None:
+        """(max-bytes, max-lines) of the server's draft/multiline, or None when it cannot be used."""
+        if MULTILINE_BATCH not in self.caps_enabled or "batch" not in self.caps_enabled:
+            return None
+        values = dict(item.partition("=")[::2] for item in self.caps_offered.get(MULTILINE_BATCH, "").split(","))
+        max_bytes, max_lines = values.get("max-bytes", ""), values.get("max-lines", "")
+        if not max_bytes.isdigit() or int(max_bytes) <= 0:
+            return None
+        return int(max_bytes), int(max_lines) if max_lines.isdigit() and int(max_lines) > 0 else (
+            MULTILINE_NO_LINE_LIMIT)
+
+    def _say_multiline(self, target: str, text: str, kind: LineKind, tags: dict[str, str] | None) -> bool:
+        """Send ``text`` as one draft/multiline batch; False (nothing sent) when it cannot go as one."""
+        limits = self.multiline_limits()
+        if limits is None:
+            return False
+        max_bytes, max_lines = limits
+        budget = max(MESSAGE_BYTES - len(target.encode("utf-8")), 64)
+        pieces: list[tuple[str, bool]] = []  # (text, continues the line before without a break)
+        for part in text.split("\n"):
+            chunks = split_keeping_spaces(part.rstrip("\r"), budget)
+            pieces.append((chunks[0], False))
+            pieces.extend((chunk, True) for chunk in chunks[1:])
+        # max-bytes counts the message as the recipient sees it: every line's text and the breaks.
+        size = sum(len(piece.encode("utf-8")) for piece, _ in pieces) + text.count("\n")
+        if len(pieces) > max_lines or size > max_bytes:
+            return False
+        self._batch_counter += 1
+        ref = f"ml{self._batch_counter}"
+        command = "NOTICE" if kind is LineKind.NOTICE else "PRIVMSG"
+        self.send("BATCH", "+" + ref, MULTILINE_BATCH, target, tags=tags)
+        for piece, concat in pieces:
+            self.send(command, target, piece, tags={"batch": ref, **({CONCAT_TAG: ""} if concat else {})})
+        self.send("BATCH", "-" + ref)
+        if "echo-message" not in self.caps_enabled:
+            line = self.line(kind, "\n".join(part.rstrip("\r") for part in text.split("\n")), self.nick)
+            line.own = True
+            line.reply_to = (tags or {}).get(REPLY_TAG, "")
+            self.add_line(target, line)
+        return True
+
+    def react(self, target: str, msgid: str, emoji: str) -> bool:
+        """React to the message ``msgid`` in ``target`` (TAGMSG with +draft/react); False when not possible.
+
+        Needs ``message-tags`` (a server without it would drop the tags) and a message with a msgid.
+        """
+        if not msgid or "message-tags" not in self.caps_enabled or not self.registered:
+            return False
+        self.send("TAGMSG", target, tags={REACT_TAG: emoji, REPLY_TAG: msgid})
+        if "echo-message" not in self.caps_enabled:
+            buf = self.get_buffer(target)
+            line = buf.react(msgid, emoji, self.nick) if buf is not None else None
+            if line is not None:
+                self.emit(ChangeKind.UPDATE, self.key(target), line)
+        return True
+
+    def reaction(self, name: str, msgid: str, emoji: str, nick: str, reaction_msgid: str = "",
+                 remove: bool = False) -> None:
+        """``nick`` reacted with ``emoji`` (or took it back) to the message ``msgid`` in buffer ``name``."""
+        buf = self.get_buffer(name)
+        if buf is None:
+            return
+        line = buf.unreact(msgid, emoji, nick) if remove else buf.react(msgid, emoji, nick, reaction_msgid)
+        if line is not None:
+            self.emit(ChangeKind.UPDATE, self.key(buf.name), line)
+
+    def can_redact(self, key: str, line: Line) -> bool:
+        """May the user delete ``line`` of buffer ``key``: their own message, or any as a channel operator."""
+        buf = self.buffers.get(key)
+        if (buf is None or not line.msgid or not self.registered
+                or "draft/message-redaction" not in self.caps_enabled):
+            return False
+        if line.kind not in history.STORED_KINDS:
+            return False
+        if line.own:
+            return True
+        if buf.kind is not BufferKind.CHANNEL:
+            return False
+        me = buf.members.get(self.fold(self.nick))
+        ops = self.prefix_symbols[: self.prefix_symbols.index("@") + 1] if "@" in self.prefix_symbols else ""
+        return me is not None and any(p in ops for p in me.prefixes)
+
+    def redact(self, key: str, msgid: str, reason: str = "") -> bool:
+        """Delete the message ``msgid`` of buffer ``key`` (REDACT); the line goes when the server relays it."""
+        buf = self.buffers.get(key)
+        line = buf.find(msgid) if buf is not None else None
+        if buf is None or line is None or not self.can_redact(key, line):
+            return False
+        self.send("REDACT", buf.name, msgid, *([reason] if reason else []))
+        return True
+
+    def redacted(self, target: str, msgid: str, by: str, reason: str) -> None:
+        """The server relayed a REDACT: the message (or reaction) goes from the buffer it was in."""
+        name = target if self.is_channel(target) or self.is_me(by) else by
+        buf = self.get_buffer(name)
+        if buf is None and not self.is_channel(target):
+            buf = self.get_buffer(target)
+        if buf is None:
+            return
+        key = self.key(buf.name) if buf.kind is not BufferKind.SERVER else SERVER_KEY
+        changed = buf.redact(msgid)
+        if changed is None:
+            return
+        if changed.msgid == msgid:
+            self.emit(ChangeKind.RELOAD, key)
+        else:
+            self.emit(ChangeKind.UPDATE, key, changed)
+
+    # -- read markers (draft/read-marker) -------------------------------------------------------
+
+    def mark_read(self, key: str) -> bool:
+        """The user has seen buffer ``key`` to its end: tell the server (MARKREAD) when it keeps markers."""
+        buf = self.buffers.get(key)
+        if buf is None or buf.kind is BufferKind.SERVER:
+            return False
+        if "draft/read-marker" not in self.caps_enabled or not self.registered or not self.account:
+            return False  # the server keeps markers for accounts only
+        # Only what the server keeps counts: a local line's time is this machine's clock.
+        times = [line.time for line in buf.lines if line.kind in history.STORED_KINDS]
+        if not times:
+            return False
+        newest = max(times)
+        if buf.read_until is not None and newest <= buf.read_until:
+            return False
+        buf.read_until = newest
+        self.send("MARKREAD", buf.name, "timestamp=" + format_server_time(newest))
+        return True
+
+    def read_marker(self, target: str, value: str) -> None:
+        """MARKREAD from the server: read up to ``timestamp=...`` here (on this or another device)."""
+        buf = self.get_buffer(target)
+        if buf is None or not value.startswith("timestamp="):
+            return
+        moment = parse_server_time(value.removeprefix("timestamp="))
+        if moment is None:
+            return
+        if buf.read_until is not None and moment <= buf.read_until:
+            return
+        buf.read_until = moment
+        unread, mentioned = buf.unread_after(moment)
+        if unread < buf.unread or (buf.mentioned and not mentioned):
+            buf.unread = min(buf.unread, unread)
+            buf.mentioned = buf.mentioned and mentioned
+            self.emit(ChangeKind.BUFFERS)
 
     def input(self, text: str) -> None:
         """What the user typed in the entry of the active buffer: a slash command or a message."""

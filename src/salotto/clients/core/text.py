@@ -16,6 +16,7 @@ __all__ = [
     "nick_colour_index",
     "parse_server_time",
     "source_nick",
+    "split_keeping_spaces",
     "split_utf8",
     "strip_formatting",
 ]
@@ -80,6 +81,24 @@ def split_utf8(text: str, max_bytes: int) -> list[str]:
         text = text[cut:].lstrip(" ")
     if text:
         pieces.append(text)
+    return pieces
+
+
+def split_keeping_spaces(text: str, max_bytes: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``max_bytes`` UTF-8 bytes that join back into ``text`` exactly.
+
+    For draft/multiline-concat, where the receiver glues the pieces together: a cut after a space keeps
+    the space at the end of the piece before. Always at least one piece (an empty line is one).
+    """
+    pieces: list[str] = []
+    while len(text.encode("utf-8")) > max_bytes:
+        cut = len(text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore"))
+        space = text.rfind(" ", 0, cut)
+        if space + 1 > cut // 2 and space + 1 < cut:
+            cut = space + 1
+        pieces.append(text[:cut])
+        text = text[cut:]
+    pieces.append(text)
     return pieces
 
 

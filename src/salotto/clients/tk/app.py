@@ -87,7 +87,8 @@ class App:
         )
         client = Client(request.host, request.port, config, tls=request.tls, tls_verify=self.tls_verify)
         self.window = ChatWindow(self.root, client, self.theme, on_closed=self._save_geometry,
-                                 on_font_size=self.set_font_size, on_refused=self._refused)
+                                 on_font_size=self.set_font_size, on_refused=self._refused,
+                                 on_theme=self.set_theme)
         client.start()
 
     def _refused(self, why: str) -> None:
@@ -98,6 +99,15 @@ class App:
 
     def set_font_size(self, size: int) -> None:
         self.settings.font_size = size
+        self.settings.normalised()
+        apply_theme(self.root, self.settings.theme, self.settings.font_size, self.theme)
+        if self.window is not None:
+            self.window.restyle(self.theme)
+        save_settings(self.settings)
+
+    def set_theme(self, name: str) -> None:
+        """Light or dark (the window's sun/moon button): applied at once and saved for next time."""
+        self.settings.theme = name
         self.settings.normalised()
         apply_theme(self.root, self.settings.theme, self.settings.font_size, self.theme)
         if self.window is not None:

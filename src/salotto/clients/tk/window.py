@@ -1,7 +1,10 @@
-"""The main window: buffer list, topic bar, message view, nick list, entry with Send.
+"""The main window, laid out as the web page: rooms on the left, the buffer's name and topic over the
+messages, people on the right, the entry with Send at the bottom.
 
 It only draws the core's state and turns user actions into core calls. The one thread boundary is
 the client's event queue, drained by :meth:`ChatWindow.poll` every ``POLL_MS`` through ``after()``.
+A right-click on a message offers Reply, the quick reactions, Copy and (where the server lets you)
+Delete.
 """
 
 from __future__ import annotations
@@ -20,15 +23,21 @@ from salotto.clients.core import (
     Client,
     Completer,
     InputHistory,
+    Line,
+    LineKind,
 )
+from salotto.clients.core.session import QUICK_REACTIONS
+from salotto.clients.core.text import nick_colour_index
+from salotto.clients.tk.notify import Notifier
 from salotto.clients.tk.theme import Theme
-from salotto.clients.tk.view import MessageView
+from salotto.clients.tk.view import QUOTE_CHARS, MessageView
 
 __all__ = ["POLL_MS", "ChatWindow"]
 
 # How often the Tk loop drains the client's queue: fast enough to feel instant, cheap when idle.
 POLL_MS = 40
 MENTION_MARK = "\u25cf "  # a dot before a buffer where someone mentioned you
+THEME_ICONS = {"light": "\u263e", "dark": "\u2600"}  # the button shows what a click switches to
 
 
 class ChatWindow(ttk.Frame):
@@ -42,9 +51,12 @@ class ChatWindow(ttk.Frame):
         on_closed: Callable[[], None] | None = None,
         on_font_size: Callable[[int], None] | None = None,
         on_refused: Callable[[str], None] | None = None,
+        on_theme: Callable[[str], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """``on_refused``: called (the window gone) when the server refuses the server password; without
-        it, the window stays and says so."""
+        it, the window stays and says so. ``on_theme``: the user switched light/dark (the app saves it).
+        ``notifier``: how mentions reach a user who is elsewhere (default: the desktop's, see notify.py)."""
         super().__init__(master)
         self.master_window = master
         self.client = client
@@ -53,6 +65,11 @@ class ChatWindow(ttk.Frame):
         self._on_closed = on_closed
         self._on_font_size = on_font_size
         self._on_refused = on_refused
+        self._on_theme = on_theme
+        self.notifier = notifier if notifier is not None else Notifier(master)
+        self.focused = False
+        # The message the next line answers (Reply in a message's menu), "" when none.
+        self.reply_to: Line | None = None
         self._root_bindings: list[str] = []
         self.history = InputHistory()
         self.completer = Completer()
@@ -68,58 +85,110 @@ class ChatWindow(ttk.Frame):
         self.show(self.session.active)
         self.entry.focus_set()
         self.after_idle(self._grab_focus)
+        master.bind("<FocusIn>", self._focus_in, add=True)
+        master.bind("<FocusOut>", self._focus_out, add=True)
         self._poll_job = self.after(POLL_MS, self.poll)
 
     # -- layout -----------------------------------------------------------------------------------
 
     def _build(self) -> None:
         # pack gives space in packing order and squeezes the last packed first: the fixed-height rows
-        # (status line, entry row, topic) go in before the parts that stretch, or a window smaller than
+        # (status line, entry row, top bar) go in before the parts that stretch, or a window smaller than
         # everything's requested height (a small window, a big font, a HiDPI screen) cuts them off.
         self.status = ttk.Label(self, text=self.client.status, style="Status.TLabel", anchor="w")
         self.status.pack(side="bottom", fill="x")
+        ttk.Separator(self, orient="horizontal").pack(side="bottom", fill="x")
         panes = ttk.PanedWindow(self, orient="horizontal")
         panes.pack(fill="both", expand=True)
-        self.buffer_list = ttk.Treeview(panes, show="tree", selectmode="browse", takefocus=False)
-        self.buffer_list.bind("<<TreeviewSelect>>", self._buffer_selected)
-        panes.add(self.buffer_list, weight=0)
+        self.panes = panes
 
+        # Left: the brand, the rooms, who you are.
+        sidebar = ttk.Frame(panes, style="Panel.TFrame")
+        ttk.Label(sidebar, text="salotto", style="Brand.TLabel").pack(side="top", fill="x")
+        me = ttk.Frame(sidebar, style="Panel.TFrame")
+        me.pack(side="bottom", fill="x", pady=(0, 8))
+        ttk.Separator(sidebar, orient="horizontal").pack(side="bottom", fill="x")
+        self.nick_label = ttk.Label(me, text=self.session.nick, style="Me.TLabel")
+        self.nick_label.pack(side="top", fill="x")
+        self.account_label = ttk.Label(me, text="", style="PanelDim.TLabel", padding=(16, 0, 8, 0))
+        self.account_label.pack(side="top", fill="x")
+        self.buffer_list = ttk.Treeview(sidebar, show="tree", selectmode="browse", takefocus=False)
+        self.buffer_list.bind("<<TreeviewSelect>>", self._buffer_selected)
+        self.buffer_list.pack(fill="both", expand=True, padx=8)
+        panes.add(sidebar, weight=0)
+
+        # Middle: name and topic, messages, the reply being written, the entry.
         centre = ttk.Frame(panes)
+        topbar = ttk.Frame(centre, padding=(14, 8, 10, 8))
+        topbar.pack(side="top", fill="x")
+        self.theme_button = ttk.Button(topbar, text=THEME_ICONS.get(self.theme.name, "\u263e"), width=3,
+                                       command=self.toggle_theme, style="Icon.TButton", takefocus=False)
+        self.theme_button.pack(side="right")
+        self.title_label = ttk.Label(topbar, text="", style="Title.TLabel")
+        self.title_label.pack(side="top", fill="x")
         self.topic = tk.StringVar(self)
-        self.topic_entry = ttk.Entry(centre, textvariable=self.topic, state="readonly", takefocus=False)
-        self.topic_entry.pack(fill="x", padx=2, pady=(2, 0))
-        bottom = ttk.Frame(centre)
-        bottom.pack(side="bottom", fill="x", padx=2, pady=(0, 2))
-        self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted)
-        self.view.pack(fill="both", expand=True, padx=2, pady=2)
-        self.nick_label = ttk.Label(bottom, text=self.session.nick, style="Heading.TLabel")
-        self.nick_label.pack(side="left", padx=(4, 6))
+        self.topic_label = ttk.Label(topbar, textvariable=self.topic, style="Topic.TLabel")
+        self.topic_label.pack(side="top", fill="x")
+        ttk.Separator(centre, orient="horizontal").pack(side="top", fill="x")
+        bottom = ttk.Frame(centre, padding=(12, 6, 12, 10))
+        bottom.pack(side="bottom", fill="x")
+        self.reply_bar = ttk.Frame(centre, style="Panel.TFrame")
+        self.reply_label = ttk.Label(self.reply_bar, text="", style="Reply.TLabel")
+        self.reply_label.pack(side="left", fill="x", expand=True)
+        self.reply_cancel = ttk.Button(self.reply_bar, text="\u2715", width=3, style="Flat.TButton",
+                                       command=self.cancel_reply, takefocus=False)
+        self.reply_cancel.pack(side="right")
+        self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted,
+                                lookup=self._lookup, on_menu=self.show_menu, on_chip=self._chip_clicked)
+        self.view.set_me(lambda: self.session.nick)
+        self.view.pack(fill="both", expand=True)
         self.send_button = ttk.Button(bottom, text="Send", command=self.submit, style="Accent.TButton")
-        self.send_button.pack(side="right")
-        self.entry = ttk.Entry(bottom)
-        self.entry.pack(side="left", fill="x", expand=True, padx=(0, 6), ipady=3)
+        self.send_button.pack(side="right", fill="y")
+        # Pasted lines show as boxes in a one-line entry: this says how they will go.
+        self.lines_hint = ttk.Label(bottom, text="", style="Dim.TLabel")
+        self.entry_text = tk.StringVar(self)
+        self.entry_text.trace_add("write", lambda *_args: self._entry_changed())
+        self.entry = ttk.Entry(bottom, textvariable=self.entry_text)
+        self.entry.pack(side="left", fill="x", expand=True, padx=(0, 8))
         panes.add(centre, weight=1)
 
-        self.nick_list = tk.Listbox(panes, activestyle="none", borderwidth=6, relief="flat", highlightthickness=0,
-                                    exportselection=False, takefocus=False)
+        # Right: who is here.
+        people = ttk.Frame(panes, style="Panel.TFrame")
+        self.people_label = ttk.Label(people, text="", style="Header.TLabel")
+        self.people_label.pack(side="top", fill="x")
+        self.nick_list = tk.Listbox(people, activestyle="none", borderwidth=0, relief="flat",
+                                    highlightthickness=0, exportselection=False, takefocus=False)
         self.nick_list.bind("<Double-Button-1>", self._nick_list_activated)
         self.nick_list.bind("<Return>", self._nick_list_activated)
-        panes.add(self.nick_list, weight=0)
+        self.nick_list.pack(fill="both", expand=True, padx=(12, 4))
+        panes.add(people, weight=0)
+        self.menu = tk.Menu(self, tearoff=False)
         self.restyle(self.theme)
         self._bind_keys()
 
     def restyle(self, theme: Theme) -> None:
         self.theme = theme
         p = theme.palette
-        width = theme.ui_font.measure("m") * 11
-        self.buffer_list.configure(padding=0)
+        width = theme.ui_font.measure("m") * 13
         self.buffer_list.column("#0", width=width)
-        self.buffer_list.tag_configure("mention", foreground=p.error, font=theme.bold_font)
+        self.buffer_list.tag_configure("mention", foreground=p.mention or p.error, font=theme.bold_font)
         self.buffer_list.tag_configure("unread", font=theme.bold_font)
         self.buffer_list.tag_configure("parted", foreground=p.dim)
-        self.nick_list.configure(background=p.field_bg, foreground=p.fg, font=theme.ui_font, width=13,
-                                 selectbackground=p.select_bg, selectforeground=p.select_fg)
+        self.buffer_list.tag_configure("server", font=theme.italic_font)
+        self.nick_list.configure(background=p.panel, foreground=p.fg, font=theme.ui_font, width=14,
+                                 selectbackground=p.panel_2, selectforeground=p.fg)
+        self.menu.configure(background=p.panel, foreground=p.fg, activebackground=p.select_bg,
+                            activeforeground=p.select_fg, font=theme.ui_font, relief="flat", borderwidth=1)
+        self.theme_button.configure(text=THEME_ICONS.get(theme.name, "\u263e"))
         self.view.restyle(theme)
+        if self.shown_key:
+            self._redraw_lines()
+            self._redraw_members()
+
+    def toggle_theme(self) -> None:
+        """The sun/moon button: dark after light and back; the app applies and saves it."""
+        if self._on_theme is not None:
+            self._on_theme("dark" if self.theme.name == "light" else "light")
 
     def _bind_keys(self) -> None:
         e = self.entry
@@ -129,6 +198,7 @@ class ChatWindow(ttk.Frame):
         e.bind("<Down>", lambda _e: self._recall(self.history.down))
         e.bind("<Tab>", self._complete)
         e.bind("<Key>", self._key_typed, add=True)
+        e.bind("<Escape>", lambda _e: self.cancel_reply())
         e.bind("<Prior>", lambda _e: self._scroll(-1))
         e.bind("<Next>", lambda _e: self._scroll(1))
         top = self.master_window
@@ -158,12 +228,19 @@ class ChatWindow(ttk.Frame):
 
     def apply(self, changes: list[Change]) -> None:
         buffers_dirty = False
+        read_more = False
         for change in changes:
             kind = change.kind
-            if kind is ChangeKind.LINE and change.key == self.shown_key and change.line is not None:
-                self.view.append(change.line)
+            if kind is ChangeKind.LINE and change.line is not None:
+                if change.key == self.shown_key:
+                    self.view.append(change.line)
+                    read_more = True
+                self._maybe_notify(change.key, change.line)
+            elif kind is ChangeKind.UPDATE and change.key == self.shown_key and change.line is not None:
+                self.view.update_line(change.line)
             elif kind is ChangeKind.RELOAD and change.key == self.shown_key:
                 self._redraw_lines()
+                read_more = True
             elif kind is ChangeKind.PREPEND and change.key == self.shown_key:
                 self.view.prepend(change.lines)
             elif kind is ChangeKind.MEMBERS and change.key == self.shown_key:
@@ -180,12 +257,134 @@ class ChatWindow(ttk.Frame):
             elif kind is ChangeKind.QUIT:
                 self.close()
                 return
+        if read_more and self.focused:
+            self._mark_read()
         if buffers_dirty:
             self.refresh_buffers()
         if self.session.refused is not None and self._on_refused is not None:
             why = self.session.refused
             self._give_way()
             self._on_refused(why)
+
+    # -- notifications and read markers -----------------------------------------------------------
+
+    def _maybe_notify(self, key: str, line: Line) -> None:
+        """A mention or a private message while the window is in the background: tell the user."""
+        if self.focused or not line.highlight or line.own:
+            return
+        buf = self.session.buffers.get(key)
+        if buf is None or buf.kind is BufferKind.SERVER:
+            return
+        who = line.nick or buf.name
+        title = who if buf.kind is BufferKind.QUERY else f"{who} in {buf.name}"
+        self.notifier.notify(title, line.text)
+        self.missed += 1
+        self._update_title()
+
+    missed = 0  # mentions notified while the window was in the background (shown in its title)
+
+    def _mark_read(self) -> None:
+        if self.session.mark_read(self.shown_key):
+            self.client.flush()
+
+    def _focus_in(self, event: tk.Event[tk.Misc]) -> None:
+        if self.focused or self._closed or getattr(event.widget, "winfo_toplevel", None) is None:
+            return
+        if event.widget.winfo_toplevel() is not self.master_window:
+            return
+        self.focused = True
+        self.notifier.seen()
+        if self.missed:
+            self.missed = 0
+            self._update_title()
+        self._mark_read()
+
+    def _focus_out(self, _event: tk.Event[tk.Misc]) -> None:
+        # A FocusOut to one of our own widgets is followed by their FocusIn: ask Tk who has it now.
+        self.after_idle(self._check_focus)
+
+    def _check_focus(self) -> None:
+        if self._closed or not self.winfo_exists():
+            return
+        try:
+            widget = self.focus_get()
+        except (KeyError, tk.TclError):  # a menu's internal widget has the focus
+            return
+        if widget is None or widget.winfo_toplevel() is not self.master_window:
+            self.focused = False
+
+    # -- replies, reactions, deleting -------------------------------------------------------------
+
+    def _lookup(self, msgid: str) -> Line | str | None:
+        buf = self.session.buffers.get(self.shown_key)
+        if buf is not None and msgid in buf.deleted:
+            return "a deleted message"
+        return buf.find(msgid) if buf is not None else None
+
+    def _can_answer(self, line: Line) -> bool:
+        """Replies and reactions need the message's msgid and a server that relays client tags."""
+        return (bool(line.msgid) and "message-tags" in self.session.caps_enabled and self.session.registered
+                and line.kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE)
+                and self.shown_key != SERVER_KEY)
+
+    def show_menu(self, line: Line, x: int, y: int) -> None:
+        """Right-click on a message: Reply, the quick reactions, Copy text, Delete (where allowed)."""
+        menu = self.menu
+        menu.delete(0, "end")
+        if self._can_answer(line):
+            menu.add_command(label="\u21a9  Reply", command=lambda: self.start_reply(line))
+            menu.add_separator()
+            for emoji in QUICK_REACTIONS:
+                menu.add_command(label=f"React  {emoji}", command=functools.partial(self.react, line, emoji))
+            menu.add_separator()
+        menu.add_command(label="Copy text", command=lambda: self._copy(line.text))
+        if self.session.can_redact(self.shown_key, line):
+            menu.add_separator()
+            menu.add_command(label="Delete message", foreground=self.theme.palette.error,
+                             command=lambda: self.delete_message(line))
+        self.menu_line = line
+        try:
+            menu.tk_popup(x, y)
+        finally:
+            menu.grab_release()
+
+    menu_line: Line | None = None
+
+    def start_reply(self, line: Line) -> None:
+        """The next message sent answers ``line``: a bar above the entry says so (Escape or x cancels)."""
+        if not self._can_answer(line):
+            return
+        self.reply_to = line
+        text = " ".join(line.text.split())
+        if len(text) > QUOTE_CHARS:
+            text = text[: QUOTE_CHARS - 1] + "\u2026"
+        self.reply_label.configure(text=f"\u21aa Replying to {line.nick}: {text}")
+        self.reply_bar.pack(side="bottom", fill="x", before=self.view, padx=12)
+        self.entry.focus_set()
+
+    def cancel_reply(self) -> None:
+        self.reply_to = None
+        self.reply_bar.pack_forget()
+
+    def react(self, line: Line, emoji: str) -> None:
+        buf = self.session.buffers.get(self.shown_key)
+        if buf is not None and self.session.react(buf.name, line.msgid, emoji):
+            self.client.flush()
+            self.apply(self.session.take_changes())
+
+    def _chip_clicked(self, line: Line, emoji: str) -> None:
+        """A click on a reaction under a message adds yours (once)."""
+        if self.session.nick not in line.reactions.get(emoji, []) and self._can_answer(line):
+            self.react(line, emoji)
+
+    def delete_message(self, line: Line) -> None:
+        """REDACT; the line goes when the server confirms (it relays the REDACT back)."""
+        if self.session.redact(self.shown_key, line.msgid):
+            self.client.flush()
+
+    def _copy(self, text: str) -> None:
+        self.clipboard_clear()
+        self.clipboard_append(text)
 
     # -- drawing ----------------------------------------------------------------------------------
 
@@ -198,12 +397,12 @@ class ChatWindow(ttk.Frame):
         for index, key in enumerate(wanted):
             buf = self.session.buffers[key]
             label = buf.name
-            tags: list[str] = []
+            tags: list[str] = ["server"] if buf.kind is BufferKind.SERVER else []
             if buf.mentioned:
                 label = MENTION_MARK + label
                 tags.append("mention")
             if buf.unread:
-                label += f"  ({buf.unread})"
+                label += f"   {buf.unread}"
                 tags.append("unread")
             if buf.kind is BufferKind.CHANNEL and not buf.joined:
                 tags.append("parted")
@@ -231,6 +430,10 @@ class ChatWindow(ttk.Frame):
         self._redraw_topic()
         self.refresh_buffers()
         self._update_title()
+        if self.reply_to is not None:
+            self.cancel_reply()
+        if self.focused:
+            self._mark_read()
 
     def _redraw_lines(self) -> None:
         self.view.replace(self.session.buffers[self.shown_key].lines)
@@ -240,28 +443,40 @@ class ChatWindow(ttk.Frame):
         self._redraw_topic()  # it shows how many are here
         self.nick_list.delete(0, "end")
         members = buf.sorted_members(self.session.prefix_symbols)
+        if buf.kind is BufferKind.CHANNEL and buf.joined:
+            self.people_label.configure(text=f"{len(members)} IN {buf.name.upper()}")
+        else:
+            self.people_label.configure(text="")
         for i, member in enumerate(members):
             self.nick_list.insert("end", member.display)
-            if member.prefixes:
-                self.nick_list.itemconfigure(i, foreground=self.theme.palette.accent)
+            # Each nick in its colour, as in the messages (the web page does the same).
+            self.nick_list.itemconfigure(i, foreground=self.theme.palette.nicks[nick_colour_index(member.nick)])
 
     def _redraw_topic(self) -> None:
         buf = self.session.buffers[self.shown_key]
         if buf.kind is BufferKind.CHANNEL:
-            text = buf.topic or "(no topic; set one with /topic ...)"
-            text = f"{buf.name}: {text}  \u2014  {len(buf.members)} here" if buf.joined else f"{buf.name}: {text}"
+            text = buf.topic or "No topic yet: set one with /topic"
+            if buf.joined:
+                text += f"  \u00b7  {len(buf.members)} here"
+            else:
+                text += "  \u00b7  not joined"
         elif buf.kind is BufferKind.QUERY:
             text = f"Private conversation with {buf.name}"
         else:
-            text = f"{buf.name} \u2014 server messages. Type /help for commands."
+            text = "Server messages. Type /help for commands."
+        self.title_label.configure(text=buf.name)
         self.topic.set(text)
 
     def _update_title(self) -> None:
         buf = self.session.buffers.get(self.shown_key)
         where = f"{buf.name} \u2014 " if buf is not None and buf.kind is not BufferKind.SERVER else ""
         away = " (away)" if self.session.away else ""
-        self.master_window.title(f"{where}{self.session.nick}{away} \u2014 salotto")
+        missed = f"({self.missed}) " if self.missed else ""
+        self.master_window.title(f"{missed}{where}{self.session.nick}{away} \u2014 salotto")
         self.nick_label.configure(text=self.session.nick + away)
+        account = self.session.account
+        self.account_label.configure(text=f"\u2713 logged in as {account}" if account else
+                                     "connected" if self.session.registered else "offline")
         self.status.configure(text=self.client.status)
 
     # -- user actions -----------------------------------------------------------------------------
@@ -274,6 +489,16 @@ class ChatWindow(ttk.Frame):
         self.entry.delete(0, "end")
         self.history.add(text)
         self.completer.reset()
+        reply = self.reply_to
+        if reply is not None:
+            self.cancel_reply()
+        if reply is not None and (not text.startswith("/") or text.startswith("//")) and self.session.registered:
+            self.session.set_active(self.shown_key)
+            body = text[1:] if text.startswith("//") else text
+            self.session.say(self.session.buffers[self.shown_key].name, body, reply_to=reply.msgid)
+            self.client.flush()
+            self.apply(self.session.take_changes())
+            return
         self._run(text)
 
     def _run(self, text: str) -> None:
@@ -300,6 +525,18 @@ class ChatWindow(ttk.Frame):
         if selection and selection[0] != self.shown_key:
             self.show(selection[0])
             self.entry.focus_set()
+
+    def _entry_changed(self) -> None:
+        text = self.entry_text.get().strip("\r\n")
+        count = text.count("\n") + 1
+        if count < 2 or text.startswith("/"):
+            self.lines_hint.pack_forget()
+            return
+        limits = self.session.multiline_limits()
+        one = limits is not None and count <= limits[1] and len(text.encode("utf-8")) <= limits[0]
+        self.lines_hint.configure(text=f"{count} lines: one message" if one else f"{count} lines: {count} messages")
+        if not self.lines_hint.winfo_ismapped():
+            self.lines_hint.pack(side="right", padx=(0, 8), before=self.send_button)
 
     def _recall(self, step: Callable[[str], str]) -> str:
         text = step(self.entry.get())
@@ -381,6 +618,7 @@ class ChatWindow(ttk.Frame):
             self.after_cancel(self._poll_job)
             self._poll_job = None
         self.client.close()
+        self.notifier.close()
         if self._on_closed is not None:
             self._on_closed()
         self.master_window.destroy()

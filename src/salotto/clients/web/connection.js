@@ -17,7 +17,8 @@ import { formatMessage, parseMessage, saslPlainChunks } from "./irc.js";
 // Capabilities the page uses when the server offers them. draft/chathistory lights up scroll-back.
 export const WANTED_CAPS = [
   "message-tags", "server-time", "echo-message", "batch", "multi-prefix", "away-notify",
-  "labeled-response", "draft/chathistory", "draft/event-playback",
+  "labeled-response", "draft/chathistory", "draft/event-playback", "draft/message-redaction",
+  "draft/read-marker", "draft/multiline",
 ];
 // Numerics that end a SASL attempt without logging in (sasl-3.1): nick locked, failed, too long, aborted.
 const SASL_FAILURES = new Set(["902", "904", "905", "906"]);

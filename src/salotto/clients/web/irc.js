@@ -133,6 +133,58 @@ export function splitText(text, maxBytes) {
   return pieces;
 }
 
+// draft/multiline's value, "max-bytes=4096,max-lines=100": {maxBytes, maxLines} (Infinity when absent).
+export function multilineLimits(value) {
+  const limits = { maxBytes: Infinity, maxLines: Infinity };
+  for (const item of (value || "").split(",")) {
+    const [key, number] = item.split("=");
+    const n = Number.parseInt(number, 10);
+    if (!(n > 0)) continue;
+    if (key === "max-bytes") limits.maxBytes = n;
+    else if (key === "max-lines") limits.maxLines = n;
+  }
+  return limits;
+}
+
+// The lines of a multiline message (text with newlines) as the PRIVMSGs of a draft/multiline batch:
+// [{text, concat}], each at most maxBytes long (a longer line is cut, the pieces after the first
+// marked draft/multiline-concat and carrying their spaces as they were). Empty lines at either end
+// are left out. null when the message is over the server's limits (then it goes as separate lines).
+export function multilinePieces(text, limits, maxBytes) {
+  const lines = text.replace(/\r\n?/g, "\n").split("\n");
+  while (lines.length && !lines[0].trim()) lines.shift();
+  while (lines.length && !lines.at(-1).trim()) lines.pop();
+  if (!lines.length) return null;
+  const pieces = [];
+  let total = 0;
+  for (const line of lines) {
+    total += byteLength(line);
+    let rest = line;
+    let concat = false;
+    do {
+      let cut = rest.length;
+      if (byteLength(rest) > maxBytes) {
+        let bytes = 0;
+        cut = 0;
+        for (const ch of rest) {
+          const n = byteLength(ch);
+          if (bytes + n > maxBytes) break;
+          bytes += n;
+          cut += ch.length;
+        }
+        const space = rest.lastIndexOf(" ", cut - 1);
+        if (space > cut / 2) cut = space + 1;
+      }
+      pieces.push({ text: rest.slice(0, cut), concat });
+      rest = rest.slice(cut);
+      concat = true;
+    } while (rest);
+  }
+  total += lines.length - 1; // the newlines between them
+  if (total > limits.maxBytes || pieces.length > limits.maxLines) return null;
+  return pieces;
+}
+
 // sasl-3.1: an AUTHENTICATE payload travels base64-encoded in pieces of 400 bytes; a last piece of
 // exactly 400 (or an empty payload) is followed by "+" so the server knows it has everything.
 export const SASL_CHUNK_BYTES = 400;

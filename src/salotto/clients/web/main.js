@@ -1,7 +1,7 @@
 // The page: the nickname form, then the chat. Wires the connection, the model and the view.
 
 import { IrcConnection } from "./connection.js";
-import { byteLength, splitText } from "./irc.js";
+import { byteLength, multilineLimits, multilinePieces, splitText } from "./irc.js";
 import { Chat, SERVER_BUFFER, hideSecrets } from "./model.js";
 import { View } from "./view.js";
 
@@ -24,6 +24,8 @@ let conn = null;
 let serverPassword = null;
 let renderQueued = false;
 let typingSent = { target: null, at: 0 };
+let replyTo = null; // {buffer, entry}: the message the next one answers
+let batchCounter = 0;
 
 function scheduleRender() {
   if (renderQueued) return;
@@ -31,7 +33,36 @@ function scheduleRender() {
   requestAnimationFrame(() => {
     renderQueued = false;
     view.render();
+    flushOutbox();
   });
+}
+
+// What the model asked to send (read markers), and the notifications it collected.
+function flushOutbox() {
+  for (const [command, params, tags] of chat.outbox.splice(0)) conn.send(command, params, tags || null);
+  for (const { buffer, entry } of chat.notifications.splice(0)) notify(buffer, entry);
+}
+
+// -- desktop notifications: mentions and private messages while the page is hidden -----------------
+
+function notificationsAvailable() {
+  return typeof Notification !== "undefined";
+}
+
+function notify(buffer, entry) {
+  if (!notificationsAvailable() || Notification.permission !== "granted" || !document.hidden) return;
+  const title = buffer === entry.nick ? entry.nick : `${entry.nick} in ${buffer}`;
+  const notification = new Notification(title, { body: entry.text.slice(0, 200), tag: `salotto ${buffer}` });
+  notification.onclick = () => {
+    window.focus();
+    if (chat.buffer(buffer)) selectBuffer(buffer);
+    notification.close();
+  };
+}
+
+// Asked only when the user clicks the button (never at load), which shows while it can still be asked.
+function updateNotifyButton() {
+  $("notify-button").hidden = !notificationsAvailable() || Notification.permission !== "default";
 }
 
 // Beside the page, so the chat also works behind a reverse proxy under a sub-path.
@@ -82,14 +113,21 @@ function startChat(nick, auth) {
   $("login").hidden = true;
   $("chat").hidden = false;
   chat = new Chat();
+  chat.hidden = document.hidden;
+  if (view) view.destroy();
+  cancelReply();
   view = new View(chat);
   view.onSelect = (name) => selectBuffer(name);
   view.onNick = (nick) => openQuery(nick);
   view.onScrollTop = () => loadOlder();
+  view.onReply = (entry) => startReply(entry);
+  view.onReact = (entry, emoji) => sendReaction(entry, emoji);
+  view.onDelete = (entry) => deleteMessage(entry);
   conn = new IrcConnection(socketUrl(), nick, auth, serverPassword);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
     chat.handle(event.detail);
+    if (chat.notifications.length) flushOutbox(); // now: a hidden page draws no frames
     if (chat.joinedEvent) {
       const joined = chat.joinedEvent;
       chat.joinedEvent = null;
@@ -149,6 +187,7 @@ function rejoin() {
 }
 
 function selectBuffer(name) {
+  if (chat.active && chat.key(chat.active) !== chat.key(name)) cancelReply();
   chat.setActive(name);
   document.body.classList.remove("show-sidebar", "show-nicks");
   scheduleRender();
@@ -185,20 +224,89 @@ function loadOlder() {
 
 // -- sending -------------------------------------------------------------------------------------
 
-function sendText(target, text, action = false) {
+// Text of several lines (a paste): one draft/multiline batch when the server takes it and it fits its
+// limits; otherwise each line a message of its own.
+function sendText(target, text, action = false, reply = null) {
   const buf = chat.buffer(target);
-  for (const piece of splitText(text, TEXT_BUDGET_BYTES - byteLength(target))) {
-    const payload = action ? `\x01ACTION ${piece}\x01` : piece;
-    if (!conn.send("PRIVMSG", [target, payload])) {
-      chat.error("Not connected: the message was not sent.");
-      return;
-    }
-    if (!conn.caps.has("echo-message") && buf) {
-      const shown = action ? piece : hideSecrets(target, piece);
-      chat.add(buf, { kind: action ? "action" : "privmsg", time: new Date(), nick: conn.nick, text: shown, self: true });
+  const tags = reply && conn.caps.has("message-tags") ? { "+draft/reply": reply } : null;
+  const budget = TEXT_BUDGET_BYTES - byteLength(target);
+  typingSent = { target: null, at: 0 };
+  if (!action && /[\r\n]/.test(text) && sendMultiline(target, text, tags, budget)) return;
+  const lines = text.split(/\r?\n|\r/).filter((line) => line.trim());
+  for (const line of lines) {
+    for (const piece of splitText(line, budget)) {
+      const payload = action ? `\x01ACTION ${piece}\x01` : piece;
+      if (!conn.send("PRIVMSG", [target, payload], tags)) {
+        chat.error("Not connected: the message was not sent.");
+        return;
+      }
+      if (!conn.caps.has("echo-message") && buf) {
+        const shown = action ? piece : hideSecrets(target, piece);
+        chat.add(buf, { kind: action ? "action" : "privmsg", time: new Date(), nick: conn.nick, text: shown, self: true,
+          reply: tags ? reply : null, reactions: null });
+      }
     }
   }
-  typingSent = { target: null, at: 0 };
+}
+
+function sendMultiline(target, text, tags, budget) {
+  if (!conn.caps.has("draft/multiline") || !conn.caps.has("batch")) return false;
+  const pieces = multilinePieces(text, multilineLimits(conn.availableCaps.get("draft/multiline")), budget - 20);
+  if (!pieces) return false;
+  const ref = `ml${++batchCounter}`;
+  if (!conn.send("BATCH", [`+${ref}`, "draft/multiline", target], tags)) {
+    chat.error("Not connected: the message was not sent.");
+    return true;
+  }
+  for (const piece of pieces) {
+    const lineTags = piece.concat ? { batch: ref, "draft/multiline-concat": "" } : { batch: ref };
+    conn.send("PRIVMSG", [target, piece.text], lineTags);
+  }
+  conn.send("BATCH", [`-${ref}`]);
+  const buf = chat.buffer(target);
+  if (!conn.caps.has("echo-message") && buf) {
+    const shown = pieces.map((p, i) => (i && !p.concat ? "\n" : "") + p.text).join("");
+    chat.add(buf, { kind: "privmsg", time: new Date(), nick: conn.nick, text: shown, self: true,
+      reply: tags ? tags["+draft/reply"] : null, reactions: null });
+  }
+  return true;
+}
+
+// -- replies, reactions, deleting ----------------------------------------------------------------
+
+function startReply(entry) {
+  const buf = chat.activeBuffer;
+  if (!buf || !entry.msgid) return;
+  replyTo = { buffer: chat.key(buf.name), entry };
+  $("reply-nick").textContent = entry.nick;
+  $("reply-text").textContent = entry.text;
+  $("reply-bar").hidden = false;
+  $("message-input").focus();
+}
+
+function cancelReply() {
+  replyTo = null;
+  $("reply-bar").hidden = true;
+}
+
+// +draft/react on a TAGMSG that answers the message (+draft/reply).
+function sendReaction(entry, emoji) {
+  const buf = chat.activeBuffer;
+  if (!buf || !entry.msgid) return;
+  if (!conn.caps.has("message-tags")) {
+    chat.error("This server does not pass reactions on (no message-tags).");
+    scheduleRender();
+    return;
+  }
+  conn.send("TAGMSG", [buf.name], { "+draft/react": emoji, "+draft/reply": entry.msgid });
+  if (!conn.caps.has("echo-message")) chat.react(buf, { msgid: null, emoji, nick: conn.nick, to: entry.msgid });
+  scheduleRender();
+}
+
+function deleteMessage(entry) {
+  const buf = chat.activeBuffer;
+  if (!chat.canRedact(buf, entry)) return;
+  conn.send("REDACT", [buf.name, entry.msgid]);
 }
 
 function runCommand(line) {
@@ -267,11 +375,16 @@ function submitMessage(event) {
   const text = input.value;
   if (!text.trim()) return;
   input.value = "";
-  if (text.startsWith("/") && !text.startsWith("//")) runCommand(text.trim());
+  fitComposer();
+  if (text.startsWith("/") && !text.startsWith("//") && !text.includes("\n")) runCommand(text.trim());
   else {
     const buf = chat.activeBuffer;
     if (!buf || buf.kind === "server") chat.error("This is the server window: pick a room or a person first.");
-    else sendText(buf.name, text.startsWith("//") ? text.slice(1) : text);
+    else {
+      const reply = replyTo && replyTo.buffer === chat.key(buf.name) ? replyTo.entry.msgid : null;
+      sendText(buf.name, text.startsWith("//") ? text.slice(1) : text, false, reply);
+      cancelReply();
+    }
   }
   scheduleRender();
 }
@@ -291,6 +404,22 @@ function onInput() {
     conn.send("TAGMSG", [buf.name], { "+typing": "done" });
     typingSent = { target: null, at: 0 };
   }
+}
+
+// The message field grows with the lines pasted into it (up to a few; it scrolls past that).
+function fitComposer() {
+  const input = $("message-input");
+  input.style.height = "auto";
+  if (input.value.includes("\n")) input.style.height = `${Math.min(input.scrollHeight + 2, 160)}px`;
+  else input.style.height = "";
+}
+
+// Enter sends; Shift+Enter starts a new line; Escape drops the reply.
+function onComposerKey(event) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+  } else if (event.key === "Escape" && replyTo) cancelReply();
 }
 
 function setup() {
@@ -336,7 +465,20 @@ function setup() {
     startChat(nick, password ? { password, register } : null);
   });
   $("composer").addEventListener("submit", submitMessage);
-  $("message-input").addEventListener("input", onInput);
+  $("message-input").addEventListener("input", () => {
+    onInput();
+    fitComposer();
+  });
+  $("message-input").addEventListener("keydown", onComposerKey);
+  $("reply-cancel").addEventListener("click", () => {
+    cancelReply();
+    $("message-input").focus();
+  });
+  updateNotifyButton();
+  $("notify-button").addEventListener("click", async () => {
+    if (notificationsAvailable()) await Notification.requestPermission();
+    updateNotifyButton();
+  });
   $("menu-button").addEventListener("click", () => document.body.classList.toggle("show-sidebar"));
   $("nicks-button").addEventListener("click", () => document.body.classList.toggle("show-nicks"));
   $("scrim").addEventListener("click", () => document.body.classList.remove("show-sidebar", "show-nicks"));
@@ -354,7 +496,7 @@ function setup() {
   document.addEventListener("visibilitychange", () => {
     if (!chat) return;
     chat.hidden = document.hidden;
-    if (!document.hidden && view.atBottom()) {
+    if (!document.hidden && view.atEnd && view.atBottom()) {
       chat.markSeen();
       scheduleRender();
     }

@@ -1,10 +1,14 @@
 // What the page knows: buffers (the server, channels, private conversations), their messages,
-// members, topics, unread counts, mentions and who is typing. No DOM here: the view draws this.
+// members, topics, unread counts, mentions, read markers, replies, reactions and who is typing. No DOM
+// here (node's test runner loads it as it is: tests/web/js/): the view draws this.
 
 import { casefolder, nickOf, stripFormatting } from "./irc.js";
 
 export const SERVER_BUFFER = "*server*"; // '*' is in no nick or channel name
-const MAX_MESSAGES = 1500;
+// Messages kept per buffer; past that the oldest go (the view keeps fewer of them in the page).
+export const MAX_MESSAGES = 10000;
+// A reaction is an emoji or a short word: longer ones are not shown.
+export const MAX_REACTION_CHARS = 16;
 const TYPING_ACTIVE_MS = 6000; // IRCv3 +typing: "active" holds for 6 seconds unless renewed
 // The server's services: their notices (nick protection, login answers) belong in the server buffer.
 const SERVICES = new Set(["nickserv", "chanserv"]);
@@ -25,9 +29,16 @@ export class Buffer {
   constructor(name, kind) {
     this.name = name;
     this.kind = kind; // "server" | "channel" | "query"
-    this.messages = [];
-    this.msgids = new Set();
+    this.messages = []; // in time order; each entry has a seq, increasing along the array
+    this.nextSeq = 0;
+    this.byId = new Map(); // msgid -> entry, for the messages here (dedup, replies, reactions, REDACT)
+    this.reactionIds = new Map(); // msgid of a reaction -> {entry, emoji, nick}
+    this.pendingReactions = new Map(); // msgid not here (yet) -> reactions to it, applied when it comes
+    this.updated = new Set(); // entries changed in place since the view last drew (reactions)
+    this.removed = []; // entries taken out since the view last drew (REDACT)
     this.unread = 0;
+    this.readUntil = null; // Date: read up to here (MARKREAD from the server, or seen here)
+    this.newFrom = null; // the first entry that was unread when the buffer was opened: "new messages"
     this.mention = false;
     this.topic = "";
     this.members = new Map(); // nick -> prefix symbols, highest first
@@ -36,7 +47,7 @@ export class Buffer {
     this.joined = false;
     this.historyLoading = false;
     this.historyDone = false;
-    this.version = 0; // bumped when messages change other than by appending
+    this.version = 0; // bumped when messages are rearranged (older history merged in): redraw all
   }
 }
 
@@ -56,6 +67,8 @@ export class Chat {
     this.batches = new Map();
     this.switchOnJoin = new Set(); // channels whose JOIN should bring them to the front
     this.hidden = false; // page not visible: even the active buffer collects unread
+    this.outbox = []; // [command, params, tags] the model wants sent (MARKREAD): main.js sends them
+    this.notifications = []; // {buffer, entry}: mentions and private messages while the page is hidden
     this.dirty = new Set(["list", "header", "nicks", "messages", "typing"]);
     this.buffer(SERVER_BUFFER, "server");
   }
@@ -91,9 +104,11 @@ export class Chat {
     const buf = this.buffer(name);
     if (!buf) return;
     this.active = buf.name;
+    buf.newFrom = buf.unread ? firstUnread(buf) : null;
     buf.unread = 0;
     buf.mention = false;
     this.dirty = new Set(["list", "header", "nicks", "messages", "typing", "switched"]);
+    if (!this.hidden) this.markRead(buf);
   }
 
   closeBuffer(name) {
@@ -107,13 +122,62 @@ export class Chat {
     this.dirty.add("list");
   }
 
+  // The active buffer is on screen, scrolled to its end: what it holds is read.
   markSeen() {
     const buf = this.activeBuffer;
-    if (buf && (buf.unread || buf.mention)) {
+    if (!buf || this.hidden) return;
+    if (buf.unread || buf.mention) {
       buf.unread = 0;
       buf.mention = false;
       this.dirty.add("list");
     }
+    this.markRead(buf);
+  }
+
+  // draft/read-marker: tell the server (and so our other devices) how far we read, when it moved on.
+  markRead(buf) {
+    if (buf.kind === "server") return;
+    const last = lastMessage(buf);
+    if (!last || (buf.readUntil && last.time <= buf.readUntil)) return;
+    buf.readUntil = last.time;
+    if (this.caps.has("draft/read-marker") && this.account) {
+      this.outbox.push(["MARKREAD", [buf.name, `timestamp=${last.time.toISOString()}`]]);
+    }
+  }
+
+  // MARKREAD <target> timestamp=...: read up to there on another device (or as we said before).
+  applyReadMarker(buf, when) {
+    if (!when || Number.isNaN(when.getTime()) || (buf.readUntil && when <= buf.readUntil)) return;
+    buf.readUntil = when;
+    const unread = [];
+    for (let i = buf.messages.length - 1; i >= 0 && buf.messages[i].time > when; i--) {
+      if (buf.messages[i].counts) unread.push(buf.messages[i]);
+    }
+    if (unread.length !== buf.unread || (buf.mention && !unread.length)) {
+      buf.unread = Math.min(buf.unread, unread.length);
+      if (!buf.unread) buf.mention = false;
+      this.dirty.add("list");
+    }
+  }
+
+  // A reply's preview, a REDACT, a reaction: the message with this msgid, if this buffer holds it.
+  find(buf, msgid) {
+    return (msgid && buf.byId.get(msgid)) || null;
+  }
+
+  // Our own messages, and anyone's for a channel operator, when the server takes REDACT.
+  canRedact(buf, entry) {
+    if (!buf || !entry || !entry.msgid || !this.caps.has("draft/message-redaction")) return false;
+    if (entry.self) return true;
+    if (buf.kind !== "channel") return false;
+    const me = findMember(this, buf, this.nick);
+    const prefix = me === null ? "" : buf.members.get(me);
+    const op = this.prefixSymbols.indexOf("@");
+    return !!prefix && op >= 0 && this.prefixSymbols.indexOf(prefix[0]) <= op;
+  }
+
+  indexOf(buf, entry) {
+    return seqIndex(buf.messages, entry.seq);
   }
 
   // -- adding lines ------------------------------------------------------------------------------
@@ -124,24 +188,111 @@ export class Chat {
     return new RegExp(`(^|[^\\w\\[\\]\\\\^{}|\`-])${escaped}($|[^\\w\\[\\]\\\\^{}|\`-])`, "i").test(text);
   }
 
-  add(buf, entry, { counts = false } = {}) {
+  isActive(buf) {
+    return !!this.active && this.key(this.active) === this.key(buf.name);
+  }
+
+  // A new line at the end of buf (the view appends it alone). Returns false for a msgid seen already.
+  add(buf, entry, { counts = false, live = true } = {}) {
     if (entry.msgid) {
-      if (buf.msgids.has(entry.msgid)) return;
-      buf.msgids.add(entry.msgid);
+      if (buf.byId.has(entry.msgid)) return false;
+      buf.byId.set(entry.msgid, entry);
     }
+    entry.seq = buf.nextSeq++;
+    entry.counts = counts && !entry.self;
     buf.messages.push(entry);
+    if (entry.msgid) this.applyPending(buf, entry);
     if (buf.messages.length > MAX_MESSAGES) {
+      // The oldest go; the view drops their lines by seq, no redraw.
       const dropped = buf.messages.splice(0, buf.messages.length - MAX_MESSAGES);
-      for (const old of dropped) buf.msgids.delete(old.msgid);
-      buf.version++;
+      for (const old of dropped) if (old.msgid) buf.byId.delete(old.msgid);
     }
-    const isActive = this.active && this.key(this.active) === this.key(buf.name);
-    if (counts && !entry.self && (!isActive || this.hidden)) {
+    const isActive = this.isActive(buf);
+    if (entry.counts && (!isActive || this.hidden)) {
       buf.unread++;
-      if (entry.highlight || buf.kind === "query") buf.mention = true;
+      if (entry.highlight || buf.kind === "query") {
+        buf.mention = true;
+        if (live && this.hidden) this.notifications.push({ buffer: buf.name, entry });
+      }
       this.dirty.add("list");
     }
     if (isActive) this.dirty.add("messages");
+    return true;
+  }
+
+  // -- reactions and deletions -------------------------------------------------------------------
+
+  // +draft/react on a TAGMSG: reaction {msgid (the TAGMSG's own), emoji, nick, to (the message's msgid)}.
+  react(buf, reaction) {
+    const { msgid, emoji, nick, to } = reaction;
+    if (!emoji || [...emoji].length > MAX_REACTION_CHARS || !to) return;
+    if (msgid && buf.reactionIds.has(msgid)) return;
+    const entry = buf.byId.get(to);
+    if (!entry) {
+      // Its message is older than what is loaded (or comes later in a batch): kept until it comes.
+      const waiting = buf.pendingReactions.get(to) || [];
+      if (!waiting.some((r) => r.msgid && r.msgid === msgid)) waiting.push(reaction);
+      buf.pendingReactions.set(to, waiting);
+      return;
+    }
+    if (!entry.reactions) entry.reactions = new Map();
+    let who = entry.reactions.get(emoji);
+    if (!who) {
+      who = new Set();
+      entry.reactions.set(emoji, who);
+    }
+    if (msgid) buf.reactionIds.set(msgid, { entry, emoji, nick });
+    if ([...who].some((n) => this.fold(n) === this.fold(nick))) return;
+    who.add(nick);
+    this.changed(buf, entry);
+  }
+
+  applyPending(buf, entry) {
+    const waiting = buf.pendingReactions.get(entry.msgid);
+    if (!waiting) return;
+    buf.pendingReactions.delete(entry.msgid);
+    for (const reaction of waiting) this.react(buf, reaction);
+  }
+
+  changed(buf, entry) {
+    buf.updated.add(entry);
+    if (this.isActive(buf)) this.dirty.add("messages");
+  }
+
+  // REDACT <target> <msgid>: the message goes (and replies to it say so), or the reaction is taken back.
+  redact(buf, msgid) {
+    const entry = buf.byId.get(msgid);
+    if (entry) {
+      buf.byId.delete(msgid);
+      const at = seqIndex(buf.messages, entry.seq);
+      if (at >= 0) buf.messages.splice(at, 1);
+      buf.removed.push(entry);
+      if (buf.newFrom === entry) buf.newFrom = at >= 0 && at < buf.messages.length ? buf.messages[at] : null;
+      const isActive = this.isActive(buf);
+      if (entry.counts && buf.unread && (!isActive || this.hidden) && entry.time > (buf.readUntil || 0)) {
+        buf.unread--;
+        this.dirty.add("list");
+      }
+      for (const other of buf.messages) if (other.reply === msgid) this.changed(buf, other);
+      if (isActive) this.dirty.add("messages");
+      return true;
+    }
+    const reaction = buf.reactionIds.get(msgid);
+    if (reaction) {
+      buf.reactionIds.delete(msgid);
+      const who = reaction.entry.reactions && reaction.entry.reactions.get(reaction.emoji);
+      if (who) {
+        for (const n of who) if (this.fold(n) === this.fold(reaction.nick)) who.delete(n);
+        if (!who.size) reaction.entry.reactions.delete(reaction.emoji);
+      }
+      this.changed(buf, reaction.entry);
+      return true;
+    }
+    for (const [to, waiting] of buf.pendingReactions) {
+      const left = waiting.filter((r) => r.msgid !== msgid);
+      if (left.length !== waiting.length) buf.pendingReactions.set(to, left);
+    }
+    return false;
   }
 
   info(buf, text, kind = "info", time = new Date()) {
@@ -203,14 +354,29 @@ export class Chat {
     if (self) text = hideSecrets(msg.params[0] || "", text);
     const entry = {
       kind, time: this.timeOf(msg), nick: from, text: stripFormatting(text), msgid: msg.tags.msgid || null,
-      self, highlight: fromService || (!self && this.mentions(text)),
+      self, highlight: fromService || (!self && this.mentions(text)), reply: msg.tags["+draft/reply"] || null,
+      reactions: null,
     };
-    if (history) return { buf, entry };
-    this.add(buf, entry, { counts: !notice || buf.kind === "query" || fromService });
+    const counts = !notice || buf.kind === "query" || fromService;
+    if (history) return { buf, entry, counts };
+    this.add(buf, entry, { counts });
     return null;
   }
 
+  reactionOf(msg) {
+    const emoji = msg.tags["+draft/react"];
+    const to = msg.tags["+draft/reply"];
+    if (!emoji || !to) return null;
+    return { msgid: msg.tags.msgid || null, emoji, nick: nickOf(msg.source), to };
+  }
+
   onTagmsg(msg) {
+    const reaction = this.reactionOf(msg);
+    if (reaction) {
+      const buf = this.targetBuffer(msg, false);
+      if (buf && buf.kind !== "server") this.react(buf, reaction);
+      return;
+    }
     const state = msg.tags["+typing"] ?? msg.tags["+draft/typing"];
     const from = nickOf(msg.source);
     if (state === undefined || this.isMe(from)) return;
@@ -239,25 +405,105 @@ export class Chat {
     return [...this.buffers.values()].filter((b) => b.kind === "channel" && findMember(this, b, nick) !== null);
   }
 
-  // Older messages from a chathistory batch: merged in time order, duplicates (by msgid) dropped.
+  // Older messages from a chathistory batch: merged in time order, duplicates (by msgid) dropped;
+  // the reactions in it applied (to messages in it or already here). Newer than the read marker and
+  // not ours: unread.
   mergeHistory(target, messages) {
     const buf = this.buffer(target, this.isChannel(target) ? "channel" : "query");
     buf.historyLoading = false;
     const entries = [];
+    const reactions = [];
     for (const msg of messages) {
+      if (msg.command === "TAGMSG") {
+        const reaction = this.reactionOf(msg);
+        if (reaction) reactions.push(reaction);
+        continue;
+      }
       if (msg.command !== "PRIVMSG" && msg.command !== "NOTICE") continue;
       const found = this.onText(msg, { history: true });
-      if (found && !(found.entry.msgid && buf.msgids.has(found.entry.msgid))) entries.push(found.entry);
+      if (!found || (found.entry.msgid && buf.byId.has(found.entry.msgid))) continue;
+      found.entry.counts = found.counts && !found.entry.self;
+      if (found.entry.msgid) buf.byId.set(found.entry.msgid, found.entry);
+      entries.push(found.entry);
     }
-    if (!entries.length) {
+    if (!entries.length && !reactions.length) {
       buf.historyDone = true;
       return;
     }
-    for (const e of entries) if (e.msgid) buf.msgids.add(e.msgid);
-    buf.messages = [...entries, ...buf.messages].sort((a, b) => a.time - b.time).slice(-MAX_MESSAGES);
-    buf.version++;
-    this.dirty.add("messages");
+    if (entries.length) {
+      const merged = [...entries, ...buf.messages].sort((a, b) => a.time - b.time);
+      for (const old of merged.splice(0, Math.max(0, merged.length - MAX_MESSAGES))) {
+        if (old.msgid) buf.byId.delete(old.msgid);
+      }
+      merged.forEach((e, i) => (e.seq = i));
+      buf.messages = merged;
+      buf.nextSeq = merged.length;
+      buf.version++;
+      for (const e of entries) if (e.msgid) this.applyPending(buf, e);
+      const unseen = !this.isActive(buf) || this.hidden;
+      const fresh = buf.readUntil ? entries.filter((e) => e.counts && e.time > buf.readUntil) : [];
+      if (unseen && fresh.length) {
+        buf.unread += fresh.length;
+        if (buf.kind === "query" || fresh.some((e) => e.highlight)) buf.mention = true;
+        this.dirty.add("list");
+      } else if (fresh.length && !buf.newFrom) {
+        // Open already (the room we land in): the line goes above what came since we last read.
+        buf.newFrom = fresh[0];
+      }
+    } else buf.historyDone = true;
+    for (const reaction of reactions) this.react(buf, reaction);
+    if (this.isActive(buf)) this.dirty.add("messages");
   }
+}
+
+// The index of the entry with this seq (messages are in seq order), or -1.
+export function seqIndex(messages, seq) {
+  let lo = 0;
+  let hi = messages.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const at = messages[mid].seq;
+    if (at === seq) return mid;
+    if (at < seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+// The first of the unread messages (those that count, from the end).
+function firstUnread(buf) {
+  let left = buf.unread;
+  for (let i = buf.messages.length - 1; i >= 0; i--) {
+    if (buf.messages[i].counts && --left === 0) return buf.messages[i];
+  }
+  return buf.messages[0] || null;
+}
+
+// The newest message someone sent (a server-time, unlike our own info lines).
+function lastMessage(buf) {
+  for (let i = buf.messages.length - 1; i >= 0; i--) {
+    const e = buf.messages[i];
+    if (e.msgid) return e;
+  }
+  return null;
+}
+
+// draft/multiline: the batch's PRIVMSGs (or NOTICEs) as one message, lines joined by newlines (by
+// nothing where a line carries draft/multiline-concat); msgid, time and reply from the BATCH line.
+export function combineMultiline(batch) {
+  let text = "";
+  let first = null;
+  for (const m of batch.messages) {
+    if (m.command !== "PRIVMSG" && m.command !== "NOTICE") continue;
+    if (!first) first = m;
+    else if (!("draft/multiline-concat" in m.tags)) text += "\n";
+    text += m.params[1] || "";
+  }
+  if (!first) return null;
+  const tags = { ...first.tags, ...batch.tags };
+  delete tags.batch;
+  delete tags["draft/multiline-concat"];
+  return { tags, source: batch.source || first.source, command: first.command, params: [batch.params[0] || first.params[0], text] };
 }
 
 function findMember(chat, buf, nick) {
@@ -480,6 +726,17 @@ const HANDLERS = {
   TAGMSG(chat, msg) {
     chat.onTagmsg(msg);
   },
+  // draft/message-redaction: REDACT <target> <msgid> [:<reason>]
+  REDACT(chat, msg) {
+    const buf = chat.targetBuffer(msg, false);
+    if (buf) chat.redact(buf, msg.params[1] || "");
+  },
+  // draft/read-marker: MARKREAD <target> timestamp=... ("*": none yet)
+  MARKREAD(chat, msg) {
+    const [target, stamp = ""] = msg.params;
+    const buf = target ? chat.buffer(target) : null;
+    if (buf && stamp.startsWith("timestamp=")) chat.applyReadMarker(buf, new Date(stamp.slice(10)));
+  },
   INVITE(chat, msg) {
     chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER),
       `${nickOf(msg.source)} invites you to ${msg.params[1]} (type /join ${msg.params[1]})`);
@@ -487,13 +744,22 @@ const HANDLERS = {
   BATCH(chat, msg) {
     const ref = msg.params[0] || "";
     if (ref.startsWith("+")) {
-      chat.batches.set(ref.slice(1), { type: msg.params[1], params: msg.params.slice(2), messages: [] });
+      chat.batches.set(ref.slice(1), {
+        type: msg.params[1], params: msg.params.slice(2), messages: [], tags: msg.tags, source: msg.source,
+        outer: msg.tags.batch && chat.batches.has(msg.tags.batch) ? msg.tags.batch : null,
+      });
     } else if (ref.startsWith("-")) {
       const batch = chat.batches.get(ref.slice(1));
       chat.batches.delete(ref.slice(1));
       if (!batch) return;
       if (batch.type === "chathistory" || batch.type === "draft/chathistory") chat.mergeHistory(batch.params[0], batch.messages);
-      else for (const inner of batch.messages) chat.handle({ ...inner, tags: { ...inner.tags, batch: undefined } });
+      else if (batch.type === "draft/multiline") {
+        // One message of several lines (inside a chathistory batch: one of its messages).
+        const combined = combineMultiline(batch);
+        const outer = batch.outer && chat.batches.get(batch.outer);
+        if (combined && outer) outer.messages.push(combined);
+        else if (combined) chat.handle(combined);
+      } else for (const inner of batch.messages) chat.handle({ ...inner, tags: { ...inner.tags, batch: undefined } });
     }
   },
   ERROR(chat, msg) {
