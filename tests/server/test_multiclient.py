@@ -504,3 +504,17 @@ def test_logging_out_before_the_tick_forgets_the_always_on_user(tmp_path: Path) 
     _nickserv(alice, "LOGOUT")
     h.server.tick()
     assert store.list_always_on_users() == []
+
+
+def test_lines_waiting_behind_a_quit_are_dropped_when_the_user_stays_detached(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    laptop = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    phone = _device(h, "alice")
+    phone.lines()
+    h.server.hold_input(laptop.client)  # a command of the laptop's waits (as for a password check)
+    laptop.send("QUIT :bye")
+    laptop.send("PRIVMSG #lobby :after the quit")
+    h.server.release_input(laptop.client)
+    assert laptop.client.detached and laptop.conn.closed
+    assert _privmsgs(bob) == [] and _privmsgs(phone) == []

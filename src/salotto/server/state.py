@@ -622,7 +622,9 @@ class Server:
         user.write = DETACHED.write
         user.outbox = DETACHED.outbox
         user.mark_pending = DETACHED.mark_pending
-        user.backlog = None
+        if user.backlog is not None:
+            user.backlog.clear()  # (release_input may be going through it: it stops)
+            user.backlog = None
         user.caps = set()
         user.tag_flags = 0
         user.ping_sent_at = None
