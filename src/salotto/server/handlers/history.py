@@ -97,7 +97,13 @@ def handle_chathistory(ctx: Context) -> None:
         ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
         return
     query = _query(sub, key, first, second, limit)
-    newest = sub != "AFTER"
+    # Which end of the answer to keep when it must be cut (see _within_budget): the one nearest the
+    # first reference, where the client pages on from (BETWEEN with msgids: taken as paging forward).
+    if sub == "BETWEEN":
+        assert isinstance(first, Ref) and isinstance(second, Ref)
+        newest = first.time is not None and second.time is not None and first.time > second.time
+    else:
+        newest = sub != "AFTER"
     history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since, newest)))
 
 
@@ -244,26 +250,31 @@ def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]]
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
-    lines = [_history_line(ctx.server, msg, client, shown) for msg in outcome.value or [] if msg.time >= since]
-    _answer_in_batch(ctx, f"chathistory {shown}", _within_budget(ctx.server, lines, newest=newest))
+    server = ctx.server
+    messages = [msg for msg in outcome.value or [] if msg.time >= since]
+    lines = _within_budget(server, messages, lambda msg: _history_line(server, msg, client, shown), newest=newest)
+    _answer_in_batch(ctx, f"chathistory {shown}", lines)
 
 
-def _within_budget(server: Server, lines: list[bytes], *, newest: bool) -> list[bytes]:
-    """The messages of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
+def _within_budget(server: Server, messages: list[HistoryMessage], render: Callable[[HistoryMessage], bytes], *,
+                   newest: bool) -> list[bytes]:
+    """The lines of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
     (``newest``: LATEST, BEFORE...) or the oldest (AFTER), at least one. A multiline message is one entry of
     up to ``multiline_max_bytes`` and a line each: a hundred of them could pass the reader's send queue and
-    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got."""
+    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got.
+    Messages are rendered from the kept end and no further than the budget: what would be cut costs nothing."""
     budget = server.config.max_sendq_bytes // 2
     total = 0
-    kept = 0
-    for entry in reversed(lines) if newest else lines:
-        total += len(entry)
+    kept: list[bytes] = []
+    for msg in reversed(messages) if newest else messages:
+        line = render(msg)
+        total += len(line)
         if total > budget and kept:
             break
-        kept += 1
-    if kept == len(lines):
-        return lines
-    return lines[len(lines) - kept:] if newest else lines[:kept]
+        kept.append(line)
+    if newest:
+        kept.reverse()
+    return kept
 
 
 def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
@@ -330,8 +341,8 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        lines = [_history_line(server, msg, client, shown) for msg in messages]
-        replay.send(_in_batch(server, client, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
+        lines = _within_budget(server, messages, lambda msg: _history_line(server, msg, client, shown), newest=True)
+        replay.send(_in_batch(server, client, f"chathistory {shown}", lines))
 
     callback = replay.wait(done)
     try:
