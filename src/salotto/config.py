@@ -133,8 +133,11 @@ KEYS: tuple[Key, ...] = (
         "Accounts one IP address may register per account_registration_window_s.", 1),
     Key("account_registrations", int, 30, "Accounts the whole server registers per account_registration_window_s.", 1),
     Key("account_registration_window_s", float, 600.0, "The window of the two registration limits above.", 1),
-    Key("read_markers_max_targets", int, 1000,
+    Key("read_markers_max_targets", int, 200,
         "Read markers (MARKREAD) one account keeps; past this, setting one forgets its oldest.", 1),
+    Key("read_markers_max_total", int, 1_000_000,
+        "Read markers the server keeps in all (about 150 bytes of memory each); past this, a marker on a new "
+        "target is refused (FAIL MARKREAD INTERNAL_ERROR).", 1),
     Key("multiclient", bool, True,
         "A connection logged in to the account that holds a nick may take that nick too: one user, several devices."),
     Key("multiclient_max_devices", int, 5,
@@ -266,6 +269,7 @@ class Config:
     account_registrations: int
     account_registration_window_s: float
     read_markers_max_targets: int
+    read_markers_max_total: int
     multiclient: bool
     multiclient_max_devices: int
     always_on_default: bool

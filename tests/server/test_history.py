@@ -785,3 +785,18 @@ def test_a_history_answer_stays_within_half_the_send_queue(tmp_path: Path) -> No
     reader.send("CHATHISTORY AFTER #lobby timestamp=2000-01-01T00:00:00.000Z 10")
     oldest = [m.params[1] for m in _batch(reader)[1] if m.params[1].startswith("message")]
     assert oldest == ["message 0", "message 1"], "AFTER keeps the oldest"
+
+
+def test_an_answer_cut_to_size_keeps_the_end_nearest_the_first_reference_of_between(tmp_path: Path) -> None:
+    h = _harness(tmp_path, max_sendq_bytes=1024)
+    alice = h.user("alice", caps=["batch", "message-tags", "server-time", "draft/chathistory"])
+    for i in range(10):
+        _say(h, alice, f"PRIVMSG #lobby :{i:02d} " + "x" * 80)
+    alice.lines()
+    early, late = "timestamp=2000-01-01T00:00:00.000Z", "timestamp=2100-01-01T00:00:00.000Z"
+    alice.send(f"CHATHISTORY BETWEEN #lobby {early} {late} 100")  # paging forward: the oldest first
+    forward = [m.params[1][:2] for m in alice.messages() if m.command == "PRIVMSG"]
+    alice.send(f"CHATHISTORY BETWEEN #lobby {late} {early} 100")  # paging back: the newest
+    back = [m.params[1][:2] for m in alice.messages() if m.command == "PRIVMSG"]
+    assert 1 < len(forward) < 10 and forward[0] == "00" and forward == sorted(forward)
+    assert 1 < len(back) < 10 and back[-1] == "09" and back == sorted(back)

@@ -362,3 +362,45 @@ def test_a_bots_multiline_message_carries_the_bot_tag() -> None:
     start, inner = _multiline_batch(bob.messages())
     assert "bot" in start.tags and not any("bot" in m.tags for m in inner)
     assert [("bot" in m.tags, m.params[1]) for m in carol.messages()] == [(True, "build passed"), (True, "all green")]
+
+
+def test_the_lines_of_a_refused_batch_never_go_out_whatever_comes_between() -> None:
+    h = Harness(multiline_max_lines=2, multiline_timeout_s=30)
+    alice = h.user("alice", caps=CAPS)
+    bob = h.user("bob")
+    bob.lines()
+    alice.lines()
+    alice.send("BATCH +r draft/multiline #lobby")
+    for text in ("one", "two", "three"):  # the third is refused: MULTILINE_MAX_LINES
+        alice.send(f"@batch=r PRIVMSG #lobby :{text}")
+    alice.send("PING :keepalive")
+    alice.send("@+typing=active TAGMSG #lobby")
+    alice.send("@batch=r PRIVMSG #lobby :four")
+    alice.send("BATCH -r")
+    assert [line for line in bob.lines() if "PRIVMSG" in line] == []
+    assert [f[1] for f in _fails(alice)] == ["MULTILINE_MAX_LINES"]
+    # Timed out, then a keepalive: the same.
+    alice.send("BATCH +t draft/multiline #lobby")
+    alice.send("@batch=t PRIVMSG #lobby :slow")
+    h.clock.now += 31
+    h.server.tick()
+    alice.send("PONG :x")
+    alice.send("@batch=t PRIVMSG #lobby :too late")
+    alice.send("BATCH -t")
+    assert [line for line in bob.lines() if "PRIVMSG" in line] == []
+    assert [f[1] for f in _fails(alice)] == ["TIMEOUT"]
+
+
+def test_a_line_of_a_batch_that_is_not_open_is_refused_not_relayed() -> None:
+    h = Harness()
+    alice = h.user("alice", caps=CAPS)
+    bob = h.user("bob")
+    bob.lines()
+    alice.lines()
+    alice.send("@batch=never PRIVMSG #lobby :stray")
+    assert _fails(alice) == [["BATCH", "MULTILINE_INVALID", "No batch never is open"]]
+    alice.send("@batch=never;+draft/react=x TAGMSG #lobby")
+    assert _fails(alice)[0][1] == "MULTILINE_INVALID"
+    assert bob.lines() == []
+    alice.send("PRIVMSG #lobby :fine")
+    assert bob.lines() == [f":{ALICE} PRIVMSG #lobby :fine"]

@@ -186,3 +186,45 @@ def test_metrics_count_markers_that_moved_and_reactions(tmp_path: Path) -> None:
     metrics = render_metrics(h.server).splitlines()
     assert "salotto_read_markers_total 1" in metrics
     assert "salotto_reactions_total 1" in metrics
+
+
+def test_a_time_before_1970_is_refused(tmp_path: Path) -> None:
+    h = _harness(tmp_path)
+    alice = _registered(h, "alice")
+    alice.send("MARKREAD #lobby timestamp=0001-01-01T00:00:00.000Z")
+    assert " FAIL MARKREAD INVALID_PARAMS #lobby :" in alice.lines()[-1]
+
+
+def test_the_server_keeps_at_most_the_configured_number_of_markers_in_all(tmp_path: Path) -> None:
+    h = _harness(tmp_path, read_markers_max_total=3)
+    alice = _registered(h, "alice")
+    bob = _registered(h, "bob")
+    alice.send("MARKREAD #a timestamp=2023-11-14T22:00:01.000Z")
+    alice.send("MARKREAD #b timestamp=2023-11-14T22:00:01.000Z")
+    bob.send("MARKREAD #a timestamp=2023-11-14T22:00:01.000Z")
+    alice.lines()
+    bob.lines()
+    bob.send("MARKREAD #b timestamp=2023-11-14T22:00:02.000Z")
+    assert bob.lines()[-1].endswith("FAIL MARKREAD INTERNAL_ERROR #b :This server keeps no more read markers")
+    bob.send("MARKREAD #a timestamp=2023-11-14T22:00:02.000Z")  # one kept still moves
+    assert _markread(bob) == [["#a", "timestamp=2023-11-14T22:00:02.000Z"]]
+    alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")  # a dropped account's markers make room
+    alice.lines()
+    bob.send("MARKREAD #b timestamp=2023-11-14T22:00:02.000Z")
+    assert _markread(bob) == [["#b", "timestamp=2023-11-14T22:00:02.000Z"]]
+
+
+def test_a_marker_set_while_the_account_is_being_dropped_is_not_stored(tmp_path: Path) -> None:
+    h = Harness()
+    h.attach_store(tmp_path, deferred=True)
+    alice = _registered(h, "alice")
+    phone = _device(h, "alice_phone", "alice")
+    alice.send_unsettled(f"PRIVMSG NickServ :DROP {PASSWORD}")  # the delete is on its way to the store
+    phone.send_unsettled(f"MARKREAD #lobby timestamp={T0}")  # ...and the phone marks meanwhile
+    h.server.tick()  # the marker's write is queued after the delete
+    h.settle()
+    h.server.tick()
+    h.settle()
+    stored = open_storage("sqlite", tmp_path)
+    assert stored.list_read_markers() == []
+    stored.close()

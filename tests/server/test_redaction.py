@@ -337,3 +337,11 @@ def test_a_redact_waits_for_the_batch_in_flight_then_for_its_own(tmp_path: Path)
     assert [m.text for m in writer.latest("#lobby", 10)] == ["in flight"]
     storer.holding = False
     history.close()
+
+
+def test_a_msgid_that_is_not_utf8_is_unknown_without_asking_the_store(h: Harness) -> None:
+    alice = _user(h, "alice")
+    h.server.handle_line(alice.client, b"REDACT #lobby \xff\xfe")
+    (fail,) = _fails(alice)
+    assert fail[:3] == ["REDACT", "UNKNOWN_MSGID", "#lobby"] and fail[-1] == "This message does not exist or is too old"
+    assert h.server.internal_errors == 0

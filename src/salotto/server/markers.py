@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from salotto.storage.base import Storage
     from salotto.storage.outcome import Outcome
 
-__all__ = ["ReadMarkers"]
+__all__ = ["MarkersFull", "ReadMarkers"]
+
+
+class MarkersFull(Exception):
+    """The server keeps as many read markers as it may (``read_markers_max_total``)."""
 
 # A marker that is to be deleted from the store (evicted to make room), in the pending changes.
 _FORGET = -1.0
@@ -30,15 +34,21 @@ class ReadMarkers:
 
     A marker only moves forward. An account keeps at most ``max_targets`` of them: past that, setting
     one forgets the account's oldest (the conversation read longest ago), so one account cannot grow
-    the table without end by naming ever new targets."""
+    the table without end by naming ever new targets; and the server keeps at most ``max_total`` in all
+    (accounts are many, and each may be made to fill its share): past that, a marker on a new target is
+    refused (:meth:`advance` raises :class:`MarkersFull`), while markers already kept still move."""
 
-    __slots__ = ("_markers", "_pending", "max_targets")
+    __slots__ = ("_markers", "_pending", "max_targets", "max_total", "total")
 
-    def __init__(self, rows: Iterable[tuple[str, str, float]] = (), *, max_targets: int = 1000) -> None:
+    def __init__(self, rows: Iterable[tuple[str, str, float]] = (), *, max_targets: int = 200,
+                 max_total: int = 1_000_000) -> None:
         self._markers: dict[str, dict[str, float]] = {}
+        self.total = 0
         for account_cf, target, time in rows:
             self._markers.setdefault(account_cf, {})[target] = time
+            self.total += 1
         self.max_targets = max_targets
+        self.max_total = max_total
         # (account, target) -> the time to store, or _FORGET: what the next flush writes.
         self._pending: dict[tuple[str, str], float] = {}
 
@@ -54,10 +64,17 @@ class ReadMarkers:
         current = markers.get(target_cf)
         if current is not None and current >= time:
             return current, False
-        if current is None and len(markers) >= self.max_targets:
-            oldest = min(markers, key=markers.__getitem__)
-            del markers[oldest]
-            self._pending[(account_cf, oldest)] = _FORGET
+        if current is None:
+            if len(markers) >= self.max_targets:
+                oldest = min(markers, key=markers.__getitem__)
+                del markers[oldest]
+                self._pending[(account_cf, oldest)] = _FORGET
+            elif self.total >= self.max_total:
+                if not markers:
+                    del self._markers[account_cf]
+                raise MarkersFull
+            else:
+                self.total += 1
         markers[target_cf] = time
         self._pending[(account_cf, target_cf)] = time
         return time, True
@@ -65,7 +82,7 @@ class ReadMarkers:
     def forget_account(self, account: str) -> None:
         """The account is gone (its rows went with it in the store)."""
         account_cf = casefold(account)
-        self._markers.pop(account_cf, None)
+        self.total -= len(self._markers.pop(account_cf, {}))
         for key in [key for key in self._pending if key[0] == account_cf]:
             del self._pending[key]
 
@@ -86,17 +103,25 @@ class ReadMarkers:
 
         def store(storage: Storage) -> None:
             with storage.transaction():
+                exists: dict[str, bool] = {}
                 for (account_cf, target_cf), time in batch.items():
                     if time == _FORGET:
                         storage.delete_read_marker(account_cf, target_cf)
-                    else:
+                        continue
+                    # An account dropped since (its markers went with it) must not get one back.
+                    if account_cf not in exists:
+                        exists[account_cf] = storage.get_account(account_cf) is not None
+                    if exists[account_cf]:
                         storage.set_read_marker(account_cf, target_cf, time)
 
         def done(outcome: Outcome[None]) -> None:
             if outcome.error is None:
                 return
             for key, time in batch.items():
-                self._pending.setdefault(key, time)
+                # Offered again only as memory still has it (not moved, evicted or dropped since).
+                current = self._markers.get(key[0], {}).get(key[1], _FORGET)
+                if current == time:
+                    self._pending.setdefault(key, time)
             failed(outcome.error)
 
         write(store, done)

@@ -184,6 +184,7 @@ class Server:
         self.isupport = isupport_tokens(config, history=self.history is not None)
         if self.accounts is not None:
             self.accounts.markers.max_targets = config.read_markers_max_targets
+            self.accounts.markers.max_total = config.read_markers_max_total
 
     @staticmethod
     def _read_motd(path: str) -> list[str]:
@@ -201,6 +202,7 @@ class Server:
         if accounts is None:
             return
         accounts.markers.max_targets = self.config.read_markers_max_targets
+        accounts.markers.max_total = self.config.read_markers_max_total
         for name_cf, registration in accounts.channels.items():
             channel = self.channel_registry.get(name_cf)  # an autojoin channel, there from the start
             if channel is not None:
@@ -506,7 +508,10 @@ class Server:
         # The user is the device's primary; replies go to the connection that sent the line.
         ctx = Context(self, client.primary or client, msg, client)
         try:
-            if client.batch is None or not multiline.collect(ctx):  # a multiline batch's lines go to it
+            if client.batch is not None:
+                if not multiline.collect(ctx):  # a multiline batch's lines go to it
+                    dispatch(ctx, COMMANDS)
+            elif not (msg.tags and multiline.stray(ctx)):  # nor may a line of a batch that is not open run
                 dispatch(ctx, COMMANDS)
         except Exception:
             self.internal_error(ctx, "handling")

@@ -7,6 +7,7 @@ import calendar
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
@@ -97,7 +98,13 @@ def handle_chathistory(ctx: Context) -> None:
         ctx.fail("CHATHISTORY", "INVALID_PARAMS", sub, description="Invalid message reference")
         return
     query = _query(sub, key, first, second, limit)
-    newest = sub != "AFTER"
+    # Which end of the answer to keep when it must be cut (see _within_budget): the one nearest the
+    # first reference, where the client pages on from (BETWEEN with msgids: taken as paging forward).
+    if sub == "BETWEEN":
+        assert isinstance(first, Ref) and isinstance(second, Ref)
+        newest = first.time is not None and second.time is not None and first.time > second.time
+    else:
+        newest = sub != "AFTER"
     history.read(query, ctx.wait(lambda outcome: _send_batch(ctx, shown, outcome, since, newest)))
 
 
@@ -245,27 +252,33 @@ def _send_batch(ctx: Context, shown: str, outcome: Outcome[list[HistoryMessage]]
         log.error("could not read the history of %s for %s: %s", shown, client.nick, outcome.error)
         ctx.fail("CHATHISTORY", "MESSAGE_ERROR", shown, description="Could not read history")
         return
+    server = ctx.server
     flags = ctx.session.tag_flags
-    lines = [_history_line(ctx.server, msg, client, shown, flags) for msg in outcome.value or [] if msg.time >= since]
-    _answer_in_batch(ctx, f"chathistory {shown}", _within_budget(ctx.server, lines, newest=newest))
+    messages = [msg for msg in outcome.value or [] if msg.time >= since]
+    lines = _within_budget(server, messages, lambda msg: _history_line(server, msg, client, shown, flags),
+                           newest=newest)
+    _answer_in_batch(ctx, f"chathistory {shown}", lines)
 
 
-def _within_budget(server: Server, lines: list[bytes], *, newest: bool) -> list[bytes]:
-    """The messages of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
+def _within_budget(server: Server, messages: list[HistoryMessage], render: Callable[[HistoryMessage], bytes], *,
+                   newest: bool) -> list[bytes]:
+    """The lines of a history answer (oldest first) that fit in half of ``max_sendq_bytes``: the newest
     (``newest``: LATEST, BEFORE...) or the oldest (AFTER), at least one. A multiline message is one entry of
     up to ``multiline_max_bytes`` and a line each: a hundred of them could pass the reader's send queue and
-    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got."""
+    have it disconnected; it gets fewer than it asked for instead, and pages on from the last it got.
+    Messages are rendered from the kept end and no further than the budget: what would be cut costs nothing."""
     budget = server.config.max_sendq_bytes // 2
     total = 0
-    kept = 0
-    for entry in reversed(lines) if newest else lines:
-        total += len(entry)
+    kept: list[bytes] = []
+    for msg in reversed(messages) if newest else messages:
+        line = render(msg)
+        total += len(line)
         if total > budget and kept:
             break
-        kept += 1
-    if kept == len(lines):
-        return lines
-    return lines[len(lines) - kept:] if newest else lines[:kept]
+        kept.append(line)
+    if newest:
+        kept.reverse()
+    return kept
 
 
 def _answer_in_batch(ctx: Context, kind: str, lines: list[bytes]) -> None:
@@ -333,8 +346,10 @@ def replay_on_join(ctx: Context, channel: Channel) -> None:
         messages = [msg for msg in outcome.value or [] if msg.time >= since]
         if not messages or channel.name_cf not in client.channels:
             return
-        lines = [_history_line(server, msg, client, shown, session.tag_flags) for msg in messages]
-        replay.send(_in_batch(server, session, f"chathistory {shown}", _within_budget(server, lines, newest=True)))
+        flags = session.tag_flags
+        lines = _within_budget(server, messages, lambda msg: _history_line(server, msg, client, shown, flags),
+                               newest=True)
+        replay.send(_in_batch(server, session, f"chathistory {shown}", lines))
 
     callback = replay.wait(done)
     try:
@@ -369,11 +384,12 @@ def replay_while_detached(ctx: Context, since: float) -> None:
     def done(outcome: Outcome[list[tuple[str, list[HistoryMessage]]]]) -> None:
         if outcome.error is not None:
             log.error("could not read the private history of %s to replay: %s", client.nick, outcome.error)
+        flags = session.tag_flags
         for name, messages in outcome.value or []:
             shown = server.parties.name_of(name) or name
-            mine = [_history_line(server, msg, client, shown, session.tag_flags) for msg in messages]
-            if mine:
-                kept = _within_budget(server, mine, newest=True)
+            if messages:
+                kept = _within_budget(server, messages, partial(_history_line, server, client=client, shown=shown,
+                                                                flags=flags), newest=True)
                 replay.send(_in_batch(server, session, f"chathistory {shown}", kept))
 
     callback = replay.wait(done)

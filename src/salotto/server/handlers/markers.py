@@ -9,6 +9,7 @@ from salotto.server.channel import Channel
 from salotto.server.context import Context
 from salotto.server.fanout import format_server_time
 from salotto.server.handlers.history import parse_server_time
+from salotto.server.markers import MarkersFull
 
 __all__ = ["READ_MARKER_CAP", "handle_markread", "marker_on_join"]
 
@@ -41,12 +42,16 @@ def handle_markread(ctx: Context) -> None:
         return
     kind, _, value = params[1].partition("=")
     when = parse_server_time(value) if kind == "timestamp" else None
-    if when is None:
+    if when is None or when < 0:  # (before 1970: nothing to mark, and no time IRC can show)
         ctx.fail("MARKREAD", "INVALID_PARAMS", target, description="Expected timestamp=YYYY-MM-DDThh:mm:ss.sssZ")
         return
     # Nothing can have been read after now: a clock ahead, or a made-up time, must not hide what comes next.
     when = min(when, int(server.wallclock() * 1000) / 1000)
-    marker, moved = markers.advance(account, target, when)
+    try:
+        marker, moved = markers.advance(account, target, when)
+    except MarkersFull:
+        ctx.fail("MARKREAD", "INTERNAL_ERROR", target, description="This server keeps no more read markers")
+        return
     shown = _shown(marker)
     ctx.from_server("MARKREAD", target, shown)
     if moved:

@@ -25,7 +25,7 @@ from salotto.server.multiline import BATCH_TYPE, CONCAT_TAG, OpenBatch
 if TYPE_CHECKING:
     from salotto.server.state import Server
 
-__all__ = ["collect", "expire", "handle_batch", "line_dropped"]
+__all__ = ["collect", "expire", "handle_batch", "line_dropped", "stray"]
 
 # Lines that may come while a batch is open without breaking it: keepalives, and leaving.
 _PASS_THROUGH = frozenset({"PING", "PONG", "QUIT"})
@@ -82,11 +82,15 @@ def collect(ctx: Context) -> bool:
     params = msg.params
     closing = command == "BATCH" and bool(params) and params[0] == "-" + batch.ref
     if batch.dropped:
+        # The rest of a batch that was refused is ignored until its BATCH -, however much else comes
+        # meanwhile (a keepalive, a typing notice): none of its lines may go out as a message of its own.
         if closing:
             client.batch = None
-        if closing or tagged is not None:
-            return True  # the rest of a batch that was refused
-        client.batch = None
+            return True
+        if tagged is not None:
+            return True
+        if command == "BATCH":
+            client.batch = None  # a new batch: the old one is over
         return False
     if closing:
         _close(ctx, batch)
@@ -132,6 +136,18 @@ def collect(ctx: Context) -> bool:
         return True
     batch.command = command
     lines.append((text, concat and bool(lines)))
+    return True
+
+
+def stray(ctx: Context) -> bool:
+    """A line tagged for a client batch while none is open (one that never opened, or ended): True when it
+    was answered here (``FAIL BATCH``) instead of running, as one of its lines must never go out alone."""
+    tags = ctx.msg.tags
+    ref = tags.get("batch") if tags else None
+    if ref is None:
+        return False
+    ctx.label = None
+    ctx.fail("BATCH", "MULTILINE_INVALID", description=f"No batch {ref} is open")
     return True
 
 

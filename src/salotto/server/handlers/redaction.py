@@ -40,6 +40,7 @@ import logging
 from dataclasses import dataclass
 
 from salotto.proto.casemap import casefold
+from salotto.proto.framing import valid_utf8
 from salotto.proto.names import CHANTYPES
 from salotto.server.context import Context
 from salotto.server.handlers.history import _party_of, history_identity, readable_since
@@ -110,6 +111,9 @@ def handle_redact(ctx: Context) -> None:
         key, shown = conversation_key(me, _party_of(server, name)), name
         moderator = client.is_oper
         since = readable_since(server, client, None)
+    if valid_utf8(msgid) is not msgid:  # the server's msgids are text; the database takes nothing else
+        ctx.fail("REDACT", "UNKNOWN_MSGID", shown, msgid, description="This message does not exist or is too old")
+        return
     wall = server.wallclock()
     redactor = _Redactor(
         account_cf=casefold(client.account) if client.account is not None else None,
