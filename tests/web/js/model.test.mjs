@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { MAX_MESSAGES, combineMultiline, seqIndex } from "../../../src/salotto/clients/web/model.js";
+import { MAX_MESSAGES, SERVER_BUFFER, combineMultiline, seqIndex } from "../../../src/salotto/clients/web/model.js";
 import { chatAs, feed, privmsg, texts } from "./helpers.mjs";
 
 function inLobby(nick = "me", caps) {
@@ -232,4 +232,51 @@ test("in the open buffer, history newer than the read marker gets the 'new messa
   const lobby = chat.buffer("#lobby");
   assert.equal(lobby.newFrom.text, "since then");
   assert.equal(lobby.unread, 0, "on screen: not counted");
+});
+
+test("NickServ's answers to the page's quiet requests set always-on without a line; a refusal shows", () => {
+  const chat = inLobby("mia", ["message-tags", "batch", "labeled-response", "echo-message"]);
+  const server = chat.buffer(SERVER_BUFFER);
+  const before = server.messages.length;
+  chat.quietLabels.set("ns1", "info");
+  feed(chat, "@label=ns1 :srv BATCH +b1 labeled-response",
+    "@batch=b1 :NickServ!NickServ@srv NOTICE mia :Account mia, registered 2026-12-07 01:00 UTC.",
+    "@batch=b1 :NickServ!NickServ@srv NOTICE mia :Always-on: on.",
+    ":srv BATCH -b1");
+  assert.equal(chat.alwaysOn, true);
+  assert.equal(server.messages.length, before, "INFO's lines are not shown");
+  chat.quietLabels.set("ns2", "set");
+  chat.alwaysOnPending = true;
+  feed(chat, "@label=ns2 :srv BATCH +b2 labeled-response",
+    "@batch=b2 :mia!u@h PRIVMSG NickServ :SET ALWAYS-ON OFF",
+    "@batch=b2 :NickServ!NickServ@srv NOTICE mia :Always-on is off for mia: your nick leaves when your last connection does.",
+    ":srv BATCH -b2");
+  assert.equal(chat.alwaysOn, false);
+  assert.equal(chat.alwaysOnPending, false);
+  assert.equal(chat.buffer("NickServ"), null, "the echo of the request is not a conversation");
+  // Refused (the server's limit): the setting stays as it was, the reason is shown.
+  chat.quietLabels.set("ns3", "set");
+  chat.alwaysOnPending = true;
+  feed(chat, "@label=ns3 :NickServ!NickServ@srv NOTICE mia :Always-on not set: this server allows it for 1 accounts, and that many have it (always_on_max_accounts).");
+  assert.equal(chat.alwaysOn, false);
+  assert.equal(chat.alwaysOnPending, false);
+  assert.ok(chat.activeBuffer.messages.some((e) => e.kind === "error" && e.text.includes("always_on_max_accounts")));
+  // What the user asks NickServ by hand is shown, and read too.
+  feed(chat, ":NickServ!NickServ@srv NOTICE mia :Always-on is on for mia: your nick stays.");
+  assert.equal(chat.alwaysOn, true);
+});
+
+test("private conversations listed by CHATHISTORY TARGETS are collected; channels and services are not", () => {
+  const chat = inLobby("mia", ["message-tags", "batch", "draft/chathistory"]);
+  feed(chat, ":srv BATCH +t1 draft/chathistory-targets",
+    "@batch=t1 :srv CHATHISTORY TARGETS #lobby 2026-12-07T01:00:00.000Z",
+    "@batch=t1 :srv CHATHISTORY TARGETS otto 2026-12-07T01:00:00.000Z",
+    "@batch=t1 :srv CHATHISTORY TARGETS NickServ 2026-12-07T01:00:00.000Z",
+    ":srv BATCH -t1");
+  assert.deepEqual(chat.privateTargets, ["otto"]);
+  // Its read marker, asked for, is "*" (never read): what its history brings counts as unread.
+  chat.buffer("otto", "query");
+  chat.markerAsked.add("otto");
+  feed(chat, ":srv MARKREAD otto *");
+  assert.equal(chat.buffer("otto").readUntil.getTime(), 0);
 });

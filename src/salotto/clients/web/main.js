@@ -13,6 +13,12 @@ const HISTORY_PAGE = 50;
 const TEXT_BUDGET_BYTES = 350;
 // "REGISTER * * <password>" must fit one 512-byte IRC line; SASL would take more, but one limit is clearer.
 const MAX_PASSWORD_BYTES = 300;
+// Private conversations of the account with messages in this many days reappear on logging in
+// (CHATHISTORY TARGETS), with what came while no page was open.
+const PRIVATE_LOOKBACK_DAYS = 7;
+const PRIVATE_TARGETS_MAX = 50;
+// The always-on setting is asked again (NickServ INFO) when the page comes back into view, at most this often.
+const ALWAYS_ON_RECHECK_MS = 10000;
 // Where a password typed here cannot be read on the way: https, or this machine itself.
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
@@ -26,6 +32,8 @@ let renderQueued = false;
 let typingSent = { target: null, at: 0 };
 let replyTo = null; // {buffer, entry}: the message the next one answers
 let batchCounter = 0;
+let labelCounter = 0;
+let alwaysOnAskedAt = 0;
 
 function scheduleRender() {
   if (renderQueued) return;
@@ -128,6 +136,7 @@ function startChat(nick, auth) {
     chat.caps = conn.caps;
     chat.handle(event.detail);
     if (chat.notifications.length) flushOutbox(); // now: a hidden page draws no frames
+    if (chat.privateTargets.length) openPrivateTargets(chat.privateTargets.splice(0));
     if (chat.joinedEvent) {
       const joined = chat.joinedEvent;
       chat.joinedEvent = null;
@@ -167,7 +176,61 @@ function onStatus(status) {
     $("register-input").checked = false;
     updateLoginForm();
     if (conn.everRegistered) rejoin();
+    if (chat.account) {
+      askAlwaysOn();
+      askPrivateTargets();
+    }
   } else view.status("");
+}
+
+// -- the account: always-on, and the private conversations that went on without us -----------------
+
+// A request to NickServ whose answer is read by the model, not shown (labeled-response); without
+// labeled-response the answer shows as NickServ's notice (and is read all the same).
+function askNickServ(text, kind) {
+  const quiet = conn.caps.has("labeled-response") && conn.caps.has("batch");
+  let tags = null;
+  if (quiet) {
+    const label = `ns${++labelCounter}`;
+    chat.quietLabels.set(label, kind);
+    tags = { label };
+  }
+  return conn.send("PRIVMSG", ["NickServ", text], tags);
+}
+
+function askAlwaysOn() {
+  if (!chat.account || !conn.registered || !conn.caps.has("labeled-response")) return;
+  alwaysOnAskedAt = Date.now();
+  askNickServ("INFO", "info");
+}
+
+function setAlwaysOn(on) {
+  if (!chat.account) return;
+  chat.alwaysOnPending = askNickServ(`SET ALWAYS-ON ${on ? "ON" : "OFF"}`, "set");
+  if (!chat.alwaysOnPending) chat.error("Not connected: the setting was not changed.");
+  scheduleRender();
+}
+
+// Private conversations with messages lately (also while no page was open, with always-on): listed
+// again, with their history, as unread when nobody read them on another device.
+function askPrivateTargets() {
+  if (!conn.caps.has("draft/chathistory") || !conn.caps.has("batch")) return;
+  const now = new Date();
+  const since = new Date(now.getTime() - PRIVATE_LOOKBACK_DAYS * 86400000);
+  conn.send("CHATHISTORY", ["TARGETS", `timestamp=${since.toISOString()}`,
+    `timestamp=${new Date(now.getTime() + 1000).toISOString()}`, String(PRIVATE_TARGETS_MAX)]);
+}
+
+function openPrivateTargets(names) {
+  for (const name of names) {
+    const buf = chat.buffer(name, "query");
+    if (buf.readUntil === null && conn.caps.has("draft/read-marker")) {
+      chat.markerAsked.add(chat.key(buf.name));
+      conn.send("MARKREAD", [buf.name]);
+    }
+    requestLatest(buf.name);
+  }
+  chat.dirty.add("list");
 }
 
 // The connection is gone: no channel is joined any more; remember which ones to go back to. Done here,
@@ -481,6 +544,7 @@ function setup() {
   });
   $("menu-button").addEventListener("click", () => document.body.classList.toggle("show-sidebar"));
   $("nicks-button").addEventListener("click", () => document.body.classList.toggle("show-nicks"));
+  $("always-on-input").addEventListener("change", (event) => setAlwaysOn(event.target.checked));
   $("scrim").addEventListener("click", () => document.body.classList.remove("show-sidebar", "show-nicks"));
   $("join-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -496,6 +560,8 @@ function setup() {
   document.addEventListener("visibilitychange", () => {
     if (!chat) return;
     chat.hidden = document.hidden;
+    // Another device may have changed it meanwhile.
+    if (!document.hidden && Date.now() - alwaysOnAskedAt > ALWAYS_ON_RECHECK_MS) askAlwaysOn();
     if (!document.hidden && view.atEnd && view.atBottom()) {
       chat.markSeen();
       scheduleRender();

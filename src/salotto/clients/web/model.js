@@ -14,6 +14,9 @@ const TYPING_ACTIVE_MS = 6000; // IRCv3 +typing: "active" holds for 6 seconds un
 const SERVICES = new Set(["nickserv", "chanserv"]);
 // What follows these words in a message to NickServ is a password: never shown on the page.
 const SECRET_COMMAND = /^(\s*(?:IDENTIFY|REGISTER|DROP|GHOST)\b)(.*)$/is;
+// NickServ's words for the account's always-on setting: INFO's "Always-on: on." and SET's
+// "Always-on is off for alice: ...".
+const ALWAYS_ON_STATE = /^Always-on(?::| is) (on|off)\b/;
 
 export function isService(nick) {
   return SERVICES.has(nick.toLowerCase());
@@ -58,6 +61,11 @@ export class Chat {
     this.active = null;
     this.nick = "";
     this.account = null; // the account we are logged in to (900), or null
+    this.alwaysOn = null; // the account's always-on setting as NickServ last said (null: not known)
+    this.alwaysOnPending = false; // a SET ALWAYS-ON is on its way
+    this.quietLabels = new Map(); // label -> "info" | "set": NickServ answers read here, not shown
+    this.privateTargets = []; // private conversations CHATHISTORY TARGETS listed: main.js opens them
+    this.markerAsked = new Set(); // query keys whose read marker we asked for (MARKREAD <nick>)
     this.network = "salotto";
     this.chantypes = "#&";
     this.prefixModes = "ov";
@@ -311,10 +319,45 @@ export class Chat {
       this.batches.get(batchRef).messages.push(msg);
       return;
     }
+    // A one-line answer (or the empty ACK) to what we asked NickServ quietly.
+    if (msg.tags.label && msg.command !== "BATCH" && this.quietLabels.has(msg.tags.label)) {
+      this.quietAnswer(msg.tags.label, [msg]);
+      return;
+    }
     const handler = HANDLERS[msg.command];
     if (handler) handler(this, msg);
     else if (/^[45]\d\d$/.test(msg.command)) this.error(msg.params.slice(1).join(" "));
     else if (/^\d\d\d$/.test(msg.command)) this.info(this.buffer(SERVER_BUFFER), msg.params.slice(1).join(" "));
+  }
+
+  // -- the account's always-on setting (NickServ SET ALWAYS-ON / INFO) ---------------------------
+
+  // A NickServ notice: the always-on state, when it says it. True when it did.
+  noteServiceNotice(text) {
+    const match = ALWAYS_ON_STATE.exec(text);
+    if (!match) return false;
+    this.alwaysOn = match[1] === "on";
+    this.alwaysOnPending = false;
+    this.dirty.add("me");
+    return true;
+  }
+
+  // The answer to a labelled request of ours (labeled-response): read, not shown; what a SET got
+  // instead of a state (a refusal: the server's limit) is shown as an error.
+  quietAnswer(label, messages) {
+    const kind = this.quietLabels.get(label);
+    this.quietLabels.delete(label);
+    let stated = false;
+    for (const msg of messages) {
+      if (msg.command !== "NOTICE" || !isService(nickOf(msg.source) || "")) continue;
+      const text = msg.params[1] || "";
+      if (this.noteServiceNotice(text)) stated = true;
+      else if (kind === "set") this.error(text);
+    }
+    if (kind === "set" && !stated) {
+      this.alwaysOnPending = false;
+      this.dirty.add("me");
+    }
   }
 
   timeOf(msg) {
@@ -568,6 +611,7 @@ const HANDLERS = {
   // RPL_LOGGEDIN <nick> <nick!user@host> <account> :You are now logged in as <account>
   "900"(chat, msg) {
     chat.account = msg.params[2] || null;
+    chat.alwaysOn = null; // asked again once registered
     chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1));
   },
   // RPL_LOGGEDOUT <nick> <nick!user@host> :You are now logged out
@@ -721,7 +765,15 @@ const HANDLERS = {
     chat.onText(msg);
   },
   NOTICE(chat, msg) {
+    if (isService(nickOf(msg.source) || "")) chat.noteServiceNotice(msg.params[1] || "");
     chat.onText(msg);
+  },
+  // draft/chathistory-targets: CHATHISTORY TARGETS <target> <time>; the private ones are opened.
+  CHATHISTORY(chat, msg) {
+    const [sub, target] = msg.params;
+    if (sub === "TARGETS" && target && !chat.isChannel(target) && !chat.isMe(target) && !isService(target)) {
+      chat.privateTargets.push(target);
+    }
   },
   TAGMSG(chat, msg) {
     chat.onTagmsg(msg);
@@ -735,7 +787,11 @@ const HANDLERS = {
   MARKREAD(chat, msg) {
     const [target, stamp = ""] = msg.params;
     const buf = target ? chat.buffer(target) : null;
-    if (buf && stamp.startsWith("timestamp=")) chat.applyReadMarker(buf, new Date(stamp.slice(10)));
+    if (!buf) return;
+    // A conversation we opened from TARGETS and never read anywhere: all of it is unread.
+    const asked = chat.markerAsked.delete(chat.key(buf.name));
+    if (stamp.startsWith("timestamp=")) chat.applyReadMarker(buf, new Date(stamp.slice(10)));
+    else if (stamp === "*" && asked) chat.applyReadMarker(buf, new Date(0));
   },
   INVITE(chat, msg) {
     chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER),
@@ -752,6 +808,10 @@ const HANDLERS = {
       const batch = chat.batches.get(ref.slice(1));
       chat.batches.delete(ref.slice(1));
       if (!batch) return;
+      if (batch.tags.label && chat.quietLabels.has(batch.tags.label)) {
+        chat.quietAnswer(batch.tags.label, batch.messages);
+        return;
+      }
       if (batch.type === "chathistory" || batch.type === "draft/chathistory") chat.mergeHistory(batch.params[0], batch.messages);
       else if (batch.type === "draft/multiline") {
         // One message of several lines (inside a chathistory batch: one of its messages).

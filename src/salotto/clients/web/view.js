@@ -350,15 +350,21 @@ export class View {
     list.replaceChildren(...items);
   }
 
-  // Who we are, under the room list: the nickname, and the account once logged in.
+  // Who we are, under the room list: the nickname, the account once logged in (and "always on" when
+  // the nick stays while no page is open), and the always-on switch for a logged-in account.
   renderMe() {
     const chat = this.chat;
-    const account = chat.account ? `logged in as ${chat.account}` : "not logged in";
+    let account = chat.account ? `logged in as ${chat.account}` : "not logged in";
+    if (chat.account && chat.alwaysOn) account += " · always on";
     const box = $("me");
     box.hidden = !chat.nick;
     if ($("me-nick").textContent !== chat.nick) $("me-nick").textContent = chat.nick;
     if ($("me-account").textContent !== account) $("me-account").textContent = account;
     box.classList.toggle("logged-in", !!chat.account);
+    $("always-on-field").hidden = !chat.account;
+    const input = $("always-on-input");
+    if (!chat.alwaysOnPending && input.checked !== !!chat.alwaysOn) input.checked = !!chat.alwaysOn;
+    input.disabled = chat.alwaysOnPending;
   }
 
   renderHeader() {
