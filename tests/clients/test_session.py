@@ -78,6 +78,31 @@ def test_sasl_plain() -> None:
     ]
 
 
+def test_always_on_is_set_once_logged_in_and_read_from_nickserv() -> None:
+    session = make(sasl_account="acct", sasl_password="secret", always_on=True)
+    feed(session, ":srv CAP * LS :sasl", ":srv CAP me ACK :sasl", "AUTHENTICATE +",
+         ":srv 900 me me!u@h acct :You are now logged in", ":srv 903 me :SASL successful")
+    assert feed(session, ":srv 001 me :Welcome", ":srv 376 me :End of MOTD") == [
+        "PRIVMSG NickServ :SET ALWAYS-ON ON", "JOIN #lobby"]
+    assert session.always_on is None  # until NickServ says so
+    feed(session, ":NickServ!NickServ@srv NOTICE me :Always-on is on for acct: your nick stays.")
+    assert session.always_on is True
+    assert any("Always-on is on" in ln.text for ln in session.buffers[SERVER_KEY].lines)
+    feed(session, ":NickServ!NickServ@srv NOTICE me :Always-on: off (the server default).")
+    assert session.always_on is False
+    # The setting is the account's: a reconnection does not send it again.
+    session.disconnected("gone")
+    session.begin()
+    session.take_outbox()
+    feed(session, ":srv 900 me me!u@h acct :You are now logged in")
+    assert "PRIVMSG NickServ :SET ALWAYS-ON ON" not in feed(session, ":srv 001 me :Welcome", ":srv 376 me :End")
+    # Not logged in (or nothing asked): nothing is sent.
+    for config in ({"sasl_account": "acct", "sasl_password": "wrong", "always_on": False}, {}):
+        other = make(**config)
+        out = feed(other, ":srv 001 me :Welcome", ":srv 376 me :End of MOTD")
+        assert not [line for line in out if "NickServ" in line]
+
+
 def test_sasl_failure_still_ends_cap_and_says_why() -> None:
     session = make(sasl_account="acct", sasl_password="wrong")
     feed(session, ":srv CAP * LS :sasl", ":srv CAP me ACK :sasl", "AUTHENTICATE +")

@@ -760,3 +760,75 @@ def test_the_connect_dialog_logs_in_with_sasl(root: tk.Tk, server_factory: Calla
     saved = load_settings()
     assert saved.account == "dora" and "dora-secret-pw" not in json.dumps(asdict(saved))
     window.close()
+
+
+def test_the_connect_dialog_turns_always_on_on_and_then_off(
+        root: tk.Tk, server_factory: Callable[[str], IrcServer]) -> None:
+    server = server_factory("salotto")
+    register_account(server, "ella", "ella-stays-pw")
+    watcher = Client("127.0.0.1", server.port, SessionConfig(nick="watcher"))
+    watcher.start()
+    remembered: list[bool] = []
+
+    def connect(tk_root: tk.Tk, tick: bool) -> ChatWindow:
+        app = App(tk_root, load_settings(), [], tls_verify=True)
+        app.show_dialog()
+        dialog = app.dialog
+        assert dialog is not None
+        dialog.host.set("127.0.0.1")
+        dialog.port.set(str(server.port))
+        dialog.nick.set("ella")
+        dialog.account.set("")
+        tk_root.update()
+        assert dialog.always_on_check.instate(["disabled"])  # an account's setting: none given
+        dialog.account.set("ella")
+        assert dialog.always_on_check.instate(["disabled"])  # no password yet
+        dialog.password.set("ella-stays-pw")
+        assert not dialog.always_on_check.instate(["disabled"])
+        remembered.append(dialog.always_on.get())
+        if dialog.always_on.get() != tick:
+            dialog.always_on_check.invoke()
+        dialog.connect_button.invoke()
+        window = app.window
+        assert window is not None
+        assert pump_until(tk_root, lambda: window.session.account == "ella" and sees(window, "watcher"))
+        return window
+
+    try:
+        assert watcher.wait_until(joined("#lobby"), WAIT_S)
+        window = connect(root, True)
+        # NickServ's answer (in the server buffer) says it is on; so does the window.
+        assert pump_until(root, lambda: window.session.always_on is True)
+        root.update()
+        assert window.account_label.cget("text") == "\u2713 logged in as ella \u00b7 always on"
+        assert load_settings().always_on
+        window.close()  # QUIT: the nick stays, away, in #lobby
+        def away(s: object) -> bool:  # WHOIS's 301, in the buffer the watcher shows
+            return any("Not connected (always-on)" in ln.text for b in watcher.session.buffers.values()
+                       for ln in b.lines)
+
+        for _ in range(5):  # (asked again if asked before the server had the QUIT)
+            watcher.input("/whois ella")
+            if watcher.wait_until(away, WAIT_S / 5):
+                break
+        assert away(None), [ln.text for b in watcher.session.buffers.values() for ln in b.lines]
+        assert has_member("#lobby", "ella")(watcher.session)
+
+        # Next time the box is ticked already; unticked, it turns always-on off.
+        again = tk.Tk()
+        try:
+            window = connect(again, False)
+            assert remembered == [False, True]
+            assert pump_until(again, lambda: window.session.always_on is False)
+            again.update()
+            assert window.account_label.cget("text") == "\u2713 logged in as ella"
+            assert not load_settings().always_on
+            window.close()  # now leaving is leaving
+            assert watcher.wait_until(has_line("#lobby", "ella quit"), WAIT_S)
+            assert not has_member("#lobby", "ella")(watcher.session)
+        finally:
+            with contextlib.suppress(tk.TclError):
+                again.destroy()
+            gc.collect()
+    finally:
+        watcher.close()

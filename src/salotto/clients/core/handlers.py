@@ -196,6 +196,8 @@ def on_privmsg(s: Session, msg: Message) -> None:
         name = s.active_name()
     else:
         name = nick
+    if kind is LineKind.NOTICE and nick.lower() == "nickserv":
+        s.service_notice(text)
     line = s.line(kind, strip_formatting(text), nick, msg)
     line.own = own
     if not own and not batch:

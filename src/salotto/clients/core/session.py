@@ -9,6 +9,7 @@ the connection layer (:mod:`salotto.clients.core.client`) feeds it and sends wha
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ from salotto.clients.core.text import (
 from salotto.proto import Message, format_line
 
 __all__ = ["QUICK_REACTIONS", "WANTED_CAPS", "Session", "SessionConfig"]
+
+# NickServ's words for the account's always-on setting: INFO's "Always-on: on." and SET's
+# "Always-on is off for alice: ...".
+ALWAYS_ON_STATE = re.compile(r"^Always-on(?::| is) (on|off)\b")
 
 # Capabilities we use when the server offers them. sasl is added only when an account is configured.
 WANTED_CAPS = (
@@ -76,6 +81,9 @@ class SessionConfig:
     autojoin: tuple[str, ...] = ("#lobby",)
     history_lines: int = DEFAULT_HISTORY_LINES
     quit_message: str = "Leaving"
+    # Once logged in (SASL), set the account's always-on (NickServ SET ALWAYS-ON ON/OFF): True or False;
+    # None leaves it as it is.
+    always_on: bool | None = None
 
 
 class Session:
@@ -97,6 +105,10 @@ class Session:
         # Why registration cannot succeed as configured (a private server refused the server password,
         # 464): reconnecting would only be refused again. Cleared when a connection begins.
         self.refused: str | None = None
+        # The account's always-on setting as NickServ last said it (None: not known), and whether the
+        # configured one was sent (once: it is the account's, kept by the server).
+        self.always_on: bool | None = None
+        self._always_on_sent = False
         self._reset_connection_state()
 
     # -- connection lifecycle -------------------------------------------------------------------
@@ -396,12 +408,22 @@ class Session:
         if self._welcomed_joins_sent:
             return
         self._welcomed_joins_sent = True
+        if self.account and self.config.always_on is not None and not self._always_on_sent:
+            self._always_on_sent = True
+            self.send("PRIVMSG", "NickServ", f"SET ALWAYS-ON {'ON' if self.config.always_on else 'OFF'}")
         names = [buf.name for buf in self.channels() if not buf.joined]
         for name in self.config.autojoin:
             if self.get_buffer(name) is None:
                 names.append(name)
         if names:
             self.send("JOIN", ",".join(names))
+
+    def service_notice(self, text: str) -> None:
+        """A notice from NickServ: note the account's always-on setting when it states it."""
+        match = ALWAYS_ON_STATE.match(text)
+        if match is not None:
+            self.always_on = match.group(1) == "on"
+            self.emit(ChangeKind.STATUS)
 
     # -- user actions -------------------------------------------------------------------------
 

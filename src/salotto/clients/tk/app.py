@@ -73,6 +73,7 @@ class App:
         s = self.settings
         s.host, s.port, s.nick, s.tls, s.account = (request.host, request.port, request.nick, request.tls,
                                                     request.account)
+        s.always_on = request.always_on_ticked
         save_settings(s)
         if self.dialog is not None:
             self.dialog.destroy()
@@ -84,6 +85,7 @@ class App:
             sasl_account=request.account if request.password else "",
             sasl_password=request.password,
             autojoin=("#lobby", *self.join),
+            always_on=request.always_on if request.password else None,
         )
         client = Client(request.host, request.port, config, tls=request.tls, tls_verify=self.tls_verify)
         self.window = ChatWindow(self.root, client, self.theme, on_closed=self._save_geometry,
@@ -148,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"salotto gui: --server wants HOST or HOST:PORT, not {args.server!r}", file=sys.stderr)
             return 2
         nick = args.nick or settings.nick or getpass.getuser() or "guest"
-        request = ConnectRequest(host, port, nick, args.tls, settings.account, "")
+        request = ConnectRequest(host, port, nick, args.tls, settings.account, "",
+                                 always_on_ticked=settings.always_on)
     try:
         root = tk.Tk(className="salotto")
     except tk.TclError as exc:

@@ -1,5 +1,5 @@
-"""The connect dialog: server, port, nickname, TLS, a private server's password, optional SASL account;
-prefilled from last time (passwords never)."""
+"""The connect dialog: server, port, nickname, TLS, a private server's password, optional SASL account
+(and its always-on setting); prefilled from last time (passwords never)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ class ConnectRequest:
     account: str
     password: str
     server_password: str = ""  # PASS, for a private server
+    # NickServ SET ALWAYS-ON once logged in: True (ON), False (OFF), None (leave the account's setting).
+    always_on: bool | None = None
+    always_on_ticked: bool = False  # the box as left, remembered for next time
 
 
 class ConnectDialog(ttk.Frame):
@@ -47,6 +50,8 @@ class ConnectDialog(ttk.Frame):
         self.account = tk.StringVar(self, settings.account)
         self.password = tk.StringVar(self)
         self.server_password = tk.StringVar(self)
+        self.always_on = tk.BooleanVar(self, settings.always_on)
+        self._always_on_before = settings.always_on
         self.message = tk.StringVar(self)
 
         ttk.Label(self, text="Connect to a chat server", style="Heading.TLabel").grid(
@@ -74,14 +79,21 @@ class ConnectDialog(ttk.Frame):
         ttk.Label(self, text="Password").grid(row=9, column=0, sticky="w", pady=3)
         ttk.Entry(self, textvariable=self.password, show="\u2022", width=20).grid(
             row=9, column=1, sticky="we", pady=3)
+        # Only for an account (it is the account's setting); ticked: on, unticked after it was: off.
+        self.always_on_check = ttk.Checkbutton(self, text="Stay online when I disconnect (always-on)",
+                                               variable=self.always_on)
+        self.always_on_check.grid(row=10, column=1, sticky="w", pady=3)
         ttk.Label(self, textvariable=self.message, style="Error.TLabel", wraplength=360).grid(
-            row=10, column=0, columnspan=2, sticky="w", pady=(8, 0))
+            row=11, column=0, columnspan=2, sticky="w", pady=(8, 0))
         buttons = ttk.Frame(self)
-        buttons.grid(row=11, column=0, columnspan=2, sticky="e", pady=(12, 0))
+        buttons.grid(row=12, column=0, columnspan=2, sticky="e", pady=(12, 0))
         ttk.Button(buttons, text="Quit", command=self._on_cancel).pack(side="right")
         self.connect_button = ttk.Button(buttons, text="Connect", command=self.submit, style="Accent.TButton")
         self.connect_button.pack(side="right", padx=(0, 8))
         self.columnconfigure(1, weight=1)
+        for variable in (self.account, self.password):
+            variable.trace_add("write", lambda *_args: self._account_changed())
+        self._account_changed()
         self.bind_all("<Return>", self._on_return, add=True)
         self.bind_all("<Escape>", lambda _e: self._on_cancel(), add=True)
         first = self.nick_entry if settings.host and not settings.nick else self.host_entry
@@ -94,6 +106,22 @@ class ConnectDialog(ttk.Frame):
         self.message.set(why)
         self.server_password.set("")
         self.server_password_entry.focus_force()  # the focused chat window is gone: take it back
+
+    def _logging_in(self) -> bool:
+        return bool(self.account.get().strip() and self.password.get())
+
+    def _account_changed(self) -> None:
+        """The always-on box is for an account: usable once an account and its password are given."""
+        self.always_on_check.state(["!disabled"] if self._logging_in() else ["disabled"])
+
+    def _always_on_request(self) -> bool | None:
+        """ON when ticked; OFF when unticked after it was ticked last time; otherwise nothing is sent, so
+        a setting made elsewhere (the web page) stays."""
+        if not self._logging_in():
+            return None
+        if self.always_on.get():
+            return True
+        return False if self._always_on_before else None
 
     def _on_return(self, _event: tk.Event[tk.Misc]) -> None:
         if self.winfo_exists():
@@ -121,5 +149,7 @@ class ConnectDialog(ttk.Frame):
         else:
             self.unbind_all("<Return>")
             self.unbind_all("<Escape>")
+            ticked = self.always_on.get() if self._logging_in() else self._always_on_before
             self._on_connect(ConnectRequest(host, port, nick, self.tls.get(), self.account.get().strip(),
-                                            self.password.get(), self.server_password.get()))
+                                            self.password.get(), self.server_password.get(),
+                                            self._always_on_request(), ticked))

@@ -30,6 +30,7 @@ class Settings:
     nick: str = ""
     tls: bool = False
     account: str = ""
+    always_on: bool = False  # the connect dialog's always-on box, as last ticked (with an account)
     font_size: int = DEFAULT_FONT_SIZE
     theme: str = "light"
     geometry: str = ""

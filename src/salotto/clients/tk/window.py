@@ -475,7 +475,8 @@ class ChatWindow(ttk.Frame):
         self.master_window.title(f"{missed}{where}{self.session.nick}{away} \u2014 salotto")
         self.nick_label.configure(text=self.session.nick + away)
         account = self.session.account
-        self.account_label.configure(text=f"\u2713 logged in as {account}" if account else
+        always_on = " \u00b7 always on" if account and self.session.always_on else ""
+        self.account_label.configure(text=f"\u2713 logged in as {account}{always_on}" if account else
                                      "connected" if self.session.registered else "offline")
         self.status.configure(text=self.client.status)
 
