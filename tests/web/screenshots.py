@@ -83,6 +83,8 @@ def main(out_dir: Path) -> None:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 giulia = _open(browser, server, "giulia", {"width": 1280, "height": 760}, "light",
                                register_with="projector-room-2")
+                giulia.locator("#always-on-input").check()  # the sidebar shows her account always on
+                expect(giulia.locator("#me-always-on")).to_be_visible()
                 marco = _bot(server, "marco")
                 marco.send("OPER marco coffee")
                 marco.expect("381")

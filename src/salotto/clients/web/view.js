@@ -350,12 +350,12 @@ export class View {
     list.replaceChildren(...items);
   }
 
-  // Who we are, under the room list: the nickname, the account once logged in (and "always on" when
-  // the nick stays while no page is open), and the always-on switch for a logged-in account.
+  // Who we are, under the room list: the nickname, the account once logged in (and an "always on" tag
+  // when the nick stays while no page is open), and the always-on switch for a logged-in account.
   renderMe() {
     const chat = this.chat;
-    let account = chat.account ? `logged in as ${chat.account}` : "not logged in";
-    if (chat.account && chat.alwaysOn) account += " · always on";
+    const account = chat.account ? `logged in as ${chat.account}` : "not logged in";
+    $("me-always-on").hidden = !(chat.account && chat.alwaysOn);
     const box = $("me");
     box.hidden = !chat.nick;
     if ($("me-nick").textContent !== chat.nick) $("me-nick").textContent = chat.nick;
