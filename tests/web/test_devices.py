@@ -203,3 +203,24 @@ def test_always_on_from_the_page_keeps_the_nick_and_what_was_said_meanwhile(
         pass
     assert "noor" not in names(otto, "#lobby")
     otto.close()
+
+
+def test_always_on_refused_by_the_servers_limit_says_why_and_the_box_goes_back(
+        browser: Any, tmp_path_factory: pytest.TempPathFactory, devices: list[Device]) -> None:
+    server = start_web_server(tmp_path_factory.mktemp("always-on-limit"),
+                              config_text=CONFIG + "always_on_max_accounts = 0\n")
+    try:
+        register_over_tcp(server, "pia", "pia-wants-to-stay")
+        page = Device(browser, server.url, "pia", "pia-wants-to-stay")
+        devices.append(page)
+        switch = page.page.locator("#always-on-input")
+        switch.check()
+        expect(page.page.locator("#messages")).to_contain_text("always_on_max_accounts")
+        expect(switch).not_to_be_checked()
+        expect(switch).to_be_enabled()
+        expect(page.page.locator("#me-always-on")).to_be_hidden()
+    finally:
+        for device in devices:
+            device.close()
+        devices.clear()
+        stop_web_server(server)

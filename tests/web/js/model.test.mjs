@@ -261,6 +261,11 @@ test("NickServ's answers to the page's quiet requests set always-on without a li
   assert.equal(chat.alwaysOn, false);
   assert.equal(chat.alwaysOnPending, false);
   assert.ok(chat.activeBuffer.messages.some((e) => e.kind === "error" && e.text.includes("always_on_max_accounts")));
+  // Without labeled-response the answer is a notice like any: read, shown, a refusal ends the wait too.
+  chat.alwaysOnPending = true;
+  feed(chat, ":NickServ!NickServ@srv NOTICE mia :Always-on not set: this server allows it for 1 accounts.");
+  assert.equal(chat.alwaysOnPending, false);
+  assert.equal(chat.alwaysOn, false);
   // What the user asks NickServ by hand is shown, and read too.
   feed(chat, ":NickServ!NickServ@srv NOTICE mia :Always-on is on for mia: your nick stays.");
   assert.equal(chat.alwaysOn, true);

@@ -166,6 +166,8 @@ function onStatus(status) {
   if (status.state === "connecting") {
     view.status(connectingText(), "busy");
     chat.account = null; // a new connection: logged in again (900) or not at all
+    chat.quietLabels.clear(); // what the last one asked is not answered on this one
+    chat.alwaysOnPending = false;
   }
   else if (status.state === "waiting") {
     view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");

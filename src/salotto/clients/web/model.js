@@ -765,7 +765,12 @@ const HANDLERS = {
     chat.onText(msg);
   },
   NOTICE(chat, msg) {
-    if (isService(nickOf(msg.source) || "")) chat.noteServiceNotice(msg.params[1] || "");
+    const text = msg.params[1] || "";
+    // Read (and shown): also the answer to a SET sent without labeled-response, a refusal included.
+    if (isService(nickOf(msg.source) || "") && !chat.noteServiceNotice(text) && text.startsWith("Always-on")) {
+      chat.alwaysOnPending = false;
+      chat.dirty.add("me");
+    }
     chat.onText(msg);
   },
   // draft/chathistory-targets: CHATHISTORY TARGETS <target> <time>; the private ones are opened.
