@@ -129,3 +129,27 @@ def test_a_restart_keeps_the_always_on_nick_in_its_channels(tmp_path: Path, back
         assert bob.expect("PRIVMSG").params == ["#dev", "back after the restart"]
     finally:
         stop_server(restarted)
+
+
+def test_a_stop_after_a_tick_keeps_the_absent_always_on_user(tmp_path: Path) -> None:
+    # A tick writes the row; the stop saves it again, and the ticks of the shutdown's grace must not undo it.
+    server = start_server(tmp_path, "--always-on-default")
+    try:
+        alice = _account(server, "alice")
+        alice.send("JOIN #dev")
+        alice.expect("366", p1="#dev")
+        alice.send("QUIT")
+        alice.expect("ERROR")
+        time.sleep(1.6)
+    finally:
+        stop_server(server)
+    again = start_server(tmp_path, "--always-on-default")
+    try:
+        bob = again.client()
+        bob.register("bob")
+        bob.expect("366", p1="#lobby")
+        bob.send("NAMES #dev")
+        names = [m for m in bob.lines_until("366") if m.command == "353"]
+        assert [m.params[2:] for m in names] == [["#dev", "alice"]]
+    finally:
+        stop_server(again)

@@ -90,9 +90,10 @@ class Backplane(Protocol):
         extended-monitor. ``departing`` (QUIT): above ``large_channel_threshold`` only the channel's
         operators see it, unless ``client`` has a prefix mode there."""
 
-    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None) -> int:
-        """Each connection of ``user`` (its own and its devices') but ``exclude``: what one of them did, for
-        the others (a private message it sent, its own mode change)."""
+    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None,
+                    cap: str | None = None) -> int:
+        """Each connection of ``user`` (its own and its devices', those with ``cap``) but ``exclude``: what one
+        of them did, for the others (a private message it sent, its own mode change)."""
 
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         """A MONITOR numeric (730/731) about ``nick`` to each client watching it."""
@@ -135,9 +136,11 @@ class LocalBackplane:
             members = channel.members
         with_devices = channel.with_devices
         if with_devices:  # their devices hear what they hear, each by its own caps
-            members = list(members)
-            chosen_users = set(members)
-            members += [d for user in with_devices if user in chosen_users for d in user.devices or ()]
+            if operators_only or (about is not None and members is not channel.members):
+                devices = [d for user in with_devices if channel.is_op(user) for d in user.devices or ()]
+            else:
+                devices = [d for user in with_devices for d in user.devices or ()]
+            members = [*members, *devices]
         if cap is not None:
             members = [m for m in members if cap in m.caps]
         if alternative is None:
@@ -198,8 +201,10 @@ class LocalBackplane:
             return out.deliver(recipients, exclude)
         return out.deliver(recipients)
 
-    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None) -> int:
-        return out.deliver(user.sessions(), exclude)
+    def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None,
+                    cap: str | None = None) -> int:
+        sessions = user.sessions()
+        return out.deliver(sessions if cap is None else [s for s in sessions if cap in s.caps], exclude)
 
     def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
         clients = self._server.logins.get(casefold(account))

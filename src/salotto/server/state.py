@@ -135,7 +135,8 @@ class Server:
         self.absent: dict[Client, tuple[float, bool]] = {}
         # Always-on users as the store keeps them (so that a crash loses little): the casefolded accounts with
         # a row on file, and those whose row is to be written (the user) or deleted (None) on the next tick.
-        self.always_on_kept: set[str] = set()
+        # Casefolded account -> the user whose row the store keeps for a restart (one per account).
+        self.always_on_kept: dict[str, Client] = {}
         self.always_on_changed: dict[str, Client | None] = {}
         self.shutting_down = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
@@ -185,6 +186,7 @@ class Server:
         if self.accounts is not None:
             self.accounts.markers.max_targets = config.read_markers_max_targets
             self.accounts.markers.max_total = config.read_markers_max_total
+            self._recheck_absent(lambda user: True)  # always_on_default or its limit may have changed
 
     @staticmethod
     def _read_motd(path: str) -> list[str]:
@@ -208,7 +210,6 @@ class Server:
             if channel is not None:
                 restore_channel_state(channel, registration)
         returning, accounts.returning = accounts.returning, []
-        self.always_on_kept = {casefold(stored.account) for stored in returning}
         for stored in returning:
             self._recreate(stored)
 
@@ -218,6 +219,8 @@ class Server:
         assert accounts is not None
         account = accounts.get(stored.account)
         nick_cf = casefold(stored.nick)
+        key = casefold(stored.account)
+        self.always_on_changed[key] = None  # its row goes, unless the user comes back (below)
         if account is None or self.nick_registry.holder(nick_cf) is not None:
             return
         user = Client(DETACHED, next(self._ids), self.clock(), self.wallclock())
@@ -239,6 +242,8 @@ class Server:
         user.registered = True
         self.registered_count += 1
         self.registered_peak = max(self.registered_peak, self.registered_count)
+        del self.always_on_changed[key]
+        self.always_on_kept[key] = user
         user.away = stored.away
         self.absent[user] = (stored.absent_since, stored.away == ALWAYS_ON_AWAY)
         for name in stored.channels:
@@ -266,11 +271,13 @@ class Server:
         if accounts is None:
             return
         now = int(self.wallclock() * 1000) / 1000
-        users = [
-            self._kept_form(user, self.absent.get(user, (now, False))[0])
-            for user in self._users()
-            if user.account is not None and user.registered and not user.quitting and self.always_on(user)
-        ]
+        chosen: dict[str, Client] = {}  # one per account: the one kept so far, else the first
+        for user in self._users():
+            if user.account is not None and user.registered and not user.quitting and self.always_on(user):
+                key = casefold(user.account)
+                if key not in chosen or self.always_on_kept.get(key) is user:
+                    chosen[key] = user
+        users = [self._kept_form(user, self.absent.get(user, (now, False))[0]) for user in chosen.values()]
         self.always_on_changed.clear()
 
         def saved(outcome: Outcome[None]) -> None:
@@ -293,16 +300,32 @@ class Server:
         if account is None or self.accounts is None or user.primary is not None:
             return
         key = casefold(account)
+        owner = self.always_on_kept.get(key)
+        if owner is not None and owner is not user and not owner.quitting:
+            return  # the account's always-on user is another of its nicks
         if user.registered and not user.quitting and self.always_on(user):
             self.always_on_changed[key] = user
-        elif key in self.always_on_kept:
+        elif owner is user:
             self.always_on_changed[key] = None
+
+    def always_on_setting_changed(self, account: str) -> None:
+        """``account``'s always-on setting changed (NickServ SET): kept for a restart or no longer, and a user
+        of it left with no connection meanwhile quits if it may no longer stay."""
+        for user in list(self.logins.get(casefold(account), ())):
+            if user.primary is None:
+                self.always_on_changed_for(user)
+        self._recheck_absent(lambda user: casefold(user.account or "") == casefold(account))
+
+    def _recheck_absent(self, which: Callable[[Client], bool]) -> None:
+        for user in list(self.detached_users):
+            if which(user) and not user.devices and not user.quitting and not self._may_stay(user):
+                self._last_session_gone(user, "Quit: not always-on")
 
     def flush_always_on(self) -> None:
         """Hand the always-on users that changed since the last call to the store (one write)."""
         accounts = self.accounts
         changed = self.always_on_changed
-        if accounts is None or not changed:
+        if accounts is None or not changed or self.shutting_down:  # (shutdown saved them all)
             return
         now = int(self.wallclock() * 1000) / 1000
         kept: list[AlwaysOnUser] = []
@@ -314,9 +337,12 @@ class Server:
                 gone.append(key)
             else:
                 kept.append(self._kept_form(user, self.absent.get(user, (now, False))[0]))
+        for key in gone:
+            self.always_on_kept.pop(key, None)
+        for key, user in changed.items():
+            if key not in gone and user is not None:
+                self.always_on_kept[key] = user
         changed.clear()
-        self.always_on_kept.difference_update(gone)
-        self.always_on_kept.update(casefold(u.account) for u in kept)
 
         def stored(outcome: Outcome[None]) -> None:
             if outcome.error is not None:
@@ -654,6 +680,13 @@ class Server:
         users are there that way already (what bounds the memory they hold)."""
         if not self.always_on(user):
             return False
+        assert user.account is not None
+        key = casefold(user.account)
+        owner = self.always_on_kept.get(key)
+        if owner is not None and owner is not user and not owner.quitting:
+            return False  # one always-on user per account: the one kept for a restart
+        if any(other is not user and casefold(other.account or "") == key for other in self.absent):
+            return False
         return len(self.absent) - (user in self.absent) < self.config.always_on_max_accounts
 
     def always_on_users(self) -> int:
@@ -722,7 +755,7 @@ class Server:
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
         self.absent.pop(client, None)
-        if client.account is not None and casefold(client.account) in self.always_on_kept:
+        if client.account is not None and self.always_on_kept.get(casefold(client.account)) is client:
             self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)
         monitor.forget(self, client)
@@ -826,7 +859,7 @@ class Server:
             self.always_on_changed_for(client)
 
     def logged_out(self, client: Client) -> None:
-        if client.account is not None and client.primary is None and casefold(client.account) in self.always_on_kept:
+        if client.account is not None and self.always_on_kept.get(casefold(client.account)) is client:
             self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)
         client.account = None

@@ -120,6 +120,9 @@ def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_acces
     extended = server.from_user(client, "JOIN", [channel.name, client.account or "*", client.realname])
     session = ctx.session
     backplane.to_members(channel, plain, exclude=session, about=client, alternative=("extended-join", extended))
+    # Whether the JOIN reached only the operators (a large channel): asked now, before the access list's
+    # status could make the user one whose join everyone sees.
+    unseen = bool(client.devices) and _unseen(server, channel, client)
     own = extended if "extended-join" in session.caps else plain
     ctx.send(own.variant(session.tag_flags))
     if has_access:
@@ -134,7 +137,7 @@ def _joined(ctx: Context, result: Channel | tuple[str, ...] | None, *, has_acces
     replay_on_join(ctx, channel)
     if client.devices:  # the user's other connections are in the channel too: their topic and NAMES
         # (and the JOIN, where the channel is too large for the backplane to have told them of it)
-        join = (plain, extended) if _unseen(server, channel, client) else None
+        join = (plain, extended) if unseen else None
         for other in client.sessions():
             if other is not session:
                 channel_burst(ctx, channel, other, join=join)

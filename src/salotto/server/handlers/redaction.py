@@ -178,6 +178,6 @@ def _relay(ctx: Context, key: str, shown: str, msgid: str, reason: str | None) -
         if recipient is not None and recipient is not client:
             server.backplane.to_nick(recipient, out, cap=REDACTION_CAP)
         if client.devices:  # the sender's other connections show the conversation too
-            server.backplane.to_sessions(client, out, exclude=ctx.session)
+            server.backplane.to_sessions(client, out, exclude=ctx.session, cap=REDACTION_CAP)
     if "echo-message" in ctx.session.caps:
         ctx.send(out.variant(ctx.session.tag_flags))

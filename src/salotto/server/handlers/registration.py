@@ -222,6 +222,7 @@ def handle_nick(ctx: Context) -> None:
     if holder is not None and holder is not client and not client.registered and _may_attach_to(ctx, holder):
         # Several devices on one nick: taken for now, without claiming it; registration attaches this
         # connection to the holder if it logged in to the same account (try_register), or answers 433.
+        server.nick_registry.release(client)  # a nick it claimed before: it holds none while it waits
         client.nick, client.nick_cf = holder.nick, nick_cf
         try_register(ctx)
         return

@@ -140,15 +140,22 @@ def _ns_set(ctx: Context, service: Service, args: list[str]) -> None:
             _not_saved(ctx, service, outcome.error)
             return
         on = server.config.always_on_default if setting is None else setting
-        for user in list(server.logins.get(casefold(name), ())):
-            server.always_on_changed_for(user)  # kept for a restart, or no longer
         if on:
             service.say(ctx, f"Always-on is on for {name}: your nick stays in its channels while you are not "
                              "connected, and what is said to you waits for your next connection.")
         else:
             service.say(ctx, f"Always-on is off for {name}: your nick leaves when your last connection does.")
 
-    accounts.set_always_on(name, setting, ctx.wait(stored))
+    answer = ctx.wait(stored)
+
+    def done(outcome: Outcome[bool]) -> None:
+        # Whether or not the connection that asked is still there to be answered (it may have hung up
+        # meanwhile, leaving its user detached): the account's users follow the new setting.
+        if outcome.error is None and outcome.value:
+            server.always_on_setting_changed(name)
+        answer(outcome)
+
+    accounts.set_always_on(name, setting, done)
 
 
 def _ns_identify(ctx: Context, service: Service, args: list[str]) -> None:
