@@ -371,6 +371,9 @@ def replay_while_detached(ctx: Context, since: float) -> None:
     party = client.account
     if history is None or lines <= 0 or party is None or CHATHISTORY_CAP in session.caps:
         return
+    # From the very millisecond the last connection went (the store compares whole milliseconds, and a
+    # message may share that one with the leaving: shown twice at worst, rather than lost).
+    since -= 0.001
     start = Ref.by_time(since)
     end = int(server.wallclock() * 1000) / 1000 + 1
     replay = ctx.followup()
