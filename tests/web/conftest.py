@@ -95,3 +95,13 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def people(browser: Any) -> Iterator[list[Any]]:
+    """The pages a test opens (tests.web.test_browser.Person), each closed at the end: which checks it had
+    no script errors and no dialogs."""
+    opened: list[Any] = []
+    yield opened
+    for person in opened:
+        person.close()

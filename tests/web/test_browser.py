@@ -4,7 +4,6 @@ come back after the server restarts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +55,6 @@ class Person:
         assert not self.dialogs, self.dialogs
         self.context.close()
 
-
-@pytest.fixture
-def people(browser: Any, web_server: WebServer) -> Iterator[list[Person]]:
-    opened: list[Person] = []
-    yield opened
-    for person in opened:
-        person.close()
 
 
 def tcp_client(server: WebServer, nick: str) -> RawClient:

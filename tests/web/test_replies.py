@@ -30,13 +30,6 @@ def chat_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]
     stop_web_server(server)
 
 
-@pytest.fixture
-def people(browser: Any) -> Iterator[list[Person]]:
-    opened: list[Person] = []
-    yield opened
-    for person in opened:
-        person.close()
-
 
 def tcp_client(server: WebServer, nick: str, channel: str = "#lobby") -> RawClient:
     client = server.irc.client()

@@ -163,7 +163,7 @@ class LocalBackplane:
         if cap is None and not target.devices:
             target.conn.write(out.variant(target.tag_flags))
             return 1
-        return out.deliver([s for s in target.sessions() if cap is None or cap in s.caps])
+        return out.deliver(_with_cap(target.sessions(), cap))
 
     def to_peers(
         self,
@@ -197,20 +197,19 @@ class LocalBackplane:
             recipients.discard(client)
         if include_self or exclude is not None:
             # The user's own connections: all of them, or all but the one that made the change.
-            recipients.update(s for s in client.sessions() if cap is None or cap in s.caps)
+            recipients.update(_with_cap(client.sessions(), cap))
             return out.deliver(recipients, exclude)
         return out.deliver(recipients)
 
     def to_sessions(self, user: Client, out: Outgoing, *, exclude: Client | None = None,
                     cap: str | None = None) -> int:
-        sessions = user.sessions()
-        return out.deliver(sessions if cap is None else [s for s in sessions if cap in s.caps], exclude)
+        return out.deliver(_with_cap(user.sessions(), cap), exclude)
 
     def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
         clients = self._server.logins.get(casefold(account))
         if not clients:
             return 0
-        return out.deliver([c for c in clients if cap is None or cap in c.caps], exclude)
+        return out.deliver(_with_cap(clients, cap), exclude)
 
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         server = self._server
@@ -222,6 +221,11 @@ class LocalBackplane:
             watcher.conn.write(line)
             for device in watcher.devices or ():
                 device.conn.write(line)
+
+
+def _with_cap(clients: Collection[Client], cap: str | None) -> Collection[Client]:
+    """``clients``, or those of them that asked for ``cap``."""
+    return clients if cap is None else [c for c in clients if cap in c.caps]
 
 
 def _to_devices(users: Collection[Client], out: Outgoing, exclude: Client | None) -> int:

@@ -171,16 +171,15 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             else:
                 out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
+            cap = "message-tags" if is_tagmsg else None
             if recipient is client:
                 if not echo or client.devices:  # to oneself: once on each connection (the echo on this one)
                     stats.deliveries_out += server.backplane.to_sessions(
-                        client, out, exclude=session if echo else None, cap="message-tags" if is_tagmsg else None)
+                        client, out, exclude=session if echo else None, cap=cap)
             else:
-                stats.deliveries_out += server.backplane.to_nick(recipient, out,
-                                                                 cap="message-tags" if is_tagmsg else None)
+                stats.deliveries_out += server.backplane.to_nick(recipient, out, cap=cap)
                 if client.devices:  # the sender's other connections see it as this one's echo would show it
-                    stats.deliveries_out += server.backplane.to_sessions(
-                        client, out, exclude=session, cap="message-tags" if is_tagmsg else None)
+                    stats.deliveries_out += server.backplane.to_sessions(client, out, exclude=session, cap=cap)
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
             if history is not None and server.config.history_private:
