@@ -181,10 +181,21 @@ def caddy(tmp: Path, upstream: str) -> Iterator[int]:
     here); yields its port. Its data and config directories are in ``tmp``."""
     binary = require_binary("caddy", "caddy")
     tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (tmp / "Caddyfile").write_text(CADDYFILE.format(port=port, upstream=upstream))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data"),
            "XDG_CONFIG_HOME": str(tmp / "config")}
-    with _running("caddy", [binary, "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"],
-                  tmp / "caddy.log", "127.0.0.1", port, env):
-        yield port
+    # Caddy listens on every address (":port"), free_port() found the port free on 127.0.0.1 and let it go:
+    # another process may take it meanwhile (CI saw it once). Then another port, twice at most.
+    for attempt in range(3):
+        port = free_port()
+        (tmp / "Caddyfile").write_text(CADDYFILE.format(port=port, upstream=upstream))
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(_running(
+                    "caddy", [binary, "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"],
+                    tmp / "caddy.log", "127.0.0.1", port, env))
+            except AssertionError as exc:
+                if attempt < 2 and "address already in use" in str(exc):
+                    continue
+                raise
+            yield port
+            return
