@@ -23,5 +23,9 @@ def casefold(name: str) -> str:
     # quarter of what translate() takes with its per-character table lookups. lower() would also fold
     # non-ASCII letters, which rfc1459 keeps: those names take the table.
     if name.isascii():
-        return name.lower().replace("[", "{").replace("]", "}").replace("\\", "|").replace("~", "^")
-    return name.translate(_TABLE)
+        folded = name.lower().replace("[", "{").replace("]", "}").replace("\\", "|").replace("~", "^")
+    else:
+        folded = name.translate(_TABLE)
+    # A name already in lower case is its own key: one string kept instead of two (nick and nick_cf,
+    # a channel's name and key).
+    return name if folded == name else folded
