@@ -27,8 +27,9 @@ class _Connection:
         self.peer_ip = ip
         self.outbox: list[bytes] = []
 
-    def mark_pending(self) -> None:
+    def mark_pending(self) -> list[bytes]:
         self.outbox.clear()
+        return self.outbox
 
     def write(self, data: bytes) -> None:
         self.outbox.clear()

@@ -26,6 +26,7 @@ from salotto.storage.journal import JournalError
 from salotto.storage.store import Store, open_store
 from salotto.threads import ThreadOffload
 from salotto.transport.flusher import Flusher
+from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
 from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.web import open_web_listeners, web_urls
@@ -44,17 +45,21 @@ SHUTDOWN_GRACE_S = 0.5
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "storage_url", "history_enabled", "proxy_listen")
+# An IRC listener: plain TCP ones are the reactor's, the others asyncio's.
+Listener = asyncio.base_events.Server | TcpListener
 # The config key of each kind of IRC listener.
 _LISTEN_KEYS = {"tcp": "listen", "tls": "tls_listen", "proxy": "proxy_listen"}
 
 
 async def _open_listeners(
-    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None
-) -> list[tuple[asyncio.base_events.Server, str]]:
-    """Bind every configured listener; if one fails, close those already open and raise ConfigError."""
+    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None, reactor: Reactor
+) -> list[tuple[Listener, str]]:
+    """Bind every configured listener; if one fails, close those already open and raise ConfigError.
+
+    Plain TCP connections go to ``reactor`` (salotto.transport.reactor: less memory per connection than an
+    asyncio transport); TLS and PROXY-protocol ones to asyncio's transports."""
     loop = asyncio.get_running_loop()
     factories: dict[str, Callable[[], asyncio.Protocol]] = {
-        "tcp": partial(IrcStreamProtocol, server, "tcp", flusher),
         "proxy": partial(ProxiedStreamProtocol, server, flusher),
     }
     plans = [(item, "tcp") for item in config.listen]
@@ -64,13 +69,17 @@ async def _open_listeners(
             partial(IrcStreamProtocol, server, "tls", flusher))
         plans += [(item, "tls") for item in config.tls_listen]
     plans += [(item, "proxy") for item in config.proxy_listen]
-    opened: list[tuple[asyncio.base_events.Server, str]] = []
+    opened: list[tuple[Listener, str]] = []
     for item, kind in plans:
         key = _LISTEN_KEYS[kind]
         host, port = parse_host_port(item, key, config.origin(key))
+        listener: Listener
         try:
-            listener = await loop.create_server(
-                factories[kind], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
+            if kind == "tcp":
+                listener = reactor.listen(host, port, LISTEN_BACKLOG)
+            else:
+                listener = await loop.create_server(
+                    factories[kind], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         except OSError as exc:
             for other, _ in opened:
                 other.close()
@@ -80,7 +89,7 @@ async def _open_listeners(
 
 
 def _announce(
-    listeners: list[tuple[asyncio.base_events.Server, str]], config: Config,
+    listeners: list[tuple[Listener, str]], config: Config,
     web_listeners: list[tuple[asyncio.base_events.Server, str]],
 ) -> None:
     """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
@@ -275,7 +284,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
-    listeners: list[tuple[asyncio.base_events.Server, str]] = []
+    listeners: list[tuple[Listener, str]] = []
+    reactor: Reactor | None = None
     web_listeners: list[tuple[asyncio.base_events.Server, str]] = []
     tick_handle: asyncio.TimerHandle | None = None
 
@@ -293,7 +303,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         flusher = Flusher(server, loop)
         if config.tls_listen or config.web_tls_listen:
             certificate = ServerCertificate(config)
-        listeners = await _open_listeners(server, config, flusher, certificate)
+        reactor = Reactor(server, flusher, loop)
+        listeners = await _open_listeners(server, config, flusher, certificate, reactor)
         # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         web_listeners = await open_web_listeners(server, config, flusher, certificate)
@@ -317,6 +328,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             listener.close()
         for web_listener, _ in web_listeners:
             web_listener.close()
+        if reactor is not None:
+            reactor.close()  # the plain-TCP connections still open, at once
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
     log.info("stopped")

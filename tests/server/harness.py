@@ -39,8 +39,9 @@ class MemoryConnection:
         self.outbox: list[bytes] = []
         self.closed: str | None = None
 
-    def mark_pending(self) -> None:
+    def mark_pending(self) -> list[bytes]:
         """Unlike a transport, deliver at once: tests read what was written after each command."""
+        return self.outbox
 
     def write(self, data: bytes) -> None:
         self.outbox.append(data)

@@ -5,13 +5,14 @@ Sans-I/O: :meth:`LineReader.feed` takes what the socket gave and returns complet
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "DEFAULT_MAX_TAGS_BYTES",
     "LINE_TOO_LONG",
     "LineReader",
+    "LineSplitter",
     "LineTooLong",
     "decode_line",
     "decode_wire",
@@ -38,25 +39,17 @@ class LineTooLong:
 LINE_TOO_LONG: Final = LineTooLong()
 
 
-class LineReader:
-    """Accumulates bytes and yields lines without their line ending.
+class LineSplitter:
+    """What :class:`LineReader` does, for a class that holds the state itself (``_buffer``, ``_discarding``,
+    ``max_line_bytes``, ``max_tags_bytes`` as its own slots): the plain-TCP connection is its own line
+    reader, one object per connection less (salotto.transport.reactor)."""
 
-    A line longer than ``max_line_bytes`` (plus ``max_tags_bytes`` when it starts with tags) is
-    dropped and reported once as :data:`LINE_TOO_LONG`; the stream goes on at the next line, so a
-    client that sends one long line is answered, not disconnected. Empty lines are skipped.
-    """
-
-    __slots__ = ("_buffer", "_discarding", "max_line_bytes", "max_tags_bytes")
-
-    def __init__(
-        self,
-        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        max_tags_bytes: int = DEFAULT_MAX_TAGS_BYTES,
-    ) -> None:
-        self.max_line_bytes = max_line_bytes
-        self.max_tags_bytes = max_tags_bytes
-        self._buffer = b""
-        self._discarding = False
+    if not TYPE_CHECKING:  # the state is the subclass's slots, which mypy cannot see from here
+        __slots__ = ()
+    _buffer: bytes
+    _discarding: bool
+    max_line_bytes: int
+    max_tags_bytes: int
 
     @property
     def buffered_bytes(self) -> int:
@@ -106,6 +99,27 @@ class LineReader:
             rest = b""
         self._buffer = rest
         return out
+
+
+class LineReader(LineSplitter):
+    """Accumulates bytes and yields lines without their line ending.
+
+    A line longer than ``max_line_bytes`` (plus ``max_tags_bytes`` when it starts with tags) is
+    dropped and reported once as :data:`LINE_TOO_LONG`; the stream goes on at the next line, so a
+    client that sends one long line is answered, not disconnected. Empty lines are skipped.
+    """
+
+    __slots__ = ("_buffer", "_discarding", "max_line_bytes", "max_tags_bytes")
+
+    def __init__(
+        self,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_tags_bytes: int = DEFAULT_MAX_TAGS_BYTES,
+    ) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.max_tags_bytes = max_tags_bytes
+        self._buffer = b""
+        self._discarding = False
 
 
 def decode_line(line: bytes) -> str:

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     from salotto.server.multiline import OpenBatch
 
 __all__ = [
-    "DETACHED", "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client", "Connection",
-    "DetachedConnection", "shown_address",
+    "DETACHED", "NO_CHANNELS", "TAG_ACCOUNT", "TAG_MESSAGE_TAGS", "TAG_MULTILINE", "TAG_SERVER_TIME", "Client",
+    "Connection", "DetachedConnection", "shown_address",
 ]
 
 # Bits of Client.tag_flags: which tags a client wants on the messages it receives. A channel message
@@ -30,11 +30,12 @@ class Connection(Protocol):
     peer_ip: str
     transport_name: str
     # This loop pass's output, sent in one write when the pass ends. The fanout appends to it
-    # directly (calling mark_pending when it was empty): one Python call less per recipient.
+    # directly: one Python call less per recipient. When it is empty, the fanout calls mark_pending
+    # first and appends to the list that returns (a connection may keep no list while idle).
     outbox: list[bytes]
 
-    def mark_pending(self) -> None:
-        """The outbox was empty and is not: flush it when the loop pass ends."""
+    def mark_pending(self) -> list[bytes]:
+        """Output is coming: flush when the loop pass ends. Returns the outbox to append it to."""
 
     def write(self, data: bytes) -> None:
         """Queue bytes for the client; the transport coalesces and enforces the send queue."""
@@ -61,8 +62,8 @@ class DetachedConnection:
     transport_name = "detached"
     outbox: list[bytes] = _Dropped()
 
-    def mark_pending(self) -> None:
-        return
+    def mark_pending(self) -> list[bytes]:
+        return self.outbox
 
     def write(self, data: bytes) -> None:
         return
@@ -72,6 +73,22 @@ class DetachedConnection:
 
 
 DETACHED = DetachedConnection()
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+class _NoChannels(dict[str, "Channel"]):
+    """The channels of a client that is in none: one empty dict shared by all of them (an empty dict
+    costs 64 bytes per client); joining gives the client a dict of its own (ChannelRegistry.join)."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key: str, value: Channel) -> None:
+        raise RuntimeError("a client's first channel needs a dict of its own (see NO_CHANNELS)")
+
+
+NO_CHANNELS: dict[str, Channel] = _NoChannels()
 
 
 def shown_address(ip: str) -> str:
@@ -101,14 +118,12 @@ class Client:
         "idle_since",
         "ip",
         "last_seen",
-        "mark_pending",
         "modes",
         "monitoring",
         "nick",
         "nick_cf",
         "nick_since",
         "oper_failures",
-        "outbox",
         "password_given",
         "ping_sent_at",
         "primary",
@@ -120,15 +135,10 @@ class Client:
         "tag_flags",
         "user",
         "waiting",
-        "write",
     )
 
     def __init__(self, conn: Connection, client_id: int, now: float, signon: float) -> None:
         self.conn = conn
-        # The connection's write, bound once: the fanout calls it for every recipient of every message.
-        self.write = conn.write
-        self.outbox = conn.outbox
-        self.mark_pending = conn.mark_pending
         self.id = client_id
         self.ip = conn.peer_ip
         ip = conn.peer_ip
@@ -147,12 +157,14 @@ class Client:
         # An AUTHENTICATE exchange in progress (salotto.server.handlers.auth.SaslSession).
         self.sasl: object | None = None
         self.away: str | None = None
-        self.caps: set[str] = set()
+        # Capabilities and user modes change rarely: each change replaces the set, and a client without
+        # any shares the one empty set (an empty set() costs 216 bytes per client).
+        self.caps: frozenset[str] = _NONE
         self.cap_version = 0
         self.cap_negotiating = False
         self.tag_flags = 0
-        self.channels: dict[str, Channel] = {}
-        self.modes: set[str] = set()
+        self.channels: dict[str, Channel] = NO_CHANNELS
+        self.modes: frozenset[str] = _NONE
         self.oper_failures = 0
         # The server password (server_password_hash) was given and checked: registration may complete.
         self.password_given = False

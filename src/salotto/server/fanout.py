@@ -89,9 +89,10 @@ class Outgoing:
             if flags != last_flags:  # recipients mostly share their flags: skip the lookup then
                 last_flags = flags
                 data = variants.get(flags) or self._variant_built(flags)
-            outbox = client.outbox  # Connection.write, inlined: this runs for every recipient
+            conn = client.conn  # Connection.write, inlined: this runs for every recipient
+            outbox = conn.outbox
             if not outbox:
-                client.mark_pending()
+                outbox = conn.mark_pending()
             outbox.append(data)
             sent += 1
         return sent

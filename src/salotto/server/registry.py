@@ -39,6 +39,7 @@ from salotto.proto.numerics import (
     ERR_USERNOTINCHANNEL,
 )
 from salotto.server.channel import Channel, ListEntry
+from salotto.server.client import NO_CHANNELS
 
 if TYPE_CHECKING:
     from salotto.server.client import Client
@@ -248,12 +249,16 @@ class LocalChannelRegistry:
         status = "o" if request.founder_op and not channel.members and not channel.permanent else ""
         channel.invited.pop(client.id, None)
         channel.add(client, status)
+        if client.channels is NO_CHANNELS:
+            client.channels = {}
         client.channels[request.name_cf] = channel
         done(channel)
 
     def part(self, channel: Channel, client: Client) -> None:
         channel.discard(client)
         client.channels.pop(channel.name_cf, None)
+        if not client.channels:
+            client.channels = NO_CHANNELS
         if not channel.members and not channel.permanent and self._channels.get(channel.name_cf) is channel:
             del self._channels[channel.name_cf]
 

@@ -650,13 +650,10 @@ class Server:
         its input (what waited) is forgotten."""
         user.detached = True
         user.conn = DETACHED
-        user.write = DETACHED.write
-        user.outbox = DETACHED.outbox
-        user.mark_pending = DETACHED.mark_pending
         if user.backlog is not None:
             user.backlog.clear()  # (release_input may be going through it: it stops)
             user.backlog = None
-        user.caps = set()
+        user.caps = frozenset()
         user.tag_flags = 0
         user.ping_sent_at = None
         self.detached_users.add(user)

@@ -6,13 +6,13 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from salotto.proto.framing import LINE_TOO_LONG, LineTooLong
 from salotto.server.client import Client
-from salotto.server.flood import TokenBucket
 from salotto.server.state import Server
 
-__all__ = ["FakelagGate", "prepare_socket", "unmapped"]
+__all__ = ["Fakelag", "FakelagGate", "prepare_socket", "unmapped"]
 
 
 def prepare_socket(transport: asyncio.BaseTransport) -> str:
@@ -40,25 +40,50 @@ def unmapped(ip: str) -> str:
     return ip
 
 
-class FakelagGate:
+class Fakelag:
     """Hands a connection's lines to the server at the pace its token bucket allows.
 
     Lines over the budget wait (fakelag); more than ``flood_max_queued_lines`` waiting means the
-    client floods and it is disconnected with "Excess Flood". The same rules as
-    :class:`~salotto.transport.stream.IrcStreamProtocol`, in a form any transport can hold.
+    client floods and it is disconnected with "Excess Flood". The same rules for every transport.
+
+    A mixin without state of its own: :class:`FakelagGate` holds the state for the transports that keep a
+    gate beside them, and the plain-TCP connection holds it itself (salotto.transport.reactor), one
+    object per connection less. The bucket (``flood_lines_per_s``, ``flood_burst_lines``) is read from
+    the config on each line, so a REHASH applies to every connection; no queue exists until a line has
+    to wait.
     """
 
-    __slots__ = ("_bucket", "_drain_handle", "_held", "_loop", "_max_held", "_server", "stopped")
+    if not TYPE_CHECKING:  # the state is the subclass's slots, which mypy cannot see from here
+        __slots__ = ()
+    _server: Server
+    _loop: asyncio.AbstractEventLoop
+    _tat: float
+    _held: deque[bytes | LineTooLong] | None
+    _drain_handle: asyncio.TimerHandle | None
+    stopped: bool  # set when the connection closes: nothing more reaches the server
 
-    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
-        config = server.config
+    def _start_gate(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
         self._server = server
         self._loop = loop
-        self._bucket = TokenBucket(config.flood_lines_per_s, config.flood_burst_lines, loop.time())
-        self._max_held = config.flood_max_queued_lines
-        self._held: deque[bytes | LineTooLong] = deque()
-        self._drain_handle: asyncio.TimerHandle | None = None
-        self.stopped = False  # set when the connection closes: nothing more reaches the server
+        self._tat = 0.0  # long past: the bucket is full
+        self._held = None
+        self._drain_handle = None
+        self.stopped = False
+
+    def _delay(self, now: float) -> float:
+        """Let one line through and return 0.0, or return the seconds until one may go.
+
+        The token bucket (``flood_burst_lines`` at once, then ``flood_lines_per_s``) as one number, the
+        generic cell rate algorithm's: ``_tat``, when the bucket would be full again if nothing more came
+        (one float per connection where tokens and their time stamp took two)."""
+        config = self._server.config
+        interval = 1.0 / config.flood_lines_per_s
+        tat = self._tat if self._tat > now else now
+        wait = tat - now - (config.flood_burst_lines - 1) * interval
+        if wait > 0.0:
+            return wait
+        self._tat = tat + interval
+        return 0.0
 
     def push(self, client: Client, lines: Sequence[bytes | LineTooLong]) -> None:
         if self.stopped or not lines:
@@ -68,7 +93,7 @@ class FakelagGate:
             return
         now = self._loop.time()
         for i, line in enumerate(lines):
-            delay = self._bucket.delay(now)
+            delay = self._delay(now)
             if delay > 0.0:
                 self._hold(client, lines[i:])
                 if not self.stopped:
@@ -80,7 +105,7 @@ class FakelagGate:
 
     def stop(self) -> None:
         self.stopped = True
-        self._held.clear()
+        self._held = None
         if self._drain_handle is not None:
             self._drain_handle.cancel()
             self._drain_handle = None
@@ -92,16 +117,29 @@ class FakelagGate:
             self._server.handle_line(client, line)  # type: ignore[arg-type]
 
     def _hold(self, client: Client, lines: Sequence[bytes | LineTooLong]) -> None:
-        self._held.extend(lines)
-        if len(self._held) > self._max_held:
-            self._held.clear()
+        held = self._held
+        if held is None:
+            held = self._held = deque()
+        held.extend(lines)
+        if len(held) > self._server.config.flood_max_queued_lines:
+            self._held = None
             self._server.disconnect(client, "Excess Flood")
 
     def _drain(self, client: Client) -> None:
         self._drain_handle = None
         while self._held and not self.stopped:
-            delay = self._bucket.delay(self._loop.time())
+            delay = self._delay(self._loop.time())
             if delay > 0.0:
                 self._drain_handle = self._loop.call_later(delay, self._drain, client)
                 return
             self._deliver(client, self._held.popleft())
+        self._held = None  # all delivered: no queue while the client keeps to its pace
+
+
+class FakelagGate(Fakelag):
+    """A connection's :class:`Fakelag`, for the transports that keep it beside them (TLS, WebSocket)."""
+
+    __slots__ = ("_drain_handle", "_held", "_loop", "_server", "_tat", "stopped")
+
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        self._start_gate(server, loop)

@@ -49,8 +49,9 @@ class OutboxProtocol(asyncio.Protocol):
         # recipients, and the send queue is checked once per pass, in flush_now.
         out.append(data)
 
-    def mark_pending(self) -> None:
+    def mark_pending(self) -> list[bytes]:
         self._flusher.add(self)  # type: ignore[arg-type]
+        return self.outbox
 
     def _take_output(self) -> bytes | None:
         """This pass's output, joined, the outbox emptied in place (the fanout holds the list); None when

@@ -71,12 +71,12 @@ def _user_mode(ctx: Context, nick: str) -> None:
         elif ch == "o" and adding:
             continue  # +o only comes from OPER
         elif adding and ch not in client.modes:
-            client.modes.add(ch)
+            client.modes |= {ch}
             applied.append("+" + ch)
             if ch == "i":
                 server.invisible_count += 1
         elif not adding and ch in client.modes:
-            client.modes.discard(ch)
+            client.modes -= {ch}
             applied.append("-" + ch)
             if ch == "i":
                 server.invisible_count -= 1

@@ -64,7 +64,7 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
         ctx.reply(ERR_NOOPERHOST, "No O-lines for your host")
         return
     client.oper_failures -= 1  # a success does not use up the connection's tries
-    client.modes.add("o")
+    client.modes |= {"o"}
     server.opers.add(client)
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")

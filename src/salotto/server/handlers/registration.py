@@ -116,7 +116,7 @@ def handle_cap(ctx: Context) -> None:
         version = (parse_positive_int(params[1]) if len(params) > 1 else None) or 0
         client.cap_version = max(client.cap_version, version)
         if client.cap_version >= 302:
-            client.caps.add("cap-notify")
+            client.caps |= {"cap-notify"}
         items = [
             f"{name}={value}" if value and client.cap_version >= 302 else name
             for name, value in ctx.server.capabilities(client).items()
@@ -140,7 +140,7 @@ def handle_cap(ctx: Context) -> None:
                 wanted.discard(name)
             else:
                 wanted.add(name)
-        client.caps = wanted
+        client.caps = frozenset(wanted)
         client.tag_flags = _tag_flags(wanted)
         ctx.from_server("CAP", client.nick, "ACK", " ".join(requested))
     elif sub == "END":

@@ -1,0 +1,439 @@
+"""Plain-TCP IRC connections on an epoll set of our own, which the event loop watches as one descriptor.
+
+An asyncio (or uvloop) transport costs some 1.2 KiB of memory per connection before any IRC state: the
+transport object, its libuv handle, the loop's weak reference to it. Here a connection is a socket and one
+small object (:class:`TcpConnection`) in a dict keyed by descriptor; the sockets sit in one
+``select.epoll`` (level-triggered) whose own descriptor is the only one the event loop polls. When any of
+them is ready, the loop runs :meth:`Reactor._poll`, which takes every ready socket in one ``epoll_wait``.
+Idle connections cost nothing else (measured: about 170 bytes per idle socket against 1,225 for uvloop's
+transports; docs/benchmarks.md has the table).
+
+What a connection writes in a loop pass is sent in one ``send`` when the pass ends (the Flusher); what the
+kernel does not take at once waits in the connection's own buffer, with the socket watched for writing,
+and counts against ``max_sendq_bytes``. Closing sends what is queued, then FIN, and reads (and drops)
+what the client still sends for at most :data:`CLOSE_LINGER_S`, so that the ERROR line is not destroyed
+by a reset when the client's last lines were still unread; after :data:`CLOSE_GRACE_S` a peer that does
+not take its last lines is cut.
+
+TLS, the PROXY-protocol port and the web port keep asyncio's transports (salotto.transport.stream,
+salotto.transport.web): they need its TLS and HTTP machinery, and a plain port is where the crowd is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+import sys
+
+from salotto.proto.framing import LineSplitter
+from salotto.server.client import Client
+from salotto.server.state import Server
+from salotto.transport.flusher import Flusher
+from salotto.transport.inbound import Fakelag, unmapped
+
+__all__ = ["CLOSE_LINGER_S", "RECV_BYTES", "Reactor", "TcpConnection", "TcpListener"]
+
+log = logging.getLogger("salotto.transport")
+
+# Bytes taken from a socket per read; a client that sent more is read again on the next pass.
+RECV_BYTES = 65536
+# After the server closed a connection (its ERROR sent and FIN with it), seconds to read and drop what
+# the client still sends before the socket is closed: closing with unread bytes would answer with a
+# reset, which can destroy the ERROR line in flight.
+CLOSE_LINGER_S = 1.0
+# Seconds a closing connection has to take its last lines before it is cut (as salotto.transport.stream).
+CLOSE_GRACE_S = 5.0
+# When accept() fails for want of descriptors, seconds before the listeners try again (a level-
+# triggered listener would otherwise wake the loop at once, for ever).
+ACCEPT_PAUSE_S = 0.1
+# Connections accepted per listener per loop pass: a connect storm does not starve the clients.
+ACCEPTS_PER_PASS = 256
+# Ready sockets taken per epoll_wait.
+EVENTS_PER_POLL = 1024
+
+_IN = select.EPOLLIN
+_IN_OUT = select.EPOLLIN | select.EPOLLOUT
+_OUT = select.EPOLLOUT
+_NOT_WRITABLE = ~select.EPOLLOUT & 0xFFFFFFFF
+
+
+
+class _Idle(list[bytes]):
+    """The outbox of every connection with nothing to send: always empty, so whoever writes asks the
+    connection for a list first (Connection.mark_pending); appending to it is a bug, and says so."""
+
+    __slots__ = ()
+
+    def append(self, item: bytes) -> None:
+        raise RuntimeError("append to an idle connection's outbox: call mark_pending() first")
+
+
+_IDLE = _Idle()
+
+# TcpConnection._state
+_OPEN = 0
+_CLOSING = 1  # the server closed it: sending what is queued, then FIN
+_LINGERING = 2  # FIN sent: reading and dropping until the client closes or CLOSE_LINGER_S passes
+_CLOSED = 3
+
+
+class TcpListener:
+    """Listening sockets for one ``listen`` entry (``.sockets`` and ``.close()``, as asyncio's Server)."""
+
+    __slots__ = ("_loop", "_reactor", "sockets")
+
+    def __init__(self, reactor: Reactor, sockets: list[socket.socket]) -> None:
+        self._reactor = reactor
+        self._loop = reactor.loop
+        self.sockets = sockets
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+                sock.close()
+        self._reactor.listeners.discard(self)
+
+
+class Reactor:
+    """The plain-TCP connections of one server: their epoll set, their listeners."""
+
+    __slots__ = ("_ep", "_paused", "conns", "flusher", "listeners", "loop", "server")
+
+    def __init__(self, server: Server, flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.flusher = flusher
+        self.loop = loop
+        self._ep = select.epoll()
+        # The connection on each descriptor (a list indexed by descriptor, which the kernel hands out
+        # lowest first: 8 bytes per connection, where a dict takes some 70).
+        self.conns: list[TcpConnection | None] = []
+        self.listeners: set[TcpListener] = set()
+        self._paused = False
+        loop.add_reader(self._ep.fileno(), self._poll)
+
+    def listen(self, host: str, port: int, backlog: int) -> TcpListener:
+        """Bind every address ``host`` names (all of them for ``""``), as ``loop.create_server`` does."""
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                    # As asyncio: each family on its own socket, so "::" does not take IPv4's port too.
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(backlog)
+                sock.setblocking(False)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            raise
+        listener = TcpListener(self, sockets)
+        for sock in sockets:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+        self.listeners.add(listener)
+        return listener
+
+    def close(self) -> None:
+        """Close the listeners, every connection left (at once) and the epoll set."""
+        for listener in list(self.listeners):
+            listener.close()
+        for conn in [conn for conn in self.conns if conn is not None]:
+            conn.abort()
+        self.loop.remove_reader(self._ep.fileno())
+        self._ep.close()
+
+    def _accept(self, listening: socket.socket) -> None:
+        for _ in range(ACCEPTS_PER_PASS):
+            try:
+                sock, address = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._pause_accepting(exc)
+                else:  # ECONNABORTED and the like: that one connection is gone, not the listener
+                    log.debug("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # One string per address, shared by its connections (Client.ip and .host hold it).
+            ip = sys.intern(unmapped(address[0]))
+            fd = sock.detach()
+            conn = TcpConnection(self, fd, ip)
+            conns = self.conns
+            if fd >= len(conns):
+                conns.extend([None] * max(fd + 1 - len(conns), len(conns)))
+            conns[fd] = conn
+            self._ep.register(fd, _IN)
+            conn.client = self.server.accept(conn)
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        log.warning("cannot accept connections: %s; trying again in %g s", exc.strerror, ACCEPT_PAUSE_S)
+        for listener in self.listeners:
+            for sock in listener.sockets:
+                self.loop.remove_reader(sock.fileno())
+        self.loop.call_later(ACCEPT_PAUSE_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._paused = False
+        for listener in self.listeners:
+            for sock in listener.sockets:
+                if sock.fileno() >= 0:
+                    self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _poll(self) -> None:
+        try:
+            events = self._ep.poll(0, EVENTS_PER_POLL)
+        except OSError:  # closed under us (shutdown)
+            return
+        conns = self.conns
+        for fd, mask in events:
+            conn = conns[fd]
+            if conn is None:
+                continue  # closed earlier in this pass
+            try:
+                if mask & _OUT:
+                    conn.writable()
+                if mask & _NOT_WRITABLE and conn.fd >= 0:  # readable, or an error / hang-up a read reports
+                    conn.readable()
+            except Exception:  # our bug: log it; the other connections go on
+                log.exception("internal error on a connection from %s", conn.peer_ip)
+                conn.abort()
+
+    def watch(self, fd: int, mask: int) -> None:
+        self._ep.modify(fd, mask)
+
+    def forget(self, fd: int) -> None:
+        self.conns[fd] = None
+        with contextlib.suppress(OSError, ValueError):
+            self._ep.unregister(fd)
+
+
+class TcpConnection(Fakelag, LineSplitter):
+    """One client over plain TCP (:class:`~salotto.server.client.Connection`).
+
+    It is its own fakelag gate and its own line reader, and holds the socket as a bare descriptor: one
+    object per idle connection, beside what the server keeps of the client.
+    """
+
+    __slots__ = (
+        "_buffer", "_discarding", "_drain_handle", "_held", "_loop", "_reactor", "_server", "_state", "_tat",
+        "_timer", "_unsent", "client", "fd", "outbox", "peer_ip", "stopped",
+    )  # fmt: skip
+    transport_name = "tcp"
+
+    def __init__(self, reactor: Reactor, fd: int, peer_ip: str) -> None:
+        self._start_gate(reactor.server, reactor.loop)
+        self._reactor = reactor
+        self.fd = fd
+        self.peer_ip = peer_ip
+        self.client: Client | None = None
+        self._buffer = b""
+        self._discarding = False
+        # This loop pass's output (the fanout appends to it directly), sent in one write by flush_now;
+        # while there is none, the shared empty _IDLE (an idle connection holds no list).
+        self.outbox: list[bytes] = _IDLE
+        # What the kernel did not take yet (None while it takes everything: no buffer for idle clients).
+        self._unsent: bytearray | None = None
+        self._state = _OPEN
+        self._timer: asyncio.TimerHandle | None = None
+
+    # The line reader's limits, from the config (a REHASH applies to every connection).
+    @property
+    def max_line_bytes(self) -> int:  # type: ignore[override]  # read-only here: the config's
+        return self._server.config.max_line_bytes
+
+    @property
+    def max_tags_bytes(self) -> int:  # type: ignore[override]
+        return self._server.config.max_tags_bytes
+
+    def __repr__(self) -> str:
+        return f"<TcpConnection fd={self.fd} {self.peer_ip}>"
+
+    # -- salotto.server.client.Connection ---------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._state:
+            return
+        out = self.outbox
+        if not out:
+            out = self.mark_pending()
+        out.append(data)
+
+    def mark_pending(self) -> list[bytes]:
+        out = self.outbox = []
+        self._reactor.flusher.add(self)
+        return out
+
+    def close(self, reason: str) -> None:
+        """Send what is queued, then close (the server's side: ERROR was written before)."""
+        if self._state:
+            return
+        self._reactor.server.commit_pending()
+        self.flush_now()
+        if self._state:  # the flush found the connection gone
+            return
+        self._state = _CLOSING
+        self.stop()
+        loop = self._reactor.loop
+        self._timer = loop.call_later(CLOSE_GRACE_S, self.abort)
+        if self._unsent is None:
+            self._half_close()
+        # else writable() half-closes once the kernel has taken the rest
+
+    # -- the Flusher's side -----------------------------------------------------------------------
+
+    def flush_now(self) -> None:
+        """Send what this loop pass wrote, in one send()."""
+        out = self.outbox
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        self.outbox = _IDLE
+        if self._state:
+            return  # closed or closing: what it did not get is dropped
+        server = self._reactor.server
+        server.stats.bytes_out += len(data)
+        unsent = self._unsent
+        if unsent is not None:  # the kernel's buffer is full: queue behind what waits
+            unsent += data
+            if len(unsent) > server.config.max_sendq_bytes:
+                self._sendq_exceeded(len(unsent))
+            return
+        try:
+            sent = os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if sent < len(data):
+            self._unsent = unsent = bytearray(memoryview(data)[sent:])
+            if len(unsent) > server.config.max_sendq_bytes:
+                self._sendq_exceeded(len(unsent))
+                return
+            self._reactor.watch(self.fd, _IN_OUT)
+
+    # -- the reactor's side -----------------------------------------------------------------------
+
+    def readable(self) -> None:
+        try:
+            data = os.read(self.fd, RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._failed(exc)
+            return
+        state = self._state
+        if not data:  # EOF
+            self._finish("Connection closed" if state == _OPEN else None)
+            return
+        if state:
+            return  # closing: what the client still sends is dropped
+        client = self.client
+        if client is None:
+            return
+        server = self._reactor.server
+        server.stats.bytes_in += len(data)
+        lines = self.feed(data)
+        if lines:
+            self.push(client, lines)
+
+    def writable(self) -> None:
+        unsent = self._unsent
+        if unsent is None or self._state == _CLOSED:
+            return
+        try:
+            sent = os.write(self.fd, unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._failed(exc)
+            return
+        del unsent[:sent]
+        if unsent:
+            return
+        self._unsent = None
+        if self._state == _CLOSING:
+            self._half_close()
+        elif self._state == _OPEN:
+            self._reactor.watch(self.fd, _IN)
+
+    def abort(self) -> None:
+        """Close at once, whatever is queued (shutdown, a grace period over)."""
+        self._finish(None)
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def _half_close(self) -> None:
+        """Everything was sent: FIN, then read and drop until the client closes too (or the linger ends)."""
+        self._state = _LINGERING
+        sock = socket.socket(fileno=self.fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.detach()
+            self._finish(None)
+            return
+        sock.detach()
+        self._reactor.watch(self.fd, _IN)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.client is None:  # refused on arrival: nothing of the client's to wait for
+            self._finish(None)
+            return
+        self._timer = self._reactor.loop.call_later(CLOSE_LINGER_S, self.abort)
+
+    def _sendq_exceeded(self, size: int) -> None:
+        """The client does not read: drop it at once, nobody else waits for it."""
+        if self.client is not None:
+            log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip,
+                     self._reactor.server.config.max_sendq_bytes)
+        else:
+            log.info("send queue of an unregistered connection from %s exceeded %d bytes", self.peer_ip, size)
+        self._finish("SendQ exceeded")
+
+    def _failed(self, exc: OSError) -> None:
+        self._finish(None if self._state else f"Connection error: {_describe(exc)}")
+
+    def _finish(self, reason: str | None) -> None:
+        """Close the socket. ``reason`` (the client's connection was lost, not closed by the server) is
+        told to the server on the next loop pass: this may run in the middle of a fanout."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        self.stop()
+        self.outbox = _IDLE
+        self._unsent = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._reactor.forget(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        client = self.client
+        if client is not None:
+            self._reactor.loop.call_soon(_lost, self._reactor.server, client, reason or "Connection closed")
+
+
+def _lost(server: Server, client: Client, reason: str) -> None:
+    server.connection_lost(client, reason)
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    return exc.strerror or type(exc).__name__
+
