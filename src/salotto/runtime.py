@@ -29,7 +29,7 @@ from salotto.transport.flusher import Flusher
 from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
 from salotto.transport.tls import ServerCertificate, TlsHandshakes
-from salotto.transport.web import open_web_listeners, web_urls
+from salotto.transport.web import WebListener, open_web_listeners, web_urls
 
 __all__ = ["run", "serve_forever"]
 
@@ -90,7 +90,7 @@ async def _open_listeners(
 
 def _announce(
     listeners: list[tuple[Listener, str]], config: Config,
-    web_listeners: list[tuple[asyncio.base_events.Server, str]],
+    web_listeners: list[tuple[WebListener, str]],
 ) -> None:
     """Where the server listens and how to connect, on stdout (scripts wait for "listening on")."""
     for listener, kind in listeners:
@@ -286,7 +286,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     listeners: list[tuple[Listener, str]] = []
     reactor: Reactor | None = None
-    web_listeners: list[tuple[asyncio.base_events.Server, str]] = []
+    web_listeners: list[tuple[WebListener, str]] = []
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -307,7 +307,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         listeners = await _open_listeners(server, config, flusher, certificate, reactor)
         # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
-        web_listeners = await open_web_listeners(server, config, flusher, certificate)
+        web_listeners = await open_web_listeners(server, config, flusher, certificate, reactor)
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),
                  "on" if server.history is not None else "off")

@@ -15,9 +15,22 @@ from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.inbound import FakelagGate
 
-__all__ = ["OutboxProtocol"]
+__all__ = ["IDLE", "OutboxProtocol"]
 
 log = logging.getLogger("salotto.transport")
+
+
+class _Idle(list[bytes]):
+    """The outbox of every connection with nothing to send: always empty, so whoever writes asks the
+    connection for a list first (Connection.mark_pending); appending to it is a bug, and says so."""
+
+    __slots__ = ()
+
+    def append(self, item: bytes) -> None:
+        raise RuntimeError("append to an idle connection's outbox: call mark_pending() first")
+
+
+IDLE = _Idle()
 
 
 class OutboxProtocol(asyncio.Protocol):
@@ -43,24 +56,26 @@ class OutboxProtocol(asyncio.Protocol):
             return
         out = self.outbox
         if not out:
-            self._flusher.add(self)  # type: ignore[arg-type]  # subclasses define flush_now
+            out = self.mark_pending()
         # No byte counting here, on the path every recipient of every message takes (the fanout
         # appends to the outbox itself): the list holds references to bytes shared by all
         # recipients, and the send queue is checked once per pass, in flush_now.
         out.append(data)
 
     def mark_pending(self) -> list[bytes]:
-        self._flusher.add(self)  # type: ignore[arg-type]
-        return self.outbox
+        """A list for this pass's output (none is kept while idle: ``outbox`` is IDLE then)."""
+        out = self.outbox = []
+        self._flusher.add(self)  # type: ignore[arg-type]  # subclasses define flush_now
+        return out
 
     def _take_output(self) -> bytes | None:
-        """This pass's output, joined, the outbox emptied in place (the fanout holds the list); None when
+        """This pass's output, joined, the outbox IDLE again; None when
         there is nothing, or the peer is gone (what it did not get is dropped, not kept)."""
         out = self.outbox
         if not out:
             return None
         data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
+        self.outbox = IDLE
         transport = self._transport
         if transport is None or transport.is_closing() or self._closing:
             return None
@@ -73,7 +88,7 @@ class OutboxProtocol(asyncio.Protocol):
 
     def _sendq_exceeded(self) -> None:
         """The client is not reading: drop it at once, nobody else waits for it."""
-        self.outbox.clear()
+        self.outbox = IDLE
         self._closing = True
         self._gate.stop()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle

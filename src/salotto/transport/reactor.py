@@ -29,12 +29,14 @@ import os
 import select
 import socket
 import sys
+from collections.abc import Callable
 
 from salotto.proto.framing import LineSplitter
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.inbound import Fakelag, unmapped
+from salotto.transport.outbound import IDLE as _IDLE
 
 __all__ = ["CLOSE_LINGER_S", "RECV_BYTES", "Reactor", "TcpConnection", "TcpListener"]
 
@@ -63,34 +65,27 @@ _NOT_WRITABLE = ~select.EPOLLOUT & 0xFFFFFFFF
 
 
 
-class _Idle(list[bytes]):
-    """The outbox of every connection with nothing to send: always empty, so whoever writes asks the
-    connection for a list first (Connection.mark_pending); appending to it is a bug, and says so."""
 
-    __slots__ = ()
-
-    def append(self, item: bytes) -> None:
-        raise RuntimeError("append to an idle connection's outbox: call mark_pending() first")
-
-
-_IDLE = _Idle()
-
-# TcpConnection._state
+# _Stream._state
 _OPEN = 0
-_CLOSING = 1  # the server closed it: sending what is queued, then FIN
-_LINGERING = 2  # FIN sent: reading and dropping until the client closes or CLOSE_LINGER_S passes
-_CLOSED = 3
+_CLOSING = 1  # our side closes: sending what is queued, then FIN, then the linger
+_CLOSING_QUIET = 2  # the same without the linger (the peer has ended already, or has nothing to say)
+_LINGERING = 3  # FIN sent: reading and dropping until the peer closes or CLOSE_LINGER_S passes
+_CLOSED = 4
 
 
 class TcpListener:
-    """Listening sockets for one ``listen`` entry (``.sockets`` and ``.close()``, as asyncio's Server)."""
+    """Listening sockets for one ``listen`` entry (``.sockets`` and ``.close()``, as asyncio's Server);
+    ``factory``: the protocol each connection gets (None: an IRC client, :class:`TcpConnection`)."""
 
-    __slots__ = ("_loop", "_reactor", "sockets")
+    __slots__ = ("_loop", "_reactor", "factory", "sockets")
 
-    def __init__(self, reactor: Reactor, sockets: list[socket.socket]) -> None:
+    def __init__(self, reactor: Reactor, sockets: list[socket.socket],
+                 factory: Callable[[], asyncio.Protocol] | None) -> None:
         self._reactor = reactor
         self._loop = reactor.loop
         self.sockets = sockets
+        self.factory = factory
 
     def close(self) -> None:
         for sock in self.sockets:
@@ -112,13 +107,15 @@ class Reactor:
         self._ep = select.epoll()
         # The connection on each descriptor (a list indexed by descriptor, which the kernel hands out
         # lowest first: 8 bytes per connection, where a dict takes some 70).
-        self.conns: list[TcpConnection | None] = []
+        self.conns: list[_Stream | None] = []
         self.listeners: set[TcpListener] = set()
         self._paused = False
         loop.add_reader(self._ep.fileno(), self._poll)
 
-    def listen(self, host: str, port: int, backlog: int) -> TcpListener:
-        """Bind every address ``host`` names (all of them for ``""``), as ``loop.create_server`` does."""
+    def listen(self, host: str, port: int, backlog: int,
+               factory: Callable[[], asyncio.Protocol] | None = None) -> TcpListener:
+        """Bind every address ``host`` names (all of them for ``""``), as ``loop.create_server`` does.
+        Connections are IRC clients, or get a ``factory()`` protocol on a :class:`StreamTransport`."""
         infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         sockets: list[socket.socket] = []
         try:
@@ -136,9 +133,9 @@ class Reactor:
             for sock in sockets:
                 sock.close()
             raise
-        listener = TcpListener(self, sockets)
+        listener = TcpListener(self, sockets, factory)
         for sock in sockets:
-            self.loop.add_reader(sock.fileno(), self._accept, sock)
+            self.loop.add_reader(sock.fileno(), self._accept, sock, factory)
         self.listeners.add(listener)
         return listener
 
@@ -151,7 +148,7 @@ class Reactor:
         self.loop.remove_reader(self._ep.fileno())
         self._ep.close()
 
-    def _accept(self, listening: socket.socket) -> None:
+    def _accept(self, listening: socket.socket, factory: Callable[[], asyncio.Protocol] | None) -> None:
         for _ in range(ACCEPTS_PER_PASS):
             try:
                 sock, address = listening.accept()
@@ -168,13 +165,27 @@ class Reactor:
             # One string per address, shared by its connections (Client.ip and .host hold it).
             ip = sys.intern(unmapped(address[0]))
             fd = sock.detach()
-            conn = TcpConnection(self, fd, ip)
             conns = self.conns
             if fd >= len(conns):
                 conns.extend([None] * max(fd + 1 - len(conns), len(conns)))
-            conns[fd] = conn
-            self._ep.register(fd, _IN)
+            # Served from the next callback on, as asyncio does (connection_made goes through call_soon): the
+            # ends of connections seen in this same pass reach the server first, and free their places
+            # under the per-address and pending limits.
+            if factory is None:
+                conns[fd] = TcpConnection(self, fd, ip)
+            else:
+                conns[fd] = StreamTransport(self, fd, (ip, address[1]), factory())
+            self.loop.call_soon(self._start, fd)
+
+    def _start(self, fd: int) -> None:
+        conn = self.conns[fd]
+        if conn is None:
+            return  # closed meanwhile (the reactor closed)
+        self._ep.register(fd, _IN)
+        if isinstance(conn, TcpConnection):
             conn.client = self.server.accept(conn)
+        elif isinstance(conn, StreamTransport):
+            conn.start()
 
     def _pause_accepting(self, exc: OSError) -> None:
         if self._paused:
@@ -191,7 +202,7 @@ class Reactor:
         for listener in self.listeners:
             for sock in listener.sockets:
                 if sock.fileno() >= 0:
-                    self.loop.add_reader(sock.fileno(), self._accept, sock)
+                    self.loop.add_reader(sock.fileno(), self._accept, sock, listener.factory)
 
     def _poll(self) -> None:
         try:
@@ -209,7 +220,7 @@ class Reactor:
                 if mask & _NOT_WRITABLE and conn.fd >= 0:  # readable, or an error / hang-up a read reports
                     conn.readable()
             except Exception:  # our bug: log it; the other connections go on
-                log.exception("internal error on a connection from %s", conn.peer_ip)
+                log.exception("internal error on a connection (descriptor %d)", fd)
                 conn.abort()
 
     def watch(self, fd: int, mask: int) -> None:
@@ -217,11 +228,138 @@ class Reactor:
 
     def forget(self, fd: int) -> None:
         self.conns[fd] = None
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # (not registered yet: closed before _start)
             self._ep.unregister(fd)
 
 
-class TcpConnection(Fakelag, LineSplitter):
+class _Stream:
+    """A socket on the reactor as a bare descriptor: sending (what the kernel does not take waits, with
+    the socket watched for writing), closing (what is queued, then FIN, then a short linger) and the end."""
+
+    __slots__ = ("_reactor", "_state", "_timer", "_unsent", "fd")
+
+    def __init__(self, reactor: Reactor, fd: int) -> None:
+        self._reactor = reactor
+        self.fd = fd
+        # What the kernel did not take yet (None while it takes everything: no buffer for idle clients).
+        self._unsent: bytearray | None = None
+        self._state = _OPEN
+        self._timer: asyncio.TimerHandle | None = None
+
+    def readable(self) -> None:
+        raise NotImplementedError
+
+    def _send(self, data: bytes) -> int:
+        """Send ``data`` now, or queue it behind what waits; returns the bytes left waiting (-1: the
+        connection failed and is closed)."""
+        unsent = self._unsent
+        if unsent is not None:  # the kernel's buffer is full: queue behind what waits
+            unsent += data
+            return len(unsent)
+        try:
+            sent = os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._failed(exc)
+            return -1
+        if sent == len(data):
+            return 0
+        self._unsent = unsent = bytearray(memoryview(data)[sent:])
+        self._reactor.watch(self.fd, _IN_OUT)
+        return len(unsent)
+
+    def writable(self) -> None:
+        unsent = self._unsent
+        if unsent is None or self._state == _CLOSED:
+            return
+        try:
+            sent = os.write(self.fd, unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._failed(exc)
+            return
+        del unsent[:sent]
+        if unsent:
+            return
+        self._unsent = None
+        if self._state == _CLOSING or self._state == _CLOSING_QUIET:
+            self._half_close()
+        elif self._state == _OPEN:
+            self._reactor.watch(self.fd, _IN)
+
+    def abort(self) -> None:
+        """Close at once, whatever is queued (shutdown, a grace period over)."""
+        self._finish(None)
+
+    def _begin_close(self, linger: bool) -> None:
+        """Send what is queued, then FIN; ``linger``: then read and drop what the peer still sends, for at
+        most CLOSE_LINGER_S, before closing (CLOSE_GRACE_S in all)."""
+        self._state = _CLOSING if linger else _CLOSING_QUIET
+        self._timer = self._reactor.loop.call_later(CLOSE_GRACE_S, self.abort)
+        if self._unsent is None:
+            self._half_close()
+        # else writable() half-closes once the kernel has taken the rest
+
+    def _half_close(self) -> None:
+        """Everything was sent: FIN, then read and drop until the peer closes too (or the linger ends)."""
+        lingering = self._state == _CLOSING
+        self._state = _LINGERING
+        sock = socket.socket(fileno=self.fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.detach()
+            self._finish(None)
+            return
+        sock.detach()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not lingering:
+            self._finish(None)
+            return
+        self._reactor.watch(self.fd, _IN)
+        self._timer = self._reactor.loop.call_later(CLOSE_LINGER_S, self.abort)
+
+    def _read(self) -> bytes | None:
+        """What the peer sent; b"" at its end (EOF); None: nothing to take now, or the connection failed
+        (and is closed). After the server's side began closing, the peer's EOF ends the linger."""
+        try:
+            data = os.read(self.fd, RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            self._failed(exc)
+            return None
+        if not data and self._state:
+            self._finish(None)
+            return None
+        return data
+
+    def _failed(self, exc: OSError) -> None:
+        self._finish(None if self._state else f"Connection error: {_describe(exc)}", exc)
+
+    def _finish(self, reason: str | None, exc: OSError | None = None) -> None:
+        """Close the socket; ``reason``: the peer's side ended it (None: ours did), on error ``exc``."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        self._unsent = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._reactor.forget(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        self._ended(reason, exc)
+
+    def _ended(self, reason: str | None, exc: OSError | None) -> None:
+        raise NotImplementedError
+
+
+class TcpConnection(_Stream, Fakelag, LineSplitter):
     """One client over plain TCP (:class:`~salotto.server.client.Connection`).
 
     It is its own fakelag gate and its own line reader, and holds the socket as a bare descriptor: one
@@ -229,15 +367,14 @@ class TcpConnection(Fakelag, LineSplitter):
     """
 
     __slots__ = (
-        "_buffer", "_discarding", "_drain_handle", "_held", "_loop", "_reactor", "_server", "_state", "_tat",
-        "_timer", "_unsent", "client", "fd", "outbox", "peer_ip", "stopped",
+        "_buffer", "_discarding", "_drain_handle", "_held", "_loop", "_server", "_tat", "client", "outbox",
+        "peer_ip", "stopped",
     )  # fmt: skip
     transport_name = "tcp"
 
     def __init__(self, reactor: Reactor, fd: int, peer_ip: str) -> None:
+        super().__init__(reactor, fd)
         self._start_gate(reactor.server, reactor.loop)
-        self._reactor = reactor
-        self.fd = fd
         self.peer_ip = peer_ip
         self.client: Client | None = None
         self._buffer = b""
@@ -245,10 +382,6 @@ class TcpConnection(Fakelag, LineSplitter):
         # This loop pass's output (the fanout appends to it directly), sent in one write by flush_now;
         # while there is none, the shared empty _IDLE (an idle connection holds no list).
         self.outbox: list[bytes] = _IDLE
-        # What the kernel did not take yet (None while it takes everything: no buffer for idle clients).
-        self._unsent: bytearray | None = None
-        self._state = _OPEN
-        self._timer: asyncio.TimerHandle | None = None
 
     # The line reader's limits, from the config (a REHASH applies to every connection).
     @property
@@ -281,22 +414,18 @@ class TcpConnection(Fakelag, LineSplitter):
         """Send what is queued, then close (the server's side: ERROR was written before)."""
         if self._state:
             return
-        self._reactor.server.commit_pending()
+        self._server.commit_pending()
         self.flush_now()
         if self._state:  # the flush found the connection gone
             return
-        self._state = _CLOSING
         self.stop()
-        loop = self._reactor.loop
-        self._timer = loop.call_later(CLOSE_GRACE_S, self.abort)
-        if self._unsent is None:
-            self._half_close()
-        # else writable() half-closes once the kernel has taken the rest
+        # A client refused on arrival has nothing to wait for; a client's last lines may still come.
+        self._begin_close(linger=self.client is not None)
 
     # -- the Flusher's side -----------------------------------------------------------------------
 
     def flush_now(self) -> None:
-        """Send what this loop pass wrote, in one send()."""
+        """Send what this loop pass wrote, in one write."""
         out = self.outbox
         if not out:
             return
@@ -304,128 +433,105 @@ class TcpConnection(Fakelag, LineSplitter):
         self.outbox = _IDLE
         if self._state:
             return  # closed or closing: what it did not get is dropped
-        server = self._reactor.server
+        server = self._server
         server.stats.bytes_out += len(data)
-        unsent = self._unsent
-        if unsent is not None:  # the kernel's buffer is full: queue behind what waits
-            unsent += data
-            if len(unsent) > server.config.max_sendq_bytes:
-                self._sendq_exceeded(len(unsent))
-            return
-        try:
-            sent = os.write(self.fd, data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self._failed(exc)
-            return
-        if sent < len(data):
-            self._unsent = unsent = bytearray(memoryview(data)[sent:])
-            if len(unsent) > server.config.max_sendq_bytes:
-                self._sendq_exceeded(len(unsent))
-                return
-            self._reactor.watch(self.fd, _IN_OUT)
+        waiting = self._send(data)
+        if waiting > server.config.max_sendq_bytes:
+            self._sendq_exceeded(waiting)
 
     # -- the reactor's side -----------------------------------------------------------------------
 
     def readable(self) -> None:
-        try:
-            data = os.read(self.fd, RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        data = self._read()
+        if data is None or self._state:
+            return  # nothing, over, or closing (what the client still sends is dropped)
+        if not data:  # the client's EOF: send what this pass wrote and is queued, then close
+            self.flush_now()
+            if not self._state:
+                self.stop()
+                self._begin_close(linger=False)  # the server hears of it when the socket is closed
             return
-        except OSError as exc:
-            self._failed(exc)
-            return
-        state = self._state
-        if not data:  # EOF
-            self._finish("Connection closed" if state == _OPEN else None)
-            return
-        if state:
-            return  # closing: what the client still sends is dropped
         client = self.client
         if client is None:
             return
-        server = self._reactor.server
-        server.stats.bytes_in += len(data)
+        self._server.stats.bytes_in += len(data)
         lines = self.feed(data)
         if lines:
             self.push(client, lines)
 
-    def writable(self) -> None:
-        unsent = self._unsent
-        if unsent is None or self._state == _CLOSED:
-            return
-        try:
-            sent = os.write(self.fd, unsent)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._failed(exc)
-            return
-        del unsent[:sent]
-        if unsent:
-            return
-        self._unsent = None
-        if self._state == _CLOSING:
-            self._half_close()
-        elif self._state == _OPEN:
-            self._reactor.watch(self.fd, _IN)
-
-    def abort(self) -> None:
-        """Close at once, whatever is queued (shutdown, a grace period over)."""
-        self._finish(None)
-
     # -- ending -----------------------------------------------------------------------------------
-
-    def _half_close(self) -> None:
-        """Everything was sent: FIN, then read and drop until the client closes too (or the linger ends)."""
-        self._state = _LINGERING
-        sock = socket.socket(fileno=self.fd)
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            sock.detach()
-            self._finish(None)
-            return
-        sock.detach()
-        self._reactor.watch(self.fd, _IN)
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.client is None:  # refused on arrival: nothing of the client's to wait for
-            self._finish(None)
-            return
-        self._timer = self._reactor.loop.call_later(CLOSE_LINGER_S, self.abort)
 
     def _sendq_exceeded(self, size: int) -> None:
         """The client does not read: drop it at once, nobody else waits for it."""
         if self.client is not None:
             log.info("send queue of %s (%s) exceeded %d bytes", self.client.nick, self.peer_ip,
-                     self._reactor.server.config.max_sendq_bytes)
+                     self._server.config.max_sendq_bytes)
         else:
             log.info("send queue of an unregistered connection from %s exceeded %d bytes", self.peer_ip, size)
         self._finish("SendQ exceeded")
 
-    def _failed(self, exc: OSError) -> None:
-        self._finish(None if self._state else f"Connection error: {_describe(exc)}")
-
-    def _finish(self, reason: str | None) -> None:
-        """Close the socket. ``reason`` (the client's connection was lost, not closed by the server) is
-        told to the server on the next loop pass: this may run in the middle of a fanout."""
-        if self._state == _CLOSED:
-            return
-        self._state = _CLOSED
+    def _ended(self, reason: str | None, exc: OSError | None) -> None:
+        """The server hears of it on the next loop pass (this may run in the middle of a fanout); it
+        ignores the end of a connection it closed itself."""
         self.stop()
         self.outbox = _IDLE
-        self._unsent = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._reactor.forget(self.fd)
-        os.close(self.fd)
-        self.fd = -1
         client = self.client
         if client is not None:
-            self._reactor.loop.call_soon(_lost, self._reactor.server, client, reason or "Connection closed")
+            self._reactor.loop.call_soon(_lost, self._server, client, reason or "Connection closed")
+
+
+class StreamTransport(_Stream):
+    """A connection on the reactor as the asyncio transport an :class:`asyncio.Protocol` expects (the
+    plain web port's HTTP and WebSocket connections): write, close, abort, is_closing,
+    get_write_buffer_size, get_extra_info. The protocol enforces its own send queue limit."""
+
+    __slots__ = ("_peer", "_protocol")
+
+    def __init__(self, reactor: Reactor, fd: int, peer: tuple[str, int], protocol: asyncio.Protocol) -> None:
+        super().__init__(reactor, fd)
+        self._peer = peer
+        self._protocol = protocol
+
+    def start(self) -> None:
+        self._protocol.connection_made(self)  # type: ignore[arg-type]  # the transport's API, duck-typed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._peer if name == "peername" else default  # TCP_NODELAY is set already
+
+    def write(self, data: bytes) -> None:
+        if not self._state and data:
+            self._send(data)
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._unsent) if self._unsent is not None else 0
+
+    def is_closing(self) -> bool:
+        return self._state != _OPEN
+
+    def close(self) -> None:
+        if not self._state:
+            self._begin_close(linger=True)
+
+    def readable(self) -> None:
+        data = self._read()
+        if data is None or self._state:
+            return
+        if data:
+            self._protocol.data_received(data)
+            return
+        # EOF: the protocol hears of it; what is queued is sent, then the connection closes, without a
+        # linger (it waits for the peer's EOF, which came).
+        self._protocol.eof_received()
+        state = self._state
+        if state == _OPEN:
+            self._begin_close(linger=False)
+        elif state == _CLOSING:  # the protocol closed it meanwhile
+            self._state = _CLOSING_QUIET
+        elif state == _LINGERING:
+            self._finish(None)
+
+    def _ended(self, reason: str | None, exc: OSError | None) -> None:
+        self._reactor.loop.call_soon(self._protocol.connection_lost, exc)
 
 
 def _lost(server: Server, client: Client, reason: str) -> None:

@@ -20,7 +20,7 @@ from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted
 from salotto.transport.inbound import FakelagGate, prepare_socket
-from salotto.transport.outbound import OutboxProtocol
+from salotto.transport.outbound import IDLE, OutboxProtocol
 from salotto.transport.proxy_protocol import ProxyHeaderError, ProxyHeaderParser
 
 __all__ = ["CLOSE_GRACE_S", "LISTEN_BACKLOG", "PROXY_HEADER_TIMEOUT_S", "IrcStreamProtocol", "ProxiedStreamProtocol"]
@@ -55,7 +55,7 @@ class IrcStreamProtocol(OutboxProtocol):
         # Read once per connection: write() is on the fanout path. A REHASH applies to new connections.
         self._max_sendq = config.max_sendq_bytes
         self._gate = FakelagGate(server, self._loop)
-        self.outbox: list[bytes] = []
+        self.outbox: list[bytes] = IDLE  # a list only while this pass has output (mark_pending)
         self._closing = False
         self._lost_reason: str | None = None
 

@@ -26,11 +26,15 @@ from salotto.config import Config, bad_value, parse_host_port
 from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
 from salotto.transport.flusher import Flusher
+from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG
 from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.websocket import make_factory
 
-__all__ = ["CONTENT_SECURITY_POLICY", "WebService", "open_web_listeners", "render_metrics", "web_urls"]
+__all__ = ["CONTENT_SECURITY_POLICY", "WebListener", "WebService", "open_web_listeners", "render_metrics", "web_urls"]
+
+# A web listener: the reactor's (plain HTTP) or asyncio's (HTTPS).
+WebListener = asyncio.base_events.Server | TcpListener
 
 # Pending connections the kernel queues per web listener (as for IRC: a reconnect storm after a
 # restart is every browser at once).
@@ -240,13 +244,16 @@ def render_metrics(server: Server) -> str:
 
 
 async def open_web_listeners(
-    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None = None
-) -> list[tuple[asyncio.base_events.Server, str]]:
+    server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None = None,
+    reactor: Reactor | None = None,
+) -> list[tuple[WebListener, str]]:
     """Bind every ``web_listen`` (HTTP) and ``web_tls_listen`` (HTTPS, with ``certificate``) address, as
     (listener, scheme) pairs; if one fails, close those already open and raise ConfigError.
 
     Pass the IRC listeners' ``flusher`` so that one history commit per loop pass covers both. Both kinds
-    share one protocol factory: the limits on pending web connections count them together.
+    share one protocol factory: the limits on pending web connections count them together. With a
+    ``reactor`` (salotto.transport.reactor), the plain HTTP listeners are its: less memory per
+    connection than asyncio's transports; HTTPS stays on asyncio's TLS.
     """
     plans = [(item, "web_listen") for item in config.web_listen]
     if certificate is not None:
@@ -259,13 +266,17 @@ async def open_web_listeners(
     if certificate is not None:
         # Plain TCP too: each connection is counted before its handshake (salotto.transport.tls).
         factories["web_tls_listen"] = TlsHandshakes(server, certificate, "https").factory(factory)
-    opened: list[tuple[asyncio.base_events.Server, str]] = []
+    opened: list[tuple[WebListener, str]] = []
     for item, key in plans:
         origin = config.origin(key)
         host, port = parse_host_port(item, key, origin)
+        listener: WebListener
         try:
-            listener = await loop.create_server(
-                factories[key], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
+            if key == "web_listen" and reactor is not None:
+                listener = reactor.listen(host, port, LISTEN_BACKLOG, factory)
+            else:
+                listener = await loop.create_server(
+                    factories[key], host, port, backlog=LISTEN_BACKLOG, reuse_address=True)
         except OSError as exc:
             for other, _ in opened:
                 other.close()
@@ -274,7 +285,7 @@ async def open_web_listeners(
     return opened
 
 
-def web_urls(listeners: Iterable[tuple[asyncio.base_events.Server, str]]) -> list[str]:
+def web_urls(listeners: Iterable[tuple[WebListener, str]]) -> list[str]:
     """The address to open in a browser for each web listener (127.0.0.1 for a wildcard one)."""
     urls = []
     for listener, scheme in listeners:

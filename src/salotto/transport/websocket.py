@@ -35,9 +35,11 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from websockets.exceptions import PayloadTooBig
+from websockets.extensions import Extension
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import SEND_EOF, State
+from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
@@ -49,7 +51,7 @@ from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
 from salotto.transport.inbound import FakelagGate, prepare_socket
-from salotto.transport.outbound import OutboxProtocol
+from salotto.transport.outbound import IDLE, OutboxProtocol
 
 __all__ = [
     "SUBPROTOCOL_BINARY",
@@ -172,9 +174,18 @@ def _busy_response(refusal: str) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
+# The extensions of every connection that negotiated none (none is offered): read, never changed, by the
+# library's frame parser once the handshake is over.
+_NO_EXTENSIONS: list[Extension] = []
+
+
 class WebSocketIrcProtocol(OutboxProtocol):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
+    __slots__ = (
+        "_forwarded", "_fragments", "_head_tail", "_http", "_loop", "_message_is_text", "_opcode", "_pending",
+        "_proxied", "_reader", "_socket_ip", "_timer", "_ws",
+    )  # fmt: skip  # the rest are OutboxProtocol's
     transport_name = "websocket"
 
     def __init__(self, server: Server, http: HttpResponder, flusher: Flusher,
@@ -200,11 +211,14 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self._gate = FakelagGate(server, self._loop)
         self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
         self._opcode = OP_TEXT
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | None = None  # the frames of a fragmented message, as they come
         self._message_is_text = True  # the opcode of the message whose frames are arriving
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self.outbox: list[bytes] = []
+        # The last bytes of the HTTP request's head seen so far, until its end (a blank line) is found:
+        # see data_received. None from then on.
+        self._head_tail: bytes | None = b""
+        self.outbox: list[bytes] = IDLE  # a list only while this pass has output (mark_pending)
         self._closing = False
         self._lost_reason: str | None = None
 
@@ -234,6 +248,23 @@ class WebSocketIrcProtocol(OutboxProtocol):
             return  # refused at once (or closed): what it sends is not read
         if self.client is not None:
             self.server.stats.bytes_in += len(data)
+        seen = self._head_tail
+        if seen is not None:
+            # The request's head goes to the parser on its own, so that when the handshake is over
+            # (_on_request) nothing of the first frame has been parsed yet: see _on_request.
+            end = (seen + data).find(b"\r\n\r\n")
+            if end < 0:
+                self._head_tail = (seen + data)[-3:]
+            else:
+                self._head_tail = None
+                cut = end + 4 - len(seen)
+                self._receive(data[:cut])
+                data = data[cut:]
+                if not data or (self._closing and self.client is None):
+                    return
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
         ws = self._ws
         ws.receive_data(data)
         for event in ws.events_received():
@@ -295,6 +326,17 @@ class WebSocketIrcProtocol(OutboxProtocol):
             self._timer = None
         if ws.subprotocol == SUBPROTOCOL_BINARY:
             self._opcode = OP_BINARY
+        # The library's server parser keeps the handshake's request (every header, some 3 KiB) alive in
+        # its generator for as long as the connection lasts. It has parsed the request and nothing
+        # after it (data_received fed the head alone), so a frame parser of its own, which the server
+        # parser would go on to anyway, takes over at a frame boundary and the request is let go.
+        ws.parser = WsProtocol.parse(ws)
+        next(ws.parser)
+        # What else only the handshake needed, some 200 bytes a connection.
+        if not ws.extensions:
+            ws.extensions = _NO_EXTENSIONS
+        ws.available_extensions = ws.available_subprotocols = None
+        ws.select_subprotocol = None  # type: ignore[assignment]
         self._send_pending()  # the 101 goes out before any IRC line
         self._done_pending()  # an IRC client now: counted with the others
         self.client = self.server.accept(self)
@@ -306,14 +348,17 @@ class WebSocketIrcProtocol(OutboxProtocol):
         if opcode is OP_TEXT or opcode is OP_BINARY or opcode is OP_CONT:
             if opcode is not OP_CONT:
                 self._message_is_text = opcode is OP_TEXT
+            fragments = self._fragments
             if not frame.fin:
-                self._fragments.append(bytes(frame.data))  # the library bounds the total size
+                if fragments is None:
+                    fragments = self._fragments = []
+                fragments.append(bytes(frame.data))  # the library bounds the total size
                 return
             payload = bytes(frame.data)
-            if self._fragments:
-                self._fragments.append(payload)
-                payload = b"".join(self._fragments)
-                self._fragments.clear()
+            if fragments:
+                fragments.append(payload)
+                payload = b"".join(fragments)
+                self._fragments = None
             if self._message_is_text and not payload.isascii() and not _is_utf8(payload):
                 self._fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
                 return
