@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
 from salotto.proto.modes import BOT_MODE
@@ -24,7 +25,7 @@ from salotto.proto.numerics import (
     RPL_NOWAWAY,
     RPL_UNAWAY,
 )
-from salotto.server.accounts import is_service
+from salotto.server.accounts import SERVICES_CF
 from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
@@ -123,10 +124,10 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             stored_tags: Mapping[str, str] = _valid_tags(client_tags) if client_tags else NO_TAGS
         else:
             stored_text, stored_tags = stored_form(lines, client_tags)
+    relayed_text = None if is_tagmsg else text
     for target in targets:
         if not target:
             continue
-        body = [target] if is_tagmsg else [target, text]
         if target[0] in CHANTYPES:
             channel = server.find_channel(target)
             if channel is None:
@@ -137,11 +138,10 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                 if not quiet:
                     ctx.reply(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            body[0] = channel.name
             msgid = server.new_msgid()
             if lines is None:
-                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags, bot=bot)
+                out = Outgoing.text(source, command, channel.name, relayed_text, wall=wall, msgid=msgid,
+                                    account=client.account, client_tags=client_tags, bot=bot)
             else:
                 out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags, bot)
             if is_tagmsg:
@@ -152,22 +152,22 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
                                               command, stored_text, stored_tags))
         else:
-            if is_service(target):
+            target_cf = casefold(target)  # once: the services' names and the nick registry both take it
+            if target_cf in SERVICES_CF:
                 if lines is not None:
                     ctx.fail("BATCH", "MULTILINE_INVALID", description="Services take one line at a time")
                 elif command == "PRIVMSG":
                     service_message(ctx, target, text)
                 continue
-            recipient = server.find_user(target)
-            if recipient is None:
+            recipient = server.nick_registry.holder(target_cf)  # server.find_user, without a second casefold
+            if recipient is None or not recipient.registered:
                 if not quiet:
                     ctx.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
-            body[0] = recipient.nick
             msgid = server.new_msgid()
             if lines is None:
-                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags, bot=bot)
+                out = Outgoing.text(source, command, recipient.nick, relayed_text, wall=wall, msgid=msgid,
+                                    account=client.account, client_tags=client_tags, bot=bot)
             else:
                 out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
@@ -216,6 +216,10 @@ def _valid_tags(tags: dict[str, str]) -> dict[str, str]:
 def _fit(text: str, source: str, command: str, target: str, max_line_bytes: int) -> str:
     """``text`` cut so that the relayed line, with the sender's prefix added, still fits the line limit
     (clients drop longer lines); cut on a character boundary."""
+    # Nearly every message is ASCII and fits: then characters are bytes, and nothing needs encoding.
+    if text.isascii() and source.isascii() and target.isascii():
+        if len(source) + len(command) + len(target) + len(text) + 7 <= max_line_bytes:
+            return text
     room = max_line_bytes - len(encode_wire(f":{source} {command} {target} :\r\n"))
     data = encode_wire(text)
     if len(data) <= room:
