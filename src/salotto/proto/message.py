@@ -133,7 +133,7 @@ def parse(line: str) -> Message:
         MalformedMessage: the line holds no command, or a CR, LF or NUL.
     """
     # Every line a client sends comes through here: the common one (no tags, no source, no runs of spaces)
-    # takes no copy of the line but its split.
+    # takes a partition and a split, and no other copy of the line.
     if "\r" in line or "\n" in line or "\x00" in line:  # _has_line_breaker, inlined
         raise MalformedMessage("CR, LF or NUL inside a line")
     tags: dict[str, str] | None = None
@@ -158,20 +158,25 @@ def parse(line: str) -> Message:
         rest = rest[end:].lstrip(" ")
         if rest[:1] == ":":
             raise MalformedMessage("trailing parameter without a command")
-    colon = rest.find(" :")
-    if colon >= 0:
-        params = rest[:colon].split(" ")
-    else:
-        params = rest.split(" ")
+    middle, colon, trailing = rest.partition(" :")
+    params = middle.split(" ")
     if "" in params:
         params = [word for word in params if word]
         if not params:
             raise MalformedMessage("no command")
     command = params[0].upper()
     del params[0]
-    if colon >= 0:
-        params.append(rest[colon + 2 :])
-    return Message(command, params, source, tags)
+    if colon:
+        params.append(trailing)
+    message = _new_message(Message)  # Message(...) without its defaults: the parts are all here
+    message.command = command
+    message.params = params
+    message.source = source
+    message.tags = tags if tags is not None else {}
+    return message
+
+
+_new_message = object.__new__
 
 
 def format_tags(tags: Mapping[str, str]) -> str:

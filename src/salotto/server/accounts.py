@@ -162,6 +162,11 @@ class Accounts:
         account = self._accounts.get(casefold(nick))
         return account is not None and account.verified
 
+    def is_registered_cf(self, nick_cf: str) -> bool:
+        """:meth:`is_registered` of a nick already casefolded."""
+        account = self._accounts.get(nick_cf)
+        return account is not None and account.verified
+
     def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
         """Run ``fn`` on the store's writer; ``callback`` gets its outcome on the loop thread. ``fn`` must
         only use the store it is given. Errors: the backend's own (AlreadyExists...) as they are, any other

@@ -61,7 +61,6 @@ class Outgoing:
         command: str,
         target: str,
         text: str | None,
-        *,
         wall: float,
         msgid: str | None,
         account: str | None,
@@ -125,6 +124,9 @@ class Outgoing:
         return sent
 
     def _variant_built(self, flags: int) -> bytes:
+        if not flags:  # no tags at all (most clients): _build's answer without its checks
+            data = self._variants[0] = self._base.encode("utf-8", "surrogateescape")
+            return data
         if flags & TAG_MULTILINE:  # the same bytes as without: one line is one line
             data = self._variants[flags] = self.variant(flags & ~TAG_MULTILINE)
             return data
