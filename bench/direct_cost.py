@@ -98,6 +98,7 @@ def direct(pairs: int, messages: int, *, history: bool, pass_ms: float) -> float
                   if i % 2 == 0 else
                   (clients[2 * p + 1], f"PRIVMSG p{2 * p} :{i} {1_700_000_000_000_000_000 + i}".encode())
                   for p in range(pairs)] for i in range(messages)]
+        delivered = server.stats.deliveries_out
         started = time.perf_counter()
         for one_pass in sides:
             for client, line in one_pass:
@@ -106,6 +107,7 @@ def direct(pairs: int, messages: int, *, history: bool, pass_ms: float) -> float
         if store is not None:
             store.store()
         seconds = time.perf_counter() - started
+        assert server.stats.deliveries_out - delivered == pairs * messages, "a private message was not delivered"
         if store is not None:
             assert store.written == pairs * messages, store.written
             store.close()
