@@ -659,6 +659,7 @@ def test_departed_guests_are_remembered_as_long_as_whowas_remembers_nicks(tmp_pa
         _say(h, guest, f"PRIVMSG alice :from guest {i}")
         guest.send("QUIT")
     assert len(h.server.parties) == 3  # alice, connected, and the last two who left
+    assert list(h.server.parties.known) == [alice.client]  # the departed guests' connections are not held
     alice.lines()
     alice.send("CHATHISTORY LATEST guest4 * 10")
     assert [text for _, _, text in _texts(alice)] == ["from guest 4"]

@@ -132,45 +132,51 @@ def parse(line: str) -> Message:
     Raises:
         MalformedMessage: the line holds no command, or a CR, LF or NUL.
     """
-    if _has_line_breaker(line):
+    # Every line a client sends comes through here: the common one (no tags, no source, no runs of spaces)
+    # takes a partition and a split, and no other copy of the line.
+    if "\r" in line or "\n" in line or "\x00" in line:  # _has_line_breaker, inlined
         raise MalformedMessage("CR, LF or NUL inside a line")
-    tags: dict[str, str] = {}
+    tags: dict[str, str] | None = None
     source: str | None = None
-    pos = 0
-    n = len(line)
-    if line.startswith("@"):
+    rest = line
+    first = line[:1]
+    if first == "@":
         end = line.find(" ")
         if end < 0:
             raise MalformedMessage("tags without a command")
         tags = _parse_tags(line[1:end])
-        pos = end
-    while pos < n and line[pos] == " ":
-        pos += 1
-    if pos < n and line[pos] == ":":
-        end = line.find(" ", pos)
+        rest = line[end:].lstrip(" ")
+        first = rest[:1]
+    elif first == " ":
+        rest = line.lstrip(" ")
+        first = rest[:1]
+    if first == ":":
+        end = rest.find(" ")
         if end < 0:
             raise MalformedMessage("source without a command")
-        source = line[pos + 1 : end]
-        pos = end
-        while pos < n and line[pos] == " ":
-            pos += 1
-    if pos < n and line[pos] == ":":
-        raise MalformedMessage("trailing parameter without a command")
-    trailing: str | None = None
-    colon = line.find(" :", pos)
-    if colon >= 0:
-        trailing = line[colon + 2 :]
-        middle = line[pos:colon]
-    else:
-        middle = line[pos:]
-    words = [word for word in middle.split(" ") if word]
-    if not words:
-        raise MalformedMessage("no command")
-    command = words[0].upper()
-    params = words[1:]
-    if trailing is not None:
+        source = rest[1:end]
+        rest = rest[end:].lstrip(" ")
+        if rest[:1] == ":":
+            raise MalformedMessage("trailing parameter without a command")
+    middle, colon, trailing = rest.partition(" :")
+    params = middle.split(" ")
+    if "" in params:
+        params = [word for word in params if word]
+        if not params:
+            raise MalformedMessage("no command")
+    command = params[0].upper()
+    del params[0]
+    if colon:
         params.append(trailing)
-    return Message(command, params, source, tags)
+    message = _new_message(Message)  # Message(...) without its defaults: the parts are all here
+    message.command = command
+    message.params = params
+    message.source = source
+    message.tags = tags if tags is not None else {}
+    return message
+
+
+_new_message = object.__new__
 
 
 def format_tags(tags: Mapping[str, str]) -> str:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SERVICES",
+    "SERVICES_CF",
     "Accounts",
     "Writer",
     "channel_state",
@@ -69,7 +70,7 @@ T = TypeVar("T")
 
 # The services' pseudo-users: their nicks can't be taken, and messages to them are commands.
 SERVICES = ("NickServ", "ChanServ")
-_SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
+SERVICES_CF = frozenset(casefold(name) for name in SERVICES)
 
 
 # The login throttle's bucket for every name that is no account's (not a valid nick, so no account's).
@@ -147,7 +148,7 @@ class Accounts:
                    read_markers=storage.list_read_markers(), always_on_users=storage.list_always_on_users())
 
     def get(self, name: str) -> StoredAccount | None:
-        if not name or casefold(name) in _SERVICES_CF or valid_utf8(name) is not name:
+        if not name or casefold(name) in SERVICES_CF or valid_utf8(name) is not name:
             return None  # (bytes that were not UTF-8 name no account, and the database takes only text)
         return self._accounts.get(casefold(name))
 
@@ -159,6 +160,11 @@ class Accounts:
     def is_registered(self, nick: str) -> bool:
         """Whether ``nick`` is a verified account's name (an unverified one protects nothing yet)."""
         account = self._accounts.get(casefold(nick))
+        return account is not None and account.verified
+
+    def is_registered_cf(self, nick_cf: str) -> bool:
+        """:meth:`is_registered` of a nick already casefolded."""
+        account = self._accounts.get(nick_cf)
         return account is not None and account.verified
 
     def write(self, fn: Callable[[Storage], T], callback: Callable[[Outcome[T]], None]) -> None:
@@ -456,7 +462,7 @@ def _dummy_hash() -> str:
 
 
 def is_service(nick: str) -> bool:
-    return casefold(nick) in _SERVICES_CF
+    return casefold(nick) in SERVICES_CF
 
 
 def status_for(level: str | None) -> str:

@@ -54,6 +54,33 @@ class Outgoing:
         self._bot = bot  # the source is a bot (user mode +B): the "bot" tag, with message-tags
         self._variants: dict[int, bytes] = {}
 
+    @classmethod
+    def text(
+        cls,
+        source: str,
+        command: str,
+        target: str,
+        text: str | None,
+        wall: float,
+        msgid: str | None,
+        account: str | None,
+        client_tags: Mapping[str, str] | None,
+        bot: bool,
+    ) -> Outgoing:
+        """A PRIVMSG or NOTICE with ``text`` (a TAGMSG with None) to ``target``, a nick or channel name as
+        the server holds it, from ``source``, a client's prefix: parts already known to make a valid line
+        (a parsed parameter never holds CR, LF or NUL), so built without :func:`format_line`'s checks."""
+        out = cls.__new__(cls)
+        out._base = (f":{source} {command} {target}\r\n" if text is None
+                     else f":{source} {command} {target} :{text}\r\n")
+        out._wall = wall
+        out.msgid = msgid
+        out._account = account
+        out._client_tags = client_tags
+        out._bot = bot
+        out._variants = {}
+        return out
+
     def variant(self, flags: int) -> bytes:
         """The bytes for a recipient whose ``tag_flags`` are ``flags``."""
         return self._variants.get(flags) or self._variant_built(flags)
@@ -98,6 +125,9 @@ class Outgoing:
         return sent
 
     def _variant_built(self, flags: int) -> bytes:
+        if not flags:  # no tags at all (most clients): _build's answer without its checks
+            data = self._variants[0] = self._base.encode("utf-8", "surrogateescape")
+            return data
         if flags & TAG_MULTILINE:  # the same bytes as without: one line is one line
             data = self._variants[flags] = self.variant(flags & ~TAG_MULTILINE)
             return data

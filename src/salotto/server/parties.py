@@ -31,7 +31,7 @@ GUEST_MARK = "~"
 class Parties:
     """Guest tokens and the nicks they go by (accounts need nothing: an account name is its own name)."""
 
-    __slots__ = ("_departed", "_nicks", "_prefix", "max_departed")
+    __slots__ = ("_departed", "_nicks", "_prefix", "known", "max_departed")
 
     def __init__(self, prefix: str, max_departed: int) -> None:
         self._prefix = GUEST_MARK + prefix
@@ -40,6 +40,9 @@ class Parties:
         self._nicks: dict[str, str] = {}
         # Casefolded nick a connection left with -> its token, oldest first (at most max_departed).
         self._departed: OrderedDict[str, str] = OrderedDict()
+        # Connected clients whose token is noted -> that token: what every later private message of theirs
+        # that is stored looks up (one dict lookup instead of building the token again).
+        self.known: dict[Client, str] = {}
 
     def token(self, client: Client) -> str:
         """The identity of a connection that is not logged in."""
@@ -49,6 +52,7 @@ class Parties:
         """A private message of ``client`` (as ``token``) is being stored: its nick may be asked for later."""
         if token not in self._nicks:
             self._nicks[token] = client.nick
+        self.known[client] = token
 
     def renamed(self, client: Client) -> None:
         """``client`` (not logged in) changed nick: its token goes by the new one."""
@@ -59,6 +63,7 @@ class Parties:
     def left(self, client: Client) -> None:
         """``client`` disconnected: its nick leads to its token until the nick is reused or forgotten."""
         token = self.token(client)
+        self.known.pop(client, None)
         if token not in self._nicks:
             return
         if self.max_departed <= 0:

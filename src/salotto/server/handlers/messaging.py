@@ -5,9 +5,11 @@ https://modern.ircdocs.horse/#privmsg-message, https://ircv3.net/specs/extension
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
+from salotto.proto.casemap import casefold
 from salotto.proto.framing import encode_wire, valid_utf8
 from salotto.proto.message import format_tags
 from salotto.proto.modes import BOT_MODE
@@ -24,11 +26,11 @@ from salotto.proto.numerics import (
     RPL_NOWAWAY,
     RPL_UNAWAY,
 )
-from salotto.server.accounts import is_service
+from salotto.server.accounts import SERVICES_CF
 from salotto.server.client import Client
 from salotto.server.context import Context
 from salotto.server.fanout import Outgoing
-from salotto.server.handlers.history import history_identity
+from salotto.server.handlers.history import private_parties
 from salotto.server.handlers.services import service_message
 from salotto.server.multiline import Line, MultilineOutgoing, OpenBatch, stored_form
 from salotto.storage.base import NO_TAGS, HistoryMessage, conversation_key
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 # IRCv3 message-tags: a client's tag data may take at most 4094 bytes. The transports refuse a longer tag
 # section (max_tags_bytes); this holds the relayed client-only tags to it where an operator raised that.
 MAX_CLIENT_TAG_BYTES = 4094
+
+# HistoryMessage(*fields) without the named tuple's Python-level __new__ (a third of its cost), for every
+# private message stored: every field must be given, in order.
+_new_history = cast(Callable[[tuple[object, ...]], HistoryMessage], partial(tuple.__new__, HistoryMessage))
 # Client tags that make a TAGMSG worth relaying but not keeping: a typing notice is stale at once.
 _EPHEMERAL_TAGS = frozenset({"+typing", "+draft/typing"})
 
@@ -84,19 +90,34 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             if not quiet:
                 ctx.reply(ERR_NOTEXTTOSEND, "No text to send")
             return
-        targets = params[0].split(",") if "," in params[0] else [params[0]]
-        if len(targets) > server.config.max_targets:
-            if not quiet:
-                ctx.reply(ERR_TOOMANYTARGETS, params[0], "Too many targets")
-            return
+        config = server.config
+        target_param = params[0]
+        if "," in target_param:
+            targets = target_param.split(",")
+            if len(targets) > config.max_targets:
+                if not quiet:
+                    ctx.reply(ERR_TOOMANYTARGETS, target_param, "Too many targets")
+                return
+        else:
+            targets = [target_param]  # (max_targets is at least 1)
         tags = ctx.msg.tags
-        client_tags = {k: v for k, v in tags.items() if k[:1] == "+"} if tags else None
-        if client_tags and len(format_tags(client_tags)) > MAX_CLIENT_TAG_BYTES:
-            ctx.reply(ERR_INPUTTOOLONG, "Input line was too long (client tags)")
-            return
-        if is_tagmsg and not client_tags:
-            return
-        text = "" if is_tagmsg else _fit(params[1], source, command, params[0], server.config.max_line_bytes)
+        if tags:
+            client_tags = {k: v for k, v in tags.items() if k[:1] == "+"}
+            if client_tags and len(format_tags(client_tags)) > MAX_CLIENT_TAG_BYTES:
+                ctx.reply(ERR_INPUTTOOLONG, "Input line was too long (client tags)")
+                return
+        else:
+            client_tags = None
+        if is_tagmsg:
+            if not client_tags:
+                return
+            text = ""
+        else:
+            text = params[1]
+            # _fit's common case inlined: an ASCII line that fits (characters are bytes) is relayed as it came.
+            if not (len(source) + len(command) + len(target_param) + len(text) + 7 <= config.max_line_bytes
+                    and text.isascii() and source.isascii() and target_param.isascii()):
+                text = _fit(text, source, command, target_param, config.max_line_bytes)
     else:
         targets = [batch.target]
         client_tags = batch.tags
@@ -106,9 +127,10 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
     echo = "echo-message" in session.caps
     stats = server.stats
     stats.messages_in += 1
-    client.idle_since = server.clock()
-    # Milliseconds, as server-time shows them and history stores them: the two must agree.
-    wall = int(server.wallclock() * 1000) / 1000
+    client.idle_since = session.last_seen  # the clock as the line came in (Server.handle_line read it)
+    # Milliseconds, as server-time shows them and history stores them: the two must agree. (The floor of a
+    # positive float, as int() takes it, without the call.)
+    wall = server.wallclock() * 1000 // 1 / 1000
     history = server.history
     if is_tagmsg:
         if history is not None and all(key in _EPHEMERAL_TAGS for key in client_tags or ()):
@@ -123,10 +145,10 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             stored_tags: Mapping[str, str] = _valid_tags(client_tags) if client_tags else NO_TAGS
         else:
             stored_text, stored_tags = stored_form(lines, client_tags)
+    relayed_text = None if is_tagmsg else text
     for target in targets:
         if not target:
             continue
-        body = [target] if is_tagmsg else [target, text]
         if target[0] in CHANTYPES:
             channel = server.find_channel(target)
             if channel is None:
@@ -137,11 +159,10 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                 if not quiet:
                     ctx.reply(ERR_CANNOTSENDTOCHAN, channel.name, "Cannot send to channel")
                 continue
-            body[0] = channel.name
             msgid = server.new_msgid()
             if lines is None:
-                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags, bot=bot)
+                out = Outgoing.text(source, command, channel.name, relayed_text, wall, msgid, client.account,
+                                    client_tags, bot)
             else:
                 out = _multiline(server, source, command, channel.name, lines, wall, msgid, client, client_tags, bot)
             if is_tagmsg:
@@ -152,22 +173,22 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
                 history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
                                               command, stored_text, stored_tags))
         else:
-            if is_service(target):
+            target_cf = casefold(target)  # once: the services' names and the nick registry both take it
+            if target_cf in SERVICES_CF:
                 if lines is not None:
                     ctx.fail("BATCH", "MULTILINE_INVALID", description="Services take one line at a time")
                 elif command == "PRIVMSG":
                     service_message(ctx, target, text)
                 continue
-            recipient = server.find_user(target)
-            if recipient is None:
+            recipient = server.nick_registry.holder(target_cf)  # server.find_user, without a second casefold
+            if recipient is None or not recipient.registered:
                 if not quiet:
                     ctx.reply(ERR_NOSUCHNICK, target, "No such nick/channel")
                 continue
-            body[0] = recipient.nick
             msgid = server.new_msgid()
             if lines is None:
-                out = Outgoing(source, command, body, wall=wall, msgid=msgid,
-                               account=client.account, client_tags=client_tags, bot=bot)
+                out = Outgoing.text(source, command, recipient.nick, relayed_text, wall, msgid, client.account,
+                                    client_tags, bot)
             else:
                 out = _multiline(server, source, command, recipient.nick, lines, wall, msgid, client, client_tags, bot)
             # A message to oneself arrives once: as the echo when echo-message is on.
@@ -183,16 +204,13 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             if recipient.away is not None and command == "PRIVMSG":
                 ctx.reply(RPL_AWAY, recipient.nick, recipient.away)
             if history is not None and server.config.history_private:
-                sender_id, recipient_id = history_identity(server, client), history_identity(server, recipient)
-                if sender_id is not None and recipient_id is not None:
-                    if client.account is None:
-                        server.parties.noted(client, sender_id)
-                    if recipient.account is None:
-                        server.parties.noted(recipient, recipient_id)
-                    history.record(HistoryMessage(
-                        msgid, conversation_key(sender_id, recipient_id), wall, source, client.account,
-                        command, stored_text, stored_tags, (sender_id, recipient_id),
-                    ))
+                pair = private_parties(server, client, recipient)
+                if pair is not None:
+                    # HistoryMessage(...) without its Python-level __new__: every field is given, in order.
+                    history.record(_new_history((
+                        msgid, conversation_key(*pair), wall, source, client.account, command, stored_text,
+                        stored_tags, pair,
+                    )))
         if echo:
             ctx.send(out.variant(session.tag_flags))
             stats.deliveries_out += 1
