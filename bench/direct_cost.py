@@ -43,8 +43,9 @@ class _Connection:
         self.outbox: list[bytes] = []
         self._pending = pending
 
-    def mark_pending(self) -> None:
+    def mark_pending(self) -> list[bytes]:
         self._pending.append(self)
+        return self.outbox
 
     def write(self, data: bytes) -> None:
         if not self.outbox:
