@@ -334,7 +334,15 @@ class _Stream:
             self._failed(exc)
             return None
         if not data and self._state:
-            self._finish(None)
+            if self._unsent is None:
+                self._finish(None)
+            else:
+                # The peer has nothing more to say but may still be reading: what the kernel did not take
+                # yet goes out first (writable() closes once it has; CLOSE_GRACE_S bounds the wait). The
+                # EOF stays readable: stop watching for it, and write now (a dead socket fails at once).
+                self._state = _CLOSING_QUIET
+                self._reactor.watch(self.fd, _OUT)
+                self.writable()
             return None
         return data
 
