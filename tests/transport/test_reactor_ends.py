@@ -102,3 +102,26 @@ def test_a_web_client_that_half_closes_after_its_request_gets_the_whole_file() -
         assert len(content) == length, f"{len(content)} of {length} bytes"
 
     serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_answers_sent_at_a_client_eof_are_durable_first() -> None:
+    """The server sends nothing its history could still lose in a crash (Server.commit_pending before any
+    write): the echo of a message that a client sent just before its EOF leaves only once the message is
+    in the journal, even while group commit holds output back (history_commit_interval_s)."""
+
+    def body(srv: InProcessServer) -> None:
+        history = srv.server.history
+        assert history is not None
+        client = srv.client()
+        client.register("durable", caps=["echo-message"])
+        client.expect("366", p1="#lobby")
+        client.send("PRIVMSG #lobby :first")  # committed at once: the next commit waits for the interval
+        client.expect("PRIVMSG", p1="first")
+        client.send("PRIVMSG #lobby :second")
+        client.sock.shutdown(socket.SHUT_WR)
+        echo = client.expect("PRIVMSG", p1="second")
+        uncommitted = [m for m in list(history.pending) if "second" in repr(m)]
+        assert not uncommitted, f"{echo} was sent before the message was durable"
+        client.close()
+
+    serve_in_process(body, {"history_commit_interval_s": 3.0})

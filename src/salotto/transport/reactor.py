@@ -454,6 +454,7 @@ class TcpConnection(_Stream, Fakelag, LineSplitter):
         if data is None or self._state:
             return  # nothing, over, or closing (what the client still sends is dropped)
         if not data:  # the client's EOF: send what this pass wrote and is queued, then close
+            self._server.commit_pending()  # nothing leaves before it is durable (as in close())
             self.flush_now()
             if not self._state:
                 self.stop()
