@@ -97,7 +97,8 @@ def test_a_web_client_that_half_closes_after_its_request_gets_the_whole_file() -
         sock.close()
         head, _, content = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")))
         assert length > 4 * SMALL_BUFFER
         assert len(content) == length, f"{len(content)} of {length} bytes"
 
