@@ -334,7 +334,15 @@ class _Stream:
             self._failed(exc)
             return None
         if not data and self._state:
-            self._finish(None)
+            if self._unsent is None:
+                self._finish(None)
+            else:
+                # The peer has nothing more to say but may still be reading: what the kernel did not take
+                # yet goes out first (writable() closes once it has; CLOSE_GRACE_S bounds the wait). The
+                # EOF stays readable: stop watching for it, and write now (a dead socket fails at once).
+                self._state = _CLOSING_QUIET
+                self._reactor.watch(self.fd, _OUT)
+                self.writable()
             return None
         return data
 
@@ -446,6 +454,7 @@ class TcpConnection(_Stream, Fakelag, LineSplitter):
         if data is None or self._state:
             return  # nothing, over, or closing (what the client still sends is dropped)
         if not data:  # the client's EOF: send what this pass wrote and is queued, then close
+            self._server.commit_pending()  # nothing leaves before it is durable (as in close())
             self.flush_now()
             if not self._state:
                 self.stop()
