@@ -251,7 +251,8 @@ class LocalChannelRegistry:
         channel.add(client, status)
         if client.channels is NO_CHANNELS:
             client.channels = {}
-        client.channels[request.name_cf] = channel
+        # Keyed by the channel's own string, not the JOIN's copy of it: one string for all its members.
+        client.channels[channel.name_cf] = channel
         done(channel)
 
     def part(self, channel: Channel, client: Client) -> None:
