@@ -15,8 +15,10 @@ what the client still sends for at most :data:`CLOSE_LINGER_S`, so that the ERRO
 by a reset when the client's last lines were still unread; after :data:`CLOSE_GRACE_S` a peer that does
 not take its last lines is cut.
 
-TLS, the PROXY-protocol port and the web port keep asyncio's transports (salotto.transport.stream,
-salotto.transport.web): they need its TLS and HTTP machinery, and a plain port is where the crowd is.
+The plain web port's connections (HTTP and WebSocket) are asyncio protocols on a :class:`StreamTransport`
+of the reactor. TLS ports (IRC and web) and the PROXY-protocol port keep asyncio's transports
+(salotto.transport.stream, salotto.transport.tls): they need its TLS machinery, or hand a connection
+from one protocol to another.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import logging
 import os
 import select
 import socket
-import sys
 from collections.abc import Callable
 
 from salotto.proto.framing import LineSplitter
@@ -55,6 +56,8 @@ CLOSE_GRACE_S = 5.0
 ACCEPT_PAUSE_S = 0.1
 # Connections accepted per listener per loop pass: a connect storm does not starve the clients.
 ACCEPTS_PER_PASS = 256
+# Client addresses whose string new connections share (see Reactor._address); past it the cache starts over.
+ADDRESS_CACHE_SIZE = 65_536
 # Ready sockets taken per epoll_wait.
 EVENTS_PER_POLL = 1024
 
@@ -98,7 +101,7 @@ class TcpListener:
 class Reactor:
     """The plain-TCP connections of one server: their epoll set, their listeners."""
 
-    __slots__ = ("_ep", "_paused", "conns", "flusher", "listeners", "loop", "server")
+    __slots__ = ("_addresses", "_ep", "_paused", "conns", "flusher", "listeners", "loop", "server")
 
     def __init__(self, server: Server, flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:
         self.server = server
@@ -110,6 +113,7 @@ class Reactor:
         self.conns: list[_Stream | None] = []
         self.listeners: set[TcpListener] = set()
         self._paused = False
+        self._addresses: dict[str, str] = {}
         loop.add_reader(self._ep.fileno(), self._poll)
 
     def listen(self, host: str, port: int, backlog: int,
@@ -120,7 +124,12 @@ class Reactor:
         sockets: list[socket.socket] = []
         try:
             for family, kind, proto, _, address in dict.fromkeys(infos):
-                sock = socket.socket(family, kind, proto)
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError:  # a family this host lacks (IPv6 disabled): its other addresses, as asyncio
+                    if family == socket.AF_INET6 and len(infos) > 1:
+                        continue
+                    raise
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
@@ -162,8 +171,7 @@ class Reactor:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # One string per address, shared by its connections (Client.ip and .host hold it).
-            ip = sys.intern(unmapped(address[0]))
+            ip = self._address(unmapped(address[0]))
             fd = sock.detach()
             conns = self.conns
             if fd >= len(conns):
@@ -186,6 +194,17 @@ class Reactor:
             conn.client = self.server.accept(conn)
         elif isinstance(conn, StreamTransport):
             conn.start()
+
+    def _address(self, ip: str) -> str:
+        """One string per address, shared by its connections (Client.ip and .host hold it; many connections
+        come from one address behind a proxy or NAT). A bounded cache, not sys.intern: interned strings
+        are immortal on some Pythons, and a storm of addresses must not stay."""
+        known = self._addresses.get(ip)
+        if known is None:
+            if len(self._addresses) >= ADDRESS_CACHE_SIZE:
+                self._addresses.clear()
+            known = self._addresses[ip] = ip
+        return known
 
     def _pause_accepting(self, exc: OSError) -> None:
         if self._paused:
