@@ -383,14 +383,19 @@ class WebSocketIrcProtocol(OutboxProtocol):
         transport = self._transport
         if transport is None:
             return
+        chunks = self._ws.data_to_send()
+        ends = any(data is SEND_EOF or not data for data in chunks)
+        if ends:
+            chunks = chunks[:next(i for i, data in enumerate(chunks) if data is SEND_EOF or not data)]
+        # One write for all of them (a burst of pings queues a pong each): one call into the transport.
         written = 0
-        for data in self._ws.data_to_send():
-            if data is SEND_EOF or not data:
-                transport.close()  # flushes, then closes
-                return
-            if not transport.is_closing():
-                transport.write(data)
-                written += len(data)
+        if chunks and not transport.is_closing():
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            transport.write(data)
+            written = len(data)
+        if ends:
+            transport.close()  # flushes, then closes
+            return
         if written and not self._closing and transport.get_write_buffer_size() > self._max_sendq:
             self._sendq_exceeded()
             return
