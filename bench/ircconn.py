@@ -36,6 +36,8 @@ class WorkerStats:
     last_delivery_ns: int = 0
     disconnected: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    received_bytes: int = 0  # counted in join mode only (the crowd's join phase)
+    received_lines: int = 0
 
     def reset(self) -> None:
         self.delivered = 0
@@ -118,6 +120,14 @@ class BenchClient(asyncio.Protocol):
         """Parse each channel message for its timestamp and, for the witness, its sender and sequence."""
         self._handle = self._handle_probe
 
+    def join_mode(self) -> None:
+        """Count bytes and lines; parse lines only until this client's own JOIN is answered (366).
+
+        For a crowd joining one channel, where a server that shows every JOIN to every member sends
+        N²/2 lines in all: most chunks are only counted and searched for PING and ERROR.
+        """
+        self._handle = self._handle_join
+
     def direct_mode(self) -> None:
         """Hand the body of each private message to ``on_body`` (request/response pairs)."""
         self._handle = self._handle_direct
@@ -179,6 +189,15 @@ class BenchClient(asyncio.Protocol):
             if on_ack is not None:
                 on_ack(int(sender), int(seq))
         stats.last_delivery_ns = now
+
+    def _handle_join(self, chunk: bytes) -> None:
+        stats = self.stats
+        stats.received_bytes += len(chunk)
+        stats.received_lines += chunk.count(b"\n")
+        if not self.joined.done():
+            self._handle_setup(chunk)
+        elif b"PING" in chunk or b"ERROR" in chunk:
+            self._control_lines(chunk)
 
     def _handle_direct(self, chunk: bytes) -> None:
         on_body = self.on_body

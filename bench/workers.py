@@ -7,6 +7,8 @@ pipe, and merges what they report. Messages on the pipe are tuples whose first i
              (during "go", senders and witnesses of all workers also share a table of acknowledgements)
     connect: worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "quit" -> "closed"
     direct:  worker "ready" -> coordinator "go" -> worker "result"
+    crowd:   worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "join" -> worker
+             "joined", then per message coordinator "message" -> worker "got"; coordinator "quit" -> "closed"
 
 A worker that fails sends ("error", text) and exits.
 """
@@ -42,13 +44,18 @@ STALL_TIMEOUT_S = 10.0
 ACK_POLL_S = 0.001
 # After the senders stop, wait this long without progress for missing deliveries before counting them lost.
 DRAIN_IDLE_S = 2.0
+# The crowd's join phase is over for a worker when its clients received nothing for this long (a server
+# that shows every JOIN to every member still has lines in the sockets' buffers after the last 366).
+JOIN_QUIET_S = 0.5
+# Longest join phase (100,000 members on a server that shows every JOIN to every member: 5·10⁹ lines).
+JOIN_TIMEOUT_S = 3600.0
 
 
 @dataclass
 class WorkerPlan:
     """What one worker does; built by the coordinator and pickled to the worker process."""
 
-    scenario: str  # "fanout", "connect" or "direct"
+    scenario: str  # "fanout", "connect", "direct" or "crowd"
     host: str
     port: int
     nicks: list[str]
@@ -88,6 +95,8 @@ async def _run(plan: WorkerPlan, conn: Connection, acks: AckTable | None) -> Non
         await _fanout(plan, conn, acks)
     elif plan.scenario == "connect":
         await _connect(plan, conn)
+    elif plan.scenario == "crowd":
+        await _crowd(plan, conn)
     else:
         await _direct(plan, conn)
 
@@ -149,6 +158,74 @@ async def _connect(plan: WorkerPlan, conn: Connection) -> None:
     await _recv(conn, "quit")
     conn.send(("closed", {"disconnected": stats.disconnected}))
     _close_all(clients)
+
+
+# -- crowd: N idle members of one channel, then a few messages from one of them to all ----------------------
+
+
+async def _crowd(plan: WorkerPlan, conn: Connection) -> None:
+    """Register (timed, like connect), join ``plan.channel`` (timed, bytes and lines counted), then for
+    each "message" from the coordinator the sender (``plan.senders``, in one worker) writes one line with
+    its send time and every other client parses what it gets: latency of each delivery, none lost."""
+    stats = WorkerStats()
+    conn.send(("spawned",))
+    _, start_ns = await _recv(conn, "go")
+    await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / 1e9))
+    clients, first_ns, last_ns = await _open_all(plan, stats)
+    conn.send(("registered", {"first_ns": first_ns, "last_ns": last_ns, "clients": len(clients)}))
+
+    await _recv(conn, "join")
+    for client in clients:
+        client.join_mode()
+    join_start_ns = monotonic_ns()
+    await _join_all(clients, plan.channel)
+    joined_ns = monotonic_ns()
+    await _quiet(stats)
+    joined = {
+        "first_ns": join_start_ns, "last_ns": joined_ns, "bytes": stats.received_bytes,
+        "lines": stats.received_lines, "disconnected": stats.disconnected,
+    }  # fmt: skip
+    stats.reset()
+    for client in clients:
+        client.probe_mode()
+    conn.send(("joined", joined))
+
+    sender = next(iter(plan.senders), None)
+    channel = plan.channel.encode()
+    per_message = len(clients) - (sender is not None)
+    expected = counted = 0
+    while True:
+        message = await asyncio.to_thread(conn.recv)
+        if message[0] == "quit":
+            break
+        if message[0] != "message":
+            raise RuntimeError(f"expected 'message' or 'quit' from the coordinator, got {message[0]!r}")
+        # Counted from the start of the phase: the sender's worker may write before this one has read
+        # "message", and its clients may already have the line.
+        sent_ns = None
+        if sender is not None:
+            sent_ns = monotonic_ns()
+            clients[sender].send(b"PRIVMSG %s :0 %d %d\r\n" % (channel, message[1], sent_ns))
+        expected += per_message
+        await _drain(stats, expected)
+        got = {
+            "delivered": stats.delivered - counted, "expected": per_message, "sent_ns": sent_ns,
+            "last_delivery_ns": stats.last_delivery_ns,
+        }  # fmt: skip
+        counted = stats.delivered
+        conn.send(("got", got))
+    conn.send(("closed", {"disconnected": stats.disconnected, "latency": stats.latency}))
+    _close_all(clients)
+
+
+async def _quiet(stats: WorkerStats) -> None:
+    """Wait until nothing arrived for JOIN_QUIET_S (or JOIN_TIMEOUT_S passed)."""
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    seen, since = stats.received_bytes, time.monotonic()
+    while time.monotonic() - since < JOIN_QUIET_S and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        if stats.received_bytes != seen:
+            seen, since = stats.received_bytes, time.monotonic()
 
 
 # -- fanout: channel messages from S senders to C members ---------------------------------------------------
