@@ -47,6 +47,8 @@ DRAIN_IDLE_S = 2.0
 # The crowd's join phase is over for a worker when its clients received nothing for this long (a server
 # that shows every JOIN to every member still has lines in the sockets' buffers after the last 366).
 JOIN_QUIET_S = 0.5
+# A crowd's clients send a PING this often until they have joined (see _keepalive).
+KEEPALIVE_S = 60.0
 # Longest join phase (100,000 members on a server that shows every JOIN to every member: 5·10⁹ lines).
 JOIN_TIMEOUT_S = 3600.0
 
@@ -108,27 +110,34 @@ async def _recv(conn: Connection, expected: str) -> tuple[Any, ...]:
     return message
 
 
-async def _open_all(plan: WorkerPlan, stats: WorkerStats) -> tuple[list[BenchClient], int, int]:
-    """Register every client, at most ``plan.inflight`` at a time; return them and the first/last times."""
+async def _open_all(
+    plan: WorkerPlan, stats: WorkerStats, live: list[BenchClient] | None = None
+) -> tuple[list[BenchClient], int, int]:
+    """Register every client, at most ``plan.inflight`` at a time; return them and the first/last times.
+
+    ``live``, if given, gets each client as soon as it is registered."""
     gate = asyncio.Semaphore(max(1, plan.inflight))
     sources: Iterator[str | None] = itertools.cycle(plan.source_addrs or [None])
     first_ns = monotonic_ns()
 
     async def one(nick: str, source: str | None) -> BenchClient:
         async with gate:
-            return await open_client(plan.host, plan.port, nick, stats, source, SETUP_TIMEOUT_S)
+            client = await open_client(plan.host, plan.port, nick, stats, source, SETUP_TIMEOUT_S)
+        if live is not None:
+            live.append(client)
+        return client
 
     clients = await _all(one(nick, next(sources)) for nick in plan.nicks)
     return clients, first_ns, monotonic_ns()
 
 
-async def _join_all(clients: list[BenchClient], channel: str) -> None:
+async def _join_all(clients: list[BenchClient], channel: str, timeout_s: float = SETUP_TIMEOUT_S) -> None:
     gate = asyncio.Semaphore(JOIN_CONCURRENCY)
 
     async def one(client: BenchClient) -> None:
         async with gate:
             client.join(channel)
-            await asyncio.wait_for(asyncio.shield(client.joined), SETUP_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(client.joined), timeout_s)
 
     await _all(one(client) for client in clients)
 
@@ -171,16 +180,19 @@ async def _crowd(plan: WorkerPlan, conn: Connection) -> None:
     conn.send(("spawned",))
     _, start_ns = await _recv(conn, "go")
     await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / 1e9))
-    clients, first_ns, last_ns = await _open_all(plan, stats)
+    live: list[BenchClient] = []
+    keepalive = asyncio.create_task(_keepalive(live))
+    clients, first_ns, last_ns = await _open_all(plan, stats, live)
     conn.send(("registered", {"first_ns": first_ns, "last_ns": last_ns, "clients": len(clients)}))
 
     await _recv(conn, "join")
     for client in clients:
         client.join_mode()
     join_start_ns = monotonic_ns()
-    await _join_all(clients, plan.channel)
+    await _join_all(clients, plan.channel, JOIN_TIMEOUT_S)
     joined_ns = monotonic_ns()
     await _quiet(stats)
+    keepalive.cancel()  # the phases measured from here are short, and idle is what they measure
     joined = {
         "first_ns": join_start_ns, "last_ns": joined_ns, "bytes": stats.received_bytes,
         "lines": stats.received_lines, "disconnected": stats.disconnected,
@@ -216,6 +228,20 @@ async def _crowd(plan: WorkerPlan, conn: Connection) -> None:
         conn.send(("got", got))
     conn.send(("closed", {"disconnected": stats.disconnected, "latency": stats.latency}))
     _close_all(clients)
+
+
+async def _keepalive(clients: list[BenchClient]) -> None:
+    """Every KEEPALIVE_S, a PING from each client, as IRC clients send to measure lag.
+
+    Only a server whose registration or join phase lasts minutes sees one: ngIRCd, busy for minutes with
+    the N²/2 JOIN lines, reads some sockets only every minute or so, and would drop clients for not
+    answering its own PING within its PongTimeout (60 s); a line of theirs that it reads in time (within
+    its PingTimeout, 300 s) means it sends none.
+    """
+    while True:
+        await asyncio.sleep(KEEPALIVE_S)
+        for client in clients:
+            client.send(b"PING :keepalive\r\n")
 
 
 async def _quiet(stats: WorkerStats) -> None:
