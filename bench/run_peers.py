@@ -112,6 +112,8 @@ def _run_one(scenario: Scenario, server: RunningServer, workers: int) -> dict[st
     if isinstance(params, CrowdParams):
         wanted = params.clients if params.clients is not None else default_crowd_clients()
         capped = wanted if spec.max_clients is None else min(wanted, spec.max_clients)
+        if params.clients is None and spec.crowd_clients is not None:
+            capped = min(capped, spec.crowd_clients)
         record = run_crowd(target, replace(params, clients=capped), gen)
         record["capped"] = capped < wanted
         return record
@@ -155,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connect-clients", type=int, default=10_000, help="idle clients in 'connect'")
     parser.add_argument(
         "--crowd-clients", type=int,
-        help="members of #lobby in 'crowd' (default: as many as the open-file limit allows, at most 100,000)",
+        help="members of #lobby in 'crowd' (default: as many as the open-file limit allows, at most 100,000; "
+        "ngircd 5,000, miniircd 1,000)",
     )
     parser.add_argument("--workers", type=int, default=default_workers(), help="load generator processes")
     parser.add_argument("--small", action="store_true", help="tiny sizes, about a second each (smoke test)")
