@@ -477,6 +477,8 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
         cpu_join_start = _cpu(target)
         workers.broadcast("join")
         joined = [reply[1] for reply in workers.gather("joined", JOIN_TIMEOUT_S)]
+        workers.broadcast("drain")
+        drained = [reply[1] for reply in workers.gather("drained", JOIN_TIMEOUT_S)]
         cpu_joined = _cpu(target)
         time.sleep(params.settle_s)
         rss_after = _rss(target)
@@ -497,6 +499,7 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
     count = sum(r["clients"] for r in registered)
     reg_s = (max(r["last_ns"] for r in registered) - min(r["first_ns"] for r in registered)) / 1e9
     join_s = (max(r["last_ns"] for r in joined) - min(r["first_ns"] for r in joined)) / 1e9
+    drain_s = (max(r["last_ns"] for r in drained) - max(r["last_ns"] for r in joined)) / 1e9
     reg_cpu = _minus(cpu_registered, cpu_start)
     join_cpu = _minus(cpu_joined, cpu_join_start)
     broadcast_cpu = _minus(cpu_messages, cpu_messages_start)
@@ -528,8 +531,9 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
             "join_s": join_s,
             "join_cpu_s": join_cpu,
             "cpu_ms_per_join": None if join_cpu is None else join_cpu / count * 1000,
-            "join_kib_per_member": sum(r["bytes"] for r in joined) / count / 1024,
-            "join_lines_per_member": sum(r["lines"] for r in joined) / count,
+            "drain_s": drain_s,
+            "join_kib_per_member": sum(r["bytes"] for r in drained) / count / 1024,
+            "join_lines_per_member": sum(r["lines"] for r in drained) / count,
             "rss_before_kib": rss_before,
             "rss_registered_kib": rss_registered,
             "rss_after_kib": rss_after,

@@ -8,7 +8,8 @@ pipe, and merges what they report. Messages on the pipe are tuples whose first i
     connect: worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "quit" -> "closed"
     direct:  worker "ready" -> coordinator "go" -> worker "result"
     crowd:   worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "join" -> worker
-             "joined", then per message coordinator "message" -> worker "got"; coordinator "quit" -> "closed"
+             "joined" -> coordinator "drain" -> worker "drained", then per message coordinator "message" ->
+             worker "got"; coordinator "quit" -> worker "closed"
 
 A worker that fails sends ("error", text) and exits.
 """
@@ -44,9 +45,6 @@ STALL_TIMEOUT_S = 10.0
 ACK_POLL_S = 0.001
 # After the senders stop, wait this long without progress for missing deliveries before counting them lost.
 DRAIN_IDLE_S = 2.0
-# The crowd's join phase is over for a worker when its clients received nothing for this long (a server
-# that shows every JOIN to every member still has lines in the sockets' buffers after the last 366).
-JOIN_QUIET_S = 0.5
 # A crowd's clients send a PING this often until they have joined (see _keepalive).
 KEEPALIVE_S = 60.0
 # Longest join phase (100,000 members on a server that shows every JOIN to every member: 5·10⁹ lines).
@@ -190,17 +188,21 @@ async def _crowd(plan: WorkerPlan, conn: Connection) -> None:
         client.join_mode()
     join_start_ns = monotonic_ns()
     await _join_all(clients, plan.channel, JOIN_TIMEOUT_S)
-    joined_ns = monotonic_ns()
-    await _quiet(stats)
+    conn.send(("joined", {"first_ns": join_start_ns, "last_ns": monotonic_ns()}))
+    # Every member's 366 is in, but a server that tells every member of every JOIN may still hold most of
+    # those lines in its send queues: once all workers have joined, a PING from every client, whose PONG
+    # comes after them.
+    await _recv(conn, "drain")
+    await asyncio.wait_for(asyncio.gather(*(client.drain() for client in clients)), JOIN_TIMEOUT_S)
     keepalive.cancel()  # the phases measured from here are short, and idle is what they measure
-    joined = {
-        "first_ns": join_start_ns, "last_ns": joined_ns, "bytes": stats.received_bytes,
-        "lines": stats.received_lines, "disconnected": stats.disconnected,
+    drained = {
+        "last_ns": monotonic_ns(), "bytes": stats.received_bytes, "lines": stats.received_lines,
+        "disconnected": stats.disconnected,
     }  # fmt: skip
     stats.reset()
     for client in clients:
         client.probe_mode()
-    conn.send(("joined", joined))
+    conn.send(("drained", drained))
 
     sender = next(iter(plan.senders), None)
     channel = plan.channel.encode()
@@ -242,16 +244,6 @@ async def _keepalive(clients: list[BenchClient]) -> None:
         await asyncio.sleep(KEEPALIVE_S)
         for client in clients:
             client.send(b"PING :keepalive\r\n")
-
-
-async def _quiet(stats: WorkerStats) -> None:
-    """Wait until nothing arrived for JOIN_QUIET_S (or JOIN_TIMEOUT_S passed)."""
-    deadline = time.monotonic() + JOIN_TIMEOUT_S
-    seen, since = stats.received_bytes, time.monotonic()
-    while time.monotonic() - since < JOIN_QUIET_S and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-        if stats.received_bytes != seen:
-            seen, since = stats.received_bytes, time.monotonic()
 
 
 # -- fanout: channel messages from S senders to C members ---------------------------------------------------
