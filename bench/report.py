@@ -127,7 +127,8 @@ CROWD_COLUMNS: list[Column] = [
     ("lines per member while joining", _field("join_lines_per_member")),
     ("RSS before MiB", _mib("rss_before_kib")),
     ("RSS after MiB", _mib("rss_after_kib")),
-    ("RSS KiB per 1,000", _field("rss_kib_per_1000")),
+    ("RSS KiB per 1,000 registered", _field("rss_kib_per_1000_registered")),
+    ("RSS KiB per 1,000 members", _field("rss_kib_per_1000")),
     ("to all ms", _field("to_all_ms_median")),
     ("p50 ms", _field("latency_p50_ms")),
     ("p99 ms", _field("latency_p99_ms")),
@@ -139,7 +140,8 @@ CROWD_COLUMNS: list[Column] = [
 CROWD_PROJECTION_COLUMNS: list[Column] = [
     ("measured members", _field("clients")),
     ("projected members", _field("projected_clients")),
-    ("RSS MiB", _field("projected_rss_mib")),
+    ("RSS MiB registered", _field("projected_rss_registered_mib")),
+    ("RSS MiB members", _field("projected_rss_mib")),
     ("CPU-s to register all", _field("projected_registration_cpu_s")),
     ("CPU ms per message to all", _field("projected_broadcast_cpu_ms")),
 ]
@@ -167,8 +169,8 @@ def _table(kind: str, medians: Medians) -> list[str]:
         return []
     caption = (
         ["The crowd projected to 100,000 members from the per-member figures of the same runs: RSS before plus"
-         " KiB per member times 100,000; CPU per registration times 100,000; CPU per delivery times 100,000"
-         " for one message to all.", ""]
+         " KiB per 1,000 (registered, or members) times 100; CPU per registration times 100,000; CPU per"
+         " delivery times 100,000 for one message to all.", ""]
         if kind == "crowd-projection" else []
     )  # fmt: skip
     lines = [

@@ -505,6 +505,7 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
     broadcast_cpu = _minus(cpu_messages, cpu_messages_start)
     idle_cpu = _minus(cpu_messages_start, cpu_idle_start)
     grown = _minus(rss_after, rss_before)
+    registered_grown = _minus(rss_registered, rss_before)
     per_1000 = None if grown is None else grown / count * 1000
     latency = LatencyHistogram()
     to_all_ms = []
@@ -538,6 +539,7 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
             "rss_registered_kib": rss_registered,
             "rss_after_kib": rss_after,
             "rss_kib_per_1000": per_1000,
+            "rss_kib_per_1000_registered": None if registered_grown is None else registered_grown / count * 1000,
             "idle_cpu_percent": None if idle_cpu is None else idle_cpu / params.idle_sample_s * 100,
             "messages": params.messages,
             "deliveries": delivered,
@@ -553,6 +555,8 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
             "projected_clients": CROWD_PROJECTED,
             "projected_rss_mib": None if per_1000 is None or rss_before is None
             else (rss_before + per_1000 * CROWD_PROJECTED / 1000) / 1024,
+            "projected_rss_registered_mib": None if registered_grown is None or rss_before is None
+            else (rss_before + registered_grown / count * CROWD_PROJECTED) / 1024,
             "projected_registration_cpu_s": None if reg_cpu is None else reg_cpu / count * CROWD_PROJECTED,
             "projected_broadcast_cpu_ms": None if per_million is None else per_million * CROWD_PROJECTED / 1000,
         }

@@ -111,6 +111,7 @@ def test_crowd_reaches_every_member(records: dict[str, dict[str, Any]]) -> None:
     assert row["to_all_ms_max"] < 10_000
     assert 0 < row["rss_before_kib"] <= row["rss_after_kib"]
     assert row["rss_kib_per_1000"] is not None
+    assert row["rss_kib_per_1000_registered"] is not None
     assert row["projected_clients"] == 100_000
     assert row["projected_rss_mib"] > row["rss_before_kib"] / 1024
 
