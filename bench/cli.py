@@ -1,4 +1,4 @@
-"""Command line for one scenario against one server: ``python -m bench {fanout,connect,direct} --port P``."""
+"""Command line for one scenario against one server: ``python -m bench {fanout,connect,direct,crowd} --port P``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from pathlib import Path
 from bench.scenarios import (
     BenchError,
     ConnectParams,
+    CrowdParams,
     DirectParams,
     FanoutParams,
     GeneratorParams,
     Target,
     emit,
     run_connect,
+    run_crowd,
     run_direct,
     run_fanout,
 )
@@ -59,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     direct = sub.add_parser("direct", parents=[common], help="private message round trips between pairs")
     direct.add_argument("--pairs", type=int, default=50)
     direct.add_argument("--duration", type=float, default=10.0)
+
+    crowd = sub.add_parser("crowd", parents=[common], help="N members of one channel, then messages to all")
+    crowd.add_argument(
+        "--clients", type=int, help="members (default: what the open-file limit allows, at most 100,000)"
+    )
+    crowd.add_argument("--messages", type=int, default=10, help="messages to the channel, one at a time")
+    crowd.add_argument("--channel", default="#lobby")
     return parser
 
 
@@ -77,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             record = run_fanout(target, params, gen)
         elif args.scenario == "connect":
             record = run_connect(target, ConnectParams(args.clients, name=args.name), gen)
+        elif args.scenario == "crowd":
+            params = CrowdParams(args.clients, args.messages, args.channel, name=args.name)
+            record = run_crowd(target, params, gen)
         else:
             record = run_direct(target, DirectParams(args.pairs, args.duration, args.name), gen)
     except BenchError as exc:

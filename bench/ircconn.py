@@ -21,6 +21,7 @@ _PRIVMSG = b" PRIVMSG "
 _RPL_WELCOME = b"001"
 _RPL_ENDOFNAMES = b"366"
 _NICK_ERRORS = (b"432", b"433", b"436")
+_DRAIN_TOKEN = b"benchdrain"  # in a PING, so that its PONG is known (nicks and channels never contain it)
 _JOIN_ERRORS = (b"403", b"405", b"471", b"473", b"474", b"475")
 
 
@@ -36,6 +37,8 @@ class WorkerStats:
     last_delivery_ns: int = 0
     disconnected: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    received_bytes: int = 0  # counted in join mode only (the crowd's join phase)
+    received_lines: int = 0
 
     def reset(self) -> None:
         self.delivered = 0
@@ -58,6 +61,7 @@ class BenchClient(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.registered: asyncio.Future[None] = loop.create_future()
         self.joined: asyncio.Future[None] = loop.create_future()
+        self.drained: asyncio.Future[None] | None = None  # see drain()
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.on_ack: AckCallback | None = None
@@ -85,7 +89,9 @@ class BenchClient(asyncio.Protocol):
         self._fail(ClientError(f"{self.nick}: connection closed ({exc or 'by the server'})"))
 
     def _fail(self, error: ClientError) -> None:
-        for future in (self.registered, self.joined):
+        for future in (self.registered, self.joined, self.drained):
+            if future is None:
+                continue
             if not future.done():
                 future.set_exception(error)
                 future.exception()  # mark retrieved: nobody may be waiting on it any more
@@ -103,6 +109,12 @@ class BenchClient(asyncio.Protocol):
     def join(self, channel: str) -> None:
         self.send(b"JOIN %s\r\n" % channel.encode())
 
+    def drain(self) -> asyncio.Future[None]:
+        """Send a PING whose PONG comes after everything the server queued for this client before it."""
+        self.drained = asyncio.get_running_loop().create_future()
+        self.send(b"PING :%s\r\n" % _DRAIN_TOKEN)
+        return self.drained
+
     def close(self) -> None:
         self.closing = True
         if self.transport is not None:
@@ -117,6 +129,14 @@ class BenchClient(asyncio.Protocol):
     def probe_mode(self) -> None:
         """Parse each channel message for its timestamp and, for the witness, its sender and sequence."""
         self._handle = self._handle_probe
+
+    def join_mode(self) -> None:
+        """Count bytes and lines; parse lines only until this client's own JOIN is answered (366).
+
+        For a crowd joining one channel, where a server that shows every JOIN to every member sends
+        N²/2 lines in all: most chunks are only counted and searched for PING and ERROR.
+        """
+        self._handle = self._handle_join
 
     def direct_mode(self) -> None:
         """Hand the body of each private message to ``on_body`` (request/response pairs)."""
@@ -145,6 +165,8 @@ class BenchClient(asyncio.Protocol):
             self.joined.set_exception(ClientError(f"{self.nick}: {line.decode(errors='replace')}"))
         elif command == b"ERROR":
             self._fail(ClientError(f"{self.nick}: {line.decode(errors='replace')}"))
+        elif command == b"PONG" and _DRAIN_TOKEN in params and self.drained and not self.drained.done():
+            self.drained.set_result(None)
 
     def _control_lines(self, chunk: bytes) -> None:
         """Answer PING (and notice ERROR) inside a chunk that is otherwise channel traffic."""
@@ -179,6 +201,15 @@ class BenchClient(asyncio.Protocol):
             if on_ack is not None:
                 on_ack(int(sender), int(seq))
         stats.last_delivery_ns = now
+
+    def _handle_join(self, chunk: bytes) -> None:
+        stats = self.stats
+        stats.received_bytes += len(chunk)
+        stats.received_lines += chunk.count(b"\n")
+        if not self.joined.done() or _DRAIN_TOKEN in chunk:
+            self._handle_setup(chunk)
+        elif b"PING" in chunk or b"ERROR" in chunk:
+            self._control_lines(chunk)
 
     def _handle_direct(self, chunk: bytes) -> None:
         on_body = self.on_body

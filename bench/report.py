@@ -23,6 +23,7 @@ END = "<!-- bench-results:end -->"
 SERVER_ORDER = ("salotto", "ngircd", "inspircd", "miniircd")
 SCENARIO_ORDER = (
     "fanout", "fanout-large", "fanout-paced", "history-off", "history-on", "connect", "direct", "direct-history",
+    "crowd",
 )
 
 Row = dict[str, Any]
@@ -37,6 +38,8 @@ HEADLINES: tuple[tuple[str, str, bool, str], ...] = (
     ("connect", "registrations_per_s", True, "registrations/s"),
     ("connect", "rss_kib_per_1000", False, "RSS per 1,000\nconnections"),
     ("direct", "rtt_p50_ms", False, "round trip p50"),
+    ("crowd", "rss_kib_per_1000", False, "RSS per 1,000\nmembers"),
+    ("crowd", "cpu_s_per_million", False, "CPU per delivery\nof a message to all"),
 )
 
 
@@ -110,7 +113,42 @@ DIRECT_COLUMNS: list[Column] = [
     ("RTT p99 ms", _field("rtt_p99_ms")),
     ("CPU-s per 10⁶ messages", _field("cpu_s_per_million")),
 ]
-COLUMNS = {"fanout": FANOUT_COLUMNS, "connect": CONNECT_COLUMNS, "direct": DIRECT_COLUMNS}
+
+
+def _mib(name: str) -> Callable[[Row], Any]:
+    return lambda row: None if row.get(name) is None else row[name] / 1024
+
+
+CROWD_COLUMNS: list[Column] = [
+    ("members", _field("clients")),
+    ("registrations/s", _field("registrations_per_s")),
+    ("CPU ms per registration", _field("cpu_ms_per_registration")),
+    ("join s", _field("join_s")),
+    ("lines per member while joining", _field("join_lines_per_member")),
+    ("RSS before MiB", _mib("rss_before_kib")),
+    ("RSS after MiB", _mib("rss_after_kib")),
+    ("RSS KiB per 1,000 registered", _field("rss_kib_per_1000_registered")),
+    ("RSS KiB per 1,000 members", _field("rss_kib_per_1000")),
+    ("to all ms", _field("to_all_ms_median")),
+    ("p50 ms", _field("latency_p50_ms")),
+    ("p99 ms", _field("latency_p99_ms")),
+    ("max ms", _field("latency_max_ms")),
+    ("lost", _field("lost")),
+    ("CPU-s per 10⁶ deliveries", _field("cpu_s_per_million")),
+]
+# The same runs, projected to 100,000 members from the per-member figures (see "crowd" above).
+CROWD_PROJECTION_COLUMNS: list[Column] = [
+    ("measured members", _field("clients")),
+    ("projected members", _field("projected_clients")),
+    ("RSS MiB registered", _field("projected_rss_registered_mib")),
+    ("RSS MiB members", _field("projected_rss_mib")),
+    ("CPU-s to register all", _field("projected_registration_cpu_s")),
+    ("CPU ms per message to all", _field("projected_broadcast_cpu_ms")),
+]
+COLUMNS = {
+    "fanout": FANOUT_COLUMNS, "connect": CONNECT_COLUMNS, "direct": DIRECT_COLUMNS, "crowd": CROWD_COLUMNS,
+    "crowd-projection": CROWD_PROJECTION_COLUMNS,
+}  # fmt: skip
 
 
 def _sorted_keys(medians: Medians) -> list[tuple[str, str]]:
@@ -125,10 +163,18 @@ def _sorted_keys(medians: Medians) -> list[tuple[str, str]]:
 
 def _table(kind: str, medians: Medians) -> list[str]:
     columns = COLUMNS[kind]
-    keys = [key for key in _sorted_keys(medians) if medians[key]["scenario"] == kind]
+    scenario = kind.removesuffix("-projection")
+    keys = [key for key in _sorted_keys(medians) if medians[key]["scenario"] == scenario]
     if not keys:
         return []
+    caption = (
+        ["The crowd projected to 100,000 members from the per-member figures of the same runs: RSS before plus"
+         " KiB per 1,000 (registered, or members) times 100; CPU per registration times 100,000; CPU per"
+         " delivery times 100,000 for one message to all.", ""]
+        if kind == "crowd-projection" else []
+    )  # fmt: skip
     lines = [
+        *caption,
         "| scenario | server | " + " | ".join(title for title, _ in columns) + " |",
         "|---|---|" + "---:|" * len(columns),
     ]
@@ -166,7 +212,7 @@ def render(medians: Medians, plot_name: str | None) -> str:
         *(f"- `{commands[run_id]}` (run {run_id})" for run_id in sorted(commands)),
         "",
     ]
-    for kind in ("fanout", "connect", "direct"):
+    for kind in ("fanout", "connect", "direct", "crowd", "crowd-projection"):
         lines += _table(kind, medians)
     if plot_name:
         lines += [f"![salotto and its peers, relative to the best peer]({plot_name})", ""]

@@ -20,12 +20,15 @@ from bench.report import write_report
 from bench.scenarios import (
     BenchError,
     ConnectParams,
+    CrowdParams,
     DirectParams,
     FanoutParams,
     GeneratorParams,
     Target,
+    default_crowd_clients,
     emit,
     run_connect,
+    run_crowd,
     run_direct,
     run_fanout,
 )
@@ -44,21 +47,33 @@ DEFAULT_DOCS = REPO / "docs" / "benchmarks.md"
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    params: FanoutParams | ConnectParams | DirectParams
-    # Keys added to salotto's bench config for this scenario (e.g. history on/off); peers ignore them.
-    salotto_config: Mapping[str, ConfigValue] = field(default_factory=dict)
+    params: FanoutParams | ConnectParams | DirectParams | CrowdParams
+    # Keys added to salotto's bench config for this scenario (e.g. history on/off; None: salotto's default
+    # instead of the bench config's line); peers ignore them.
+    salotto_config: Mapping[str, ConfigValue | None] = field(default_factory=dict)
     only: tuple[str, ...] = ()  # run on these servers only; () means all
     # Store on PostgreSQL: each run gets a fresh database on a server the bench starts (fsync on).
     postgresql: bool = False
 
 
-def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scenario]:
+# The crowd in the smoke test: a few hundred members, and salotto's large-channel threshold below that, so
+# the smoke run takes the same path as the full one.
+SMALL_CROWD_CLIENTS = 300
+SMALL_CROWD_THRESHOLD = 100
+
+
+def scenarios(duration_s: float, connect_clients: int, small: bool, crowd_clients: int | None = None) -> list[Scenario]:
     """The scenario table; ``small`` shrinks every size for the smoke test (about a second each)."""
     if small:
         duration_s = min(duration_s, 1.0)
     big, members, senders, pairs = (20, 5, 2, 2) if small else (1000, 100, 10, 50)
     history = FanoutParams(members, senders, duration_s)
     idle = min(connect_clients, 50) if small else connect_clients
+    crowd = min(crowd_clients or SMALL_CROWD_CLIENTS, SMALL_CROWD_CLIENTS) if small else crowd_clients
+    # The crowd's channel is above salotto's large-channel threshold, as #lobby is in production: the bench
+    # config lifts the threshold (the peers have none), the crowd runs with salotto's default.
+    crowd_threshold = SMALL_CROWD_THRESHOLD if small else None
+    settle = 0.2 if small else 1.0
     return [
         Scenario("fanout", FanoutParams(members, senders, duration_s, name="fanout")),
         Scenario("fanout-large", FanoutParams(big, senders, duration_s, name="fanout-large")),
@@ -66,6 +81,8 @@ def scenarios(duration_s: float, connect_clients: int, small: bool) -> list[Scen
         Scenario("fanout-paced", FanoutParams(members, senders, duration_s, rate=500.0, name="fanout-paced")),
         Scenario("connect", ConnectParams(idle, name="connect")),
         Scenario("direct", DirectParams(pairs, duration_s, name="direct")),
+        Scenario("crowd", CrowdParams(crowd, settle_s=settle, idle_sample_s=2 * settle, name="crowd"),
+                 {"large_channel_threshold": crowd_threshold}),
         # salotto's cost of storing every message (the peers store nothing, so their rows run with it off).
         Scenario("history-on", replace(history, name="history-on"), {"history_enabled": True}, ("salotto",)),
         Scenario("history-off", replace(history, name="history-off"), {"history_enabled": False}, ("salotto",)),
@@ -91,6 +108,14 @@ def _run_one(scenario: Scenario, server: RunningServer, workers: int) -> dict[st
         capped = params.clients if spec.max_clients is None else min(params.clients, spec.max_clients)
         record = run_connect(target, replace(params, clients=capped), gen)
         record["capped"] = capped < params.clients
+        return record
+    if isinstance(params, CrowdParams):
+        wanted = params.clients if params.clients is not None else default_crowd_clients()
+        capped = wanted if spec.max_clients is None else min(wanted, spec.max_clients)
+        if params.clients is None and spec.crowd_clients is not None:
+            capped = min(capped, spec.crowd_clients)
+        record = run_crowd(target, replace(params, clients=capped), gen)
+        record["capped"] = capped < wanted
         return record
     return run_direct(target, params, gen)
 
@@ -130,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic per run")
     parser.add_argument("--connect-clients", type=int, default=10_000, help="idle clients in 'connect'")
+    parser.add_argument(
+        "--crowd-clients", type=int,
+        help="members of #lobby in 'crowd' (default: as many as the open-file limit allows, at most 100,000; "
+        "ngircd 5,000, miniircd 1,000)",
+    )
     parser.add_argument("--workers", type=int, default=default_workers(), help="load generator processes")
     parser.add_argument("--small", action="store_true", help="tiny sizes, about a second each (smoke test)")
     parser.add_argument("--no-install", action="store_true", help="skip servers that are not installed")
@@ -147,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         write_report(args.results, args.docs)
         return 0
-    table = {s.name: s for s in scenarios(args.duration, args.connect_clients, args.small)}
+    table = {s.name: s for s in scenarios(args.duration, args.connect_clients, args.small, args.crowd_clients)}
     chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
     unknown = [name for name in chosen + args.servers.split(",") if name not in table and name not in SERVERS]
     if unknown:

@@ -12,26 +12,31 @@ import multiprocessing
 import os
 import platform
 import random
+import statistics
 import string
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from resource import RLIM_INFINITY
 from time import monotonic_ns
 from typing import Any
 
 from bench.stats import LatencyHistogram, cpu_seconds, raise_nofile_limit, rss_kib
-from bench.workers import WorkerPlan, worker_main
+from bench.workers import JOIN_TIMEOUT_S, WorkerPlan, worker_main
 
 __all__ = [
     "BenchError",
     "ConnectParams",
+    "CrowdParams",
     "DirectParams",
     "FanoutParams",
     "GeneratorParams",
     "Target",
+    "default_crowd_clients",
     "emit",
     "run_connect",
+    "run_crowd",
     "run_direct",
     "run_fanout",
 ]
@@ -48,6 +53,15 @@ PHASE_TIMEOUT_S = 900.0
 IDLE_WAIT_S = 30.0
 IDLE_POLL_S = 0.25
 IDLE_CPU_S = 0.02
+# The crowd: at most this many members by default (the goal: 100,000 on one node) ...
+CROWD_MAX_CLIENTS = 100_000
+# ... and fewer where the open-file limit is lower: the server holds one descriptor per member, plus its own
+# (listeners, database, log, epoll, threads); every generator process one per client it runs, plus pipes.
+CROWD_FD_MARGIN = 1_000
+# The crowd spreads its clients over one source address (127.0.0.1, 127.0.0.2, ...) per this many.
+CROWD_CLIENTS_PER_SOURCE_ADDR = 5_000
+# The 100,000 that the crowd's figures are projected to.
+CROWD_PROJECTED = 100_000
 
 
 class BenchError(Exception):
@@ -91,6 +105,24 @@ class DirectParams:
     pairs: int = 50
     duration_s: float = 10.0
     name: str = ""
+
+
+@dataclass(frozen=True)
+class CrowdParams:
+    clients: int | None = None  # None: default_crowd_clients()
+    messages: int = 10  # to the channel, one at a time, each after the previous reached everyone
+    channel: str = "#lobby"
+    settle_s: float = 1.0  # wait before reading the server's RSS
+    idle_sample_s: float = 2.0  # the server's CPU with the crowd idle (timers, PINGs) is measured this long
+    name: str = ""
+
+
+def default_crowd_clients() -> int:
+    """As many clients as the open-file limit lets the server hold, with a margin; at most 100,000."""
+    limit = raise_nofile_limit()
+    if limit == RLIM_INFINITY:
+        return CROWD_MAX_CLIENTS
+    return max(1, min(CROWD_MAX_CLIENTS, limit - CROWD_FD_MARGIN))
 
 
 @dataclass
@@ -158,6 +190,14 @@ def _source_addrs(host: str, clients: int) -> list[str]:
         return []
     needed = -(-clients // CLIENTS_PER_SOURCE_ADDR)
     return [f"127.0.0.{n}" for n in range(1, needed + 1)]
+
+
+def _spread_addrs(host: str, clients: int, per_addr: int) -> list[str]:
+    """127.0.0.1, 127.0.0.2, ... 127.0.1.0, ...: one loopback source address per ``per_addr`` clients."""
+    if not host.startswith("127."):
+        return []
+    needed = -(-clients // per_addr)
+    return [f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}" for n in range(1, needed + 1)]
 
 
 def _split(count: int, workers: int) -> list[list[int]]:
@@ -387,6 +427,149 @@ def run_direct(target: Target, params: DirectParams, gen: GeneratorParams) -> di
         }
     )
     return record
+
+
+def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict[str, Any]:
+    """N clients register and join one channel and stay idle; then messages from one member reach all.
+
+    Registrations/s and server CPU per registration; the join phase's time, CPU and the traffic each
+    member got; RSS before, after registering and after joining; then ``messages`` channel messages, one
+    at a time: latency of every delivery, time until the last member had it, server CPU per delivery.
+    Each generator process holds fewer clients than the open-file limit (more processes if need be).
+    """
+    limit = raise_nofile_limit()
+    clients = params.clients if params.clients is not None else default_crowd_clients()
+    if clients < 2:
+        raise BenchError("the crowd needs at least 2 clients")
+    room = limit - CROWD_FD_MARGIN if limit != RLIM_INFINITY and limit > 2 * CROWD_FD_MARGIN else clients
+    worker_count = max(gen.workers, -(-clients // max(1, room)))
+    nicks, _ = _names(clients)
+    groups = _split(clients, worker_count)
+    sources = _spread_addrs(target.host, clients, CROWD_CLIENTS_PER_SOURCE_ADDR)
+    plans = [
+        WorkerPlan(
+            scenario="crowd",
+            host=target.host,
+            port=target.port,
+            nicks=[nicks[i] for i in indices],
+            inflight=max(1, gen.inflight // len(groups)),
+            source_addrs=sources,
+            channel=params.channel,
+            # The sender: worker 0's last client, one of the last to join (not the channel's creator).
+            senders={len(indices) - 1: 0} if w == 0 else {},
+            worker_index=w,
+            workers=len(groups),
+        )
+        for w, indices in enumerate(groups)
+    ]
+    _wait_until_idle(target)
+    rss_before = _rss(target)
+    workers = _Workers.start(plans)
+    try:
+        workers.gather("spawned")
+        cpu_start = _cpu(target)
+        workers.broadcast("go", monotonic_ns() + 50_000_000)
+        registered = [reply[1] for reply in workers.gather("registered")]
+        cpu_registered = _cpu(target)
+        time.sleep(params.settle_s)
+        rss_registered = _rss(target)
+        _wait_until_idle(target)
+        cpu_join_start = _cpu(target)
+        workers.broadcast("join")
+        joined = [reply[1] for reply in workers.gather("joined", JOIN_TIMEOUT_S)]
+        workers.broadcast("drain")
+        drained = [reply[1] for reply in workers.gather("drained", JOIN_TIMEOUT_S)]
+        cpu_joined = _cpu(target)
+        time.sleep(params.settle_s)
+        rss_after = _rss(target)
+        _wait_until_idle(target)
+        cpu_idle_start = _cpu(target)
+        time.sleep(params.idle_sample_s)
+        cpu_messages_start = _cpu(target)
+        messages = []
+        for seq in range(1, params.messages + 1):
+            workers.broadcast("message", seq)
+            messages.append([reply[1] for reply in workers.gather("got", 120)])
+        cpu_messages = _cpu(target)
+        workers.broadcast("quit")
+        closed = [reply[1] for reply in workers.gather("closed")]
+    finally:
+        workers.stop()
+
+    count = sum(r["clients"] for r in registered)
+    reg_s = (max(r["last_ns"] for r in registered) - min(r["first_ns"] for r in registered)) / 1e9
+    join_s = (max(r["last_ns"] for r in joined) - min(r["first_ns"] for r in joined)) / 1e9
+    drain_s = (max(r["last_ns"] for r in drained) - max(r["last_ns"] for r in joined)) / 1e9
+    reg_cpu = _minus(cpu_registered, cpu_start)
+    join_cpu = _minus(cpu_joined, cpu_join_start)
+    broadcast_cpu = _minus(cpu_messages, cpu_messages_start)
+    idle_cpu = _minus(cpu_messages_start, cpu_idle_start)
+    grown = _minus(rss_after, rss_before)
+    registered_grown = _minus(rss_registered, rss_before)
+    per_1000 = None if grown is None else grown / count * 1000
+    latency = LatencyHistogram()
+    to_all_ms = []
+    delivered = expected = 0
+    latency.merge(c["latency"] for c in closed)
+    for replies in messages:
+        delivered += sum(r["delivered"] for r in replies)
+        expected += sum(r["expected"] for r in replies)
+        sent_ns = next(r["sent_ns"] for r in replies if r["sent_ns"] is not None)
+        to_all_ms.append((max(r["last_delivery_ns"] for r in replies) - sent_ns) / 1e6)
+    _, per_million = _per_cpu(delivered, broadcast_cpu)
+    record = _base_record("crowd", params.name, target, gen)
+    record.update(
+        {
+            "workers": len(groups),
+            "clients": count,
+            "source_addrs": len(sources),
+            "nofile_limit": None if limit == RLIM_INFINITY else limit,
+            "inflight": gen.inflight,
+            "registration_s": reg_s,
+            "registrations_per_s": count / reg_s if reg_s > 0 else None,
+            "registration_cpu_s": reg_cpu,
+            "cpu_ms_per_registration": None if reg_cpu is None else reg_cpu / count * 1000,
+            "join_s": join_s,
+            "join_cpu_s": join_cpu,
+            "cpu_ms_per_join": None if join_cpu is None else join_cpu / count * 1000,
+            "drain_s": drain_s,
+            "join_kib_per_member": sum(r["bytes"] for r in drained) / count / 1024,
+            "join_lines_per_member": sum(r["lines"] for r in drained) / count,
+            "rss_before_kib": rss_before,
+            "rss_registered_kib": rss_registered,
+            "rss_after_kib": rss_after,
+            "rss_kib_per_1000": per_1000,
+            "rss_kib_per_1000_registered": None if registered_grown is None else registered_grown / count * 1000,
+            "idle_cpu_percent": None if idle_cpu is None else idle_cpu / params.idle_sample_s * 100,
+            "messages": params.messages,
+            "deliveries": delivered,
+            "lost": expected - delivered,
+            "to_all_ms_median": statistics.median(to_all_ms) if to_all_ms else None,
+            "to_all_ms_max": max(to_all_ms, default=None),
+            "latency_samples": latency.total,
+            **{f"latency_{key}": value for key, value in latency.summary().items()},
+            "broadcast_cpu_s": broadcast_cpu,
+            "cpu_s_per_million": per_million,
+            "disconnected": sum(c["disconnected"] for c in closed),
+            # What 100,000 members would take, from the per-member figures measured at this size.
+            "projected_clients": CROWD_PROJECTED,
+            "projected_rss_mib": None if per_1000 is None or rss_before is None
+            else (rss_before + per_1000 * CROWD_PROJECTED / 1000) / 1024,
+            "projected_rss_registered_mib": None if registered_grown is None or rss_before is None
+            else (rss_before + registered_grown / count * CROWD_PROJECTED) / 1024,
+            "projected_registration_cpu_s": None if reg_cpu is None else reg_cpu / count * CROWD_PROJECTED,
+            "projected_broadcast_cpu_ms": None if per_million is None else per_million * CROWD_PROJECTED / 1000,
+        }
+    )
+    return record
+
+
+def _rss(target: Target) -> int | None:
+    return rss_kib(target.pid) if target.pid else None
+
+
+def _minus(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else after - before
 
 
 def emit(record: dict[str, Any], results: Path | None) -> None:

@@ -7,6 +7,9 @@ pipe, and merges what they report. Messages on the pipe are tuples whose first i
              (during "go", senders and witnesses of all workers also share a table of acknowledgements)
     connect: worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "quit" -> "closed"
     direct:  worker "ready" -> coordinator "go" -> worker "result"
+    crowd:   worker "spawned" -> coordinator "go" -> worker "registered" -> coordinator "join" -> worker
+             "joined" -> coordinator "drain" -> worker "drained", then per message coordinator "message" ->
+             worker "got"; coordinator "quit" -> worker "closed"
 
 A worker that fails sends ("error", text) and exits.
 """
@@ -42,13 +45,17 @@ STALL_TIMEOUT_S = 10.0
 ACK_POLL_S = 0.001
 # After the senders stop, wait this long without progress for missing deliveries before counting them lost.
 DRAIN_IDLE_S = 2.0
+# A crowd's clients send a PING this often until they have joined (see _keepalive).
+KEEPALIVE_S = 60.0
+# Longest join phase (100,000 members on a server that shows every JOIN to every member: 5·10⁹ lines).
+JOIN_TIMEOUT_S = 3600.0
 
 
 @dataclass
 class WorkerPlan:
     """What one worker does; built by the coordinator and pickled to the worker process."""
 
-    scenario: str  # "fanout", "connect" or "direct"
+    scenario: str  # "fanout", "connect", "direct" or "crowd"
     host: str
     port: int
     nicks: list[str]
@@ -88,6 +95,8 @@ async def _run(plan: WorkerPlan, conn: Connection, acks: AckTable | None) -> Non
         await _fanout(plan, conn, acks)
     elif plan.scenario == "connect":
         await _connect(plan, conn)
+    elif plan.scenario == "crowd":
+        await _crowd(plan, conn)
     else:
         await _direct(plan, conn)
 
@@ -99,27 +108,34 @@ async def _recv(conn: Connection, expected: str) -> tuple[Any, ...]:
     return message
 
 
-async def _open_all(plan: WorkerPlan, stats: WorkerStats) -> tuple[list[BenchClient], int, int]:
-    """Register every client, at most ``plan.inflight`` at a time; return them and the first/last times."""
+async def _open_all(
+    plan: WorkerPlan, stats: WorkerStats, live: list[BenchClient] | None = None
+) -> tuple[list[BenchClient], int, int]:
+    """Register every client, at most ``plan.inflight`` at a time; return them and the first/last times.
+
+    ``live``, if given, gets each client as soon as it is registered."""
     gate = asyncio.Semaphore(max(1, plan.inflight))
     sources: Iterator[str | None] = itertools.cycle(plan.source_addrs or [None])
     first_ns = monotonic_ns()
 
     async def one(nick: str, source: str | None) -> BenchClient:
         async with gate:
-            return await open_client(plan.host, plan.port, nick, stats, source, SETUP_TIMEOUT_S)
+            client = await open_client(plan.host, plan.port, nick, stats, source, SETUP_TIMEOUT_S)
+        if live is not None:
+            live.append(client)
+        return client
 
     clients = await _all(one(nick, next(sources)) for nick in plan.nicks)
     return clients, first_ns, monotonic_ns()
 
 
-async def _join_all(clients: list[BenchClient], channel: str) -> None:
+async def _join_all(clients: list[BenchClient], channel: str, timeout_s: float = SETUP_TIMEOUT_S) -> None:
     gate = asyncio.Semaphore(JOIN_CONCURRENCY)
 
     async def one(client: BenchClient) -> None:
         async with gate:
             client.join(channel)
-            await asyncio.wait_for(asyncio.shield(client.joined), SETUP_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.shield(client.joined), timeout_s)
 
     await _all(one(client) for client in clients)
 
@@ -149,6 +165,85 @@ async def _connect(plan: WorkerPlan, conn: Connection) -> None:
     await _recv(conn, "quit")
     conn.send(("closed", {"disconnected": stats.disconnected}))
     _close_all(clients)
+
+
+# -- crowd: N idle members of one channel, then a few messages from one of them to all ----------------------
+
+
+async def _crowd(plan: WorkerPlan, conn: Connection) -> None:
+    """Register (timed, like connect), join ``plan.channel`` (timed, bytes and lines counted), then for
+    each "message" from the coordinator the sender (``plan.senders``, in one worker) writes one line with
+    its send time and every other client parses what it gets: latency of each delivery, none lost."""
+    stats = WorkerStats()
+    conn.send(("spawned",))
+    _, start_ns = await _recv(conn, "go")
+    await asyncio.sleep(max(0.0, (start_ns - monotonic_ns()) / 1e9))
+    live: list[BenchClient] = []
+    keepalive = asyncio.create_task(_keepalive(live))
+    clients, first_ns, last_ns = await _open_all(plan, stats, live)
+    conn.send(("registered", {"first_ns": first_ns, "last_ns": last_ns, "clients": len(clients)}))
+
+    await _recv(conn, "join")
+    for client in clients:
+        client.join_mode()
+    join_start_ns = monotonic_ns()
+    await _join_all(clients, plan.channel, JOIN_TIMEOUT_S)
+    conn.send(("joined", {"first_ns": join_start_ns, "last_ns": monotonic_ns()}))
+    # Every member's 366 is in, but a server that tells every member of every JOIN may still hold most of
+    # those lines in its send queues: once all workers have joined, a PING from every client, whose PONG
+    # comes after them.
+    await _recv(conn, "drain")
+    await asyncio.wait_for(asyncio.gather(*(client.drain() for client in clients)), JOIN_TIMEOUT_S)
+    keepalive.cancel()  # the phases measured from here are short, and idle is what they measure
+    drained = {
+        "last_ns": monotonic_ns(), "bytes": stats.received_bytes, "lines": stats.received_lines,
+        "disconnected": stats.disconnected,
+    }  # fmt: skip
+    stats.reset()
+    for client in clients:
+        client.probe_mode()
+    conn.send(("drained", drained))
+
+    sender = next(iter(plan.senders), None)
+    channel = plan.channel.encode()
+    per_message = len(clients) - (sender is not None)
+    expected = counted = 0
+    while True:
+        message = await asyncio.to_thread(conn.recv)
+        if message[0] == "quit":
+            break
+        if message[0] != "message":
+            raise RuntimeError(f"expected 'message' or 'quit' from the coordinator, got {message[0]!r}")
+        # Counted from the start of the phase: the sender's worker may write before this one has read
+        # "message", and its clients may already have the line.
+        sent_ns = None
+        if sender is not None:
+            sent_ns = monotonic_ns()
+            clients[sender].send(b"PRIVMSG %s :0 %d %d\r\n" % (channel, message[1], sent_ns))
+        expected += per_message
+        await _drain(stats, expected)
+        got = {
+            "delivered": stats.delivered - counted, "expected": per_message, "sent_ns": sent_ns,
+            "last_delivery_ns": stats.last_delivery_ns,
+        }  # fmt: skip
+        counted = stats.delivered
+        conn.send(("got", got))
+    conn.send(("closed", {"disconnected": stats.disconnected, "latency": stats.latency}))
+    _close_all(clients)
+
+
+async def _keepalive(clients: list[BenchClient]) -> None:
+    """Every KEEPALIVE_S, a PING from each client, as IRC clients send to measure lag.
+
+    Only a server whose registration or join phase lasts minutes sees one: ngIRCd, busy for minutes with
+    the N²/2 JOIN lines, reads some sockets only every minute or so, and would drop clients for not
+    answering its own PING within its PongTimeout (60 s); a line of theirs that it reads in time (within
+    its PingTimeout, 300 s) means it sends none.
+    """
+    while True:
+        await asyncio.sleep(KEEPALIVE_S)
+        for client in clients:
+            client.send(b"PING :keepalive\r\n")
 
 
 # -- fanout: channel messages from S senders to C members ---------------------------------------------------

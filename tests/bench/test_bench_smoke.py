@@ -1,6 +1,7 @@
 """The benchmark tool still works: every scenario, about a second each, against a fresh salotto.
 
-Runs ``bench/run-peers --small`` (C=5 and C=20 fanout, a paced fanout, 50 connections, 2 direct pairs) with
+Runs ``bench/run-peers --small`` (C=5 and C=20 fanout, a paced fanout, 50 connections, 2 direct pairs, a
+crowd of 300 in one channel) with
 salotto as its only server and checks that each JSON record has its figures with sane values. Set
 SALOTTO_BENCH_SMOKE_SERVER=miniircd (or ngircd, inspircd) to check the tool itself against a peer.
 """
@@ -20,7 +21,7 @@ from tests.postgres import postgres_bin_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("SALOTTO_BENCH_SMOKE_SERVER", "salotto")
-SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct") + (
+SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct", "crowd") + (
     # salotto-only scenarios; on PostgreSQL where it is installed (the bench starts its own server)
     ("history-on", "history-off", "direct-history", "fanout-large-history")
     + (("history-on-postgresql",) if postgres_bin_dir() is not None else ())
@@ -91,3 +92,35 @@ def test_direct_measures_round_trips(records: dict[str, dict[str, Any]]) -> None
     row = records["direct"]
     assert row["round_trips"] > 0
     assert 0 < row["rtt_p50_ms"] <= row["rtt_p99_ms"] <= row["rtt_max_ms"]
+
+
+@pytest.mark.timeout(120)
+def test_crowd_reaches_every_member(records: dict[str, dict[str, Any]]) -> None:
+    row = records["crowd"]
+    members = row["clients"]
+    assert members == 300
+    assert row["source_addrs"] >= 1
+    assert row["registrations_per_s"] > 0
+    assert row["cpu_ms_per_registration"] is not None and row["cpu_ms_per_registration"] >= 0
+    assert row["join_s"] > 0
+    # every message reached every member but its sender, and every delivery was timed
+    assert row["deliveries"] == row["messages"] * (members - 1) > 0
+    assert row["lost"] == 0
+    assert row["latency_samples"] == row["deliveries"]
+    assert 0 <= row["latency_p50_ms"] <= row["latency_p99_ms"] <= row["latency_max_ms"] <= row["to_all_ms_max"]
+    assert row["to_all_ms_max"] < 10_000
+    assert 0 < row["rss_before_kib"] <= row["rss_after_kib"]
+    assert row["rss_kib_per_1000"] is not None
+    assert row["rss_kib_per_1000_registered"] is not None
+    assert row["projected_clients"] == 100_000
+    assert row["projected_rss_mib"] > row["rss_before_kib"] / 1024
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(SERVER != "salotto", reason="only salotto has large channels")
+def test_crowd_channel_is_large_on_salotto(records: dict[str, dict[str, Any]]) -> None:
+    # Above large_channel_threshold (100 in the smoke run) members are not told of joins: a member gets a
+    # few lines while the crowd joins (its own JOIN, NAMES, 366; the first hundred saw the joins until the
+    # threshold), not one per later joiner (about 150 on average for 300 members on a peer).
+    row = records["crowd"]
+    assert row["join_lines_per_member"] < row["clients"] / 4
