@@ -129,3 +129,25 @@ def test_websocket_frames_right_behind_the_handshake_are_not_lost(split: str) ->
         sock.close()
 
     serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_web_connections_refused_on_arrival_give_their_descriptor_back_at_once() -> None:
+    """A storm of connections past the pending limits is answered 503 and closed without the linger that
+    an established connection gets: forty of them do not hold forty descriptors for CLOSE_LINGER_S."""
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=GENEROUS_S) for _ in range(2)]
+        time.sleep(0.2)  # both are pending now: the per-address limit is reached
+        baseline = len(os.listdir("/proc/self/fd"))
+        refused = [socket.create_connection(("127.0.0.1", port), timeout=GENEROUS_S) for _ in range(40)]
+        for sock in refused:
+            assert _read_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 503")
+        opened = len(os.listdir("/proc/self/fd")) - baseline  # the test's own 40, and the server's
+        time.sleep(0.3)
+        server_side = len(os.listdir("/proc/self/fd")) - baseline - len(refused)
+        assert server_side <= 2, f"{server_side} server descriptors still open ({opened} right after)"
+        for sock in refused + held:
+            sock.close()
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"], "max_pending_connections_per_ip": 2})

@@ -513,15 +513,17 @@ class StreamTransport(_Stream):
     plain web port's HTTP and WebSocket connections): write, close, abort, is_closing,
     get_write_buffer_size, get_extra_info. The protocol enforces its own send queue limit."""
 
-    __slots__ = ("_peer", "_protocol")
+    __slots__ = ("_live", "_peer", "_protocol")
 
     def __init__(self, reactor: Reactor, fd: int, peer: tuple[str, int], protocol: asyncio.Protocol) -> None:
         super().__init__(reactor, fd)
         self._peer = peer
         self._protocol = protocol
+        self._live = False  # connection_made has returned: the protocol took it (it did not refuse it)
 
     def start(self) -> None:
         self._protocol.connection_made(self)  # type: ignore[arg-type]  # the transport's API, duck-typed
+        self._live = True
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return self._peer if name == "peername" else default  # TCP_NODELAY is set already
@@ -538,7 +540,9 @@ class StreamTransport(_Stream):
 
     def close(self) -> None:
         if not self._state:
-            self._begin_close(linger=True)
+            # No linger for a connection refused on arrival (a 503 from the pending limits): a storm of
+            # them must not hold a descriptor each for CLOSE_LINGER_S.
+            self._begin_close(linger=self._live)
 
     def readable(self) -> None:
         data = self._read()
