@@ -13,7 +13,7 @@ import logging
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
-from salotto.transport.inbound import FakelagGate
+from salotto.transport.inbound import Fakelag
 
 __all__ = ["IDLE", "OutboxProtocol"]
 
@@ -45,7 +45,7 @@ class OutboxProtocol(asyncio.Protocol):
     peer_ip: str
     outbox: list[bytes]
     _flusher: Flusher
-    _gate: FakelagGate
+    _gate: Fakelag
     _max_sendq: int
     _transport: asyncio.Transport | None
     _closing: bool
@@ -81,6 +81,10 @@ class OutboxProtocol(asyncio.Protocol):
             return None
         return data
 
+    def _stop_input(self) -> None:
+        """Nothing more this client sent reaches the server (a transport that is its own gate: stop())."""
+        self._gate.stop()
+
     def _check_sendq(self, transport: asyncio.Transport, written: int) -> None:
         self.server.stats.bytes_out += written
         if transport.get_write_buffer_size() > self._max_sendq:
@@ -90,7 +94,7 @@ class OutboxProtocol(asyncio.Protocol):
         """The client is not reading: drop it at once, nobody else waits for it."""
         self.outbox = IDLE
         self._closing = True
-        self._gate.stop()
+        self._stop_input()
         # The server hears of it in connection_lost, on a later loop pass: we may be in the middle
         # of a fanout over a channel this client is a member of.
         self._lost_reason = "SendQ exceeded"

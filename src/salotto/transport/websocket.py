@@ -35,23 +35,22 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from websockets.exceptions import PayloadTooBig
-from websockets.extensions import Extension
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import SEND_EOF, State
-from websockets.protocol import Protocol as WsProtocol
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from salotto.config import Config
-from salotto.proto.framing import LineReader
+from salotto.proto.framing import LineSplitter
 from salotto.server.client import Client
 from salotto.server.pending import PendingConnection
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
-from salotto.transport.inbound import FakelagGate, prepare_socket
+from salotto.transport.inbound import Fakelag, prepare_socket
 from salotto.transport.outbound import IDLE, OutboxProtocol
+from salotto.transport.wsframes import FrameLayer
 
 __all__ = [
     "SUBPROTOCOL_BINARY",
@@ -174,17 +173,14 @@ def _busy_response(refusal: str) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
-# The extensions of every connection that negotiated none (none is offered): read, never changed, by the
-# library's frame parser once the handshake is over.
-_NO_EXTENSIONS: list[Extension] = []
-
-
-class WebSocketIrcProtocol(OutboxProtocol):
+class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
+    # It is its own fakelag gate and line reader (the mixins' state is among these slots).
     __slots__ = (
-        "_forwarded", "_fragments", "_head_tail", "_http", "_loop", "_message_is_text", "_opcode", "_pending",
-        "_proxied", "_reader", "_socket_ip", "_timer", "_ws",
+        "_buffer", "_discarding", "_drain_handle", "_forwarded", "_fragments", "_head_tail", "_held", "_http",
+        "_loop", "_message_is_text", "_opcode", "_pending", "_proxied", "_server", "_socket_ip", "_tat", "_timer",
+        "_ws", "stopped",
     )  # fmt: skip  # the rest are OutboxProtocol's
     transport_name = "websocket"
 
@@ -202,13 +198,15 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self._http = http
         self._loop = asyncio.get_running_loop()
         config = server.config
-        self._ws = ServerProtocol(
+        # The library's protocol for the handshake; a FrameLayer once the connection is open.
+        self._ws: ServerProtocol | FrameLayer = ServerProtocol(
             subprotocols=list(_SUBPROTOCOLS),
             select_subprotocol=_select_subprotocol,
             max_size=hard_message_limit(config),
         )
-        self._reader = LineReader(config.max_line_bytes, config.max_tags_bytes)
-        self._gate = FakelagGate(server, self._loop)
+        self._start_gate(server, self._loop)
+        self._buffer = b""
+        self._discarding = False
         self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
         self._opcode = OP_TEXT
         self._fragments: list[bytes] | None = None  # the frames of a fragmented message, as they come
@@ -221,6 +219,18 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self.outbox: list[bytes] = IDLE  # a list only while this pass has output (mark_pending)
         self._closing = False
         self._lost_reason: str | None = None
+
+    # The line reader's limits, from the config (a REHASH applies to every connection).
+    @property
+    def max_line_bytes(self) -> int:  # type: ignore[override]  # read-only here: the config's
+        return self.server.config.max_line_bytes
+
+    @property
+    def max_tags_bytes(self) -> int:  # type: ignore[override]
+        return self.server.config.max_tags_bytes
+
+    def _stop_input(self) -> None:
+        self.stop()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -282,7 +292,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._done_pending()
         self._closing = True
-        self._gate.stop()
+        self.stop()
         if self._timer is not None:
             self._timer.cancel()
         if self.client is None:
@@ -301,6 +311,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
 
     def _on_request(self, request: Request) -> None:
         ws = self._ws
+        assert isinstance(ws, ServerProtocol)  # requests come during the handshake only
         upgrade = _is_upgrade(request)
         if self._proxied:
             client_ip = self._forwarded.client(self._socket_ip, request, upgrade=upgrade)
@@ -326,18 +337,12 @@ class WebSocketIrcProtocol(OutboxProtocol):
             self._timer = None
         if ws.subprotocol == SUBPROTOCOL_BINARY:
             self._opcode = OP_BINARY
-        # The library's server parser keeps the handshake's request (every header, some 3 KiB) alive in
-        # its generator for as long as the connection lasts. It has parsed the request and nothing
-        # after it (data_received fed the head alone), so a frame parser of its own, which the server
-        # parser would go on to anyway, takes over at a frame boundary and the request is let go.
-        ws.parser = WsProtocol.parse(ws)
-        next(ws.parser)
-        # What else only the handshake needed, some 200 bytes a connection.
-        if not ws.extensions:
-            ws.extensions = _NO_EXTENSIONS
-        ws.available_extensions = ws.available_subprotocols = None
-        ws.select_subprotocol = None  # type: ignore[assignment]
+        # The frames from here on are FrameLayer's: the library's protocol object, its generators (the
+        # request's head among what they hold) and buffers took some 3 KiB per connection for the whole
+        # connection. It has parsed the request and nothing after it (data_received fed the head alone),
+        # so nothing of the first frame is lost.
         self._send_pending()  # the 101 goes out before any IRC line
+        self._ws = FrameLayer(ws.max_message_size or hard_message_limit(self.server.config))
         self._done_pending()  # an IRC client now: counted with the others
         self.client = self.server.accept(self)
 
@@ -363,14 +368,14 @@ class WebSocketIrcProtocol(OutboxProtocol):
                 self._fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
                 return
             # The message is one line; the LF we add ends it so the reader returns it now.
-            self._gate.push(client, self._reader.feed(payload + b"\n"))
+            self.push(client, self.feed(payload + b"\n"))
         elif opcode is OP_CLOSE:
-            self._gate.stop()
+            self.stop()
         # Ping frames are answered by the library; pongs need nothing.
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """RFC 6455 section 7.1.7: close with ``code``; nothing more reaches the server from this client."""
-        self._gate.stop()
+        self.stop()
         self._lost_reason = f"Connection error: {reason}"
         if self._ws.state is State.OPEN:
             self._ws.fail(code, reason)
@@ -435,7 +440,7 @@ class WebSocketIrcProtocol(OutboxProtocol):
         self.server.commit_pending()  # nothing leaves before it is durable
         self.flush_now()
         self._closing = True
-        self._gate.stop()
+        self.stop()
         if self._ws.state is State.OPEN:
             self._ws.send_close(CloseCode.NORMAL_CLOSURE)
         self._send_pending()

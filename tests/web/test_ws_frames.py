@@ -1,0 +1,87 @@
+"""The frames of an open WebSocket connection (salotto.transport.wsframes) from a raw client: what RFC 6455
+section 5 forbids gets close code 1002 and the end of the connection, a client's close is answered with
+its code. The library's client would not send the broken frames. Servers run in this process."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from tests.transport.inprocess import GENEROUS_S, InProcessServer, serve_in_process
+from tests.web.conftest import free_port
+
+
+def _open(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=GENEROUS_S)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /irc HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                 f"Sec-WebSocket-Protocol: text.ircv3.net\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def _masked(first: int, payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    return bytes((first, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    deadline = time.monotonic() + GENEROUS_S
+    while chunk := sock.recv(65536):
+        received += chunk
+        assert time.monotonic() < deadline, "the server did not close the connection"
+    return received
+
+
+def _close_code(received: bytes) -> int:
+    """The code of the last frame, a close frame (0x88, a length under 126, two bytes of code)."""
+    at = received.rfind(b"\x88")
+    assert at >= 0, f"no close frame in {received[-100:]!r}"
+    return int(struct.unpack("!H", received[at + 2:at + 4])[0])
+
+
+@pytest.mark.parametrize(("frame", "why"), [
+    (bytes((0x81, 5)) + b"NICK ", "a client frame without a mask"),
+    (_masked(0xC1, b"NICK x"), "a reserved bit set (no extension was agreed)"),
+    (_masked(0x80, b"NICK x"), "a continuation frame with no message begun"),
+    (_masked(0x09, b"ping"), "a fragmented control frame"),
+    (_masked(0x83, b"x"), "an unknown opcode"),
+])
+def test_a_frame_rfc_6455_forbids_gets_1002_and_the_end(frame: bytes, why: str) -> None:
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.sendall(_masked(0x81, b"NICK broken") + _masked(0x81, b"USER b 0 * :b"))
+        srv.wait_log("registered broken")
+        sock.sendall(frame)
+        assert _close_code(_until_closed(sock)) == 1002, why
+        sock.close()
+        srv.wait_log("disconnected broken")
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_a_clients_close_is_answered_with_its_code_and_the_connection_ends() -> None:
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.sendall(_masked(0x81, b"NICK leaving") + _masked(0x81, b"USER l 0 * :l"))
+        srv.wait_log("registered leaving")
+        sock.sendall(_masked(0x88, struct.pack("!H", 1001) + b"going away"))
+        assert _close_code(_until_closed(sock)) == 1001
+        sock.close()
+        srv.wait_log("disconnected leaving")
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
