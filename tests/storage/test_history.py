@@ -95,7 +95,7 @@ def test_a_batch_of_the_servers_channel_messages_comes_back_whole(storage: Stora
     assert storage.get_message(sent[-1].msgid) == sent[-1]
     # A batch of two runs of the server, and one with a msgid that only looks like the server's.
     again = [message(100 + i, msgid=f"0000beef-{i + 1:x}") for i in range(3)] + [message(103, msgid="0000beef-04")]
-    storage.append_messages(again[:2] + [message(104, msgid=f"{SERVER_PREFIX}-{0x40000:x}")])
+    storage.append_messages([*again[:2], message(104, msgid=f"{SERVER_PREFIX}-{0x40000:x}")])
     storage.append_messages(again[2:])
     for m in again:
         assert storage.get_message(m.msgid) == m

@@ -25,7 +25,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from itertools import chain, compress, repeat
-from operator import eq, itemgetter, or_
+from operator import eq, itemgetter
 from typing import Any, ClassVar, Final
 
 from salotto.proto.casemap import casefold
@@ -70,6 +70,9 @@ _SHAPES: Final = 16
 # but for a time exactly halfway between two milliseconds (SQLite away from zero, Python to even),
 # which none of the server's messages has: their times are whole milliseconds.
 _TIME_MS: Final = "CAST(round(?*1000) AS INTEGER)"
+# _ID: a row's id is the statement's first parameter plus the row's own: its counter, and the first is
+# the run's base (see _server_ids), or the whole id, and the first 0. An addition in SQLite costs less
+# than the call of an operator per message in Python. (A "?" after "?1" is "?2", the next after it.)
 
 
 def _insert_sql(rows: int, shape: int, own: bool) -> str:
@@ -81,6 +84,7 @@ def _insert_sql(rows: int, shape: int, own: bool) -> str:
     transaction instead, so SQLite keeps no copy; ``own`` (the transaction is append_messages' own)
     asks for it."""
     marks = ["?"] * _WIDTH
+    marks[0] = "?1+?"  # (see _ID)
     marks[3] = _TIME_MS
     for column, bit, literal in _SHAPE_COLUMNS:
         if not shape & bit:
@@ -213,49 +217,48 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
 _HEX_WORDS: dict[int, struct.Struct] = {}  # n -> n big-endian u32 (see _server_ids)
 
 
-def _server_ids(msgids: tuple[str, ...]) -> list[int] | tuple[int, ...] | None:
-    """The ids of ``msgids`` when every one is the server's (as :func:`_msgid_id` takes them) and of one
-    run (one prefix); else None. In a few passes of C over the lot, not a call per msgid (int(), format()
-    and a slice cost some 3,000 instructions a msgid; this, some 300)."""
+def _server_ids(msgids: tuple[str, ...]) -> tuple[int, tuple[int, ...] | list[int]] | None:
+    """``(base, counters)``, each msgid's id being ``base + counter``, when every msgid is the server's
+    (as :func:`_msgid_id` takes them) and of one run (one prefix); else None. In a few passes of C over
+    the lot, not a call per msgid (int(), format() and a slice cost some 3,000 instructions a msgid;
+    this, a few hundred)."""
     n = len(msgids)
     base = _msgid_id(msgids[0], storing=True)
     if base is None:
         return None
-    lead = "," + msgids[0][:9]  # ",PREFIX-"
-    joined = "," + ",".join(msgids)
-    if joined.count(lead) != n:  # each one starts with the prefix (a comma inside one fails below)
+    digits = ("," + ",".join(msgids)).split("," + msgids[0][:9])  # ["", "1f", "20", "21"...]
+    if len(digits) != n + 1:  # not every one starts with the prefix (or one has it inside as well)
         return None
-    digits = joined.replace(lead, ",")  # ",1f,20,21..."
-    # Canonical hex counters (see _msgid_id): digits and a to f only, no leading zero; between 1 and
-    # _COUNTER_MASK is checked on the values. (An upper case letter makes a lower-case check fail, and
-    # "a" makes it pass for counters of digits alone.)
-    if not (digits.count(",") == n and digits.isascii() and digits.replace(",", "").isalnum()
-            and (digits + "a").islower() and ",0" not in digits):
+    del digits[0]
+    try:
+        text = ",".join(digits).encode("ascii")
+    except UnicodeEncodeError:
         return None
-    counters: list[int] | tuple[int, ...]
-    width = len(digits) // n - 1  # every counter this long, the common case: one struct.unpack
-    if len(digits) == n * (width + 1) and width <= 8 and digits[width + 1::width + 1].count(",") == n - 1:
+    # Canonical hex counters (see _msgid_id): 0 to 9 and a to f only, no leading zero, n of them (no
+    # comma inside one); between 1 and _COUNTER_MASK is checked on the values.
+    if text.translate(None, b"0123456789abcdef,") or text[:1] == b"0" or b",0" in text or text.count(b",") != n - 1:
+        return None
+    counters: tuple[int, ...] | list[int]
+    width = len(digits[0])  # every counter this long, the common case: one struct.unpack
+    if 0 < width <= 8 and len(text) == n * (width + 1) - 1 and text[width::width + 1].count(b",") == n - 1:
         words = _HEX_WORDS.get(n)
         if words is None:
             words = struct.Struct(f">{n}I")
             if len(_HEX_WORDS) < 1024:
                 _HEX_WORDS[n] = words
         pad = "0" * (8 - width)
-        try:
-            counters = words.unpack(bytes.fromhex(pad + pad.join(digits[1:].split(","))))
-        except (ValueError, struct.error):  # a letter past f
-            return None
+        counters = words.unpack(bytes.fromhex(pad + pad.join(digits)))
     else:
         try:
-            counters = list(map(int, digits[1:].split(","), repeat(16)))
-        except ValueError:
+            counters = list(map(int, digits, repeat(16)))
+        except ValueError:  # an empty one
             return None
     if min(counters) <= 0 or max(counters) > _COUNTER_MASK:
         return None
-    return list(map(or_, counters, repeat(base & ~_COUNTER_MASK)))
+    return base & ~_COUNTER_MASK, counters
 
 
-def _channel_rows(batch: list[HistoryMessage]) -> dict[int, list[object]] | None:
+def _channel_rows(batch: list[HistoryMessage]) -> tuple[int, dict[int, list[object]]] | None:
     """The rows of ``batch`` by shape (see _INSERTS), when every message has the server's msgid of one
     run, no client tags and no parties (the channel messages of one run: nearly every batch of a
     server); else None.
@@ -264,17 +267,18 @@ def _channel_rows(batch: list[HistoryMessage]) -> dict[int, list[object]] | None
     a row cost some 300 instructions where the loop over the rows in Python cost 5,000 (the storer
     shares the process's CPU with the loop thread)."""
     if not batch:
-        return {}
+        return 0, {}
     msgids, targets, times, senders, accounts, commands, texts, tags, pairs = zip(*batch, strict=True)
     if any(tags) or pairs.count(None) != len(pairs):
         return None
-    ids = _server_ids(msgids)
-    if ids is None:
+    server_ids = _server_ids(msgids)
+    if server_ids is None:
         return None
+    base, ids = server_ids  # (see _ID)
     plain_account = accounts.count(None) == len(accounts)
     plain_command = commands.count("PRIVMSG") == len(commands)
     if plain_account and plain_command:  # the common batch: one shape
-        return {0: list(chain.from_iterable(zip(ids, targets, times, senders, texts, strict=True)))}
+        return base, {0: list(chain.from_iterable(zip(ids, targets, times, senders, texts, strict=True)))}
     rows = list(zip(ids, targets, times, senders, accounts, commands, texts, strict=True))  # times: see _TIME_MS
     keys = [(account is not None) * _HAS_ACCOUNT | (command != "PRIVMSG") * _NOT_PRIVMSG
             for account, command in zip(accounts, commands, strict=True)]
@@ -283,7 +287,7 @@ def _channel_rows(batch: list[HistoryMessage]) -> dict[int, list[object]] | None
         keep = itemgetter(0, 1, 2, 3, *((4,) if shape & _HAS_ACCOUNT else ()),
                           *((5,) if shape & _NOT_PRIVMSG else ()), 6)
         shapes[shape] = list(chain.from_iterable(map(keep, compress(rows, map(eq, keys, repeat(shape))))))
-    return shapes
+    return base, shapes
 
 
 class SqliteHistory(RangeQueries):
@@ -310,12 +314,14 @@ class SqliteHistory(RangeQueries):
         # for many rows skips the per-row round trip (bind, step, reset) of executemany, about a fifth
         # of the cost of an insert. Every row carries its id, so the order of the rows does not matter.
         batch = messages if isinstance(messages, list) else list(messages)
-        shapes = _channel_rows(batch)
-        if shapes is not None:
+        channel_rows = _channel_rows(batch)
+        if channel_rows is not None:
+            base, shapes = channel_rows
             others: list[tuple[list[object], int]] = []
             parties: dict[tuple[str, str], str] = {}
             renamed: dict[str, tuple[str, str]] = {}
         else:
+            base = 0  # (see _ID: the rows have their whole ids)
             shapes, others, parties, renamed = self._rows(batch)
         if not shapes:
             return
@@ -338,7 +344,8 @@ class SqliteHistory(RangeQueries):
                 for shape, values in shapes.items():
                     width = _SHAPE_WIDTHS[shape]
                     for start, rows in _chunks(len(values) // width):
-                        self._db.execute(_INSERTS[rows, shape, own], values[start * width:(start + rows) * width])
+                        self._db.execute(_INSERTS[rows, shape, own],
+                                         (base, *values[start * width:(start + rows) * width]))
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"duplicate msgid in batch: {exc}") from exc
             if parties:
