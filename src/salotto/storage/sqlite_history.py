@@ -22,10 +22,10 @@ import json
 import re
 import sqlite3
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from itertools import chain, compress, repeat
-from operator import eq, itemgetter
+from itertools import compress, repeat
+from operator import eq
 from typing import Any, ClassVar, Final
 
 from salotto.proto.casemap import casefold
@@ -275,19 +275,27 @@ def _channel_rows(batch: list[HistoryMessage]) -> tuple[int, dict[int, list[obje
     if server_ids is None:
         return None
     base, ids = server_ids  # (see _ID)
-    plain_account = accounts.count(None) == len(accounts)
-    plain_command = commands.count("PRIVMSG") == len(commands)
-    if plain_account and plain_command:  # the common batch: one shape
-        return base, {0: list(chain.from_iterable(zip(ids, targets, times, senders, texts, strict=True)))}
-    rows = list(zip(ids, targets, times, senders, accounts, commands, texts, strict=True))  # times: see _TIME_MS
+    # (times: see _TIME_MS)
+    if accounts.count(None) == len(accounts) and commands.count("PRIVMSG") == len(commands):
+        return base, {0: _interleaved((ids, targets, times, senders, texts))}  # the common batch: one shape
     keys = [(account is not None) * _HAS_ACCOUNT | (command != "PRIVMSG") * _NOT_PRIVMSG
             for account, command in zip(accounts, commands, strict=True)]
     shapes: dict[int, list[object]] = {}
     for shape in set(keys):
-        keep = itemgetter(0, 1, 2, 3, *((4,) if shape & _HAS_ACCOUNT else ()),
-                          *((5,) if shape & _NOT_PRIVMSG else ()), 6)
-        shapes[shape] = list(chain.from_iterable(map(keep, compress(rows, map(eq, keys, repeat(shape))))))
+        columns = (ids, targets, times, senders, *((accounts,) if shape & _HAS_ACCOUNT else ()),
+                   *((commands,) if shape & _NOT_PRIVMSG else ()), texts)
+        shapes[shape] = _interleaved([list(compress(column, map(eq, keys, repeat(shape)))) for column in columns])
     return base, shapes
+
+
+def _interleaved(columns: Sequence[Sequence[object]]) -> list[object]:
+    """The rows of ``columns`` one after the other in one list: by an assignment to an extended slice
+    per column (a copy in C), where joining the rows of ``zip`` cost about 1,500 instructions a row."""
+    width = len(columns)
+    values: list[object] = [None] * (width * len(columns[0]))
+    for k, column in enumerate(columns):
+        values[k::width] = column
+    return values
 
 
 class SqliteHistory(RangeQueries):
