@@ -118,6 +118,8 @@ def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, hist
             flush()
     if store is not None:
         store.close()  # every message stored, the threads stopped: counted too
+        if store.written != messages:
+            raise SystemExit(f"history stored {store.written} of {messages} messages")
     return time.perf_counter() - started
 
 
@@ -139,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         seconds = fanout(args.members, args.senders, args.messages, per_pass=args.per_pass)
     if args.messages:
         deliveries = args.messages * (args.members - 1)
-        print(f"{seconds / deliveries * 1e6:.3f} us per delivery ({args.messages} messages to {args.members} members)")
+        stored = ", each stored in history" if args.history else ""
+        print(f"{seconds / deliveries * 1e6:.3f} us per delivery ({args.messages} messages to {args.members} members"
+              f"{stored})")
     return 0
 
 
