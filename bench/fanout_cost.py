@@ -47,8 +47,9 @@ class _Connection:
         self.outbox: list[bytes] = []
         self._pending = pending
 
-    def mark_pending(self) -> None:
+    def mark_pending(self) -> list[bytes]:
         self._pending.append(self)
+        return self.outbox
 
     def write(self, data: bytes) -> None:
         if not self.outbox:
@@ -108,6 +109,11 @@ def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, hist
         server.handle_line(client, b"JOIN #bench")
         flush()
         clients.append(client)
+    if store is not None:  # each JOIN's replay comes back from a reader thread; a client's next lines wait for it
+        deadline = time.monotonic() + 60
+        while any(client.waiting for client in clients) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            flush()
     lines = [f"PRIVMSG #bench :message {i} from the fanout cost benchmark".encode() for i in range(messages)]
     talking = clients[:senders]
     started = time.perf_counter()
