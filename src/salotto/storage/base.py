@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import lru_cache
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
@@ -29,7 +29,6 @@ __all__ = [
     "NO_TAGS",
     "AlreadyExists",
     "AlwaysOnUser",
-    "HistoryFields",
     "HistoryMessage",
     "Ref",
     "RegisteredChannel",
@@ -40,7 +39,6 @@ __all__ = [
     "TargetListing",
     "UnknownChannel",
     "conversation_key",
-    "history_message",
 ]
 
 
@@ -135,15 +133,6 @@ class HistoryMessage(NamedTuple):
     tags: Mapping[str, str] = NO_TAGS  # client-only tags (+typing...), as delivered
     parties: tuple[str, str] | None = None
 
-
-# The nine fields of a HistoryMessage, in order.
-HistoryFields = tuple[str, str, float, str, "str | None", str, str, Mapping[str, str], "tuple[str, str] | None"]
-
-#: ``history_message((msgid, target, time, sender, account, command, text, tags, parties))`` is
-#: ``HistoryMessage(msgid, ...)`` with every field given, made in C: calling the class runs the named
-#: tuple's ``__new__``, a Python function, some 6,000 instructions; this, a few hundred. For the
-#: server's hot path (a message relayed to a channel).
-history_message: Callable[[HistoryFields], HistoryMessage] = partial(tuple.__new__, HistoryMessage)
 
 @dataclass(frozen=True, slots=True)
 class TargetListing:
