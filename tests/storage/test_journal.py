@@ -64,6 +64,21 @@ def test_a_record_whose_columns_disagree_ends_the_journal(tmp_path: Path) -> Non
     assert journal.read() == [_message(1)]
 
 
+def test_a_busy_pass_comes_back_whole(tmp_path: Path) -> None:
+    """A pass of many messages (written as columns), some with tags, accounts or parties, between two
+    quiet ones (a row each)."""
+    journal = Journal(tmp_path / "j")
+    busy = [
+        _message(n, account="alice" if n % 3 == 0 else None, tags={"+draft/react": "x"} if n % 4 == 0 else {},
+                 **({"target": "alice bob", "parties": ("Alice", "bob")} if n % 5 == 0 else {}))
+        for n in range(2, 40)
+    ]
+    journal.append([_message(1)])
+    journal.append(busy)
+    journal.append([_message(40)])
+    assert journal.read() == [_message(1), *busy, _message(40)]
+
+
 def test_clear_empties_the_file_and_appends_start_over(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j")
     journal.append([_message(1)])
