@@ -46,3 +46,10 @@ def test_fanout_cost_delivers_and_reports() -> None:
     done = _run("bench.fanout_cost", "--members", "20", "--messages", "50")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.endswith("us per delivery (50 messages to 20 members)\n")
+
+
+def test_fanout_cost_stores_every_message_with_history() -> None:
+    done = _run("bench.fanout_cost", "--members", "20", "--messages", "50", "--per-pass", "7", "--history",
+                "--store-every", "14")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.endswith("us per delivery (50 messages to 20 members, each stored in history)\n")

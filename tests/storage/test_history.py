@@ -77,6 +77,30 @@ def test_a_batch_of_every_shape_of_message_comes_back_whole(storage: Storage) ->
     assert storage.get_message("imported-22") == sent[22]
 
 
+@pytest.mark.parametrize("first", [1, 0xFFF0, 0x3FFFFFF0])
+def test_a_batch_of_the_servers_channel_messages_comes_back_whole(storage: Storage, first: int) -> None:
+    """The common batch, a run's channel messages (the SQLite backend takes them column by column):
+    with and without an account, PRIVMSG, NOTICE and TAGMSG interleaved, counters that grow a digit in
+    the batch (or reach the last the stored form has), times of one millisecond and of the next."""
+    sent = [
+        HistoryMessage(
+            f"{SERVER_PREFIX}-{first + i:x}", "#chan", 1700000000.5 + (i // 3) / 1000, f"nick{i}!u@h",
+            f"acct{i}" if i % 3 == 1 else None, ("PRIVMSG", "PRIVMSG", "NOTICE", "TAGMSG")[i % 4],
+            "" if i % 4 == 3 else f"line {i}",
+        )
+        for i in range(40 if first < 0x3FFFFFF0 else 15)
+    ]
+    storage.append_messages(sent)
+    assert storage.latest("#chan", 100) == sent
+    assert storage.get_message(sent[-1].msgid) == sent[-1]
+    # A batch of two runs of the server, and one with a msgid that only looks like the server's.
+    again = [message(100 + i, msgid=f"0000beef-{i + 1:x}") for i in range(3)] + [message(103, msgid="0000beef-04")]
+    storage.append_messages([*again[:2], message(104, msgid=f"{SERVER_PREFIX}-{0x40000:x}")])
+    storage.append_messages(again[2:])
+    for m in again:
+        assert storage.get_message(m.msgid) == m
+
+
 def test_time_keeps_millisecond_precision(storage: Storage) -> None:
     storage.append_messages([message(0, time=1700000000.1234), message(1, time=1700000000.9999)])
     assert [m.time for m in storage.latest("#chan", 10)] == [1700000000.123, 1700000001.0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import resource
 import signal
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -32,6 +35,48 @@ def test_records_come_back_in_order_with_tags_accounts_and_parties(tmp_path: Pat
     assert journal.read()[0].tags is NO_TAGS  # no tags reads back as the shared empty mapping
     journal.close()
     assert Journal(tmp_path / "j").read() == first + second  # reopened: the file is all there is
+
+
+def test_a_journal_of_the_previous_release_is_still_read(tmp_path: Path) -> None:
+    """A crash left a journal in the format of salotto 0.1.0 (a row per message), and the new release
+    starts: what it holds is stored, then records of the new format follow it in the same file."""
+    old = [_message(1), _message(2, account="alice", tags={"+draft/reply": "0badcafe-1"}),
+           _message(3, target="\x00alice\x00bob", parties=("Alice", "bob"))]
+    payload = marshal.dumps((
+        [tuple(m[:7]) for m in old],
+        [(1, {"+draft/reply": "0badcafe-1"}, None), (2, None, ("Alice", "bob"))],
+    ))
+    (tmp_path / "j").write_bytes(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(4)])
+    assert journal.read() == [*old, _message(4)]
+
+
+def test_a_record_whose_columns_disagree_ends_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j")
+    journal.append([_message(1)])
+    m = _message(2)
+    payload = marshal.dumps(((m.msgid, m.msgid), (m.target,), (m.time,), (m.sender,), (None,), (m.command,),
+                             (m.text,), []))
+    with (tmp_path / "j").open("ab") as f:
+        f.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    journal.append([_message(3)])
+    assert journal.read() == [_message(1)]
+
+
+def test_a_busy_pass_comes_back_whole(tmp_path: Path) -> None:
+    """A pass of many messages (written as columns), some with tags, accounts or parties, between two
+    quiet ones (a row each)."""
+    journal = Journal(tmp_path / "j")
+    busy = [
+        _message(n, account="alice" if n % 3 == 0 else None, tags={"+draft/react": "x"} if n % 4 == 0 else {},
+                 **({"target": "alice bob", "parties": ("Alice", "bob")} if n % 5 == 0 else {}))
+        for n in range(2, 40)
+    ]
+    journal.append([_message(1)])
+    journal.append(busy)
+    journal.append([_message(40)])
+    assert journal.read() == [_message(1), *busy, _message(40)]
 
 
 def test_clear_empties_the_file_and_appends_start_over(tmp_path: Path) -> None:

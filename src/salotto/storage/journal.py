@@ -15,11 +15,15 @@ is cut off again at once, so that later records never sit behind a torn one (rea
 even that fails, the journal takes no record until it is emptied, and history stores each pass in the
 database directly meanwhile.
 
-Format: records of ``<length:u32 le><crc32:u32 le><payload>``, the payload a :mod:`marshal`-ed pair: a
-list of ``(msgid, target, time, sender, account, command, text)``, one per message, and a list of
-``(index, tags, parties)`` for the messages that have client tags (a dict) or parties. marshal rather
-than pickle: loading it never runs code; rather than JSON: a sixth of the cost. Every loaded value is
-checked against that shape.
+Format: records of ``<length:u32 le><crc32:u32 le><payload>``, the payload a :mod:`marshal`-ed tuple of
+the messages' columns, ``(msgids, targets, times, senders, accounts, commands, texts, extras)``: a tuple
+of one value per message each, and a list of ``(index, tags, parties)`` for the messages that have
+client tags (a dict) or parties. Columns, because they are made and marshalled by loops of C (a tuple
+per message cost a third more). A record of fewer than _COLUMNS_FROM messages is a pair instead, a list
+of ``(msgid, target, time, sender, account, command, text)`` and the same extras (as every record of
+salotto 0.1.0 was: a journal that a crash left behind reads as well). marshal rather than pickle:
+loading it never runs code; rather than JSON: a sixth of the cost. Every loaded value is checked
+against that shape.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ __all__ = ["JOURNAL_FILENAMES", "Journal", "JournalError", "read_journal"]
 # stored (see salotto.storage.store).
 JOURNAL_FILENAMES: Final = ("history-0.journal", "history-1.journal")
 _HEADER: Final = struct.Struct("<II")
+# Messages from which a record is written as columns rather than a row per message (below, the columns'
+# own tuples cost more than they save).
+_COLUMNS_FROM: Final = 8
 
 
 class JournalError(Exception):
@@ -74,11 +81,19 @@ class Journal:
         if self._torn:
             # Recovery stops at a torn record: nothing appended behind it would come back after a crash.
             raise JournalError(f"cannot write {self.path}: it ends in a torn record until it is emptied")
-        # The common message has no tags and no parties: its row is a slice, and those few that have
-        # them are listed apart (building a 9-tuple per message costs more than the marshalling).
-        rows = [m[:7] for m in messages]
-        extras = [(i, dict(m[7]) if m[7] else None, m[8]) for i, m in enumerate(messages) if m[7] or m[8]]
-        payload = marshal.dumps((rows, extras))
+        if not messages:
+            return
+        # The common message has no tags and no parties: those few that have them are listed apart.
+        if len(messages) < _COLUMNS_FROM:  # a row each (the record of a quiet pass: a tuple per column costs more)
+            extras = [(i, dict(m[7]) if m[7] else None, m[8]) for i, m in enumerate(messages) if m[7] or m[8]]
+            payload = marshal.dumps(([m[:7] for m in messages], extras))
+        else:
+            msgids, targets, times, senders, accounts, commands, texts, tags, parties = zip(*messages, strict=True)
+            extras = (
+                [(i, dict(m[7]) if m[7] else None, m[8]) for i, m in enumerate(messages) if m[7] or m[8]]
+                if any(tags) or parties.count(None) != len(parties) else []
+            )
+            payload = marshal.dumps((msgids, targets, times, senders, accounts, commands, texts, extras))
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
             written = os.write(self._fd, record)
@@ -139,9 +154,17 @@ def _messages(data: bytes) -> Iterator[HistoryMessage]:
 
 def _record_messages(record: Any) -> list[HistoryMessage] | None:
     """The messages of one record, or None if it is not of the journal's shape."""
-    if not isinstance(record, tuple) or len(record) != 2:
+    if not isinstance(record, tuple):
         return None
-    rows, extras = record
+    if len(record) == 8:
+        *columns, extras = record
+        if not all(isinstance(column, tuple) and len(column) == len(columns[0]) for column in columns):
+            return None
+        rows: Any = list(zip(*columns, strict=True))
+    elif len(record) == 2:  # a row per message (a record of a few messages, and every record of salotto 0.1.0)
+        rows, extras = record
+    else:
+        return None
     if not isinstance(rows, list) or not isinstance(extras, list):
         return None
     more: dict[int, tuple[Any, Any]] = {}

@@ -126,8 +126,8 @@ class SqliteStorage(SqliteHistory):
             # Accounts' password hashes and private messages: readable by the server's user alone. SQLite
             # gives its -wal and -shm files the database file's mode, so creating this one is enough.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            # The history INSERTs alone are up to 112 statements (salotto.storage.sqlite_history).
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+            # The history INSERTs alone are up to 224 statements (salotto.storage.sqlite_history).
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=384)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA foreign_keys = ON")

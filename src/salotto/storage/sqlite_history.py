@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from itertools import compress, repeat
+from operator import eq
 from typing import Any, ClassVar, Final
 
 from salotto.proto.casemap import casefold
@@ -50,11 +53,26 @@ _ROWS_PER_INSERT: Final = (64, 32, 16, 8, 4, 2, 1)
 # Columns that are NULL for most messages: msgid (the server's own msgids are ids), account (a sender
 # not logged in) and tags (no client tags). Binding None costs the sqlite3 module an adapter lookup,
 # 0.3 to 0.5 us a value, about what the rest of the row costs; so a row goes in with the statement of
-# its shape, which has literal NULLs where the row has nothing. Bits of a shape: _HAS_MSGID...
+# its shape, which has literal NULLs where the row has nothing, and the literal 'PRIVMSG' for the
+# command most messages have (a text bound is copied: some 800 instructions a value). Bits of a
+# shape: _HAS_MSGID...
 _HAS_MSGID: Final = 1
 _HAS_ACCOUNT: Final = 2
 _HAS_TAGS: Final = 4
-_SHAPE_COLUMNS: Final = ((1, _HAS_MSGID), (5, _HAS_ACCOUNT), (8, _HAS_TAGS))  # (column index, bit)
+_NOT_PRIVMSG: Final = 8
+# (column index, bit, what the column is when the bit is clear)
+_SHAPE_COLUMNS: Final = (
+    (1, _HAS_MSGID, "NULL"), (5, _HAS_ACCOUNT, "NULL"), (6, _NOT_PRIVMSG, "'PRIVMSG'"), (8, _HAS_TAGS, "NULL"),
+)
+_SHAPES: Final = 16
+# A row's time goes in as the HistoryMessage has it, in seconds, and SQLite makes it milliseconds (what
+# to_ms does, in C: round() per value cost Python some 1,000 instructions). The two round alike
+# but for a time exactly halfway between two milliseconds (SQLite away from zero, Python to even),
+# which none of the server's messages has: their times are whole milliseconds.
+_TIME_MS: Final = "CAST(round(?*1000) AS INTEGER)"
+# _ID: a row's id is the statement's first parameter plus the row's own: its counter, and the first is
+# the run's base (see _server_ids), or the whole id, and the first 0. An addition in SQLite costs less
+# than the call of an operator per message in Python. (A "?" after "?1" is "?2", the next after it.)
 
 
 def _insert_sql(rows: int, shape: int, own: bool) -> str:
@@ -66,23 +84,30 @@ def _insert_sql(rows: int, shape: int, own: bool) -> str:
     transaction instead, so SQLite keeps no copy; ``own`` (the transaction is append_messages' own)
     asks for it."""
     marks = ["?"] * _WIDTH
-    for column, bit in _SHAPE_COLUMNS:
+    marks[0] = "?1+?"  # (see _ID)
+    marks[3] = _TIME_MS
+    for column, bit, literal in _SHAPE_COLUMNS:
         if not shape & bit:
-            marks[column] = "NULL"
+            marks[column] = literal
     row = f"({','.join(marks)})"
     return f"INSERT {'OR ROLLBACK ' if own else ''}INTO messages ({_COLUMNS}) VALUES " + ",".join([row] * rows)
 
 
 # Values per row of each shape.
 _SHAPE_WIDTHS: Final = tuple(
-    _WIDTH - sum(1 for _, bit in _SHAPE_COLUMNS if not shape & bit) for shape in range(8)
+    _WIDTH - sum(1 for _, bit, _ in _SHAPE_COLUMNS if not shape & bit) for shape in range(_SHAPES)
 )
-_INSERTS: Final = {
-    (rows, shape, own): _insert_sql(rows, shape, own)
-    for rows in _ROWS_PER_INSERT
-    for shape in range(8)
-    for own in (False, True)
-}
+
+
+class _Statements(dict[tuple[int, int, bool], str]):
+    """(rows, shape, own) -> its INSERT, made when first asked for (a server uses few of them)."""
+
+    def __missing__(self, key: tuple[int, int, bool]) -> str:
+        sql = self[key] = _insert_sql(*key)
+        return sql
+
+
+_INSERTS: Final = _Statements()
 
 # Msgids per query of SqliteHistory.redacted (SQLite takes at most 32,766 parameters).
 _REDACTED_PER_QUERY: Final = 500
@@ -189,6 +214,90 @@ def _message(row: tuple[Any, ...]) -> HistoryMessage:
     )
 
 
+_HEX_WORDS: dict[int, struct.Struct] = {}  # n -> n big-endian u32 (see _server_ids)
+
+
+def _server_ids(msgids: tuple[str, ...]) -> tuple[int, tuple[int, ...] | list[int]] | None:
+    """``(base, counters)``, each msgid's id being ``base + counter``, when every msgid is the server's
+    (as :func:`_msgid_id` takes them) and of one run (one prefix); else None. In a few passes of C over
+    the lot, not a call per msgid (int(), format() and a slice cost some 3,000 instructions a msgid;
+    this, a few hundred)."""
+    n = len(msgids)
+    base = _msgid_id(msgids[0], storing=True)
+    if base is None:
+        return None
+    digits = ("," + ",".join(msgids)).split("," + msgids[0][:9])  # ["", "1f", "20", "21"...]
+    if len(digits) != n + 1:  # not every one starts with the prefix (or one has it inside as well)
+        return None
+    del digits[0]
+    try:
+        text = ",".join(digits).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    # Canonical hex counters (see _msgid_id): 0 to 9 and a to f only, no leading zero, n of them (no
+    # comma inside one); between 1 and _COUNTER_MASK is checked on the values.
+    if text.translate(None, b"0123456789abcdef,") or text[:1] == b"0" or b",0" in text or text.count(b",") != n - 1:
+        return None
+    counters: tuple[int, ...] | list[int]
+    width = len(digits[0])  # every counter this long, the common case: one struct.unpack
+    if 0 < width <= 8 and len(text) == n * (width + 1) - 1 and text[width::width + 1].count(b",") == n - 1:
+        words = _HEX_WORDS.get(n)
+        if words is None:
+            words = struct.Struct(f">{n}I")
+            if len(_HEX_WORDS) < 1024:
+                _HEX_WORDS[n] = words
+        pad = "0" * (8 - width)
+        counters = words.unpack(bytes.fromhex(pad + pad.join(digits)))
+    else:
+        try:
+            counters = list(map(int, digits, repeat(16)))
+        except ValueError:  # an empty one
+            return None
+    if min(counters) <= 0 or max(counters) > _COUNTER_MASK:
+        return None
+    return base & ~_COUNTER_MASK, counters
+
+
+def _channel_rows(batch: list[HistoryMessage]) -> tuple[int, dict[int, list[object]]] | None:
+    """The rows of ``batch`` by shape (see _INSERTS), when every message has the server's msgid of one
+    run, no client tags and no parties (the channel messages of one run: nearly every batch of a
+    server); else None.
+
+    Column by column, by loops of C (``zip``, ``map``, ``itertools``), not row by row: the values of
+    a row cost some 300 instructions where the loop over the rows in Python cost 5,000 (the storer
+    shares the process's CPU with the loop thread)."""
+    if not batch:
+        return 0, {}
+    msgids, targets, times, senders, accounts, commands, texts, tags, pairs = zip(*batch, strict=True)
+    if any(tags) or pairs.count(None) != len(pairs):
+        return None
+    server_ids = _server_ids(msgids)
+    if server_ids is None:
+        return None
+    base, ids = server_ids  # (see _ID)
+    # (times: see _TIME_MS)
+    if accounts.count(None) == len(accounts) and commands.count("PRIVMSG") == len(commands):
+        return base, {0: _interleaved((ids, targets, times, senders, texts))}  # the common batch: one shape
+    keys = [(account is not None) * _HAS_ACCOUNT | (command != "PRIVMSG") * _NOT_PRIVMSG
+            for account, command in zip(accounts, commands, strict=True)]
+    shapes: dict[int, list[object]] = {}
+    for shape in set(keys):
+        columns = (ids, targets, times, senders, *((accounts,) if shape & _HAS_ACCOUNT else ()),
+                   *((commands,) if shape & _NOT_PRIVMSG else ()), texts)
+        shapes[shape] = _interleaved([list(compress(column, map(eq, keys, repeat(shape)))) for column in columns])
+    return base, shapes
+
+
+def _interleaved(columns: Sequence[Sequence[object]]) -> list[object]:
+    """The rows of ``columns`` one after the other in one list: by an assignment to an extended slice
+    per column (a copy in C), where joining the rows of ``zip`` cost about 1,500 instructions a row."""
+    width = len(columns)
+    values: list[object] = [None] * (width * len(columns[0]))
+    for k, column in enumerate(columns):
+        values[k::width] = column
+    return values
+
+
 class SqliteHistory(RangeQueries):
     """The history half of :class:`~salotto.storage.sqlite.SqliteStorage`."""
 
@@ -212,44 +321,19 @@ class SqliteHistory(RangeQueries):
         # statements: on the server this runs for every message it relays, and one statement
         # for many rows skips the per-row round trip (bind, step, reset) of executemany, about a fifth
         # of the cost of an insert. Every row carries its id, so the order of the rows does not matter.
-        shapes: dict[int, list[object]] = {}
-        others: list[tuple[list[object], int]] = []  # where the ids of msgids not of the server's form go
-        parties: dict[tuple[str, str], str] = {}  # (party_cf, target) -> the other side's name
-        named = self._conversation_names
-        renamed: dict[str, tuple[str, str]] = {}  # conversations whose rows this call writes
-        for msgid, target, time, sender, account, command, text, tags, pair in messages:
-            key = _msgid_id(msgid, storing=True)
-            shape = (key is None) * _HAS_MSGID | (account is not None) * _HAS_ACCOUNT | bool(tags) * _HAS_TAGS
-            values = shapes.get(shape)
-            if values is None:
-                values = shapes[shape] = []
-            # round(time * 1000) is to_ms, inlined: a call per message costs more than the rounding.
-            if not shape:  # the common row (the server's msgid, no account, no tags) in one step
-                values += (key, target, round(time * 1000), sender, command, text)
-            else:
-                if key is None:
-                    others.append((values, len(values)))
-                    values += (0, msgid)
-                else:
-                    values.append(key)
-                values += (target, round(time * 1000), sender)
-                if account is not None:
-                    values.append(account)
-                values += (command, text)
-                if tags:
-                    values.append(json.dumps(dict(tags), separators=(",", ":")))
-            if pair is not None:
-                a, b = pair
-                known = renamed.get(target) or named.get(target)
-                if known == pair or known == (b, a):
-                    continue
-                if conversation_key(a, b) != target:
-                    raise ValueError(f"message {msgid}: target {target!r} is not the conversation of {a}, {b}")
-                parties[casefold(a), target] = b
-                parties[casefold(b), target] = a
-                renamed[target] = pair
+        batch = messages if isinstance(messages, list) else list(messages)
+        channel_rows = _channel_rows(batch)
+        if channel_rows is not None:
+            base, shapes = channel_rows
+            others: list[tuple[list[object], int]] = []
+            parties: dict[tuple[str, str], str] = {}
+            renamed: dict[str, tuple[str, str]] = {}
+        else:
+            base = 0  # (see _ID: the rows have their whole ids)
+            shapes, others, parties, renamed = self._rows(batch)
         if not shapes:
             return
+        named = self._conversation_names
         own = self._depth == 0  # no caller's transaction around this one (see _insert_sql)
         # Forgotten until this call's own commit has landed: inside a caller's transaction (which may
         # roll back), or if anything fails, the next message between those names writes them again.
@@ -268,7 +352,8 @@ class SqliteHistory(RangeQueries):
                 for shape, values in shapes.items():
                     width = _SHAPE_WIDTHS[shape]
                     for start, rows in _chunks(len(values) // width):
-                        self._db.execute(_INSERTS[rows, shape, own], values[start * width:(start + rows) * width])
+                        self._db.execute(_INSERTS[rows, shape, own],
+                                         (base, *values[start * width:(start + rows) * width]))
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"duplicate msgid in batch: {exc}") from exc
             if parties:
@@ -284,6 +369,54 @@ class SqliteHistory(RangeQueries):
             if len(named) + len(renamed) > _MAX_CONVERSATION_NAMES:
                 named.clear()
             named.update(renamed)
+
+    def _rows(
+        self, batch: list[HistoryMessage]
+    ) -> tuple[dict[int, list[object]], list[tuple[list[object], int]], dict[tuple[str, str], str],
+               dict[str, tuple[str, str]]]:
+        """The rows of ``batch`` one by one, for a batch :func:`_channel_rows` does not take: each row's
+        values in its shape's list; where the ids of msgids not of the server's form go; the conversations
+        rows to write, ``(party_cf, target) -> the other side's name``; the conversations whose rows
+        these are."""
+        shapes: dict[int, list[object]] = {}
+        others: list[tuple[list[object], int]] = []
+        parties: dict[tuple[str, str], str] = {}
+        named = self._conversation_names
+        renamed: dict[str, tuple[str, str]] = {}
+        for msgid, target, time, sender, account, command, text, tags, pair in batch:
+            key = _msgid_id(msgid, storing=True)
+            shape = ((key is None) * _HAS_MSGID | (account is not None) * _HAS_ACCOUNT | bool(tags) * _HAS_TAGS
+                     | (command != "PRIVMSG") * _NOT_PRIVMSG)
+            values = shapes.get(shape)
+            if values is None:
+                values = shapes[shape] = []
+            if not shape:  # the common row (the server's msgid, no account, no tags, PRIVMSG) in one step
+                values += (key, target, time, sender, text)
+            else:
+                if key is None:
+                    others.append((values, len(values)))
+                    values += (0, msgid)
+                else:
+                    values.append(key)
+                values += (target, time, sender)
+                if account is not None:
+                    values.append(account)
+                if shape & _NOT_PRIVMSG:
+                    values.append(command)
+                values.append(text)
+                if tags:
+                    values.append(json.dumps(dict(tags), separators=(",", ":")))
+            if pair is not None:
+                a, b = pair
+                known = renamed.get(target) or named.get(target)
+                if known == pair or known == (b, a):
+                    continue
+                if conversation_key(a, b) != target:
+                    raise ValueError(f"message {msgid}: target {target!r} is not the conversation of {a}, {b}")
+                parties[casefold(a), target] = b
+                parties[casefold(b), target] = a
+                renamed[target] = pair
+        return shapes, others, parties, renamed
 
     def prune_history(self, cutoff: float | None, max_per_target: int | None, max_rows: int = 10_000) -> int:
         deleted = 0
