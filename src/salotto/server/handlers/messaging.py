@@ -170,8 +170,8 @@ def _message(ctx: Context, command: str, batch: OpenBatch | None = None) -> None
             else:
                 stats.deliveries_out += server.backplane.to_channel(channel, out, session)
             if history is not None:
-                history.record(HistoryMessage(msgid, channel.name_cf, wall, source, client.account,
-                                              command, stored_text, stored_tags))
+                history.record(_new_history((msgid, channel.name_cf, wall, source, client.account, command,
+                                             stored_text, stored_tags, None)))
         else:
             target_cf = casefold(target)  # once: the services' names and the nick registry both take it
             if target_cf in SERVICES_CF:
