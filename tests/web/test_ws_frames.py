@@ -85,3 +85,86 @@ def test_a_clients_close_is_answered_with_its_code_and_the_connection_ends() -> 
         srv.wait_log("disconnected leaving")
 
     serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    received = b""
+    deadline = time.monotonic() + GENEROUS_S
+    while marker not in received:
+        assert time.monotonic() < deadline, f"no {marker!r}: {received[-200:]!r}"
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}: {received[-200:]!r}"
+        received += chunk
+    return received
+
+
+def test_a_fragmented_message_whose_frames_arrive_in_pieces_is_one_line() -> None:
+    """Each frame's header reaches the server before its payload (and the header itself in two reads):
+    a frame is checked once, not once per read, so neither the first fragment is taken for a new message
+    nor the last for a continuation with no message begun."""
+    port = free_port()
+    message = [_masked(0x01, b"NICK "), _masked(0x00, b"pie"), _masked(0x80, b"ces")]
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for frame in message:
+            for piece in (frame[:1], frame[1:4], frame[4:]):
+                sock.sendall(piece)
+                time.sleep(0.05)
+        sock.sendall(_masked(0x81, b"USER p 0 * :p"))
+        srv.wait_log("registered pieces")
+        sock.close()
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_every_byte_boundary_of_a_fragmented_message_with_a_ping_between() -> None:
+    """The same frames cut at every byte, a ping between two fragments: the pong, then the line."""
+    port = free_port()
+    wire = (_masked(0x01, b"NICK by") + _masked(0x89, b"hello") + _masked(0x00, b"te") + _masked(0x80, b"s")
+            + _masked(0x81, b"USER b 0 * :b"))
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(wire)):
+            sock.sendall(wire[i:i + 1])
+            time.sleep(0.005)
+        assert b"\x8a\x05hello" in _read_until(sock, b"\x8a\x05hello")
+        srv.wait_log("registered bytes")
+        sock.close()
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_empty_continuation_frames_do_not_grow_the_servers_memory() -> None:
+    """A fragmented message of a million empty frames is 0 bytes of payload: what the server holds for it
+    stays within the message size limit, not a list entry per frame (8 MB here). A ping between fragments
+    tells when the server has read them all."""
+    port = free_port()
+    count = 1_000_000
+    empty = bytes((0x00, 0x80)) + b"\0\0\0\0"  # masked with a zero key, no payload
+    flood = _masked(0x01, b"NICK ") + empty * count
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        before = _rss_kib()
+        sock.sendall(flood)
+        sock.sendall(_masked(0x89, b"sync"))
+        _read_until(sock, b"\x8a\x04sync")
+        grown = _rss_kib() - before
+        sock.sendall(_masked(0x80, b"empty") + _masked(0x81, b"USER e 0 * :e"))
+        srv.wait_log("registered empty")
+        sock.close()
+        assert grown < 3_000, f"the server's memory grew by {grown} KiB for a message of no payload"
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})

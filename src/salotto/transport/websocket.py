@@ -209,7 +209,9 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
         self._discarding = False
         self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
         self._opcode = OP_TEXT
-        self._fragments: list[bytes] | None = None  # the frames of a fragmented message, as they come
+        # The payload of a fragmented message so far: one buffer, at most the message size limit whatever
+        # the number of frames (a list of them held an entry even for an empty one).
+        self._fragments: bytearray | None = None
         self._message_is_text = True  # the opcode of the message whose frames are arriving
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -356,13 +358,13 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
             fragments = self._fragments
             if not frame.fin:
                 if fragments is None:
-                    fragments = self._fragments = []
-                fragments.append(bytes(frame.data))  # the library bounds the total size
+                    fragments = self._fragments = bytearray()
+                fragments += frame.data  # FrameLayer bounds the total size
                 return
             payload = bytes(frame.data)
-            if fragments:
-                fragments.append(payload)
-                payload = b"".join(fragments)
+            if fragments is not None:
+                fragments += payload
+                payload = bytes(fragments)
                 self._fragments = None
             if self._message_is_text and not payload.isascii() and not _is_utf8(payload):
                 self._fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
