@@ -50,13 +50,19 @@ def _close_code(received: bytes) -> int:
     return int(struct.unpack("!H", received[at + 2:at + 4])[0])
 
 
-@pytest.mark.parametrize(("frame", "why"), [
+_FORBIDDEN = [
     (bytes((0x81, 5)) + b"NICK ", "a client frame without a mask"),
     (_masked(0xC1, b"NICK x"), "a reserved bit set (no extension was agreed)"),
     (_masked(0x80, b"NICK x"), "a continuation frame with no message begun"),
     (_masked(0x09, b"ping"), "a fragmented control frame"),
     (_masked(0x83, b"x"), "an unknown opcode"),
-])
+    (_masked(0x88, b"\x03"), "a close frame of one byte (a code is two)"),
+    (_masked(0x88, struct.pack("!H", 1005)), "a close code that no frame may carry (RFC 6455 7.4.1)"),
+    (_masked(0x88, struct.pack("!H", 999)), "a close code below the defined range"),
+]
+
+
+@pytest.mark.parametrize(("frame", "why"), _FORBIDDEN, ids=[why for _, why in _FORBIDDEN])
 def test_a_frame_rfc_6455_forbids_gets_1002_and_the_end(frame: bytes, why: str) -> None:
     port = free_port()
 
@@ -83,6 +89,21 @@ def test_a_clients_close_is_answered_with_its_code_and_the_connection_ends() -> 
         assert _close_code(_until_closed(sock)) == 1001
         sock.close()
         srv.wait_log("disconnected leaving")
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_a_close_reason_that_is_not_utf8_gets_1007() -> None:
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.sendall(_masked(0x81, b"NICK mojibake") + _masked(0x81, b"USER m 0 * :m"))
+        srv.wait_log("registered mojibake")
+        sock.sendall(_masked(0x88, struct.pack("!H", 1000) + b"\xff\xfe"))
+        assert _close_code(_until_closed(sock)) == 1007
+        sock.close()
+        srv.wait_log("disconnected mojibake")
 
     serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
 

@@ -119,9 +119,11 @@ class FrameLayer:
             return None
         return -1 if fin else size
 
-    def _protocol_error(self, reason: str) -> None:
+    def _protocol_error(self, reason: str) -> int | None:
+        """Fail the connection with 1002; None, what _valid returns then."""
         self.parser_exc = ProtocolError(reason)
         self.fail(CloseCode.PROTOCOL_ERROR, reason)
+        return None
 
     def _received(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -132,8 +134,19 @@ class FrameLayer:
         if opcode is Opcode.PONG:
             return
         if opcode is Opcode.CLOSE:
+            data = bytes(frame.data)
+            if data:  # section 5.5.1: a code of section 7.4.1, then a UTF-8 reason; else we fail
+                try:
+                    Close.parse(data)
+                except ProtocolError as exc:
+                    self._protocol_error(str(exc))
+                    return
+                except UnicodeDecodeError:
+                    self.parser_exc = ProtocolError("invalid UTF-8 in a close reason")
+                    self.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a close reason")
+                    return
             if self.state is State.OPEN:  # their close: ours answers it with the same code, then the end
-                self._send(_frame(Opcode.CLOSE, bytes(frame.data[:2])))
+                self._send(_frame(Opcode.CLOSE, data[:2]))
             self._send_eof()
         if self.events is None:
             self.events = []
