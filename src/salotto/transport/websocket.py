@@ -4,8 +4,9 @@ One TCP connection to the web port carries either one plain HTTP request (answer
 :class:`HttpResponder`, then closed) or a WebSocket upgrade, after which it is an IRC client like a
 TCP one: the server core gets the same lines, the same fakelag and the same send queue limit.
 
-The WebSocket protocol itself (handshake, framing, masking, close and ping handling) is the
-``websockets`` library's Sans-I/O core; this adapter feeds it bytes and acts on its events.
+The handshake is the ``websockets`` library's Sans-I/O core; the frames of an open connection
+(masking, the limits, close and ping handling) are :class:`~salotto.transport.wsframes.FrameLayer`'s.
+This adapter feeds them bytes and acts on their events.
 
 Framing, per the IRCv3 specification:
 
@@ -373,7 +374,7 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
             self.push(client, self.feed(payload + b"\n"))
         elif opcode is OP_CLOSE:
             self.stop()
-        # Ping frames are answered by the library; pongs need nothing.
+        # Ping frames are answered by FrameLayer; pongs need nothing.
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """RFC 6455 section 7.1.7: close with ``code``; nothing more reaches the server from this client."""
