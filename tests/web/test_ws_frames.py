@@ -50,13 +50,19 @@ def _close_code(received: bytes) -> int:
     return int(struct.unpack("!H", received[at + 2:at + 4])[0])
 
 
-@pytest.mark.parametrize(("frame", "why"), [
+_FORBIDDEN = [
     (bytes((0x81, 5)) + b"NICK ", "a client frame without a mask"),
     (_masked(0xC1, b"NICK x"), "a reserved bit set (no extension was agreed)"),
     (_masked(0x80, b"NICK x"), "a continuation frame with no message begun"),
     (_masked(0x09, b"ping"), "a fragmented control frame"),
     (_masked(0x83, b"x"), "an unknown opcode"),
-])
+    (_masked(0x88, b"\x03"), "a close frame of one byte (a code is two)"),
+    (_masked(0x88, struct.pack("!H", 1005)), "a close code that no frame may carry (RFC 6455 7.4.1)"),
+    (_masked(0x88, struct.pack("!H", 999)), "a close code below the defined range"),
+]
+
+
+@pytest.mark.parametrize(("frame", "why"), _FORBIDDEN, ids=[why for _, why in _FORBIDDEN])
 def test_a_frame_rfc_6455_forbids_gets_1002_and_the_end(frame: bytes, why: str) -> None:
     port = free_port()
 
@@ -83,5 +89,104 @@ def test_a_clients_close_is_answered_with_its_code_and_the_connection_ends() -> 
         assert _close_code(_until_closed(sock)) == 1001
         sock.close()
         srv.wait_log("disconnected leaving")
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_a_close_reason_that_is_not_utf8_gets_1007() -> None:
+    port = free_port()
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.sendall(_masked(0x81, b"NICK mojibake") + _masked(0x81, b"USER m 0 * :m"))
+        srv.wait_log("registered mojibake")
+        sock.sendall(_masked(0x88, struct.pack("!H", 1000) + b"\xff\xfe"))
+        assert _close_code(_until_closed(sock)) == 1007
+        sock.close()
+        srv.wait_log("disconnected mojibake")
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    received = b""
+    deadline = time.monotonic() + GENEROUS_S
+    while marker not in received:
+        assert time.monotonic() < deadline, f"no {marker!r}: {received[-200:]!r}"
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before {marker!r}: {received[-200:]!r}"
+        received += chunk
+    return received
+
+
+def test_a_fragmented_message_whose_frames_arrive_in_pieces_is_one_line() -> None:
+    """Each frame's header reaches the server before its payload (and the header itself in two reads):
+    a frame is checked once, not once per read, so neither the first fragment is taken for a new message
+    nor the last for a continuation with no message begun."""
+    port = free_port()
+    message = [_masked(0x01, b"NICK "), _masked(0x00, b"pie"), _masked(0x80, b"ces")]
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for frame in message:
+            for piece in (frame[:1], frame[1:4], frame[4:]):
+                sock.sendall(piece)
+                time.sleep(0.05)
+        sock.sendall(_masked(0x81, b"USER p 0 * :p"))
+        srv.wait_log("registered pieces")
+        sock.close()
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def test_every_byte_boundary_of_a_fragmented_message_with_a_ping_between() -> None:
+    """The same frames cut at every byte, a ping between two fragments: the pong, then the line."""
+    port = free_port()
+    wire = (_masked(0x01, b"NICK by") + _masked(0x89, b"hello") + _masked(0x00, b"te") + _masked(0x80, b"s")
+            + _masked(0x81, b"USER b 0 * :b"))
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(wire)):
+            sock.sendall(wire[i:i + 1])
+            time.sleep(0.005)
+        assert b"\x8a\x05hello" in _read_until(sock, b"\x8a\x05hello")
+        srv.wait_log("registered bytes")
+        sock.close()
+
+    serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_empty_continuation_frames_do_not_grow_the_servers_memory() -> None:
+    """A fragmented message of two million empty frames is 0 bytes of payload: what the server holds for it
+    stays within the message size limit, not a list entry per frame (17 MB here). A ping between fragments
+    tells when the server has read them all. What remains is the allocator keeping the arenas of one read's
+    frame objects (some 2 MB for a 64 KiB read of empty frames, the same whatever their number)."""
+    port = free_port()
+    count = 2_000_000
+    empty = bytes((0x00, 0x80)) + b"\0\0\0\0"  # masked with a zero key, no payload
+    flood = _masked(0x01, b"NICK ") + empty * count
+
+    def body(srv: InProcessServer) -> None:
+        sock = _open(port)
+        before = _rss_kib()
+        sock.sendall(flood)
+        sock.sendall(_masked(0x89, b"sync"))
+        _read_until(sock, b"\x8a\x04sync")
+        grown = _rss_kib() - before
+        sock.sendall(_masked(0x80, b"empty") + _masked(0x81, b"USER e 0 * :e"))
+        srv.wait_log("registered empty")
+        sock.close()
+        assert grown < 6_000, f"the server's memory grew by {grown} KiB for a message of no payload"
 
     serve_in_process(body, {"web_listen": [f"127.0.0.1:{port}"]})

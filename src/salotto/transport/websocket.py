@@ -4,8 +4,9 @@ One TCP connection to the web port carries either one plain HTTP request (answer
 :class:`HttpResponder`, then closed) or a WebSocket upgrade, after which it is an IRC client like a
 TCP one: the server core gets the same lines, the same fakelag and the same send queue limit.
 
-The WebSocket protocol itself (handshake, framing, masking, close and ping handling) is the
-``websockets`` library's Sans-I/O core; this adapter feeds it bytes and acts on its events.
+The handshake is the ``websockets`` library's Sans-I/O core; the frames of an open connection
+(masking, the limits, close and ping handling) are :class:`~salotto.transport.wsframes.FrameLayer`'s.
+This adapter feeds them bytes and acts on their events.
 
 Framing, per the IRCv3 specification:
 
@@ -209,7 +210,9 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
         self._discarding = False
         self._max_sendq = config.max_sendq_bytes  # read once: write() is on the fanout path
         self._opcode = OP_TEXT
-        self._fragments: list[bytes] | None = None  # the frames of a fragmented message, as they come
+        # The payload of a fragmented message so far: one buffer, at most the message size limit whatever
+        # the number of frames (a list of them held an entry even for an empty one).
+        self._fragments: bytearray | None = None
         self._message_is_text = True  # the opcode of the message whose frames are arriving
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -356,13 +359,13 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
             fragments = self._fragments
             if not frame.fin:
                 if fragments is None:
-                    fragments = self._fragments = []
-                fragments.append(bytes(frame.data))  # the library bounds the total size
+                    fragments = self._fragments = bytearray()
+                fragments += frame.data  # FrameLayer bounds the total size
                 return
             payload = bytes(frame.data)
-            if fragments:
-                fragments.append(payload)
-                payload = b"".join(fragments)
+            if fragments is not None:
+                fragments += payload
+                payload = bytes(fragments)
                 self._fragments = None
             if self._message_is_text and not payload.isascii() and not _is_utf8(payload):
                 self._fail(CloseCode.INVALID_DATA, "Invalid UTF-8 in a text message")
@@ -371,7 +374,7 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
             self.push(client, self.feed(payload + b"\n"))
         elif opcode is OP_CLOSE:
             self.stop()
-        # Ping frames are answered by the library; pongs need nothing.
+        # Ping frames are answered by FrameLayer; pongs need nothing.
 
     def _fail(self, code: CloseCode, reason: str) -> None:
         """RFC 6455 section 7.1.7: close with ``code``; nothing more reaches the server from this client."""

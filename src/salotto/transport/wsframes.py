@@ -70,13 +70,17 @@ class FrameLayer:
                 (length,) = struct.unpack_from("!Q", buffer, at)
                 at += 8
             opcode = _OPCODES.get(first & 0x0F)
-            if not self._valid(first, second, opcode, length):
+            # Checked at every read until the frame is whole, so the check changes nothing: the size of
+            # the message in progress is updated once the frame is taken.
+            message_size = self._valid(first, second, opcode, length)
+            if message_size is None:
                 return
             if end - at < 4 + length:
                 break
             mask = buffer[at:at + 4]
             payload = apply_mask(buffer[at + 4:at + 4 + length], mask)
             start = at + 4 + length
+            self._message_size = message_size
             self._received(Frame(opcode, payload, fin=bool(first & 0x80)))  # type: ignore[arg-type]
             if self._ended():
                 return
@@ -85,8 +89,9 @@ class FrameLayer:
     def _ended(self) -> bool:
         return self.state is State.CLOSED or self.parser_exc is not None
 
-    def _valid(self, first: int, second: int, opcode: Opcode | None, length: int) -> bool:
-        """Section 5.2's rules for a client frame's header, and the size limit; else fail the connection."""
+    def _valid(self, first: int, second: int, opcode: Opcode | None, length: int) -> int | None:
+        """Section 5.2's rules for a client frame's header, and the size limit; else fail the connection
+        (None). The size of the fragmented message in progress once this frame is taken (-1: none)."""
         fin = first & 0x80
         if first & 0x70:
             return self._protocol_error("reserved bits must be 0")
@@ -99,7 +104,7 @@ class FrameLayer:
                 return self._protocol_error("fragmented control frame")
             if length > 125:
                 return self._protocol_error("control frame too long")
-            return True
+            return self._message_size  # it may come between the fragments of a message
         if opcode is Opcode.CONT:
             if self._message_size < 0:
                 return self._protocol_error("unexpected continuation frame")
@@ -111,14 +116,14 @@ class FrameLayer:
         if size > self.max_size:
             self.parser_exc = PayloadTooBig(size, self.max_size)
             self.fail(CloseCode.MESSAGE_TOO_BIG, f"message too big: {size} bytes, at most {self.max_size}")
-            return False
-        self._message_size = -1 if fin else size
-        return True
+            return None
+        return -1 if fin else size
 
-    def _protocol_error(self, reason: str) -> bool:
+    def _protocol_error(self, reason: str) -> int | None:
+        """Fail the connection with 1002; None, what _valid returns then."""
         self.parser_exc = ProtocolError(reason)
         self.fail(CloseCode.PROTOCOL_ERROR, reason)
-        return False
+        return None
 
     def _received(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -129,8 +134,19 @@ class FrameLayer:
         if opcode is Opcode.PONG:
             return
         if opcode is Opcode.CLOSE:
+            data = bytes(frame.data)
+            if data:  # section 5.5.1: a code of section 7.4.1, then a UTF-8 reason; else we fail
+                try:
+                    Close.parse(data)
+                except ProtocolError as exc:
+                    self._protocol_error(str(exc))
+                    return
+                except UnicodeDecodeError:
+                    self.parser_exc = ProtocolError("invalid UTF-8 in a close reason")
+                    self.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a close reason")
+                    return
             if self.state is State.OPEN:  # their close: ours answers it with the same code, then the end
-                self._send(_frame(Opcode.CLOSE, bytes(frame.data[:2])))
+                self._send(_frame(Opcode.CLOSE, data[:2]))
             self._send_eof()
         if self.events is None:
             self.events = []
