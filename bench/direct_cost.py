@@ -28,32 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.fanout_cost import MemoryConnection
 from salotto.config import _BY_NAME, load_config
 from salotto.server.state import Server
 from salotto.storage import open_storage
 from salotto.storage.journal import JOURNAL_FILENAMES, Journal
 from salotto.storage.store import InlineReader, Store
-
-
-class _Connection:
-    transport_name = "memory"
-
-    def __init__(self, ip: str, pending: list[_Connection]) -> None:
-        self.peer_ip = ip
-        self.outbox: list[bytes] = []
-        self._pending = pending
-
-    def mark_pending(self) -> list[bytes]:
-        self._pending.append(self)
-        return self.outbox
-
-    def write(self, data: bytes) -> None:
-        if not self.outbox:
-            self.mark_pending()
-        self.outbox.append(data)
-
-    def close(self, reason: str) -> None:
-        pass
 
 
 def direct(pairs: int, messages: int, *, history: bool, pass_ms: float) -> float:
@@ -74,7 +54,7 @@ def direct(pairs: int, messages: int, *, history: bool, pass_ms: float) -> float
             journals = (Journal(Path(data_dir) / JOURNAL_FILENAMES[0]), Journal(Path(data_dir) / JOURNAL_FILENAMES[1]))
             store = Store(config, storage, InlineReader(storage), 0.0, journals)
             server.attach_history(store)
-        pending: list[_Connection] = []
+        pending: list[MemoryConnection] = []
         loop_time = [0.0]
 
         def flush() -> None:  # salotto.transport.flusher.Flusher.run, with one commit per pass
@@ -88,7 +68,7 @@ def direct(pairs: int, messages: int, *, history: bool, pass_ms: float) -> float
 
         clients = []
         for i in range(2 * pairs):
-            client = server.accept(_Connection(f"127.0.{i // 250}.{i % 250 + 1}", pending))  # type: ignore[arg-type]
+            client = server.accept(MemoryConnection(f"127.0.{i // 250}.{i % 250 + 1}", pending))  # type: ignore[arg-type]
             assert client is not None
             server.handle_line(client, f"NICK p{i}".encode())
             server.handle_line(client, f"USER p{i} 0 * :real name".encode())

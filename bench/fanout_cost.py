@@ -39,10 +39,12 @@ from salotto.config import _BY_NAME, load_config
 from salotto.server.state import Server
 
 
-class _Connection:
+class MemoryConnection:
+    """A client connection without a socket: what a pass wrote waits in its outbox (bench.direct_cost too)."""
+
     transport_name = "memory"
 
-    def __init__(self, ip: str, pending: list[_Connection]) -> None:
+    def __init__(self, ip: str, pending: list[MemoryConnection]) -> None:
         self.peer_ip = ip
         self.outbox: list[bytes] = []
         self._pending = pending
@@ -72,7 +74,7 @@ def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, hist
         overrides.update(data_dir=history_dir, history_enabled=True, history_store_interval_s=1.0,
                          history_store_max_messages=10**9)
     server = Server(load_config(None, overrides))
-    pending: list[_Connection] = []
+    pending: list[MemoryConnection] = []
     calls: list[Callable[[], None]] = []  # what the storer hands back to the loop
     store = None
     if history_dir is not None:
@@ -102,7 +104,7 @@ def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, hist
 
     clients = []
     for i in range(members):
-        client = server.accept(_Connection(f"127.0.{i // 250}.{i % 250 + 1}", pending))  # type: ignore[arg-type]
+        client = server.accept(MemoryConnection(f"127.0.{i // 250}.{i % 250 + 1}", pending))  # type: ignore[arg-type]
         assert client is not None
         server.handle_line(client, f"NICK u{i}".encode())
         server.handle_line(client, f"USER u{i} 0 * :real name".encode())
