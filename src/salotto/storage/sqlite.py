@@ -62,6 +62,9 @@ FOUNDER_LEVEL: Final = "founder"
 # messages spread over many conversations at the high end), so this is every 3 to 25 s. SQLite's own
 # default, 1000 pages (4 MB), would stall many times a second.
 WAL_LIMIT_BYTES: Final = 256 * 1024 * 1024
+# Past this many times wal_limit_bytes the writer restarts the WAL itself after a commit: the checkpoint
+# thread, which normally asks for that, may be starved of CPU for a while (it was, in CI).
+WAL_HARD_LIMIT_FACTOR: Final = 4
 # How long the writer waits for readers to leave the WAL before starting it over; it tries again after
 # its next commit when they have not.
 RESTART_WAIT_MS: Final = 50
@@ -92,6 +95,13 @@ def migrate(db: sqlite3.Connection, migrations: tuple[str, ...] = MIGRATIONS) ->
     return len(migrations)
 
 
+def _file_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 class SqliteStorage(SqliteHistory):
     """A :class:`~salotto.storage.base.Storage` on one SQLite connection. Not thread-safe: one thread
     at a time (the worker guarantees it)."""
@@ -101,6 +111,9 @@ class SqliteStorage(SqliteHistory):
         self._readonly = readonly
         self._depth = 0
         self._restart_wal = False  # set by the checkpoint thread: see checkpoint_in_background
+        # The WAL file, and the size past which the writer restarts it itself (checkpoint_in_background).
+        self._wal_file: str | None = None
+        self._wal_hard_limit = 0
         self._conversation_names = {}
 
     @classmethod
@@ -171,7 +184,7 @@ class SqliteStorage(SqliteHistory):
                 raise
             finally:
                 self._depth = 0
-            if self._restart_wal:
+            if self._restart_wal or (self._wal_file is not None and _file_size(self._wal_file) > self._wal_hard_limit):
                 self._checkpoint_and_restart_wal()
         else:
             name = f"sp{self._depth}"
@@ -202,8 +215,13 @@ class SqliteStorage(SqliteHistory):
         one did: it would grow without end (megabytes a second: each commit writes whole pages). So once
         the WAL is past ``wal_limit_bytes``, this connection's next commit is followed by a RESTART
         checkpoint of its own: the few frames the thread has not copied, two syncs (milliseconds, on the
-        writer's thread), and the WAL starts over, its file cut back to the limit."""
+        writer's thread), and the WAL starts over, its file cut back to the limit.
+
+        The thread may not get to run (a machine busy for a moment): past WAL_HARD_LIMIT_FACTOR times the
+        limit, the writer restarts the WAL after its commit by itself, whatever the thread did."""
         path = self._db.execute("PRAGMA database_list").fetchone()[2]
+        self._wal_file = path + "-wal"
+        self._wal_hard_limit = WAL_HARD_LIMIT_FACTOR * wal_limit_bytes
         page_bytes = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
         self._db.execute(f"PRAGMA journal_size_limit = {wal_limit_bytes}")
