@@ -166,8 +166,13 @@ class Reactor:
                 else:  # ECONNABORTED and the like: that one connection is gone, not the listener
                     log.debug("accept failed: %s", exc)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:  # gone already (reset before we got to it)
+                log.debug("connection from %s gone on arrival: %s", address[0], exc)
+                sock.close()
+                continue
             ip = self._address(unmapped(address[0]))
             fd = sock.detach()
             conns = self.conns
