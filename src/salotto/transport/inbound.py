@@ -8,11 +8,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from salotto.proto.framing import LINE_TOO_LONG, LineTooLong
+from salotto.proto.framing import LINE_TOO_LONG, LineSplitter, LineTooLong
 from salotto.server.client import Client
 from salotto.server.state import Server
 
-__all__ = ["Fakelag", "FakelagGate", "prepare_socket", "unmapped"]
+__all__ = ["ConfiguredLines", "Fakelag", "FakelagGate", "prepare_socket", "unmapped"]
 
 
 def prepare_socket(transport: asyncio.BaseTransport) -> str:
@@ -143,3 +143,20 @@ class FakelagGate(Fakelag):
 
     def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
         self._start_gate(server, loop)
+
+
+class ConfiguredLines(LineSplitter):
+    """A line reader whose limits are the server's config (``_server``, as Fakelag's), read at each use: a
+    REHASH applies to every connection. For the transports that are their own reader."""
+
+    if not TYPE_CHECKING:  # the state is the subclass's slots
+        __slots__ = ()
+    _server: Server
+
+    @property
+    def max_line_bytes(self) -> int:  # type: ignore[override]  # read-only here: the config's
+        return self._server.config.max_line_bytes
+
+    @property
+    def max_tags_bytes(self) -> int:  # type: ignore[override]
+        return self._server.config.max_tags_bytes

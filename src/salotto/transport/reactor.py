@@ -32,11 +32,10 @@ import select
 import socket
 from collections.abc import Callable
 
-from salotto.proto.framing import LineSplitter
 from salotto.server.client import Client
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
-from salotto.transport.inbound import Fakelag, unmapped
+from salotto.transport.inbound import ConfiguredLines, Fakelag, unmapped
 from salotto.transport.outbound import IDLE as _IDLE
 
 __all__ = ["CLOSE_LINGER_S", "RECV_BYTES", "Reactor", "TcpConnection", "TcpListener"]
@@ -388,7 +387,7 @@ class _Stream:
         raise NotImplementedError
 
 
-class TcpConnection(_Stream, Fakelag, LineSplitter):
+class TcpConnection(_Stream, Fakelag, ConfiguredLines):
     """One client over plain TCP (:class:`~salotto.server.client.Connection`).
 
     It is its own fakelag gate and its own line reader, and holds the socket as a bare descriptor: one
@@ -412,15 +411,6 @@ class TcpConnection(_Stream, Fakelag, LineSplitter):
         # while there is none, the shared empty _IDLE (an idle connection holds no list).
         self.outbox: list[bytes] = _IDLE
 
-    # The line reader's limits, from the config (a REHASH applies to every connection).
-    @property
-    def max_line_bytes(self) -> int:  # type: ignore[override]  # read-only here: the config's
-        return self._server.config.max_line_bytes
-
-    @property
-    def max_tags_bytes(self) -> int:  # type: ignore[override]
-        return self._server.config.max_tags_bytes
-
     def __repr__(self) -> str:
         return f"<TcpConnection fd={self.fd} {self.peer_ip}>"
 
@@ -441,15 +431,16 @@ class TcpConnection(_Stream, Fakelag, LineSplitter):
 
     def close(self, reason: str) -> None:
         """Send what is queued, then close (the server's side: ERROR was written before)."""
-        if self._state:
-            return
-        self._server.commit_pending()
+        if not self._state:
+            # A client refused on arrival has nothing to wait for; a client's last lines may still come.
+            self._flush_and_close(linger=self.client is not None)
+
+    def _flush_and_close(self, linger: bool) -> None:
+        self._server.commit_pending()  # nothing leaves before it is durable
         self.flush_now()
-        if self._state:  # the flush found the connection gone
-            return
-        self.stop()
-        # A client refused on arrival has nothing to wait for; a client's last lines may still come.
-        self._begin_close(linger=self.client is not None)
+        if not self._state:  # (the flush may have found the connection gone)
+            self.stop()
+            self._begin_close(linger)
 
     # -- the Flusher's side -----------------------------------------------------------------------
 
@@ -474,12 +465,8 @@ class TcpConnection(_Stream, Fakelag, LineSplitter):
         data = self._read()
         if data is None or self._state:
             return  # nothing, over, or closing (what the client still sends is dropped)
-        if not data:  # the client's EOF: send what this pass wrote and is queued, then close
-            self._server.commit_pending()  # nothing leaves before it is durable (as in close())
-            self.flush_now()
-            if not self._state:
-                self.stop()
-                self._begin_close(linger=False)  # the server hears of it when the socket is closed
+        if not data:  # the client's EOF: what this pass wrote and what is queued go out, then the end (the
+            self._flush_and_close(linger=False)  # server hears of it when the socket is closed)
             return
         client = self.client
         if client is None:

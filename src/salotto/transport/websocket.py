@@ -43,13 +43,12 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 from salotto.config import Config
-from salotto.proto.framing import LineSplitter
 from salotto.server.client import Client
 from salotto.server.pending import PendingConnection
 from salotto.server.state import Server
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
-from salotto.transport.inbound import Fakelag, prepare_socket
+from salotto.transport.inbound import ConfiguredLines, Fakelag, prepare_socket
 from salotto.transport.outbound import IDLE, OutboxProtocol
 from salotto.transport.wsframes import FrameLayer
 
@@ -174,7 +173,7 @@ def _busy_response(refusal: str) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
-class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
+class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
     # It is its own fakelag gate and line reader (the mixins' state is among these slots).
@@ -222,15 +221,6 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
         self.outbox: list[bytes] = IDLE  # a list only while this pass has output (mark_pending)
         self._closing = False
         self._lost_reason: str | None = None
-
-    # The line reader's limits, from the config (a REHASH applies to every connection).
-    @property
-    def max_line_bytes(self) -> int:  # type: ignore[override]  # read-only here: the config's
-        return self.server.config.max_line_bytes
-
-    @property
-    def max_tags_bytes(self) -> int:  # type: ignore[override]
-        return self.server.config.max_tags_bytes
 
     def _stop_input(self) -> None:
         self.stop()
@@ -392,16 +382,16 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, LineSplitter):
         if transport is None:
             return
         chunks = self._ws.data_to_send()
-        ends = any(data is SEND_EOF or not data for data in chunks)
-        if ends:
-            chunks = chunks[:next(i for i, data in enumerate(chunks) if data is SEND_EOF or not data)]
+        ends = next((i for i, data in enumerate(chunks) if data is SEND_EOF or not data), None)
+        if ends is not None:
+            chunks = chunks[:ends]
         # One write for all of them (a burst of pings queues a pong each): one call into the transport.
         written = 0
         if chunks and not transport.is_closing():
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             transport.write(data)
             written = len(data)
-        if ends:
+        if ends is not None:
             transport.close()  # flushes, then closes
             return
         if written and not self._closing and transport.get_write_buffer_size() > self._max_sendq:
