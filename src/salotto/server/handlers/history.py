@@ -164,35 +164,26 @@ def history_identity(server: Server, client: Client) -> str | None:
     accounts = server.accounts
     if accounts is not None and accounts.is_registered_cf(client.nick_cf or casefold(client.nick)):
         return None  # protected or not (the account may be newer than the nick change): not theirs
-    return server.parties.token(client)
+    parties = server.parties
+    return parties.known.get(client) or parties.token(client)  # noted already: no need to make it again
 
 
 def private_parties(server: Server, sender: Client, recipient: Client) -> tuple[str, str] | None:
     """The history identities of both sides of a private message being stored (sender first), as
     :func:`history_identity` gives them, a token noted for later (Parties.noted); None when either side
-    has none. One call for both: this runs for every private message stored."""
-    sender_id = sender.account
-    recipient_id = recipient.account
-    if sender_id is None or recipient_id is None:
-        deadlines = server.nick_deadlines
-        accounts = server.accounts
-        if deadlines or accounts is not None:  # either may leave a side without an identity
-            for client in (sender, recipient):
-                if client.account is None and (client in deadlines or (
-                        accounts is not None and accounts.is_registered_cf(client.nick_cf or casefold(client.nick)))):
-                    return None
-        parties = server.parties
-        known = parties.known  # tokens noted already: the common case, a conversation going on
-        if sender_id is None:
-            sender_id = known.get(sender)
-            if sender_id is None:
-                sender_id = parties.token(sender)
-                parties.noted(sender, sender_id)
-        if recipient_id is None:
-            recipient_id = known.get(recipient)
-            if recipient_id is None:
-                recipient_id = parties.token(recipient)
-                parties.noted(recipient, recipient_id)
+    has none. A token already noted (a conversation going on: Parties.known) is not noted again."""
+    sender_id = history_identity(server, sender)
+    if sender_id is None:
+        return None
+    recipient_id = history_identity(server, recipient)
+    if recipient_id is None:
+        return None
+    parties = server.parties
+    known = parties.known
+    if sender.account is None and known.get(sender) != sender_id:
+        parties.noted(sender, sender_id)
+    if recipient.account is None and known.get(recipient) != recipient_id:
+        parties.noted(recipient, recipient_id)
     return sender_id, recipient_id
 
 
