@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.conftest import start_server, stop_server
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, masked_frame
 
 # Plain TCP: ~900 KiB per 1,000 measured; WebSocket: ~1,800. The bounds leave room for the allocator's
 # granularity at this size, and catch a regression of a few hundred bytes per client.
@@ -72,18 +72,13 @@ def test_an_idle_websocket_client_costs_the_server_under_2_3_kib(tmp_path: Path)
                           "--max-pending-connections-per-ip", "100000", config_text=BENCH_CONFIG.read_text())
     deadline = time.monotonic() + 60
 
-    def frame(line: str) -> bytes:
-        payload = line.encode()
-        mask = os.urandom(4)
-        return bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[j % 4] for j, b in enumerate(payload))
-
     def connect(i: int) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         key = base64.b64encode(os.urandom(16)).decode()
         sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                      f"Sec-WebSocket-Protocol: text.ircv3.net\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n".encode()
-                     + frame(f"NICK web{i}") + frame("USER u 0 * :idle"))
+                     + masked_frame(f"NICK web{i}".encode()) + masked_frame(b"USER u 0 * :idle"))
         _read_until(sock, b" 001 ", deadline)
         return sock
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.transport.inprocess import GENEROUS_S, InProcessServer, serve_in_process
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, masked_frame
 
 
 @pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
@@ -86,12 +86,6 @@ def _ws_request(port: int) -> bytes:
             f"Sec-WebSocket-Protocol: text.ircv3.net\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n").encode()
 
 
-def _ws_frame(line: str) -> bytes:
-    payload = line.encode()
-    mask = os.urandom(4)
-    return bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 def _read_until(sock: socket.socket, marker: bytes) -> bytes:
     received = b""
     deadline = time.monotonic() + GENEROUS_S
@@ -110,7 +104,7 @@ def test_websocket_frames_right_behind_the_handshake_are_not_lost(split: str) ->
     port = free_port()
 
     def body(srv: InProcessServer) -> None:
-        frames = _ws_frame("NICK pipelined") + _ws_frame("USER p 0 * :pipelined") + _ws_frame("JOIN #piped")
+        frames = masked_frame(b"NICK pipelined") + masked_frame(b"USER p 0 * :pipelined") + masked_frame(b"JOIN #piped")
         request = _ws_request(port)
         sock = socket.create_connection(("127.0.0.1", port), timeout=GENEROUS_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -59,6 +59,13 @@ def stop_web_server(server: WebServer) -> None:
     stop_server(server.irc)
 
 
+def masked_frame(payload: bytes, first: int = 0x81) -> bytes:
+    """A client's WebSocket frame as RFC 6455 wants it, masked (``first``: FIN and opcode; a text frame by
+    default), payload under 126 bytes: for raw-socket tests that send what the library would not."""
+    mask = os.urandom(4)
+    return bytes((first, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 def free_port() -> int:
     """A port free right now, for a server that must come back on the same address."""
     with socket.socket() as sock:

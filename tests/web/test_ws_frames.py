@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.transport.inprocess import GENEROUS_S, InProcessServer, serve_in_process
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, masked_frame
 
 
 def _open(port: int) -> socket.socket:
@@ -27,11 +27,6 @@ def _open(port: int) -> socket.socket:
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101")
     return sock
-
-
-def _masked(first: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    return bytes((first, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def _until_closed(sock: socket.socket) -> bytes:
@@ -52,13 +47,13 @@ def _close_code(received: bytes) -> int:
 
 _FORBIDDEN = [
     (bytes((0x81, 5)) + b"NICK ", "a client frame without a mask"),
-    (_masked(0xC1, b"NICK x"), "a reserved bit set (no extension was agreed)"),
-    (_masked(0x80, b"NICK x"), "a continuation frame with no message begun"),
-    (_masked(0x09, b"ping"), "a fragmented control frame"),
-    (_masked(0x83, b"x"), "an unknown opcode"),
-    (_masked(0x88, b"\x03"), "a close frame of one byte (a code is two)"),
-    (_masked(0x88, struct.pack("!H", 1005)), "a close code that no frame may carry (RFC 6455 7.4.1)"),
-    (_masked(0x88, struct.pack("!H", 999)), "a close code below the defined range"),
+    (masked_frame(b"NICK x", 0xC1), "a reserved bit set (no extension was agreed)"),
+    (masked_frame(b"NICK x", 0x80), "a continuation frame with no message begun"),
+    (masked_frame(b"ping", 0x09), "a fragmented control frame"),
+    (masked_frame(b"x", 0x83), "an unknown opcode"),
+    (masked_frame(b"\x03", 0x88), "a close frame of one byte (a code is two)"),
+    (masked_frame(struct.pack("!H", 1005), 0x88), "a close code that no frame may carry (RFC 6455 7.4.1)"),
+    (masked_frame(struct.pack("!H", 999), 0x88), "a close code below the defined range"),
 ]
 
 
@@ -68,7 +63,7 @@ def test_a_frame_rfc_6455_forbids_gets_1002_and_the_end(frame: bytes, why: str) 
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
-        sock.sendall(_masked(0x81, b"NICK broken") + _masked(0x81, b"USER b 0 * :b"))
+        sock.sendall(masked_frame(b"NICK broken") + masked_frame(b"USER b 0 * :b"))
         srv.wait_log("registered broken")
         sock.sendall(frame)
         assert _close_code(_until_closed(sock)) == 1002, why
@@ -83,9 +78,9 @@ def test_a_clients_close_is_answered_with_its_code_and_the_connection_ends() -> 
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
-        sock.sendall(_masked(0x81, b"NICK leaving") + _masked(0x81, b"USER l 0 * :l"))
+        sock.sendall(masked_frame(b"NICK leaving") + masked_frame(b"USER l 0 * :l"))
         srv.wait_log("registered leaving")
-        sock.sendall(_masked(0x88, struct.pack("!H", 1001) + b"going away"))
+        sock.sendall(masked_frame(struct.pack("!H", 1001) + b"going away", 0x88))
         assert _close_code(_until_closed(sock)) == 1001
         sock.close()
         srv.wait_log("disconnected leaving")
@@ -98,9 +93,9 @@ def test_a_close_reason_that_is_not_utf8_gets_1007() -> None:
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
-        sock.sendall(_masked(0x81, b"NICK mojibake") + _masked(0x81, b"USER m 0 * :m"))
+        sock.sendall(masked_frame(b"NICK mojibake") + masked_frame(b"USER m 0 * :m"))
         srv.wait_log("registered mojibake")
-        sock.sendall(_masked(0x88, struct.pack("!H", 1000) + b"\xff\xfe"))
+        sock.sendall(masked_frame(struct.pack("!H", 1000) + b"\xff\xfe", 0x88))
         assert _close_code(_until_closed(sock)) == 1007
         sock.close()
         srv.wait_log("disconnected mojibake")
@@ -124,7 +119,7 @@ def test_a_fragmented_message_whose_frames_arrive_in_pieces_is_one_line() -> Non
     a frame is checked once, not once per read, so neither the first fragment is taken for a new message
     nor the last for a continuation with no message begun."""
     port = free_port()
-    message = [_masked(0x01, b"NICK "), _masked(0x00, b"pie"), _masked(0x80, b"ces")]
+    message = [masked_frame(b"NICK ", 0x01), masked_frame(b"pie", 0x00), masked_frame(b"ces", 0x80)]
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
@@ -133,7 +128,7 @@ def test_a_fragmented_message_whose_frames_arrive_in_pieces_is_one_line() -> Non
             for piece in (frame[:1], frame[1:4], frame[4:]):
                 sock.sendall(piece)
                 time.sleep(0.05)
-        sock.sendall(_masked(0x81, b"USER p 0 * :p"))
+        sock.sendall(masked_frame(b"USER p 0 * :p"))
         srv.wait_log("registered pieces")
         sock.close()
 
@@ -143,8 +138,8 @@ def test_a_fragmented_message_whose_frames_arrive_in_pieces_is_one_line() -> Non
 def test_every_byte_boundary_of_a_fragmented_message_with_a_ping_between() -> None:
     """The same frames cut at every byte, a ping between two fragments: the pong, then the line."""
     port = free_port()
-    wire = (_masked(0x01, b"NICK by") + _masked(0x89, b"hello") + _masked(0x00, b"te") + _masked(0x80, b"s")
-            + _masked(0x81, b"USER b 0 * :b"))
+    wire = (masked_frame(b"NICK by", 0x01) + masked_frame(b"hello", 0x89) + masked_frame(b"te", 0x00)
+            + masked_frame(b"s", 0x80) + masked_frame(b"USER b 0 * :b"))
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
@@ -175,16 +170,16 @@ def test_empty_continuation_frames_do_not_grow_the_servers_memory() -> None:
     port = free_port()
     count = 2_000_000
     empty = bytes((0x00, 0x80)) + b"\0\0\0\0"  # masked with a zero key, no payload
-    flood = _masked(0x01, b"NICK ") + empty * count
+    flood = masked_frame(b"NICK ", 0x01) + empty * count
 
     def body(srv: InProcessServer) -> None:
         sock = _open(port)
         before = _rss_kib()
         sock.sendall(flood)
-        sock.sendall(_masked(0x89, b"sync"))
+        sock.sendall(masked_frame(b"sync", 0x89))
         _read_until(sock, b"\x8a\x04sync")
         grown = _rss_kib() - before
-        sock.sendall(_masked(0x80, b"empty") + _masked(0x81, b"USER e 0 * :e"))
+        sock.sendall(masked_frame(b"empty", 0x80) + masked_frame(b"USER e 0 * :e"))
         srv.wait_log("registered empty")
         sock.close()
         assert grown < 6_000, f"the server's memory grew by {grown} KiB for a message of no payload"
