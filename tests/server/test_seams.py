@@ -46,8 +46,8 @@ class DeferredNickRegistry(LocalNickRegistry):
         super().__init__()
         self.later = later
 
-    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
-        self.later.queue.append(lambda: LocalNickRegistry.claim(self, client, nick_cf, done))
+    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
+        self.later.queue.append(lambda: LocalNickRegistry.claim(self, client, nick_cf, done, nick=nick))
 
 
 class DeferredChannelRegistry(LocalChannelRegistry):

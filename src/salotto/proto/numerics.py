@@ -212,6 +212,7 @@ ERR_NOMOTD: Final = "422"
 ERR_NONICKNAMEGIVEN: Final = "431"
 ERR_ERRONEUSNICKNAME: Final = "432"
 ERR_NICKNAMEINUSE: Final = "433"
+ERR_UNAVAILRESOURCE: Final = "437"  # a nick or channel that cannot be had now: try again (a cluster node alone)
 ERR_USERNOTINCHANNEL: Final = "441"
 ERR_NOTONCHANNEL: Final = "442"
 ERR_USERONCHANNEL: Final = "443"

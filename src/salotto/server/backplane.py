@@ -101,6 +101,10 @@ class Backplane(Protocol):
     def to_account(self, account: str, out: Outgoing, *, cap: str | None = None, exclude: Client | None = None) -> int:
         """Every connection logged in to ``account`` (with ``cap``) but ``exclude``: one user's devices."""
 
+    def kill(self, target: Client, reason: str, error: str | None) -> bool:
+        """End ``target`` (KILL) when its connections are on another node; False when they are on this one
+        (the server ends it itself)."""
+
 
 class LocalBackplane:
     """In process: straight into the outboxes of this process's clients."""
@@ -210,6 +214,9 @@ class LocalBackplane:
         if not clients:
             return 0
         return out.deliver(_with_cap(clients, cap), exclude)
+
+    def kill(self, target: Client, reason: str, error: str | None) -> bool:
+        return False
 
     def to_watchers(self, nick: str, numeric: str, text: str) -> None:
         server = self._server

@@ -86,13 +86,13 @@ def _unindex(server: Server, client: Client, target_cf: str) -> None:
 
 def came_online(server: Server, client: Client) -> None:
     """``client`` (registered) now holds its nick: 730 to whoever watches it."""
-    if server.monitors:  # nobody watches anything: nothing to tell (the common case, for free)
+    if server.monitors or server.clustered:  # nobody watches anything: nothing to tell (the common case)
         server.backplane.to_watchers(client.nick, RPL_MONONLINE, client.prefix)
 
 
 def went_offline(server: Server, nick: str) -> None:
     """Nobody holds ``nick`` any more: 731 to whoever watches it."""
-    if server.monitors:
+    if server.monitors or server.clustered:
         server.backplane.to_watchers(nick, RPL_MONOFFLINE, nick)
 
 

@@ -72,13 +72,22 @@ class NickRegistry(Protocol):
         """The client holding ``nick_cf`` as far as this node knows now: for checks and lookups that may
         be a moment stale; :meth:`claim` is the one that decides."""
 
-    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
+    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
         """Atomically: if nobody else holds ``nick_cf``, ``client`` now holds it and no longer holds the nick
         it held (a rename is one step: no moment when it holds both or neither); ``done(True)``. Otherwise
-        nothing changes; ``done(False)``. The caller sets ``client.nick`` when ``done`` says so."""
+        nothing changes; ``done(False)``. The caller sets ``client.nick`` (``nick``, as the client wrote it)
+        when ``done`` says so."""
 
     def release(self, client: Client) -> None:
         """``client`` holds no nick any more (it left, or its registration was refused)."""
+
+    def updated(self, client: Client) -> None:
+        """What others see of ``client`` changed: its registration completed, or its away message, realname,
+        host, account or user modes (a clustered registry tells the other nodes)."""
+
+    def unavailable(self) -> str | None:
+        """Why a claim cannot be decided now (a cluster node cut off from the others), or None: a refused
+        claim then means "try again", not "in use"."""
 
     def snapshot(self) -> dict[str, Client]:
         """Casefolded nick -> holder, of this node's clients (tests, metrics)."""
@@ -95,7 +104,7 @@ class LocalNickRegistry:
     def holder(self, nick_cf: str) -> Client | None:
         return self._by_nick.get(nick_cf)
 
-    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
+    def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
         by_nick = self._by_nick
         holder = by_nick.get(nick_cf)
         if holder is not None and holder is not client:
@@ -111,6 +120,12 @@ class LocalNickRegistry:
         nick_cf = client.nick_cf
         if nick_cf and self._by_nick.get(nick_cf) is client:
             del self._by_nick[nick_cf]
+
+    def updated(self, client: Client) -> None:
+        return
+
+    def unavailable(self) -> str | None:
+        return None
 
     def snapshot(self) -> dict[str, Client]:
         return self._by_nick

@@ -139,6 +139,8 @@ class Server:
         self.always_on_kept: dict[str, Client] = {}
         self.always_on_changed: dict[str, Client | None] = {}
         self.shutting_down = False
+        # Several nodes act as one network (salotto.cluster): watchers and peers may be on other nodes.
+        self.clustered = False
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
         self.tls_port: int | None = None
@@ -666,6 +668,7 @@ class Server:
             self.always_on_changed_for(user)
             if set_away:
                 user.away = ALWAYS_ON_AWAY
+                self.nick_registry.updated(user)
                 self.backplane.to_peers(user, self.from_user(user, "AWAY", [user.away]), cap="away-notify")
             return
         self.detached_users.discard(user)
@@ -717,6 +720,7 @@ class Server:
             self.always_on_changed_for(user)
         if set_away and user.away == ALWAYS_ON_AWAY:  # always-on marked it away when it went: back now
             user.away = None
+            self.nick_registry.updated(user)
             self.backplane.to_peers(user, self.from_user(user, "AWAY", []), cap="away-notify", exclude=device)
         return since
 
@@ -733,8 +737,8 @@ class Server:
 
     def end_user(self, user: Client, reason: str, *, error: str | None = None) -> None:
         """Every connection of ``user`` closes and it quits (KILL), always-on or not."""
-        if user.quitting:
-            return
+        if user.quitting or self.backplane.kill(user, reason, error):
+            return  # gone already, or its node ends it
         user.quitting = True  # first: its devices leaving must not look for a last session
         for device in list(user.devices or ()):
             self.disconnect(device, reason, error=error)
@@ -777,7 +781,7 @@ class Server:
         if client.account is not None and not client.quitting:
             self.always_on_changed_for(client)
 
-    def claim_nick(self, client: Client, nick_cf: str, done: Callable[[bool], None]) -> None:
+    def claim_nick(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
         """The nick registry's claim, for a client that may leave before the answer comes: then what it
         was given is given up again, and ``done(False)``."""
 
@@ -788,7 +792,7 @@ class Server:
                 ok = False
             done(ok)
 
-        self.nick_registry.claim(client, nick_cf, claimed)
+        self.nick_registry.claim(client, nick_cf, claimed, nick=nick)
 
     def join(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None]) -> None:
         """The channel registry's join, for a client that may leave before the answer comes: then it
@@ -814,7 +818,7 @@ class Server:
         def claimed(ok: bool) -> None:
             done(self._renamed(client, nick, nick_cf, session or client) if ok else None)
 
-        self.claim_nick(client, nick_cf, claimed)
+        self.claim_nick(client, nick_cf, claimed, nick=nick)
 
     def _renamed(self, client: Client, nick: str, nick_cf: str, session: Client) -> bytes:
         change = self.from_user(client, "NICK", [nick])
@@ -828,7 +832,7 @@ class Server:
         else:
             self.always_on_changed_for(client)
         self.backplane.to_peers(client, change, exclude=session)  # and the user's other connections
-        if self.monitors:
+        if self.monitors or self.clustered:
             monitor.nick_changed(self, client, old_nick)
         return change.variant(session.tag_flags)
 
@@ -854,12 +858,16 @@ class Server:
         self.logins.setdefault(casefold(account), set()).add(client)
         if client.registered:
             self.always_on_changed_for(client)
+            self.nick_registry.updated(client)
 
     def logged_out(self, client: Client) -> None:
         if client.account is not None and self.always_on_kept.get(casefold(client.account)) is client:
             self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)
+        had = client.account is not None
         client.account = None
+        if had and client.registered and not client.quitting:
+            self.nick_registry.updated(client)
 
     def _unindex_login(self, client: Client) -> None:
         if client.account is None:

@@ -249,6 +249,7 @@ def handle_away(ctx: Context) -> None:
     params = ctx.msg.params
     text = params[0][: server.config.away_max_len] if params and params[0] else None
     client.away = text
+    server.nick_registry.updated(client)
     if text is None:
         ctx.reply(RPL_UNAWAY, "You are no longer marked as being away")
     else:
@@ -266,6 +267,7 @@ def handle_setname(ctx: Context) -> None:
         ctx.fail("SETNAME", "INVALID_REALNAME", description="Realname is not valid")
         return
     client.realname = realname
+    server.nick_registry.updated(client)
     change = server.from_user(client, "SETNAME", [realname])
     server.backplane.to_peers(client, change, cap="setname", exclude=ctx.session)
     ctx.send(change.variant(ctx.session.tag_flags))

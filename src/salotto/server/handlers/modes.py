@@ -85,6 +85,7 @@ def _user_mode(ctx: Context, nick: str) -> None:
     if unknown:
         ctx.reply(ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
     if applied:
+        server.nick_registry.updated(client)
         change = server.from_user(client, "MODE", [client.nick, _join_modes(applied)], source=client.nick)
         ctx.send(change.variant(ctx.session.tag_flags))
         if client.devices:  # the user's other connections see its modes change too

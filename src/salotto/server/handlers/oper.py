@@ -66,6 +66,7 @@ def _oper_checked(ctx: Context, name: str, block: OperBlock | None) -> None:
     client.oper_failures -= 1  # a success does not use up the connection's tries
     client.modes |= {"o"}
     server.opers.add(client)
+    server.nick_registry.updated(client)
     log.info("%s (%s) is now an operator as %s", client.nick, client.ip, name)
     ctx.reply(RPL_YOUREOPER, "You are now an IRC operator")
     change = server.from_user(client, "MODE", [client.nick, "+o"], source=client.nick)
@@ -113,6 +114,7 @@ def handle_chghost(ctx: Context) -> None:
         return
     change = server.from_user(target, "CHGHOST", [user, host])
     target.user, target.host = user, host
+    server.nick_registry.updated(target)
     # Its peers and extended-monitor watchers that asked for chghost, and itself if it did.
     server.backplane.to_peers(target, change, cap="chghost", include_self=True)
     ctx.notice(f"{target.nick} is now {target.prefix}")

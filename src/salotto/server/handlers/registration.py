@@ -23,6 +23,7 @@ from salotto.proto.numerics import (
     ERR_NICKNAMEINUSE,
     ERR_NONICKNAMEGIVEN,
     ERR_SASLABORTED,
+    ERR_UNAVAILRESOURCE,
     RPL_CREATED,
     RPL_MYINFO,
     RPL_NOWAWAY,
@@ -234,14 +235,14 @@ def handle_nick(ctx: Context) -> None:
     if client.registered and _refused_as_registered(ctx, nick):
         return
     if not client.registered:
-        ctx.call(lambda done: server.claim_nick(client, nick_cf, done),
+        ctx.call(lambda done: server.claim_nick(client, nick_cf, done, nick=nick),
                  partial(_nick_claimed, ctx, nick, nick_cf))
         return
     case_only = nick_cf == client.nick_cf
 
     def renamed(own: bytes | None) -> None:
         if own is None:  # taken meanwhile (by a client of another node)
-            ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+            _nick_refused(ctx, nick)
             return
         ctx.send(own)
         if not case_only:  # same nick in other letters: the grace already running goes on
@@ -260,11 +261,20 @@ def _nick_claimed(ctx: Context, nick: str, nick_cf: str, claimed: bool) -> None:
     """The nick registry's answer to a NICK before registration."""
     client = ctx.client
     if not claimed:  # taken meanwhile (by a client of another node)
-        ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
+        _nick_refused(ctx, nick)
         return
     client.nick, client.nick_cf = nick, nick_cf
     client.nick_since = int(ctx.server.wallclock() * 1000) / 1000
     try_register(ctx)
+
+
+def _nick_refused(ctx: Context, nick: str) -> None:
+    """433, or 437 when the registry could not decide (a cluster node cut off from the others)."""
+    why = ctx.server.nick_registry.unavailable()
+    if why is not None:
+        ctx.reply(ERR_UNAVAILRESOURCE, nick, why)
+    else:
+        ctx.reply(ERR_NICKNAMEINUSE, nick, "Nickname is already in use")
 
 
 def _refused_as_registered(ctx: Context, nick: str) -> bool:
@@ -330,6 +340,7 @@ def try_register(ctx: Context) -> None:
         client.sasl = None
         ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
     client.registered = True
+    server.nick_registry.updated(client)
     server.registered_count += 1
     if server.registered_count > server.registered_peak:
         server.registered_peak = server.registered_count
