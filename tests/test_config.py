@@ -65,7 +65,8 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
         overrides |= {"trusted_proxies": ["127.0.0.1"]}
     if key.name.startswith("sts_"):  # STS needs a TLS listener
         overrides |= {"tls_listen": ["127.0.0.1:6697"]}
-    if key.name in ("storage_backend", "storage_url"):  # postgresql needs its URL, a URL needs postgresql
+    if key.name in ("storage_backend", "storage_url", "backplane"):  # postgresql needs its URL, a URL needs
+        # postgresql, and a cluster needs postgresql
         pg = {"storage_backend": "postgresql", "storage_url": "postgresql://salotto@localhost/salotto"}
         overrides = pg | overrides
     assert overrides[key.name] == value
@@ -244,3 +245,14 @@ def test_mask_password(url: str, masked: str) -> None:
     assert mask_password(url) == masked
     password = url_password(url)
     assert password is None or password not in mask_password(url)
+
+
+def test_a_cluster_needs_the_shared_store_and_a_good_node_name() -> None:
+    with pytest.raises(ConfigError, match=r"'backplane'.*storage_backend postgresql"):
+        load_config(None, {"backplane": "redis"})
+    pg = {"backplane": "redis", "storage_backend": "postgresql", "storage_url": "postgresql://s@localhost/s"}
+    with pytest.raises(ConfigError, match=r"'node_name'.*bad value 'a:b'"):
+        load_config(None, pg | {"node_name": "a:b"})
+    with pytest.raises(ConfigError, match=r"'redis_url'.*'http://:\*\*\*@x'"):
+        load_config(None, pg | {"redis_url": "http://:secret@x"})
+    assert load_config(None, pg | {"node_name": "node-1"}).node_name == "node-1"

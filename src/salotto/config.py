@@ -95,6 +95,16 @@ KEYS: tuple[Key, ...] = (
         choices=("sqlite", "postgresql")),
     Key("storage_url", str, "",
         "With storage_backend postgresql: postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE (never shown unmasked)."),
+    Key("backplane", str, "local",
+        "local: one server alone. redis: several nodes act as one network through Redis (redis_url), sharing "
+        "PostgreSQL (storage_backend postgresql); see docs/cluster.md.", choices=("local", "redis")),
+    Key("redis_url", str, "redis://127.0.0.1:6379/0",
+        "With backplane redis: redis://[:PASSWORD@]HOST[:PORT]/DB (rediss:// for TLS; never shown unmasked)."),
+    Key("node_name", str, "",
+        "With backplane redis: this node's name, unique in the network (letters, digits, - and _); "
+        "empty: server_name."),
+    Key("cluster_node_timeout_s", float, 10.0,
+        "With backplane redis: a node not heard of for this long is taken for dead; its users quit elsewhere.", 1),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
     Key("history_private", bool, True, "Store private messages too, not only channel messages."),
     Key("history_max_age_s", float, 30 * 86400.0, "Delete history older than this; 0 keeps it forever.", 0),
@@ -246,6 +256,10 @@ class Config:
     data_dir: str
     storage_backend: str
     storage_url: str
+    backplane: str
+    redis_url: str
+    node_name: str
+    cluster_node_timeout_s: float
     history_enabled: bool
     history_private: bool
     history_max_age_s: float
@@ -392,6 +406,7 @@ def _validate(config: Config) -> None:
             raise bad_value(name, getattr(config, name), "tls_cert_file and tls_key_file are needed", origin(name))
     _validate_sts(config)
     _validate_storage(config)
+    _validate_cluster(config)
     # A pasted hash may bring a newline along. A value that is not a hash is not shown: it may be the
     # password itself, put there by mistake.
     config.server_password_hash = config.server_password_hash.strip()
@@ -426,6 +441,23 @@ def _validate_storage(config: Config) -> None:
         raise bad_value("storage_url", mask_password(config.storage_url),
                         f"only storage_backend postgresql uses it (storage_backend is {config.storage_backend})",
                         origin("storage_url"))
+
+
+def _validate_cluster(config: Config) -> None:
+    """A node's name goes into Redis keys and user ids; a cluster shares one PostgreSQL store."""
+    origin = config.origin
+    if config.backplane != "redis":
+        return
+    if not config.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise bad_value("redis_url", mask_password(config.redis_url), "expected redis://HOST[:PORT]/DB",
+                        origin("redis_url"))
+    name = config.node_name or config.server_name
+    if not name or len(name) > 64 or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        raise bad_value("node_name", name, "letters, digits, '-', '_' and '.', at most 64", origin("node_name"))
+    if config.storage_backend != "postgresql":
+        raise bad_value("backplane", config.backplane,
+                        "the nodes of a cluster share one store: storage_backend postgresql (storage_url)",
+                        origin("backplane"))
 
 
 def _validate_sts(config: Config) -> None:

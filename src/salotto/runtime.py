@@ -44,7 +44,8 @@ SHUTDOWN_GRACE_S = 0.5
 # Keys a reload cannot apply: the listeners and the store were opened with them. (A reload re-reads the
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
-                "storage_backend", "storage_url", "history_enabled", "proxy_listen")
+                "storage_backend", "storage_url", "history_enabled", "proxy_listen", "backplane", "redis_url",
+                "node_name")
 # An IRC listener: plain TCP ones are the reactor's, the others asyncio's.
 Listener = asyncio.base_events.Server | TcpListener
 # The config key of each kind of IRC listener.
@@ -227,10 +228,34 @@ def descriptor_budget(config: Config) -> int:
     return budget
 
 
+async def _join_cluster(node: Any, config: Config) -> None:
+    """Connect the node to Redis and take the network's state; a clear error when it cannot."""
+    from redis.exceptions import RedisError
+
+    try:
+        await node.start()
+    except (TimeoutError, OSError, RedisError) as exc:
+        await node.close()
+        raise bad_value("redis_url", mask_password(config.redis_url),
+                        f"cannot join the cluster: {exc or type(exc).__name__}", config.origin("redis_url")) from None
+    log.info("cluster: node %s on %s", node.name, mask_password(config.redis_url))
+
+
 async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit status."""
     loop = asyncio.get_running_loop()
-    server = Server(config)
+    node = None
+    if config.backplane == "redis":
+        from salotto.cluster.node import ClusterNode  # only a cluster needs the redis library
+
+        node = ClusterNode(config)
+        server = Server(config, nick_registry=node.nicks_view, channel_registry=node.channels_view,
+                        backplane=node.backplane)
+        server.clustered = True
+        node.bind(server)
+        await _join_cluster(node, config)
+    else:
+        server = Server(config)
     server.fd_budget = descriptor_budget(config)
     offload = ThreadOffload(loop.call_soon_threadsafe)
     server.offload = offload
@@ -240,6 +265,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         store = _open_store(server, config, loop)
     except BaseException:
         offload.close()
+        if node is not None:
+            await node.close()
         raise
     closers = [store.close, offload.close]  # the store first: it stores what waits
     stop = stop or asyncio.Event()
@@ -320,6 +347,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.shutdown(reason[0])
         await asyncio.sleep(SHUTDOWN_GRACE_S)
     finally:
+        if node is not None:
+            await node.close()  # first: the other nodes see our users go now
         for close in closers:
             close()
         if tick_handle is not None:

@@ -1,0 +1,1 @@
+"""Several salotto nodes as one network: Redis between them (docs/cluster.md)."""
