@@ -967,6 +967,9 @@ class ClusterNickRegistry:
     def unavailable(self) -> str | None:
         return None if self._node.link.up else UNAVAILABLE
 
+    def others(self) -> list[Client]:
+        return [user for user in self._node.users.values() if type(user.conn) is RemoteConnection]
+
     def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
         node = self._node
         holder = node.nicks.get(nick_cf)

@@ -85,6 +85,9 @@ class NickRegistry(Protocol):
         """What others see of ``client`` changed: its registration completed, or its away message, realname,
         host, account or user modes (a clustered registry tells the other nodes)."""
 
+    def others(self) -> Iterable[Client]:
+        """The users other nodes hold (WHO with a mask, LUSERS): none for a server alone."""
+
     def unavailable(self) -> str | None:
         """Why a claim cannot be decided now (a cluster node cut off from the others), or None: a refused
         claim then means "try again", not "in use"."""
@@ -123,6 +126,9 @@ class LocalNickRegistry:
 
     def updated(self, client: Client) -> None:
         return
+
+    def others(self) -> Iterable[Client]:
+        return ()
 
     def unavailable(self) -> str | None:
         return None

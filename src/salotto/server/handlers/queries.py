@@ -68,14 +68,21 @@ def send_lusers(ctx: Context) -> None:
     opers = len(server.opers)
     # Devices are connections of users counted already; detached users are users without a connection.
     unknown = len(server.clients) - server.device_count - registered + len(server.detached_users)
-    ctx.reply(RPL_LUSERCLIENT, f"There are {registered - invisible} users and {invisible} invisible on 1 servers")
+    # The network's users: this node's and, in a cluster, the other nodes'.
+    others = [user for user in server.nick_registry.others() if user.registered]
+    users = registered + len(others)
+    invisible += sum(1 for user in others if "i" in user.modes)
+    opers += sum(1 for user in others if "o" in user.modes)
+    servers = 1 + len({user.conn.node for user in others if hasattr(user.conn, "node")})
+    ctx.reply(RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on {servers} servers")
     ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")
     ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
     ctx.reply(RPL_LUSERCHANNELS, str(server.channel_registry.count()), "channels formed")
     ctx.reply(RPL_LUSERME, f"I have {registered} clients and 0 servers")
     peak = server.registered_peak
     ctx.reply(RPL_LOCALUSERS, str(registered), str(peak), f"Current local users {registered}, max {peak}")
-    ctx.reply(RPL_GLOBALUSERS, str(registered), str(peak), f"Current global users {registered}, max {peak}")
+    top = max(peak, users)
+    ctx.reply(RPL_GLOBALUSERS, str(users), str(top), f"Current global users {users}, max {top}")
 
 
 def handle_lusers(ctx: Context) -> None:
@@ -260,7 +267,7 @@ def handle_who(ctx: Context) -> None:
             _who_line(ctx, None, target, whox)
         elif "*" in mask or "?" in mask:
             shown = 0
-            for other in itertools.chain(server.clients, server.detached_users):
+            for other in itertools.chain(server.clients, server.detached_users, server.nick_registry.others()):
                 if not other.registered or other.primary is not None or not _visible(client, other):
                     continue
                 if mask_match(mask, other.nick) or mask_match(mask, other.prefix):

@@ -363,6 +363,9 @@ def _attach_refusal(ctx: Context, holder: Client | None) -> str | None:
     if (client.account is None or holder.account is None or not server.config.multiclient
             or casefold(client.account) != casefold(holder.account)):
         return "Nickname is already in use"
+    if holder.conn.transport_name == "remote":
+        return (f"Nickname is already in use: {holder.nick} is connected to another server of this network; "
+                "a second device must connect to the same one")
     if client.sasl is not None:
         client.sasl = None
         ctx.reply(ERR_SASLABORTED, "SASL authentication aborted")
