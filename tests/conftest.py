@@ -21,6 +21,7 @@ import pytest
 
 from tests.irc_client import RawClient
 from tests.postgres import postgres_server, postgres_url  # noqa: F401 - fixtures for every test
+from tests.redis_server import redis_server  # noqa: F401 - a fixture for every test
 
 
 @dataclass
