@@ -269,6 +269,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
             await node.close()
         raise
     closers = [store.close, offload.close]  # the store first: it stores what waits
+    if node is not None:
+        await node.go_live()
     stop = stop or asyncio.Event()
     reason = ["Server shutting down"]
     certificate: ServerCertificate | None = None

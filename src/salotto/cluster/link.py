@@ -79,6 +79,8 @@ class RedisLink:
         self._on_down = on_down
         self._before_send = before_send
         self._queue: deque[_Op] = deque()
+        # Commands that go before anything else not sent yet, in their own order (history's copies).
+        self._first: deque[_Op] = deque()
         self._wake = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
@@ -115,6 +117,14 @@ class RedisLink:
 
     def unsubscribe(self, channels: Iterable[str]) -> None:
         self._push(_Op(_UNSUBSCRIBE, tuple(channels), None))
+
+    def first(self, args: tuple[Any, ...]) -> None:
+        """A command that goes before every other one not sent yet (in the order of these calls)."""
+        if not self.up:
+            return
+        self._first.append(_Op(_COMMAND, args, None))
+        if not self._queue:
+            self._wake.set()
 
     def publish_last(self, channel: str, payload: str) -> None:
         """From ``before_send``: one more PUBLISH at the end of what is about to be sent."""
@@ -193,6 +203,7 @@ class RedisLink:
         self.up = False
         log.warning("cluster: lost Redis (%s); serving local users only until it is back", why)
         queued, self._queue = self._queue, deque()
+        self._first.clear()
         down = LinkDown(f"Redis is unreachable ({why})")
         for op in queued:
             if op.done is not None:
@@ -225,19 +236,24 @@ class RedisLink:
 
     async def _writer(self) -> None:
         queue = self._queue
+        first = self._first
         while True:
-            if not queue:
+            if not queue and not first:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             try:
                 self._before_send()
-                op = queue[0]
-                if op.kind == _SUBSCRIBE or op.kind == _UNSUBSCRIBE:
+                batch: list[_Op] = []
+                while first:
+                    batch.append(first.popleft())
+                op = queue[0] if queue else None
+                if op is not None and (op.kind == _SUBSCRIBE or op.kind == _UNSUBSCRIBE):
+                    if batch:
+                        await self._send(batch)
                     queue.popleft()
                     await self._change_subscription(op)
                     continue
-                batch: list[_Op] = []
                 while queue and len(batch) < PIPELINE_MAX and queue[0].kind not in (_SUBSCRIBE, _UNSUBSCRIBE):
                     batch.append(queue.popleft())
                 await self._send(batch)
@@ -284,6 +300,7 @@ class RedisLink:
         if pubsub is None:
             raise LinkDown("no connection")
         channels = [c.encode() for c in op.args]
+        log.debug("cluster: %s %s", "unsubscribe" if op.kind == _UNSUBSCRIBE else "subscribe", op.args)
         if op.kind == _UNSUBSCRIBE:
             channels = [c for c in channels if c in self._subscribed]
             if channels:

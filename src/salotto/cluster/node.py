@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
@@ -54,12 +55,15 @@ from salotto.server.registry import (
     apply_modes,
     entry_refusal,
 )
+from salotto.storage.base import NO_TAGS, HistoryMessage
 
 if TYPE_CHECKING:
     from salotto.config import Config
     from salotto.proto.modes import ModeChange
     from salotto.server.fanout import Outgoing
     from salotto.server.state import Server
+    from salotto.storage.base import Storage
+    from salotto.storage.outcome import Outcome
 
 __all__ = ["ClusterBackplane", "ClusterChannelRegistry", "ClusterNickRegistry", "ClusterNode", "chan_key", "inbox"]
 
@@ -169,9 +173,18 @@ class ClusterNode:
         # While a snapshot loads: state events that came meanwhile.
         self._loading = False
         self._buffered: list[tuple[int, list[Any]]] = []
+        self._load_lock = asyncio.Lock()
         self._autojoin: list[tuple[str, str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # History's copy in Redis: messages committed so far, and where each batch copied ends.
+        self._committed = 0
+        self._processed_base = 0
+        self._journal_marks: deque[int] = deque()
+        self._orphans: list[HistoryMessage] = []
+        # Nodes whose users Redis lost (it restarted empty), until they re-assert them or time runs out.
+        self._limbo: dict[str, float] = {}
         self.started = False
+        self.closing = False
         self.boot_id = os.urandom(6).hex()
         self.nicks_view = ClusterNickRegistry(self)
         self.channels_view = ClusterChannelRegistry(self)
@@ -186,6 +199,27 @@ class ClusterNode:
     def bind(self, server: Server) -> None:
         self.server = server
         self.local_bp = LocalBackplane(server)
+        server.extra_metrics = self.metrics
+
+    def metrics(self) -> list[tuple[str, str, str, float]]:
+        """This node's part of /metrics."""
+        link = self.link
+        remote = [u for u in self.users.values() if type(u.conn) is RemoteConnection]
+        nodes = 1 + len({u.conn.node for u in remote})  # type: ignore[attr-defined]
+        return [
+            ("backplane_up", "gauge", "1 while this node is connected to Redis, else 0.", float(link.up)),
+            ("backplane_published_total", "counter", "Messages this node published to Redis.", link.published),
+            ("backplane_received_total", "counter", "Messages this node received from Redis.", link.received),
+            ("backplane_publish_seconds_total", "counter",
+             "Seconds from sending a pipeline of commands to Redis to its replies, summed.", link.publish_seconds),
+            ("backplane_pipelines_total", "counter", "Pipelines of commands sent to Redis.", link.pipelines),
+            ("backplane_reconnects_total", "counter", "Times this node reconnected to Redis.", link.reconnects),
+            ("cluster_resyncs_total", "counter", "Times this node reloaded the network's state.", self.resyncs),
+            ("cluster_reaped_nodes_total", "counter", "Nodes this node saw taken for dead.", self.reaped_nodes),
+            ("cluster_nodes", "gauge", "Nodes with users in the network, this one included.", nodes),
+            ("cluster_users", "gauge", "Users in the network, on every node.",
+             sum(1 for u in self.users.values() if u.registered)),
+        ]
 
     def uid(self, client: Client) -> str:
         conn = client.conn
@@ -200,28 +234,41 @@ class ClusterNode:
         """Connect, take the network's state, remove what an earlier life of this node left, announce
         this node. Raises OSError/RedisError when Redis cannot be reached."""
         await self.link.connect()
-        loop = asyncio.get_running_loop()
         await self._call_async(lambda done: self.link.subscribe([STATE, inbox(self.name)], done))
         # An earlier life of this node (a crash, then a restart before the others reaped it): its users
         # are gone.
         await self._call_async(lambda done: self._reap(self.name, f"{self.name} restarted", check=False, done=done))
         await self._load_snapshot()
-        await self._call_async(lambda done: self.link.command(("SADD", K_NODES, self.name), done))
-        self._refresh_liveness()
         for name, name_cf, created in self._autojoin:
             self._ensure_permanent(name, name_cf, created)
         self.started = True
-        self._tasks = [loop.create_task(self._liveness_loop()), loop.create_task(self._reaper_loop())]
         log.info("cluster: node %s joined the network at state %d (%d users, %d channels)",
                  self.name, self.seq, len(self.users), len(self.chans))
 
+    async def go_live(self) -> None:
+        """Tell the network this node is alive, and from now on keep saying so (the runtime calls this
+        once the store is open: opening it may hold the loop longer than the timeout)."""
+        history = self.server.history if self.server is not None else None
+        if history is not None:
+            history.on_commit = self._journal_batch
+            self._processed_base = history.written + history.failed_writes
+            orphans, self._orphans = self._orphans, []
+            if orphans:
+                self._recover_history(self.name, [_batch_json(orphans).encode()])
+        # Alive first, then known: a reaper must never see this node in ``nodes`` without its liveness key.
+        self._refresh_liveness()
+        await self._call_async(lambda done: self.link.command(("SADD", K_NODES, self.name), done))
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._liveness_loop()), loop.create_task(self._reaper_loop())]
+
     async def close(self) -> None:
+        self.closing = True
         for task in self._tasks:
             task.cancel()
         if self.link.up:
             # A clean stop: the others see our users go now, not after the timeout.
             done = asyncio.get_running_loop().create_future()
-            self._reap(self.name, f"{self.name} shut down", check=False,
+            self._reap(self.name, f"{self.name} shut down", check=False, keep_history=True,
                        done=lambda r: done.done() or done.set_result(r))
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(done, 2)
@@ -251,12 +298,32 @@ class ClusterNode:
             if self.link.up:
                 self._refresh_liveness()
                 self.link.command(("SADD", K_NODES, self.name))
+                self._trim_journal()
 
     async def _reaper_loop(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.timeout_s / 5))
             if self.link.up and not self._loading:
                 self.link.script("dead", [K_NODES], [P], self._reap_dead)
+            if self._limbo:
+                self._end_limbo()
+
+    def _end_limbo(self) -> None:
+        """Nodes whose users Redis lost and that did not re-assert them within the timeout: gone."""
+        now = time.monotonic()
+        for node, deadline in list(self._limbo.items()):
+            if now < deadline:
+                continue
+            del self._limbo[node]
+            gone = [u for u in self.users.values() if type(u.conn) is RemoteConnection and u.conn.node == node]
+            log.info("cluster: node %s did not come back; its %d users are gone", node, len(gone))
+            for user in gone:
+                self._quit_lines(user, f"{node} went away")
+            for user in gone:
+                self._forget_user(user)
+            for name_cf, channel in list(self.chans.items()):
+                if not channel.members and not channel.permanent:
+                    self._drop_channel(name_cf)
 
     def _reap_dead(self, answer: Any) -> None:
         if isinstance(answer, BaseException) or not answer:
@@ -266,10 +333,81 @@ class ClusterNode:
             if node != self.name:
                 self._reap(node, f"{node} went away", check=True, done=None)
 
-    def _reap(self, node: str, reason: str, *, check: bool, done: Callable[[Any], None] | None) -> None:
+    def _reap(self, node: str, reason: str, *, check: bool, done: Callable[[Any], None] | None,
+              keep_history: bool = False) -> None:
+        """Remove ``node`` from the network; store what history it left unstored (unless ``keep_history``:
+        our own, at a clean stop, which our store stores itself)."""
         event = dumps(["R", node, reason])
+
+        def reaped(answer: Any) -> None:
+            if isinstance(answer, list) and len(answer) > 1 and not keep_history:
+                self._recover_history(node, answer[1:])
+            if done is not None:
+                done(answer)
+
         self.link.script("reap", [K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV, K_NODES],
-                         [node, P, STATE, event, "{}", "check" if check else "all"], done or _ignore)
+                         [node, P, STATE, event, "{}", "check" if check else "all"], reaped)
+
+    # -- history's copy in Redis --------------------------------------------------------------------
+
+    def _journal_batch(self, batch: list[HistoryMessage]) -> None:
+        """A pass's messages, as history journals them here: a copy goes to Redis before anything this
+        pass published, and stays there until our store has them (see ``_trim_journal``)."""
+        self._committed += len(batch)
+        if not self.link.up:
+            return
+        self.link.first(("RPUSH", P + "j:" + self.name, _batch_json(batch)))
+        self._journal_marks.append(self._committed)
+
+    def _restart_journal(self) -> None:
+        """After an outage: the copy in Redis starts again from what waits to be stored."""
+        history = self.server.history if self.server is not None else None
+        self.link.first(("DEL", P + "j:" + self.name))
+        if history is not None and history.unstored:
+            self.link.first(("RPUSH", P + "j:" + self.name, _batch_json(history.unstored)))
+            self._journal_marks.append(self._committed)
+
+    def _trim_journal(self) -> None:
+        """Drop from Redis the copies of batches our store has stored (it stores in the order recorded)."""
+        history = self.server.history if self.server is not None else None
+        if history is None or not self._journal_marks:
+            return
+        processed = history.written + history.failed_writes - self._processed_base
+        done = 0
+        marks = self._journal_marks
+        while marks and marks[0] <= processed:
+            marks.popleft()
+            done += 1
+        if done and self.link.up:
+            self.link.command(("LTRIM", P + "j:" + self.name, done, -1))
+
+    def _recover_history(self, node: str, raw_batches: list[bytes]) -> None:
+        """What a dead node (or this node's earlier life) recorded and may not have stored: into the
+        database, but what it has already."""
+        messages = [HistoryMessage(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7] or NO_TAGS,
+                                   tuple(m[8]) if m[8] else None)
+                    for raw in raw_batches for m in loads(raw)]
+        if not messages:
+            return
+        history = self.server.history if self.server is not None else None
+        if history is None:
+            self._orphans.extend(messages)  # until the store is open (go_live)
+            return
+
+        def store(storage: Storage) -> int:
+            missing = [m for m in messages if storage.get_message(m.msgid) is None]
+            if missing:
+                storage.append_messages(missing)
+            return len(missing)
+
+        def stored(outcome: Outcome[int]) -> None:
+            if outcome.error is not None:
+                log.error("cluster: could not store the history %s left: %s", node, outcome.error)
+            else:
+                log.info("cluster: stored %d messages of %s's history that it had not stored (of %d)",
+                         outcome.value, node, len(messages))
+
+        history.write(store, stored)
 
     # -- the link's news ---------------------------------------------------------------------------
 
@@ -283,6 +421,7 @@ class ClusterNode:
         for _, retry in waiters:
             retry()  # decides again: the link is down, so it answers "try again"
         self._deliver_stash(None)
+        self._journal_marks.clear()  # Redis may come back without them: _recover starts the copy again
         self._loading = False
         self._buffered.clear()
         self.subscribed.clear()
@@ -296,9 +435,11 @@ class ClusterNode:
             await self._call_async(lambda done: self.link.subscribe([STATE, inbox(self.name)], done))
             for name_cf in self.local_members:
                 self._subscribe(name_cf)
+            self._restart_journal()
+            self._refresh_liveness()  # before the assert puts this node in ``nodes`` again
             await self._assert_state()
             await self._load_snapshot()
-            self._refresh_liveness()
+            log.info("cluster: back in step with the network at state %d", self.seq)
         except (TimeoutError, LinkDown, OSError) as exc:
             log.warning("cluster: resynchronising failed (%s); trying again when Redis is back", exc)
 
@@ -327,22 +468,33 @@ class ClusterNode:
 
     async def _load_snapshot(self) -> None:
         """Replace the replica's view of others with Redis's, at one point of the order; tell this node's
-        clients what changed meanwhile (QUIT, JOIN, PART)."""
-        self._loading = True
-        self._buffered = []
-        try:
-            answer = await self._call_async(lambda done: self.link.script(
-                "snapshot", [K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV], [P], done))
-        except BaseException:
-            self._loading = False
-            raise
+        clients what changed meanwhile (QUIT, JOIN, PART). State changes that come meanwhile wait in
+        ``_buffered`` and are applied after, those the snapshot does not cover already."""
+        async with self._load_lock:  # one at a time: a later one starts from what the earlier one left
+            self._loading = True
+            try:
+                answer = await self._call_async(lambda done: self.link.script(
+                    "snapshot", [K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV], [P], done))
+            except BaseException:
+                self._loading = False
+                self._buffered = []
+                raise
+            self._after_snapshot(answer)
+
+    def _after_snapshot(self, answer: list[Any]) -> None:
         self.resyncs += 1
         self._apply_snapshot(answer)
-        buffered, self._buffered = self._buffered, []
         self._loading = False
+        buffered, self._buffered = self._buffered, []
         for seq, event in sorted(buffered, key=lambda b: b[0]):
-            if seq > self.seq:
+            if self._loading:  # an event below asked for another reload: the rest waits for it
+                self._buffered.append((seq, event))
+            elif seq == self.seq + 1:
                 self._state_event(seq, event)
+            elif seq > self.seq + 1:
+                log.warning("cluster: missed state changes %d..%d; reloading", self.seq + 1, seq - 1)
+                self._buffered.append((seq, event))
+                self._resync()
         self._settle_pending()
 
     def _apply_snapshot(self, answer: list[Any]) -> None:
@@ -350,8 +502,23 @@ class ClusterNode:
         users = {uid: loads(raw) for uid, raw in _flat(answer[1]).items()}
         nicks = _flat(answer[2])
         cv = {name: int(v) for name, v in _flat(answer[3]).items()}
+        alive = {raw.decode() for raw in answer[5]}
+        now = time.monotonic()
+        for node in alive:
+            self._limbo.pop(node, None)
+
+        def missing(user: Client) -> bool:
+            """A remote user Redis does not have: gone, if its node is there to say so. A node that is not
+            (Redis came back empty, and that node has not re-asserted its users yet) has until the
+            timeout to come back: its users stay meanwhile, rather than quit and join again."""
+            node = user.conn.node  # type: ignore[attr-defined]
+            if node in alive:
+                return True
+            self._limbo.setdefault(node, now + self.timeout_s)
+            return False
+
         # Users: the others' as Redis has them; this node's own are this node's to say.
-        gone = [u for uid, u in self.users.items() if not self.is_local(u) and uid not in users]
+        gone = [u for uid, u in self.users.items() if not self.is_local(u) and uid not in users and missing(u)]
         before = {name_cf: {m: s for m, s in ch.members.items()} for name_cf, ch in self.chans.items()}
         for user in gone:
             self._quit_lines(user, "Network resynchronised")
@@ -365,7 +532,7 @@ class ClusterNode:
                 user = self._new_remote(uid, fields)
             else:
                 apply_user_fields(user, fields)
-        self.nicks = {}
+        self.nicks = {u.nick_cf: u for uid, u in self.users.items() if u.nick_cf and uid not in users}
         for nick_cf, uid in nicks.items():
             user = self.users.get(uid)
             if user is not None:
@@ -386,7 +553,7 @@ class ClusterNode:
             _apply_fields(channel, fields)
             members = _flat(entry[2])
             for member in list(channel.members):
-                if not self.is_local(member) and self.uid(member) not in members:
+                if not self.is_local(member) and self.uid(member) not in members and member.conn.node in alive:  # type: ignore[attr-defined]
                     self._drop_member(channel, member)
             for uid, status in members.items():
                 member = self.users.get(uid)
@@ -399,7 +566,7 @@ class ClusterNode:
             if name_cf not in seen:
                 channel = self.chans[name_cf]
                 for member in list(channel.members):
-                    if not self.is_local(member):
+                    if not self.is_local(member) and member.conn.node in alive:  # type: ignore[attr-defined]
                         self._drop_member(channel, member)
                 if not channel.members and not channel.permanent:
                     self._drop_channel(name_cf)
@@ -575,37 +742,28 @@ class ClusterNode:
         self._delivery(loads(data))
 
     def _resync(self) -> None:
+        """Reload the network's state (a gap in the state changes, a node gone or re-asserted)."""
         if self._loading:
             return
         self._loading = True  # buffer from now
 
         async def reload() -> None:
-            buffered = self._buffered
             try:
-                answer = await self._call_async(lambda done: self.link.script(
-                    "snapshot", [K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV], [P], done))
-            except (TimeoutError, LinkDown):
-                self._loading = False
-                return
-            self.resyncs += 1
-            self._apply_snapshot(answer)
-            self._loading = False
-            self._buffered = []
-            for seq, event in sorted(buffered, key=lambda b: b[0]):
-                if seq == self.seq + 1:
-                    self._state_event(seq, event)
-            self._settle_pending()
+                await self._load_snapshot()
+            except (TimeoutError, LinkDown) as exc:
+                log.warning("cluster: reloading the network's state failed (%s)", exc)
 
         asyncio.get_running_loop().create_task(reload())
 
     def _state_event(self, seq: int, event: list[Any]) -> None:
         kind = event[0]
+        log.debug("cluster: state change %d: %s", seq, event)
         if kind in ("R", "Z"):
-            self.seq = seq - 1  # what follows reloads up to here (at least)
+            self.seq = seq
             if kind == "R":
                 self.reaped_nodes += 1
                 node = event[1]
-                if node == self.name and self.started:
+                if node == self.name and self.started and not self.closing:
                     log.warning("cluster: the network took this node for dead; asserting its state again")
                     asyncio.get_running_loop().create_task(self._recover())
                     return
@@ -616,7 +774,6 @@ class ClusterNode:
                     self._quit_lines(user, event[2])
                 for user in gone:
                     self._forget_user(user)
-            self._buffered = []
             self._resync()
             return
         self.seq = seq
@@ -939,6 +1096,11 @@ class ClusterNode:
 
 def _ignore(result: Any) -> None:
     return
+
+
+def _batch_json(batch: list[HistoryMessage]) -> str:
+    return dumps([[m.msgid, m.target, m.time, m.sender, m.account, m.command, m.text,
+                   dict(m.tags) if m.tags else None, list(m.parties) if m.parties else None] for m in batch])
 
 
 _EVENTS: dict[str, Callable[[ClusterNode, int, list[Any]], None]] = {

@@ -6,7 +6,8 @@ Keys, under the prefix ``salotto:`` (one Redis database per network; one primary
 * ``users`` (uid -> the user as JSON), ``nicks`` (casefolded nick -> uid);
 * ``chans`` (a set of casefolded channel names), ``cv`` (name -> the ``seq`` of its last change), and per
   channel ``ch:NAME`` (its fields), ``m:NAME`` (uid -> prefix modes), ``inv:NAME`` (uid -> by an operator);
-* ``nodes`` (the node names alive or not yet reaped), ``node:NAME`` (a node's liveness, with a TTL).
+* ``nodes`` (the node names alive or not yet reaped), ``node:NAME`` (a node's liveness, with a TTL);
+* ``j:NAME``: a copy of what node NAME recorded in history and has not stored yet (a list of JSON batches).
 
 A uid is ``NODE:ID``: which node holds the connection, and its number there.
 """
@@ -64,7 +65,8 @@ return {1, seq}
 """
 
 # Everything, at one point of the order. KEYS: seq, users, nicks, chans, cv. ARGV: the key prefix.
-# Answer: {seq, users (flat), nicks (flat), cv (flat), {name, fields (flat), members (flat), invites (flat)}...}
+# Answer: {seq, users (flat), nicks (flat), cv (flat), {{name, fields (flat), members (flat), invites (flat)}...},
+# the nodes in ``nodes``}
 SNAPSHOT = """
 local out = {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
              redis.call('HGETALL', KEYS[5])}
@@ -74,6 +76,7 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[4])) do
                        redis.call('HGETALL', ARGV[1] .. 'm:' .. name), redis.call('HGETALL', ARGV[1] .. 'inv:' .. name)}
 end
 out[5] = chans
+out[6] = redis.call('SMEMBERS', ARGV[1] .. 'nodes')
 return out
 """
 
@@ -113,12 +116,15 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[4])) do
 end
 """
 
-# A node that is not alive any more (its liveness key expired), or this node's own earlier life: remove it.
-# Nothing happens when the node is not in ``nodes`` (someone reaped it already). KEYS and ARGV as above
-# (``keep`` is "{}"), ARGV[6]: "check": only if its liveness key is gone.
+# A node that is not alive any more (its liveness key expired), or this node's own earlier life: remove it,
+# and answer {seq, its history copies...} (``j:NODE``: the batches of messages it had not stored yet), or 0.
+# KEYS and ARGV as above (``keep`` is "{}"). ARGV[6] "check": only if the node is in ``nodes`` (nobody reaped
+# it already) and its liveness key is gone; "all": whatever is left of it.
 REAP = """
-if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0 then return 0 end
-if ARGV[6] == 'check' and redis.call('EXISTS', ARGV[2] .. 'node:' .. ARGV[1]) == 1 then return 0 end
+if ARGV[6] == 'check' then
+  if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0 then return 0 end
+  if redis.call('EXISTS', ARGV[2] .. 'node:' .. ARGV[1]) == 1 then return 0 end
+end
 redis.call('SREM', KEYS[6], ARGV[1])
 """ + _REMOVE_NODE + """
 local seq = redis.call('INCR', KEYS[1])
@@ -126,7 +132,12 @@ for _, name in ipairs(redis.call('HKEYS', KEYS[5])) do
   if redis.call('HGET', KEYS[5], name) == '-1' then redis.call('HSET', KEYS[5], name, seq) end
 end
 redis.call('PUBLISH', ARGV[3], seq .. ' ' .. ARGV[4])
-return seq
+-- Its history not known to be stored yet: the reaper stores what of it the database does not have.
+local jkey = ARGV[2] .. 'j:' .. ARGV[1]
+local answer = redis.call('LRANGE', jkey, 0, -1)
+redis.call('DEL', jkey)
+table.insert(answer, 1, seq)
+return answer
 """
 
 # A node (re)asserts its state after it lost Redis: what of its users Redis holds that it does not goes,

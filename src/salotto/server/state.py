@@ -141,6 +141,8 @@ class Server:
         self.shutting_down = False
         # Several nodes act as one network (salotto.cluster): watchers and peers may be on other nodes.
         self.clustered = False
+        # More /metrics families (name, type, help, value), from the cluster's node.
+        self.extra_metrics: Callable[[], list[tuple[str, str, str, float]]] | None = None
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
         self.tls_port: int | None = None

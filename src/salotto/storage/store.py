@@ -88,8 +88,8 @@ class Storer(Protocol):
 class Store:
     __slots__ = (
         "_call_soon", "_closers", "_failing_since", "_given_up", "_held_reads", "_inflight", "_left_out", "_next_prune",
-        "_next_store", "_now", "_prune", "_pruning", "_spare", "_storer", "config", "journal", "pending",
-        "reader", "record", "unstored", "writer", "written",
+        "_next_store", "_now", "_prune", "_pruning", "_spare", "_storer", "config", "journal", "on_commit",
+        "pending", "reader", "record", "unstored", "writer", "written",
     )  # fmt: skip
 
     def __init__(
@@ -128,6 +128,9 @@ class Store:
         # some 600 instructions). commit() gives it each new list.
         self.record: Callable[[HistoryMessage], None] = self.pending.append
         self.unstored: list[HistoryMessage] = []  # in the journal, not yet handed to the storer
+        # Told of each pass's messages as they are made durable here (a cluster node keeps a copy in Redis
+        # until they are stored: another node stores them if this one dies first).
+        self.on_commit: Callable[[list[HistoryMessage]], None] | None = None
         # Counted by one thread each: stored and refused one by one by the storer, given up by the loop.
         self.written = 0
         self._left_out = 0
@@ -149,6 +152,8 @@ class Store:
             return
         self.pending = []
         self.record = self.pending.append
+        if self.on_commit is not None:
+            self.on_commit(batch)
         journal = self.journal
         if journal is None:
             failed = self._run(partial(self._store_and_clear, batch, None)).result()

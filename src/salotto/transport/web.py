@@ -240,6 +240,9 @@ def render_metrics(server: Server) -> str:
            [("", server.internal_errors)])
     family("start_time_seconds", "gauge", "When the server started, in seconds since the Unix epoch.",
            [("", float(server.created))])
+    if server.extra_metrics is not None:
+        for name, kind, help_text, value in server.extra_metrics():
+            family(name, kind, help_text, [("", value)])
     return "\n".join(out) + "\n"
 
 
