@@ -248,6 +248,10 @@ class ClusterNode:
     async def go_live(self) -> None:
         """Tell the network this node is alive, and from now on keep saying so (the runtime calls this
         once the store is open: opening it may hold the loop longer than the timeout)."""
+        accounts = self.server.accounts if self.server is not None else None
+        if accounts is not None:
+            accounts.on_change = self._account_changed
+            accounts.markers.on_advance = self._marker_moved
         history = self.server.history if self.server is not None else None
         if history is not None:
             history.on_commit = self._journal_batch
@@ -1046,6 +1050,25 @@ class ClusterNode:
         if self.local_bp is not None:
             self.local_bp.to_watchers(nick, numeric, text)
 
+    def _account_changed(self, kind: str, name: str) -> None:
+        """This node changed an account or a registered channel in the store: the others read it again."""
+        if self.link.up:
+            self.link.publish(STATE, "0 " + dumps(["d", self.name, 0, kind, name]))
+
+    def _marker_moved(self, account_cf: str, target_cf: str, time: float) -> None:
+        if self.link.up:
+            self.link.publish(STATE, "0 " + dumps(["r", self.name, 0, account_cf, target_cf, time]))
+
+    def _dv_directory(self, message: list[Any]) -> None:
+        accounts = self.server.accounts if self.server is not None else None
+        if accounts is not None:
+            accounts.refresh(message[3], message[4])
+
+    def _dv_marker(self, message: list[Any]) -> None:
+        accounts = self.server.accounts if self.server is not None else None
+        if accounts is not None:
+            accounts.markers.learn(message[3], message[4], message[5])
+
     def _dv_kill(self, message: list[Any]) -> None:
         _, _, _, uid, reason, error = message
         user = self.users.get(uid)
@@ -1111,7 +1134,7 @@ _EVENTS: dict[str, Callable[[ClusterNode, int, list[Any]], None]] = {
 _DELIVERIES: dict[str, Callable[[ClusterNode, list[Any]], None]] = {
     "c": ClusterNode._dv_channel, "m": ClusterNode._dv_members, "n": ClusterNode._dv_nick,
     "p": ClusterNode._dv_peers, "a": ClusterNode._dv_account, "w": ClusterNode._dv_watchers,
-    "k": ClusterNode._dv_kill,
+    "k": ClusterNode._dv_kill, "d": ClusterNode._dv_directory, "r": ClusterNode._dv_marker,
 }
 
 

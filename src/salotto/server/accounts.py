@@ -82,6 +82,10 @@ TRUSTED_ADDRESSES = 8
 TRUSTED_REFRESH_S = 24 * 3600.0
 
 
+def _ignore_change(kind: str, name: str) -> None:
+    return
+
+
 def _ignore(outcome: Outcome[Any]) -> None:
     """For writes nobody waits for: what matters was done when the outcome came (errors are logged)."""
 
@@ -139,6 +143,36 @@ class Accounts:
         self.markers = ReadMarkers(read_markers)
         # The always-on users present when the server last stopped: the server recreates them at startup.
         self.returning: list[AlwaysOnUser] = list(always_on_users)
+        # Told of each change to the directory this server made ("account" or "channel", and the name): a
+        # cluster node tells the others, which read that entry again from the shared store (refresh).
+        self.on_change: Callable[[str, str], None] = _ignore_change
+
+    def refresh(self, kind: str, name: str) -> None:
+        """Read one entry of the directory again from the store: another node of a cluster changed it."""
+        cf = casefold(name)
+        if kind == "account":
+            def got(outcome: Outcome[StoredAccount | None]) -> None:
+                if outcome.error is not None:
+                    log.warning("could not read account %s again: %s", name, outcome.error)
+                elif outcome.value is None:
+                    self._accounts.pop(cf, None)
+                    self._trusted.pop(cf, None)
+                else:
+                    self._accounts[cf] = outcome.value
+
+            self.write(lambda store: store.get_account(name), got)
+        elif kind == "channel":
+            def got_channel(outcome: Outcome[RegisteredChannel | None]) -> None:
+                if outcome.error is not None:
+                    log.warning("could not read channel %s again: %s", name, outcome.error)
+                elif cf in self._writing:
+                    return  # a change of ours on its way: it reads the channel back itself
+                elif outcome.value is None:
+                    self.channels.pop(cf, None)
+                else:
+                    self.channels[cf] = outcome.value
+
+            self.write(lambda store: store.get_channel(name), got_channel)
 
     @classmethod
     def load(cls, storage: Storage, writer: Writer, offload: Offload, secret: bytes | None = None) -> Accounts:
@@ -210,6 +244,7 @@ class Accounts:
                     self.channels.pop(cf, None)
                 else:
                     self.channels[cf] = registration
+            self.on_change("channel", name)
             callback(Outcome(result))
 
         self.write(change, done)
@@ -230,6 +265,7 @@ class Accounts:
             if outcome.value and current is not None and current.created == account.created:
                 del self._accounts[casefold(account.name)]
                 self._trusted.pop(casefold(account.name), None)
+                self.on_change("account", account.name)
             callback(outcome)
 
         self.write(delete, done)
@@ -240,6 +276,7 @@ class Accounts:
             account = self.get(name)
             if outcome.value and account is not None:
                 self._accounts[casefold(name)] = replace(account, always_on=always_on)
+                self.on_change("account", name)
             callback(outcome)
 
         self.write(lambda store: store.set_always_on(name, always_on), done)
@@ -253,6 +290,7 @@ class Accounts:
             account = self.get(name)
             if outcome.value and account is not None:
                 self._accounts[casefold(name)] = replace(account, verified=True)
+                self.on_change("account", name)
             callback(outcome)
 
         self.write(lambda store: store.set_verified(name, True), done)
@@ -282,6 +320,9 @@ class Accounts:
                 if cf in fresh and cf in self.channels:
                     fresh[cf] = self.channels[cf]
             self.channels = fresh
+            self.on_change("account", name)
+            for channel in founded:
+                self.on_change("channel", channel)
             callback(Outcome(founded))
 
         self.write(delete, done)
@@ -398,6 +439,7 @@ class Accounts:
                     account = self.get(name)
                     if account is not None and account.password_hash == stored_hash:
                         self._accounts[casefold(name)] = replace(account, password_hash=secret)
+                        self.on_change("account", name)
                     log.info("SCRAM keys of %s renewed", name)
                 else:
                     log.info("SCRAM keys of %s not renewed: the account changed meanwhile", name)
@@ -434,6 +476,7 @@ class Accounts:
                     callback(outcome)
                     return
                 self._accounts[casefold(account.name)] = account
+                self.on_change("account", account.name)
                 log.info("account %s registered", account.name)
                 callback(outcome)
 

@@ -38,7 +38,7 @@ class ReadMarkers:
     (accounts are many, and each may be made to fill its share): past that, a marker on a new target is
     refused (:meth:`advance` raises :class:`MarkersFull`), while markers already kept still move."""
 
-    __slots__ = ("_markers", "_pending", "max_targets", "max_total", "total")
+    __slots__ = ("_markers", "_pending", "max_targets", "max_total", "on_advance", "total")
 
     def __init__(self, rows: Iterable[tuple[str, str, float]] = (), *, max_targets: int = 200,
                  max_total: int = 1_000_000) -> None:
@@ -51,6 +51,25 @@ class ReadMarkers:
         self.max_total = max_total
         # (account, target) -> the time to store, or _FORGET: what the next flush writes.
         self._pending: dict[tuple[str, str], float] = {}
+        # Told of each marker moved here (a cluster node tells the others: see learn).
+        self.on_advance: Callable[[str, str, float], None] | None = None
+
+    def learn(self, account: str, target: str, time: float) -> None:
+        """A marker another node of a cluster moved (and stores): known here too, not stored again."""
+        account_cf, target_cf = casefold(account), casefold(target)
+        markers = self._markers.get(account_cf)
+        if markers is None:
+            if self.total >= self.max_total:
+                return
+            markers = self._markers[account_cf] = {}
+        current = markers.get(target_cf)
+        if current is not None and current >= time:
+            return
+        if current is None:
+            if len(markers) >= self.max_targets or self.total >= self.max_total:
+                return
+            self.total += 1
+        markers[target_cf] = time
 
     def get(self, account: str, target: str) -> float | None:
         markers = self._markers.get(casefold(account))
@@ -77,6 +96,8 @@ class ReadMarkers:
                 self.total += 1
         markers[target_cf] = time
         self._pending[(account_cf, target_cf)] = time
+        if self.on_advance is not None:
+            self.on_advance(account_cf, target_cf, time)
         return time, True
 
     def forget_account(self, account: str) -> None:
