@@ -309,6 +309,8 @@ def on_nick(s: Session, msg: Message) -> None:
     old, new = source_nick(msg.source), msg.params[0]
     if s.is_me(old):
         s.nick = new
+        if s.registered:
+            s.wanted_nick = new  # kept across reconnections
         s.emit(ChangeKind.STATUS)
         s.info(f"You are now known as {new}", SERVER_KEY, LineKind.NICK)
     old_key, new_key = s.fold(old), s.fold(new)
