@@ -237,8 +237,8 @@ class Client:
         if self._reconnect_at is not None and now >= self._reconnect_at and not self._closing:
             self._connect()
             return
-        if self._connection is None or not self.session.registered:
-            return
+        if self._connection is None or not self.session.registered or self._abort_reason:
+            return  # (not yet up, or dropped for silence and its Closed on the way)
         silent = now - self._last_received
         if silent >= self.ping_timeout_s:
             self.session.error(f"No answer from the server for {silent:.0f} s.", SERVER_KEY)
