@@ -184,3 +184,37 @@ def test_the_first_server_down_at_start_the_client_goes_to_the_next_at_once(
                         f"connecting to {address(b)}...", LineKind.ERROR)(client.session)
     finally:
         client.close()
+
+
+def test_a_fallback_nick_is_traded_for_the_wanted_one_when_its_holder_goes() -> None:
+    """After a move, the dead connection may hold the nick until the network sees it go (a QUIT)."""
+    session = make("giulia")
+    assert feed(session, ":srv 433 * giulia :Nickname is already in use") == ["NICK giulia_"]
+    feed(session, ":srv 001 giulia_ :Welcome", ":srv 376 giulia_ :End of MOTD", ":giulia_!u@h JOIN #lobby",
+         ":srv 353 giulia_ = #lobby :giulia_ giulia bob", ":srv 366 giulia_ #lobby :End")
+    assert feed(session, ":bob!u@h QUIT :bye") == []  # someone else: nothing to do
+    assert feed(session, ":giulia!u@h QUIT :node a is gone") == ["NICK giulia"]
+    feed(session, ":giulia_!u@h NICK :giulia")
+    assert session.nick == "giulia" and session.wanted_nick == "giulia"
+    # Holding the wanted nick already, nobody else's leaving sends anything.
+    assert feed(session, ":bob2!u@h JOIN #lobby", ":bob2!u@h NICK :giulia2", ":giulia2!u@h QUIT :x") == []
+
+
+def test_the_client_moved_to_a_server_where_its_nick_is_held_gets_it_back_when_freed(
+        two_salottos: tuple[RunningServer, RunningServer]) -> None:
+    """What a cluster does after kill -9 of a node: the nick stays taken on B until B drops the ghost."""
+    a, b = two_salottos
+    ghost = b.client()
+    ghost.register("carol")
+    client = Client(a.host, a.port, SessionConfig(nick="carol"), more_servers=[address(b)])
+    client.start()
+    try:
+        assert client.wait_until(joined("#lobby"), WAIT_S)
+        kill(a)
+        assert client.wait_until(lambda s: client.server == address(b) and joined("#lobby")(s), FAILOVER_S)
+        assert client.session.nick == "carol_"
+        ghost.send("QUIT :node a is gone")
+        assert client.wait_until(lambda s: s.nick == "carol", WAIT_S)
+    finally:
+        ghost.close()
+        client.close()

@@ -409,6 +409,16 @@ class Session:
         self.nick = base + "_" * tries if tries < 4 else f"{base}{tries}"
         self.send("NICK", self.nick)
 
+    def nick_freed(self, nick: str) -> None:
+        """``nick`` quit or changed nick: when it is the one we want and have a fallback instead, take it.
+
+        After a move to another server of a cluster, the old connection may hold the nick until the
+        network notices it is gone (its QUIT): the client then gets its nick back.
+        """
+        if (self.registered and not self.is_me(nick) and self.fold(nick) == self.fold(self.wanted_nick)
+                and not self.is_me(self.wanted_nick)):
+            self.send("NICK", self.wanted_nick)
+
     def motd_done(self) -> None:
         """Registration is over: join the autojoin channels and every channel open before a reconnect."""
         if self._welcomed_joins_sent:
