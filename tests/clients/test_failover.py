@@ -15,6 +15,7 @@ import pytest
 
 from salotto.clients.core import SERVER_KEY, Client, LineKind, SessionConfig
 from salotto.clients.core.servers import MAX_SERVERS, Server, ServerListError, format_servers, parse_servers
+from tests.clients.conftest import free_port
 from tests.clients.test_live import has_line, joined
 from tests.clients.test_session import feed, make, register
 from tests.conftest import RunningServer
@@ -217,4 +218,31 @@ def test_the_client_moved_to_a_server_where_its_nick_is_held_gets_it_back_when_f
         assert client.wait_until(lambda s: s.nick == "carol", WAIT_S)
     finally:
         ghost.close()
+        client.close()
+
+
+def test_the_list_is_tried_in_order_round_robin_with_the_backoff_after_the_first_retry(
+        two_salottos: tuple[RunningServer, RunningServer]) -> None:
+    """Two dead entries before the live one: at once to the second, the backoff to the third; when the
+    third goes, back to the first of the list."""
+    _a, b = two_salottos
+    dead = [Server("127.0.0.1", free_port()), Server("127.0.0.1", free_port())]  # nothing listens there
+    client = Client(dead[0].host, dead[0].port, SessionConfig(nick="carol"), more_servers=[*dead[1:], address(b)],
+                    reconnect_delays_s=(0.3, 0.6))
+    client.start()
+    try:
+        assert client.wait_until(joined("#lobby"), FAILOVER_S)
+        assert client.server == address(b)
+        notes = [ln.text for ln in client.session.buffers[SERVER_KEY].lines if ln.kind is LineKind.ERROR]
+        assert notes == [
+            f"Could not connect to {dead[0]} (connection refused); connecting to {dead[1]}...",
+            f"Could not connect to {dead[1]} (connection refused); connecting to {address(b)} in 0.3 s...",
+        ]
+        kill(b)
+        assert client.wait_until(has_line(SERVER_KEY, f"Could not connect to {dead[0]} (connection refused); "
+                                          f"connecting to {dead[1]} in 0.6 s..."), WAIT_S)
+        lost = [ln.text for ln in client.session.buffers[SERVER_KEY].lines if "lost" in ln.text]
+        assert len(lost) == 1 and lost[0].startswith(f"Connection to {address(b)} lost ("), lost
+        assert lost[0].endswith(f"; connecting to {dead[0]} in 0.3 s..."), lost  # the quick retry was used
+    finally:
         client.close()
