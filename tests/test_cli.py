@@ -264,7 +264,8 @@ def test_gui_with_a_bad_server_is_a_one_line_error_through_the_installed_command
     result = subprocess.run([salotto_command(), "gui", "--server", "host:port", "--nick", "erin"],
                             capture_output=True, text=True, timeout=30, env={**os.environ, "DISPLAY": ""})
     assert result.returncode == 2
-    assert result.stderr.strip() == "salotto gui: --server wants HOST or HOST:PORT, not 'host:port'"
+    assert result.stderr.strip() == ("salotto gui: --server wants HOST[:PORT] or a comma-separated list of them: "
+                                     "'host:port': the port must be a number from 1 to 65535, not 'port'")
 
 
 @pytest.mark.parametrize("command", ["serve", "gui", "init", "mkpasswd"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RunningServer, start_server, stop_server
 from tests.irc_client import RawClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -189,6 +191,25 @@ def history_server(tmp_path: Path) -> Iterator[IrcServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def two_salottos(tmp_path: Path) -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two salotto servers, each with its own data directory: a network's nodes, for a client to move
+    between (a test may kill or stop either)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_server(tmp_path / "a")
+    try:
+        b = start_server(tmp_path / "b")
+    except BaseException:
+        stop_server(a)
+        raise
+    yield a, b
+    for server in (a, b):
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)  # a stopped one must be able to stop
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")

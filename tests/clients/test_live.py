@@ -127,7 +127,11 @@ def test_reconnect_after_server_restart(irc_server: IrcServer) -> None:
         client.input("/join #extra")
         assert client.wait_until(joined("#extra"), WAIT_S)
         irc_server.restart()
-        assert client.wait_until(has_line("#lobby", "Disconnected", LineKind.ERROR), WAIT_S)
+        assert client.wait_until(has_line("#lobby", f"Connection to 127.0.0.1:{irc_server.port} lost (",
+                                          LineKind.ERROR), WAIT_S)
+        # One server: back to the same one, after the first wait.
+        assert client.wait_until(has_line("#lobby", f"connecting to 127.0.0.1:{irc_server.port} in 0.2 s...",
+                                          LineKind.ERROR), WAIT_S)
         assert client.wait_until(lambda s: s.registered, WAIT_S)
         assert client.wait_until(joined("#lobby"), WAIT_S)
         assert client.wait_until(joined("#extra"), WAIT_S)

@@ -24,7 +24,9 @@ from salotto.clients.core import Client, Line, SessionConfig
 from salotto.clients.core.history import START_OF_HISTORY
 from salotto.clients.core.session import QUICK_REACTIONS
 from tests.clients.conftest import HISTORY_LINES_SAID, IrcServer, free_port, make_server, numbered_line
+from tests.clients.test_failover import FAILOVER_S, address, kill, say_in_lobby
 from tests.clients.test_live import has_line, has_member, joined
+from tests.conftest import RunningServer
 from tests.entry_point import path_without_the_venv, salotto_command
 
 try:
@@ -187,6 +189,71 @@ def test_parse_server() -> None:
 def test_main_rejects_a_bad_server(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--server", "host:port", "--nick", "x"]) == 2
     assert "--server" in capsys.readouterr().err
+    # In a list, the message names the entry that is wrong.
+    assert main(["--server", "a.example.org:6667,b.example.org:66x7", "--nick", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--server" in err and "'b.example.org:66x7': the port must be a number from 1 to 65535" in err
+    assert main(["--server", "a.example.org,,b.example.org", "--nick", "x"]) == 2
+    assert "server 2 of 3 in 'a.example.org,,b.example.org' is empty" in capsys.readouterr().err
+
+
+def test_the_window_follows_its_network_to_the_next_server_when_its_server_is_killed(
+        root: tk.Tk, two_salottos: tuple[RunningServer, RunningServer]) -> None:
+    """The connect dialog takes a list; kill -9 the server the window is on: it carries on on the next."""
+    a, b = two_salottos
+    app = App(root, Settings(), [], tls_verify=True)
+    app.show_dialog()
+    dialog = app.dialog
+    assert dialog is not None
+    dialog.host.set(f"{address(a)},127.0.0.1:bad")
+    dialog.nick.set("erin")
+    dialog.submit()
+    assert dialog.message.get() == "Server: '127.0.0.1:bad': the port must be a number from 1 to 65535, not 'bad'."
+    assert app.window is None
+    dialog.host.set(f"{address(a)}, {address(b)}")
+    dialog.connect_button.invoke()
+    window = app.window
+    assert window is not None
+    assert pump_until(root, lambda: window.shown_key == "#lobby" and window.session.registered)
+    assert window.status.cget("text") == f"connected to {address(a)}"
+    assert load_settings().host == f"{address(a)},{address(b)}"  # the dialog offers the list next time
+
+    kill(a)
+    killed_at = time.monotonic()
+    lobby_joined = joined("#lobby")
+    assert pump_until(root, lambda: window.client.server == address(b) and lobby_joined(window.session),
+                      FAILOVER_S), window.status.cget("text")
+    assert time.monotonic() - killed_at < FAILOVER_S
+    assert window.status.cget("text") == f"connected to {address(b)}"
+    assert window.shown_key == "#lobby" and window.session.nick == "erin"
+    assert f"Connection to {address(a)} lost" in window.view.content()
+    assert f"connecting to {address(b)}..." in window.view.content()
+    dora = say_in_lobby(b, "dora", "hello from the other node")
+    try:
+        assert pump_until(root, lambda: "hello from the other node" in window.view.content())
+        assert pump_until(root, lambda: "dora" in window.nick_list.get(0, "end"))
+    finally:
+        dora.close()
+    window.close()
+
+
+def test_salotto_gui_with_a_list_goes_to_the_next_server_when_the_first_is_down(
+        xdisplay: str, two_salottos: tuple[RunningServer, RunningServer], tmp_path: Path) -> None:
+    """``salotto gui --server A,B`` with A down at start: the window is on B at once."""
+    a, b = two_salottos
+    kill(a)
+    watcher = Client(b.host, b.port, SessionConfig(nick="watcher"))
+    watcher.start()
+    app = start_gui(xdisplay, tmp_path, "--server", f"{address(a)},{address(b)}", "--nick", "erin")
+    try:
+        assert watcher.wait_until(joined("#lobby"), WAIT_S)
+        assert watcher.wait_until(has_member("#lobby", "erin"), FAILOVER_S), gui_output(app)
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(5) == 0
+    finally:
+        out = gui_output(app)
+        watcher.close()
+    assert "Traceback" not in out, out
 
 
 @pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool not installed (apt-get install xdotool)")

@@ -1,5 +1,9 @@
 """The client: a :class:`Session` driven by a :class:`Connection`, with reconnects and keepalive.
 
+A client may have several servers, the nodes of one network (a salotto cluster): it connects to the
+first and, whenever its connection goes (closed, reset, no answer to a PING, or the attempt fails),
+moves on to the next one in the list, round robin, keeping its nick and its channels.
+
 All session state lives in the thread that calls :meth:`Client.pump` (the Tk main loop, a test, a
 script); the connection's threads only put events on one queue. ``pump`` drains it, feeds the session,
 sends what the session queued and returns what changed.
@@ -12,10 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from salotto.clients.core.connection import Closed, Connected, Connection, Event, Received
-from salotto.clients.core.model import SERVER_KEY, Change, ChangeKind, LineKind
+from salotto.clients.core.model import SERVER_KEY, Change, ChangeKind
+from salotto.clients.core.servers import Server
 from salotto.clients.core.session import Session, SessionConfig
 
-__all__ = ["RECONNECT_DELAYS_S", "Client"]
+__all__ = ["IMMEDIATE_RETRY_INTERVAL_S", "RECONNECT_DELAYS_S", "Client"]
 
 # Waits between reconnect attempts; the last one repeats. HexChat waits 10 s flat; we start faster
 # because a restarting salotto is usually back within a second or two.
@@ -23,10 +28,17 @@ RECONNECT_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 # Silence after which we PING the server, and after which we call the connection dead.
 PING_INTERVAL_S = 90.0
 PING_TIMEOUT_S = 240.0
+# With several servers, the first retry after a loss goes to the next server at once (it is most likely
+# up); at most once in this many seconds, so a server that lets us in and drops us again cannot make the
+# client hop in a tight loop: further retries wait RECONNECT_DELAYS_S.
+IMMEDIATE_RETRY_INTERVAL_S = 30.0
 
 
 class Client:
     """Connect to ``host:port`` as ``config.nick``; call :meth:`pump` often (every 50 ms is plenty).
+
+    ``more_servers``: other servers of the same network, tried in turn (after ``host:port``, then round
+    robin) whenever a connection is lost or cannot be made.
 
     Exactly one party should pump (a GUI, or a script through :meth:`wait_until`): the changes
     :meth:`pump` returns are handed out once.
@@ -40,14 +52,15 @@ class Client:
         *,
         tls: bool = False,
         tls_verify: bool = True,
+        more_servers: Sequence[tuple[str, int]] = (),
         reconnect: bool = True,
         reconnect_delays_s: Sequence[float] = RECONNECT_DELAYS_S,
         ping_interval_s: float = PING_INTERVAL_S,
         ping_timeout_s: float = PING_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.host = host
-        self.port = port
+        self.servers: tuple[Server, ...] = tuple(Server(h, p) for h, p in ((host, port), *more_servers))
+        self._server_index = 0
         self.tls = tls
         self.tls_verify = tls_verify
         self.reconnect = reconnect
@@ -60,11 +73,27 @@ class Client:
         self.status = "not connected"
         self._connection: Connection | None = None
         self._generation = 0
-        self._attempt = 0
+        self._attempt = 0  # attempts since the last registration
+        self._backoff_step = 0  # how far into reconnect_delays_s
         self._reconnect_at: float | None = None
         self._last_received = clock()
         self._ping_sent = False
         self._closing = False
+        self._last_immediate_retry: float | None = None
+        self._abort_reason = ""
+
+    @property
+    def server(self) -> Server:
+        """The server connected to, or being connected to next."""
+        return self.servers[self._server_index]
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -76,9 +105,10 @@ class Client:
     def _connect(self) -> None:
         self._reconnect_at = None
         self._generation += 1
-        self._set_status(f"connecting to {self.host}:{self.port}")
+        self._abort_reason = ""
+        self._set_status(f"connecting to {self.server}")
         tls = " (TLS)" if self.tls else ""
-        self.session.info(f"Connecting to {self.host}:{self.port}{tls}...", SERVER_KEY)
+        self.session.info(f"Connecting to {self.server}{tls}...", SERVER_KEY)
         self._connection = Connection(
             self.host, self.port, self.events, self._generation, tls=self.tls, tls_verify=self.tls_verify
         )
@@ -156,7 +186,7 @@ class Client:
         if isinstance(event, Connected):
             self._last_received = self.clock()
             self._ping_sent = False
-            self._set_status(f"registering on {self.host}:{self.port}")
+            self._set_status(f"registering on {self.server}")
             self.session.begin()
         elif isinstance(event, Received):
             self._last_received = self.clock()
@@ -164,35 +194,55 @@ class Client:
             was_registered = self.session.registered
             self.session.receive(event.message)
             if self.session.registered and not was_registered:
-                self._attempt = 0
-                self._set_status(f"connected to {self.host}:{self.port}")
+                self._attempt = self._backoff_step = 0
+                self._set_status(f"connected to {self.server}")
         elif isinstance(event, Closed):
             self._connection = None
             if self._closing:
                 return
-            self.session.disconnected(event.reason)
+            reason = self._abort_reason or event.reason
+            lost, was_connected = self.server, self.session.connected
             if self.session.refused is not None:  # the same password would be refused again
+                self.session.disconnected(reason)
                 self._set_status(f"disconnected ({self.session.refused})")
                 return
             if not self.reconnect:
-                self._set_status(f"disconnected ({event.reason})")
+                self.session.disconnected(reason)
+                self._set_status(f"disconnected ({reason})")
                 return
-            delay = self.reconnect_delays_s[min(self._attempt, len(self.reconnect_delays_s) - 1)]
-            self._attempt += 1
+            delay = self._retry_delay()
+            self._server_index = (self._server_index + 1) % len(self.servers)
             self._reconnect_at = self.clock() + delay
-            self.session.info(f"Reconnecting in {delay:g} s...", SERVER_KEY, LineKind.ERROR)
-            self._set_status(f"disconnected ({event.reason}); retrying in {delay:g} s")
+            what = f"connection to {lost} lost" if was_connected else f"could not connect to {lost}"
+            plan = f"connecting to {self.server}" + (f" in {delay:g} s" if delay else "")
+            self.session.disconnected(reason, f"{what[0].upper()}{what[1:]} ({reason}); {plan}...")
+            self._set_status(f"{what} ({reason}); {plan}")
+
+    def _retry_delay(self) -> float:
+        """Seconds before the next attempt: at once to another server after a loss, else the backoff."""
+        now = self.clock()
+        first = self._attempt == 0
+        self._attempt += 1
+        if len(self.servers) > 1 and first and (
+                self._last_immediate_retry is None
+                or now - self._last_immediate_retry >= IMMEDIATE_RETRY_INTERVAL_S):
+            self._last_immediate_retry = now
+            return 0.0
+        delay = self.reconnect_delays_s[min(self._backoff_step, len(self.reconnect_delays_s) - 1)]
+        self._backoff_step += 1
+        return delay
 
     def _timers(self) -> None:
         now = self.clock()
         if self._reconnect_at is not None and now >= self._reconnect_at and not self._closing:
             self._connect()
             return
-        if self._connection is None or not self.session.registered:
-            return
+        if self._connection is None or not self.session.registered or self._abort_reason:
+            return  # (not yet up, or dropped for silence and its Closed on the way)
         silent = now - self._last_received
         if silent >= self.ping_timeout_s:
             self.session.error(f"No answer from the server for {silent:.0f} s.", SERVER_KEY)
+            self._abort_reason = f"no answer for {silent:.0f} s"
             self._connection.abort()
         elif silent >= self.ping_interval_s and not self._ping_sent:
             self._ping_sent = True
@@ -201,7 +251,7 @@ class Client:
     def reconnect_now(self) -> None:
         """Skip the wait (a GUI's "Reconnect" button)."""
         if self._connection is None and not self._closing:
-            self._attempt = 0
+            self._attempt = self._backoff_step = 0
             self._connect()
 
     def _set_status(self, text: str) -> None:

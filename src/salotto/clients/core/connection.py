@@ -169,6 +169,8 @@ class Connection:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the server"
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(exc, socket.gaierror):

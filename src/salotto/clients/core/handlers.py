@@ -278,6 +278,7 @@ def on_quit(s: Session, msg: Message) -> None:
         if buf.members.pop(folded, None) is not None or (buf.kind is BufferKind.QUERY and key == folded):
             s.add_line(buf.name, s.line(LineKind.QUIT, f"{nick} quit{reason}", nick, msg), count=False)
             s.emit(ChangeKind.MEMBERS, key)
+    s.nick_freed(nick)
 
 
 def on_kick(s: Session, msg: Message) -> None:
@@ -309,6 +310,8 @@ def on_nick(s: Session, msg: Message) -> None:
     old, new = source_nick(msg.source), msg.params[0]
     if s.is_me(old):
         s.nick = new
+        if s.registered:
+            s.wanted_nick = new  # kept across reconnections
         s.emit(ChangeKind.STATUS)
         s.info(f"You are now known as {new}", SERVER_KEY, LineKind.NICK)
     old_key, new_key = s.fold(old), s.fold(new)
@@ -318,6 +321,8 @@ def on_nick(s: Session, msg: Message) -> None:
             buf.members[new_key] = Member(new, member.prefixes)
             s.add_line(buf.name, s.line(LineKind.NICK, f"{old} is now known as {new}", new, msg), count=False)
             s.emit(ChangeKind.MEMBERS, key)
+    if not s.is_me(new):
+        s.nick_freed(old)
     query = s.buffers.get(old_key)
     if query is not None and query.kind is BufferKind.QUERY and new_key not in s.buffers:
         del s.buffers[old_key]

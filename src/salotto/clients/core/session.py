@@ -93,6 +93,9 @@ class Session:
         self.config = config
         self.now = now or (lambda: datetime.now(UTC))
         self.nick = config.nick
+        # The nick to ask for on every connection: the configured one, or the one the user changed to
+        # (/nick), so a reconnection (to another server of the network too) keeps it.
+        self.wanted_nick = config.nick
         self.buffers: dict[str, Buffer] = {SERVER_KEY: Buffer("server", BufferKind.SERVER)}
         self.active = SERVER_KEY
         self.outbox: list[str] = []
@@ -144,7 +147,7 @@ class Session:
         self._reset_connection_state()
         self.connected = True
         self.refused = None
-        self.nick = self.config.nick
+        self.nick = self.wanted_nick
         self.send("CAP", "LS", "302")
         if self.config.server_password:
             self.send("PASS", self.config.server_password)
@@ -152,13 +155,16 @@ class Session:
         self.send("USER", self.config.username or self.config.nick, "0", "*", self.config.realname)
         self.emit(ChangeKind.STATUS)
 
-    def disconnected(self, reason: str) -> None:
-        """The connection ended; say so in every open buffer and forget who was where."""
+    def disconnected(self, reason: str, note: str = "") -> None:
+        """The connection ended; say so in every open buffer and forget who was where.
+
+        ``note``: the line to show instead of "Disconnected: reason" (which server was lost, what next).
+        """
         was_connected = self.connected
         self._reset_connection_state()
         for key, buf in self.buffers.items():
             if was_connected or key == SERVER_KEY:
-                self.add_line(key, self.line(LineKind.ERROR, f"Disconnected: {reason}"), count=False)
+                self.add_line(key, self.line(LineKind.ERROR, note or f"Disconnected: {reason}"), count=False)
             if buf.kind is BufferKind.CHANNEL:
                 buf.members.clear()
                 buf.joined = False
@@ -398,10 +404,20 @@ class Session:
     def nick_rejected(self) -> None:
         """The nick is taken or refused during registration: try another, as every client does."""
         self._nick_attempts += 1
-        base = self.config.nick
+        base = self.wanted_nick
         tries = self._nick_attempts
         self.nick = base + "_" * tries if tries < 4 else f"{base}{tries}"
         self.send("NICK", self.nick)
+
+    def nick_freed(self, nick: str) -> None:
+        """``nick`` quit or changed nick: when it is the one we want and have a fallback instead, take it.
+
+        After a move to another server of a cluster, the old connection may hold the nick until the
+        network notices it is gone (its QUIT): the client then gets its nick back.
+        """
+        if (self.registered and not self.is_me(nick) and self.fold(nick) == self.fold(self.wanted_nick)
+                and not self.is_me(self.wanted_nick)):
+            self.send("NICK", self.wanted_nick)
 
     def motd_done(self) -> None:
         """Registration is over: join the autojoin channels and every channel open before a reconnect."""

@@ -10,13 +10,15 @@ import tkinter as tk
 from types import FrameType
 
 from salotto.clients.core import Client, SessionConfig
-from salotto.clients.tk.dialog import PLAIN_PORT, TLS_PORT, ConnectDialog, ConnectRequest
+from salotto.clients.core import servers as server_list
+from salotto.clients.core.servers import PLAIN_PORT, TLS_PORT, Server, ServerListError, format_servers, parse_servers
+from salotto.clients.tk.dialog import ConnectDialog, ConnectRequest
 from salotto.clients.tk.options import build_parser
 from salotto.clients.tk.settings import Settings, load_settings, save_settings
 from salotto.clients.tk.theme import Theme, apply_theme
 from salotto.clients.tk.window import ChatWindow
 
-__all__ = ["main", "parse_server", "run"]
+__all__ = ["main", "parse_server", "parse_server_list", "run"]
 
 DEFAULT_GEOMETRY = "1000x640"
 # Tk's main loop waits for X events in C; Python runs a signal handler only once it gets control back.
@@ -25,24 +27,22 @@ DEFAULT_GEOMETRY = "1000x640"
 SIGNAL_CHECK_MS = 100
 
 
-def parse_server(text: str, tls: bool) -> tuple[str, int]:
-    """``host``, ``host:port`` or ``[v6addr]:port`` to (host, port).
+def parse_server(text: str, tls: bool) -> Server:
+    """``host``, ``host:port`` or ``[v6addr]:port`` to (host, port); the port defaults to 6667 (6697 with TLS).
 
     Raises:
-        ValueError: the port is not a number from 1 to 65535.
+        ServerListError (a ValueError): no host, or the port is not a number from 1 to 65535.
     """
-    default = TLS_PORT if tls else PLAIN_PORT
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-    else:
-        host, port_text = text, ""
-    port = int(port_text) if port_text else default
-    if not 0 < port < 65536 or not host:
-        raise ValueError(text)
-    return host, port
+    return server_list.parse_server(text, TLS_PORT if tls else PLAIN_PORT)
+
+
+def parse_server_list(text: str, tls: bool) -> tuple[Server, ...]:
+    """``--server``'s value: one server or a comma-separated list of them (a cluster's nodes), in order.
+
+    Raises:
+        ServerListError (a ValueError): the message names the bad entry.
+    """
+    return parse_servers(text, TLS_PORT if tls else PLAIN_PORT)
 
 
 class App:
@@ -73,6 +73,9 @@ class App:
         s = self.settings
         s.host, s.port, s.nick, s.tls, s.account = (request.host, request.port, request.nick, request.tls,
                                                     request.account)
+        if request.more_servers:  # the list as typed back: host:port of each
+            s.host = format_servers([Server(request.host, request.port), *request.more_servers])
+            s.port = request.default_port or s.port
         s.always_on = request.always_on_ticked
         save_settings(s)
         if self.dialog is not None:
@@ -87,7 +90,8 @@ class App:
             autojoin=("#lobby", *self.join),
             always_on=request.always_on if request.password else None,
         )
-        client = Client(request.host, request.port, config, tls=request.tls, tls_verify=self.tls_verify)
+        client = Client(request.host, request.port, config, more_servers=request.more_servers, tls=request.tls,
+                        tls_verify=self.tls_verify)
         self.window = ChatWindow(self.root, client, self.theme, on_closed=self._save_geometry,
                                  on_font_size=self.set_font_size, on_refused=self._refused,
                                  on_theme=self.set_theme)
@@ -145,13 +149,15 @@ def run(args: argparse.Namespace) -> int:
     request: ConnectRequest | None = None
     if args.server:
         try:
-            host, port = parse_server(args.server, args.tls)
-        except ValueError:
-            print(f"salotto gui: --server wants HOST or HOST:PORT, not {args.server!r}", file=sys.stderr)
+            first, *more = parse_server_list(args.server, args.tls)
+        except ServerListError as exc:
+            print(f"salotto gui: --server wants HOST[:PORT] or a comma-separated list of them: {exc}",
+                  file=sys.stderr)
             return 2
         nick = args.nick or settings.nick or getpass.getuser() or "guest"
-        request = ConnectRequest(host, port, nick, args.tls, settings.account, "",
-                                 always_on_ticked=settings.always_on)
+        request = ConnectRequest(first.host, first.port, nick, args.tls, settings.account, "",
+                                 always_on_ticked=settings.always_on, more_servers=tuple(more),
+                                 default_port=TLS_PORT if args.tls else PLAIN_PORT)
     try:
         root = tk.Tk(className="salotto")
     except tk.TclError as exc:

@@ -8,12 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from tkinter import ttk
 
+from salotto.clients.core.servers import PLAIN_PORT, TLS_PORT, Server, ServerListError, parse_servers
 from salotto.clients.tk.settings import Settings
 
-__all__ = ["ConnectDialog", "ConnectRequest"]
-
-PLAIN_PORT = 6667
-TLS_PORT = 6697
+__all__ = ["PLAIN_PORT", "TLS_PORT", "ConnectDialog", "ConnectRequest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +26,9 @@ class ConnectRequest:
     # NickServ SET ALWAYS-ON once logged in: True (ON), False (OFF), None (leave the account's setting).
     always_on: bool | None = None
     always_on_ticked: bool = False  # the box as left, remembered for next time
+    # The other servers of the network (a cluster's nodes), tried in turn when the connection goes.
+    more_servers: tuple[Server, ...] = ()
+    default_port: int = 0  # the port of entries without one (the dialog's Port field)
 
 
 class ConnectDialog(ttk.Frame):
@@ -140,6 +141,7 @@ class ConnectDialog(ttk.Frame):
             port = int(self.port.get().strip())
         except ValueError:
             port = 0
+        servers: tuple[Server, ...] = ()
         if not host:
             self.message.set("Please enter the server's name or address.")
         elif not 0 < port < 65536:
@@ -147,9 +149,16 @@ class ConnectDialog(ttk.Frame):
         elif not nick or " " in nick or nick[0] in "#&:0123456789-":
             self.message.set("Please choose a nickname: one word, not starting with a digit or #.")
         else:
+            try:  # one server, or several of one network: host[:port],host[:port]
+                servers = parse_servers(host, port)
+            except ServerListError as exc:
+                self.message.set(f"Server: {exc}.")
+        if servers:
             self.unbind_all("<Return>")
             self.unbind_all("<Escape>")
             ticked = self.always_on.get() if self._logging_in() else self._always_on_before
-            self._on_connect(ConnectRequest(host, port, nick, self.tls.get(), self.account.get().strip(),
-                                            self.password.get(), self.server_password.get(),
-                                            self._always_on_request(), ticked))
+            first, *more = servers
+            self._on_connect(ConnectRequest(first.host, first.port, nick, self.tls.get(),
+                                            self.account.get().strip(), self.password.get(),
+                                            self.server_password.get(), self._always_on_request(), ticked,
+                                            more_servers=tuple(more), default_port=port))

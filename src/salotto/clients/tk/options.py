@@ -16,8 +16,10 @@ DESCRIPTION = "The salotto desktop chat client: a connect dialog, or straight in
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--server", metavar="HOST:PORT",
-                        help="connect straight away, skipping the dialog (port defaults to 6667, 6697 with --tls)")
+    parser.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                        help="connect straight away, skipping the dialog (port defaults to 6667, 6697 with --tls); "
+                        "several servers of one network (a cluster's nodes), comma-separated: when the "
+                        "connection goes, the client moves to the next")
     parser.add_argument("--nick", help="nickname (default: the last one used, or your login name)")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
     parser.add_argument("--tls-insecure", action="store_true",

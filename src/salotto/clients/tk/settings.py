@@ -25,8 +25,8 @@ SETTINGS_FILE = "gui.json"
 
 @dataclass(slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 6667
+    host: str = "127.0.0.1"  # or a network's servers, "a.example.org:6667,b.example.org:6667"
+    port: int = 6667  # the port of a server given without one
     nick: str = ""
     tls: bool = False
     account: str = ""
