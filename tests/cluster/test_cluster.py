@@ -126,7 +126,7 @@ def test_two_clients_racing_for_one_nick_on_two_nodes_exactly_one_wins(nodes: li
         nick = f"prize{round_}"
         start = threading.Barrier(2)
 
-        def go(racer: RawClient) -> None:
+        def go(racer: RawClient, start: threading.Barrier = start, nick: str = nick) -> None:
             start.wait()
             racer.send(f"NICK {nick}")
 
@@ -279,7 +279,7 @@ def test_a_dead_node_is_noticed_and_the_survivors_agree(nodes: list[Node]) -> No
     received: list[str] = []
     for i in range(10):
         c.send(f"PRIVMSG #lobby :c says {i}")
-    for i in range(10):
+    for _ in range(10):
         received.append(a.expect("PRIVMSG").params[-1])
     killed_at = time.monotonic()
     kill_node(nodes[2])
