@@ -3,8 +3,8 @@ spreads IRC (plaintext and TLS) and the web page's WebSocket over both, each nod
 address (PROXY protocol, X-Forwarded-For), and when a node dies new users still get in, on the other one.
 nginx does the same for the web.
 
-The nodes are plain single servers for now (tests/cluster/harness.py's start_nodes): what is under test is
-the proxies' configuration, which is the same in front of a cluster's nodes."""
+The nodes are one cluster (Redis, one PostgreSQL database): users who came in through the proxy on different
+nodes talk to each other."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from tests.cluster.harness import Node, kill_node, start_nodes, stop_cluster
+from tests.cluster.harness import Node, kill_node, start_cluster, stop_cluster
 from tests.cluster.load_balancer import (
     EXAMPLES,
     HAPROXY_PEM,
@@ -28,6 +28,7 @@ from tests.cluster.load_balancer import (
     run_nginx,
 )
 from tests.irc_client import RawClient
+from tests.redis_server import RedisServer
 from tests.tls_certs import client_context, needs_openssl
 from tests.transport.inprocess import wait_until
 
@@ -60,9 +61,10 @@ def page_through(port: int, cert: Path) -> bytes:
 
 
 @needs_openssl
-def test_haproxy_spreads_irc_and_the_web_over_the_nodes_and_skips_a_dead_one(tmp_path: Path) -> None:
+def test_haproxy_spreads_irc_and_the_web_over_the_nodes_and_skips_a_dead_one(
+        tmp_path: Path, redis_server: RedisServer, postgres_url: str) -> None:
     cert, _key, pem = certificate(tmp_path / "certs")
-    nodes = start_nodes(tmp_path, 2, *NODE_ARGS)
+    nodes = start_cluster(tmp_path, 2, redis_server.url, postgres_url, *NODE_ARGS)
     try:
         a = nodes[0]
         ports = free_ports(6667, 6697, 443)
@@ -81,6 +83,11 @@ def test_haproxy_spreads_irc_and_the_web_over_the_nodes_and_skips_a_dead_one(tmp
             assert [(address, transport) for _, address, transport in placed] == [
                 (f"127.0.0.{10 + i}", "tcp") for i in range(4)]
             assert {name for name, _, _ in placed} == {"a", "b"}
+            # One network: a user on node a speaks, a user on node b hears it.
+            speaker = irc[[name for name, _, _ in placed].index("a")]
+            hearer = irc[[name for name, _, _ in placed].index("b")]
+            speaker.send("PRIVMSG #lobby :through the proxy")
+            assert hearer.expect("PRIVMSG", p1="through the proxy").source.startswith(speaker.nick + "!")
             # IRC over TLS, ended at HAProxy: the node sees a plaintext connection from the user's address.
             tls = RawClient("127.0.0.1", ports[6697], tls=client_context(cert), source="127.0.0.20")
             tls.register("tls0")
@@ -124,9 +131,10 @@ def test_haproxy_spreads_irc_and_the_web_over_the_nodes_and_skips_a_dead_one(tmp
 
 
 @needs_openssl
-def test_nginx_spreads_the_web_over_the_nodes_and_skips_a_dead_one(tmp_path: Path) -> None:
+def test_nginx_spreads_the_web_over_the_nodes_and_skips_a_dead_one(
+        tmp_path: Path, redis_server: RedisServer, postgres_url: str) -> None:
     cert, key, _pem = certificate(tmp_path / "certs")
-    nodes = start_nodes(tmp_path, 2, *NODE_ARGS)
+    nodes = start_cluster(tmp_path, 2, redis_server.url, postgres_url, *NODE_ARGS)
     try:
         a = nodes[0]
         ports = free_ports(443)
