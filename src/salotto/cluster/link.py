@@ -202,7 +202,10 @@ class RedisLink:
             return
         self.up = False
         log.warning("cluster: lost Redis (%s); serving local users only until it is back", why)
-        queued, self._queue = self._queue, deque()
+        # Emptied in place: a writer still running (the other connection failed first) must not send them
+        # after their callbacks were told LinkDown (they would run twice).
+        queued = list(self._queue)
+        self._queue.clear()
         self._first.clear()
         down = LinkDown(f"Redis is unreachable ({why})")
         for op in queued:
@@ -284,7 +287,19 @@ class RedisLink:
             else:
                 pipe.execute_command(*op.args)
         started = time.perf_counter()
-        results = await asyncio.wait_for(pipe.execute(raise_on_error=False), COMMAND_TIMEOUT_S)
+        try:
+            results = await asyncio.wait_for(pipe.execute(raise_on_error=False), COMMAND_TIMEOUT_S)
+        except BaseException as exc:
+            # Sent, and no reply will come: each callback is still told, once (a JOIN waiting on one would
+            # otherwise never be answered).
+            down = exc if isinstance(exc, LinkDown) else LinkDown(f"Redis is unreachable ({exc or type(exc).__name__})")
+            for op in batch:
+                if op.done is not None:
+                    try:
+                        op.done(down)
+                    except Exception:
+                        log.exception("cluster: internal error in a reply's callback")
+            raise
         self.publish_seconds += time.perf_counter() - started
         self.pipelines += 1
         self.published += published
