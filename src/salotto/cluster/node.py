@@ -162,7 +162,8 @@ class ClusterNode:
         self.joining: dict[str, int] = {}
         # Our own state changes waiting for their event, by op id.
         self._ops = itertools.count(1)
-        self.pending: dict[int, _Pending] = {}
+        # Keyed "NODE:N": events of every node carry their op id, and another node's must not finish ours.
+        self.pending: dict[str, _Pending] = {}
         # Waiting for the replica to reach a seq (a refused check): (seq, retry).
         self.waiters: list[tuple[int, Callable[[], None]]] = []
         # Deliveries to this node's clients, waiting for their publication to come back: (token, deliver).
@@ -791,7 +792,7 @@ class ClusterNode:
                 for _, retry in ready:
                     retry()
 
-    def _finish(self, op_id: int) -> None:
+    def _finish(self, op_id: str) -> None:
         pending = self.pending.pop(op_id, None)
         if pending is not None:
             pending.finish(True)
@@ -1091,8 +1092,8 @@ class ClusterNode:
 
         self.link.script("apply", [K_SEQ, K_CV, K_NICKS], [dumps(checks), dumps(ops), STATE, dumps(event)], replied)
 
-    def op(self, finish: Callable[[bool], None]) -> tuple[int, _Pending]:
-        op_id = next(self._ops)
+    def op(self, finish: Callable[[bool], None]) -> tuple[str, _Pending]:
+        op_id = f"{self.name}:{next(self._ops)}"
         pending = self.pending[op_id] = _Pending(finish)
         return op_id, pending
 
