@@ -70,3 +70,57 @@ def test_two_nodes_registering_at_once_both_get_their_nicks(redis_server: RedisS
     assert "001" in alice
     assert "001" in bob and "433" not in bob, bob
     assert held
+
+
+def registered(server: Server, nick: str) -> User:
+    user = User(server, "127.0.0.1")
+    user.send(f"NICK {nick}")
+    user.send(f"USER {nick} 0 * :{nick}")
+    return user
+
+
+def test_a_join_whose_event_a_reload_covers_is_answered_and_kept(redis_server: RedisServer) -> None:
+    """A JOIN sent while the node reloads the network's state (after any node went or came back): the
+    reload's snapshot includes the join, its event is skipped, and the client must still be in the
+    channel here, with its JOIN line (it was answered nothing, and was a member only for the others)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[list[str], bool, bool]:
+        (node_a, server_a), (_, server_b) = nodes
+        alice = registered(server_a, "alice")
+        await settle()
+        alice.lines()
+        node_a._resync()  # what a node gone or back makes every node do
+        alice.send("JOIN #y")
+        await settle()
+        here = server_a.channel_registry.get("#y")
+        there = server_b.channel_registry.get("#y")
+        return (alice.commands(), here is not None and alice.client in here,
+                there is not None and there.size() == 1)
+
+    commands, member_here, member_there = run_nodes(redis_server, "ab", scenario)
+    assert member_there
+    assert member_here
+    assert "JOIN" in commands and "366" in commands, commands
+
+
+def test_a_client_quitting_mid_join_during_a_reload_leaves_no_member_behind(redis_server: RedisServer) -> None:
+    """JOIN, then the connection drops, while the node reloads: the snapshot has the membership of a client that is
+    gone. It must be taken out again (else the other nodes and Redis keep a member nobody can remove)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[int | None, int | None]:
+        (node_a, server_a), (_, server_b) = nodes
+        alice = registered(server_a, "alice")
+        bob = registered(server_b, "bob")
+        await settle()
+        bob.send("JOIN #z")
+        await settle()
+        node_a._resync()
+        alice.send("JOIN #z")
+        server_a.connection_lost(alice.client, "Connection reset by peer")
+        await settle()
+        here, there = server_a.channel_registry.get("#z"), server_b.channel_registry.get("#z")
+        return (here.size() if here is not None else None, there.size() if there is not None else None)
+
+    here, there = run_nodes(redis_server, "ab", scenario)
+    assert there == 1  # bob alone
+    assert here == 1

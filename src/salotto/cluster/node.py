@@ -174,6 +174,8 @@ class ClusterNode:
         # While a snapshot loads: state events that came meanwhile.
         self._loading = False
         self._buffered: list[tuple[int, list[Any]]] = []
+        # This node's uids in each channel as the snapshot just applied has them (for the joins it covered).
+        self.snapshot_members: dict[str, dict[str, str]] = {}
         self._load_lock = asyncio.Lock()
         self._autojoin: list[tuple[str, str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -489,6 +491,9 @@ class ClusterNode:
     def _after_snapshot(self, answer: list[Any]) -> None:
         self.resyncs += 1
         self._apply_snapshot(answer)
+        # Our changes the snapshot covered are settled on the snapshot's state, before later events apply.
+        self._settle_pending(retry_waiters=False)
+        self.snapshot_members = {}
         self._loading = False
         buffered, self._buffered = self._buffered, []
         for seq, event in sorted(buffered, key=lambda b: b[0]):
@@ -557,6 +562,9 @@ class ClusterNode:
                                                          int(fields.get("created", "0")))
             _apply_fields(channel, fields)
             members = _flat(entry[2])
+            ours = {uid: status for uid, status in members.items() if uid.startswith(self.name + ":")}
+            if ours:
+                self.snapshot_members[name_cf] = ours
             for member in list(channel.members):
                 if not self.is_local(member) and self.uid(member) not in members and member.conn.node in alive:  # type: ignore[attr-defined]
                     self._drop_member(channel, member)
@@ -598,12 +606,14 @@ class ClusterNode:
                 if member not in channel.members and not self.is_local(member) and not member.quitting:
                     server.from_user(member, "PART", [channel.name, "Network resynchronised"]).deliver(audience)
 
-    def _settle_pending(self) -> None:
+    def _settle_pending(self, *, retry_waiters: bool = True) -> None:
         """Our changes whose events the snapshot covered: they happened."""
         for op_id, pending in list(self.pending.items()):
             if pending.seq and pending.seq <= self.seq:
                 del self.pending[op_id]
                 pending.finish(True)
+        if not retry_waiters:
+            return
         waiters, self.waiters = self.waiters, []
         for seq, retry in waiters:
             if seq <= self.seq:
@@ -1304,6 +1314,10 @@ class ClusterChannelRegistry:
 
         def finish(ok: bool) -> None:
             joined = node.chans.get(name_cf)
+            if ok and joined is not None and client not in joined.members:
+                covered = node.snapshot_members.get(name_cf, {}).get(uid)
+                if covered is not None:  # a snapshot had the join, and its event was skipped
+                    node._add_member(joined, client, covered)
             if ok and joined is not None and client in joined.members:
                 done(joined)
             elif ok:
