@@ -124,3 +124,27 @@ def test_a_client_quitting_mid_join_during_a_reload_leaves_no_member_behind(redi
     here, there = run_nodes(redis_server, "ab", scenario)
     assert there == 1  # bob alone
     assert here == 1
+
+
+def test_a_mode_whose_event_a_reload_covers_changes_the_local_members_status(redis_server: RedisServer) -> None:
+    """MODE +v on a member of this node while the node reloads: the snapshot covers the change, and the
+    member's status must be the one Redis has here too (it stayed without +v on its own node)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[str, str]:
+        (node_a, server_a), (_, server_b) = nodes
+        alice = registered(server_a, "alice")
+        await settle()
+        alice.send("JOIN #m")
+        await settle()
+        node_a._resync()
+        alice.send("MODE #m +v alice")
+        await settle()
+        here, there = server_a.channel_registry.get("#m"), server_b.channel_registry.get("#m")
+        assert here is not None and there is not None
+        remote_alice = server_b.nick_registry.holder("alice")
+        assert remote_alice is not None
+        return here.status(alice.client), there.status(remote_alice)
+
+    here, there = run_nodes(redis_server, "ab", scenario)
+    assert there == "ov"
+    assert here == there

@@ -570,7 +570,8 @@ class ClusterNode:
                     self._drop_member(channel, member)
             for uid, status in members.items():
                 member = self.users.get(uid)
-                if member is not None and not self.is_local(member):
+                if member is not None and (not self.is_local(member) or member in channel.members):
+                    # Ours: only the status (a MODE the snapshot covered); joins and parts are ours to make.
                     self._add_member(channel, member, status)
             self.invites[name_cf] = {uid: v == "1" for uid, v in _flat(entry[3]).items()}
             self._index_invites(channel)
