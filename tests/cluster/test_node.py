@@ -148,3 +148,39 @@ def test_a_mode_whose_event_a_reload_covers_changes_the_local_members_status(red
     here, there = run_nodes(redis_server, "ab", scenario)
     assert there == "ov"
     assert here == there
+
+
+def test_a_message_sent_as_redis_comes_back_reaches_the_members_of_its_node(redis_server: RedisServer) -> None:
+    """A PRIVMSG handled in the loop pass where the link to Redis is back: this node delivers it to its own
+    members when its publication comes back, so the channel must be subscribed before it is published
+    (bob got nothing until someone on his node spoke again)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> list[str]:
+        [(node_a, server_a)] = nodes
+        alice, bob = registered(server_a, "alice"), registered(server_a, "bob")
+        await settle()
+        alice.send("JOIN #c")
+        await settle()
+        bob.send("JOIN #c")
+        await settle()
+        bob.lines()
+        link = node_a.link
+        back = link._on_up
+
+        def up_then_speak() -> None:
+            back()
+            alice.send("PRIVMSG #c :first words after Redis came back")
+
+        link._on_up = up_then_speak
+        await asyncio.to_thread(redis_server.stop)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(redis_server.start)
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            if link.up and not node_a._loading:
+                break
+        await asyncio.sleep(0.5)
+        return [line for line in bob.lines() if "PRIVMSG" in line]
+
+    assert run_nodes(redis_server, "a", scenario) == [
+        ":alice!~alice@127.0.0.1 PRIVMSG #c :first words after Redis came back"]

@@ -434,6 +434,11 @@ class ClusterNode:
         self.subscribed.clear()
 
     def _on_up(self) -> None:
+        # Subscribed before anything else goes out: a message this node publishes from now on must come
+        # back to it (its own members get it then), and other nodes' must reach it.
+        self.link.subscribe([STATE, inbox(self.name)])
+        for name_cf in self.local_members:
+            self._subscribe(name_cf)
         asyncio.get_running_loop().create_task(self._recover())
 
     async def _recover(self) -> None:
