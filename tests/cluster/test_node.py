@@ -184,3 +184,35 @@ def test_a_message_sent_as_redis_comes_back_reaches_the_members_of_its_node(redi
 
     assert run_nodes(redis_server, "a", scenario) == [
         ":alice!~alice@127.0.0.1 PRIVMSG #c :first words after Redis came back"]
+
+
+def test_a_message_that_is_not_utf8_crosses_nodes_and_keeps_the_link_up(redis_server: RedisServer) -> None:
+    """IRC relays bytes: a line in Latin-1 (kept as lone surrogates inside the server) is published like
+    any other. Encoding it strictly failed in the link's writer, which took Redis for broken: every
+    client could make its node drop and resynchronise its link at will."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[list[bytes], int, str]:
+        (node_a, server_a), (node_b, server_b) = nodes
+        alice, bob = registered(server_a, "alice"), registered(server_b, "bob")
+        await settle()
+        alice.send("JOIN #c")
+        await settle()
+        bob.send("JOIN #c")
+        await settle()
+        bob.lines()
+        server_a.handle_line(alice.client, b"PRIVMSG #c :caf\xe9 cr\xe8me")
+        server_a.handle_line(alice.client, b"TOPIC #c :th\xe9")
+        await settle()
+        node_b._resync()  # the topic as Redis holds it, read back
+        await settle()
+        bob.conn.drain()
+        got = [line for line in bytes(bob.conn.data).split(b"\r\n")
+               if line.startswith((b":alice!~alice@127.0.0.1 PRIVMSG", b":alice!~alice@127.0.0.1 TOPIC"))]
+        channel = server_b.channel_registry.get("#c")
+        assert channel is not None
+        return got, node_a.link.reconnects + node_b.link.reconnects, channel.topic
+
+    got, reconnects, topic = run_nodes(redis_server, "ab", scenario)
+    assert got == [b":alice!~alice@127.0.0.1 PRIVMSG #c :caf\xe9 cr\xe8me", b":alice!~alice@127.0.0.1 TOPIC #c :th\xe9"]
+    assert reconnects == 0
+    assert topic == b"th\xe9".decode("utf-8", "surrogateescape")

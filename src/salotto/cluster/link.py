@@ -162,6 +162,9 @@ class RedisLink:
             # are bounded by wait_for, and the subscribed connection by the keepalive's PINGs.
             self.url, socket_timeout=None, socket_connect_timeout=COMMAND_TIMEOUT_S,
             health_check_interval=0, single_connection_client=False,
+            # Text may hold bytes that are not UTF-8 (lone surrogates, as lines keep them): sent as they came.
+            # Strict encoding raised in the writer, which took Redis for broken. Lua's cjson passes them.
+            encoding_errors="surrogateescape",
         )
         try:
             await redis.ping()

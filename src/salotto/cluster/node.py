@@ -120,8 +120,14 @@ def _apply_fields(channel: Channel, fields: dict[str, str]) -> None:
                 channel.invex = entries
 
 
+def _text(raw: bytes) -> str:
+    """What Redis gives back, as the server holds text: bytes that are not UTF-8 as lone surrogates (IRC
+    relays bytes; the link sends them so, see RedisLink)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _flat(pairs: list[bytes]) -> dict[str, str]:
-    return {pairs[i].decode(): pairs[i + 1].decode() for i in range(0, len(pairs), 2)}
+    return {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
 
 
 class _Pending:
@@ -393,7 +399,7 @@ class ClusterNode:
         database, but what it has already."""
         messages = [HistoryMessage(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7] or NO_TAGS,
                                    tuple(m[8]) if m[8] else None)
-                    for raw in raw_batches for m in loads(raw)]
+                    for raw in raw_batches for m in loads(_text(raw))]
         if not messages:
             return
         history = self.server.history if self.server is not None else None
@@ -558,7 +564,7 @@ class ClusterNode:
         # Channels.
         seen: set[str] = set()
         for entry in answer[4]:
-            name_cf = entry[0].decode()
+            name_cf = _text(entry[0])
             seen.add(name_cf)
             fields = _flat(entry[1])
             channel = self.chans.get(name_cf)
@@ -744,7 +750,7 @@ class ClusterNode:
         if channel == b"salotto:s":
             seq_text, _, rest = data.partition(b" ")
             seq = int(seq_text)
-            message = loads(rest)
+            message = loads(_text(rest))
             if seq == 0:
                 self._delivery(message)
                 return
@@ -760,7 +766,7 @@ class ClusterNode:
                 return
             self._state_event(seq, message)
             return
-        self._delivery(loads(data))
+        self._delivery(loads(_text(data)))
 
     def _resync(self) -> None:
         """Reload the network's state (a gap in the state changes, a node gone or re-asserted)."""
