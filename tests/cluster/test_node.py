@@ -6,6 +6,7 @@ The store is not opened (the nodes' history is None): these tests are about the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -216,3 +217,37 @@ def test_a_message_that_is_not_utf8_crosses_nodes_and_keeps_the_link_up(redis_se
     assert got == [b":alice!~alice@127.0.0.1 PRIVMSG #c :caf\xe9 cr\xe8me", b":alice!~alice@127.0.0.1 TOPIC #c :th\xe9"]
     assert reconnects == 0
     assert topic == b"th\xe9".decode("utf-8", "surrogateescape")
+
+
+def test_a_typing_notice_between_two_users_of_one_node_arrives_at_once(redis_server: RedisServer) -> None:
+    """A TAGMSG to a user of the same node is delivered when the node's marker comes back from Redis.
+    A typing notice is not kept in history, so nothing else woke the link's writer: the marker waited for
+    the next unrelated command (the liveness refresh, up to cluster_node_timeout_s / 3 later)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> list[str]:
+        [(_, server_a)] = nodes
+        users = []
+        for nick in ("alice", "bob"):
+            user = User(server_a, "127.0.0.1")
+            user.send("CAP LS 302")
+            user.send("CAP REQ :message-tags")
+            user.send(f"NICK {nick}")
+            user.send(f"USER {nick} 0 * :{nick}")
+            user.send("CAP END")
+            users.append(user)
+        alice, bob = users
+        await settle()
+        bob.lines()
+        waits = []
+        for _ in range(5):
+            alice.send("@+typing=active TAGMSG bob")
+            started = time.monotonic()
+            got: list[str] = []
+            while not got and time.monotonic() - started < 3:
+                await asyncio.sleep(0.005)
+                got = [line for line in bob.lines() if "TAGMSG bob" in line]
+            waits.append(time.monotonic() - started)
+        return waits
+
+    waits = run_nodes(redis_server, "a", scenario)
+    assert max(waits) < 0.1, waits  # a round trip to Redis on loopback, not the next unrelated command

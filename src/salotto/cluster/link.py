@@ -82,6 +82,7 @@ class RedisLink:
         # Commands that go before anything else not sent yet, in their own order (history's copies).
         self._first: deque[_Op] = deque()
         self._wake = asyncio.Event()
+        self._nudged = False
         self._redis: aioredis.Redis | None = None
         self._pubsub: PubSub | None = None
         self._subscribed: set[bytes] = set()
@@ -124,6 +125,12 @@ class RedisLink:
             return
         self._first.append(_Op(_COMMAND, args, None))
         if not self._queue:
+            self._wake.set()
+
+    def nudge(self) -> None:
+        """Run ``before_send`` soon even if nothing is queued (it may have something to add)."""
+        if self.up:
+            self._nudged = True
             self._wake.set()
 
     def publish_last(self, channel: str, payload: str) -> None:
@@ -244,6 +251,12 @@ class RedisLink:
         queue = self._queue
         first = self._first
         while True:
+            if not queue and not first and self._nudged:
+                self._nudged = False
+                try:
+                    self._before_send()  # may add a publication (see nudge)
+                except Exception:
+                    log.exception("cluster: internal error before sending to Redis")
             if not queue and not first:
                 self._wake.clear()
                 await self._wake.wait()

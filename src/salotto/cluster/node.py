@@ -972,6 +972,7 @@ class ClusterNode:
     def marker(self, token: int) -> None:
         """A stash entry whose delivery no publication carries: one marker per loop pass covers them."""
         self._marker_needed = token
+        self.link.nudge()  # nothing else may be queued (a typing notice is not kept in history)
 
     def published(self, token: int) -> None:
         if token:
