@@ -6,9 +6,12 @@ The store is not opened (the nodes' history is None): these tests are about the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+import pytest
 
 from salotto.cluster.node import ClusterNode
 from salotto.config import load_config
@@ -251,3 +254,31 @@ def test_a_typing_notice_between_two_users_of_one_node_arrives_at_once(redis_ser
 
     waits = run_nodes(redis_server, "a", scenario)
     assert max(waits) < 0.1, waits  # a round trip to Redis on loopback, not the next unrelated command
+
+
+def test_a_corrupt_entry_in_redis_does_not_stop_a_node_following_the_network(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    """A user's entry in Redis that is not JSON (a bug, a hand edit, someone else writing there): the node
+    reloading the network's state skips it, and goes on applying the changes that follow (it stayed
+    'loading' for ever, buffering every later change)."""
+    import redis
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> bool:
+        (node_a, server_a), (_, server_b) = nodes
+        with redis.Redis.from_url(redis_server.url) as direct:
+            direct.hset("salotto:users", "zz:1", b"\xff not json")
+            direct.hset("salotto:users", "zz:2", b'{"nick": "x"}')
+            direct.hset("salotto:users", "zz:3", b'[1, 2]')
+            direct.hset("salotto:ch:#lobby", "topic", b"{not json")
+        node_a._resync()
+        await settle()
+        bob = registered(server_b, "bob")
+        await settle()
+        bob.send("JOIN #after")
+        await settle()
+        channel = server_a.channel_registry.get("#after")
+        return channel is not None and channel.size() == 1
+
+    assert run_nodes(redis_server, "ab", scenario)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "an error, not a skipped entry"
+    assert any("ignoring a user Redis holds" in r.getMessage() for r in caplog.records)

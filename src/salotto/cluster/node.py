@@ -497,7 +497,12 @@ class ClusterNode:
                 self._loading = False
                 self._buffered = []
                 raise
-            self._after_snapshot(answer)
+            try:
+                self._after_snapshot(answer)
+            except Exception:
+                # Never left loading for ever (every later change buffered, none applied).
+                log.exception("cluster: internal error applying the network's state")
+                self._loading = False
 
     def _after_snapshot(self, answer: list[Any]) -> None:
         self.resyncs += 1
@@ -520,7 +525,16 @@ class ClusterNode:
 
     def _apply_snapshot(self, answer: list[Any]) -> None:
         seq = int(answer[0])
-        users = {uid: loads(raw) for uid, raw in _flat(answer[1]).items()}
+        users = {}
+        for uid, raw in _flat(answer[1]).items():
+            try:
+                fields = loads(raw)
+                if isinstance(fields, dict) and ":" in uid:
+                    users[uid] = fields
+                    continue
+            except ValueError:
+                pass
+            log.warning("cluster: ignoring a user Redis holds that is not one (%r: %.80r)", uid, raw)
         nicks = _flat(answer[2])
         cv = {name: int(v) for name, v in _flat(answer[3]).items()}
         alive = {raw.decode() for raw in answer[5]}
@@ -545,14 +559,20 @@ class ClusterNode:
             self._quit_lines(user, "Network resynchronised")
         for user in gone:
             self._forget_user(user)
-        for uid, fields in users.items():
+        for uid, fields in list(users.items()):
             if uid.startswith(self.name + ":"):
                 continue
-            user = self.users.get(uid)
-            if user is None:
-                user = self._new_remote(uid, fields)
-            else:
-                apply_user_fields(user, fields)
+            try:
+                if not isinstance(fields.get("nick"), str):
+                    raise TypeError("no nick")
+                user = self.users.get(uid)
+                if user is None:
+                    user = self._new_remote(uid, fields)
+                else:
+                    apply_user_fields(user, fields)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("cluster: ignoring a user Redis holds that is not one (%r: %s)", uid, exc)
+                del users[uid]
         self.nicks = {u.nick_cf: u for uid, u in self.users.items() if u.nick_cf and uid not in users}
         for nick_cf, uid in nicks.items():
             user = self.users.get(uid)
@@ -571,7 +591,10 @@ class ClusterNode:
             if channel is None:
                 channel = self.chans[name_cf] = Channel(fields.get("name", name_cf), name_cf,
                                                          int(fields.get("created", "0")))
-            _apply_fields(channel, fields)
+            try:
+                _apply_fields(channel, fields)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("cluster: ignoring what Redis holds of %s that is not valid: %s", name_cf, exc)
             members = _flat(entry[2])
             ours = {uid: status for uid, status in members.items() if uid.startswith(self.name + ":")}
             if ours:
