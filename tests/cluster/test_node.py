@@ -282,3 +282,30 @@ def test_a_corrupt_entry_in_redis_does_not_stop_a_node_following_the_network(
     assert run_nodes(redis_server, "ab", scenario)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "an error, not a skipped entry"
     assert any("ignoring a user Redis holds" in r.getMessage() for r in caplog.records)
+
+
+def test_a_member_kicked_by_another_node_during_a_reload_leaves_the_channel_on_its_own_node(
+        redis_server: RedisServer) -> None:
+    """KICK of a user of node a by an operator on node b while node a reloads: the reload's snapshot covers
+    the kick (its event is skipped), so node a must take its member out too (it stayed in the channel on
+    its own node only, still sent the channel's messages published there)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[bool, bool]:
+        (node_a, server_a), (_, server_b) = nodes
+        alice, bob = registered(server_a, "alice"), registered(server_b, "bob")
+        await settle()
+        bob.send("JOIN #k")
+        await settle()
+        alice.send("JOIN #k")
+        await settle()
+        node_a._resync()
+        bob.send("KICK #k alice :out")
+        await settle()
+        here, there = server_a.channel_registry.get("#k"), server_b.channel_registry.get("#k")
+        assert here is not None and there is not None
+        remote_alice = server_b.nick_registry.holder("alice")
+        return alice.client in here, remote_alice in there
+
+    member_here, member_there = run_nodes(redis_server, "ab", scenario)
+    assert not member_there
+    assert not member_here

@@ -183,6 +183,9 @@ class ClusterNode:
         # This node's uids in each channel as the snapshot just applied has them (for the joins it covered).
         self.snapshot_members: dict[str, dict[str, str]] = {}
         self._load_lock = asyncio.Lock()
+        # Redis holds this node's users and memberships (False from losing Redis until they are asserted):
+        # only then may a snapshot take this node's members out of a channel.
+        self.asserted = True
         self._autojoin: list[tuple[str, str, int]] = []
         self._tasks: list[asyncio.Task[None]] = []
         # History's copy in Redis: messages committed so far, and where each batch copied ends.
@@ -438,6 +441,7 @@ class ClusterNode:
         self._loading = False
         self._buffered.clear()
         self.subscribed.clear()
+        self.asserted = False  # Redis may come back without this node's state
 
     def _on_up(self) -> None:
         # Subscribed before anything else goes out: a message this node publishes from now on must come
@@ -456,6 +460,7 @@ class ClusterNode:
             self._restart_journal()
             self._refresh_liveness()  # before the assert puts this node in ``nodes`` again
             await self._assert_state()
+            self.asserted = True
             await self._load_snapshot()
             log.info("cluster: back in step with the network at state %d", self.seq)
         except (TimeoutError, LinkDown, OSError) as exc:
@@ -600,7 +605,12 @@ class ClusterNode:
             if ours:
                 self.snapshot_members[name_cf] = ours
             for member in list(channel.members):
-                if not self.is_local(member) and self.uid(member) not in members and member.conn.node in alive:  # type: ignore[attr-defined]
+                if self.is_local(member):
+                    # Ours, that Redis no longer has: kicked by another node (an event the snapshot covered).
+                    # Not while Redis may have lost our state and we have not asserted it again.
+                    if self.asserted and self.uid(member) not in members:
+                        self._drop_member(channel, member)
+                elif self.uid(member) not in members and member.conn.node in alive:  # type: ignore[attr-defined]
                     self._drop_member(channel, member)
             for uid, status in members.items():
                 member = self.users.get(uid)
@@ -614,7 +624,8 @@ class ClusterNode:
             if name_cf not in seen:
                 channel = self.chans[name_cf]
                 for member in list(channel.members):
-                    if not self.is_local(member) and member.conn.node in alive:  # type: ignore[attr-defined]
+                    if (self.asserted if self.is_local(member)
+                            else member.conn.node in alive):  # type: ignore[attr-defined]
                         self._drop_member(channel, member)
                 if not channel.members and not channel.permanent:
                     self._drop_channel(name_cf)
@@ -815,6 +826,7 @@ class ClusterNode:
                 node = event[1]
                 if node == self.name and self.started and not self.closing:
                     log.warning("cluster: the network took this node for dead; asserting its state again")
+                    self.asserted = False
                     asyncio.get_running_loop().create_task(self._recover())
                     return
                 log.info("cluster: node %s is gone (%s)", node, event[2])
