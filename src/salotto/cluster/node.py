@@ -174,7 +174,7 @@ class ClusterNode:
         self.waiters: list[tuple[int, Callable[[], None]]] = []
         # Deliveries to this node's clients, waiting for their publication to come back: (token, deliver).
         self._tokens = itertools.count(1)
-        self.stash: deque[tuple[int, Callable[[], None]]] = deque()
+        self.stash: deque[tuple[int, Callable[[], object]]] = deque()
         self._marker_needed = 0
         self._last_token_sent = 0
         # While a snapshot loads: state events that came meanwhile.
@@ -285,7 +285,7 @@ class ClusterNode:
             # A clean stop: the others see our users go now, not after the timeout.
             done = asyncio.get_running_loop().create_future()
             self._reap(self.name, f"{self.name} shut down", check=False, keep_history=True,
-                       done=lambda r: done.done() or done.set_result(r))
+                       done=lambda r: None if done.done() else done.set_result(r))
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(done, 2)
             self.link.command(("DEL", P + "node:" + self.name))
@@ -349,7 +349,7 @@ class ClusterNode:
             if node != self.name:
                 self._reap(node, f"{node} went away", check=True, done=None)
 
-    def _reap(self, node: str, reason: str, *, check: bool, done: Callable[[Any], None] | None,
+    def _reap(self, node: str, reason: str, *, check: bool, done: Callable[[Any], object] | None,
               keep_history: bool = False) -> None:
         """Remove ``node`` from the network; store what history it left unstored (unless ``keep_history``:
         our own, at a clean stop, which our store stores itself)."""
@@ -482,10 +482,10 @@ class ClusterNode:
             "assert", [K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV, K_NODES],
             [self.name, P, STATE, dumps(["Z", self.name]), "{}", dumps({"users": users, "chans": chans})], done))
         for raw in answer[1:]:
-            user = self.users.get(raw.decode())
-            if user is not None and self.server is not None:
-                log.warning("cluster: %s lost its nick to another node while Redis was away", user.nick)
-                self.server.end_user(user, "Nick collision after a network split")
+            loser = self.users.get(raw.decode())
+            if loser is not None and self.server is not None:
+                log.warning("cluster: %s lost its nick to another node while Redis was away", loser.nick)
+                self.server.end_user(loser, "Nick collision after a network split")
 
     # -- snapshots ---------------------------------------------------------------------------------
 
@@ -570,22 +570,22 @@ class ClusterNode:
             try:
                 if not isinstance(fields.get("nick"), str):
                     raise TypeError("no nick")
-                user = self.users.get(uid)
-                if user is None:
-                    user = self._new_remote(uid, fields)
+                known = self.users.get(uid)
+                if known is None:
+                    self._new_remote(uid, fields)
                 else:
-                    apply_user_fields(user, fields)
+                    apply_user_fields(known, fields)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("cluster: ignoring a user Redis holds that is not one (%r: %s)", uid, exc)
                 del users[uid]
         self.nicks = {u.nick_cf: u for uid, u in self.users.items() if u.nick_cf and uid not in users}
         for nick_cf, uid in nicks.items():
-            user = self.users.get(uid)
-            if user is not None:
-                if not self.is_local(user):
-                    user.nick_cf = nick_cf
-                    user.nick = users[uid]["nick"] if uid in users else user.nick
-                self.nicks[nick_cf] = user
+            holder = self.users.get(uid)
+            if holder is not None:
+                if not self.is_local(holder):
+                    holder.nick_cf = nick_cf
+                    holder.nick = users[uid]["nick"] if uid in users else holder.nick
+                self.nicks[nick_cf] = holder
         # Channels.
         seen: set[str] = set()
         for entry in answer[4]:
@@ -613,10 +613,10 @@ class ClusterNode:
                 elif self.uid(member) not in members and member.conn.node in alive:  # type: ignore[attr-defined]
                     self._drop_member(channel, member)
             for uid, status in members.items():
-                member = self.users.get(uid)
-                if member is not None and (not self.is_local(member) or member in channel.members):
+                listed = self.users.get(uid)
+                if listed is not None and (not self.is_local(listed) or listed in channel.members):
                     # Ours: only the status (a MODE the snapshot covered); joins and parts are ours to make.
-                    self._add_member(channel, member, status)
+                    self._add_member(channel, listed, status)
             self.invites[name_cf] = {uid: v == "1" for uid, v in _flat(entry[3]).items()}
             self._index_invites(channel)
             self.chan_seq[name_cf] = cv.get(name_cf, 0)
@@ -994,7 +994,7 @@ class ClusterNode:
             except Exception:
                 log.exception("cluster: internal error delivering")
 
-    def stash_local(self, deliver: Callable[[], None]) -> int:
+    def stash_local(self, deliver: Callable[[], object]) -> int:
         """Deliver to this node's clients when the publication carrying the token comes back (at once when
         Redis is away). The token goes into that publication."""
         if not self.link.up:
