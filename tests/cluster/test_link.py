@@ -68,3 +68,50 @@ def test_a_queued_command_is_answered_once_when_the_subscribed_connection_breaks
     queued, counter = asyncio.run(scenario())
     assert len(queued) == 1 and isinstance(queued[0], LinkDown)
     assert counter == [None]  # never sent
+
+
+def test_a_loop_that_was_busy_for_a_while_does_not_take_redis_for_broken(redis_server: RedisServer) -> None:
+    """The event loop held for longer than the keepalive's allowance (a store opening, a big reload): the
+    PONGs are there, unread; the link must not count Redis as broken because of its own loop (a false
+    'lost Redis' makes the node fail every pending change and reload the whole network)."""
+    import time
+
+    async def scenario() -> list[str]:
+        downs: list[str] = []
+        link = RedisLink(redis_server.url, on_message=lambda c, d: None, on_up=lambda: None,
+                         on_down=downs.append, before_send=lambda: None)
+        await link.connect()
+        try:
+            await asyncio.sleep(1.2)  # a keepalive PING on its way
+            time.sleep(4.5)  # the loop held, as by a long synchronous step
+            await asyncio.sleep(2.5)
+        finally:
+            await link.close()
+        return downs
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_redis_that_stops_answering_is_taken_for_broken(redis_server: RedisServer) -> None:
+    """Redis frozen (no FIN, no RST: a machine gone): no PONG for KEEPALIVE_MISSES PINGs, and the link
+    says so (the loop's own stalls are told apart, the silence of Redis is not)."""
+    import os
+    import signal
+
+    async def scenario() -> list[str]:
+        downs: list[str] = []
+        link = RedisLink(redis_server.url, on_message=lambda c, d: None, on_up=lambda: None,
+                         on_down=downs.append, before_send=lambda: None)
+        await link.connect()
+        os.kill(redis_server.pid, signal.SIGSTOP)
+        try:
+            for _ in range(80):
+                await asyncio.sleep(0.1)
+                if downs:
+                    break
+        finally:
+            os.kill(redis_server.pid, signal.SIGCONT)
+            await link.close()
+        return downs
+
+    assert asyncio.run(scenario()) == ["no answer to PING on the subscribed connection"]

@@ -356,8 +356,14 @@ class RedisLink:
     async def _keepalive(self) -> None:
         try:
             while True:
+                slept_at = time.monotonic()
                 await asyncio.sleep(KEEPALIVE_S)
-                if time.monotonic() - self._last_pong > KEEPALIVE_S * KEEPALIVE_MISSES:
+                now = time.monotonic()
+                if now - slept_at > 2 * KEEPALIVE_S:
+                    # This loop was held (a long synchronous step): the PONGs may be there, unread. Judge
+                    # from the PINGs sent from now on, not from the loop's own stall.
+                    self._last_pong = max(self._last_pong, now)
+                if now - self._last_pong > KEEPALIVE_S * KEEPALIVE_MISSES:
                     self._broken("no answer to PING on the subscribed connection")
                     return
                 pubsub = self._pubsub
