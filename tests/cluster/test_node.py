@@ -309,3 +309,17 @@ def test_a_member_kicked_by_another_node_during_a_reload_leaves_the_channel_on_i
     member_here, member_there = run_nodes(redis_server, "ab", scenario)
     assert not member_there
     assert not member_here
+
+
+def test_a_node_starting_does_not_warn_of_missed_changes(redis_server: RedisServer,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A node joining a network that has a history of changes takes them from its first snapshot: no
+    'missed state changes' warning (which an operator reads as messages lost) and no second reload."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> int:
+        return nodes[1][0].resyncs
+
+    with caplog.at_level(logging.INFO, logger="salotto.cluster"):
+        resyncs = run_nodes(redis_server, "ab", scenario)
+    assert not [r.getMessage() for r in caplog.records if "missed state changes" in r.getMessage()]
+    assert resyncs == 1

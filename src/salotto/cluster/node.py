@@ -246,6 +246,8 @@ class ClusterNode:
         """Connect, take the network's state, remove what an earlier life of this node left, announce
         this node. Raises OSError/RedisError when Redis cannot be reached."""
         await self.link.connect()
+        # What comes before the first snapshot waits for it (this node knows no state yet: not a gap).
+        self._loading = True
         await self._call_async(lambda done: self.link.subscribe([STATE, inbox(self.name)], done))
         # An earlier life of this node (a crash, then a restart before the others reaped it): its users
         # are gone.
