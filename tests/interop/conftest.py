@@ -7,10 +7,9 @@ unchanged across nodes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from tests.cluster.harness import start_cluster, stop_cluster
 from tests.conftest import RunningServer, start_server, stop_server
