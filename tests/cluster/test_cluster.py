@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import Node, kill_node, start_cluster, stop_cluster, wait_for_log
+from tests.cluster.harness import Node, cluster_args, kill_node, start_cluster, start_node, stop_cluster, wait_for_log
 from tests.irc_client import RawClient
 from tests.redis_server import RedisServer
 
@@ -335,3 +335,82 @@ def test_a_node_that_cannot_reach_redis_says_so(tmp_path: Path, postgres_url: st
     assert "config key 'redis_url'" in result.stderr and "cannot join the cluster" in result.stderr
     assert ":***@" in result.stderr and ":pw@" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_node_that_stops_cleanly_or_restarts_at_once_is_not_waited_for(
+        tmp_path: Path, redis_server: RedisServer, postgres_url: str) -> None:
+    # A long timeout: what the others see must come from the stop and the restart, not from the timeout.
+    cluster = start_cluster(tmp_path, 3, redis_server.url, postgres_url, "--cluster-node-timeout-s", "60")
+    try:
+        a = joined(cluster[0], "stays")
+        others = [joined(cluster[1], "stopper"), joined(cluster[2], "crasher")]
+        wait_for_names([a, *others], {"stays", "stopper", "crasher"})
+        cluster[1].process.terminate()
+        quit_ = a.expect("QUIT", timeout_s=5)
+        assert (quit_.source.split("!")[0], quit_.params) == ("stopper", ["Server shutting down (SIGTERM)"])
+        # Killed, and started again with the same name before anyone took it for dead: its earlier
+        # life's users go at once.
+        kill_node(cluster[2])
+        cluster[2] = start_node(tmp_path, "c", *cluster_args("c", redis_server.url, postgres_url),
+                                "--cluster-node-timeout-s", "60")
+        quit_ = a.expect("QUIT", timeout_s=10)
+        assert (quit_.source.split("!")[0], quit_.params) == ("crasher", ["c restarted"])
+        assert joined(cluster[2], "crasher").nick == "crasher"
+    finally:
+        stop_cluster(cluster)
+
+
+def test_what_a_dead_node_had_not_stored_yet_is_stored_by_another(
+        tmp_path: Path, redis_server: RedisServer, postgres_url: str) -> None:
+    caps = ["draft/chathistory", "message-tags", "server-time", "batch"]
+    # Node b stores its journal into the database only every 60 s: when it dies, what it relayed is in its
+    # journal (on its own disk, gone with the machine) and in its copy in Redis.
+    a_node = start_node(tmp_path, "a", *cluster_args("a", redis_server.url, postgres_url),
+                        "--cluster-node-timeout-s", str(NODE_TIMEOUT_S))
+    b_node = start_node(tmp_path, "b", *cluster_args("b", redis_server.url, postgres_url),
+                        "--cluster-node-timeout-s", str(NODE_TIMEOUT_S), "--history-store-interval-s", "60",
+                        "--history-store-max-messages", "100000")
+    try:
+        reader = joined(a_node, "reader", caps=caps)
+        writer = joined(b_node, "writer")
+        for i in range(20):
+            writer.send(f"PRIVMSG #lobby :unstored {i}")
+        received = [reader.expect("PRIVMSG").params[-1] for _ in range(20)]
+        kill_node(b_node)
+        reader.expect("QUIT", timeout_s=NODE_TIMEOUT_S + 8)
+
+        def stored() -> bool:
+            reader.send("CHATHISTORY LATEST #lobby * 50")
+            got = [m.params[-1] for m in reader.lines_until("BATCH", skip_first=True) if m.command == "PRIVMSG"]
+            return set(received) <= set(got)
+
+        eventually(stored, timeout_s=10)
+    finally:
+        stop_cluster([a_node, b_node])
+
+
+def test_metrics_show_the_backplane(tmp_path: Path, redis_server: RedisServer, postgres_url: str) -> None:
+    import urllib.request
+
+    cluster = start_cluster(tmp_path, 2, redis_server.url, postgres_url, "--web-listen", "127.0.0.1:0")
+    try:
+        a = joined(cluster[0], "metered")
+        other = joined(cluster[1], "other")
+        a.send("PRIVMSG #lobby :counted")
+        a.send("LUSERS")
+        a.expect("251")
+
+        def metrics() -> dict[str, float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{cluster[0].web_port}/metrics", timeout=5).read()
+            return {line.split()[0]: float(line.split()[1]) for line in text.decode().splitlines()
+                    if line.startswith("salotto_backplane") or line.startswith("salotto_cluster")}
+
+        other.expect("PRIVMSG")
+        eventually(lambda: metrics().get("salotto_cluster_users") == 2)
+        seen = metrics()
+        assert seen["salotto_backplane_up"] == 1 and seen["salotto_cluster_nodes"] == 2
+        assert seen["salotto_backplane_published_total"] >= 1 and seen["salotto_backplane_received_total"] >= 1
+        assert seen["salotto_backplane_pipelines_total"] >= 1 and seen["salotto_backplane_publish_seconds_total"] > 0
+        assert seen["salotto_backplane_reconnects_total"] == 0
+    finally:
+        stop_cluster(cluster)

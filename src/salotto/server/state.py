@@ -769,7 +769,7 @@ class Server:
             self.opers.discard(client)
             self.remember_nick(client)
             self.parties.left(client)
-            if not self.shutting_down:
+            if not self.shutting_down or self.clustered:  # (the other nodes' users stay)
                 self.backplane.to_peers(client, self.from_user(client, "QUIT", [reason]), departing=True)
                 monitor.went_offline(self, client.nick)
             for channel in list(client.channels.values()):
