@@ -115,3 +115,32 @@ def test_a_redis_that_stops_answering_is_taken_for_broken(redis_server: RedisSer
         return downs
 
     assert asyncio.run(scenario()) == ["no answer to PING on the subscribed connection"]
+
+
+def test_a_subscription_in_flight_when_redis_dies_is_answered_link_down(redis_server: RedisServer) -> None:
+    """A SUBSCRIBE sent and not yet confirmed when Redis goes: its callback is told LinkDown at once (a node
+    resynchronising waited for it until its own 10 s timeout, doing nothing)."""
+    import os
+    import signal
+    import time
+
+    async def scenario() -> tuple[list[Any], float]:
+        answers: list[Any] = []
+        link = RedisLink(redis_server.url, on_message=lambda c, d: None, on_up=lambda: None,
+                         on_down=lambda why: None, before_send=lambda: None)
+        await link.connect()
+        try:
+            os.kill(redis_server.pid, signal.SIGSTOP)  # the SUBSCRIBE goes out and is not answered
+            link.subscribe(["salotto:test:channel"], answers.append)
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            await asyncio.to_thread(redis_server.kill)
+            while not answers and time.monotonic() - started < 8:
+                await asyncio.sleep(0.05)
+            return answers, time.monotonic() - started
+        finally:
+            await link.close()
+
+    answers, waited = asyncio.run(scenario())
+    assert len(answers) == 1 and isinstance(answers[0], LinkDown), answers
+    assert waited < 2

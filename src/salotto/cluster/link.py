@@ -348,8 +348,13 @@ class RedisLink:
                     future = self._confirm[channel] = loop.create_future()
                 waits.append(future)
             self._subscribed.update(new)
-            await pubsub.subscribe(*new)
-            await asyncio.wait_for(asyncio.gather(*waits), COMMAND_TIMEOUT_S)
+            try:
+                await pubsub.subscribe(*new)
+                await asyncio.wait_for(asyncio.gather(*waits), COMMAND_TIMEOUT_S)
+            except BaseException as exc:
+                if op.done is not None:  # told, once, as a pipeline's ops are (see _send)
+                    op.done(exc if isinstance(exc, LinkDown) else LinkDown(f"Redis is unreachable ({exc!r})"))
+                raise
         if op.done is not None:
             op.done(None)
 
