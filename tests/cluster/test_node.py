@@ -323,3 +323,36 @@ def test_a_node_starting_does_not_warn_of_missed_changes(redis_server: RedisServ
         resyncs = run_nodes(redis_server, "ab", scenario)
     assert not [r.getMessage() for r in caplog.records if "missed state changes" in r.getMessage()]
     assert resyncs == 1
+
+
+def test_a_resynchronisation_refused_by_redis_is_tried_again(redis_server: RedisServer,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Redis back but refusing writes (full: maxmemory; or a replica after a failover): re-asserting this
+    node's state fails. The node says so and tries again until it succeeds (the resync task died with
+    'Task exception was never retrieved', and the node never re-asserted its users)."""
+    import redis
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[bool, bool]:
+        [(node_a, server_a)] = nodes
+        registered(server_a, "alice")
+        await settle()
+        with redis.Redis.from_url(redis_server.url) as direct:
+            direct.config_set("maxmemory", "1")
+            direct.client_kill_filter(_type="pubsub")
+        await asyncio.sleep(1.5)
+        refused = not node_a.asserted
+        with redis.Redis.from_url(redis_server.url) as direct:
+            direct.config_set("maxmemory", "0")
+            direct.delete("salotto:nicks")  # what the node must assert again
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if node_a.asserted:
+                break
+        with redis.Redis.from_url(redis_server.url) as direct:
+            held = direct.hget("salotto:nicks", "alice") is not None
+        return refused, held
+
+    refused, held = run_nodes(redis_server, "a", scenario)
+    assert refused
+    assert held
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from salotto.cluster import scripts
 from salotto.cluster.link import LinkDown, RedisLink
 from salotto.cluster.wire import (
@@ -72,6 +74,8 @@ log = logging.getLogger("salotto.cluster")
 P = scripts.PREFIX
 STATE = P + "s"
 K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV, K_NODES = (P + k for k in ("seq", "users", "nicks", "chans", "cv", "nodes"))
+# A resynchronisation that Redis refused (full, read-only) is tried again after this long.
+RECOVER_RETRY_S = 1.0
 UNAVAILABLE = "The network is not reachable from this server now; try again in a moment"
 
 
@@ -465,8 +469,17 @@ class ClusterNode:
             self.asserted = True
             await self._load_snapshot()
             log.info("cluster: back in step with the network at state %d", self.seq)
-        except (TimeoutError, LinkDown, OSError) as exc:
+        except (LinkDown, OSError) as exc:
             log.warning("cluster: resynchronising failed (%s); trying again when Redis is back", exc)
+        except (TimeoutError, RedisError) as exc:
+            # Redis is there but refused (full, read-only after a failover) or was slow: again in a moment.
+            log.warning("cluster: resynchronising failed (%s); trying again in %.0f s", exc or type(exc).__name__,
+                        RECOVER_RETRY_S)
+            asyncio.get_running_loop().call_later(RECOVER_RETRY_S, self._recover_again)
+
+    def _recover_again(self) -> None:
+        if self.link.up and not self.asserted and not self.closing:
+            asyncio.get_running_loop().create_task(self._recover())
 
     async def _assert_state(self) -> None:
         users: dict[str, list[str]] = {}
@@ -813,7 +826,7 @@ class ClusterNode:
         async def reload() -> None:
             try:
                 await self._load_snapshot()
-            except (TimeoutError, LinkDown) as exc:
+            except (TimeoutError, LinkDown, RedisError) as exc:
                 log.warning("cluster: reloading the network's state failed (%s)", exc)
 
         asyncio.get_running_loop().create_task(reload())
