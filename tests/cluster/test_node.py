@@ -356,3 +356,28 @@ def test_a_resynchronisation_refused_by_redis_is_tried_again(redis_server: Redis
     assert refused
     assert held
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+def test_refused_joins_cost_the_other_nodes_nothing(redis_server: RedisServer) -> None:
+    """A JOIN refused on what a node sees (+i, +k, +l, a ban) is checked against Redis, and that check
+    changes nothing: it must not be a state change published to every node (a banned client's JOIN flood
+    made every node of the network receive and apply one event per attempt)."""
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[int, list[str]]:
+        (_, server_a), (node_b, server_b) = nodes
+        alice, bob = registered(server_a, "alice"), registered(server_b, "bob")
+        await settle()
+        bob.send("JOIN #closed")
+        await settle()
+        bob.send("MODE #closed +i")
+        await settle()
+        alice.lines()
+        received = node_b.link.received
+        for _ in range(20):
+            alice.send("JOIN #closed")
+        await settle()
+        return node_b.link.received - received, alice.numerics()
+
+    heard, numerics = run_nodes(redis_server, "ab", scenario)
+    assert numerics == ["473"] * 20
+    assert heard == 0

@@ -22,7 +22,8 @@ PREFIX = "salotto:"
 # event (JSON). Checks: ["cv", NAME, SEQ] (the channel did not change since SEQ: what the node decided on is
 # what Redis has), ["nick", NICK, UID] (NICK is free or UID's). On a failed check nothing changes and the
 # answer is {0, seq now}; otherwise every op is applied, ``seq`` goes up by one, "SEQ EVENT" is published
-# on the state channel, and the answer is {1, seq}.
+# on the state channel, and the answer is {1, seq}. No ops (a check alone: a refused join confirmed):
+# nothing changes nor is published, and the answer is {1, seq now}.
 APPLY = """
 local checks = cjson.decode(ARGV[1])
 for _, c in ipairs(checks) do
@@ -34,8 +35,10 @@ for _, c in ipairs(checks) do
     if h and h ~= c[3] then return {0, tonumber(redis.call('GET', KEYS[1]) or '0')} end
   end
 end
+local ops = cjson.decode(ARGV[2])
+if #ops == 0 then return {1, tonumber(redis.call('GET', KEYS[1]) or '0')} end
 local seq = redis.call('INCR', KEYS[1])
-for _, o in ipairs(cjson.decode(ARGV[2])) do
+for _, o in ipairs(ops) do
   local op = o[1]
   if op == 'hset' then
     redis.call('HSET', o[2], o[3], o[4])
