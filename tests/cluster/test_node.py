@@ -381,3 +381,26 @@ def test_refused_joins_cost_the_other_nodes_nothing(redis_server: RedisServer) -
     heard, numerics = run_nodes(redis_server, "ab", scenario)
     assert numerics == ["473"] * 20
     assert heard == 0
+
+
+def test_a_client_gone_before_its_nick_claim_came_back_leaves_no_nick_behind(redis_server: RedisServer) -> None:
+    """The connection drops while its nick claim is on its way to Redis: the nick must be free again on
+    every node and in Redis (a ghost would answer 433 to everyone for ever)."""
+    import redis
+
+    async def scenario(nodes: list[tuple[ClusterNode, Server]]) -> tuple[list[str], bool]:
+        (_, server_a), (_, server_b) = nodes
+        ghost = User(server_a, "127.0.0.1")
+        ghost.send("NICK casper")
+        ghost.send("USER casper 0 * :Casper")  # the claim goes out now
+        server_a.connection_lost(ghost.client, "Connection reset by peer")
+        await settle()
+        with redis.Redis.from_url(redis_server.url) as direct:
+            in_redis = direct.hget("salotto:nicks", "casper") is not None
+        again = registered(server_b, "casper")
+        await settle()
+        return again.numerics(), in_redis
+
+    numerics, in_redis = run_nodes(redis_server, "ab", scenario)
+    assert not in_redis
+    assert "001" in numerics and "433" not in numerics
