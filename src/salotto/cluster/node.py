@@ -1296,6 +1296,9 @@ class ClusterChannelRegistry:
     def get(self, name_cf: str) -> Channel | None:
         return self._node.chans.get(name_cf)
 
+    def unavailable(self) -> str | None:
+        return None if self._node.link.up else UNAVAILABLE
+
     def all(self) -> Iterable[Channel]:
         return self._node.chans.values()
 

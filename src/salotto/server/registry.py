@@ -185,6 +185,10 @@ class ChannelRegistry(Protocol):
     def ensure_permanent(self, name: str, name_cf: str, created: int) -> Channel:
         """The channel, made (empty) if there is none, and kept when empty: an autojoin channel."""
 
+    def unavailable(self) -> str | None:
+        """Why a change to a channel cannot be made now (a cluster node cut off from the others), or None:
+        TOPIC, INVITE and KICK then answer 437 (join and MODE answer it themselves)."""
+
     def join(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None]) -> None:
         """Atomically: check +k, +l, +i (invitations, invex) and bans (unless ``request.bypass``), and add
         ``client`` (with ``o`` when it founds the channel). ``done(channel)`` when it is in, or
@@ -244,6 +248,9 @@ class LocalChannelRegistry:
 
     def snapshot(self) -> dict[str, Channel]:
         return self._channels
+
+    def unavailable(self) -> str | None:
+        return None
 
     def ensure_permanent(self, name: str, name_cf: str, created: int) -> Channel:
         channel = self._channels.get(name_cf)

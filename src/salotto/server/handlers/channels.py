@@ -19,6 +19,7 @@ from salotto.proto.numerics import (
     ERR_NOTONCHANNEL,
     ERR_TOOMANYCHANNELS,
     ERR_TOOMANYTARGETS,
+    ERR_UNAVAILRESOURCE,
     ERR_USERNOTINCHANNEL,
     ERR_USERONCHANNEL,
     RPL_ENDOFNAMES,
@@ -224,6 +225,8 @@ def handle_topic(ctx: Context) -> None:
     if "t" in channel.modes and not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
         return
+    if _unavailable(ctx, channel):
+        return
     server.channel_registry.set_topic(channel, params[1][: server.config.topic_max_len], client.prefix,
                                       int(server.wallclock()))
     change = server.from_user(client, "TOPIC", [channel.name, channel.topic])
@@ -312,12 +315,22 @@ def handle_invite(ctx: Context) -> None:
     if target in channel:
         ctx.reply(ERR_USERONCHANNEL, target.nick, channel.name, "is already on channel")
         return
+    if _unavailable(ctx, channel):
+        return
     server.channel_registry.invite(channel, target.id, channel.may_moderate(client), server.config.max_list_entries)
     ctx.reply(RPL_INVITING, target.nick, channel.name)
     invite = server.from_user(client, "INVITE", [target.nick, channel.name])
     server.backplane.to_nick(target, invite)
     # invite-notify: the channel's operators who asked for it learn of the invitation.
     server.backplane.to_members(channel, invite, exclude=ctx.session, cap="invite-notify", operators_only=True)
+
+
+def _unavailable(ctx: Context, channel: Channel) -> bool:
+    """437 when the channel registry cannot change a channel now (a cluster node cut off from the others)."""
+    why = ctx.server.channel_registry.unavailable()
+    if why is not None:
+        ctx.reply(ERR_UNAVAILRESOURCE, channel.name, why)
+    return why is not None
 
 
 def handle_kick(ctx: Context) -> None:
@@ -334,6 +347,8 @@ def handle_kick(ctx: Context) -> None:
         return
     if not channel.may_moderate(client):
         ctx.reply(ERR_CHANOPRIVSNEEDED, channel.name, "You're not channel operator")
+        return
+    if _unavailable(ctx, channel):
         return
     nicks = _split_targets(ctx, params[1])
     if nicks is None:
