@@ -158,7 +158,7 @@ class ClusterNode:
         self.joining: dict[str, int] = {}
         # Our own state changes waiting for their event, by op id.
         self._ops = itertools.count(1)
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[str, _Pending] = {}  # by op id: NODE:N, unique in the network
         # Waiting for the replica to reach a seq (a refused check): (seq, retry).
         self.waiters: list[tuple[int, Callable[[], None]]] = []
         # Deliveries to this node's clients, waiting for their publication to come back: (token, deliver).
@@ -630,7 +630,7 @@ class ClusterNode:
                 for _, retry in ready:
                     retry()
 
-    def _finish(self, op_id: int) -> None:
+    def _finish(self, op_id: str) -> None:
         pending = self.pending.pop(op_id, None)
         if pending is not None:
             pending.finish(True)
@@ -911,8 +911,9 @@ class ClusterNode:
 
         self.link.script("apply", [K_SEQ, K_CV, K_NICKS], [dumps(checks), dumps(ops), STATE, dumps(event)], replied)
 
-    def op(self, finish: Callable[[bool], None]) -> tuple[int, _Pending]:
-        op_id = next(self._ops)
+    def op(self, finish: Callable[[bool], None]) -> tuple[str, _Pending]:
+        # The node's name in the id: every node sees every event, and must finish only its own operations.
+        op_id = f"{self.name}:{next(self._ops)}"
         pending = self.pending[op_id] = _Pending(finish)
         return op_id, pending
 
