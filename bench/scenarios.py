@@ -221,6 +221,15 @@ def _split(count: int, workers: int) -> list[list[int]]:
     return [list(range(w, count, workers)) for w in range(workers)]
 
 
+def _sender_pos(target: Target, indices: list[int], pos: int, sender: int) -> int:
+    """Where in a worker's clients sender number ``sender`` is: at ``pos``, or for a cluster the first
+    client from there on whose node is ``sender % nodes`` (so that every node has its share of senders)."""
+    if not target.ports:
+        return pos
+    node_port = target.ports[sender % len(target.ports)]
+    return next((p for p in range(pos, len(indices)) if target.port_of(indices[p]) == node_port), pos)
+
+
 def _ports(target: Target, indices: list[int]) -> list[int]:
     """The port of each of these clients (by their place in the run); empty when all use ``target.port``."""
     return [target.port_of(i) for i in indices] if target.ports else []
@@ -297,7 +306,8 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
         own_senders = list(range(w, params.senders, len(groups)))
         if own_senders and len(own_senders) >= len(indices):
             raise BenchError("too few clients per worker for this many senders")
-        sender_pos = {(k * len(indices)) // max(1, len(own_senders)): s for k, s in enumerate(own_senders)}
+        sender_pos = {_sender_pos(target, indices, (k * len(indices)) // len(own_senders), s): s
+                      for k, s in enumerate(own_senders)}
         witness = next(pos for pos in range(len(indices) - 1, -1, -1) if pos not in sender_pos)
         plans.append(
             WorkerPlan(
