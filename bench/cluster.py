@@ -35,9 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,15 @@ from bench.scenarios import (
     run_connect,
     run_fanout,
 )
-from bench.servers import SERVERS, ConfigValue, RunningServer, ServerError, free_port, start_server
+from bench.servers import (
+    SERVERS,
+    ConfigValue,
+    RunningServer,
+    ServerError,
+    ServerSpec,
+    free_port,
+    start_server,
+)
 from bench.stats import raise_nofile_limit
 
 if TYPE_CHECKING:
@@ -148,21 +156,56 @@ class _Running:
     setup: Setup
     nodes: list[RunningServer] = field(default_factory=list)
     redis: RedisServer | None = None
+    profiled: bool = False
 
     def target(self) -> Target:
         side = (("redis", self.redis.pid),) if self.redis is not None else ()
         return Target("127.0.0.1", self.nodes[0].port, self.nodes[0].pid, f"salotto {self.setup.name}",
                       ports=tuple(node.port for node in self.nodes), pids=tuple(node.pid for node in self.nodes),
-                      side_pids=side)
+                      side_pids=side, on_phase=self._profile_phase if self.profiled else None)
+
+    def _profile_phase(self, phase: str) -> None:
+        """Profiled nodes: their profilers on for the measured phase only (not registrations and joins)."""
+        signum = signal.SIGUSR1 if phase == "measure" else signal.SIGUSR2
+        for node in self.nodes:
+            node.proc.send_signal(signum)
 
     def log_tail(self) -> str:
         return "\n".join(f"-- node {i}:\n{node.log_tail()}" for i, node in enumerate(self.nodes))
 
 
+# ``python -c`` this STATS_FILE ARGS...: salotto ARGS with cProfile on from SIGUSR1 to SIGUSR2 (the measured
+# phase: see _Running.target), timed by the process's CPU clock (the default, a wall clock, counts the event
+# loop's waits as time spent in it); the main thread only.
+_PROFILE_MAIN = """
+import cProfile, runpy, signal, sys, time
+stats_file = sys.argv.pop(1)
+profiler = cProfile.Profile(time.process_time)
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+signal.signal(signal.SIGUSR2, lambda *_: profiler.disable())
+try:
+    runpy.run_module("salotto", run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    profiler.dump_stats(stats_file)
+"""
+
+
+def _profiled(spec: ServerSpec, stats_file: Path) -> ServerSpec:
+    """``spec`` run under cProfile, its statistics written to ``stats_file`` when it exits (on SIGTERM)."""
+    def command(rundir: Path, port: int, extra: Mapping[str, ConfigValue | None]) -> list[str]:
+        argv = spec.command(rundir, port, extra)  # [salotto, serve, ...]
+        return [sys.executable, "-c", _PROFILE_MAIN, str(stats_file), *argv[1:]]
+
+    return replace(spec, command=command)
+
+
 @contextmanager
-def _started(setup: Setup, storage_url: str) -> Iterator[_Running]:
-    """Redis (if the setup has it) and the setup's nodes, stopped on the way out."""
-    running = _Running(setup)
+def _started(setup: Setup, storage_url: str, profile: Path | None = None) -> Iterator[_Running]:
+    """Redis (if the setup has it) and the setup's nodes, stopped on the way out. ``profile``: each node
+    runs under cProfile, its statistics in ``<profile>-<node>.prof``."""
+    running = _Running(setup, profiled=profile is not None)
     try:
         extra: dict[str, ConfigValue | None] = {"storage_backend": "postgresql", "storage_url": storage_url}
         if setup.redis:
@@ -170,7 +213,10 @@ def _started(setup: Setup, storage_url: str) -> Iterator[_Running]:
             extra.update(backplane="redis", redis_url=running.redis.url)
         for index in range(setup.nodes):
             node_extra = {**extra, "node_name": f"n{index}"} if setup.redis else extra
-            running.nodes.append(start_server(SERVERS["salotto"], node_extra))
+            spec = SERVERS["salotto"]
+            if profile is not None:
+                spec = _profiled(spec, profile.with_name(f"{profile.name}-n{index}.prof"))
+            running.nodes.append(start_server(spec, node_extra))
         yield running
     finally:
         for node in running.nodes:
@@ -202,10 +248,10 @@ def _scenarios(sizes: Sizes) -> list[FanoutParams | ConnectParams]:
 
 
 def _measure(params: FanoutParams | ConnectParams, setup: Setup, postgres: PostgresServer,
-             gen: GeneratorParams) -> dict[str, Any]:
+             gen: GeneratorParams, profile: Path | None = None) -> dict[str, Any]:
     database = postgres.create_database()
     try:
-        with _started(setup, postgres.url(database)) as running:
+        with _started(setup, postgres.url(database), profile) as running:
             target = running.target()
             try:
                 if isinstance(params, FanoutParams):
@@ -352,6 +398,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (smoke test)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines table to append to")
     parser.add_argument("--no-save", action="store_true", help="append nothing to the results table")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every node under cProfile; its statistics in DIR/SCENARIO-SETUP-REPEAT-nI.prof "
+                        "(python -m pstats FILE). The profiler slows the nodes: figures of such a run are not "
+                        "comparable with others")
     return parser
 
 
@@ -397,9 +447,15 @@ def main(argv: list[str] | None = None) -> int:
             for name in chosen:
                 for setup in setups:
                     _log(f"{name} #{index + 1} on {setup.name}")
-                    record = _measure(table[name], setup, postgres, gen)
+                    profile = None
+                    if args.profile is not None:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                        profile = args.profile / f"{name}-{setup.name}-{index + 1}"
+                    record = _measure(table[name], setup, postgres, gen, profile)
                     record.update(suite="cluster", run_id=run_id, repeat=index, command=command,
                                   server_version=version, commit=commit)
+                    if profile is not None:
+                        record["profiled"] = True
                     emit(record, None if args.no_save else args.results, sys.stderr)  # stdout: the tables
                     records.append(record)
     finally:

@@ -16,6 +16,7 @@ import statistics
 import string
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -82,6 +83,9 @@ class Target:
     # Processes the server relies on (name, pid), e.g. ("redis", 1234): their CPU time over the measured
     # phase is reported beside the server's, as ``<name>_cpu_s``, and not counted in it.
     side_pids: tuple[tuple[str, int], ...] = ()
+    # Called with "measure" when the measured phase starts (after the CPU is read) and "measured" when it
+    # ends (before): e.g. bench.cluster's --profile turns its nodes' profilers on and off.
+    on_phase: Callable[[str], None] | None = None
 
     def port_of(self, index: int) -> int:
         """The port client ``index`` (its place in the run, from 0) connects to."""
@@ -253,6 +257,11 @@ def _cpu(target: Target) -> float | None:
     return sum(cpu_seconds(pid) for pid in pids) if pids else None
 
 
+def _phase(target: Target, name: str) -> None:
+    if target.on_phase is not None:
+        target.on_phase(name)
+
+
 def _cpu_snapshot(target: Target) -> dict[int, float]:
     """CPU time so far of every node and side process (only read for a cluster or with side processes)."""
     if not target.pids and not target.side_pids:
@@ -335,6 +344,7 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
         workers.gather("ready")
         _wait_until_idle(target)
         cpu_before, snap_before = _cpu(target), _cpu_snapshot(target)
+        _phase(target, "measure")
         start_ns = monotonic_ns() + 50_000_000
         workers.broadcast("go", start_ns, start_ns + int(params.duration_s * 1e9))
         sent_reports = workers.gather("sent", params.duration_s + 60)
@@ -342,6 +352,7 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
         stalled = sum(report[2] for report in sent_reports)
         workers.broadcast("expect", sent)
         results = [reply[1] for reply in workers.gather("result")]
+        _phase(target, "measured")
         cpu_after, snap_after = _cpu(target), _cpu_snapshot(target)
         workers.broadcast("quit")
     finally:
@@ -404,11 +415,13 @@ def run_connect(target: Target, params: ConnectParams, gen: GeneratorParams) -> 
     try:
         workers.gather("spawned")
         cpu_before, snap_before = _cpu(target), _cpu_snapshot(target)
+        _phase(target, "measure")
         workers.broadcast("go", monotonic_ns() + 50_000_000)
         reports = [reply[1] for reply in workers.gather("registered")]
         # The registrations' CPU: the last 001 is out, but a cluster's nodes may still be applying the
         # last users to their replicas.
         _wait_until_idle(target)
+        _phase(target, "measured")
         cpu_after, snap_after = _cpu(target), _cpu_snapshot(target)
         time.sleep(params.settle_s)
         rss_after = _rss(target)
