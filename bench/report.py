@@ -280,7 +280,8 @@ def plot(medians: Medians, path: Path) -> bool:
 
 def write_report(results: Path, docs: Path) -> None:
     """Regenerate the results section of ``docs`` (and the PNG beside it) from the results table."""
-    medians = latest_medians(_load(results))
+    # Rows of other tools in the same table (a "suite", e.g. bench.cluster's) are not this comparison.
+    medians = latest_medians(row for row in _load(results) if "suite" not in row)
     plot_path = docs.with_suffix(".png")
     plot_name = plot_path.name if medians and plot(medians, plot_path) else None
     section = f"{BEGIN}\n{render(medians, plot_name)}{END}"

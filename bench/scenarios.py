@@ -14,13 +14,15 @@ import platform
 import random
 import statistics
 import string
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from resource import RLIM_INFINITY
 from time import monotonic_ns
-from typing import Any
+from typing import Any, TextIO
 
 from bench.stats import LatencyHistogram, cpu_seconds, raise_nofile_limit, rss_kib
 from bench.workers import JOIN_TIMEOUT_S, WorkerPlan, worker_main
@@ -74,6 +76,23 @@ class Target:
     port: int
     pid: int | None = None  # the server process, for CPU time and RSS; None leaves those figures out
     label: str = "server"
+    # Several nodes acting as one server (bench.cluster): client i of a run connects to ports[i % len(ports)],
+    # and the CPU and memory figures are those of all of ``pids`` summed. Empty: the one server at port, pid.
+    ports: tuple[int, ...] = ()
+    pids: tuple[int, ...] = ()
+    # Processes the server relies on (name, pid), e.g. ("redis", 1234): their CPU time over the measured
+    # phase is reported beside the server's, as ``<name>_cpu_s``, and not counted in it.
+    side_pids: tuple[tuple[str, int], ...] = ()
+    # Called with "measure" when the measured phase starts (after the CPU is read) and "measured" when it
+    # ends (before): e.g. bench.cluster's --profile turns its nodes' profilers on and off.
+    on_phase: Callable[[str], None] | None = None
+
+    def port_of(self, index: int) -> int:
+        """The port client ``index`` (its place in the run, from 0) connects to."""
+        return self.ports[index % len(self.ports)] if self.ports else self.port
+
+    def server_pids(self) -> tuple[int, ...]:
+        return self.pids or ((self.pid,) if self.pid else ())
 
 
 @dataclass(frozen=True)
@@ -206,6 +225,20 @@ def _split(count: int, workers: int) -> list[list[int]]:
     return [list(range(w, count, workers)) for w in range(workers)]
 
 
+def _sender_pos(target: Target, indices: list[int], pos: int, sender: int) -> int:
+    """Where in a worker's clients sender number ``sender`` is: at ``pos``, or for a cluster the first
+    client from there on whose node is ``sender % nodes`` (so that every node has its share of senders)."""
+    if not target.ports:
+        return pos
+    node_port = target.ports[sender % len(target.ports)]
+    return next((p for p in range(pos, len(indices)) if target.port_of(indices[p]) == node_port), pos)
+
+
+def _ports(target: Target, indices: list[int]) -> list[int]:
+    """The port of each of these clients (by their place in the run); empty when all use ``target.port``."""
+    return [target.port_of(i) for i in indices] if target.ports else []
+
+
 def _base_record(scenario: str, name: str, target: Target, gen: GeneratorParams) -> dict[str, Any]:
     return {
         "scenario": scenario,
@@ -219,18 +252,42 @@ def _base_record(scenario: str, name: str, target: Target, gen: GeneratorParams)
 
 
 def _cpu(target: Target) -> float | None:
-    return cpu_seconds(target.pid) if target.pid else None
+    """The server's CPU time so far (summed over its nodes); None if its pid is unknown."""
+    pids = target.server_pids()
+    return sum(cpu_seconds(pid) for pid in pids) if pids else None
+
+
+def _phase(target: Target, name: str) -> None:
+    if target.on_phase is not None:
+        target.on_phase(name)
+
+
+def _cpu_snapshot(target: Target) -> dict[int, float]:
+    """CPU time so far of every node and side process (only read for a cluster or with side processes)."""
+    if not target.pids and not target.side_pids:
+        return {}
+    return {pid: cpu_seconds(pid) for pid in (*target.pids, *(pid for _, pid in target.side_pids))}
+
+
+def _cpu_details(target: Target, before: dict[int, float], after: dict[int, float]) -> dict[str, Any]:
+    """Record fields from two snapshots: each node's CPU (a cluster) and each side process's."""
+    if not before:
+        return {}
+    fields: dict[str, Any] = {f"{name}_cpu_s": after[pid] - before[pid] for name, pid in target.side_pids}
+    if target.pids:
+        fields["node_cpu_s"] = [after[pid] - before[pid] for pid in target.pids]
+    return fields
 
 
 def _wait_until_idle(target: Target) -> None:
     """Let the server finish earlier work (a previous run's QUITs, JOIN storms) before measuring its CPU."""
-    if not target.pid:
+    if not target.server_pids():
         return
     deadline = time.monotonic() + IDLE_WAIT_S
-    before = cpu_seconds(target.pid)
+    before = _cpu(target) or 0.0
     while time.monotonic() < deadline:
         time.sleep(IDLE_POLL_S)
-        now = cpu_seconds(target.pid)
+        now = _cpu(target) or 0.0
         if now - before <= IDLE_CPU_S:
             return
         before = now
@@ -258,7 +315,8 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
         own_senders = list(range(w, params.senders, len(groups)))
         if own_senders and len(own_senders) >= len(indices):
             raise BenchError("too few clients per worker for this many senders")
-        sender_pos = {(k * len(indices)) // max(1, len(own_senders)): s for k, s in enumerate(own_senders)}
+        sender_pos = {_sender_pos(target, indices, (k * len(indices)) // len(own_senders), s): s
+                      for k, s in enumerate(own_senders)}
         witness = next(pos for pos in range(len(indices) - 1, -1, -1) if pos not in sender_pos)
         plans.append(
             WorkerPlan(
@@ -266,6 +324,7 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
                 host=target.host,
                 port=target.port,
                 nicks=[nicks[i] for i in indices],
+                ports=_ports(target, indices),
                 inflight=max(1, gen.inflight // len(groups)),
                 source_addrs=_source_addrs(target.host, params.clients),
                 channel=channel,
@@ -284,7 +343,8 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
     try:
         workers.gather("ready")
         _wait_until_idle(target)
-        cpu_before = _cpu(target)
+        cpu_before, snap_before = _cpu(target), _cpu_snapshot(target)
+        _phase(target, "measure")
         start_ns = monotonic_ns() + 50_000_000
         workers.broadcast("go", start_ns, start_ns + int(params.duration_s * 1e9))
         sent_reports = workers.gather("sent", params.duration_s + 60)
@@ -292,7 +352,8 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
         stalled = sum(report[2] for report in sent_reports)
         workers.broadcast("expect", sent)
         results = [reply[1] for reply in workers.gather("result")]
-        cpu_after = _cpu(target)
+        _phase(target, "measured")
+        cpu_after, snap_after = _cpu(target), _cpu_snapshot(target)
         workers.broadcast("quit")
     finally:
         workers.stop()
@@ -325,6 +386,7 @@ def run_fanout(target: Target, params: FanoutParams, gen: GeneratorParams) -> di
             "deliveries_per_cpu_s": per_cpu,
             "cpu_s_per_million": per_million,
             "generator_cpu_s": sum(r["generator_cpu_s"] for r in results),
+            **_cpu_details(target, snap_before, snap_after),
         }
     )
     return record
@@ -341,20 +403,28 @@ def run_connect(target: Target, params: ConnectParams, gen: GeneratorParams) -> 
             host=target.host,
             port=target.port,
             nicks=[nicks[i] for i in indices],
+            ports=_ports(target, indices),
             inflight=max(1, gen.inflight // len(groups)),
             source_addrs=_source_addrs(target.host, params.clients),
         )
         for indices in groups
     ]
     _wait_until_idle(target)
-    rss_before = rss_kib(target.pid) if target.pid else None
+    rss_before = _rss(target)
     workers = _Workers.start(plans)
     try:
         workers.gather("spawned")
+        cpu_before, snap_before = _cpu(target), _cpu_snapshot(target)
+        _phase(target, "measure")
         workers.broadcast("go", monotonic_ns() + 50_000_000)
         reports = [reply[1] for reply in workers.gather("registered")]
+        # The registrations' CPU: the last 001 is out, but a cluster's nodes may still be applying the
+        # last users to their replicas.
+        _wait_until_idle(target)
+        _phase(target, "measured")
+        cpu_after, snap_after = _cpu(target), _cpu_snapshot(target)
         time.sleep(params.settle_s)
-        rss_after = rss_kib(target.pid) if target.pid else None
+        rss_after = _rss(target)
         workers.broadcast("quit")
         closed = [reply[1] for reply in workers.gather("closed")]
     finally:
@@ -362,6 +432,7 @@ def run_connect(target: Target, params: ConnectParams, gen: GeneratorParams) -> 
     elapsed_s = (max(r["last_ns"] for r in reports) - min(r["first_ns"] for r in reports)) / 1e9
     registered = sum(r["clients"] for r in reports)
     grown = None if rss_before is None or rss_after is None else rss_after - rss_before
+    cpu_s = _minus(cpu_after, cpu_before)
     record = _base_record("connect", params.name, target, gen)
     record.update(
         {
@@ -372,6 +443,9 @@ def run_connect(target: Target, params: ConnectParams, gen: GeneratorParams) -> 
             "rss_after_kib": rss_after,
             "rss_kib_per_1000": None if grown is None else grown / registered * 1000,
             "disconnected": sum(c["disconnected"] for c in closed),
+            "server_cpu_s": cpu_s,
+            "cpu_ms_per_registration": None if cpu_s is None else cpu_s / registered * 1000,
+            **_cpu_details(target, snap_before, snap_after),
         }
     )
     return record
@@ -388,6 +462,7 @@ def run_direct(target: Target, params: DirectParams, gen: GeneratorParams) -> di
             host=target.host,
             port=target.port,
             nicks=[nick for p in pairs for nick in (nicks[2 * p], nicks[2 * p + 1])],
+            ports=_ports(target, [i for p in pairs for i in (2 * p, 2 * p + 1)]),
             inflight=max(1, gen.inflight // len(pair_groups)),
         )
         for pairs in pair_groups
@@ -452,6 +527,7 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
             host=target.host,
             port=target.port,
             nicks=[nicks[i] for i in indices],
+            ports=_ports(target, indices),
             inflight=max(1, gen.inflight // len(groups)),
             source_addrs=sources,
             channel=params.channel,
@@ -565,17 +641,20 @@ def run_crowd(target: Target, params: CrowdParams, gen: GeneratorParams) -> dict
 
 
 def _rss(target: Target) -> int | None:
-    return rss_kib(target.pid) if target.pid else None
+    """The server's resident memory (summed over its nodes); None if its pid is unknown."""
+    pids = target.server_pids()
+    return sum(rss_kib(pid) for pid in pids) if pids else None
 
 
 def _minus(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
 
-def emit(record: dict[str, Any], results: Path | None) -> None:
-    """Print the record as one JSON line and append it to the results table (JSON lines) if given."""
+def emit(record: dict[str, Any], results: Path | None, out: TextIO | None = None) -> None:
+    """Print the record as one JSON line (on ``out``, default stdout) and append it to the results table
+    (JSON lines) if given."""
     line = json.dumps(record, sort_keys=False)
-    print(line, flush=True)
+    print(line, file=out or sys.stdout, flush=True)
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
         with results.open("a") as table:

@@ -60,6 +60,7 @@ class WorkerPlan:
     port: int
     nicks: list[str]
     inflight: int  # registrations in flight in this worker
+    ports: list[int] = field(default_factory=list)  # each client's port (a cluster's nodes); empty: port for all
     source_addrs: list[str] = field(default_factory=list)
     channel: str = ""
     senders: dict[int, int] = field(default_factory=dict)  # local client position -> global sender index
@@ -118,14 +119,15 @@ async def _open_all(
     sources: Iterator[str | None] = itertools.cycle(plan.source_addrs or [None])
     first_ns = monotonic_ns()
 
-    async def one(nick: str, source: str | None) -> BenchClient:
+    async def one(nick: str, port: int, source: str | None) -> BenchClient:
         async with gate:
-            client = await open_client(plan.host, plan.port, nick, stats, source, SETUP_TIMEOUT_S)
+            client = await open_client(plan.host, port, nick, stats, source, SETUP_TIMEOUT_S)
         if live is not None:
             live.append(client)
         return client
 
-    clients = await _all(one(nick, next(sources)) for nick in plan.nicks)
+    ports = plan.ports or [plan.port] * len(plan.nicks)
+    clients = await _all(one(nick, port, next(sources)) for nick, port in zip(plan.nicks, ports, strict=True))
     return clients, first_ns, monotonic_ns()
 
 
