@@ -76,6 +76,8 @@ STATE = P + "s"
 K_SEQ, K_USERS, K_NICKS, K_CHANS, K_CV, K_NODES = (P + k for k in ("seq", "users", "nicks", "chans", "cv", "nodes"))
 # A resynchronisation that Redis refused (full, read-only) is tried again after this long.
 RECOVER_RETRY_S = 1.0
+# How old LUSERS's count of the other nodes' users may be.
+LUSERS_CACHE_S = 1.0
 UNAVAILABLE = "The network is not reachable from this server now; try again in a moment"
 
 
@@ -201,6 +203,8 @@ class ClusterNode:
         self._limbo: dict[str, float] = {}
         self.started = False
         self.closing = False
+        self.counted: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.counted_at = -LUSERS_CACHE_S
         self.boot_id = os.urandom(6).hex()
         self.nicks_view = ClusterNickRegistry(self)
         self.channels_view = ClusterChannelRegistry(self)
@@ -1229,6 +1233,19 @@ class ClusterNickRegistry:
     def others(self) -> list[Client]:
         return [user for user in self._node.users.values() if type(user.conn) is RemoteConnection]
 
+    def others_counted(self) -> tuple[int, int, int, int]:
+        # Counted at most once a second: every registration's welcome has LUSERS, and counting is a walk
+        # over every user of the network.
+        node = self._node
+        now = time.monotonic()
+        if now - node.counted_at >= LUSERS_CACHE_S:
+            others = [u for u in self.others() if u.registered]
+            node.counted = (len(others), sum(1 for u in others if "i" in u.modes),
+                            sum(1 for u in others if "o" in u.modes),
+                            len({u.conn.node for u in others}))  # type: ignore[attr-defined]
+            node.counted_at = now
+        return node.counted
+
     def claim(self, client: Client, nick_cf: str, done: Callable[[bool], None], *, nick: str = "") -> None:
         node = self._node
         holder = node.nicks.get(nick_cf)
@@ -1338,7 +1355,8 @@ class ClusterChannelRegistry:
 
         self._attempt(client, request, finished)
 
-    def _attempt(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None]) -> None:
+    def _attempt(self, client: Client, request: JoinRequest, done: Callable[[JoinResult], None],
+                 precise: bool = False) -> None:
         node = self._node
         name_cf = request.name_cf
         if not node.link.up:
@@ -1355,7 +1373,7 @@ class ClusterChannelRegistry:
         refusal = None if request.bypass else entry_refusal(channel, client, request.key)
 
         def retry() -> None:
-            self._attempt(client, request, done)
+            self._attempt(client, request, done, precise=True)
 
         if refusal is not None:
             # Refused on what this node saw: make sure that is what Redis has (nothing changes).
@@ -1404,7 +1422,16 @@ class ClusterChannelRegistry:
                 else:
                     node.wait_for(seq, retry)
 
-        node.apply([["cv", name_cf, version]], ops, ["J", name_cf, uid, status, fields, op_id], answered)
+        # What the decision rested on. With +l or +i (or a new channel): the channel unchanged since this node
+        # saw it. Otherwise only its modes and lists: joins at once from everywhere do not refuse each other
+        # (a crowd arriving in #lobby), and a MODE that changes them does. Once refused, the stricter check.
+        check: list[Any]
+        if created or precise or channel.limit is not None or "i" in channel.modes:
+            check = ["cv", name_cf, version]
+        else:
+            now = channel_fields(channel)
+            check = ["fields", P + "ch:" + name_cf, {k: now[k] for k in ("modes", "b", "e")}]
+        node.apply([check], ops, ["J", name_cf, uid, status, fields, op_id], answered)
 
     def part(self, channel: Channel, client: Client) -> None:
         node = self._node

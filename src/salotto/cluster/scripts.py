@@ -20,7 +20,8 @@ PREFIX = "salotto:"
 
 # One state change, checked first. KEYS: seq, cv, nicks. ARGV: checks, ops (JSON), the state channel, the
 # event (JSON). Checks: ["cv", NAME, SEQ] (the channel did not change since SEQ: what the node decided on is
-# what Redis has), ["nick", NICK, UID] (NICK is free or UID's). On a failed check nothing changes and the
+# what Redis has), ["fields", KEY, {FIELD: VALUE}] (those fields of a channel's hash are as given: its modes
+# and lists, for a join that depends on nothing else), ["nick", NICK, UID] (NICK is free or UID's). On a failed check nothing changes and the
 # answer is {0, seq now}; otherwise every op is applied, ``seq`` goes up by one, "SEQ EVENT" is published
 # on the state channel, and the answer is {1, seq}. No ops (a check alone: a refused join confirmed):
 # nothing changes nor is published, and the answer is {1, seq now}.
@@ -30,6 +31,12 @@ for _, c in ipairs(checks) do
   if c[1] == 'cv' then
     local v = tonumber(redis.call('HGET', KEYS[2], c[2]) or '0')
     if v ~= c[3] then return {0, tonumber(redis.call('GET', KEYS[1]) or '0')} end
+  elseif c[1] == 'fields' then
+    for field, value in pairs(c[3]) do
+      if (redis.call('HGET', c[2], field) or '') ~= value then
+        return {0, tonumber(redis.call('GET', KEYS[1]) or '0')}
+      end
+    end
   elseif c[1] == 'nick' then
     local h = redis.call('HGET', KEYS[3], c[2])
     if h and h ~= c[3] then return {0, tonumber(redis.call('GET', KEYS[1]) or '0')} end

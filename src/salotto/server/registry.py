@@ -86,7 +86,11 @@ class NickRegistry(Protocol):
         host, account or user modes (a clustered registry tells the other nodes)."""
 
     def others(self) -> Iterable[Client]:
-        """The users other nodes hold (WHO with a mask, LUSERS): none for a server alone."""
+        """The users other nodes hold (WHO with a mask): none for a server alone."""
+
+    def others_counted(self) -> tuple[int, int, int, int]:
+        """For LUSERS: the registered users other nodes hold, how many of them are invisible and operators,
+        and how many other nodes hold users (a moment old at most)."""
 
     def unavailable(self) -> str | None:
         """Why a claim cannot be decided now (a cluster node cut off from the others), or None: a refused
@@ -129,6 +133,9 @@ class LocalNickRegistry:
 
     def others(self) -> Iterable[Client]:
         return ()
+
+    def others_counted(self) -> tuple[int, int, int, int]:
+        return 0, 0, 0, 0
 
     def unavailable(self) -> str | None:
         return None

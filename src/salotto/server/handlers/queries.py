@@ -69,11 +69,11 @@ def send_lusers(ctx: Context) -> None:
     # Devices are connections of users counted already; detached users are users without a connection.
     unknown = len(server.clients) - server.device_count - registered + len(server.detached_users)
     # The network's users: this node's and, in a cluster, the other nodes'.
-    others = [user for user in server.nick_registry.others() if user.registered]
-    users = registered + len(others)
-    invisible += sum(1 for user in others if "i" in user.modes)
-    opers += sum(1 for user in others if "o" in user.modes)
-    servers = 1 + len({user.conn.node for user in others if hasattr(user.conn, "node")})
+    other_users, other_invisible, other_opers, other_servers = server.nick_registry.others_counted()
+    users = registered + other_users
+    invisible += other_invisible
+    opers += other_opers
+    servers = 1 + other_servers
     ctx.reply(RPL_LUSERCLIENT, f"There are {users - invisible} users and {invisible} invisible on {servers} servers")
     ctx.reply(RPL_LUSEROP, str(opers), "operator(s) online")
     ctx.reply(RPL_LUSERUNKNOWN, str(unknown), "unknown connection(s)")
