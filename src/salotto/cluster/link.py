@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -41,6 +42,8 @@ COMMAND_TIMEOUT_S = 5.0
 # connection that died without a FIN or RST would otherwise look like a quiet network for ever).
 KEEPALIVE_S = 1.0
 KEEPALIVE_MISSES = 3
+# How much the subscribed connection reads at once.
+READ_SIZE = 1 << 16
 # Pipelines: at most this many commands in one (a burst is sent as several).
 PIPELINE_MAX = 1000
 
@@ -167,7 +170,7 @@ class RedisLink:
         redis = aioredis.Redis.from_url(
             # No read timeout on the sockets: the subscribed one waits as long as nobody publishes. Commands
             # are bounded by wait_for, and the subscribed connection by the keepalive's PINGs.
-            self.url, socket_timeout=None, socket_connect_timeout=COMMAND_TIMEOUT_S,
+            self.url, socket_timeout=None, socket_connect_timeout=COMMAND_TIMEOUT_S, protocol=2,
             health_check_interval=0, single_connection_client=False,
             # Text may hold bytes that are not UTF-8 (lone surrogates, as lines keep them): sent as they came.
             # Strict encoding raised in the writer, which took Redis for broken. Lua's cjson passes them.
@@ -383,30 +386,44 @@ class RedisLink:
     # -- the reader ------------------------------------------------------------------------------
 
     async def _reader(self) -> None:
+        """The subscribed connection, read straight from its socket with hiredis's parser: a burst of
+        messages is one read and a loop, not a round of redis-py's coroutines per message (every node reads
+        every message of every channel it has members in)."""
         pubsub = self._pubsub
         assert pubsub is not None
+        connection = pubsub.connection
+        stream = connection._reader if connection is not None else None  # (redis-py's, connected by _open)
         on_message = self._on_message
+        parser = hiredis.Reader()
         try:
+            if stream is None:
+                raise LinkDown("the subscribed connection is not open")
             while True:
-                message = await pubsub.parse_response(block=True)
-                if message is None:
-                    continue
-                if not isinstance(message, list):  # PONG (the keepalive's), as a plain reply
-                    self._last_pong = time.monotonic()
-                    continue
-                kind = message[0]
-                if kind == b"message":
-                    self.received += 1
-                    try:
-                        on_message(message[1], message[2])
-                    except Exception:
-                        log.exception("cluster: internal error handling a message from Redis")
-                elif kind == b"pong":
-                    self._last_pong = time.monotonic()
-                elif kind == b"subscribe":
-                    future = self._confirm.pop(message[1], None)
-                    if future is not None and not future.done():
-                        future.set_result(None)
+                data = await stream.read(READ_SIZE)
+                if not data:
+                    raise ConnectionError("Redis closed the subscribed connection")
+                parser.feed(data)
+                message = parser.gets()
+                while message is not False:
+                    if type(message) is list:
+                        kind = message[0]
+                        if kind == b"message":
+                            self.received += 1
+                            try:
+                                on_message(message[1], message[2])
+                            except Exception:
+                                log.exception("cluster: internal error handling a message from Redis")
+                        elif kind == b"pong":
+                            self._last_pong = time.monotonic()
+                        elif kind == b"subscribe":
+                            future = self._confirm.pop(message[1], None)
+                            if future is not None and not future.done():
+                                future.set_result(None)
+                    elif isinstance(message, hiredis.ReplyError):
+                        log.warning("cluster: Redis answered the subscribed connection with an error: %s", message)
+                    else:  # PONG (the keepalive's) as a plain reply
+                        self._last_pong = time.monotonic()
+                    message = parser.gets()
         except asyncio.CancelledError:
             raise
         except (TimeoutError, OSError, RedisError) as exc:

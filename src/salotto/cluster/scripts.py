@@ -21,10 +21,10 @@ PREFIX = "salotto:"
 # One state change, checked first. KEYS: seq, cv, nicks. ARGV: checks, ops (JSON), the state channel, the
 # event (JSON). Checks: ["cv", NAME, SEQ] (the channel did not change since SEQ: what the node decided on is
 # what Redis has), ["fields", KEY, {FIELD: VALUE}] (those fields of a channel's hash are as given: its modes
-# and lists, for a join that depends on nothing else), ["nick", NICK, UID] (NICK is free or UID's). On a failed check nothing changes and the
-# answer is {0, seq now}; otherwise every op is applied, ``seq`` goes up by one, "SEQ EVENT" is published
-# on the state channel, and the answer is {1, seq}. No ops (a check alone: a refused join confirmed):
-# nothing changes nor is published, and the answer is {1, seq now}.
+# and lists, for a join that depends on nothing else), ["nick", NICK, UID] (NICK is free or UID's). On a
+# failed check nothing changes and the answer is {0, seq now}; otherwise every op is applied, ``seq`` goes up
+# by one, "SEQ EVENT" is published on the state channel, and the answer is {1, seq}. No ops (a check alone:
+# a refused join confirmed): nothing changes nor is published, and the answer is {1, seq now}.
 APPLY = """
 local checks = cjson.decode(ARGV[1])
 for _, c in ipairs(checks) do
