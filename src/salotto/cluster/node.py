@@ -1074,14 +1074,12 @@ class ClusterNode:
         server = self.server
         assert server is not None
         local = self.local_members.get(channel.name_cf) or {}
-        if operators_only:
-            members: Iterable[Client] = (m for m in local if "o" in local[m])
-        elif about is not None and len(channel.members) > server.config.large_channel_threshold \
-                and about not in channel.privileged:
-            members = (m for m in local if "o" in local[m])
+        if operators_only or (about is not None and len(channel.members) > server.config.large_channel_threshold
+                              and about not in channel.privileged):
+            # The operators (from the few with a prefix, not a walk over a crowd), those of this node.
+            chosen = [m for m in channel.operators() if m in local]
         else:
-            members = local
-        chosen = list(members)
+            chosen = list(local)
         if channel.with_devices:
             chosen += [d for user in chosen if user.devices for d in user.devices]
         if cap is not None:
