@@ -1214,19 +1214,26 @@ _DELIVERIES: dict[str, Callable[[ClusterNode, list[Any]], None]] = {
 }
 
 
-class ClusterNickRegistry:
-    """Nicks, network-wide: a claim is a script that checks and takes the nick in one step."""
+class _OnNode:
+    """A seam's cluster implementation: a view of its node."""
 
     __slots__ = ("_node",)
 
     def __init__(self, node: ClusterNode) -> None:
         self._node = node
 
+    def unavailable(self) -> str | None:
+        """What cannot be decided while Redis is away answers 437 with this."""
+        return None if self._node.link.up else UNAVAILABLE
+
+
+class ClusterNickRegistry(_OnNode):
+    """Nicks, network-wide: a claim is a script that checks and takes the nick in one step."""
+
+    __slots__ = ()
+
     def holder(self, nick_cf: str) -> Client | None:
         return self._node.nicks.get(nick_cf)
-
-    def unavailable(self) -> str | None:
-        return None if self._node.link.up else UNAVAILABLE
 
     def others(self) -> list[Client]:
         return [user for user in self._node.users.values() if type(user.conn) is RemoteConnection]
@@ -1299,20 +1306,14 @@ class ClusterNickRegistry:
         return {nick: c for nick, c in node.nicks.items() if node.is_local(c)}
 
 
-class ClusterChannelRegistry:
+class ClusterChannelRegistry(_OnNode):
     """Channels, network-wide: joins and MODE are checked against the channel as this node sees it, and
     Redis refuses them when another node changed the channel meanwhile (then this node decides again)."""
 
-    __slots__ = ("_node",)
-
-    def __init__(self, node: ClusterNode) -> None:
-        self._node = node
+    __slots__ = ()
 
     def get(self, name_cf: str) -> Channel | None:
         return self._node.chans.get(name_cf)
-
-    def unavailable(self) -> str | None:
-        return None if self._node.link.up else UNAVAILABLE
 
     def all(self) -> Iterable[Channel]:
         return self._node.chans.values()
@@ -1542,14 +1543,11 @@ def _copy(channel: Channel) -> Channel:
     return copy
 
 
-class ClusterBackplane:
+class ClusterBackplane(_OnNode):
     """Deliveries, network-wide: published once per message, delivered by each node to its own clients
     when the publication reaches it (this node included: see the module's docstring)."""
 
-    __slots__ = ("_node",)
-
-    def __init__(self, node: ClusterNode) -> None:
-        self._node = node
+    __slots__ = ()
 
     def _local(self) -> LocalBackplane:
         bp = self._node.local_bp
