@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ def joined(node: Node, nick: str, *, caps: list[str] | None = None) -> RawClient
     return client
 
 
-def sasl_login(node: Node, nick: str, account: str, *, caps: list[str] = ()) -> RawClient:  # type: ignore[assignment]
+def sasl_login(node: Node, nick: str, account: str, *, caps: tuple[str, ...] = ()) -> RawClient:
     client = RawClient(node.host, node.port, timeout_s=10)
     client.send("CAP LS 302")
     client.send("CAP REQ :" + " ".join(["sasl", *caps]))
@@ -51,12 +51,12 @@ def sasl_login(node: Node, nick: str, account: str, *, caps: list[str] = ()) -> 
     return client
 
 
-def retry(attempt: object, timeout_s: float = 5.0) -> None:
+def retry(attempt: Callable[[], object], timeout_s: float = 5.0) -> None:
     """Call ``attempt`` until it stops raising AssertionError (another node hears of a change a moment later)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            attempt()  # type: ignore[operator]
+            attempt()
             return
         except AssertionError:
             if time.monotonic() > deadline:
@@ -114,7 +114,7 @@ def test_a_read_marker_moves_for_the_accounts_connections_on_every_node(nodes: l
     first = joined(nodes[0], "reader")
     first.send(f"REGISTER * * {PASSWORD}")
     first.expect("REGISTER", p0="SUCCESS")
-    caps = ["draft/read-marker", "server-time"]
+    caps = ("draft/read-marker", "server-time")
     phone = None
 
     def log_in() -> None:
