@@ -30,10 +30,8 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -59,20 +57,17 @@ from bench.servers import (
     RunningServer,
     ServerError,
     ServerSpec,
-    free_port,
     start_server,
 )
 from bench.stats import raise_nofile_limit
 
 if TYPE_CHECKING:
     from tests.postgres import PostgresServer
+    from tests.redis_server import RedisServer
 
-__all__ = ["Setup", "main", "start_redis"]
+__all__ = ["Setup", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
-# Time for redis-server to answer PING after it is started, and to exit after SIGTERM.
-REDIS_START_TIMEOUT_S = 10.0
-REDIS_STOP_TIMEOUT_S = 10.0
 # The issue's bars (issue 17, "Figures").
 FANOUT_CPU_BAR = 1.25  # server CPU per delivery, summed over the nodes, at most this times local's
 PACED_P99_BAR_MS = 5.0  # paced fanout's delivery p99 on loopback
@@ -89,66 +84,6 @@ class Setup:
     @property
     def name(self) -> str:
         return f"redis-{self.nodes}" if self.redis else "local"
-
-
-@dataclass
-class RedisServer:
-    port: int
-    proc: subprocess.Popen[bytes]
-    rundir: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(REDIS_STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.rundir, ignore_errors=True)
-
-
-def _pong(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def start_redis() -> RedisServer:
-    """A throwaway redis-server on a free loopback port: no RDB snapshots, no AOF, a temporary directory.
-
-    Raises:
-        ServerError: redis-server is not installed, exited, or did not answer PING in time.
-    """
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise ServerError("redis-server is not installed: apt-get install redis-server")
-    rundir = Path(tempfile.mkdtemp(prefix="salotto-bench-redis-"))
-    port = free_port()
-    argv = [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(rundir), "--logfile", str(rundir / "redis.log"), "--daemonize", "no"]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    server = RedisServer(port, proc, rundir)
-    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-    while not _pong(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log = rundir / "redis.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            server.stop()
-            raise ServerError(f"redis-server did not start ({' '.join(argv)}):\n{tail}")
-        time.sleep(0.05)
-    return server
 
 
 @dataclass
@@ -209,7 +144,12 @@ def _started(setup: Setup, storage_url: str, profile: Path | None = None) -> Ite
     try:
         extra: dict[str, ConfigValue | None] = {"storage_backend": "postgresql", "storage_url": storage_url}
         if setup.redis:
-            running.redis = start_redis()
+            from tests.redis_server import start_redis  # the tests' throwaway Redis: no RDB, no AOF, a free port
+
+            try:
+                running.redis = start_redis()
+            except (FileNotFoundError, RuntimeError) as exc:
+                raise ServerError(str(exc)) from None
             extra.update(backplane="redis", redis_url=running.redis.url)
         for index in range(setup.nodes):
             node_extra = {**extra, "node_name": f"n{index}"} if setup.redis else extra
@@ -222,7 +162,7 @@ def _started(setup: Setup, storage_url: str, profile: Path | None = None) -> Ite
         for node in running.nodes:
             node.stop()
         if running.redis is not None:
-            running.redis.stop()
+            running.redis.close()
 
 
 @dataclass(frozen=True)

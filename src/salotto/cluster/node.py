@@ -1167,10 +1167,23 @@ class ClusterNode:
 
         self.link.script("apply", [K_SEQ, K_CV, K_NICKS], [dumps(checks), dumps(ops), STATE, dumps(event)], replied)
 
-    def op(self, finish: Callable[[bool], None]) -> tuple[str, _Pending]:
+    def apply_op(self, checks: list[Any], ops: list[Any], event: Callable[[str], list[Any]],
+                 finish: Callable[[bool], None], refused: Callable[[int], None]) -> None:
+        """A state change whose answer is its event: ``finish(True)`` once this node applied it (or a snapshot
+        covered it), ``finish(False)`` when the link failed first; ``refused(seq)`` when a check failed (seq:
+        Redis's state then, to wait for) or the link was down (-1). ``event`` is made with the op's id."""
         op_id = f"{self.name}:{next(self._ops)}"
         pending = self.pending[op_id] = _Pending(finish)
-        return op_id, pending
+
+        def answered(ok: bool, seq: int) -> None:
+            if ok:
+                pending.seq = seq
+                if seq <= self.seq and not self._loading:
+                    self._finish(op_id)
+            elif self.pending.pop(op_id, None) is not None:
+                refused(seq)
+
+        self.apply(checks, ops, event(op_id), answered)
 
     def wait_for(self, seq: int, retry: Callable[[], None]) -> None:
         if seq <= self.seq and not self._loading:
@@ -1265,20 +1278,11 @@ class ClusterNickRegistry(_OnNode):
         fields = user_fields(client)
         fields["nick"] = nick or (client.nick if nick_cf == client.nick_cf else nick_cf)
         old_cf = client.nick_cf if client.nick_cf != nick_cf else ""
-        op_id, pending = node.op(lambda ok: done(ok and node.nicks.get(nick_cf) is client))
         ops: list[Any] = [["hset", K_NICKS, nick_cf, uid], ["hset", K_USERS, uid, dumps(fields)]]
         if old_cf:
             ops.append(["hdel_if", K_NICKS, old_cf, uid])
-
-        def answered(ok: bool, seq: int) -> None:
-            if ok:
-                pending.seq = seq
-                if seq <= node.seq and not node._loading:
-                    node._finish(op_id)
-            elif node.pending.pop(op_id, None) is not None:
-                done(False)
-
-        node.apply([["nick", nick_cf, uid]], ops, ["N", uid, fields["nick"], fields, old_cf, op_id], answered)
+        node.apply_op([["nick", nick_cf, uid]], ops, lambda op_id: ["N", uid, fields["nick"], fields, old_cf, op_id],
+                      lambda ok: done(ok and node.nicks.get(nick_cf) is client), lambda seq: done(False))
 
     def release(self, client: Client) -> None:
         node = self._node
@@ -1408,18 +1412,11 @@ class ClusterChannelRegistry(_OnNode):
             else:
                 done((ERR_UNAVAILRESOURCE, request.name, UNAVAILABLE))
 
-        op_id, pending = node.op(finish)
-
-        def answered(ok: bool, seq: int) -> None:
-            if ok:
-                pending.seq = seq
-                if seq <= node.seq and not node._loading:
-                    node._finish(op_id)
-            elif node.pending.pop(op_id, None) is not None:
-                if seq < 0:
-                    done((ERR_UNAVAILRESOURCE, request.name, UNAVAILABLE))
-                else:
-                    node.wait_for(seq, retry)
+        def refused(seq: int) -> None:
+            if seq < 0:
+                done((ERR_UNAVAILRESOURCE, request.name, UNAVAILABLE))
+            else:
+                node.wait_for(seq, retry)
 
         # What the decision rested on. With +l or +i (or a new channel): the channel unchanged since this node
         # saw it. Otherwise only its modes and lists: joins at once from everywhere do not refuse each other
@@ -1430,7 +1427,7 @@ class ClusterChannelRegistry(_OnNode):
         else:
             now = channel_fields(channel)
             check = ["fields", P + "ch:" + name_cf, {k: now[k] for k in ("modes", "b", "e")}]
-        node.apply([check], ops, ["J", name_cf, uid, status, fields, op_id], answered)
+        node.apply_op([check], ops, lambda op_id: ["J", name_cf, uid, status, fields, op_id], finish, refused)
 
     def part(self, channel: Channel, client: Client) -> None:
         node = self._node
@@ -1515,20 +1512,14 @@ class ClusterChannelRegistry(_OnNode):
             else:
                 done([ModeOutcome(changes[0], error=(ERR_UNAVAILRESOURCE, channel.name, UNAVAILABLE))])
 
-        op_id, pending = node.op(finish)
+        def refused(seq: int) -> None:
+            if seq < 0:
+                finish(False)
+            else:
+                node.wait_for(seq, retry)
 
-        def answered(ok: bool, seq: int) -> None:
-            if ok:
-                pending.seq = seq
-                if seq <= node.seq and not node._loading:
-                    node._finish(op_id)
-            elif node.pending.pop(op_id, None) is not None:
-                if seq < 0:
-                    finish(False)
-                else:
-                    node.wait_for(seq, retry)
-
-        node.apply([["cv", name_cf, version]], ops, ["M", name_cf, fields, statuses, op_id], answered)
+        node.apply_op([["cv", name_cf, version]], ops, lambda op_id: ["M", name_cf, fields, statuses, op_id],
+                      finish, refused)
 
 
 def _copy(channel: Channel) -> Channel:
