@@ -78,6 +78,9 @@ export class Chat {
     this.outbox = []; // [command, params, tags] the model wants sent (MARKREAD): main.js sends them
     this.notifications = []; // {buffer, entry}: mentions and private messages while the page is hidden
     this.dirty = new Set(["list", "header", "nicks", "messages", "typing"]);
+    this.isupport = new Map(); // ISUPPORT tokens as the server sent them (soju.im/FILEHOST, VAPID, ...)
+    this.search = null; // the search under way or shown (newSearch), its results newest first
+    this.pushReplies = []; // WEBPUSH echoes and FAIL WEBPUSH: main.js reads them
     this.buffer(SERVER_BUFFER, "server");
   }
 
@@ -448,6 +451,55 @@ export class Chat {
     return [...this.buffers.values()].filter((b) => b.kind === "channel" && findMember(this, b, nick) !== null);
   }
 
+  // -- searching (soju.im/search) -------------------------------------------------------------------
+
+  // A new search: {text, target (null: everywhere), results (newest first), loading, done, error}.
+  newSearch(text, target, limit) {
+    this.search = { text, target, limit, results: [], ids: new Set(), loading: true, done: false, error: "", pages: 0 };
+    this.dirty.add("search");
+    return this.search;
+  }
+
+  // Where a message found (or pushed) belongs: the channel, or the other person of a private one.
+  conversationOf(msg) {
+    let target = msg.params[0] || "";
+    while (target && this.prefixSymbols.includes(target[0]) && this.isChannel(target.slice(1))) target = target.slice(1);
+    if (this.isChannel(target)) return target;
+    const from = nickOf(msg.source);
+    return this.isMe(from) ? target : from;
+  }
+
+  // A soju.im/search batch: one page of results (in time order), older than those shown. Each result
+  // once (by msgid); fewer new ones than asked for: no more pages.
+  searchResults(messages) {
+    const search = this.search;
+    if (!search) return;
+    const found = [];
+    for (const msg of messages) {
+      if ((msg.command !== "PRIVMSG" && msg.command !== "NOTICE") || msg.params.length < 2) continue;
+      const msgid = msg.tags.msgid || null;
+      if (msgid && search.ids.has(msgid)) continue;
+      let text = msg.params[1];
+      let kind = msg.command === "NOTICE" ? "notice" : "privmsg";
+      if (text.startsWith("\x01")) {
+        const body = text.replace(/^\x01|\x01$/g, "");
+        if (!body.toUpperCase().startsWith("ACTION")) continue;
+        kind = "action";
+        text = body.slice(7);
+      }
+      if (msgid) search.ids.add(msgid);
+      const nick = nickOf(msg.source);
+      found.push({ msgid, time: this.timeOf(msg), nick, target: this.conversationOf(msg), kind,
+        text: stripFormatting(text), self: this.isMe(nick) });
+    }
+    found.sort((a, b) => b.time - a.time);
+    search.results.push(...found);
+    search.loading = false;
+    search.pages++;
+    search.done = messages.length < search.limit || !found.length;
+    this.dirty.add("search");
+  }
+
   // Older messages from a chathistory batch: merged in time order, duplicates (by msgid) dropped;
   // the reactions in it applied (to messages in it or already here). Newer than the read marker and
   // not ours: unread.
@@ -557,7 +609,11 @@ function findMember(chat, buf, nick) {
 
 function parseIsupport(chat, tokens) {
   for (const token of tokens) {
-    const [name, value = ""] = token.split("=", 2);
+    const eq = token.indexOf("=");
+    const name = eq < 0 ? token : token.slice(0, eq);
+    const value = eq < 0 ? "" : token.slice(eq + 1);
+    if (name.startsWith("-")) chat.isupport.delete(name.slice(1));
+    else chat.isupport.set(name, value);
     if (name === "CASEMAPPING") chat.fold = casefolder(value);
     else if (name === "CHANTYPES") chat.chantypes = value;
     else if (name === "NETWORK" && value) {
@@ -818,6 +874,7 @@ const HANDLERS = {
         return;
       }
       if (batch.type === "chathistory" || batch.type === "draft/chathistory") chat.mergeHistory(batch.params[0], batch.messages);
+      else if (batch.type === "soju.im/search" || batch.type === "search") chat.searchResults(batch.messages);
       else if (batch.type === "draft/multiline") {
         // One message of several lines (inside a chathistory batch: one of its messages).
         const combined = combineMultiline(batch);
@@ -831,7 +888,17 @@ const HANDLERS = {
     chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "", "error");
   },
   FAIL(chat, msg) {
-    chat.error(msg.params.at(-1) || "");
+    const text = msg.params.at(-1) || "";
+    if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
+      chat.search.loading = false;
+      chat.search.error = text;
+      chat.dirty.add("search");
+    } else if (msg.params[0] === "WEBPUSH") chat.pushReplies.push({ command: msg.params[2] || "", error: text, code: msg.params[1] || "" });
+    else chat.error(text);
+  },
+  // soju.im/webpush: the server's echo of WEBPUSH REGISTER|UNREGISTER <endpoint>: done.
+  WEBPUSH(chat, msg) {
+    chat.pushReplies.push({ command: (msg.params[0] || "").toUpperCase(), endpoint: msg.params[1] || "", error: "" });
   },
   WARN(chat, msg) {
     chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "");
