@@ -580,7 +580,7 @@ function updatePushControl() {
   const offered = pushOffered();
   $("push-field").hidden = !offered;
   const input = $("push-input");
-  input.checked = push.on;
+  if (!push.busy) input.checked = push.on; // while it works, the box stays as the click left it
   input.disabled = push.busy;
   const status = $("push-status");
   status.hidden = !offered || !push.status;
@@ -709,6 +709,7 @@ async function disablePush() {
 // Each connection registers this device's subscription again (the server may have let it expire), when
 // it was turned on here for this account.
 async function syncPush() {
+  if (push.busy) return; // the switch was just used: that decides
   updatePushControl();
   if (!pushOffered() || Notification.permission !== "granted" || pushAccount() !== chat.account) {
     push.on = false;
@@ -724,6 +725,7 @@ async function syncPush() {
       updatePushControl();
       return;
     }
+    if (push.busy) return;
     await registerPush(subscription);
     push.on = true;
     setPushStatus("On: mentions and private messages reach this device, even with the page closed.");
