@@ -5,7 +5,7 @@ import test from "node:test";
 
 import { parseMessage } from "../../../src/salotto/clients/web/irc.js";
 import {
-  basicAuth, contentDisposition, fileKind, formatBytes, ownFile, pastedName, uploadError, uploadUrl,
+  basicAuth, contentDisposition, fileKind, filehostOrigin, formatBytes, ownFile, pastedName, uploadError, uploadUrl,
 } from "../../../src/salotto/clients/web/media.js";
 import {
   base64urlToBytes, bytesToBase64url, conversationUrl, pushNotification, subscriptionKeys, targetFromHash,
@@ -26,6 +26,10 @@ test("only this server's own /files/ links are files; pictures and videos by the
   assert.equal(ownFile(`${ORIGIN}/files/abc/cat.png?x=1`, ORIGIN), null);
   assert.equal(ownFile(`${ORIGIN}/notfiles/cat.png`, ORIGIN), null);
   assert.equal(ownFile(`${ORIGIN}/files/abc/%E0%A4%A.png`, ORIGIN), null, "a broken escape is no file");
+  // The server calling itself by another name (FILEHOST's): shown from the page's own origin.
+  assert.deepEqual(ownFile("http://127.0.0.1:8080/files/abc/cat.png", "http://localhost:8080", ["http://127.0.0.1:8080"]),
+    { kind: "image", name: "cat.png", href: "http://localhost:8080/files/abc/cat.png" });
+  assert.equal(ownFile("http://127.0.0.1:8080/files/abc/cat.png", "http://localhost:8080", []), null);
   for (const [name, kind] of [["a.jpg", "image"], ["a.jpeg", "image"], ["a.gif", "image"], ["a.webp", "image"],
     ["a.svg", "file"], ["a.html", "file"], ["a.mp4", "video"], ["README", "file"]]) assert.equal(fileKind(name), kind, name);
 });
@@ -49,12 +53,15 @@ test("an upload names its file in Content-Disposition, in ASCII and exactly (RFC
   assert.equal(basicAuth("giulia", "pässword"), `Basic ${Buffer.from("giulia:pässword").toString("base64")}`);
 });
 
-test("the password goes only to an upload URL on the page's own origin", () => {
+test("the password goes only to the page's own origin (the server it logged in to)", () => {
   const page = "https://chat.example.org/app/";
   assert.equal(uploadUrl("/upload", page), "https://chat.example.org/upload");
   assert.equal(uploadUrl("https://chat.example.org/upload", page), "https://chat.example.org/upload");
-  assert.equal(uploadUrl("http://chat.example.org/upload", page), null, "never plain http from an https page");
-  assert.equal(uploadUrl("https://files.example.net/upload", page), null);
+  assert.equal(uploadUrl("http://chat.example.org/upload", page), "https://chat.example.org/upload", "never plain http from an https page");
+  assert.equal(uploadUrl("https://files.example.net/upload", page), "https://chat.example.org/upload", "never another host");
+  assert.equal(uploadUrl("http://127.0.0.1:8080/upload", "http://localhost:8080/"), "http://localhost:8080/upload");
+  assert.equal(uploadUrl("javascript:alert(1)", page), null);
+  assert.equal(filehostOrigin("http://127.0.0.1:8080/upload", page), "http://127.0.0.1:8080");
   assert.equal(uploadUrl("", page), null);
   assert.equal(uploadUrl(undefined, page), null);
 });

@@ -8,16 +8,19 @@ const VIDEO_TYPES = new Set(["mp4", "webm"]);
 // This server's files: /files/<id>/<name> (under the page's own path prefix, behind a proxy).
 const FILE_PATH = /\/files\/([^/?#]+)\/([^/?#]+)$/;
 
-// The link as one of this server's files: {kind: "image"|"video"|"file", name}, or null (another site,
-// or not a file: shown as an ordinary link, never fetched by the page).
-export function ownFile(href, origin) {
+// The link as one of this server's files: {kind: "image"|"video"|"file", name, href}, or null (another
+// site, or not a file: shown as an ordinary link, never fetched by the page). origin: the page's;
+// aliases: other origins that are this same server (the one its FILEHOST names: the page may be open as
+// localhost while the server calls itself 127.0.0.1). href: the file on the page's origin, which is all
+// the page's CSP lets it show.
+export function ownFile(href, origin, aliases = []) {
   let url;
   try {
     url = new URL(href);
   } catch {
     return null;
   }
-  if (url.origin !== origin || url.search || url.username || url.password) return null;
+  if ((url.origin !== origin && !aliases.includes(url.origin)) || url.search || url.username || url.password) return null;
   const match = FILE_PATH.exec(url.pathname);
   if (!match) return null;
   let name;
@@ -26,7 +29,7 @@ export function ownFile(href, origin) {
   } catch {
     return null;
   }
-  return { kind: fileKind(name), name, href: url.href };
+  return { kind: fileKind(name), name, href: origin + url.pathname };
 }
 
 export function fileKind(name) {
@@ -69,8 +72,9 @@ export function basicAuth(account, password) {
   return `Basic ${btoa(binary)}`;
 }
 
-// The ISUPPORT value as a URL the page may send the account's password to: the page's own origin only
-// (another host would receive the password), and not plain http when the page itself is on https.
+// Where the page posts a file, from the ISUPPORT value: its path on the page's own origin. The page and
+// its WebSocket are this server, which took the password already; a FILEHOST naming another host (or
+// this one by another name, or plain http under an https page) never receives it from here.
 export function uploadUrl(value, pageUrl) {
   if (!value) return null;
   let url;
@@ -79,9 +83,17 @@ export function uploadUrl(value, pageUrl) {
   } catch {
     return null;
   }
-  const page = new URL(pageUrl);
-  if (url.origin !== page.origin) return null;
-  return url.href;
+  if (url.protocol !== "http:" && url.protocol !== "https:") return null;
+  return new URL(url.pathname + url.search, new URL(pageUrl).origin).href;
+}
+
+// The origin the FILEHOST value names (the server's own name for itself), or null.
+export function filehostOrigin(value, pageUrl) {
+  try {
+    return value ? new URL(value, pageUrl).origin : null;
+  } catch {
+    return null;
+  }
 }
 
 // What the user reads when an upload did not go: the server's own words when it gave some (413 "The

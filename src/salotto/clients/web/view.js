@@ -1,7 +1,7 @@
 // Drawing the chat with DOM calls only. Text from the network goes in through textContent and
 // text nodes, never through innerHTML: a message is shown as the characters it contains.
 
-import { formatBytes, ownFile } from "./media.js";
+import { filehostOrigin, formatBytes, ownFile } from "./media.js";
 import { SERVER_BUFFER, seqIndex } from "./model.js";
 import { matchRanges } from "./search.js";
 
@@ -38,7 +38,7 @@ function safeHref(candidate) {
 
 // Text with its links; links to this server's own files (/files/<id>/<name>) read as the file's name and
 // are returned ([{kind, name, href}]) so the line can show the picture, the video or the file's size.
-export function appendRichText(parent, text, origin = null) {
+export function appendRichText(parent, text, origin = null, aliases = []) {
   const files = [];
   let last = 0;
   for (const match of text.matchAll(LINK)) {
@@ -53,7 +53,7 @@ export function appendRichText(parent, text, origin = null) {
     const href = safeHref(found);
     if (!href) continue;
     if (match.index > last) parent.append(document.createTextNode(text.slice(last, match.index)));
-    const file = origin ? ownFile(href, origin) : null;
+    const file = origin ? ownFile(href, origin, aliases) : null;
     const a = el("a", file ? "link own-file" : "link", file ? file.name : found);
     if (file) {
       a.title = found;
@@ -825,7 +825,8 @@ export class View {
       content.append(el("span", "sep", "* "), el("span", `nick ${nickColor(entry.nick)}`, entry.nick), " ");
     }
     const text = el("span", "text");
-    const files = appendRichText(text, entry.text, location.origin);
+    const alias = filehostOrigin(this.chat.isupport.get("soju.im/FILEHOST"), location.href);
+    const files = appendRichText(text, entry.text, location.origin, alias ? [alias] : []);
     content.append(text);
     body.append(content);
     if (files.length) {
