@@ -61,7 +61,7 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
         browser: Any, search_server: WebServer, people: list[Person]) -> None:
     luca = talker(search_server, "luca", "#office")
     first = say(luca, "#office", "the projector in room 2 is broken")
-    for i in range(60):  # the old message is far out of what the page loads on joining
+    for i in range(120):  # the old message is far out of what the page loads on joining
         say(luca, "#office", f"projector note {i}" if i % 2 == 0 else f"chatter {i}")
     say(luca, "#lobby", "who took the projector remote?")
 
@@ -70,7 +70,7 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     page = giulia.page
     giulia.say("/join #office")
     expect(page.locator("#buffer-title")).to_have_text("#office")
-    expect(giulia.line("projector note 58")).to_be_visible()
+    expect(giulia.line("projector note 118")).to_be_visible()
     expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_have_count(0)
 
     # In this room: newest first, a page at a time, the words marked.
@@ -84,15 +84,17 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     results = page.locator("#search-results .search-result")
     expect(results).to_have_count(PAGE)
     expect(page.locator("#search-status")).to_have_text(f"{PAGE}+ found for “projector” in #office")
-    expect(results.first).to_contain_text("projector note 58")
+    expect(results.first).to_contain_text("projector note 118")
     expect(results.first.locator(".result-where")).to_have_text("#office")
     expect(results.first.locator(".nick")).to_have_text("luca")
     expect(results.first.locator("mark")).to_have_text("projector")
     more = page.locator("#search-more")
     more.click()
-    expect(results).to_have_count(31)  # 30 notes and the old message, each once
+    expect(results).to_have_count(2 * PAGE - 1)  # (before= takes in the oldest one again: shown once)
+    more.click()
+    expect(results).to_have_count(61)  # 60 notes and the old message, each once
     expect(more).to_be_hidden()
-    expect(page.locator("#search-status")).to_have_text("31 found for “projector” in #office")
+    expect(page.locator("#search-status")).to_have_text("61 found for “projector” in #office")
     expect(results.last).to_contain_text("the projector in room 2 is broken")
     texts = results.locator(".result-text").all_inner_texts()
     assert len(set(texts)) == len(texts)
@@ -104,6 +106,16 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     expect(line).to_be_in_viewport()
     expect(line).to_contain_text("the projector in room 2 is broken")
     expect(line).to_have_class("line privmsg flash")
+    # Between the window around it and the latest messages: a gap, which a click fills.
+    gap = page.locator("#messages .gap-button")
+    expect(gap).to_have_count(1)
+    expect(giulia.line("chatter 51")).to_have_count(0)
+    gap.click()
+    expect(gap).to_have_count(0)
+    expect(giulia.line("chatter 51")).to_have_count(1)
+    notes = page.locator("#messages .line .text").all_inner_texts()
+    numbers = [int(t.split()[-1]) for t in notes if t.startswith(("projector note", "chatter"))]
+    assert numbers == sorted(numbers) and len(numbers) == len(set(numbers)), numbers
 
     # Everywhere: #lobby's too.
     page.locator("#search-scope").select_option("all")

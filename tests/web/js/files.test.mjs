@@ -177,3 +177,34 @@ test("subscription keys travel as base64url, no padding", () => {
   assert.deepEqual([...base64urlToBytes("-_8AAQI")], [...bytes]);
   assert.equal(subscriptionKeys(Uint8Array.from([1, 2, 3]), Uint8Array.from([4])), "p256dh=AQID;auth=BA");
 });
+
+test("a window loaded around an old message keeps a gap before the newer ones until it is filled", () => {
+  const chat = chatAs("giulia", ["batch", "server-time", "message-tags", "draft/chathistory"]);
+  const line = (i) => `@batch=h;msgid=m${i};time=${new Date(Date.UTC(2026, 10, 1, 10, i)).toISOString()} :luca!u@h PRIVMSG #office :note ${i}`;
+  const batch = (...ids) => [":srv BATCH +h chathistory #office", ...ids.map(line), ":srv BATCH -h"];
+  feed(chat, ":giulia!u@h JOIN #office", ...batch(50, 51, 52));
+  const buf = chat.buffer("#office");
+  const kinds = () => buf.messages.filter((e) => e.kind !== "join").map((e) => (e.kind === "gap" ? "gap" : e.text));
+  buf.aroundPending = "m5";
+  feed(chat, ...batch(4, 5, 6));
+  assert.deepEqual(kinds(), ["note 4", "note 5", "note 6", "gap", "note 50", "note 51", "note 52"]);
+  const gap = buf.messages.find((e) => e.kind === "gap");
+  assert.equal(gap.from.msgid, "m6");
+  assert.equal(gap.to.msgid, "m50");
+  assert.equal(buf.historyDone, false);
+  // A full page into the gap: the gap moves after it; a short one closes it.
+  gap.limit = 2;
+  buf.gapFilling = gap;
+  feed(chat, ...batch(7, 8));
+  assert.deepEqual(kinds(), ["note 4", "note 5", "note 6", "note 7", "note 8", "gap", "note 50", "note 51", "note 52"]);
+  const next = buf.messages.find((e) => e.kind === "gap");
+  next.limit = 100;
+  buf.gapFilling = next;
+  feed(chat, ...batch(9, 10));
+  assert.deepEqual(kinds().slice(4), ["note 8", "note 9", "note 10", "note 50", "note 51", "note 52"]);
+  // Around a message next to those loaded (overlapping them): no gap.
+  buf.aroundPending = "m50";
+  feed(chat, ...batch(11, 12, 50, 51));
+  assert.ok(!buf.messages.some((e) => e.kind === "gap"));
+  for (let i = 1; i < buf.messages.length; i++) assert.ok(buf.messages[i].seq > buf.messages[i - 1].seq);
+});

@@ -44,6 +44,8 @@ let wantedTarget = targetFromHash(location.hash);
 // Results asked for at once (SEARCH limit), and messages loaded around a result to show it in its place.
 const SEARCH_PAGE = 25;
 const AROUND_MESSAGES = 50;
+const GAP_PAGE = 100; // messages loaded at once into a gap
+
 // How long the page waits for the server's answer to WEBPUSH REGISTER.
 const PUSH_REPLY_MS = 10000;
 
@@ -55,6 +57,7 @@ function scheduleRender() {
     view.render();
     flushOutbox();
     jumpIfLoaded();
+    updatePushControl();
   });
 }
 
@@ -145,6 +148,7 @@ function startChat(nick, auth) {
   view.onReact = (entry, emoji) => sendReaction(entry, emoji);
   view.onDelete = (entry) => deleteMessage(entry);
   view.onResult = (result) => openResult(result);
+  view.onGap = (entry) => fillGap(entry);
   closeSearch();
   hideUpload();
   uploadQueue.length = 0;
@@ -537,18 +541,16 @@ function runSearch(more = false) {
 }
 
 // A result clicked: its conversation opens on it, loaded from the history around it when it is not in
-// what the page holds.
+// what the page holds (once the conversation's latest messages came, for one the page had not opened).
 function openResult(result) {
   const kind = chat.isChannel(result.target) ? "channel" : "query";
-  const buf = chat.buffer(result.target) || chat.buffer(result.target, kind);
+  const known = chat.buffer(result.target);
+  const buf = known || chat.buffer(result.target, kind);
   selectBuffer(buf.name);
   if (window.matchMedia("(max-width: 760px)").matches) closeSearch();
   if (!result.msgid) return;
-  pendingJump = { key: chat.key(buf.name), msgid: result.msgid };
-  if (!chat.find(buf, result.msgid) && historyTarget(buf)) {
-    buf.historyLoading = true;
-    conn.send("CHATHISTORY", ["AROUND", buf.name, `msgid=${result.msgid}`, String(AROUND_MESSAGES)]);
-  }
+  pendingJump = { key: chat.key(buf.name), msgid: result.msgid, asked: false };
+  if (!known) requestLatest(buf.name);
   scheduleRender();
 }
 
@@ -559,7 +561,30 @@ function jumpIfLoaded() {
     pendingJump = null;
     return;
   }
-  if (view.jumpTo(pendingJump.msgid)) pendingJump = null;
+  if (view.jumpTo(pendingJump.msgid)) {
+    pendingJump = null;
+    return;
+  }
+  if (pendingJump.asked || buf.historyLoading) return;
+  pendingJump.asked = true;
+  if (!historyTarget(buf)) {
+    pendingJump = null;
+    return;
+  }
+  buf.historyLoading = true;
+  buf.aroundPending = pendingJump.msgid;
+  conn.send("CHATHISTORY", ["AROUND", buf.name, `msgid=${pendingJump.msgid}`, String(AROUND_MESSAGES)]);
+}
+
+// A gap's line clicked: the messages between the two sides of it (a page at a time).
+function fillGap(entry) {
+  const buf = chat.activeBuffer;
+  if (!historyTarget(buf) || buf.historyLoading) return;
+  const side = (e) => (e.msgid ? `msgid=${e.msgid}` : `timestamp=${e.time.toISOString()}`);
+  entry.limit = GAP_PAGE;
+  buf.historyLoading = true;
+  buf.gapFilling = entry;
+  conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)]);
 }
 
 // -- notifications on this device (Web Push: soju.im/webpush) --------------------------------------------
@@ -583,8 +608,11 @@ function updatePushControl() {
   if (!push.busy) input.checked = push.on; // while it works, the box stays as the click left it
   input.disabled = push.busy;
   const status = $("push-status");
-  status.hidden = !offered || !push.status;
-  status.textContent = push.status;
+  // The server pushes while the nick stays online with none of its devices connected (always-on).
+  const text = push.on && !push.busy && !push.error && chat.alwaysOn === false
+    ? "On, but pushes come only while “Stay online when I leave” is ticked too." : push.status;
+  status.hidden = !offered || !text;
+  status.textContent = text;
   status.classList.toggle("error", push.error);
 }
 

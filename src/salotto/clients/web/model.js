@@ -50,6 +50,8 @@ export class Buffer {
     this.joined = false;
     this.historyLoading = false;
     this.historyDone = false;
+    this.aroundPending = null; // a CHATHISTORY AROUND is on its way (a search result to show)
+    this.gapFilling = null; // the gap whose messages a CHATHISTORY BETWEEN is loading
     this.version = 0; // bumped when messages are rearranged (older history merged in): redraw all
   }
 }
@@ -451,6 +453,16 @@ export class Chat {
     return [...this.buffers.values()].filter((b) => b.kind === "channel" && findMember(this, b, nick) !== null);
   }
 
+  // A gap's messages are on their way (or came): its line goes.
+  removeGap(buf, gap) {
+    const at = seqIndex(buf.messages, gap.seq);
+    if (at >= 0 && buf.messages[at] === gap) {
+      buf.messages.splice(at, 1);
+      buf.removed.push(gap);
+      if (this.isActive(buf)) this.dirty.add("messages");
+    }
+  }
+
   // -- searching (soju.im/search) -------------------------------------------------------------------
 
   // A new search: {text, target (null: everywhere), results (newest first), loading, done, error}.
@@ -492,7 +504,8 @@ export class Chat {
       found.push({ msgid, time: this.timeOf(msg), nick, target: this.conversationOf(msg), kind,
         text: stripFormatting(text), self: this.isMe(nick) });
     }
-    found.sort((a, b) => b.time - a.time);
+    // Newest first; the server's order (ascending) decides between messages of the same millisecond.
+    found.reverse().sort((a, b) => b.time - a.time);
     search.results.push(...found);
     search.loading = false;
     search.pages++;
@@ -506,6 +519,13 @@ export class Chat {
   mergeHistory(target, messages) {
     const buf = this.buffer(target, this.isChannel(target) ? "channel" : "query");
     buf.historyLoading = false;
+    // A window around a message (a search result), or the messages of a gap: loaded apart from the rest.
+    const around = buf.aroundPending;
+    const gap = buf.gapFilling;
+    buf.aroundPending = null;
+    buf.gapFilling = null;
+    if (gap) this.removeGap(buf, gap);
+    let overlap = false;
     const entries = [];
     const reactions = [];
     for (const msg of messages) {
@@ -516,17 +536,34 @@ export class Chat {
       }
       if (msg.command !== "PRIVMSG" && msg.command !== "NOTICE") continue;
       const found = this.onText(msg, { history: true });
+      if (found && found.entry.msgid && buf.byId.has(found.entry.msgid)) overlap = true;
       if (!found || (found.entry.msgid && buf.byId.has(found.entry.msgid))) continue;
       found.entry.counts = found.counts && !found.entry.self;
       if (found.entry.msgid) buf.byId.set(found.entry.msgid, found.entry);
       entries.push(found.entry);
     }
     if (!entries.length && !reactions.length) {
-      buf.historyDone = true;
+      if (!around && !gap) buf.historyDone = true;
+      if (this.isActive(buf)) this.dirty.add("messages");
       return;
     }
     if (entries.length) {
-      const merged = [...entries, ...buf.messages].sort((a, b) => a.time - b.time);
+      // Into a gap: right after the message before it (times alone cannot order messages of the same
+      // millisecond); otherwise by time, the loaded ones first among equals (they are the older ones).
+      const after = gap ? buf.messages.indexOf(gap.from) : -1;
+      const merged = after >= 0
+        ? [...buf.messages.slice(0, after + 1), ...entries, ...buf.messages.slice(after + 1)]
+        : [...entries, ...buf.messages].sort((a, b) => a.time - b.time);
+      // Loaded apart from the rest (and not reaching it): what lies between is a gap, shown as such.
+      if ((around && !overlap) || (gap && entries.length >= gap.limit)) {
+        const newest = entries.reduce((a, b) => (b.time >= a.time ? b : a));
+        const at = merged.indexOf(newest);
+        const next = merged[at + 1];
+        if (next && !entries.includes(next) && next.kind !== "gap") {
+          merged.splice(at + 1, 0, { kind: "gap", time: newest.time, nick: "", text: "", msgid: null, reactions: null,
+            counts: false, from: newest, to: next });
+        }
+      }
       for (const old of merged.splice(0, Math.max(0, merged.length - MAX_MESSAGES))) {
         if (old.msgid) buf.byId.delete(old.msgid);
       }

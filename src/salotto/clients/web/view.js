@@ -182,6 +182,7 @@ export class View {
     this.onReact = () => {};
     this.onDelete = () => {};
     this.onResult = () => {};
+    this.onGap = () => {};
     // A new chat (logging in again) gets a new View: destroy() takes this one's listeners away.
     this.listening = new AbortController();
     const signal = this.listening.signal;
@@ -807,6 +808,7 @@ export class View {
   }
 
   line(entry) {
+    if (entry.kind === "gap") return this.gapLine(entry);
     const row = el("div", `line ${entry.kind}`);
     this.entryOf.set(row, entry);
     if (entry.self) row.classList.add("self");
@@ -836,6 +838,21 @@ export class View {
     }
     if (entry.reactions && entry.reactions.size) body.append(this.reactions(entry));
     row.append(body);
+    return row;
+  }
+
+  // Between a message loaded from far back (a search result) and the ones loaded before: not loaded yet.
+  gapLine(entry) {
+    const row = el("div", "line gap");
+    this.entryOf.set(row, entry);
+    const button = el("button", "gap-button", "⋯ Messages between these are not loaded yet: show them");
+    button.type = "button";
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      button.textContent = "Loading…";
+      this.onGap(entry);
+    });
+    row.append(button);
     return row;
   }
 
