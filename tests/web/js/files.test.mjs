@@ -84,14 +84,14 @@ test("SEARCH attributes are escaped as message-tag values", () => {
   assert.deepEqual(line.params, ["text=x\\sy"], "one parameter, no spaces");
 });
 
-test("the searched words are marked where a word starts", () => {
-  assert.deepEqual(searchWords('"Projector" room -cable'), ["projector", "room", "cable"]);
+test("the searched words are marked where they are whole words, case and accents aside", () => {
+  assert.deepEqual(searchWords('"Projector" room -cable café'), ["projector", "room", "cable", "cafe"]);
   const text = "The projector in Room 2: projectors and a storeroom";
-  const marked = matchRanges(text, "proj room").map(([a, b]) => text.slice(a, b));
-  assert.deepEqual(marked, ["proj", "Room", "proj"], "not inside storeroom");
-  assert.deepEqual(matchRanges("café au lait", "CAFÉ"), [[0, 4]]);
+  const marked = matchRanges(text, "projector room").map(([a, b]) => text.slice(a, b));
+  assert.deepEqual(marked, ["projector", "Room"], "not projectors, not storeroom");
+  assert.deepEqual(matchRanges("Un CAFÉ au lait", "cafe"), [[3, 7]]);
   assert.deepEqual(matchRanges("abc", ""), []);
-  assert.deepEqual(matchRanges("aaaa", "aa aaa"), [[0, 3]], "overlaps merge");
+  assert.deepEqual(matchRanges("a-b a_b", "a b"), [[0, 1], [2, 3], [4, 5], [6, 7]]);
 });
 
 test("search results are kept newest first, once each, and paging stops when a page comes short", () => {

@@ -12,34 +12,24 @@ export function searchAttrs(attrs) {
     .join(";");
 }
 
-// The words of a query, for highlighting (quotes and FTS operators are not words).
-export function searchWords(query) {
-  return [...new Set(query.toLowerCase().split(/[\s"*()+:^-]+/).filter((w) => w && !["and", "or", "not"].includes(w)))];
+// A word as the server's index compares it: lower case, accents dropped ("Café" -> "cafe").
+export function foldWord(word) {
+  return word.normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
 }
 
-// Where the words of the query occur in text: [[start, end], ...], sorted, not overlapping. A word
-// matches at the start of a word of the text (as a full-text search does: "proj" finds "projector").
+// The words of a query, folded (each once). A word is a run of letters and digits, as the index cuts it.
+export function searchWords(query) {
+  return [...new Set((query.match(/[\p{L}\p{N}\p{M}]+/gu) || []).map(foldWord))];
+}
+
+// Where the words of the query are in text: [[start, end], ...] in order, each a whole word of the text
+// equal to one of them (case and accents aside), as the server matched them.
 export function matchRanges(text, query) {
-  const words = searchWords(query);
-  if (!words.length) return [];
-  const lower = text.toLowerCase();
+  const wanted = new Set(searchWords(query));
+  if (!wanted.size) return [];
   const ranges = [];
-  for (const word of words) {
-    let from = 0;
-    for (;;) {
-      const at = lower.indexOf(word, from);
-      if (at < 0) break;
-      const before = at === 0 ? "" : lower[at - 1];
-      if (!before || !/[\p{L}\p{N}_]/u.test(before)) ranges.push([at, at + word.length]);
-      from = at + word.length;
-    }
+  for (const match of text.matchAll(/[\p{L}\p{N}\p{M}]+/gu)) {
+    if (wanted.has(foldWord(match[0]))) ranges.push([match.index, match.index + match[0].length]);
   }
-  ranges.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
-  const merged = [];
-  for (const r of ranges) {
-    const last = merged.at(-1);
-    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
-    else merged.push([...r]);
-  }
-  return merged;
+  return ranges;
 }
