@@ -144,7 +144,8 @@ def _offers(server: WebServer) -> tuple[set[str], set[str]]:
     """The server's capabilities and ISUPPORT names."""
     client = server.irc.client()
     client.send("CAP LS 302")
-    caps = {item.split("=")[0] for m in client.lines_until("CAP") if m.command == "CAP" for item in m.params[-1].split()}
+    caps = {item.split("=")[0]
+            for m in client.lines_until("CAP") if m.command == "CAP" for item in m.params[-1].split()}
     client.send("CAP END")
     client.register("probe")
     tokens = {t.split("=")[0] for m in client.lines_until("376") if m.command == "005" for t in m.params[1:-1]}
@@ -173,8 +174,10 @@ def _slide(browser: Any) -> bytes:
         color:#fff;height:500px;display:flex;flex-direction:column;justify-content:center;padding:0 60px">
         <h1 style="font-size:56px;margin:0">Q4 review</h1><p style="font-size:28px;opacity:.85">Room 2 · 3 pm</p>
         <div style="display:flex;gap:18px;align-items:flex-end;height:140px">
-        <div style="width:60px;height:60px;background:#f4efe6"></div><div style="width:60px;height:95px;background:#f4efe6"></div>
-        <div style="width:60px;height:80px;background:#f4efe6"></div><div style="width:60px;height:130px;background:#fdecc8"></div>
+        <div style="width:60px;height:60px;background:#f4efe6"></div>
+        <div style="width:60px;height:95px;background:#f4efe6"></div>
+        <div style="width:60px;height:80px;background:#f4efe6"></div>
+        <div style="width:60px;height:130px;background:#fdecc8"></div>
         </div></body>""")
     data = page.screenshot(type="png")
     page.close()

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from tests.irc_client import RawClient
 from tests.web.conftest import WebServer, start_web_server, stop_web_server
 from tests.web.test_login import register_over_tcp
 
@@ -89,7 +88,7 @@ class PushService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 service.received.append((self.path, dict(self.headers.items()), body))
                 service.arrived.set()

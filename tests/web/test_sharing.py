@@ -199,13 +199,15 @@ def test_a_pasted_picture_is_shared_under_a_name_of_its_own(
     assert "/pasted-" in url and url.endswith(".png"), url
     expect(olga.page.locator("#messages img.thumb").last).to_be_visible()
     expect(field).to_have_value("draft kept")  # what was being written stays
-    # Pasting text is still pasting text.
-    field.evaluate("""input => {
+    # Pasting text is still pasting text, even with a picture of it (cells from a spreadsheet).
+    field.evaluate("""(input, bytes) => {
         const dt = new DataTransfer();
         dt.setData("text/plain", "words");
+        dt.items.add(new File([new Uint8Array(bytes)], "image.png", { type: "image/png" }));
         input.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
-    }""")
+    }""", list(png(8, 8)))
     assert pia.nothing_more() == []
+    expect(olga.page.locator("#upload-bar")).to_be_hidden()
     pia.close()
 
 
@@ -222,7 +224,8 @@ def test_a_file_too_big_and_a_guest_get_told_why(
     expect(rita.page.locator("#upload-bar")).to_be_hidden()
     expect(rita.line("huge.png")).to_have_count(0)
     # (Chromium logs the refused request itself; the page has nothing else to say)
-    assert rita.errors == ["Failed to load resource: the server responded with a status of 413 (Request Entity Too Large)"]
+    assert rita.errors == [
+        "Failed to load resource: the server responded with a status of 413 (Request Entity Too Large)"]
     rita.errors.clear()
 
     guest = Person(browser, files_server.url, "visitor")

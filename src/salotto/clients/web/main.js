@@ -485,9 +485,11 @@ function setupDrop() {
   });
 }
 
-// A picture pasted into the message field is shared (a screenshot has no name: it gets one).
+// A picture pasted into the message field is shared (a screenshot has no name: it gets one). A paste
+// that has text too (cells copied from a spreadsheet come with a picture of themselves) is text.
 function onPaste(event) {
-  const items = event.clipboardData ? [...event.clipboardData.items] : [];
+  if (!event.clipboardData || event.clipboardData.types.includes("text/plain")) return;
+  const items = [...event.clipboardData.items];
   const files = items.filter((item) => item.kind === "file").map((item) => item.getAsFile()).filter(Boolean);
   if (!files.length) return;
   event.preventDefault();
