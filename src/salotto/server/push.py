@@ -47,8 +47,9 @@ PUSH_CAPS = ("soju.im/webpush", "draft/webpush")
 MAX_PAYLOAD_BYTES = 3993
 # The tags a push carries (before fitting): the line as a client with message-tags and server-time gets it.
 PUSH_TAG_FLAGS = TAG_MESSAGE_TAGS | TAG_SERVER_TIME
-# Characters a nick may hold besides letters and digits: a mention is the nick not next to one of these.
-_NICK_CHARS = frozenset("-[]\\`^{}_|")
+# What may continue a nick besides letters and digits: a mention is the nick not next to one of these
+# (brackets may be a nick's too, but in text they mostly bracket: "[alice]" is a mention).
+_NICK_CHARS = frozenset("-\\`^_|")
 
 
 class Sender(Protocol):
