@@ -73,7 +73,7 @@ def load_vapid_key(config: Config) -> ec.EllipticCurvePrivateKey:
                 f.write(pem)
         except OSError as exc:
             raise _key_error(config, path, f"cannot write it: {exc.strerror}") from None
-        log.info("made the Web Push (VAPID) key %s", path)
+        log.debug("made the Web Push (VAPID) key %s", path)
         return key
     except OSError as exc:
         raise _key_error(config, path, f"cannot read it: {exc.strerror}") from None

@@ -13,6 +13,7 @@ import socket
 import stat
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from salotto.proto import Message, parse
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.e2e.helpers import joined, wait_for_log
 from tests.irc_client import RawClient
+from tests.web.conftest import start_web_server
 
 PASSWORD = "push-account-password"
 # What the tests' endpoints on 127.0.0.1 over http need.
@@ -203,6 +205,12 @@ def _device(server: RunningServer, nick: str) -> RawClient:
     return client
 
 
+def _metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {name: float(value) for name, _, value in
+            (line.partition(" ") for line in text.splitlines() if line and not line.startswith("#"))}
+
+
 def _line(subscriber: Subscriber, push: Received) -> Message:
     data = subscriber.decrypt(push)
     assert b"\r" not in data and b"\n" not in data
@@ -337,8 +345,9 @@ def test_a_name_that_resolves_to_a_private_address_gets_no_push(tmp_path: Path, 
 
 
 def test_limits_subscriptions_rate_and_payload_size(tmp_path: Path, push_service: PushService) -> None:
-    server = start_server(tmp_path, *LOOPBACK_PUSH, "--webpush-max-subscriptions-per-account", "2",
-                          "--webpush-burst", "2", "--webpush-per-minute", "1")
+    web = start_web_server(tmp_path, *LOOPBACK_PUSH, "--webpush-max-subscriptions-per-account", "2",
+                           "--webpush-burst", "2", "--webpush-per-minute", "1")
+    server = web.irc
     try:
         alice, _ = _always_on_account(server, "alice")
         first, second = Subscriber(push_service.url("/1")), Subscriber(push_service.url("/2"))
@@ -366,6 +375,11 @@ def test_limits_subscriptions_rate_and_payload_size(tmp_path: Path, push_service
         assert _line(first, push_service.next()).params[1] == "two"
         bob.send("PRIVMSG alice :three")  # past the burst of 2 at 1 a minute: dropped
         push_service.nothing(1.0)
+        metrics = _metrics(web.web_port)
+        assert metrics["salotto_webpush_subscriptions"] == 1
+        assert metrics["salotto_webpush_sent_total"] == 2
+        assert metrics["salotto_webpush_rate_limited_total"] == 1
+        assert metrics["salotto_webpush_failed_total"] == 0
     finally:
         stop_server(server)
 
