@@ -16,6 +16,7 @@ goes to the address that was checked (a second lookup could answer otherwise).
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -23,6 +24,7 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +46,8 @@ log = logging.getLogger("salotto.push")
 VAPID_KEY_FILE = "vapid-key.pem"
 # How long a VAPID token is valid (RFC 8292 allows at most 24 hours); reused until an hour before.
 _TOKEN_LIFETIME_S = 12 * 3600
-# The most of a push service's answer read (its body says nothing we use).
-_MAX_ANSWER_BYTES = 65536
+# The most of a push service's answer read (its body says nothing we use; some of it goes in the log).
+_MAX_ANSWER_BYTES = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -154,6 +156,15 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
+def _abort(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
+    """The exchange took too long: its blocked read or write ends (an error in the sending thread)."""
+    fired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class WebPushSender:
     """The server's :class:`salotto.server.push.Sender`: encrypts, signs and POSTs on its own threads."""
 
@@ -256,12 +267,22 @@ class WebPushSender:
         connection: http.client.HTTPConnection = (
             _PinnedHTTPSConnection(host, port, address, config.webpush_timeout_s, self._tls) if https
             else _PinnedHTTPConnection(host, port, address, config.webpush_timeout_s))
+        # webpush_timeout_s bounds each socket operation, and this the whole exchange: a push service that
+        # answers a byte at a time must not hold one of the few threads for long.
+        fired = threading.Event()
+        deadline = threading.Timer(config.webpush_timeout_s, _abort, (connection, fired))
+        deadline.start()
         try:
             connection.request("POST", path, body, headers)
             answer = connection.getresponse()
             text = answer.read(_MAX_ANSWER_BYTES)
             return answer.status, f"{answer.status} {answer.reason}: {text[:200]!r}"
+        except Exception:
+            if fired.is_set():
+                raise TimeoutError(f"no whole answer within {config.webpush_timeout_s} s (webpush_timeout_s)") from None
+            raise
         finally:
+            deadline.cancel()
             connection.close()
 
     def encrypt(self, payload: bytes, subscription: PushSubscription) -> bytes:

@@ -420,3 +420,39 @@ def test_a_corrupt_vapid_key_is_a_startup_error_naming_the_file(tmp_path: Path) 
     assert str(data / "vapid-key.pem") in str(failed.value)
     server = start_server(tmp_path, "--no-webpush")  # push off: the file is not read
     stop_server(server)
+
+
+def test_a_push_service_that_answers_a_byte_at_a_time_is_cut_off(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:  # reads the push, then answers one byte every 0.3 s: each read waits less than the timeout
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n":
+                if stop.wait(0.3):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    server = start_server(tmp_path, *LOOPBACK_PUSH, "--webpush-timeout-s", "1")
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        _subscribe(alice, Subscriber(f"http://127.0.0.1:{port}/slow"))
+        _leave(alice)
+        bob = joined(server, "bob")
+        started = time.monotonic()
+        bob.send("PRIVMSG alice :hello")
+        failed = wait_for_log(server, "push to alice failed")
+        assert time.monotonic() - started < 5  # the whole answer would take 13 s
+        assert "no whole answer within 1.0 s (webpush_timeout_s)" in failed[0]
+    finally:
+        stop.set()
+        stop_server(server)
+        listener.close()

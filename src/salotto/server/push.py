@@ -216,8 +216,9 @@ class Push:
     def delivered(self, user: Client, data: bytes) -> None:
         """A line reached ``user``, who has no connection: push it when it is for them."""
         account = user.account
-        if account is None or user.devices or not user.detached:
-            return
+        accounts = self.server.accounts
+        if account is None or user.devices or not user.detached or accounts is None or accounts.get(account) is None:
+            return  # (an account dropped meanwhile: its subscriptions went with it in the store)
         subs = self.subscriptions.get(casefold(account))
         if not subs or self._connected(account):
             return
