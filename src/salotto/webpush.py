@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import http_ece  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import hashes, serialization
@@ -210,6 +210,33 @@ class WebPushSender:
             return "p256dh is not a P-256 public key (uncompressed point)"
         if len(auth) != 16:
             return "auth must be a 16-byte secret"
+        return None
+
+    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
+        config = self._config()
+        if config.webpush_allow_private_addresses:
+            done(None)
+            return
+
+        def run() -> None:
+            try:
+                refusal = self._refusal(urlsplit(endpoint))
+            except OSError as exc:  # (socket.gaierror: no such name)
+                refusal = f"The endpoint's host does not resolve ({exc.strerror or exc})"
+            self._call_soon(lambda: done(refusal))
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # shut down
+            done("The server is stopping")
+
+    @staticmethod
+    def _refusal(parts: SplitResult) -> str | None:
+        """Why the endpoint's host is refused by its addresses (resolved now), or None."""
+        host = parts.hostname or ""
+        for info in socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM):
+            if not is_public_address(str(info[4][0])):
+                return f"The endpoint's host resolves to {info[4][0]}, not a public address"
         return None
 
     def send(self, subscription: PushSubscription, payload: bytes, urgency: str,

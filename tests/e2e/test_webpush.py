@@ -319,7 +319,7 @@ def test_endpoints_the_server_must_not_post_to_are_refused(tmp_path: Path, push_
         stop_server(server)
 
 
-def test_a_name_that_resolves_to_a_private_address_gets_no_push(tmp_path: Path, push_service: PushService) -> None:
+def test_a_name_that_resolves_to_a_private_address_is_refused(tmp_path: Path, push_service: PushService) -> None:
     # The machine's own name resolves (from /etc/hosts) to one of its addresses: loopback or private.
     name = socket.gethostname()
     try:
@@ -330,12 +330,31 @@ def test_a_name_that_resolves_to_a_private_address_gets_no_push(tmp_path: Path, 
     server = start_server(tmp_path, "--webpush-allow-http")  # http for the test, but no private addresses
     try:
         alice, _ = _always_on_account(server, "alice")
-        subscriber = Subscriber(f"http://{name}:{push_service.port}/push")
-        _subscribe(alice, subscriber)  # a name: checked when a push goes
+        endpoint = f"http://{name}:{push_service.port}/push"
+        alice.send(f"WEBPUSH REGISTER {endpoint} {Subscriber(endpoint).keys}")
+        fail = alice.expect("FAIL")
+        assert fail.params[:4] == ["WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint]
+        assert "not a public address" in fail.params[-1]
+    finally:
+        stop_server(server)
+
+
+def test_an_address_refused_when_a_push_goes_drops_the_subscription(
+        tmp_path: Path, push_service: PushService) -> None:
+    # Registered while loopback was allowed; then the server no longer allows it: the address is checked
+    # again at each push (as a name that resolves otherwise by then would be), and nothing is sent.
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        _subscribe(alice, Subscriber(push_service.url("/push")))
         _leave(alice)
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, "--webpush-allow-http")
+    try:
         bob = joined(server, "bob")
         bob.send("PRIVMSG alice :hello")
-        wait_for_log(server, "not a public address")
+        wait_for_log(server, "resolves to 127.0.0.1, not a public address")
         push_service.nothing(0.5)
         bob.send("PRIVMSG alice :again")  # the subscription was dropped: not even tried
         push_service.nothing(1.0)

@@ -63,6 +63,10 @@ class Sender(Protocol):
         literal address; names are resolved and checked when a push goes), the subscriber's key (a point of
         P-256) and its secret (16 bytes)."""
 
+    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
+        """Resolve the endpoint's host (off the loop) and check its addresses; ``done`` gets why it is
+        refused, or None, on the loop thread (at once when there is nothing to look up)."""
+
     def send(self, subscription: PushSubscription, payload: bytes, urgency: str,
              done: Callable[[int, str], None]) -> bool:
         """Queue one push; ``done(status, error)`` runs on the loop thread once it is answered: the push
