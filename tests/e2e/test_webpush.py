@@ -475,3 +475,33 @@ def test_a_push_service_that_answers_a_byte_at_a_time_is_cut_off(tmp_path: Path)
         stop.set()
         stop_server(server)
         listener.close()
+
+
+def test_a_subscription_made_under_another_nick_of_the_account_serves_the_absent_one(
+        tmp_path: Path, push_service: PushService) -> None:
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        _leave(alice)  # alice stays, absent, with no subscription yet
+        other = server.client()  # the same account under another nick: a user of its own, not a device
+        other.send("CAP LS 302")
+        other.send("CAP REQ :sasl")
+        other.expect("CAP", p1="ACK")
+        other.send("NICK alice_tablet")
+        other.send("USER tablet 0 * :tablet")
+        other.send("AUTHENTICATE PLAIN")
+        other.expect("AUTHENTICATE")
+        other.send("AUTHENTICATE " + base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode())
+        other.expect("903")
+        other.send("CAP END")
+        other.expect("366", p1="#lobby")
+        tablet = Subscriber(push_service.url("/tablet"))
+        _subscribe(other, tablet)
+        bob = joined(server, "bob")
+        bob.send("PRIVMSG alice :the account has a connection: no push")
+        push_service.nothing(0.5)
+        _leave(other)
+        bob.send("PRIVMSG alice :now nobody is on")
+        assert _line(tablet, push_service.next()).params == ["alice", "now nobody is on"]
+    finally:
+        stop_server(server)

@@ -184,6 +184,7 @@ class Push:
         key = casefold(subscription.account)
         self.subscriptions.setdefault(key, {})[subscription.endpoint] = subscription
         self._buckets.pop((key, subscription.endpoint), None)
+        self._rewatch(key)  # (an absent user of the account, registered for by another of its nicks)
 
     def removed(self, account: str, endpoint: str) -> None:
         """The subscription is gone (UNREGISTER, or the push service said so): forgotten here; an absent
@@ -195,9 +196,12 @@ class Push:
         self._buckets.pop((key, endpoint), None)
         if not subs:
             del self.subscriptions[key]
-            for user in list(self.server.absent):
-                if user.account is not None and casefold(user.account) == key:
-                    self.server.watch_for_push(user)
+            self._rewatch(key)
+
+    def _rewatch(self, key: str) -> None:
+        for user in list(self.server.absent):
+            if user.account is not None and casefold(user.account) == key:
+                self.server.watch_for_push(user)
 
     def drop(self, subscription: PushSubscription, why: str) -> None:
         """Forget ``subscription`` here and in the store."""
