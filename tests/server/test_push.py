@@ -40,3 +40,10 @@ def test_a_line_too_long_keeps_only_the_msgid_then_loses_text() -> None:
     line = parse(fitted.decode("utf-8"))  # (valid UTF-8: no character cut in two)
     assert line.tags == {"msgid": "abc"} and line.params[0] == "alice" and text.startswith(line.params[1])
     assert len(fitted) > MAX_PAYLOAD_BYTES - 2
+
+
+def test_a_cut_line_keeps_its_parameters_as_they_were() -> None:
+    raw = ("@+big=" + "x" * 4000 + ";msgid=m1 :bob!~bob@h PRIVMSG #chan :ends with a space ").encode()
+    assert fit_payload(raw, parse(raw.decode())) == b"@msgid=m1 :bob!~bob@h PRIVMSG #chan :ends with a space "
+    raw = ("@+big=" + "x" * 4000 + " :bob!~bob@h PRIVMSG #chan word").encode()  # no msgid: no tag at all
+    assert fit_payload(raw, parse(raw.decode())) == b":bob!~bob@h PRIVMSG #chan :word"

@@ -151,8 +151,9 @@ def fit_payload(raw: bytes, msg: Message, limit: int = MAX_PAYLOAD_BYTES) -> byt
 def _line(tags: dict[str, str], msg: Message) -> bytes:
     head = (format_tags(tags) + " " if tags else "") + (f":{msg.source} " if msg.source else "")
     params = msg.params
-    text = " ".join(params[:-1]) + (" " if len(params) > 1 else "") + ":" + params[-1] if params else ""
-    return encode_wire(f"{head}{msg.command} {text}".rstrip(" "))
+    if not params:
+        return encode_wire(head + msg.command)
+    return encode_wire(" ".join([head + msg.command, *params[:-1], ":" + params[-1]]))
 
 
 class Push:
