@@ -312,6 +312,10 @@ def test_endpoints_the_server_must_not_post_to_are_refused(tmp_path: Path, push_
         assert alice.expect("FAIL").params[1] == "INVALID_PARAMS"
         alice.send("WEBPUSH FROB https://push.example/x")
         assert alice.expect("FAIL").params[:3] == ["WEBPUSH", "INVALID_PARAMS", "FROB"]
+        for line in ["WEBPUSH REGISTER :two words", "WEBPUSH UNREGISTER :", "WEBPUSH UNREGISTER ::x",
+                     "WEBPUSH :", "WEBPUSH REGISTER https://push.example/x :p256dh", "WEBPUSH REGISTER a b c"]:
+            alice.send(line)
+            assert alice.expect("FAIL").params[:2] == ["WEBPUSH", "INVALID_PARAMS"], line
         stranger = joined(server, "stranger")  # no account
         stranger.send(f"WEBPUSH REGISTER https://push.example/x {keys}")
         assert stranger.expect("FAIL").params[1] == "ACCOUNT_REQUIRED"

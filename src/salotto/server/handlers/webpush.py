@@ -28,14 +28,14 @@ def handle_webpush(ctx: Context) -> None:
         return
     params = ctx.msg.params
     subcommand = params[0].upper() if params else ""
-    endpoint = params[1] if len(params) > 1 else "*"
+    endpoint = params[1] if len(params) > 1 else ""
     if subcommand not in ("REGISTER", "UNREGISTER"):
-        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand or "*", endpoint,
+        ctx.fail("WEBPUSH", "INVALID_PARAMS", _word(subcommand), _word(endpoint),
                  description="Unknown subcommand: REGISTER or UNREGISTER")
         return
     wanted = 3 if subcommand == "REGISTER" else 2
-    if len(params) != wanted or valid_utf8(endpoint) is not endpoint:
-        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand, endpoint,
+    if len(params) != wanted or _word(endpoint) is not endpoint or valid_utf8(endpoint) is not endpoint:
+        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand, _word(endpoint),
                  description=f"WEBPUSH {subcommand} takes {'<endpoint> <keys>' if wanted == 3 else '<endpoint>'}")
         return
     account = ctx.client.account
@@ -98,6 +98,11 @@ def _too_many(ctx: Context, account: str, endpoint: str) -> bool:
              description=f"This account has {limit} push subscriptions already "
                          "(webpush_max_subscriptions_per_account); unregister one first")
     return True
+
+
+def _word(text: str) -> str:
+    """``text`` as a FAIL's context parameter (one word, not starting with ':'), else ``*``."""
+    return text if text and " " not in text and text[0] != ":" else "*"
 
 
 def parse_keys(text: str) -> tuple[bytes, bytes] | None:
