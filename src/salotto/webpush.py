@@ -16,6 +16,7 @@ goes to the address that was checked (a second lookup could answer otherwise).
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import ipaddress
 import json
@@ -23,11 +24,12 @@ import logging
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import http_ece  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,8 +46,8 @@ log = logging.getLogger("salotto.push")
 VAPID_KEY_FILE = "vapid-key.pem"
 # How long a VAPID token is valid (RFC 8292 allows at most 24 hours); reused until an hour before.
 _TOKEN_LIFETIME_S = 12 * 3600
-# The most of a push service's answer read (its body says nothing we use).
-_MAX_ANSWER_BYTES = 65536
+# The most of a push service's answer read (its body says nothing we use; some of it goes in the log).
+_MAX_ANSWER_BYTES = 4096
 
 
 def _b64(data: bytes) -> str:
@@ -73,7 +75,7 @@ def load_vapid_key(config: Config) -> ec.EllipticCurvePrivateKey:
                 f.write(pem)
         except OSError as exc:
             raise _key_error(config, path, f"cannot write it: {exc.strerror}") from None
-        log.info("made the Web Push (VAPID) key %s", path)
+        log.debug("made the Web Push (VAPID) key %s", path)
         return key
     except OSError as exc:
         raise _key_error(config, path, f"cannot read it: {exc.strerror}") from None
@@ -154,6 +156,15 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
+def _abort(connection: http.client.HTTPConnection, fired: threading.Event) -> None:
+    """The exchange took too long: its blocked read or write ends (an error in the sending thread)."""
+    fired.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class WebPushSender:
     """The server's :class:`salotto.server.push.Sender`: encrypts, signs and POSTs on its own threads."""
 
@@ -199,6 +210,33 @@ class WebPushSender:
             return "p256dh is not a P-256 public key (uncompressed point)"
         if len(auth) != 16:
             return "auth must be a 16-byte secret"
+        return None
+
+    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
+        config = self._config()
+        if config.webpush_allow_private_addresses:
+            done(None)
+            return
+
+        def run() -> None:
+            try:
+                refusal = self._refusal(urlsplit(endpoint))
+            except OSError as exc:  # (socket.gaierror: no such name)
+                refusal = f"The endpoint's host does not resolve ({exc.strerror or exc})"
+            self._call_soon(lambda: done(refusal))
+
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # shut down
+            done("The server is stopping")
+
+    @staticmethod
+    def _refusal(parts: SplitResult) -> str | None:
+        """Why the endpoint's host is refused by its addresses (resolved now), or None."""
+        host = parts.hostname or ""
+        for info in socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM):
+            if not is_public_address(str(info[4][0])):
+                return f"The endpoint's host resolves to {info[4][0]}, not a public address"
         return None
 
     def send(self, subscription: PushSubscription, payload: bytes, urgency: str,
@@ -256,12 +294,22 @@ class WebPushSender:
         connection: http.client.HTTPConnection = (
             _PinnedHTTPSConnection(host, port, address, config.webpush_timeout_s, self._tls) if https
             else _PinnedHTTPConnection(host, port, address, config.webpush_timeout_s))
+        # webpush_timeout_s bounds each socket operation, and this the whole exchange: a push service that
+        # answers a byte at a time must not hold one of the few threads for long.
+        fired = threading.Event()
+        deadline = threading.Timer(config.webpush_timeout_s, _abort, (connection, fired))
+        deadline.start()
         try:
             connection.request("POST", path, body, headers)
             answer = connection.getresponse()
             text = answer.read(_MAX_ANSWER_BYTES)
             return answer.status, f"{answer.status} {answer.reason}: {text[:200]!r}"
+        except Exception:
+            if fired.is_set():
+                raise TimeoutError(f"no whole answer within {config.webpush_timeout_s} s (webpush_timeout_s)") from None
+            raise
         finally:
+            deadline.cancel()
             connection.close()
 
     def encrypt(self, payload: bytes, subscription: PushSubscription) -> bytes:

@@ -47,8 +47,9 @@ PUSH_CAPS = ("soju.im/webpush", "draft/webpush")
 MAX_PAYLOAD_BYTES = 3993
 # The tags a push carries (before fitting): the line as a client with message-tags and server-time gets it.
 PUSH_TAG_FLAGS = TAG_MESSAGE_TAGS | TAG_SERVER_TIME
-# Characters a nick may hold besides letters and digits: a mention is the nick not next to one of these.
-_NICK_CHARS = frozenset("-[]\\`^{}_|")
+# What may continue a nick besides letters and digits: a mention is the nick not next to one of these
+# (brackets may be a nick's too, but in text they mostly bracket: "[alice]" is a mention).
+_NICK_CHARS = frozenset("-\\`^_|")
 
 
 class Sender(Protocol):
@@ -61,6 +62,10 @@ class Sender(Protocol):
         """Why a subscription is refused as it is written, or None: the endpoint (its scheme, its host, a
         literal address; names are resolved and checked when a push goes), the subscriber's key (a point of
         P-256) and its secret (16 bytes)."""
+
+    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
+        """Resolve the endpoint's host (off the loop) and check its addresses; ``done`` gets why it is
+        refused, or None, on the loop thread (at once when there is nothing to look up)."""
 
     def send(self, subscription: PushSubscription, payload: bytes, urgency: str,
              done: Callable[[int, str], None]) -> bool:
@@ -146,8 +151,9 @@ def fit_payload(raw: bytes, msg: Message, limit: int = MAX_PAYLOAD_BYTES) -> byt
 def _line(tags: dict[str, str], msg: Message) -> bytes:
     head = (format_tags(tags) + " " if tags else "") + (f":{msg.source} " if msg.source else "")
     params = msg.params
-    text = " ".join(params[:-1]) + (" " if len(params) > 1 else "") + ":" + params[-1] if params else ""
-    return encode_wire(f"{head}{msg.command} {text}".rstrip(" "))
+    if not params:
+        return encode_wire(head + msg.command)
+    return encode_wire(" ".join([head + msg.command, *params[:-1], ":" + params[-1]]))
 
 
 class Push:
@@ -179,6 +185,7 @@ class Push:
         key = casefold(subscription.account)
         self.subscriptions.setdefault(key, {})[subscription.endpoint] = subscription
         self._buckets.pop((key, subscription.endpoint), None)
+        self._rewatch(key)  # (an absent user of the account, registered for by another of its nicks)
 
     def removed(self, account: str, endpoint: str) -> None:
         """The subscription is gone (UNREGISTER, or the push service said so): forgotten here; an absent
@@ -190,9 +197,12 @@ class Push:
         self._buckets.pop((key, endpoint), None)
         if not subs:
             del self.subscriptions[key]
-            for user in list(self.server.absent):
-                if user.account is not None and casefold(user.account) == key:
-                    self.server.watch_for_push(user)
+            self._rewatch(key)
+
+    def _rewatch(self, key: str) -> None:
+        for user in list(self.server.absent):
+            if user.account is not None and casefold(user.account) == key:
+                self.server.watch_for_push(user)
 
     def drop(self, subscription: PushSubscription, why: str) -> None:
         """Forget ``subscription`` here and in the store."""
@@ -215,8 +225,9 @@ class Push:
     def delivered(self, user: Client, data: bytes) -> None:
         """A line reached ``user``, who has no connection: push it when it is for them."""
         account = user.account
-        if account is None or user.devices or not user.detached:
-            return
+        accounts = self.server.accounts
+        if account is None or user.devices or not user.detached or accounts is None or accounts.get(account) is None:
+            return  # (an account dropped meanwhile: its subscriptions went with it in the store)
         subs = self.subscriptions.get(casefold(account))
         if not subs or self._connected(account):
             return

@@ -28,14 +28,14 @@ def handle_webpush(ctx: Context) -> None:
         return
     params = ctx.msg.params
     subcommand = params[0].upper() if params else ""
-    endpoint = params[1] if len(params) > 1 else "*"
+    endpoint = params[1] if len(params) > 1 else ""
     if subcommand not in ("REGISTER", "UNREGISTER"):
-        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand or "*", endpoint,
+        ctx.fail("WEBPUSH", "INVALID_PARAMS", _word(subcommand), _word(endpoint),
                  description="Unknown subcommand: REGISTER or UNREGISTER")
         return
     wanted = 3 if subcommand == "REGISTER" else 2
-    if len(params) != wanted or valid_utf8(endpoint) is not endpoint:
-        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand, endpoint,
+    if len(params) != wanted or _word(endpoint) is not endpoint or valid_utf8(endpoint) is not endpoint:
+        ctx.fail("WEBPUSH", "INVALID_PARAMS", subcommand, _word(endpoint),
                  description=f"WEBPUSH {subcommand} takes {'<endpoint> <keys>' if wanted == 3 else '<endpoint>'}")
         return
     account = ctx.client.account
@@ -65,12 +65,7 @@ def handle_webpush(ctx: Context) -> None:
     if problem is not None or keys is None:
         ctx.fail("WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint, description=problem or "Invalid keys")
         return
-    existing = push.of(account)
-    limit = server.config.webpush_max_subscriptions_per_account
-    if endpoint not in existing and len(existing) >= limit:
-        ctx.fail("WEBPUSH", "MAX_REGISTRATIONS", "REGISTER", endpoint,
-                 description=f"This account has {limit} push subscriptions already "
-                             "(webpush_max_subscriptions_per_account); unregister one first")
+    if _too_many(ctx, account, endpoint):
         return
     subscription = PushSubscription(account, endpoint, _b64(keys[0]), _b64(keys[1]), int(server.wallclock()))
 
@@ -81,7 +76,33 @@ def handle_webpush(ctx: Context) -> None:
         push.added(subscription)
         ctx.from_server("WEBPUSH", "REGISTER", endpoint)
 
-    accounts.write(lambda store: store.put_push_subscription(subscription), ctx.wait(stored))
+    def resolved(refusal: str | None) -> None:
+        if refusal is not None:
+            ctx.fail("WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint, description=refusal)
+        elif not _too_many(ctx, account, endpoint):  # (again: another connection may have registered meanwhile)
+            accounts.write(lambda store: store.put_push_subscription(subscription), ctx.wait(stored))
+
+    # The host's addresses now, so that the client hears of a refused one (they are checked again at each push).
+    ctx.call(lambda done: push.sender.resolve(endpoint, done), resolved)
+
+
+def _too_many(ctx: Context, account: str, endpoint: str) -> bool:
+    """Whether the account has its most subscriptions already (and not this endpoint): then FAIL says so."""
+    push = ctx.server.push
+    assert push is not None
+    existing = push.of(account)
+    limit = ctx.server.config.webpush_max_subscriptions_per_account
+    if endpoint in existing or len(existing) < limit:
+        return False
+    ctx.fail("WEBPUSH", "MAX_REGISTRATIONS", "REGISTER", endpoint,
+             description=f"This account has {limit} push subscriptions already "
+                         "(webpush_max_subscriptions_per_account); unregister one first")
+    return True
+
+
+def _word(text: str) -> str:
+    """``text`` as a FAIL's context parameter (one word, not starting with ':'), else ``*``."""
+    return text if text and " " not in text and text[0] != ":" else "*"
 
 
 def parse_keys(text: str) -> tuple[bytes, bytes] | None:
