@@ -36,10 +36,13 @@ from tests.web.test_browser import Person
 
 expect.set_options(timeout=8000)
 
-CONFIG = """
+BASE_CONFIG = """
 login_attempts_per_ip = 100
 flood_burst_lines = 1000
 flood_lines_per_s = 1000.0
+"""
+# The test's push endpoint is on loopback, over http.
+CONFIG = BASE_CONFIG + """
 webpush_allow_http = true
 webpush_allow_private_addresses = true
 """
@@ -110,17 +113,33 @@ class PushService:
 
 @pytest.fixture(scope="module")
 def push_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    server = start_web_server(tmp_path_factory.mktemp("push-page"), config_text=CONFIG)
+    global PUSH_KEYS_KNOWN
+    try:
+        server = start_web_server(tmp_path_factory.mktemp("push-page"), config_text=CONFIG)
+        PUSH_KEYS_KNOWN = True
+    except RuntimeError as exc:
+        if "unknown key" not in str(exc):
+            raise
+        # Without the push branch: the tests that need no push (manifest, service worker, address) run.
+        PUSH_KEYS_KNOWN = False
+        server = start_web_server(tmp_path_factory.mktemp("push-page"), config_text=BASE_CONFIG)
     yield server
     stop_web_server(server)
 
 
+PUSH_KEYS_KNOWN = False  # the webpush_* config keys exist (then push must be offered)
+
+
 def offers_push(server: WebServer) -> bool:
+    """Whether the server offers push; with its config keys known, it must (no skipping past a break)."""
+    if not PUSH_KEYS_KNOWN:
+        return False
     client = server.irc.client()
     try:
         client.send("CAP LS 302")
         caps = " ".join(m.params[-1] for m in client.lines_until("CAP") if m.command == "CAP")
-        return "soju.im/webpush" in caps or "draft/webpush" in caps
+        assert "soju.im/webpush" in caps or "draft/webpush" in caps, caps
+        return True
     finally:
         client.close()
 
@@ -198,8 +217,9 @@ def test_headless_chromium_has_no_push_service_and_the_switch_says_so(
         switch = page.locator("#push-input")
         expect(page.locator("#push-field")).to_be_visible()
         expect(switch).not_to_be_checked()
-        switch.check()
-        # Chromium's own subscribe() needs its push service on the internet: here it fails, and says so.
+        switch.click()  # (not check(): the failure may untick it before check() looks)
+        # Chromium's own subscribe() has no push service here (an incognito context, no internet): it
+        # fails, and the page says so.
         expect(page.locator("#push-status")).to_contain_text("push service", timeout=20000)
         expect(page.locator("#push-status")).to_have_class("push-status error")
         expect(switch).not_to_be_checked()

@@ -44,12 +44,18 @@ def png(width: int, height: int, rgb: tuple[int, int, int] = (47, 111, 94)) -> b
 
 @pytest.fixture(scope="module")
 def files_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    server = start_web_server(tmp_path_factory.mktemp("sharing"), config_text=CONFIG)
-    if not any("soju.im/FILEHOST=" in token for token in isupport(server)):
+    try:
+        server = start_web_server(tmp_path_factory.mktemp("sharing"), config_text=CONFIG)
+    except RuntimeError as exc:
+        if "unknown key" in str(exc):  # (its config keys are not there either)
+            pytest.skip("this server does not offer soju.im/FILEHOST yet (the files branch)")
+        raise
+    try:
+        # With the upload_* keys known, the web port must take files: no skipping past a broken FILEHOST.
+        assert any(token.startswith("soju.im/FILEHOST=") for token in isupport(server))
+        yield server
+    finally:
         stop_web_server(server)
-        pytest.skip("this server does not advertise soju.im/FILEHOST yet (the files branch)")
-    yield server
-    stop_web_server(server)
 
 
 def isupport(server: WebServer) -> list[str]:

@@ -603,19 +603,23 @@ function pushOffered() {
     && (conn.caps.has("soju.im/webpush") || conn.caps.has("draft/webpush")));
 }
 
+// Called on every frame drawn: it writes to the page only what changed.
 function updatePushControl() {
   const offered = pushOffered();
-  $("push-field").hidden = !offered;
+  const field = $("push-field");
+  if (field.hidden === offered) field.hidden = !offered;
   const input = $("push-input");
-  if (!push.busy) input.checked = push.on; // while it works, the box stays as the click left it
-  input.disabled = push.busy;
+  // While it works, the box stays as the click left it.
+  if (!push.busy && input.checked !== push.on) input.checked = push.on;
+  if (input.disabled !== push.busy) input.disabled = push.busy;
   const status = $("push-status");
   // The server pushes while the nick stays online with none of its devices connected (always-on).
   const text = push.on && !push.busy && !push.error && chat.alwaysOn === false
     ? "On, but pushes come only while “Stay online when I leave” is ticked too." : push.status;
-  status.hidden = !offered || !text;
-  status.textContent = text;
-  status.classList.toggle("error", push.error);
+  const hidden = !offered || !text;
+  if (status.hidden !== hidden) status.hidden = hidden;
+  if (status.textContent !== text) status.textContent = text;
+  if (status.classList.contains("error") !== push.error) status.classList.toggle("error", push.error);
 }
 
 function setPushStatus(text, error = false) {
