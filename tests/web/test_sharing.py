@@ -9,6 +9,7 @@ import struct
 import urllib.request
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,6 +241,23 @@ def test_a_file_too_big_and_a_guest_get_told_why(
     expect(guest.page.locator("#upload-error")).to_contain_text("Log in to an account to share files")
     drop_files(guest.page, [("a.png", "image/png", png(4, 4))])
     expect(guest.page.locator("#upload-error")).to_contain_text("Log in to an account to share files")
+
+
+def test_no_attach_button_where_the_server_takes_no_files(
+        browser: Any, files_server: WebServer, tmp_path: Path, people: list[Person]) -> None:
+    wanda = Person(browser, files_server.url, "wanda")  # a guest: the button is there, and says why not
+    people.append(wanda)
+    expect(wanda.page.locator("#attach-button")).to_be_visible()
+    server = start_web_server(tmp_path, config_text="uploads = false\n")
+    try:
+        xena = Person(browser, server.url, "xena")
+        people.append(xena)
+        expect(xena.page.locator("#message-input")).to_be_focused()
+        expect(xena.page.locator("#attach-button")).to_be_hidden()
+        drop_files(xena.page, [("a.png", "image/png", png(4, 4))])
+        expect(xena.page.locator("#upload-error")).to_have_text("This server does not take files.")
+    finally:
+        stop_web_server(server)
 
 
 def test_only_this_servers_files_are_shown_inline(

@@ -348,6 +348,8 @@ function loadOlder() {
 
 function updateFeatures() {
   $("search-button").hidden = !conn.caps.has("soju.im/search");
+  // Shown to guests too (it says why they cannot), not where the server takes no files.
+  $("attach-button").hidden = !uploadUrl(chat.isupport.get("soju.im/FILEHOST"), location.href);
   if ($("search-button").hidden) closeSearch();
   updatePushControl();
 }
