@@ -198,6 +198,13 @@ def test_the_page_opens_the_conversation_named_in_its_address(
         page.evaluate("location.hash = '#kai'")
         expect(page.locator("#buffer-title")).to_have_text("kai")
         expect(page.locator("#topic")).to_have_text("Private conversation")
+        # What the service worker does on a notification's click with a page open: it tells the page
+        # (its notificationclick handler, minus the click, which no test can make on a system notification).
+        page.wait_for_function("navigator.serviceWorker.ready.then(() => true)")
+        worker = next(w for w in context.service_workers if w.url.endswith("/sw.js"))
+        worker.evaluate("""() => self.clients.matchAll({ type: "window", includeUncontrolled: true })
+            .then(pages => pages.forEach(p => p.postMessage({ type: "open", target: "#garden" })))""")
+        expect(page.locator("#buffer-title")).to_have_text("#garden")
         assert not errors, errors
     finally:
         context.close()

@@ -79,7 +79,7 @@ export class Chat {
     this.hidden = false; // page not visible: even the active buffer collects unread
     this.outbox = []; // [command, params, tags] the model wants sent (MARKREAD): main.js sends them
     this.notifications = []; // {buffer, entry}: mentions and private messages while the page is hidden
-    this.dirty = new Set(["list", "header", "nicks", "messages", "typing"]);
+    this.dirty = new Set(["list", "header", "nicks", "messages", "typing", "search"]);
     this.isupport = new Map(); // ISUPPORT tokens as the server sent them (soju.im/FILEHOST, VAPID, ...)
     this.search = null; // the search under way or shown (newSearch), its results newest first
     this.pushReplies = []; // WEBPUSH echoes and FAIL WEBPUSH: main.js reads them
