@@ -76,7 +76,19 @@ function notificationsAvailable() {
 function notify(buffer, entry) {
   if (!notificationsAvailable() || Notification.permission !== "granted" || !document.hidden) return;
   const title = buffer === entry.nick ? entry.nick : `${entry.nick} in ${buffer}`;
-  const notification = new Notification(title, { body: entry.text.slice(0, 200), tag: `salotto ${buffer}` });
+  const options = { body: entry.text.slice(0, 200), tag: `salotto ${buffer}` };
+  let notification;
+  try {
+    notification = new Notification(title, options);
+  } catch {
+    // Chrome on Android has no Notification constructor: the service worker shows it (and its click
+    // comes back as an "open" message).
+    if (serviceWorker) {
+      serviceWorker.then((registration) => registration
+        && registration.showNotification(title, { ...options, data: { target: buffer } })).catch(() => {});
+    }
+    return;
+  }
   notification.onclick = () => {
     window.focus();
     if (chat.buffer(buffer)) selectBuffer(buffer);
