@@ -335,3 +335,37 @@ def notifications(page: Page, count: int) -> list[list[str]]:
 
 def _b64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_a_mention_while_hidden_shows_through_the_service_worker_where_chrome_has_no_notification_constructor(
+        browser: Any, push_server: WebServer) -> None:
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=push_server.url.rstrip("/"))
+    # Chrome on Android: `new Notification()` throws, only the service worker may show one. (And the page
+    # is told it is hidden, as test_replies.py does: headless Chromium never hides a page.)
+    context.add_init_script("""
+        window.__hidden = false;
+        Object.defineProperty(Document.prototype, 'hidden', { get: () => window.__hidden });
+        const Real = window.Notification;
+        window.Notification = class extends Real {
+          constructor() { throw new TypeError("Failed to construct 'Notification': Illegal constructor."); }
+        };
+        Object.defineProperty(window.Notification, 'permission', { get: () => Real.permission });
+    """)
+    page = context.new_page()
+    errors = watch_errors(page)
+    try:
+        page.goto(push_server.url)
+        page.keyboard.type("maya")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.wait_for_function("navigator.serviceWorker.ready.then(() => true)")
+        page.evaluate("() => { window.__hidden = true; document.dispatchEvent(new Event('visibilitychange')); }")
+        nora = push_server.irc.client()
+        nora.register("nora")
+        nora.send("PRIVMSG maya :are you there?")
+        assert ["nora", "are you there?", "nora", "salotto nora"] in notifications(page, 1)
+        nora.close()
+        assert not errors, errors
+    finally:
+        context.close()
