@@ -123,6 +123,19 @@ test("search results are kept newest first, once each, and paging stops when a p
   assert.equal(search.loading, false);
 });
 
+test("a new search while one is on its way does not take the old one's answer", () => {
+  const chat = chatAs("giulia");
+  chat.newSearch("cable", null, 25);
+  const second = chat.newSearch("lunch", null, 25);
+  feed(chat, ":srv BATCH +a soju.im/search",
+    "@batch=a;msgid=c1;time=2026-11-02T10:00:00.000Z :luca!u@h PRIVMSG #lobby :a cable",
+    ":srv BATCH -a", ":srv BATCH +b soju.im/search",
+    "@batch=b;msgid=l1;time=2026-11-02T11:00:00.000Z :luca!u@h PRIVMSG #lobby :lunch?", ":srv BATCH -b");
+  assert.equal(chat.search, second);
+  assert.deepEqual(second.results.map((r) => r.msgid), ["l1"]);
+  assert.ok(second.id > 1);
+});
+
 test("a refused search says why in the search, not in the chat", () => {
   const chat = chatAs("giulia");
   chat.newSearch("x", "#nowhere", 25);

@@ -467,7 +467,11 @@ export class Chat {
 
   // A new search: {text, target (null: everywhere), results (newest first), loading, done, error}.
   newSearch(text, target, limit) {
-    this.search = { text, target, limit, results: [], ids: new Set(), loading: true, done: false, error: "", pages: 0 };
+    const previous = this.search;
+    const id = previous ? previous.id + 1 : 1;
+    // The answer to a search still on its way comes first, and is not this one's (a SEARCH has no label).
+    const skip = previous && previous.loading ? previous.skip + 1 : 0;
+    this.search = { id, text, target, limit, results: [], ids: new Set(), loading: true, done: false, error: "", pages: 0, skip };
     this.dirty.add("search");
     return this.search;
   }
@@ -486,6 +490,10 @@ export class Chat {
   searchResults(messages) {
     const search = this.search;
     if (!search) return;
+    if (search.skip) {
+      search.skip--;
+      return;
+    }
     const found = [];
     for (const msg of messages) {
       if ((msg.command !== "PRIVMSG" && msg.command !== "NOTICE") || msg.params.length < 2) continue;

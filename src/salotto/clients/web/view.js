@@ -553,8 +553,11 @@ export class View {
       more.hidden = true;
       return;
     }
-    const drawn = list.children.length;
-    if (drawn > search.results.length) list.replaceChildren();
+    // Another search's results go; this one's are drawn once each, as its pages come.
+    if (list.dataset.search !== String(search.id) || list.children.length > search.results.length) {
+      list.replaceChildren();
+      list.dataset.search = String(search.id);
+    }
     const items = search.results.slice(list.children.length).map((result) => {
       const li = el("li");
       const button = el("button", "search-result");
