@@ -238,7 +238,9 @@ KEYS: tuple[Key, ...] = (
     Key("webpush_timeout_s", float, 10.0, "Time a push service has to answer one push.", 0.1),
     Key("webpush_ttl_s", int, 86400, "How long a push service keeps a push for a device that is offline (TTL).", 0),
     Key("webpush_max_concurrent", int, 4, "Pushes being sent at once (each holds a thread while it waits).", 1),
-    Key("webpush_max_queued", int, 1000, "Pushes waiting to be sent; past this, new ones are dropped (counted).", 1),
+    Key("webpush_max_queued", int, 1000,
+        "Pushes waiting to be sent (past this, new ones are dropped and counted); and endpoint look-ups of "
+        "WEBPUSH REGISTER waiting (past this, FAIL WEBPUSH INTERNAL_ERROR).", 1),
     Key("webpush_burst", int, 5, "Pushes one subscription may get at once before webpush_per_minute applies.", 1),
     Key("webpush_per_minute", float, 10.0, "Sustained pushes per minute per subscription; more are dropped.", 0.01),
 )
