@@ -221,6 +221,28 @@ KEYS: tuple[Key, ...] = (
     Key("whowas_max_entries", int, 1000, "Nicknames remembered for WHOWAS.", 0),
     Key("who_max_results", int, 500, "Replies to one WHO mask query, so WHO * stays bounded.", 1),
     Key("monitor_max_targets", int, 100, "Nicks one client may watch with MONITOR (MONITOR=).", 1),
+    # Web Push (soju.im/webpush, draft/webpush): notifications for accounts none of whose devices is connected.
+    Key("webpush", bool, True,
+        "Web Push notifications (soju.im/webpush): private messages and mentions reach an always-on account's "
+        "subscribed devices while none of them is connected. Needs accounts; the VAPID key is made in data_dir."),
+    Key("webpush_vapid_subject", str, "",
+        "Who runs this server, told to push services with each push (VAPID 'sub': mailto: or https: URL); "
+        "empty: mailto:admin_email, else https://server_name."),
+    Key("webpush_max_subscriptions_per_account", int, 10,
+        "Push subscriptions (devices, browsers) one account may register; one more is refused.", 1),
+    Key("webpush_allow_http", bool, False,
+        "Accept push endpoints over plain http:// (only for testing: push services speak https)."),
+    Key("webpush_allow_private_addresses", bool, False,
+        "Accept push endpoints on loopback, private, link-local and other non-public addresses (only for "
+        "testing: an endpoint is a URL the server POSTs to)."),
+    Key("webpush_timeout_s", float, 10.0, "Time a push service has to answer one push.", 0.1),
+    Key("webpush_ttl_s", int, 86400, "How long a push service keeps a push for a device that is offline (TTL).", 0),
+    Key("webpush_max_concurrent", int, 4, "Pushes being sent at once (each holds a thread while it waits).", 1),
+    Key("webpush_max_queued", int, 1000,
+        "Pushes waiting to be sent (past this, new ones are dropped and counted); and endpoint look-ups of "
+        "WEBPUSH REGISTER waiting (past this, FAIL WEBPUSH INTERNAL_ERROR).", 1),
+    Key("webpush_burst", int, 5, "Pushes one subscription may get at once before webpush_per_minute applies.", 1),
+    Key("webpush_per_minute", float, 10.0, "Sustained pushes per minute per subscription; more are dropped.", 0.01),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -335,6 +357,17 @@ class Config:
     whowas_max_entries: int
     who_max_results: int
     monitor_max_targets: int
+    webpush: bool
+    webpush_vapid_subject: str
+    webpush_max_subscriptions_per_account: int
+    webpush_allow_http: bool
+    webpush_allow_private_addresses: bool
+    webpush_timeout_s: float
+    webpush_ttl_s: int
+    webpush_max_concurrent: int
+    webpush_max_queued: int
+    webpush_burst: int
+    webpush_per_minute: float
     opers: dict[str, OperBlock] = field(default_factory=dict)
     source_file: str | None = None
     # Key name -> the flag or "in FILE" it was set by; keys absent here have their default.

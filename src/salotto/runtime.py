@@ -20,6 +20,7 @@ from salotto.config import Config, ConfigError, bad_value, load_config, parse_ho
 from salotto.logsetup import setup_logging
 from salotto.mail import send_code
 from salotto.server.accounts import Accounts
+from salotto.server.push import Push
 from salotto.server.state import Server
 from salotto.storage import StorageError, describe_storage, mask_password, storage_location
 from salotto.storage.journal import JournalError
@@ -30,6 +31,7 @@ from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
 from salotto.transport.tls import ServerCertificate, TlsHandshakes
 from salotto.transport.web import WebListener, open_web_listeners, web_urls
+from salotto.webpush import WebPushSender, load_vapid_key
 
 __all__ = ["run", "serve_forever"]
 
@@ -45,7 +47,7 @@ SHUTDOWN_GRACE_S = 0.5
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "storage_url", "history_enabled", "proxy_listen", "backplane", "redis_url",
-                "node_name")
+                "node_name", "webpush", "webpush_max_concurrent")
 # An IRC listener: plain TCP ones are the reactor's, the others asyncio's.
 Listener = asyncio.base_events.Server | TcpListener
 # The config key of each kind of IRC listener.
@@ -195,6 +197,28 @@ def _open_store(server: Server, config: Config, loop: asyncio.AbstractEventLoop)
     return store
 
 
+def _open_push(server: Server, config: Config, store: Store, loop: asyncio.AbstractEventLoop) -> WebPushSender | None:
+    """Web Push (config key webpush): the VAPID key (made on first start), the subscriptions on file, the
+    sender; its counters join /metrics."""
+    if not config.webpush or server.accounts is None:
+        return None
+    key = load_vapid_key(config)
+    try:
+        subscriptions = store.run_now(lambda storage: storage.list_push_subscriptions())
+    except (StorageError, OSError) as exc:
+        raise _data_dir_error(config, exc) from None
+    sender = WebPushSender(lambda: server.config, key, loop.call_soon_threadsafe)
+    push = Push(server, sender, subscriptions)
+    server.attach_push(push)
+    previous = server.extra_metrics
+
+    def metrics() -> list[tuple[str, str, str, float]]:
+        return (previous() if previous is not None else []) + push.metrics()
+
+    server.extra_metrics = metrics
+    return sender
+
+
 # Descriptors kept out of the connections' budget: listeners, the database and its readers' connections,
 # the journals, logs, the event loop's own, threads' wakeup pipes.
 DESCRIPTOR_RESERVE = 64
@@ -268,7 +292,17 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         if node is not None:
             await node.close()
         raise
-    closers = [store.close, offload.close]  # the store first: it stores what waits
+    closers: list[Callable[[], None]] = [store.close, offload.close]  # the store first: it stores what waits
+    try:
+        sender = _open_push(server, config, store, loop)
+    except BaseException:
+        for close in closers:
+            close()
+        if node is not None:
+            await node.close()
+        raise
+    if sender is not None:
+        closers.append(sender.close)
     if node is not None:
         await node.go_live()
     stop = stop or asyncio.Event()

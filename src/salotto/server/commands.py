@@ -20,6 +20,7 @@ from salotto.server.handlers import (
     redaction,
     registration,
     services,
+    webpush,
 )
 
 __all__ = ["COMMANDS"]
@@ -60,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     "BATCH": Command(multiline.handle_batch, min_params=1, capability="draft/multiline"),
     "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
     "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
+    "WEBPUSH": Command(webpush.handle_webpush, min_params=1),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

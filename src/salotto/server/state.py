@@ -41,6 +41,7 @@ from salotto.server.multiline import CAPABILITY as MULTILINE
 from salotto.server.offload import InlineOffload, Offload
 from salotto.server.parties import Parties
 from salotto.server.pending import PendingConnection, PendingConnections
+from salotto.server.push import PUSH_CAPS, PUSH_TAG_FLAGS, Push, PushConnection
 from salotto.server.registry import (
     ChannelRegistry,
     JoinRequest,
@@ -154,6 +155,8 @@ class Server:
         self.password_gate = ServerPasswordGate()
         # Set by attach_accounts (accounts, services and registered channels need the store).
         self.accounts: Accounts | None = None
+        # Set by attach_push (Web Push: subscriptions and the runtime's sender), None when it is off.
+        self.push: Push | None = None
         # Clients holding a registered nick they are not logged in to -> when the tick renames them.
         self.nick_deadlines: dict[Client, float] = {}
         # Clients with a draft/multiline batch open -> when the tick drops it (multiline_timeout_s).
@@ -186,7 +189,7 @@ class Server:
             self.history.config = config
         for name in config.autojoin:
             self.channel_registry.ensure_permanent(name, casefold(name), int(self.wallclock()))
-        self.isupport = isupport_tokens(config, history=self.history is not None)
+        self.isupport = self._isupport()
         if self.accounts is not None:
             self.accounts.markers.max_targets = config.read_markers_max_targets
             self.accounts.markers.max_total = config.read_markers_max_total
@@ -201,7 +204,35 @@ class Server:
 
     def attach_history(self, history: Store | None) -> None:
         self.history = history
-        self.isupport = isupport_tokens(self.config, history=history is not None)
+        self.isupport = self._isupport()
+
+    def _isupport(self) -> list[str]:
+        tokens = isupport_tokens(self.config, history=self.history is not None)
+        if self.push is not None:  # (soju.im/webpush: the key pushes are signed with)
+            tokens = sorted([*tokens, f"VAPID={self.push.sender.public_key}"])
+        return tokens
+
+    def attach_push(self, push: Push | None) -> None:
+        """Web Push on (with the runtime's sender and the subscriptions on file) or off."""
+        self.push = push
+        self.isupport = self._isupport()
+        for user in self.absent:
+            self.watch_for_push(user)
+
+    def watch_for_push(self, user: Client) -> None:
+        """``user`` (detached) is absent now, or its subscriptions changed: while it is absent with push
+        subscriptions, what reaches it is looked at for pushes (salotto.server.push); otherwise dropped."""
+        if not user.detached:
+            return
+        push = self.push
+        if (push is not None and user in self.absent and user.account is not None and not user.quitting
+                and push.of(user.account)):
+            if not isinstance(user.conn, PushConnection):
+                user.conn = PushConnection(push, user)
+                user.tag_flags = PUSH_TAG_FLAGS
+        elif user.conn is not DETACHED:
+            user.conn = DETACHED
+            user.tag_flags = 0
 
     def attach_accounts(self, accounts: Accounts | None) -> None:
         self.accounts = accounts
@@ -250,6 +281,7 @@ class Server:
         self.always_on_kept[key] = user
         user.away = stored.away
         self.absent[user] = (stored.absent_since, stored.away == ALWAYS_ON_AWAY)
+        self.watch_for_push(user)
         for name in stored.channels:
             registration = accounts.channels.get(casefold(name))
 
@@ -374,6 +406,8 @@ class Server:
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)
             caps[READ_MARKER_CAP] = ""
+            if self.push is not None:
+                caps.update(dict.fromkeys(PUSH_CAPS, ""))
             if self.config.account_registration:
                 by_email = self.config.account_verification == "email"
                 caps["draft/account-registration"] = "before-connect,email-required" if by_email else "before-connect"
@@ -668,6 +702,7 @@ class Server:
             set_away = user.away is None
             self.absent[user] = (int(self.wallclock() * 1000) / 1000, set_away)
             self.always_on_changed_for(user)
+            self.watch_for_push(user)
             if set_away:
                 user.away = ALWAYS_ON_AWAY
                 self.nick_registry.updated(user)
@@ -720,6 +755,7 @@ class Server:
         since, set_away = self.absent.pop(user, (0.0, False))
         if since:
             self.always_on_changed_for(user)
+            self.watch_for_push(user)  # (its lines are its devices' again)
         if set_away and user.away == ALWAYS_ON_AWAY:  # always-on marked it away when it went: back now
             user.away = None
             self.nick_registry.updated(user)
@@ -757,7 +793,8 @@ class Server:
         """The user ``client`` is gone (its connection already let go): its nick, channels, QUIT."""
         self.nick_registry.release(client)
         self.nick_deadlines.pop(client, None)
-        self.absent.pop(client, None)
+        if self.absent.pop(client, None) is not None:
+            self.watch_for_push(client)
         if client.account is not None and self.always_on_kept.get(casefold(client.account)) is client:
             self.always_on_changed[casefold(client.account)] = None
         self._unindex_login(client)

@@ -30,6 +30,7 @@ __all__ = [
     "AlreadyExists",
     "AlwaysOnUser",
     "HistoryMessage",
+    "PushSubscription",
     "Ref",
     "RegisteredChannel",
     "SchemaTooNew",
@@ -91,6 +92,18 @@ class AlwaysOnUser:
     channels: tuple[str, ...]  # channel names, as they were shown
     away: str | None
     absent_since: float  # epoch seconds its last connection went (0: one was on when the server stopped)
+
+
+@dataclass(frozen=True, slots=True)
+class PushSubscription:
+    """A Web Push subscription (WEBPUSH REGISTER): where to POST an account's notifications, and the keys
+    that encrypt them for the subscriber (RFC 8291), as the client gave them (URL-safe base64)."""
+
+    account: str  # the account it belongs to
+    endpoint: str  # the push service's URL for this subscription
+    p256dh: str  # the subscriber's P-256 ECDH public key
+    auth: str  # the subscriber's 16-byte authentication secret
+    created: float  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,4 +382,19 @@ class Storage(Protocol):
 
     def delete_read_marker(self, account: str, target: str) -> bool:
         """Forget one marker; False when there was none."""
+        ...
+
+    # -- Web Push subscriptions (soju.im/webpush) ------------------------------------------------
+
+    def list_push_subscriptions(self) -> list[PushSubscription]:
+        """Every subscription, with its account's name as registered: read once at startup."""
+        ...
+
+    def put_push_subscription(self, subscription: PushSubscription) -> bool:
+        """Store ``subscription``, replacing the account's one with the same endpoint; False when the account
+        does not exist (any more)."""
+        ...
+
+    def delete_push_subscription(self, account: str, endpoint: str) -> bool:
+        """Forget one subscription of ``account``; False when there was none."""
         ...

@@ -163,5 +163,18 @@ CREATE TABLE always_on_users (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Web Push subscriptions (soju.im/webpush, salotto.server.push): one row per account and endpoint (a
+# REGISTER of the same endpoint replaces it); they go with the account.
+_V_WEBPUSH: Final = """
+CREATE TABLE push_subscriptions (
+    account_cf TEXT NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    endpoint   TEXT NOT NULL,
+    p256dh     TEXT NOT NULL,
+    auth       TEXT NOT NULL,
+    created    REAL NOT NULL,
+    PRIMARY KEY (account_cf, endpoint)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_WEBPUSH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -42,6 +42,7 @@ from salotto.storage.base import (
     AlreadyExists,
     AlwaysOnUser,
     HistoryMessage,
+    PushSubscription,
     Ref,
     RegisteredChannel,
     SchemaTooNew,
@@ -700,6 +701,30 @@ class PostgresStorage(RangeQueries):
     def delete_read_marker(self, account: str, target: str) -> bool:
         return self._run(
             "DELETE FROM read_markers WHERE account_cf = %s AND target = %s", (casefold(account), target)
+        ) > 0
+
+    # -- Web Push subscriptions ------------------------------------------------------------------
+
+    def list_push_subscriptions(self) -> list[PushSubscription]:
+        rows = self._all(
+            "SELECT a.name, p.endpoint, p.p256dh, p.auth, p.created FROM push_subscriptions p "
+            "JOIN accounts a ON a.name_cf = p.account_cf ORDER BY p.account_cf, p.created"
+        )
+        return [PushSubscription(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def put_push_subscription(self, subscription: PushSubscription) -> bool:
+        cf = casefold(subscription.account)
+        return self._run(
+            "INSERT INTO push_subscriptions (account_cf, endpoint, p256dh, auth, created) "
+            "SELECT %s, %s, %s, %s, %s WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = %s) "
+            "ON CONFLICT (account_cf, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth, "
+            "created = excluded.created",
+            (cf, subscription.endpoint, subscription.p256dh, subscription.auth, subscription.created, cf),
+        ) > 0
+
+    def delete_push_subscription(self, account: str, endpoint: str) -> bool:
+        return self._run(
+            "DELETE FROM push_subscriptions WHERE account_cf = %s AND endpoint = %s", (casefold(account), endpoint)
         ) > 0
 
 

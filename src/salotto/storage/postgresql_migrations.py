@@ -118,5 +118,17 @@ CREATE TABLE always_on_users (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# Web Push subscriptions, as SQLite's _V_WEBPUSH.
+_V_WEBPUSH: Final = """
+CREATE TABLE push_subscriptions (
+    account_cf text COLLATE "C" NOT NULL REFERENCES accounts(name_cf) ON DELETE CASCADE,
+    endpoint   text COLLATE "C" NOT NULL,
+    p256dh     text NOT NULL,
+    auth       text NOT NULL,
+    created    double precision NOT NULL,
+    PRIMARY KEY (account_cf, endpoint)
+);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V_WEBPUSH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

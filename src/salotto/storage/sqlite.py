@@ -40,6 +40,7 @@ from salotto.proto.casemap import casefold
 from salotto.storage.base import (
     AlreadyExists,
     AlwaysOnUser,
+    PushSubscription,
     RegisteredChannel,
     SchemaTooNew,
     StorageError,
@@ -498,6 +499,32 @@ class SqliteStorage(SqliteHistory):
         with self.transaction():
             cursor = self._db.execute(
                 "DELETE FROM read_markers WHERE account_cf = ? AND target = ?", (casefold(account), target)
+            )
+        return cursor.rowcount > 0
+
+    # -- Web Push subscriptions ------------------------------------------------------------------
+
+    def list_push_subscriptions(self) -> list[PushSubscription]:
+        rows = self._db.execute(
+            "SELECT a.name, p.endpoint, p.p256dh, p.auth, p.created FROM push_subscriptions p "
+            "JOIN accounts a ON a.name_cf = p.account_cf ORDER BY p.account_cf, p.created"
+        )
+        return [PushSubscription(*row) for row in rows]
+
+    def put_push_subscription(self, subscription: PushSubscription) -> bool:
+        cf = casefold(subscription.account)
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT OR REPLACE INTO push_subscriptions (account_cf, endpoint, p256dh, auth, created) "
+                "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE name_cf = ?)",
+                (cf, subscription.endpoint, subscription.p256dh, subscription.auth, subscription.created, cf),
+            )
+        return cursor.rowcount > 0
+
+    def delete_push_subscription(self, account: str, endpoint: str) -> bool:
+        with self.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM push_subscriptions WHERE account_cf = ? AND endpoint = ?", (casefold(account), endpoint)
             )
         return cursor.rowcount > 0
 
