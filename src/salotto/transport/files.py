@@ -392,7 +392,7 @@ class Upload:
         if not account.verified:
             self._unauthorized("The account is not verified yet.\n")
             return
-        accounts.succeeded_ip(server, self.ip, account.name)
+        accounts.succeeded_ip(server, self.ip, account.name, refund_address=True)
         self._account = account
         accounts.write(lambda storage: storage.upload_usage(account.name), self._usage)
 
