@@ -273,14 +273,17 @@ def test_a_big_file_downloads_whole_to_a_slow_reader(files_server: WebServer) ->
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """Files kept 3 seconds, swept every half second; PNG only; six password tries (registrations count)
-    per address, none given back by time during the tests."""
+    """Files kept 3 seconds, swept every half second; PNG only; seven password tries (registrations count)
+    per address and three per account, none given back by time during the tests; the test client is also
+    a trusted proxy (X-Forwarded-For names other addresses)."""
     server = start_web_server(tmp_path_factory.mktemp("strict"), config_text="""
 upload_retention_days = 0.000035
 upload_sweep_interval_s = 0.5
 upload_types = ["image/png"]
-login_attempts_per_ip = 6
+login_attempts_per_ip = 7
+login_attempts_per_account = 3
 login_throttle_window_s = 36000
+trusted_proxies = ["127.0.0.1"]
 """)
     yield server
     stop_web_server(server)
@@ -307,8 +310,26 @@ def test_a_type_not_in_upload_types_is_refused(strict_server: WebServer) -> None
     assert [path for path in stored_files(strict_server) if "tmp" in path.parts] == []
 
 
+def test_guesses_from_many_addresses_share_the_accounts_limit(strict_server: WebServer) -> None:
+    register(strict_server, "target")  # from 127.0.0.1: the owner's address from now on
+    statuses = [upload_from(strict_server, f"10.0.{i}.1", basic("target", f"guess {i}"))[0] for i in range(40)]
+    assert statuses == [401] * 3 + [429] * 37  # login_attempts_per_account, whatever the number of addresses
+    assert upload_from(strict_server, "10.1.0.1", basic("target"))[0] == 429  # the right one too, from elsewhere
+    assert upload(strict_server, PNG, auth=basic("target"))[0] == 201  # the owner's address is not locked out
+
+
+def upload_from(server: WebServer, address: str, auth: str) -> tuple[int, Message, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.web_port, timeout=10)
+    try:
+        conn.request("POST", "/upload", body=PNG, headers={"Authorization": auth, "X-Forwarded-For": address})
+        response = conn.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        conn.close()
+
+
 def test_wrong_passwords_over_http_count_against_irc_logins_too(strict_server: WebServer) -> None:
-    register(strict_server, "victim")  # the third registration: three tries left
+    register(strict_server, "victim")  # the fourth registration (and the owner's upload gave its try back)
     for _ in range(3):
         assert upload(strict_server, PNG, auth=basic("victim", "guess"))[0] == 401
     status, headers, body = upload(strict_server, PNG, auth=basic("victim"))
