@@ -273,13 +273,14 @@ def test_a_big_file_downloads_whole_to_a_slow_reader(files_server: WebServer) ->
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """Files kept 3 seconds, swept every half second; PNG only; seven password tries (registrations count)
+    """Files kept 3 seconds, swept every half second; PNG only; two uploads at once in all; seven password tries (registrations count)
     per address and three per account, none given back by time during the tests; the test client is also
     a trusted proxy (X-Forwarded-For names other addresses)."""
     server = start_web_server(tmp_path_factory.mktemp("strict"), config_text="""
 upload_retention_days = 0.000035
 upload_sweep_interval_s = 0.5
 upload_types = ["image/png"]
+upload_max_concurrent = 2
 login_attempts_per_ip = 7
 login_attempts_per_account = 3
 login_throttle_window_s = 36000
@@ -308,6 +309,19 @@ def test_a_type_not_in_upload_types_is_refused(strict_server: WebServer) -> None
     assert status == 415 and b"text/plain" in body
     assert fetch(strict_server.url + "upload", method="OPTIONS")[1]["Accept-Post"] == "image/png"
     assert [path for path in stored_files(strict_server) if "tmp" in path.parts] == []
+
+
+def test_uploads_at_once_in_all_are_limited(strict_server: WebServer) -> None:
+    head = (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nAuthorization: " + basic("brief").encode()
+            + b"\r\n\r\n\x89PNG")
+    open_ones = [raw_request(strict_server, head) for _ in range(2)]  # upload_max_concurrent_per_ip is 3
+    time.sleep(0.5)
+    answer = read_all(raw_request(strict_server, head))
+    assert answer.startswith(b"HTTP/1.1 503") and b"on this server" in answer
+    for sock in open_ones:
+        sock.close()
+    time.sleep(0.3)
+    assert upload(strict_server, PNG, auth=basic("brief"))[0] == 201
 
 
 def test_guesses_from_many_addresses_share_the_accounts_limit(strict_server: WebServer) -> None:

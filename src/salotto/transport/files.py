@@ -73,6 +73,9 @@ FILE_CSP: Final = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox
 # Bytes read from a stored file per write, and written per loop pass before the others get a turn.
 CHUNK_BYTES: Final = 65536
 PASS_BYTES: Final = 4 * CHUNK_BYTES
+# After an early answer (401, 413...), seconds the rest of the body is read and dropped so that the client,
+# still sending, sees the answer rather than a reset; then the connection is closed.
+DRAIN_TIMEOUT_S: Final = 2.0
 # Ids of expired files deleted per storer job, so a large sweep does not hold the writer for long.
 SWEEP_BATCH: Final = 500
 # A Host header we repeat in a Location: a name or an address, and a port.
@@ -508,7 +511,7 @@ class Upload:
 
     def _answer(self, status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         """Send the answer and end: the body not read yet is read and dropped first (closing with unread
-        bytes would reset the connection under the answer), within upload_timeout_s."""
+        bytes would reset the connection under the answer), for DRAIN_TIMEOUT_S at most."""
         if self.state == Upload.DONE:
             return
         body_left = self.state in (Upload.HEAD, Upload.CHECKING, Upload.BODY) and self._remaining > 0
@@ -527,8 +530,8 @@ class Upload:
             self._remaining = min(self._remaining, 2 * self.service.server.config.upload_max_file_bytes)
             if self._remaining > 0:
                 self.state = Upload.DRAINING
-                self._timer = self.service.loop.call_later(self.service.server.config.upload_timeout_s,
-                                                           self._close)
+                self._timer = self.service.loop.call_later(
+                    min(DRAIN_TIMEOUT_S, self.service.server.config.upload_timeout_s), self._close)
                 return
         self._close()
 
