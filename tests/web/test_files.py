@@ -273,9 +273,9 @@ def test_a_big_file_downloads_whole_to_a_slow_reader(files_server: WebServer) ->
 
 @pytest.fixture(scope="module")
 def strict_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    """Files kept 3 seconds, swept every half second; PNG only; two uploads at once in all; seven password tries (registrations count)
-    per address and three per account, none given back by time during the tests; the test client is also
-    a trusted proxy (X-Forwarded-For names other addresses)."""
+    """Files kept 3 seconds, swept every half second; PNG only; two uploads at once in all; seven password
+    tries (registrations count) per address and three per account, none given back by time during the tests;
+    the test client is also a trusted proxy (X-Forwarded-For names other addresses)."""
     server = start_web_server(tmp_path_factory.mktemp("strict"), config_text="""
 upload_retention_days = 0.000035
 upload_sweep_interval_s = 0.5

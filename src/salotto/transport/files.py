@@ -73,6 +73,9 @@ FILE_CSP: Final = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox
 # Bytes read from a stored file per write, and written per loop pass before the others get a turn.
 CHUNK_BYTES: Final = 65536
 PASS_BYTES: Final = 4 * CHUNK_BYTES
+# Seconds an upload's request head may take to arrive (as any request's on the web port); the body then has
+# upload_timeout_s.
+HEAD_TIMEOUT_S: Final = 10.0
 # After an early answer (401, 413...), seconds the rest of the body is read and dropped so that the client,
 # still sending, sees the answer rather than a reset; then the connection is closed.
 DRAIN_TIMEOUT_S: Final = 2.0
@@ -276,8 +279,7 @@ class Upload:
         self._temp: str | None = None
         self._request: Request | None = None
         self._cors: list[tuple[str, str]] = []
-        config = service.server.config
-        self._timer: asyncio.TimerHandle | None = service.loop.call_later(config.upload_timeout_s, self._too_slow)
+        self._timer: asyncio.TimerHandle | None = service.loop.call_later(HEAD_TIMEOUT_S, self._too_slow)
 
     # -- bytes in ----------------------------------------------------------------------------------
 
@@ -328,6 +330,9 @@ class Upload:
         self.ip = client
         service = self.service
         self._cors = service.cors(request)
+        if self._timer is not None:  # the head is in: the body has upload_timeout_s from now
+            self._timer.cancel()
+        self._timer = service.loop.call_later(service.server.config.upload_timeout_s, self._too_slow)
         config = service.server.config
         headers = request.headers
         path = request.path.partition("?")[0]
