@@ -197,8 +197,9 @@ def test_names_and_urls_cannot_leave_their_directory(files_server: WebServer) ->
         status, _, body = fetch(files_server.url + path)
         assert status == 404, path
         assert b"secret" not in body or body.startswith(b"No such")
-    assert upload(files_server, b"x", auth=basic("dave"), url="/files/x")[0] in (404, 405)
-    assert upload(files_server, b"x", auth=basic("dave"), url="/upload/../files")[0] == 404
+    for url in ("/files/x", "/upload/../files", "/upload/", "/"):
+        status, headers, _ = upload(files_server, b"x", auth=basic("dave"), url=url)
+        assert status == 405 and headers["Allow"] == "GET, HEAD"
 
 
 def test_a_request_without_content_length_or_with_bad_headers_is_refused(files_server: WebServer) -> None:

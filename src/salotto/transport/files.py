@@ -336,9 +336,9 @@ class Upload:
         config = service.server.config
         headers = request.headers
         path = request.path.partition("?")[0]
-        if path != UPLOAD_PATH:
-            self._answer(404 if not path.startswith(FILES_PREFIX) else 405, "Files are uploaded to "
-                         f"{UPLOAD_PATH}.\n", [("Allow", "OPTIONS, POST")] if path.startswith(FILES_PREFIX) else [])
+        if path != UPLOAD_PATH:  # as the web port answers any other method elsewhere
+            self._answer(405, f"Only GET and HEAD here; files are uploaded to {UPLOAD_PATH}.\n",
+                         [("Allow", "GET, HEAD")])
             return
         if "Transfer-Encoding" in headers:
             self._answer(411, "Send the file with a Content-Length (chunked uploads are not supported).\n")
