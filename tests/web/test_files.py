@@ -174,6 +174,22 @@ def test_an_account_cannot_keep_more_than_its_quota(files_server: WebServer) -> 
     assert upload(files_server, chunk, auth=basic("other"))[0] == 201  # a quota per account
 
 
+def test_metrics_count_uploads(files_server: WebServer) -> None:
+    register(files_server, "counted")
+    def sample(name: str) -> float:
+        text = fetch(files_server.url + "metrics")[2].decode()
+        return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+    before = {name: sample(name) for name in ("salotto_uploads_total", "salotto_upload_bytes_total",
+                                              "salotto_uploads_refused_total")}
+    assert upload(files_server, PNG, auth=basic("counted"))[0] == 201
+    assert upload(files_server, PNG, auth=basic("counted", "wrong"))[0] == 401
+    assert sample("salotto_uploads_total") == before["salotto_uploads_total"] + 1
+    assert sample("salotto_upload_bytes_total") == before["salotto_upload_bytes_total"] + len(PNG)
+    assert sample("salotto_uploads_refused_total") == before["salotto_uploads_refused_total"] + 1
+    assert sample("salotto_uploads_in_progress") == 0
+
+
 def test_uploads_need_the_accounts_password(files_server: WebServer) -> None:
     register(files_server, "carol")
     status, headers, body = upload(files_server, PNG, auth=None)

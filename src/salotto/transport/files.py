@@ -147,7 +147,11 @@ class FileService:
         self.reserved: dict[str, int] = {}  # account name -> bytes of its uploads in progress
         self.fallback_base = ""  # scheme://host:port of the first web listener, for a request without Host
         self._sweep: asyncio.TimerHandle | None = None
-        self.swept = 0  # files deleted by retention, since start
+        # For /metrics, since start:
+        self.swept = 0  # files deleted by retention
+        self.stored = 0  # uploads taken
+        self.stored_bytes = 0
+        self.refused = 0  # uploads answered with an error (4xx, 5xx)
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -510,6 +514,8 @@ class Upload:
         tls = self.transport.get_extra_info("ssl_object") is not None
         base = self.service.base_url(self._request, tls)
         location = f"{base}{FILES_PREFIX}{record.id}/{quote(record.name, safe='')}"
+        self.service.stored += 1
+        self.service.stored_bytes += record.size
         self._answer(201, location + "\n", [("Location", location)])
 
     # -- the answer ------------------------------------------------------------------------------
@@ -519,6 +525,8 @@ class Upload:
         bytes would reset the connection under the answer), for DRAIN_TIMEOUT_S at most."""
         if self.state == Upload.DONE:
             return
+        if status >= 400:
+            self.service.refused += 1
         body_left = self.state in (Upload.HEAD, Upload.CHECKING, Upload.BODY) and self._remaining > 0
         was_checking = self.state == Upload.CHECKING
         self._clean_up()
