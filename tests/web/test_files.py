@@ -341,6 +341,25 @@ def test_uploads_at_once_in_all_are_limited(strict_server: WebServer) -> None:
     assert upload(strict_server, PNG, auth=basic("brief"))[0] == 201
 
 
+def test_a_file_bigger_than_the_socket_buffers_reaches_a_reader_that_waits(strict_server: WebServer) -> None:
+    """6 MB to a reader that takes nothing for a second: more than the sockets' buffers hold, so the server
+    stops writing (flow control: it paused with some 2 MB left when this was written) and sends the rest, in
+    order, once the reader reads."""
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * (6_000_000 // 256)
+    status, headers, _ = upload(strict_server, data, auth=basic("brief"), filename="big.png")
+    assert status == 201
+    path = urllib.parse.urlsplit(headers["Location"]).path
+    sock = socket.create_connection(("127.0.0.1", strict_server.web_port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(1.0)
+    head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == data
+    # A record whose bytes are gone (a lost disk, a restore without the files) is a 404, not an error.
+    for stored in stored_files(strict_server):
+        stored.unlink()
+    assert fetch(headers["Location"])[0] == 404
+
+
 def test_guesses_from_many_addresses_share_the_accounts_limit(strict_server: WebServer) -> None:
     register(strict_server, "target")  # from 127.0.0.1: the owner's address from now on
     statuses = [upload_from(strict_server, f"10.0.{i}.1", basic("target", f"guess {i}"))[0] for i in range(40)]
