@@ -90,6 +90,9 @@ def test_filehost_is_advertised_and_options_say_what_may_be_posted(files_server:
     assert status == 204 and body == b""
     assert headers["Allow"] == "OPTIONS, POST"
     assert headers["Accept-Post"] == "*/*"
+    # The page may show uploaded pictures and videos (from its own origin, nowhere else).
+    csp = fetch(files_server.url)[1]["Content-Security-Policy"]
+    assert "img-src 'self' data:;" in csp and "media-src 'self';" in csp
 
 
 def test_an_upload_comes_back_the_same_with_safe_headers(files_server: WebServer) -> None:

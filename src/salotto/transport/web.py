@@ -40,10 +40,11 @@ WebListener = asyncio.base_events.Server | TcpListener
 # Pending connections the kernel queues per web listener (as for IRC: a reconnect storm after a
 # restart is every browser at once).
 
-# The page loads only its own scripts, styles and icons, talks only to its own origin (CSP 3 lets
-# 'self' match ws: and wss: on the same host), and cannot be framed. No inline script or style.
+# The page loads only its own scripts, styles and icons (and uploaded pictures and videos, /files/ on
+# its own origin), talks only to its own origin (CSP 3 lets 'self' match ws: and wss: on the same host),
+# and cannot be framed. No inline script or style.
 CONTENT_SECURITY_POLICY: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
     "connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 
