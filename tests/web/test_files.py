@@ -118,8 +118,13 @@ def test_an_upload_comes_back_the_same_with_safe_headers(files_server: WebServer
     assert status == 206 and body == PNG[8:18] and headers["Content-Range"] == f"bytes 8-17/{len(PNG)}"
     status, headers, body = fetch(location, headers={"Range": "bytes=-5"})
     assert status == 206 and body == PNG[-5:]
+    status, headers, body = fetch(location, headers={"Range": "bytes=0-"})  # what a video element asks first
+    assert status == 206 and body == PNG and headers["Content-Range"] == f"bytes 0-{len(PNG) - 1}/{len(PNG)}"
     status, headers, _ = fetch(location, headers={"Range": f"bytes={len(PNG)}-"})
     assert status == 416 and headers["Content-Range"] == f"bytes */{len(PNG)}"
+    for ignored in ("bytes=0-1,5-6", "lines=1-2", "bytes=x-"):  # not a form served: the whole file
+        status, _, body = fetch(location, headers={"Range": ignored})
+        assert status == 200 and body == PNG
     # The name in the URL is for people; the id finds the file; an unknown id does not.
     file_id = location.split("/")[-2]
     assert fetch(f"{files_server.url}files/{file_id}/other-name.txt")[2] == PNG

@@ -676,17 +676,18 @@ class Download:
         start, end = 0, size  # [start, end)
         status = 200
         ranges = request_headers.get_all("Range")
-        if len(ranges) == 1 and record.content_type in INLINE_TYPES:
-            wanted = _byte_range(ranges[0].strip(), size)
+        # One range of a picture, a video or audio (seeking); any other Range is ignored: the whole file.
+        match = _RANGE.fullmatch(ranges[0].strip()) if len(ranges) == 1 else None
+        if match is not None and record.content_type in INLINE_TYPES:
+            wanted = _byte_range(match, size)
             if wanted is None:
                 if file is not None:
                     file.close()
                 self._finish(_text(416, "Range not satisfiable.\n", [("Content-Range", f"bytes */{size}")]))
                 return
-            if wanted != (0, size) or ranges[0].strip() != "bytes=0-":
-                start, end = wanted
-                status = 206
-                headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+            start, end = wanted
+            status = 206
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         self.transport.write(_response(status, headers, length=end - start))
         if file is None:  # HEAD
             self._finish(b"")
@@ -759,12 +760,9 @@ class Download:
             self._file = None
 
 
-def _byte_range(value: str, size: int) -> tuple[int, int] | None:
-    """One ``bytes=a-b`` range as [start, end); None when it is not satisfiable (or several are asked:
-    a multipart answer is not offered, and the whole file would be as good an answer)."""
-    match = _RANGE.fullmatch(value)
-    if match is None:
-        return (0, size)  # not a form we serve: the whole file
+def _byte_range(match: re.Match[str], size: int) -> tuple[int, int] | None:
+    """A ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` range as [start, end); None when it is not satisfiable.
+    (Several ranges at once are not this form: they get the whole file, as multipart answers are not offered.)"""
     first, last = match.groups()
     if not first:
         if not last or int(last) == 0:
