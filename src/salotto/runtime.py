@@ -349,7 +349,13 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         if files is not None and web_listeners:
             urls = web_urls(web_listeners)
             files.fallback_base = urls[0].rstrip("/")
-            server.set_filehost(filehost_url(config.upload_public_url, urls))
+            filehost = filehost_url(config.upload_public_url, urls)
+            server.set_filehost(filehost)
+            if not config.upload_public_url and any(
+                    item.rpartition(":")[0].strip("[]") in ("0.0.0.0", "::", "")
+                    for item in config.web_listen + config.web_tls_listen):
+                log.warning("uploads: FILEHOST is %s, which only this machine can reach; set upload_public_url "
+                            "to the address others open the web chat at", filehost)
             files.start_sweeps()
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),

@@ -237,6 +237,9 @@ def test_a_request_without_content_length_or_with_bad_headers_is_refused(files_s
         (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"400"),
         (b"POST /upload HTTP/1.1\r\n bad header\r\n\r\n", b"400"),
         (b"POST /upload HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+        (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: multipart/form-data; boundary=b"
+         b"\r\n\r\nhello", b"415"),
+        (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: something\r\n\r\nhello", b"417"),
     ]:
         answer = read_all(raw_request(files_server, head))
         assert answer.startswith(b"HTTP/1.1 " + status), (head[:60], answer[:100])
@@ -413,3 +416,23 @@ def test_no_uploads_no_filehost(tmp_path: Path) -> None:
         assert upload(server, PNG, auth=basic("plain"))[0] in (400, 405)
     finally:
         stop_web_server(server)
+
+
+def test_a_wildcard_listener_without_upload_public_url_is_warned_about(tmp_path: Path) -> None:
+    server = start_web_server(tmp_path, web_listen="0.0.0.0:0")
+    try:
+        tokens = register(server, "lan")
+        filehost = next(token for token in tokens if token.startswith("soju.im/FILEHOST="))
+        assert filehost.startswith("soju.im/FILEHOST=http://127.0.0.1:")
+        assert "set upload_public_url" in server.irc.log()
+    finally:
+        stop_web_server(server)
+    (tmp_path / "public").mkdir()
+    public = start_web_server(tmp_path / "public", config_text='upload_public_url = "https://chat.example.org"\n')
+    try:
+        assert "soju.im/FILEHOST=https://chat.example.org/upload" in register(public, "pub")
+        status, headers, _ = upload(public, PNG, auth=basic("pub"))
+        assert status == 201 and headers["Location"].startswith("https://chat.example.org/files/")
+        assert "upload_public_url" not in public.irc.log()
+    finally:
+        stop_web_server(public)

@@ -362,6 +362,9 @@ class Upload:
         if size > config.upload_max_file_bytes:
             self._answer(413, f"The file is too big: {size} bytes, the limit is {config.upload_max_file_bytes}.\n")
             return
+        if any(value.strip().lower().startswith("multipart/") for value in headers.get_all("Content-Type")):
+            self._answer(415, "Send the file's bytes as the body, not a form (multipart/form-data).\n")
+            return
         expect = [value.strip().lower() for value in headers.get_all("Expect")]
         if expect and expect != ["100-continue"]:
             self._answer(417, "Only Expect: 100-continue is understood.\n")
