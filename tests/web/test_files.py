@@ -110,6 +110,8 @@ def test_an_upload_comes_back_the_same_with_safe_headers(files_server: WebServer
     csp = headers["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "sandbox" in csp and "script" not in csp
     assert headers["Cache-Control"] and int(headers["Content-Length"]) == len(PNG)
+    status, _, body = fetch(location, headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and body == b""
     # HEAD: the same headers, no body.
     status, headers, body = fetch(location, method="HEAD")
     assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(PNG)
