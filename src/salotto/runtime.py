@@ -23,9 +23,11 @@ from salotto.server.accounts import Accounts
 from salotto.server.push import Push
 from salotto.server.state import Server
 from salotto.storage import StorageError, describe_storage, mask_password, storage_location
+from salotto.storage.files import LocalFileStore
 from salotto.storage.journal import JournalError
 from salotto.storage.store import Store, open_store
 from salotto.threads import ThreadOffload
+from salotto.transport.files import FileService, filehost_url
 from salotto.transport.flusher import Flusher
 from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
@@ -47,7 +49,7 @@ SHUTDOWN_GRACE_S = 0.5
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "storage_url", "history_enabled", "proxy_listen", "backplane", "redis_url",
-                "node_name", "webpush", "webpush_max_concurrent")
+                "node_name", "webpush", "webpush_max_concurrent", "uploads", "upload_public_url")
 # An IRC listener: plain TCP ones are the reactor's, the others asyncio's.
 Listener = asyncio.base_events.Server | TcpListener
 # The config key of each kind of IRC listener.
@@ -350,6 +352,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     listeners: list[tuple[Listener, str]] = []
     reactor: Reactor | None = None
     web_listeners: list[tuple[WebListener, str]] = []
+    files: FileService | None = None
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -370,7 +373,24 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         listeners = await _open_listeners(server, config, flusher, certificate, reactor)
         # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
-        web_listeners = await open_web_listeners(server, config, flusher, certificate, reactor)
+        if config.uploads and (config.web_listen or config.web_tls_listen):
+            try:
+                file_store = LocalFileStore(os.path.join(config.data_dir, "files"))
+            except OSError as exc:
+                raise _data_dir_error(config, exc) from None
+            files = FileService(server, file_store, loop)
+        web_listeners = await open_web_listeners(server, config, flusher, certificate, reactor, files)
+        if files is not None and web_listeners:
+            urls = web_urls(web_listeners)
+            files.fallback_base = urls[0].rstrip("/")
+            filehost = filehost_url(config.upload_public_url, urls)
+            server.set_filehost(filehost)
+            if not config.upload_public_url and any(
+                    item.rpartition(":")[0].strip("[]") in ("0.0.0.0", "::", "")
+                    for item in config.web_listen + config.web_tls_listen):
+                log.warning("uploads: FILEHOST is %s, which only this machine can reach; set upload_public_url "
+                            "to the address others open the web chat at", filehost)
+            files.start_sweeps()
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),
                  "on" if server.history is not None else "off")
@@ -385,6 +405,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     finally:
         if node is not None:
             await node.close()  # first: the other nodes see our users go now
+        if files is not None:
+            files.close()
         for close in closers:
             close()
         if tick_handle is not None:

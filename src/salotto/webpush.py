@@ -46,6 +46,8 @@ log = logging.getLogger("salotto.push")
 VAPID_KEY_FILE = "vapid-key.pem"
 # How long a VAPID token is valid (RFC 8292 allows at most 24 hours); reused until an hour before.
 _TOKEN_LIFETIME_S = 12 * 3600
+# Threads that look up REGISTER's endpoint hosts (a few registrations a day, each one look-up).
+_LOOKUP_THREADS = 2
 # The most of a push service's answer read (its body says nothing we use; some of it goes in the log).
 _MAX_ANSWER_BYTES = 4096
 
@@ -176,6 +178,9 @@ class WebPushSender:
         self._call_soon = call_soon
         self._pool = ThreadPoolExecutor(max_workers=config().webpush_max_concurrent, thread_name_prefix="salotto-push")
         self._waiting = 0  # queued or being sent (counted on the loop thread)
+        # REGISTER's look-ups of endpoint hosts: threads of their own (a slow resolver must not hold pushes up).
+        self._lookups = ThreadPoolExecutor(max_workers=_LOOKUP_THREADS, thread_name_prefix="salotto-push-dns")
+        self._resolving = 0
         self._tokens: dict[tuple[str, str], tuple[int, str]] = {}  # (audience, subject) -> (expires, header)
         self._tls = ssl.create_default_context()
 
@@ -200,7 +205,7 @@ class WebPushSender:
             try:
                 ipaddress.ip_address(host)
             except ValueError:
-                pass  # a name: resolved and checked when a push goes
+                pass  # a name: resolve() looks it up, and each push again
             else:
                 if not is_public_address(host):
                     return "The endpoint's address is not a public one"
@@ -212,23 +217,34 @@ class WebPushSender:
             return "auth must be a 16-byte secret"
         return None
 
-    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
+    def resolve(self, endpoint: str, done: Callable[[tuple[str, str] | None], None]) -> None:
         config = self._config()
         if config.webpush_allow_private_addresses:
             done(None)
             return
+        if self._resolving >= config.webpush_max_queued:
+            done(("INTERNAL_ERROR", "Too many endpoints are being looked up; try again"))
+            return
 
         def run() -> None:
+            refusal: tuple[str, str] | None
             try:
-                refusal = self._refusal(urlsplit(endpoint))
+                problem = self._refusal(urlsplit(endpoint))
+                refusal = None if problem is None else ("INVALID_PARAMS", problem)
             except OSError as exc:  # (socket.gaierror: no such name)
-                refusal = f"The endpoint's host does not resolve ({exc.strerror or exc})"
-            self._call_soon(lambda: done(refusal))
+                refusal = ("INVALID_PARAMS", f"The endpoint's host does not resolve ({exc.strerror or exc})")
+            self._call_soon(lambda: self._resolved(done, refusal))
 
+        self._resolving += 1
         try:
-            self._pool.submit(run)
+            self._lookups.submit(run)
         except RuntimeError:  # shut down
-            done("The server is stopping")
+            self._resolving -= 1
+            done(("INTERNAL_ERROR", "The server is stopping"))
+
+    def _resolved(self, done: Callable[[tuple[str, str] | None], None], refusal: tuple[str, str] | None) -> None:
+        self._resolving -= 1
+        done(refusal)
 
     @staticmethod
     def _refusal(parts: SplitResult) -> str | None:
@@ -258,6 +274,7 @@ class WebPushSender:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lookups.shutdown(wait=False, cancel_futures=True)
 
     # -- on the pool's threads -------------------------------------------------------------------
 

@@ -59,12 +59,24 @@ class PushService:
     def __init__(self) -> None:
         self.received: queue.Queue[Received] = queue.Queue()
         self.status: dict[str, int] = {}
+        # Requests wait for this before they are answered (set: at once); how many were in at once, at most.
+        self.go = threading.Event()
+        self.go.set()
+        self.inside = 0
+        self.most_inside = 0
+        lock = threading.Lock()
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                with lock:
+                    service.inside += 1
+                    service.most_inside = max(service.most_inside, service.inside)
+                service.go.wait(30)
+                with lock:
+                    service.inside -= 1
                 service.received.put(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(service.status.get(self.path, 201))
                 self.send_header("Content-Length", "0")
@@ -95,6 +107,7 @@ class PushService:
         raise AssertionError(f"an unexpected push to {got.path}")
 
     def close(self) -> None:
+        self.go.set()
         self.http.shutdown()
         self.http.server_close()
 
@@ -507,5 +520,35 @@ def test_a_subscription_made_under_another_nick_of_the_account_serves_the_absent
         _leave(other)
         bob.send("PRIVMSG alice :now nobody is on")
         assert _line(tablet, push_service.next()).params == ["alice", "now nobody is on"]
+    finally:
+        stop_server(server)
+
+
+def test_pushes_in_flight_and_waiting_are_bounded(tmp_path: Path, push_service: PushService) -> None:
+    web = start_web_server(tmp_path, *LOOPBACK_PUSH, "--webpush-max-concurrent", "1", "--webpush-max-queued", "1",
+                           "--webpush-burst", "10", "--webpush-ttl-s", "600")
+    server = web.irc
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        phone = Subscriber(push_service.url("/phone"))
+        _subscribe(alice, phone)
+        _leave(alice)
+        push_service.go.clear()  # the push service holds every push until told
+        bob = joined(server, "bob")
+        for text in ("one", "two", "three"):  # one being sent, one waiting, the third dropped
+            bob.send(f"PRIVMSG alice :{text}")
+        bob.send("PING :sent")
+        bob.expect("PONG")
+        deadline = time.monotonic() + 10
+        while push_service.inside < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _metrics(web.web_port)["salotto_webpush_queue_full_total"] == 1
+        push_service.go.set()
+        pushes = [push_service.next(), push_service.next()]
+        push_service.nothing(0.5)
+        assert [_line(phone, push).params[1] for push in pushes] == ["one", "two"]
+        assert push_service.most_inside == 1  # webpush_max_concurrent
+        assert pushes[0].headers["ttl"] == "600"
+        wait_for_log(server, "dropped: webpush_max_queued")
     finally:
         stop_server(server)

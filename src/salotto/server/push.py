@@ -60,12 +60,13 @@ class Sender(Protocol):
 
     def check(self, endpoint: str, p256dh: bytes, auth: bytes) -> str | None:
         """Why a subscription is refused as it is written, or None: the endpoint (its scheme, its host, a
-        literal address; names are resolved and checked when a push goes), the subscriber's key (a point of
-        P-256) and its secret (16 bytes)."""
+        literal address; a name is for :meth:`resolve`), the subscriber's key (a point of P-256) and its
+        secret (16 bytes)."""
 
-    def resolve(self, endpoint: str, done: Callable[[str | None], None]) -> None:
-        """Resolve the endpoint's host (off the loop) and check its addresses; ``done`` gets why it is
-        refused, or None, on the loop thread (at once when there is nothing to look up)."""
+    def resolve(self, endpoint: str, done: Callable[[tuple[str, str] | None], None]) -> None:
+        """Resolve the endpoint's host (off the loop) and check its addresses; ``done`` gets None, or the FAIL
+        code and why (INVALID_PARAMS: a refused address; INTERNAL_ERROR: too many look-ups waiting, at most
+        ``webpush_max_queued``), on the loop thread (at once when there is nothing to look up)."""
 
     def send(self, subscription: PushSubscription, payload: bytes, urgency: str,
              done: Callable[[int, str], None]) -> bool:

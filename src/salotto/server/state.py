@@ -147,6 +147,8 @@ class Server:
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
         self.tls_port: int | None = None
+        # The upload URL advertised as soju.im/FILEHOST (set by the runtime once the web port listens).
+        self.filehost: str | None = None
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
@@ -207,7 +209,7 @@ class Server:
         self.isupport = self._isupport()
 
     def _isupport(self) -> list[str]:
-        tokens = isupport_tokens(self.config, history=self.history is not None)
+        tokens = isupport_tokens(self.config, history=self.history is not None, filehost=self.filehost)
         if self.push is not None:  # (soju.im/webpush: the key pushes are signed with)
             tokens = sorted([*tokens, f"VAPID={self.push.sender.public_key}"])
         return tokens
@@ -233,6 +235,11 @@ class Server:
         elif user.conn is not DETACHED:
             user.conn = DETACHED
             user.tag_flags = 0
+
+    def set_filehost(self, url: str | None) -> None:
+        """Advertise ``url`` as where files are uploaded (soju.im/FILEHOST); None: no uploads."""
+        self.filehost = url
+        self.isupport = self._isupport()
 
     def attach_accounts(self, accounts: Accounts | None) -> None:
         self.accounts = accounts

@@ -76,9 +76,9 @@ def handle_webpush(ctx: Context) -> None:
         push.added(subscription)
         ctx.from_server("WEBPUSH", "REGISTER", endpoint)
 
-    def resolved(refusal: str | None) -> None:
+    def resolved(refusal: tuple[str, str] | None) -> None:
         if refusal is not None:
-            ctx.fail("WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint, description=refusal)
+            ctx.fail("WEBPUSH", refusal[0], "REGISTER", endpoint, description=refusal[1])
         elif not _too_many(ctx, account, endpoint):  # (again: another connection may have registered meanwhile)
             accounts.write(lambda store: store.put_push_subscription(subscription), ctx.wait(stored))
 
