@@ -59,7 +59,9 @@ export function appendRichText(parent, text, origin = null, aliases = []) {
       a.title = found;
       files.push(file);
     }
-    a.href = href;
+    // This server's file by another of its names (127.0.0.1 for a page opened on the LAN address): from
+    // the address the page came from, which works here.
+    a.href = file ? file.href : href;
     a.target = "_blank";
     a.rel = "noopener noreferrer nofollow";
     parent.append(a);
