@@ -260,6 +260,29 @@ def test_no_attach_button_where_the_server_takes_no_files(
         stop_web_server(server)
 
 
+def test_a_page_opened_by_another_name_of_the_server_shares_and_shows_files(
+        browser: Any, files_server: WebServer, people: list[Person]) -> None:
+    # FILEHOST names 127.0.0.1; this page is at localhost (a LAN address would do the same): it posts to
+    # its own origin, and shows the server's files from there, whichever of its names a link has (the
+    # page's CSP allows nothing else).
+    other_name = files_server.url.replace("127.0.0.1", "localhost")
+    yara = Sharer(browser, WebServer(files_server.irc, other_name), "yara", "yara-uses-localhost")
+    people.append(yara)
+    zeno = watcher(files_server, "zeno")
+    yara.page.locator("#file-input").set_input_files(files=[
+        {"name": "map.png", "mimeType": "image/png", "buffer": png(50, 40)}])
+    url = shared_url(zeno, "yara")
+    assert url.startswith(other_name + "files/"), url  # (the server names the host it was asked at)
+    path = url[len(other_name):]
+    zeno.send(f"PRIVMSG #lobby :same map: {files_server.url}{path}")
+    line = yara.line("same map:")
+    thumb = line.locator("img.thumb")
+    yara.page.wait_for_function("img => img.complete && img.naturalWidth === 50", arg=thumb.element_handle())
+    assert thumb.get_attribute("src") == other_name + path
+    assert line.locator("a.own-file").get_attribute("href") == other_name + path
+    zeno.close()
+
+
 def test_only_this_servers_files_are_shown_inline(
         browser: Any, files_server: WebServer, people: list[Person]) -> None:
     tina = Person(browser, files_server.url, "tina")
