@@ -271,6 +271,14 @@ def test_a_mention_while_away_is_pushed_and_the_service_worker_shows_it(
         luca = push_server.irc.client()
         luca.register("luca", caps=["message-tags"])
         luca.expect("366")
+        # Once the server has seen her page go (she is away then, her nick always-on), the mention.
+        deadline = time.monotonic() + 8
+        while True:
+            luca.send("WHOIS giulia")
+            replies = luca.lines_until("318")
+            if any(m.command == "301" for m in replies) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         luca.send("PRIVMSG #lobby :giulia: the projector works again")
         assert service.arrived.wait(15), "no push arrived"
         path, headers, body = service.received[0]
