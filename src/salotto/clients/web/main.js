@@ -97,8 +97,10 @@ function notify(buffer, entry) {
 }
 
 // Asked only when the user clicks the button (never at load), which shows while it can still be asked.
+// With push offered, the "Notifications on this device" switch asks instead (and does more).
 function updateNotifyButton() {
-  $("notify-button").hidden = !notificationsAvailable() || Notification.permission !== "default";
+  const hidden = !notificationsAvailable() || Notification.permission !== "default" || pushOffered();
+  if ($("notify-button").hidden !== hidden) $("notify-button").hidden = hidden;
 }
 
 // Beside the page, so the chat also works behind a reverse proxy under a sub-path.
@@ -634,6 +636,7 @@ function updatePushControl() {
   if (status.hidden !== hidden) status.hidden = hidden;
   if (status.textContent !== text) status.textContent = text;
   if (status.classList.contains("error") !== push.error) status.classList.toggle("error", push.error);
+  updateNotifyButton();
 }
 
 function setPushStatus(text, error = false) {
