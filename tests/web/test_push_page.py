@@ -337,7 +337,7 @@ def notifications(page: Page, count: int) -> list[list[str]]:
     conversation a click opens, tag]. Looked at every 10 ms in the page (headless Chromium does not keep
     them on show for long)."""
     found: list[list[str]] = page.evaluate("""count => new Promise(resolve => {
-        const until = Date.now() + 8000;
+        const until = Date.now() + 15000;
         const look = () => navigator.serviceWorker.ready.then(r => r.getNotifications()).then(list => {
             if (list.length >= count || Date.now() > until) {
                 resolve(list.map(n => [n.title, n.body, n.data.target, n.tag]));
@@ -363,7 +363,10 @@ def test_a_mention_while_hidden_shows_through_the_service_worker_where_chrome_ha
         Object.defineProperty(Document.prototype, 'hidden', { get: () => window.__hidden });
         const Real = window.Notification;
         window.Notification = class extends Real {
-          constructor() { throw new TypeError("Failed to construct 'Notification': Illegal constructor."); }
+          constructor() {
+            window.__refused = (window.__refused || 0) + 1;
+            throw new TypeError("Failed to construct 'Notification': Illegal constructor.");
+          }
         };
         Object.defineProperty(window.Notification, 'permission', { get: () => Real.permission });
     """)
@@ -379,7 +382,9 @@ def test_a_mention_while_hidden_shows_through_the_service_worker_where_chrome_ha
         nora = push_server.irc.client()
         nora.register("nora")
         nora.send("PRIVMSG maya :are you there?")
-        assert ["nora", "are you there?", "nora", "salotto nora"] in notifications(page, 1)
+        shown = notifications(page, 1)
+        assert ["nora", "are you there?", "nora", "salotto nora"] in shown, (
+            shown, page.evaluate("[window.__refused, document.hidden]"), errors)
         nora.close()
         assert not errors, errors
     finally:
