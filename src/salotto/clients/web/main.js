@@ -83,8 +83,8 @@ function notify(buffer, entry) {
   } catch {
     // Chrome on Android has no Notification constructor: the service worker shows it (and its click
     // comes back as an "open" message).
-    if (serviceWorker) {
-      serviceWorker.then((registration) => registration
+    if ("serviceWorker" in navigator) {
+      navigator.serviceWorker.getRegistration().then((registration) => registration
         && registration.showNotification(title, { ...options, data: { target: buffer } })).catch(() => {});
     }
     return;
