@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from salotto.clients.core import search
 from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Buffer, BufferKind, ChangeKind, Line, LineKind
 from salotto.clients.core.text import format_server_time
 from salotto.proto import Message
@@ -34,6 +35,7 @@ START_OF_HISTORY = "Start of history."
 class Request(enum.Enum):
     LATEST = "LATEST"  # the backlog on join: merged by time
     BEFORE = "BEFORE"  # older lines on scroll-up: inserted at the top
+    AROUND = "AROUND"  # the lines around a message jumped to (a search result): merged by time
 
 
 @dataclass(slots=True)
@@ -86,6 +88,12 @@ def request_latest(s: Session, channel: str) -> None:
     s.history.pending[s.key(channel)] = Request.LATEST
 
 
+def request_around(s: Session, name: str, msgid: str, lines: int) -> None:
+    """CHATHISTORY AROUND a message (a search result to show); merged by time like the backlog."""
+    s.send("CHATHISTORY", "AROUND", name, f"msgid={msgid}", str(_limit(s, lines)))
+    s.history.pending[s.key(name)] = Request.AROUND
+
+
 def oldest_reference(s: Session, buf: Buffer) -> str:
     """``msgid=`` of the oldest stored line, else ``timestamp=`` of the oldest line (now if none)."""
     for ln in buf.lines:
@@ -131,8 +139,10 @@ def end_batch(s: Session, ref: str) -> None:
     if batch is None:
         return
     key = s.key(batch.target) if batch.target else ""
-    if key and s.history.pending.pop(key, None) is Request.BEFORE:
+    request = s.history.pending.pop(key, None) if key else None
+    if request is Request.BEFORE:
         _insert_older(s, key, [line for _name, line in batch.lines], batch.reactions)
+        search.history_arrived(s, key, False)
         return
     by_name: dict[str, list[Line]] = {}
     for name, line in batch.lines:
@@ -145,6 +155,8 @@ def end_batch(s: Session, ref: str) -> None:
     changed |= _apply_reactions(s, batch.reactions)
     for name in changed:
         s.emit(ChangeKind.RELOAD, s.key(name))
+    if request is not None:
+        search.history_arrived(s, key, request is Request.AROUND)
 
 
 def _apply_reactions(s: Session, reactions: list[tuple[str, str, str, str, str, bool]]) -> set[str]:
@@ -184,4 +196,6 @@ def history_failed(s: Session, context: list[str]) -> None:
     if not keys:
         keys = set(s.history.pending)
     for key in keys:
-        del s.history.pending[key]
+        jump = s.search_state.jump
+        if s.history.pending.pop(key) is Request.AROUND and jump is not None and jump[0] == key:
+            s.search_state.jump = None
