@@ -16,8 +16,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from salotto.passwords import is_password_hash
+from salotto.proto.filetypes import UPLOAD_TYPES
 from salotto.proto.names import is_valid_channel, is_valid_hostname
 from salotto.storage.urls import mask_password, postgresql_url_problem
 
@@ -221,6 +223,26 @@ KEYS: tuple[Key, ...] = (
     Key("whowas_max_entries", int, 1000, "Nicknames remembered for WHOWAS.", 0),
     Key("who_max_results", int, 500, "Replies to one WHO mask query, so WHO * stays bounded.", 1),
     Key("monitor_max_targets", int, 100, "Nicks one client may watch with MONITOR (MONITOR=).", 1),
+    # File uploads (soju.im/FILEHOST) on the web port; docs/files.md.
+    Key("uploads", bool, True,
+        "Let logged-in accounts upload files on the web port (POST /upload, soju.im/FILEHOST); needs a web listener."),
+    Key("upload_public_url", str, "",
+        "The web port's public address, as people open it (https://chat.example.org): the base of FILEHOST and "
+        "of file links. Empty: the address the request came to (Host), or the first web listener's."),
+    Key("upload_max_file_bytes", int, 25 * 1024 * 1024, "Largest file one upload may hold (413 above).", 1),
+    Key("upload_max_account_bytes", int, 500 * 1024 * 1024,
+        "Bytes of files one account may keep at once (413 past it, until old ones expire).", 1),
+    Key("upload_retention_days", float, 90.0, "Uploaded files are deleted this many days after upload; 0 keeps them.",
+        0),
+    Key("upload_sweep_interval_s", float, 3600.0, "How often expired files are looked for and deleted.", 0.1),
+    Key("upload_max_concurrent", int, 32, "Uploads in progress at once, in all (503 past it).", 1),
+    Key("upload_max_concurrent_per_ip", int, 3, "Uploads in progress at once from one IP address (an IPv6 /64).", 1),
+    Key("upload_timeout_s", float, 300.0,
+        "An upload must arrive whole within this many seconds of its request (slow senders are cut); a download "
+        "whose reader takes nothing for this long is cut too.", 1),
+    Key("upload_types", list, list(UPLOAD_TYPES),
+        "Content types (sniffed from the bytes, never the client's word) an upload may have; others get 415. "
+        "application/octet-stream is every file of no known type."),
 )
 
 _BY_NAME = {key.name: key for key in KEYS}
@@ -335,6 +357,16 @@ class Config:
     whowas_max_entries: int
     who_max_results: int
     monitor_max_targets: int
+    uploads: bool
+    upload_public_url: str
+    upload_max_file_bytes: int
+    upload_max_account_bytes: int
+    upload_retention_days: float
+    upload_sweep_interval_s: float
+    upload_max_concurrent: int
+    upload_max_concurrent_per_ip: int
+    upload_timeout_s: float
+    upload_types: list[str]
     opers: dict[str, OperBlock] = field(default_factory=dict)
     source_file: str | None = None
     # Key name -> the flag or "in FILE" it was set by; keys absent here have their default.
@@ -422,8 +454,23 @@ def _validate(config: Config) -> None:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise bad_value(name, item, "an IP address or a CIDR range, like 10.0.0.0/8", origin(name)) from None
+    _validate_uploads(config)
     if config.motd_file and not Path(config.motd_file).is_file():
         raise bad_value("motd_file", config.motd_file, "no such file", origin("motd_file"))
+
+
+def _validate_uploads(config: Config) -> None:
+    """upload_types names only types the sniffer gives; upload_public_url is an http(s) URL without a path."""
+    origin = config.origin
+    for item in config.upload_types:
+        if item not in UPLOAD_TYPES:
+            raise bad_value("upload_types", item, f"one of {', '.join(UPLOAD_TYPES)}", origin("upload_types"))
+    url = config.upload_public_url
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/") or parts.query:
+            raise bad_value("upload_public_url", url, "an http:// or https:// address without a path, like "
+                            "https://chat.example.org", origin("upload_public_url"))
 
 
 def _validate_storage(config: Config) -> None:

@@ -22,9 +22,11 @@ from salotto.mail import send_code
 from salotto.server.accounts import Accounts
 from salotto.server.state import Server
 from salotto.storage import StorageError, describe_storage, mask_password, storage_location
+from salotto.storage.files import LocalFileStore
 from salotto.storage.journal import JournalError
 from salotto.storage.store import Store, open_store
 from salotto.threads import ThreadOffload
+from salotto.transport.files import FileService, filehost_url
 from salotto.transport.flusher import Flusher
 from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG, IrcStreamProtocol, ProxiedStreamProtocol
@@ -316,6 +318,7 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     listeners: list[tuple[Listener, str]] = []
     reactor: Reactor | None = None
     web_listeners: list[tuple[WebListener, str]] = []
+    files: FileService | None = None
     tick_handle: asyncio.TimerHandle | None = None
 
     def tick() -> None:
@@ -336,7 +339,18 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         listeners = await _open_listeners(server, config, flusher, certificate, reactor)
         # STS names the first TLS listener's port as bound (tls_listen may ask for port 0).
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
-        web_listeners = await open_web_listeners(server, config, flusher, certificate, reactor)
+        if config.uploads and (config.web_listen or config.web_tls_listen):
+            try:
+                file_store = LocalFileStore(os.path.join(config.data_dir, "files"))
+            except OSError as exc:
+                raise _data_dir_error(config, exc) from None
+            files = FileService(server, file_store, loop)
+        web_listeners = await open_web_listeners(server, config, flusher, certificate, reactor, files)
+        if files is not None and web_listeners:
+            urls = web_urls(web_listeners)
+            files.fallback_base = urls[0].rstrip("/")
+            server.set_filehost(filehost_url(config.upload_public_url, urls))
+            files.start_sweeps()
         _announce(listeners, config, web_listeners)
         log.info("data in %s (%s), history %s", config.data_dir, describe_storage(config),
                  "on" if server.history is not None else "off")
@@ -351,6 +365,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
     finally:
         if node is not None:
             await node.close()  # first: the other nodes see our users go now
+        if files is not None:
+            files.close()
         for close in closers:
             close()
         if tick_handle is not None:

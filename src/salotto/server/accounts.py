@@ -331,10 +331,15 @@ class Accounts:
         """Count one password attempt on ``account`` from the client's address, before it is checked;
         0.0 if it may go ahead, else seconds to wait. From an address the account logged in from before,
         only the address's own limit applies."""
+        return self.throttle_ip(server, client.ip, account)
+
+    def throttle_ip(self, server: Server, ip: str, account: str) -> float:
+        """:meth:`throttle` for an attempt from ``ip`` that is no IRC client's (an upload's Basic auth):
+        the same buckets, so HTTP guesses no faster than SASL does."""
         config = server.config
         now = server.clock()
         window = config.login_throttle_window_s
-        address = ip_key(client.ip)
+        address = ip_key(ip)
         wait = self.per_ip.take(address, config.login_attempts_per_ip, window, now)
         if wait:
             return wait
@@ -350,7 +355,11 @@ class Accounts:
     def succeeded(self, server: Server, client: Client, account: str) -> None:
         """The password (or code) ``client`` gave for ``account`` was right: the attempt does not count
         against the account (only failures use its limit up)."""
-        if ip_key(client.ip) not in self._owner_addresses(account):
+        self.succeeded_ip(server, client.ip, account)
+
+    def succeeded_ip(self, server: Server, ip: str, account: str) -> None:
+        """:meth:`succeeded` for an attempt from ``ip`` that is no IRC client's."""
+        if ip_key(ip) not in self._owner_addresses(account):
             self.per_account.give_back(casefold(account), server.clock())
 
     def _owner_addresses(self, account: str) -> dict[str, float]:

@@ -23,9 +23,11 @@ ISUPPORT_TOKENS_PER_LINE = 12
 MODES_PER_COMMAND = 6
 
 
-def isupport_tokens(config: Config, *, history: bool = False) -> list[str]:
+def isupport_tokens(config: Config, *, history: bool = False, filehost: str | None = None) -> list[str]:
+    """``filehost``: the upload URL (soju.im/FILEHOST, doc/ext/filehost.md in soju), when uploads are on."""
     targets = config.max_targets
     tokens = [
+        *([f"soju.im/FILEHOST={filehost}"] if filehost else []),
         *([f"CHATHISTORY={config.chathistory_max_lines}", "MSGREFTYPES=timestamp,msgid"] if history else []),
         f"AWAYLEN={config.away_max_len}",
         f"BOT={BOT_MODE}",

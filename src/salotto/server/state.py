@@ -146,6 +146,8 @@ class Server:
         # Set by the runtime: the port of the first TLS listener (as bound), None without one. STS is
         # advertised only when there is one.
         self.tls_port: int | None = None
+        # The upload URL advertised as soju.im/FILEHOST (set by the runtime once the web port listens).
+        self.filehost: str | None = None
         # Set by the runtime: reloads the config file, returns an error text or None.
         self.rehash_hook: Callable[[], str | None] | None = None
         # Set by attach_history when history is on (the runtime owns the storage connections).
@@ -186,7 +188,7 @@ class Server:
             self.history.config = config
         for name in config.autojoin:
             self.channel_registry.ensure_permanent(name, casefold(name), int(self.wallclock()))
-        self.isupport = isupport_tokens(config, history=self.history is not None)
+        self.isupport = isupport_tokens(config, history=self.history is not None, filehost=self.filehost)
         if self.accounts is not None:
             self.accounts.markers.max_targets = config.read_markers_max_targets
             self.accounts.markers.max_total = config.read_markers_max_total
@@ -201,7 +203,12 @@ class Server:
 
     def attach_history(self, history: Store | None) -> None:
         self.history = history
-        self.isupport = isupport_tokens(self.config, history=history is not None)
+        self.isupport = isupport_tokens(self.config, history=history is not None, filehost=self.filehost)
+
+    def set_filehost(self, url: str | None) -> None:
+        """Advertise ``url`` as where files are uploaded (soju.im/FILEHOST); None: no uploads."""
+        self.filehost = url
+        self.isupport = isupport_tokens(self.config, history=self.history is not None, filehost=url)
 
     def attach_accounts(self, accounts: Accounts | None) -> None:
         self.accounts = accounts

@@ -38,6 +38,7 @@ __all__ = [
     "StoredAccount",
     "TargetListing",
     "UnknownChannel",
+    "UploadRecord",
     "conversation_key",
 ]
 
@@ -78,6 +79,18 @@ class StoredAccount:
     email: str | None = None
     verified: bool = True  # False while draft/account-registration verification is pending
     always_on: bool | None = None  # NickServ SET ALWAYS-ON; None: the server's always_on_default
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """An uploaded file's metadata (its bytes are the FileStore's, under the same id)."""
+
+    id: str  # random, URL-safe: the file's URL is /files/<id>/<name>
+    account: str  # who uploaded it, as the account is shown
+    name: str  # the file name, made safe (salotto.proto.filetypes.safe_filename)
+    content_type: str  # sniffed from its bytes
+    size: int  # bytes
+    created: float  # epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,4 +382,25 @@ class Storage(Protocol):
 
     def delete_read_marker(self, account: str, target: str) -> bool:
         """Forget one marker; False when there was none."""
+        ...
+
+    # -- uploaded files (their metadata; the bytes are in a FileStore) ----------------------------
+
+    def add_upload(self, record: UploadRecord, max_account_bytes: int) -> bool:
+        """Record an upload unless the account's uploads would then exceed ``max_account_bytes``
+        (checked and written in one transaction); False: over the quota, nothing written."""
+        ...
+
+    def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    def upload_usage(self, account: str) -> int:
+        """Bytes of the account's uploads on record."""
+        ...
+
+    def expired_uploads(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of at most ``limit`` uploads created before ``cutoff`` (epoch seconds), oldest first."""
+        ...
+
+    def delete_uploads(self, upload_ids: Iterable[str]) -> int:
+        """Forget these uploads; how many there were."""
         ...

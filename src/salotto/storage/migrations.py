@@ -163,5 +163,22 @@ CREATE TABLE always_on_users (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Uploaded files (soju.im/FILEHOST): their metadata; the bytes are in the FileStore (salotto.storage.files)
+# under the same id. No foreign key to accounts: a deleted account's files go with retention, as its
+# messages' links would stop working anyway.
+_V_FILES: Final = """
+CREATE TABLE uploads (
+    id           TEXT PRIMARY KEY,
+    account_cf   TEXT NOT NULL,
+    account      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    created      REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX uploads_account ON uploads(account_cf);
+CREATE INDEX uploads_created ON uploads(created);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_FILES)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -49,6 +49,7 @@ from salotto.storage.base import (
     StoredAccount,
     TargetListing,
     UnknownChannel,
+    UploadRecord,
     conversation_key,
 )
 from salotto.storage.postgresql_migrations import MIGRATIONS, SCHEMA_VERSION
@@ -701,6 +702,42 @@ class PostgresStorage(RangeQueries):
         return self._run(
             "DELETE FROM read_markers WHERE account_cf = %s AND target = %s", (casefold(account), target)
         ) > 0
+
+    # -- uploaded files ----------------------------------------------------------------------------
+
+    def add_upload(self, record: UploadRecord, max_account_bytes: int) -> bool:
+        cf = casefold(record.account)
+        with self.transaction():
+            # One account's uploads are checked against its quota one at a time, across nodes too.
+            self._run("SELECT pg_advisory_xact_lock(hashtext('uploads:' || %s))", (cf,))
+            row = self._one("SELECT coalesce(sum(size), 0) FROM uploads WHERE account_cf = %s", (cf,))
+            if row is not None and int(row[0]) + record.size > max_account_bytes:
+                return False
+            self._run(
+                "INSERT INTO uploads (id, account_cf, account, name, content_type, size, created) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (record.id, cf, record.account, record.name, record.content_type, record.size, record.created),
+            )
+        return True
+
+    def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = self._one(
+            "SELECT id, account, name, content_type, size, created FROM uploads WHERE id = %s", (upload_id,))
+        return UploadRecord(row[0], row[1], row[2], row[3], int(row[4]), float(row[5])) if row is not None else None
+
+    def upload_usage(self, account: str) -> int:
+        row = self._one("SELECT coalesce(sum(size), 0) FROM uploads WHERE account_cf = %s", (casefold(account),))
+        return int(row[0]) if row is not None else 0
+
+    def expired_uploads(self, cutoff: float, limit: int) -> list[str]:
+        rows = self._all("SELECT id FROM uploads WHERE created < %s ORDER BY created LIMIT %s", (cutoff, limit))
+        return [row[0] for row in rows]
+
+    def delete_uploads(self, upload_ids: Iterable[str]) -> int:
+        ids = list(upload_ids)
+        if not ids:
+            return 0
+        return self._run("DELETE FROM uploads WHERE id = ANY(%s)", (ids,))
 
 
 def _read_version(conn: psycopg.Connection[Any]) -> int:

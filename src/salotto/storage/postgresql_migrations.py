@@ -118,5 +118,20 @@ CREATE TABLE always_on_users (
 );
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+# Uploaded files, as SQLite's _V_FILES: metadata only, the bytes are in the FileStore.
+_V_FILES: Final = """
+CREATE TABLE uploads (
+    id           text COLLATE "C" PRIMARY KEY,
+    account_cf   text COLLATE "C" NOT NULL,
+    account      text NOT NULL,
+    name         text NOT NULL,
+    content_type text NOT NULL,
+    size         bigint NOT NULL,
+    created      double precision NOT NULL
+);
+CREATE INDEX uploads_account ON uploads(account_cf);
+CREATE INDEX uploads_created ON uploads(created);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V_FILES)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -45,6 +45,7 @@ from salotto.storage.base import (
     StorageError,
     StoredAccount,
     UnknownChannel,
+    UploadRecord,
 )
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
@@ -500,6 +501,45 @@ class SqliteStorage(SqliteHistory):
                 "DELETE FROM read_markers WHERE account_cf = ? AND target = ?", (casefold(account), target)
             )
         return cursor.rowcount > 0
+
+    # -- uploaded files ----------------------------------------------------------------------------
+
+    def add_upload(self, record: UploadRecord, max_account_bytes: int) -> bool:
+        cf = casefold(record.account)
+        with self.transaction():
+            (used,) = self._db.execute(
+                "SELECT coalesce(sum(size), 0) FROM uploads WHERE account_cf = ?", (cf,)).fetchone()
+            if used + record.size > max_account_bytes:
+                return False
+            self._db.execute(
+                "INSERT INTO uploads (id, account_cf, account, name, content_type, size, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, cf, record.account, record.name, record.content_type, record.size, record.created),
+            )
+        return True
+
+    def get_upload(self, upload_id: str) -> UploadRecord | None:
+        row = self._db.execute(
+            "SELECT id, account, name, content_type, size, created FROM uploads WHERE id = ?", (upload_id,)
+        ).fetchone()
+        return UploadRecord(*row) if row is not None else None
+
+    def upload_usage(self, account: str) -> int:
+        (used,) = self._db.execute(
+            "SELECT coalesce(sum(size), 0) FROM uploads WHERE account_cf = ?", (casefold(account),)).fetchone()
+        return int(used)
+
+    def expired_uploads(self, cutoff: float, limit: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT id FROM uploads WHERE created < ? ORDER BY created LIMIT ?", (cutoff, limit)).fetchall()
+        return [row[0] for row in rows]
+
+    def delete_uploads(self, upload_ids: Iterable[str]) -> int:
+        deleted = 0
+        with self.transaction():
+            for upload_id in upload_ids:
+                deleted += self._db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount
+        return deleted
 
 
 def _channel(row: tuple[Any, ...], access: dict[str, str]) -> RegisteredChannel:

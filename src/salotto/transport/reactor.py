@@ -57,6 +57,8 @@ ACCEPT_PAUSE_S = 0.1
 ACCEPTS_PER_PASS = 256
 # Client addresses whose string new connections share (see Reactor._address); past it the cache starts over.
 ADDRESS_CACHE_SIZE = 65_536
+# Unsent bytes past which a StreamTransport tells its protocol to pause writing (asyncio's default too).
+WRITE_HIGH_BYTES = 65536
 # Ready sockets taken per epoll_wait.
 EVENTS_PER_POLL = 1024
 
@@ -500,15 +502,19 @@ class TcpConnection(_Stream, Fakelag, ConfiguredLines):
 class StreamTransport(_Stream):
     """A connection on the reactor as the asyncio transport an :class:`asyncio.Protocol` expects (the
     plain web port's HTTP and WebSocket connections): write, close, abort, is_closing,
-    get_write_buffer_size, get_extra_info. The protocol enforces its own send queue limit."""
+    get_write_buffer_size, get_extra_info, pause_reading and resume_reading; and, as asyncio's do, it calls
+    the protocol's pause_writing past :data:`WRITE_HIGH_BYTES` unsent and resume_writing once all is sent
+    (a file download's flow control). The protocol enforces its own send queue limit."""
 
-    __slots__ = ("_live", "_peer", "_protocol")
+    __slots__ = ("_live", "_peer", "_protocol", "_reading_paused", "_writing_paused")
 
     def __init__(self, reactor: Reactor, fd: int, peer: tuple[str, int], protocol: asyncio.Protocol) -> None:
         super().__init__(reactor, fd)
         self._peer = peer
         self._protocol = protocol
         self._live = False  # connection_made has returned: the protocol took it (it did not refuse it)
+        self._reading_paused = False
+        self._writing_paused = False
 
     def start(self) -> None:
         self._protocol.connection_made(self)  # type: ignore[arg-type]  # the transport's API, duck-typed
@@ -519,7 +525,33 @@ class StreamTransport(_Stream):
 
     def write(self, data: bytes) -> None:
         if not self._state and data:
-            self._send(data)
+            left = self._send(data)
+            if left > 0:
+                if self._reading_paused:
+                    self._reactor.watch(self.fd, _OUT)
+                if left > WRITE_HIGH_BYTES and not self._writing_paused:
+                    self._writing_paused = True
+                    self._protocol.pause_writing()
+
+    def writable(self) -> None:
+        super().writable()
+        if self._unsent is None and self._state == _OPEN:
+            if self._reading_paused:
+                self._reactor.watch(self.fd, 0)
+            if self._writing_paused:
+                self._writing_paused = False
+                self._protocol.resume_writing()
+
+    def pause_reading(self) -> None:
+        if not self._state and not self._reading_paused:
+            self._reading_paused = True
+            self._reactor.watch(self.fd, _OUT if self._unsent is not None else 0)
+
+    def resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._state:
+                self._reactor.watch(self.fd, _IN_OUT if self._unsent is not None else _IN)
 
     def get_write_buffer_size(self) -> int:
         return len(self._unsent) if self._unsent is not None else 0

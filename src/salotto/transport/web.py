@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 from salotto.config import Config, bad_value, parse_host_port
 from salotto.server.state import Server
 from salotto.server.stats import disconnect_category
+from salotto.transport.files import UPLOAD_PATH, FileService
 from salotto.transport.flusher import Flusher
 from salotto.transport.reactor import Reactor, TcpListener
 from salotto.transport.stream import LISTEN_BACKLOG
@@ -105,9 +106,10 @@ def _text(status: http.HTTPStatus, text: str) -> Response:
 class WebService:
     """Answers the web port's plain HTTP requests; decides which Origins may open the WebSocket."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, files: FileService | None = None) -> None:
         self.server = server
-        self.files = _load_static()
+        self.static = _load_static()
+        self.files = files  # uploads and downloads; None: uploads are off
 
     def origin_allowed(self, request: Request) -> bool:
         """The page's own origin (same host and port as the request), or one listed in config.
@@ -132,6 +134,8 @@ class WebService:
 
     def respond(self, request: Request) -> Response:
         """The answer to a request that is not a WebSocket upgrade."""
+        if request.path.partition("?")[0] == UPLOAD_PATH and self.files is not None:
+            return self._upload_options(request, self.files)
         if request.method not in ("GET", "HEAD"):
             response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "Only GET and HEAD here.\n")
             response.headers["Allow"] = "GET, HEAD"
@@ -148,13 +152,27 @@ class WebService:
             response.body = b""
         return response
 
+    def _upload_options(self, request: Request, files: FileService) -> Response:
+        """OPTIONS /upload (soju.im/FILEHOST: what may be posted; a CORS preflight too). The POST itself
+        never comes here: salotto.transport.files reads it, body and all."""
+        if request.method != "OPTIONS":
+            response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "Upload files with POST.\n")
+            response.headers["Allow"] = "OPTIONS, POST"
+            return response
+        response = _response(http.HTTPStatus.NO_CONTENT, b"", "text/plain; charset=utf-8",
+                             [("Allow", "OPTIONS, POST"), ("Accept-Post", files.accept_post()),
+                              ("Cache-Control", "no-store"), *files.cors(request)])
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
+        return response
+
     def _healthz(self) -> Response:
         if self.server.shutting_down:
             return _text(http.HTTPStatus.SERVICE_UNAVAILABLE, "shutting down\n")
         return _text(http.HTTPStatus.OK, "ok\n")
 
     def _static(self, path: str, if_none_match: list[str]) -> Response:
-        found = self.files.get(path)
+        found = self.static.get(path)
         if found is None:
             return _text(http.HTTPStatus.NOT_FOUND, "Not found.\n")
         # no-cache: revalidate every time (the ETag makes that a 304), so an upgrade shows at once.
@@ -248,7 +266,7 @@ def render_metrics(server: Server) -> str:
 
 async def open_web_listeners(
     server: Server, config: Config, flusher: Flusher, certificate: ServerCertificate | None = None,
-    reactor: Reactor | None = None,
+    reactor: Reactor | None = None, files: FileService | None = None,
 ) -> list[tuple[WebListener, str]]:
     """Bind every ``web_listen`` (HTTP) and ``web_tls_listen`` (HTTPS, with ``certificate``) address, as
     (listener, scheme) pairs; if one fails, close those already open and raise ConfigError.
@@ -264,7 +282,7 @@ async def open_web_listeners(
     if not plans:
         return []
     loop = asyncio.get_running_loop()
-    factory = make_factory(server, WebService(server), flusher)
+    factory = make_factory(server, WebService(server, files), flusher)
     factories: dict[str, Callable[[], asyncio.Protocol]] = {"web_listen": factory}
     if certificate is not None:
         # Plain TCP too: each connection is counted before its handshake (salotto.transport.tls).

@@ -46,6 +46,7 @@ from salotto.config import Config
 from salotto.server.client import Client
 from salotto.server.pending import PendingConnection
 from salotto.server.state import Server
+from salotto.transport.files import FILES_PREFIX, Download, FileService, Upload
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
 from salotto.transport.inbound import ConfiguredLines, Fakelag, prepare_socket
@@ -67,6 +68,7 @@ SUBPROTOCOL_TEXT: Final = Subprotocol("text.ircv3.net")
 SUBPROTOCOL_BINARY: Final = Subprotocol("binary.ircv3.net")
 _SUBPROTOCOLS: Final = (SUBPROTOCOL_TEXT, SUBPROTOCOL_BINARY)
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = Opcode.CONT, Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE
+_POST: Final = b"POST "
 
 # A connection that has not sent a complete HTTP request by then is closed (slowloris).
 HANDSHAKE_TIMEOUT_S: Final = 10.0
@@ -84,6 +86,9 @@ def hard_message_limit(config: Config) -> int:
 
 class HttpResponder(Protocol):
     """What the web service offers this transport for requests that are not IRC."""
+
+    # Uploads and downloads (salotto.transport.files); None: uploads are off.
+    files: FileService | None
 
     def respond(self, request: Request) -> Response:
         """The answer to a plain HTTP request (page, static file, /healthz, /metrics)."""
@@ -178,9 +183,9 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
 
     # It is its own fakelag gate and line reader (the mixins' state is among these slots).
     __slots__ = (
-        "_buffer", "_discarding", "_drain_handle", "_forwarded", "_fragments", "_head_tail", "_held", "_http",
-        "_loop", "_message_is_text", "_opcode", "_pending", "_proxied", "_server", "_socket_ip", "_tat", "_timer",
-        "_ws", "stopped",
+        "_buffer", "_discarding", "_drain_handle", "_exchange", "_forwarded", "_fragments", "_head_tail", "_held",
+        "_http", "_loop", "_message_is_text", "_opcode", "_pending", "_probe", "_proxied", "_server", "_socket_ip",
+        "_tat", "_timer", "_ws", "stopped",
     )  # fmt: skip  # the rest are OutboxProtocol's
     transport_name = "websocket"
 
@@ -218,6 +223,11 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
         # The last bytes of the HTTP request's head seen so far, until its end (a blank line) is found:
         # see data_received. None from then on.
         self._head_tail: bytes | None = b""
+        # The first bytes while they cannot tell yet whether the request is an upload (POST), which has a
+        # body the WebSocket library's parser refuses: salotto.transport.files reads those. None after.
+        self._probe: bytes | None = b""
+        # An upload or a file download that took the connection over (salotto.transport.files).
+        self._exchange: Upload | Download | None = None
         self.outbox: list[bytes] = IDLE  # a list only while this pass has output (mark_pending)
         self._closing = False
         self._lost_reason: str | None = None
@@ -251,6 +261,23 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
             return  # refused at once (or closed): what it sends is not read
         if self.client is not None:
             self.server.stats.bytes_in += len(data)
+        exchange = self._exchange
+        if exchange is not None:
+            if isinstance(exchange, Upload):
+                exchange.data_received(data)
+            return  # a download reads nothing more
+        probe = self._probe
+        if probe is not None:
+            probe += data
+            if len(probe) < len(_POST) and _POST.startswith(probe):
+                self._probe = probe
+                return
+            self._probe = None
+            data = probe
+            files = self._http.files
+            if files is not None and probe.startswith(_POST) and self._transport is not None:
+                self._start_upload(files, self._transport, data)
+                return
         seen = self._head_tail
         if seen is not None:
             # The request's head goes to the parser on its own, so that when the handshake is over
@@ -277,13 +304,46 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
                 self._on_frame(self.client, event)
         self._send_pending()
 
+    def _start_upload(self, files: FileService, transport: asyncio.Transport, data: bytes) -> None:
+        if self._timer is not None:  # the upload has its own deadline (upload_timeout_s)
+            self._timer.cancel()
+            self._timer = None
+        self._head_tail = None
+        upload = self._exchange = Upload(files, transport, self.peer_ip, self._upload_client)
+        upload.data_received(data)
+
+    def _upload_client(self, request: Request) -> str | None:
+        """The upload's client address: the socket's, or what a trusted proxy's headers say."""
+        if self._proxied:
+            client_ip = self._forwarded.client(self._socket_ip, request, upgrade=False)
+            if client_ip is not None:
+                self.peer_ip = client_ip
+            return client_ip
+        return self.peer_ip
+
+    def pause_writing(self) -> None:
+        if isinstance(self._exchange, Download):
+            self._exchange.pause_writing()
+
+    def resume_writing(self) -> None:
+        if isinstance(self._exchange, Download):
+            self._exchange.resume_writing()
+
     def eof_received(self) -> bool | None:
+        if self._exchange is not None:
+            return None
         self._ws.receive_eof()
         self._send_pending()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._done_pending()
+        exchange = self._exchange
+        if exchange is not None:
+            if isinstance(exchange, Upload):
+                exchange.connection_lost()
+            else:
+                exchange.close()
         self._closing = True
         self.stop()
         if self._timer is not None:
@@ -314,6 +374,14 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
                 return
             self.peer_ip = client_ip
         if not upgrade:
+            files = self._http.files
+            if files is not None and request.path.startswith(FILES_PREFIX) and self._transport is not None:
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                download = self._exchange = Download(files, self._transport, request)
+                download.start()
+                return
             ws.send_response(self._http.respond(request))
             return
         if not self._http.origin_allowed(request):
