@@ -23,8 +23,12 @@ WAIT_S = 15.0
 # Messages said in #lobby about a month ago, stored before the server starts (as if it had run then).
 OLD_DAYS = 31
 CAKE_LINES = 60  # more than a page of results (SEARCH_PAGE is 50)
-CONFIG = """
+# A small per-file limit, and no files of unknown type (application/octet-stream), to see both refused.
+MAX_FILE_BYTES = 200_000
+CONFIG = f"""
 login_attempts_per_ip = 100
+upload_max_file_bytes = {MAX_FILE_BYTES}
+upload_types = ["image/png", "image/gif", "image/jpeg", "text/plain", "application/pdf"]
 """
 
 
@@ -160,6 +164,19 @@ def test_uploads_that_cannot_happen_say_why(share_server: tuple[WebServer, dict[
         # No such file.
         assert member.upload(tmp_path / "missing.png", "#lobby") is None
         assert any("Could not share missing.png: cannot read" in text for text in errors(member))
+        # Too big, and of a type the server does not take: refused, with the server's reason.
+        big = tmp_path / "big.txt"
+        big.write_text("all work and no play\n" * (MAX_FILE_BYTES // 20))
+        blob = tmp_path / "blob.bin"
+        blob.write_bytes(bytes(range(256)) * 8)
+        for path, why in ((big, "the file is too big for this server: The file is too big"),
+                          (blob, "the server does not take this type of file: Files of this type")):
+            transfer = member.upload(path, "#lobby")
+            assert transfer is not None
+            assert member.wait_until(lambda _s, t=transfer: t.state != "sending", WAIT_S)
+            assert transfer.state == "failed" and transfer.error.startswith(why), transfer.error
+            assert f"Could not share {path.name}: {transfer.error}." in errors(member)
+        assert not [text for text in own_texts(member) if "/files/" in text]  # no link was sent
         # The server refuses a wrong password for uploads even if the IRC login was right earlier.
         member.session.config.sasl_password = "not the password"
         transfer = member.upload(note, "#lobby")

@@ -207,3 +207,19 @@ def test_file_helpers() -> None:
     assert explain_status(413, "Payload Too Large", "at most 10 MB per file") == (
         "the file is too big for this server: at most 10 MB per file")
     assert explain_status(418, "I'm a teapot", "") == "the server answered 418 I'm a teapot"
+
+
+def test_the_status_line_tells_the_uploads_progress() -> None:
+    from salotto.clients.core import Client, SessionConfig
+    from salotto.clients.core.client import Transfer
+
+    client = Client("127.0.0.1", 1, SessionConfig(nick="me"))
+    client.status = "connected to 127.0.0.1:6667"
+    assert client.status_text == "connected to 127.0.0.1:6667"
+    client.transfers.append(Transfer("cat.png", "#lobby", 4 * 1024 * 1024, sent=1024 * 1024))
+    assert client.status_text == "connected to 127.0.0.1:6667 \u00b7 uploading cat.png (4.0 MB): 25%"
+    client.transfers.append(Transfer("dog.gif", "#lobby", 4 * 1024 * 1024, sent=3 * 1024 * 1024))
+    assert client.activity == "uploading 2 files: 50%"
+    for transfer in client.transfers:
+        transfer.state = "done"
+    assert client.activity == ""

@@ -98,7 +98,9 @@ def test_attached_pictures_show_as_thumbnails_and_other_files_as_links(
     root.update()
     box = vera.view.text.bbox(start)
     assert box is not None
-    vera.view.text.event_generate("<Button-1>", x=box[0] + box[2] // 2, y=box[1] + box[3] // 2)
+    where = {"x": box[0] + box[2] // 2, "y": box[1] + box[3] // 2}
+    vera.view.text.event_generate("<Motion>", **where)  # Tk finds the tag under the mouse on motion
+    vera.view.text.event_generate("<Button-1>", **where)
     root.update()
     full = vera.image_window
     assert full is not None and full.winfo_exists()
