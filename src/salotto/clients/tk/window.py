@@ -139,7 +139,7 @@ class ChatWindow(ttk.Frame):
         self.search_scope = ttk.Combobox(finder, values=SEARCH_SCOPES, state="readonly", width=11, takefocus=False)
         self.search_scope.set(SEARCH_SCOPES[0])
         self.search_scope.pack(side="right", padx=(4, 0))
-        self.search_entry = ttk.Entry(finder, width=18)
+        self.search_entry = ttk.Entry(finder, width=14)
         self.search_entry.pack(side="right")
         self.search_entry.bind("<Return>", lambda _e: self.run_search())
         self.search_entry.bind("<KP_Enter>", lambda _e: self.run_search())
