@@ -135,9 +135,11 @@ def test_search_from_the_field_and_the_command_and_jump_to_last_months_message(
     # The search field: words, this buffer (#lobby), Enter.
     window.search_entry.insert(0, "chocolate")
     assert window.search_scope.get() == SEARCH_SCOPES[0]
+    window.search_entry.focus_force()
+    root.update()
     window.search_entry.event_generate("<Return>")
     assert pump_until(root, lambda: window.search_panel.winfo_ismapped()
-                      and len(window.search_list.get_children()) > 0, WAIT_S)
+                      and len(window.search_list.get_children()) > 0, WAIT_S), window.search_label.cget("text")
     results = window.session.search_results
     assert results is not None and results.target == "#lobby"
     first = window.search_list.item("0", "values")
@@ -158,6 +160,7 @@ def test_search_from_the_field_and_the_command_and_jump_to_last_months_message(
     oldest = window.search_list.get_children()[-1]
     window.search_list.selection_set(oldest)
     window.search_list.see(oldest)
+    window.search_list.focus_force()
     root.update()
     window.search_list.event_generate("<Return>")
     assert pump_until(root, lambda: window.view.found_text() != "", WAIT_S), window.view.content()
@@ -172,6 +175,8 @@ def test_search_from_the_field_and_the_command_and_jump_to_last_months_message(
                       and not window.session.search_results.pending, WAIT_S)
     assert "everywhere" in window.search_label.cget("text")
     assert window.search_list.item("0", "values")[3].startswith("unrelated chatter")
+    window.search_list.focus_force()
+    root.update()
     window.search_list.event_generate("<Escape>")
     root.update()
     assert not window.search_panel.winfo_ismapped()
