@@ -44,7 +44,7 @@ THEME_ICONS = {"light": "\u263e", "dark": "\u2600"}  # the button shows what a c
 # The search field's scopes: the shown buffer, or all the history the user may read.
 SEARCH_SCOPES = ("this buffer", "everywhere")
 # Rows of search results shown at once (the list scrolls).
-SEARCH_ROWS = 8
+SEARCH_ROWS = 6
 # Part of the screen a full-size image may take in its window at most.
 IMAGE_WINDOW_SHARE = 0.85
 
@@ -202,8 +202,8 @@ class ChatWindow(ttk.Frame):
         self.search_close_button = ttk.Button(header, text="\u2715", width=3, style="Flat.TButton",
                                               command=self.close_search, takefocus=False)
         self.search_close_button.pack(side="right")
-        self.search_more_button = ttk.Button(header, text="More", style="Flat.TButton", command=self.search_more,
-                                             takefocus=False)
+        self.search_more_button = ttk.Button(header, text="Older results", style="Flat.TButton",
+                                             command=self.search_more, takefocus=False)
         self.search_more_button.pack(side="right", padx=(0, 6))
         columns = ("buffer", "time", "nick", "text")
         self.search_list = ttk.Treeview(panel, columns=columns, show="headings", height=SEARCH_ROWS,
@@ -235,8 +235,8 @@ class ChatWindow(ttk.Frame):
                             activeforeground=p.select_fg, font=theme.ui_font, relief="flat", borderwidth=1)
         self.theme_button.configure(text=THEME_ICONS.get(theme.name, "\u263e"))
         unit = theme.ui_font.measure("m")
-        for column, width, stretch in (("buffer", 10, False), ("time", 11, False), ("nick", 8, False),
-                                       ("text", 30, True)):
+        for column, width, stretch in (("buffer", 7, False), ("time", 9, False), ("nick", 6, False),
+                                       ("text", 24, True)):
             self.search_list.column(column, width=unit * width, minwidth=unit * 4, stretch=stretch)
         self.view.restyle(theme)
         if self.shown_key:
@@ -560,8 +560,7 @@ class ChatWindow(ttk.Frame):
             label = f"Searching for {what} {where}\u2026"
         else:
             label = (f"{count} result{'s' if count != 1 else ''} for {what} {where}"
-                     + ("; more are loading\u2026" if results.pending else "; older ones: More" if results.more
-                        else ""))
+                     + ("; more are loading\u2026" if results.pending else ""))
         self.search_label.configure(text=label)
         self.search_more_button.state(["!disabled"] if results.more and not results.pending else ["disabled"])
         tree = self.search_list
