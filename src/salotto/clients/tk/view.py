@@ -34,6 +34,8 @@ _OLDER_MARK = "older"
 QUOTE_CHARS = 90
 # The box (pixels, before the screen's scaling) a thumbnail of a shared image fits in.
 THUMBNAIL_BOX = (360, 240)
+# Lines shown above a message jumped to (a search result), for what led to it.
+FOCUS_CONTEXT_LINES = 3
 # Thumbnails kept drawn-ready (Tk images), the oldest dropped first.
 MAX_THUMBNAILS = 200
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
@@ -414,6 +416,8 @@ class MessageView(ttk.Frame):
         self.text.tk.call(self.text._w, "sync")  # type: ignore[attr-defined]
         self.text.see(ranges[-1])
         self.text.see(ranges[0])
+        if self.text.yview()[0] > 0.0 and self.text.bbox(ranges[0]) is not None:  # a few lines of what led to it
+            self.text.yview(f"{ranges[0]} - {FOCUS_CONTEXT_LINES} lines")
         self._found_tag = tag
         return True
 

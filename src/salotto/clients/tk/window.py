@@ -13,6 +13,7 @@ import functools
 import tkinter as tk
 import webbrowser
 from collections.abc import Callable
+from datetime import datetime
 from tkinter import filedialog, ttk
 
 from salotto.clients.core import (
@@ -235,7 +236,7 @@ class ChatWindow(ttk.Frame):
                             activeforeground=p.select_fg, font=theme.ui_font, relief="flat", borderwidth=1)
         self.theme_button.configure(text=THEME_ICONS.get(theme.name, "\u263e"))
         unit = theme.ui_font.measure("m")
-        for column, width, stretch in (("buffer", 7, False), ("time", 9, False), ("nick", 6, False),
+        for column, width, stretch in (("buffer", 7, False), ("time", 10, False), ("nick", 6, False),
                                        ("text", 24, True)):
             self.search_list.column(column, width=unit * width, minwidth=unit * 4, stretch=stretch)
         self.view.restyle(theme)
@@ -568,8 +569,10 @@ class ChatWindow(ttk.Frame):
         if self._shown_results != results.results[:known]:  # a new search: start over
             tree.delete(*tree.get_children())
             known = 0
+        this_year = datetime.now().astimezone().year
         for index, result in enumerate(results.results[known:], start=known):
-            moment = result.time.astimezone().strftime("%Y-%m-%d %H:%M")
+            local = result.time.astimezone()
+            moment = local.strftime("%d %b %H:%M" if local.year == this_year else "%d %b %Y")
             text = " ".join(result.text.split())
             tree.insert("", "end", iid=str(index), values=(result.buffer, moment, result.nick, text))
         self._shown_results = list(results.results)
