@@ -10,6 +10,7 @@ search`` the search results and a message of last month jumped to (salotto with 
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -113,8 +114,7 @@ def scenery(root: tk.Tk, width: int = 480, height: int = 270) -> bytes:
     for y in range(height):
         row = []
         for x in range(width):
-            hill = height * 0.62 + 28 * __import__("math").sin(x / 70) if x < width * 0.6 else height * 0.7 + 18 * (
-                __import__("math").cos(x / 50))
+            hill = height * 0.64 + 26 * math.sin(x / 70) + 9 * math.sin(x / 23 + 1)
             if y > hill:
                 shade = 90 + int(40 * (y - hill) / height)
                 row.append(f"#{40:02x}{shade + 40:02x}{shade // 2 + 20:02x}")
