@@ -217,3 +217,49 @@ def test_a_script_searches_last_months_messages_page_by_page(share_server: tuple
         assert sorted(r.msgid for r in results.results) == sorted(cake)  # all of them, each once
     finally:
         dora.close()
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG of ``width`` x ``height`` black-and-white pixels, all black: tiny on disk, huge decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height, 9)) + chunk(b"IEND", b""))
+
+
+def test_previews_are_bounded_and_only_for_the_servers_own_files(
+        share_server: tuple[WebServer, dict[str, str]], tmp_path: Path) -> None:
+    from salotto.clients.core.files import PREVIEW_MAX_PIXELS, fetch_preview
+
+    server, _ = share_server
+    erin = logged_in(server, "erin")
+    try:
+        needs_filehost(erin)
+        bomb = tmp_path / "innocent.png"
+        bomb.write_bytes(bomb_png(8000, 8000))  # 64 million pixels in a few kilobytes
+        assert bomb.stat().st_size < MAX_FILE_BYTES and PREVIEW_MAX_PIXELS < 8000 * 8000
+        transfer = erin.upload(bomb, "#lobby")
+        assert transfer is not None
+        assert erin.wait_until(lambda _s: transfer.state != "sending", WAIT_S)
+        assert transfer.state == "done", transfer.error
+        erin.preview(transfer.url)
+        assert erin.wait_until(lambda _s: erin.previews.get(transfer.url) is not None, WAIT_S)
+        preview = erin.previews[transfer.url]
+        assert preview is not None and preview.image is None  # never handed to Tk to decode
+        assert preview.error == "8000\u00d78000 pixels: too big for a preview"
+        # A picture over the byte limit is not fetched either (HEAD says how big it is).
+        small = fetch_preview(transfer.url, max_bytes=100)
+        assert small.image is None and small.error == "too big for a preview"
+        assert small.size == bomb.stat().st_size
+        # A link to a file elsewhere gets no request at all: a bare link.
+        elsewhere = "http://127.0.0.2:9/files/abc/cat.png"
+        assert erin.file_urls(f"see {elsewhere}") == []
+        bare = erin.preview(elsewhere)
+        assert bare is not None and bare.image is None and bare.name == "cat.png"
+        assert elsewhere not in erin.previews
+    finally:
+        erin.close()

@@ -336,13 +336,10 @@ class Client:
         self.previews[url] = None
         if self._preview_pool is None:
             self._preview_pool = ThreadPoolExecutor(PREVIEW_WORKERS, thread_name_prefix="preview")
-        s = self.session
-        auth = files.basic_auth(s.config.sasl_account, s.config.sasl_password) if (
-            s.account and s.config.sasl_account and s.config.sasl_password) else ""
         verify = self.tls_verify
 
-        def fetch() -> None:
-            result = files.fetch_preview(url, authorization=auth, verify=verify)
+        def fetch() -> None:  # no credentials: shared files are public by their unguessable URL
+            result = files.fetch_preview(url, verify=verify)
             self.events.put(_Call(lambda: self._preview_arrived(result)))
 
         self._preview_pool.submit(fetch)
