@@ -12,7 +12,7 @@ import pytest
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.files import filehost
-from tests.clients.test_files_search import KEEP_HISTORY, seed_history
+from tests.clients.test_files_search import KEEP_HISTORY, needs_filehost, needs_search, seed_history
 from tests.clients.test_search_files_core import png
 from tests.clients.test_tk import choose, line_with, pump_until, root, sees  # noqa: F401 (root: a fixture)
 from tests.web.conftest import WebServer, browser, start_web_server, stop_web_server  # noqa: F401 (browser)
@@ -133,8 +133,8 @@ def test_a_picture_dropped_into_the_page_shows_as_a_thumbnail_in_the_tk_window(
     page = Device(browser, server.url, "pia", "pia-drops-pictures")
     try:
         window = tk_device(root, server, "quin", "quin-on-the-desktop")
+        needs_filehost(window.client)
         host = filehost(window.session)
-        assert host, "the server advertises no soju.im/FILEHOST"
         picture = png(160, 90)
         b64 = base64.b64encode(picture).decode("ascii")
         if page.page.locator("#drop-zone").count():
@@ -164,7 +164,7 @@ def test_last_months_messages_are_found_from_the_page_and_from_the_tk_window(
     page = Device(browser, server.url, "rita", "rita-searches-a-lot")
     try:
         window = tk_device(root, server, "rita", "rita-searches-a-lot")
-        assert "soju.im/search" in window.session.caps_enabled, "the server offers no soju.im/search"
+        needs_search(window.client)
         newest = f"cake recipe number {len(cake) - 1:02d}: more chocolate"
         # The Tk window: /search, the results list, and the jump to a message of last month.
         window.entry.insert(0, "/search -in #lobby recipe")
