@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from salotto.clients.core import Client, LineKind, SessionConfig
-from salotto.clients.core.files import filehost
+from salotto.clients.core.files import file_name, filehost
 from tests.clients.test_search_files_core import png
 from tests.web.conftest import WebServer, start_web_server, stop_web_server
 from tests.web.test_login import register_over_tcp
@@ -122,7 +122,7 @@ def test_a_script_shares_a_file_and_the_others_see_its_link(share_server: tuple[
     bob = logged_in(server, "bob")
     try:
         needs_filehost(alice)
-        picture = tmp_path / "holiday picture.png"
+        picture = tmp_path / "vacanza è bella; 2.png"
         picture.write_bytes(png(40, 30))
         transfer = alice.upload(picture, "#lobby")
         assert transfer is not None
@@ -130,6 +130,7 @@ def test_a_script_shares_a_file_and_the_others_see_its_link(share_server: tuple[
         assert transfer.state == "done", transfer.error
         assert transfer.sent == transfer.total == picture.stat().st_size
         assert "/files/" in transfer.url and transfer.url.startswith(server.url.rstrip("/"))
+        assert file_name(transfer.url).startswith("vacanza"), transfer.url  # the name came through
         # The link goes to the channel as alice's message, and bob gets it.
         assert alice.wait_until(lambda _s: transfer.url in own_texts(alice), WAIT_S)
         assert bob.wait_until(lambda s: any(line.text == transfer.url for line in s.get_buffer("#lobby").lines),

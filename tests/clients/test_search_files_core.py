@@ -200,7 +200,9 @@ def test_file_helpers() -> None:
     assert image_size(png(3, 2)) == ("image/png", 3, 2)
     assert image_size(b"GIF89a\x10\x00\x20\x00rest") == ("image/gif", 16, 32)
     assert image_size(b"<svg xmlns=...>") is None
-    assert content_disposition('my "cat".png') == 'attachment; filename="my \\"cat\\".png"'
+    assert content_disposition("my cat.png") == 'attachment; filename="my cat.png"'
+    assert content_disposition('my "cat".png') == (
+        'attachment; filename="my \\"cat\\".png"; filename*=UTF-8\'\'my%20%22cat%22.png')
     assert content_disposition("gatto è.png") == (
         "attachment; filename=\"gatto _.png\"; filename*=UTF-8''gatto%20%C3%A8.png")
     assert [human_size(n) for n in (1, 532, 12 * 1024 + 300, 3_500_000)] == ["1 byte", "532 bytes", "12 KB", "3.3 MB"]

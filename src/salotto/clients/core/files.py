@@ -146,7 +146,7 @@ def content_disposition(name: str) -> str:
     plain = "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in name)
     quoted = plain.replace("\\", "\\\\").replace('"', '\\"')
     value = f'attachment; filename="{quoted}"'
-    if plain != name:
+    if plain != name or any(ch in name for ch in ';"\\'):  # (a naive reader splits at ";")
         value += "; filename*=UTF-8''" + quote(name, safe="")
     return value
 
