@@ -36,8 +36,8 @@ QUOTE_CHARS = 90
 THUMBNAIL_BOX = (360, 240)
 # Lines shown above a message jumped to (a search result), for what led to it.
 FOCUS_CONTEXT_LINES = 3
-# Thumbnails kept drawn-ready (Tk images), the oldest dropped first.
-MAX_THUMBNAILS = 200
+# Thumbnails kept drawn-ready (Tk images, at most 360x240x4 bytes each), the oldest dropped first.
+MAX_THUMBNAILS = 100
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 
