@@ -5,7 +5,7 @@ click; /search and the search field, "More", and jumping to last month's message
 from __future__ import annotations
 
 import tkinter as tk
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.tk.theme import apply_theme
 from salotto.clients.tk.window import SEARCH_SCOPES, ChatWindow
+from tests.clients.conftest import IrcServer
 from tests.clients.test_files_search import (
     CAKE_LINES,
     needs_filehost,
@@ -181,3 +182,22 @@ def test_search_from_the_field_and_the_command_and_jump_to_last_months_message(
     root.update()
     assert not window.search_panel.winfo_ismapped()
     window.close()
+
+
+def test_a_server_without_a_file_host_or_search_says_so(
+        root: tk.Tk, server_factory: Callable[[str], IrcServer], pictures: dict[str, Path]) -> None:  # noqa: F811
+    """salotto without its web port has no file host; ngircd has neither files nor search."""
+    for kind in ("salotto", "ngircd"):
+        server = server_factory(kind)
+        top = tk.Toplevel(root)
+        client = Client("127.0.0.1", server.port, SessionConfig(nick=f"nofiles{kind[0]}"))
+        window = ChatWindow(top, client, apply_theme(root, "light", 10))
+        client.start()
+        assert pump_until(root, lambda w=window: w.shown_key == "#lobby", WAIT_S)
+        assert not window.attach(str(pictures["png"]))
+        assert "this server does not take files (it advertises no soju.im/FILEHOST)" in window.view.content()
+        if kind == "ngircd":
+            assert not window.run_search("anything")
+            assert "This server does not offer search" in window.view.content()
+            assert "does not offer search" in window.search_label.cget("text")
+        window.close()
