@@ -7,7 +7,7 @@ import struct
 import zlib
 from datetime import UTC, datetime
 
-from salotto.clients.core import ChangeKind, Session
+from salotto.clients.core import ChangeKind, LineKind, Session
 from salotto.clients.core.files import (
     content_disposition,
     explain_status,
@@ -17,6 +17,7 @@ from salotto.clients.core.files import (
     image_size,
     upload_problem,
 )
+from salotto.clients.core.history import GAP_TEXT
 from salotto.clients.core.search import SEARCH_PAGE, search_attributes
 from tests.clients.test_session import feed, make, register
 
@@ -142,6 +143,18 @@ def test_jumping_to_a_result_fetches_the_lines_around_it_and_focuses_it() -> Non
     assert len(focus) == 1 and focus[0].key == "#lobby" and focus[0].line is not None
     assert focus[0].line.msgid == "old1"
     assert session.active == "#lobby"
+    # What came is a month older than what was loaded: a gap line between says so, and loads the rest.
+    assert [(ln.kind, ln.text) for ln in session.buffers["#lobby"].lines if ln.kind is LineKind.GAP] == [
+        (LineKind.GAP, GAP_TEXT)]
+    lines = session.buffers["#lobby"].lines
+    assert [ln.msgid for ln in lines if ln.kind is not LineKind.JOIN] == ["old0", "old1", "", "new1"]
+    assert session.fill_gap("#lobby")
+    assert session.take_outbox() == ["CHATHISTORY BETWEEN #lobby msgid=old1 msgid=new1 50"]
+    assert not session.fill_gap("#lobby")  # one request at a time
+    feed(session, ":srv BATCH +g chathistory #lobby",
+         f"@batch=g;msgid=mid1;time={stamp(15)} :ann!a@h PRIVMSG #lobby :in between", ":srv BATCH -g")
+    assert [ln.msgid for ln in session.buffers["#lobby"].lines if ln.kind is not LineKind.JOIN] == [
+        "old0", "old1", "mid1", "new1"]  # a short page: the gap is closed
     # Jumping again to a line that is there asks nothing.
     assert session.jump_to(result)
     assert session.take_outbox() == []

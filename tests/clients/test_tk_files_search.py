@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from salotto.clients.core import Client, SessionConfig
+from salotto.clients.core.history import GAP_TEXT
 from salotto.clients.tk.theme import apply_theme
 from salotto.clients.tk.window import SEARCH_SCOPES, ChatWindow
 from tests.clients.conftest import IrcServer
@@ -168,6 +169,24 @@ def test_search_from_the_field_and_the_command_and_jump_to_last_months_message(
     assert "cake recipe number 00: more chocolate" in window.view.found_text()
     assert window.shown_key == "#lobby"
     assert "unrelated chatter 00" in window.view.content()  # the lines around it came too
+    # Between that stretch and the newest lines, a gap line; clicks on it load what is missing.
+    for _ in range(CAKE_LINES):
+        if GAP_TEXT not in window.view.content():
+            break
+        start = window.view.text.tag_ranges("gap")[0]
+        window.view.text.see(start)
+        root.update()
+        box = window.view.text.bbox(f"{start} + 5c")
+        assert box is not None
+        where = {"x": box[0] + 1, "y": box[1] + box[3] // 2}
+        window.view.text.event_generate("<Motion>", **where)
+        window.view.text.event_generate("<Button-1>", **where)
+        assert pump_until(root, lambda: "#lobby" not in window.session.history.pending, WAIT_S)
+    assert GAP_TEXT not in window.view.content()
+    content = window.view.content()
+    assert all(text in content for text in cake.values())  # the whole month's talk, in order
+    assert content.index("cake recipe number 00") < content.index("cake recipe number 30") < content.index(
+        "cake recipe number 59")
 
     # /search everywhere, from the entry; Escape closes the panel.
     window.entry.insert(0, "/search unrelated chatter")

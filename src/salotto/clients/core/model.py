@@ -45,6 +45,9 @@ class LineKind(enum.Enum):
     MODE = "mode"
     INFO = "info"
     ERROR = "error"
+    # Where messages are missing between two loaded stretches (after a jump to an old search result):
+    # Session.fill_gap loads them.
+    GAP = "gap"
 
 
 # Kinds a GUI shows quietly (dim, no unread count).

@@ -331,6 +331,14 @@ class Session:
         """
         return history.request_older(self, key)
 
+    def fill_gap(self, key: str) -> bool:
+        """Load the messages missing at buffer ``key``'s gap line (CHATHISTORY BETWEEN, a page at a time).
+
+        A gap line (:attr:`LineKind.GAP`) appears after jumping to a search result older than everything
+        loaded; the reply is merged (a ``RELOAD``) and the gap closes, or moves on while more are missing.
+        """
+        return history.fill_gap(self, key)
+
     def history_failed(self, context: list[str]) -> None:
         history.history_failed(self, context)
 

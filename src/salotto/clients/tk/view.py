@@ -83,9 +83,11 @@ class MessageView(ttk.Frame):
         on_chip: Callable[[Line, str], None] | None = None,
         files_of: Callable[[Line], list[tuple[str, Preview | None]]] | None = None,
         on_image: Callable[[str], object] | None = None,
+        on_gap: Callable[[], None] | None = None,
     ) -> None:
         """``files_of(line)``: the shared files ``line`` links to, each with its preview (None while it is
-        fetched); ``on_image(url)``: a click on a thumbnail."""
+        fetched); ``on_image(url)``: a click on a thumbnail; ``on_gap()``: a click on the line that says
+        newer messages are missing (after a jump to an old search result)."""
         super().__init__(master)
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, highlightthickness=0,
                             padx=10, pady=8, cursor="arrow", undo=False, takefocus=False)
@@ -102,6 +104,7 @@ class MessageView(ttk.Frame):
         self._on_chip = on_chip
         self._files_of = files_of
         self._on_image = on_image
+        self._on_gap = on_gap
         # Thumbnails by URL (Tk images must be kept referenced to stay drawn); tags of file links -> URL.
         self._thumbnails: dict[str, tk.PhotoImage | None] = {}
         self._file_tags: dict[str, str] = {}
@@ -120,7 +123,8 @@ class MessageView(ttk.Frame):
         self.text.bind("<Button-3>", self._right_clicked)
         self.text.bind("<Button-2>", self._right_clicked)  # macOS's right button
         clickable = (("nicklink", self._clicked_nick), ("url", self._clicked_url), ("chip", self._clicked_chip),
-                     ("thumb", self._clicked_file), ("filelink", self._clicked_file))
+                     ("thumb", self._clicked_file), ("filelink", self._clicked_file),
+                     ("gap", self._clicked_gap))
         for tag, handler in clickable:
             self.text.tag_bind(tag, "<Button-1>", handler)
             self.text.tag_bind(tag, "<Enter>", lambda _e: self.text.configure(cursor="hand2"))
@@ -159,6 +163,8 @@ class MessageView(ttk.Frame):
         t.tag_configure("filelink", foreground=p.link or p.accent, underline=True)
         t.tag_configure("fileinfo", foreground=p.dim, font=small)
         t.tag_configure("thumbs", spacing1=4, spacing3=6)
+        t.tag_configure("gap", foreground=p.link or p.accent, font=small, justify="center", spacing1=8, spacing3=8,
+                        background=p.panel_2 or p.bg)
         # The message a search result jumped to.
         t.tag_configure("found", background=p.text_select or p.select_bg)
         # The time of a line that mentions you takes the mention colour (the page draws a bar there).
@@ -325,6 +331,9 @@ class MessageView(ttk.Frame):
         kind = line.kind
         if line.reply_to and kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
             self._insert_quote(line.reply_to, where, base)
+        if kind is LineKind.GAP:  # no time: it stands for a stretch of them
+            t.insert(where, "\u22ef  " + line.text + "  \u22ef\n", (*base, "gap"))
+            return
         stamp = line.time.astimezone().strftime("%H:%M")
         t.insert(where, stamp + "  ", (*base, "time", "hltime") if line.highlight else (*base, "time"))
         nick_tags = (*base, "nick", "nicklink", f"nick{nick_colour_index(line.nick)}")
@@ -490,6 +499,10 @@ class MessageView(ttk.Frame):
                 else:
                     webbrowser.open(url, new=2)
                 return
+
+    def _clicked_gap(self, _event: tk.Event[tk.Text]) -> None:
+        if self._on_gap is not None:
+            self._on_gap()
 
     def _clicked_nick(self, event: tk.Event[tk.Text]) -> None:
         nick = self._tagged_word("nicklink", event)

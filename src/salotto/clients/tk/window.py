@@ -163,7 +163,7 @@ class ChatWindow(ttk.Frame):
         self.reply_cancel.pack(side="right")
         self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted,
                                 lookup=self._lookup, on_menu=self.show_menu, on_chip=self._chip_clicked,
-                                files_of=self._files_of, on_image=self.open_image)
+                                files_of=self._files_of, on_image=self.open_image, on_gap=self.fill_gap)
         self.view.set_me(lambda: self.session.nick)
         self.view.pack(fill="both", expand=True)
         self.send_button = ttk.Button(bottom, text="Send", command=self.submit, style="Accent.TButton")
@@ -518,6 +518,12 @@ class ChatWindow(ttk.Frame):
     image_window: tk.Toplevel | None = None
 
     # -- search -----------------------------------------------------------------------------------
+
+    def fill_gap(self) -> None:
+        """A click on the gap line after a jump far back: load the messages missing there."""
+        if self.session.fill_gap(self.shown_key):
+            self.client.flush()
+            self.apply(self.session.take_changes())
 
     def _focus_search(self) -> str:
         self.search_entry.focus_set()
