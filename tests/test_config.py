@@ -21,8 +21,11 @@ def sample_flag_value(key: Any) -> tuple[str, Any]:
         return choice, choice
     if key.name in ("listen", "tls_listen", "web_listen", "web_tls_listen", "proxy_listen"):
         return "127.0.0.1:7000", ["127.0.0.1:7000"]
-    if key.name == "web_allowed_origins":
-        return "https://chat.example.org", ["https://chat.example.org"]
+    if key.name in ("web_allowed_origins", "upload_public_url"):
+        url = "https://chat.example.org"
+        return url, [url] if key.kind is list else url
+    if key.name == "upload_types":
+        return "image/png", ["image/png"]
     if key.name == "autojoin":
         return "#elsewhere", ["#elsewhere"]
     if key.name in ("throttle_exempt", "trusted_proxies"):
@@ -71,6 +74,25 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
         overrides = pg | overrides
     assert overrides[key.name] == value
     assert getattr(load_config(None, overrides), key.name) == value
+
+
+@pytest.mark.parametrize(("overrides", "named"), [
+    ({"upload_types": ["image/svg+xml"]}, "'upload_types'"),
+    ({"upload_types": ["text/html"]}, "'upload_types'"),
+    ({"upload_public_url": "chat.example.org"}, "'upload_public_url'"),
+    ({"upload_public_url": "https://chat.example.org/irc/"}, "'upload_public_url'"),
+    ({"upload_public_url": "javascript:alert(1)"}, "'upload_public_url'"),
+    ({"upload_max_file_bytes": 0}, "'upload_max_file_bytes'"),
+    ({"upload_max_account_bytes": 0}, "'upload_max_account_bytes'"),
+    ({"upload_retention_days": -1}, "'upload_retention_days'"),
+    ({"upload_max_concurrent": 0}, "'upload_max_concurrent'"),
+    ({"upload_max_concurrent_per_ip": 0}, "'upload_max_concurrent_per_ip'"),
+    ({"upload_timeout_s": 0}, "'upload_timeout_s'"),
+    ({"upload_sweep_interval_s": 0}, "'upload_sweep_interval_s'"),
+])
+def test_bad_upload_settings_name_their_key(overrides: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, overrides)
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from real TLS clients (Python's ssl, the websockets client, Chromium); the certi
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import signal
@@ -162,3 +163,29 @@ def test_the_page_chats_over_https_in_chromium(https_server: HttpsServer, browse
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_upload_and_download_over_https(https_server: HttpsServer) -> None:
+    """FILEHOST and the file's Location are https:// on the TLS port; the file comes back over TLS."""
+    client = https_server.irc.client()
+    lines = client.register("uploader") + client.lines_until("376")
+    client.send("REGISTER * * :a good password")
+    client.expect("REGISTER", p0="SUCCESS")
+    client.close()
+    tokens = [param for line in lines if line.command == "005" for param in line.params[1:-1]]
+    assert f"soju.im/FILEHOST={https_server.url}upload" in tokens
+    context = trusting(https_server)
+    conn = http.client.HTTPSConnection("127.0.0.1", https_server.port, timeout=TIMEOUT_S, context=context)
+    body = b"GIF89a" + bytes(3000)
+    try:
+        conn.request("POST", "/upload", body=body, headers={
+            "Host": f"localhost:{https_server.port}", "Content-Disposition": 'attachment; filename="a.gif"',
+            "Authorization": "Basic " + base64.b64encode(b"uploader:a good password").decode()})
+        response = conn.getresponse()
+        assert response.status == 201, response.read()
+        location = response.getheader("Location") or ""
+    finally:
+        conn.close()
+    assert location.startswith(f"https://localhost:{https_server.port}/files/") and location.endswith("/a.gif")
+    response, served, _ = get(https_server, location.split(str(https_server.port), 1)[1])
+    assert response.status == 200 and served == body and response.getheader("Content-Type") == "image/gif"

@@ -357,8 +357,12 @@ class Accounts:
         against the account (only failures use its limit up)."""
         self.succeeded_ip(server, client.ip, account)
 
-    def succeeded_ip(self, server: Server, ip: str, account: str) -> None:
-        """:meth:`succeeded` for an attempt from ``ip`` that is no IRC client's."""
+    def succeeded_ip(self, server: Server, ip: str, account: str, *, refund_address: bool = False) -> None:
+        """:meth:`succeeded` for an attempt from ``ip`` that is no IRC client's. ``refund_address``: the
+        address's attempt is given back too (an upload logs in each time: only failures may use up the
+        address's limit, or ten pictures a minute would be all a household behind one address could send)."""
+        if refund_address:
+            self.per_ip.give_back(ip_key(ip), server.clock())
         if ip_key(ip) not in self._owner_addresses(account):
             self.per_account.give_back(casefold(account), server.clock())
 

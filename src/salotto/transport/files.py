@@ -73,6 +73,12 @@ FILE_CSP: Final = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox
 # Bytes read from a stored file per write, and written per loop pass before the others get a turn.
 CHUNK_BYTES: Final = 65536
 PASS_BYTES: Final = 4 * CHUNK_BYTES
+# Seconds an upload's request head may take to arrive (as any request's on the web port); the body then has
+# upload_timeout_s.
+HEAD_TIMEOUT_S: Final = 10.0
+# After an early answer (401, 413...), seconds the rest of the body is read and dropped so that the client,
+# still sending, sees the answer rather than a reset; then the connection is closed.
+DRAIN_TIMEOUT_S: Final = 2.0
 # Ids of expired files deleted per storer job, so a large sweep does not hold the writer for long.
 SWEEP_BATCH: Final = 500
 # A Host header we repeat in a Location: a name or an address, and a port.
@@ -141,7 +147,11 @@ class FileService:
         self.reserved: dict[str, int] = {}  # account name -> bytes of its uploads in progress
         self.fallback_base = ""  # scheme://host:port of the first web listener, for a request without Host
         self._sweep: asyncio.TimerHandle | None = None
-        self.swept = 0  # files deleted by retention, since start
+        # For /metrics, since start:
+        self.swept = 0  # files deleted by retention
+        self.stored = 0  # uploads taken
+        self.stored_bytes = 0
+        self.refused = 0  # uploads answered with an error (4xx, 5xx)
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -273,8 +283,7 @@ class Upload:
         self._temp: str | None = None
         self._request: Request | None = None
         self._cors: list[tuple[str, str]] = []
-        config = service.server.config
-        self._timer: asyncio.TimerHandle | None = service.loop.call_later(config.upload_timeout_s, self._too_slow)
+        self._timer: asyncio.TimerHandle | None = service.loop.call_later(HEAD_TIMEOUT_S, self._too_slow)
 
     # -- bytes in ----------------------------------------------------------------------------------
 
@@ -325,12 +334,15 @@ class Upload:
         self.ip = client
         service = self.service
         self._cors = service.cors(request)
+        if self._timer is not None:  # the head is in: the body has upload_timeout_s from now
+            self._timer.cancel()
+        self._timer = service.loop.call_later(service.server.config.upload_timeout_s, self._too_slow)
         config = service.server.config
         headers = request.headers
         path = request.path.partition("?")[0]
-        if path != UPLOAD_PATH:
-            self._answer(404 if not path.startswith(FILES_PREFIX) else 405, "Files are uploaded to "
-                         f"{UPLOAD_PATH}.\n", [("Allow", "OPTIONS, POST")] if path.startswith(FILES_PREFIX) else [])
+        if path != UPLOAD_PATH:  # as the web port answers any other method elsewhere
+            self._answer(405, f"Only GET and HEAD here; files are uploaded to {UPLOAD_PATH}.\n",
+                         [("Allow", "GET, HEAD")])
             return
         if "Transfer-Encoding" in headers:
             self._answer(411, "Send the file with a Content-Length (chunked uploads are not supported).\n")
@@ -392,7 +404,7 @@ class Upload:
         if not account.verified:
             self._unauthorized("The account is not verified yet.\n")
             return
-        accounts.succeeded_ip(server, self.ip, account.name)
+        accounts.succeeded_ip(server, self.ip, account.name, refund_address=True)
         self._account = account
         accounts.write(lambda storage: storage.upload_usage(account.name), self._usage)
 
@@ -502,15 +514,19 @@ class Upload:
         tls = self.transport.get_extra_info("ssl_object") is not None
         base = self.service.base_url(self._request, tls)
         location = f"{base}{FILES_PREFIX}{record.id}/{quote(record.name, safe='')}"
+        self.service.stored += 1
+        self.service.stored_bytes += record.size
         self._answer(201, location + "\n", [("Location", location)])
 
     # -- the answer ------------------------------------------------------------------------------
 
     def _answer(self, status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         """Send the answer and end: the body not read yet is read and dropped first (closing with unread
-        bytes would reset the connection under the answer), within upload_timeout_s."""
+        bytes would reset the connection under the answer), for DRAIN_TIMEOUT_S at most."""
         if self.state == Upload.DONE:
             return
+        if status >= 400:
+            self.service.refused += 1
         body_left = self.state in (Upload.HEAD, Upload.CHECKING, Upload.BODY) and self._remaining > 0
         was_checking = self.state == Upload.CHECKING
         self._clean_up()
@@ -527,8 +543,8 @@ class Upload:
             self._remaining = min(self._remaining, 2 * self.service.server.config.upload_max_file_bytes)
             if self._remaining > 0:
                 self.state = Upload.DRAINING
-                self._timer = self.service.loop.call_later(self.service.server.config.upload_timeout_s,
-                                                           self._close)
+                self._timer = self.service.loop.call_later(
+                    min(DRAIN_TIMEOUT_S, self.service.server.config.upload_timeout_s), self._close)
                 return
         self._close()
 

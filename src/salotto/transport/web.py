@@ -144,7 +144,7 @@ class WebService:
         if path == "/healthz":
             response = self._healthz()
         elif path == "/metrics":
-            response = _response(http.HTTPStatus.OK, render_metrics(self.server).encode(),
+            response = _response(http.HTTPStatus.OK, render_metrics(self.server, self.files).encode(),
                                  "text/plain; version=0.0.4; charset=utf-8", [("Cache-Control", "no-store")])
         else:
             response = self._static(path, request.headers.get_all("If-None-Match"))
@@ -200,7 +200,7 @@ def _sample_value(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def render_metrics(server: Server) -> str:
+def render_metrics(server: Server, files: FileService | None = None) -> str:
     """The server's counters in the Prometheus text exposition format (version 0.0.4)."""
     stats = server.stats
     by_transport = dict.fromkeys(_TRANSPORTS, 0)
@@ -258,6 +258,14 @@ def render_metrics(server: Server) -> str:
            [("", server.internal_errors)])
     family("start_time_seconds", "gauge", "When the server started, in seconds since the Unix epoch.",
            [("", float(server.created))])
+    if files is not None:
+        family("uploads_total", "counter", "Files uploaded (POST /upload answered 201).", [("", files.stored)])
+        family("upload_bytes_total", "counter", "Bytes of the files uploaded.", [("", files.stored_bytes)])
+        family("uploads_refused_total", "counter", "Uploads answered with an error (limits, login, type...).",
+               [("", files.refused)])
+        family("uploads_in_progress", "gauge", "Uploads whose body is being received.", [("", files.uploading)])
+        family("uploads_expired_total", "counter", "Files deleted by retention (upload_retention_days).",
+               [("", files.swept)])
     if server.extra_metrics is not None:
         for name, kind, help_text, value in server.extra_metrics():
             family(name, kind, help_text, [("", value)])

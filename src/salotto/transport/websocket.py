@@ -178,6 +178,12 @@ def _busy_response(refusal: str) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
+def _uploads_off_response() -> bytes:
+    body = b"File uploads are off on this server (uploads = false).\n"
+    return (b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nAllow: GET, HEAD\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
 class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
@@ -275,8 +281,13 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
             self._probe = None
             data = probe
             files = self._http.files
-            if files is not None and probe.startswith(_POST) and self._transport is not None:
-                self._start_upload(files, self._transport, data)
+            if probe.startswith(_POST) and self._transport is not None:
+                if files is not None:
+                    self._start_upload(files, self._transport, data)
+                else:  # no request with a body is understood here
+                    self._closing = True
+                    self._transport.write(_uploads_off_response())
+                    self._transport.close()
                 return
         seen = self._head_tail
         if seen is not None:
