@@ -68,15 +68,17 @@ def sent_url(root: tk.Tk, window: ChatWindow, name: str) -> str:  # noqa: F811
 
 
 def test_attached_pictures_show_as_thumbnails_and_other_files_as_links(
-        root: tk.Tk, share_server: tuple[WebServer, dict[str, str]], pictures: dict[str, Path]) -> None:  # noqa: F811
+        root: tk.Tk, share_server: tuple[WebServer, dict[str, str]], pictures: dict[str, Path],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
     server, _ = share_server
+    monkeypatch.setenv("HOME", str(pictures["gif"].parent))
     ugo = tk_window(root, server, "ugo")
     vera = tk_window(root, server, "vera")
     needs_filehost(ugo.client)
     # The paperclip's work, without its dialog: the path as the dialog would give it.
     assert ugo.attach(str(pictures["png"]))
     png_url = sent_url(root, ugo, "garden.png")
-    ugo.entry.insert(0, f"/upload {pictures['gif']}")  # the command does the same
+    ugo.entry.insert(0, "/upload ~/dance.gif")  # the command does the same
     ugo.send_button.invoke()
     gif_url = sent_url(root, ugo, "dance.gif")
     assert ugo.attach(str(pictures["txt"]))

@@ -255,6 +255,7 @@ class Client:
         """
         s = self.session
         target = target or s.active_name()
+        path = os.path.expanduser(path)  # "~/Pictures/cat.png" as typed after /upload
         name = name or Path(path).name
         problem = files.upload_problem(s, self.tls)
         if not problem:
