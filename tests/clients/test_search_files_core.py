@@ -6,6 +6,9 @@ from __future__ import annotations
 import struct
 import zlib
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from salotto.clients.core import ChangeKind, LineKind, Session
 from salotto.clients.core.files import (
@@ -238,3 +241,50 @@ def test_the_status_line_tells_the_uploads_progress() -> None:
     for transfer in client.transfers:
         transfer.state = "done"
     assert client.activity == ""
+
+
+def test_an_upload_to_a_stalled_file_host_can_be_cancelled(tmp_path: Path) -> None:
+    """A file host that takes the request and then reads nothing: the send waits, cancel stops it."""
+    import socket
+    import threading
+    import time
+
+    from salotto.clients.core.files import Cancel, UploadCancelled, upload
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (32 * 1024 * 1024))  # far more than the socket buffers hold
+    sent: list[int] = []
+    outcome: list[BaseException | str] = []
+    cancel = Cancel()
+
+    def run() -> None:
+        try:
+            outcome.append(upload(f"http://127.0.0.1:{port}/upload", big, account="a", password="p",
+                                  progress=lambda done, _total: sent.append(done), cancel=cancel))
+        except BaseException as exc:  # the test looks at it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the buffers are full and the send waits
+        before = len(sent)
+        time.sleep(0.3)
+        if sent and len(sent) == before:
+            break
+    assert sent and sent[-1] < big.stat().st_size
+    cancel.cancel()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], UploadCancelled), outcome
+    # Cancelled before it starts: nothing is sent at all.
+    early = Cancel()
+    early.cancel()
+    with pytest.raises(UploadCancelled):
+        upload(f"http://127.0.0.1:{port}/upload", big, account="a", password="p", cancel=early)
+    for sock in (*held, listener):
+        sock.close()

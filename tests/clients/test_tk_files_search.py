@@ -4,6 +4,9 @@ click; /search and the search field, "More", and jumping to last month's message
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
 import tkinter as tk
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,3 +225,32 @@ def test_a_server_without_a_file_host_or_search_says_so(
             assert "This server does not offer search" in window.view.content()
             assert "does not offer search" in window.search_label.cget("text")
         window.close()
+
+
+def test_an_upload_in_progress_shows_in_the_status_line_and_can_be_cancelled(
+        root: tk.Tk, share_server: tuple[WebServer, dict[str, str]], tmp_path: Path) -> None:  # noqa: F811
+    """The file host here takes the request and then reads nothing (a stalled server), so the upload
+    stays in progress until the button cancels it."""
+    server, _ = share_server
+    window = tk_window(root, server, "yuri")
+    needs_filehost(window.client)
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    window.session.isupport["soju.im/FILEHOST"] = f"http://127.0.0.1:{listener.getsockname()[1]}/upload"
+    big = tmp_path / "holiday.mov"
+    big.write_bytes(b"\0" * (32 * 1024 * 1024))
+    assert not window.cancel_upload_button.winfo_ismapped()
+    assert window.attach(str(big))
+    assert pump_until(root, lambda: window.cancel_upload_button.winfo_ismapped(), WAIT_S)
+    assert re.fullmatch(r"connected to .* \u00b7 uploading holiday\.mov \(32 MB\): \d+%",
+                        window.status.cget("text")), window.status.cget("text")
+    window.cancel_upload_button.invoke()
+    transfer = window.client.transfers[-1]
+    assert pump_until(root, lambda: transfer.state == "cancelled", WAIT_S), transfer
+    assert pump_until(root, lambda: not window.cancel_upload_button.winfo_ismapped(), WAIT_S)
+    assert "The upload of holiday.mov was cancelled." in window.view.content()
+    assert "uploading" not in window.status.cget("text")
+    window.close()
+    for sock in (*held, listener):
+        sock.close()

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from salotto.clients.core import files
@@ -61,9 +61,10 @@ class Transfer:
     target: str  # the buffer whose conversation gets the link
     total: int
     sent: int = 0
-    state: str = "sending"  # then "done" or "failed"
+    state: str = "sending"  # then "done", "failed" or "cancelled"
     url: str = ""
     error: str = ""
+    cancel: files.Cancel = field(default_factory=files.Cancel, repr=False)
 
     @property
     def percent(self) -> int:
@@ -277,6 +278,13 @@ class Client:
         thread.start()
         return transfer
 
+    def cancel_upload(self, transfer: Transfer | None = None) -> bool:
+        """Stop ``transfer`` (every upload in progress when None); False when none was in progress."""
+        sending = [t for t in self.transfers if t.state == "sending" and (transfer is None or t is transfer)]
+        for t in sending:
+            t.cancel.cancel()
+        return bool(sending)
+
     def _upload_worker(self, transfer: Transfer, url: str, path: str | os.PathLike[str], account: str,
                        password: str) -> None:
         last = 0.0
@@ -290,7 +298,10 @@ class Client:
 
         try:
             location = files.upload(url, path, account=account, password=password, name=transfer.name,
-                                    progress=progress, verify=self.tls_verify)
+                                    progress=progress, verify=self.tls_verify, cancel=transfer.cancel)
+        except files.UploadCancelled:
+            self.events.put(_Call(lambda: self._upload_ended(transfer, "", "")))
+            return
         except files.UploadError as exc:
             message = str(exc)
             self.events.put(_Call(lambda: self._upload_ended(transfer, "", message)))
@@ -305,8 +316,10 @@ class Client:
     def _upload_ended(self, transfer: Transfer, url: str, error: str) -> None:
         s = self.session
         transfer.url, transfer.error = url, error
-        transfer.state = "done" if url else "failed"
-        if url:
+        transfer.state = "done" if url else "failed" if error else "cancelled"
+        if transfer.state == "cancelled":
+            s.info(f"The upload of {transfer.name} was cancelled.", transfer.target)
+        elif url:
             transfer.sent = transfer.total
             if s.registered:
                 s.say(transfer.target, url)

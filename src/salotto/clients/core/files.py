@@ -19,12 +19,15 @@ The functions here block; :class:`salotto.clients.core.client.Client` runs them 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import mimetypes
 import os
 import re
+import socket
 import ssl
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,9 @@ __all__ = [
     "FILEHOST_TOKEN",
     "PREVIEW_MAX_BYTES",
     "PREVIEW_MAX_PIXELS",
+    "Cancel",
     "Preview",
+    "UploadCancelled",
     "UploadError",
     "content_disposition",
     "fetch_preview",
@@ -72,6 +77,37 @@ _ISUPPORT_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
 
 class UploadError(Exception):
     """An upload that did not happen; the message says why, for the user."""
+
+
+class UploadCancelled(UploadError):
+    """The user cancelled the upload."""
+
+
+class Cancel:
+    """Cancels an upload from another thread: the flag is checked between chunks, and the connection is
+    shut under a send that waits on a slow or stalled server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
+        self.cancelled = False
+
+    def attach(self, connection: http.client.HTTPConnection | None) -> None:
+        with self._lock:
+            self._connection = connection
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise UploadCancelled("cancelled")
 
 
 def filehost(s: Session) -> str:
@@ -215,11 +251,14 @@ def upload(
     progress: Callable[[int, int], None] | None = None,
     timeout_s: float = HTTP_TIMEOUT_S,
     verify: bool = True,
+    cancel: Cancel | None = None,
 ) -> str:
     """POST the file at ``path`` to ``upload_url``; its URL (absolute) on success, else :class:`UploadError`.
 
-    ``progress(sent, total)`` is called after each chunk, on the calling thread.
+    ``progress(sent, total)`` is called after each chunk, on the calling thread; ``cancel.cancel()`` from
+    another thread stops it (:class:`UploadCancelled`).
     """
+    cancel = cancel or Cancel()
     path = Path(path)
     name = name or path.name
     try:
@@ -230,8 +269,12 @@ def upload(
         total = os.fstat(handle.fileno()).st_size
         content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         connection, target = _connection(upload_url, timeout_s, verify)
+        cancel.attach(connection)
         try:
             try:
+                cancel.check()
+                connection.connect()
+                cancel.check()
                 connection.putrequest("POST", target)
                 connection.putheader("Authorization", basic_auth(account, password))
                 connection.putheader("Content-Type", content_type)
@@ -240,15 +283,18 @@ def upload(
                 connection.endheaders()
                 sent = 0
                 while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+                    cancel.check()
                     connection.send(chunk)
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent, total)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the server refused it before the end (too big?): its answer says why
+                cancel.check()  # (the shutdown of a cancel breaks the send)
+                # Else the server refused it before the end (too big?): its answer says why.
             try:
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
+                cancel.check()
                 raise UploadError(f"the upload failed ({_describe(exc)})") from exc
             if response.status == 201:
                 location = response.getheader("Location", "")
@@ -258,8 +304,10 @@ def upload(
                 return urljoin(upload_url, location)
             raise UploadError(explain_status(response.status, response.reason, _error_text(response)))
         except OSError as exc:
+            cancel.check()
             raise UploadError(f"the upload failed ({_describe(exc)})") from exc
         finally:
+            cancel.attach(None)
             connection.close()
 
 

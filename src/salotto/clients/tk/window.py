@@ -171,6 +171,9 @@ class ChatWindow(ttk.Frame):
         self.attach_button = ttk.Button(bottom, text="\U0001f4ce", width=3, command=self.attach,
                                         style="Icon.TButton", takefocus=False)
         self.attach_button.pack(side="right", fill="y", padx=(0, 6))
+        # Shown while a file is being uploaded.
+        self.cancel_upload_button = ttk.Button(bottom, text="Cancel upload", style="Flat.TButton",
+                                               command=self.cancel_upload, takefocus=False)
         # Pasted lines show as boxes in a one-line entry: this says how they will go.
         self.lines_hint = ttk.Label(bottom, text="", style="Dim.TLabel")
         self.entry_text = tk.StringVar(self)
@@ -476,6 +479,10 @@ class ChatWindow(ttk.Frame):
         self.apply(self.session.take_changes())
         return started
 
+    def cancel_upload(self) -> None:
+        """The "Cancel upload" button: stop the uploads in progress (each tab says so)."""
+        self.client.cancel_upload()
+
     def _files_of(self, line: Line) -> list[tuple[str, Preview | None]]:
         return [(url, self.client.preview(url)) for url in self.client.file_urls(line.text)]
 
@@ -690,6 +697,12 @@ class ChatWindow(ttk.Frame):
         self.account_label.configure(text=f"\u2713 logged in as {account}{always_on}" if account else
                                      "connected" if self.session.registered else "offline")
         self.status.configure(text=self.client.status_text)
+        uploading = bool(self.client.activity)
+        if uploading != bool(self.cancel_upload_button.winfo_manager()):
+            if uploading:
+                self.cancel_upload_button.pack(side="right", padx=(0, 6), before=self.attach_button)
+            else:
+                self.cancel_upload_button.pack_forget()
 
     # -- user actions -----------------------------------------------------------------------------
 
