@@ -254,3 +254,23 @@ def test_an_upload_in_progress_shows_in_the_status_line_and_can_be_cancelled(
     window.close()
     for sock in (*held, listener):
         sock.close()
+
+
+def test_a_line_drawn_by_a_redraw_is_not_drawn_again_by_its_own_change(root: tk.Tk) -> None:  # noqa: F811
+    """A history batch's RELOAD and a join in one pump: the redraw draws the join, whose LINE change comes
+    after it in the batch; the join must show once (it showed twice next to a picture shared)."""
+    from datetime import UTC, datetime
+
+    from salotto.clients.core import Line, LineKind
+    from salotto.clients.tk.view import MessageView
+
+    view = MessageView(root, apply_theme(root, "light", 10), lambda _nick: None)
+    now = datetime.now(UTC)
+    old = Line(now, LineKind.MESSAGE, "from the history", "ann", msgid="h1")
+    join = Line(now, LineKind.JOIN, "marco joined", "marco")
+    view.replace([old, join])
+    view.append(join)
+    assert view.content().count("marco joined") == 1
+    view.append(Line(now, LineKind.JOIN, "marco joined", "marco"))  # another join, an equal line: drawn
+    assert view.content().count("marco joined") == 2
+    view.destroy()

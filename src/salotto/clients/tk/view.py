@@ -203,6 +203,12 @@ class MessageView(ttk.Frame):
         self.text.see("end")
 
     def append(self, line: Line) -> None:
+        """Draw ``line`` at the end, unless it is drawn already: a redraw (a RELOAD, or switching to its
+        buffer) earlier in the same batch of changes drew the buffer as it is, with the lines whose own
+        LINE changes come after it."""
+        tag = self._tag_of.get(id(line))
+        if tag is not None and self._line_of.get(tag) is line and self.text.tag_ranges(tag):
+            return
         at_bottom = self.text.yview()[1] >= 0.999
         self.text.configure(state="normal")
         self._insert_day(line)
