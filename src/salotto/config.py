@@ -109,7 +109,7 @@ KEYS: tuple[Key, ...] = (
         "With backplane redis: a node not heard of for this long is taken for dead; its users quit elsewhere.", 1),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
     Key("history_private", bool, True, "Store private messages too, not only channel messages."),
-    Key("history_max_age_s", float, 30 * 86400.0, "Delete history older than this; 0 keeps it forever.", 0),
+    Key("history_max_age_s", float, 365 * 86400.0, "Delete history older than this (a year); 0 keeps it forever.", 0),
     Key("history_max_per_target", int, 100000,
         "Keep at most this many messages per channel or conversation; 0: no limit.", 0),
     Key("history_commit_interval_s", float, 0.001,

@@ -130,7 +130,7 @@ def scenery(root: tk.Tk, width: int = 480, height: int = 270) -> bytes:
 
 def sharing(out: str, what: str = "files", theme_name: str = "light") -> None:
     """The picture of a shared image's thumbnail (``files``) or of search results (``search``)."""
-    from tests.clients.test_files_search import KEEP_HISTORY, seed_history
+    from tests.clients.test_files_search import seed_history
     from tests.web.conftest import start_web_server, stop_web_server
     from tests.web.test_login import register_over_tcp
 
@@ -139,7 +139,7 @@ def sharing(out: str, what: str = "files", theme_name: str = "light") -> None:
     os.environ["DISPLAY"] = ":93"
     time.sleep(0.5)
     seed_history(workdir / "data")
-    server = start_web_server(workdir, config_text=KEEP_HISTORY)
+    server = start_web_server(workdir)
     try:
         root = tk.Tk(className="salotto")
         root.geometry(f"{GEOMETRY[0]}x{GEOMETRY[1]}+0+0")

@@ -12,7 +12,7 @@ import pytest
 
 from salotto.clients.core import Client, SessionConfig
 from salotto.clients.core.files import filehost
-from tests.clients.test_files_search import KEEP_HISTORY, needs_filehost, needs_search, seed_history
+from tests.clients.test_files_search import needs_filehost, needs_search, seed_history
 from tests.clients.test_search_files_core import png
 from tests.clients.test_tk import choose, line_with, pump_until, root, sees  # noqa: F401 (root: a fixture)
 from tests.web.conftest import WebServer, browser, start_web_server, stop_web_server  # noqa: F401 (browser)
@@ -99,7 +99,7 @@ def sharing_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[W
     """salotto with its web port (the file host) and last month's talk about a cake in #lobby."""
     tmp = tmp_path_factory.mktemp("sharing")
     cake = seed_history(tmp / "data")
-    server = start_web_server(tmp, config_text=CONFIG + KEEP_HISTORY)
+    server = start_web_server(tmp, config_text=CONFIG)
     yield server, cake
     stop_web_server(server)
 
