@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SEARCH_BUILD", "SEARCH_TABLES", "SEARCH_TRIGGERS"]
 
 _V1: Final = """
 CREATE TABLE accounts (
@@ -163,5 +163,57 @@ CREATE TABLE always_on_users (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Full-text search (soju.im/search; salotto.storage.sqlite_search). A contentless FTS5 table: the words of
+# each PRIVMSG and NOTICE (``body``), its target and its sender's nick as one opaque token each (``tgt``,
+# ``who``: "t" or "n" and the UTF-8 of the casefolded name in hex, so that no name can look like
+# another, nor a word of a message like a name: each is a column of its own). Its rowid is not the
+# message's id but a key in time order, ``time_ms << 20`` plus the message's rank within its millisecond
+# (the server's ids are not in time order across runs: their prefix is random), so the index hands out
+# the newest matches first and a time bound is a rowid bound; search_keys maps a key to its message.
+# Triggers keep both in step with messages, in the writer's own transaction: an insert indexes, a
+# delete (redaction, retention) unindexes. The index is built here for the messages already stored.
+SEARCH_TABLES: Final = """
+CREATE VIRTUAL TABLE message_search USING fts5(body, tgt, who, content='', columnsize=0, detail=column);
+CREATE TABLE search_keys (
+    key INTEGER PRIMARY KEY,
+    id  INTEGER NOT NULL
+);
+"""
+_SEARCH_TGT: Final = "'t' || hex({row}.target)"
+_SEARCH_WHO: Final = (
+    "'n' || hex(replace(replace(replace(replace(lower("
+    "CASE WHEN instr({row}.sender, '!') > 0 THEN substr({row}.sender, 1, instr({row}.sender, '!') - 1) "
+    "ELSE {row}.sender END), '[', '{{'), ']', '}}'), '\\', '|'), '~', '^'))"
+)
+_SEARCH_VALUES: Final = "{row}.text, " + _SEARCH_TGT + ", " + _SEARCH_WHO
+# The keys of one millisecond: [time_ms << 20, (time_ms + 1) << 20).
+_SEARCH_SAME_MS: Final = "key >= ({row}.time_ms << 20) AND key < (({row}.time_ms + 1) << 20)"
+SEARCH_TRIGGERS: Final = f"""
+CREATE TRIGGER message_search_insert AFTER INSERT ON messages WHEN new.command != 'TAGMSG' BEGIN
+    INSERT INTO search_keys (key, id) VALUES (
+        max(new.time_ms << 20, coalesce((SELECT key + 1 FROM search_keys
+                                         WHERE key < ((new.time_ms + 1) << 20) ORDER BY key DESC LIMIT 1), 0)),
+        new.id);
+    INSERT INTO message_search (rowid, body, tgt, who)
+        VALUES (last_insert_rowid(), {_SEARCH_VALUES.format(row="new")});
+END;
+CREATE TRIGGER message_search_delete AFTER DELETE ON messages WHEN old.command != 'TAGMSG' BEGIN
+    INSERT INTO message_search (message_search, rowid, body, tgt, who)
+        SELECT 'delete', key, {_SEARCH_VALUES.format(row="old")} FROM search_keys
+        WHERE {_SEARCH_SAME_MS.format(row="old")} AND id = old.id;
+    DELETE FROM search_keys WHERE {_SEARCH_SAME_MS.format(row="old")} AND id = old.id;
+END;
+"""
+# Every stored PRIVMSG and NOTICE, keyed in time order (ties: by id, as CHATHISTORY orders them).
+SEARCH_BUILD: Final = f"""
+INSERT INTO search_keys (key, id)
+    SELECT (time_ms << 20) + row_number() OVER (PARTITION BY time_ms ORDER BY id) - 1, id
+    FROM messages WHERE command != 'TAGMSG';
+INSERT INTO message_search (rowid, body, tgt, who)
+    SELECT k.key, {_SEARCH_VALUES.format(row="m")} FROM search_keys AS k JOIN messages AS m ON m.id = k.id
+    ORDER BY k.key;
+"""
+_V_SEARCH: Final = SEARCH_TABLES + SEARCH_TRIGGERS + SEARCH_BUILD
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_SEARCH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
