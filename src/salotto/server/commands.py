@@ -19,6 +19,7 @@ from salotto.server.handlers import (
     queries,
     redaction,
     registration,
+    search,
     services,
 )
 
@@ -60,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     "BATCH": Command(multiline.handle_batch, min_params=1, capability="draft/multiline"),
     "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
     "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
+    "SEARCH": Command(search.handle_search, capability=search.SEARCH_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),
