@@ -4,12 +4,15 @@ what it never finds (a channel it may not read), the errors and limits, and the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from salotto.proto.message import Message
+from salotto.storage import Storage
+from salotto.storage.outcome import Outcome
 from tests.conftest import RunningServer, start_server, stop_server
 from tests.irc_client import RawClient
 
@@ -237,3 +240,54 @@ def test_search_off(tmp_path: Path) -> None:
         assert client.expect("421").params[1] == "SEARCH"
     finally:
         stop_server(running)
+
+
+# -- turns (in memory, the reads stepped by hand) --------------------------------------------------
+
+
+class _SteppedReader:
+    """The history readers, answering only when the test says."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from salotto.storage import open_storage
+
+        self.storage = open_storage("sqlite", data_dir, readonly=True)
+        self.waiting: list[Callable[[], None]] = []
+
+    def read(self, fn: Callable[[Storage], Any], callback: Callable[[Outcome[Any]], None]) -> None:
+        outcome = Outcome.of(fn, self.storage)
+        self.waiting.append(lambda: callback(outcome))
+
+    def answer_one(self) -> None:
+        self.waiting.pop(0)()
+
+
+def test_searches_take_turns_and_a_connection_gone_loses_its_turn(tmp_path: Path) -> None:
+    from salotto.storage import open_storage
+    from salotto.storage.store import Store
+    from tests.server.harness import Harness
+
+    h = Harness(autojoin=[], search_max_running=1)
+    writer = open_storage("sqlite", tmp_path)
+    reader = _SteppedReader(tmp_path)
+    h.server.attach_history(Store(h.server.config, writer, reader, h.server.clock()))
+    users = [h.user(name) for name in ("ann", "ben", "cy")]
+    for user in users:
+        user.send("CAP REQ :soju.im/search batch draft/chathistory")
+        user.send("JOIN #turns")
+    users[0].send("PRIVMSG #turns :turn taking")
+    h.server.commit_pending()
+    for user in users:
+        user.lines()
+        user.send("SEARCH text=turn")
+        user.send("PING :next")
+    assert len(reader.waiting) == 1  # one search runs; the others wait for their turn
+    assert users[1].lines() == []  # its PING waits behind its SEARCH
+    h.server.connection_lost(users[1].client, "Connection reset by peer")
+    reader.answer_one()
+    assert "turn taking" in " ".join(users[0].lines())
+    assert len(reader.waiting) == 1  # ben left: cy's turn
+    reader.answer_one()
+    lines = users[2].lines()
+    assert [line.split()[1] for line in lines if "BATCH" in line or "PONG" in line][-1] == "PONG"
+    assert reader.waiting == []

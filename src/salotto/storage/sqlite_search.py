@@ -20,8 +20,8 @@ from typing import Final
 from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage
 from salotto.storage.migrations import SEARCH_BUILD, SEARCH_TRIGGERS
-from salotto.storage.sqlite_history import _message
 from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, name_token
+from salotto.storage.sqlite_history import _message
 
 __all__ = ["SqliteSearch"]
 
@@ -86,7 +86,8 @@ class SqliteSearch:
         finally:
             self._db.set_progress_handler(None, 0)
 
-    def _by_index(self, query: SearchQuery, readable: dict[str, float], low_ms: int, high_ms: int) -> list[HistoryMessage]:
+    def _by_index(self, query: SearchQuery, readable: dict[str, float], low_ms: int,
+                  high_ms: int) -> list[HistoryMessage]:
         parts = []
         if query.words:
             parts.append("body : (" + " AND ".join(_quoted(w) for w in query.words) + ")")
@@ -104,7 +105,8 @@ class SqliteSearch:
 
         return collect_newest(fetch, readable, query.limit, query.limit + _PAGE_EXTRA)
 
-    def _latest(self, query: SearchQuery, readable: dict[str, float], low_ms: int, high_ms: int) -> list[HistoryMessage]:
+    def _latest(self, query: SearchQuery, readable: dict[str, float], low_ms: int,
+                high_ms: int) -> list[HistoryMessage]:
         newest: list[tuple[int, int, HistoryMessage]] = []
         for target, since in readable.items():
             start = max(low_ms, round(since * 1000))
