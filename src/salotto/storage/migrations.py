@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SEARCH_BUILD", "SEARCH_TABLES", "SEARCH_TRIGGERS"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SEARCH_BUILD", "SEARCH_ROW", "SEARCH_TABLE", "SEARCH_TRIGGER"]
 
 _V1: Final = """
 CREATE TABLE accounts (
@@ -167,53 +167,36 @@ CREATE TABLE always_on_users (
 # each PRIVMSG and NOTICE (``body``), its target and its sender's nick as one opaque token each (``tgt``,
 # ``who``: "t" or "n" and the UTF-8 of the casefolded name in hex, so that no name can look like
 # another, nor a word of a message like a name: each is a column of its own). Its rowid is not the
-# message's id but a key in time order, ``time_ms << 20`` plus the message's rank within its millisecond
-# (the server's ids are not in time order across runs: their prefix is random), so the index hands out
-# the newest matches first and a time bound is a rowid bound; search_keys maps a key to its message.
-# Triggers keep both in step with messages, in the writer's own transaction: an insert indexes, a
-# delete (redaction, retention) unindexes. The index is built here for the messages already stored.
-SEARCH_TABLES: Final = """
+# message's id but a key in time order, ``time_ms << 20 | (id & 0xFFFFF)`` (the server's ids are not in
+# time order across runs: their prefix is random), so the index hands out the newest matches first and a
+# time bound is a rowid bound; a key leads back to its message through the (target, time_ms) index.
+# append_messages indexes each batch in its own transaction, by one statement (an FTS5 insert from a
+# trigger costs the index a flush per row); a delete (redaction, retention) unindexes by trigger. The
+# index is built here for the messages already stored.
+SEARCH_TABLE: Final = """
 CREATE VIRTUAL TABLE message_search USING fts5(body, tgt, who, content='', columnsize=0, detail=column);
-CREATE TABLE search_keys (
-    key INTEGER PRIMARY KEY,
-    id  INTEGER NOT NULL
-);
 """
+SEARCH_KEY: Final = "(({row}.time_ms << 20) | ({row}.id & 1048575))"
 _SEARCH_TGT: Final = "'t' || hex({row}.target)"
 _SEARCH_WHO: Final = (
     "'n' || hex(replace(replace(replace(replace(lower("
     "CASE WHEN instr({row}.sender, '!') > 0 THEN substr({row}.sender, 1, instr({row}.sender, '!') - 1) "
     "ELSE {row}.sender END), '[', '{{'), ']', '}}'), '\\', '|'), '~', '^'))"
 )
-_SEARCH_VALUES: Final = "{row}.text, " + _SEARCH_TGT + ", " + _SEARCH_WHO
-# The keys of one millisecond: [time_ms << 20, (time_ms + 1) << 20).
-_SEARCH_SAME_MS: Final = "key >= ({row}.time_ms << 20) AND key < (({row}.time_ms + 1) << 20)"
-SEARCH_TRIGGERS: Final = f"""
-CREATE TRIGGER message_search_insert AFTER INSERT ON messages WHEN new.command != 'TAGMSG' BEGIN
-    INSERT INTO search_keys (key, id) VALUES (
-        max(new.time_ms << 20, coalesce((SELECT key + 1 FROM search_keys
-                                         WHERE key < ((new.time_ms + 1) << 20) ORDER BY key DESC LIMIT 1), 0)),
-        new.id);
-    INSERT INTO message_search (rowid, body, tgt, who)
-        VALUES (last_insert_rowid(), {_SEARCH_VALUES.format(row="new")});
-END;
+# What a row of messages (named {row}) puts in message_search: its key and the three columns.
+SEARCH_ROW: Final = SEARCH_KEY + ", {row}.text, " + _SEARCH_TGT + ", " + _SEARCH_WHO
+SEARCH_TRIGGER: Final = f"""
 CREATE TRIGGER message_search_delete AFTER DELETE ON messages WHEN old.command != 'TAGMSG' BEGIN
     INSERT INTO message_search (message_search, rowid, body, tgt, who)
-        SELECT 'delete', key, {_SEARCH_VALUES.format(row="old")} FROM search_keys
-        WHERE {_SEARCH_SAME_MS.format(row="old")} AND id = old.id;
-    DELETE FROM search_keys WHERE {_SEARCH_SAME_MS.format(row="old")} AND id = old.id;
+        VALUES ('delete', {SEARCH_ROW.format(row="old")});
 END;
 """
-# Every stored PRIVMSG and NOTICE, keyed in time order (ties: by id, as CHATHISTORY orders them).
+# Every stored PRIVMSG and NOTICE.
 SEARCH_BUILD: Final = f"""
-INSERT INTO search_keys (key, id)
-    SELECT (time_ms << 20) + row_number() OVER (PARTITION BY time_ms ORDER BY id) - 1, id
-    FROM messages WHERE command != 'TAGMSG';
 INSERT INTO message_search (rowid, body, tgt, who)
-    SELECT k.key, {_SEARCH_VALUES.format(row="m")} FROM search_keys AS k JOIN messages AS m ON m.id = k.id
-    ORDER BY k.key;
+    SELECT {SEARCH_ROW.format(row="m")} FROM messages AS m WHERE m.command != 'TAGMSG' ORDER BY 1;
 """
-_V_SEARCH: Final = SEARCH_TABLES + SEARCH_TRIGGERS + SEARCH_BUILD
+_V_SEARCH: Final = SEARCH_TABLE + SEARCH_TRIGGER + SEARCH_BUILD
 
 MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_SEARCH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -162,8 +162,11 @@ class SqliteStorage(SqliteHistory, SqliteSearch):
                 db.execute("PRAGMA synchronous = NORMAL")
                 migrate(db)
             storage = cls(db, readonly=readonly)
-            if search is not None and not readonly:
-                storage.set_search(search)
+            if not readonly:
+                if search is None:
+                    storage._search_indexed = storage.search_enabled()
+                else:
+                    storage.set_search(search)
         except BaseException:
             db.close()
             raise

@@ -13,19 +13,21 @@ A search runs on a reader connection with a progress handler that stops it at it
 from __future__ import annotations
 
 import heapq
+import json
 import sqlite3
 import time
 from typing import Final
 
 from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage
-from salotto.storage.migrations import SEARCH_BUILD, SEARCH_TRIGGERS
+from salotto.storage.migrations import SEARCH_BUILD, SEARCH_TRIGGER
 from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, name_token
 from salotto.storage.sqlite_history import _message
 
 __all__ = ["SqliteSearch"]
 
-_KEY_SHIFT: Final = 20  # (see the migration: key = time_ms << 20 | rank within the millisecond)
+_KEY_SHIFT: Final = 20  # (see the migration: key = time_ms << 20 | (id & _KEY_MASK))
+_KEY_MASK: Final = (1 << _KEY_SHIFT) - 1
 # Matches fetched per page: a few more than asked, so that one dropped match (a channel's message from
 # before the caller may read it) does not cost a second query.
 _PAGE_EXTRA: Final = 10
@@ -33,11 +35,15 @@ _PAGE_EXTRA: Final = 10
 _PROGRESS_STEPS: Final = 10_000
 
 _COLUMNS: Final = "m.id, m.msgid, m.target, m.time_ms, m.sender, m.account, m.command, m.text, m.tags"
-_BY_INDEX: Final = f"""
-SELECT message_search.rowid, {_COLUMNS}
-FROM message_search JOIN search_keys AS k ON k.key = message_search.rowid JOIN messages AS m ON m.id = k.id
-WHERE message_search MATCH ? AND message_search.rowid >= ? AND message_search.rowid < ?
-ORDER BY message_search.rowid DESC LIMIT ?
+_BY_INDEX: Final = """
+SELECT rowid FROM message_search WHERE message_search MATCH ? AND rowid >= ? AND rowid < ? ORDER BY rowid DESC LIMIT ?
+"""
+# The messages of a page of keys: those of the readable targets (?1) in the keys' milliseconds (?2), by
+# the (target, time_ms) index; matched to their keys by id.
+_BY_KEYS: Final = f"""
+SELECT {_COLUMNS} FROM messages AS m
+WHERE m.target IN (SELECT value FROM json_each(?1)) AND m.time_ms IN (SELECT value FROM json_each(?2))
+  AND m.command != 'TAGMSG'
 """
 _LATEST: Final = f"""
 SELECT m.time_ms, m.id, {_COLUMNS} FROM messages AS m
@@ -45,6 +51,10 @@ WHERE m.target = ? AND m.time_ms >= ? AND m.time_ms <= ? AND m.command != 'TAGMS
 ORDER BY m.time_ms DESC, m.id DESC LIMIT ?
 """
 _NO_LATER_THAN: Final = 1 << 42  # milliseconds: past the year 2100
+
+
+# What a page holds in place of the matches it skipped (see fetch): never readable.
+_UNREADABLE: Final = HistoryMessage("", "", 0.0, "", None, "PRIVMSG", "")
 
 
 def _quoted(word: str) -> str:
@@ -99,9 +109,27 @@ class SqliteSearch:
         high = (high_ms + 1) << _KEY_SHIFT
         db = self._db
 
+        targets = json.dumps(list(readable))
+
         def fetch(below: object | None, n: int) -> list[tuple[object, HistoryMessage]]:
-            rows = db.execute(_BY_INDEX, (match, low, high if below is None else below, n)).fetchall()
-            return [(row[0], _message(row[1:])) for row in rows]
+            keys = [row[0] for row in db.execute(_BY_INDEX, (match, low, high if below is None else below, n))]
+            if not keys:
+                return []
+            times = json.dumps(sorted({key >> _KEY_SHIFT for key in keys}))
+            found: dict[int, list[HistoryMessage]] = {}
+            for row in db.execute(_BY_KEYS, (targets, times)):
+                key = row[3] << _KEY_SHIFT | row[0] & _KEY_MASK  # (time_ms, id)
+                found.setdefault(key, []).append(_message(row))
+            # A key without a message is one of a target the caller may not read (or deleted meanwhile):
+            # skipped, but it still moves the page on.
+            page: list[tuple[object, HistoryMessage]] = []
+            for key in keys:
+                page.extend((key, message) for message in found.get(key, ()))
+            if len(keys) == n:  # there may be more: the page ends at the last key, and is full
+                if not page or page[-1][0] != keys[-1]:
+                    page.append((keys[-1], _UNREADABLE))
+                page[:0] = [(keys[0], _UNREADABLE)] * (n - len(page))
+            return page
 
         return collect_newest(fetch, readable, query.limit, query.limit + _PAGE_EXTRA)
 
@@ -119,24 +147,23 @@ class SqliteSearch:
     # -- the writer's switch -----------------------------------------------------------------------
 
     def search_enabled(self) -> bool:
-        """Whether the index is kept (its triggers exist)."""
+        """Whether the index is kept (its trigger exists)."""
         return self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'message_search_insert'"
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'message_search_delete'"
         ).fetchone() is not None
 
     def set_search(self, enabled: bool) -> None:
         """Keep the index (``search = true``: built again from the stored messages if it was off) or drop
         it and stop indexing (``search = false``). Only the writer, at startup."""
         if enabled == self.search_enabled():
+            self._search_indexed = enabled
             return
-        clear = "DELETE FROM search_keys; INSERT INTO message_search (message_search) VALUES ('delete-all');"
-        if enabled:
-            script = clear + SEARCH_TRIGGERS + SEARCH_BUILD
-        else:
-            script = "DROP TRIGGER message_search_insert; DROP TRIGGER message_search_delete;" + clear
+        clear = "INSERT INTO message_search (message_search) VALUES ('delete-all');"
+        script = clear + SEARCH_TRIGGER + SEARCH_BUILD if enabled else "DROP TRIGGER message_search_delete;" + clear
         try:
             self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._search_indexed = enabled
