@@ -291,3 +291,26 @@ def test_searches_take_turns_and_a_connection_gone_loses_its_turn(tmp_path: Path
     lines = users[2].lines()
     assert [line.split()[1] for line in lines if "BATCH" in line or "PONG" in line][-1] == "PONG"
     assert reader.waiting == []
+
+
+def test_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    running = start_server(tmp_path, "--autojoin", "", "--storage-backend", "postgresql", "--storage-url", postgres_url)
+    try:
+        alice, mallory = _user(running, "alice"), _user(running, "mallory")
+        room, secret = f"#pg{next(_names)}", f"#pgsecret{next(_names)}"
+        _join(alice, room)
+        _join(alice, secret)
+        _join(mallory, room)
+        said = _say(alice, room, "postgres finds words")
+        _say(alice, secret, "postgres hides this one")
+        _say(alice, room, "nothing else")
+        _, found = _search(mallory, "text=POSTGRES")
+        assert [(m.params, m.tags["msgid"]) for m in found] == [([room, "postgres finds words"], said)]
+        _, found = _search(alice, f"text=postgres;from={alice.nick}")
+        assert [m.params[1] for m in found] == ["postgres finds words", "postgres hides this one"]
+        alice.send(f"REDACT {room} {said}")
+        alice.expect("REDACT")
+        _, found = _search(mallory, "text=postgres")
+        assert found == []
+    finally:
+        stop_server(running)
