@@ -164,9 +164,9 @@ CREATE TABLE always_on_users (
 """
 
 # Full-text search (soju.im/search; salotto.storage.sqlite_search). A contentless FTS5 table: the words of
-# each PRIVMSG and NOTICE (``body``), its target and its sender's nick as one opaque token each (``tgt``,
-# ``who``: "t" or "n" and the UTF-8 of the casefolded name in hex, so that no name can look like
-# another, nor a word of a message like a name: each is a column of its own). Its rowid is not the
+# each PRIVMSG and NOTICE (``body``), its target as one opaque token (``tgt``: "t" and the UTF-8 of the
+# casefolded name in hex, so that no target can look like another) and its sender's nick (``who``); each
+# a column of its own, so that no word of a message can pass for a target or a nick. Its rowid is not the
 # message's id but a key in time order, ``time_ms << 20 | (id & 0xFFFFF)`` (the server's ids are not in
 # time order across runs: their prefix is random), so the index hands out the newest matches first and a
 # time bound is a rowid bound; a key leads back to its message through the (target, time_ms) index.
@@ -178,11 +178,8 @@ CREATE VIRTUAL TABLE message_search USING fts5(body, tgt, who, content='', colum
 """
 SEARCH_KEY: Final = "(({row}.time_ms << 20) | ({row}.id & 1048575))"
 _SEARCH_TGT: Final = "'t' || hex({row}.target)"
-_SEARCH_WHO: Final = (
-    "'n' || hex(replace(replace(replace(replace(lower("
-    "CASE WHEN instr({row}.sender, '!') > 0 THEN substr({row}.sender, 1, instr({row}.sender, '!') - 1) "
-    "ELSE {row}.sender END), '[', '{{'), ']', '}}'), '\\', '|'), '~', '^'))"
-)
+# The sender's nick as it is (its words; the search compares the whole nick, casefolded, itself).
+_SEARCH_WHO: Final = "substr({row}.sender, 1, instr({row}.sender || '!', '!') - 1)"
 # What a row of messages (named {row}) puts in message_search: its key and the three columns.
 SEARCH_ROW: Final = SEARCH_KEY + ", {row}.text, " + _SEARCH_TGT + ", " + _SEARCH_WHO
 SEARCH_TRIGGER: Final = f"""

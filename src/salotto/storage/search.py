@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage, StorageError
 
 __all__ = ["SearchInvalid", "SearchQuery", "SearchTimeout", "collect_newest", "name_token", "words"]
@@ -80,20 +81,21 @@ def collect_newest(
     readable: Mapping[str, float],
     limit: int,
     page: int,
+    sender: str | None = None,
 ) -> list[HistoryMessage]:
     """The newest ``limit`` messages that ``fetch`` finds, oldest first.
 
     ``fetch(below, n)`` returns up to ``n`` matches, newest first, each with its position, strictly below
     the position ``below`` (None: from the newest). A match outside ``readable`` (target -> oldest time
-    the caller may read there) is dropped, and the next page asked for, until ``limit`` are kept or
-    ``fetch`` has no more."""
+    the caller may read there), or not sent by ``sender`` (a casefolded nick) when given, is dropped, and
+    the next page asked for, until ``limit`` are kept or ``fetch`` has no more."""
     kept: list[HistoryMessage] = []
     below: object | None = None
     while len(kept) < limit:
         rows = fetch(below, page)
         for _, message in rows:
             since = readable.get(message.target)
-            if since is not None and message.time >= since:
+            if since is not None and message.time >= since and (sender is None or sender_of(message) == sender):
                 kept.append(message)
                 if len(kept) == limit:
                     break
@@ -102,6 +104,11 @@ def collect_newest(
         below = rows[-1][0]
     kept.reverse()
     return kept
+
+
+def sender_of(message: HistoryMessage) -> str:
+    """The casefolded nick ``message`` was sent with."""
+    return casefold(message.sender.partition("!")[0])
 
 
 def name_token(kind: str, name: str) -> str:

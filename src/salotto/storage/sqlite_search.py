@@ -21,7 +21,7 @@ from typing import Final
 from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage
 from salotto.storage.migrations import SEARCH_BUILD, SEARCH_TRIGGER
-from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, name_token
+from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, name_token, words
 from salotto.storage.sqlite_history import _message
 
 __all__ = ["SqliteSearch"]
@@ -102,7 +102,9 @@ class SqliteSearch:
         if query.words:
             parts.append("body : (" + " AND ".join(_quoted(w) for w in query.words) + ")")
         if query.sender is not None:
-            parts.append("who : " + _quoted(name_token("n", query.sender)))
+            nick_words = words(query.sender)
+            if nick_words:  # the nick's words; the whole nick is compared below
+                parts.append("who : (" + " AND ".join(_quoted(w) for w in nick_words) + ")")
         parts.append("tgt : (" + " OR ".join(_quoted(name_token("t", t)) for t in readable) + ")")
         match = " AND ".join(parts)
         low = low_ms << _KEY_SHIFT
@@ -131,7 +133,7 @@ class SqliteSearch:
                 page[:0] = [(keys[0], _UNREADABLE)] * (n - len(page))
             return page
 
-        return collect_newest(fetch, readable, query.limit, query.limit + _PAGE_EXTRA)
+        return collect_newest(fetch, readable, query.limit, query.limit + _PAGE_EXTRA, query.sender)
 
     def _latest(self, query: SearchQuery, readable: dict[str, float], low_ms: int,
                 high_ms: int) -> list[HistoryMessage]:
