@@ -162,3 +162,10 @@ def test_sqlite_a_search_past_its_time_is_stopped(tmp_path: Path) -> None:
         assert len(storage.search(SearchQuery({"#new": 0.0}, words("word")))) == 50  # the connection goes on
     finally:
         storage.close()
+
+
+def test_words_are_letters_and_digits() -> None:
+    assert words("Hello, world! hello again: l'été 2026 x_y") == ("Hello", "world", "hello", "again", "l", "été",
+                                                                   "2026", "x", "y")
+    assert words("!!! ... ???") == ()
+    assert words('"a" OR b*') == ("a", "OR", "b")
