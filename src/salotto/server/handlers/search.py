@@ -175,7 +175,13 @@ def handle_search(ctx: Context) -> None:
         gate.leave(server)
         answer(outcome)
 
-    gate.enter(server, ctx.session, lambda: history.read(lambda storage: storage.search(query), done))
+    def start() -> None:
+        try:
+            history.read(lambda storage: storage.search(query), done)
+        except Exception as exc:  # the store is closing: answered, and the turn handed on
+            done(Outcome(error=exc))
+
+    gate.enter(server, ctx.session, start)
 
 
 def _shown_name(server: Server, client: Client, target: str, shown: dict[str, str]) -> str:
