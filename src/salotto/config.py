@@ -128,6 +128,20 @@ KEYS: tuple[Key, ...] = (
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
+    # Search (soju.im/search: SEARCH).
+    Key("search", bool, True,
+        "Keep a full-text index of history and offer search (soju.im/search). false: no index is kept (it is "
+        "dropped at start) and SEARCH is unknown; true again: the index is rebuilt from history at start."),
+    Key("search_default_limit", int, 50, "Messages a SEARCH returns when it gives no limit.", 1),
+    Key("search_max_limit", int, 100, "Most messages one SEARCH returns (a larger limit is lowered to this).", 1),
+    Key("search_timeout_ms", int, 2000,
+        "A search still running after this long is stopped (FAIL SEARCH INTERNAL_ERROR).", 1),
+    Key("search_per_ip", int, 30,
+        "Searches one IP address (an IPv6 /64) may run per search_window_s, all its connections together.", 1),
+    Key("search_window_s", float, 60.0, "The window of search_per_ip.", 1),
+    Key("search_max_running", int, 1,
+        "Searches running at once in the whole server; later ones wait their turn (the history readers "
+        "stay free for CHATHISTORY).", 1),
     Key("redaction_window_s", float, 900.0,
         "How long after sending a message its author may delete it (REDACT); channel and server "
         "operators may at any time; 0: only they may.", 0),
@@ -316,6 +330,13 @@ class Config:
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int
+    search: bool
+    search_default_limit: int
+    search_max_limit: int
+    search_timeout_ms: int
+    search_per_ip: int
+    search_window_s: float
+    search_max_running: int
     redaction_window_s: float
     account_registration: bool
     account_verification: str
