@@ -438,3 +438,15 @@ def test_a_wildcard_listener_without_upload_public_url_is_warned_about(tmp_path:
         assert "upload_public_url" not in public.irc.log()
     finally:
         stop_web_server(public)
+
+
+def test_a_content_length_of_digits_that_are_not_ascii_is_a_400(files_server: WebServer) -> None:
+    """Latin-1 superscripts are digits to str.isdigit but not to int(): a clear 400, at once, no traceback."""
+    register(files_server, "sup")
+    started = time.monotonic()
+    for length in (b"\xb2", b"1\xb3"):
+        answer = read_all(raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+                                      + b"\r\nAuthorization: " + basic("sup").encode() + b"\r\n\r\nab"))
+        assert answer.startswith(b"HTTP/1.1 400") and b"Content-Length" in answer, answer[:100]
+    assert time.monotonic() - started < 2
+    assert "Traceback" not in files_server.irc.log()

@@ -85,6 +85,8 @@ SWEEP_BATCH: Final = 500
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
+# A Content-Length we take: ASCII digits only, at most 18 of them.
+_LENGTH: Final = re.compile(r"[0-9]{1,18}")
 
 
 def filehost_url(public_url: str, web_urls: Iterable[str]) -> str | None:
@@ -351,7 +353,7 @@ class Upload:
         if not lengths:
             self._answer(411, "Content-Length required.\n")
             return
-        if len(lengths) > 1 or not next(iter(lengths)).isdigit() or len(next(iter(lengths))) > 18:
+        if len(lengths) > 1 or not _LENGTH.fullmatch(next(iter(lengths))):  # (not isdigit: "²" is a digit to it)
             self._answer(400, "Bad Content-Length.\n")
             return
         size = int(next(iter(lengths)))
