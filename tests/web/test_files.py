@@ -450,3 +450,27 @@ def test_a_content_length_of_digits_that_are_not_ascii_is_a_400(files_server: We
         assert answer.startswith(b"HTTP/1.1 400") and b"Content-Length" in answer, answer[:100]
     assert time.monotonic() - started < 2
     assert "Traceback" not in files_server.irc.log()
+
+
+def test_a_client_that_half_closes_after_its_body_still_gets_the_answer(files_server: WebServer) -> None:
+    """A client may send its request and shut its side (``nc -N``, scripts): the answer still comes."""
+    register(files_server, "halfclose")
+    sock = raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(PNG)).encode()
+                       + b"\r\nAuthorization: " + basic("halfclose").encode() + b"\r\n\r\n" + PNG)
+    sock.shutdown(socket.SHUT_WR)
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:100]
+    path = urllib.parse.urlsplit(answer.partition(b"\r\n\r\n")[2].decode().strip()).path
+    assert fetch(files_server.url + path.lstrip("/"))[2] == PNG
+    # A download asked for the same way: the whole file comes.
+    sock = raw_request(files_server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.shutdown(socket.SHUT_WR)
+    head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == PNG
+    # A body cut short by the client's EOF is answered at once.
+    started = time.monotonic()
+    sock = raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: "
+                       + basic("halfclose").encode() + b"\r\n\r\n" + PNG[:100])
+    time.sleep(0.3)
+    sock.shutdown(socket.SHUT_WR)
+    assert read_all(sock).startswith(b"HTTP/1.1 400") and time.monotonic() - started < 2

@@ -314,6 +314,15 @@ class Upload:
             if self._remaining <= 0:
                 self._close()
 
+    def eof_received(self) -> bool:
+        """The client shut its side: keep the connection open (True) while the answer is still to come; a
+        body cut short is answered now (its rest cannot come)."""
+        if self.state == Upload.BODY:
+            self._remaining = 0
+            self._answer(400, "The body ended before Content-Length bytes came.\n")
+            return False
+        return self.state in (Upload.CHECKING, Upload.STORING)
+
     def connection_lost(self) -> None:
         if self.state not in (Upload.DONE, Upload.STORING):
             log.info("upload from %s abandoned", self.ip)
@@ -739,6 +748,10 @@ class Download:
         log.info("file download cut: the reader took nothing for upload_timeout_s")
         self.close()
         self.transport.abort()
+
+    def eof_received(self) -> bool:
+        """The client shut its side after its request: the file still goes out (True) unless it is over."""
+        return not self.closed
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -341,8 +341,10 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
             self._exchange.resume_writing()
 
     def eof_received(self) -> bool | None:
-        if self._exchange is not None:
-            return None
+        exchange = self._exchange
+        if exchange is not None:
+            # A client may shut its side once its request is sent: the answer, still to come, goes out.
+            return exchange.eof_received()
         self._ws.receive_eof()
         self._send_pending()
         return None
