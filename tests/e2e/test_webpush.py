@@ -553,3 +553,22 @@ def test_pushes_in_flight_and_waiting_are_bounded(tmp_path: Path, push_service: 
         wait_for_log(server, "dropped: webpush_max_queued")
     finally:
         stop_server(server)
+
+
+def test_a_dropped_accounts_subscriptions_do_not_serve_whoever_registers_its_name_next(
+        tmp_path: Path, push_service: PushService) -> None:
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        old_phone = Subscriber(push_service.url("/old-owner"))
+        _subscribe(alice, old_phone)
+        alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
+        assert "dropped" in alice.expect("NOTICE").params[-1]
+        _leave(alice)
+        newcomer, _ = _always_on_account(server, "alice")  # the name is free: someone else's account now
+        _leave(newcomer)
+        bob = joined(server, "bob")
+        bob.send("PRIVMSG alice :for the new owner only")
+        push_service.nothing(1.0)  # the old owner's phone must not get the new owner's messages
+    finally:
+        stop_server(server)
