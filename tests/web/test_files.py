@@ -474,3 +474,13 @@ def test_a_client_that_half_closes_after_its_body_still_gets_the_answer(files_se
     time.sleep(0.3)
     sock.shutdown(socket.SHUT_WR)
     assert read_all(sock).startswith(b"HTTP/1.1 400") and time.monotonic() - started < 2
+
+
+def test_a_name_that_would_be_a_dot_segment_is_not_one(files_server: WebServer) -> None:
+    """A Location ending in /. or /.. is a different URL to a browser (dot segments are removed): not a name."""
+    register(files_server, "dots")
+    for filename in ("_..", "__.", "_ .."):
+        status, headers, _ = upload(files_server, b"hello\n", auth=basic("dots"), filename=filename)
+        assert status == 201
+        path = urllib.parse.urlsplit(headers["Location"]).path
+        assert fetch(urllib.parse.urljoin(files_server.url, path))[0] == 200, path  # as a browser resolves it

@@ -104,7 +104,8 @@ def safe_filename(name: str | None) -> str:
         stem, dot, ext = cleaned.rpartition(".")
         ext = ext[:16] if dot and stem else ""
         cleaned = cleaned[: MAX_NAME_CHARS - len(ext) - 1 if ext else MAX_NAME_CHARS] + ("." + ext if ext else "")
-    return cleaned.strip("_") or "file"
+    cleaned = cleaned.strip("_")
+    return cleaned if cleaned.strip(".") else "file"  # (not "." or "..": a URL's dot segment, not a name)
 
 
 def filename_from_disposition(value: str | None) -> str | None:
