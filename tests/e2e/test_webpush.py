@@ -572,3 +572,21 @@ def test_a_dropped_accounts_subscriptions_do_not_serve_whoever_registers_its_nam
         push_service.nothing(1.0)  # the old owner's phone must not get the new owner's messages
     finally:
         stop_server(server)
+
+
+def test_ipv6_forms_that_carry_a_private_ipv4_address_are_refused(tmp_path: Path) -> None:
+    """NAT64 (RFC 6052, and RFC 8215's local-use prefix), 6to4 and IPv4-compatible addresses reach the IPv4
+    address inside them on networks that translate them (an IPv6-only host behind NAT64: 169.254.169.254)."""
+    server = start_server(tmp_path)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        keys = Subscriber("").keys
+        for endpoint in ("https://[64:ff9b::a9fe:a9fe]/latest", "https://[64:ff9b::7f00:1]/push",
+                         "https://[64:ff9b:1::a00:1]/push", "https://[2002:c0a8:1::1]/push",
+                         "https://[::127.0.0.1]/push"):
+            alice.send(f"WEBPUSH REGISTER {endpoint} {keys}")
+            fail = alice.expect("FAIL")
+            assert fail.params[:4] == ["WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint], fail
+            assert "not a public one" in fail.params[-1], (endpoint, fail.params[-1])
+    finally:
+        stop_server(server)
