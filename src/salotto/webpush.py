@@ -305,6 +305,8 @@ class WebPushSender:
         parts = urlsplit(subscription.endpoint)
         host = parts.hostname or ""
         https = parts.scheme == "https"
+        if not https and not config.webpush_allow_http:  # (registered while it was allowed)
+            return 0, f"refused: {parts.scheme}:// endpoints are not allowed (webpush_allow_http)"
         port = parts.port or (443 if https else 80)
         addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
         if not addresses:

@@ -590,3 +590,24 @@ def test_ipv6_forms_that_carry_a_private_ipv4_address_are_refused(tmp_path: Path
             assert "not a public one" in fail.params[-1], (endpoint, fail.params[-1])
     finally:
         stop_server(server)
+
+
+def test_an_http_endpoint_is_not_posted_to_once_http_is_no_longer_allowed(
+        tmp_path: Path, push_service: PushService) -> None:
+    # Registered while http was allowed; then the operator turns webpush_allow_http off: no cleartext POST
+    # (with its VAPID token) goes out any more, and the subscription is dropped, as for a refused address.
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        _subscribe(alice, Subscriber(push_service.url("/push")))
+        _leave(alice)
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, "--webpush-allow-private-addresses")
+    try:
+        bob = joined(server, "bob")
+        bob.send("PRIVMSG alice :hello")
+        push_service.nothing(1.0)
+        wait_for_log(server, "push subscription of alice dropped")
+    finally:
+        stop_server(server)
