@@ -248,6 +248,11 @@ class WebPushSender:
                 refusal = None if problem is None else ("INVALID_PARAMS", problem)
             except OSError as exc:  # (socket.gaierror: no such name)
                 refusal = ("INVALID_PARAMS", f"The endpoint's host does not resolve ({exc.strerror or exc})")
+            except ValueError:  # (UnicodeError: a label the IDNA codec refuses, over 63 characters or empty)
+                refusal = ("INVALID_PARAMS", "The endpoint's host is not a valid host name")
+            except Exception:  # our bug; the client is still answered, and its next commands run
+                log.exception("looking up a Web Push endpoint's host failed")
+                refusal = ("INTERNAL_ERROR", "Could not look the endpoint's host up; try again")
             self._call_soon(lambda: self._resolved(done, refusal))
 
         self._resolving += 1

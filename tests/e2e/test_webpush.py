@@ -611,3 +611,20 @@ def test_an_http_endpoint_is_not_posted_to_once_http_is_no_longer_allowed(
         wait_for_log(server, "push subscription of alice dropped")
     finally:
         stop_server(server)
+
+
+def test_a_host_name_that_cannot_be_looked_up_is_refused_and_the_connection_goes_on(tmp_path: Path) -> None:
+    """A name the IDNA codec refuses (a label over 63 characters, an empty one) fails before any DNS query,
+    with a UnicodeError rather than an OSError: REGISTER must still be answered, and the next command too."""
+    server = start_server(tmp_path)  # the defaults: the name is looked up off the loop
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        keys = Subscriber("").keys
+        for endpoint in (f"https://{'a' * 64}.example/push", "https://a..example/push"):
+            alice.send(f"WEBPUSH REGISTER {endpoint} {keys}")
+            alice.send("PING :after")
+            fail = alice.expect("FAIL", timeout_s=5)
+            assert fail.params[:4] == ["WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint], fail
+            assert alice.expect("PONG", timeout_s=5).params[-1] == "after"
+    finally:
+        stop_server(server)
