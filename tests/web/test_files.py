@@ -484,3 +484,12 @@ def test_a_name_that_would_be_a_dot_segment_is_not_one(files_server: WebServer) 
         assert status == 201
         path = urllib.parse.urlsplit(headers["Location"]).path
         assert fetch(urllib.parse.urljoin(files_server.url, path))[0] == 200, path  # as a browser resolves it
+
+
+def test_basic_credentials_that_are_not_ascii_are_a_401(files_server: WebServer) -> None:
+    """Header values are Latin-1: a non-ASCII byte in the Basic token is bad credentials, not an exception."""
+    register(files_server, "latin")
+    answer = read_all(raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                                b"Authorization: Basic \xe9t\xe9\r\n\r\nhello"))
+    assert answer.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate: Basic" in answer, answer[:100]
+    assert upload(files_server, PNG, auth=basic("latin"))[0] == 201  # (its place among the uploads is free)

@@ -9,7 +9,6 @@ as a page or a script by the browser (salotto.transport.files adds ``nosniff`` a
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import unicodedata
 from typing import Final
@@ -150,7 +149,7 @@ def parse_basic(value: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # (binascii.Error; ValueError: a character that is not ASCII)
         return None
     account, colon, password = decoded.partition(":")
     if not colon or not account or not password:
