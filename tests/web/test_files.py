@@ -493,3 +493,51 @@ def test_basic_credentials_that_are_not_ascii_are_a_401(files_server: WebServer)
                                                 b"Authorization: Basic \xe9t\xe9\r\n\r\nhello"))
     assert answer.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate: Basic" in answer, answer[:100]
     assert upload(files_server, PNG, auth=basic("latin"))[0] == 201  # (its place among the uploads is free)
+
+
+def test_slow_downloads_cannot_take_every_place_on_the_web_port(tmp_path: Path) -> None:
+    """A download lasts as long as its reader wants (a big video read slowly) and holds a place among the web
+    port's pending connections: without a limit of their own, a few addresses reading slowly would leave no
+    place for anyone's page load or WebSocket. Past download_max_concurrent(_per_ip): 503, and pages load."""
+    server = start_web_server(tmp_path, config_text="""
+max_pending_connections = 6
+download_max_concurrent = 3
+download_max_concurrent_per_ip = 2
+trusted_proxies = ["127.0.0.1"]
+""")
+    slow: list[socket.socket] = []
+    try:
+        register(server, "streamer")
+        data = b"\x00\x00\x00\x18ftypmp42" + bytes(8_000_000)
+        status, headers, _ = upload(server, data, auth=basic("streamer"), filename="film.mp4")
+        assert status == 201
+        path = urllib.parse.urlsplit(headers["Location"]).path
+
+        def download_from(address: str) -> socket.socket:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", server.web_port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {address}\r\n\r\n".encode())
+            return sock
+
+        for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):  # readers that take (almost) nothing
+            if address == "10.0.0.2":
+                answer = read_all(download_from("10.0.0.1"))
+                assert answer.startswith(b"HTTP/1.1 503") and b"from your address" in answer, answer[:100]
+            sock = download_from(address)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            slow.append(sock)
+        answer = read_all(download_from("10.0.0.3"))
+        assert answer.startswith(b"HTTP/1.1 503") and b"download_max_concurrent" in answer, answer[:100]
+        for _ in range(3):  # the page still loads, again and again
+            assert fetch(server.url)[0] == 200
+        slow.pop().close()
+        time.sleep(0.3)
+        sock = download_from("10.0.0.3")  # a place is free again
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        slow.append(sock)
+    finally:
+        for sock in slow:
+            sock.close()
+        stop_web_server(server)

@@ -392,7 +392,7 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
-                download = self._exchange = Download(files, self._transport, request)
+                download = self._exchange = Download(files, self._transport, request, self.peer_ip)
                 download.start()
                 return
             ws.send_response(self._http.respond(request))
