@@ -273,6 +273,11 @@ KEYS: tuple[Key, ...] = (
     Key("upload_sweep_interval_s", float, 3600.0, "How often expired files are looked for and deleted.", 0.1),
     Key("upload_max_concurrent", int, 32, "Uploads in progress at once, in all (503 past it).", 1),
     Key("upload_max_concurrent_per_ip", int, 3, "Uploads in progress at once from one IP address (an IPv6 /64).", 1),
+    Key("download_max_concurrent", int, 256,
+        "File downloads in progress at once, in all (503 past it). Each holds a place among "
+        "max_pending_connections while it lasts: keep this well below it, so page loads always find one.", 1),
+    Key("download_max_concurrent_per_ip", int, 8,
+        "File downloads in progress at once from one IP address (an IPv6 /64; 503 past it).", 1),
     Key("upload_timeout_s", float, 300.0,
         "An upload must arrive whole within this many seconds of its request (slow senders are cut); a download "
         "whose reader takes nothing for this long is cut too.", 1),
@@ -419,6 +424,8 @@ class Config:
     upload_sweep_interval_s: float
     upload_max_concurrent: int
     upload_max_concurrent_per_ip: int
+    download_max_concurrent: int
+    download_max_concurrent_per_ip: int
     upload_timeout_s: float
     upload_types: list[str]
     opers: dict[str, OperBlock] = field(default_factory=dict)

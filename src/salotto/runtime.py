@@ -375,7 +375,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         if config.uploads and (config.web_listen or config.web_tls_listen):
             try:
-                file_store = LocalFileStore(os.path.join(config.data_dir, "files"))
+                file_store = LocalFileStore(os.path.join(config.data_dir, "files"),
+                                            node=(config.node_name or config.server_name) if node is not None else "")
             except OSError as exc:
                 raise _data_dir_error(config, exc) from None
             files = FileService(server, file_store, loop)
