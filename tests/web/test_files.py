@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from salotto.storage import open_storage
+from salotto.storage.base import UploadRecord
+from salotto.storage.files import LocalFileStore, new_file_id
+from salotto.transport.files import SWEEP_BATCH
 from tests.web.conftest import WebServer, start_web_server, stop_web_server
 from tests.web.test_http import fetch
 
@@ -540,4 +544,33 @@ trusted_proxies = ["127.0.0.1"]
     finally:
         for sock in slow:
             sock.close()
+        stop_web_server(server)
+
+
+def test_a_backlog_of_expired_files_bigger_than_a_sweep_batch_is_swept_whole(tmp_path: Path) -> None:
+    """Files that expired while the server was down, more than one batch of them (SWEEP_BATCH: each batch is
+    one job of the writer, so logins and history never wait behind the whole backlog): all go, with their
+    rows; a fresh one stays."""
+    data_dir = tmp_path / "data"
+    storage = open_storage("sqlite", data_dir)
+    files = LocalFileStore(data_dir / "files")
+    old = [UploadRecord(new_file_id(), "alice", "old.png", "image/png", len(PNG), 1000.0 + i)
+           for i in range(2 * SWEEP_BATCH + 7)]
+    fresh = UploadRecord(new_file_id(), "alice", "new.png", "image/png", len(PNG), time.time())
+    for record in [*old, fresh]:
+        handle, temp = files.temp_file()
+        with handle:
+            handle.write(PNG)
+        files.put(record.id, temp)
+        assert storage.add_upload(record, max_account_bytes=1 << 30)
+    storage.close()
+    server = start_web_server(tmp_path, config_text="upload_sweep_interval_s = 3600\n")
+    try:
+        deadline = time.monotonic() + 20
+        while len(stored_files(server)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [path.name for path in stored_files(server)] == [fresh.id]
+        assert fetch(server.url + f"files/{fresh.id}/new.png")[0] == 200
+        assert fetch(server.url + f"files/{old[-1].id}/old.png")[0] == 404
+    finally:
         stop_web_server(server)

@@ -45,6 +45,7 @@ from salotto.proto.filetypes import (
     safe_filename,
     sniff,
 )
+from salotto.server.accounts import Accounts
 from salotto.server.flood import ip_key
 from salotto.server.state import Server
 from salotto.storage.base import Storage, StoredAccount, UploadRecord
@@ -176,24 +177,30 @@ class FileService:
         if not config.upload_retention_days or accounts is None or self.server.shutting_down:
             return
         cutoff = self.server.wallclock() - config.upload_retention_days * 86400
+        self._sweep_batch(cutoff, accounts, 0)
+
+    def _sweep_batch(self, cutoff: float, accounts: Accounts, deleted: int) -> None:
+        """Delete one batch (SWEEP_BATCH) of expired uploads on the writer thread; a full batch posts the
+        next one, so a backlog (after downtime, or a shorter retention) never holds the writer from logins
+        and history for more than one batch at a time."""
         store = self.store
 
-        def delete_expired(storage: Storage) -> int:
-            deleted = 0
-            while True:
-                ids = storage.expired_uploads(cutoff, SWEEP_BATCH)
-                for file_id in ids:
-                    store.delete(file_id)
-                deleted += storage.delete_uploads(ids)
-                if len(ids) < SWEEP_BATCH:
-                    return deleted
+        def delete_expired(storage: Storage) -> tuple[int, bool]:
+            ids = storage.expired_uploads(cutoff, SWEEP_BATCH)
+            for file_id in ids:
+                store.delete(file_id)
+            return storage.delete_uploads(ids), len(ids) == SWEEP_BATCH
 
-        def done(outcome: Outcome[int]) -> None:
+        def done(outcome: Outcome[tuple[int, bool]]) -> None:
             if outcome.error is not None:
                 log.error("could not delete expired uploads: %s", outcome.error)
-            elif outcome.value:
-                self.swept += outcome.value
-                log.info("deleted %d expired upload%s", outcome.value, "" if outcome.value == 1 else "s")
+                return
+            count, more = outcome.unwrap()
+            self.swept += count
+            if more and not self.server.shutting_down:
+                self._sweep_batch(cutoff, accounts, deleted + count)
+            elif deleted + count:
+                log.info("deleted %d expired upload%s", deleted + count, "" if deleted + count == 1 else "s")
 
         accounts.write(delete_expired, done)
 
