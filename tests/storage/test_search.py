@@ -169,3 +169,16 @@ def test_words_are_letters_and_digits() -> None:
                                                                    "2026", "x", "y")
     assert words("!!! ... ???") == ()
     assert words('"a" OR b*') == ("a", "OR", "b")
+
+
+def test_time_bounds_far_in_the_future_or_the_past(storage: Storage) -> None:
+    # Valid server-time timestamps (year 9999, year 1): a bound, never an error.
+    storage.append_messages([message(1, time=100.0, text="bounded word")])
+    everything = {"#chan": 0.0}
+    far, early = 253402300799.0, -62135596800.0
+    assert _texts(storage.search(SearchQuery(everything, words("word"), before=far))) == ["bounded word"]
+    assert _texts(storage.search(SearchQuery(everything, words("word"), after=early, before=far))) == ["bounded word"]
+    assert storage.search(SearchQuery(everything, words("word"), after=far, before=far)) == []
+    assert storage.search(SearchQuery(everything, words("word"), before=early)) == []
+    assert _texts(storage.search(SearchQuery(everything, sender="nick1", before=far))) == ["bounded word"]
+
