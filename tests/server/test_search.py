@@ -314,3 +314,23 @@ def test_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         assert found == []
     finally:
         stop_server(running)
+
+
+def test_search_turned_on_by_a_reload_waits_for_the_restart_that_builds_the_index(tmp_path: Path) -> None:
+    import signal
+
+    from tests.e2e.helpers import wait_for_log
+
+    running = start_server(tmp_path, "--autojoin", "", config_text="search = false\n")
+    try:
+        (tmp_path / "salotto.toml").write_text("search = true\n")
+        running.process.send_signal(signal.SIGHUP)
+        line = wait_for_log(running, "restart")[0]
+        assert "search changed in the config: only a restart applies that" in line
+        # The index was dropped at start and nothing indexes what is said now: offering SEARCH would find
+        # nothing, silently.
+        client = running.client()
+        client.send("CAP LS 302")
+        assert "soju.im/search" not in client.expect("CAP").params[-1]
+    finally:
+        stop_server(running)
