@@ -182,3 +182,17 @@ def test_time_bounds_far_in_the_future_or_the_past(storage: Storage) -> None:
     assert storage.search(SearchQuery(everything, words("word"), before=early)) == []
     assert _texts(storage.search(SearchQuery(everything, sender="nick1", before=far))) == ["bounded word"]
 
+
+def test_the_words_of_links_and_addresses_are_found(storage: Storage) -> None:
+    storage.append_messages([
+        message(1, text="the notes are at https://example.com/docs/setup.html now"),
+        message(2, text="mail bob@mail.example.org or see www.example.net"),
+        message(3, text="version 1.2.3 is out"),
+    ])
+    everything = {"#chan": 0.0}
+    assert _texts(storage.search(SearchQuery(everything, words("example")))) == [
+        "the notes are at https://example.com/docs/setup.html now", "mail bob@mail.example.org or see www.example.net"]
+    assert len(storage.search(SearchQuery(everything, words("setup docs")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("bob")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("example.com")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("version 2")))) == 1
