@@ -196,3 +196,12 @@ def test_the_words_of_links_and_addresses_are_found(storage: Storage) -> None:
     assert len(storage.search(SearchQuery(everything, words("bob")))) == 1
     assert len(storage.search(SearchQuery(everything, words("example.com")))) == 1
     assert len(storage.search(SearchQuery(everything, words("version 2")))) == 1
+
+
+def test_a_search_past_its_time_is_stopped_even_when_each_page_is_quick(storage: Storage) -> None:
+    # Every match is older than the caller may read: page after page is dropped. The time is the whole
+    # search's, not each page's.
+    storage.append_messages([message(i, "#new", time=1000.0 + i, text="word") for i in range(1, 10000)])
+    with pytest.raises(SearchTimeout):
+        storage.search(SearchQuery({"#new": 1e9, "#old": 0.0}, words("word"), limit=1, timeout_s=0.02))
+    assert len(storage.search(SearchQuery({"#new": 0.0}, words("word")))) == 50  # the connection goes on
