@@ -135,7 +135,8 @@ KEYS: tuple[Key, ...] = (
     Key("search_default_limit", int, 50, "Messages a SEARCH returns when it gives no limit.", 1),
     Key("search_max_limit", int, 100, "Most messages one SEARCH returns (a larger limit is lowered to this).", 1),
     Key("search_timeout_ms", int, 2000,
-        "A search still running after this long is stopped (FAIL SEARCH INTERNAL_ERROR).", 1),
+        "A search still running after this long is stopped (FAIL SEARCH INTERNAL_ERROR); one that waited this "
+        "long for its turn is not run (FAIL SEARCH TEMPORARILY_UNAVAILABLE).", 1),
     Key("search_per_ip", int, 30,
         "Searches one IP address (an IPv6 /64) may run per search_window_s, all its connections together.", 1),
     Key("search_window_s", float, 60.0, "The window of search_per_ip.", 1),

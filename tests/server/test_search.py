@@ -314,3 +314,59 @@ def test_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
         assert found == []
     finally:
         stop_server(running)
+
+
+def test_search_turned_on_by_a_reload_waits_for_the_restart_that_builds_the_index(tmp_path: Path) -> None:
+    import signal
+
+    from tests.e2e.helpers import wait_for_log
+
+    running = start_server(tmp_path, "--autojoin", "", config_text="search = false\n")
+    try:
+        (tmp_path / "salotto.toml").write_text("search = true\n")
+        running.process.send_signal(signal.SIGHUP)
+        line = wait_for_log(running, "restart")[0]
+        assert "search changed in the config: only a restart applies that" in line
+        # The index was dropped at start and nothing indexes what is said now: offering SEARCH would find
+        # nothing, silently.
+        client = running.client()
+        client.send("CAP LS 302")
+        assert "soju.im/search" not in client.expect("CAP").params[-1]
+    finally:
+        stop_server(running)
+
+
+def test_a_search_that_waited_past_the_timeout_for_its_turn_is_answered_without_running(tmp_path: Path) -> None:
+    # Slow searches (one address's allowance is enough to keep the one turn busy) must not hold the
+    # connections waiting behind them, whose every later command waits for the answer, for ever.
+    from salotto.storage import open_storage
+    from salotto.storage.store import Store
+    from tests.server.harness import Harness
+
+    h = Harness(autojoin=[], search_max_running=1, search_timeout_ms=2000)
+    writer = open_storage("sqlite", tmp_path)
+    reader = _SteppedReader(tmp_path)
+    h.server.attach_history(Store(h.server.config, writer, reader, h.server.clock()))
+    users = [h.user(name) for name in ("ann", "ben", "cy")]
+    for user in users:
+        user.send("CAP REQ :soju.im/search batch draft/chathistory")
+        user.send("JOIN #slow")
+    users[0].send("PRIVMSG #slow :slow search")
+    h.server.commit_pending()
+    for user in users:
+        user.lines()
+    users[0].send("SEARCH text=slow")
+    users[1].send("SEARCH text=slow")
+    users[1].send("PING :ben-next")
+    h.clock.now += 1.0
+    users[2].send("SEARCH text=slow")
+    users[2].send("PING :cy-next")
+    h.clock.now += 1.5  # ben has waited 2.5 s, cy 1.5 s
+    reader.answer_one()
+    assert "slow search" in " ".join(users[0].lines())
+    lines = users[1].lines()
+    assert [line for line in lines if "FAIL SEARCH TEMPORARILY_UNAVAILABLE" in line] != [], lines
+    assert "PONG" in lines[-1] and "BATCH" not in " ".join(lines)
+    assert len(reader.waiting) == 1  # cy's turn: it had not waited that long
+    reader.answer_one()
+    assert "slow search" in " ".join(users[2].lines())

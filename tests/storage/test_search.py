@@ -169,3 +169,39 @@ def test_words_are_letters_and_digits() -> None:
                                                                    "2026", "x", "y")
     assert words("!!! ... ???") == ()
     assert words('"a" OR b*') == ("a", "OR", "b")
+
+
+def test_time_bounds_far_in_the_future_or_the_past(storage: Storage) -> None:
+    # Valid server-time timestamps (year 9999, year 1): a bound, never an error.
+    storage.append_messages([message(1, time=100.0, text="bounded word")])
+    everything = {"#chan": 0.0}
+    far, early = 253402300799.0, -62135596800.0
+    assert _texts(storage.search(SearchQuery(everything, words("word"), before=far))) == ["bounded word"]
+    assert _texts(storage.search(SearchQuery(everything, words("word"), after=early, before=far))) == ["bounded word"]
+    assert storage.search(SearchQuery(everything, words("word"), after=far, before=far)) == []
+    assert storage.search(SearchQuery(everything, words("word"), before=early)) == []
+    assert _texts(storage.search(SearchQuery(everything, sender="nick1", before=far))) == ["bounded word"]
+
+
+def test_the_words_of_links_and_addresses_are_found(storage: Storage) -> None:
+    storage.append_messages([
+        message(1, text="the notes are at https://example.com/docs/setup.html now"),
+        message(2, text="mail bob@mail.example.org or see www.example.net"),
+        message(3, text="version 1.2.3 is out"),
+    ])
+    everything = {"#chan": 0.0}
+    assert _texts(storage.search(SearchQuery(everything, words("example")))) == [
+        "the notes are at https://example.com/docs/setup.html now", "mail bob@mail.example.org or see www.example.net"]
+    assert len(storage.search(SearchQuery(everything, words("setup docs")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("bob")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("example.com")))) == 1
+    assert len(storage.search(SearchQuery(everything, words("version 2")))) == 1
+
+
+def test_a_search_past_its_time_is_stopped_even_when_each_page_is_quick(storage: Storage) -> None:
+    # Every match is older than the caller may read: page after page is dropped. The time is the whole
+    # search's, not each page's.
+    storage.append_messages([message(i, "#new", time=1000.0 + i, text="word") for i in range(1, 10000)])
+    with pytest.raises(SearchTimeout):
+        storage.search(SearchQuery({"#new": 1e9, "#old": 0.0}, words("word"), limit=1, timeout_s=0.02))
+    assert len(storage.search(SearchQuery({"#new": 0.0}, words("word")))) == 50  # the connection goes on

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from time import monotonic
 from typing import Any, ClassVar, Final, TypeVar
 
 import psycopg
@@ -707,7 +708,15 @@ class PostgresStorage(RangeQueries):
         head = f"SELECT time_ms, seq, {_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"
         tail = " ORDER BY time_ms DESC, seq DESC LIMIT %s"
 
+        # The time is the whole search's: each page may take only what is left of it (a page is quick,
+        # but pages of matches the caller may not read can follow one another for long).
+        deadline = monotonic() + query.timeout_s
+
         def fetch(below: object | None, n: int) -> list[tuple[object, HistoryMessage]]:
+            left_ms = round((deadline - monotonic()) * 1000)
+            if left_ms <= 0:
+                raise SearchTimeout(f"the search took more than {query.timeout_s:g} s")
+            self._db.execute(b"SELECT set_config('statement_timeout', %s, true)", (str(left_ms),))
             if below is None:
                 rows = self._all(head + tail, (*params, n))
             else:
@@ -717,8 +726,6 @@ class PostgresStorage(RangeQueries):
 
         try:
             with self.transaction():
-                self._db.execute(b"SELECT set_config('statement_timeout', %s, true)",
-                                 (str(max(1, round(query.timeout_s * 1000))),))
                 return collect_newest(fetch, readable, query.limit, query.limit + 10)
         except errors.QueryCanceled:
             raise SearchTimeout(f"the search took more than {query.timeout_s:g} s") from None

@@ -150,9 +150,14 @@ CREATE INDEX uploads_created ON uploads(created);
 # written), kept by PostgreSQL itself (a stored generated column: computed on insert, for the rows already
 # there by this ALTER), and a GIN index on it. The search key `search = false` drops both
 # (salotto.storage.postgresql.PostgresStorage.set_search); true adds them again.
-SEARCH_COLUMN: Final = """
+# ASCII punctuation is made blank first: PostgreSQL's parser keeps a link, a host name, an address or a
+# version number as one lexeme ("example.com/docs", "bob@example.org", "1.2.3"), which no search by its
+# words (salotto.storage.search.words cuts at punctuation, as SQLite's tokenizer does) would ever match.
+_PUNCTUATION: Final = "!\"#$%&''()*+,-./:;<=>?@[\\]^_`{|}~"
+SEARCH_COLUMN: Final = f"""
 ALTER TABLE messages ADD COLUMN search tsvector
-    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, text)) STORED;
+    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig,
+        translate(text, '{_PUNCTUATION}', '{" " * 32}'))) STORED;
 CREATE INDEX messages_search ON messages USING gin (search);
 """
 _V_SEARCH: Final = SEARCH_COLUMN

@@ -118,6 +118,9 @@ class SqliteStorage(SqliteHistory, SqliteSearch):
         self._wal_file: str | None = None
         self._wal_hard_limit = 0
         self._conversation_names = {}
+        # A writer keeps the search index as it finds it (its trigger there or not): whoever opens one,
+        # open() or a backup completing its copy, indexes what it appends if the index is kept.
+        self._search_indexed = not readonly and self.search_enabled()
 
     @classmethod
     def open(cls, data_dir: str | Path, *, readonly: bool = False, search: bool | None = None) -> SqliteStorage:
@@ -164,11 +167,8 @@ class SqliteStorage(SqliteHistory, SqliteSearch):
                 db.execute("PRAGMA synchronous = NORMAL")
                 migrate(db)
             storage = cls(db, readonly=readonly)
-            if not readonly:
-                if search is None:
-                    storage._search_indexed = storage.search_enabled()
-                else:
-                    storage.set_search(search)
+            if not readonly and search is not None:
+                storage.set_search(search)
         except BaseException:
             db.close()
             raise

@@ -79,6 +79,10 @@ class SqliteSearch:
         if query.after is not None:
             low_ms = max(low_ms, round(query.after * 1000))
         high_ms = _NO_LATER_THAN if query.before is None else round(query.before * 1000)
+        # A bound past the year 2100 either way (9999-12-31 is a valid timestamp) is that year: shifted
+        # into a key, it would not fit in SQLite's 64 bits.
+        low_ms = min(max(low_ms, -_NO_LATER_THAN), _NO_LATER_THAN + 1)
+        high_ms = min(max(high_ms, -_NO_LATER_THAN - 1), _NO_LATER_THAN)
         if high_ms < low_ms:
             return []
         deadline = time.monotonic() + query.timeout_s

@@ -11,9 +11,10 @@ user is in and its own private conversations, each from the time CHATHISTORY wou
 (:func:`~salotto.server.handlers.history.readable_since`).
 
 The search runs on the history readers (``Store.read``), at most ``search_max_running`` at once in the
-whole server (the others wait their turn, so CHATHISTORY always has a reader), each stopped after
-``search_timeout_ms``; an address runs at most ``search_per_ip`` per ``search_window_s``. The connection's
-later commands wait for the answer (``ctx.wait``), as for CHATHISTORY.
+whole server (the others wait their turn, so CHATHISTORY always has a reader, and one that waited
+``search_timeout_ms`` for it is answered TEMPORARILY_UNAVAILABLE), each stopped after
+``search_timeout_ms``; an address runs at most ``search_per_ip`` per ``search_window_s``. The
+connection's later commands wait for the answer (``ctx.wait``), as for CHATHISTORY.
 """
 
 from __future__ import annotations
@@ -54,28 +55,38 @@ SEARCH_CAP = "soju.im/search"
 SEARCH_BATCH = "soju.im/search"
 
 
+class SearchBusy(Exception):
+    """The search waited ``search_timeout_ms`` for its turn: it is answered without being run."""
+
+
 class SearchGate:
     """The server's searches: how many run, who waits for a turn, and each address's allowance."""
 
     def __init__(self) -> None:
         self.running = 0
-        self.waiting: deque[tuple[Client, Callable[[], None]]] = deque()
+        self.waiting: deque[tuple[Client, Callable[[], None], Callable[[], None], float]] = deque()
         self.per_ip = Throttle()
 
-    def enter(self, server: Server, session: Client, start: Callable[[], None]) -> None:
+    def enter(self, server: Server, session: Client, start: Callable[[], None], give_up: Callable[[], None]) -> None:
         """Run ``start`` now if fewer than ``search_max_running`` searches run, else when one ends
-        (:meth:`leave`); a connection gone meanwhile loses its turn."""
+        (:meth:`leave`); a connection gone meanwhile loses its turn, and one that waited longer than
+        ``search_timeout_ms`` gets ``give_up`` instead (its connection's next lines wait meanwhile: the
+        wait is bounded even when slow searches keep the turns busy)."""
         if self.running < server.config.search_max_running:
             self.running += 1
             start()
         else:
-            self.waiting.append((session, start))
+            deadline = server.clock() + server.config.search_timeout_ms / 1000
+            self.waiting.append((session, start, give_up, deadline))
 
     def leave(self, server: Server) -> None:
         self.running -= 1
         while self.waiting and self.running < server.config.search_max_running:
-            session, start = self.waiting.popleft()
+            session, start, give_up, deadline = self.waiting.popleft()
             if session.quitting:
+                continue
+            if server.clock() > deadline:
+                give_up()
                 continue
             self.running += 1
             start()
@@ -181,7 +192,7 @@ def handle_search(ctx: Context) -> None:
         except Exception as exc:  # the store is closing: answered, and the turn handed on
             done(Outcome(error=exc))
 
-    gate.enter(server, ctx.session, start)
+    gate.enter(server, ctx.session, start, lambda: answer(Outcome(error=SearchBusy())))
 
 
 def _shown_name(server: Server, client: Client, target: str, shown: dict[str, str]) -> str:
@@ -202,7 +213,9 @@ def _send_results(ctx: Context, outcome: Outcome[list[HistoryMessage]], shown: d
     client = ctx.client
     error = outcome.error
     if error is not None:
-        if isinstance(error, SearchTimeout):
+        if isinstance(error, SearchBusy):
+            ctx.fail("SEARCH", "TEMPORARILY_UNAVAILABLE", description="Too many searches at once, try again")
+        elif isinstance(error, SearchTimeout):
             ctx.fail("SEARCH", "INTERNAL_ERROR", description="The search took too long; narrow it down")
         elif isinstance(error, SearchInvalid):
             ctx.fail("SEARCH", "INVALID_PARAMS", "text", description="Cannot search for that text")
