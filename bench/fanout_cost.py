@@ -25,7 +25,8 @@ under load; 1 when paced). History's own cost is then the difference of the two 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python -m bench.fanout_cost --per-pass 33 --history
     valgrind ... (the same) --messages 0
 
-against the same two without ``--history``.
+against the same two without ``--history``. ``--no-search`` stores without the full-text index (``search =
+false``): the index's own cost is the difference of ``--history`` and ``--history --no-search``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class MemoryConnection:
 
 
 def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, history_dir: str | None = None,
-           store_every: int = 330) -> float:
+           store_every: int = 330, search: bool = True) -> float:
     """Seconds for ``messages`` channel messages to ``members`` members (registration and joins not counted),
     ``per_pass`` lines a loop pass; with ``history_dir``, stored there (see the module's docstring)."""
     overrides = {"autojoin": [], "max_connections_per_ip": 10**9, "max_clients": 10**9,
@@ -73,6 +74,8 @@ def fanout(members: int, senders: int, messages: int, *, per_pass: int = 1, hist
     if history_dir is not None:
         overrides.update(data_dir=history_dir, history_enabled=True, history_store_interval_s=1.0,
                          history_store_max_messages=10**9)
+        if "search" in _BY_NAME:
+            overrides["search"] = search
     server = Server(load_config(None, overrides))
     pending: list[MemoryConnection] = []
     calls: list[Callable[[], None]] = []  # what the storer hands back to the loop
@@ -138,13 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--per-pass", type=int, default=1, help="lines per loop pass (default 1)")
     parser.add_argument("--history", action="store_true", help="store every message in a SQLite store")
+    parser.add_argument("--no-search", dest="search", action="store_false",
+                        help="with --history, without the full-text index (search = false)")
     parser.add_argument("--store-every", type=int, default=330,
                         help="with --history, messages per batch handed to the storer (default 330)")
     args = parser.parse_args(argv)
     if args.history:
         with tempfile.TemporaryDirectory(prefix="salotto-fanout-cost-") as data_dir:
             seconds = fanout(args.members, args.senders, args.messages, per_pass=args.per_pass,
-                             history_dir=data_dir, store_every=args.store_every)
+                             history_dir=data_dir, store_every=args.store_every, search=args.search)
     else:
         seconds = fanout(args.members, args.senders, args.messages, per_pass=args.per_pass)
     if args.messages:

@@ -86,6 +86,9 @@ def scenarios(duration_s: float, connect_clients: int, small: bool, crowd_client
         # salotto's cost of storing every message (the peers store nothing, so their rows run with it off).
         Scenario("history-on", replace(history, name="history-on"), {"history_enabled": True}, ("salotto",)),
         Scenario("history-off", replace(history, name="history-off"), {"history_enabled": False}, ("salotto",)),
+        # History without the full-text index: what indexing costs (history-on has it).
+        Scenario("history-on-nosearch", replace(history, name="history-on-nosearch"),
+                 {"history_enabled": True, "search": False}, ("salotto",)),
         Scenario("direct-history", DirectParams(pairs, duration_s, name="direct-history"),
                  {"history_enabled": True}, ("salotto",)),
         # The same at C=1000 (fanout-large is its history-off side).

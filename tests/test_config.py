@@ -87,6 +87,8 @@ def test_every_key_is_a_serve_flag(key: Any) -> None:
     ({"upload_retention_days": -1}, "'upload_retention_days'"),
     ({"upload_max_concurrent": 0}, "'upload_max_concurrent'"),
     ({"upload_max_concurrent_per_ip": 0}, "'upload_max_concurrent_per_ip'"),
+    ({"download_max_concurrent": 0}, "'download_max_concurrent'"),
+    ({"download_max_concurrent_per_ip": 0}, "'download_max_concurrent_per_ip'"),
     ({"upload_timeout_s": 0}, "'upload_timeout_s'"),
     ({"upload_sweep_interval_s": 0}, "'upload_sweep_interval_s'"),
 ])

@@ -109,7 +109,7 @@ KEYS: tuple[Key, ...] = (
         "With backplane redis: a node not heard of for this long is taken for dead; its users quit elsewhere.", 1),
     Key("history_enabled", bool, True, "Store channel and private messages (CHATHISTORY, replay on join)."),
     Key("history_private", bool, True, "Store private messages too, not only channel messages."),
-    Key("history_max_age_s", float, 30 * 86400.0, "Delete history older than this; 0 keeps it forever.", 0),
+    Key("history_max_age_s", float, 365 * 86400.0, "Delete history older than this (a year); 0 keeps it forever.", 0),
     Key("history_max_per_target", int, 100000,
         "Keep at most this many messages per channel or conversation; 0: no limit.", 0),
     Key("history_commit_interval_s", float, 0.001,
@@ -128,6 +128,21 @@ KEYS: tuple[Key, ...] = (
     Key("chathistory_max_lines", int, 100, "Most messages one CHATHISTORY request returns (CHATHISTORY=).", 1),
     Key("history_replay_lines", int, 10,
         "Messages replayed on join to clients without chathistory; 0 disables the replay.", 0),
+    # Search (soju.im/search: SEARCH).
+    Key("search", bool, True,
+        "Keep a full-text index of history and offer search (soju.im/search). false: no index is kept (it is "
+        "dropped at start) and SEARCH is unknown; true again: the index is rebuilt from history at start."),
+    Key("search_default_limit", int, 50, "Messages a SEARCH returns when it gives no limit.", 1),
+    Key("search_max_limit", int, 100, "Most messages one SEARCH returns (a larger limit is lowered to this).", 1),
+    Key("search_timeout_ms", int, 2000,
+        "A search still running after this long is stopped (FAIL SEARCH INTERNAL_ERROR); one that waited this "
+        "long for its turn is not run (FAIL SEARCH TEMPORARILY_UNAVAILABLE).", 1),
+    Key("search_per_ip", int, 30,
+        "Searches one IP address (an IPv6 /64) may run per search_window_s, all its connections together.", 1),
+    Key("search_window_s", float, 60.0, "The window of search_per_ip.", 1),
+    Key("search_max_running", int, 1,
+        "Searches running at once in the whole server; later ones wait their turn (the history readers "
+        "stay free for CHATHISTORY).", 1),
     Key("redaction_window_s", float, 900.0,
         "How long after sending a message its author may delete it (REDACT); channel and server "
         "operators may at any time; 0: only they may.", 0),
@@ -259,6 +274,11 @@ KEYS: tuple[Key, ...] = (
     Key("upload_sweep_interval_s", float, 3600.0, "How often expired files are looked for and deleted.", 0.1),
     Key("upload_max_concurrent", int, 32, "Uploads in progress at once, in all (503 past it).", 1),
     Key("upload_max_concurrent_per_ip", int, 3, "Uploads in progress at once from one IP address (an IPv6 /64).", 1),
+    Key("download_max_concurrent", int, 256,
+        "File downloads in progress at once, in all (503 past it). Each holds a place among "
+        "max_pending_connections while it lasts: keep this well below it, so page loads always find one.", 1),
+    Key("download_max_concurrent_per_ip", int, 8,
+        "File downloads in progress at once from one IP address (an IPv6 /64; 503 past it).", 1),
     Key("upload_timeout_s", float, 300.0,
         "An upload must arrive whole within this many seconds of its request (slow senders are cut); a download "
         "whose reader takes nothing for this long is cut too.", 1),
@@ -316,6 +336,13 @@ class Config:
     history_prune_interval_s: float
     chathistory_max_lines: int
     history_replay_lines: int
+    search: bool
+    search_default_limit: int
+    search_max_limit: int
+    search_timeout_ms: int
+    search_per_ip: int
+    search_window_s: float
+    search_max_running: int
     redaction_window_s: float
     account_registration: bool
     account_verification: str
@@ -398,6 +425,8 @@ class Config:
     upload_sweep_interval_s: float
     upload_max_concurrent: int
     upload_max_concurrent_per_ip: int
+    download_max_concurrent: int
+    download_max_concurrent_per_ip: int
     upload_timeout_s: float
     upload_types: list[str]
     opers: dict[str, OperBlock] = field(default_factory=dict)

@@ -49,7 +49,8 @@ SHUTDOWN_GRACE_S = 0.5
 # certificate files, from the paths the server started with.)
 RESTART_KEYS = ("listen", "tls_listen", "tls_cert_file", "tls_key_file", "web_listen", "web_tls_listen", "data_dir",
                 "storage_backend", "storage_url", "history_enabled", "proxy_listen", "backplane", "redis_url",
-                "node_name", "webpush", "webpush_max_concurrent", "uploads", "upload_public_url")
+                "node_name", "webpush", "webpush_max_concurrent", "uploads", "upload_public_url",
+                "search")
 # An IRC listener: plain TCP ones are the reactor's, the others asyncio's.
 Listener = asyncio.base_events.Server | TcpListener
 # The config key of each kind of IRC listener.
@@ -375,7 +376,8 @@ async def run(config: Config, overrides: dict[str, Any], stop: asyncio.Event | N
         server.tls_port = next((lst.sockets[0].getsockname()[1] for lst, kind in listeners if kind == "tls"), None)
         if config.uploads and (config.web_listen or config.web_tls_listen):
             try:
-                file_store = LocalFileStore(os.path.join(config.data_dir, "files"))
+                file_store = LocalFileStore(os.path.join(config.data_dir, "files"),
+                                            node=(config.node_name or config.server_name) if node is not None else "")
             except OSError as exc:
                 raise _data_dir_error(config, exc) from None
             files = FileService(server, file_store, loop)

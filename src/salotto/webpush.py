@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
 
 import http_ece  # type: ignore[import-untyped]
@@ -122,15 +122,30 @@ def vapid_authorization(key: ec.EllipticCurvePrivateKey, audience: str, subject:
     return f"vapid t={signing_input}.{signature}, k={public_key_b64(key)}"
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address that a translator or tunnel on the way may reach:
+# NAT64's well-known prefix (RFC 6052, the IPv4 address in the last 32 bits) and IPv4-compatible addresses
+# (deprecated, the same); NAT64's local-use prefix (RFC 8215) is the operator's own network, never public.
+_IPV4_INSIDE: Final = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+_LOCAL_NAT64: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
 def is_public_address(ip: str) -> bool:
     """Whether pushes may go to ``ip``: a global unicast address (not loopback, private, link-local,
-    shared, reserved, multicast; an IPv4-mapped IPv6 address as its IPv4 one)."""
+    shared, reserved, multicast; an IPv6 address that carries an IPv4 one, IPv4-mapped, NAT64, 6to4 or
+    IPv4-compatible, as that IPv4 one)."""
     try:
         address = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return False
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif any(address in prefix for prefix in _IPV4_INSIDE):
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.is_global and not address.is_multicast
 
 
@@ -233,6 +248,11 @@ class WebPushSender:
                 refusal = None if problem is None else ("INVALID_PARAMS", problem)
             except OSError as exc:  # (socket.gaierror: no such name)
                 refusal = ("INVALID_PARAMS", f"The endpoint's host does not resolve ({exc.strerror or exc})")
+            except ValueError:  # (UnicodeError: a label the IDNA codec refuses, over 63 characters or empty)
+                refusal = ("INVALID_PARAMS", "The endpoint's host is not a valid host name")
+            except Exception:  # our bug; the client is still answered, and its next commands run
+                log.exception("looking up a Web Push endpoint's host failed")
+                refusal = ("INTERNAL_ERROR", "Could not look the endpoint's host up; try again")
             self._call_soon(lambda: self._resolved(done, refusal))
 
         self._resolving += 1
@@ -290,6 +310,8 @@ class WebPushSender:
         parts = urlsplit(subscription.endpoint)
         host = parts.hostname or ""
         https = parts.scheme == "https"
+        if not https and not config.webpush_allow_http:  # (registered while it was allowed)
+            return 0, f"refused: {parts.scheme}:// endpoints are not allowed (webpush_allow_http)"
         port = parts.port or (443 if https else 80)
         addresses = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
         if not addresses:

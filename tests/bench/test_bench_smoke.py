@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("SALOTTO_BENCH_SMOKE_SERVER", "salotto")
 SCENARIOS = ("fanout", "fanout-large", "fanout-paced", "connect", "direct", "crowd") + (
     # salotto-only scenarios; on PostgreSQL where it is installed (the bench starts its own server)
-    ("history-on", "history-off", "direct-history", "fanout-large-history")
+    ("history-on", "history-off", "history-on-nosearch", "direct-history", "fanout-large-history")
     + (("history-on-postgresql",) if postgres_bin_dir() is not None else ())
     if SERVER == "salotto" else ()
 )

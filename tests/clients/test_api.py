@@ -16,7 +16,8 @@ FORBIDDEN = {"tkinter", "_tkinter", "asyncio"}
 def test_public_names() -> None:
     assert sorted(core.__all__) == sorted(
         ["COMMANDS", "SERVER_KEY", "Buffer", "BufferKind", "Change", "ChangeKind", "Client", "Completer",
-         "InputHistory", "Line", "LineKind", "Member", "Session", "SessionConfig"]
+         "InputHistory", "Line", "LineKind", "Member", "Preview", "SearchResult", "SearchResults", "Session",
+         "SessionConfig", "Transfer", "UploadError"]
     )
     for name in core.__all__:
         assert hasattr(core, name)

@@ -268,7 +268,8 @@ def test_a_private_message_and_a_mention_reach_the_absent_account_as_pushes(
 
         laptop = _device(server, "alice")  # a device is back: no pushes while it is on
         bob.send("PRIVMSG alice :now you are back")
-        assert laptop.expect("PRIVMSG").params == ["alice", "now you are back"]
+        # (what she missed may be played back to the laptop before or after it: look for this one)
+        assert laptop.expect("PRIVMSG", p1="now you are back").params == ["alice", "now you are back"]
         push_service.nothing(0.5)
         _leave(laptop)
         bob.send("PRIVMSG alice :gone again")
@@ -550,5 +551,80 @@ def test_pushes_in_flight_and_waiting_are_bounded(tmp_path: Path, push_service: 
         assert push_service.most_inside == 1  # webpush_max_concurrent
         assert pushes[0].headers["ttl"] == "600"
         wait_for_log(server, "dropped: webpush_max_queued")
+    finally:
+        stop_server(server)
+
+
+def test_a_dropped_accounts_subscriptions_do_not_serve_whoever_registers_its_name_next(
+        tmp_path: Path, push_service: PushService) -> None:
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        old_phone = Subscriber(push_service.url("/old-owner"))
+        _subscribe(alice, old_phone)
+        alice.send(f"PRIVMSG NickServ :DROP {PASSWORD}")
+        assert "dropped" in alice.expect("NOTICE").params[-1]
+        _leave(alice)
+        newcomer, _ = _always_on_account(server, "alice")  # the name is free: someone else's account now
+        _leave(newcomer)
+        bob = joined(server, "bob")
+        bob.send("PRIVMSG alice :for the new owner only")
+        push_service.nothing(1.0)  # the old owner's phone must not get the new owner's messages
+    finally:
+        stop_server(server)
+
+
+def test_ipv6_forms_that_carry_a_private_ipv4_address_are_refused(tmp_path: Path) -> None:
+    """NAT64 (RFC 6052, and RFC 8215's local-use prefix), 6to4 and IPv4-compatible addresses reach the IPv4
+    address inside them on networks that translate them (an IPv6-only host behind NAT64: 169.254.169.254)."""
+    server = start_server(tmp_path)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        keys = Subscriber("").keys
+        for endpoint in ("https://[64:ff9b::a9fe:a9fe]/latest", "https://[64:ff9b::7f00:1]/push",
+                         "https://[64:ff9b:1::a00:1]/push", "https://[2002:c0a8:1::1]/push",
+                         "https://[::127.0.0.1]/push"):
+            alice.send(f"WEBPUSH REGISTER {endpoint} {keys}")
+            fail = alice.expect("FAIL")
+            assert fail.params[:4] == ["WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint], fail
+            assert "not a public one" in fail.params[-1], (endpoint, fail.params[-1])
+    finally:
+        stop_server(server)
+
+
+def test_an_http_endpoint_is_not_posted_to_once_http_is_no_longer_allowed(
+        tmp_path: Path, push_service: PushService) -> None:
+    # Registered while http was allowed; then the operator turns webpush_allow_http off: no cleartext POST
+    # (with its VAPID token) goes out any more, and the subscription is dropped, as for a refused address.
+    server = start_server(tmp_path, *LOOPBACK_PUSH)
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        _subscribe(alice, Subscriber(push_service.url("/push")))
+        _leave(alice)
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, "--webpush-allow-private-addresses")
+    try:
+        bob = joined(server, "bob")
+        bob.send("PRIVMSG alice :hello")
+        push_service.nothing(1.0)
+        wait_for_log(server, "push subscription of alice dropped")
+    finally:
+        stop_server(server)
+
+
+def test_a_host_name_that_cannot_be_looked_up_is_refused_and_the_connection_goes_on(tmp_path: Path) -> None:
+    """A name the IDNA codec refuses (a label over 63 characters, an empty one) fails before any DNS query,
+    with a UnicodeError rather than an OSError: REGISTER must still be answered, and the next command too."""
+    server = start_server(tmp_path)  # the defaults: the name is looked up off the loop
+    try:
+        alice, _ = _always_on_account(server, "alice")
+        keys = Subscriber("").keys
+        for endpoint in (f"https://{'a' * 64}.example/push", "https://a..example/push"):
+            alice.send(f"WEBPUSH REGISTER {endpoint} {keys}")
+            alice.send("PING :after")
+            fail = alice.expect("FAIL", timeout_s=5)
+            assert fail.params[:4] == ["WEBPUSH", "INVALID_PARAMS", "REGISTER", endpoint], fail
+            assert alice.expect("PONG", timeout_s=5).params[-1] == "after"
     finally:
         stop_server(server)

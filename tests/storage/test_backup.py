@@ -240,3 +240,19 @@ def test_restore_run_as_root_gives_the_files_to_the_data_directorys_owner(tmp_pa
     restore(tmp_path / "copy.db", data)
     owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in data.iterdir()}
     assert owners == {name: (65534, 65534) for name in (DB_FILENAME, *JOURNAL_FILENAMES)}
+
+
+def test_the_journals_messages_a_backup_adds_are_found_by_search(tmp_path: Path) -> None:
+    from salotto.storage.search import SearchQuery, words
+
+    data = tmp_path / "data"
+    store = open_storage("sqlite", data)
+    store.append_messages([_message(1, text="stored needle")])
+    store.close()
+    _journal(data, 0, [_message(2, text="journaled needle")])
+
+    backup(data, tmp_path / "copy.db")
+
+    with _opened(tmp_path / "copy.db") as storage:
+        assert [m.text for m in storage.search(SearchQuery({"#lobby": 0.0}, words("needle")))] == [
+            "stored needle", "journaled needle"]

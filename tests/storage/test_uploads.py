@@ -63,3 +63,22 @@ def test_local_file_store_keeps_bytes_by_id_and_refuses_other_names(tmp_path: Pa
     _, stale = store.temp_file()
     LocalFileStore(tmp_path / "files")
     assert not Path(stale).exists()
+
+
+def test_nodes_sharing_the_files_directory_keep_their_own_temporary_files(tmp_path: Path) -> None:
+    """docs/cluster.md: the nodes of a cluster may share data_dir/files. A node that (re)starts removes what
+    its own crash left, not the uploads another node is receiving right now."""
+    first = LocalFileStore(tmp_path / "files", node="one")
+    file, temp = first.temp_file()
+    file.write(b"arriving")
+    LocalFileStore(tmp_path / "files", node="two")  # the other node restarts
+    file.close()
+    file_id = new_file_id()
+    first.put(file_id, temp)  # the upload in progress on the first node completes
+    opened = first.open(file_id)
+    assert opened is not None
+    with opened:
+        assert opened.read() == b"arriving"
+    _, stale = first.temp_file()
+    LocalFileStore(tmp_path / "files", node="one")  # its own leftovers do go
+    assert not Path(stale).exists()

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from salotto.storage import open_storage
+from salotto.storage.base import UploadRecord
+from salotto.storage.files import LocalFileStore, new_file_id
+from salotto.transport.files import SWEEP_BATCH
 from tests.web.conftest import WebServer, start_web_server, stop_web_server
 from tests.web.test_http import fetch
 
@@ -438,3 +442,135 @@ def test_a_wildcard_listener_without_upload_public_url_is_warned_about(tmp_path:
         assert "upload_public_url" not in public.irc.log()
     finally:
         stop_web_server(public)
+
+
+def test_a_content_length_of_digits_that_are_not_ascii_is_a_400(files_server: WebServer) -> None:
+    """Latin-1 superscripts are digits to str.isdigit but not to int(): a clear 400, at once, no traceback."""
+    register(files_server, "sup")
+    started = time.monotonic()
+    for length in (b"\xb2", b"1\xb3"):
+        answer = read_all(raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+                                      + b"\r\nAuthorization: " + basic("sup").encode() + b"\r\n\r\nab"))
+        assert answer.startswith(b"HTTP/1.1 400") and b"Content-Length" in answer, answer[:100]
+    assert time.monotonic() - started < 2
+    assert "Traceback" not in files_server.irc.log()
+
+
+def test_a_client_that_half_closes_after_its_body_still_gets_the_answer(files_server: WebServer) -> None:
+    """A client may send its request and shut its side (``nc -N``, scripts): the answer still comes."""
+    register(files_server, "halfclose")
+    sock = raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(PNG)).encode()
+                       + b"\r\nAuthorization: " + basic("halfclose").encode() + b"\r\n\r\n" + PNG)
+    sock.shutdown(socket.SHUT_WR)
+    answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:100]
+    path = urllib.parse.urlsplit(answer.partition(b"\r\n\r\n")[2].decode().strip()).path
+    assert fetch(files_server.url + path.lstrip("/"))[2] == PNG
+    # A download asked for the same way: the whole file comes.
+    sock = raw_request(files_server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    sock.shutdown(socket.SHUT_WR)
+    head, _, body = read_all(sock).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == PNG
+    # A body cut short by the client's EOF is answered at once.
+    started = time.monotonic()
+    sock = raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: "
+                       + basic("halfclose").encode() + b"\r\n\r\n" + PNG[:100])
+    time.sleep(0.3)
+    sock.shutdown(socket.SHUT_WR)
+    assert read_all(sock).startswith(b"HTTP/1.1 400") and time.monotonic() - started < 2
+
+
+def test_a_name_that_would_be_a_dot_segment_is_not_one(files_server: WebServer) -> None:
+    """A Location ending in /. or /.. is a different URL to a browser (dot segments are removed): not a name."""
+    register(files_server, "dots")
+    for filename in ("_..", "__.", "_ .."):
+        status, headers, _ = upload(files_server, b"hello\n", auth=basic("dots"), filename=filename)
+        assert status == 201
+        path = urllib.parse.urlsplit(headers["Location"]).path
+        assert fetch(urllib.parse.urljoin(files_server.url, path))[0] == 200, path  # as a browser resolves it
+
+
+def test_basic_credentials_that_are_not_ascii_are_a_401(files_server: WebServer) -> None:
+    """Header values are Latin-1: a non-ASCII byte in the Basic token is bad credentials, not an exception."""
+    register(files_server, "latin")
+    answer = read_all(raw_request(files_server, b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                                b"Authorization: Basic \xe9t\xe9\r\n\r\nhello"))
+    assert answer.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate: Basic" in answer, answer[:100]
+    assert upload(files_server, PNG, auth=basic("latin"))[0] == 201  # (its place among the uploads is free)
+
+
+def test_slow_downloads_cannot_take_every_place_on_the_web_port(tmp_path: Path) -> None:
+    """A download lasts as long as its reader wants (a big video read slowly) and holds a place among the web
+    port's pending connections: without a limit of their own, a few addresses reading slowly would leave no
+    place for anyone's page load or WebSocket. Past download_max_concurrent(_per_ip): 503, and pages load."""
+    server = start_web_server(tmp_path, config_text="""
+max_pending_connections = 6
+download_max_concurrent = 3
+download_max_concurrent_per_ip = 2
+trusted_proxies = ["127.0.0.1"]
+""")
+    slow: list[socket.socket] = []
+    try:
+        register(server, "streamer")
+        data = b"\x00\x00\x00\x18ftypmp42" + bytes(8_000_000)
+        status, headers, _ = upload(server, data, auth=basic("streamer"), filename="film.mp4")
+        assert status == 201
+        path = urllib.parse.urlsplit(headers["Location"]).path
+
+        def download_from(address: str) -> socket.socket:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", server.web_port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {address}\r\n\r\n".encode())
+            return sock
+
+        for address in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):  # readers that take (almost) nothing
+            if address == "10.0.0.2":
+                answer = read_all(download_from("10.0.0.1"))
+                assert answer.startswith(b"HTTP/1.1 503") and b"from your address" in answer, answer[:100]
+            sock = download_from(address)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            slow.append(sock)
+        answer = read_all(download_from("10.0.0.3"))
+        assert answer.startswith(b"HTTP/1.1 503") and b"download_max_concurrent" in answer, answer[:100]
+        for _ in range(3):  # the page still loads, again and again
+            assert fetch(server.url)[0] == 200
+        slow.pop().close()
+        time.sleep(0.3)
+        sock = download_from("10.0.0.3")  # a place is free again
+        assert sock.recv(12) == b"HTTP/1.1 200"
+        slow.append(sock)
+    finally:
+        for sock in slow:
+            sock.close()
+        stop_web_server(server)
+
+
+def test_a_backlog_of_expired_files_bigger_than_a_sweep_batch_is_swept_whole(tmp_path: Path) -> None:
+    """Files that expired while the server was down, more than one batch of them (SWEEP_BATCH: each batch is
+    one job of the writer, so logins and history never wait behind the whole backlog): all go, with their
+    rows; a fresh one stays."""
+    data_dir = tmp_path / "data"
+    storage = open_storage("sqlite", data_dir)
+    files = LocalFileStore(data_dir / "files")
+    old = [UploadRecord(new_file_id(), "alice", "old.png", "image/png", len(PNG), 1000.0 + i)
+           for i in range(2 * SWEEP_BATCH + 7)]
+    fresh = UploadRecord(new_file_id(), "alice", "new.png", "image/png", len(PNG), time.time())
+    for record in [*old, fresh]:
+        handle, temp = files.temp_file()
+        with handle:
+            handle.write(PNG)
+        files.put(record.id, temp)
+        assert storage.add_upload(record, max_account_bytes=1 << 30)
+    storage.close()
+    server = start_web_server(tmp_path, config_text="upload_sweep_interval_s = 3600\n")
+    try:
+        deadline = time.monotonic() + 20
+        while len(stored_files(server)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [path.name for path in stored_files(server)] == [fresh.id]
+        assert fetch(server.url + f"files/{fresh.id}/new.png")[0] == 200
+        assert fetch(server.url + f"files/{old[-1].id}/old.png")[0] == 404
+    finally:
+        stop_web_server(server)

@@ -9,7 +9,6 @@ as a page or a script by the browser (salotto.transport.files adds ``nosniff`` a
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import unicodedata
 from typing import Final
@@ -104,7 +103,8 @@ def safe_filename(name: str | None) -> str:
         stem, dot, ext = cleaned.rpartition(".")
         ext = ext[:16] if dot and stem else ""
         cleaned = cleaned[: MAX_NAME_CHARS - len(ext) - 1 if ext else MAX_NAME_CHARS] + ("." + ext if ext else "")
-    return cleaned.strip("_") or "file"
+    cleaned = cleaned.strip("_")
+    return cleaned if cleaned.strip(".") else "file"  # (not "." or "..": a URL's dot segment, not a name)
 
 
 def filename_from_disposition(value: str | None) -> str | None:
@@ -149,7 +149,7 @@ def parse_basic(value: str | None) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # (binascii.Error; ValueError: a character that is not ASCII)
         return None
     account, colon, password = decoded.partition(":")
     if not colon or not account or not password:

@@ -19,6 +19,7 @@ from salotto.server.handlers import (
     queries,
     redaction,
     registration,
+    search,
     services,
     webpush,
 )
@@ -62,6 +63,7 @@ COMMANDS: dict[str, Command] = {
     "MARKREAD": Command(markers.handle_markread, capability=markers.READ_MARKER_CAP),
     "REDACT": Command(redaction.handle_redact, min_params=2, capability=redaction.REDACTION_CAP),
     "WEBPUSH": Command(webpush.handle_webpush, min_params=1),
+    "SEARCH": Command(search.handle_search, capability=search.SEARCH_CAP),
     # Queries
     "WHO": Command(queries.handle_who, min_params=1),
     "WHOIS": Command(queries.handle_whois, min_params=1),

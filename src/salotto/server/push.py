@@ -200,6 +200,14 @@ class Push:
             del self.subscriptions[key]
             self._rewatch(key)
 
+    def forget_account(self, account: str) -> None:
+        """The account was dropped (its subscriptions went with it in the store): forget them here too, or
+        whoever registers the name next would be pushed to the old owner's devices."""
+        key = casefold(account)
+        for endpoint in self.subscriptions.pop(key, {}):
+            self._buckets.pop((key, endpoint), None)
+        self._rewatch(key)
+
     def _rewatch(self, key: str) -> None:
         for user in list(self.server.absent):
             if user.account is not None and casefold(user.account) == key:

@@ -36,6 +36,7 @@ from salotto.server.flood import AddressSet, Throttle, ip_key
 from salotto.server.handlers import multiline
 from salotto.server.handlers.markers import READ_MARKER_CAP
 from salotto.server.handlers.registration import ACCOUNT_CAPABILITIES, CAPABILITIES
+from salotto.server.handlers.search import SEARCH_CAP, SearchGate
 from salotto.server.isupport import isupport_tokens
 from salotto.server.multiline import CAPABILITY as MULTILINE
 from salotto.server.offload import InlineOffload, Offload
@@ -117,6 +118,8 @@ class Server:
         self.pending = PendingConnections()
         self._descriptor_warned_at = -1e9
         self.internal_errors = 0
+        # SEARCH's turns and per-address allowance (made at the first search).
+        self.search_gate: SearchGate | None = None
         self.stats = ServerStats()
         # Kept up to date rather than counted, so LUSERS in a connect storm costs nothing.
         self.registered_count = 0
@@ -409,6 +412,8 @@ class Server:
             caps["draft/chathistory"] = ""
             # Only with history: without it the server cannot tell who wrote a message, nor when.
             caps["draft/message-redaction"] = ""
+            if self.config.search:
+                caps[SEARCH_CAP] = ""
         caps[MULTILINE] = f"max-bytes={self.config.multiline_max_bytes},max-lines={self.config.multiline_max_lines}"
         if self.accounts is not None:
             caps.update(ACCOUNT_CAPABILITIES)

@@ -66,19 +66,20 @@ def describe_storage(config: Config) -> str:
     return config.storage_backend
 
 
-def open_storage(backend: str, where: str | Path, *, readonly: bool = False) -> Storage:
+def open_storage(backend: str, where: str | Path, *, readonly: bool = False, search: bool | None = None) -> Storage:
     """Open one connection of ``backend`` (one of :data:`BACKENDS`) on ``where``: the data directory for
     ``sqlite``, the ``postgresql://`` URL for ``postgresql`` (see :func:`storage_location`).
 
     The read-write open creates and migrates the store; raises :class:`SchemaTooNew` for a store written
     by a newer salotto, StorageError when it cannot be opened (for PostgreSQL: the server cannot be
-    reached or refuses the login; the message masks the password), ValueError for an unknown backend."""
+    reached or refuses the login; the message masks the password), ValueError for an unknown backend.
+    ``search`` (read-write): keep the full-text index or drop it (the ``search`` config key; None: as is)."""
     if backend == "sqlite":
         from salotto.storage.sqlite import SqliteStorage
 
-        return SqliteStorage.open(where, readonly=readonly)
+        return SqliteStorage.open(where, readonly=readonly, search=search)
     if backend == "postgresql":
         from salotto.storage.postgresql import PostgresStorage
 
-        return PostgresStorage.open(str(where), readonly=readonly)
+        return PostgresStorage.open(str(where), readonly=readonly, search=search)
     raise ValueError(f"unknown storage backend {backend!r} (known: {', '.join(BACKENDS)})")

@@ -21,9 +21,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from salotto.proto.casemap import casefold
+
+if TYPE_CHECKING:
+    from salotto.storage.search import SearchQuery
 
 __all__ = [
     "NO_TAGS",
@@ -375,6 +378,13 @@ class Storage(Protocol):
         the newest ``max_per_target``; with ``cutoff``, the records of redacted messages older than it
         too. Deletes at most ``max_rows`` rows so the writer is never held long; returns the number
         deleted (call again while it equals ``max_rows``)."""
+        ...
+
+    def search(self, query: SearchQuery) -> list[HistoryMessage]:
+        """soju.im/search: the newest ``query.limit`` PRIVMSG and NOTICE messages that match ``query``
+        (see :mod:`salotto.storage.search`), oldest first; only from ``query.targets`` and the private
+        conversations of ``query.party``, each no older than the time given for it. Raises
+        :class:`~salotto.storage.search.SearchTimeout` past ``query.timeout_s``."""
         ...
 
     # -- read markers (draft/read-marker) --------------------------------------------------------

@@ -56,11 +56,13 @@ class FileStore(Protocol):
 
 class LocalFileStore:
     """Files in a directory (``<data_dir>/files``): ``<id[:2]>/<id>``, temporary ones in ``tmp/`` on the same
-    file system so that ``put`` is a rename. Temporary files left by a crash are removed at startup."""
+    file system so that ``put`` is a rename. Temporary files left by a crash are removed at startup. ``node``:
+    a cluster node's name, when the nodes share the directory (docs/cluster.md): its temporary files are in
+    ``tmp-<node>/``, so a node that starts removes its own leftovers, not the uploads others are receiving."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], node: str = "") -> None:
         self.root = Path(root)
-        self._tmp = self.root / "tmp"
+        self._tmp = self.root / (f"tmp-{node}" if node else "tmp")
         self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in self._tmp.iterdir():
             with contextlib.suppress(OSError):

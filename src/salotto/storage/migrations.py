@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SEARCH_BUILD", "SEARCH_ROW", "SEARCH_TABLE", "SEARCH_TRIGGER"]
 
 _V1: Final = """
 CREATE TABLE accounts (
@@ -193,5 +193,37 @@ CREATE INDEX uploads_account ON uploads(account_cf);
 CREATE INDEX uploads_created ON uploads(created);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_WEBPUSH, _V_FILES)
+# Full-text search (soju.im/search; salotto.storage.sqlite_search). A contentless FTS5 table: the words of
+# each PRIVMSG and NOTICE (``body``), its target as one opaque token (``tgt``: "t" and the UTF-8 of the
+# casefolded name in hex, so that no target can look like another) and its sender's nick (``who``); each
+# a column of its own, so that no word of a message can pass for a target or a nick. Its rowid is not the
+# message's id but a key in time order, ``time_ms << 20 | (id & 0xFFFFF)`` (the server's ids are not in
+# time order across runs: their prefix is random), so the index hands out the newest matches first and a
+# time bound is a rowid bound; a key leads back to its message through the (target, time_ms) index.
+# append_messages indexes each batch in its own transaction, by one statement (an FTS5 insert from a
+# trigger costs the index a flush per row); a delete (redaction, retention) unindexes by trigger. The
+# index is built here for the messages already stored.
+SEARCH_TABLE: Final = """
+CREATE VIRTUAL TABLE message_search USING fts5(body, tgt, who, content='', columnsize=0, detail=column);
+"""
+SEARCH_KEY: Final = "(({row}.time_ms << 20) | ({row}.id & 1048575))"
+_SEARCH_TGT: Final = "'t' || hex({row}.target)"
+# The sender's nick as it is (its words; the search compares the whole nick, casefolded, itself).
+_SEARCH_WHO: Final = "substr({row}.sender, 1, instr({row}.sender || '!', '!') - 1)"
+# What a row of messages (named {row}) puts in message_search: its key and the three columns.
+SEARCH_ROW: Final = SEARCH_KEY + ", {row}.text, " + _SEARCH_TGT + ", " + _SEARCH_WHO
+SEARCH_TRIGGER: Final = f"""
+CREATE TRIGGER message_search_delete AFTER DELETE ON messages WHEN old.command != 'TAGMSG' BEGIN
+    INSERT INTO message_search (message_search, rowid, body, tgt, who)
+        VALUES ('delete', {SEARCH_ROW.format(row="old")});
+END;
+"""
+# Every stored PRIVMSG and NOTICE.
+SEARCH_BUILD: Final = f"""
+INSERT INTO message_search (rowid, body, tgt, who)
+    SELECT {SEARCH_ROW.format(row="m")} FROM messages AS m WHERE m.command != 'TAGMSG' ORDER BY 1;
+"""
+_V_SEARCH: Final = SEARCH_TABLE + SEARCH_TRIGGER + SEARCH_BUILD
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V_WEBPUSH, _V_FILES, _V_SEARCH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from time import monotonic
 from typing import Any, ClassVar, Final, TypeVar
 
 import psycopg
@@ -53,8 +54,9 @@ from salotto.storage.base import (
     UploadRecord,
     conversation_key,
 )
-from salotto.storage.postgresql_migrations import MIGRATIONS, SCHEMA_VERSION
+from salotto.storage.postgresql_migrations import MIGRATIONS, SCHEMA_VERSION, SEARCH_COLUMN
 from salotto.storage.ranges import Bound, RangeQueries, Where
+from salotto.storage.search import SearchQuery, SearchTimeout, collect_newest
 from salotto.storage.urls import mask_password, url_password
 
 __all__ = ["MIGRATION_LOCK", "PostgresStorage", "StorageUnavailable", "migrate"]
@@ -203,6 +205,9 @@ def _after(bound: Bound, *, inclusive: bool = False) -> Where:
     return f"(time_ms, seq) {'>=' if inclusive else '>'} (%s, %s)", (ms, seq)
 
 
+_NO_LATER_THAN: Final = 1 << 42  # milliseconds: past the year 2100
+
+
 def _message(row: tuple[Any, ...]) -> HistoryMessage:
     msgid, target, time_ms, sender, account, command, text, tags = row
     return HistoryMessage(msgid, target, time_ms / 1000, sender, account, command, text, tags or NO_TAGS)
@@ -233,7 +238,7 @@ class PostgresStorage(RangeQueries):
         return conn
 
     @classmethod
-    def open(cls, url: str, *, readonly: bool = False) -> PostgresStorage:
+    def open(cls, url: str, *, readonly: bool = False, search: bool | None = None) -> PostgresStorage:
         """Connect to ``url``.
 
         Read-write: create the tables or bring them to this version. Read-only: the schema must be at the
@@ -254,10 +259,13 @@ class PostgresStorage(RangeQueries):
                     raise StorageError(f"database schema version {version}: open it read-write first to migrate")
             else:
                 migrate(conn)
+            storage = cls(conn, readonly=readonly, url=url)
+            if search is not None and not readonly:
+                storage.set_search(search)
         except BaseException:
             conn.close()
             raise
-        return cls(conn, readonly=readonly, url=url)
+        return storage
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -670,6 +678,75 @@ class PostgresStorage(RangeQueries):
         if descending:
             rows.reverse()
         return [_message(row) for row in rows]
+
+    # -- search ----------------------------------------------------------------------------------
+
+    def search(self, query: SearchQuery) -> list[HistoryMessage]:
+        readable = dict(query.targets)
+        if query.party is not None:
+            for (target,) in self._all("SELECT target FROM conversations WHERE party_cf = %s",
+                                       (casefold(query.party),)):
+                readable.setdefault(target, query.party_since)
+        if not readable or query.limit <= 0:
+            return []
+        low_ms = to_ms(min(readable.values()))
+        if query.after is not None:
+            low_ms = max(low_ms, to_ms(query.after))
+        high_ms = _NO_LATER_THAN if query.before is None else to_ms(query.before)
+        if high_ms < low_ms:
+            return []
+        conditions = ["target = ANY(%s)", "time_ms >= %s", "time_ms <= %s", "command <> 'TAGMSG'"]
+        params: list[Any] = [list(readable), low_ms, high_ms]
+        if query.words:
+            # plainto_tsquery: the words as plain words, ANDed; nothing in them is query syntax.
+            conditions.append("search @@ plainto_tsquery('simple'::regconfig, %s)")
+            params.append(" ".join(query.words))
+        if query.sender is not None:
+            # The nick as salotto.proto.casemap.casefold folds it (rfc1459).
+            conditions.append("translate(lower(split_part(sender, '!', 1)), '[]\\~', '{}|^') = %s")
+            params.append(query.sender)
+        head = f"SELECT time_ms, seq, {_COLUMNS} FROM messages WHERE {' AND '.join(conditions)}"
+        tail = " ORDER BY time_ms DESC, seq DESC LIMIT %s"
+
+        # The time is the whole search's: each page may take only what is left of it (a page is quick,
+        # but pages of matches the caller may not read can follow one another for long).
+        deadline = monotonic() + query.timeout_s
+
+        def fetch(below: object | None, n: int) -> list[tuple[object, HistoryMessage]]:
+            left_ms = round((deadline - monotonic()) * 1000)
+            if left_ms <= 0:
+                raise SearchTimeout(f"the search took more than {query.timeout_s:g} s")
+            self._db.execute(b"SELECT set_config('statement_timeout', %s, true)", (str(left_ms),))
+            if below is None:
+                rows = self._all(head + tail, (*params, n))
+            else:
+                assert isinstance(below, tuple)
+                rows = self._all(head + " AND (time_ms, seq) < (%s, %s)" + tail, (*params, *below, n))
+            return [((row[0], row[1]), _message(row[2:])) for row in rows]
+
+        try:
+            with self.transaction():
+                return collect_newest(fetch, readable, query.limit, query.limit + 10)
+        except errors.QueryCanceled:
+            raise SearchTimeout(f"the search took more than {query.timeout_s:g} s") from None
+
+    def search_enabled(self) -> bool:
+        return self._one(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'messages' AND column_name = 'search'"
+        ) is not None
+
+    def set_search(self, enabled: bool) -> None:
+        """Keep the search column and its index (added again, for every stored message, if they were
+        dropped) or drop them (``search = false``). Only the writer, at startup."""
+        with self.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            if enabled == self.search_enabled():
+                return
+            if enabled:
+                self._db.execute(SEARCH_COLUMN.encode())
+            else:
+                self._db.execute(b"DROP INDEX IF EXISTS messages_search; ALTER TABLE messages DROP COLUMN search")
 
     # -- read markers ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SEARCH_COLUMN"]
 
 _V1: Final = """
 CREATE TABLE accounts (
@@ -145,5 +145,22 @@ CREATE INDEX uploads_account ON uploads(account_cf);
 CREATE INDEX uploads_created ON uploads(created);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V_WEBPUSH, _V_FILES)
+# Full-text search (soju.im/search), as SQLite's FTS5 index: the words of each message as a tsvector of
+# the 'simple' configuration (lower case, no stemming, no stop words: every word is found as it was
+# written), kept by PostgreSQL itself (a stored generated column: computed on insert, for the rows already
+# there by this ALTER), and a GIN index on it. The search key `search = false` drops both
+# (salotto.storage.postgresql.PostgresStorage.set_search); true adds them again.
+# ASCII punctuation is made blank first: PostgreSQL's parser keeps a link, a host name, an address or a
+# version number as one lexeme ("example.com/docs", "bob@example.org", "1.2.3"), which no search by its
+# words (salotto.storage.search.words cuts at punctuation, as SQLite's tokenizer does) would ever match.
+_PUNCTUATION: Final = "!\"#$%&''()*+,-./:;<=>?@[\\]^_`{|}~"
+SEARCH_COLUMN: Final = f"""
+ALTER TABLE messages ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig,
+        translate(text, '{_PUNCTUATION}', '{" " * 32}'))) STORED;
+CREATE INDEX messages_search ON messages USING gin (search);
+"""
+_V_SEARCH: Final = SEARCH_COLUMN
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V_WEBPUSH, _V_FILES, _V_SEARCH)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

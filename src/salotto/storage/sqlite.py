@@ -50,6 +50,7 @@ from salotto.storage.base import (
 )
 from salotto.storage.migrations import MIGRATIONS, SCHEMA_VERSION
 from salotto.storage.sqlite_history import SqliteHistory, from_ms, to_ms
+from salotto.storage.sqlite_search import SqliteSearch
 
 __all__ = ["DB_FILENAME", "WAL_LIMIT_BYTES", "SqliteStorage", "migrate"]
 
@@ -104,7 +105,7 @@ def _file_size(path: str) -> int:
         return 0
 
 
-class SqliteStorage(SqliteHistory):
+class SqliteStorage(SqliteHistory, SqliteSearch):
     """A :class:`~salotto.storage.base.Storage` on one SQLite connection. Not thread-safe: one thread
     at a time (the worker guarantees it)."""
 
@@ -117,13 +118,18 @@ class SqliteStorage(SqliteHistory):
         self._wal_file: str | None = None
         self._wal_hard_limit = 0
         self._conversation_names = {}
+        # A writer keeps the search index as it finds it (its trigger there or not): whoever opens one,
+        # open() or a backup completing its copy, indexes what it appends if the index is kept.
+        self._search_indexed = not readonly and self.search_enabled()
 
     @classmethod
-    def open(cls, data_dir: str | Path, *, readonly: bool = False) -> SqliteStorage:
+    def open(cls, data_dir: str | Path, *, readonly: bool = False, search: bool | None = None) -> SqliteStorage:
         """Open ``data_dir/salotto.db``.
 
         Read-write: create the directory and file if needed, switch to WAL and run the migrations.
         Read-only: the file must exist at the current schema version (open the writer first).
+        ``search`` (read-write only): keep the full-text index (built for what is stored if it was off) or
+        drop it (see :meth:`SqliteSearch.set_search`); None leaves it as it is.
 
         Raises:
             SchemaTooNew: the file was written by a newer salotto.
@@ -160,10 +166,13 @@ class SqliteStorage(SqliteHistory):
                 # See the module docstring: survives kill -9, may lose the last commits on power loss.
                 db.execute("PRAGMA synchronous = NORMAL")
                 migrate(db)
+            storage = cls(db, readonly=readonly)
+            if not readonly and search is not None:
+                storage.set_search(search)
         except BaseException:
             db.close()
             raise
-        return cls(db, readonly=readonly)
+        return storage
 
     # -- life ------------------------------------------------------------------------------------
 

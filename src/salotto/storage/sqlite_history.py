@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Final
 
 from salotto.proto.casemap import casefold
 from salotto.storage.base import NO_TAGS, AlreadyExists, HistoryMessage, Ref, TargetListing, conversation_key
+from salotto.storage.migrations import SEARCH_ROW
 from salotto.storage.ranges import Bound, RangeQueries, Where
 
 __all__ = ["SqliteHistory", "from_ms", "to_ms"]
@@ -108,6 +109,13 @@ class _Statements(dict[tuple[int, int, bool], str]):
 
 
 _INSERTS: Final = _Statements()
+
+# The words of a batch's PRIVMSGs and NOTICEs into the search index (see SEARCH_TABLE in
+# salotto.storage.migrations): ?2 is a JSON array of ids, each one ?1 plus the number.
+_INDEX_BATCH: Final = (
+    "INSERT INTO message_search (rowid, body, tgt, who) SELECT " + SEARCH_ROW.format(row="m")
+    + " FROM json_each(?2) AS j JOIN messages AS m ON m.id = ?1 + j.value WHERE m.command != 'TAGMSG'"
+)
 
 # Msgids per query of SqliteHistory.redacted (SQLite takes at most 32,766 parameters).
 _REDACTED_PER_QUERY: Final = 500
@@ -309,6 +317,9 @@ class SqliteHistory(RangeQueries):
     _depth: int  # transaction nesting, kept by SqliteStorage.transaction
     # Where the next retention step by age resumes ("" = the first target); see _prune_by_age.
     _prune_cursor: str = ""
+    # Whether append_messages indexes what it stores for search (salotto.storage.sqlite_search); set by
+    # SqliteStorage.__init__ and set_search.
+    _search_indexed: bool = False
     # Conversation target -> the two names its conversations rows were last committed with (by this
     # connection, the only writer): a private message between the same two names needs
     # no casefolding, no check and no upsert. Set by SqliteStorage.__init__.
@@ -356,6 +367,12 @@ class SqliteHistory(RangeQueries):
                                          (base, *values[start * width:(start + rows) * width]))
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"duplicate msgid in batch: {exc}") from exc
+            if self._search_indexed:
+                # The batch's words, in the same transaction, by one statement: the rows' ids (from their
+                # first column) as a JSON array, each the statement's base plus its own (see _ID).
+                ids = ",".join([",".join(map(str, values[::_SHAPE_WIDTHS[shape]]))
+                                for shape, values in shapes.items()])
+                self._db.execute(_INDEX_BATCH, (base, f"[{ids}]"))
             if parties:
                 # The WHERE leaves the row (and its page) untouched when nothing changed: most private
                 # messages go to a conversation already listed under the same names.

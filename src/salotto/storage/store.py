@@ -459,7 +459,7 @@ def open_store(
     from salotto.storage import open_storage  # (the package imports this module)
 
     backend = config.storage_backend
-    writer = open_storage(backend, location)
+    writer = open_storage(backend, location, search=config.search)
     opened: list[Callable[[], None]] = [writer.close]
     try:
         opened.insert(0, writer.start_maintenance())

@@ -45,6 +45,7 @@ from salotto.proto.filetypes import (
     safe_filename,
     sniff,
 )
+from salotto.server.accounts import Accounts
 from salotto.server.flood import ip_key
 from salotto.server.state import Server
 from salotto.storage.base import Storage, StoredAccount, UploadRecord
@@ -85,6 +86,8 @@ SWEEP_BATCH: Final = 500
 _HOST: Final = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _TOKEN: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _RANGE: Final = re.compile(r"bytes=(\d*)-(\d*)")
+# A Content-Length we take: ASCII digits only, at most 18 of them.
+_LENGTH: Final = re.compile(r"[0-9]{1,18}")
 
 
 def filehost_url(public_url: str, web_urls: Iterable[str]) -> str | None:
@@ -145,6 +148,8 @@ class FileService:
         self.uploading = 0  # uploads in progress (their head read), in all
         self.uploading_per_ip: dict[str, int] = {}  # ... by ip_key
         self.reserved: dict[str, int] = {}  # account name -> bytes of its uploads in progress
+        self.downloading = 0  # downloads in progress, in all
+        self.downloading_per_ip: dict[str, int] = {}  # ... by ip_key
         self.fallback_base = ""  # scheme://host:port of the first web listener, for a request without Host
         self._sweep: asyncio.TimerHandle | None = None
         # For /metrics, since start:
@@ -172,24 +177,30 @@ class FileService:
         if not config.upload_retention_days or accounts is None or self.server.shutting_down:
             return
         cutoff = self.server.wallclock() - config.upload_retention_days * 86400
+        self._sweep_batch(cutoff, accounts, 0)
+
+    def _sweep_batch(self, cutoff: float, accounts: Accounts, deleted: int) -> None:
+        """Delete one batch (SWEEP_BATCH) of expired uploads on the writer thread; a full batch posts the
+        next one, so a backlog (after downtime, or a shorter retention) never holds the writer from logins
+        and history for more than one batch at a time."""
         store = self.store
 
-        def delete_expired(storage: Storage) -> int:
-            deleted = 0
-            while True:
-                ids = storage.expired_uploads(cutoff, SWEEP_BATCH)
-                for file_id in ids:
-                    store.delete(file_id)
-                deleted += storage.delete_uploads(ids)
-                if len(ids) < SWEEP_BATCH:
-                    return deleted
+        def delete_expired(storage: Storage) -> tuple[int, bool]:
+            ids = storage.expired_uploads(cutoff, SWEEP_BATCH)
+            for file_id in ids:
+                store.delete(file_id)
+            return storage.delete_uploads(ids), len(ids) == SWEEP_BATCH
 
-        def done(outcome: Outcome[int]) -> None:
+        def done(outcome: Outcome[tuple[int, bool]]) -> None:
             if outcome.error is not None:
                 log.error("could not delete expired uploads: %s", outcome.error)
-            elif outcome.value:
-                self.swept += outcome.value
-                log.info("deleted %d expired upload%s", outcome.value, "" if outcome.value == 1 else "s")
+                return
+            count, more = outcome.unwrap()
+            self.swept += count
+            if more and not self.server.shutting_down:
+                self._sweep_batch(cutoff, accounts, deleted + count)
+            elif deleted + count:
+                log.info("deleted %d expired upload%s", deleted + count, "" if deleted + count == 1 else "s")
 
         accounts.write(delete_expired, done)
 
@@ -215,6 +226,28 @@ class FileService:
             self.uploading_per_ip[key] = left
         else:
             del self.uploading_per_ip[key]
+
+    def admit_download(self, ip: str) -> str:
+        """Count a download from ``ip`` starting; why it may not ("" if it may). A download holds its place
+        among the pending connections while it lasts: these limits keep downloads from taking them all."""
+        config = self.server.config
+        if self.downloading >= config.download_max_concurrent:
+            return "Too many downloads in progress on this server (download_max_concurrent); try again shortly."
+        key = ip_key(ip)
+        if self.downloading_per_ip.get(key, 0) >= config.download_max_concurrent_per_ip:
+            return "Too many downloads in progress from your address; wait for one to finish."
+        self.downloading += 1
+        self.downloading_per_ip[key] = self.downloading_per_ip.get(key, 0) + 1
+        return ""
+
+    def release_download(self, ip: str) -> None:
+        self.downloading -= 1
+        key = ip_key(ip)
+        left = self.downloading_per_ip[key] - 1
+        if left:
+            self.downloading_per_ip[key] = left
+        else:
+            del self.downloading_per_ip[key]
 
     def reserve(self, account: str, size: int) -> None:
         self.reserved[account] = self.reserved.get(account, 0) + size
@@ -312,6 +345,15 @@ class Upload:
             if self._remaining <= 0:
                 self._close()
 
+    def eof_received(self) -> bool:
+        """The client shut its side: keep the connection open (True) while the answer is still to come; a
+        body cut short is answered now (its rest cannot come)."""
+        if self.state == Upload.BODY:
+            self._remaining = 0
+            self._answer(400, "The body ended before Content-Length bytes came.\n")
+            return False
+        return self.state in (Upload.CHECKING, Upload.STORING)
+
     def connection_lost(self) -> None:
         if self.state not in (Upload.DONE, Upload.STORING):
             log.info("upload from %s abandoned", self.ip)
@@ -351,7 +393,7 @@ class Upload:
         if not lengths:
             self._answer(411, "Content-Length required.\n")
             return
-        if len(lengths) > 1 or not next(iter(lengths)).isdigit() or len(next(iter(lengths))) > 18:
+        if len(lengths) > 1 or not _LENGTH.fullmatch(next(iter(lengths))):  # (not isdigit: "²" is a digit to it)
             self._answer(400, "Bad Content-Length.\n")
             return
         size = int(next(iter(lengths)))
@@ -596,10 +638,12 @@ class Download:
     writer thread, then the body goes out in chunks as fast as the peer takes it (``pause_writing`` /
     ``resume_writing``); a peer that takes nothing for ``upload_timeout_s`` is cut."""
 
-    def __init__(self, service: FileService, transport: asyncio.Transport, request: Request) -> None:
+    def __init__(self, service: FileService, transport: asyncio.Transport, request: Request, ip: str) -> None:
         self.service = service
         self.transport = transport
         self.request = request
+        self.ip = ip  # the client's (a trusted proxy's forwarding headers' when it is behind one)
+        self._admitted = False  # counted in download_max_concurrent(_per_ip)
         self.closed = False
         self.paused = False
         self._file: BinaryIO | None = None
@@ -623,6 +667,11 @@ class Download:
         if accounts is None:
             self._finish(_text(404, "No such file.\n"))
             return
+        refused = service.admit_download(self.ip)
+        if refused:
+            self._finish(_text(503, refused + "\n", [("Retry-After", "10")]))
+            return
+        self._admitted = True
         store = service.store
         head_only = request.method == "HEAD"
 
@@ -738,6 +787,10 @@ class Download:
         self.close()
         self.transport.abort()
 
+    def eof_received(self) -> bool:
+        """The client shut its side after its request: the file still goes out (True) unless it is over."""
+        return not self.closed
+
     def pause_writing(self) -> None:
         self.paused = True
 
@@ -755,6 +808,9 @@ class Download:
 
     def close(self) -> None:
         self.closed = True
+        if self._admitted:
+            self._admitted = False
+            self.service.release_download(self.ip)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

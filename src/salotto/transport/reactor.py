@@ -573,10 +573,14 @@ class StreamTransport(_Stream):
             self._protocol.data_received(data)
             return
         # EOF: the protocol hears of it; what is queued is sent, then the connection closes, without a
-        # linger (it waits for the peer's EOF, which came).
-        self._protocol.eof_received()
+        # linger (it waits for the peer's EOF, which came). As asyncio's transports do, a protocol that
+        # answers True keeps it open (its answer is still to come) and closes it itself.
+        keep_open = self._protocol.eof_received()
         state = self._state
-        if state == _OPEN:
+        if state == _OPEN and keep_open:
+            self._reading_paused = True  # the EOF stays readable: stop watching for it
+            self._reactor.watch(self.fd, _OUT if self._unsent is not None else 0)
+        elif state == _OPEN:
             self._begin_close(linger=False)
         elif state == _CLOSING:  # the protocol closed it meanwhile
             self._state = _CLOSING_QUIET

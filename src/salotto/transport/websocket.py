@@ -341,8 +341,10 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
             self._exchange.resume_writing()
 
     def eof_received(self) -> bool | None:
-        if self._exchange is not None:
-            return None
+        exchange = self._exchange
+        if exchange is not None:
+            # A client may shut its side once its request is sent: the answer, still to come, goes out.
+            return exchange.eof_received()
         self._ws.receive_eof()
         self._send_pending()
         return None
@@ -390,7 +392,7 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
-                download = self._exchange = Download(files, self._transport, request)
+                download = self._exchange = Download(files, self._transport, request, self.peer_ip)
                 download.start()
                 return
             ws.send_response(self._http.respond(request))

@@ -7,11 +7,15 @@ A script chats like this::
     client.wait_until(lambda s: s.get_buffer("#lobby") is not None and s.get_buffer("#lobby").joined)
     client.session.say("#lobby", "hello")
     client.pump()
+
+Sharing a file is ``client.upload(path, "#lobby")`` (a :class:`Transfer`), searching is
+``client.session.search(words, target)`` (results in ``client.session.search_results``).
 """
 
-from salotto.clients.core.client import Client
+from salotto.clients.core.client import Client, Transfer
 from salotto.clients.core.commands import COMMANDS
 from salotto.clients.core.completion import Completer, InputHistory
+from salotto.clients.core.files import Preview, UploadError
 from salotto.clients.core.model import (
     SERVER_KEY,
     Buffer,
@@ -22,6 +26,7 @@ from salotto.clients.core.model import (
     LineKind,
     Member,
 )
+from salotto.clients.core.search import SearchResult, SearchResults
 from salotto.clients.core.session import Session, SessionConfig
 
 __all__ = [
@@ -37,6 +42,11 @@ __all__ = [
     "Line",
     "LineKind",
     "Member",
+    "Preview",
+    "SearchResult",
+    "SearchResults",
     "Session",
     "SessionConfig",
+    "Transfer",
+    "UploadError",
 ]

@@ -11,16 +11,22 @@ sends what the session queued and returns what changed.
 
 from __future__ import annotations
 
+import os
 import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from salotto.clients.core import files
 from salotto.clients.core.connection import Closed, Connected, Connection, Event, Received
 from salotto.clients.core.model import SERVER_KEY, Change, ChangeKind
 from salotto.clients.core.servers import Server
 from salotto.clients.core.session import Session, SessionConfig
 
-__all__ = ["IMMEDIATE_RETRY_INTERVAL_S", "RECONNECT_DELAYS_S", "Client"]
+__all__ = ["IMMEDIATE_RETRY_INTERVAL_S", "RECONNECT_DELAYS_S", "Client", "Transfer"]
 
 # Waits between reconnect attempts; the last one repeats. HexChat waits 10 s flat; we start faster
 # because a restarting salotto is usually back within a second or two.
@@ -32,6 +38,37 @@ PING_TIMEOUT_S = 240.0
 # up); at most once in this many seconds, so a server that lets us in and drops us again cannot make the
 # client hop in a tight loop: further retries wait RECONNECT_DELAYS_S.
 IMMEDIATE_RETRY_INTERVAL_S = 30.0
+# Previews fetched at once (each on a worker thread); the others wait their turn.
+PREVIEW_WORKERS = 2
+# Bytes of preview images kept in memory; the oldest go first (and are fetched again when shown again).
+PREVIEW_CACHE_BYTES = 64 * 1024 * 1024
+# Progress reports per upload at most this often (each one redraws the status line).
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Work a background thread hands to the pumping thread (the result of an upload or a preview)."""
+
+    run: Callable[[], None]
+
+
+@dataclass(slots=True)
+class Transfer:
+    """One upload: where it goes, how far it is, and how it ended."""
+
+    name: str
+    target: str  # the buffer whose conversation gets the link
+    total: int
+    sent: int = 0
+    state: str = "sending"  # then "done", "failed" or "cancelled"
+    url: str = ""
+    error: str = ""
+    cancel: files.Cancel = field(default_factory=files.Cancel, repr=False)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else min(100, self.sent * 100 // self.total)
 
 
 class Client:
@@ -69,7 +106,11 @@ class Client:
         self.ping_timeout_s = ping_timeout_s
         self.clock = clock
         self.session = Session(config)
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events: queue.Queue[Event | _Call] = queue.Queue()
+        # Uploads of this run, oldest first; previews of shared files by URL (None: being fetched).
+        self.transfers: list[Transfer] = []
+        self.previews: dict[str, files.Preview | None] = {}
+        self._preview_pool: ThreadPoolExecutor | None = None
         self.status = "not connected"
         self._connection: Connection | None = None
         self._generation = 0
@@ -126,6 +167,9 @@ class Client:
             self._connection.close(flush_timeout_s)
             self._connection = None
         self.session.connected = False
+        if self._preview_pool is not None:
+            self._preview_pool.shutdown(wait=False, cancel_futures=True)
+            self._preview_pool = None
         self._set_status("disconnected")
 
     @property
@@ -155,6 +199,9 @@ class Client:
 
     def flush(self) -> None:
         """Send whatever the session has queued (after a GUI called into the session)."""
+        while self.session.uploads_wanted:
+            path, target = self.session.uploads_wanted.pop(0)
+            self.upload(path, target)
         lines = self.session.take_outbox()
         if self._connection is None or not self.session.connected:
             return
@@ -180,7 +227,152 @@ class Client:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _handle(self, event: Event) -> None:
+    # -- files: uploads and previews -------------------------------------------------------------
+
+    @property
+    def activity(self) -> str:
+        """What the client is busy with besides chatting (uploads), for a status line; "" when idle."""
+        sending = [t for t in self.transfers if t.state == "sending"]
+        if not sending:
+            return ""
+        if len(sending) == 1:
+            t = sending[0]
+            return f"uploading {t.name} ({files.human_size(t.total)}): {t.percent}%"
+        done = sum(t.sent for t in sending) * 100 // max(sum(t.total for t in sending), 1)
+        return f"uploading {len(sending)} files: {done}%"
+
+    @property
+    def status_text(self) -> str:
+        """The connection's status, and the uploads in progress."""
+        return f"{self.status} \u00b7 {self.activity}" if self.activity else self.status
+
+    def upload(self, path: str | os.PathLike[str], target: str = "", name: str = "") -> Transfer | None:
+        """Share the file at ``path`` in buffer ``target`` (the active one by default), in the background.
+
+        The upload goes to the server's file host (``soju.im/FILEHOST``) with the login's credentials;
+        when it is stored, its link is sent as a message to ``target``. Progress and the outcome come as
+        :attr:`ChangeKind.TRANSFER` changes (see :attr:`transfers`); a refusal is an error line in
+        ``target``. None (and an error line) when it cannot start: no file host, not logged in, no file.
+        """
+        s = self.session
+        target = target or s.active_name()
+        path = os.path.expanduser(path)  # "~/Pictures/cat.png" as typed after /upload
+        name = name or Path(path).name
+        problem = files.upload_problem(s, self.tls)
+        if not problem:
+            try:
+                size = os.stat(path).st_size
+                if not Path(path).is_file():
+                    problem = f"{path} is not a file"
+            except OSError as exc:
+                problem = f"cannot read {path}: {exc.strerror or exc}"
+        if problem:
+            s.error(f"Could not share {name}: {problem}.", target)
+            return None
+        transfer = Transfer(name, target, size)
+        self.transfers.append(transfer)
+        s.emit(ChangeKind.TRANSFER, s.key(target) if target != SERVER_KEY else SERVER_KEY)
+        url, account, password = files.filehost(s), s.config.sasl_account, s.config.sasl_password
+        thread = threading.Thread(target=self._upload_worker, args=(transfer, url, path, account, password),
+                                  name=f"upload-{name}", daemon=True)
+        thread.start()
+        return transfer
+
+    def cancel_upload(self, transfer: Transfer | None = None) -> bool:
+        """Stop ``transfer`` (every upload in progress when None); False when none was in progress."""
+        sending = [t for t in self.transfers if t.state == "sending" and (transfer is None or t is transfer)]
+        for t in sending:
+            t.cancel.cancel()
+        return bool(sending)
+
+    def _upload_worker(self, transfer: Transfer, url: str, path: str | os.PathLike[str], account: str,
+                       password: str) -> None:
+        last = 0.0
+
+        def progress(sent: int, total: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL_S or sent >= total:
+                last = now
+                self.events.put(_Call(lambda: self._upload_progress(transfer, sent)))
+
+        try:
+            location = files.upload(url, path, account=account, password=password, name=transfer.name,
+                                    progress=progress, verify=self.tls_verify, cancel=transfer.cancel)
+        except files.UploadCancelled:
+            self.events.put(_Call(lambda: self._upload_ended(transfer, "", "")))
+            return
+        except files.UploadError as exc:
+            message = str(exc)
+            self.events.put(_Call(lambda: self._upload_ended(transfer, "", message)))
+            return
+        self.events.put(_Call(lambda: self._upload_ended(transfer, location, "")))
+
+    def _upload_progress(self, transfer: Transfer, sent: int) -> None:
+        if transfer.state == "sending":
+            transfer.sent = sent
+            self.session.emit(ChangeKind.TRANSFER, self._key(transfer.target))
+
+    def _upload_ended(self, transfer: Transfer, url: str, error: str) -> None:
+        s = self.session
+        transfer.url, transfer.error = url, error
+        transfer.state = "done" if url else "failed" if error else "cancelled"
+        if transfer.state == "cancelled":
+            s.info(f"The upload of {transfer.name} was cancelled.", transfer.target)
+        elif url:
+            transfer.sent = transfer.total
+            if s.registered:
+                s.say(transfer.target, url)
+            else:
+                s.error(f"{transfer.name} was stored at {url}, but the connection is down: send the link "
+                        "once it is back.", transfer.target)
+        else:
+            s.error(f"Could not share {transfer.name}: {error}.", transfer.target)
+        s.emit(ChangeKind.TRANSFER, self._key(transfer.target))
+
+    def _key(self, name: str) -> str:
+        return SERVER_KEY if name == SERVER_KEY else self.session.key(name)
+
+    def file_urls(self, text: str) -> list[str]:
+        """The links in ``text`` to files on this server's file host (what gets a preview)."""
+        return files.file_urls(text, files.filehost(self.session))
+
+    def preview(self, url: str) -> files.Preview | None:
+        """The preview of a shared file at ``url``; None while it is fetched (a PREVIEW change follows).
+
+        Only URLs on the server's file host are fetched; for others the preview is a bare link.
+        """
+        if url in self.previews:
+            return self.previews[url]
+        host = files.filehost(self.session)
+        if not host or not files.same_origin(url, host) or (urlsplit_scheme(host) == "http" and self.tls):
+            return files.Preview(url, files.file_name(url))
+        self.previews[url] = None
+        if self._preview_pool is None:
+            self._preview_pool = ThreadPoolExecutor(PREVIEW_WORKERS, thread_name_prefix="preview")
+        verify = self.tls_verify
+
+        def fetch() -> None:  # no credentials: shared files are public by their unguessable URL
+            result = files.fetch_preview(url, verify=verify)
+            self.events.put(_Call(lambda: self._preview_arrived(result)))
+
+        self._preview_pool.submit(fetch)
+        return None
+
+    def _preview_arrived(self, preview: files.Preview) -> None:
+        self.previews[preview.url] = preview
+        kept = 0
+        for url, known in reversed(list(self.previews.items())):  # newest first: the oldest images go
+            if known is not None and known.image is not None:
+                kept += len(known.image)
+                if kept > PREVIEW_CACHE_BYTES:
+                    del self.previews[url]
+        self.session.emit(ChangeKind.PREVIEW, preview.url)
+
+    def _handle(self, event: Event | _Call) -> None:
+        if isinstance(event, _Call):
+            event.run()
+            return
         if event.generation != self._generation:
             return
         if isinstance(event, Connected):
@@ -257,3 +449,7 @@ class Client:
     def _set_status(self, text: str) -> None:
         self.status = text
         self.session.emit(ChangeKind.STATUS)
+
+
+def urlsplit_scheme(url: str) -> str:
+    return url.split(":", 1)[0].lower()

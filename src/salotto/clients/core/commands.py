@@ -232,6 +232,45 @@ def cmd_clear(s: Session, args: str) -> None:
         s.emit(ChangeKind.RELOAD, s.active)
 
 
+def cmd_search(s: Session, args: str) -> None:
+    # /search [-in <#channel|nick>|-here] [-from <nick>] <text>
+    words = args.split()
+    target = sender = ""
+    while words and words[0].startswith("-") and words[0].lower() in ("-in", "-from", "-here"):
+        option = words.pop(0).lower()
+        if option == "-here":
+            buf = s.buffers.get(s.active)
+            if buf is None or buf.kind is BufferKind.SERVER:
+                s.error("-here searches the channel or conversation shown; this is the server tab.")
+                return
+            target = buf.name
+        elif not words:
+            s.error("Usage: " + COMMANDS["search"].usage)
+            return
+        elif option == "-in":
+            target = words.pop(0)
+        else:
+            sender = words.pop(0)
+    if not words and not sender:
+        s.error("Usage: " + COMMANDS["search"].usage)
+        return
+    s.search(" ".join(words), target, sender)
+
+
+def cmd_upload(s: Session, args: str) -> None:
+    # /upload [<path>]
+    if s.active == SERVER_KEY:
+        s.error("Pick a channel or conversation to share the file in; this is the server tab.")
+        return
+    path = args.strip()
+    if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":
+        path = path[1:-1]  # a path pasted with quotes around it
+    if path:
+        s.uploads_wanted.append((path, s.active_name()))
+    else:
+        s.emit(ChangeKind.PICK_FILE, s.active)
+
+
 def cmd_help(s: Session, args: str) -> None:
     # /help [<command>]
     name = args.strip().lstrip("/").lower()
@@ -268,6 +307,9 @@ COMMANDS: dict[str, Command] = {
     "kick": Command(cmd_kick, "/kick [#channel] nick [reason]", "remove someone from the channel (ops)"),
     "mode": Command(cmd_mode, "/mode [target] +modes [args]", "show or change modes (+o nick, +t, ...)"),
     "invite": Command(cmd_invite, "/invite nick [#channel]", "invite someone to a channel"),
+    "search": Command(cmd_search, "/search [-in #channel|-here] [-from nick] text",
+                      "search the server's history (everywhere, or in one channel or conversation)"),
+    "upload": Command(cmd_upload, "/upload [path]", "share a file here (a file dialog without a path)"),
     "clear": Command(cmd_clear, "/clear", "clear this window", False),
     "raw": Command(cmd_raw, "/raw LINE", "send a raw IRC line"),
     "quit": Command(cmd_quit, "/quit [reason]", "disconnect and close", False),

@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from salotto.proto import LINE_TOO_LONG, LineReader, Message, decode_line, parse
 from salotto.proto.errors import MalformedMessage
@@ -49,6 +50,12 @@ class Closed:
 Event = Connected | Received | Closed
 
 
+class EventSink(Protocol):
+    """Where a connection reports (the client's queue, which carries other work too)."""
+
+    def put(self, item: Event, block: bool = ..., timeout: float | None = ...) -> None: ...
+
+
 class Connection:
     """Connect, then read and write lines on background threads; report everything on ``events``."""
 
@@ -56,7 +63,7 @@ class Connection:
         self,
         host: str,
         port: int,
-        events: queue.Queue[Event],
+        events: EventSink,
         generation: int,
         *,
         tls: bool = False,

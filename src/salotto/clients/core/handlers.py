@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from salotto.clients.core import search
 from salotto.clients.core.model import SERVER_KEY, BufferKind, ChangeKind, LineKind, Member
 from salotto.clients.core.protocol import (
     CONCAT_TAG,
@@ -172,6 +173,9 @@ def on_privmsg(s: Session, msg: Message) -> None:
         return
     if msg.tags.get("batch", "") in s.multiline:
         s.multiline[msg.tags["batch"]][3].append(msg)
+        return
+    if search.is_search_batch(s, msg):
+        search.add_result(s, msg)
         return
     target, text = msg.params[0], msg.params[1]
     nick = source_nick(msg.source)
@@ -439,11 +443,13 @@ def on_batch(s: Session, msg: Message) -> None:
     ref = msg.params[0]
     if ref.startswith("+") and len(msg.params) >= 3 and msg.params[1] == MULTILINE_BATCH:
         s.multiline[ref[1:]] = (msg.params[2], msg.source, msg, [])
+    elif ref.startswith("+") and len(msg.params) >= 2 and msg.params[1] in search.SEARCH_BATCH_TYPES:
+        search.start_batch(s, ref[1:])
     elif ref.startswith("+") and len(msg.params) >= 2:
         s.start_batch(ref[1:], msg.params[1], msg.params[2] if len(msg.params) > 2 else "")
     elif ref.startswith("-") and ref[1:] in s.multiline:
         _end_multiline(s, ref[1:])
-    elif ref.startswith("-"):
+    elif ref.startswith("-") and not search.end_batch(s, ref[1:]):
         s.end_batch(ref[1:])
 
 
@@ -516,6 +522,8 @@ def on_standard_reply(s: Session, msg: Message) -> None:
     where = f"{msg.params[0]}: " if msg.params else ""
     if msg.command == "FAIL" and msg.params and msg.params[0].upper() == "CHATHISTORY":
         s.history_failed(msg.params[2:-1])
+    if msg.command == "FAIL" and msg.params and msg.params[0].upper() == "SEARCH":
+        search.search_failed(s, text)
     if msg.command == "FAIL":
         s.error(where + text)
     else:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from salotto.clients.core import search
 from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Buffer, BufferKind, ChangeKind, Line, LineKind
 from salotto.clients.core.text import format_server_time
 from salotto.proto import Message
@@ -21,7 +23,7 @@ from salotto.proto import Message
 if TYPE_CHECKING:
     from salotto.clients.core.session import Session
 
-__all__ = ["HISTORY_BATCH_TYPES", "START_OF_HISTORY", "HistoryState", "Request"]
+__all__ = ["GAP_TEXT", "HISTORY_BATCH_TYPES", "START_OF_HISTORY", "HistoryState", "Request", "fill_gap"]
 
 HISTORY_BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
 # Lines a server keeps in its history: their msgid is a reference it can resolve. Events (JOIN, MODE...)
@@ -29,11 +31,15 @@ HISTORY_BATCH_TYPES = frozenset({"chathistory", "draft/chathistory"})
 STORED_KINDS = frozenset({LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE})
 # The note shown once above the oldest line when the server has nothing older.
 START_OF_HISTORY = "Start of history."
+# The line between an old stretch of history jumped to and the newer lines loaded before it.
+GAP_TEXT = "Newer messages are not loaded here: click to load them."
 
 
 class Request(enum.Enum):
     LATEST = "LATEST"  # the backlog on join: merged by time
     BEFORE = "BEFORE"  # older lines on scroll-up: inserted at the top
+    AROUND = "AROUND"  # the lines around a message jumped to (a search result): merged by time
+    BETWEEN = "BETWEEN"  # the lines of a gap (after AROUND), oldest first: merged by time
 
 
 @dataclass(slots=True)
@@ -86,6 +92,12 @@ def request_latest(s: Session, channel: str) -> None:
     s.history.pending[s.key(channel)] = Request.LATEST
 
 
+def request_around(s: Session, name: str, msgid: str, lines: int) -> None:
+    """CHATHISTORY AROUND a message (a search result to show); merged by time like the backlog."""
+    s.send("CHATHISTORY", "AROUND", name, f"msgid={msgid}", str(_limit(s, lines)))
+    s.history.pending[s.key(name)] = Request.AROUND
+
+
 def oldest_reference(s: Session, buf: Buffer) -> str:
     """``msgid=`` of the oldest stored line, else ``timestamp=`` of the oldest line (now if none)."""
     for ln in buf.lines:
@@ -131,8 +143,14 @@ def end_batch(s: Session, ref: str) -> None:
     if batch is None:
         return
     key = s.key(batch.target) if batch.target else ""
-    if key and s.history.pending.pop(key, None) is Request.BEFORE:
+    request = s.history.pending.pop(key, None) if key else None
+    if request is Request.BETWEEN:
+        _fill_gap_arrived(s, key, [line for _name, line in batch.lines], batch.reactions)
+        return
+    newest_before = _oldest_stored_time(s, key) if request is Request.AROUND else None
+    if request is Request.BEFORE:
         _insert_older(s, key, [line for _name, line in batch.lines], batch.reactions)
+        search.history_arrived(s, key, False)
         return
     by_name: dict[str, list[Line]] = {}
     for name, line in batch.lines:
@@ -145,6 +163,76 @@ def end_batch(s: Session, ref: str) -> None:
     changed |= _apply_reactions(s, batch.reactions)
     for name in changed:
         s.emit(ChangeKind.RELOAD, s.key(name))
+    if request is Request.AROUND and newest_before is not None:
+        _mark_gap(s, key, newest_before)
+    if request is not None:
+        search.history_arrived(s, key, request is Request.AROUND)
+
+
+def _oldest_stored_time(s: Session, key: str) -> datetime | None:
+    """The time of the oldest stored line of buffer ``key`` (before an AROUND merge), None if none."""
+    buf = s.buffers.get(key)
+    if buf is None:
+        return None
+    return next((ln.time for ln in buf.lines if ln.msgid and ln.kind in STORED_KINDS), None)
+
+
+def _mark_gap(s: Session, key: str, loaded_from: datetime) -> None:
+    """After AROUND: when what came is all older than what was loaded, a GAP line goes between them."""
+    buf = s.buffers.get(key)
+    if buf is None:
+        return
+    older = [ln for ln in buf.lines if ln.kind in STORED_KINDS and ln.time < loaded_from]
+    if not older or any(ln.kind is LineKind.GAP for ln in buf.lines):
+        return
+    moment = older[-1].time + timedelta(microseconds=1)
+    buf.merge_history([Line(moment, LineKind.GAP, GAP_TEXT)])
+    s.emit(ChangeKind.RELOAD, key)
+
+
+def fill_gap(s: Session, key: str) -> bool:
+    """Load the messages of buffer ``key``'s gap (CHATHISTORY BETWEEN); False when nothing was asked."""
+    buf = s.buffers.get(key)
+    if buf is None or not s.registered or not history_cap(s) or key in s.history.pending:
+        return False
+    gap = next((ln for ln in buf.lines if ln.kind is LineKind.GAP), None)
+    if gap is None:
+        return False
+    before = [ln for ln in buf.lines if ln.msgid and ln.kind in STORED_KINDS and ln.time < gap.time]
+    after = [ln for ln in buf.lines if ln.msgid and ln.kind in STORED_KINDS and ln.time > gap.time]
+    if not before or not after:
+        _remove_gap(s, key)
+        return False
+    s.send("CHATHISTORY", "BETWEEN", buf.name, f"msgid={before[-1].msgid}", f"msgid={after[0].msgid}",
+           str(_limit(s)))
+    s.history.pending[key] = Request.BETWEEN
+    return True
+
+
+def _remove_gap(s: Session, key: str) -> None:
+    buf = s.buffers.get(key)
+    if buf is not None:
+        buf.lines = [ln for ln in buf.lines if ln.kind is not LineKind.GAP]
+        s.emit(ChangeKind.RELOAD, key)
+
+
+def _fill_gap_arrived(
+    s: Session, key: str, lines: list[Line], reactions: list[tuple[str, str, str, str, str, bool]]
+) -> None:
+    """The reply to BETWEEN: merged; the gap moves past it when a full page came, else it is closed."""
+    buf = s.buffers.get(key)
+    if buf is None:
+        return
+    buf.merge_history(lines)
+    _apply_reactions(s, reactions)
+    gap = next((ln for ln in buf.lines if ln.kind is LineKind.GAP), None)
+    stored = [ln for ln in lines if ln.kind in STORED_KINDS]
+    if gap is not None and stored and len(lines) >= _limit(s):
+        gap.time = max(ln.time for ln in stored) + timedelta(microseconds=1)
+        buf.lines.sort(key=lambda ln: ln.time)
+        s.emit(ChangeKind.RELOAD, key)
+    else:
+        _remove_gap(s, key)
 
 
 def _apply_reactions(s: Session, reactions: list[tuple[str, str, str, str, str, bool]]) -> set[str]:
@@ -184,4 +272,6 @@ def history_failed(s: Session, context: list[str]) -> None:
     if not keys:
         keys = set(s.history.pending)
     for key in keys:
-        del s.history.pending[key]
+        jump = s.search_state.jump
+        if s.history.pending.pop(key) is Request.AROUND and jump is not None and jump[0] == key:
+            s.search_state.jump = None

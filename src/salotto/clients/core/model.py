@@ -45,6 +45,9 @@ class LineKind(enum.Enum):
     MODE = "mode"
     INFO = "info"
     ERROR = "error"
+    # Where messages are missing between two loaded stretches (after a jump to an old search result):
+    # Session.fill_gap loads them.
+    GAP = "gap"
 
 
 # Kinds a GUI shows quietly (dim, no unread count).
@@ -245,6 +248,11 @@ class ChangeKind(enum.Enum):
     ACTIVATE = "activate"  # the session wants ``key`` shown (the user ran /join, /query)
     STATUS = "status"  # connection state or own nick changed
     QUIT = "quit"  # the user asked to quit
+    SEARCH = "search"  # the search results (Session.search_results) changed
+    FOCUS = "focus"  # show ``line`` of ``key`` (a search result jumped to): scroll there, highlight it
+    PREVIEW = "preview"  # the preview of the file at the URL ``key`` is ready: redraw lines that link it
+    TRANSFER = "transfer"  # an upload started, progressed or ended (Client.transfers)
+    PICK_FILE = "pick_file"  # /upload without a path: a GUI asks which file (for buffer ``key``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from salotto.clients.core import history
+from salotto.clients.core import search as searching
 from salotto.clients.core.commands import run_input
 from salotto.clients.core.handlers import dispatch
 from salotto.clients.core.model import (
@@ -55,6 +56,7 @@ WANTED_CAPS = (
     "draft/message-redaction",
     "draft/read-marker",
     "draft/multiline",
+    searching.SEARCH_CAP,
 )
 # SASL payloads go out in chunks of 400 bytes (sasl-3.1).
 SASL_CHUNK_BYTES = 400
@@ -112,6 +114,10 @@ class Session:
         # configured one was sent (once: it is the account's, kept by the server).
         self.always_on: bool | None = None
         self._always_on_sent = False
+        # The last search (soju.im/search) and its results, newest first; None before the first.
+        self.search_results: searching.SearchResults | None = None
+        # Files the user asked to share (/upload PATH): (path, buffer name), for the client to send.
+        self.uploads_wanted: list[tuple[str, str]] = []
         self._reset_connection_state()
 
     # -- connection lifecycle -------------------------------------------------------------------
@@ -137,6 +143,12 @@ class Session:
         self._welcomed_joins_sent = False
         self.names_pending: dict[str, dict[str, str]] = {}
         self.history = history.HistoryState()
+        previous = getattr(self, "search_state", None)
+        if previous is not None:  # requests in flight on the old connection get no answer now
+            for results in previous.in_flight:
+                results.pending = False
+                results.more = bool(results.results)
+        self.search_state = searching.SearchState()
         self._nick_attempts = 0
         # draft/multiline batches being received: ref -> (target, source, the opening BATCH, its lines).
         self.multiline: dict[str, tuple[str, str | None, Message, list[Message]]] = {}
@@ -319,8 +331,37 @@ class Session:
         """
         return history.request_older(self, key)
 
+    def fill_gap(self, key: str) -> bool:
+        """Load the messages missing at buffer ``key``'s gap line (CHATHISTORY BETWEEN, a page at a time).
+
+        A gap line (:attr:`LineKind.GAP`) appears after jumping to a search result older than everything
+        loaded; the reply is merged (a ``RELOAD``) and the gap closes, or moves on while more are missing.
+        """
+        return history.fill_gap(self, key)
+
     def history_failed(self, context: list[str]) -> None:
         history.history_failed(self, context)
+
+    # -- search (soju.im/search; the logic is in search.py) -----------------------------------
+
+    def search(self, text: str, target: str = "", sender: str = "") -> bool:
+        """Search the server's history for ``text`` (in ``target``, said by ``sender``; "" for any).
+
+        Results come as :attr:`ChangeKind.SEARCH` changes, in :attr:`search_results` (newest first); False
+        (and an error line, and an error in ``search_results``) when the search cannot be asked.
+        """
+        return searching.search(self, text, target, sender)
+
+    def search_more(self) -> bool:
+        """The next, older page of the current search; False when there is nothing more to ask."""
+        return searching.search_more(self)
+
+    def jump_to(self, result: searching.SearchResult) -> bool:
+        """Show a search result in its buffer, fetching the lines around it (CHATHISTORY AROUND).
+
+        A :attr:`ChangeKind.FOCUS` change names the line once it is there, for a GUI to scroll to.
+        """
+        return searching.jump_to(self, result)
 
     # -- capability negotiation and SASL --------------------------------------------------------
 

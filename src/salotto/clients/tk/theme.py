@@ -146,6 +146,19 @@ def apply_theme(root: tk.Misc, name: str, font_size: int, theme: Theme | None = 
                     lightcolor=p.field_bg, darkcolor=p.field_bg, padding=(pad, pad))
     style.map("TEntry", fieldbackground=[("readonly", p.bg)], bordercolor=[("focus", p.accent)],
               lightcolor=[("focus", p.accent)], darkcolor=[("focus", p.accent)])
+    # The search field's scope menu: a field like the entry, its list in the panel's colours.
+    style.configure("TCombobox", fieldbackground=p.field_bg, foreground=p.fg, background=p.panel, arrowcolor=p.fg,
+                    bordercolor=p.border, lightcolor=p.field_bg, darkcolor=p.field_bg, padding=(pad, pad // 2))
+    style.map("TCombobox", fieldbackground=[("readonly", p.field_bg)], foreground=[("readonly", p.fg)],
+              selectbackground=[("readonly", p.field_bg)], selectforeground=[("readonly", p.fg)],
+              background=[("active", p.panel_2)], bordercolor=[("focus", p.accent)])
+    root.option_add("*TCombobox*Listbox.background", p.panel)
+    root.option_add("*TCombobox*Listbox.foreground", p.fg)
+    root.option_add("*TCombobox*Listbox.selectBackground", p.select_bg)
+    root.option_add("*TCombobox*Listbox.selectForeground", p.select_fg)
+    style.configure("Heading", background=p.panel_2, foreground=p.fg, bordercolor=p.border, lightcolor=p.panel_2,
+                    darkcolor=p.panel_2, font=theme.bold_font)
+    style.map("Heading", background=[("active", p.panel_2)])
     style.configure("TCheckbutton", background=p.bg, foreground=p.fg, indicatorbackground=p.field_bg,
                     indicatorforeground=p.accent)
     style.map("TCheckbutton", background=[("active", p.bg)], indicatorbackground=[("selected", p.field_bg)])

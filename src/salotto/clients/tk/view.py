@@ -9,6 +9,8 @@ which message it was on.
 
 from __future__ import annotations
 
+import base64
+import math
 import re
 import tkinter as tk
 import webbrowser
@@ -16,11 +18,12 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from tkinter import ttk
 
+from salotto.clients.core.files import Preview, human_size
 from salotto.clients.core.model import MAX_LINES_PER_BUFFER, Line, LineKind
 from salotto.clients.core.text import nick_colour_index
 from salotto.clients.tk.theme import Theme
 
-__all__ = ["MessageView", "day_label"]
+__all__ = ["THUMBNAIL_BOX", "MessageView", "day_label", "photo_image"]
 
 # Lines kept in the widget: all the model keeps, so that older lines inserted at the top of the model
 # join the ones shown without a gap.
@@ -29,7 +32,26 @@ MAX_VIEW_LINES = MAX_LINES_PER_BUFFER
 _OLDER_MARK = "older"
 # Characters of the replied-to message shown in the quote above a reply.
 QUOTE_CHARS = 90
+# The box (pixels, before the screen's scaling) a thumbnail of a shared image fits in.
+THUMBNAIL_BOX = (360, 240)
+# Lines shown above a message jumped to (a search result), for what led to it.
+FOCUS_CONTEXT_LINES = 3
+# Thumbnails kept drawn-ready (Tk images, at most 360x240x4 bytes each), the oldest dropped first.
+MAX_THUMBNAILS = 100
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
+
+
+def photo_image(master: tk.Misc, data: bytes, box: tuple[int, int] | None = None) -> tk.PhotoImage | None:
+    """A Tk image of a PNG or GIF (the first frame), shrunk by a whole factor to fit ``box``; None if unreadable."""
+    try:
+        image = tk.PhotoImage(master=master, data=base64.b64encode(data).decode("ascii"))
+    except tk.TclError:
+        return None
+    if box is not None:
+        factor = math.ceil(max(image.width() / box[0], image.height() / box[1], 1.0))
+        if factor > 1:
+            image = image.subsample(factor)
+    return image
 
 
 def day_label(day: date, today: date | None = None) -> str:
@@ -59,7 +81,13 @@ class MessageView(ttk.Frame):
         lookup: Callable[[str], Line | str | None] | None = None,
         on_menu: Callable[[Line, int, int], None] | None = None,
         on_chip: Callable[[Line, str], None] | None = None,
+        files_of: Callable[[Line], list[tuple[str, Preview | None]]] | None = None,
+        on_image: Callable[[str], object] | None = None,
+        on_gap: Callable[[], None] | None = None,
     ) -> None:
+        """``files_of(line)``: the shared files ``line`` links to, each with its preview (None while it is
+        fetched); ``on_image(url)``: a click on a thumbnail; ``on_gap()``: a click on the line that says
+        newer messages are missing (after a jump to an old search result)."""
         super().__init__(master)
         self.text = tk.Text(self, wrap="word", state="disabled", borderwidth=0, highlightthickness=0,
                             padx=10, pady=8, cursor="arrow", undo=False, takefocus=False)
@@ -74,6 +102,13 @@ class MessageView(ttk.Frame):
         self._lookup = lookup or (lambda _msgid: None)
         self._on_menu = on_menu
         self._on_chip = on_chip
+        self._files_of = files_of
+        self._on_image = on_image
+        self._on_gap = on_gap
+        # Thumbnails by URL (Tk images must be kept referenced to stay drawn); tags of file links -> URL.
+        self._thumbnails: dict[str, tk.PhotoImage | None] = {}
+        self._file_tags: dict[str, str] = {}
+        self._found_tag = ""
         # id(line) -> its tag, and back: which message a click was on, and what to redraw on UPDATE.
         self._tag_of: dict[int, str] = {}
         self._line_of: dict[str, Line] = {}
@@ -87,7 +122,9 @@ class MessageView(ttk.Frame):
         self.text.bind_class(after_class, "<MouseWheel>", self._wheeled)  # Windows, macOS (and Tk 9 on X11)
         self.text.bind("<Button-3>", self._right_clicked)
         self.text.bind("<Button-2>", self._right_clicked)  # macOS's right button
-        clickable = (("nicklink", self._clicked_nick), ("url", self._clicked_url), ("chip", self._clicked_chip))
+        clickable = (("nicklink", self._clicked_nick), ("url", self._clicked_url), ("chip", self._clicked_chip),
+                     ("thumb", self._clicked_file), ("filelink", self._clicked_file),
+                     ("gap", self._clicked_gap))
         for tag, handler in clickable:
             self.text.tag_bind(tag, "<Button-1>", handler)
             self.text.tag_bind(tag, "<Enter>", lambda _e: self.text.configure(cursor="hand2"))
@@ -123,12 +160,20 @@ class MessageView(ttk.Frame):
         t.tag_configure("chip", background=p.panel_2 or p.bg)
         t.tag_configure("mychip", background=p.text_select or p.select_bg)
         t.tag_configure("highlight", background=p.mention_bg)
+        t.tag_configure("filelink", foreground=p.link or p.accent, underline=True)
+        t.tag_configure("fileinfo", foreground=p.dim, font=small)
+        t.tag_configure("thumbs", spacing1=4, spacing3=6)
+        t.tag_configure("gap", foreground=p.link or p.accent, font=small, justify="center", spacing1=8, spacing3=8,
+                        background=p.panel_2 or p.bg)
+        # The message a search result jumped to.
+        t.tag_configure("found", background=p.text_select or p.select_bg)
         # The time of a line that mentions you takes the mention colour (the page draws a bar there).
         t.tag_configure("hltime", foreground=p.mention or p.error)
         for i, colour in enumerate(p.nicks):
             t.tag_configure(f"nick{i}", foreground=colour)
         t.tag_raise("under", "line")
         t.tag_raise("highlight")
+        t.tag_raise("found")
         t.tag_raise("hltime")
         t.tag_raise("chip")
         t.tag_raise("mychip")
@@ -139,8 +184,9 @@ class MessageView(ttk.Frame):
     def replace(self, lines: Iterable[Line]) -> None:
         self.text.configure(state="normal")
         self.text.delete("1.0", "end")
-        for tag in self._line_of:
+        for tag in (*self._line_of, *self._file_tags):
             self.text.tag_delete(tag)
+        self._file_tags.clear()
         self._tag_of.clear()
         self._line_of.clear()
         self._last_day = None
@@ -157,6 +203,12 @@ class MessageView(ttk.Frame):
         self.text.see("end")
 
     def append(self, line: Line) -> None:
+        """Draw ``line`` at the end, unless it is drawn already: a redraw (a RELOAD, or switching to its
+        buffer) earlier in the same batch of changes drew the buffer as it is, with the lines whose own
+        LINE changes come after it."""
+        tag = self._tag_of.get(id(line))
+        if tag is not None and self._line_of.get(tag) is line and self.text.tag_ranges(tag):
+            return
         at_bottom = self.text.yview()[1] >= 0.999
         self.text.configure(state="normal")
         self._insert_day(line)
@@ -171,11 +223,17 @@ class MessageView(ttk.Frame):
 
     def _forget_scrolled_off(self) -> None:
         """Drop the tags of messages no longer in the widget (oldest first), so they do not pile up."""
+        self._forget_file_tags()
         for tag in list(self._line_of):
             if self.text.tag_ranges(tag):
                 break
             line = self._line_of.pop(tag)
             self._tag_of.pop(id(line), None)
+            self.text.tag_delete(tag)
+
+    def _forget_file_tags(self) -> None:
+        for tag in [tag for tag in self._file_tags if not self.text.tag_ranges(tag)]:
+            del self._file_tags[tag]
             self.text.tag_delete(tag)
 
     def update_line(self, line: Line) -> bool:
@@ -196,6 +254,7 @@ class MessageView(ttk.Frame):
         self._insert(line, _OLDER_MARK)
         t.mark_unset(_OLDER_MARK)
         t.configure(state="disabled")
+        self._forget_file_tags()
         if at_bottom:
             self._to_bottom()
         else:
@@ -278,6 +337,9 @@ class MessageView(ttk.Frame):
         kind = line.kind
         if line.reply_to and kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
             self._insert_quote(line.reply_to, where, base)
+        if kind is LineKind.GAP:  # no time: it stands for a stretch of them
+            t.insert(where, "\u22ef  " + line.text + "  \u22ef\n", (*base, "gap"))
+            return
         stamp = line.time.astimezone().strftime("%H:%M")
         t.insert(where, stamp + "  ", (*base, "time", "hltime") if line.highlight else (*base, "time"))
         nick_tags = (*base, "nick", "nicklink", f"nick{nick_colour_index(line.nick)}")
@@ -302,8 +364,82 @@ class MessageView(ttk.Frame):
                      (LineKind.PART, LineKind.QUIT) else "\u00b7 ", (*base, "quiet"))
             self._insert_text(line.text, where, (*base, "quiet"))
         t.insert(where, "\n", base)
+        if self._files_of is not None and kind in (LineKind.MESSAGE, LineKind.ACTION, LineKind.NOTICE):
+            for url, preview in self._files_of(line):
+                self._insert_file(url, preview, where, base)
         if line.reactions:
             self._insert_chips(line, where, base)
+
+    def _insert_file(self, url: str, preview: Preview | None, where: str, base: tuple[str, ...]) -> None:
+        """Under a message that links a shared file: its thumbnail (PNG, GIF), or its name and size."""
+        t = self.text
+        self._serial += 1
+        file_tag = f"file{self._serial}"
+        self._file_tags[file_tag] = url
+        tags = (*base, "under", file_tag)
+        image = self._thumbnail(url, preview)
+        if image is not None:
+            at = t.index(where if where != "end" else "end-1c")
+            t.image_create(at, image=image, padx=0, pady=2)
+            t.tag_add("thumb", at)
+            for tag in (*tags, "thumbs"):
+                t.tag_add(tag, at)
+            t.insert(where, "\n", (*tags, "thumbs"))
+            return
+        t.insert(where, "\U0001f4ce ", (*tags, "fileinfo"))
+        if preview is None:
+            t.insert(where, url.rsplit("/", 1)[-1] + "  loading\u2026\n", (*tags, "fileinfo"))
+            return
+        t.insert(where, preview.name, (*tags, "filelink"))
+        details = [preview.content_type] if preview.content_type else []
+        if preview.size is not None:
+            details.append(human_size(preview.size))
+        if preview.error:
+            details.append(preview.error)
+        t.insert(where, ("  " + " \u00b7 ".join(details) if details else "") + "\n", (*tags, "fileinfo"))
+
+    def _thumbnail(self, url: str, preview: Preview | None) -> tk.PhotoImage | None:
+        if preview is None or preview.image is None:
+            return None
+        if url not in self._thumbnails:
+            scale = float(self.text.tk.call("tk", "scaling")) / (96 / 72)  # 1.0 at 96 dpi
+            box = (round(THUMBNAIL_BOX[0] * max(scale, 1.0)), round(THUMBNAIL_BOX[1] * max(scale, 1.0)))
+            self._thumbnails[url] = photo_image(self.text, preview.image, box)
+            while len(self._thumbnails) > MAX_THUMBNAILS:
+                del self._thumbnails[next(iter(self._thumbnails))]
+        return self._thumbnails[url]
+
+    def thumbnail_shown(self, url: str) -> bool:
+        """Is a thumbnail of ``url`` drawn (for tests)?"""
+        image = self._thumbnails.get(url)
+        return image is not None and str(image) in {
+            self.text.image_cget(name, "image") for name in self.text.image_names()}
+
+    def file_tag_of(self, url: str) -> str:
+        """The tag of the (last) preview or link drawn for ``url`` ("" when none), for tests to click."""
+        found = [tag for tag, known in self._file_tags.items() if known == url and self.text.tag_ranges(tag)]
+        return found[-1] if found else ""
+
+    def focus_line(self, line: Line) -> bool:
+        """Scroll to ``line`` and mark it (a search result jumped to); False when it is not drawn."""
+        tag = self._tag_of.get(id(line), "")
+        ranges = self.text.tag_ranges(tag) if tag else ()
+        if not ranges:
+            return False
+        self.text.tag_remove("found", "1.0", "end")
+        self.text.tag_add("found", ranges[0], ranges[-1])
+        self.text.tk.call(self.text._w, "sync")  # type: ignore[attr-defined]
+        self.text.see(ranges[-1])
+        self.text.see(ranges[0])
+        if self.text.yview()[0] > 0.0 and self.text.bbox(ranges[0]) is not None:  # a few lines of what led to it
+            self.text.yview(f"{ranges[0]} - {FOCUS_CONTEXT_LINES} lines")
+        self._found_tag = tag
+        return True
+
+    def found_text(self) -> str:
+        """The text marked as found (for tests)."""
+        ranges = self.text.tag_ranges("found")
+        return self.text.get(ranges[0], ranges[-1]) if ranges else ""
 
     def _insert_quote(self, msgid: str, where: str, base: tuple[str, ...]) -> None:
         """The line a reply answers, shortened, above it: "↪ marco  lunch at noon?"."""
@@ -358,6 +494,21 @@ class MessageView(ttk.Frame):
         url = self._tagged_word("url", event)
         if url:
             webbrowser.open(url, new=2)
+
+    def _clicked_file(self, event: tk.Event[tk.Text]) -> None:
+        index = self.text.index(f"@{event.x},{event.y}")
+        for tag in self.text.tag_names(index):
+            if tag in self._file_tags:
+                url = self._file_tags[tag]
+                if self._thumbnails.get(url) is not None and self._on_image is not None:
+                    self._on_image(url)
+                else:
+                    webbrowser.open(url, new=2)
+                return
+
+    def _clicked_gap(self, _event: tk.Event[tk.Text]) -> None:
+        if self._on_gap is not None:
+            self._on_gap()
 
     def _clicked_nick(self, event: tk.Event[tk.Text]) -> None:
         nick = self._tagged_word("nicklink", event)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import functools
 import tkinter as tk
+import webbrowser
 from collections.abc import Callable
-from tkinter import ttk
+from datetime import datetime
+from tkinter import filedialog, ttk
 
 from salotto.clients.core import (
     COMMANDS,
@@ -26,11 +28,13 @@ from salotto.clients.core import (
     Line,
     LineKind,
 )
+from salotto.clients.core.files import Preview
+from salotto.clients.core.search import SearchResult
 from salotto.clients.core.session import QUICK_REACTIONS
 from salotto.clients.core.text import nick_colour_index
 from salotto.clients.tk.notify import Notifier
 from salotto.clients.tk.theme import Theme
-from salotto.clients.tk.view import QUOTE_CHARS, MessageView
+from salotto.clients.tk.view import QUOTE_CHARS, MessageView, photo_image
 
 __all__ = ["POLL_MS", "ChatWindow"]
 
@@ -38,6 +42,12 @@ __all__ = ["POLL_MS", "ChatWindow"]
 POLL_MS = 40
 MENTION_MARK = "\u25cf "  # a dot before a buffer where someone mentioned you
 THEME_ICONS = {"light": "\u263e", "dark": "\u2600"}  # the button shows what a click switches to
+# The search field's scopes: the shown buffer, or all the history the user may read.
+SEARCH_SCOPES = ("this buffer", "everywhere")
+# Rows of search results shown at once (the list scrolls).
+SEARCH_ROWS = 6
+# Part of the screen a full-size image may take in its window at most.
+IMAGE_WINDOW_SHARE = 0.85
 
 
 class ChatWindow(ttk.Frame):
@@ -124,12 +134,25 @@ class ChatWindow(ttk.Frame):
         self.theme_button = ttk.Button(topbar, text=THEME_ICONS.get(self.theme.name, "\u263e"), width=3,
                                        command=self.toggle_theme, style="Icon.TButton", takefocus=False)
         self.theme_button.pack(side="right")
+        # The search field: words, and where (this buffer or everywhere); Enter searches.
+        finder = ttk.Frame(topbar)
+        finder.pack(side="right", padx=(8, 8))
+        self.search_scope = ttk.Combobox(finder, values=SEARCH_SCOPES, state="readonly", width=11, takefocus=False)
+        self.search_scope.set(SEARCH_SCOPES[0])
+        self.search_scope.pack(side="right", padx=(4, 0))
+        self.search_entry = ttk.Entry(finder, width=14)
+        self.search_entry.pack(side="right")
+        self.search_entry.bind("<Return>", lambda _e: self.run_search())
+        self.search_entry.bind("<KP_Enter>", lambda _e: self.run_search())
+        self.search_entry.bind("<Escape>", lambda _e: self.close_search())
+        ttk.Label(finder, text="\U0001f50d", style="Dim.TLabel").pack(side="right", padx=(0, 4))
         self.title_label = ttk.Label(topbar, text="", style="Title.TLabel")
         self.title_label.pack(side="top", fill="x")
         self.topic = tk.StringVar(self)
         self.topic_label = ttk.Label(topbar, textvariable=self.topic, style="Topic.TLabel")
         self.topic_label.pack(side="top", fill="x")
         ttk.Separator(centre, orient="horizontal").pack(side="top", fill="x")
+        self._build_search_panel(centre)
         bottom = ttk.Frame(centre, padding=(12, 6, 12, 10))
         bottom.pack(side="bottom", fill="x")
         self.reply_bar = ttk.Frame(centre, style="Panel.TFrame")
@@ -139,11 +162,18 @@ class ChatWindow(ttk.Frame):
                                        command=self.cancel_reply, takefocus=False)
         self.reply_cancel.pack(side="right")
         self.view = MessageView(centre, self.theme, self.open_query, self._older_wanted,
-                                lookup=self._lookup, on_menu=self.show_menu, on_chip=self._chip_clicked)
+                                lookup=self._lookup, on_menu=self.show_menu, on_chip=self._chip_clicked,
+                                files_of=self._files_of, on_image=self.open_image, on_gap=self.fill_gap)
         self.view.set_me(lambda: self.session.nick)
         self.view.pack(fill="both", expand=True)
         self.send_button = ttk.Button(bottom, text="Send", command=self.submit, style="Accent.TButton")
         self.send_button.pack(side="right", fill="y")
+        self.attach_button = ttk.Button(bottom, text="\U0001f4ce", width=3, command=self.attach,
+                                        style="Icon.TButton", takefocus=False)
+        self.attach_button.pack(side="right", fill="y", padx=(0, 6))
+        # Shown while a file is being uploaded.
+        self.cancel_upload_button = ttk.Button(bottom, text="Cancel upload", style="Flat.TButton",
+                                               command=self.cancel_upload, takefocus=False)
         # Pasted lines show as boxes in a one-line entry: this says how they will go.
         self.lines_hint = ttk.Label(bottom, text="", style="Dim.TLabel")
         self.entry_text = tk.StringVar(self)
@@ -166,6 +196,34 @@ class ChatWindow(ttk.Frame):
         self.restyle(self.theme)
         self._bind_keys()
 
+    def _build_search_panel(self, centre: ttk.Frame) -> None:
+        """Search results over the messages (shown while there are some): buffer, time, nick, text."""
+        panel = ttk.Frame(centre, style="Panel.TFrame", padding=(12, 6, 12, 8))
+        header = ttk.Frame(panel, style="Panel.TFrame")
+        header.pack(side="top", fill="x", pady=(0, 4))
+        self.search_label = ttk.Label(header, text="", style="Panel.TLabel")
+        self.search_label.pack(side="left", fill="x", expand=True)
+        self.search_close_button = ttk.Button(header, text="\u2715", width=3, style="Flat.TButton",
+                                              command=self.close_search, takefocus=False)
+        self.search_close_button.pack(side="right")
+        self.search_more_button = ttk.Button(header, text="Older results", style="Flat.TButton",
+                                             command=self.search_more, takefocus=False)
+        self.search_more_button.pack(side="right", padx=(0, 6))
+        columns = ("buffer", "time", "nick", "text")
+        self.search_list = ttk.Treeview(panel, columns=columns, show="headings", height=SEARCH_ROWS,
+                                        selectmode="browse")
+        for column, title in zip(columns, ("Where", "When", "Who", "Message"), strict=True):
+            self.search_list.heading(column, text=title, anchor="w")
+        scroll = ttk.Scrollbar(panel, orient="vertical", command=self.search_list.yview)
+        self.search_list.configure(yscrollcommand=scroll.set)
+        scroll.pack(side="right", fill="y")
+        self.search_list.pack(side="left", fill="both", expand=True)
+        self.search_list.bind("<Double-Button-1>", lambda _e: self.jump_to_selected())
+        self.search_list.bind("<Return>", lambda _e: self.jump_to_selected())
+        self.search_list.bind("<Escape>", lambda _e: self.close_search())
+        self.search_panel = panel
+        self._shown_results: list[SearchResult] = []
+
     def restyle(self, theme: Theme) -> None:
         self.theme = theme
         p = theme.palette
@@ -180,6 +238,10 @@ class ChatWindow(ttk.Frame):
         self.menu.configure(background=p.panel, foreground=p.fg, activebackground=p.select_bg,
                             activeforeground=p.select_fg, font=theme.ui_font, relief="flat", borderwidth=1)
         self.theme_button.configure(text=THEME_ICONS.get(theme.name, "\u263e"))
+        unit = theme.ui_font.measure("m")
+        for column, width, stretch in (("buffer", 7, False), ("time", 10, False), ("nick", 6, False),
+                                       ("text", 24, True)):
+            self.search_list.column(column, width=unit * width, minwidth=unit * 4, stretch=stretch)
         self.view.restyle(theme)
         if self.shown_key:
             self._redraw_lines()
@@ -210,6 +272,7 @@ class ChatWindow(ttk.Frame):
             ("<Control-plus>", lambda _e: self._font_step(1)),
             ("<Control-equal>", lambda _e: self._font_step(1)),
             ("<Control-minus>", lambda _e: self._font_step(-1)),
+            ("<Control-f>", lambda _e: self._focus_search()),
         ]
         keys += [(f"<Alt-Key-{digit}>", functools.partial(self._goto, digit - 1)) for digit in range(1, 10)]
         for sequence, handler in keys:
@@ -252,8 +315,18 @@ class ChatWindow(ttk.Frame):
             elif kind is ChangeKind.ACTIVATE:
                 buffers_dirty = True
                 self.show(change.key)
-            elif kind is ChangeKind.STATUS:
+            elif kind is ChangeKind.STATUS or kind is ChangeKind.TRANSFER:
                 self._update_title()
+            elif kind is ChangeKind.PREVIEW:
+                self._preview_ready(change.key)
+            elif kind is ChangeKind.SEARCH:
+                self._redraw_search()
+            elif kind is ChangeKind.FOCUS and change.line is not None:
+                if change.key != self.shown_key:
+                    self.show(change.key)
+                self.view.focus_line(change.line)
+            elif kind is ChangeKind.PICK_FILE:
+                self.after_idle(self.attach)
             elif kind is ChangeKind.QUIT:
                 self.close()
                 return
@@ -386,6 +459,151 @@ class ChatWindow(ttk.Frame):
         self.clipboard_clear()
         self.clipboard_append(text)
 
+    # -- files: attach, thumbnails, the full image ------------------------------------------------
+
+    def attach(self, path: str | None = None) -> bool:
+        """The paperclip or /upload: share a file in the shown buffer (a file dialog without ``path``).
+
+        The upload runs in the background (progress in the status line); its link is then sent here.
+        """
+        buf = self.session.buffers.get(self.shown_key)
+        if buf is None or buf.kind is BufferKind.SERVER:
+            self.session.error("Pick a channel or conversation to share the file in; this is the server tab.")
+            self.apply(self.session.take_changes())
+            return False
+        if path is None:
+            path = filedialog.askopenfilename(parent=self.master_window, title=f"Share a file in {buf.name}")
+            if not path:
+                return False
+        started = self.client.upload(path, buf.name) is not None
+        self.apply(self.session.take_changes())
+        return started
+
+    def cancel_upload(self) -> None:
+        """The "Cancel upload" button: stop the uploads in progress (each tab says so)."""
+        self.client.cancel_upload()
+
+    def _files_of(self, line: Line) -> list[tuple[str, Preview | None]]:
+        return [(url, self.client.preview(url)) for url in self.client.file_urls(line.text)]
+
+    def _preview_ready(self, url: str) -> None:
+        buf = self.session.buffers.get(self.shown_key)
+        if buf is None:
+            return
+        for line in buf.lines:
+            if url in line.text:
+                self.view.update_line(line)
+
+    def open_image(self, url: str) -> tk.Toplevel | None:
+        """A click on a thumbnail: the image at full size (up to most of the screen) in a window of its own.
+
+        Click or Escape closes it; "Open in browser" hands the URL to the desktop's browser.
+        """
+        preview = self.client.previews.get(url)
+        if preview is None or preview.image is None:
+            webbrowser.open(url, new=2)
+            return None
+        top = tk.Toplevel(self.master_window)
+        top.title(f"{preview.name} \u2014 salotto")
+        box = (int(self.winfo_screenwidth() * IMAGE_WINDOW_SHARE), int(self.winfo_screenheight() * IMAGE_WINDOW_SHARE))
+        image = photo_image(top, preview.image, box)
+        label = ttk.Label(top, image=image if image is not None else "", text="" if image else "unreadable image",
+                          anchor="center")
+        label.image = image  # type: ignore[attr-defined]  # keep it referenced while shown
+        label.pack(fill="both", expand=True)
+        bar = ttk.Frame(top, padding=6)
+        bar.pack(side="bottom", fill="x")
+        ttk.Label(bar, text=f"{preview.width}\u00d7{preview.height} \u00b7 {preview.label}",
+                  style="Dim.TLabel").pack(side="left")
+        ttk.Button(bar, text="Close", command=top.destroy).pack(side="right")
+        ttk.Button(bar, text="Open in browser", command=lambda: webbrowser.open(url, new=2)).pack(side="right", padx=6)
+        label.bind("<Button-1>", lambda _e: top.destroy())
+        top.bind("<Escape>", lambda _e: top.destroy())
+        self.image_window = top
+        return top
+
+    image_window: tk.Toplevel | None = None
+
+    # -- search -----------------------------------------------------------------------------------
+
+    def fill_gap(self) -> None:
+        """A click on the gap line after a jump far back: load the messages missing there."""
+        if self.session.fill_gap(self.shown_key):
+            self.client.flush()
+            self.apply(self.session.take_changes())
+
+    def _focus_search(self) -> str:
+        self.search_entry.focus_set()
+        self.search_entry.select_range(0, "end")
+        return "break"
+
+    def run_search(self, text: str | None = None, everywhere: bool | None = None) -> bool:
+        """The search field's Enter: search this buffer or everywhere, as the scope says."""
+        text = self.search_entry.get() if text is None else text
+        if everywhere is None:
+            everywhere = self.search_scope.get() == SEARCH_SCOPES[1]
+        buf = self.session.buffers.get(self.shown_key)
+        target = "" if everywhere or buf is None or buf.kind is BufferKind.SERVER else buf.name
+        started = self.session.search(text, target)
+        self.client.flush()
+        self.apply(self.session.take_changes())
+        return started
+
+    def search_more(self) -> None:
+        if self.session.search_more():
+            self.client.flush()
+            self.apply(self.session.take_changes())
+
+    def close_search(self) -> str:
+        self.search_panel.pack_forget()
+        self.session.search_results = None
+        self.entry.focus_set()
+        return "break"
+
+    def _redraw_search(self) -> None:
+        results = self.session.search_results
+        if results is None:
+            self.search_panel.pack_forget()
+            return
+        where = f"in {results.target}" if results.target else "everywhere"
+        what = f"\u201c{results.text}\u201d" + (f" from {results.sender}" if results.sender else "")
+        count = len(results.results)
+        if results.error:
+            label = f"Search for {what} {where}: {results.error}"
+        elif results.pending and not count:
+            label = f"Searching for {what} {where}\u2026"
+        else:
+            label = (f"{count} result{'s' if count != 1 else ''} for {what} {where}"
+                     + ("; more are loading\u2026" if results.pending else ""))
+        self.search_label.configure(text=label)
+        self.search_more_button.state(["!disabled"] if results.more and not results.pending else ["disabled"])
+        tree = self.search_list
+        known = len(self._shown_results)
+        if self._shown_results != results.results[:known]:  # a new search: start over
+            tree.delete(*tree.get_children())
+            known = 0
+        this_year = datetime.now().astimezone().year
+        for index, result in enumerate(results.results[known:], start=known):
+            local = result.time.astimezone()
+            moment = local.strftime("%d %b %H:%M" if local.year == this_year else "%d %b %Y")
+            text = " ".join(result.text.split())
+            tree.insert("", "end", iid=str(index), values=(result.buffer, moment, result.nick, text))
+        self._shown_results = list(results.results)
+        if not self.search_panel.winfo_ismapped():
+            self.search_panel.pack(side="top", fill="x", before=self.view)
+        if known == 0 and self._shown_results:
+            tree.selection_set("0")
+            tree.focus("0")
+
+    def jump_to_selected(self) -> str:
+        """Double-click or Enter on a result: show it in its buffer, highlighted."""
+        selection = self.search_list.selection()
+        if selection and int(selection[0]) < len(self._shown_results):
+            self.session.jump_to(self._shown_results[int(selection[0])])
+            self.client.flush()
+            self.apply(self.session.take_changes())
+        return "break"
+
     # -- drawing ----------------------------------------------------------------------------------
 
     def refresh_buffers(self) -> None:
@@ -478,7 +696,13 @@ class ChatWindow(ttk.Frame):
         always_on = " \u00b7 always on" if account and self.session.always_on else ""
         self.account_label.configure(text=f"\u2713 logged in as {account}{always_on}" if account else
                                      "connected" if self.session.registered else "offline")
-        self.status.configure(text=self.client.status)
+        self.status.configure(text=self.client.status_text)
+        uploading = bool(self.client.activity)
+        if uploading != bool(self.cancel_upload_button.winfo_manager()):
+            if uploading:
+                self.cancel_upload_button.pack(side="right", padx=(0, 6), before=self.attach_button)
+            else:
+                self.cancel_upload_button.pack_forget()
 
     # -- user actions -----------------------------------------------------------------------------
 
@@ -537,7 +761,7 @@ class ChatWindow(ttk.Frame):
         one = limits is not None and count <= limits[1] and len(text.encode("utf-8")) <= limits[0]
         self.lines_hint.configure(text=f"{count} lines: one message" if one else f"{count} lines: {count} messages")
         if not self.lines_hint.winfo_ismapped():
-            self.lines_hint.pack(side="right", padx=(0, 8), before=self.send_button)
+            self.lines_hint.pack(side="right", padx=(0, 8), before=self.attach_button)
 
     def _recall(self, step: Callable[[str], str]) -> str:
         text = step(self.entry.get())

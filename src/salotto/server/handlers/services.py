@@ -219,6 +219,8 @@ def _ns_drop(ctx: Context, service: Service, args: list[str]) -> None:
             # Whether or not the dropper is still here to be answered: nobody stays logged in to it.
             if outcome.value is not None:
                 log.info("account %s dropped by %s (%s)", name, client.nick, client.ip)
+                if server.push is not None:
+                    server.push.forget_account(name)
                 holders = list(server.logins.get(casefold(name), ()))
                 for holder in holders:  # a user's devices go (a device is its user's account), then it logs out
                     if holder.primary is not None:
