@@ -14,11 +14,12 @@
 
 import { formatMessage, parseMessage, saslPlainChunks } from "./irc.js";
 
-// Capabilities the page uses when the server offers them. draft/chathistory lights up scroll-back.
+// Capabilities the page uses when the server offers them. draft/chathistory lights up scroll-back,
+// soju.im/search the search panel, soju.im/webpush (or draft/webpush) notifications on this device.
 export const WANTED_CAPS = [
   "message-tags", "server-time", "echo-message", "batch", "multi-prefix", "away-notify",
   "labeled-response", "draft/chathistory", "draft/event-playback", "draft/message-redaction",
-  "draft/read-marker", "draft/multiline",
+  "draft/read-marker", "draft/multiline", "soju.im/search", "soju.im/webpush", "draft/webpush",
 ];
 // Numerics that end a SASL attempt without logging in (sasl-3.1): nick locked, failed, too long, aborted.
 const SASL_FAILURES = new Set(["902", "904", "905", "906"]);

@@ -2,7 +2,10 @@
 
 import { IrcConnection } from "./connection.js";
 import { byteLength, multilineLimits, multilinePieces, splitText } from "./irc.js";
+import { basicAuth, contentDisposition, pastedName, uploadError, uploadUrl } from "./media.js";
 import { Chat, SERVER_BUFFER, hideSecrets } from "./model.js";
+import { base64urlToBytes, subscriptionKeys, targetFromHash } from "./push.js";
+import { searchAttrs } from "./search.js";
 import { View } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,6 +37,17 @@ let replyTo = null; // {buffer, entry}: the message the next one answers
 let batchCounter = 0;
 let labelCounter = 0;
 let alwaysOnAskedAt = 0;
+// A message to bring into view once its buffer has it (a search result; loaded with CHATHISTORY AROUND).
+let pendingJump = null; // {key, msgid}
+// The conversation named in the address (/#%23room, /#nick: a notification clicked), opened once logged in.
+let wantedTarget = targetFromHash(location.hash);
+// Results asked for at once (SEARCH limit), and messages loaded around a result to show it in its place.
+const SEARCH_PAGE = 25;
+const AROUND_MESSAGES = 50;
+const GAP_PAGE = 100; // messages loaded at once into a gap
+
+// How long the page waits for the server's answer to WEBPUSH REGISTER.
+const PUSH_REPLY_MS = 10000;
 
 function scheduleRender() {
   if (renderQueued) return;
@@ -42,6 +56,8 @@ function scheduleRender() {
     renderQueued = false;
     view.render();
     flushOutbox();
+    jumpIfLoaded();
+    updatePushControl();
   });
 }
 
@@ -60,7 +76,19 @@ function notificationsAvailable() {
 function notify(buffer, entry) {
   if (!notificationsAvailable() || Notification.permission !== "granted" || !document.hidden) return;
   const title = buffer === entry.nick ? entry.nick : `${entry.nick} in ${buffer}`;
-  const notification = new Notification(title, { body: entry.text.slice(0, 200), tag: `salotto ${buffer}` });
+  const options = { body: entry.text.slice(0, 200), tag: `salotto ${buffer}` };
+  let notification;
+  try {
+    notification = new Notification(title, options);
+  } catch {
+    // Chrome on Android has no Notification constructor: the service worker shows it (and its click
+    // comes back as an "open" message).
+    if ("serviceWorker" in navigator) {
+      navigator.serviceWorker.getRegistration().then((registration) => registration
+        && registration.showNotification(title, { ...options, data: { target: buffer } })).catch(() => {});
+    }
+    return;
+  }
   notification.onclick = () => {
     window.focus();
     if (chat.buffer(buffer)) selectBuffer(buffer);
@@ -69,8 +97,10 @@ function notify(buffer, entry) {
 }
 
 // Asked only when the user clicks the button (never at load), which shows while it can still be asked.
+// With push offered, the "Notifications on this device" switch asks instead (and does more).
 function updateNotifyButton() {
-  $("notify-button").hidden = !notificationsAvailable() || Notification.permission !== "default";
+  const hidden = !notificationsAvailable() || Notification.permission !== "default" || pushOffered();
+  if ($("notify-button").hidden !== hidden) $("notify-button").hidden = hidden;
 }
 
 // Beside the page, so the chat also works behind a reverse proxy under a sub-path.
@@ -131,10 +161,20 @@ function startChat(nick, auth) {
   view.onReply = (entry) => startReply(entry);
   view.onReact = (entry, emoji) => sendReaction(entry, emoji);
   view.onDelete = (entry) => deleteMessage(entry);
+  view.onResult = (result) => openResult(result);
+  view.onGap = (entry) => fillGap(entry);
+  closeSearch();
+  hideUpload();
+  uploadQueue.length = 0;
   conn = new IrcConnection(socketUrl(), nick, auth, serverPassword);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
     chat.handle(event.detail);
+    if (chat.pushReplies.length) onPushReplies(chat.pushReplies.splice(0));
+    const command = event.detail.command;
+    if (command === "005") updateFeatures();
+    // The end of the welcome (ISUPPORT all read, VAPID among it): this device's push registration.
+    else if (command === "376" || command === "422") syncPush();
     if (chat.notifications.length) flushOutbox(); // now: a hidden page draws no frames
     if (chat.privateTargets.length) openPrivateTargets(chat.privateTargets.splice(0));
     if (chat.joinedEvent) {
@@ -182,6 +222,8 @@ function onStatus(status) {
       askAlwaysOn();
       askPrivateTargets();
     }
+    openWanted();
+    updateFeatures();
   } else view.status("");
 }
 
@@ -261,8 +303,37 @@ function selectBuffer(name) {
 
 function openQuery(nick) {
   if (chat.isMe(nick)) return;
+  const known = chat.buffer(nick);
   chat.buffer(nick, "query");
   selectBuffer(nick);
+  if (!known) requestLatest(nick);
+}
+
+// A conversation named from outside (the address's #fragment, a notification clicked): a room is
+// joined (or shown), a nick's conversation opened.
+function openTarget(target) {
+  if (!chat || !target || !conn.registered) {
+    wantedTarget = target || wantedTarget;
+    return;
+  }
+  if (chat.isChannel(target)) {
+    const buf = chat.buffer(target);
+    if (buf && buf.joined) selectBuffer(buf.name);
+    else {
+      chat.switchOnJoin.add(chat.key(target));
+      conn.send("JOIN", [target]);
+    }
+  } else openQuery(target);
+  scheduleRender();
+}
+
+function openWanted() {
+  const target = wantedTarget;
+  wantedTarget = null;
+  if (!target) return;
+  openTarget(target);
+  // Opened: a reload lands where the user goes next, not here again.
+  history.replaceState(null, "", location.pathname + location.search);
 }
 
 // -- history (draft/chathistory, when the server offers it) --------------------------------------
@@ -285,6 +356,445 @@ function loadOlder() {
   const anchor = first && first.msgid ? `msgid=${first.msgid}` : `timestamp=${(first ? first.time : new Date()).toISOString()}`;
   buf.historyLoading = true;
   conn.send("CHATHISTORY", ["BEFORE", buf.name, anchor, String(HISTORY_PAGE)]);
+}
+
+// -- what the server offers: search, files, push ------------------------------------------------------
+
+function updateFeatures() {
+  $("search-button").hidden = !conn.caps.has("soju.im/search");
+  // Shown to guests too (it says why they cannot), not where the server takes no files.
+  $("attach-button").hidden = !uploadUrl(chat.isupport.get("soju.im/FILEHOST"), location.href);
+  if ($("search-button").hidden) closeSearch();
+  updatePushControl();
+}
+
+// -- sharing files (soju.im/FILEHOST): drop, paste, the attach button -----------------------------------
+
+const uploadQueue = []; // [{file, target}] waiting their turn
+let uploading = null; // {file, target, xhr}
+
+// Why files cannot be shared here, or null when they can.
+function uploadRefusal() {
+  if (!chat || !conn || !conn.registered) return "Not connected: wait a moment and try again.";
+  const url = uploadUrl(chat.isupport.get("soju.im/FILEHOST"), location.href);
+  if (!url) return "This server does not take files.";
+  if (!chat.account || !conn.password) return "Log in to an account to share files: guests cannot upload (the password field on the first page).";
+  const buf = chat.activeBuffer;
+  if (!buf || buf.kind === "server") return "Pick a room or a person first, then share the file there.";
+  return null;
+}
+
+function shareFiles(files) {
+  const list = [...files];
+  if (!list.length || !chat) return;
+  const refusal = uploadRefusal();
+  if (refusal) {
+    showUploadError(list[0].name, refusal);
+    return;
+  }
+  for (const file of list) uploadQueue.push({ file, target: chat.activeBuffer.name });
+  nextUpload();
+}
+
+function nextUpload() {
+  if (uploading || !uploadQueue.length) return;
+  const job = uploadQueue.shift();
+  const url = uploadUrl(chat.isupport.get("soju.im/FILEHOST"), location.href);
+  if (!url || !chat.account || !conn.password) {
+    showUploadError(job.file.name, uploadRefusal() || "This server does not take files.");
+    uploadQueue.length = 0;
+    return;
+  }
+  uploading = job;
+  const bar = $("upload-bar");
+  bar.hidden = false;
+  bar.classList.remove("failed");
+  $("upload-name").textContent = uploadQueue.length ? `${job.file.name} (+${uploadQueue.length})` : job.file.name;
+  $("upload-error").textContent = "";
+  const progress = $("upload-progress");
+  progress.value = 0;
+  const xhr = new XMLHttpRequest();
+  job.xhr = xhr;
+  xhr.open("POST", url);
+  xhr.setRequestHeader("Authorization", basicAuth(chat.account, conn.password));
+  xhr.setRequestHeader("Content-Type", job.file.type || "application/octet-stream");
+  xhr.setRequestHeader("Content-Disposition", contentDisposition(job.file.name));
+  xhr.upload.addEventListener("progress", (event) => {
+    if (event.lengthComputable && event.total) progress.value = event.loaded / event.total;
+  });
+  xhr.addEventListener("load", () => {
+    uploading = null;
+    const fileLocation = xhr.getResponseHeader("Location");
+    if (xhr.status === 201 && fileLocation) {
+      const fileUrl = new URL(fileLocation, url).href;
+      sendText(job.target, fileUrl);
+      scheduleRender();
+      if (uploadQueue.length) nextUpload();
+      else hideUpload();
+    } else {
+      uploadQueue.length = 0;
+      showUploadError(job.file.name, uploadError(xhr.status, xhr.responseText));
+    }
+  });
+  xhr.addEventListener("error", () => {
+    uploading = null;
+    uploadQueue.length = 0;
+    showUploadError(job.file.name, uploadError(0, ""));
+  });
+  xhr.addEventListener("abort", () => {
+    uploading = null;
+    if (uploadQueue.length) nextUpload();
+    else hideUpload();
+  });
+  xhr.send(job.file);
+}
+
+function showUploadError(name, text) {
+  const bar = $("upload-bar");
+  bar.hidden = false;
+  bar.classList.add("failed");
+  $("upload-name").textContent = name;
+  $("upload-error").textContent = text;
+}
+
+function hideUpload() {
+  $("upload-bar").hidden = true;
+  $("upload-bar").classList.remove("failed");
+  $("upload-error").textContent = "";
+}
+
+function cancelUpload() {
+  uploadQueue.length = 0;
+  if (uploading && uploading.xhr) uploading.xhr.abort();
+  else hideUpload();
+}
+
+// Files dragged over the page: a frame says where they will go; dropped anywhere, they are shared.
+function setupDrop() {
+  let depth = 0;
+  const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  const zone = $("drop-zone");
+  document.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event) || $("chat").hidden) return;
+    event.preventDefault();
+    depth++;
+    const buf = chat && chat.activeBuffer;
+    $("drop-target").textContent = buf && buf.kind !== "server" ? buf.name : "…";
+    zone.hidden = false;
+  });
+  document.addEventListener("dragover", (event) => {
+    if (!hasFiles(event) || $("chat").hidden) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!hasFiles(event)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth) zone.hidden = true;
+  });
+  document.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault(); // never let the browser open the file in place of the chat
+    depth = 0;
+    zone.hidden = true;
+    if (!$("chat").hidden) shareFiles(event.dataTransfer.files);
+  });
+}
+
+// A picture pasted into the message field is shared (a screenshot has no name: it gets one). A paste
+// that has text too (cells copied from a spreadsheet come with a picture of themselves) is text.
+function onPaste(event) {
+  if (!event.clipboardData || event.clipboardData.types.includes("text/plain")) return;
+  const items = [...event.clipboardData.items];
+  const files = items.filter((item) => item.kind === "file").map((item) => item.getAsFile()).filter(Boolean);
+  if (!files.length) return;
+  event.preventDefault();
+  shareFiles(files.map((file) => (file.name && file.name !== "image.png")
+    ? file : new File([file], pastedName(file.type), { type: file.type })));
+}
+
+// -- searching (soju.im/search) ---------------------------------------------------------------------
+
+function openSearch() {
+  const buf = chat.activeBuffer;
+  const here = buf && buf.kind !== "server";
+  $("search-here").textContent = here ? `In ${buf.name}` : "In this conversation";
+  $("search-here").disabled = !here;
+  if (!here) $("search-scope").value = "all";
+  $("search-panel").hidden = false;
+  $("search-input").focus();
+  $("search-input").select();
+}
+
+function closeSearch() {
+  $("search-panel").hidden = true;
+}
+
+function runSearch(more = false) {
+  if (!chat || !conn.caps.has("soju.im/search")) return;
+  let search = chat.search;
+  const attrs = {};
+  if (more) {
+    if (!search || search.loading || search.done || !search.results.length) return;
+    attrs.text = search.text;
+    attrs.in = search.target;
+    attrs.before = search.results.at(-1).time.toISOString();
+    search.loading = true;
+    chat.dirty.add("search");
+  } else {
+    const text = $("search-input").value.trim();
+    if (!text) return;
+    const buf = chat.activeBuffer;
+    const here = $("search-scope").value === "here" && buf && buf.kind !== "server" ? buf.name : null;
+    search = chat.newSearch(text, here, SEARCH_PAGE);
+    attrs.text = text;
+    attrs.in = here;
+  }
+  attrs.limit = SEARCH_PAGE;
+  if (!conn.send("SEARCH", [searchAttrs(attrs)])) {
+    search.loading = false;
+    search.error = "Not connected: nothing was searched.";
+  }
+  scheduleRender();
+}
+
+// A result clicked: its conversation opens on it, loaded from the history around it when it is not in
+// what the page holds (once the conversation's latest messages came, for one the page had not opened).
+function openResult(result) {
+  const kind = chat.isChannel(result.target) ? "channel" : "query";
+  const known = chat.buffer(result.target);
+  const buf = known || chat.buffer(result.target, kind);
+  selectBuffer(buf.name);
+  if (window.matchMedia("(max-width: 760px)").matches) closeSearch();
+  if (!result.msgid) return;
+  pendingJump = { key: chat.key(buf.name), msgid: result.msgid, asked: false };
+  if (!known) requestLatest(buf.name);
+  scheduleRender();
+}
+
+function jumpIfLoaded() {
+  if (!pendingJump) return;
+  const buf = chat.activeBuffer;
+  if (!buf || chat.key(buf.name) !== pendingJump.key) {
+    pendingJump = null;
+    return;
+  }
+  if (view.jumpTo(pendingJump.msgid)) {
+    pendingJump = null;
+    return;
+  }
+  if (pendingJump.asked || buf.historyLoading) return;
+  pendingJump.asked = true;
+  if (!historyTarget(buf)) {
+    pendingJump = null;
+    return;
+  }
+  buf.historyLoading = true;
+  buf.aroundPending = pendingJump.msgid;
+  conn.send("CHATHISTORY", ["AROUND", buf.name, `msgid=${pendingJump.msgid}`, String(AROUND_MESSAGES)]);
+}
+
+// A gap's line clicked: the messages between the two sides of it (a page at a time).
+function fillGap(entry) {
+  const buf = chat.activeBuffer;
+  if (!historyTarget(buf) || buf.historyLoading) return;
+  const side = (e) => (e.msgid ? `msgid=${e.msgid}` : `timestamp=${e.time.toISOString()}`);
+  entry.limit = GAP_PAGE;
+  buf.historyLoading = true;
+  buf.gapFilling = entry;
+  conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)]);
+}
+
+// -- notifications on this device (Web Push: soju.im/webpush) --------------------------------------------
+
+const push = { on: false, busy: false, status: "", error: false, waiting: new Map() };
+let serviceWorker = null; // the registration's promise
+
+function pushCapable() {
+  return "serviceWorker" in navigator && typeof PushManager !== "undefined" && notificationsAvailable();
+}
+
+function pushOffered() {
+  return !!(chat && conn && pushCapable() && chat.account && chat.isupport.get("VAPID")
+    && (conn.caps.has("soju.im/webpush") || conn.caps.has("draft/webpush")));
+}
+
+// Called on every frame drawn: it writes to the page only what changed.
+function updatePushControl() {
+  const offered = pushOffered();
+  const field = $("push-field");
+  if (field.hidden === offered) field.hidden = !offered;
+  const input = $("push-input");
+  // While it works, the box stays as the click left it.
+  if (!push.busy && input.checked !== push.on) input.checked = push.on;
+  if (input.disabled !== push.busy) input.disabled = push.busy;
+  const status = $("push-status");
+  // The server pushes while the nick stays online with none of its devices connected (always-on).
+  const text = push.on && !push.busy && !push.error && chat.alwaysOn === false
+    ? "On, but pushes come only while “Stay online when I leave” is ticked too." : push.status;
+  const hidden = !offered || !text;
+  if (status.hidden !== hidden) status.hidden = hidden;
+  if (status.textContent !== text) status.textContent = text;
+  if (status.classList.contains("error") !== push.error) status.classList.toggle("error", push.error);
+  updateNotifyButton();
+}
+
+function setPushStatus(text, error = false) {
+  push.status = text;
+  push.error = error;
+  updatePushControl();
+}
+
+function rememberPush(account) {
+  try {
+    if (account) localStorage.setItem("salotto.push", account);
+    else localStorage.removeItem("salotto.push");
+  } catch {
+    // no storage: registered again only from the switch
+  }
+}
+
+function pushAccount() {
+  try {
+    return localStorage.getItem("salotto.push");
+  } catch {
+    return null;
+  }
+}
+
+function sameKey(a, b) {
+  if (!a) return false;
+  const x = new Uint8Array(a);
+  return x.length === b.length && x.every((v, i) => v === b[i]);
+}
+
+// WEBPUSH REGISTER, answered by its echo (or FAIL WEBPUSH).
+function registerPush(subscription) {
+  const endpoint = subscription.endpoint;
+  const keys = subscriptionKeys(subscription.getKey("p256dh"), subscription.getKey("auth"));
+  return new Promise((resolve, reject) => {
+    if (!conn.send("WEBPUSH", ["REGISTER", endpoint, keys])) {
+      reject(new Error("Not connected."));
+      return;
+    }
+    const timer = setTimeout(() => {
+      push.waiting.delete(endpoint);
+      reject(new Error("The server did not answer."));
+    }, PUSH_REPLY_MS);
+    push.waiting.set(endpoint, { resolve, reject, timer });
+  });
+}
+
+function onPushReplies(replies) {
+  for (const reply of replies) {
+    const waiting = reply.endpoint ? push.waiting.get(reply.endpoint) : [...push.waiting.values()][0];
+    if (reply.error) {
+      if (waiting) {
+        clearTimeout(waiting.timer);
+        push.waiting.delete([...push.waiting.entries()].find(([, w]) => w === waiting)[0]);
+        waiting.reject(new Error(reply.error));
+      } else setPushStatus(`Notifications: ${reply.error}`, true);
+    } else if (reply.command === "REGISTER" && waiting) {
+      clearTimeout(waiting.timer);
+      push.waiting.delete(reply.endpoint);
+      waiting.resolve();
+    }
+  }
+}
+
+// Asked on the click (the browser allows the question only then): permission, a subscription with the
+// server's VAPID key, WEBPUSH REGISTER.
+async function enablePush() {
+  push.busy = true;
+  setPushStatus("Turning on…");
+  try {
+    const permission = Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+    updateNotifyButton();
+    if (permission !== "granted") throw new Error("Notifications are blocked for this page: allow them in the browser's site settings.");
+    const registration = await serviceWorker;
+    if (!registration) throw new Error("This browser could not start the page's service worker.");
+    const key = base64urlToBytes(chat.isupport.get("VAPID"));
+    let subscription = await registration.pushManager.getSubscription();
+    if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
+      await subscription.unsubscribe();
+      subscription = null;
+    }
+    if (!subscription) {
+      try {
+        subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      } catch (err) {
+        throw new Error(`The browser's push service refused (${err.message || err.name}).`);
+      }
+    }
+    await registerPush(subscription);
+    rememberPush(chat.account);
+    push.on = true;
+    push.busy = false;
+    setPushStatus("On: mentions and private messages reach this device, even with the page closed.");
+  } catch (err) {
+    push.on = false;
+    push.busy = false;
+    setPushStatus(err.message || String(err), true);
+  }
+}
+
+async function disablePush() {
+  push.busy = true;
+  setPushStatus("Turning off…");
+  try {
+    const registration = await serviceWorker;
+    const subscription = registration && await registration.pushManager.getSubscription();
+    if (subscription) {
+      conn.send("WEBPUSH", ["UNREGISTER", subscription.endpoint]);
+      await subscription.unsubscribe();
+    }
+  } catch {
+    // gone already
+  }
+  rememberPush(null);
+  push.on = false;
+  push.busy = false;
+  setPushStatus("");
+}
+
+// Each connection registers this device's subscription again (the server may have let it expire), when
+// it was turned on here for this account.
+async function syncPush() {
+  if (push.busy) return; // the switch was just used: that decides
+  updatePushControl();
+  if (!pushOffered() || Notification.permission !== "granted" || pushAccount() !== chat.account) {
+    push.on = false;
+    updatePushControl();
+    return;
+  }
+  try {
+    const registration = await serviceWorker;
+    const subscription = registration && await registration.pushManager.getSubscription();
+    const key = base64urlToBytes(chat.isupport.get("VAPID"));
+    if (!subscription || !sameKey(subscription.options.applicationServerKey, key)) {
+      push.on = false;
+      updatePushControl();
+      return;
+    }
+    if (push.busy) return;
+    await registerPush(subscription);
+    push.on = true;
+    setPushStatus("On: mentions and private messages reach this device, even with the page closed.");
+  } catch (err) {
+    push.on = false;
+    setPushStatus(err.message || String(err), true);
+  }
+}
+
+function registerServiceWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  serviceWorker = navigator.serviceWorker.register("sw.js", { type: "module", scope: "./" })
+    .then(() => navigator.serviceWorker.ready)
+    .catch(() => null);
+  // A notification clicked while a page is open: that page switches to the conversation.
+  navigator.serviceWorker.addEventListener("message", (event) => {
+    if (event.data && event.data.type === "open") openTarget(event.data.target);
+  });
 }
 
 // -- sending -------------------------------------------------------------------------------------
@@ -543,6 +1053,46 @@ function setup() {
   $("notify-button").addEventListener("click", async () => {
     if (notificationsAvailable()) await Notification.requestPermission();
     updateNotifyButton();
+  });
+  $("attach-button").addEventListener("click", () => {
+    const refusal = uploadRefusal();
+    if (refusal) showUploadError("", refusal);
+    else $("file-input").click();
+  });
+  $("file-input").addEventListener("change", (event) => {
+    shareFiles(event.target.files);
+    event.target.value = "";
+  });
+  $("upload-cancel").addEventListener("click", cancelUpload);
+  $("message-input").addEventListener("paste", onPaste);
+  setupDrop();
+  $("search-button").addEventListener("click", () => ($("search-panel").hidden ? openSearch() : closeSearch()));
+  $("search-close").addEventListener("click", () => {
+    closeSearch();
+    $("message-input").focus();
+  });
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    runSearch();
+  });
+  $("search-more").addEventListener("click", () => runSearch(true));
+  $("search-panel").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      closeSearch();
+      $("message-input").focus();
+    }
+  });
+  $("push-input").addEventListener("change", (event) => {
+    if (event.target.checked) enablePush();
+    else disablePush();
+  });
+  registerServiceWorker();
+  window.addEventListener("hashchange", () => {
+    const target = targetFromHash(location.hash);
+    if (target) {
+      wantedTarget = target;
+      if (conn && conn.registered) openWanted();
+    }
   });
   $("menu-button").addEventListener("click", () => document.body.classList.toggle("show-sidebar"));
   $("nicks-button").addEventListener("click", () => document.body.classList.toggle("show-nicks"));

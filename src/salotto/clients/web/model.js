@@ -50,6 +50,8 @@ export class Buffer {
     this.joined = false;
     this.historyLoading = false;
     this.historyDone = false;
+    this.aroundPending = null; // a CHATHISTORY AROUND is on its way (a search result to show)
+    this.gapFilling = null; // the gap whose messages a CHATHISTORY BETWEEN is loading
     this.version = 0; // bumped when messages are rearranged (older history merged in): redraw all
   }
 }
@@ -77,7 +79,10 @@ export class Chat {
     this.hidden = false; // page not visible: even the active buffer collects unread
     this.outbox = []; // [command, params, tags] the model wants sent (MARKREAD): main.js sends them
     this.notifications = []; // {buffer, entry}: mentions and private messages while the page is hidden
-    this.dirty = new Set(["list", "header", "nicks", "messages", "typing"]);
+    this.dirty = new Set(["list", "header", "nicks", "messages", "typing", "search"]);
+    this.isupport = new Map(); // ISUPPORT tokens as the server sent them (soju.im/FILEHOST, VAPID, ...)
+    this.search = null; // the search under way or shown (newSearch), its results newest first
+    this.pushReplies = []; // WEBPUSH echoes and FAIL WEBPUSH: main.js reads them
     this.buffer(SERVER_BUFFER, "server");
   }
 
@@ -448,12 +453,87 @@ export class Chat {
     return [...this.buffers.values()].filter((b) => b.kind === "channel" && findMember(this, b, nick) !== null);
   }
 
+  // A gap's messages are on their way (or came): its line goes.
+  removeGap(buf, gap) {
+    const at = seqIndex(buf.messages, gap.seq);
+    if (at >= 0 && buf.messages[at] === gap) {
+      buf.messages.splice(at, 1);
+      buf.removed.push(gap);
+      if (this.isActive(buf)) this.dirty.add("messages");
+    }
+  }
+
+  // -- searching (soju.im/search) -------------------------------------------------------------------
+
+  // A new search: {text, target (null: everywhere), results (newest first), loading, done, error}.
+  newSearch(text, target, limit) {
+    const previous = this.search;
+    const id = previous ? previous.id + 1 : 1;
+    // The answer to a search still on its way comes first, and is not this one's (a SEARCH has no label).
+    const skip = previous && previous.loading ? previous.skip + 1 : 0;
+    this.search = { id, text, target, limit, results: [], ids: new Set(), loading: true, done: false, error: "", pages: 0, skip };
+    this.dirty.add("search");
+    return this.search;
+  }
+
+  // Where a message found (or pushed) belongs: the channel, or the other person of a private one.
+  conversationOf(msg) {
+    let target = msg.params[0] || "";
+    while (target && this.prefixSymbols.includes(target[0]) && this.isChannel(target.slice(1))) target = target.slice(1);
+    if (this.isChannel(target)) return target;
+    const from = nickOf(msg.source);
+    return this.isMe(from) ? target : from;
+  }
+
+  // A soju.im/search batch: one page of results (in time order), older than those shown. Each result
+  // once (by msgid); fewer new ones than asked for: no more pages.
+  searchResults(messages) {
+    const search = this.search;
+    if (!search) return;
+    if (search.skip) {
+      search.skip--;
+      return;
+    }
+    const found = [];
+    for (const msg of messages) {
+      if ((msg.command !== "PRIVMSG" && msg.command !== "NOTICE") || msg.params.length < 2) continue;
+      const msgid = msg.tags.msgid || null;
+      if (msgid && search.ids.has(msgid)) continue;
+      let text = msg.params[1];
+      let kind = msg.command === "NOTICE" ? "notice" : "privmsg";
+      if (text.startsWith("\x01")) {
+        const body = text.replace(/^\x01|\x01$/g, "");
+        if (!body.toUpperCase().startsWith("ACTION")) continue;
+        kind = "action";
+        text = body.slice(7);
+      }
+      if (msgid) search.ids.add(msgid);
+      const nick = nickOf(msg.source);
+      found.push({ msgid, time: this.timeOf(msg), nick, target: this.conversationOf(msg), kind,
+        text: stripFormatting(text), self: this.isMe(nick) });
+    }
+    // Newest first; the server's order (ascending) decides between messages of the same millisecond.
+    found.reverse().sort((a, b) => b.time - a.time);
+    search.results.push(...found);
+    search.loading = false;
+    search.pages++;
+    search.done = messages.length < search.limit || !found.length;
+    this.dirty.add("search");
+  }
+
   // Older messages from a chathistory batch: merged in time order, duplicates (by msgid) dropped;
   // the reactions in it applied (to messages in it or already here). Newer than the read marker and
   // not ours: unread.
   mergeHistory(target, messages) {
     const buf = this.buffer(target, this.isChannel(target) ? "channel" : "query");
     buf.historyLoading = false;
+    // A window around a message (a search result), or the messages of a gap: loaded apart from the rest.
+    const around = buf.aroundPending;
+    const gap = buf.gapFilling;
+    buf.aroundPending = null;
+    buf.gapFilling = null;
+    if (gap) this.removeGap(buf, gap);
+    let overlap = false;
     const entries = [];
     const reactions = [];
     for (const msg of messages) {
@@ -464,17 +544,34 @@ export class Chat {
       }
       if (msg.command !== "PRIVMSG" && msg.command !== "NOTICE") continue;
       const found = this.onText(msg, { history: true });
+      if (found && found.entry.msgid && buf.byId.has(found.entry.msgid)) overlap = true;
       if (!found || (found.entry.msgid && buf.byId.has(found.entry.msgid))) continue;
       found.entry.counts = found.counts && !found.entry.self;
       if (found.entry.msgid) buf.byId.set(found.entry.msgid, found.entry);
       entries.push(found.entry);
     }
     if (!entries.length && !reactions.length) {
-      buf.historyDone = true;
+      if (!around && !gap) buf.historyDone = true;
+      if (this.isActive(buf)) this.dirty.add("messages");
       return;
     }
     if (entries.length) {
-      const merged = [...entries, ...buf.messages].sort((a, b) => a.time - b.time);
+      // Into a gap: right after the message before it (times alone cannot order messages of the same
+      // millisecond); otherwise by time, the loaded ones first among equals (they are the older ones).
+      const after = gap ? buf.messages.indexOf(gap.from) : -1;
+      const merged = after >= 0
+        ? [...buf.messages.slice(0, after + 1), ...entries, ...buf.messages.slice(after + 1)]
+        : [...entries, ...buf.messages].sort((a, b) => a.time - b.time);
+      // Loaded apart from the rest (and not reaching it): what lies between is a gap, shown as such.
+      if ((around && !overlap) || (gap && entries.length >= gap.limit)) {
+        const newest = entries.reduce((a, b) => (b.time >= a.time ? b : a));
+        const at = merged.indexOf(newest);
+        const next = merged[at + 1];
+        if (next && !entries.includes(next) && next.kind !== "gap") {
+          merged.splice(at + 1, 0, { kind: "gap", time: newest.time, nick: "", text: "", msgid: null, reactions: null,
+            counts: false, from: newest, to: next });
+        }
+      }
       for (const old of merged.splice(0, Math.max(0, merged.length - MAX_MESSAGES))) {
         if (old.msgid) buf.byId.delete(old.msgid);
       }
@@ -557,7 +654,11 @@ function findMember(chat, buf, nick) {
 
 function parseIsupport(chat, tokens) {
   for (const token of tokens) {
-    const [name, value = ""] = token.split("=", 2);
+    const eq = token.indexOf("=");
+    const name = eq < 0 ? token : token.slice(0, eq);
+    const value = eq < 0 ? "" : token.slice(eq + 1);
+    if (name.startsWith("-")) chat.isupport.delete(name.slice(1));
+    else chat.isupport.set(name, value);
     if (name === "CASEMAPPING") chat.fold = casefolder(value);
     else if (name === "CHANTYPES") chat.chantypes = value;
     else if (name === "NETWORK" && value) {
@@ -818,6 +919,7 @@ const HANDLERS = {
         return;
       }
       if (batch.type === "chathistory" || batch.type === "draft/chathistory") chat.mergeHistory(batch.params[0], batch.messages);
+      else if (batch.type === "soju.im/search" || batch.type === "search") chat.searchResults(batch.messages);
       else if (batch.type === "draft/multiline") {
         // One message of several lines (inside a chathistory batch: one of its messages).
         const combined = combineMultiline(batch);
@@ -831,7 +933,17 @@ const HANDLERS = {
     chat.info(chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "", "error");
   },
   FAIL(chat, msg) {
-    chat.error(msg.params.at(-1) || "");
+    const text = msg.params.at(-1) || "";
+    if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
+      chat.search.loading = false;
+      chat.search.error = text;
+      chat.dirty.add("search");
+    } else if (msg.params[0] === "WEBPUSH") chat.pushReplies.push({ command: msg.params[2] || "", error: text, code: msg.params[1] || "" });
+    else chat.error(text);
+  },
+  // soju.im/webpush: the server's echo of WEBPUSH REGISTER|UNREGISTER <endpoint>: done.
+  WEBPUSH(chat, msg) {
+    chat.pushReplies.push({ command: (msg.params[0] || "").toUpperCase(), endpoint: msg.params[1] || "", error: "" });
   },
   WARN(chat, msg) {
     chat.info(chat.activeBuffer || chat.buffer(SERVER_BUFFER), msg.params.at(-1) || "");

@@ -1,7 +1,9 @@
 // Drawing the chat with DOM calls only. Text from the network goes in through textContent and
 // text nodes, never through innerHTML: a message is shown as the characters it contains.
 
+import { filehostOrigin, formatBytes, ownFile } from "./media.js";
 import { SERVER_BUFFER, seqIndex } from "./model.js";
+import { matchRanges } from "./search.js";
 
 // The page holds a window of a buffer's messages, not all of them (a buffer keeps up to 10,000):
 const DOM_INITIAL = 200; // lines drawn when a buffer is opened
@@ -10,6 +12,8 @@ const DOM_MAX = 500; // lines kept in the page; past that the far end of the win
 // The reactions one click away; any other comes from another client and shows the same way.
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢", "🎉"];
 const PREVIEW_CHARS = 120;
+// Shared files shown under one message (more links stay links).
+const MAX_MEDIA_PER_LINE = 4;
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,7 +36,10 @@ function safeHref(candidate) {
   }
 }
 
-export function appendRichText(parent, text) {
+// Text with its links; links to this server's own files (/files/<id>/<name>) read as the file's name and
+// are returned ([{kind, name, href}]) so the line can show the picture, the video or the file's size.
+export function appendRichText(parent, text, origin = null, aliases = []) {
+  const files = [];
   let last = 0;
   for (const match of text.matchAll(LINK)) {
     let found = match[0];
@@ -46,14 +53,96 @@ export function appendRichText(parent, text) {
     const href = safeHref(found);
     if (!href) continue;
     if (match.index > last) parent.append(document.createTextNode(text.slice(last, match.index)));
-    const a = el("a", "link", found);
-    a.href = href;
+    const file = origin ? ownFile(href, origin, aliases) : null;
+    const a = el("a", file ? "link own-file" : "link", file ? file.name : found);
+    if (file) {
+      a.title = found;
+      files.push(file);
+    }
+    // This server's file by another of its names (127.0.0.1 for a page opened on the LAN address): from
+    // the address the page came from, which works here.
+    a.href = file ? file.href : href;
     a.target = "_blank";
     a.rel = "noopener noreferrer nofollow";
     parent.append(a);
     last = match.index + found.length;
   }
   if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
+  return files;
+}
+
+// Text with the searched words marked (<mark>), as text nodes.
+export function appendMarked(parent, text, query) {
+  let last = 0;
+  for (const [start, end] of matchRanges(text, query)) {
+    if (start > last) parent.append(document.createTextNode(text.slice(last, start)));
+    parent.append(el("mark", "", text.slice(start, end)));
+    last = end;
+  }
+  if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
+}
+
+// A shared file's size and type, asked once per address (HEAD), for the link that shows it.
+const fileInfo = new Map();
+
+function headOf(href) {
+  let known = fileInfo.get(href);
+  if (!known) {
+    known = fetch(href, { method: "HEAD", credentials: "same-origin", cache: "no-cache" }).then((response) => {
+      if (!response.ok) return { gone: response.status === 404 || response.status === 410, size: null };
+      const size = Number.parseInt(response.headers.get("Content-Length") || "", 10);
+      return { gone: false, size: Number.isFinite(size) ? size : null, type: response.headers.get("Content-Type") || "" };
+    }).catch(() => ({ gone: false, size: null }));
+    fileInfo.set(href, known);
+  }
+  return known;
+}
+
+// A picture (a thumbnail: click to enlarge), a short video (with its controls) or a file (its name and
+// size) under a message that shares one of this server's files.
+function mediaFor(file) {
+  if (file.kind === "image") {
+    const link = el("a", "thumb-link");
+    link.href = file.href;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.title = `${file.name} (click to enlarge)`;
+    const img = el("img", "thumb");
+    img.src = file.href;
+    img.alt = file.name;
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.addEventListener("error", () => link.replaceWith(fileChip(file)), { once: true });
+    link.append(img);
+    return link;
+  }
+  if (file.kind === "video") {
+    const video = el("video", "clip");
+    video.src = file.href;
+    video.controls = true;
+    video.preload = "metadata";
+    video.playsInline = true;
+    video.setAttribute("aria-label", file.name);
+    return video;
+  }
+  return fileChip(file);
+}
+
+function fileChip(file) {
+  const chip = el("a", "file-chip");
+  chip.href = file.href;
+  chip.target = "_blank";
+  chip.rel = "noopener";
+  chip.setAttribute("download", file.name);
+  const size = el("span", "file-size", "");
+  chip.append(el("span", "file-icon", "📄"), el("span", "file-name", file.name), size);
+  headOf(file.href).then((info) => {
+    if (info.gone) {
+      chip.classList.add("gone");
+      size.textContent = "no longer available";
+    } else if (info.size !== null) size.textContent = formatBytes(info.size);
+  });
+  return chip;
 }
 
 export function nickColor(nick) {
@@ -94,6 +183,8 @@ export class View {
     this.onReply = () => {};
     this.onReact = () => {};
     this.onDelete = () => {};
+    this.onResult = () => {};
+    this.onGap = () => {};
     // A new chat (logging in again) gets a new View: destroy() takes this one's listeners away.
     this.listening = new AbortController();
     const signal = this.listening.signal;
@@ -114,7 +205,13 @@ export class View {
     this.actions = this.buildActions();
     this.picker = this.buildPicker();
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape") this.closePicker();
+      if (event.key === "Escape") {
+        this.closePicker();
+        this.closeLightbox();
+      }
+    }, { signal });
+    $("lightbox").addEventListener("click", (event) => {
+      if (!event.target.closest("#lightbox-open")) this.closeLightbox();
     }, { signal });
     document.addEventListener("click", (event) => {
       if (!this.picker.hidden && !event.target.closest("#reaction-picker, .line-actions")) this.closePicker();
@@ -251,6 +348,27 @@ export class View {
     this.pickerFor = null;
   }
 
+  // A picture at full size over the page; a click or Escape closes it.
+  openLightbox(href, name) {
+    const box = $("lightbox");
+    $("lightbox-image").src = href;
+    $("lightbox-image").alt = name;
+    $("lightbox-name").textContent = name;
+    $("lightbox-open").href = href;
+    box.hidden = false;
+    this.lightboxFocus = document.activeElement;
+    $("lightbox-close").focus();
+  }
+
+  closeLightbox() {
+    const box = $("lightbox");
+    if (box.hidden) return;
+    box.hidden = true;
+    $("lightbox-image").removeAttribute("src");
+    if (this.lightboxFocus && this.lightboxFocus.focus) this.lightboxFocus.focus();
+    this.lightboxFocus = null;
+  }
+
   // Only a line with a msgid can be answered, reacted to or deleted.
   showActions(row) {
     const entry = row ? this.entryOf.get(row) : null;
@@ -263,6 +381,12 @@ export class View {
 
   onClick(event) {
     const target = event.target;
+    const thumb = target.closest(".thumb-link");
+    if (thumb && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
+      event.preventDefault();
+      this.openLightbox(thumb.href, thumb.querySelector("img").alt);
+      return;
+    }
     const preview = target.closest(".reply-preview");
     if (preview) {
       this.jumpTo(preview.dataset.msgid);
@@ -282,7 +406,7 @@ export class View {
   jumpTo(msgid) {
     const buf = this.chat.activeBuffer;
     const entry = buf && this.chat.find(buf, msgid);
-    if (!entry) return;
+    if (!entry) return false;
     if (!this.rows.has(entry)) {
       const at = this.chat.indexOf(buf, entry);
       this.drawWindow(buf, Math.max(0, at - 20));
@@ -292,6 +416,8 @@ export class View {
     row.classList.remove("flash");
     void row.offsetWidth; // restart the animation
     row.classList.add("flash");
+    this.updateJump();
+    return true;
   }
 
   // -- drawing -----------------------------------------------------------------------------------------
@@ -307,6 +433,7 @@ export class View {
       this.updateJump();
     }
     if (dirty.has("typing")) this.renderTyping();
+    if (dirty.has("search")) this.renderSearch();
     if (dirty.has("list") || chat.dirty.has("list")) this.renderList();
     chat.dirty.delete("list");
     this.renderMe();
@@ -413,6 +540,57 @@ export class View {
     }));
     $("nicks-count").textContent = String(buf.members.size);
     $("nicklist-title").textContent = `${buf.members.size} in ${buf.name}`;
+  }
+
+  // The search panel: what was asked, the results (newest first: where, when, who, the text with the words
+  // marked), "More results" while there may be older ones.
+  renderSearch() {
+    const search = this.chat.search;
+    const list = $("search-results");
+    const status = $("search-status");
+    const more = $("search-more");
+    if (!search) {
+      list.replaceChildren();
+      status.textContent = "";
+      more.hidden = true;
+      return;
+    }
+    // Another search's results go; this one's are drawn once each, as its pages come.
+    if (list.dataset.search !== String(search.id) || list.children.length > search.results.length) {
+      list.replaceChildren();
+      list.dataset.search = String(search.id);
+    }
+    const items = search.results.slice(list.children.length).map((result) => {
+      const li = el("li");
+      const button = el("button", "search-result");
+      button.type = "button";
+      button.dataset.msgid = result.msgid || "";
+      button.dataset.target = result.target;
+      const where = el("span", "result-where", result.target);
+      const time = el("time", "result-time", resultTime(result.time));
+      time.dateTime = result.time.toISOString();
+      time.title = result.time.toLocaleString();
+      const head = el("span", "result-head");
+      head.append(where, time);
+      const line = el("span", "result-line");
+      if (result.kind === "action") line.append("* ");
+      line.append(el("span", `nick ${nickColor(result.nick)}`, result.nick), result.kind === "action" ? " " : ": ");
+      const text = el("span", "result-text");
+      appendMarked(text, result.text, search.text);
+      line.append(text);
+      button.append(head, line);
+      button.addEventListener("click", () => this.onResult(result));
+      li.append(button);
+      return li;
+    });
+    list.append(...items);
+    const scope = search.target ? ` in ${search.target}` : "";
+    if (search.error) status.textContent = search.error;
+    else if (search.loading) status.textContent = "Searching…";
+    else if (!search.results.length) status.textContent = `Nothing found for “${search.text}”${scope}.`;
+    else status.textContent = `${search.results.length}${search.done ? "" : "+"} found for “${search.text}”${scope}`;
+    status.classList.toggle("error", !!search.error);
+    more.hidden = search.done || search.loading || !!search.error || !search.results.length;
   }
 
   renderTyping() {
@@ -635,6 +813,7 @@ export class View {
   }
 
   line(entry) {
+    if (entry.kind === "gap") return this.gapLine(entry);
     const row = el("div", `line ${entry.kind}`);
     this.entryOf.set(row, entry);
     if (entry.self) row.classList.add("self");
@@ -653,11 +832,32 @@ export class View {
       content.append(el("span", "sep", "* "), el("span", `nick ${nickColor(entry.nick)}`, entry.nick), " ");
     }
     const text = el("span", "text");
-    appendRichText(text, entry.text);
+    const alias = filehostOrigin(this.chat.isupport.get("soju.im/FILEHOST"), location.href);
+    const files = appendRichText(text, entry.text, location.origin, alias ? [alias] : []);
     content.append(text);
     body.append(content);
+    if (files.length) {
+      const media = el("div", "media");
+      for (const file of files.slice(0, MAX_MEDIA_PER_LINE)) media.append(mediaFor(file));
+      body.append(media);
+    }
     if (entry.reactions && entry.reactions.size) body.append(this.reactions(entry));
     row.append(body);
+    return row;
+  }
+
+  // Between a message loaded from far back (a search result) and the ones loaded before: not loaded yet.
+  gapLine(entry) {
+    const row = el("div", "line gap");
+    this.entryOf.set(row, entry);
+    const button = el("button", "gap-button", "⋯ Messages between these are not loaded yet: show them");
+    button.type = "button";
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      button.textContent = "Loading…";
+      this.onGap(entry);
+    });
+    row.append(button);
     return row;
   }
 
@@ -700,6 +900,16 @@ export class View {
     banner.className = kind;
     banner.hidden = !text;
   }
+}
+
+// A result's time: the hour today, the day and hour this year, the full date before.
+function resultTime(date) {
+  const now = new Date();
+  const hour = `${two(date.getHours())}:${two(date.getMinutes())}`;
+  if (dayKey(date) === dayKey(now)) return hour;
+  const sameYear = date.getFullYear() === now.getFullYear();
+  const day = date.toLocaleDateString([], sameYear ? { day: "numeric", month: "short" } : { day: "numeric", month: "short", year: "numeric" });
+  return `${day} ${hour}`;
 }
 
 // The index of the first message after seq.

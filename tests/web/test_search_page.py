@@ -1,0 +1,142 @@
+"""Searching from the web page (soju.im/search), in real Chromium against a real server: in one
+conversation and everywhere, the words marked in the results, more results page by page, and a click
+that opens the conversation on the message (loaded from history around it when the page does not hold
+it) and lights it up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.irc_client import RawClient
+from tests.web.conftest import WebServer, start_web_server, stop_web_server
+
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from playwright.sync_api import expect
+
+from tests.web.test_browser import Person
+
+expect.set_options(timeout=8000)
+
+CONFIG = """
+flood_burst_lines = 1000
+flood_lines_per_s = 1000.0
+search_per_ip = 1000
+"""
+PAGE = 25  # the page's SEARCH limit (main.js SEARCH_PAGE)
+
+
+@pytest.fixture(scope="module")
+def search_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    try:
+        server = start_web_server(tmp_path_factory.mktemp("search-page"), config_text=CONFIG)
+    except RuntimeError as exc:
+        if "unknown key" in str(exc):  # (its config keys are not there either)
+            pytest.skip("this server does not offer soju.im/search yet (the search branch)")
+        raise
+    client = server.irc.client()
+    client.send("CAP LS 302")
+    caps = " ".join(m.params[-1] for m in client.lines_until("CAP") if m.command == "CAP")
+    client.close()
+    try:
+        assert "soju.im/search" in caps  # its config keys are known: it must be offered
+        yield server
+    finally:
+        stop_web_server(server)
+
+
+def talker(server: WebServer, nick: str, *channels: str) -> RawClient:
+    client = server.irc.client()
+    client.register(nick, caps=["message-tags", "echo-message", "server-time"])
+    client.expect("366", p1="#lobby")
+    for channel in channels:
+        client.send(f"JOIN {channel}")
+        client.expect("366", p1=channel)
+    return client
+
+
+def say(client: RawClient, target: str, text: str) -> str:
+    client.send(f"PRIVMSG {target} :{text}")
+    return client.expect("PRIVMSG", p1=text).tags["msgid"]
+
+
+def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
+        browser: Any, search_server: WebServer, people: list[Person]) -> None:
+    luca = talker(search_server, "luca", "#office")
+    first = say(luca, "#office", "the projector in room 2 is broken")
+    for i in range(120):  # the old message is far out of what the page loads on joining
+        say(luca, "#office", f"projector note {i}" if i % 2 == 0 else f"chatter {i}")
+    say(luca, "#lobby", "who took the projector remote?")
+
+    giulia = Person(browser, search_server.url, "giulia")
+    people.append(giulia)
+    page = giulia.page
+    giulia.say("/join #office")
+    expect(page.locator("#buffer-title")).to_have_text("#office")
+    expect(giulia.line("projector note 118")).to_be_visible()
+    expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_have_count(0)
+
+    # In this room: newest first, a page at a time, the words marked.
+    page.locator("#search-button").click()
+    panel = page.locator("#search-panel")
+    expect(panel).to_be_visible()
+    expect(page.locator("#search-scope")).to_have_value("here")
+    expect(page.locator("#search-here")).to_have_text("In #office")
+    page.locator("#search-input").fill("projector")
+    page.locator("#search-input").press("Enter")
+    results = page.locator("#search-results .search-result")
+    expect(results).to_have_count(PAGE)
+    expect(page.locator("#search-status")).to_have_text(f"{PAGE}+ found for “projector” in #office")
+    expect(results.first).to_contain_text("projector note 118")
+    expect(results.first.locator(".result-where")).to_have_text("#office")
+    expect(results.first.locator(".nick")).to_have_text("luca")
+    expect(results.first.locator("mark")).to_have_text("projector")
+    more = page.locator("#search-more")
+    more.click()
+    expect(results).to_have_count(2 * PAGE - 1)  # (before= takes in the oldest one again: shown once)
+    more.click()
+    expect(results).to_have_count(61)  # 60 notes and the old message, each once
+    expect(more).to_be_hidden()
+    expect(page.locator("#search-status")).to_have_text("61 found for “projector” in #office")
+    expect(results.last).to_contain_text("the projector in room 2 is broken")
+    texts = results.locator(".result-text").all_inner_texts()
+    assert len(set(texts)) == len(texts)
+    assert not any("remote" in t for t in texts)  # #lobby's is not in #office
+
+    # The oldest result: #office opens on it, loaded from the history around it, and lit up.
+    results.last.click()
+    line = page.locator(f"#messages .line[data-msgid='{first}']")
+    expect(line).to_be_in_viewport()
+    expect(line).to_contain_text("the projector in room 2 is broken")
+    expect(line).to_have_class("line privmsg flash")
+    # Between the window around it and the latest messages: a gap, which a click fills.
+    gap = page.locator("#messages .gap-button")
+    expect(gap).to_have_count(1)
+    expect(giulia.line("chatter 51")).to_have_count(0)
+    gap.click()
+    expect(gap).to_have_count(0)
+    expect(giulia.line("chatter 51")).to_have_count(1)
+    notes = page.locator("#messages .line .text").all_inner_texts()
+    numbers = [int(t.split()[-1]) for t in notes if t.startswith(("projector note", "chatter"))]
+    assert numbers == sorted(numbers) and len(numbers) == len(set(numbers)), numbers
+
+    # Everywhere: #lobby's too.
+    page.locator("#search-scope").select_option("all")
+    page.locator("#search-input").fill("remote")
+    page.locator("#search-submit").click()
+    expect(results).to_have_count(1)
+    expect(results.first.locator(".result-where")).to_have_text("#lobby")
+    results.first.click()
+    expect(page.locator("#buffer-title")).to_have_text("#lobby")
+    expect(giulia.line("who took the projector remote?")).to_have_class("line privmsg flash")
+
+    # Nothing found says so; Escape closes the panel.
+    page.locator("#search-input").fill("xylophone")
+    page.locator("#search-input").press("Enter")
+    expect(page.locator("#search-status")).to_have_text("Nothing found for “xylophone”.")
+    expect(results).to_have_count(0)
+    page.locator("#search-input").press("Escape")
+    expect(panel).to_be_hidden()
+    luca.close()
