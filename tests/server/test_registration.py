@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 from salotto.proto import parse
 from salotto.proto.numerics import (
     ERR_ALREADYREGISTERED,
@@ -14,6 +17,7 @@ from salotto.proto.numerics import (
     RPL_ISUPPORT,
     RPL_WELCOME,
 )
+from tests.conftest import start_server, stop_server
 from tests.server.harness import Harness, MemoryConnection
 
 
@@ -232,3 +236,34 @@ def test_stats_count_connections_messages_and_disconnect_reasons() -> None:
     h.clock.now += 1000
     h.server.tick()
     assert stats.disconnects == {"quit": 1, "ping_timeout": 2}
+
+
+
+def _cap_ls(tmp_path: Path, *extra: str) -> list[str]:
+    """The CAP LS 302 reply of a real server (accounts, history, search, push and uploads on: every cap)."""
+    tmp_path.mkdir()
+    server = start_server(tmp_path, "--web-listen", "127.0.0.1:0", *extra)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"CAP LS 302\r\n")
+            received = b""
+            while not received.endswith(b"\r\n") or parse(received.decode().split("\r\n")[-2]).params[2] == "*":
+                chunk = sock.recv(4096)
+                assert chunk, f"closed after {received!r}"
+                received += chunk
+        return received.decode().split("\r\n")[:-1]
+    finally:
+        stop_server(server)
+
+
+def test_cap_ls_is_one_line_when_it_fits_and_every_line_fits_in_512_bytes(tmp_path: Path) -> None:
+    """Clients that read only the first CAP LS line (pydle 1.2) see every capability while one line of 512
+    bytes holds them; a server name long enough to push them past it continues them with ``*``, and no line
+    is longer than 512 bytes."""
+    lines = _cap_ls(tmp_path / "short")
+    assert len(lines) == 1 and len(lines[0].encode()) + 2 <= 512
+    offered = set(parse(lines[0]).params[-1].split())
+    assert {"sasl=PLAIN,SCRAM-SHA-256", "soju.im/search", "soju.im/webpush", "draft/chathistory"} <= offered
+    lines = _cap_ls(tmp_path / "long", "--server-name", "irc." + "x" * 60 + "." + "y" * 60 + ".org")
+    assert len(lines) >= 2 and all(len(line.encode()) + 2 <= 512 for line in lines)
+    assert {cap for line in lines for cap in parse(line).params[-1].split()} == offered

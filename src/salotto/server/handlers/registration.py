@@ -73,8 +73,8 @@ ACCOUNT_CAPABILITIES: dict[str, str] = {
     "account-tag": "",
     "sasl": ",".join(SASL_MECHANISMS),
 }
-# Longest CAP reply payload before continuing on another line (keeps lines under 512 bytes).
-_CAP_LINE_BUDGET = 400
+# The most of a line (without CRLF) that a CAP reply may fill (RFC 1459's 512 bytes with it).
+_CAP_LINE_MAX = 510
 
 
 def _tag_flags(caps: set[str]) -> int:
@@ -91,12 +91,16 @@ def _tag_flags(caps: set[str]) -> int:
 
 
 def _cap_lines(ctx: Context, subcommand: str, items: list[str]) -> None:
-    """CAP LS/LIST, split over several lines (``*`` marks continuation) when it is long."""
+    """CAP LS/LIST, split over several lines (``*`` marks continuation) only when one line cannot hold it:
+    each line as full as 512 bytes allow, so that a client that reads only the first line (pydle 1.2 does)
+    still sees every capability when they fit."""
     target = ctx.client.nick
+    # ":server CAP nick LS * :" (tags do not count against the 512 bytes)
+    budget = _CAP_LINE_MAX - len(f":{ctx.server.name} CAP {target} {subcommand} * :".encode())
     chunks: list[list[str]] = [[]]
     size = 0
     for item in items:
-        if chunks[-1] and size + len(item) + 1 > _CAP_LINE_BUDGET:
+        if chunks[-1] and size + len(item) + 1 > budget:
             chunks.append([])
             size = 0
         chunks[-1].append(item)
