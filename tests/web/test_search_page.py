@@ -140,3 +140,30 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     page.locator("#search-input").press("Escape")
     expect(panel).to_be_hidden()
     luca.close()
+
+
+def test_a_failed_search_answered_after_a_newer_one_was_asked_is_not_shown_as_the_newer_ones(
+        browser: Any, search_server: WebServer, people: list[Person]) -> None:
+    """Two searches asked one after the other before any answer: the first fails (FAIL SEARCH: no word to
+    search for). Its error is not the second one's, and the second one's results are shown (they used to be
+    dropped as the first one's answer)."""
+    luca = talker(search_server, "teo")
+    say(luca, "#lobby", "the plants need water on friday")
+    person = Person(browser, search_server.url, "sara")
+    people.append(person)
+    page = person.page
+    page.locator("#search-button").click()
+    expect(page.locator("#search-panel")).to_be_visible()
+    page.evaluate("""() => {
+        const input = document.getElementById("search-input");
+        const form = document.getElementById("search-form");
+        input.value = "!!!";  // no word in it: the server says FAIL SEARCH INVALID_PARAMS
+        form.requestSubmit();
+        input.value = "plants";  // asked at once, before that answer came
+        form.requestSubmit();
+    }""")
+    results = page.locator("#search-results .search-result")
+    expect(results).to_have_count(1)
+    expect(page.locator("#search-status")).to_have_text("1 found for “plants” in #lobby")
+    expect(page.locator("#search-status")).not_to_have_class("search-status error")
+    luca.close()

@@ -934,7 +934,9 @@ const HANDLERS = {
   },
   FAIL(chat, msg) {
     const text = msg.params.at(-1) || "";
-    if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
+    if (msg.params[0] === "SEARCH" && chat.search && chat.search.skip) {
+      chat.search.skip--; // the answer to an earlier search, asked before this one: not this one's
+    } else if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
       chat.search.loading = false;
       chat.search.error = text;
       chat.dirty.add("search");
