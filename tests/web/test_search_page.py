@@ -142,6 +142,56 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     luca.close()
 
 
+def test_a_search_whose_answer_the_lost_connection_took_does_not_swallow_the_next_ones(
+        browser: Any, search_server: WebServer) -> None:
+    """The connection drops right after a SEARCH went: no answer will come for it. Once the page is back,
+    the search it shows says so, and the next searches show their own results (they used to wait for the
+    lost answer first: "Searching…" for good, every search after)."""
+    luca = talker(search_server, "marta")
+    say(luca, "#lobby", "the kettle is on the second floor")
+    context = browser.new_context()
+    cut = {"next_search": True}
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if cut["next_search"] and isinstance(message, str) and message.startswith("SEARCH "):
+                cut["next_search"] = False
+                ws.close()  # (the line never reached the server)
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("pietro")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("kettle")
+        page.locator("#search-input").press("Enter")
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        status = page.locator("#search-status")
+        expect(status).to_have_text("The connection was lost before the answer came: search again.")
+        results = page.locator("#search-results .search-result")
+        for _ in range(2):
+            page.locator("#search-input").press("Enter")
+            expect(results).to_have_count(1)
+            expect(status).to_have_text("1 found for “kettle” in #lobby")
+        assert not errors, errors
+    finally:
+        context.close()
+        luca.close()
+
+
 def test_a_failed_search_answered_after_a_newer_one_was_asked_is_not_shown_as_the_newer_ones(
         browser: Any, search_server: WebServer, people: list[Person]) -> None:
     """Two searches asked one after the other before any answer: the first fails (FAIL SEARCH: no word to

@@ -208,6 +208,7 @@ function onStatus(status) {
     chat.account = null; // a new connection: logged in again (900) or not at all
     chat.quietLabels.clear(); // what the last one asked is not answered on this one
     chat.alwaysOnPending = false;
+    chat.searchLost();
   }
   else if (status.state === "waiting") {
     view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");

@@ -476,6 +476,19 @@ export class Chat {
     return this.search;
   }
 
+  // The connection is gone: the answers still owed for searches will not come. A first page asked says
+  // so (search again); a "More results" asked is offered again.
+  searchLost() {
+    const search = this.search;
+    if (!search || (!search.loading && !search.skip)) return;
+    search.skip = 0;
+    if (search.loading) {
+      search.loading = false;
+      if (!search.pages) search.error = "The connection was lost before the answer came: search again.";
+    }
+    this.dirty.add("search");
+  }
+
   // Where a message found (or pushed) belongs: the channel, or the other person of a private one.
   conversationOf(msg) {
     let target = msg.params[0] || "";
