@@ -217,3 +217,29 @@ def test_a_failed_search_answered_after_a_newer_one_was_asked_is_not_shown_as_th
     expect(page.locator("#search-status")).to_have_text("1 found for “plants” in #lobby")
     expect(page.locator("#search-status")).not_to_have_class("search-status error")
     luca.close()
+
+
+def test_in_this_conversation_names_the_conversation_on_show_while_the_panel_stays_open(
+        browser: Any, search_server: WebServer, people: list[Person]) -> None:
+    """The panel stays open beside the chat: another conversation picked meanwhile is the one "In ..."
+    names and searches (it used to keep the name of the one open when the panel was, and search the other)."""
+    luca = talker(search_server, "ugo", "#kitchen")
+    say(luca, "#kitchen", "the oven timer beeps twice")
+    say(luca, "#lobby", "the oven in the lobby? no")
+    person = Person(browser, search_server.url, "vera")
+    people.append(person)
+    page = person.page
+    person.say("/join #kitchen")
+    expect(page.locator("#buffer-title")).to_have_text("#kitchen")
+    page.locator("#search-button").click()
+    expect(page.locator("#search-here")).to_have_text("In #kitchen")
+    page.locator("#buffer-list button[data-name='#lobby']").click()
+    expect(page.locator("#buffer-title")).to_have_text("#lobby")
+    expect(page.locator("#search-panel")).to_be_visible()
+    expect(page.locator("#search-here")).to_have_text("In #lobby")
+    page.locator("#search-input").fill("oven")
+    page.locator("#search-input").press("Enter")
+    results = page.locator("#search-results .search-result")
+    expect(page.locator("#search-status")).to_have_text("1 found for “oven” in #lobby")
+    expect(results.first).to_contain_text("the oven in the lobby? no")
+    luca.close()

@@ -58,6 +58,7 @@ function scheduleRender() {
     flushOutbox();
     jumpIfLoaded();
     updatePushControl();
+    updateSearchScope();
   });
 }
 
@@ -517,14 +518,23 @@ function onPaste(event) {
 // -- searching (soju.im/search) ---------------------------------------------------------------------
 
 function openSearch() {
-  const buf = chat.activeBuffer;
-  const here = buf && buf.kind !== "server";
-  $("search-here").textContent = here ? `In ${buf.name}` : "In this conversation";
-  $("search-here").disabled = !here;
-  if (!here) $("search-scope").value = "all";
   $("search-panel").hidden = false;
+  updateSearchScope();
   $("search-input").focus();
   $("search-input").select();
+}
+
+// "In <conversation>" names the one on show, which may change while the panel stays open (it is what
+// runSearch searches). Called on every frame drawn: it writes to the page only what changed.
+function updateSearchScope() {
+  if ($("search-panel").hidden || !chat) return;
+  const buf = chat.activeBuffer;
+  const here = !!buf && buf.kind !== "server";
+  const option = $("search-here");
+  const text = here ? `In ${buf.name}` : "In this conversation";
+  if (option.textContent !== text) option.textContent = text;
+  if (option.disabled === here) option.disabled = !here;
+  if (!here && $("search-scope").value === "here") $("search-scope").value = "all";
 }
 
 function closeSearch() {
