@@ -115,6 +115,7 @@ function socketUrl() {
 // Back to the form with a reason; field: the one to correct. The password is never kept in the form
 // after a try: whoever comes back types it again.
 function showLoginError(text, field = "nick") {
+  dropUploads(); // what was on its way goes with the login that sent it
   $("chat").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = text;
@@ -165,8 +166,7 @@ function startChat(nick, auth) {
   view.onResult = (result) => openResult(result);
   view.onGap = (entry) => fillGap(entry);
   closeSearch();
-  hideUpload();
-  uploadQueue.length = 0;
+  dropUploads();
   conn = new IrcConnection(socketUrl(), nick, auth, serverPassword);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
@@ -425,6 +425,7 @@ function nextUpload() {
     if (event.lengthComputable && event.total) progress.value = event.loaded / event.total;
   });
   xhr.addEventListener("load", () => {
+    if (uploading !== job) return; // dropped (dropUploads)
     uploading = null;
     const fileLocation = xhr.getResponseHeader("Location");
     if (xhr.status === 201 && fileLocation) {
@@ -439,11 +440,13 @@ function nextUpload() {
     }
   });
   xhr.addEventListener("error", () => {
+    if (uploading !== job) return;
     uploading = null;
     uploadQueue.length = 0;
     showUploadError(job.file.name, uploadError(0, ""));
   });
   xhr.addEventListener("abort", () => {
+    if (uploading !== job) return;
     uploading = null;
     if (uploadQueue.length) nextUpload();
     else hideUpload();
@@ -463,6 +466,16 @@ function hideUpload() {
   $("upload-bar").hidden = true;
   $("upload-bar").classList.remove("failed");
   $("upload-error").textContent = "";
+}
+
+// Leaving the chat (or logging in again): the files on their way, sent with that login, are dropped; a
+// link arriving later would be posted by whoever is logged in then.
+function dropUploads() {
+  uploadQueue.length = 0;
+  const job = uploading;
+  uploading = null;
+  if (job && job.xhr) job.xhr.abort();
+  hideUpload();
 }
 
 function cancelUpload() {
