@@ -739,7 +739,9 @@ async function enablePush() {
     if (!registration) throw new Error("This browser could not start the page's service worker.");
     const key = base64urlToBytes(chat.isupport.get("VAPID"));
     let subscription = await registration.pushManager.getSubscription();
-    if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
+    // One made for another account on this browser (a shared computer) is not reused: registered for both,
+    // the other's mentions and private messages would show here under this account's switch.
+    if (subscription && (!sameKey(subscription.options.applicationServerKey, key) || pushAccount() !== chat.account)) {
       await subscription.unsubscribe();
       subscription = null;
     }
