@@ -243,3 +243,70 @@ def test_in_this_conversation_names_the_conversation_on_show_while_the_panel_sta
     expect(page.locator("#search-status")).to_have_text("1 found for “oven” in #lobby")
     expect(results.first).to_contain_text("the oven in the lobby? no")
     luca.close()
+
+
+def test_a_gap_whose_messages_the_lost_connection_took_stays_and_fills_once_back(
+        browser: Any, search_server: WebServer) -> None:
+    """The connection drops while a gap's messages are on their way (CHATHISTORY BETWEEN). Back online,
+    the gap is still there and a click fills it. (The answer to the page's first history request on the
+    new connection, its room's latest messages, used to be taken for the gap's: the gap went, and the
+    messages in it were never loaded, a silent hole in the conversation.)"""
+    nino = talker(search_server, "nino", "#garage")
+    first = say(nino, "#garage", "the red bicycle has a flat tyre")
+    for i in range(120):
+        say(nino, "#garage", f"garage note {i}")
+    context = browser.new_context()
+    cut = {"armed": False}
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if cut["armed"] and isinstance(message, str) and message.startswith("CHATHISTORY BETWEEN "):
+                cut["armed"] = False
+                ws.close()  # (the line never reached the server)
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("olivia")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#message-input").fill("/join #garage")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#garage")
+        expect(page.locator("#messages .line", has_text="garage note 119")).to_be_visible()
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("bicycle")
+        page.locator("#search-input").press("Enter")
+        results = page.locator("#search-results .search-result")
+        expect(results).to_have_count(1)
+        results.first.click()
+        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
+        gap = page.locator("#messages .gap-button")
+        expect(gap).to_have_count(1)
+        cut["armed"] = True
+        gap.click()
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        expect(page.locator("#messages .line", has_text="You joined #garage")).to_have_count(2)  # (joined again)
+        page.wait_for_timeout(1000)  # (the room joined again, its latest messages asked for and in)
+        expect(gap).to_have_count(1)
+        expect(gap).to_be_enabled()
+        gap.click()
+        expect(gap).to_have_count(0)
+        notes = page.locator("#messages .line .text").all_inner_texts()
+        numbers = [int(t.split()[-1]) for t in notes if t.startswith("garage note")]
+        assert numbers == list(range(120)), numbers
+        assert not errors, errors
+    finally:
+        context.close()
+        nino.close()

@@ -210,6 +210,7 @@ function onStatus(status) {
     chat.quietLabels.clear(); // what the last one asked is not answered on this one
     chat.alwaysOnPending = false;
     chat.searchLost();
+    chat.historyLost();
   }
   else if (status.state === "waiting") {
     view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");

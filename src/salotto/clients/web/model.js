@@ -476,6 +476,21 @@ export class Chat {
     return this.search;
   }
 
+  // The connection is gone: no history request is on its way any more (the new connection's first
+  // answers, a room's latest messages, are not theirs). A gap whose messages were asked for is drawn
+  // again, to be asked for again.
+  historyLost() {
+    for (const buf of this.buffers.values()) {
+      if (buf.gapFilling) {
+        buf.version++;
+        if (this.isActive(buf)) this.dirty.add("messages");
+      }
+      buf.historyLoading = false;
+      buf.aroundPending = null;
+      buf.gapFilling = null;
+    }
+  }
+
   // The connection is gone: the answers still owed for searches will not come. A first page asked says
   // so (search again); a "More results" asked is offered again.
   searchLost() {
