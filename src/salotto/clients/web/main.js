@@ -358,6 +358,7 @@ function loadOlder() {
   const first = buf.messages.find((m) => m.msgid || m.kind === "privmsg" || m.kind === "notice" || m.kind === "action");
   const anchor = first && first.msgid ? `msgid=${first.msgid}` : `timestamp=${(first ? first.time : new Date()).toISOString()}`;
   buf.historyLoading = true;
+  buf.olderPending = true;
   conn.send("CHATHISTORY", ["BEFORE", buf.name, anchor, String(HISTORY_PAGE)]);
 }
 

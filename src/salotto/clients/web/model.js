@@ -50,6 +50,7 @@ export class Buffer {
     this.joined = false;
     this.historyLoading = false;
     this.historyDone = false;
+    this.olderPending = false; // the history request on its way asks for older messages (scroll-back)
     this.aroundPending = null; // a CHATHISTORY AROUND is on its way (a search result to show)
     this.gapFilling = null; // the gap whose messages a CHATHISTORY BETWEEN is loading
     this.version = 0; // bumped when messages are rearranged (older history merged in): redraw all
@@ -488,6 +489,7 @@ export class Chat {
       buf.historyLoading = false;
       buf.aroundPending = null;
       buf.gapFilling = null;
+      buf.olderPending = false;
     }
   }
 
@@ -558,8 +560,10 @@ export class Chat {
     // A window around a message (a search result), or the messages of a gap: loaded apart from the rest.
     const around = buf.aroundPending;
     const gap = buf.gapFilling;
+    const older = buf.olderPending;
     buf.aroundPending = null;
     buf.gapFilling = null;
+    buf.olderPending = false;
     if (gap) this.removeGap(buf, gap);
     let overlap = false;
     const entries = [];
@@ -579,7 +583,9 @@ export class Chat {
       entries.push(found.entry);
     }
     if (!entries.length && !reactions.length) {
-      if (!around && !gap) buf.historyDone = true;
+      // Nothing older than what the page holds; but latest messages all held already (joined again
+      // after a reconnection, nothing said meanwhile) say nothing about older ones.
+      if (!around && !gap && (older || !overlap)) buf.historyDone = true;
       if (this.isActive(buf)) this.dirty.add("messages");
       return;
     }
