@@ -310,3 +310,78 @@ def test_a_gap_whose_messages_the_lost_connection_took_stays_and_fills_once_back
     finally:
         context.close()
         nino.close()
+
+
+def test_a_gap_clicked_while_the_page_is_offline_can_be_clicked_again_once_back(
+        browser: Any, search_server: WebServer) -> None:
+    """A click on a gap while the connection is down asks nothing (it cannot): the button says so by
+    staying clickable, and works once the page is back. (It used to say "Loading…", disabled, for good.)"""
+    rita = talker(search_server, "rita", "#attic")
+    first = say(rita, "#attic", "the old lamp is in the blue box")
+    for i in range(120):
+        say(rita, "#attic", f"attic note {i}")
+    context = browser.new_context()
+    state = {"cut": False, "hold": False}
+    held: list[Any] = []
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        if state["hold"]:  # offline: the page's socket opens onto nothing
+            held.append(ws)
+            ws.on_message(lambda message: None)
+            return
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            tunnel = isinstance(message, str) and message.startswith("PRIVMSG #attic :going through a tunnel")
+            if state["cut"] and tunnel:
+                state["cut"] = False
+                state["hold"] = True
+                ws.close()
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("sofia")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#message-input").fill("/join #attic")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#attic")
+        expect(page.locator("#messages .line", has_text="attic note 119")).to_be_visible()
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("lamp")
+        page.locator("#search-input").press("Enter")
+        results = page.locator("#search-results .search-result")
+        expect(results).to_have_count(1)
+        results.first.click()
+        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
+        gap = page.locator("#messages .gap-button")
+        expect(gap).to_have_count(1)
+        state["cut"] = True
+        page.locator("#message-input").fill("going through a tunnel")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_contain_text("Reconnecting")
+        gap.click()
+        expect(gap).to_be_enabled()
+        state["hold"] = False
+        held[-1].close()  # back online: the page's next try reaches the server
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        expect(page.locator("#messages .line", has_text="You joined #attic")).to_have_count(2)
+        gap.click()
+        expect(gap).to_have_count(0)
+        notes = page.locator("#messages .line .text").all_inner_texts()
+        numbers = [int(t.split()[-1]) for t in notes if t.startswith("attic note")]
+        assert numbers == list(range(120)), numbers
+        assert not errors, errors
+    finally:
+        context.close()
+        rita.close()

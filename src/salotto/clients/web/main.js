@@ -620,15 +620,17 @@ function jumpIfLoaded() {
   conn.send("CHATHISTORY", ["AROUND", buf.name, `msgid=${pendingJump.msgid}`, String(AROUND_MESSAGES)]);
 }
 
-// A gap's line clicked: the messages between the two sides of it (a page at a time).
+// A gap's line clicked: the messages between the two sides of it (a page at a time). False when they
+// cannot be asked for now (offline, another history request on its way): the line stays clickable.
 function fillGap(entry) {
   const buf = chat.activeBuffer;
-  if (!historyTarget(buf) || buf.historyLoading) return;
+  if (!historyTarget(buf) || buf.historyLoading) return false;
   const side = (e) => (e.msgid ? `msgid=${e.msgid}` : `timestamp=${e.time.toISOString()}`);
+  if (!conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)])) return false;
   entry.limit = GAP_PAGE;
   buf.historyLoading = true;
   buf.gapFilling = entry;
-  conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)]);
+  return true;
 }
 
 // -- notifications on this device (Web Push: soju.im/webpush) --------------------------------------------
