@@ -389,3 +389,44 @@ def test_a_mention_while_hidden_shows_through_the_service_worker_where_chrome_ha
         assert not errors, errors
     finally:
         context.close()
+
+
+def test_another_account_turning_notifications_on_on_the_same_browser_gets_a_subscription_of_its_own(
+        browser: Any, push_server: WebServer) -> None:
+    """A shared computer: amos turned notifications on, left (/quit), and bice logs in on the same browser
+    and turns them on too. She gets a new subscription; amos's is given up (the push service then refuses
+    the server's pushes to it). Reusing it registered one subscription for both accounts: amos's mentions
+    and private messages kept showing on bice's screen under her switch."""
+    if not offers_push(push_server):
+        pytest.skip("this server does not offer soju.im/webpush yet (the push branch)")
+    register_over_tcp(push_server, "amos", "amos-on-a-shared-pc")
+    register_over_tcp(push_server, "bice", "bice-on-a-shared-pc")
+    context = browser.new_context()
+    context.grant_permissions(["notifications"], origin=push_server.url.rstrip("/"))
+    context.add_init_script(FAKE_PUSH_SERVICE % json.dumps("http://127.0.0.1:9/push/shared-pc"))
+    page = context.new_page()
+    errors = watch_errors(page)
+    try:
+        log_in(page, push_server.url, "amos", "amos-on-a-shared-pc")
+        switch = page.locator("#push-input")
+        switch.check()
+        expect(page.locator("#push-status")).to_contain_text("On")
+        expect(switch).to_be_checked()
+        amos_keys = json.loads(page.evaluate("localStorage.getItem('fake-push')"))["p256dh"]
+        page.locator("#message-input").fill("/quit")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#login")).to_be_visible()
+        page.locator("#nick-input").fill("bice")
+        page.locator("#password-input").fill("bice-on-a-shared-pc")
+        page.locator("#password-input").press("Enter")
+        expect(page.locator("#me-account")).to_contain_text("logged in as bice")
+        expect(switch).not_to_be_checked()  # (amos's, not hers)
+        switch.check()
+        expect(page.locator("#push-status")).to_contain_text("On")
+        expect(switch).to_be_checked()
+        assert page.evaluate("localStorage.getItem('fake-push-unsubscribed')") == "yes"
+        bice_keys = json.loads(page.evaluate("localStorage.getItem('fake-push')"))["p256dh"]
+        assert bice_keys != amos_keys
+        assert not errors, errors
+    finally:
+        context.close()

@@ -140,3 +140,248 @@ def test_search_in_a_room_and_everywhere_page_through_and_jump_to_a_message(
     page.locator("#search-input").press("Escape")
     expect(panel).to_be_hidden()
     luca.close()
+
+
+def test_a_search_whose_answer_the_lost_connection_took_does_not_swallow_the_next_ones(
+        browser: Any, search_server: WebServer) -> None:
+    """The connection drops right after a SEARCH went: no answer will come for it. Once the page is back,
+    the search it shows says so, and the next searches show their own results (they used to wait for the
+    lost answer first: "Searching…" for good, every search after)."""
+    luca = talker(search_server, "marta")
+    say(luca, "#lobby", "the kettle is on the second floor")
+    context = browser.new_context()
+    cut = {"next_search": True}
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if cut["next_search"] and isinstance(message, str) and message.startswith("SEARCH "):
+                cut["next_search"] = False
+                ws.close()  # (the line never reached the server)
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("pietro")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("kettle")
+        page.locator("#search-input").press("Enter")
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        status = page.locator("#search-status")
+        expect(status).to_have_text("The connection was lost before the answer came: search again.")
+        results = page.locator("#search-results .search-result")
+        for _ in range(2):
+            page.locator("#search-input").press("Enter")
+            expect(results).to_have_count(1)
+            expect(status).to_have_text("1 found for “kettle” in #lobby")
+        assert not errors, errors
+    finally:
+        context.close()
+        luca.close()
+
+
+def test_a_failed_search_answered_after_a_newer_one_was_asked_is_not_shown_as_the_newer_ones(
+        browser: Any, search_server: WebServer, people: list[Person]) -> None:
+    """Two searches asked one after the other before any answer: the first fails (FAIL SEARCH: no word to
+    search for). Its error is not the second one's, and the second one's results are shown (they used to be
+    dropped as the first one's answer)."""
+    luca = talker(search_server, "teo")
+    say(luca, "#lobby", "the plants need water on friday")
+    person = Person(browser, search_server.url, "sara")
+    people.append(person)
+    page = person.page
+    page.locator("#search-button").click()
+    expect(page.locator("#search-panel")).to_be_visible()
+    page.evaluate("""() => {
+        const input = document.getElementById("search-input");
+        const form = document.getElementById("search-form");
+        input.value = "!!!";  // no word in it: the server says FAIL SEARCH INVALID_PARAMS
+        form.requestSubmit();
+        input.value = "plants";  // asked at once, before that answer came
+        form.requestSubmit();
+    }""")
+    results = page.locator("#search-results .search-result")
+    expect(results).to_have_count(1)
+    expect(page.locator("#search-status")).to_have_text("1 found for “plants” in #lobby")
+    expect(page.locator("#search-status")).not_to_have_class("search-status error")
+    luca.close()
+
+
+def test_in_this_conversation_names_the_conversation_on_show_while_the_panel_stays_open(
+        browser: Any, search_server: WebServer, people: list[Person]) -> None:
+    """The panel stays open beside the chat: another conversation picked meanwhile is the one "In ..."
+    names and searches (it used to keep the name of the one open when the panel was, and search the other)."""
+    luca = talker(search_server, "ugo", "#kitchen")
+    say(luca, "#kitchen", "the oven timer beeps twice")
+    say(luca, "#lobby", "the oven in the lobby? no")
+    person = Person(browser, search_server.url, "vera")
+    people.append(person)
+    page = person.page
+    person.say("/join #kitchen")
+    expect(page.locator("#buffer-title")).to_have_text("#kitchen")
+    page.locator("#search-button").click()
+    expect(page.locator("#search-here")).to_have_text("In #kitchen")
+    page.locator("#buffer-list button[data-name='#lobby']").click()
+    expect(page.locator("#buffer-title")).to_have_text("#lobby")
+    expect(page.locator("#search-panel")).to_be_visible()
+    expect(page.locator("#search-here")).to_have_text("In #lobby")
+    page.locator("#search-input").fill("oven")
+    page.locator("#search-input").press("Enter")
+    results = page.locator("#search-results .search-result")
+    expect(page.locator("#search-status")).to_have_text("1 found for “oven” in #lobby")
+    expect(results.first).to_contain_text("the oven in the lobby? no")
+    luca.close()
+
+
+def test_a_gap_whose_messages_the_lost_connection_took_stays_and_fills_once_back(
+        browser: Any, search_server: WebServer) -> None:
+    """The connection drops while a gap's messages are on their way (CHATHISTORY BETWEEN). Back online,
+    the gap is still there and a click fills it. (The answer to the page's first history request on the
+    new connection, its room's latest messages, used to be taken for the gap's: the gap went, and the
+    messages in it were never loaded, a silent hole in the conversation.)"""
+    nino = talker(search_server, "nino", "#garage")
+    first = say(nino, "#garage", "the red bicycle has a flat tyre")
+    for i in range(120):
+        say(nino, "#garage", f"garage note {i}")
+    context = browser.new_context()
+    cut = {"armed": False}
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if cut["armed"] and isinstance(message, str) and message.startswith("CHATHISTORY BETWEEN "):
+                cut["armed"] = False
+                ws.close()  # (the line never reached the server)
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("olivia")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#message-input").fill("/join #garage")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#garage")
+        expect(page.locator("#messages .line", has_text="garage note 119")).to_be_visible()
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("bicycle")
+        page.locator("#search-input").press("Enter")
+        results = page.locator("#search-results .search-result")
+        expect(results).to_have_count(1)
+        results.first.click()
+        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
+        gap = page.locator("#messages .gap-button")
+        expect(gap).to_have_count(1)
+        cut["armed"] = True
+        gap.click()
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        expect(page.locator("#messages .line", has_text="You joined #garage")).to_have_count(2)  # (joined again)
+        page.wait_for_timeout(1000)  # (the room joined again, its latest messages asked for and in)
+        expect(gap).to_have_count(1)
+        expect(gap).to_be_enabled()
+        gap.click()
+        expect(gap).to_have_count(0)
+        notes = page.locator("#messages .line .text").all_inner_texts()
+        numbers = [int(t.split()[-1]) for t in notes if t.startswith("garage note")]
+        assert numbers == list(range(120)), numbers
+        assert not errors, errors
+    finally:
+        context.close()
+        nino.close()
+
+
+def test_a_gap_clicked_while_the_page_is_offline_can_be_clicked_again_once_back(
+        browser: Any, search_server: WebServer) -> None:
+    """A click on a gap while the connection is down asks nothing (it cannot): the button says so by
+    staying clickable, and works once the page is back. (It used to say "Loading…", disabled, for good.)"""
+    rita = talker(search_server, "rita", "#attic")
+    first = say(rita, "#attic", "the old lamp is in the blue box")
+    for i in range(120):
+        say(rita, "#attic", f"attic note {i}")
+    context = browser.new_context()
+    state = {"cut": False, "hold": False}
+    held: list[Any] = []
+
+    def route(ws: Any) -> None:  # the network between the page and the server
+        if state["hold"]:  # offline: the page's socket opens onto nothing
+            held.append(ws)
+            ws.on_message(lambda message: None)
+            return
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            tunnel = isinstance(message, str) and message.startswith("PRIVMSG #attic :going through a tunnel")
+            if state["cut"] and tunnel:
+                state["cut"] = False
+                state["hold"] = True
+                ws.close()
+                server.close()
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    context.route_web_socket(search_server.ws_url, route)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(search_server.url)
+        page.keyboard.type("sofia")
+        page.keyboard.press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#lobby")
+        page.locator("#message-input").fill("/join #attic")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#buffer-title")).to_have_text("#attic")
+        expect(page.locator("#messages .line", has_text="attic note 119")).to_be_visible()
+        page.locator("#search-button").click()
+        page.locator("#search-input").fill("lamp")
+        page.locator("#search-input").press("Enter")
+        results = page.locator("#search-results .search-result")
+        expect(results).to_have_count(1)
+        results.first.click()
+        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
+        gap = page.locator("#messages .gap-button")
+        expect(gap).to_have_count(1)
+        state["cut"] = True
+        page.locator("#message-input").fill("going through a tunnel")
+        page.locator("#message-input").press("Enter")
+        expect(page.locator("#connection-banner")).to_be_visible()
+        expect(page.locator("#connection-banner")).to_contain_text("Reconnecting")
+        gap.click()
+        expect(gap).to_be_enabled()
+        state["hold"] = False
+        held[-1].close()  # back online: the page's next try reaches the server
+        expect(page.locator("#connection-banner")).to_be_hidden(timeout=15000)
+        expect(page.locator("#messages .line", has_text="You joined #attic")).to_have_count(2)
+        gap.click()
+        expect(gap).to_have_count(0)
+        notes = page.locator("#messages .line .text").all_inner_texts()
+        numbers = [int(t.split()[-1]) for t in notes if t.startswith("attic note")]
+        assert numbers == list(range(120)), numbers
+        assert not errors, errors
+    finally:
+        context.close()
+        rita.close()

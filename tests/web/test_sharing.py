@@ -5,6 +5,7 @@ meet (too big, a guest)."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import urllib.request
 import zlib
@@ -293,3 +294,36 @@ def test_only_this_servers_files_are_shown_inline(
     expect(line.locator("a.link")).to_have_text("https://elsewhere.example/files/abc/cat.png")
     expect(line.locator("img, video, .file-chip")).to_have_count(0)
     ugo.close()
+
+
+def test_an_upload_under_way_when_its_account_leaves_is_not_shared_by_the_next_login(
+        browser: Any, files_server: WebServer, people: list[Person]) -> None:
+    """A file still on its way when the user types /quit (and someone else logs in on that page): it is
+    dropped with the account that sent it. It used to go on, and its link was posted by whoever was
+    logged in when it arrived; the new login's upload bar stayed hidden behind it."""
+    ornella = Sharer(browser, files_server, "ornella", "ornella-leaves-early")
+    people.append(ornella)
+    register_over_tcp(files_server, "piero", "piero-comes-next")
+    mirko = watcher(files_server, "mirko")
+    page = ornella.page
+    held: list[Any] = []
+    page.route("**/upload", lambda route: held.append(route))  # (the network is slow: held back)
+    page.locator("#file-input").set_input_files(files=[
+        {"name": "ornella-private.png", "mimeType": "image/png", "buffer": png(20, 20)}])
+    expect(page.locator("#upload-bar")).to_be_visible()
+    page.wait_for_function("() => true")
+    assert held, "the upload was not sent"
+    ornella.say("/quit")
+    expect(page.locator("#login")).to_be_visible()
+    page.locator("#nick-input").fill("piero")
+    page.locator("#password-input").fill("piero-comes-next")
+    page.locator("#password-input").press("Enter")
+    expect(page.locator("#me-account")).to_contain_text("logged in as piero")
+    with contextlib.suppress(Exception):  # (dropped by the page: nothing to deliver)
+        held[0].continue_()  # the network delivers it now, if it was still asked for
+    page.wait_for_timeout(500)
+    ornella.say("piero is here")
+    assert shared_url(mirko, "piero") == "piero is here"
+    expect(page.locator("#upload-bar")).to_be_hidden()
+    ornella.errors = [e for e in ornella.errors if "Failed to load resource" not in e]
+    mirko.close()

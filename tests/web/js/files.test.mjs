@@ -8,7 +8,7 @@ import {
   basicAuth, contentDisposition, fileKind, filehostOrigin, formatBytes, ownFile, pastedName, uploadError, uploadUrl,
 } from "../../../src/salotto/clients/web/media.js";
 import {
-  base64urlToBytes, bytesToBase64url, conversationUrl, pushNotification, subscriptionKeys, targetFromHash,
+  base64urlToBytes, bytesToBase64url, chatWindow, conversationUrl, pushNotification, subscriptionKeys, targetFromHash,
 } from "../../../src/salotto/clients/web/push.js";
 import { matchRanges, searchAttrs, searchWords } from "../../../src/salotto/clients/web/search.js";
 import { chatAs, feed } from "./helpers.mjs";
@@ -220,4 +220,18 @@ test("a window loaded around an old message keeps a gap before the newer ones un
   feed(chat, ...batch(11, 12, 50, 51));
   assert.ok(!buf.messages.some((e) => e.kind === "gap"));
   for (let i = 1; i < buf.messages.length; i++) assert.ok(buf.messages[i].seq > buf.messages[i - 1].seq);
+});
+
+test("a notification's click brings forward one of the chat's pages, not another page of the same site", () => {
+  // The chat under a sub-path (behind a proxy), another app of the site beside it: clients.matchAll
+  // ({includeUncontrolled: true}) lists every window of the origin, most recently focused first.
+  const scope = "https://example.org/chat/";
+  const wiki = { url: "https://example.org/wiki/Home", focused: false };
+  const metrics = { url: "https://example.org/chat/metrics", focused: false };
+  const chatPage = { url: "https://example.org/chat/#%23lobby", focused: false };
+  assert.equal(chatWindow([wiki, metrics, chatPage], scope), chatPage);
+  const focused = { url: "https://example.org/chat/index.html?x=1", focused: true };
+  assert.equal(chatWindow([chatPage, wiki, focused], scope), focused);
+  assert.equal(chatWindow([wiki, metrics], scope), null, "none of them: the chat is opened in a new window");
+  assert.equal(chatWindow([{ url: "https://example.org/", focused: true }], scope), null);
 });

@@ -285,3 +285,18 @@ test("private conversations listed by CHATHISTORY TARGETS are collected; channel
   feed(chat, ":srv MARKREAD otto *");
   assert.equal(chat.buffer("otto").readUntil.getTime(), 0);
 });
+
+test("joined again after a reconnection, latest messages the page holds already do not end its scroll-back", () => {
+  const chat = chatAs("giulia", ["batch", "server-time", "message-tags", "draft/chathistory"]);
+  const line = (i) => `@batch=h;msgid=m${i};time=${new Date(Date.UTC(2026, 10, 1, 10, i)).toISOString()} :luca!u@h PRIVMSG #office :note ${i}`;
+  const batch = (...ids) => [":srv BATCH +h chathistory #office", ...ids.map(line), ":srv BATCH -h"];
+  feed(chat, ":giulia!u@h JOIN #office", ...batch(50, 51, 52));
+  const buf = chat.buffer("#office");
+  // The connection dropped; nothing was said meanwhile: JOIN again, CHATHISTORY LATEST again.
+  feed(chat, ":giulia!u@h JOIN #office", ...batch(50, 51, 52));
+  assert.equal(buf.historyDone, false, "older messages (before note 50) can still be loaded");
+  // Scrolled to the top: CHATHISTORY BEFORE note 50 says there is nothing older.
+  buf.olderPending = true;
+  feed(chat, ":srv BATCH +h chathistory #office", ":srv BATCH -h");
+  assert.equal(buf.historyDone, true);
+});

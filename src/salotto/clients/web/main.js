@@ -58,6 +58,7 @@ function scheduleRender() {
     flushOutbox();
     jumpIfLoaded();
     updatePushControl();
+    updateSearchScope();
   });
 }
 
@@ -114,6 +115,7 @@ function socketUrl() {
 // Back to the form with a reason; field: the one to correct. The password is never kept in the form
 // after a try: whoever comes back types it again.
 function showLoginError(text, field = "nick") {
+  dropUploads(); // what was on its way goes with the login that sent it
   $("chat").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = text;
@@ -164,8 +166,7 @@ function startChat(nick, auth) {
   view.onResult = (result) => openResult(result);
   view.onGap = (entry) => fillGap(entry);
   closeSearch();
-  hideUpload();
-  uploadQueue.length = 0;
+  dropUploads();
   conn = new IrcConnection(socketUrl(), nick, auth, serverPassword);
   conn.addEventListener("message", (event) => {
     chat.caps = conn.caps;
@@ -208,6 +209,8 @@ function onStatus(status) {
     chat.account = null; // a new connection: logged in again (900) or not at all
     chat.quietLabels.clear(); // what the last one asked is not answered on this one
     chat.alwaysOnPending = false;
+    chat.searchLost();
+    chat.historyLost();
   }
   else if (status.state === "waiting") {
     view.status(`Connection lost (${status.reason}). Retrying in ${status.retryInS} s…`, "down");
@@ -355,6 +358,7 @@ function loadOlder() {
   const first = buf.messages.find((m) => m.msgid || m.kind === "privmsg" || m.kind === "notice" || m.kind === "action");
   const anchor = first && first.msgid ? `msgid=${first.msgid}` : `timestamp=${(first ? first.time : new Date()).toISOString()}`;
   buf.historyLoading = true;
+  buf.olderPending = true;
   conn.send("CHATHISTORY", ["BEFORE", buf.name, anchor, String(HISTORY_PAGE)]);
 }
 
@@ -423,6 +427,7 @@ function nextUpload() {
     if (event.lengthComputable && event.total) progress.value = event.loaded / event.total;
   });
   xhr.addEventListener("load", () => {
+    if (uploading !== job) return; // dropped (dropUploads)
     uploading = null;
     const fileLocation = xhr.getResponseHeader("Location");
     if (xhr.status === 201 && fileLocation) {
@@ -437,11 +442,13 @@ function nextUpload() {
     }
   });
   xhr.addEventListener("error", () => {
+    if (uploading !== job) return;
     uploading = null;
     uploadQueue.length = 0;
     showUploadError(job.file.name, uploadError(0, ""));
   });
   xhr.addEventListener("abort", () => {
+    if (uploading !== job) return;
     uploading = null;
     if (uploadQueue.length) nextUpload();
     else hideUpload();
@@ -461,6 +468,16 @@ function hideUpload() {
   $("upload-bar").hidden = true;
   $("upload-bar").classList.remove("failed");
   $("upload-error").textContent = "";
+}
+
+// Leaving the chat (or logging in again): the files on their way, sent with that login, are dropped; a
+// link arriving later would be posted by whoever is logged in then.
+function dropUploads() {
+  uploadQueue.length = 0;
+  const job = uploading;
+  uploading = null;
+  if (job && job.xhr) job.xhr.abort();
+  hideUpload();
 }
 
 function cancelUpload() {
@@ -516,14 +533,23 @@ function onPaste(event) {
 // -- searching (soju.im/search) ---------------------------------------------------------------------
 
 function openSearch() {
-  const buf = chat.activeBuffer;
-  const here = buf && buf.kind !== "server";
-  $("search-here").textContent = here ? `In ${buf.name}` : "In this conversation";
-  $("search-here").disabled = !here;
-  if (!here) $("search-scope").value = "all";
   $("search-panel").hidden = false;
+  updateSearchScope();
   $("search-input").focus();
   $("search-input").select();
+}
+
+// "In <conversation>" names the one on show, which may change while the panel stays open (it is what
+// runSearch searches). Called on every frame drawn: it writes to the page only what changed.
+function updateSearchScope() {
+  if ($("search-panel").hidden || !chat) return;
+  const buf = chat.activeBuffer;
+  const here = !!buf && buf.kind !== "server";
+  const option = $("search-here");
+  const text = here ? `In ${buf.name}` : "In this conversation";
+  if (option.textContent !== text) option.textContent = text;
+  if (option.disabled === here) option.disabled = !here;
+  if (!here && $("search-scope").value === "here") $("search-scope").value = "all";
 }
 
 function closeSearch() {
@@ -594,15 +620,17 @@ function jumpIfLoaded() {
   conn.send("CHATHISTORY", ["AROUND", buf.name, `msgid=${pendingJump.msgid}`, String(AROUND_MESSAGES)]);
 }
 
-// A gap's line clicked: the messages between the two sides of it (a page at a time).
+// A gap's line clicked: the messages between the two sides of it (a page at a time). False when they
+// cannot be asked for now (offline, another history request on its way): the line stays clickable.
 function fillGap(entry) {
   const buf = chat.activeBuffer;
-  if (!historyTarget(buf) || buf.historyLoading) return;
+  if (!historyTarget(buf) || buf.historyLoading) return false;
   const side = (e) => (e.msgid ? `msgid=${e.msgid}` : `timestamp=${e.time.toISOString()}`);
+  if (!conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)])) return false;
   entry.limit = GAP_PAGE;
   buf.historyLoading = true;
   buf.gapFilling = entry;
-  conn.send("CHATHISTORY", ["BETWEEN", buf.name, side(entry.from), side(entry.to), String(GAP_PAGE)]);
+  return true;
 }
 
 // -- notifications on this device (Web Push: soju.im/webpush) --------------------------------------------
@@ -715,7 +743,9 @@ async function enablePush() {
     if (!registration) throw new Error("This browser could not start the page's service worker.");
     const key = base64urlToBytes(chat.isupport.get("VAPID"));
     let subscription = await registration.pushManager.getSubscription();
-    if (subscription && !sameKey(subscription.options.applicationServerKey, key)) {
+    // One made for another account on this browser (a shared computer) is not reused: registered for both,
+    // the other's mentions and private messages would show here under this account's switch.
+    if (subscription && (!sameKey(subscription.options.applicationServerKey, key) || pushAccount() !== chat.account)) {
       await subscription.unsubscribe();
       subscription = null;
     }

@@ -50,6 +50,7 @@ export class Buffer {
     this.joined = false;
     this.historyLoading = false;
     this.historyDone = false;
+    this.olderPending = false; // the history request on its way asks for older messages (scroll-back)
     this.aroundPending = null; // a CHATHISTORY AROUND is on its way (a search result to show)
     this.gapFilling = null; // the gap whose messages a CHATHISTORY BETWEEN is loading
     this.version = 0; // bumped when messages are rearranged (older history merged in): redraw all
@@ -476,6 +477,35 @@ export class Chat {
     return this.search;
   }
 
+  // The connection is gone: no history request is on its way any more (the new connection's first
+  // answers, a room's latest messages, are not theirs). A gap whose messages were asked for is drawn
+  // again, to be asked for again.
+  historyLost() {
+    for (const buf of this.buffers.values()) {
+      if (buf.gapFilling) {
+        buf.version++;
+        if (this.isActive(buf)) this.dirty.add("messages");
+      }
+      buf.historyLoading = false;
+      buf.aroundPending = null;
+      buf.gapFilling = null;
+      buf.olderPending = false;
+    }
+  }
+
+  // The connection is gone: the answers still owed for searches will not come. A first page asked says
+  // so (search again); a "More results" asked is offered again.
+  searchLost() {
+    const search = this.search;
+    if (!search || (!search.loading && !search.skip)) return;
+    search.skip = 0;
+    if (search.loading) {
+      search.loading = false;
+      if (!search.pages) search.error = "The connection was lost before the answer came: search again.";
+    }
+    this.dirty.add("search");
+  }
+
   // Where a message found (or pushed) belongs: the channel, or the other person of a private one.
   conversationOf(msg) {
     let target = msg.params[0] || "";
@@ -530,8 +560,10 @@ export class Chat {
     // A window around a message (a search result), or the messages of a gap: loaded apart from the rest.
     const around = buf.aroundPending;
     const gap = buf.gapFilling;
+    const older = buf.olderPending;
     buf.aroundPending = null;
     buf.gapFilling = null;
+    buf.olderPending = false;
     if (gap) this.removeGap(buf, gap);
     let overlap = false;
     const entries = [];
@@ -551,7 +583,9 @@ export class Chat {
       entries.push(found.entry);
     }
     if (!entries.length && !reactions.length) {
-      if (!around && !gap) buf.historyDone = true;
+      // Nothing older than what the page holds; but latest messages all held already (joined again
+      // after a reconnection, nothing said meanwhile) say nothing about older ones.
+      if (!around && !gap && (older || !overlap)) buf.historyDone = true;
       if (this.isActive(buf)) this.dirty.add("messages");
       return;
     }
@@ -934,7 +968,9 @@ const HANDLERS = {
   },
   FAIL(chat, msg) {
     const text = msg.params.at(-1) || "";
-    if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
+    if (msg.params[0] === "SEARCH" && chat.search && chat.search.skip) {
+      chat.search.skip--; // the answer to an earlier search, asked before this one: not this one's
+    } else if (msg.params[0] === "SEARCH" && chat.search && chat.search.loading) {
       chat.search.loading = false;
       chat.search.error = text;
       chat.dirty.add("search");

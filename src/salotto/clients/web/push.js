@@ -63,6 +63,26 @@ export function conversationUrl(base, target) {
   return url.href;
 }
 
+// The window a notification's click brings forward: one of the chat's own pages (the focused one
+// first), or null. clients.matchAll({includeUncontrolled: true}) lists every window of the origin: a page
+// of another app of the site (the chat under a sub-path, behind a proxy), /metrics..., which would be
+// brought forward and would not know what to do with the conversation. windows: [{url, focused}]; scope:
+// the service worker's (the page's directory).
+export function chatWindow(windows, scope) {
+  const pages = windows.filter((w) => {
+    let url;
+    try {
+      url = new URL(w.url);
+    } catch {
+      return false;
+    }
+    url.hash = "";
+    url.search = "";
+    return url.href === scope || url.href === new URL("index.html", scope).href;
+  });
+  return pages.find((w) => w.focused) || pages[0] || null;
+}
+
 // The fragment of the page's address as a conversation to open ("#%23lobby" -> "#lobby"), or null.
 export function targetFromHash(hash) {
   if (!hash || hash.length < 2) return null;

@@ -3,7 +3,7 @@
 // page on that conversation (or brings an open page forward and switches it there). It caches nothing:
 // the chat needs the server anyway.
 
-import { conversationUrl, pushNotification } from "./push.js";
+import { chatWindow, conversationUrl, pushNotification } from "./push.js";
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
@@ -23,8 +23,8 @@ self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const target = (event.notification.data && event.notification.data.target) || null;
   event.waitUntil((async () => {
-    const pages = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-    const page = pages.find((c) => c.focused) || pages[0];
+    const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+    const page = chatWindow(windows, self.registration.scope);
     if (page) {
       if (target) page.postMessage({ type: "open", target });
       await page.focus();

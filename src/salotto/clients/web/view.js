@@ -850,12 +850,13 @@ export class View {
   gapLine(entry) {
     const row = el("div", "line gap");
     this.entryOf.set(row, entry);
-    const button = el("button", "gap-button", "⋯ Messages between these are not loaded yet: show them");
+    const label = "⋯ Messages between these are not loaded yet: show them";
+    const button = el("button", "gap-button", label);
     button.type = "button";
     button.addEventListener("click", () => {
+      if (!this.onGap(entry)) return; // not asked (offline, or history loading): clickable again later
       button.disabled = true;
       button.textContent = "Loading…";
-      this.onGap(entry);
     });
     row.append(button);
     return row;
