@@ -14,7 +14,7 @@ from tests.irc_client import RawClient
 from tests.web.conftest import WebServer, start_web_server, stop_web_server
 
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.web.test_browser import Person
 
@@ -245,6 +245,30 @@ def test_in_this_conversation_names_the_conversation_on_show_while_the_panel_sta
     luca.close()
 
 
+def _jump_to_the_one_old_result(page: Page, server: WebServer, nick: str, channel: str, word: str,
+                                msgid: str) -> Locator:
+    """Log in as ``nick``, join ``channel`` (its latest notes shown), search ``word`` there and click its one
+    result (the message ``msgid``, older than what was loaded): the gap line under it, once."""
+    page.goto(server.url)
+    page.keyboard.type(nick)
+    page.keyboard.press("Enter")
+    expect(page.locator("#buffer-title")).to_have_text("#lobby")
+    page.locator("#message-input").fill(f"/join {channel}")
+    page.locator("#message-input").press("Enter")
+    expect(page.locator("#buffer-title")).to_have_text(channel)
+    expect(page.locator("#messages .line", has_text=f"{channel[1:]} note 119")).to_be_visible()
+    page.locator("#search-button").click()
+    page.locator("#search-input").fill(word)
+    page.locator("#search-input").press("Enter")
+    results = page.locator("#search-results .search-result")
+    expect(results).to_have_count(1)
+    results.first.click()
+    expect(page.locator(f"#messages .line[data-msgid='{msgid}']")).to_be_visible()
+    gap = page.locator("#messages .gap-button")
+    expect(gap).to_have_count(1)
+    return gap
+
+
 def test_a_gap_whose_messages_the_lost_connection_took_stays_and_fills_once_back(
         browser: Any, search_server: WebServer) -> None:
     """The connection drops while a gap's messages are on their way (CHATHISTORY BETWEEN). Back online,
@@ -276,23 +300,7 @@ def test_a_gap_whose_messages_the_lost_connection_took_stays_and_fills_once_back
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(search_server.url)
-        page.keyboard.type("olivia")
-        page.keyboard.press("Enter")
-        expect(page.locator("#buffer-title")).to_have_text("#lobby")
-        page.locator("#message-input").fill("/join #garage")
-        page.locator("#message-input").press("Enter")
-        expect(page.locator("#buffer-title")).to_have_text("#garage")
-        expect(page.locator("#messages .line", has_text="garage note 119")).to_be_visible()
-        page.locator("#search-button").click()
-        page.locator("#search-input").fill("bicycle")
-        page.locator("#search-input").press("Enter")
-        results = page.locator("#search-results .search-result")
-        expect(results).to_have_count(1)
-        results.first.click()
-        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
-        gap = page.locator("#messages .gap-button")
-        expect(gap).to_have_count(1)
+        gap = _jump_to_the_one_old_result(page, search_server, "olivia", "#garage", "bicycle", first)
         cut["armed"] = True
         gap.click()
         expect(page.locator("#connection-banner")).to_be_visible()
@@ -348,23 +356,7 @@ def test_a_gap_clicked_while_the_page_is_offline_can_be_clicked_again_once_back(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(search_server.url)
-        page.keyboard.type("sofia")
-        page.keyboard.press("Enter")
-        expect(page.locator("#buffer-title")).to_have_text("#lobby")
-        page.locator("#message-input").fill("/join #attic")
-        page.locator("#message-input").press("Enter")
-        expect(page.locator("#buffer-title")).to_have_text("#attic")
-        expect(page.locator("#messages .line", has_text="attic note 119")).to_be_visible()
-        page.locator("#search-button").click()
-        page.locator("#search-input").fill("lamp")
-        page.locator("#search-input").press("Enter")
-        results = page.locator("#search-results .search-result")
-        expect(results).to_have_count(1)
-        results.first.click()
-        expect(page.locator(f"#messages .line[data-msgid='{first}']")).to_be_visible()
-        gap = page.locator("#messages .gap-button")
-        expect(gap).to_have_count(1)
+        gap = _jump_to_the_one_old_result(page, search_server, "sofia", "#attic", "lamp", first)
         state["cut"] = True
         page.locator("#message-input").fill("going through a tunnel")
         page.locator("#message-input").press("Enter")
