@@ -23,8 +23,10 @@ ISUPPORT_TOKENS_PER_LINE = 12
 MODES_PER_COMMAND = 6
 
 
-def isupport_tokens(config: Config, *, history: bool = False, filehost: str | None = None) -> list[str]:
-    """``filehost``: the upload URL (soju.im/FILEHOST, doc/ext/filehost.md in soju), when uploads are on."""
+def isupport_tokens(config: Config, *, history: bool = False, filehost: str | None = None,
+                    vapid: str | None = None) -> list[str]:
+    """``filehost``: the upload URL (soju.im/FILEHOST, doc/ext/filehost.md in soju), when uploads are on;
+    ``vapid``: the public key Web Push messages are signed with (soju.im/webpush), when push is on."""
     targets = config.max_targets
     tokens = [
         *([f"soju.im/FILEHOST={filehost}"] if filehost else []),
@@ -52,6 +54,7 @@ def isupport_tokens(config: Config, *, history: bool = False, filehost: str | No
         f"TOPICLEN={config.topic_max_len}",
         f"USERLEN={USERLEN}",
         "WHOX",
+        *([f"VAPID={vapid}"] if vapid else []),
     ]
     return sorted(tokens)
 

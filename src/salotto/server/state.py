@@ -212,10 +212,8 @@ class Server:
         self.isupport = self._isupport()
 
     def _isupport(self) -> list[str]:
-        tokens = isupport_tokens(self.config, history=self.history is not None, filehost=self.filehost)
-        if self.push is not None:  # (soju.im/webpush: the key pushes are signed with)
-            tokens = sorted([*tokens, f"VAPID={self.push.sender.public_key}"])
-        return tokens
+        return isupport_tokens(self.config, history=self.history is not None, filehost=self.filehost,
+                               vapid=self.push.sender.public_key if self.push is not None else None)
 
     def attach_push(self, push: Push | None) -> None:
         """Web Push on (with the runtime's sender and the subscriptions on file) or off."""

@@ -138,6 +138,36 @@ def _single(headers: Headers, name: str) -> str | None:
     return values[0] if len(values) == 1 else None
 
 
+class InProgress:
+    """Exchanges in progress, in all and by address (ip_key), held to a limit of each."""
+
+    __slots__ = ("by_ip", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_ip: dict[str, int] = {}
+
+    def admit(self, ip: str, max_total: int, max_per_ip: int, too_many: str, too_many_here: str) -> str:
+        """Count one more from ``ip``; the refusal (``too_many`` or ``too_many_here``) past a limit, else ""."""
+        if self.total >= max_total:
+            return too_many
+        key = ip_key(ip)
+        if self.by_ip.get(key, 0) >= max_per_ip:
+            return too_many_here
+        self.total += 1
+        self.by_ip[key] = self.by_ip.get(key, 0) + 1
+        return ""
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        key = ip_key(ip)
+        left = self.by_ip[key] - 1
+        if left:
+            self.by_ip[key] = left
+        else:
+            del self.by_ip[key]
+
+
 class FileService:
     """Uploads and downloads of one server's web port: the store, the counts its limits need, the sweep."""
 
@@ -145,11 +175,9 @@ class FileService:
         self.server = server
         self.store = store
         self.loop = loop
-        self.uploading = 0  # uploads in progress (their head read), in all
-        self.uploading_per_ip: dict[str, int] = {}  # ... by ip_key
+        self.uploading = InProgress()  # uploads in progress (their head read)
         self.reserved: dict[str, int] = {}  # account name -> bytes of its uploads in progress
-        self.downloading = 0  # downloads in progress, in all
-        self.downloading_per_ip: dict[str, int] = {}  # ... by ip_key
+        self.downloading = InProgress()  # downloads in progress
         self.fallback_base = ""  # scheme://host:port of the first web listener, for a request without Host
         self._sweep: asyncio.TimerHandle | None = None
         # For /metrics, since start:
@@ -209,45 +237,19 @@ class FileService:
     def admit(self, ip: str) -> str:
         """Count an upload from ``ip`` starting; why it may not ("" if it may)."""
         config = self.server.config
-        if self.uploading >= config.upload_max_concurrent:
-            return "Too many uploads in progress on this server; try again shortly."
-        key = ip_key(ip)
-        if self.uploading_per_ip.get(key, 0) >= config.upload_max_concurrent_per_ip:
-            return "Too many uploads in progress from your address; wait for one to finish."
-        self.uploading += 1
-        self.uploading_per_ip[key] = self.uploading_per_ip.get(key, 0) + 1
-        return ""
-
-    def release(self, ip: str) -> None:
-        self.uploading -= 1
-        key = ip_key(ip)
-        left = self.uploading_per_ip[key] - 1
-        if left:
-            self.uploading_per_ip[key] = left
-        else:
-            del self.uploading_per_ip[key]
+        return self.uploading.admit(
+            ip, config.upload_max_concurrent, config.upload_max_concurrent_per_ip,
+            "Too many uploads in progress on this server; try again shortly.",
+            "Too many uploads in progress from your address; wait for one to finish.")
 
     def admit_download(self, ip: str) -> str:
         """Count a download from ``ip`` starting; why it may not ("" if it may). A download holds its place
         among the pending connections while it lasts: these limits keep downloads from taking them all."""
         config = self.server.config
-        if self.downloading >= config.download_max_concurrent:
-            return "Too many downloads in progress on this server (download_max_concurrent); try again shortly."
-        key = ip_key(ip)
-        if self.downloading_per_ip.get(key, 0) >= config.download_max_concurrent_per_ip:
-            return "Too many downloads in progress from your address; wait for one to finish."
-        self.downloading += 1
-        self.downloading_per_ip[key] = self.downloading_per_ip.get(key, 0) + 1
-        return ""
-
-    def release_download(self, ip: str) -> None:
-        self.downloading -= 1
-        key = ip_key(ip)
-        left = self.downloading_per_ip[key] - 1
-        if left:
-            self.downloading_per_ip[key] = left
-        else:
-            del self.downloading_per_ip[key]
+        return self.downloading.admit(
+            ip, config.download_max_concurrent, config.download_max_concurrent_per_ip,
+            "Too many downloads in progress on this server (download_max_concurrent); try again shortly.",
+            "Too many downloads in progress from your address; wait for one to finish.")
 
     def reserve(self, account: str, size: int) -> None:
         self.reserved[account] = self.reserved.get(account, 0) + size
@@ -618,7 +620,7 @@ class Upload:
         service = self.service
         if self._admitted:
             self._admitted = False
-            service.release(self.ip)
+            service.uploading.release(self.ip)
         if self._reserved and self._account is not None:
             service.unreserve(self._account.name, self._reserved)
             self._reserved = 0
@@ -810,7 +812,7 @@ class Download:
         self.closed = True
         if self._admitted:
             self._admitted = False
-            self.service.release_download(self.ip)
+            self.service.downloading.release(self.ip)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -264,7 +264,7 @@ def render_metrics(server: Server, files: FileService | None = None) -> str:
         family("upload_bytes_total", "counter", "Bytes of the files uploaded.", [("", files.stored_bytes)])
         family("uploads_refused_total", "counter", "Uploads answered with an error (limits, login, type...).",
                [("", files.refused)])
-        family("uploads_in_progress", "gauge", "Uploads whose body is being received.", [("", files.uploading)])
+        family("uploads_in_progress", "gauge", "Uploads whose body is being received.", [("", files.uploading.total)])
         family("uploads_expired_total", "counter", "Files deleted by retention (upload_retention_days).",
                [("", files.swept)])
     if server.extra_metrics is not None:
