@@ -20,6 +20,7 @@ __all__ = [
     "format_tags",
     "is_valid_tag_key",
     "parse",
+    "parse_tags",
     "unescape_tag_value",
 ]
 
@@ -111,7 +112,9 @@ def _has_line_breaker(text: str) -> bool:
     return "\r" in text or "\n" in text or "\x00" in text
 
 
-def _parse_tags(raw: str) -> dict[str, str]:
+def parse_tags(raw: str) -> dict[str, str]:
+    """``a=1;b=x\\sy`` -> {"a": "1", "b": "x y"}: message tags as a line carries them (without the ``@``),
+    also how SEARCH's attributes and WEBPUSH's keys are written."""
     tags: dict[str, str] = {}
     for item in raw.split(";"):
         key, sep, value = item.partition("=")
@@ -144,7 +147,7 @@ def parse(line: str) -> Message:
         end = line.find(" ")
         if end < 0:
             raise MalformedMessage("tags without a command")
-        tags = _parse_tags(line[1:end])
+        tags = parse_tags(line[1:end])
         rest = line[end:].lstrip(" ")
         first = rest[:1]
     elif first == " ":

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from salotto.proto.casemap import casefold
-from salotto.proto.message import unescape_tag_value
+from salotto.proto.message import parse_tags
 from salotto.proto.names import CHANTYPES
 from salotto.proto.numbers import parse_positive_int
 from salotto.server.flood import Throttle, ip_key
@@ -99,16 +99,6 @@ def _gate(server: Server) -> SearchGate:
     return gate
 
 
-def _attributes(text: str) -> dict[str, str]:
-    """``a=1;b=x\\sy`` -> {"a": "1", "b": "x y"} (message-tag syntax; the last of a repeated key wins)."""
-    found: dict[str, str] = {}
-    for item in text.split(";"):
-        key, _, value = item.partition("=")
-        if key:
-            found[key] = unescape_tag_value(value)
-    return found
-
-
 def handle_search(ctx: Context) -> None:
     server = ctx.server
     config = server.config
@@ -120,7 +110,7 @@ def handle_search(ctx: Context) -> None:
     if history is None or not config.search:
         ctx.fail("SEARCH", "INTERNAL_ERROR", description="Search is off on this server")
         return
-    attrs = _attributes(params[0])
+    attrs = parse_tags(params[0])
     client = ctx.client
     limit = config.search_default_limit
     if "limit" in attrs:

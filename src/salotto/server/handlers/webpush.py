@@ -9,7 +9,7 @@ import base64
 import binascii
 
 from salotto.proto.framing import valid_utf8
-from salotto.proto.message import unescape_tag_value
+from salotto.proto.message import parse_tags
 from salotto.proto.numerics import ERR_UNKNOWNCOMMAND
 from salotto.server.context import Context
 from salotto.storage.base import PushSubscription
@@ -108,10 +108,7 @@ def _word(text: str) -> str:
 def parse_keys(text: str) -> tuple[bytes, bytes] | None:
     """``p256dh=<key>;auth=<secret>`` (message-tag format, URL-safe base64 values, padded or not) as the
     two byte strings; None when either is missing or not base64. Other keys are ignored."""
-    values: dict[str, str] = {}
-    for item in text.split(";"):
-        name, _, value = item.partition("=")
-        values[name] = unescape_tag_value(value)
+    values = parse_tags(text)
     try:
         return _unb64(values["p256dh"]), _unb64(values["auth"])
     except (KeyError, ValueError, binascii.Error):
