@@ -61,6 +61,7 @@ __all__ = [
     "FileService",
     "Upload",
     "filehost_url",
+    "text_response",
 ]
 
 log = logging.getLogger("salotto.transport")
@@ -109,7 +110,8 @@ def _response(status: int, headers: Iterable[tuple[str, str]], body: bytes = b""
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def _text(status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> bytes:
+def text_response(status: int, text: str, extra: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A whole HTTP/1.1 answer with a plain-text body (then the connection closes)."""
     return _response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store"),
                               ("X-Content-Type-Options", "nosniff"), *extra], text.encode())
 
@@ -580,7 +582,7 @@ class Upload:
         if self.transport.is_closing():
             self.state = Upload.DONE
             return
-        self.transport.write(_text(status, text, [*extra, *self._cors]))
+        self.transport.write(text_response(status, text, [*extra, *self._cors]))
         if was_checking:
             self.transport.resume_reading()
         if body_left:
@@ -656,22 +658,22 @@ class Download:
     def start(self) -> None:
         request = self.request
         if request.method not in ("GET", "HEAD"):
-            self._finish(_text(405, "Files are only read here (GET, HEAD).\n", [("Allow", "GET, HEAD")]))
+            self._finish(text_response(405, "Files are only read here (GET, HEAD).\n", [("Allow", "GET, HEAD")]))
             return
         parts = request.path.partition("?")[0].split("/")
         # /files/<id>/<name> (the name is only for people: the id alone finds the file)
         if len(parts) not in (3, 4) or not FILE_ID_PATTERN.fullmatch(parts[2]):
-            self._finish(_text(404, "No such file.\n"))
+            self._finish(text_response(404, "No such file.\n"))
             return
         file_id = parts[2]
         service = self.service
         accounts = service.server.accounts
         if accounts is None:
-            self._finish(_text(404, "No such file.\n"))
+            self._finish(text_response(404, "No such file.\n"))
             return
         refused = service.admit_download(self.ip)
         if refused:
-            self._finish(_text(503, refused + "\n", [("Retry-After", "10")]))
+            self._finish(text_response(503, refused + "\n", [("Retry-After", "10")]))
             return
         self._admitted = True
         store = service.store
@@ -693,7 +695,7 @@ class Download:
             return
         if outcome.error is not None:
             log.error("could not look up a file: %s", outcome.error)
-            self._finish(_text(503, "The server cannot serve files right now.\n", [("Retry-After", "60")]))
+            self._finish(text_response(503, "The server cannot serve files right now.\n", [("Retry-After", "60")]))
             return
         config = self.service.server.config
         expired = (record is not None and config.upload_retention_days
@@ -702,7 +704,7 @@ class Download:
         if record is None or expired or (file is None and not head_only):
             if file is not None:
                 file.close()
-            self._finish(_text(404, "No such file (it may have expired).\n"))
+            self._finish(text_response(404, "No such file (it may have expired).\n"))
             return
         self._send(record, file)
 
@@ -737,7 +739,7 @@ class Download:
             if wanted is None:
                 if file is not None:
                     file.close()
-                self._finish(_text(416, "Range not satisfiable.\n", [("Content-Range", f"bytes */{size}")]))
+                self._finish(text_response(416, "Range not satisfiable.\n", [("Content-Range", f"bytes */{size}")]))
                 return
             start, end = wanted
             status = 206

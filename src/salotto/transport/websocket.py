@@ -46,7 +46,7 @@ from salotto.config import Config
 from salotto.server.client import Client
 from salotto.server.pending import PendingConnection
 from salotto.server.state import Server
-from salotto.transport.files import FILES_PREFIX, Download, FileService, Upload
+from salotto.transport.files import FILES_PREFIX, Download, FileService, Upload, text_response
 from salotto.transport.flusher import Flusher
 from salotto.transport.forwarded import is_trusted, resolve_client
 from salotto.transport.inbound import ConfiguredLines, Fakelag, prepare_socket
@@ -178,12 +178,6 @@ def _busy_response(refusal: str) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: close\r\nRetry-After: 10\r\n\r\n" + body)
 
 
-def _uploads_off_response() -> bytes:
-    body = b"File uploads are off on this server (uploads = false).\n"
-    return (b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nAllow: GET, HEAD\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-
-
 class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
     """One connection to the web port: an HTTP request, or an IRC client over WebSocket."""
 
@@ -286,7 +280,8 @@ class WebSocketIrcProtocol(OutboxProtocol, Fakelag, ConfiguredLines):
                     self._start_upload(files, self._transport, data)
                 else:  # no request with a body is understood here
                     self._closing = True
-                    self._transport.write(_uploads_off_response())
+                    off = "File uploads are off on this server (uploads = false).\n"
+                    self._transport.write(text_response(405, off, [("Allow", "GET, HEAD")]))
                     self._transport.close()
                 return
         seen = self._head_tail
