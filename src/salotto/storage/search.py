@@ -19,7 +19,7 @@ from typing import Final
 from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage, StorageError
 
-__all__ = ["SearchInvalid", "SearchQuery", "SearchTimeout", "collect_newest", "name_token", "words"]
+__all__ = ["SearchInvalid", "SearchQuery", "SearchTimeout", "collect_newest", "target_token", "words"]
 
 # What a word is: runs of letters, digits and private-use characters (the Unicode categories SQLite's
 # unicode61 tokenizer takes as token characters); anything else separates words.
@@ -111,8 +111,8 @@ def sender_of(message: HistoryMessage) -> str:
     return casefold(message.sender.partition("!")[0])
 
 
-def name_token(kind: str, name: str) -> str:
-    """A target (``t``) or a nick (``n``) as one opaque word of the index: the kind and the name's UTF-8
-    in hex, so that no name can read as another or as words."""
-    return kind + name.encode("utf-8", "replace").hex()
+def target_token(target: str) -> str:
+    """A target as one opaque word of the index's ``tgt`` column: ``t`` and the name's UTF-8 in hex (as the
+    migration's SQL writes it), so that no name can read as another or as words."""
+    return "t" + target.encode("utf-8", "replace").hex()
 

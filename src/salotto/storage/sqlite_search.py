@@ -21,7 +21,7 @@ from typing import Final
 from salotto.proto.casemap import casefold
 from salotto.storage.base import HistoryMessage
 from salotto.storage.migrations import SEARCH_BUILD, SEARCH_TRIGGER
-from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, name_token, words
+from salotto.storage.search import SearchInvalid, SearchQuery, SearchTimeout, collect_newest, target_token, words
 from salotto.storage.sqlite_history import _message
 
 __all__ = ["SqliteSearch"]
@@ -109,7 +109,7 @@ class SqliteSearch:
             nick_words = words(query.sender)
             if nick_words:  # the nick's words; the whole nick is compared below
                 parts.append("who : (" + " AND ".join(_quoted(w) for w in nick_words) + ")")
-        parts.append("tgt : (" + " OR ".join(_quoted(name_token("t", t)) for t in readable) + ")")
+        parts.append("tgt : (" + " OR ".join(_quoted(target_token(t)) for t in readable) + ")")
         match = " AND ".join(parts)
         low = low_ms << _KEY_SHIFT
         high = (high_ms + 1) << _KEY_SHIFT
